@@ -1,0 +1,68 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+
+/** What every command gets: parsed flags, positionals and where to write */
+export interface CommandContext {
+  values: Record<string, any>
+  positionals: string[]
+  json: boolean
+  dataDir: string
+  out: NodeJS.WritableStream
+  err: NodeJS.WritableStream
+}
+
+export interface Command {
+  name: string
+  summary: string
+  usage: string
+  /** the --help text after the usage line */
+  help: string
+  options: NonNullable<ParseArgsConfig['options']>
+  run: (ctx: CommandContext) => Promise<number | undefined | void>
+}
+
+export class UsageError extends Error {
+  override name = 'UsageError'
+}
+
+/** Flags every command takes */
+export const COMMON_OPTIONS = {
+  'data-dir': { type: 'string' },
+  api: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  'log-level': { type: 'string' }
+} as const satisfies NonNullable<ParseArgsConfig['options']>
+
+export const COMMON_HELP = `Common options:
+  --data-dir DIR     the node's data directory (default $OPENCLOUD_HOME or ~/.opencloud)
+  --api HOST:PORT    the control API of the running node (default: read from the data directory)
+  --json             print JSON for scripts
+  --log-level LEVEL  error, warn, info, debug or trace (default info)
+  -h, --help         show this help`
+
+export function parseCommandArgs (command: Command, argv: string[]): { values: Record<string, any>, positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options: { ...COMMON_OPTIONS, ...command.options },
+      allowPositionals: true,
+      strict: true
+    })
+    return { values, positionals }
+  } catch (err: any) {
+    throw new UsageError(`${err.message.replace(/\. To specify a positional.*$/, '')}; see: opencloud-node ${command.name} --help`)
+  }
+}
+
+export function printJson (out: NodeJS.WritableStream, value: unknown): void {
+  out.write(JSON.stringify(value, (_k, v) => typeof v === 'bigint' ? v.toString() : v, 2) + '\n')
+}
+
+/** Fixed-width rows for human output */
+export function table (rows: string[][]): string {
+  if (rows.length === 0) {
+    return ''
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map(r => (r[i] ?? '').length)))
+  return rows.map(r => r.map((cell, i) => i === r.length - 1 ? cell : cell.padEnd(widths[i])).join('  ')).join('\n') + '\n'
+}

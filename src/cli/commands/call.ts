@@ -1,0 +1,114 @@
+import { createWriteStream } from 'node:fs'
+import { stat } from 'node:fs/promises'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { connectApi, type ApiBody } from '../../node/api/client.ts'
+import { bodyFromFile } from '../../protocols/rpc/body.ts'
+import { printJson, UsageError, type Command } from '../command.ts'
+
+/** Answers larger than this are not put in --json output: use --out */
+const JSON_BODY_LIMIT = 1024 * 1024
+
+function isPrintable (text: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return !/[\u0000-\u0008\u000e-\u001f\ufffd]/.test(text)
+}
+
+export const callCommand: Command = {
+  name: 'call',
+  summary: 'make an OpenCloud call to a peer (the "wget" of the protocol)',
+  usage: 'opencloud-node call <peer> <service>.<method> [args...] [--body FILE|-] [--out FILE]',
+  help: `Calls a method on a peer through the running node, which signs the request
+with its OpenCloud ID. <peer> is a PeerId the node can reach (found through the
+DHT if it is not connected) or a multiaddr ending in /p2p/<PeerId>.
+
+Examples:
+  opencloud-node call 12D3KooW... sha256.hash --body photo.jpg
+  echo hello | opencloud-node call 12D3KooW... sha256.hash --body -
+  opencloud-node call 12D3KooW... sha256.methods
+  opencloud-node call 12D3KooW... sha256.quote hash 100
+  opencloud-node call 12D3KooW... peers.find sha256
+
+The answer goes to --out FILE, or to standard output: raw when it is a pipe or
+a file, and as text or hex on a terminal. A refused call prints its status and
+reason and exits with code 1.
+
+Options:
+  --body FILE|-  send this file (or standard input) as the request body
+  --out FILE     write the response body to FILE`,
+  options: {
+    body: { type: 'string' },
+    out: { type: 'string' }
+  },
+  run: async ({ values, positionals, json, dataDir, out }) => {
+    const [peer, target, ...args] = positionals
+    if (peer == null || target == null) {
+      throw new UsageError('usage: opencloud-node call <peer> <service>.<method> [args...]')
+    }
+    const match = /^([a-z][a-z0-9-]*)\.([a-z][a-z0-9-]*)$/.exec(target)
+    if (match == null) {
+      throw new UsageError(`"${target}" is not <service>.<method>, e.g. sha256.hash`)
+    }
+    const [, service, method] = match
+    let body: ApiBody | undefined
+    if (values.body === '-') {
+      body = { kind: 'stream', stream: process.stdin }
+    } else if (values.body != null) {
+      try {
+        await stat(values.body)
+      } catch {
+        throw new UsageError(`cannot read the body file ${values.body}`)
+      }
+      const file = await bodyFromFile(values.body)
+      body = { kind: 'file', path: values.body, length: file.length, sha256: file.sha256 }
+    }
+    const api = await connectApi(dataDir, values.api)
+    const result = await api.call(peer, service, method, args, body)
+    const stream = result.body == null ? Readable.from([]) : Readable.fromWeb(result.body as any)
+
+    if (values.out != null) {
+      await pipeline(stream, createWriteStream(values.out))
+      if (json) {
+        printJson(out, { status: result.status, message: result.message, server: result.server, bodyLength: result.length, bodySha256: result.bodySha256, out: values.out, proof: result.proof })
+      }
+      return
+    }
+    if (json) {
+      if (result.length > JSON_BODY_LIMIT) {
+        stream.destroy()
+        throw new UsageError(`the answer is ${result.length} bytes: write it to a file with --out`)
+      }
+      const bytes = Buffer.concat(await stream.toArray())
+      const text = bytes.toString('utf8')
+      let parsed: unknown
+      try {
+        parsed = JSON.parse(text)
+      } catch {}
+      printJson(out, {
+        status: result.status,
+        message: result.message,
+        server: result.server,
+        bodyLength: bytes.length,
+        bodySha256: result.bodySha256,
+        ...(parsed !== undefined ? { body: parsed } : isPrintable(text) ? { bodyText: text } : { bodyHex: bytes.toString('hex') }),
+        proof: result.proof
+      })
+      return
+    }
+    if ((out as any).isTTY !== true) {
+      await pipeline(stream, out, { end: false })
+      return
+    }
+    const bytes = Buffer.concat(await stream.toArray())
+    const text = bytes.toString('utf8')
+    if (isPrintable(text)) {
+      let pretty = text
+      try {
+        pretty = JSON.stringify(JSON.parse(text), null, 2)
+      } catch {}
+      out.write(pretty.endsWith('\n') ? pretty : pretty + '\n')
+    } else {
+      out.write(bytes.toString('hex') + '\n')
+    }
+  }
+}

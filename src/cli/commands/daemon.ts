@@ -1,0 +1,99 @@
+import { OpenCloudNode } from '../../node/opencloud-node.ts'
+import { ApiServer } from '../../node/api/server.ts'
+import { checkApiAddress, loadConfig, LOG_LEVELS, type LogLevel } from '../../node/config.ts'
+import { ensureDataDir, loadOrCreateToken, removeApiInfo, writeApiInfo } from '../../node/data-dir.ts'
+import { setLogLevel } from '../../node/logging.ts'
+import { VERSION } from '../../node/version.ts'
+import { UsageError, printJson, table, type Command } from '../command.ts'
+import { multiaddr } from '@multiformats/multiaddr'
+
+export const daemonCommand: Command = {
+  name: 'daemon',
+  summary: 'start a node and run it until Ctrl-C (the default command)',
+  usage: 'opencloud-node [daemon] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--api HOST:PORT]',
+  help: `Starts an OpenCloud node: it listens for peers, joins the network through
+its bootstrap peers, serves its services over the OpenCloud protocol and
+answers the CLI on its control API. It runs until SIGINT or SIGTERM, then
+closes its streams and connections and flushes its datastore.
+
+Options:
+  --listen MULTIADDR     listen here instead of config.listen (repeatable),
+                         e.g. /ip4/0.0.0.0/tcp/4100
+  --bootstrap MULTIADDR  also join through this peer (repeatable), e.g.
+                         /ip4/10.0.0.2/tcp/4100/p2p/12D3KooW...
+  --api HOST:PORT        control API address on loopback (default 127.0.0.1:4101;
+                         port 0 picks a free port)`,
+  options: {
+    listen: { type: 'string', multiple: true },
+    bootstrap: { type: 'string', multiple: true }
+  },
+  run: async ({ values, json, dataDir, out, err }) => {
+    for (const addr of [...(values.listen ?? []), ...(values.bootstrap ?? [])]) {
+      try {
+        multiaddr(addr)
+      } catch (e: any) {
+        throw new UsageError(`"${addr}" is not a multiaddr (${e.message})`)
+      }
+    }
+    const paths = await ensureDataDir(dataDir)
+    const config = await loadConfig(paths.config)
+    const logLevel: LogLevel = values['log-level'] ?? config.logLevel
+    if (!LOG_LEVELS.includes(logLevel)) {
+      throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`)
+    }
+    setLogLevel(logLevel)
+    const api = checkApiAddress(values.api ?? config.api)
+    const token = await loadOrCreateToken(paths.apiToken)
+
+    const node = await OpenCloudNode.create({ dataDir, config, listen: values.listen, bootstrap: values.bootstrap })
+    await node.start()
+    const apiServer = new ApiServer(node, { ...api, token })
+    try {
+      await apiServer.start()
+    } catch (e) {
+      await node.stop()
+      throw e
+    }
+    const addrs = node.libp2p.getMultiaddrs().map(a => a.toString())
+    await writeApiInfo(paths.apiInfo, { url: apiServer.url, peerId: node.peerId.toString(), pid: process.pid, addrs })
+    if (json) {
+      out.write(JSON.stringify({ event: 'started', peerId: node.peerId.toString(), addrs, api: apiServer.url, dataDir }) + '\n')
+    } else {
+      out.write(`opencloud-node ${VERSION}\n` + table([
+        ['PeerId', node.peerId.toString()],
+        ...addrs.map((a, i) => [i === 0 ? 'listening' : '', a]),
+        ['api', apiServer.url],
+        ['data dir', dataDir],
+        ['services', node.registry.names().join(', ')]
+      ]) + 'Press Ctrl-C to stop.\n')
+    }
+
+    await new Promise<void>(resolve => {
+      let stopping = false
+      const stop = (signal: string): void => {
+        if (stopping) {
+          err.write('stopping now\n')
+          process.exit(130)
+        }
+        stopping = true
+        if (!json) {
+          out.write(`${signal}: stopping...\n`)
+        }
+        resolve()
+      }
+      process.once('SIGINT', () => { stop('SIGINT') })
+      process.once('SIGTERM', () => { stop('SIGTERM') })
+    })
+    await removeApiInfo(paths.apiInfo)
+    await apiServer.stop()
+    await node.stop()
+    if (json) {
+      out.write(JSON.stringify({ event: 'stopped', peerId: node.peerId.toString() }) + '\n')
+    } else {
+      out.write('stopped\n')
+    }
+    return 0
+  }
+}
+
+export { printJson }

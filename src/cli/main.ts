@@ -1,0 +1,84 @@
+import { ApiError } from '../node/api/client.ts'
+import { resolveDataDir } from '../node/data-dir.ts'
+import { VERSION } from '../node/version.ts'
+import { COMMON_HELP, UsageError, parseCommandArgs, printJson, type Command } from './command.ts'
+import { callCommand } from './commands/call.ts'
+import { daemonCommand } from './commands/daemon.ts'
+import { idCommand, peersCommand, servicesCommand } from './commands/info.ts'
+
+const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand]
+
+function overview (): string {
+  const width = Math.max(...COMMANDS.map(c => c.name.length))
+  return `opencloud-node ${VERSION}: a node of the open cloud marketplace
+
+Usage: opencloud-node [command] [options]
+
+Commands:
+${COMMANDS.map(c => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+
+Run "opencloud-node <command> --help" for a command's options.
+
+${COMMON_HELP}
+`
+}
+
+function commandHelp (command: Command): string {
+  return `Usage: ${command.usage}\n\n${command.help}\n\n${COMMON_HELP}\n`
+}
+
+/** Run the CLI; resolves with the exit code */
+export async function main (argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
+  let name = argv[0]
+  let rest = argv.slice(1)
+  if (name === '--version' || name === '-v') {
+    out.write(`${VERSION}\n`)
+    return 0
+  }
+  if (name === 'help') {
+    const command = COMMANDS.find(c => c.name === rest[0])
+    out.write(command == null ? overview() : commandHelp(command))
+    return 0
+  }
+  if (name == null || name.startsWith('-')) {
+    if (name === '--help' || name === '-h') {
+      out.write(overview())
+      return 0
+    }
+    // no command: run the daemon
+    name = 'daemon'
+    rest = argv
+  }
+  const command = COMMANDS.find(c => c.name === name)
+  if (command == null) {
+    err.write(`opencloud-node: unknown command "${name}"\n\n${overview()}`)
+    return 2
+  }
+  let json = false
+  try {
+    const { values, positionals } = parseCommandArgs(command, rest)
+    json = values.json === true
+    if (values.help === true) {
+      out.write(commandHelp(command))
+      return 0
+    }
+    const dataDir = resolveDataDir(values['data-dir'])
+    const code = await command.run({ values, positionals, json, dataDir, out, err })
+    return code ?? 0
+  } catch (e: any) {
+    const usage = e instanceof UsageError
+    if (json) {
+      printJson(out, { error: { name: e.name, message: e.message, ...(e instanceof ApiError ? e.detail : {}) } })
+    } else {
+      err.write(`opencloud-node: ${e instanceof ApiError && e.detail.status != null ? `${e.detail.status}: ` : ''}${e.message}\n`)
+      if (e instanceof ApiError && e.detail.acceptablePayment != null) {
+        const p = e.detail.acceptablePayment
+        err.write(`  acceptable payment: ${p.type} ${p.amount} ${p.currency}\n`)
+      }
+      if (process.env.OPENCLOUD_DEBUG != null && !usage) {
+        err.write(`${e.stack}\n`)
+      }
+    }
+    return usage ? 2 : 1
+  }
+}

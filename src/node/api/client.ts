@@ -1,0 +1,131 @@
+import { createReadStream } from 'node:fs'
+import { Readable } from 'node:stream'
+import { readApiInfo, dataDirPaths } from '../data-dir.ts'
+import { readFile } from 'node:fs/promises'
+import { API_HEADERS } from './http-status.ts'
+
+export class DaemonNotRunningError extends Error {
+  override name = 'DaemonNotRunningError'
+}
+
+export class ApiError extends Error {
+  readonly httpStatus: number
+  readonly detail: Record<string, any>
+  constructor (httpStatus: number, detail: Record<string, any>) {
+    super(detail.message ?? `the control API answered HTTP ${httpStatus}`)
+    this.name = detail.name ?? 'ApiError'
+    this.httpStatus = httpStatus
+    this.detail = detail
+  }
+}
+
+export interface ApiClientInit {
+  url: string
+  token: string
+}
+
+/** Find the running daemon of a data directory, or the one at --api */
+export async function connectApi (dataDir: string, apiFlag?: string): Promise<ApiClient> {
+  const paths = dataDirPaths(dataDir)
+  let token: string
+  try {
+    token = (await readFile(paths.apiToken, 'utf8')).trim()
+  } catch {
+    throw new DaemonNotRunningError(`no node has run with the data directory ${dataDir}; start one with: opencloud-node daemon --data-dir ${dataDir}`)
+  }
+  let url: string
+  if (apiFlag != null) {
+    url = apiFlag.startsWith('http') ? apiFlag : `http://${apiFlag}`
+  } else {
+    const info = await readApiInfo(paths.apiInfo)
+    if (info == null) {
+      throw new DaemonNotRunningError(`no node is running with the data directory ${dataDir}; start one with: opencloud-node daemon --data-dir ${dataDir}`)
+    }
+    url = info.url
+  }
+  return new ApiClient({ url, token })
+}
+
+export type ApiBody =
+  | { kind: 'file', path: string, length: number, sha256: Uint8Array }
+  | { kind: 'stream', stream: NodeJS.ReadableStream }
+
+export interface ApiCallResult {
+  status: string
+  message: string
+  server: string
+  proof: string
+  bodySha256: string
+  body: ReadableStream<Uint8Array> | null
+  length: number
+}
+
+/** The CLI's side of the control API */
+export class ApiClient {
+  readonly url: string
+  private readonly token: string
+
+  constructor (init: ApiClientInit) {
+    this.url = init.url.replace(/\/$/, '')
+    this.token = init.token
+  }
+
+  private async request (path: string, init: RequestInit = {}): Promise<Response> {
+    let res: Response
+    try {
+      res = await fetch(`${this.url}${path}`, {
+        ...init,
+        headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${this.token}` }
+      })
+    } catch (err: any) {
+      throw new DaemonNotRunningError(`cannot reach the node's control API at ${this.url} (${err.cause?.code ?? err.message}); is the daemon running?`)
+    }
+    if (!res.ok) {
+      let detail: Record<string, any>
+      try {
+        detail = ((await res.json()) as any).error ?? {}
+      } catch {
+        detail = {}
+      }
+      throw new ApiError(res.status, detail)
+    }
+    return res
+  }
+
+  async get<T> (path: string): Promise<T> {
+    return (await this.request(path)).json() as Promise<T>
+  }
+
+  /**
+   * `body` is a file (hashed by the caller, streamed from disk) or a stream
+   * of unknown length such as stdin, which the daemon spools and hashes.
+   */
+  async call (peer: string, service: string, method: string, args: string[], body?: ApiBody, signal?: AbortSignal): Promise<ApiCallResult> {
+    const query = new URLSearchParams({ peer, service, method })
+    for (const arg of args) {
+      query.append('arg', arg)
+    }
+    const init: RequestInit & { duplex?: 'half' } = { method: 'POST', signal }
+    if (body?.kind === 'file' && body.length > 0) {
+      init.headers = {
+        'content-length': String(body.length),
+        [API_HEADERS.bodySha256]: Buffer.from(body.sha256).toString('hex')
+      }
+      init.body = Readable.toWeb(createReadStream(body.path)) as ReadableStream
+      init.duplex = 'half'
+    } else if (body?.kind === 'stream') {
+      init.body = Readable.toWeb(body.stream as Readable) as ReadableStream
+      init.duplex = 'half'
+    }
+    const res = await this.request(`/v1/call?${query.toString()}`, init)
+    return {
+      status: res.headers.get(API_HEADERS.status) ?? 'ok',
+      message: decodeURIComponent(res.headers.get(API_HEADERS.message) ?? ''),
+      server: res.headers.get(API_HEADERS.server) ?? '',
+      proof: res.headers.get(API_HEADERS.proof) ?? '',
+      bodySha256: res.headers.get(API_HEADERS.bodySha256) ?? '',
+      body: res.body,
+      length: Number(res.headers.get('content-length') ?? 0)
+    }
+  }
+}

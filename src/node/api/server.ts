@@ -1,0 +1,237 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { createWriteStream } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { pipeline as streamPipeline } from 'node:stream/promises'
+import { logger } from '@libp2p/logger'
+import { bodyFromFile, EMPTY_BODY, type OutgoingBody } from '../../protocols/rpc/body.ts'
+import { RpcError } from '../../protocols/rpc/errors.ts'
+import { statusName, Status } from '../../protocols/rpc/status.ts'
+import { parsePeer, type OpenCloudNode } from '../opencloud-node.ts'
+import { httpStatusFor, API_HEADERS } from './http-status.ts'
+import type { CallResponse } from '../../protocols/rpc/client.ts'
+
+const log = logger('opencloud:api')
+
+export interface ApiServerInit {
+  host: string
+  port: number
+  token: string
+}
+
+class HttpError extends Error {
+  readonly status: number
+  constructor (status: number, message: string) {
+    super(message)
+    this.status = status
+  }
+}
+
+function sendJson (res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+  res.end(body)
+}
+
+/**
+ * The local control API (README, "Control API"). It listens on loopback only
+ * and wants `Authorization: Bearer <token>` from api.token on every request.
+ * POST /v1/call is the OpenCloud protocol over HTTP: the request body becomes
+ * the call's body and the call's response body streams back.
+ */
+export class ApiServer {
+  private readonly node: OpenCloudNode
+  private readonly init: ApiServerInit
+  private server?: Server
+  url = ''
+
+  constructor (node: OpenCloudNode, init: ApiServerInit) {
+    this.node = node
+    this.init = init
+  }
+
+  async start (): Promise<void> {
+    const server = createServer((req, res) => {
+      this.route(req, res).catch((err: any) => {
+        const status = err instanceof HttpError ? err.status : 500
+        if (!(err instanceof HttpError)) {
+          log.error('%s %s failed - %e', req.method, req.url, err)
+        }
+        if (res.headersSent) {
+          res.destroy(err)
+          return
+        }
+        sendJson(res, status, { error: { name: err.name ?? 'Error', message: err.message } })
+      })
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: any) => {
+        reject(err.code === 'EADDRINUSE'
+          ? new Error(`the control API cannot listen on ${this.init.host}:${this.init.port}: the port is in use; pass another --api`)
+          : err)
+      })
+      server.listen(this.init.port, this.init.host, () => { resolve() })
+    })
+    this.server = server
+    const address = server.address()
+    if (address == null || typeof address === 'string') {
+      throw new Error('the control API has no address')
+    }
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+    this.url = `http://${host}:${address.port}`
+  }
+
+  async stop (): Promise<void> {
+    const server = this.server
+    if (server == null) {
+      return
+    }
+    this.server = undefined
+    server.closeAllConnections()
+    await new Promise<void>(resolve => server.close(() => { resolve() }))
+  }
+
+  private authorized (req: IncomingMessage): boolean {
+    const header = req.headers.authorization ?? ''
+    const given = Buffer.from(header.replace(/^Bearer\s+/i, ''))
+    const expected = Buffer.from(this.init.token)
+    return given.length === expected.length && timingSafeEqual(given, expected)
+  }
+
+  private async route (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!this.authorized(req)) {
+      throw new HttpError(401, 'missing or wrong API token: send "Authorization: Bearer <token>" with the token from api.token in the data directory')
+    }
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    const route = `${req.method} ${url.pathname}`
+    switch (route) {
+      case 'GET /v1/id':
+        sendJson(res, 200, this.node.info())
+        return
+      case 'GET /v1/peers':
+        sendJson(res, 200, await this.node.peers())
+        return
+      case 'GET /v1/peers/find': {
+        const service = url.searchParams.get('service')
+        if (service == null || !/^[a-z][a-z0-9-]*$/.test(service)) {
+          throw new HttpError(400, 'name a service: /v1/peers/find?service=sha256')
+        }
+        const timeout = Number(url.searchParams.get('timeout') ?? 15_000)
+        sendJson(res, 200, await this.node.findProviders(service, AbortSignal.timeout(timeout)))
+        return
+      }
+      case 'GET /v1/services':
+        sendJson(res, 200, this.node.registry.list().map(s => ({
+          name: s.name,
+          version: s.version,
+          description: s.description,
+          methods: this.node.registry.methodNames(s)
+        })))
+        return
+      case 'POST /v1/call':
+        await this.call(req, res, url)
+        return
+      default:
+        throw new HttpError(404, `no such API route: ${route}`)
+    }
+  }
+
+  /**
+   * A body is sent after its length and SHA-256 are known. A client that
+   * sends `OpenCloud-Body-Sha256` and a Content-Length streams straight
+   * through; otherwise the body is spooled to the data directory's tmp/ and
+   * hashed on the way, so memory stays flat for any size.
+   */
+  private async requestBody (req: IncomingMessage): Promise<{ body: OutgoingBody, cleanup: () => Promise<void> }> {
+    const length = req.headers['content-length'] == null ? undefined : Number(req.headers['content-length'])
+    if (length === 0) {
+      return { body: EMPTY_BODY, cleanup: async () => {} }
+    }
+    const digestHeader = req.headers[API_HEADERS.bodySha256]
+    if (length != null && typeof digestHeader === 'string' && /^[0-9a-f]{64}$/i.test(digestHeader)) {
+      let used = false
+      return {
+        body: {
+          length,
+          sha256: Uint8Array.from(Buffer.from(digestHeader, 'hex')),
+          open: () => {
+            if (used) {
+              throw new Error('the HTTP request body can be sent once')
+            }
+            used = true
+            return req
+          }
+        },
+        cleanup: async () => {}
+      }
+    }
+    if (length == null && req.headers['transfer-encoding'] == null) {
+      return { body: EMPTY_BODY, cleanup: async () => {} }
+    }
+    const path = join(this.node.paths.tmp, `upload-${randomBytes(8).toString('hex')}`)
+    await streamPipeline(req, createWriteStream(path, { mode: 0o600 }))
+    return { body: await bodyFromFile(path), cleanup: async () => rm(path, { force: true }) }
+  }
+
+  private async call (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const peer = url.searchParams.get('peer')
+    const service = url.searchParams.get('service')
+    const method = url.searchParams.get('method')
+    if (peer == null || service == null || method == null) {
+      throw new HttpError(400, 'a call needs peer, service and method: /v1/call?peer=<PeerId|multiaddr>&service=sha256&method=hash&arg=...')
+    }
+    let target
+    try {
+      target = parsePeer(peer)
+    } catch (err: any) {
+      throw new HttpError(400, err.message)
+    }
+    const { body, cleanup } = await this.requestBody(req)
+    const controller = new AbortController()
+    res.on('close', () => { if (!res.writableFinished) controller.abort(new Error('the API client went away')) })
+    let response: CallResponse
+    try {
+      response = await this.node.call(target, {
+        service,
+        method,
+        args: url.searchParams.getAll('arg'),
+        body,
+        signal: controller.signal
+      })
+    } catch (err: any) {
+      await cleanup()
+      if (err instanceof RpcError) {
+        const r = (err as any).response as CallResponse | undefined
+        sendJson(res, httpStatusFor(err.code), {
+          error: {
+            name: err.name,
+            status: statusName(err.code),
+            message: err.message,
+            acceptablePayment: err.acceptablePayment,
+            server: r?.server,
+            proof: r == null ? undefined : Buffer.from(r.proof).toString('base64')
+          }
+        })
+        return
+      }
+      throw new HttpError(502, `the call to ${peer} failed: ${err.message}`)
+    }
+    await cleanup()
+    res.writeHead(200, {
+      'content-type': 'application/octet-stream',
+      'content-length': response.body.length,
+      [API_HEADERS.status]: statusName(Status.OK),
+      [API_HEADERS.message]: encodeURIComponent(response.message),
+      [API_HEADERS.server]: response.server,
+      [API_HEADERS.proof]: Buffer.from(response.proof).toString('base64'),
+      [API_HEADERS.bodySha256]: Buffer.from(response.body.sha256).toString('hex')
+    })
+    for await (const chunk of response.body) {
+      if (!res.write(chunk)) {
+        await new Promise(resolve => res.once('drain', resolve))
+      }
+    }
+    res.end()
+  }
+}

@@ -1,0 +1,255 @@
+import { readFile } from 'node:fs/promises'
+import { multiaddr } from '@multiformats/multiaddr'
+import { parseAmount } from '../market/units.ts'
+import { Policies, PolicyError, type PoliciesConfig } from '../services/policy/policy.ts'
+import { DEFAULT_MAX_BODY_BYTES } from '../protocols/rpc/constants.ts'
+import { writeFileAtomic } from './files.ts'
+
+/**
+ * config.json in the data directory. Every field is optional; the defaults
+ * below are what a missing field means, and `opencloud-node` writes this
+ * file with the defaults on first start so an operator can see and edit them.
+ */
+export interface Config {
+  /** Multiaddrs to listen on, default ["/ip4/0.0.0.0/tcp/4100"] */
+  listen: string[]
+  /** Peers to join through (multiaddrs ending in /p2p/<PeerId>), default [] */
+  bootstrap: string[]
+  /** host:port of the local control API, always on loopback, default "127.0.0.1:4101" */
+  api: string
+  /** error, warn, info, debug or trace, default "info" */
+  logLevel: LogLevel
+  rpc: {
+    /** Largest request body accepted, default 1 GiB */
+    maxBodyBytes: number
+    /** Refuse requests without an OpenCloud ID credential, default true */
+    requireCredential: boolean
+    /** Time allowed for an outgoing call without a body, default 30000 ms */
+    timeoutMs: number
+  }
+  dht: {
+    /** The DHT protocol id; a separate id keeps the network apart from IPFS. Default "/opencloud/kad/1.0.0" */
+    protocol: string
+    /**
+     * Which peer addresses the DHT shares: "all", "public" (internet
+     * deployments) or "private" (LAN and loopback testnets). Default "all".
+     */
+    addresses: 'all' | 'public' | 'private'
+  }
+  /** Per service: whether it runs and its prices in satoshis per unit, e.g. {"sha256": {"prices": {"hash": 10}}} */
+  services: Record<string, { enabled?: boolean, prices?: Record<string, string | number> }>
+  /** Policies by scope (README, "Policies") */
+  policies: PoliciesConfig
+}
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace'
+export const LOG_LEVELS: LogLevel[] = ['error', 'warn', 'info', 'debug', 'trace']
+
+export const DEFAULT_CONFIG: Config = {
+  listen: ['/ip4/0.0.0.0/tcp/4100'],
+  bootstrap: [],
+  api: '127.0.0.1:4101',
+  logLevel: 'info',
+  rpc: {
+    maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
+    requireCredential: true,
+    timeoutMs: 30_000
+  },
+  dht: {
+    protocol: '/opencloud/kad/1.0.0',
+    addresses: 'all'
+  },
+  services: {
+    sha256: { enabled: true, prices: { hash: 0 } }
+  },
+  policies: {}
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+function isObject (value: unknown): value is Record<string, unknown> {
+  return value != null && typeof value === 'object' && !Array.isArray(value)
+}
+
+function stringList (where: string, value: unknown, check: (s: string) => void): string[] {
+  if (!Array.isArray(value) || value.some(v => typeof v !== 'string')) {
+    throw new ConfigError(`${where} must be a list of strings`)
+  }
+  for (const v of value) {
+    try {
+      check(v)
+    } catch (err: any) {
+      throw new ConfigError(`${where}: "${v}" is not valid: ${err.message}`)
+    }
+  }
+  return value
+}
+
+export function checkApiAddress (value: string): { host: string, port: number } {
+  const match = /^(127\.[0-9]+\.[0-9]+\.[0-9]+|localhost|\[::1\]):([0-9]{1,5})$/.exec(value)
+  if (match == null || Number(match[2]) > 65535) {
+    throw new ConfigError(`api "${value}" must be a loopback host and port such as 127.0.0.1:4101: the control API is never exposed beyond this machine`)
+  }
+  return { host: match[1] === 'localhost' ? '127.0.0.1' : match[1].replace(/^\[|\]$/g, ''), port: Number(match[2]) }
+}
+
+const KNOWN = new Set(['listen', 'bootstrap', 'api', 'logLevel', 'rpc', 'dht', 'services', 'policies'])
+
+/** Check a parsed config and fill in defaults; every error names the field */
+export function validateConfig (input: unknown): Config {
+  if (!isObject(input)) {
+    throw new ConfigError('the config must be a JSON object')
+  }
+  for (const key of Object.keys(input)) {
+    if (!KNOWN.has(key)) {
+      throw new ConfigError(`unknown config field "${key}"; the fields are ${[...KNOWN].join(', ')}`)
+    }
+  }
+  const config: Config = structuredClone(DEFAULT_CONFIG)
+  if (input.listen !== undefined) {
+    config.listen = stringList('listen', input.listen, s => multiaddr(s))
+  }
+  if (input.bootstrap !== undefined) {
+    config.bootstrap = stringList('bootstrap', input.bootstrap, s => {
+      if (multiaddr(s).getComponents().find(c => c.name === 'p2p') == null) {
+        throw new Error('a bootstrap address must end in /p2p/<PeerId>')
+      }
+    })
+  }
+  if (input.api !== undefined) {
+    if (typeof input.api !== 'string') {
+      throw new ConfigError('api must be a string such as "127.0.0.1:4101"')
+    }
+    checkApiAddress(input.api)
+    config.api = input.api
+  }
+  if (input.logLevel !== undefined) {
+    if (!LOG_LEVELS.includes(input.logLevel as LogLevel)) {
+      throw new ConfigError(`logLevel must be one of ${LOG_LEVELS.join(', ')}`)
+    }
+    config.logLevel = input.logLevel as LogLevel
+  }
+  if (input.rpc !== undefined) {
+    if (!isObject(input.rpc)) {
+      throw new ConfigError('rpc must be an object')
+    }
+    for (const [key, value] of Object.entries(input.rpc)) {
+      if (key === 'maxBodyBytes' || key === 'timeoutMs') {
+        if (!Number.isSafeInteger(value) || (value as number) <= 0) {
+          throw new ConfigError(`rpc.${key} must be a positive whole number`)
+        }
+        config.rpc[key] = value as number
+      } else if (key === 'requireCredential') {
+        if (typeof value !== 'boolean') {
+          throw new ConfigError('rpc.requireCredential must be true or false')
+        }
+        config.rpc.requireCredential = value
+      } else {
+        throw new ConfigError(`unknown config field "rpc.${key}"`)
+      }
+    }
+  }
+  if (input.dht !== undefined) {
+    if (!isObject(input.dht)) {
+      throw new ConfigError('dht must be an object')
+    }
+    for (const [key, value] of Object.entries(input.dht)) {
+      if (key === 'protocol') {
+        if (typeof value !== 'string' || !value.startsWith('/')) {
+          throw new ConfigError('dht.protocol must be a protocol id starting with "/"')
+        }
+        config.dht.protocol = value
+      } else if (key === 'addresses') {
+        if (value !== 'all' && value !== 'public' && value !== 'private') {
+          throw new ConfigError('dht.addresses must be "all", "public" or "private"')
+        }
+        config.dht.addresses = value
+      } else {
+        throw new ConfigError(`unknown config field "dht.${key}"`)
+      }
+    }
+  }
+  if (input.services !== undefined) {
+    if (!isObject(input.services)) {
+      throw new ConfigError('services must be an object keyed by service name')
+    }
+    for (const [name, value] of Object.entries(input.services)) {
+      if (!isObject(value)) {
+        throw new ConfigError(`services.${name} must be an object`)
+      }
+      for (const key of Object.keys(value)) {
+        if (key !== 'enabled' && key !== 'prices') {
+          throw new ConfigError(`unknown config field "services.${name}.${key}"`)
+        }
+      }
+      if (value.enabled !== undefined && typeof value.enabled !== 'boolean') {
+        throw new ConfigError(`services.${name}.enabled must be true or false`)
+      }
+      if (value.prices !== undefined) {
+        if (!isObject(value.prices)) {
+          throw new ConfigError(`services.${name}.prices must map method names to satoshis per unit`)
+        }
+        for (const [method, price] of Object.entries(value.prices)) {
+          try {
+            parseAmount(price as string | number)
+          } catch (err: any) {
+            throw new ConfigError(`services.${name}.prices.${method}: ${err.message}`)
+          }
+        }
+      }
+      config.services[name] = { ...config.services[name], ...(value as Config['services'][string]) }
+    }
+  }
+  if (input.policies !== undefined) {
+    try {
+      // parsed once here so a bad policy stops the node at start, not at the first call
+      void new Policies(input.policies as PoliciesConfig)
+    } catch (err) {
+      if (err instanceof PolicyError) {
+        throw new ConfigError(err.message)
+      }
+      throw err
+    }
+    config.policies = input.policies as PoliciesConfig
+  }
+  return config
+}
+
+/** Prices in the form the service registry takes */
+export function configPrices (config: Config): Record<string, Record<string, bigint>> {
+  const out: Record<string, Record<string, bigint>> = {}
+  for (const [service, settings] of Object.entries(config.services)) {
+    for (const [method, price] of Object.entries(settings.prices ?? {})) {
+      out[service] ??= {}
+      out[service][method] = parseAmount(price)
+    }
+  }
+  return out
+}
+
+/** Read config.json; a missing file is written with the defaults */
+export async function loadConfig (path: string): Promise<Config> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err: any) {
+    if (err.code !== 'ENOENT') {
+      throw new ConfigError(`cannot read ${path}: ${err.message}`)
+    }
+    await writeFileAtomic(path, JSON.stringify(DEFAULT_CONFIG, null, 2) + '\n')
+    return structuredClone(DEFAULT_CONFIG)
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err: any) {
+    throw new ConfigError(`${path} is not valid JSON: ${err.message}`)
+  }
+  try {
+    return validateConfig(parsed)
+  } catch (err: any) {
+    throw new ConfigError(`${path}: ${err.message}`)
+  }
+}

@@ -1,0 +1,284 @@
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
+import { bootstrap } from '@libp2p/bootstrap'
+import { kadDHT, passthroughMapper, removePrivateAddressesMapper, removePublicAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
+import { gossipsub } from '@libp2p/gossipsub'
+import { LevelDatastore } from 'datastore-level'
+import { logger } from '@libp2p/logger'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { RpcClient, type CallRequest, type CallResponse } from '../protocols/rpc/client.ts'
+import { RpcServer, rpcServer } from '../protocols/rpc/server.ts'
+import { CredentialVerifier, openCloudSigner, type CredentialSigner } from '../protocols/rpc/credentials.ts'
+import { NonceStore } from '../protocols/rpc/nonce-store.ts'
+import { RPC_PROTOCOL } from '../protocols/rpc/constants.ts'
+import { Pipeline } from '../services/pipeline.ts'
+import { Policies } from '../services/policy/policy.ts'
+import { ServiceRegistry } from '../services/registry.ts'
+import { infoService, type NodeInfo } from '../services/info/index.ts'
+import { knownPeers, peersService, providersOf, type PeerEntry, type PeersServiceComponents } from '../services/peers/index.ts'
+import { announceServices } from '../services/peers/discovery.ts'
+import { sha256Service } from '../services/sha256/index.ts'
+import { configPrices, loadConfig, type Config } from './config.ts'
+import { ensureDataDir, loadOrCreateIdentity, type DataDir } from './data-dir.ts'
+import { VERSION } from './version.ts'
+import type { PeerId, PrivateKey } from '@libp2p/interface'
+import type { Service } from '../services/interface.ts'
+
+const log = logger('opencloud:node')
+
+export interface OpenCloudNodeInit {
+  /** The data directory (see data-dir.ts) */
+  dataDir: string
+  /** Settings to use instead of reading config.json, for tests and embedding */
+  config?: Config
+  /** Override config.listen (the --listen flag) */
+  listen?: string[]
+  /** Added to config.bootstrap (the --bootstrap flag) */
+  bootstrap?: string[]
+  /** Re-announce services in the DHT this often, default 10 minutes */
+  announceIntervalMs?: number
+}
+
+export class DataDirLockedError extends Error {
+  override name = 'DataDirLockedError'
+}
+
+type NodeServices = {
+  identify: ReturnType<ReturnType<typeof identify>>
+  ping: ReturnType<ReturnType<typeof ping>>
+  dht: KadDHT
+  pubsub: ReturnType<ReturnType<typeof gossipsub>>
+  rpc: RpcServer
+}
+
+/**
+ * A running OpenCloud peer: a libp2p node (TCP, noise, yamux, identify, ping,
+ * kad-dht, gossipsub) with the OpenCloud RPC server and client, the services
+ * it runs and the pipeline every request passes through.
+ */
+export class OpenCloudNode {
+  readonly libp2p: Libp2p<NodeServices>
+  readonly config: Config
+  readonly paths: DataDir
+  readonly registry: ServiceRegistry
+  readonly pipeline: Pipeline
+  readonly client: RpcClient
+  readonly signer: CredentialSigner
+  readonly nonces: NonceStore
+  private readonly datastore: LevelDatastore
+  private readonly announceIntervalMs: number
+  private announceTimer?: ReturnType<typeof setInterval>
+  private pruneTimer?: ReturnType<typeof setInterval>
+  private announceDebounce?: ReturnType<typeof setTimeout>
+  private readonly onPeerConnect: () => void
+  private startedAt = new Date()
+
+  private constructor (args: {
+    libp2p: Libp2p<NodeServices>
+    config: Config
+    paths: DataDir
+    registry: ServiceRegistry
+    pipeline: Pipeline
+    signer: CredentialSigner
+    verifier: CredentialVerifier
+    nonces: NonceStore
+    datastore: LevelDatastore
+    announceIntervalMs: number
+  }) {
+    this.libp2p = args.libp2p
+    this.config = args.config
+    this.paths = args.paths
+    this.registry = args.registry
+    this.pipeline = args.pipeline
+    this.signer = args.signer
+    this.nonces = args.nonces
+    this.datastore = args.datastore
+    this.announceIntervalMs = args.announceIntervalMs
+    this.client = new RpcClient({ dial: async (peer, options) => this.libp2p.dial(peer, options) }, {
+      signer: args.signer,
+      verifier: args.verifier,
+      timeoutMs: args.config.rpc.timeoutMs
+    })
+    // a new peer may be the first one in the routing table: announce then,
+    // at most once per burst of connections
+    this.onPeerConnect = () => {
+      clearTimeout(this.announceDebounce)
+      this.announceDebounce = setTimeout(() => { void this.announce().catch(() => {}) }, 2_000)
+      this.announceDebounce.unref()
+    }
+  }
+
+  static async create (init: OpenCloudNodeInit): Promise<OpenCloudNode> {
+    const paths = await ensureDataDir(init.dataDir)
+    const config = init.config ?? await loadConfig(paths.config)
+    const listen = init.listen ?? config.listen
+    const bootstrapList = [...config.bootstrap, ...(init.bootstrap ?? [])]
+
+    const datastore = new LevelDatastore(paths.datastore)
+    try {
+      await datastore.open()
+    } catch (err: any) {
+      const cause = err.cause ?? err
+      if (cause?.code === 'LEVEL_LOCKED' || /lock/i.test(String(cause?.message))) {
+        throw new DataDirLockedError(`another node is running with the data directory ${paths.root}; stop it or choose another --data-dir`)
+      }
+      throw err
+    }
+    const privateKey: PrivateKey = await loadOrCreateIdentity(paths.identity)
+    const signer = openCloudSigner(privateKey)
+    const verifier = new CredentialVerifier()
+    const nonces = new NonceStore()
+    const registry = new ServiceRegistry({ prices: configPrices(config) })
+    const pipeline = new Pipeline({ registry, verifier, nonces, policies: new Policies(config.policies) }, {
+      requireCredential: config.rpc.requireCredential
+    })
+
+    const peerInfoMapper = { all: passthroughMapper, public: removePrivateAddressesMapper, private: removePublicAddressesMapper }[config.dht.addresses]
+    let libp2p: Libp2p<NodeServices>
+    try {
+      libp2p = await createLibp2p({
+        start: false,
+        privateKey,
+        datastore,
+        addresses: { listen },
+        transports: [tcp()],
+        connectionEncrypters: [noise()],
+        // a 4 MiB window bounds what a paused stream can still receive (the
+        // default 16 MiB, per stream, is what a large upload would pile up)
+        streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: 4 * 1024 * 1024 } })],
+        peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 100 })] : [],
+        services: {
+          identify: identify(),
+          // kad-dht looks the ping service up by this key
+          ping: ping(),
+          dht: kadDHT({
+            protocol: config.dht.protocol,
+            // loopback and LAN nodes never see a public address, and kad-dht
+            // would otherwise stay a client and serve nobody
+            clientMode: false,
+            peerInfoMapper
+          }),
+          pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }),
+          rpc: rpcServer({ signer, handler: pipeline, maxBodyBytes: config.rpc.maxBodyBytes })
+        }
+      })
+    } catch (err) {
+      await datastore.close()
+      throw err
+    }
+
+    const node = new OpenCloudNode({ libp2p, config, paths, registry, pipeline, signer, verifier, nonces, datastore, announceIntervalMs: init.announceIntervalMs ?? 10 * 60_000 })
+    for (const service of node.defaultServices()) {
+      registry.register(service)
+    }
+    return node
+  }
+
+  get peerId (): PeerId {
+    return this.libp2p.peerId
+  }
+
+  private peersComponents (): PeersServiceComponents {
+    return {
+      peerId: this.libp2p.peerId,
+      peerStore: this.libp2p.peerStore,
+      getConnections: () => this.libp2p.getConnections(),
+      contentRouting: this.libp2p.contentRouting
+    }
+  }
+
+  private defaultServices (): Service[] {
+    const services: Service[] = [
+      infoService({ nodeInfo: () => this.info() }),
+      peersService(this.peersComponents())
+    ]
+    const sha256 = this.config.services.sha256
+    if (sha256?.enabled !== false) {
+      services.push(sha256Service())
+    }
+    return services
+  }
+
+  async start (): Promise<void> {
+    this.startedAt = new Date()
+    await this.registry.start()
+    try {
+      await this.libp2p.start()
+    } catch (err: any) {
+      await this.registry.stop()
+      await this.datastore.close()
+      if (err.code === 'EADDRINUSE' || /EADDRINUSE/.test(String(err.message))) {
+        throw new Error(`cannot listen on ${this.config.listen.join(', ')}: the address is in use; pass another --listen`)
+      }
+      throw err
+    }
+    this.libp2p.addEventListener('peer:connect', this.onPeerConnect)
+    this.announceTimer = setInterval(() => { void this.announce().catch(() => {}) }, this.announceIntervalMs)
+    this.announceTimer.unref()
+    this.pruneTimer = setInterval(() => { this.nonces.prune() }, 60_000)
+    this.pruneTimer.unref()
+    log('started %p', this.peerId)
+  }
+
+  /** Close streams, connections and the datastore; safe to call twice */
+  async stop (): Promise<void> {
+    clearInterval(this.announceTimer)
+    clearInterval(this.pruneTimer)
+    clearTimeout(this.announceDebounce)
+    this.libp2p.removeEventListener('peer:connect', this.onPeerConnect)
+    await this.client.stop()
+    await this.libp2p.stop()
+    await this.registry.stop()
+    await this.datastore.close()
+    log('stopped %p', this.peerId)
+  }
+
+  /** Provide every service this node runs in the DHT */
+  async announce (signal?: AbortSignal): Promise<void> {
+    if (this.libp2p.status !== 'started') {
+      return
+    }
+    await announceServices({ contentRouting: this.libp2p.contentRouting }, this.registry.names(), { signal: signal ?? AbortSignal.timeout(60_000) })
+  }
+
+  info (): NodeInfo {
+    return {
+      peerId: this.peerId.toString(),
+      version: VERSION,
+      protocol: RPC_PROTOCOL,
+      addresses: this.libp2p.getMultiaddrs().map(a => a.toString()),
+      services: this.registry.names(),
+      startedAt: this.startedAt.toISOString()
+    }
+  }
+
+  async peers (): Promise<PeerEntry[]> {
+    return knownPeers(this.peersComponents())
+  }
+
+  async findProviders (service: string, signal?: AbortSignal): Promise<PeerEntry[]> {
+    return providersOf(this.peersComponents(), service, signal)
+  }
+
+  /** Make an OpenCloud call; `peer` is a PeerId or a multiaddr (text or parsed) */
+  async call (peer: PeerId | Multiaddr | string, request: CallRequest): Promise<CallResponse> {
+    return this.client.call(typeof peer === 'string' ? parsePeer(peer) : peer, request)
+  }
+}
+
+/** "12D3Koo..." or "/ip4/.../p2p/12D3Koo..." */
+export function parsePeer (text: string): PeerId | Multiaddr {
+  if (text.startsWith('/')) {
+    return multiaddr(text)
+  }
+  try {
+    return peerIdFromString(text)
+  } catch {
+    throw new TypeError(`"${text}" is neither a PeerId nor a multiaddr`)
+  }
+}

@@ -1,0 +1,262 @@
+import { Uint8ArrayList } from 'uint8arraylist'
+import { FrameType, MAX_DATA_FRAME, MAX_HEAD_FRAME } from './constants.ts'
+import { MalformedMessageError, StreamEndedError } from './errors.ts'
+import { varintLength, writeVarint } from './encoding.ts'
+import type { Stream } from '@libp2p/interface'
+
+/**
+ * Frames on an OpenCloud stream (PROTOCOL.md, "Frames"):
+ * varint(length) || type (1 byte) || payload, where length counts the type
+ * byte and the payload.
+ *
+ * The reader keeps its own buffer instead of the stream's async iterator
+ * because that iterator queues without limit: a slow consumer would let a
+ * fast sender fill memory. Here the stream is paused above a high-water mark,
+ * which stops yamux window updates and so stops the sender.
+ */
+
+export interface Frame {
+  type: number
+  payload: Uint8Array
+}
+
+export interface FrameReaderInit {
+  /** Pause the stream when this many bytes are buffered, default 1 MiB */
+  highWaterMark?: number
+}
+
+const DEFAULT_HIGH_WATER_MARK = 1024 * 1024
+
+/**
+ * After a pause the remote may still send what its yamux window allows (up to
+ * 16 MiB by default), so the stream's own read limit must sit above that or
+ * the stream is reset mid-body.
+ */
+const STREAM_READ_BUFFER_LIMIT = 32 * 1024 * 1024
+
+export function maxPayloadFor (type: number): number {
+  return type === FrameType.DATA ? MAX_DATA_FRAME : MAX_HEAD_FRAME
+}
+
+export class FrameReader {
+  private readonly stream: Stream
+  private readonly buffer = new Uint8ArrayList()
+  private readonly highWaterMark: number
+  private ended = false
+  private error?: Error
+  private wake?: () => void
+  private paused = false
+  private readonly onMessage: (evt: any) => void
+  private readonly onEnd: () => void
+  private readonly onClose: (evt: any) => void
+
+  constructor (stream: Stream, init: FrameReaderInit = {}) {
+    this.stream = stream
+    this.highWaterMark = init.highWaterMark ?? DEFAULT_HIGH_WATER_MARK
+    stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, STREAM_READ_BUFFER_LIMIT)
+    this.onMessage = (evt) => {
+      this.buffer.append(evt.data)
+      if (!this.paused && this.buffer.byteLength > this.highWaterMark && stream.status === 'open') {
+        this.paused = true
+        stream.pause()
+      }
+      this.notify()
+    }
+    this.onEnd = () => {
+      this.ended = true
+      this.notify()
+    }
+    this.onClose = (evt) => {
+      this.ended = true
+      if (evt.error != null) {
+        this.error = evt.error
+      }
+      this.notify()
+    }
+    stream.addEventListener('message', this.onMessage)
+    stream.addEventListener('remoteCloseWrite', this.onEnd)
+    stream.addEventListener('close', this.onClose)
+    if (stream.status !== 'open' || stream.readableEnded) {
+      this.ended = true
+    }
+  }
+
+  /** Stop listening; the stream itself is left as it is */
+  release (): void {
+    this.stream.removeEventListener('message', this.onMessage)
+    this.stream.removeEventListener('remoteCloseWrite', this.onEnd)
+    this.stream.removeEventListener('close', this.onClose)
+  }
+
+  /** True when nothing is buffered: used to tell a clean end between calls */
+  get idle (): boolean {
+    return this.buffer.byteLength === 0
+  }
+
+  private notify (): void {
+    const wake = this.wake
+    this.wake = undefined
+    wake?.()
+  }
+
+  private async waitForData (signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted === true) {
+      throw signal.reason
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.wake = undefined
+        reject(signal?.reason)
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.wake = () => {
+        signal?.removeEventListener('abort', onAbort)
+        resolve()
+      }
+    })
+  }
+
+  private maybeResume (): void {
+    if (this.paused && this.buffer.byteLength < this.highWaterMark / 2 && this.stream.status === 'open') {
+      this.paused = false
+      try {
+        this.stream.resume()
+      } catch {
+        // the stream closed while paused; the next read reports it
+      }
+    }
+  }
+
+  /**
+   * The next frame, or null when the remote closed its side cleanly between
+   * frames. A stream that ends inside a frame is an error.
+   */
+  async next (signal?: AbortSignal): Promise<Frame | null> {
+    while (true) {
+      const frame = this.tryParse()
+      if (frame != null) {
+        this.maybeResume()
+        return frame
+      }
+      if (this.ended) {
+        if (this.buffer.byteLength === 0 && this.error == null) {
+          return null
+        }
+        throw this.error ?? new StreamEndedError('the stream ended inside a frame')
+      }
+      this.maybeResume()
+      await this.waitForData(signal)
+    }
+  }
+
+  private tryParse (): Frame | null {
+    const buffered = this.buffer.byteLength
+    if (buffered === 0) {
+      return null
+    }
+    let length = 0
+    let scale = 1
+    let i = 0
+    for (; ; i++) {
+      if (i >= buffered) {
+        return null
+      }
+      if (i >= 4) {
+        throw new MalformedMessageError('frame length prefix is longer than 4 bytes')
+      }
+      const byte = this.buffer.get(i)
+      if (i > 0 && byte === 0) {
+        throw new MalformedMessageError('frame length is not in its shortest form')
+      }
+      length += (byte & 0x7f) * scale
+      scale *= 128
+      if ((byte & 0x80) === 0) {
+        break
+      }
+    }
+    const prefix = i + 1
+    if (length === 0) {
+      throw new MalformedMessageError('empty frame: a frame has at least its type byte')
+    }
+    if (length - 1 > MAX_HEAD_FRAME) {
+      throw new MalformedMessageError(`frame of ${length} bytes is over the limit of ${MAX_HEAD_FRAME}`)
+    }
+    if (buffered < prefix + 1) {
+      return null
+    }
+    const type = this.buffer.get(prefix)
+    if (type < FrameType.REQUEST || type > FrameType.DATA) {
+      throw new MalformedMessageError(`unknown frame type ${type}`)
+    }
+    if (length - 1 > maxPayloadFor(type)) {
+      throw new MalformedMessageError(`frame of type ${type} has ${length - 1} payload bytes, over the limit of ${maxPayloadFor(type)}`)
+    }
+    if (buffered < prefix + length) {
+      return null
+    }
+    const payload = this.buffer.subarray(prefix + 1, prefix + length)
+    this.buffer.consume(prefix + length)
+    return { type, payload }
+  }
+}
+
+export function encodeFrame (type: number, payload: Uint8Array): Uint8ArrayList {
+  const prefix = new Uint8Array(varintLength(payload.byteLength + 1) + 1)
+  const offset = writeVarint(payload.byteLength + 1, prefix, 0)
+  prefix[offset] = type
+  return new Uint8ArrayList(prefix, payload)
+}
+
+/** Above this many queued bytes a writer waits for the transport to drain */
+const WRITE_HIGH_WATER_MARK = 2 * 1024 * 1024
+
+/**
+ * Send a frame, waiting while the stream's write buffer is full. This waits
+ * on the 'drain' event itself: `stream.onDrain()` in @libp2p/utils 7.4 keeps
+ * resolving at once after its first drain, which lets the buffer grow without
+ * bound.
+ */
+export async function writeFrame (stream: Stream, type: number, payload: Uint8Array, signal?: AbortSignal): Promise<void> {
+  if (stream.status !== 'open' || stream.writeStatus !== 'writable') {
+    throw new StreamEndedError(`cannot write to a stream that is ${stream.status}`)
+  }
+  const ok = stream.send(encodeFrame(type, payload))
+  if (ok && stream.writeBufferLength < WRITE_HIGH_WATER_MARK) {
+    return
+  }
+  while (stream.writableNeedsDrain || stream.writeBufferLength >= WRITE_HIGH_WATER_MARK) {
+    if (stream.status !== 'open') {
+      throw new StreamEndedError(`the stream was ${stream.status} while sending`)
+    }
+    await waitForDrain(stream, signal)
+  }
+}
+
+async function waitForDrain (stream: Stream, signal?: AbortSignal): Promise<void> {
+  signal?.throwIfAborted()
+  await new Promise<void>((resolve, reject) => {
+    const cleanup = (): void => {
+      stream.removeEventListener('drain', onDrain)
+      stream.removeEventListener('idle', onDrain)
+      stream.removeEventListener('close', onClose)
+      signal?.removeEventListener('abort', onAbort)
+    }
+    const onDrain = (): void => {
+      cleanup()
+      // the stream sends its queue in a microtask after 'drain'
+      queueMicrotask(resolve)
+    }
+    const onClose = (evt: any): void => {
+      cleanup()
+      reject(evt.error ?? new StreamEndedError('the stream closed while sending'))
+    }
+    const onAbort = (): void => {
+      cleanup()
+      reject(signal?.reason)
+    }
+    stream.addEventListener('drain', onDrain)
+    stream.addEventListener('idle', onDrain)
+    stream.addEventListener('close', onClose)
+    signal?.addEventListener('abort', onAbort)
+  })
+}

@@ -1,0 +1,311 @@
+import { createHash } from 'node:crypto'
+import { logger } from '@libp2p/logger'
+import { EAGER_BODY_LIMIT, DEFAULT_MAX_BODY_BYTES, FrameType, RESPONSE_DOMAIN, RPC_PROTOCOL } from './constants.ts'
+import { BodyDigestMismatchError, BodyTooLargeError, MalformedMessageError, RpcError, StreamEndedError } from './errors.ts'
+import { FrameReader, writeFrame } from './frames.ts'
+import { decodeRequest, encodeHead, encodeResponseSigned, signingBytes, type AcceptablePayment, type RequestHead } from './messages.ts'
+import { EMPTY_BODY, type OutgoingBody } from './body.ts'
+import { Status, statusName, type StatusCode } from './status.ts'
+import type { CredentialSigner } from './credentials.ts'
+import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface'
+import type { Registrar } from '@libp2p/interface-internal'
+
+const log = logger('opencloud:rpc:server')
+
+/** A request body as the service sees it: bytes in order, checked against the signed digest at the end */
+export interface IncomingBody extends AsyncIterable<Uint8Array> {
+  readonly length: number
+  readonly sha256: Uint8Array
+}
+
+export interface IncomingRequest {
+  head: RequestHead
+  /** The exact bytes the request's signatures sign */
+  signing: Uint8Array
+  /** SHA-256 of `signing`: what the response is bound to */
+  digest: Uint8Array
+  remotePeer: PeerId
+  connection: Connection
+  body: IncomingBody
+  /** Aborted when the stream closes under the call */
+  signal: AbortSignal
+}
+
+export interface Reply {
+  status: StatusCode
+  message?: string
+  acceptablePayment?: AcceptablePayment
+  body?: OutgoingBody
+}
+
+/** Decides what to answer; the services pipeline implements it */
+export interface RequestHandler {
+  handle (request: IncomingRequest): Promise<Reply>
+}
+
+export interface RpcServerComponents {
+  registrar: Registrar
+}
+
+export interface RpcServerInit {
+  signer: CredentialSigner
+  handler: RequestHandler
+  /** Largest request body accepted, default 1 GiB */
+  maxBodyBytes?: number
+  /** Concurrent inbound streams per connection, default 256 (a client keeps one per call in flight) */
+  maxInboundStreams?: number
+  /** How long a stream may sit between requests before it is closed, default 120 s */
+  idleTimeoutMs?: number
+}
+
+const ZERO_DIGEST = new Uint8Array(32)
+
+class RequestBodyReader implements IncomingBody {
+  readonly length: number
+  readonly sha256: Uint8Array
+  received = 0
+  continued: boolean
+  private started = false
+  private readonly reader: FrameReader
+  private readonly stream: Stream
+  private readonly signal: AbortSignal
+
+  constructor (head: RequestHead, reader: FrameReader, stream: Stream, signal: AbortSignal) {
+    this.length = head.bodyLength
+    this.sha256 = head.bodySha256
+    this.reader = reader
+    this.stream = stream
+    this.signal = signal
+    // small bodies follow the head without waiting for CONTINUE
+    this.continued = head.bodyLength <= EAGER_BODY_LIMIT
+  }
+
+  get complete (): boolean {
+    return this.received === this.length
+  }
+
+  async * [Symbol.asyncIterator] (): AsyncGenerator<Uint8Array> {
+    if (this.started) {
+      throw new Error('a request body can be read once')
+    }
+    this.started = true
+    if (!this.continued) {
+      this.continued = true
+      await writeFrame(this.stream, FrameType.CONTINUE, new Uint8Array(0), this.signal)
+    }
+    const hash = createHash('sha256')
+    while (this.received < this.length) {
+      const chunk = await this.nextChunk()
+      hash.update(chunk)
+      yield chunk
+    }
+    if (!Buffer.from(this.sha256).equals(hash.digest())) {
+      throw new BodyDigestMismatchError()
+    }
+  }
+
+  async nextChunk (): Promise<Uint8Array> {
+    const frame = await this.reader.next(this.signal)
+    if (frame == null) {
+      throw new StreamEndedError(`the stream ended after ${this.received} of ${this.length} body bytes`)
+    }
+    if (frame.type !== FrameType.DATA) {
+      throw new MalformedMessageError(`expected a DATA frame inside the body, got type ${frame.type}`)
+    }
+    if (frame.payload.byteLength === 0) {
+      throw new MalformedMessageError('empty DATA frame')
+    }
+    if (this.received + frame.payload.byteLength > this.length) {
+      throw new MalformedMessageError(`the body is longer than the ${this.length} bytes its head declares`)
+    }
+    this.received += frame.payload.byteLength
+    return frame.payload
+  }
+
+  /** Read and drop what is left of a small body so the stream can carry the next call */
+  async drain (): Promise<void> {
+    while (this.received < this.length) {
+      await this.nextChunk()
+    }
+  }
+}
+
+/**
+ * The server side of `/opencloud/rpc/1.0.0`: reads requests off streams,
+ * hands them to the handler, and writes signed responses. It knows bytes and
+ * frames; what to answer is the handler's business.
+ */
+export class RpcServer implements Startable {
+  private readonly components: RpcServerComponents
+  private readonly signer: CredentialSigner
+  private readonly handler: RequestHandler
+  private readonly maxBodyBytes: number
+  private readonly maxInboundStreams: number
+  private readonly idleTimeoutMs: number
+  private readonly streams = new Set<Stream>()
+
+  constructor (components: RpcServerComponents, init: RpcServerInit) {
+    this.components = components
+    this.signer = init.signer
+    this.handler = init.handler
+    this.maxBodyBytes = init.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
+    this.maxInboundStreams = init.maxInboundStreams ?? 256
+    this.idleTimeoutMs = init.idleTimeoutMs ?? 120_000
+  }
+
+  async start (): Promise<void> {
+    await this.components.registrar.handle(RPC_PROTOCOL, (stream, connection) => {
+      this.serve(stream, connection).catch(err => {
+        log.error('stream from %p failed - %e', connection.remotePeer, err)
+        stream.abort(err)
+      })
+    }, {
+      maxInboundStreams: this.maxInboundStreams,
+      maxOutboundStreams: this.maxInboundStreams
+    })
+  }
+
+  async stop (): Promise<void> {
+    await this.components.registrar.unhandle(RPC_PROTOCOL)
+    await Promise.all([...this.streams].map(async s => s.close().catch(() => s.abort(new Error('server stopping')))))
+    this.streams.clear()
+  }
+
+  private async serve (stream: Stream, connection: Connection): Promise<void> {
+    this.streams.add(stream)
+    const reader = new FrameReader(stream)
+    const controller = new AbortController()
+    stream.addEventListener('close', () => controller.abort(new StreamEndedError('the stream closed')), { once: true })
+    try {
+      while (stream.status === 'open') {
+        stream.inactivityTimeout = this.idleTimeoutMs
+        let frame
+        try {
+          frame = await reader.next(controller.signal)
+        } catch (err: any) {
+          if (err instanceof MalformedMessageError) {
+            await this.refuse(stream, err)
+          }
+          return
+        }
+        if (frame == null) {
+          // the client closed its side between calls: the normal end of a pooled stream
+          await stream.close().catch(() => {})
+          return
+        }
+        const keepOpen = await this.exchange(stream, connection, reader, frame, controller.signal)
+        if (!keepOpen) {
+          await stream.close().catch(() => {})
+          return
+        }
+      }
+    } finally {
+      reader.release()
+      this.streams.delete(stream)
+    }
+  }
+
+  /** Answer a frame that cannot be parsed, then give up on the stream */
+  private async refuse (stream: Stream, err: RpcError): Promise<void> {
+    try {
+      await this.writeReply(stream, ZERO_DIGEST, new Uint8Array(0), { status: err.code, message: err.message })
+      await stream.close()
+    } catch (e) {
+      stream.abort(e as Error)
+    }
+  }
+
+  /** One call; returns whether the stream is still in step and can carry another */
+  private async exchange (stream: Stream, connection: Connection, reader: FrameReader, frame: { type: number, payload: Uint8Array }, signal: AbortSignal): Promise<boolean> {
+    if (frame.type !== FrameType.REQUEST) {
+      await this.refuse(stream, new MalformedMessageError(`expected a REQUEST frame, got type ${frame.type}`))
+      return false
+    }
+    let decoded
+    try {
+      decoded = decodeRequest(frame.payload)
+    } catch (err: any) {
+      await this.refuse(stream, err instanceof RpcError ? err : new MalformedMessageError(String(err.message)))
+      return false
+    }
+    const { head, signing } = decoded
+    const digest = Uint8Array.from(createHash('sha256').update(signing).digest())
+    const body = new RequestBodyReader(head, reader, stream, signal)
+    let reply: Reply
+    if (head.bodyLength > this.maxBodyBytes) {
+      reply = { status: Status.BODY_TOO_LARGE, message: `the body is ${head.bodyLength} bytes; this node accepts at most ${this.maxBodyBytes}` }
+    } else {
+      reply = await this.dispatch({ head, signing, digest, remotePeer: connection.remotePeer, connection, body, signal })
+    }
+    // keep the stream in step: a small body the client already sent is read
+    // and dropped; a large one the server asked for and did not finish means
+    // the stream can carry no further call
+    let inStep = true
+    if (!body.complete) {
+      if (body.length <= EAGER_BODY_LIMIT) {
+        try {
+          await body.drain()
+        } catch (err: any) {
+          if (!(err instanceof RpcError)) {
+            return false
+          }
+          reply = { status: err.code, message: err.message }
+          inStep = false
+        }
+      } else if (body.continued) {
+        inStep = false
+      }
+    }
+    await this.writeReply(stream, digest, head.nonce, reply, signal)
+    return inStep
+  }
+
+  private async dispatch (request: IncomingRequest): Promise<Reply> {
+    try {
+      return await this.handler.handle(request)
+    } catch (err: any) {
+      if (err instanceof RpcError) {
+        return { status: err.code, message: err.message, acceptablePayment: err.acceptablePayment }
+      }
+      if (request.signal.aborted) {
+        throw err
+      }
+      log.error('%s.%s from %p failed - %e', request.head.service, request.head.method, request.remotePeer, err)
+      return { status: Status.SERVER_ERROR, message: 'the service failed while handling the request; the node operator can find the cause in its log' }
+    }
+  }
+
+  private async writeReply (stream: Stream, requestDigest: Uint8Array, nonce: Uint8Array, reply: Reply, signal?: AbortSignal): Promise<void> {
+    const body = reply.body ?? EMPTY_BODY
+    const signed = encodeResponseSigned({
+      credentials: [this.signer.credential],
+      requestDigest,
+      nonce,
+      status: reply.status,
+      message: reply.message ?? statusName(reply.status),
+      acceptablePayment: reply.acceptablePayment,
+      bodyLength: body.length,
+      bodySha256: body.sha256
+    })
+    const signature = this.signer.sign(signingFor(signed))
+    await writeFrame(stream, FrameType.RESPONSE, encodeHead([signature], signed), signal)
+    if (body.length > 0) {
+      let sent = 0
+      for await (const chunk of body.open(signal)) {
+        sent += chunk.byteLength
+        await writeFrame(stream, FrameType.DATA, chunk, signal)
+      }
+      if (sent !== body.length) {
+        throw new Error(`a reply body declared ${body.length} bytes and produced ${sent}`)
+      }
+    }
+  }
+}
+
+function signingFor (signed: Uint8Array): Uint8Array {
+  return signingBytes(RESPONSE_DOMAIN, signed)
+}
+
+export function rpcServer (init: RpcServerInit): (components: RpcServerComponents) => RpcServer {
+  return (components) => new RpcServer(components, init)
+}

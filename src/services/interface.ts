@@ -1,0 +1,64 @@
+import type { IncomingBody } from '../protocols/rpc/server.ts'
+import type { OutgoingBody } from '../protocols/rpc/body.ts'
+import type { Payment } from '../protocols/rpc/messages.ts'
+import type { PricingUnit } from '../market/units.ts'
+import type { PeerId } from '@libp2p/interface'
+
+/**
+ * The service template (seed: "Services", "Template"). A service is a folder
+ * under src/services with a factory returning this shape; the registry adds
+ * the template methods `info`, `methods` and `quote` to every service.
+ */
+
+/** What a method sees of the call, after the pipeline has accepted it */
+export interface ServiceContext {
+  /** PeerId text of the caller's OpenCloud ID (or of the connection's peer when it sent none) */
+  caller: string
+  /** verified credentials in text form: oc:<PeerId>, btc:<address> */
+  credentials: string[]
+  remotePeer: PeerId
+  service: string
+  method: string
+  args: string[]
+  payment: Payment
+  body: IncomingBody
+  signal: AbortSignal
+}
+
+export interface MethodResult {
+  /** JSON answer; encoded as UTF-8 JSON */
+  json?: unknown
+  /** Raw answer */
+  body?: Uint8Array | OutgoingBody
+  message?: string
+}
+
+export interface UnitsQuery {
+  args: string[]
+  bodyLength: number
+}
+
+export interface MethodSpec {
+  description: string
+  /** usage of the args, for `methods` */
+  args?: string
+  /** the unit this method is priced in */
+  unit: PricingUnit
+  /** units of service a call uses, default 1 */
+  units?: (query: UnitsQuery) => number
+  /** default price in satoshis per unit, default 0 (free); config overrides it */
+  price?: bigint
+  handle: (ctx: ServiceContext) => Promise<MethodResult>
+}
+
+export interface Service {
+  name: string
+  version: string
+  description: string
+  methods: Record<string, MethodSpec>
+  start?: () => Promise<void>
+  stop?: () => Promise<void>
+}
+
+/** Names the template reserves on every service */
+export const TEMPLATE_METHODS = ['info', 'methods', 'quote'] as const

@@ -1,0 +1,71 @@
+import { BadRequestError } from '../../protocols/rpc/errors.ts'
+import { Units } from '../../market/units.ts'
+import { findServiceProviders, type DiscoveryComponents } from './discovery.ts'
+import type { Service } from '../interface.ts'
+import type { PeerId, PeerStore, Connection } from '@libp2p/interface'
+
+export const PEERS_SERVICE = 'peers'
+
+export interface PeersServiceComponents extends DiscoveryComponents {
+  peerId: PeerId
+  peerStore: PeerStore
+  getConnections: () => Connection[]
+}
+
+export interface PeerEntry {
+  id: string
+  addrs: string[]
+  connected: boolean
+}
+
+/** The peers this node knows: the peer store, marked with who is connected now */
+export async function knownPeers (components: PeersServiceComponents, limit = 1000): Promise<PeerEntry[]> {
+  const connected = new Set(components.getConnections().map(c => c.remotePeer.toString()))
+  const peers = await components.peerStore.all({ limit })
+  return peers
+    .filter(p => !p.id.equals(components.peerId))
+    .map(p => ({
+      id: p.id.toString(),
+      addrs: p.addresses.map(a => a.multiaddr.toString()),
+      connected: connected.has(p.id.toString())
+    }))
+    .sort((a, b) => Number(b.connected) - Number(a.connected) || a.id.localeCompare(b.id))
+}
+
+export async function providersOf (components: PeersServiceComponents, service: string, signal?: AbortSignal): Promise<PeerEntry[]> {
+  const connected = new Set(components.getConnections().map(c => c.remotePeer.toString()))
+  const providers = await findServiceProviders(components, service, { signal: signal ?? AbortSignal.timeout(15_000) })
+  return providers.map(p => ({
+    id: p.id.toString(),
+    addrs: p.multiaddrs.map(a => a.toString()),
+    connected: connected.has(p.id.toString())
+  }))
+}
+
+/** Core service: share what this node knows about peers (seed: "Core services") */
+export function peersService (components: PeersServiceComponents): Service {
+  return {
+    name: PEERS_SERVICE,
+    version: '1.0.0',
+    description: 'peers this node knows, and peers that offer a service',
+    methods: {
+      list: {
+        description: 'peers this node knows, connected ones first',
+        unit: Units.CALL,
+        handle: async () => ({ json: await knownPeers(components, 200) })
+      },
+      find: {
+        description: 'peers that announce a service in the DHT',
+        args: '<service>',
+        unit: Units.CALL,
+        handle: async ({ args, signal }) => {
+          const [service] = args
+          if (service == null || !/^[a-z][a-z0-9-]*$/.test(service)) {
+            throw new BadRequestError('find takes the name of a service, e.g. "sha256"')
+          }
+          return { json: await providersOf(components, service, AbortSignal.any([signal, AbortSignal.timeout(15_000)])) }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,164 @@
+import { logger } from '@libp2p/logger'
+import { formatBtc } from '../market/units.ts'
+import { AccessDeniedError, BadRequestError, NoDeferError, PaymentDeclinedError, PaymentTooLowError, RateLimitedError } from '../protocols/rpc/errors.ts'
+import { credentialText, firstOpenCloudId, type CredentialVerifier } from '../protocols/rpc/credentials.ts'
+import { bodyFromBytes } from '../protocols/rpc/body.ts'
+import { encodeChallenge, type NonceStore } from '../protocols/rpc/nonce-store.ts'
+import { Status } from '../protocols/rpc/status.ts'
+import { RateLimiter } from './policy/rate-limiter.ts'
+import type { Policies } from './policy/policy.ts'
+import type { ServiceRegistry } from './registry.ts'
+import type { MethodResult, ServiceContext } from './interface.ts'
+import type { IncomingRequest, Reply, RequestHandler } from '../protocols/rpc/server.ts'
+
+const log = logger('opencloud:pipeline')
+
+/** What the reputation hook sees; it throws an RpcError to refuse */
+export interface ReputationHook {
+  check: (ctx: ServiceContext) => Promise<void>
+}
+
+export interface PaymentCheck {
+  /** satoshis the call costs: max(quote, min-payment policy) */
+  required: bigint
+  ctx: ServiceContext
+}
+
+/** Accepts or refuses the payment a call carries; throws a payment error to refuse */
+export interface PaymentHook {
+  check: (check: PaymentCheck) => Promise<void>
+}
+
+/** Until reputation lands every caller is served */
+export const noReputation: ReputationHook = { check: async () => {} }
+
+/**
+ * Until payments land only free calls are served: a priced call without
+ * payment is told what would be acceptable, and attached or deferred
+ * payments are declined with a reason the caller can act on.
+ */
+export const freeCallsOnly: PaymentHook = {
+  check: async ({ required, ctx }) => {
+    const { payment } = ctx
+    if (payment.type === 'defer') {
+      const err = new NoDeferError('this node does not accept deferred payment')
+      if (required > 0n) {
+        err.acceptablePayment = { type: 'attached', currency: 'BTC', amount: formatBtc(required) }
+      }
+      throw err
+    }
+    if (payment.type === 'attached') {
+      throw new PaymentDeclinedError('this node does not accept attached payments yet')
+    }
+    if (required > 0n) {
+      const err = new PaymentTooLowError(`${ctx.service}.${ctx.method} costs ${formatBtc(required)} BTC and the request carries no payment`)
+      err.acceptablePayment = { type: 'attached', currency: 'BTC', amount: formatBtc(required) }
+      throw err
+    }
+  }
+}
+
+export interface PipelineComponents {
+  registry: ServiceRegistry
+  verifier: CredentialVerifier
+  nonces: NonceStore
+  policies: Policies
+}
+
+export interface PipelineInit {
+  /** Refuse requests without an OpenCloud ID credential, default true (seed: servers require id, sig and nonce) */
+  requireCredential?: boolean
+  reputation?: ReputationHook
+  payments?: PaymentHook
+  rateLimiter?: RateLimiter
+}
+
+/**
+ * Every incoming request passes here, in the order of the seed's "Request
+ * processing": is it valid (signatures, nonce, service, method), access
+ * control by policy, reputation, payment, and only then the service.
+ */
+export class Pipeline implements RequestHandler {
+  private readonly components: PipelineComponents
+  private readonly requireCredential: boolean
+  private readonly rateLimiter: RateLimiter
+  reputation: ReputationHook
+  payments: PaymentHook
+
+  constructor (components: PipelineComponents, init: PipelineInit = {}) {
+    this.components = components
+    this.requireCredential = init.requireCredential ?? true
+    this.reputation = init.reputation ?? noReputation
+    this.payments = init.payments ?? freeCallsOnly
+    this.rateLimiter = init.rateLimiter ?? new RateLimiter()
+  }
+
+  async handle (request: IncomingRequest): Promise<Reply> {
+    const { registry, verifier, nonces, policies } = this.components
+    const { head } = request
+
+    // 1. is the request valid?
+    verifier.verifyAll(head.credentials, head.signatures, request.signing)
+    const openCloudId = firstOpenCloudId(head.credentials)
+    if (openCloudId == null && this.requireCredential) {
+      throw new BadRequestError('this node requires an OpenCloud ID credential (oc:<PeerId>) on every request')
+    }
+    const caller = openCloudId ?? request.remotePeer.toString()
+    const nonce = nonces.consume(caller, head.nonce)
+    if (!nonce.ok) {
+      return {
+        status: Status.REFRESH_NONCE,
+        message: `${nonce.reason}; use the nonce in this response`,
+        body: bodyFromBytes(encodeChallenge(nonces.issue(caller)))
+      }
+    }
+    const { method } = registry.resolve(head.service, head.method)
+
+    const ctx: ServiceContext = {
+      caller,
+      credentials: head.credentials.map(credentialText),
+      remotePeer: request.remotePeer,
+      service: head.service,
+      method: head.method,
+      args: head.args,
+      payment: head.payment,
+      body: request.body,
+      signal: request.signal
+    }
+
+    // 2. access control
+    const decision = policies.decide(ctx)
+    if (decision.access === 'deny') {
+      throw new AccessDeniedError(`${head.service}.${head.method} is denied to ${caller} by the ${decision.accessScope} policy`)
+    }
+    for (const { scope, limit } of decision.rateLimits) {
+      const waitMs = this.rateLimiter.take(`${scope}|${caller}`, limit)
+      if (waitMs > 0) {
+        throw new RateLimitedError(`over the ${scope} rate limit of ${limit.text}; retry in ${(waitMs / 1000).toFixed(1)} s`)
+      }
+    }
+
+    // 3. reputation
+    await this.reputation.check(ctx)
+
+    // 4. payment
+    const quote = registry.quote(head.service, head.method, { args: head.args, bodyLength: head.bodyLength })
+    const required = quote.total > decision.minPayment ? quote.total : decision.minPayment
+    await this.payments.check({ required, ctx })
+
+    // 5. the service
+    log.trace('%s.%s for %s', head.service, head.method, caller)
+    const result = await method.handle(ctx)
+    return { status: Status.OK, message: result.message, body: toBody(result) }
+  }
+}
+
+function toBody (result: MethodResult): Reply['body'] {
+  if (result.json !== undefined) {
+    return bodyFromBytes(new TextEncoder().encode(JSON.stringify(result.json)))
+  }
+  if (result.body instanceof Uint8Array) {
+    return bodyFromBytes(result.body)
+  }
+  return result.body
+}

@@ -1,0 +1,195 @@
+import { parseAmount } from '../../market/units.ts'
+import { parseRateLimit, type RateLimit } from './rate-limiter.ts'
+
+/**
+ * Policies (seed: "Policies"): the commands allow, deny, min-payment and
+ * rate-limit in four scopes. For each command the most specific scope that
+ * sets it wins: credential, then method, then service, then global. Among
+ * several credentials a call presents, a deny beats an allow, the highest
+ * min-payment applies, and every rate limit applies.
+ */
+
+export interface PolicyCommands {
+  allow?: boolean
+  deny?: boolean
+  'min-payment'?: string | number
+  'rate-limit'?: string
+}
+
+/** The policies section of config.json */
+export interface PoliciesConfig {
+  global?: PolicyCommands
+  /** keyed by service name */
+  service?: Record<string, PolicyCommands>
+  /** keyed by service.method */
+  method?: Record<string, PolicyCommands>
+  /** keyed by credential text: oc:<PeerId> or btc:<address> */
+  credential?: Record<string, PolicyCommands>
+}
+
+interface ParsedCommands {
+  access?: 'allow' | 'deny'
+  minPayment?: bigint
+  rateLimit?: RateLimit
+}
+
+export interface PolicyDecision {
+  access: 'allow' | 'deny'
+  /** the scope whose allow/deny decided, e.g. "credential oc:12D3...", "global", "default" */
+  accessScope: string
+  minPayment: bigint
+  /** rate limits that apply, each with the key of its bucket */
+  rateLimits: Array<{ scope: string, limit: RateLimit }>
+}
+
+export class PolicyError extends Error {
+  override name = 'PolicyError'
+}
+
+const COMMANDS = new Set(['allow', 'deny', 'min-payment', 'rate-limit'])
+
+function parseCommands (where: string, value: unknown): ParsedCommands {
+  if (value == null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new PolicyError(`${where} must be an object of policy commands (allow, deny, min-payment, rate-limit)`)
+  }
+  const out: ParsedCommands = {}
+  for (const [key, v] of Object.entries(value)) {
+    if (!COMMANDS.has(key)) {
+      throw new PolicyError(`${where} has an unknown command "${key}"; the commands are allow, deny, min-payment, rate-limit`)
+    }
+  }
+  const c = value as PolicyCommands
+  if (c.allow != null && typeof c.allow !== 'boolean') {
+    throw new PolicyError(`${where}.allow must be true or false`)
+  }
+  if (c.deny != null && typeof c.deny !== 'boolean') {
+    throw new PolicyError(`${where}.deny must be true or false`)
+  }
+  if (c.allow === true && c.deny === true) {
+    throw new PolicyError(`${where} both allows and denies`)
+  }
+  if (c.allow === true || c.deny === false) {
+    out.access = 'allow'
+  } else if (c.deny === true || c.allow === false) {
+    out.access = 'deny'
+  }
+  if (c['min-payment'] != null) {
+    try {
+      out.minPayment = parseAmount(c['min-payment'])
+    } catch (err: any) {
+      throw new PolicyError(`${where}.min-payment: ${err.message}`)
+    }
+  }
+  if (c['rate-limit'] != null) {
+    try {
+      out.rateLimit = parseRateLimit(String(c['rate-limit']))
+    } catch (err: any) {
+      throw new PolicyError(`${where}.rate-limit: ${err.message}`)
+    }
+  }
+  return out
+}
+
+function parseScope (where: string, value: unknown): Map<string, ParsedCommands> {
+  const out = new Map<string, ParsedCommands>()
+  if (value == null) {
+    return out
+  }
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new PolicyError(`${where} must be an object keyed by name`)
+  }
+  for (const [key, commands] of Object.entries(value)) {
+    out.set(key, parseCommands(`${where}["${key}"]`, commands))
+  }
+  return out
+}
+
+export interface PolicyQuery {
+  service: string
+  method: string
+  credentials: string[]
+}
+
+export class Policies {
+  private readonly global: ParsedCommands
+  private readonly service: Map<string, ParsedCommands>
+  private readonly method: Map<string, ParsedCommands>
+  private readonly credential: Map<string, ParsedCommands>
+
+  constructor (config: PoliciesConfig = {}) {
+    if (config == null || typeof config !== 'object' || Array.isArray(config)) {
+      throw new PolicyError('policies must be an object with the scopes global, service, method, credential')
+    }
+    for (const key of Object.keys(config)) {
+      if (!['global', 'service', 'method', 'credential'].includes(key)) {
+        throw new PolicyError(`policies has an unknown scope "${key}"; the scopes are global, service, method, credential`)
+      }
+    }
+    this.global = config.global == null ? {} : parseCommands('policies.global', config.global)
+    this.service = parseScope('policies.service', config.service)
+    this.method = parseScope('policies.method', config.method)
+    for (const key of this.method.keys()) {
+      if (!/^[a-z][a-z0-9-]*\.[a-z][a-z0-9-]*$/.test(key)) {
+        throw new PolicyError(`policies.method["${key}"]: method scopes are written service.method, e.g. "sha256.hash"`)
+      }
+    }
+    this.credential = parseScope('policies.credential', config.credential)
+    for (const key of this.credential.keys()) {
+      if (!/^(oc|btc):\S+$/.test(key)) {
+        throw new PolicyError(`policies.credential["${key}"]: credential scopes are written oc:<PeerId> or btc:<address>`)
+      }
+    }
+  }
+
+  decide (query: PolicyQuery): PolicyDecision {
+    const methodKey = `${query.service}.${query.method}`
+    const scopes: Array<[string, ParsedCommands | undefined]> = [
+      [`method ${methodKey}`, this.method.get(methodKey)],
+      [`service ${query.service}`, this.service.get(query.service)],
+      ['global', this.global]
+    ]
+    const credentialScopes: Array<[string, ParsedCommands]> = []
+    for (const c of query.credentials) {
+      const commands = this.credential.get(c)
+      if (commands != null) {
+        credentialScopes.push([`credential ${c}`, commands])
+      }
+    }
+
+    const decision: PolicyDecision = { access: 'allow', accessScope: 'default', minPayment: 0n, rateLimits: [] }
+
+    const credentialAccess = credentialScopes.filter(([, c]) => c.access != null)
+    const denied = credentialAccess.find(([, c]) => c.access === 'deny')
+    if (denied != null) {
+      decision.access = 'deny'
+      decision.accessScope = denied[0]
+    } else if (credentialAccess.length > 0) {
+      decision.access = 'allow'
+      decision.accessScope = credentialAccess[0][0]
+    } else {
+      const scope = scopes.find(([, c]) => c?.access != null)
+      if (scope != null) {
+        decision.access = scope[1]?.access as 'allow' | 'deny'
+        decision.accessScope = scope[0]
+      }
+    }
+
+    const credentialMin = credentialScopes.filter(([, c]) => c.minPayment != null)
+    if (credentialMin.length > 0) {
+      decision.minPayment = credentialMin.reduce((max, [, c]) => (c.minPayment as bigint) > max ? c.minPayment as bigint : max, 0n)
+    } else {
+      decision.minPayment = scopes.find(([, c]) => c?.minPayment != null)?.[1]?.minPayment ?? 0n
+    }
+
+    const credentialLimits = credentialScopes.filter(([, c]) => c.rateLimit != null)
+    if (credentialLimits.length > 0) {
+      decision.rateLimits = credentialLimits.map(([scope, c]) => ({ scope, limit: c.rateLimit as RateLimit }))
+    } else {
+      const scope = scopes.find(([, c]) => c?.rateLimit != null)
+      if (scope != null) {
+        decision.rateLimits = [{ scope: scope[0], limit: scope[1]?.rateLimit as RateLimit }]
+      }
+    }
+    return decision
+  }
+}
