@@ -1,7 +1,7 @@
 import { ApiError } from '../node/api/client.ts'
 import { resolveDataDir } from '../node/data-dir.ts'
 import { VERSION } from '../node/version.ts'
-import { COMMON_HELP, UsageError, parseCommandArgs, printJson, type Command } from './command.ts'
+import { COMMON_HELP, COMMON_OPTIONS, UsageError, parseCommandArgs, printJson, type Command } from './command.ts'
 import { callCommand } from './commands/call.ts'
 import { daemonCommand } from './commands/daemon.ts'
 import { idCommand, peersCommand, servicesCommand } from './commands/info.ts'
@@ -27,27 +27,53 @@ function commandHelp (command: Command): string {
   return `Usage: ${command.usage}\n\n${command.help}\n\n${COMMON_HELP}\n`
 }
 
+/** Options that take a value, in any command: their value is never the command name */
+const VALUE_OPTIONS = new Set(COMMANDS.flatMap(c => Object.entries({ ...COMMON_OPTIONS, ...c.options })
+  .filter(([, o]) => o.type === 'string')
+  .flatMap(([name, o]) => ['--' + name, ...('short' in o && o.short != null ? ['-' + o.short] : [])])))
+
+/**
+ * The command is the first word that is not an option or an option's value,
+ * so `opencloud-node --data-dir X call ...` and `opencloud-node call
+ * --data-dir X ...` mean the same. With no command the daemon runs.
+ */
+function splitCommand (argv: string[]): { name: string | undefined, rest: string[] } {
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i]
+    if (token === '--') {
+      break
+    }
+    if (token.startsWith('-')) {
+      if (VALUE_OPTIONS.has(token)) {
+        i++
+      }
+      continue
+    }
+    return { name: token, rest: [...argv.slice(0, i), ...argv.slice(i + 1)] }
+  }
+  return { name: undefined, rest: argv }
+}
+
 /** Run the CLI; resolves with the exit code */
 export async function main (argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
-  let name = argv[0]
-  let rest = argv.slice(1)
-  if (name === '--version' || name === '-v') {
+  if (argv[0] === '--version' || argv[0] === '-v') {
     out.write(`${VERSION}\n`)
     return 0
   }
+  const split = splitCommand(argv)
+  let name = split.name
+  const rest = split.rest
   if (name === 'help') {
-    const command = COMMANDS.find(c => c.name === rest[0])
+    const command = COMMANDS.find(c => c.name === rest.find(t => !t.startsWith('-')))
     out.write(command == null ? overview() : commandHelp(command))
     return 0
   }
-  if (name == null || name.startsWith('-')) {
-    if (name === '--help' || name === '-h') {
+  if (name == null) {
+    if (rest.includes('--help') || rest.includes('-h')) {
       out.write(overview())
       return 0
     }
-    // no command: run the daemon
     name = 'daemon'
-    rest = argv
   }
   const command = COMMANDS.find(c => c.name === name)
   if (command == null) {

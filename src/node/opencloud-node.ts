@@ -8,6 +8,7 @@ import { bootstrap } from '@libp2p/bootstrap'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper, removePublicAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
 import { gossipsub } from '@libp2p/gossipsub'
 import { LevelDatastore } from 'datastore-level'
+import { Level } from 'level'
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
@@ -119,16 +120,7 @@ export class OpenCloudNode {
     const listen = init.listen ?? config.listen
     const bootstrapList = [...config.bootstrap, ...(init.bootstrap ?? [])]
 
-    const datastore = new LevelDatastore(paths.datastore)
-    try {
-      await datastore.open()
-    } catch (err: any) {
-      const cause = err.cause ?? err
-      if (cause?.code === 'LEVEL_LOCKED' || /lock/i.test(String(cause?.message))) {
-        throw new DataDirLockedError(`another node is running with the data directory ${paths.root}; stop it or choose another --data-dir`)
-      }
-      throw err
-    }
+    const datastore = await openDatastore(paths)
     const privateKey: PrivateKey = await loadOrCreateIdentity(paths.identity)
     const signer = openCloudSigner(privateKey)
     const verifier = new CredentialVerifier()
@@ -269,6 +261,26 @@ export class OpenCloudNode {
   async call (peer: PeerId | Multiaddr | string, request: CallRequest): Promise<CallResponse> {
     return this.client.call(typeof peer === 'string' ? parsePeer(peer) : peer, request)
   }
+}
+
+/**
+ * Open the LevelDB datastore. The database is opened here rather than by
+ * LevelDatastore because LevelDatastore flattens the cause into a string, and
+ * the cause is what tells "another node has this directory" from corruption.
+ */
+async function openDatastore (paths: DataDir): Promise<LevelDatastore> {
+  const db = new Level<string, Uint8Array>(paths.datastore, { keyEncoding: 'utf8', valueEncoding: 'view' })
+  try {
+    await db.open({ createIfMissing: true, compression: false })
+  } catch (err: any) {
+    if (err.cause?.code === 'LEVEL_LOCKED') {
+      throw new DataDirLockedError(`another node is running with the data directory ${paths.root}; stop it or choose another --data-dir`)
+    }
+    throw new Error(`cannot open the datastore in ${paths.datastore}: ${err.cause?.message ?? err.message}`)
+  }
+  const datastore = new LevelDatastore(db)
+  await datastore.open()
+  return datastore
 }
 
 /** "12D3Koo..." or "/ip4/.../p2p/12D3Koo..." */
