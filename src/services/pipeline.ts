@@ -109,7 +109,7 @@ export class Pipeline implements RequestHandler {
       return {
         status: Status.REFRESH_NONCE,
         message: `${nonce.reason}; use the nonce in this response`,
-        body: bodyFromBytes(encodeChallenge(nonces.issue(caller)))
+        body: bodyFromBytes(encodeChallenge(nonces.issue(caller, nonce.code)))
       }
     }
     const { method } = registry.resolve(head.service, head.method)

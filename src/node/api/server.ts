@@ -215,7 +215,8 @@ export class ApiServer {
         })
         return
       }
-      throw new HttpError(502, `the call to ${peer} failed: ${err.message}`)
+      sendJson(res, 502, { error: { name: err.name, message: err.message } })
+      return
     }
     await cleanup()
     res.writeHead(200, {

@@ -4,8 +4,10 @@ import { EMPTY_SHA256, MAX_DATA_FRAME } from './constants.ts'
 
 /**
  * An outgoing body: its length and SHA-256 are known before the first byte
- * is sent, because both are part of the signed head. `open()` is called once,
- * when the receiver is ready, and yields the bytes in order.
+ * is sent, because both are part of the signed head. `open()` is called when
+ * the receiver is ready and yields the bytes in order. A body over
+ * EAGER_BODY_LIMIT is opened at most once per call, so it may be a one-shot
+ * stream; the client keeps a copy of smaller ones for retries.
  *
  * Knowing the digest up front costs a file one extra read (SHA-256 runs at
  * over 1 GB/s here). In exchange the server checks signature, nonce, policy

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { EAGER_BODY_LIMIT, FrameType, REQUEST_DOMAIN, RPC_PROTOCOL } from './constants.ts'
-import { BodyDigestMismatchError, MalformedMessageError, ResponseVerificationError, RpcError, StreamEndedError, errorForStatus } from './errors.ts'
+import { BodyDigestMismatchError, DialError, MalformedMessageError, ResponseVerificationError, RpcError, StreamEndedError, errorForStatus } from './errors.ts'
 import { FrameReader, writeFrame } from './frames.ts'
 import { CredentialType, decodeResponse, encodeHead, encodeRequestSigned, signingBytes, type AcceptablePayment, type Payment, type ResponseHead } from './messages.ts'
 import { EMPTY_BODY, type OutgoingBody } from './body.ts'
@@ -24,6 +24,8 @@ export interface RpcClientInit {
   verifier: CredentialVerifier
   /** Time allowed for a call without a body, default 30 s; bodies add a second per MiB */
   timeoutMs?: number
+  /** Time allowed to find and connect to a peer, default 10 s */
+  dialTimeoutMs?: number
   /** Idle pooled streams kept per peer, default 64 */
   maxIdlePerPeer?: number
   /** How long an idle pooled stream is kept, default 30 s (servers close them at 120 s) */
@@ -106,6 +108,7 @@ export class RpcClient {
   private readonly maxIdlePerPeer: number
   private readonly idleTimeoutMs: number
   private readonly nonceRetries: number
+  private readonly dialTimeoutMs: number
   private readonly idle = new Map<string, PooledStream[]>()
   private readonly nonces = new Map<string, NonceState>()
   private stopped = false
@@ -118,6 +121,7 @@ export class RpcClient {
     this.maxIdlePerPeer = init.maxIdlePerPeer ?? 64
     this.idleTimeoutMs = init.idleTimeoutMs ?? 30_000
     this.nonceRetries = init.nonceRetries ?? 2
+    this.dialTimeoutMs = init.dialTimeoutMs ?? 10_000
   }
 
   /** Close every pooled stream */
@@ -134,7 +138,7 @@ export class RpcClient {
    * (its `response` holds the signed answer). refresh-nonce is handled here.
    */
   async call (peer: PeerId | Multiaddr, request: CallRequest): Promise<CallResponse> {
-    const body = request.body ?? EMPTY_BODY
+    const body = await replayable(request.body ?? EMPTY_BODY, request.signal)
     const timeout = AbortSignal.timeout(this.timeoutMs + Math.ceil(body.length / 1024))
     const signal = request.signal == null ? timeout : AbortSignal.any([request.signal, timeout])
     for (let attempt = 0; ; attempt++) {
@@ -400,7 +404,16 @@ export class RpcClient {
       }
       pooled.reader.release()
     }
-    const connection = await this.components.dial(peer, { signal })
+    let connection: Connection
+    try {
+      connection = await this.components.dial(peer, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.dialTimeoutMs)]) })
+    } catch (err: any) {
+      signal.throwIfAborted()
+      const reason = err.name === 'TimeoutError'
+        ? `no address answered within ${this.dialTimeoutMs / 1000} s (a PeerId needs a connection, a known address or a DHT that can find it)`
+        : err.message
+      throw new DialError(`cannot reach ${peer.toString()}: ${reason}`)
+    }
     const stream = await connection.newStream(RPC_PROTOCOL, { signal })
     // the client decides when a pooled stream is stale
     stream.inactivityTimeout = 0
@@ -442,6 +455,23 @@ export class RpcClient {
       pooled.stream.abort(err)
     }
   }
+}
+
+/**
+ * A small body is sent before the server has checked the nonce, so a
+ * refresh-nonce retry sends it again: keep its bytes. A large body is only
+ * opened after CONTINUE, which comes after the nonce check, so it is opened
+ * once and may be a one-shot stream.
+ */
+async function replayable (body: OutgoingBody, signal?: AbortSignal): Promise<OutgoingBody> {
+  if (body.length === 0 || body.length > EAGER_BODY_LIMIT) {
+    return body
+  }
+  const chunks: Uint8Array[] = []
+  for await (const chunk of body.open(signal)) {
+    chunks.push(chunk)
+  }
+  return { length: body.length, sha256: body.sha256, open: async function * () { yield * chunks } }
 }
 
 /** Whether a promise settles (either way) within one macrotask turn, or at all when `wait` is set */

@@ -138,3 +138,8 @@ export class StreamEndedError extends Error {
 export class ResponseVerificationError extends Error {
   override name = 'ResponseVerificationError'
 }
+
+/** The peer could not be reached: no address known, none found, or none answered */
+export class DialError extends Error {
+  override name = 'DialError'
+}

@@ -29,10 +29,13 @@ export interface NonceStoreInit {
   /** Live challenges in all, default 100,000; beyond it the oldest is evicted */
   maxChallenges?: number
   /**
-   * A challenge issued this recently is handed out again instead of a new
-   * one, default 1 s. When a server restarts, every call a client has in
-   * flight is refused at once; without this each refusal would mint a
-   * challenge and evict the one the client just installed.
+   * When a nonce is refused because its challenge is unknown or expired, a
+   * challenge issued to the same caller this recently is handed out again
+   * instead of a new one, default 1 s. After a server restart every call a
+   * client has in flight is refused at once; without this each refusal would
+   * mint a challenge and evict the one the client just installed. Empty,
+   * replayed or stale nonces always get a fresh challenge, so two clients
+   * that share a key never share a counter.
    */
   reuseMs?: number
   /** For tests */
@@ -48,9 +51,13 @@ interface Challenge {
   seen: Uint32Array
 }
 
+export type NonceRefusal = 'missing' | 'malformed' | 'unknown' | 'other-caller' | 'expired' | 'too-old' | 'replay'
+
 export type NonceVerdict =
   | { ok: true }
-  | { ok: false, reason: string }
+  | { ok: false, code: NonceRefusal, reason: string }
+
+const REUSABLE: ReadonlySet<NonceRefusal> = new Set(['unknown', 'expired'])
 
 export interface IssuedNonce {
   challenge: Uint8Array
@@ -80,12 +87,13 @@ export class NonceStore {
     return this.challenges.size
   }
 
-  issue (caller: string): IssuedNonce {
+  /** A challenge for the caller; `after` is the refusal that asked for it */
+  issue (caller: string, after?: NonceRefusal): IssuedNonce {
     const now = this.now()
     const list = this.byCaller.get(caller) ?? []
     const newestKey = list[list.length - 1]
     const newest = newestKey == null ? undefined : this.challenges.get(newestKey)
-    if (newest != null && now - newest.issuedAt < this.reuseMs) {
+    if (after != null && REUSABLE.has(after) && newest != null && now - newest.issuedAt < this.reuseMs) {
       return { challenge: Uint8Array.from(Buffer.from(newestKey, 'hex')), expiresAt: newest.expiresAt }
     }
     const challenge = randomBytes(CHALLENGE_BYTES)
@@ -120,22 +128,22 @@ export class NonceStore {
   /** Check a nonce and, when it is good, mark it used */
   consume (caller: string, nonce: Uint8Array): NonceVerdict {
     if (nonce.byteLength === 0) {
-      return { ok: false, reason: 'this node requires a nonce it issued' }
+      return { ok: false, code: 'missing', reason: 'this node requires a nonce it issued' }
     }
     if (nonce.byteLength !== NONCE_BYTES) {
-      return { ok: false, reason: `a nonce is ${NONCE_BYTES} bytes, this one is ${nonce.byteLength}` }
+      return { ok: false, code: 'malformed', reason: `a nonce is ${NONCE_BYTES} bytes, this one is ${nonce.byteLength}` }
     }
     const key = Buffer.from(nonce.subarray(0, CHALLENGE_BYTES)).toString('hex')
     const entry = this.challenges.get(key)
     if (entry == null) {
-      return { ok: false, reason: 'the nonce was not issued by this node, or was forgotten' }
+      return { ok: false, code: 'unknown', reason: 'the nonce was not issued by this node, or was forgotten' }
     }
     if (entry.caller !== caller) {
-      return { ok: false, reason: 'the nonce was issued to another caller' }
+      return { ok: false, code: 'other-caller', reason: 'the nonce was issued to another caller' }
     }
     if (entry.expiresAt <= this.now()) {
       this.evict(key)
-      return { ok: false, reason: 'the nonce has expired' }
+      return { ok: false, code: 'expired', reason: 'the nonce has expired' }
     }
     const counter = Buffer.from(nonce.subarray(CHALLENGE_BYTES)).readBigUInt64BE(0)
     if (counter > entry.highest) {
@@ -146,12 +154,12 @@ export class NonceStore {
     }
     const age = Number(entry.highest - counter)
     if (age >= this.window) {
-      return { ok: false, reason: `the nonce counter is more than ${this.window} behind the newest` }
+      return { ok: false, code: 'too-old', reason: `the nonce counter is more than ${this.window} behind the newest` }
     }
     const word = age >>> 5
     const bit = 1 << (age & 31)
     if ((entry.seen[word] & bit) !== 0) {
-      return { ok: false, reason: 'the nonce was already used: the request is a replay' }
+      return { ok: false, code: 'replay', reason: 'the nonce was already used: the request is a replay' }
     }
     entry.seen[word] |= bit
     return { ok: true }

@@ -1,0 +1,153 @@
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { readFile, stat, writeFile, access } from 'node:fs/promises'
+import { join } from 'node:path'
+import { tempDir } from '../helpers/nodes.ts'
+import { runCli, startDaemon, type Daemon } from '../helpers/cli.ts'
+
+const sha256hex = (data: string | Uint8Array): string => createHash('sha256').update(data).digest('hex')
+
+describe('the opencloud-node command line against running daemons', () => {
+  let dir: { path: string, cleanup: () => Promise<void> }
+  let server: Daemon
+  let client: Daemon
+  let serverDir: string
+  let clientDir: string
+
+  before(async () => {
+    dir = await tempDir()
+    serverDir = join(dir.path, 'server')
+    clientDir = join(dir.path, 'client')
+    server = await startDaemon(serverDir)
+    client = await startDaemon(clientDir, ['--bootstrap', server.addrs[0]])
+  })
+
+  after(async () => {
+    await client?.stop()
+    await server?.stop()
+    await dir?.cleanup()
+  })
+
+  it('shows who the node is', async () => {
+    const { code, stdout } = await runCli(['id', '--json', '--data-dir', clientDir])
+    assert.equal(code, 0)
+    const info = JSON.parse(stdout)
+    assert.equal(info.peerId, client.peerId)
+    assert.deepEqual(info.services, ['info', 'peers', 'sha256'])
+    const human = await runCli(['--data-dir', clientDir, 'id'])
+    assert.match(human.stdout, new RegExp(`PeerId\\s+${client.peerId}`))
+  })
+
+  it('calls sha256.hash on a peer with a file body, with stdin, and into a file', async () => {
+    const file = join(dir.path, 'body.txt')
+    await writeFile(file, 'the quick brown fox')
+    const fromFile = await runCli(['--data-dir', clientDir, 'call', server.peerId, 'sha256.hash', '--body', file, '--json'])
+    assert.equal(fromFile.code, 0, fromFile.stderr)
+    const answer = JSON.parse(fromFile.stdout)
+    assert.equal(answer.status, 'ok')
+    assert.equal(answer.server, server.peerId)
+    assert.equal(answer.bodyHex, sha256hex('the quick brown fox'))
+
+    const fromStdin = await runCli(['call', server.addrs[0], 'sha256.hash', '--body', '-', '--data-dir', clientDir], { stdin: 'from stdin' })
+    assert.equal(fromStdin.code, 0, fromStdin.stderr)
+    // stdout is a pipe here, so the 32 raw bytes come out as they are
+    assert.equal(fromStdin.stdoutBytes.toString('hex'), sha256hex('from stdin'))
+
+    const out = join(dir.path, 'digest.bin')
+    const toFile = await runCli(['call', server.peerId, 'sha256.hash', '--body', file, '--out', out, '--data-dir', clientDir])
+    assert.equal(toFile.code, 0, toFile.stderr)
+    assert.equal((await readFile(out)).toString('hex'), sha256hex('the quick brown fox'))
+  })
+
+  it('shows methods with their pricing units and quotes', async () => {
+    const methods = await runCli(['call', server.peerId, 'sha256.methods', '--json', '--data-dir', clientDir])
+    const hash = JSON.parse(methods.stdout).body.find((m: any) => m.name === 'hash')
+    assert.equal(hash.unit, 'MiB')
+    const quote = await runCli(['call', server.peerId, 'sha256.quote', 'hash', '3', '--json', '--data-dir', clientDir])
+    assert.equal(JSON.parse(quote.stdout).body.units, 3)
+  })
+
+  it('lists peers and finds the peers offering a service', async () => {
+    const peers = JSON.parse((await runCli(['peers', '--json', '--data-dir', clientDir])).stdout)
+    assert.ok(peers.some((p: any) => p.id === server.peerId && p.connected))
+    const services = JSON.parse((await runCli(['services', '--json', '--data-dir', serverDir])).stdout)
+    assert.deepEqual(services.map((s: any) => s.name), ['info', 'peers', 'sha256'])
+  })
+
+  it('reports a refused call in one sentence with a non-zero exit code', async () => {
+    const refused = await runCli(['call', server.peerId, 'storage.put', '--data-dir', clientDir])
+    assert.equal(refused.code, 1)
+    assert.match(refused.stderr, /^opencloud-node: client-error\/service-unsupported: this node does not run a "storage" service/)
+    const json = await runCli(['call', server.peerId, 'storage.put', '--json', '--data-dir', clientDir])
+    assert.equal(json.code, 1)
+    assert.equal(JSON.parse(json.stdout).error.status, 'client-error/service-unsupported')
+  })
+
+  it('explains usage mistakes with exit code 2', async () => {
+    const bad = await runCli(['call', server.peerId, 'nodot', '--data-dir', clientDir])
+    assert.equal(bad.code, 2)
+    assert.match(bad.stderr, /is not <service>\.<method>/)
+    const unknownFlag = await runCli(['id', '--bogus', '--data-dir', clientDir])
+    assert.equal(unknownFlag.code, 2)
+    assert.match(unknownFlag.stderr, /--bogus/)
+    const help = await runCli(['call', '--help'])
+    assert.equal(help.code, 0)
+    assert.match(help.stdout, /Usage: opencloud-node call <peer>/)
+  })
+
+  it('protects the control API with the token from the data directory', async () => {
+    const res = await fetch(`${client.api}/v1/id`)
+    assert.equal(res.status, 401)
+    const token = (await readFile(join(clientDir, 'api.token'), 'utf8')).trim()
+    const ok = await fetch(`${client.api}/v1/id`, { headers: { authorization: `Bearer ${token}` } })
+    assert.equal(ok.status, 200)
+    assert.equal((await stat(join(clientDir, 'api.token'))).mode & 0o777, 0o600)
+  })
+
+  it('refuses a second daemon on a data directory in use', async () => {
+    const second = await runCli(['daemon', '--data-dir', serverDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0'])
+    assert.equal(second.code, 1)
+    assert.match(second.stderr, /another node is running with the data directory/)
+  })
+})
+
+describe('the daemon', () => {
+  it('keeps its identity across a restart and shuts down cleanly', async () => {
+    const dir = await tempDir()
+    try {
+      const first = await startDaemon(dir.path)
+      const { code, lines } = await first.stop()
+      assert.equal(code, 0)
+      assert.deepEqual(lines.at(-1), { event: 'stopped', peerId: first.peerId })
+      await assert.rejects(access(join(dir.path, 'api.json')), 'api.json is removed on stop')
+      assert.equal((await stat(join(dir.path, 'identity.key'))).mode & 0o777, 0o600)
+
+      const second = await startDaemon(dir.path)
+      assert.equal(second.peerId, first.peerId)
+      await second.stop()
+    } finally {
+      await dir.cleanup()
+    }
+  })
+
+  it('refuses a garbage config with the field that is wrong', async () => {
+    const dir = await tempDir()
+    try {
+      await writeFile(join(dir.path, 'config.json'), JSON.stringify({ listen: 5 }))
+      const bad = await runCli(['daemon', '--data-dir', dir.path])
+      assert.equal(bad.code, 1)
+      assert.match(bad.stderr, /config\.json: listen must be a list of strings/)
+
+      await writeFile(join(dir.path, 'config.json'), '{ not json')
+      const notJson = await runCli(['daemon', '--data-dir', dir.path])
+      assert.match(notJson.stderr, /is not valid JSON/)
+
+      await writeFile(join(dir.path, 'config.json'), JSON.stringify({ policies: { method: { 'sha256.hash': { 'rate-limit': 'fast' } } } }))
+      const badPolicy = await runCli(['daemon', '--data-dir', dir.path])
+      assert.match(badPolicy.stderr, /rate-limit: "fast" is not a rate limit/)
+    } finally {
+      await dir.cleanup()
+    }
+  })
+})

@@ -1,0 +1,279 @@
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { startTestNode, testConfig, tempDir, type TestNode } from '../helpers/nodes.ts'
+import { RawRpc } from '../helpers/raw-rpc.ts'
+import { bodyFromBytes, bodyFromFile } from '../../src/protocols/rpc/body.ts'
+import { openCloudSigner, CredentialVerifier } from '../../src/protocols/rpc/credentials.ts'
+import { Status } from '../../src/protocols/rpc/status.ts'
+import { FrameType } from '../../src/protocols/rpc/constants.ts'
+import { encodeFrame } from '../../src/protocols/rpc/frames.ts'
+import {
+  AccessDeniedError, BodyTooLargeError, MethodUnsupportedError, PaymentTooLowError,
+  RateLimitedError, ServiceUnsupportedError, NoDeferError
+} from '../../src/protocols/rpc/errors.ts'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+
+/** A full collection, so the samples measure live memory, not garbage waiting for collection */
+function forceGc (): () => void {
+  if (typeof global.gc === 'function') {
+    return global.gc
+  }
+  setFlagsFromString('--expose-gc')
+  return runInNewContext('gc')
+}
+
+const sha256hex = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex')
+const text = (s: string): Uint8Array => new TextEncoder().encode(s)
+
+describe('OpenCloud RPC between two nodes over TCP', () => {
+  let client: TestNode
+  let server: TestNode
+  let other: TestNode
+
+  before(async () => {
+    client = await startTestNode()
+    other = await startTestNode()
+    server = await startTestNode({
+      config: testConfig({
+        rpc: { maxBodyBytes: 1024 * 1024 },
+        services: { sha256: { prices: { hash: 0 } }, peers: { prices: { list: 25 } } },
+        policies: {
+          method: { 'sha256.info': { 'rate-limit': '2/m' } },
+          credential: { [`oc:${other.node.peerId.toString()}`]: { deny: true } }
+        }
+      })
+    })
+  })
+
+  after(async () => {
+    await Promise.all([client?.destroy(), server?.destroy(), other?.destroy()])
+  })
+
+  it('hashes a body with sha256.hash and signs the answer', async () => {
+    const response = await client.node.call(server.node.libp2p.getMultiaddrs()[0], {
+      service: 'sha256', method: 'hash', body: bodyFromBytes(text('hello'))
+    })
+    assert.equal(response.status, Status.OK)
+    assert.equal(response.server, server.node.peerId.toString())
+    assert.equal(Buffer.from(await response.body.bytes()).toString('hex'), sha256hex(text('hello')))
+    // the proof is a signed response head that verifies on its own
+    const { decodeResponse } = await import('../../src/protocols/rpc/messages.ts')
+    const proof = decodeResponse(response.proof)
+    new CredentialVerifier().verifyAll(proof.head.credentials, proof.head.signatures, proof.signing)
+  })
+
+  it('answers the template methods info, methods and quote from the prices it enforces', async () => {
+    const info = JSON.parse(new TextDecoder().decode(await (await client.node.call(server.node.peerId, { service: 'sha256', method: 'info' })).body.bytes()))
+    assert.equal(info.name, 'sha256')
+    const methods = JSON.parse(new TextDecoder().decode(await (await client.node.call(server.node.peerId, { service: 'peers', method: 'methods' })).body.bytes()))
+    assert.deepEqual(methods.map((m: any) => m.name), ['info', 'methods', 'quote', 'list', 'find'])
+    assert.equal(methods.find((m: any) => m.name === 'list').price, '0.00000025')
+    const quote = JSON.parse(new TextDecoder().decode(await (await client.node.call(server.node.peerId, { service: 'peers', method: 'quote', args: ['list', '4'] })).body.bytes()))
+    assert.equal(quote.total, '0.000001')
+    // the priced method is refused with exactly the quoted amount
+    await assert.rejects(client.node.call(server.node.peerId, { service: 'peers', method: 'list' }), (err: any) => {
+      assert.ok(err instanceof PaymentTooLowError)
+      assert.deepEqual(err.acceptablePayment, { type: 'attached', currency: 'BTC', amount: '0.00000025' })
+      return true
+    })
+    await assert.rejects(client.node.call(server.node.peerId, {
+      service: 'peers', method: 'list', payment: { type: 'defer', currency: 'BTC', amount: '0.00000025', id: 'tab-1', threshold: '' }
+    }), NoDeferError)
+  })
+
+  it('keeps many calls in flight between the same two peers', async () => {
+    const bodies = Array.from({ length: 100 }, (_, i) => text(`call ${i}`))
+    const answers = await Promise.all(bodies.map(async b => {
+      const r = await client.node.call(server.node.peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(b) })
+      return Buffer.from(await r.body.bytes()).toString('hex')
+    }))
+    assert.deepEqual(answers, bodies.map(sha256hex))
+  })
+
+  it('streams a body larger than one frame from a file', async () => {
+    const dir = await tempDir()
+    try {
+      const data = Buffer.alloc(700 * 1024 + 7, 0x5a)
+      const path = join(dir.path, 'body.bin')
+      await writeFile(path, data)
+      const r = await client.node.call(server.node.peerId, { service: 'sha256', method: 'hash', body: await bodyFromFile(path) })
+      assert.equal(Buffer.from(await r.body.bytes()).toString('hex'), sha256hex(data))
+    } finally {
+      await dir.cleanup()
+    }
+  })
+
+  it('refuses an unknown service and an unknown method', async () => {
+    await assert.rejects(client.node.call(server.node.peerId, { service: 'storage', method: 'put' }), (err: any) => {
+      assert.ok(err instanceof ServiceUnsupportedError)
+      assert.match(err.message, /does not run a "storage" service/)
+      return true
+    })
+    await assert.rejects(client.node.call(server.node.peerId, { service: 'sha256', method: 'sign' }), MethodUnsupportedError)
+  })
+
+  it('refuses a caller its policy denies', async () => {
+    await assert.rejects(other.node.call(server.node.libp2p.getMultiaddrs()[0], { service: 'sha256', method: 'hash' }), (err: any) => {
+      assert.ok(err instanceof AccessDeniedError)
+      assert.match(err.message, /credential oc:/)
+      return true
+    })
+  })
+
+  it('rate-limits one caller without slowing another', async () => {
+    const call = async (from: TestNode): Promise<unknown> => from.node.call(server.node.libp2p.getMultiaddrs()[0], { service: 'sha256', method: 'info' })
+    const [first, second] = await Promise.all([startTestNode(), startTestNode()])
+    try {
+      await call(first)
+      await call(first)
+      await assert.rejects(call(first), (err: any) => {
+        assert.ok(err instanceof RateLimitedError)
+        assert.match(err.message, /2\/m; retry in/)
+        return true
+      })
+      await call(second)
+      await call(second)
+    } finally {
+      await Promise.all([first.destroy(), second.destroy()])
+    }
+  })
+
+  it('refuses a body over the limit with body-too-large and keeps serving the stream', async () => {
+    const big = bodyFromBytes(new Uint8Array(2 * 1024 * 1024))
+    await assert.rejects(client.node.call(server.node.peerId, { service: 'sha256', method: 'hash', body: big }), (err: any) => {
+      assert.ok(err instanceof BodyTooLargeError)
+      assert.match(err.message, /at most 1048576/)
+      return true
+    })
+    const r = await client.node.call(server.node.peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(text('after')) })
+    assert.equal(r.status, Status.OK)
+  })
+
+  it('refuses a forged signature and an impersonated credential', async () => {
+    const raw = new RawRpc(client.node, server.node)
+    const forged = RawRpc.request(client.node.signer, { service: 'sha256', method: 'hash' }, signing => {
+      const sig = Buffer.from(client.node.signer.sign(signing))
+      sig[10] ^= 0xff
+      return [sig]
+    })
+    const { response } = await raw.exchange(forged)
+    assert.equal(response.head.status, Status.INVALID_SIGNATURE)
+    assert.match(response.head.message, /does not verify/)
+
+    // another node's credential signed with a key that is not its own
+    const mallory = openCloudSigner(await generateKeyPair('Ed25519'))
+    const impersonation = RawRpc.request(mallory, { credentials: [server.node.signer.credential] })
+    const answer = await raw.exchange(impersonation)
+    assert.equal(answer.response.head.status, Status.INVALID_SIGNATURE)
+  })
+
+  it('asks for a fresh nonce, then refuses the same request replayed', async () => {
+    const raw = new RawRpc(client.node, server.node)
+    const signer = openCloudSigner(await generateKeyPair('Ed25519'))
+    const challenge = await raw.challenge(signer)
+    const request = RawRpc.request(signer, { nonce: RawRpc.nonce(challenge, 5), body: text('once') })
+    const first = await raw.exchange(request)
+    assert.equal(first.response.head.status, Status.OK)
+    assert.equal(Buffer.from(first.body).toString('hex'), sha256hex(text('once')))
+    const replay = await raw.exchange(request)
+    assert.equal(replay.response.head.status, Status.REFRESH_NONCE)
+    assert.match(replay.response.head.message, /replay/)
+    assert.equal(replay.body.byteLength, 24, 'a refresh-nonce answer carries a new challenge')
+    // a nonce issued to one caller is no good to another
+    const stolen = RawRpc.request(client.node.signer, { nonce: RawRpc.nonce(challenge, 6) })
+    const refused = await raw.exchange(stolen)
+    assert.equal(refused.response.head.status, Status.REFRESH_NONCE)
+    assert.match(refused.response.head.message, /another caller/)
+  })
+
+  it('answers malformed frames with bad-request and stays up', async () => {
+    const raw = new RawRpc(client.node, server.node)
+    const unknownType = await raw.exchange([Uint8Array.from([0x03, 0x09, 0x01, 0x02])])
+    assert.equal(unknownType.response.head.status, Status.BAD_REQUEST)
+    assert.match(unknownType.response.head.message, /unknown frame type 9/)
+
+    const truncated = await raw.exchange([encodeFrame(FrameType.REQUEST, Uint8Array.from([0x01, 0x40, 0x01])).subarray()])
+    assert.equal(truncated.response.head.status, Status.BAD_REQUEST)
+
+    const huge = await raw.exchange([Uint8Array.from([0xff, 0xff, 0xff, 0x7f, 0x01])])
+    assert.equal(huge.response.head.status, Status.BAD_REQUEST)
+    assert.match(huge.response.head.message, /over the limit/)
+
+    const challenge = await raw.challenge(client.node.signer)
+    const mismatched = RawRpc.request(client.node.signer, { nonce: RawRpc.nonce(challenge, 1), body: text('real'), bodySha256: createHash('sha256').update('other').digest() })
+    const answer = await raw.exchange(mismatched)
+    assert.equal(answer.response.head.status, Status.BAD_REQUEST, answer.response.head.message)
+    assert.match(answer.response.head.message, /does not match/)
+
+    const r = await client.node.call(server.node.peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(text('still up')) })
+    assert.equal(r.status, Status.OK)
+  })
+
+  it('says clearly when a peer cannot be reached', async () => {
+    const stranger = await startTestNode()
+    const unknown = stranger.node.peerId
+    await stranger.destroy()
+    await assert.rejects(client.node.client.call(unknown, { service: 'info', method: 'info', signal: AbortSignal.timeout(30_000) }), (err: any) => {
+      assert.equal(err.name, 'DialError')
+      assert.match(err.message, /cannot reach 12D3KooW/)
+      return true
+    })
+  })
+
+  it('refuses requests without an OpenCloud ID credential by default', async () => {
+    const raw = new RawRpc(client.node, server.node)
+    const anonymous = RawRpc.request(client.node.signer, { credentials: [] }, () => [])
+    const { response } = await raw.exchange(anonymous)
+    assert.equal(response.head.status, Status.BAD_REQUEST)
+    assert.match(response.head.message, /requires an OpenCloud ID/)
+  })
+})
+
+describe('a 100 MiB body', () => {
+  it('streams through sha256.hash with memory staying flat', async () => {
+    const client = await startTestNode()
+    const server = await startTestNode()
+    try {
+      const size = 100 * 1024 * 1024
+      const block = Buffer.alloc(60_000, 0x42)
+      const hash = createHash('sha256')
+      for (let n = 0; n < size; n += block.length) {
+        hash.update(block.subarray(0, Math.min(block.length, size - n)))
+      }
+      const body = {
+        length: size,
+        sha256: Uint8Array.from(hash.digest()),
+        open: async function * () {
+          for (let n = 0; n < size; n += block.length) {
+            yield block.subarray(0, Math.min(block.length, size - n))
+          }
+        }
+      }
+      const live = (): number => {
+        const m = process.memoryUsage()
+        return m.heapUsed + m.arrayBuffers
+      }
+      const gc = forceGc()
+      gc()
+      const baseline = live()
+      let peak = 0
+      const sampler = setInterval(() => {
+        gc()
+        peak = Math.max(peak, live() - baseline)
+      }, 50)
+      const r = await client.node.call(server.node.libp2p.getMultiaddrs()[0], { service: 'sha256', method: 'hash', body })
+      clearInterval(sampler)
+      assert.equal(Buffer.from(await r.body.bytes()).toString('hex'), Buffer.from(body.sha256).toString('hex'))
+      // both nodes live in this process; a node that buffered the body would
+      // hold at least 100 MiB at once
+      assert.ok(peak < 64 * 1024 * 1024, `live memory grew by ${(peak / 1048576).toFixed(1)} MiB during a 100 MiB transfer`)
+    } finally {
+      await Promise.all([client.destroy(), server.destroy()])
+    }
+  })
+})
