@@ -1,0 +1,95 @@
+/**
+ * The test vectors of PROTOCOL.md, computed from fixed keys. Ed25519 and
+ * RFC 6979 ECDSA signatures are deterministic, so the same inputs give the
+ * same bytes in any correct implementation.
+ *
+ *   node scripts/protocol-vectors.ts > test/fixtures/protocol-vectors.json
+ *
+ * test/protocols/rpc/vectors.test.ts recomputes them and checks both that
+ * file and PROTOCOL.md.
+ */
+import { createHash } from 'node:crypto'
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { networks } from 'bitcoinjs-lib'
+import { FrameType, REQUEST_DOMAIN, RESPONSE_DOMAIN } from '../src/protocols/rpc/constants.ts'
+import { bitcoinSigner, openCloudSigner } from '../src/protocols/rpc/credentials.ts'
+import { encodeFrame } from '../src/protocols/rpc/frames.ts'
+import { encodeHead, encodeRequestSigned, encodeResponseSigned, signingBytes } from '../src/protocols/rpc/messages.ts'
+import { makeNonce } from '../src/protocols/rpc/nonce-store.ts'
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+const sha256 = (b: Uint8Array | string): Uint8Array => Uint8Array.from(createHash('sha256').update(b).digest())
+const range = (start: number, n: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => start + i)
+
+export async function computeVectors (): Promise<Record<string, any>> {
+  const clientKey = await generateKeyPairFromSeed('Ed25519', range(0x00, 32))
+  const serverKey = await generateKeyPairFromSeed('Ed25519', range(0x20, 32))
+  const client = openCloudSigner(clientKey)
+  const server = openCloudSigner(serverKey)
+  const bitcoin = bitcoinSigner({ privateKey: new Uint8Array(32).fill(0x01), type: 'p2wpkh', network: networks.bitcoin })
+
+  const body = new TextEncoder().encode('hello')
+  const nonce = makeNonce(range(0x40, 16), 1n)
+  const request = {
+    credentials: [client.credential, bitcoin.credential],
+    nonce,
+    service: 'sha256',
+    method: 'hash',
+    args: [],
+    payment: { type: 'none' as const },
+    bodyLength: body.byteLength,
+    bodySha256: sha256(body)
+  }
+  const requestSigned = encodeRequestSigned(request)
+  const requestSigning = signingBytes(REQUEST_DOMAIN, requestSigned)
+  const requestSignatures = [client.sign(requestSigning), bitcoin.sign(requestSigning)]
+  const requestHead = encodeHead(requestSignatures, requestSigned)
+
+  const answer = sha256(body)
+  const responseSigned = encodeResponseSigned({
+    credentials: [server.credential],
+    requestDigest: sha256(requestSigning),
+    nonce,
+    status: 0,
+    message: 'ok',
+    bodyLength: answer.byteLength,
+    bodySha256: sha256(answer)
+  })
+  const responseSigning = signingBytes(RESPONSE_DOMAIN, responseSigned)
+  const responseSignature = server.sign(responseSigning)
+  const responseHead = encodeHead([responseSignature], responseSigned)
+
+  return {
+    keys: {
+      clientEd25519Seed: hex(range(0x00, 32)),
+      clientPeerId: client.text.slice(3),
+      serverEd25519Seed: hex(range(0x20, 32)),
+      serverPeerId: server.text.slice(3),
+      bitcoinPrivateKey: hex(new Uint8Array(32).fill(0x01)),
+      bitcoinAddress: bitcoin.text.slice(4)
+    },
+    request: {
+      nonce: hex(nonce),
+      body: hex(body),
+      signedPart: hex(requestSigned),
+      signingBytes: hex(requestSigning),
+      signingDigest: hex(sha256(requestSigning)),
+      opencloudSignature: hex(requestSignatures[0]),
+      bitcoinMessage: `opencloud-rpc-v1:${hex(sha256(requestSigning))}`,
+      bitcoinSignature: hex(requestSignatures[1]),
+      frame: hex(encodeFrame(FrameType.REQUEST, requestHead).subarray()),
+      bodyFrame: hex(encodeFrame(FrameType.DATA, body).subarray())
+    },
+    response: {
+      body: hex(answer),
+      signedPart: hex(responseSigned),
+      signature: hex(responseSignature),
+      frame: hex(encodeFrame(FrameType.RESPONSE, responseHead).subarray()),
+      bodyFrame: hex(encodeFrame(FrameType.DATA, answer).subarray())
+    }
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  process.stdout.write(JSON.stringify(await computeVectors(), null, 2) + '\n')
+}
