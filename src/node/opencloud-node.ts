@@ -138,16 +138,20 @@ export class OpenCloudNode {
         privateKey,
         datastore,
         addresses: { listen },
+        // a slow ping on a loaded node must not abort a connection that is
+        // carrying a large body; dead connections still fail their streams
+        connectionMonitor: { abortConnectionOnPingFailure: false },
         transports: [tcp()],
         connectionEncrypters: [noise()],
-        // a 4 MiB window bounds what a paused stream can still receive (the
-        // default 16 MiB, per stream, is what a large upload would pile up)
-        streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: 4 * 1024 * 1024 } })],
+        streamMuxers: [yamux()],
         peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 100 })] : [],
         services: {
           identify: identify(),
-          // kad-dht looks the ping service up by this key
-          ping: ping(),
+          // kad-dht looks the ping service up by this key. The connection
+          // monitor pings every 10 s; on a busy node a ping can outlast the
+          // interval, and the default limit of one outbound ping stream then
+          // fails the next one
+          ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 8 }),
           dht: kadDHT({
             protocol: config.dht.protocol,
             // loopback and LAN nodes never see a public address, and kad-dht

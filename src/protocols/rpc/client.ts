@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { EAGER_BODY_LIMIT, FrameType, REQUEST_DOMAIN, RPC_PROTOCOL } from './constants.ts'
 import { BodyDigestMismatchError, DialError, MalformedMessageError, ResponseVerificationError, RpcError, StreamEndedError, errorForStatus } from './errors.ts'
-import { FrameReader, writeFrame } from './frames.ts'
+import { FrameReader, writeData, writeFrame } from './frames.ts'
 import { CredentialType, decodeResponse, encodeHead, encodeRequestSigned, signingBytes, type AcceptablePayment, type Payment, type ResponseHead } from './messages.ts'
 import { EMPTY_BODY, type OutgoingBody } from './body.ts'
 import { Status, normalizeStatus, statusName, type StatusCode } from './status.ts'
@@ -347,7 +347,7 @@ export class RpcClient {
       if (sent > body.length) {
         throw new Error(`the body produced more than the ${body.length} bytes it declared`)
       }
-      await writeFrame(stream, FrameType.DATA, chunk, signal)
+      await writeData(stream, chunk, signal)
     }
     if (sent !== body.length) {
       throw new Error(`the body produced ${sent} of the ${body.length} bytes it declared`)

@@ -76,7 +76,9 @@ export class FrameReader {
     stream.addEventListener('message', this.onMessage)
     stream.addEventListener('remoteCloseWrite', this.onEnd)
     stream.addEventListener('close', this.onClose)
-    if (stream.status !== 'open' || stream.readableEnded) {
+    // the remote may have closed its side before this reader existed; its
+    // queued data is still delivered to the listener added above
+    if (stream.status !== 'open' || stream.readableEnded || stream.remoteWriteStatus !== 'writable') {
       this.ended = true
     }
   }
@@ -205,6 +207,16 @@ export function encodeFrame (type: number, payload: Uint8Array): Uint8ArrayList 
   const offset = writeVarint(payload.byteLength + 1, prefix, 0)
   prefix[offset] = type
   return new Uint8ArrayList(prefix, payload)
+}
+
+/**
+ * Send body bytes as DATA frames: chunks larger than a frame are split, so
+ * any source can be sent whatever size it yields.
+ */
+export async function writeData (stream: Stream, chunk: Uint8Array, signal?: AbortSignal): Promise<void> {
+  for (let offset = 0; offset < chunk.byteLength; offset += MAX_DATA_FRAME) {
+    await writeFrame(stream, FrameType.DATA, chunk.subarray(offset, offset + MAX_DATA_FRAME), signal)
+  }
 }
 
 /** Above this many queued bytes a writer waits for the transport to drain */

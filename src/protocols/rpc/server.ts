@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { EAGER_BODY_LIMIT, DEFAULT_MAX_BODY_BYTES, FrameType, RESPONSE_DOMAIN, RPC_PROTOCOL } from './constants.ts'
 import { BodyDigestMismatchError, BodyTooLargeError, MalformedMessageError, RpcError, StreamEndedError } from './errors.ts'
-import { FrameReader, writeFrame } from './frames.ts'
+import { FrameReader, writeData, writeFrame } from './frames.ts'
 import { decodeRequest, encodeHead, encodeResponseSigned, signingBytes, type AcceptablePayment, type RequestHead } from './messages.ts'
 import { EMPTY_BODY, type OutgoingBody } from './body.ts'
 import { Status, statusName, type StatusCode } from './status.ts'
@@ -293,7 +293,7 @@ export class RpcServer implements Startable {
       let sent = 0
       for await (const chunk of body.open(signal)) {
         sent += chunk.byteLength
-        await writeFrame(stream, FrameType.DATA, chunk, signal)
+        await writeData(stream, chunk, signal)
       }
       if (sent !== body.length) {
         throw new Error(`a reply body declared ${body.length} bytes and produced ${sent}`)
