@@ -45,6 +45,12 @@ Options:
     const api = checkApiAddress(values.api ?? config.api)
     const token = await loadOrCreateToken(paths.apiToken)
 
+    // a stray rejection inside a dependency must not take the node down with
+    // every connection it holds; it is logged for the operator instead
+    process.on('unhandledRejection', (reason: any) => {
+      err.write(`opencloud-node: unhandled error, the node keeps running: ${reason?.stack ?? reason}\n`)
+    })
+
     const node = await OpenCloudNode.create({ dataDir, config, listen: values.listen, bootstrap: values.bootstrap })
     await node.start()
     const apiServer = new ApiServer(node, { ...api, token })

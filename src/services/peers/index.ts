@@ -35,7 +35,8 @@ export async function knownPeers (components: PeersServiceComponents, limit = 10
 export async function providersOf (components: PeersServiceComponents, service: string, signal?: AbortSignal): Promise<PeerEntry[]> {
   const connected = new Set(components.getConnections().map(c => c.remotePeer.toString()))
   const providers = await findServiceProviders(components, service, { signal: signal ?? AbortSignal.timeout(15_000) })
-  return providers.map(p => ({
+  // a node finds its own record too, but cannot call itself
+  return providers.filter(p => !p.id.equals(components.peerId)).map(p => ({
     id: p.id.toString(),
     addrs: p.multiaddrs.map(a => a.toString()),
     connected: connected.has(p.id.toString())
