@@ -4,6 +4,7 @@ import { parseAmount } from '../market/units.ts'
 import { Policies, PolicyError, type PoliciesConfig } from '../services/policy/policy.ts'
 import { DEFAULT_MAX_BODY_BYTES } from '../protocols/rpc/constants.ts'
 import { writeFileAtomic } from './files.ts'
+import { BITCOIN_NETWORKS, type BitcoinNetworkName } from '../payments/wallet/networks.ts'
 
 /**
  * config.json in the data directory. Every field is optional; the defaults
@@ -40,6 +41,16 @@ export interface Config {
   services: Record<string, { enabled?: boolean, prices?: Record<string, string | number> }>
   /** Policies by scope (README, "Policies") */
   policies: PoliciesConfig
+  payments: {
+    /** regtest, testnet4, signet or mainnet, default "regtest" */
+    network: BitcoinNetworkName
+    /** URL of an Esplora API (a block explorer, electrs, or `npm run chain`); empty: payments are off. Default "" */
+    chain: string
+    /** How often due deferred payments are paid, default 5000 ms */
+    settleIntervalMs: number
+    /** How long a due deferred payment may stay unpaid before it is overdue, default 600000 ms */
+    graceMs: number
+  }
 }
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace'
@@ -62,7 +73,13 @@ export const DEFAULT_CONFIG: Config = {
   services: {
     sha256: { enabled: true, prices: { hash: 0 } }
   },
-  policies: {}
+  policies: {},
+  payments: {
+    network: 'regtest',
+    chain: '',
+    settleIntervalMs: 5_000,
+    graceMs: 600_000
+  }
 }
 
 export class ConfigError extends Error {
@@ -95,7 +112,7 @@ export function checkApiAddress (value: string): { host: string, port: number } 
   return { host: match[1] === 'localhost' ? '127.0.0.1' : match[1].replace(/^\[|\]$/g, ''), port: Number(match[2]) }
 }
 
-const KNOWN = new Set(['listen', 'bootstrap', 'api', 'logLevel', 'rpc', 'dht', 'services', 'policies'])
+const KNOWN = new Set(['listen', 'bootstrap', 'api', 'logLevel', 'rpc', 'dht', 'services', 'policies', 'payments'])
 
 /** Check a parsed config and fill in defaults; every error names the field */
 export function validateConfig (input: unknown): Config {
@@ -200,6 +217,31 @@ export function validateConfig (input: unknown): Config {
         }
       }
       config.services[name] = { ...config.services[name], ...(value as Config['services'][string]) }
+    }
+  }
+  if (input.payments !== undefined) {
+    if (!isObject(input.payments)) {
+      throw new ConfigError('payments must be an object')
+    }
+    for (const [key, value] of Object.entries(input.payments)) {
+      if (key === 'network') {
+        if (!BITCOIN_NETWORKS.includes(value as BitcoinNetworkName)) {
+          throw new ConfigError(`payments.network must be one of ${BITCOIN_NETWORKS.join(', ')}`)
+        }
+        config.payments.network = value as BitcoinNetworkName
+      } else if (key === 'chain') {
+        if (typeof value !== 'string' || (value !== '' && !/^https?:\/\//.test(value))) {
+          throw new ConfigError('payments.chain must be the http(s) URL of an Esplora API, or ""')
+        }
+        config.payments.chain = value
+      } else if (key === 'settleIntervalMs' || key === 'graceMs') {
+        if (!Number.isSafeInteger(value) || (value as number) <= 0) {
+          throw new ConfigError(`payments.${key} must be a positive whole number`)
+        }
+        config.payments[key] = value as number
+      } else {
+        throw new ConfigError(`unknown config field "payments.${key}"`)
+      }
     }
   }
   if (input.policies !== undefined) {

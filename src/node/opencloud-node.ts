@@ -14,7 +14,16 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { RpcClient, type CallRequest, type CallResponse } from '../protocols/rpc/client.ts'
 import { RpcServer, rpcServer } from '../protocols/rpc/server.ts'
-import { CredentialVerifier, openCloudSigner, type CredentialSigner } from '../protocols/rpc/credentials.ts'
+import { CredentialVerifier, bitcoinSigner, openCloudSigner, type CredentialSigner } from '../protocols/rpc/credentials.ts'
+import { join } from 'node:path'
+import { Wallet } from '../payments/wallet/wallet.ts'
+import { bitcoinNetwork } from '../payments/wallet/networks.ts'
+import { Ledger } from '../payments/ledger.ts'
+import { EsploraClient } from '../payments/chain/esplora.ts'
+import { PaymentDesk, HoldingsCheck } from '../payments/payment-desk.ts'
+import { PaymentAgent, type PaidCallOptions, type PaidCallResult } from '../payments/payment-agent.ts'
+import { paymentsService } from '../services/payments/index.ts'
+import type { ChainBackend } from '../payments/chain/interface.ts'
 import { NonceStore } from '../protocols/rpc/nonce-store.ts'
 import { RPC_PROTOCOL } from '../protocols/rpc/constants.ts'
 import { Pipeline } from '../services/pipeline.ts'
@@ -43,6 +52,8 @@ export interface OpenCloudNodeInit {
   bootstrap?: string[]
   /** Re-announce services in the DHT this often, default 10 minutes */
   announceIntervalMs?: number
+  /** Passphrase of an encrypted wallet, default $OPENCLOUD_WALLET_PASSPHRASE */
+  walletPassphrase?: string
 }
 
 export class DataDirLockedError extends Error {
@@ -71,6 +82,11 @@ export class OpenCloudNode {
   readonly client: RpcClient
   readonly signer: CredentialSigner
   readonly nonces: NonceStore
+  readonly wallet: Wallet
+  readonly ledger: Ledger
+  /** undefined when payments.chain is not set */
+  readonly chain?: ChainBackend
+  readonly payments?: PaymentAgent
   private readonly datastore: LevelDatastore
   private readonly announceIntervalMs: number
   private announceTimer?: ReturnType<typeof setInterval>
@@ -90,6 +106,9 @@ export class OpenCloudNode {
     nonces: NonceStore
     datastore: LevelDatastore
     announceIntervalMs: number
+    wallet: Wallet
+    ledger: Ledger
+    chain?: ChainBackend
   }) {
     this.libp2p = args.libp2p
     this.config = args.config
@@ -100,11 +119,19 @@ export class OpenCloudNode {
     this.nonces = args.nonces
     this.datastore = args.datastore
     this.announceIntervalMs = args.announceIntervalMs
+    this.wallet = args.wallet
+    this.ledger = args.ledger
+    this.chain = args.chain
     this.client = new RpcClient({ dial: async (peer, options) => this.libp2p.dial(peer, options) }, {
       signer: args.signer,
       verifier: args.verifier,
       timeoutMs: args.config.rpc.timeoutMs
     })
+    if (args.chain != null) {
+      this.payments = new PaymentAgent({ call: async (peer, request) => this.client.call(peer, request), wallet: args.wallet, chain: args.chain, ledger: args.ledger }, {
+        settleIntervalMs: args.config.payments.settleIntervalMs
+      })
+    }
     // a new peer may be the first one in the routing table: announce then,
     // at most once per burst of connections
     this.onPeerConnect = () => {
@@ -129,6 +156,20 @@ export class OpenCloudNode {
     const pipeline = new Pipeline({ registry, verifier, nonces, policies: new Policies(config.policies) }, {
       requireCredential: config.rpc.requireCredential
     })
+    let wallet: Wallet
+    try {
+      wallet = await Wallet.open({ path: join(paths.root, 'wallet.json'), network: config.payments.network, passphrase: init.walletPassphrase ?? process.env.OPENCLOUD_WALLET_PASSPHRASE })
+    } catch (err) {
+      await datastore.close()
+      throw err
+    }
+    const ledger = new Ledger(datastore, { graceMs: config.payments.graceMs })
+    const chain = config.payments.chain === '' ? undefined : new EsploraClient({ url: config.payments.chain })
+    if (chain != null) {
+      // without a chain nothing can be checked, and the pipeline keeps to free calls
+      pipeline.payments = new PaymentDesk({ wallet, chain, ledger }, { network: config.payments.network })
+      pipeline.holdings = new HoldingsCheck(chain)
+    }
 
     const peerInfoMapper = { all: passthroughMapper, public: removePrivateAddressesMapper, private: removePublicAddressesMapper }[config.dht.addresses]
     let libp2p: Libp2p<NodeServices>
@@ -168,7 +209,7 @@ export class OpenCloudNode {
       throw err
     }
 
-    const node = new OpenCloudNode({ libp2p, config, paths, registry, pipeline, signer, verifier, nonces, datastore, announceIntervalMs: init.announceIntervalMs ?? 10 * 60_000 })
+    const node = new OpenCloudNode({ libp2p, config, paths, registry, pipeline, signer, verifier, nonces, datastore, announceIntervalMs: init.announceIntervalMs ?? 10 * 60_000, wallet, ledger, chain })
     for (const service of node.defaultServices()) {
       registry.register(service)
     }
@@ -191,7 +232,8 @@ export class OpenCloudNode {
   private defaultServices (): Service[] {
     const services: Service[] = [
       infoService({ nodeInfo: () => this.info() }),
-      peersService(this.peersComponents())
+      peersService(this.peersComponents()),
+      paymentsService({ wallet: this.wallet, ledger: this.ledger })
     ]
     const sha256 = this.config.services.sha256
     if (sha256?.enabled !== false) {
@@ -218,6 +260,7 @@ export class OpenCloudNode {
     this.announceTimer.unref()
     this.pruneTimer = setInterval(() => { this.nonces.prune() }, 60_000)
     this.pruneTimer.unref()
+    this.payments?.start()
     log('started %p', this.peerId)
   }
 
@@ -227,6 +270,7 @@ export class OpenCloudNode {
     clearInterval(this.pruneTimer)
     clearTimeout(this.announceDebounce)
     this.libp2p.removeEventListener('peer:connect', this.onPeerConnect)
+    await this.payments?.stop()
     await this.client.stop()
     await this.libp2p.stop()
     await this.registry.stop()
@@ -259,6 +303,19 @@ export class OpenCloudNode {
 
   async findProviders (service: string, signal?: AbortSignal): Promise<PeerEntry[]> {
     return providersOf(this.peersComponents(), service, signal)
+  }
+
+  /** A signer proving the wallet's identity address, for calls that present a bitcoin credential */
+  bitcoinCredential (): CredentialSigner {
+    return bitcoinSigner({ privateKey: this.wallet.privateKeyOf(this.wallet.identityAddress), type: 'p2wpkh', network: bitcoinNetwork(this.wallet.network) })
+  }
+
+  /** A call that pays as `options.pay` says, with the bidding strategy of PaymentAgent */
+  async paidCall (peer: PeerId | Multiaddr | string, request: CallRequest, options: PaidCallOptions): Promise<PaidCallResult> {
+    if (this.payments == null) {
+      throw new Error('payments are off: set payments.chain in config.json to an Esplora API URL')
+    }
+    return this.payments.call(typeof peer === 'string' ? parsePeer(peer) : peer, request, options)
   }
 
   /** Make an OpenCloud call; `peer` is a PeerId or a multiaddr (text or parsed) */

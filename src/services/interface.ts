@@ -21,6 +21,8 @@ export interface ServiceContext {
   method: string
   args: string[]
   payment: Payment
+  /** set by the payment check when an attached payment was accepted */
+  paid?: { txid: string, sats: bigint }
   body: IncomingBody
   signal: AbortSignal
 }

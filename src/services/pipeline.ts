@@ -6,7 +6,7 @@ import { bodyFromBytes } from '../protocols/rpc/body.ts'
 import { encodeChallenge, type NonceStore } from '../protocols/rpc/nonce-store.ts'
 import { Status } from '../protocols/rpc/status.ts'
 import { RateLimiter } from './policy/rate-limiter.ts'
-import type { Policies } from './policy/policy.ts'
+import type { PaymentPolicy, Policies } from './policy/policy.ts'
 import type { ServiceRegistry } from './registry.ts'
 import type { MethodResult, ServiceContext } from './interface.ts'
 import type { IncomingRequest, Reply, RequestHandler } from '../protocols/rpc/server.ts'
@@ -22,6 +22,13 @@ export interface PaymentCheck {
   /** satoshis the call costs: max(quote, min-payment policy) */
   required: bigint
   ctx: ServiceContext
+  /** the payment commands of the policies that apply */
+  policy: PaymentPolicy
+}
+
+/** Checks what bitcoin credentials prove (min-balance, min-holding-age); throws AccessDeniedError */
+export interface HoldingsHook {
+  check: (ctx: ServiceContext, policy: PaymentPolicy) => Promise<void>
 }
 
 /** Accepts or refuses the payment a call carries; throws a payment error to refuse */
@@ -70,6 +77,7 @@ export interface PipelineInit {
   requireCredential?: boolean
   reputation?: ReputationHook
   payments?: PaymentHook
+  holdings?: HoldingsHook
   rateLimiter?: RateLimiter
 }
 
@@ -84,12 +92,14 @@ export class Pipeline implements RequestHandler {
   private readonly rateLimiter: RateLimiter
   reputation: ReputationHook
   payments: PaymentHook
+  holdings?: HoldingsHook
 
   constructor (components: PipelineComponents, init: PipelineInit = {}) {
     this.components = components
     this.requireCredential = init.requireCredential ?? true
     this.reputation = init.reputation ?? noReputation
     this.payments = init.payments ?? freeCallsOnly
+    this.holdings = init.holdings
     this.rateLimiter = init.rateLimiter ?? new RateLimiter()
   }
 
@@ -137,6 +147,12 @@ export class Pipeline implements RequestHandler {
         throw new RateLimitedError(`over the ${scope} rate limit of ${limit.text}; retry in ${(waitMs / 1000).toFixed(1)} s`)
       }
     }
+    if (decision.payment.minBalance > 0n) {
+      if (this.holdings == null) {
+        throw new AccessDeniedError('this node requires a bitcoin balance but has no chain backend to check it; its operator must set payments.chain')
+      }
+      await this.holdings.check(ctx, decision.payment)
+    }
 
     // 3. reputation
     await this.reputation.check(ctx)
@@ -144,7 +160,7 @@ export class Pipeline implements RequestHandler {
     // 4. payment
     const quote = registry.quote(head.service, head.method, { args: head.args, bodyLength: head.bodyLength })
     const required = quote.total > decision.minPayment ? quote.total : decision.minPayment
-    await this.payments.check({ required, ctx })
+    await this.payments.check({ required, ctx, policy: decision.payment })
 
     // 5. the service
     log.trace('%s.%s for %s', head.service, head.method, caller)

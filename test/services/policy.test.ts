@@ -46,7 +46,9 @@ describe('policies', () => {
     assert.throws(() => new Policies({ global: { allow: true, deny: true } }), /policies.global both allows and denies/)
     assert.throws(() => new Policies({ method: { sha256: {} } }), /written service.method/)
     assert.throws(() => new Policies({ credential: { alice: {} } }), /oc:<PeerId> or btc:<address>/)
-    assert.throws(() => new Policies({ service: { x: { 'max-tab': 1 } as any } }), /unknown command "max-tab"/)
+    assert.throws(() => new Policies({ service: { x: { 'max-debt': 1 } as any } }), /unknown command "max-debt"/)
+    assert.throws(() => new Policies({ global: { confirmations: -1 } }), /confirmations must be a whole number/)
+    assert.throws(() => new Policies({ global: { 'no-defer': 'yes' as any } }), /no-defer must be true or false/)
     assert.throws(() => new Policies({ global: { 'min-payment': '1.5 sat' } }), /min-payment/)
     assert.throws(() => new Policies({ region: {} } as any), /unknown scope "region"/)
   })
@@ -71,5 +73,21 @@ describe('rate limiter', () => {
     now += 500
     assert.equal(limiter.take('a', limit), 0)
     assert.ok(limiter.take('a', limit) > 0)
+  })
+})
+
+describe('payment policies', () => {
+  it('resolve max-tab, no-defer, confirmations, min-balance and min-holding-age by scope', () => {
+    const policies = new Policies({
+      global: { 'max-tab': '0.001', confirmations: 1 },
+      service: { sha256: { 'no-defer': true } },
+      credential: { [alice]: { 'max-tab': '10000 sat', 'min-balance': '1 BTC', 'min-holding-age': 6 } }
+    })
+    assert.deepEqual(policies.decide({ service: 'sha256', method: 'hash', credentials: [] }).payment,
+      { maxTab: 100_000n, noDefer: true, confirmations: 1, minBalance: 0n, minHoldingAge: 0 })
+    assert.deepEqual(policies.decide({ service: 'peers', method: 'list', credentials: [alice] }).payment,
+      { maxTab: 10_000n, noDefer: false, confirmations: 1, minBalance: 100_000_000n, minHoldingAge: 6 })
+    assert.deepEqual(new Policies({}).decide({ service: 'a', method: 'b', credentials: [] }).payment,
+      { maxTab: 0n, noDefer: false, confirmations: undefined, minBalance: 0n, minHoldingAge: 0 }, 'no credit unless configured')
   })
 })

@@ -3,10 +3,12 @@ import { parseRateLimit, type RateLimit } from './rate-limiter.ts'
 
 /**
  * Policies (seed: "Policies"): the commands allow, deny, min-payment and
- * rate-limit in four scopes. For each command the most specific scope that
- * sets it wins: credential, then method, then service, then global. Among
- * several credentials a call presents, a deny beats an allow, the highest
- * min-payment applies, and every rate limit applies.
+ * rate-limit, and for payments max-tab, no-defer, confirmations, min-balance
+ * and min-holding-age, in four scopes. For each command the most specific
+ * scope that sets it wins: credential, then method, then service, then
+ * global. Among several credentials a call presents, a deny beats an allow,
+ * the highest min-payment applies, and every rate limit applies; for the
+ * payment commands the first credential that sets one wins.
  */
 
 export interface PolicyCommands {
@@ -14,6 +16,16 @@ export interface PolicyCommands {
   deny?: boolean
   'min-payment'?: string | number
   'rate-limit'?: string
+  /** the most a caller may owe in deferred payments (the seed's bar tab) */
+  'max-tab'?: string | number
+  /** refuse deferred payment outright */
+  'no-defer'?: boolean
+  /** confirmations an attached payment needs before the call is served */
+  confirmations?: number
+  /** the caller must prove this much in bitcoin credentials */
+  'min-balance'?: string | number
+  /** ...held for at least this many blocks */
+  'min-holding-age'?: number
 }
 
 /** The policies section of config.json */
@@ -31,6 +43,22 @@ interface ParsedCommands {
   access?: 'allow' | 'deny'
   minPayment?: bigint
   rateLimit?: RateLimit
+  maxTab?: bigint
+  noDefer?: boolean
+  confirmations?: number
+  minBalance?: bigint
+  minHoldingAge?: number
+}
+
+/** The payment commands, resolved the same way: most specific scope first */
+export interface PaymentPolicy {
+  /** satoshis; 0 means no credit */
+  maxTab: bigint
+  noDefer: boolean
+  /** undefined: the node's default for its network */
+  confirmations?: number
+  minBalance: bigint
+  minHoldingAge: number
 }
 
 export interface PolicyDecision {
@@ -40,13 +68,14 @@ export interface PolicyDecision {
   minPayment: bigint
   /** rate limits that apply, each with the key of its bucket */
   rateLimits: Array<{ scope: string, limit: RateLimit }>
+  payment: PaymentPolicy
 }
 
 export class PolicyError extends Error {
   override name = 'PolicyError'
 }
 
-const COMMANDS = new Set(['allow', 'deny', 'min-payment', 'rate-limit'])
+const COMMANDS = new Set(['allow', 'deny', 'min-payment', 'rate-limit', 'max-tab', 'no-defer', 'confirmations', 'min-balance', 'min-holding-age'])
 
 function parseCommands (where: string, value: unknown): ParsedCommands {
   if (value == null || typeof value !== 'object' || Array.isArray(value)) {
@@ -55,7 +84,7 @@ function parseCommands (where: string, value: unknown): ParsedCommands {
   const out: ParsedCommands = {}
   for (const [key, v] of Object.entries(value)) {
     if (!COMMANDS.has(key)) {
-      throw new PolicyError(`${where} has an unknown command "${key}"; the commands are allow, deny, min-payment, rate-limit`)
+      throw new PolicyError(`${where} has an unknown command "${key}"; the commands are ${[...COMMANDS].join(', ')}`)
     }
   }
   const c = value as PolicyCommands
@@ -78,6 +107,29 @@ function parseCommands (where: string, value: unknown): ParsedCommands {
       out.minPayment = parseAmount(c['min-payment'])
     } catch (err: any) {
       throw new PolicyError(`${where}.min-payment: ${err.message}`)
+    }
+  }
+  for (const [key, field] of [['max-tab', 'maxTab'], ['min-balance', 'minBalance']] as const) {
+    if (c[key] != null) {
+      try {
+        out[field] = parseAmount(c[key])
+      } catch (err: any) {
+        throw new PolicyError(`${where}.${key}: ${err.message}`)
+      }
+    }
+  }
+  if (c['no-defer'] != null) {
+    if (typeof c['no-defer'] !== 'boolean') {
+      throw new PolicyError(`${where}.no-defer must be true or false`)
+    }
+    out.noDefer = c['no-defer']
+  }
+  for (const [key, field] of [['confirmations', 'confirmations'], ['min-holding-age', 'minHoldingAge']] as const) {
+    if (c[key] != null) {
+      if (!Number.isSafeInteger(c[key]) || (c[key] as number) < 0) {
+        throw new PolicyError(`${where}.${key} must be a whole number of blocks`)
+      }
+      out[field] = c[key]
     }
   }
   if (c['rate-limit'] != null) {
@@ -156,7 +208,19 @@ export class Policies {
       }
     }
 
-    const decision: PolicyDecision = { access: 'allow', accessScope: 'default', minPayment: 0n, rateLimits: [] }
+    const decision: PolicyDecision = {
+      access: 'allow',
+      accessScope: 'default',
+      minPayment: 0n,
+      rateLimits: [],
+      payment: {
+        maxTab: this.pick(credentialScopes, scopes, 'maxTab') ?? 0n,
+        noDefer: this.pick(credentialScopes, scopes, 'noDefer') ?? false,
+        confirmations: this.pick(credentialScopes, scopes, 'confirmations'),
+        minBalance: this.pick(credentialScopes, scopes, 'minBalance') ?? 0n,
+        minHoldingAge: this.pick(credentialScopes, scopes, 'minHoldingAge') ?? 0
+      }
+    }
 
     const credentialAccess = credentialScopes.filter(([, c]) => c.access != null)
     const denied = credentialAccess.find(([, c]) => c.access === 'deny')
@@ -191,5 +255,20 @@ export class Policies {
       }
     }
     return decision
+  }
+
+  /** The value of a command from the most specific scope that sets it */
+  private pick<K extends keyof ParsedCommands> (credentialScopes: Array<[string, ParsedCommands]>, scopes: Array<[string, ParsedCommands | undefined]>, key: K): ParsedCommands[K] | undefined {
+    for (const [, c] of credentialScopes) {
+      if (c[key] != null) {
+        return c[key]
+      }
+    }
+    for (const [, c] of scopes) {
+      if (c?.[key] != null) {
+        return c[key]
+      }
+    }
+    return undefined
   }
 }

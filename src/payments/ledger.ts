@@ -1,0 +1,246 @@
+import { Key, type Datastore } from 'interface-datastore'
+import { parseBtc, formatBtc } from '../market/units.ts'
+
+/**
+ * The payment ledger, kept in the node's datastore so nothing is lost on a
+ * crash or a restart. It records, keyed by the counterparty's OpenCloud ID:
+ *
+ * - deferred promises: what a caller promised this node (`receivable`), and
+ *   what this node promised servers (`payable`), each with its threshold and
+ *   when it was paid;
+ * - payments: attached transactions received and sent.
+ *
+ * Reputation will read these records: they are what was promised and what
+ * happened.
+ */
+
+export type Role = 'receivable' | 'payable'
+
+/**
+ * When a deferred payment falls due (PROTOCOL.md, "Deferred payment"):
+ *   time:<seconds>   that long after the promise
+ *   amount:<BTC>     when the unpaid total with that peer reaches the amount
+ *   completion       as soon as the service has been delivered
+ * An empty threshold means time:600.
+ */
+export type Threshold =
+  | { kind: 'time', seconds: number }
+  | { kind: 'amount', sats: bigint }
+  | { kind: 'completion' }
+
+export class ThresholdError extends Error {
+  override name = 'ThresholdError'
+}
+
+export const DEFAULT_THRESHOLD: Threshold = { kind: 'time', seconds: 600 }
+
+export function parseThreshold (text: string): Threshold {
+  const t = text.trim()
+  if (t === '') {
+    return DEFAULT_THRESHOLD
+  }
+  if (t === 'completion') {
+    return { kind: 'completion' }
+  }
+  const time = /^time:([0-9]{1,9})$/.exec(t)
+  if (time != null) {
+    return { kind: 'time', seconds: Number(time[1]) }
+  }
+  const amount = /^amount:(\S+)$/.exec(t)
+  if (amount != null) {
+    try {
+      return { kind: 'amount', sats: parseBtc(amount[1]) }
+    } catch (err: any) {
+      throw new ThresholdError(`defer threshold "${text}": ${err.message}`)
+    }
+  }
+  throw new ThresholdError(`defer threshold "${text}" is not time:<seconds>, amount:<BTC> or completion`)
+}
+
+export function formatThreshold (t: Threshold): string {
+  switch (t.kind) {
+    case 'time': return `time:${t.seconds}`
+    case 'amount': return `amount:${formatBtc(t.sats)}`
+    case 'completion': return 'completion'
+  }
+}
+
+export interface DeferredPromise {
+  role: Role
+  /** the counterparty's PeerId */
+  peer: string
+  /** the id the caller chose, unique per caller */
+  id: string
+  sats: bigint
+  threshold: string
+  service: string
+  method: string
+  createdAt: number
+  paidAt?: number
+  txid?: string
+}
+
+export interface PaymentRecord {
+  direction: 'received' | 'sent'
+  peer: string
+  txid: string
+  sats: bigint
+  /** deferred ids this payment settled */
+  settles: string[]
+  service: string
+  method: string
+  at: number
+}
+
+export interface TabSummary {
+  peer: string
+  role: Role
+  promised: bigint
+  paid: bigint
+  /** unpaid */
+  outstanding: bigint
+  /** unpaid and past its threshold */
+  due: bigint
+  /** due for longer than the grace period */
+  overdue: bigint
+  promises: number
+}
+
+interface StoredPromise extends Omit<DeferredPromise, 'sats'> { sats: string }
+interface StoredPayment extends Omit<PaymentRecord, 'sats'> { sats: string }
+
+export interface LedgerInit {
+  /** How long a due promise may stay unpaid before it is overdue, default 10 minutes */
+  graceMs?: number
+  now?: () => number
+}
+
+const PROMISES = '/opencloud/ledger/promises'
+const PAYMENTS = '/opencloud/ledger/payments'
+const USED = '/opencloud/ledger/used-txids'
+
+const enc = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value))
+const dec = <T> (bytes: Uint8Array): T => JSON.parse(new TextDecoder().decode(bytes))
+// peer ids and promise ids become key segments; keep them safe
+const seg = (s: string): string => encodeURIComponent(s)
+
+export class Ledger {
+  private readonly datastore: Datastore
+  private readonly graceMs: number
+  private readonly now: () => number
+
+  constructor (datastore: Datastore, init: LedgerInit = {}) {
+    this.datastore = datastore
+    this.graceMs = init.graceMs ?? 10 * 60_000
+    this.now = init.now ?? Date.now
+  }
+
+  private promiseKey (role: Role, peer: string, id: string): Key {
+    return new Key(`${PROMISES}/${role}/${seg(peer)}/${seg(id)}`)
+  }
+
+  async hasPromise (role: Role, peer: string, id: string): Promise<boolean> {
+    return this.datastore.has(this.promiseKey(role, peer, id))
+  }
+
+  async addPromise (promise: Omit<DeferredPromise, 'createdAt'> & { createdAt?: number }): Promise<DeferredPromise> {
+    const full: DeferredPromise = { ...promise, createdAt: promise.createdAt ?? this.now() }
+    const stored: StoredPromise = { ...full, sats: full.sats.toString() }
+    await this.datastore.put(this.promiseKey(full.role, full.peer, full.id), enc(stored))
+    return full
+  }
+
+  async promises (role: Role, peer?: string): Promise<DeferredPromise[]> {
+    const prefix = peer == null ? `${PROMISES}/${role}` : `${PROMISES}/${role}/${seg(peer)}`
+    const out: DeferredPromise[] = []
+    for await (const { value } of this.datastore.query({ prefix })) {
+      const p = dec<StoredPromise>(value)
+      out.push({ ...p, sats: BigInt(p.sats) })
+    }
+    return out.sort((a, b) => a.createdAt - b.createdAt)
+  }
+
+  async markPaid (role: Role, peer: string, ids: string[], txid: string): Promise<DeferredPromise[]> {
+    const paid: DeferredPromise[] = []
+    for (const id of ids) {
+      const key = this.promiseKey(role, peer, id)
+      if (!(await this.datastore.has(key))) {
+        continue
+      }
+      const p = dec<StoredPromise>(await this.datastore.get(key))
+      if (p.paidAt != null) {
+        continue
+      }
+      p.paidAt = this.now()
+      p.txid = txid
+      await this.datastore.put(key, enc(p))
+      paid.push({ ...p, sats: BigInt(p.sats) })
+    }
+    return paid
+  }
+
+  /** Whether a promise is due now: its threshold is reached and it is unpaid */
+  isDue (promise: DeferredPromise, unpaidWithPeer: bigint): boolean {
+    if (promise.paidAt != null) {
+      return false
+    }
+    const t = parseThreshold(promise.threshold)
+    switch (t.kind) {
+      case 'completion': return true
+      case 'time': return this.now() >= promise.createdAt + t.seconds * 1000
+      case 'amount': return unpaidWithPeer >= t.sats
+    }
+  }
+
+  /** When a due promise became due, for the grace period; amount thresholds count from now */
+  private dueSince (promise: DeferredPromise): number {
+    const t = parseThreshold(promise.threshold)
+    return t.kind === 'time' ? promise.createdAt + t.seconds * 1000 : promise.createdAt
+  }
+
+  async tab (role: Role, peer: string): Promise<TabSummary> {
+    const list = await this.promises(role, peer)
+    const unpaid = list.filter(p => p.paidAt == null)
+    const outstanding = unpaid.reduce((s, p) => s + p.sats, 0n)
+    const due = unpaid.filter(p => this.isDue(p, outstanding))
+    return {
+      peer,
+      role,
+      promised: list.reduce((s, p) => s + p.sats, 0n),
+      paid: list.filter(p => p.paidAt != null).reduce((s, p) => s + p.sats, 0n),
+      outstanding,
+      due: due.reduce((s, p) => s + p.sats, 0n),
+      overdue: due.filter(p => this.now() > this.dueSince(p) + this.graceMs).reduce((s, p) => s + p.sats, 0n),
+      promises: list.length
+    }
+  }
+
+  async tabs (role: Role): Promise<TabSummary[]> {
+    const peers = new Set((await this.promises(role)).map(p => p.peer))
+    return Promise.all([...peers].sort().map(async peer => this.tab(role, peer)))
+  }
+
+  async recordPayment (record: Omit<PaymentRecord, 'at'>): Promise<void> {
+    const at = this.now()
+    const stored: StoredPayment = { ...record, at, sats: record.sats.toString() }
+    await this.datastore.put(new Key(`${PAYMENTS}/${String(at).padStart(15, '0')}-${record.txid}`), enc(stored))
+  }
+
+  async payments (): Promise<PaymentRecord[]> {
+    const out: PaymentRecord[] = []
+    for await (const { value } of this.datastore.query({ prefix: PAYMENTS })) {
+      const p = dec<StoredPayment>(value)
+      out.push({ ...p, sats: BigInt(p.sats) })
+    }
+    return out.sort((a, b) => b.at - a.at)
+  }
+
+  /** A received transaction id is used once: the replay guard for attached payments */
+  async isUsed (txid: string): Promise<boolean> {
+    return this.datastore.has(new Key(`${USED}/${txid}`))
+  }
+
+  async markUsed (txid: string): Promise<void> {
+    await this.datastore.put(new Key(`${USED}/${txid}`), enc({ at: this.now() }))
+  }
+}

@@ -1,0 +1,216 @@
+import { randomBytes } from 'node:crypto'
+import { logger } from '@libp2p/logger'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { formatBtc, parseBtc } from '../market/units.ts'
+import { NoDeferError, PaymentTooLowError } from '../protocols/rpc/errors.ts'
+import { parseThreshold, type Ledger } from './ledger.ts'
+import type { ChainBackend } from './chain/interface.ts'
+import type { Wallet } from './wallet/wallet.ts'
+import type { CallRequest, CallResponse } from '../protocols/rpc/client.ts'
+import type { Payment } from '../protocols/rpc/messages.ts'
+import type { PeerId } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+const log = logger('opencloud:payments:agent')
+
+/** How a call pays (CLI: --pay) */
+export type PayMode =
+  | { kind: 'none' }
+  | { kind: 'attached', sats: bigint }
+  | { kind: 'defer', sats: bigint }
+  | { kind: 'auto' }
+
+export class PayModeError extends Error {
+  override name = 'PayModeError'
+}
+
+/** "attached:0.0001", "defer:0.0001", "auto", "none" */
+export function parsePayMode (text: string): PayMode {
+  if (text === 'auto' || text === 'none') {
+    return { kind: text }
+  }
+  const match = /^(attached|defer):(\S+)$/.exec(text)
+  if (match == null) {
+    throw new PayModeError(`--pay takes attached:<BTC>, defer:<BTC>, auto or none, not "${text}"`)
+  }
+  return { kind: match[1] as 'attached' | 'defer', sats: parseBtc(match[2]) }
+}
+
+export class BiddingError extends Error {
+  override name = 'BiddingError'
+  readonly decisions: string[]
+  constructor (message: string, decisions: string[]) {
+    super(message)
+    this.decisions = decisions
+  }
+}
+
+export interface PaidCallOptions {
+  pay: PayMode
+  /** the most to pay, satoshis; default: the amount in `pay` (auto: 0) */
+  maxPrice?: bigint
+  /** threshold of deferred payments, default the ledger's default */
+  threshold?: string
+}
+
+export interface PaidCallResult {
+  response: CallResponse
+  /** what was paid or promised */
+  payment?: { type: 'attached' | 'defer', sats: bigint, txid?: string, id?: string }
+  /** what the bidding strategy did and why, in order */
+  decisions: string[]
+}
+
+export interface PaymentAgentComponents {
+  call: (peer: PeerId | Multiaddr, request: CallRequest) => Promise<CallResponse>
+  wallet: Wallet
+  chain: ChainBackend
+  ledger: Ledger
+}
+
+export interface PaymentAgentInit {
+  /** How often deferred payments are checked and the due ones paid, default 5 s */
+  settleIntervalMs?: number
+}
+
+/**
+ * The client's side of payments (seed: "Bidding strategy", "Defered payment
+ * fulfillment"). A paid call starts with the payment the caller chose; on
+ * too-low it raises to what the server asks, up to the caller's maximum; on
+ * no-defer it switches to an attached payment. Deferred promises are kept in
+ * the ledger, and a task pays those that fall due with one attached payment
+ * per server.
+ */
+export class PaymentAgent {
+  private readonly components: PaymentAgentComponents
+  private readonly settleIntervalMs: number
+  private timer?: ReturnType<typeof setInterval>
+  private settling?: Promise<void>
+
+  constructor (components: PaymentAgentComponents, init: PaymentAgentInit = {}) {
+    this.components = components
+    this.settleIntervalMs = init.settleIntervalMs ?? 5_000
+  }
+
+  start (): void {
+    this.timer = setInterval(() => { void this.settleDue().catch(err => { log.error('settling deferred payments failed - %e', err) }) }, this.settleIntervalMs)
+    this.timer.unref()
+  }
+
+  async stop (): Promise<void> {
+    clearInterval(this.timer)
+    await this.settling
+  }
+
+  /** A payment that pays `sats` to the server: an address from it, then a signed transaction */
+  private async attach (peer: PeerId | Multiaddr, sats: bigint): Promise<{ payment: Payment, txid: string }> {
+    const res = await this.components.call(peer, { service: 'payments', method: 'address' })
+    const { address } = JSON.parse(new TextDecoder().decode(await res.body.bytes()))
+    const tx = await this.components.wallet.createPayment(this.components.chain, [{ address, value: sats }])
+    return { payment: { type: 'attached', currency: 'BTC', amount: formatBtc(sats), txn: Uint8Array.from(Buffer.from(tx.hex, 'hex')) }, txid: tx.txid }
+  }
+
+  async call (peer: PeerId | Multiaddr, request: CallRequest, options: PaidCallOptions): Promise<PaidCallResult> {
+    const mode = options.pay
+    const max = options.maxPrice ?? (mode.kind === 'attached' || mode.kind === 'defer' ? mode.sats : 0n)
+    const threshold = options.threshold ?? ''
+    parseThreshold(threshold)
+    let plan: { type: 'none' | 'attached' | 'defer', sats: bigint } = mode.kind === 'attached' || mode.kind === 'defer' ? { type: mode.kind, sats: mode.sats } : { type: 'none', sats: 0n }
+    if (plan.sats > max) {
+      throw new BiddingError(`the payment of ${formatBtc(plan.sats)} BTC is over --max-price ${formatBtc(max)} BTC`, [])
+    }
+    const decisions: string[] = []
+    for (let round = 0; round < 4; round++) {
+      let payment: Payment = { type: 'none' }
+      let txid: string | undefined
+      let id: string | undefined
+      if (plan.type === 'attached') {
+        ({ payment, txid } = await this.attach(peer, plan.sats))
+      } else if (plan.type === 'defer') {
+        id = randomBytes(8).toString('hex')
+        payment = { type: 'defer', currency: 'BTC', amount: formatBtc(plan.sats), id, threshold }
+      }
+      try {
+        const response = await this.components.call(peer, { ...request, payment })
+        if (plan.type === 'defer') {
+          await this.components.ledger.addPromise({ role: 'payable', peer: response.server, id: id as string, sats: plan.sats, threshold, service: request.service, method: request.method })
+          decisions.push(`promised ${formatBtc(plan.sats)} BTC as deferred payment ${id}`)
+          return { response, payment: { type: 'defer', sats: plan.sats, id }, decisions }
+        }
+        if (plan.type === 'attached') {
+          await this.components.ledger.recordPayment({ direction: 'sent', peer: response.server, txid: txid as string, sats: plan.sats, settles: [], service: request.service, method: request.method })
+          decisions.push(`paid ${formatBtc(plan.sats)} BTC attached in ${txid}`)
+          return { response, payment: { type: 'attached', sats: plan.sats, txid }, decisions }
+        }
+        return { response, decisions }
+      } catch (err: any) {
+        const asked = err.acceptablePayment?.amount == null ? undefined : parseBtc(err.acceptablePayment.amount)
+        if (err instanceof PaymentTooLowError && asked != null) {
+          if (mode.kind === 'none') {
+            throw err
+          }
+          if (asked > max) {
+            decisions.push(`too-low: the server asks ${formatBtc(asked)} BTC, over the maximum of ${formatBtc(max)} BTC: giving up`)
+            throw new BiddingError(`the server asks ${formatBtc(asked)} BTC for ${request.service}.${request.method}, more than --max-price ${formatBtc(max)} BTC`, decisions)
+          }
+          const type = plan.type === 'none' ? (mode.kind === 'auto' ? 'defer' : 'attached') : plan.type
+          decisions.push(`too-low: the server asks ${formatBtc(asked)} BTC; offering ${formatBtc(asked)} BTC ${type} (maximum ${formatBtc(max)} BTC)`)
+          plan = { type, sats: asked }
+          continue
+        }
+        if (err instanceof NoDeferError && plan.type === 'defer') {
+          if (mode.kind === 'defer') {
+            decisions.push('no-defer: the server gives no credit and --pay defer allows nothing else: giving up')
+            throw new BiddingError(`the server refuses deferred payment: ${err.message}`, decisions)
+          }
+          const sats = asked != null && asked > plan.sats ? asked : plan.sats
+          if (sats > max) {
+            throw new BiddingError(`the server wants ${formatBtc(sats)} BTC attached, more than --max-price ${formatBtc(max)} BTC`, decisions)
+          }
+          decisions.push(`no-defer: ${err.message}; switching to an attached payment of ${formatBtc(sats)} BTC`)
+          plan = { type: 'attached', sats }
+          continue
+        }
+        if (decisions.length > 0) {
+          err.decisions = decisions
+        }
+        throw err
+      }
+    }
+    throw new BiddingError('the server kept asking for more; giving up after 4 offers', decisions)
+  }
+
+  /** Pay every unpaid promise to each server with at least one due promise */
+  async settleDue (): Promise<Array<{ peer: string, ids: string[], txid: string }>> {
+    if (this.settling != null) {
+      await this.settling
+    }
+    const done: Array<{ peer: string, ids: string[], txid: string }> = []
+    const run = (async () => {
+      const { ledger } = this.components
+      const byPeer = new Map<string, Awaited<ReturnType<Ledger['promises']>>>()
+      for (const p of await ledger.promises('payable')) {
+        if (p.paidAt == null) {
+          byPeer.set(p.peer, [...(byPeer.get(p.peer) ?? []), p])
+        }
+      }
+      for (const [peer, unpaid] of byPeer) {
+        const outstanding = unpaid.reduce((s, p) => s + p.sats, 0n)
+        if (!unpaid.some(p => ledger.isDue(p, outstanding))) {
+          continue
+        }
+        const target = peerIdFromString(peer)
+        const { payment, txid } = await this.attach(target, outstanding)
+        const ids = unpaid.map(p => p.id)
+        await this.components.call(target, { service: 'payments', method: 'settle', args: ids, payment })
+        await ledger.markPaid('payable', peer, ids, txid)
+        await ledger.recordPayment({ direction: 'sent', peer, txid, sats: outstanding, settles: ids, service: 'payments', method: 'settle' })
+        log('settled %d deferred payments with %s in %s', ids.length, peer, txid)
+        done.push({ peer, ids, txid })
+      }
+    })()
+    this.settling = run.finally(() => { this.settling = undefined })
+    await this.settling
+    return done
+  }
+}

@@ -1,0 +1,194 @@
+import { Transaction, address as btcAddress } from 'bitcoinjs-lib'
+import { logger } from '@libp2p/logger'
+import { formatBtc, parseBtc } from '../market/units.ts'
+import { AccessDeniedError, BadRequestError, NoDeferError, PaymentDeclinedError, PaymentTooLowError } from '../protocols/rpc/errors.ts'
+import { TransactionRejectedError } from './chain/errors.ts'
+import { parseThreshold, type Ledger } from './ledger.ts'
+import { bitcoinNetwork, type BitcoinNetworkName } from './wallet/networks.ts'
+import type { ChainBackend } from './chain/interface.ts'
+import type { Wallet } from './wallet/wallet.ts'
+import type { HoldingsHook, PaymentCheck, PaymentHook } from '../services/pipeline.ts'
+import type { ServiceContext } from '../services/interface.ts'
+import type { PaymentPolicy } from '../services/policy/policy.ts'
+
+const log = logger('opencloud:payments:desk')
+
+export interface PaymentDeskComponents {
+  wallet: Wallet
+  chain: ChainBackend
+  ledger: Ledger
+}
+
+export interface PaymentDeskInit {
+  network: BitcoinNetworkName
+}
+
+function acceptable (sats: bigint, type: 'attached' | 'defer' = 'attached'): { type: 'attached' | 'defer', currency: string, amount: string } {
+  return { type, currency: 'BTC', amount: formatBtc(sats) }
+}
+
+function withAcceptable<E extends Error & { acceptablePayment?: any }> (err: E, sats: bigint, type: 'attached' | 'defer' = 'attached'): E {
+  err.acceptablePayment = acceptable(sats, type)
+  return err
+}
+
+/**
+ * The server's side of payments (seed: "Deferred payment tracking", "Bid
+ * acceptance strategy"). Attached payments are checked, broadcast and
+ * recorded; deferred payments are accepted within the caller's credit and
+ * recorded as promises. Every refusal says what would be accepted instead.
+ */
+export class PaymentDesk implements PaymentHook {
+  private readonly components: PaymentDeskComponents
+  private readonly network: BitcoinNetworkName
+  /** transactions being checked right now, so two requests cannot spend one */
+  private readonly inFlight = new Set<string>()
+
+  constructor (components: PaymentDeskComponents, init: PaymentDeskInit) {
+    this.components = components
+    this.network = init.network
+  }
+
+  /** Confirmations an attached payment needs: the policy, else 0 on regtest and 1 elsewhere */
+  confirmationsFor (policy: PaymentPolicy): number {
+    return policy.confirmations ?? (this.network === 'regtest' ? 0 : 1)
+  }
+
+  async check ({ required, ctx, policy }: PaymentCheck): Promise<void> {
+    const payment = ctx.payment
+    const what = `${ctx.service}.${ctx.method}`
+    if (payment.type === 'none') {
+      if (required > 0n) {
+        throw withAcceptable(new PaymentTooLowError(`${what} costs ${formatBtc(required)} BTC and the request carries no payment`), required)
+      }
+      return
+    }
+    if (payment.currency !== 'BTC') {
+      throw withAcceptable(new PaymentDeclinedError(`this node is paid in BTC, not ${payment.currency}`), required)
+    }
+    const sats = parseBtc(payment.amount)
+    if (payment.type === 'defer') {
+      await this.defer(ctx, policy, required, sats, payment.id, payment.threshold)
+      return
+    }
+    if (sats < required) {
+      throw withAcceptable(new PaymentTooLowError(`${what} costs ${formatBtc(required)} BTC; the payment offers ${formatBtc(sats)}`), required)
+    }
+    ctx.paid = await this.accept(ctx, policy, sats, payment.txn)
+  }
+
+  private async defer (ctx: ServiceContext, policy: PaymentPolicy, required: bigint, sats: bigint, id: string, thresholdText: string): Promise<void> {
+    const { ledger } = this.components
+    if (policy.noDefer) {
+      throw withAcceptable(new NoDeferError(`this node does not accept deferred payment for ${ctx.service}.${ctx.method}`), required)
+    }
+    if (sats < required) {
+      throw withAcceptable(new PaymentTooLowError(`${ctx.service}.${ctx.method} costs ${formatBtc(required)} BTC; the promise offers ${formatBtc(sats)}`), required, 'defer')
+    }
+    try {
+      parseThreshold(thresholdText)
+    } catch (err: any) {
+      throw new BadRequestError(err.message)
+    }
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(id)) {
+      throw new BadRequestError('a deferred payment id is 1 to 64 letters, digits, dots, dashes or underscores')
+    }
+    if (await ledger.hasPromise('receivable', ctx.caller, id)) {
+      throw new BadRequestError(`deferred payment id "${id}" was used before; choose a new one`)
+    }
+    const tab = await ledger.tab('receivable', ctx.caller)
+    if (tab.overdue > 0n) {
+      throw withAcceptable(new NoDeferError(`you owe this node ${formatBtc(tab.overdue)} BTC in overdue deferred payments; settle them before asking for credit`), required)
+    }
+    if (tab.outstanding + sats > policy.maxTab) {
+      throw withAcceptable(new NoDeferError(policy.maxTab === 0n
+        ? 'this node gives no credit (max-tab 0): attach the payment'
+        : `your tab would reach ${formatBtc(tab.outstanding + sats)} BTC, over this node's max-tab of ${formatBtc(policy.maxTab)} BTC`), required)
+    }
+    await ledger.addPromise({ role: 'receivable', peer: ctx.caller, id, sats, threshold: thresholdText, service: ctx.service, method: ctx.method })
+    log('%s promised %s sat (%s) for %s.%s', ctx.caller, sats, id, ctx.service, ctx.method)
+  }
+
+  private async accept (ctx: ServiceContext, policy: PaymentPolicy, sats: bigint, txn: Uint8Array): Promise<{ txid: string, sats: bigint }> {
+    const { wallet, chain, ledger } = this.components
+    let tx: Transaction
+    try {
+      tx = Transaction.fromBuffer(txn)
+    } catch (err: any) {
+      throw new PaymentDeclinedError(`the attached payment is not a bitcoin transaction: ${err.message}`)
+    }
+    const network = bitcoinNetwork(this.network)
+    let toUs = 0n
+    for (const out of tx.outs) {
+      try {
+        if (wallet.owns(btcAddress.fromOutputScript(out.script, network))) {
+          toUs += out.value
+        }
+      } catch {}
+    }
+    if (toUs < sats) {
+      throw new PaymentDeclinedError(`the transaction pays ${formatBtc(toUs)} BTC to this node's addresses, less than the ${formatBtc(sats)} BTC it claims; ask payments.address for where to pay`)
+    }
+    const txid = tx.getId()
+    if (this.inFlight.has(txid) || await ledger.isUsed(txid)) {
+      throw new PaymentDeclinedError(`transaction ${txid} has already paid for a call: a payment is used once`)
+    }
+    this.inFlight.add(txid)
+    try {
+      try {
+        await chain.broadcast(Buffer.from(txn).toString('hex'))
+      } catch (err: any) {
+        if (!(err instanceof TransactionRejectedError) || !/already (known|in)/i.test(err.message)) {
+          throw new PaymentDeclinedError(`the chain refused the payment: ${err.message}`)
+        }
+      }
+      const needed = this.confirmationsFor(policy)
+      if (needed > 0) {
+        const have = await chain.confirmations(txid)
+        if (have < needed) {
+          throw new PaymentDeclinedError(`this node serves after ${needed} confirmation(s); ${txid} has ${have}: send the call again once it confirms`)
+        }
+      }
+      await ledger.markUsed(txid)
+      await ledger.recordPayment({ direction: 'received', peer: ctx.caller, txid, sats: toUs, settles: [], service: ctx.service, method: ctx.method })
+      log('received %s sat from %s in %s', toUs, ctx.caller, txid)
+      return { txid, sats: toUs }
+    } finally {
+      this.inFlight.delete(txid)
+    }
+  }
+}
+
+/**
+ * "I will only deal with nodes who can prove ownership of at least one
+ * bitcoin" (seed): the balance of the bitcoin credentials a call presents,
+ * counting only outputs confirmed at least min-holding-age blocks ago.
+ */
+export class HoldingsCheck implements HoldingsHook {
+  private readonly chain: ChainBackend
+
+  constructor (chain: ChainBackend) {
+    this.chain = chain
+  }
+
+  async check (ctx: ServiceContext, policy: PaymentPolicy): Promise<void> {
+    const addresses = ctx.credentials.filter(c => c.startsWith('btc:')).map(c => c.slice(4))
+    const need = `at least ${formatBtc(policy.minBalance)} BTC${policy.minHoldingAge > 0 ? ` held for ${policy.minHoldingAge} blocks` : ''}`
+    if (addresses.length === 0) {
+      throw new AccessDeniedError(`this node deals only with callers who prove ${need} with a bitcoin credential (btc:<address>)`)
+    }
+    const tip = await this.chain.tipHeight()
+    let held = 0n
+    for (const address of addresses) {
+      for (const utxo of await this.chain.utxos(address)) {
+        const age = utxo.status.confirmed ? tip - (utxo.status.blockHeight as number) + 1 : 0
+        if (age >= Math.max(1, policy.minHoldingAge)) {
+          held += utxo.value
+        }
+      }
+    }
+    if (held < policy.minBalance) {
+      throw new AccessDeniedError(`this node deals only with callers who prove ${need}; your bitcoin credentials hold ${formatBtc(held)} BTC that qualifies`)
+    }
+  }
+}

@@ -1,0 +1,78 @@
+import { BadRequestError } from '../../protocols/rpc/errors.ts'
+import { formatBtc, Units } from '../../market/units.ts'
+import type { Ledger, TabSummary } from '../../payments/ledger.ts'
+import type { Wallet } from '../../payments/wallet/wallet.ts'
+import type { Service } from '../interface.ts'
+
+export const PAYMENTS_SERVICE = 'payments'
+
+export interface PaymentsServiceComponents {
+  wallet: Wallet
+  ledger: Ledger
+}
+
+export function tabJson (tab: TabSummary): Record<string, unknown> {
+  return {
+    peer: tab.peer,
+    role: tab.role,
+    promised: formatBtc(tab.promised),
+    paid: formatBtc(tab.paid),
+    outstanding: formatBtc(tab.outstanding),
+    due: formatBtc(tab.due),
+    overdue: formatBtc(tab.overdue),
+    promises: tab.promises
+  }
+}
+
+/**
+ * Core service: how to pay this node and what a caller owes it. `settle`
+ * takes an attached payment and the ids of deferred payments it pays; the
+ * oldest listed promises are credited first, and a payment too small for all
+ * of them pays those it covers in full.
+ */
+export function paymentsService (components: PaymentsServiceComponents): Service {
+  const { wallet, ledger } = components
+  return {
+    name: PAYMENTS_SERVICE,
+    version: '1.0.0',
+    description: 'where to pay this node, what a caller owes it, and settling deferred payments',
+    methods: {
+      address: {
+        description: 'a fresh address of this node\'s wallet to pay to',
+        unit: Units.CALL,
+        handle: async () => ({ json: { address: await wallet.newAddress(), network: wallet.network } })
+      },
+      tab: {
+        description: 'the caller\'s tab with this node: promised, paid, outstanding, due, overdue',
+        unit: Units.CALL,
+        handle: async ({ caller }) => ({ json: tabJson(await ledger.tab('receivable', caller)) })
+      },
+      settle: {
+        description: 'pay deferred payments: attach a payment and name the ids it pays',
+        args: '<id>...',
+        unit: Units.CALL,
+        handle: async ({ caller, args, paid }) => {
+          if (paid == null) {
+            throw new BadRequestError('settle needs an attached payment')
+          }
+          if (args.length === 0) {
+            throw new BadRequestError('settle takes the ids of the deferred payments it pays')
+          }
+          const owed = new Map((await ledger.promises('receivable', caller)).filter(p => p.paidAt == null).map(p => [p.id, p]))
+          let left = paid.sats
+          const covered: string[] = []
+          for (const id of args) {
+            const promise = owed.get(id)
+            if (promise != null && promise.sats <= left) {
+              left -= promise.sats
+              covered.push(id)
+            }
+          }
+          await ledger.markPaid('receivable', caller, covered, paid.txid)
+          await ledger.recordPayment({ direction: 'received', peer: caller, txid: `${paid.txid}:settle`, sats: paid.sats - left, settles: covered, service: PAYMENTS_SERVICE, method: 'settle' })
+          return { json: { settled: covered, unknownOrUncovered: args.filter(id => !covered.includes(id)), tab: tabJson(await ledger.tab('receivable', caller)) } }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,214 @@
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { Transaction } from 'bitcoinjs-lib'
+import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
+import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import { EsploraClient } from '../../src/payments/chain/esplora.ts'
+import { buildTransaction } from '../../src/payments/wallet/tx-builder.ts'
+import { bitcoinNetwork } from '../../src/payments/wallet/networks.ts'
+import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
+import { bitcoinSigner } from '../../src/protocols/rpc/credentials.ts'
+import { AccessDeniedError, InvalidSignatureError, NoDeferError, PaymentDeclinedError } from '../../src/protocols/rpc/errors.ts'
+import { parseBtc } from '../../src/market/units.ts'
+import { testConfig, tempDir, waitFor } from '../helpers/nodes.ts'
+import type { Config } from '../../src/node/config.ts'
+
+const PRICE = 1000n // sat per MiB of sha256.hash
+
+describe('paid calls between nodes on a local regtest chain', () => {
+  let dir: { path: string, cleanup: () => Promise<void> }
+  let regtest: RegtestServer
+  let chain: EsploraClient
+  let server: OpenCloudNode
+  let client: OpenCloudNode
+  let serverConfig: Config
+  let clientConfig: Config
+
+  const mine = async (): Promise<void> => { await regtest.chain.mine(1, regtest.faucetAddress) }
+  const hash = (text = 'pay me') => ({ service: 'sha256', method: 'hash', body: bodyFromBytes(new TextEncoder().encode(text)) })
+  const start = async (name: string, config: Config): Promise<OpenCloudNode> => {
+    const node = await OpenCloudNode.create({ dataDir: `${dir.path}/${name}`, config })
+    await node.start()
+    return node
+  }
+
+  before(async () => {
+    dir = await tempDir()
+    regtest = new RegtestServer({ dir: `${dir.path}/chain`, blockIntervalMs: 0 })
+    await regtest.start()
+    chain = new EsploraClient({ url: regtest.url })
+    const payments = { network: 'regtest', chain: regtest.url, settleIntervalMs: 200, graceMs: 600_000 }
+    serverConfig = testConfig({ payments, services: { sha256: { prices: { hash: Number(PRICE) } } }, policies: { global: { 'max-tab': '0.0001' } } })
+    clientConfig = testConfig({ payments })
+    server = await start('server', serverConfig)
+    client = await start('client', clientConfig)
+    await regtest.faucet(await client.wallet.newAddress(), 5_000_000n)
+    await mine()
+  })
+
+  after(async () => {
+    await client?.stop()
+    await server?.stop()
+    await regtest?.stop()
+    await dir?.cleanup()
+  })
+
+  const target = (): string => server.libp2p.getMultiaddrs()[0].toString()
+
+  it('accepts an attached payment, and the server\'s balance grows by it after a block', async () => {
+    const before = await server.wallet.balance(chain)
+    const result = await client.paidCall(target(), hash(), { pay: { kind: 'attached', sats: PRICE } })
+    assert.equal(result.response.statusName, 'ok')
+    assert.equal(result.payment?.type, 'attached')
+    await mine()
+    const after = await server.wallet.balance(chain)
+    assert.equal(after.confirmed - before.confirmed, PRICE)
+    const received = await server.ledger.payments()
+    assert.equal(received[0].txid, result.payment?.txid)
+    assert.equal(received[0].peer, client.peerId.toString(), 'records are keyed by the OpenCloud ID')
+  })
+
+  it('refuses the same transaction replayed', async () => {
+    const first = await client.paidCall(target(), hash(), { pay: { kind: 'attached', sats: PRICE } })
+    const hex = (await chain.transaction(first.payment?.txid as string)).hex as string
+    await assert.rejects(client.call(target(), { ...hash(), payment: { type: 'attached', currency: 'BTC', amount: '0.00001', txn: Buffer.from(hex, 'hex') } }), (err: any) => {
+      assert.ok(err instanceof PaymentDeclinedError)
+      assert.match(err.message, /already paid for a call/)
+      return true
+    })
+  })
+
+  it('refuses a double spend', async () => {
+    const res = await client.call(target(), { service: 'payments', method: 'address' })
+    const { address } = JSON.parse(new TextDecoder().decode(await res.body.bytes()))
+    const [coin] = await client.wallet.spendable(chain)
+    const network = bitcoinNetwork('regtest')
+    const honest = buildTransaction({ coins: [coin], payees: [{ address, value: PRICE }], changeAddress: await client.wallet.newAddress(true), feeRate: 2, network })
+    await chain.broadcast(honest.hex)
+    const cheat = buildTransaction({ coins: [coin], payees: [{ address, value: PRICE }], changeAddress: await client.wallet.newAddress(true), feeRate: 3, network })
+    assert.notEqual(cheat.txid, honest.txid)
+    await assert.rejects(client.call(target(), { ...hash(), payment: { type: 'attached', currency: 'BTC', amount: '0.00001', txn: Buffer.from(cheat.hex, 'hex') } }), (err: any) => {
+      assert.ok(err instanceof PaymentDeclinedError)
+      assert.match(err.message, /the chain refused the payment: .*double spend/)
+      return true
+    })
+    await mine()
+  })
+
+  it('refuses a transaction that pays the node less than it claims', async () => {
+    const [coin] = await client.wallet.spendable(chain)
+    const elsewhere = buildTransaction({ coins: [coin], payees: [{ address: await client.wallet.newAddress(), value: PRICE }], changeAddress: await client.wallet.newAddress(true), feeRate: 2, network: bitcoinNetwork('regtest') })
+    await assert.rejects(client.call(target(), { ...hash(), payment: { type: 'attached', currency: 'BTC', amount: '0.00001', txn: Buffer.from(elsewhere.hex, 'hex') } }), /pays 0 BTC to this node's addresses/)
+  })
+
+  it('answers an underpayment with too-low, and the bidding strategy completes it within its maximum', async () => {
+    const result = await client.paidCall(target(), hash(), { pay: { kind: 'attached', sats: 400n }, maxPrice: 5000n })
+    assert.equal(result.response.statusName, 'ok')
+    assert.equal(result.payment?.sats, PRICE)
+    assert.match(result.decisions[0], /too-low: the server asks 0.00001 BTC; offering 0.00001 BTC attached/)
+    await assert.rejects(client.paidCall(target(), hash(), { pay: { kind: 'attached', sats: 400n }, maxPrice: 500n }), (err: any) => {
+      assert.equal(err.name, 'BiddingError')
+      assert.match(err.message, /more than --max-price 0.000005 BTC/)
+      return true
+    })
+  })
+
+  it('accrues deferred payments, pays them when the threshold is hit, and clears the tab', async () => {
+    const threshold = 'amount:0.00003'
+    for (let i = 0; i < 2; i++) {
+      await client.paidCall(target(), hash(`deferred ${i}`), { pay: { kind: 'defer', sats: PRICE }, threshold })
+    }
+    // 2000 sat owed, under the 3000 sat threshold: nothing is paid
+    await new Promise(resolve => setTimeout(resolve, 500))
+    assert.equal((await server.ledger.tab('receivable', client.peerId.toString())).outstanding, 2000n)
+    const third = await client.paidCall(target(), hash('deferred 2'), { pay: { kind: 'defer', sats: PRICE }, threshold })
+    assert.equal(third.payment?.type, 'defer')
+    await waitFor(async () => (await server.ledger.tab('receivable', client.peerId.toString())).outstanding === 0n, 10_000, 'the tab to clear')
+    const serverTab = await server.ledger.tab('receivable', client.peerId.toString())
+    assert.equal(serverTab.paid, 3000n)
+    const clientTab = await client.ledger.tab('payable', server.peerId.toString())
+    assert.equal(clientTab.outstanding, 0n)
+    assert.equal(clientTab.paid, 3000n)
+  })
+
+  it('declines a caller over max-tab, and auto bidding switches to an attached payment', async () => {
+    await assert.rejects(client.paidCall(target(), hash(), { pay: { kind: 'defer', sats: 20_000n } }), (err: any) => {
+      assert.equal(err.name, 'BiddingError')
+      assert.match(err.message, /over this node's max-tab of 0.0001 BTC/)
+      return true
+    })
+    await assert.rejects(client.call(target(), { ...hash(), payment: { type: 'defer', currency: 'BTC', amount: '0.0002', id: 'too-much', threshold: '' } }), NoDeferError)
+    const auto = await client.paidCall(target(), hash(), { pay: { kind: 'auto' }, maxPrice: 5000n })
+    assert.equal(auto.payment?.type, 'defer', 'auto prefers credit where it is given')
+    assert.deepEqual(auto.decisions.map(d => d.split(':')[0]), ['too-low', 'promised 0.00001 BTC as deferred payment ' + auto.payment?.id])
+
+    // fill the tab to its limit: the next auto call is refused credit and pays attached
+    await client.paidCall(target(), hash(), { pay: { kind: 'defer', sats: 9000n }, threshold: 'time:3600' })
+    assert.equal((await server.ledger.tab('receivable', client.peerId.toString())).outstanding, 10_000n)
+    const switched = await client.paidCall(target(), hash(), { pay: { kind: 'auto' }, maxPrice: 5000n })
+    assert.equal(switched.payment?.type, 'attached')
+    assert.ok(switched.decisions.some(d => /^no-defer: your tab would reach 0.00011 BTC.*switching to an attached payment of 0.00001 BTC$/.test(d)), switched.decisions.join(' | '))
+  })
+
+  it('keeps tabs across a restart of both nodes', async () => {
+    // the tab the previous test filled is still owed (its thresholds are an hour away)
+    const before = {
+      server: await server.ledger.tab('receivable', client.peerId.toString()),
+      client: await client.ledger.tab('payable', server.peerId.toString())
+    }
+    assert.ok(before.server.outstanding > 0n)
+    await client.stop()
+    await server.stop()
+    server = await start('server', serverConfig)
+    client = await start('client', clientConfig)
+    assert.deepEqual(await server.ledger.tab('receivable', client.peerId.toString()), before.server)
+    assert.deepEqual(await client.ledger.tab('payable', server.peerId.toString()), before.client)
+  })
+
+  it('admits a funded bitcoin credential under min-balance and refuses an empty one; refuses a forged one', async () => {
+    const strict = await start('strict', testConfig({ payments: serverConfig.payments, policies: { global: { 'min-balance': '0.001' } } }))
+    try {
+      const strictAddr = strict.libp2p.getMultiaddrs()[0].toString()
+      await assert.rejects(client.call(strictAddr, { service: 'info', method: 'node' }), /prove at least 0.001 BTC with a bitcoin credential/)
+      await assert.rejects(client.call(strictAddr, { service: 'info', method: 'node', extraSigners: [client.bitcoinCredential()] }), (err: any) => {
+        assert.ok(err instanceof AccessDeniedError)
+        assert.match(err.message, /hold 0 BTC that qualifies/)
+        return true
+      })
+      await regtest.faucet(client.wallet.identityAddress, parseBtc('0.002'))
+      await mine()
+      const ok = await client.call(strictAddr, { service: 'info', method: 'node', extraSigners: [client.bitcoinCredential()] })
+      assert.equal(ok.statusName, 'ok')
+
+      // a signature by another key for the funded address
+      const forged = bitcoinSigner({ privateKey: new Uint8Array(32).fill(7), network: bitcoinNetwork('regtest') })
+      const liar = { ...forged, credential: client.bitcoinCredential().credential }
+      await assert.rejects(client.call(strictAddr, { service: 'info', method: 'node', extraSigners: [liar] }), InvalidSignatureError)
+    } finally {
+      await strict.stop()
+    }
+  })
+})
+
+describe('transactions from the wallet', () => {
+  it('parse as the segwit transactions the chain checks', async () => {
+    const dir = await tempDir()
+    const regtest = new RegtestServer({ dir: dir.path, blockIntervalMs: 0 })
+    await regtest.start()
+    try {
+      const chain = new EsploraClient({ url: regtest.url })
+      const { Wallet } = await import('../../src/payments/wallet/wallet.ts')
+      const wallet = await Wallet.open({ path: `${dir.path}/wallet.json`, network: 'regtest' })
+      await regtest.faucet(await wallet.newAddress(), 100_000n)
+      await regtest.chain.mine(1, regtest.faucetAddress)
+      const sent = await wallet.send(chain, regtest.faucetAddress, 30_000n)
+      const tx = Transaction.fromHex((await chain.transaction(sent.txid)).hex as string)
+      assert.ok(tx.hasWitnesses())
+      const history = await wallet.history(chain)
+      assert.equal(history.find(h => h.txid === sent.txid)?.delta, -(30_000n + sent.fee))
+    } finally {
+      await regtest.stop()
+      await dir.cleanup()
+    }
+  })
+})
