@@ -6,11 +6,17 @@
  *
  * Node i keeps its data in DIR/node-i, so any CLI command works against it:
  *   npx opencloud-node --data-dir .testnet/node-2 call <PeerId> sha256.hash --body FILE
+ * The testnet also runs a local regtest chain, funds every node's wallet from
+ * its faucet, and prices sha256.hash on the even-numbered nodes (with credit
+ * for deferred payments), so paid calls work out of the box:
+ *   npx opencloud-node --data-dir .testnet/node-3 call <PeerId of node 2> sha256.hash --body FILE --pay auto --max-price 0.0001
  * Ctrl-C stops them all.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream } from 'node:fs'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import { parseBtc } from '../../src/market/units.ts'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { createInterface } from 'node:readline'
@@ -25,8 +31,13 @@ as the bootstrap peer of the others, prints a table of them and runs until
 Ctrl-C, then stops them all. Node i's data directory is DIR/node-i and its
 log is DIR/node-i/daemon.log.
 
+It also runs a local bitcoin regtest chain (DIR/chain), funds every node's
+wallet with --fund BTC, and prices sha256.hash at 100 sat/MiB on the
+even-numbered nodes, which give up to 0.001 BTC of credit.
+
 Options:
   --nodes N       how many nodes, default 5
+  --fund BTC      what each node's wallet gets from the faucet, default 0.1
   --dir DIR       where the data directories go, default .testnet
   --parallel K    how many nodes start at once, default 4
   --json          print the nodes as JSON
@@ -39,11 +50,38 @@ interface Started {
   api: string
   dataDir: string
   child: ChildProcess
+  priced: boolean
 }
 
-async function startNode (index: number, dir: string, bootstrap: string | undefined): Promise<Started> {
+/** Settings the testnet gives node i on top of its defaults */
+async function writeNodeConfig (dataDir: string, index: number, chainUrl: string): Promise<boolean> {
+  const path = join(dataDir, 'config.json')
+  let config: any = {}
+  try {
+    config = JSON.parse(await readFile(path, 'utf8'))
+  } catch {}
+  const priced = index % 2 === 0
+  config.payments = { ...config.payments, network: 'regtest', chain: chainUrl }
+  config.dht = { ...config.dht, addresses: 'private' }
+  if (priced) {
+    config.services = { ...config.services, sha256: { enabled: true, prices: { hash: 100 } } }
+    config.policies = { ...config.policies, global: { ...config.policies?.global, 'max-tab': '0.001' } }
+  }
+  await writeFile(path, JSON.stringify(config, null, 2) + '\n')
+  return priced
+}
+
+async function fund (node: Started, chain: RegtestServer, sats: bigint): Promise<void> {
+  const token = (await readFile(join(node.dataDir, 'api.token'), 'utf8')).trim()
+  const res = await fetch(`${node.api}/v1/wallet/address`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })
+  const { address } = await res.json() as { address: string }
+  await chain.faucet(address, sats)
+}
+
+async function startNode (index: number, dir: string, bootstrap: string | undefined, chainUrl: string): Promise<Started> {
   const dataDir = join(dir, `node-${index}`)
   await mkdir(dataDir, { recursive: true })
+  const priced = await writeNodeConfig(dataDir, index, chainUrl)
   const args = [BIN, 'daemon', '--json', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0']
   if (bootstrap != null) {
     args.push('--bootstrap', bootstrap)
@@ -67,7 +105,7 @@ async function startNode (index: number, dir: string, bootstrap: string | undefi
       }
       if (event.event === 'started') {
         child.off('exit', onExit)
-        resolve({ index, peerId: event.peerId, addrs: event.addrs, api: event.api, dataDir, child })
+        resolve({ index, peerId: event.peerId, addrs: event.addrs, api: event.api, dataDir, child, priced })
       }
     })
   })
@@ -94,6 +132,7 @@ async function main (): Promise<number> {
         nodes: { type: 'string', default: '5' },
         dir: { type: 'string', default: '.testnet' },
         parallel: { type: 'string', default: '4' },
+        fund: { type: 'string', default: '0.1' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' }
       }
@@ -116,8 +155,16 @@ async function main (): Promise<number> {
     process.stderr.write('testnet: --parallel takes a positive number\n')
     return 2
   }
+  let funding: bigint
+  try {
+    funding = parseBtc(values.fund as string)
+  } catch (err: any) {
+    process.stderr.write(`testnet: --fund: ${err.message}\n`)
+    return 2
+  }
   const dir = resolve(values.dir as string)
   const nodes: Started[] = []
+  const chain = new RegtestServer({ dir: join(dir, 'chain'), blockIntervalMs: 5_000 })
   let stopping = false
   const shutdown = new Promise<void>(resolve => {
     const onSignal = (): void => {
@@ -133,35 +180,46 @@ async function main (): Promise<number> {
 
   try {
     const progress = (text: string): void => { if (values.json !== true) process.stderr.write(text) }
-    progress(`starting ${count} nodes in ${dir}\n`)
-    const first = await startNode(1, dir, undefined)
+    await chain.start()
+    progress(`regtest chain at ${chain.url}\nstarting ${count} nodes in ${dir}\n`)
+    const first = await startNode(1, dir, undefined, chain.url)
     nodes.push(first)
     progress(`  node 1 ${first.peerId}\n`)
     const bootstrap = first.addrs.find(a => a.includes('/127.0.0.1/')) ?? first.addrs[0]
     for (let i = 2; i <= count && !stopping; i += parallel) {
       const batch = []
       for (let j = i; j < Math.min(i + parallel, count + 1); j++) {
-        batch.push(startNode(j, dir, bootstrap))
+        batch.push(startNode(j, dir, bootstrap, chain.url))
       }
       for (const node of await Promise.all(batch)) {
         nodes.push(node)
         progress(`  node ${node.index} ${node.peerId}\n`)
       }
     }
+    progress(`funding every wallet with ${values.fund} BTC\n`)
+    for (const node of nodes) {
+      await fund(node, chain, funding)
+    }
+    await chain.chain.mine(1, chain.faucetAddress)
   } catch (err: any) {
     process.stderr.write(`testnet: ${err.message}\n`)
     await stopAll(nodes)
+    await chain.stop().catch(() => {})
     return 1
   }
 
   nodes.sort((a, b) => a.index - b.index)
   if (values.json === true) {
-    process.stdout.write(JSON.stringify(nodes.map(({ child, ...n }) => ({ ...n, listen: n.addrs[0] })), null, 2) + '\n')
+    process.stdout.write(JSON.stringify({ chain: chain.url, nodes: nodes.map(({ child, ...n }) => ({ ...n, listen: n.addrs[0] })) }, null, 2) + '\n')
   } else {
-    const rows = [['#', 'PEERID', 'LISTEN', 'API', 'DATA DIR'], ...nodes.map(n => [String(n.index), n.peerId, n.addrs[0].replace(/\/p2p\/.*/, ''), n.api, n.dataDir])]
+    const rows = [['#', 'PEERID', 'LISTEN', 'API', 'DATA DIR', 'SHA256.HASH'], ...nodes.map(n => [String(n.index), n.peerId, n.addrs[0].replace(/\/p2p\/.*/, ''), n.api, n.dataDir, n.priced ? '100 sat/MiB' : 'free'])]
     const widths = rows[0].map((_, i) => Math.max(...rows.map(r => r[i].length)))
     process.stdout.write(rows.map(r => r.map((c, i) => c.padEnd(widths[i])).join('  ')).join('\n') + '\n')
-    process.stdout.write(`\n${nodes.length} nodes running. Try:\n  npx opencloud-node --data-dir ${nodes[nodes.length - 1].dataDir} call ${nodes[0].peerId} sha256.hash --body package.json\nCtrl-C stops them all.\n`)
+    const paid = nodes.find(n => n.priced)
+    process.stdout.write(`\n${nodes.length} nodes running, regtest chain at ${chain.url}, each wallet funded with ${values.fund} BTC. Try:\n` +
+      `  npx opencloud-node --data-dir ${nodes[nodes.length - 1].dataDir} call ${nodes[0].peerId} sha256.hash --body package.json\n` +
+      (paid == null ? '' : `  npx opencloud-node --data-dir ${nodes[0].dataDir} call ${paid.peerId} sha256.hash --body package.json --pay auto --max-price 0.0001\n`) +
+      'Ctrl-C stops them all.\n')
   }
 
   for (const node of nodes) {
@@ -174,6 +232,7 @@ async function main (): Promise<number> {
   await shutdown
   process.stderr.write('stopping the testnet...\n')
   await stopAll(nodes)
+  await chain.stop()
   process.stderr.write('stopped\n')
   return 0
 }

@@ -5,8 +5,9 @@ import { COMMON_HELP, COMMON_OPTIONS, UsageError, parseCommandArgs, printJson, t
 import { callCommand } from './commands/call.ts'
 import { daemonCommand } from './commands/daemon.ts'
 import { idCommand, peersCommand, servicesCommand } from './commands/info.ts'
+import { paymentsCommand, walletCommand } from './commands/wallet.ts'
 
-const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand]
+const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand, walletCommand, paymentsCommand]
 
 function overview (): string {
   const width = Math.max(...COMMANDS.map(c => c.name.length))

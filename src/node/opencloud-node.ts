@@ -264,18 +264,34 @@ export class OpenCloudNode {
     log('started %p', this.peerId)
   }
 
-  /** Close streams, connections and the datastore; safe to call twice */
+  /**
+   * Close streams, connections and the datastore. Every step runs even when
+   * an earlier one fails, so the datastore is always flushed and closed; the
+   * first failure is rethrown at the end.
+   */
   async stop (): Promise<void> {
     clearInterval(this.announceTimer)
     clearInterval(this.pruneTimer)
     clearTimeout(this.announceDebounce)
     this.libp2p.removeEventListener('peer:connect', this.onPeerConnect)
-    await this.payments?.stop()
-    await this.client.stop()
-    await this.libp2p.stop()
-    await this.registry.stop()
-    await this.datastore.close()
+    const failures: unknown[] = []
+    const step = async (name: string, fn: () => Promise<void>): Promise<void> => {
+      try {
+        await fn()
+      } catch (err) {
+        log.error('stopping %s failed - %e', name, err)
+        failures.push(err)
+      }
+    }
+    await step('payments', async () => this.payments?.stop())
+    await step('the RPC client', async () => this.client.stop())
+    await step('libp2p', async () => this.libp2p.stop())
+    await step('services', async () => this.registry.stop())
+    await step('the datastore', async () => this.datastore.close())
     log('stopped %p', this.peerId)
+    if (failures.length > 0) {
+      throw failures[0]
+    }
   }
 
   /** Provide every service this node runs in the DHT */

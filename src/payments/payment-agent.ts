@@ -4,6 +4,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { formatBtc, parseBtc } from '../market/units.ts'
 import { NoDeferError, PaymentTooLowError } from '../protocols/rpc/errors.ts'
 import { parseThreshold, type Ledger } from './ledger.ts'
+import { DUST } from './wallet/tx-builder.ts'
 import type { ChainBackend } from './chain/interface.ts'
 import type { Wallet } from './wallet/wallet.ts'
 import type { CallRequest, CallResponse } from '../protocols/rpc/client.ts'
@@ -200,11 +201,13 @@ export class PaymentAgent {
           continue
         }
         const target = peerIdFromString(peer)
-        const { payment, txid } = await this.attach(target, outstanding)
+        // a debt below the dust limit cannot be paid on chain as it is: round
+        // it up rather than let it go overdue (the server keeps the difference)
+        const { payment, txid } = await this.attach(target, outstanding < DUST ? DUST : outstanding)
         const ids = unpaid.map(p => p.id)
         await this.components.call(target, { service: 'payments', method: 'settle', args: ids, payment })
         await ledger.markPaid('payable', peer, ids, txid)
-        await ledger.recordPayment({ direction: 'sent', peer, txid, sats: outstanding, settles: ids, service: 'payments', method: 'settle' })
+        await ledger.recordPayment({ direction: 'sent', peer, txid, sats: outstanding < DUST ? DUST : outstanding, settles: ids, service: 'payments', method: 'settle' })
         log('settled %d deferred payments with %s in %s', ids.length, peer, txid)
         done.push({ peer, ids, txid })
       }

@@ -21,6 +21,12 @@ export interface ServiceContext {
   method: string
   args: string[]
   payment: Payment
+  /**
+   * What this caller pays for `units` of a method of this service: the
+   * quote, raised to the min-payment policy that applies. The payment check
+   * enforces the same figure.
+   */
+  priceOf?: (method: string, units: number) => bigint
   /** set by the payment check when an attached payment was accepted */
   paid?: { txid: string, sats: bigint }
   body: IncomingBody

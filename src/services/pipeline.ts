@@ -158,8 +158,14 @@ export class Pipeline implements RequestHandler {
     await this.reputation.check(ctx)
 
     // 4. payment
-    const quote = registry.quote(head.service, head.method, { args: head.args, bodyLength: head.bodyLength })
-    const required = quote.total > decision.minPayment ? quote.total : decision.minPayment
+    ctx.priceOf = (method, units) => {
+      const { method: spec } = registry.resolve(head.service, method)
+      const total = registry.priceOf(head.service, method, spec) * BigInt(units)
+      const min = policies.decide({ service: head.service, method, credentials: ctx.credentials }).minPayment
+      return total > min ? total : min
+    }
+    const units = registry.quote(head.service, head.method, { args: head.args, bodyLength: head.bodyLength }).units
+    const required = ctx.priceOf(head.method, units)
     await this.payments.check({ required, ctx, policy: decision.payment })
 
     // 5. the service

@@ -130,7 +130,7 @@ export class ServiceRegistry {
           description: 'the cost of calling a method for a number of units of service',
           args: '<method> [units]',
           unit: Units.CALL,
-          handle: async ({ args }) => {
+          handle: async ({ args, priceOf }) => {
             const [method, unitsText] = args
             if (method == null) {
               throw new BadRequestError('quote takes the method name and, optionally, a number of units')
@@ -141,6 +141,8 @@ export class ServiceRegistry {
             }
             const spec = this.resolve(service.name, method).method
             const price = this.priceOf(service.name, method, spec)
+            // the caller's own price where the pipeline knows it (policies may raise it)
+            const total = priceOf?.(method, units) ?? price * BigInt(units)
             return {
               json: {
                 service: service.name,
@@ -148,7 +150,7 @@ export class ServiceRegistry {
                 unit: spec.unit.name,
                 units,
                 price: formatBtc(price),
-                total: formatBtc(price * BigInt(units)),
+                total: formatBtc(total),
                 currency: 'BTC'
               }
             }

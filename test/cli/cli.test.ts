@@ -117,8 +117,8 @@ describe('the daemon', () => {
     const dir = await tempDir()
     try {
       const first = await startDaemon(dir.path)
-      const { code, lines } = await first.stop()
-      assert.equal(code, 0)
+      const { code, signal, lines, stderr } = await first.stop()
+      assert.equal(code, 0, `exit code ${code}, signal ${signal}, stderr: ${stderr}`)
       assert.deepEqual(lines.at(-1), { event: 'stopped', peerId: first.peerId })
       await assert.rejects(access(join(dir.path, 'api.json')), 'api.json is removed on stop')
       assert.equal((await stat(join(dir.path, 'identity.key'))).mode & 0o777, 0o600)

@@ -28,8 +28,8 @@ export interface Daemon {
   peerId: string
   addrs: string[]
   api: string
-  /** SIGTERM, then the exit code and the lines it printed */
-  stop: () => Promise<{ code: number | null, lines: any[] }>
+  /** SIGTERM, then the exit code, the lines it printed and its stderr */
+  stop: () => Promise<{ code: number | null, signal: string | null, lines: any[], stderr: string }>
 }
 
 /** Start `opencloud-node daemon --json` and wait for its started event */
@@ -56,10 +56,10 @@ export async function startDaemon (dataDir: string, extra: string[] = []): Promi
     addrs: started.addrs,
     api: started.api,
     stop: async () => {
-      const exited = new Promise<number | null>(resolve => child.once('exit', resolve))
+      const exited = new Promise<[number | null, string | null]>(resolve => child.once('exit', (code, signal) => { resolve([code, signal]) }))
       child.kill('SIGTERM')
-      const code = await exited
-      return { code, lines }
+      const [code, signal] = await exited
+      return { code, signal, lines, stderr }
     }
   }
 }

@@ -43,7 +43,7 @@ describe('OpenCloud RPC between two nodes over TCP', () => {
         rpc: { maxBodyBytes: 1024 * 1024 },
         services: { sha256: { prices: { hash: 0 } }, peers: { prices: { list: 25 } } },
         policies: {
-          method: { 'sha256.info': { 'rate-limit': '2/m' } },
+          method: { 'sha256.info': { 'rate-limit': '2/m' }, 'peers.find': { 'min-payment': '300 sat' } },
           credential: { [`oc:${other.node.peerId.toString()}`]: { deny: true } }
         }
       })
@@ -75,6 +75,13 @@ describe('OpenCloud RPC between two nodes over TCP', () => {
     assert.equal(methods.find((m: any) => m.name === 'list').price, '0.00000025')
     const quote = JSON.parse(new TextDecoder().decode(await (await client.node.call(server.node.peerId, { service: 'peers', method: 'quote', args: ['list', '4'] })).body.bytes()))
     assert.equal(quote.total, '0.000001')
+    // a min-payment policy raises the quote to what the payment check enforces
+    const raised = JSON.parse(new TextDecoder().decode(await (await client.node.call(server.node.peerId, { service: 'peers', method: 'quote', args: ['find'] })).body.bytes()))
+    assert.equal(raised.total, '0.000003')
+    await assert.rejects(client.node.call(server.node.peerId, { service: 'peers', method: 'find', args: ['sha256'] }), (err: any) => {
+      assert.deepEqual(err.acceptablePayment, { type: 'attached', currency: 'BTC', amount: '0.000003' })
+      return true
+    })
     // the priced method is refused with exactly the quoted amount
     await assert.rejects(client.node.call(server.node.peerId, { service: 'peers', method: 'list' }), (err: any) => {
       assert.ok(err instanceof PaymentTooLowError)

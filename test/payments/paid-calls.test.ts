@@ -131,6 +131,13 @@ describe('paid calls between nodes on a local regtest chain', () => {
     assert.equal(clientTab.paid, 3000n)
   })
 
+  it('settles a due debt smaller than the dust limit by rounding the payment up', async () => {
+    await client.paidCall(target(), { service: 'sha256', method: 'info' }, { pay: { kind: 'defer', sats: 100n }, threshold: 'completion' })
+    await waitFor(async () => (await client.ledger.tab('payable', server.peerId.toString())).outstanding === 0n, 10_000, 'the small debt to be settled')
+    const sent = (await client.ledger.payments()).find(p => p.settles.length === 1 && p.direction === 'sent')
+    assert.equal(sent?.sats, 294n)
+  })
+
   it('declines a caller over max-tab, and auto bidding switches to an attached payment', async () => {
     await assert.rejects(client.paidCall(target(), hash(), { pay: { kind: 'defer', sats: 20_000n } }), (err: any) => {
       assert.equal(err.name, 'BiddingError')

@@ -17,16 +17,49 @@ describe('scripts/testnet', () => {
       let stdout = ''
       child.stdout.on('data', d => { stdout += d })
       await new Promise<void>((resolve, reject) => {
-        child.stdout.on('data', () => { if (stdout.trim().endsWith(']')) resolve() })
+        child.stdout.on('data', () => { if (stdout.trim().endsWith('}') && stdout.includes('"nodes"')) resolve() })
         child.once('exit', code => { reject(new Error(`testnet exited with ${code}`)) })
       })
-      const nodes = JSON.parse(stdout)
+      const { chain, nodes } = JSON.parse(stdout)
+      assert.match(chain, /^http:\/\/127\.0\.0\.1:\d+$/)
       assert.equal(nodes.length, 4)
       assert.deepEqual(nodes.map((n: any) => n.dataDir), [1, 2, 3, 4].map(i => join(dir.path, `node-${i}`)))
 
       const call = await runCli(['--data-dir', nodes[3].dataDir, 'call', nodes[0].peerId, 'info.node', '--json'])
       assert.equal(call.code, 0, call.stderr)
       assert.equal(JSON.parse(call.stdout).body.peerId, nodes[0].peerId)
+
+      // every wallet is funded, and the even nodes charge for sha256.hash
+      const balance = await runCli(['--data-dir', nodes[0].dataDir, 'wallet', 'balance', '--json'])
+      assert.equal(balance.code, 0, balance.stderr)
+      assert.deepEqual(JSON.parse(balance.stdout), { network: 'regtest', confirmed: '0.1', unconfirmed: '0' })
+      const unpaid = await runCli(['--data-dir', nodes[0].dataDir, 'call', nodes[1].peerId, 'sha256.hash', '--body', '-'], { stdin: 'x' })
+      assert.equal(unpaid.code, 1)
+      assert.match(unpaid.stderr, /payment-declined\/too-low: sha256.hash costs 0.000001 BTC/)
+      assert.match(unpaid.stderr, /acceptable payment: attached 0.000001 BTC/)
+      const paid = await runCli(['--data-dir', nodes[0].dataDir, 'call', nodes[1].peerId, 'sha256.hash', '--body', '-', '--pay', 'auto', '--max-price', '0.0001'], { stdin: 'x' })
+      assert.equal(paid.code, 0, paid.stderr)
+      assert.match(paid.stderr, /payment: too-low: the server asks 0.000001 BTC; offering 0.000001 BTC defer/)
+      const tabs = JSON.parse((await runCli(['--data-dir', nodes[0].dataDir, 'payments', 'tabs', '--json'])).stdout)
+      assert.deepEqual(tabs.payable.map((t: any) => [t.peer, t.outstanding]), [[nodes[1].peerId, '0.000001']])
+
+      const dust = await runCli(['--data-dir', nodes[2].dataDir, 'call', nodes[1].peerId, 'sha256.hash', '--body', '-', '--pay', 'attached:0.000001'], { stdin: 'y' })
+      assert.equal(dust.code, 1)
+      assert.match(dust.stderr, /below bitcoin's dust limit of 294 sat.*defer small payments/)
+      // overpaying is the payer's choice: 300 sat for a 100 sat call
+      const attached = await runCli(['--data-dir', nodes[2].dataDir, 'call', nodes[1].peerId, 'sha256.hash', '--body', '-', '--pay', 'attached:0.000003', '--json'], { stdin: 'y' })
+      assert.equal(attached.code, 0, attached.stdout)
+      assert.equal(JSON.parse(attached.stdout).payment.payment.type, 'attached')
+      const received = JSON.parse((await runCli(['--data-dir', nodes[1].dataDir, 'payments', 'history', '--json'])).stdout)
+      assert.equal(received[0].direction, 'received')
+      assert.equal(received[0].peer, nodes[2].peerId)
+
+      const to = (await runCli(['--data-dir', nodes[3].dataDir, 'wallet', 'address', '--new'])).stdout.trim()
+      const sent = await runCli(['--data-dir', nodes[0].dataDir, 'wallet', 'send', to, '0.01', '--json'])
+      assert.equal(sent.code, 0, sent.stdout)
+      const { txid } = JSON.parse(sent.stdout)
+      const history = JSON.parse((await runCli(['--data-dir', nodes[3].dataDir, 'wallet', 'history', '--json'])).stdout)
+      assert.ok(history.some((h: any) => h.txid === txid && h.delta === '0.01'))
 
       const exited = new Promise<number | null>(resolve => child.once('exit', resolve))
       child.kill('SIGINT')

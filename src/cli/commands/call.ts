@@ -33,14 +33,31 @@ The answer goes to --out FILE, or to standard output: raw when it is a pipe or
 a file, and as text or hex on a terminal. A refused call prints its status and
 reason and exits with code 1.
 
+Paying (the node's wallet pays; see "opencloud-node wallet"):
+  opencloud-node call <peer> sha256.hash --body big.iso --pay attached:0.0001
+  opencloud-node call <peer> sha256.hash --body big.iso --pay auto --max-price 0.0002
+With --pay auto the call first asks for free, then offers what the server
+asks (deferred where it gives credit, else attached) up to --max-price. The
+strategy says on stderr what it did and why.
+
 Options:
-  --body FILE|-  send this file (or standard input) as the request body
-  --out FILE     write the response body to FILE`,
+  --body FILE|-          send this file (or standard input) as the request body
+  --out FILE             write the response body to FILE
+  --pay MODE             attached:<BTC>, defer:<BTC>, auto or none (default none)
+  --max-price BTC        the most this call may pay (default: the --pay amount)
+  --threshold T          when a deferred payment falls due: time:<seconds>,
+                         amount:<BTC> or completion (default time:600)
+  --btc-credential       also prove the wallet's first address (for servers
+                         with a min-balance policy)`,
   options: {
     body: { type: 'string' },
-    out: { type: 'string' }
+    out: { type: 'string' },
+    pay: { type: 'string' },
+    'max-price': { type: 'string' },
+    threshold: { type: 'string' },
+    'btc-credential': { type: 'boolean' }
   },
-  run: async ({ values, positionals, json, dataDir, out }) => {
+  run: async ({ values, positionals, json, dataDir, out, err }) => {
     const [peer, target, ...args] = positionals
     if (peer == null || target == null) {
       throw new UsageError('usage: opencloud-node call <peer> <service>.<method> [args...]')
@@ -63,13 +80,23 @@ Options:
       body = { kind: 'file', path: values.body, length: file.length, sha256: file.sha256 }
     }
     const api = await connectApi(dataDir, values.api)
-    const result = await api.call(peer, service, method, args, body)
+    const result = await api.call(peer, service, method, args, body, undefined, {
+      pay: values.pay,
+      maxPrice: values['max-price'],
+      threshold: values.threshold,
+      credential: values['btc-credential'] === true ? 'btc' : undefined
+    })
+    if (!json) {
+      for (const decision of result.payment?.decisions ?? []) {
+        err.write(`payment: ${decision}\n`)
+      }
+    }
     const stream = result.body == null ? Readable.from([]) : Readable.fromWeb(result.body as any)
 
     if (values.out != null) {
       await pipeline(stream, createWriteStream(values.out))
       if (json) {
-        printJson(out, { status: result.status, message: result.message, server: result.server, bodyLength: result.length, bodySha256: result.bodySha256, out: values.out, proof: result.proof })
+        printJson(out, { status: result.status, message: result.message, server: result.server, bodyLength: result.length, bodySha256: result.bodySha256, out: values.out, payment: result.payment, proof: result.proof })
       }
       return
     }
@@ -91,6 +118,7 @@ Options:
         bodyLength: bytes.length,
         bodySha256: result.bodySha256,
         ...(parsed !== undefined ? { body: parsed } : isPrintable(text) ? { bodyText: text } : { bodyHex: bytes.toString('hex') }),
+        payment: result.payment,
         proof: result.proof
       })
       return

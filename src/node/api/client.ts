@@ -58,6 +58,16 @@ export interface ApiCallResult {
   bodySha256: string
   body: ReadableStream<Uint8Array> | null
   length: number
+  /** paid calls: { payment, decisions } */
+  payment?: { payment?: Record<string, unknown>, decisions: string[] }
+}
+
+/** Query parameters of /v1/call beyond peer, service, method and args */
+export interface CallOptions {
+  pay?: string
+  maxPrice?: string
+  threshold?: string
+  credential?: 'btc'
 }
 
 /** The CLI's side of the control API */
@@ -96,14 +106,23 @@ export class ApiClient {
     return (await this.request(path)).json() as Promise<T>
   }
 
+  async post<T> (path: string, body?: unknown): Promise<T> {
+    return (await this.request(path, { method: 'POST', body: body == null ? undefined : JSON.stringify(body), headers: { 'content-type': 'application/json' } })).json() as Promise<T>
+  }
+
   /**
    * `body` is a file (hashed by the caller, streamed from disk) or a stream
    * of unknown length such as stdin, which the daemon spools and hashes.
    */
-  async call (peer: string, service: string, method: string, args: string[], body?: ApiBody, signal?: AbortSignal): Promise<ApiCallResult> {
+  async call (peer: string, service: string, method: string, args: string[], body?: ApiBody, signal?: AbortSignal, options: CallOptions = {}): Promise<ApiCallResult> {
     const query = new URLSearchParams({ peer, service, method })
     for (const arg of args) {
       query.append('arg', arg)
+    }
+    for (const [key, value] of Object.entries(options)) {
+      if (value != null) {
+        query.set(key, value)
+      }
     }
     const init: RequestInit & { duplex?: 'half' } = { method: 'POST', signal }
     if (body?.kind === 'file' && body.length > 0) {
@@ -125,7 +144,8 @@ export class ApiClient {
       proof: res.headers.get(API_HEADERS.proof) ?? '',
       bodySha256: res.headers.get(API_HEADERS.bodySha256) ?? '',
       body: res.body,
-      length: Number(res.headers.get('content-length') ?? 0)
+      length: Number(res.headers.get('content-length') ?? 0),
+      payment: res.headers.get(API_HEADERS.payment) == null ? undefined : JSON.parse(decodeURIComponent(res.headers.get(API_HEADERS.payment) as string))
     }
   }
 }

@@ -6,7 +6,9 @@ export const API_HEADERS = {
   message: 'opencloud-message',
   server: 'opencloud-server',
   proof: 'opencloud-proof',
-  bodySha256: 'opencloud-body-sha256'
+  bodySha256: 'opencloud-body-sha256',
+  /** paid calls: what was paid and what the bidding strategy did (URI-encoded JSON) */
+  payment: 'opencloud-payment'
 } as const
 
 /** The HTTP status a refused call is reported with by the control API */

@@ -11,6 +11,23 @@ import { statusName, Status } from '../../protocols/rpc/status.ts'
 import { parsePeer, type OpenCloudNode } from '../opencloud-node.ts'
 import { httpStatusFor, API_HEADERS } from './http-status.ts'
 import type { CallResponse } from '../../protocols/rpc/client.ts'
+import type { ChainBackend } from '../../payments/chain/interface.ts'
+import { BiddingError, parsePayMode, type PaidCallOptions, type PaidCallResult } from '../../payments/payment-agent.ts'
+import { formatBtc, parseBtc } from '../../market/units.ts'
+import { tabJson } from '../../services/payments/index.ts'
+
+async function readSmall (req: IncomingMessage, limit = 64 * 1024): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += chunk.length
+    if (size > limit) {
+      throw new HttpError(413, 'the request body is too large')
+    }
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
 
 const log = logger('opencloud:api')
 
@@ -132,9 +149,64 @@ export class ApiServer {
       case 'POST /v1/call':
         await this.call(req, res, url)
         return
+      case 'GET /v1/wallet': {
+        const { wallet, chain } = this.node
+        const balance = chain == null ? undefined : await wallet.balance(chain)
+        sendJson(res, 200, {
+          network: wallet.network,
+          identityAddress: wallet.identityAddress,
+          encrypted: wallet.encrypted,
+          chain: this.node.config.payments.chain === '' ? null : this.node.config.payments.chain,
+          balance: balance == null ? null : { confirmed: formatBtc(balance.confirmed), unconfirmed: formatBtc(balance.unconfirmed) }
+        })
+        return
+      }
+      case 'POST /v1/wallet/address':
+        sendJson(res, 200, { address: await this.node.wallet.newAddress(), network: this.node.wallet.network })
+        return
+      case 'POST /v1/wallet/send': {
+        const chain = this.requireChain()
+        let body: { address?: unknown, amount?: unknown }
+        try {
+          body = JSON.parse(await readSmall(req))
+        } catch {
+          throw new HttpError(400, 'send JSON: {"address": "...", "amount": "0.001"}')
+        }
+        if (typeof body.address !== 'string' || typeof body.amount !== 'string') {
+          throw new HttpError(400, 'send JSON: {"address": "...", "amount": "0.001"}')
+        }
+        let sats: bigint
+        try {
+          sats = parseBtc(body.amount)
+        } catch (err: any) {
+          throw new HttpError(400, err.message)
+        }
+        const sent = await this.node.wallet.send(chain, body.address, sats)
+        sendJson(res, 200, { txid: sent.txid, fee: formatBtc(sent.fee) })
+        return
+      }
+      case 'GET /v1/wallet/history':
+        sendJson(res, 200, (await this.node.wallet.history(this.requireChain())).map(t => ({ ...t, delta: (t.delta < 0n ? '-' : '') + formatBtc(t.delta < 0n ? -t.delta : t.delta), fee: formatBtc(t.fee) })))
+        return
+      case 'GET /v1/payments/tabs':
+        sendJson(res, 200, {
+          receivable: (await this.node.ledger.tabs('receivable')).map(tabJson),
+          payable: (await this.node.ledger.tabs('payable')).map(tabJson)
+        })
+        return
+      case 'GET /v1/payments/history':
+        sendJson(res, 200, (await this.node.ledger.payments()).map(p => ({ ...p, amount: formatBtc(p.sats), sats: undefined, at: new Date(p.at).toISOString() })))
+        return
       default:
         throw new HttpError(404, `no such API route: ${route}`)
     }
+  }
+
+  private requireChain (): ChainBackend {
+    if (this.node.chain == null) {
+      throw new HttpError(409, 'payments are off: set payments.chain in config.json to an Esplora API URL (npm run chain starts a local one)')
+    }
+    return this.node.chain
   }
 
   /**
@@ -187,20 +259,39 @@ export class ApiServer {
     } catch (err: any) {
       throw new HttpError(400, err.message)
     }
+    let payOptions: PaidCallOptions | undefined
+    try {
+      const pay = parsePayMode(url.searchParams.get('pay') ?? 'none')
+      const maxPrice = url.searchParams.get('maxPrice')
+      if (pay.kind !== 'none') {
+        payOptions = { pay, maxPrice: maxPrice == null ? undefined : parseBtc(maxPrice), threshold: url.searchParams.get('threshold') ?? undefined }
+        if (pay.kind === 'auto' && maxPrice == null) {
+          throw new Error('--pay auto needs --max-price: the most you will pay')
+        }
+      }
+    } catch (err: any) {
+      throw new HttpError(400, err.message)
+    }
+    const extraSigners = url.searchParams.get('credential') === 'btc' ? [this.node.bitcoinCredential()] : undefined
     const { body, cleanup } = await this.requestBody(req)
     const controller = new AbortController()
     res.on('close', () => { if (!res.writableFinished) controller.abort(new Error('the API client went away')) })
     let response: CallResponse
+    let paid: PaidCallResult | undefined
     try {
-      response = await this.node.call(target, {
-        service,
-        method,
-        args: url.searchParams.getAll('arg'),
-        body,
-        signal: controller.signal
-      })
+      const request = { service, method, args: url.searchParams.getAll('arg'), body, extraSigners, signal: controller.signal }
+      if (payOptions != null) {
+        paid = await this.node.paidCall(target, request, payOptions)
+        response = paid.response
+      } else {
+        response = await this.node.call(target, request)
+      }
     } catch (err: any) {
       await cleanup()
+      if (err instanceof BiddingError) {
+        sendJson(res, 402, { error: { name: err.name, status: 'request-declined/payment-declined', message: err.message, decisions: err.decisions } })
+        return
+      }
       if (err instanceof RpcError) {
         const r = (err as any).response as CallResponse | undefined
         sendJson(res, httpStatusFor(err.code), {
@@ -210,6 +301,7 @@ export class ApiServer {
             message: err.message,
             acceptablePayment: err.acceptablePayment,
             server: r?.server,
+            decisions: (err as any).decisions,
             proof: r == null ? undefined : Buffer.from(r.proof).toString('base64')
           }
         })
@@ -226,7 +318,15 @@ export class ApiServer {
       [API_HEADERS.message]: encodeURIComponent(response.message),
       [API_HEADERS.server]: response.server,
       [API_HEADERS.proof]: Buffer.from(response.proof).toString('base64'),
-      [API_HEADERS.bodySha256]: Buffer.from(response.body.sha256).toString('hex')
+      [API_HEADERS.bodySha256]: Buffer.from(response.body.sha256).toString('hex'),
+      ...(paid == null
+        ? {}
+        : {
+            [API_HEADERS.payment]: encodeURIComponent(JSON.stringify({
+              payment: paid.payment == null ? undefined : { ...paid.payment, sats: undefined, amount: formatBtc(paid.payment.sats) },
+              decisions: paid.decisions
+            }))
+          })
     })
     for await (const chunk of response.body) {
       if (!res.write(chunk)) {

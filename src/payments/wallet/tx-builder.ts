@@ -33,7 +33,12 @@ export class InsufficientFundsError extends Error {
   override name = 'InsufficientFundsError'
 }
 
-const DUST = 294n
+export class DustPaymentError extends Error {
+  override name = 'DustPaymentError'
+}
+
+/** the smallest P2WPKH output the network relays */
+export const DUST = 294n
 // P2WPKH sizes in vbytes: an input with its witness, an output, the rest
 const INPUT_VBYTES = 68
 const OUTPUT_VBYTES = 31
@@ -57,7 +62,7 @@ export function buildTransaction (init: BuildInit): BuiltTransaction {
   const target = init.payees.reduce((sum, p) => sum + p.value, 0n)
   for (const payee of init.payees) {
     if (payee.value < DUST) {
-      throw new InsufficientFundsError(`${payee.value} sat to ${payee.address} is below the dust limit of ${DUST} sat`)
+      throw new DustPaymentError(`${payee.value} sat is below bitcoin's dust limit of ${DUST} sat and cannot be paid on chain: pay at least ${DUST} sat, or defer small payments so they are settled together`)
     }
   }
   const rate = BigInt(Math.max(1, Math.ceil(init.feeRate)))

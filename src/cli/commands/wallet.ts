@@ -1,0 +1,110 @@
+import { connectApi } from '../../node/api/client.ts'
+import { printJson, table, UsageError, type Command } from '../command.ts'
+
+export const walletCommand: Command = {
+  name: 'wallet',
+  summary: "the node's bitcoin wallet: address, balance, send, history",
+  usage: 'opencloud-node wallet <address [--new] | balance | send <address> <BTC> | history>',
+  help: `The node's HD wallet (BIP39 mnemonic, BIP84 native segwit), kept in
+wallet.json in the data directory with mode 0600. Set
+OPENCLOUD_WALLET_PASSPHRASE before the node's first start to encrypt it.
+Balances and sending need a chain: payments.chain in config.json.
+
+  wallet address         the wallet's identity address (its bitcoin credential)
+  wallet address --new   a fresh receive address
+  wallet balance         confirmed and unconfirmed balance
+  wallet send <address> <BTC>
+  wallet history         transactions in and out of the wallet
+
+Options:
+  --new  with "address": hand out a new address`,
+  options: { new: { type: 'boolean' } },
+  run: async ({ values, positionals, json, dataDir, out }) => {
+    const api = await connectApi(dataDir, values.api)
+    const [sub, ...rest] = positionals
+    switch (sub) {
+      case 'address': {
+        const info = values.new === true
+          ? await api.post<{ address: string }>('/v1/wallet/address')
+          : { address: (await api.get<{ identityAddress: string }>('/v1/wallet')).identityAddress }
+        if (json) {
+          printJson(out, info)
+        } else {
+          out.write(`${info.address}\n`)
+        }
+        return
+      }
+      case 'balance': {
+        const info = await api.get<any>('/v1/wallet')
+        if (info.balance == null) {
+          throw new UsageError('payments are off: set payments.chain in config.json to an Esplora API URL')
+        }
+        if (json) {
+          printJson(out, { network: info.network, ...info.balance })
+        } else {
+          out.write(table([['confirmed', `${info.balance.confirmed} BTC`], ['unconfirmed', `${info.balance.unconfirmed} BTC`], ['network', info.network]]))
+        }
+        return
+      }
+      case 'send': {
+        const [address, amount] = rest
+        if (address == null || amount == null) {
+          throw new UsageError('usage: opencloud-node wallet send <address> <BTC>')
+        }
+        const sent = await api.post<{ txid: string, fee: string }>('/v1/wallet/send', { address, amount })
+        if (json) {
+          printJson(out, sent)
+        } else {
+          out.write(`sent ${amount} BTC to ${address} in ${sent.txid} (fee ${sent.fee} BTC)\n`)
+        }
+        return
+      }
+      case 'history': {
+        const history = await api.get<any[]>('/v1/wallet/history')
+        if (json) {
+          printJson(out, history)
+        } else if (history.length === 0) {
+          out.write('no transactions yet\n')
+        } else {
+          out.write(table([['TXID', 'AMOUNT (BTC)', 'FEE', 'CONFIRMED'], ...history.map(h => [h.txid, h.delta, h.fee, h.confirmed ? `block ${h.blockHeight}` : 'no'])]))
+        }
+        return
+      }
+      default:
+        throw new UsageError('usage: opencloud-node wallet <address [--new] | balance | send <address> <BTC> | history>')
+    }
+  }
+}
+
+export const paymentsCommand: Command = {
+  name: 'payments',
+  summary: 'tabs (what I owe and am owed, per peer) and payment history',
+  usage: 'opencloud-node payments <tabs | history>',
+  help: `  payments tabs     deferred payments per peer: what callers owe this node
+                    (receivable) and what this node owes servers (payable)
+  payments history  attached payments received and sent`,
+  options: {},
+  run: async ({ values, positionals, json, dataDir, out }) => {
+    const api = await connectApi(dataDir, values.api)
+    if (positionals[0] === 'tabs') {
+      const tabs = await api.get<{ receivable: any[], payable: any[] }>('/v1/payments/tabs')
+      if (json) {
+        printJson(out, tabs)
+        return
+      }
+      const rows = [...tabs.receivable, ...tabs.payable].map(t => [t.peer, t.role === 'receivable' ? 'owes me' : 'I owe', t.outstanding, t.due, t.overdue, t.paid])
+      out.write(rows.length === 0 ? 'no tabs yet\n' : table([['PEER', 'DIRECTION', 'OUTSTANDING', 'DUE', 'OVERDUE', 'PAID'], ...rows]))
+      return
+    }
+    if (positionals[0] === 'history') {
+      const history = await api.get<any[]>('/v1/payments/history')
+      if (json) {
+        printJson(out, history)
+        return
+      }
+      out.write(history.length === 0 ? 'no payments yet\n' : table([['WHEN', 'DIRECTION', 'PEER', 'AMOUNT', 'FOR', 'TXID'], ...history.map(p => [p.at, p.direction, p.peer, p.amount, `${p.service}.${p.method}`, p.txid])]))
+      return
+    }
+    throw new UsageError('usage: opencloud-node payments <tabs | history>')
+  }
+}
