@@ -10,24 +10,13 @@ import { RpcError } from '../../protocols/rpc/errors.ts'
 import { statusName, Status } from '../../protocols/rpc/status.ts'
 import { parsePeer, type OpenCloudNode } from '../opencloud-node.ts'
 import { httpStatusFor, API_HEADERS } from './http-status.ts'
+import { HttpError, readSmallBody } from '../http-request.ts'
 import type { CallResponse } from '../../protocols/rpc/client.ts'
 import type { ChainBackend } from '../../payments/chain/interface.ts'
 import { BiddingError, parsePayMode, type PaidCallOptions, type PaidCallResult } from '../../payments/payment-agent.ts'
 import { formatBtc, parseBtc } from '../../market/units.ts'
 import { tabJson } from '../../services/payments/index.ts'
 
-async function readSmall (req: IncomingMessage, limit = 64 * 1024): Promise<string> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req) {
-    size += chunk.length
-    if (size > limit) {
-      throw new HttpError(413, 'the request body is too large')
-    }
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks).toString('utf8')
-}
 
 const log = logger('opencloud:api')
 
@@ -35,14 +24,6 @@ export interface ApiServerInit {
   host: string
   port: number
   token: string
-}
-
-class HttpError extends Error {
-  readonly status: number
-  constructor (status: number, message: string) {
-    super(message)
-    this.status = status
-  }
 }
 
 function sendJson (res: ServerResponse, status: number, value: unknown): void {
@@ -168,7 +149,7 @@ export class ApiServer {
         const chain = this.requireChain()
         let body: { address?: unknown, amount?: unknown }
         try {
-          body = JSON.parse(await readSmall(req))
+          body = JSON.parse(await readSmallBody(req))
         } catch {
           throw new HttpError(400, 'send JSON: {"address": "...", "amount": "0.001"}')
         }

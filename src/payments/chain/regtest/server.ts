@@ -11,6 +11,7 @@ import { TransactionRejectedError, TransactionNotFoundError } from '../errors.ts
 import { buildTransaction } from '../../wallet/tx-builder.ts'
 import { writeFileAtomic } from '../../../node/files.ts'
 import { parseAmount } from '../../../market/units.ts'
+import { HttpError, readSmallBody } from '../../../node/http-request.ts'
 
 const log = logger('opencloud:regtest:server')
 
@@ -23,14 +24,6 @@ export interface RegtestServerInit {
   port?: number
   /** Mine a block this often when the mempool is not empty, default 10 s; 0 disables */
   blockIntervalMs?: number
-}
-
-class HttpError extends Error {
-  readonly status: number
-  constructor (status: number, message: string) {
-    super(message)
-    this.status = status
-  }
 }
 
 /**
@@ -118,19 +111,6 @@ export class RegtestServer {
     return this.chain.submit(built.hex)
   }
 
-  private async body (req: IncomingMessage, limit = 1_000_000): Promise<string> {
-    const chunks: Buffer[] = []
-    let size = 0
-    for await (const chunk of req) {
-      size += chunk.length
-      if (size > limit) {
-        throw new HttpError(413, 'request body too large')
-      }
-      chunks.push(chunk)
-    }
-    return Buffer.concat(chunks).toString('utf8')
-  }
-
   private json (res: ServerResponse, value: unknown): void {
     res.writeHead(200, { 'content-type': 'application/json' })
     res.end(JSON.stringify(value, (_k, v) => typeof v === 'bigint' ? Number(v) : v))
@@ -183,7 +163,7 @@ export class RegtestServer {
       case 'GET /tx/:id': return this.json(res, this.esploraTx(id))
       case 'GET /tx/:id/hex': return this.text(res, this.chain.transaction(id).hex as string)
       case 'GET /tx/:id/status': return this.json(res, this.status(this.chain.transaction(id).status.blockHeight))
-      case 'POST /tx': return this.text(res, await this.chain.submit((await this.body(req)).trim()))
+      case 'POST /tx': return this.text(res, await this.chain.submit((await readSmallBody(req, 1_000_000)).trim()))
       case 'POST /regtest/mine': {
         const blocks = Number(url.searchParams.get('blocks') ?? 1)
         if (!Number.isSafeInteger(blocks) || blocks < 1 || blocks > 1000) {
@@ -194,7 +174,7 @@ export class RegtestServer {
       case 'POST /regtest/faucet': {
         let request: { address?: string, amount?: string | number }
         try {
-          request = JSON.parse(await this.body(req))
+          request = JSON.parse(await readSmallBody(req))
         } catch {
           throw new HttpError(400, 'send JSON: {"address": "bcrt1...", "amount": "0.5"}')
         }
