@@ -298,12 +298,14 @@ export class RpcClient {
           if (frame == null) {
             throw new StreamEndedError(`the stream ended after ${received} of ${head.bodyLength} response bytes`)
           }
-          if (frame.type !== FrameType.DATA || received + frame.payload.byteLength > head.bodyLength || frame.payload.byteLength === 0) {
+          if (frame.type !== FrameType.DATA || received + frame.length > head.bodyLength || frame.length === 0) {
             throw new ResponseVerificationError('the response body is not the length its head declares')
           }
-          received += frame.payload.byteLength
-          hash.update(frame.payload)
-          yield frame.payload
+          received += frame.length
+          for (const part of frame.parts) {
+            hash.update(part)
+            yield part
+          }
         }
         if (!Buffer.from(head.bodySha256).equals(hash.digest())) {
           throw new BodyDigestMismatchError('the response body does not match the digest the server signed')

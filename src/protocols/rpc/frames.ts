@@ -17,7 +17,31 @@ import type { Stream } from '@libp2p/interface'
 
 export interface Frame {
   type: number
-  payload: Uint8Array
+  /** the payload in one piece (copied together on first use if it arrived in several) */
+  readonly payload: Uint8Array
+  /** the payload as it arrived, without copying: what body readers use */
+  readonly parts: Uint8Array[]
+  readonly length: number
+}
+
+class ReceivedFrame implements Frame {
+  readonly type: number
+  readonly parts: Uint8Array[]
+  readonly length: number
+  private joined?: Uint8Array
+
+  constructor (type: number, parts: Uint8Array[], length: number) {
+    this.type = type
+    this.parts = parts
+    this.length = length
+  }
+
+  get payload (): Uint8Array {
+    if (this.joined == null) {
+      this.joined = this.parts.length === 1 ? this.parts[0] : Uint8Array.from(Buffer.concat(this.parts))
+    }
+    return this.joined
+  }
 }
 
 export interface FrameReaderInit {
@@ -196,9 +220,10 @@ export class FrameReader {
     if (buffered < prefix + length) {
       return null
     }
-    const payload = this.buffer.subarray(prefix + 1, prefix + length)
+    // views of the received chunks: a body frame is never copied here
+    const parts = [...this.buffer.sublist(prefix + 1, prefix + length)]
     this.buffer.consume(prefix + length)
-    return { type, payload }
+    return new ReceivedFrame(type, parts, length - 1)
   }
 }
 

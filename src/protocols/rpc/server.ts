@@ -95,16 +95,17 @@ class RequestBodyReader implements IncomingBody {
     }
     const hash = createHash('sha256')
     while (this.received < this.length) {
-      const chunk = await this.nextChunk()
-      hash.update(chunk)
-      yield chunk
+      for (const part of await this.nextChunk()) {
+        hash.update(part)
+        yield part
+      }
     }
     if (!Buffer.from(this.sha256).equals(hash.digest())) {
       throw new BodyDigestMismatchError()
     }
   }
 
-  async nextChunk (): Promise<Uint8Array> {
+  async nextChunk (): Promise<Uint8Array[]> {
     const frame = await this.reader.next(this.signal)
     if (frame == null) {
       throw new StreamEndedError(`the stream ended after ${this.received} of ${this.length} body bytes`)
@@ -112,14 +113,14 @@ class RequestBodyReader implements IncomingBody {
     if (frame.type !== FrameType.DATA) {
       throw new MalformedMessageError(`expected a DATA frame inside the body, got type ${frame.type}`)
     }
-    if (frame.payload.byteLength === 0) {
+    if (frame.length === 0) {
       throw new MalformedMessageError('empty DATA frame')
     }
-    if (this.received + frame.payload.byteLength > this.length) {
+    if (this.received + frame.length > this.length) {
       throw new MalformedMessageError(`the body is longer than the ${this.length} bytes its head declares`)
     }
-    this.received += frame.payload.byteLength
-    return frame.payload
+    this.received += frame.length
+    return frame.parts
   }
 
   /** Read and drop what is left of a small body so the stream can carry the next call */
