@@ -7,6 +7,10 @@ import { ping } from '@libp2p/ping'
 import { bootstrap } from '@libp2p/bootstrap'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper, removePublicAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
 import { gossipsub } from '@libp2p/gossipsub'
+import { createPeerScoreParams, createTopicScoreParams } from '@libp2p/gossipsub/score'
+import { Market, type MarketInit } from '../market/market.ts'
+import { OFFERS_TOPIC, REPUTATION_TOPIC } from '../market/topic.ts'
+import { marketService } from '../services/market/index.ts'
 import { LevelDatastore } from 'datastore-level'
 import { Level } from 'level'
 import { logger } from '@libp2p/logger'
@@ -54,6 +58,8 @@ export interface OpenCloudNodeInit {
   announceIntervalMs?: number
   /** Passphrase of an encrypted wallet, default $OPENCLOUD_WALLET_PASSPHRASE */
   walletPassphrase?: string
+  /** Market settings (offer validity, index bounds), for tests and embedding */
+  market?: MarketInit
 }
 
 export class DataDirLockedError extends Error {
@@ -87,6 +93,7 @@ export class OpenCloudNode {
   /** undefined when payments.chain is not set */
   readonly chain?: ChainBackend
   readonly payments?: PaymentAgent
+  readonly market: Market
   private readonly datastore: LevelDatastore
   private readonly announceIntervalMs: number
   private announceTimer?: ReturnType<typeof setInterval>
@@ -109,6 +116,7 @@ export class OpenCloudNode {
     wallet: Wallet
     ledger: Ledger
     chain?: ChainBackend
+    market?: MarketInit
   }) {
     this.libp2p = args.libp2p
     this.config = args.config
@@ -122,6 +130,7 @@ export class OpenCloudNode {
     this.wallet = args.wallet
     this.ledger = args.ledger
     this.chain = args.chain
+    this.market = new Market({ peerId: args.libp2p.peerId, pubsub: args.libp2p.services.pubsub, signer: args.signer, registry: args.registry }, args.market)
     this.client = new RpcClient({ dial: async (peer, options) => this.libp2p.dial(peer, options) }, {
       signer: args.signer,
       verifier: args.verifier,
@@ -200,7 +209,7 @@ export class OpenCloudNode {
             clientMode: false,
             peerInfoMapper
           }),
-          pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }),
+          pubsub: gossipsub(gossipOptions()),
           rpc: rpcServer({ signer, handler: pipeline, maxBodyBytes: config.rpc.maxBodyBytes })
         }
       })
@@ -209,7 +218,7 @@ export class OpenCloudNode {
       throw err
     }
 
-    const node = new OpenCloudNode({ libp2p, config, paths, registry, pipeline, signer, verifier, nonces, datastore, announceIntervalMs: init.announceIntervalMs ?? 10 * 60_000, wallet, ledger, chain })
+    const node = new OpenCloudNode({ libp2p, config, paths, registry, pipeline, signer, verifier, nonces, datastore, announceIntervalMs: init.announceIntervalMs ?? 10 * 60_000, wallet, ledger, chain, market: init.market })
     for (const service of node.defaultServices()) {
       registry.register(service)
     }
@@ -233,7 +242,8 @@ export class OpenCloudNode {
     const services: Service[] = [
       infoService({ nodeInfo: () => this.info() }),
       peersService(this.peersComponents()),
-      paymentsService({ wallet: this.wallet, ledger: this.ledger })
+      paymentsService({ wallet: this.wallet, ledger: this.ledger }),
+      marketService({ market: this.market })
     ]
     const sha256 = this.config.services.sha256
     if (sha256?.enabled !== false) {
@@ -255,6 +265,7 @@ export class OpenCloudNode {
       }
       throw err
     }
+    await this.market.start()
     this.libp2p.addEventListener('peer:connect', this.onPeerConnect)
     this.announceTimer = setInterval(() => { void this.announce().catch(() => {}) }, this.announceIntervalMs)
     this.announceTimer.unref()
@@ -284,6 +295,7 @@ export class OpenCloudNode {
       }
     }
     await step('payments', async () => this.payments?.stop())
+    await step('the market', async () => this.market.stop())
     await step('the RPC client', async () => this.client.stop())
     await step('libp2p', async () => this.libp2p.stop())
     await step('services', async () => this.registry.stop())
@@ -337,6 +349,39 @@ export class OpenCloudNode {
   /** Make an OpenCloud call; `peer` is a PeerId or a multiaddr (text or parsed) */
   async call (peer: PeerId | Multiaddr | string, request: CallRequest): Promise<CallResponse> {
     return this.client.call(typeof peer === 'string' ? parsePeer(peer) : peer, request)
+  }
+}
+
+/**
+ * Gossipsub with peer scoring for the OpenCloud topics: an invalid message
+ * costs its sender 20 points per topic weight (squared for repeats), and a
+ * peer whose score falls below zero leaves the mesh at the next heartbeat.
+ * Mesh delivery quotas are off: price and reputation topics are quiet, and
+ * honest peers would be charged for the silence. Loopback addresses are
+ * exempt from the IP colocation penalty, which would otherwise score a local
+ * testnet of 30 nodes on 127.0.0.1 far below the graylist threshold.
+ */
+function gossipOptions (): Parameters<typeof gossipsub>[0] {
+  const topic = createTopicScoreParams({
+    topicWeight: 1,
+    timeInMeshWeight: 0.01,
+    timeInMeshQuantum: 1000,
+    timeInMeshCap: 100,
+    firstMessageDeliveriesWeight: 1,
+    firstMessageDeliveriesDecay: 0.9,
+    firstMessageDeliveriesCap: 10,
+    meshMessageDeliveriesWeight: 0,
+    meshFailurePenaltyWeight: 0,
+    invalidMessageDeliveriesWeight: -20,
+    invalidMessageDeliveriesDecay: 0.9
+  })
+  return {
+    allowPublishToZeroTopicPeers: true,
+    scoreParams: createPeerScoreParams({
+      topics: { [OFFERS_TOPIC]: topic, [REPUTATION_TOPIC]: topic },
+      IPColocationFactorWhitelist: new Set(['127.0.0.1', '::1'])
+    }),
+    scoreThresholds: { gossipThreshold: -10, publishThreshold: -50, graylistThreshold: -80 }
   }
 }
 

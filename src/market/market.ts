@@ -1,0 +1,207 @@
+import { TopicValidatorResult, type GossipSub, type Message } from '@libp2p/gossipsub'
+import { logger } from '@libp2p/logger'
+import { OFFERS_TOPIC } from './topic.ts'
+import { decodeOffer, encodeOffer, verifyOffer, type Offer } from './offer.ts'
+import { PriceIndex, type PriceIndexInit } from './price-index.ts'
+import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
+import type { ServiceRegistry } from '../services/registry.ts'
+import type { PeerId, Startable } from '@libp2p/interface'
+
+const log = logger('opencloud:market')
+
+export interface MarketComponents {
+  peerId: PeerId
+  pubsub: GossipSub
+  signer: CredentialSigner
+  registry: ServiceRegistry
+}
+
+export interface MarketInit extends PriceIndexInit {
+  /** How long an offer is valid, default 10 minutes */
+  validityMs?: number
+  /** Offers are announced again this long before they expire, default half the validity */
+  reannounceBeforeMs?: number
+  /** How far in the future an offer's issued-at may be (clock skew), default 60 s */
+  maxClockSkewMs?: number
+  /** The longest validity accepted from others, default 24 h */
+  maxValidityMs?: number
+}
+
+/**
+ * The market service's engine (seed: "market: share my knowledge of market
+ * prices"). It publishes this node's signed offers on the offers topic,
+ * validates everyone else's, and keeps the price index.
+ *
+ * The validator rejects (never ignores) a bad offer, so gossipsub's peer
+ * score charges the peer that sent it: unsigned messages, malformed offers,
+ * bad signatures, offers whose provider is not the message's originator,
+ * expired or far-future offers, and offers older than one already held
+ * (replays). An exact duplicate of the offer held is ignored: honest peers
+ * forward those.
+ */
+export class Market implements Startable {
+  readonly index: PriceIndex
+  private readonly components: MarketComponents
+  private readonly validityMs: number
+  private readonly reannounceBeforeMs: number
+  private readonly maxClockSkewMs: number
+  private readonly maxValidityMs: number
+  private lastIssuedAt = 0
+  private timer?: ReturnType<typeof setInterval>
+  /** rejected offers per sending peer, for operators and tests */
+  readonly rejections = new Map<string, number>()
+  private readonly onMessage: (evt: CustomEvent<Message>) => void
+
+  constructor (components: MarketComponents, init: MarketInit = {}) {
+    this.components = components
+    this.index = new PriceIndex(init)
+    this.validityMs = init.validityMs ?? 10 * 60_000
+    this.reannounceBeforeMs = init.reannounceBeforeMs ?? this.validityMs / 2
+    this.maxClockSkewMs = init.maxClockSkewMs ?? 60_000
+    this.maxValidityMs = init.maxValidityMs ?? 24 * 3600_000
+    this.onMessage = (evt) => {
+      const msg = evt.detail
+      if (msg.topic !== OFFERS_TOPIC) {
+        return
+      }
+      try {
+        const { offer } = decodeOffer(msg.data)
+        this.index.put(offer, msg.data)
+      } catch (err) {
+        log.error('an accepted offer did not decode - %e', err)
+      }
+    }
+  }
+
+  async start (): Promise<void> {
+    const { pubsub } = this.components
+    pubsub.topicValidators.set(OFFERS_TOPIC, (peer, msg) => this.validate(peer, msg))
+    pubsub.addEventListener('message', this.onMessage)
+    pubsub.subscribe(OFFERS_TOPIC)
+    await this.announce()
+    // checked often, announced only when an offer nears expiry
+    this.timer = setInterval(() => {
+      this.index.prune()
+      void this.announceExpiring().catch(err => { log.error('re-announcing failed - %e', err) })
+    }, Math.max(1000, Math.min(60_000, this.reannounceBeforeMs / 4)))
+    this.timer.unref()
+  }
+
+  async stop (): Promise<void> {
+    clearInterval(this.timer)
+    const { pubsub } = this.components
+    pubsub.removeEventListener('message', this.onMessage)
+    pubsub.topicValidators.delete(OFFERS_TOPIC)
+    try {
+      pubsub.unsubscribe(OFFERS_TOPIC)
+    } catch {}
+  }
+
+  validate (peer: PeerId, msg: Message): TopicValidatorResult {
+    const verdict = this.check(msg)
+    if (verdict.result === TopicValidatorResult.Reject) {
+      const from = msg.type === 'signed' ? msg.from.toString() : peer.toString()
+      this.rejections.set(from, (this.rejections.get(from) ?? 0) + 1)
+      log('rejected an offer from %s: %s', from, verdict.reason)
+    }
+    return verdict.result
+  }
+
+  private check (msg: Message): { result: TopicValidatorResult, reason?: string } {
+    const reject = (reason: string): { result: TopicValidatorResult, reason: string } => ({ result: TopicValidatorResult.Reject, reason })
+    if (msg.type !== 'signed') {
+      return reject('unsigned message')
+    }
+    let decoded
+    try {
+      decoded = decodeOffer(msg.data)
+      verifyOffer(decoded)
+    } catch (err: any) {
+      return reject(err.message)
+    }
+    const { offer } = decoded
+    if (offer.provider !== msg.from.toString()) {
+      return reject(`the offer is signed by ${offer.provider}, not by the originator ${msg.from.toString()}`)
+    }
+    const now = Date.now()
+    if (offer.validUntil <= now) {
+      return reject('expired')
+    }
+    if (offer.issuedAt > now + this.maxClockSkewMs) {
+      return reject('issued in the future')
+    }
+    if (offer.validUntil - offer.issuedAt > this.maxValidityMs) {
+      return reject('valid for too long')
+    }
+    const held = this.index.latest(offer.provider, offer.service, offer.method)
+    if (held != null) {
+      if (held.offer.issuedAt > offer.issuedAt) {
+        return reject('older than the offer held: a replay')
+      }
+      if (held.offer.issuedAt === offer.issuedAt) {
+        return { result: TopicValidatorResult.Ignore }
+      }
+    }
+    return { result: TopicValidatorResult.Accept }
+  }
+
+  /** This node's offers: every own method with a price */
+  ownOffers (): Array<Omit<Offer, 'issuedAt' | 'validUntil' | 'provider'>> {
+    const { registry } = this.components
+    const out: Array<Omit<Offer, 'issuedAt' | 'validUntil' | 'provider'>> = []
+    for (const service of registry.list()) {
+      for (const [name, spec] of Object.entries(service.methods)) {
+        const price = registry.priceOf(service.name, name, spec)
+        if (price > 0n) {
+          out.push({ service: service.name, method: name, unit: spec.unit.name, price, currency: 'BTC', capacity: 0n })
+        }
+      }
+    }
+    return out
+  }
+
+  private async publish (partial: Omit<Offer, 'issuedAt' | 'validUntil' | 'provider'>): Promise<void> {
+    const { pubsub, signer, peerId } = this.components
+    // strictly increasing, so a newer offer always replaces an older one
+    const issuedAt = Math.max(Date.now(), this.lastIssuedAt + 1)
+    this.lastIssuedAt = issuedAt
+    const offer: Offer = { ...partial, provider: peerId.toString(), issuedAt, validUntil: issuedAt + this.validityMs }
+    const bytes = encodeOffer(offer, signer)
+    this.index.put(offer, bytes)
+    try {
+      await pubsub.publish(OFFERS_TOPIC, bytes)
+    } catch (err: any) {
+      // nobody subscribed yet: the next re-announce reaches them
+      log('publishing %s.%s reached nobody: %s', offer.service, offer.method, err.message)
+    }
+  }
+
+  /** Publish every own offer now */
+  async announce (): Promise<void> {
+    for (const offer of this.ownOffers()) {
+      await this.publish(offer)
+    }
+  }
+
+  private async announceExpiring (): Promise<void> {
+    const now = Date.now()
+    const me = this.components.peerId.toString()
+    for (const offer of this.ownOffers()) {
+      const held = this.index.latest(me, offer.service, offer.method)
+      if (held == null || held.offer.validUntil - now <= this.reannounceBeforeMs || held.offer.price !== offer.price) {
+        await this.publish(offer)
+      }
+    }
+  }
+
+  /** Change this node's price for a method and announce it at once */
+  async setPrice (service: string, method: string, sats: bigint): Promise<Offer | undefined> {
+    this.components.registry.setPrice(service, method, sats)
+    const offer = this.ownOffers().find(o => o.service === service && o.method === method)
+    if (offer != null) {
+      await this.publish(offer)
+      return this.index.latest(this.components.peerId.toString(), service, method)?.offer
+    }
+    return undefined
+  }
+}
