@@ -6,8 +6,9 @@ import { callCommand } from './commands/call.ts'
 import { daemonCommand } from './commands/daemon.ts'
 import { idCommand, peersCommand, servicesCommand } from './commands/info.ts'
 import { paymentsCommand, walletCommand } from './commands/wallet.ts'
+import { marketCommand } from './commands/market.ts'
 
-const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand, walletCommand, paymentsCommand]
+const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand, walletCommand, paymentsCommand, marketCommand]
 
 function overview (): string {
   const width = Math.max(...COMMANDS.map(c => c.name.length))

@@ -1,4 +1,4 @@
-import { TopicValidatorResult, type GossipSub, type Message } from '@libp2p/gossipsub'
+import { TopicValidatorResult, type GossipSub, type Message, type SubscriptionChangeData } from '@libp2p/gossipsub'
 import { logger } from '@libp2p/logger'
 import { OFFERS_TOPIC } from './topic.ts'
 import { decodeOffer, encodeOffer, verifyOffer, type Offer } from './offer.ts'
@@ -51,6 +51,8 @@ export class Market implements Startable {
   /** rejected offers per sending peer, for operators and tests */
   readonly rejections = new Map<string, number>()
   private readonly onMessage: (evt: CustomEvent<Message>) => void
+  private readonly onSubscription: (evt: CustomEvent<SubscriptionChangeData>) => void
+  private joinDebounce?: ReturnType<typeof setTimeout>
 
   constructor (components: MarketComponents, init: MarketInit = {}) {
     this.components = components
@@ -71,12 +73,24 @@ export class Market implements Startable {
         log.error('an accepted offer did not decode - %e', err)
       }
     }
+    // a peer that just subscribed has none of our offers: announce them again,
+    // once per burst of subscriptions, instead of leaving it to wait for the
+    // next re-announce minutes later
+    this.onSubscription = (evt) => {
+      if (!evt.detail.subscriptions.some(s => s.topic === OFFERS_TOPIC && s.subscribe)) {
+        return
+      }
+      clearTimeout(this.joinDebounce)
+      this.joinDebounce = setTimeout(() => { void this.announce().catch(err => { log.error('announcing to a new peer failed - %e', err) }) }, 500)
+      this.joinDebounce.unref()
+    }
   }
 
   async start (): Promise<void> {
     const { pubsub } = this.components
     pubsub.topicValidators.set(OFFERS_TOPIC, (peer, msg) => this.validate(peer, msg))
     pubsub.addEventListener('message', this.onMessage)
+    pubsub.addEventListener('subscription-change', this.onSubscription)
     pubsub.subscribe(OFFERS_TOPIC)
     await this.announce()
     // checked often, announced only when an offer nears expiry
@@ -89,8 +103,10 @@ export class Market implements Startable {
 
   async stop (): Promise<void> {
     clearInterval(this.timer)
+    clearTimeout(this.joinDebounce)
     const { pubsub } = this.components
     pubsub.removeEventListener('message', this.onMessage)
+    pubsub.removeEventListener('subscription-change', this.onSubscription)
     pubsub.topicValidators.delete(OFFERS_TOPIC)
     try {
       pubsub.unsubscribe(OFFERS_TOPIC)

@@ -346,6 +346,34 @@ export class OpenCloudNode {
     return this.payments.call(typeof peer === 'string' ? parsePeer(peer) : peer, request, options)
   }
 
+  /**
+   * The most to pay for a call at market price: the median offer for the
+   * method times `factor`, for the units the call uses (MiB of body for
+   * MiB-priced methods, else one).
+   */
+  marketMaxPrice (service: string, method: string, bodyLength: number, factor = 1.5): bigint {
+    const [stats] = this.market.index.stats({ service, method })
+    if (stats == null) {
+      throw new Error(`no market price is known for ${service}.${method} yet: give --max-price in BTC`)
+    }
+    const units = stats.unit === 'MiB' ? Math.max(1, Math.ceil(bodyLength / (1024 * 1024))) : 1
+    // factor in thousandths keeps the arithmetic in integers
+    return stats.median * BigInt(units) * BigInt(Math.round(factor * 1000)) / 1000n
+  }
+
+  /**
+   * A provider for a method, from the market: the cheapest current offer
+   * (reputation will weigh in once it lands).
+   */
+  selectProvider (service: string, method: string): string {
+    const me = this.peerId.toString()
+    const offers = this.market.index.query({ service, method }).filter(e => e.offer.provider !== me)
+    if (offers.length === 0) {
+      throw new Error(`no provider of ${service}.${method} is known from the market yet`)
+    }
+    return offers[0].offer.provider
+  }
+
   /** Make an OpenCloud call; `peer` is a PeerId or a multiaddr (text or parsed) */
   async call (peer: PeerId | Multiaddr | string, request: CallRequest): Promise<CallResponse> {
     return this.client.call(typeof peer === 'string' ? parsePeer(peer) : peer, request)

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import { access } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { tempDir } from '../helpers/nodes.ts'
+import { tempDir, waitFor } from '../helpers/nodes.ts'
 import { runCli } from '../helpers/cli.ts'
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/testnet/testnet.ts', import.meta.url))
@@ -60,6 +60,23 @@ describe('scripts/testnet', () => {
       const { txid } = JSON.parse(sent.stdout)
       const history = JSON.parse((await runCli(['--data-dir', nodes[3].dataDir, 'wallet', 'history', '--json'])).stdout)
       assert.ok(history.some((h: any) => h.txid === txid && h.delta === '0.01'))
+
+      // the priced nodes' offers reach every node by gossip
+      const sellers = [nodes[1].peerId, nodes[3].peerId].sort()
+      await waitFor(async () => {
+        const prices = JSON.parse((await runCli(['--data-dir', nodes[2].dataDir, 'market', 'prices', '--service', 'sha256', '--json'])).stdout)
+        return JSON.stringify(prices.map((p: any) => p.provider).sort()) === JSON.stringify(sellers)
+      }, 20_000, 'both offers at node 3')
+      const set = await runCli(['--data-dir', nodes[3].dataDir, 'market', 'price', 'set', 'sha256.hash', '50 sat'])
+      assert.equal(set.code, 0, set.stderr)
+      await waitFor(async () => {
+        const stats = JSON.parse((await runCli(['--data-dir', nodes[0].dataDir, 'market', 'stats', '--json'])).stdout)
+        return stats.some((s: any) => s.method === 'hash' && s.min === '0.0000005')
+      }, 20_000, 'the new price at node 1')
+      // the cheapest provider, at no more than the market median
+      const auto = await runCli(['--data-dir', nodes[0].dataDir, 'call', 'auto', 'sha256.hash', '--body', '-', '--pay', 'auto', '--max-price', 'market', '--json'], { stdin: 'z' })
+      assert.equal(auto.code, 0, auto.stdout)
+      assert.equal(JSON.parse(auto.stdout).server, nodes[3].peerId)
 
       const exited = new Promise<number | null>(resolve => child.once('exit', resolve))
       child.kill('SIGINT')

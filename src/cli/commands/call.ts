@@ -20,7 +20,8 @@ export const callCommand: Command = {
   usage: 'opencloud-node call <peer> <service>.<method> [args...] [--body FILE|-] [--out FILE]',
   help: `Calls a method on a peer through the running node, which signs the request
 with its OpenCloud ID. <peer> is a PeerId the node can reach (found through the
-DHT if it is not connected) or a multiaddr ending in /p2p/<PeerId>.
+DHT if it is not connected), a multiaddr ending in /p2p/<PeerId>, or "auto"
+for the cheapest provider of the method the market knows.
 
 Examples:
   opencloud-node call 12D3KooW... sha256.hash --body photo.jpg
@@ -44,7 +45,9 @@ Options:
   --body FILE|-          send this file (or standard input) as the request body
   --out FILE             write the response body to FILE
   --pay MODE             attached:<BTC>, defer:<BTC>, auto or none (default none)
-  --max-price BTC        the most this call may pay (default: the --pay amount)
+  --max-price BTC        the most this call may pay (default: the --pay amount);
+                         "market" means the market median for the call, or
+                         "market:2" twice it (default factor 1.5)
   --threshold T          when a deferred payment falls due: time:<seconds>,
                          amount:<BTC> or completion (default time:600)
   --btc-credential       also prove the wallet's first address (for servers

@@ -14,7 +14,12 @@ import { HttpError, readSmallBody } from '../http-request.ts'
 import type { CallResponse } from '../../protocols/rpc/client.ts'
 import type { ChainBackend } from '../../payments/chain/interface.ts'
 import { BiddingError, parsePayMode, type PaidCallOptions, type PaidCallResult } from '../../payments/payment-agent.ts'
-import { formatBtc, parseBtc } from '../../market/units.ts'
+import { formatBtc, parseAmount, parseBtc } from '../../market/units.ts'
+import { offerJson, statsJson } from '../../services/market/index.ts'
+
+function marketQuery (url: URL): { service?: string, method?: string } {
+  return { service: url.searchParams.get('service') ?? undefined, method: url.searchParams.get('method') ?? undefined }
+}
 import { tabJson } from '../../services/payments/index.ts'
 
 
@@ -169,6 +174,34 @@ export class ApiServer {
       case 'GET /v1/wallet/history':
         sendJson(res, 200, (await this.node.wallet.history(this.requireChain())).map(t => ({ ...t, delta: (t.delta < 0n ? '-' : '') + formatBtc(t.delta < 0n ? -t.delta : t.delta), fee: formatBtc(t.fee) })))
         return
+      case 'GET /v1/market/prices':
+        sendJson(res, 200, this.node.market.index.query(marketQuery(url)).map(offerJson))
+        return
+      case 'GET /v1/market/stats':
+        sendJson(res, 200, this.node.market.index.stats(marketQuery(url)).map(statsJson))
+        return
+      case 'POST /v1/market/price': {
+        let body: { service?: unknown, method?: unknown, amount?: unknown }
+        try {
+          body = JSON.parse(await readSmallBody(req))
+        } catch {
+          throw new HttpError(400, 'send JSON: {"service": "sha256", "method": "hash", "amount": "100 sat"}')
+        }
+        if (typeof body.service !== 'string' || typeof body.method !== 'string' || (typeof body.amount !== 'string' && typeof body.amount !== 'number')) {
+          throw new HttpError(400, 'send JSON: {"service": "sha256", "method": "hash", "amount": "100 sat"}')
+        }
+        let sats: bigint
+        try {
+          sats = parseAmount(body.amount)
+          this.node.registry.resolve(body.service, body.method)
+        } catch (err: any) {
+          throw new HttpError(400, err.message)
+        }
+        const offer = await this.node.market.setPrice(body.service, body.method, sats)
+        const held = offer == null ? undefined : this.node.market.index.latest(offer.provider, offer.service, offer.method)
+        sendJson(res, 200, { service: body.service, method: body.method, price: formatBtc(sats), offer: held == null ? null : offerJson(held) })
+        return
+      }
       case 'GET /v1/payments/tabs':
         sendJson(res, 200, {
           receivable: (await this.node.ledger.tabs('receivable')).map(tabJson),
@@ -228,11 +261,18 @@ export class ApiServer {
   }
 
   private async call (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const peer = url.searchParams.get('peer')
+    let peer = url.searchParams.get('peer')
     const service = url.searchParams.get('service')
     const method = url.searchParams.get('method')
     if (peer == null || service == null || method == null) {
-      throw new HttpError(400, 'a call needs peer, service and method: /v1/call?peer=<PeerId|multiaddr>&service=sha256&method=hash&arg=...')
+      throw new HttpError(400, 'a call needs peer, service and method: /v1/call?peer=<PeerId|multiaddr|auto>&service=sha256&method=hash&arg=...')
+    }
+    if (peer === 'auto') {
+      try {
+        peer = this.node.selectProvider(service, method)
+      } catch (err: any) {
+        throw new HttpError(404, err.message)
+      }
     }
     let target
     try {
@@ -244,8 +284,15 @@ export class ApiServer {
     try {
       const pay = parsePayMode(url.searchParams.get('pay') ?? 'none')
       const maxPrice = url.searchParams.get('maxPrice')
+      const market = maxPrice == null ? null : /^market(?::([0-9]+(?:\.[0-9]+)?))?$/.exec(maxPrice)
       if (pay.kind !== 'none') {
-        payOptions = { pay, maxPrice: maxPrice == null ? undefined : parseBtc(maxPrice), threshold: url.searchParams.get('threshold') ?? undefined }
+        const length = Number(req.headers['content-length'] ?? 0)
+        const max = maxPrice == null
+          ? undefined
+          : market != null
+            ? this.node.marketMaxPrice(service, method, length, market[1] == null ? undefined : Number(market[1]))
+            : parseBtc(maxPrice)
+        payOptions = { pay, maxPrice: max, threshold: url.searchParams.get('threshold') ?? undefined }
         if (pay.kind === 'auto' && maxPrice == null) {
           throw new Error('--pay auto needs --max-price: the most you will pay')
         }

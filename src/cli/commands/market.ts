@@ -1,0 +1,60 @@
+import { connectApi } from '../../node/api/client.ts'
+import { printJson, table, UsageError, type Command } from '../command.ts'
+
+export const marketCommand: Command = {
+  name: 'market',
+  summary: 'market prices gossiped by providers, their statistics, and this node\'s own price',
+  usage: 'opencloud-node market <prices [--service S] [--method M] | stats | price set <service>.<method> <amount>>',
+  help: `Providers publish signed offers (price per standard unit) on a gossipsub
+topic; every node keeps the latest valid offer of each provider.
+
+  market prices                     offers this node knows, cheapest first
+  market stats                      count, min, median and p90 per method and unit
+  market price set sha256.hash "100 sat"
+                                    change this node's price now and announce it
+Amounts: "0.000001" (BTC), "0.000001 BTC", "100 sat" or 100 (satoshis).
+
+Options:
+  --service S  only offers for service S
+  --method M   only offers for method M`,
+  options: { service: { type: 'string' }, method: { type: 'string' } },
+  run: async ({ values, positionals, json, dataDir, out }) => {
+    const api = await connectApi(dataDir, values.api)
+    const query = new URLSearchParams()
+    if (values.service != null) query.set('service', values.service)
+    if (values.method != null) query.set('method', values.method)
+    const [sub, ...rest] = positionals
+    if (sub === 'prices') {
+      const prices = await api.get<any[]>(`/v1/market/prices?${query.toString()}`)
+      if (json) {
+        printJson(out, prices)
+      } else {
+        out.write(prices.length === 0 ? 'no offers known yet\n' : table([['PROVIDER', 'METHOD', 'PRICE (BTC)', 'PER', 'VALID UNTIL'], ...prices.map(p => [p.provider, `${p.service}.${p.method}`, p.price, p.unit, p.validUntil])]))
+      }
+      return
+    }
+    if (sub === 'stats') {
+      const stats = await api.get<any[]>(`/v1/market/stats?${query.toString()}`)
+      if (json) {
+        printJson(out, stats)
+      } else {
+        out.write(stats.length === 0 ? 'no offers known yet\n' : table([['METHOD', 'PER', 'OFFERS', 'MIN', 'MEDIAN', 'P90'], ...stats.map(s => [`${s.service}.${s.method}`, s.unit, String(s.count), s.min, s.median, s.p90])]))
+      }
+      return
+    }
+    if (sub === 'price' && rest[0] === 'set' && rest.length === 3) {
+      const match = /^([a-z][a-z0-9-]*)\.([a-z][a-z0-9-]*)$/.exec(rest[1])
+      if (match == null) {
+        throw new UsageError(`"${rest[1]}" is not <service>.<method>`)
+      }
+      const result = await api.post<any>('/v1/market/price', { service: match[1], method: match[2], amount: rest[2] })
+      if (json) {
+        printJson(out, result)
+      } else {
+        out.write(`${result.service}.${result.method} now costs ${result.price} BTC per unit${result.offer == null ? ' (free: no offer is published)' : '; the offer is announced'}\n`)
+      }
+      return
+    }
+    throw new UsageError('usage: opencloud-node market <prices | stats | price set <service>.<method> <amount>>')
+  }
+}
