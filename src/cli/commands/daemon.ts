@@ -51,6 +51,26 @@ Options:
       err.write(`opencloud-node: unhandled error, the node keeps running: ${reason?.stack ?? reason}\n`)
     })
 
+    // handlers first: a supervisor may signal the moment it reads "started",
+    // and a signal that arrives before its handler exists kills the process
+    // without a clean shutdown (seen under load in the CLI tests)
+    let stopping = false
+    const stopRequested = new Promise<void>(resolve => {
+      const stop = (signal: string): void => {
+        if (stopping) {
+          err.write('stopping now\n')
+          process.exit(130)
+        }
+        stopping = true
+        if (!json) {
+          out.write(`${signal}: stopping...\n`)
+        }
+        resolve()
+      }
+      process.on('SIGINT', () => { stop('SIGINT') })
+      process.on('SIGTERM', () => { stop('SIGTERM') })
+    })
+
     const node = await OpenCloudNode.create({ dataDir, config, listen: values.listen, bootstrap: values.bootstrap })
     await node.start()
     const apiServer = new ApiServer(node, { ...api, token })
@@ -74,22 +94,7 @@ Options:
       ]) + 'Press Ctrl-C to stop.\n')
     }
 
-    await new Promise<void>(resolve => {
-      let stopping = false
-      const stop = (signal: string): void => {
-        if (stopping) {
-          err.write('stopping now\n')
-          process.exit(130)
-        }
-        stopping = true
-        if (!json) {
-          out.write(`${signal}: stopping...\n`)
-        }
-        resolve()
-      }
-      process.once('SIGINT', () => { stop('SIGINT') })
-      process.once('SIGTERM', () => { stop('SIGTERM') })
-    })
+    await stopRequested
     await removeApiInfo(paths.apiInfo)
     await apiServer.stop()
     await node.stop()
