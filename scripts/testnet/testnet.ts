@@ -12,17 +12,11 @@
  *   npx opencloud-node --data-dir .testnet/node-3 call <PeerId of node 2> sha256.hash --body FILE --pay auto --max-price 0.0001
  * Ctrl-C stops them all.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { createWriteStream } from 'node:fs'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
-import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
-import { parseBtc } from '../../src/market/units.ts'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
-
-const BIN = fileURLToPath(new URL('../../bin/opencloud-node.js', import.meta.url))
+import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import { parseBtc } from '../../src/market/units.ts'
+import { fund, startNode, stopAll, type Started } from './network.ts'
 
 const HELP = `Usage: npm run testnet -- [--nodes N] [--dir DIR] [--json]
 
@@ -42,87 +36,6 @@ Options:
   --parallel K    how many nodes start at once, default 4
   --json          print the nodes as JSON
   -h, --help      show this help`
-
-interface Started {
-  index: number
-  peerId: string
-  addrs: string[]
-  api: string
-  dataDir: string
-  child: ChildProcess
-  priced: boolean
-}
-
-/** Settings the testnet gives node i on top of its defaults */
-async function writeNodeConfig (dataDir: string, index: number, chainUrl: string): Promise<boolean> {
-  const path = join(dataDir, 'config.json')
-  let config: any = {}
-  try {
-    config = JSON.parse(await readFile(path, 'utf8'))
-  } catch {}
-  const priced = index % 2 === 0
-  config.payments = { ...config.payments, network: 'regtest', chain: chainUrl }
-  config.dht = { ...config.dht, addresses: 'private' }
-  if (priced) {
-    config.services = { ...config.services, sha256: { enabled: true, prices: { hash: 100 } } }
-    config.policies = { ...config.policies, global: { ...config.policies?.global, 'max-tab': '0.001' } }
-  }
-  await writeFile(path, JSON.stringify(config, null, 2) + '\n')
-  return priced
-}
-
-async function fund (node: Started, chain: RegtestServer, sats: bigint): Promise<void> {
-  const token = (await readFile(join(node.dataDir, 'api.token'), 'utf8')).trim()
-  const res = await fetch(`${node.api}/v1/wallet/address`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })
-  const { address } = await res.json() as { address: string }
-  await chain.faucet(address, sats)
-}
-
-async function startNode (index: number, dir: string, bootstrap: string | undefined, chainUrl: string): Promise<Started> {
-  const dataDir = join(dir, `node-${index}`)
-  await mkdir(dataDir, { recursive: true })
-  const priced = await writeNodeConfig(dataDir, index, chainUrl)
-  const args = [BIN, 'daemon', '--json', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0']
-  if (bootstrap != null) {
-    args.push('--bootstrap', bootstrap)
-  }
-  const log = createWriteStream(join(dataDir, 'daemon.log'), { flags: 'a' })
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-  child.stderr?.pipe(log)
-  return new Promise((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
-    const onExit = (code: number | null): void => {
-      reject(new Error(`node ${index} exited with code ${code} before it started; see ${join(dataDir, 'daemon.log')}`))
-    }
-    child.once('exit', onExit)
-    lines.on('line', line => {
-      log.write(line + '\n')
-      let event: any
-      try {
-        event = JSON.parse(line)
-      } catch {
-        return
-      }
-      if (event.event === 'started') {
-        child.off('exit', onExit)
-        resolve({ index, peerId: event.peerId, addrs: event.addrs, api: event.api, dataDir, child, priced })
-      }
-    })
-  })
-}
-
-async function stopAll (nodes: Started[]): Promise<void> {
-  await Promise.all(nodes.map(async n => {
-    if (n.child.exitCode != null) {
-      return
-    }
-    const exited = new Promise(resolve => n.child.once('exit', resolve))
-    n.child.kill('SIGTERM')
-    const timer = setTimeout(() => n.child.kill('SIGKILL'), 10_000)
-    await exited
-    clearTimeout(timer)
-  }))
-}
 
 async function main (): Promise<number> {
   let values

@@ -22,6 +22,7 @@ export function offerJson (e: IndexedOffer): Record<string, unknown> {
     capacity: o.capacity.toString(),
     issuedAt: new Date(o.issuedAt).toISOString(),
     validUntil: new Date(o.validUntil).toISOString(),
+    receivedAt: new Date(e.receivedAt).toISOString(),
     // the signed offer, so a third party can check it (PROTOCOL.md, "Market")
     signed: Buffer.from(e.bytes).toString('base64')
   }

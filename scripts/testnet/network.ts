@@ -1,0 +1,97 @@
+/**
+ * Starting and stopping opencloud-node daemons as separate processes on
+ * 127.0.0.1: the local testnet and bench/gossip both use this.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createWriteStream } from 'node:fs'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import type { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+
+const BIN = fileURLToPath(new URL('../../bin/opencloud-node.js', import.meta.url))
+
+export interface Started {
+  index: number
+  peerId: string
+  addrs: string[]
+  api: string
+  dataDir: string
+  child: ChildProcess
+  priced: boolean
+}
+
+/** Settings the testnet gives node i on top of its defaults */
+async function writeNodeConfig (dataDir: string, index: number, chainUrl?: string): Promise<boolean> {
+  const path = join(dataDir, 'config.json')
+  let config: any = {}
+  try {
+    config = JSON.parse(await readFile(path, 'utf8'))
+  } catch {}
+  const priced = index % 2 === 0
+  if (chainUrl != null) {
+    config.payments = { ...config.payments, network: 'regtest', chain: chainUrl }
+  }
+  config.dht = { ...config.dht, addresses: 'private' }
+  if (priced) {
+    config.services = { ...config.services, sha256: { enabled: true, prices: { hash: 100 } } }
+    config.policies = { ...config.policies, global: { ...config.policies?.global, 'max-tab': '0.001' } }
+  }
+  await writeFile(path, JSON.stringify(config, null, 2) + '\n')
+  return priced
+}
+
+export async function fund (node: Started, chain: RegtestServer, sats: bigint): Promise<void> {
+  const token = (await readFile(join(node.dataDir, 'api.token'), 'utf8')).trim()
+  const res = await fetch(`${node.api}/v1/wallet/address`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })
+  const { address } = await res.json() as { address: string }
+  await chain.faucet(address, sats)
+}
+
+export async function startNode (index: number, dir: string, bootstrap: string | undefined, chainUrl?: string): Promise<Started> {
+  const dataDir = join(dir, `node-${index}`)
+  await mkdir(dataDir, { recursive: true })
+  const priced = await writeNodeConfig(dataDir, index, chainUrl)
+  const args = [BIN, 'daemon', '--json', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0']
+  if (bootstrap != null) {
+    args.push('--bootstrap', bootstrap)
+  }
+  const log = createWriteStream(join(dataDir, 'daemon.log'), { flags: 'a' })
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  child.stderr?.pipe(log)
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
+    const onExit = (code: number | null): void => {
+      reject(new Error(`node ${index} exited with code ${code} before it started; see ${join(dataDir, 'daemon.log')}`))
+    }
+    child.once('exit', onExit)
+    lines.on('line', line => {
+      log.write(line + '\n')
+      let event: any
+      try {
+        event = JSON.parse(line)
+      } catch {
+        return
+      }
+      if (event.event === 'started') {
+        child.off('exit', onExit)
+        resolve({ index, peerId: event.peerId, addrs: event.addrs, api: event.api, dataDir, child, priced })
+      }
+    })
+  })
+}
+
+export async function stopAll (nodes: Started[]): Promise<void> {
+  await Promise.all(nodes.map(async n => {
+    if (n.child.exitCode != null) {
+      return
+    }
+    const exited = new Promise(resolve => n.child.once('exit', resolve))
+    n.child.kill('SIGTERM')
+    const timer = setTimeout(() => n.child.kill('SIGKILL'), 10_000)
+    await exited
+    clearTimeout(timer)
+  }))
+}
+
