@@ -7,8 +7,9 @@ import { daemonCommand } from './commands/daemon.ts'
 import { idCommand, peersCommand, servicesCommand } from './commands/info.ts'
 import { paymentsCommand, walletCommand } from './commands/wallet.ts'
 import { marketCommand } from './commands/market.ts'
+import { reputationCommand } from './commands/reputation.ts'
 
-const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand, walletCommand, paymentsCommand, marketCommand]
+const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand, walletCommand, paymentsCommand, marketCommand, reputationCommand]
 
 function overview (): string {
   const width = Math.max(...COMMANDS.map(c => c.name.length))

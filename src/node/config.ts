@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { parseAmount } from '../market/units.ts'
 import { Policies, PolicyError, type PoliciesConfig } from '../services/policy/policy.ts'
 import { DEFAULT_MAX_BODY_BYTES } from '../protocols/rpc/constants.ts'
@@ -51,6 +52,10 @@ export interface Config {
     /** How long a due deferred payment may stay unpaid before it is overdue, default 600000 ms */
     graceMs: number
   }
+  reputation: {
+    /** PeerIds whose opinions are trusted from the start (EigenTrust's pre-trusted peers); this node always is. Default [] */
+    pretrusted: string[]
+  }
 }
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace'
@@ -79,6 +84,9 @@ export const DEFAULT_CONFIG: Config = {
     chain: '',
     settleIntervalMs: 5_000,
     graceMs: 600_000
+  },
+  reputation: {
+    pretrusted: []
   }
 }
 
@@ -112,7 +120,7 @@ export function checkApiAddress (value: string): { host: string, port: number } 
   return { host: match[1] === 'localhost' ? '127.0.0.1' : match[1].replace(/^\[|\]$/g, ''), port: Number(match[2]) }
 }
 
-const KNOWN = new Set(['listen', 'bootstrap', 'api', 'logLevel', 'rpc', 'dht', 'services', 'policies', 'payments'])
+const KNOWN = new Set(['listen', 'bootstrap', 'api', 'logLevel', 'rpc', 'dht', 'services', 'policies', 'payments', 'reputation'])
 
 /** Check a parsed config and fill in defaults; every error names the field */
 export function validateConfig (input: unknown): Config {
@@ -241,6 +249,18 @@ export function validateConfig (input: unknown): Config {
         config.payments[key] = value as number
       } else {
         throw new ConfigError(`unknown config field "payments.${key}"`)
+      }
+    }
+  }
+  if (input.reputation !== undefined) {
+    if (!isObject(input.reputation)) {
+      throw new ConfigError('reputation must be an object')
+    }
+    for (const [key, value] of Object.entries(input.reputation)) {
+      if (key === 'pretrusted') {
+        config.reputation.pretrusted = stringList('reputation.pretrusted', value, s => { peerIdFromString(s) })
+      } else {
+        throw new ConfigError(`unknown config field "reputation.${key}"`)
       }
     }
   }

@@ -11,6 +11,9 @@ import { createPeerScoreParams, createTopicScoreParams } from '@libp2p/gossipsub
 import { Market, type MarketInit } from '../market/market.ts'
 import { OFFERS_TOPIC, REPUTATION_TOPIC } from '../market/topic.ts'
 import { marketService } from '../services/market/index.ts'
+import { Reputation } from '../reputation/reputation.ts'
+import { reputationService } from '../services/reputation/index.ts'
+import { AccessDeniedError, ServerError } from '../protocols/rpc/errors.ts'
 import { LevelDatastore } from 'datastore-level'
 import { Level } from 'level'
 import { logger } from '@libp2p/logger'
@@ -94,6 +97,7 @@ export class OpenCloudNode {
   readonly chain?: ChainBackend
   readonly payments?: PaymentAgent
   readonly market: Market
+  readonly reputation: Reputation
   private readonly datastore: LevelDatastore
   private readonly announceIntervalMs: number
   private announceTimer?: ReturnType<typeof setInterval>
@@ -131,13 +135,34 @@ export class OpenCloudNode {
     this.ledger = args.ledger
     this.chain = args.chain
     this.market = new Market({ peerId: args.libp2p.peerId, pubsub: args.libp2p.services.pubsub, signer: args.signer, registry: args.registry }, args.market)
+    this.reputation = new Reputation({ peerId: args.libp2p.peerId, pubsub: args.libp2p.services.pubsub, signer: args.signer, datastore: args.datastore }, {
+      pretrusted: args.config.reputation.pretrusted
+    })
+    const reputation = this.reputation
+    args.pipeline.reputation = {
+      check: async (ctx, policy) => {
+        if (policy.minTrust > 0) {
+          const { score } = await reputation.view(ctx.caller)
+          if (score < policy.minTrust) {
+            throw new AccessDeniedError(`this node serves callers with a trust score of at least ${policy.minTrust}; yours is ${score.toFixed(2)}`)
+          }
+        }
+      }
+    }
+    if (args.pipeline.payments instanceof PaymentDesk) {
+      args.pipeline.payments.useReputation({
+        trustScore: async (peer) => (await reputation.view(peer)).score,
+        record: async (r) => reputation.record(r)
+      })
+    }
     this.client = new RpcClient({ dial: async (peer, options) => this.libp2p.dial(peer, options) }, {
       signer: args.signer,
       verifier: args.verifier,
       timeoutMs: args.config.rpc.timeoutMs
     })
     if (args.chain != null) {
-      this.payments = new PaymentAgent({ call: async (peer, request) => this.client.call(peer, request), wallet: args.wallet, chain: args.chain, ledger: args.ledger }, {
+      // through this.call, so paid calls leave reputation records too
+      this.payments = new PaymentAgent({ call: async (peer, request) => this.call(peer, request), wallet: args.wallet, chain: args.chain, ledger: args.ledger }, {
         settleIntervalMs: args.config.payments.settleIntervalMs
       })
     }
@@ -242,8 +267,9 @@ export class OpenCloudNode {
     const services: Service[] = [
       infoService({ nodeInfo: () => this.info() }),
       peersService(this.peersComponents()),
-      paymentsService({ wallet: this.wallet, ledger: this.ledger }),
-      marketService({ market: this.market })
+      paymentsService({ wallet: this.wallet, ledger: this.ledger, record: async (r) => this.reputation.record(r) }),
+      marketService({ market: this.market }),
+      reputationService({ reputation: this.reputation })
     ]
     const sha256 = this.config.services.sha256
     if (sha256?.enabled !== false) {
@@ -266,6 +292,7 @@ export class OpenCloudNode {
       throw err
     }
     await this.market.start()
+    await this.reputation.start()
     this.libp2p.addEventListener('peer:connect', this.onPeerConnect)
     this.announceTimer = setInterval(() => { void this.announce().catch(() => {}) }, this.announceIntervalMs)
     this.announceTimer.unref()
@@ -296,6 +323,7 @@ export class OpenCloudNode {
     }
     await step('payments', async () => this.payments?.stop())
     await step('the market', async () => this.market.stop())
+    await step('reputation', async () => this.reputation.stop())
     await step('the RPC client', async () => this.client.stop())
     await step('libp2p', async () => this.libp2p.stop())
     await step('services', async () => this.registry.stop())
@@ -362,21 +390,61 @@ export class OpenCloudNode {
   }
 
   /**
-   * A provider for a method, from the market: the cheapest current offer
-   * (reputation will weigh in once it lands).
+   * A provider for a method, from the market, weighing trust with price:
+   * among the offers at most half again as dear as the cheapest, the
+   * provider with the highest trust score; the cheapest among equals.
    */
-  selectProvider (service: string, method: string): string {
+  async selectProvider (service: string, method: string): Promise<string> {
     const me = this.peerId.toString()
     const offers = this.market.index.query({ service, method }).filter(e => e.offer.provider !== me)
     if (offers.length === 0) {
       throw new Error(`no provider of ${service}.${method} is known from the market yet`)
     }
-    return offers[0].offer.provider
+    const ceiling = offers[0].offer.price * 3n / 2n
+    let best = offers[0]
+    let bestScore = (await this.reputation.view(best.offer.provider)).score
+    for (const offer of offers.slice(1)) {
+      if (offer.offer.price > ceiling) {
+        break
+      }
+      const score = (await this.reputation.view(offer.offer.provider)).score
+      if (score > bestScore) {
+        best = offer
+        bestScore = score
+      }
+    }
+    return best.offer.provider
   }
 
-  /** Make an OpenCloud call; `peer` is a PeerId or a multiaddr (text or parsed) */
+  /**
+   * Make an OpenCloud call; `peer` is a PeerId or a multiaddr (text or
+   * parsed). Every call leaves a reputation record of the server: served,
+   * or failed (and whether it had been paid). Refusals are not the server
+   * failing, and calls that never reached it are not recorded.
+   */
   async call (peer: PeerId | Multiaddr | string, request: CallRequest): Promise<CallResponse> {
-    return this.client.call(typeof peer === 'string' ? parsePeer(peer) : peer, request)
+    const started = Date.now()
+    const target = typeof peer === 'string' ? parsePeer(peer) : peer
+    const promised = request.payment?.type === 'attached' ? `${request.payment.amount} BTC attached` : request.payment?.type === 'defer' ? `${request.payment.amount} BTC deferred` : undefined
+    try {
+      const response = await this.client.call(target, request)
+      const latencyMs = Date.now() - started
+      const bytes = (request.body?.length ?? 0) + response.body.length
+      void this.reputation.record({
+        peer: response.server, role: 'server', outcome: 'satisfactory', event: 'served', service: request.service, method: request.method, promised, latencyMs,
+        throughput: bytes > 0 && latencyMs > 0 ? Math.round(bytes / latencyMs * 1000) : undefined
+      }).catch(() => {})
+      return response
+    } catch (err: any) {
+      const server = err.response?.server ?? serverOf(target)
+      const failed = err instanceof ServerError || err.name === 'StreamEndedError' || err.name === 'ResponseVerificationError' || err.name === 'BodyDigestMismatchError'
+      if (failed && server != null) {
+        void this.reputation.record({
+          peer: server, role: 'server', outcome: 'unsatisfactory', event: promised?.includes('attached') === true ? 'paid-not-served' : 'failed', service: request.service, method: request.method, promised
+        }).catch(() => {})
+      }
+      throw err
+    }
   }
 }
 
@@ -431,6 +499,13 @@ async function openDatastore (paths: DataDir): Promise<LevelDatastore> {
   const datastore = new LevelDatastore(db)
   await datastore.open()
   return datastore
+}
+
+function serverOf (target: PeerId | Multiaddr): string | undefined {
+  if ('toMultihash' in target) {
+    return target.toString()
+  }
+  return /\/p2p\/([^/]+)/.exec(target.toString())?.[1]
 }
 
 /** "12D3Koo..." or "/ip4/.../p2p/12D3Koo..." */

@@ -17,6 +17,10 @@ export interface PaymentDeskComponents {
   wallet: Wallet
   chain: ChainBackend
   ledger: Ledger
+  /** the caller's trust score (1 = average), for defer-min-trust */
+  trustScore?: (peer: string) => Promise<number>
+  /** records what callers did, for reputation */
+  record?: (record: { peer: string, role: 'caller', outcome: 'satisfactory' | 'unsatisfactory', event: string, promised?: string }) => Promise<void>
 }
 
 export interface PaymentDeskInit {
@@ -47,6 +51,12 @@ export class PaymentDesk implements PaymentHook {
   constructor (components: PaymentDeskComponents, init: PaymentDeskInit) {
     this.components = components
     this.network = init.network
+  }
+
+  /** Reputation is created after the desk; it plugs in here */
+  useReputation (hooks: Pick<PaymentDeskComponents, 'trustScore' | 'record'>): void {
+    this.components.trustScore = hooks.trustScore
+    this.components.record = hooks.record
   }
 
   /** Confirmations an attached payment needs: the policy, else 0 on regtest and 1 elsewhere */
@@ -96,8 +106,15 @@ export class PaymentDesk implements PaymentHook {
     if (await ledger.hasPromise('receivable', ctx.caller, id)) {
       throw new BadRequestError(`deferred payment id "${id}" was used before; choose a new one`)
     }
+    if (policy.deferMinTrust > 0 && this.components.trustScore != null) {
+      const score = await this.components.trustScore(ctx.caller)
+      if (score < policy.deferMinTrust) {
+        throw withAcceptable(new NoDeferError(`this node gives credit to callers with a trust score of at least ${policy.deferMinTrust}; yours is ${score.toFixed(2)}: attach the payment`), required)
+      }
+    }
     const tab = await ledger.tab('receivable', ctx.caller)
     if (tab.overdue > 0n) {
+      await this.components.record?.({ peer: ctx.caller, role: 'caller', outcome: 'unsatisfactory', event: 'overdue', promised: `${formatBtc(tab.overdue)} BTC deferred` })
       throw withAcceptable(new NoDeferError(`you owe this node ${formatBtc(tab.overdue)} BTC in overdue deferred payments; settle them before asking for credit`), required)
     }
     if (tab.outstanding + sats > policy.maxTab) {

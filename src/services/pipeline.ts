@@ -15,7 +15,7 @@ const log = logger('opencloud:pipeline')
 
 /** What the reputation hook sees; it throws an RpcError to refuse */
 export interface ReputationHook {
-  check: (ctx: ServiceContext) => Promise<void>
+  check: (ctx: ServiceContext, policy: PaymentPolicy) => Promise<void>
 }
 
 export interface PaymentCheck {
@@ -155,7 +155,7 @@ export class Pipeline implements RequestHandler {
     }
 
     // 3. reputation
-    await this.reputation.check(ctx)
+    await this.reputation.check(ctx, decision.payment)
 
     // 4. payment
     ctx.priceOf = (method, units) => {

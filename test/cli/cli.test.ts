@@ -34,7 +34,7 @@ describe('the opencloud-node command line against running daemons', () => {
     assert.equal(code, 0)
     const info = JSON.parse(stdout)
     assert.equal(info.peerId, client.peerId)
-    assert.deepEqual(info.services, ['info', 'peers', 'payments', 'market', 'sha256'])
+    assert.deepEqual(info.services, ['info', 'peers', 'payments', 'market', 'reputation', 'sha256'])
     const human = await runCli(['--data-dir', clientDir, 'id'])
     assert.match(human.stdout, new RegExp(`PeerId\\s+${client.peerId}`))
   })
@@ -72,7 +72,7 @@ describe('the opencloud-node command line against running daemons', () => {
     const peers = JSON.parse((await runCli(['peers', '--json', '--data-dir', clientDir])).stdout)
     assert.ok(peers.some((p: any) => p.id === server.peerId && p.connected))
     const services = JSON.parse((await runCli(['services', '--json', '--data-dir', serverDir])).stdout)
-    assert.deepEqual(services.map((s: any) => s.name), ['info', 'peers', 'payments', 'market', 'sha256'])
+    assert.deepEqual(services.map((s: any) => s.name), ['info', 'peers', 'payments', 'market', 'reputation', 'sha256'])
   })
 
   it('reports a refused call in one sentence with a non-zero exit code', async () => {

@@ -84,10 +84,13 @@ describe('payment policies', () => {
       credential: { [alice]: { 'max-tab': '10000 sat', 'min-balance': '1 BTC', 'min-holding-age': 6 } }
     })
     assert.deepEqual(policies.decide({ service: 'sha256', method: 'hash', credentials: [] }).payment,
-      { maxTab: 100_000n, noDefer: true, confirmations: 1, minBalance: 0n, minHoldingAge: 0 })
+      { maxTab: 100_000n, noDefer: true, confirmations: 1, minBalance: 0n, minHoldingAge: 0, minTrust: 0, deferMinTrust: 0 })
     assert.deepEqual(policies.decide({ service: 'peers', method: 'list', credentials: [alice] }).payment,
-      { maxTab: 10_000n, noDefer: false, confirmations: 1, minBalance: 100_000_000n, minHoldingAge: 6 })
+      { maxTab: 10_000n, noDefer: false, confirmations: 1, minBalance: 100_000_000n, minHoldingAge: 6, minTrust: 0, deferMinTrust: 0 })
     assert.deepEqual(new Policies({}).decide({ service: 'a', method: 'b', credentials: [] }).payment,
-      { maxTab: 0n, noDefer: false, confirmations: undefined, minBalance: 0n, minHoldingAge: 0 }, 'no credit unless configured')
+      { maxTab: 0n, noDefer: false, confirmations: undefined, minBalance: 0n, minHoldingAge: 0, minTrust: 0, deferMinTrust: 0 }, 'no credit unless configured')
+    const byTrust = new Policies({ global: { 'min-trust': 0.2, 'defer-min-trust': 1.5 } }).decide({ service: 'a', method: 'b', credentials: [] }).payment
+    assert.deepEqual([byTrust.minTrust, byTrust.deferMinTrust], [0.2, 1.5])
+    assert.throws(() => new Policies({ global: { 'min-trust': -1 } }), /min-trust must be a trust score/)
   })
 })

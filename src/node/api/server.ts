@@ -202,6 +202,19 @@ export class ApiServer {
         sendJson(res, 200, { service: body.service, method: body.method, price: formatBtc(sats), offer: held == null ? null : offerJson(held) })
         return
       }
+      case 'GET /v1/reputation': {
+        const peer = url.searchParams.get('peer')
+        sendJson(res, 200, peer == null ? await this.node.reputation.views() : await this.node.reputation.view(peer))
+        return
+      }
+      case 'GET /v1/reputation/records': {
+        const peer = url.searchParams.get('peer')
+        if (peer == null) {
+          throw new HttpError(400, 'name a peer: /v1/reputation/records?peer=<PeerId>')
+        }
+        sendJson(res, 200, await this.node.reputation.store.records(peer))
+        return
+      }
       case 'GET /v1/payments/tabs':
         sendJson(res, 200, {
           receivable: (await this.node.ledger.tabs('receivable')).map(tabJson),
@@ -269,7 +282,7 @@ export class ApiServer {
     }
     if (peer === 'auto') {
       try {
-        peer = this.node.selectProvider(service, method)
+        peer = await this.node.selectProvider(service, method)
       } catch (err: any) {
         throw new HttpError(404, err.message)
       }

@@ -9,6 +9,7 @@ export const PAYMENTS_SERVICE = 'payments'
 export interface PaymentsServiceComponents {
   wallet: Wallet
   ledger: Ledger
+  record?: (record: { peer: string, role: 'caller', outcome: 'satisfactory' | 'unsatisfactory', event: string, promised?: string }) => Promise<void>
 }
 
 export function tabJson (tab: TabSummary): Record<string, unknown> {
@@ -68,7 +69,12 @@ export function paymentsService (components: PaymentsServiceComponents): Service
               covered.push(id)
             }
           }
+          const before = await ledger.tab('receivable', caller)
           await ledger.markPaid('receivable', caller, covered, paid.txid)
+          if (covered.length > 0) {
+            // a debt paid before it was overdue is a promise kept
+            await components.record?.({ peer: caller, role: 'caller', outcome: before.overdue > 0n ? 'unsatisfactory' : 'satisfactory', event: before.overdue > 0n ? 'paid-late' : 'paid-on-time', promised: `${covered.length} deferred payment(s)` })
+          }
           await ledger.recordPayment({ direction: 'received', peer: caller, txid: `${paid.txid}:settle`, sats: paid.sats - left, settles: covered, service: PAYMENTS_SERVICE, method: 'settle' })
           return { json: { settled: covered, unknownOrUncovered: args.filter(id => !covered.includes(id)), tab: tabJson(await ledger.tab('receivable', caller)) } }
         }

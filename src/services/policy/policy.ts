@@ -26,6 +26,10 @@ export interface PolicyCommands {
   'min-balance'?: string | number
   /** ...held for at least this many blocks */
   'min-holding-age'?: number
+  /** deny callers whose trust score is below this (1 is the average peer) */
+  'min-trust'?: number
+  /** give credit only to callers whose trust score is at least this; below it, payment must be attached */
+  'defer-min-trust'?: number
 }
 
 /** The policies section of config.json */
@@ -48,6 +52,8 @@ interface ParsedCommands {
   confirmations?: number
   minBalance?: bigint
   minHoldingAge?: number
+  minTrust?: number
+  deferMinTrust?: number
 }
 
 /** The payment commands, resolved the same way: most specific scope first */
@@ -59,6 +65,9 @@ export interface PaymentPolicy {
   confirmations?: number
   minBalance: bigint
   minHoldingAge: number
+  /** trust scores (1 = the average peer); 0 means no threshold */
+  minTrust: number
+  deferMinTrust: number
 }
 
 export interface PolicyDecision {
@@ -75,7 +84,7 @@ export class PolicyError extends Error {
   override name = 'PolicyError'
 }
 
-const COMMANDS = new Set(['allow', 'deny', 'min-payment', 'rate-limit', 'max-tab', 'no-defer', 'confirmations', 'min-balance', 'min-holding-age'])
+const COMMANDS = new Set(['allow', 'deny', 'min-payment', 'rate-limit', 'max-tab', 'no-defer', 'confirmations', 'min-balance', 'min-holding-age', 'min-trust', 'defer-min-trust'])
 
 function parseCommands (where: string, value: unknown): ParsedCommands {
   if (value == null || typeof value !== 'object' || Array.isArray(value)) {
@@ -128,6 +137,14 @@ function parseCommands (where: string, value: unknown): ParsedCommands {
     if (c[key] != null) {
       if (!Number.isSafeInteger(c[key]) || (c[key] as number) < 0) {
         throw new PolicyError(`${where}.${key} must be a whole number of blocks`)
+      }
+      out[field] = c[key]
+    }
+  }
+  for (const [key, field] of [['min-trust', 'minTrust'], ['defer-min-trust', 'deferMinTrust']] as const) {
+    if (c[key] != null) {
+      if (typeof c[key] !== 'number' || !Number.isFinite(c[key]) || (c[key] as number) < 0) {
+        throw new PolicyError(`${where}.${key} must be a trust score: 0 or more, where 1 is the average peer`)
       }
       out[field] = c[key]
     }
@@ -218,7 +235,9 @@ export class Policies {
         noDefer: this.pick(credentialScopes, scopes, 'noDefer') ?? false,
         confirmations: this.pick(credentialScopes, scopes, 'confirmations'),
         minBalance: this.pick(credentialScopes, scopes, 'minBalance') ?? 0n,
-        minHoldingAge: this.pick(credentialScopes, scopes, 'minHoldingAge') ?? 0
+        minHoldingAge: this.pick(credentialScopes, scopes, 'minHoldingAge') ?? 0,
+        minTrust: this.pick(credentialScopes, scopes, 'minTrust') ?? 0,
+        deferMinTrust: this.pick(credentialScopes, scopes, 'deferMinTrust') ?? 0
       }
     }
 
