@@ -423,6 +423,12 @@ export class OpenCloudNode {
    * failing, and calls that never reached it are not recorded.
    */
   async call (peer: PeerId | Multiaddr | string, request: CallRequest): Promise<CallResponse> {
+    // the payment protocol's own calls (an address to pay, settling a tab)
+    // are plumbing: rating them would let a provider earn trust by answering
+    // "where do I pay you" and then failing the paid call
+    if (request.service === 'payments') {
+      return this.client.call(typeof peer === 'string' ? parsePeer(peer) : peer, request)
+    }
     const started = Date.now()
     const target = typeof peer === 'string' ? parsePeer(peer) : peer
     const promised = request.payment?.type === 'attached' ? `${request.payment.amount} BTC attached` : request.payment?.type === 'defer' ? `${request.payment.amount} BTC deferred` : undefined

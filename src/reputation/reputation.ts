@@ -80,6 +80,7 @@ export class Reputation implements Startable {
   }
 
   async start (): Promise<void> {
+    await this.store.load()
     for (const bytes of await this.store.summaries()) {
       try {
         const summary = decodeSummary(bytes)
@@ -153,7 +154,9 @@ export class Reputation implements Startable {
 
   /** Add a record of an interaction; the summary is published soon after */
   async record (record: Omit<ReputationRecord, 'at'>): Promise<void> {
-    await this.store.record(record)
+    const stored = this.store.record(record)
+    this.cached = undefined
+    await stored
     this.cached = undefined
     clearTimeout(this.publishDebounce)
     this.publishDebounce = setTimeout(() => { void this.publish().catch(err => { log.error('publishing the summary failed - %e', err) }) }, 1_000)

@@ -48,7 +48,8 @@ export class ReputationStore {
     this.datastore = datastore
   }
 
-  private async load (): Promise<void> {
+  /** Read the counts; done at start so that record() can count synchronously */
+  async load (): Promise<void> {
     if (this.loaded) {
       return
     }
@@ -58,8 +59,14 @@ export class ReputationStore {
     this.loaded = true
   }
 
+  /**
+   * Count an interaction at once (a view taken right after sees it) and
+   * persist it; once loaded, the counting happens before the first await.
+   */
   async record (record: Omit<ReputationRecord, 'at'> & { at?: number }): Promise<void> {
-    await this.load()
+    if (!this.loaded) {
+      await this.load()
+    }
     const at = record.at ?? Date.now()
     const full: ReputationRecord = { ...record, at }
     const counts = this.counts.get(record.peer) ?? { satisfactory: 0, unsatisfactory: 0 }
