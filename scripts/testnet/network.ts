@@ -23,7 +23,7 @@ export interface Started {
 }
 
 /** Settings the testnet gives node i on top of its defaults */
-async function writeNodeConfig (dataDir: string, index: number, chainUrl?: string): Promise<boolean> {
+async function writeNodeConfig (dataDir: string, index: number, chainUrl?: string, pretrusted?: string): Promise<boolean> {
   const path = join(dataDir, 'config.json')
   let config: any = {}
   try {
@@ -34,6 +34,10 @@ async function writeNodeConfig (dataDir: string, index: number, chainUrl?: strin
     config.payments = { ...config.payments, network: 'regtest', chain: chainUrl }
   }
   config.dht = { ...config.dht, addresses: 'private' }
+  // the testnet's EigenTrust anchor: every node trusts the bootstrap node's opinions
+  if (pretrusted != null) {
+    config.reputation = { ...config.reputation, pretrusted: [pretrusted] }
+  }
   if (priced) {
     config.services = { ...config.services, sha256: { enabled: true, prices: { hash: 100 } } }
     config.policies = { ...config.policies, global: { ...config.policies?.global, 'max-tab': '0.001' } }
@@ -52,7 +56,7 @@ export async function fund (node: Started, chain: RegtestServer, sats: bigint): 
 export async function startNode (index: number, dir: string, bootstrap: string | undefined, chainUrl?: string): Promise<Started> {
   const dataDir = join(dir, `node-${index}`)
   await mkdir(dataDir, { recursive: true })
-  const priced = await writeNodeConfig(dataDir, index, chainUrl)
+  const priced = await writeNodeConfig(dataDir, index, chainUrl, bootstrap == null ? undefined : /\/p2p\/([^/]+)$/.exec(bootstrap)?.[1])
   const args = [BIN, 'daemon', '--json', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0']
   if (bootstrap != null) {
     args.push('--bootstrap', bootstrap)

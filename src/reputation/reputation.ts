@@ -98,6 +98,7 @@ export class Reputation implements Startable {
   async stop (): Promise<void> {
     clearInterval(this.timer)
     clearTimeout(this.publishDebounce)
+    await this.store.flush()
     const { pubsub } = this.components
     pubsub.removeEventListener('message', this.onMessage)
     pubsub.topicValidators.delete(REPUTATION_TOPIC)
@@ -154,13 +155,16 @@ export class Reputation implements Startable {
 
   /** Add a record of an interaction; the summary is published soon after */
   async record (record: Omit<ReputationRecord, 'at'>): Promise<void> {
-    const stored = this.store.record(record)
+    await this.store.record(record)
     this.cached = undefined
-    await stored
-    this.cached = undefined
-    clearTimeout(this.publishDebounce)
-    this.publishDebounce = setTimeout(() => { void this.publish().catch(err => { log.error('publishing the summary failed - %e', err) }) }, 1_000)
-    this.publishDebounce.unref()
+    // one publish a second at most while records come in
+    if (this.publishDebounce == null) {
+      this.publishDebounce = setTimeout(() => {
+        this.publishDebounce = undefined
+        void this.publish().catch(err => { log.error('publishing the summary failed - %e', err) })
+      }, 1_000)
+      this.publishDebounce.unref()
+    }
   }
 
   /** Publish this node's normalized local trust */
