@@ -16,6 +16,8 @@ import { bitcoinSigner, openCloudSigner } from '../src/protocols/rpc/credentials
 import { encodeFrame } from '../src/protocols/rpc/frames.ts'
 import { encodeHead, encodeRequestSigned, encodeResponseSigned, signingBytes } from '../src/protocols/rpc/messages.ts'
 import { makeNonce } from '../src/protocols/rpc/nonce-store.ts'
+import { encodeOffer } from '../src/market/offer.ts'
+import { encodeSummary } from '../src/reputation/summary.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const sha256 = (b: Uint8Array | string): Uint8Array => Uint8Array.from(createHash('sha256').update(b).digest())
@@ -59,6 +61,20 @@ export async function computeVectors (): Promise<Record<string, any>> {
   const responseSignature = server.sign(responseSigning)
   const responseHead = encodeHead([responseSignature], responseSigned)
 
+  // a market offer by the server and a reputation summary by the client
+  const offer = encodeOffer({
+    provider: server.text.slice(3),
+    service: 'sha256',
+    method: 'hash',
+    unit: 'MiB',
+    price: 100n,
+    currency: 'BTC',
+    capacity: 0n,
+    issuedAt: 1_767_225_600_000,
+    validUntil: 1_767_226_200_000
+  }, server)
+  const summary = encodeSummary({ issuedAt: 1_767_225_600_000, opinions: new Map([[server.text.slice(3), 0.75], [client.text.slice(3), 0.25]]) }, client)
+
   return {
     keys: {
       clientEd25519Seed: hex(range(0x00, 32)),
@@ -86,6 +102,12 @@ export async function computeVectors (): Promise<Record<string, any>> {
       signature: hex(responseSignature),
       frame: hex(encodeFrame(FrameType.RESPONSE, responseHead).subarray()),
       bodyFrame: hex(encodeFrame(FrameType.DATA, answer).subarray())
+    },
+    offer: {
+      bytes: hex(offer)
+    },
+    summary: {
+      bytes: hex(summary)
     }
   }
 }

@@ -48,3 +48,22 @@ describe('PROTOCOL.md test vectors', () => {
     assert.throws(() => { new CredentialVerifier().verifyAll(head.credentials, head.signatures, tampered) }, { name: 'InvalidSignatureError' })
   })
 })
+
+describe('market and reputation test vectors', () => {
+  it('decode and verify from the bytes alone', async () => {
+    const { decodeOffer, verifyOffer } = await import('../../../src/market/offer.ts')
+    const { decodeSummary } = await import('../../../src/reputation/summary.ts')
+    const offer = decodeOffer(Buffer.from(fixture.offer.bytes, 'hex'))
+    verifyOffer(offer)
+    assert.deepEqual({ ...offer.offer, price: Number(offer.offer.price), capacity: Number(offer.offer.capacity) }, {
+      provider: fixture.keys.serverPeerId, service: 'sha256', method: 'hash', unit: 'MiB', price: 100, currency: 'BTC', capacity: 0, issuedAt: 1767225600000, validUntil: 1767226200000
+    })
+    const summary = decodeSummary(Buffer.from(fixture.summary.bytes, 'hex'))
+    assert.equal(summary.rater, fixture.keys.clientPeerId)
+    assert.deepEqual([...summary.opinions.entries()].map(([k, v]) => [k, Math.round(v * 65535)]), [[fixture.keys.serverPeerId, 49151], [fixture.keys.clientPeerId, 16384]])
+    // a changed signature byte (the first byte is the signature's length)
+    const tampered = Buffer.from(fixture.summary.bytes, 'hex')
+    tampered[5] ^= 1
+    assert.throws(() => decodeSummary(tampered), { name: 'InvalidSignatureError' })
+  })
+})
