@@ -210,14 +210,23 @@ export class Market implements Startable {
     }
   }
 
-  /** Change this node's price for a method and announce it at once */
+  /**
+   * Change this node's price for a method and announce it at once. A method
+   * made free is announced once at price 0, so the old price does not
+   * linger until it expires; it is not re-announced after that.
+   */
   async setPrice (service: string, method: string, sats: bigint): Promise<Offer | undefined> {
-    this.components.registry.setPrice(service, method, sats)
+    const { registry, peerId } = this.components
+    registry.setPrice(service, method, sats)
     const offer = this.ownOffers().find(o => o.service === service && o.method === method)
     if (offer != null) {
       await this.publish(offer)
-      return this.index.latest(this.components.peerId.toString(), service, method)?.offer
+    } else if (this.index.latest(peerId.toString(), service, method) != null) {
+      const spec = registry.resolve(service, method).method
+      await this.publish({ service, method, unit: spec.unit.name, price: 0n, currency: 'BTC', capacity: 0n })
+    } else {
+      return undefined
     }
-    return undefined
+    return this.index.latest(peerId.toString(), service, method)?.offer
   }
 }

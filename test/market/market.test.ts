@@ -115,5 +115,9 @@ describe('market prices over gossipsub between real nodes', () => {
     await honest.libp2p.services.pubsub.publish(OFFERS_TOPIC, old)
     await waitFor(() => (hub.market.rejections.get(honest.peerId.toString()) ?? 0) > rejectedBefore, 10_000, 'the replay to be rejected')
     assert.equal(hub.market.index.latest(honest.peerId.toString(), 'sha256', 'hash')?.offer.price, 600n)
+
+    // made free, the method's old price does not linger
+    await honest.market.setPrice('sha256', 'hash', 0n)
+    await waitFor(() => hub.market.index.latest(honest.peerId.toString(), 'sha256', 'hash')?.offer.price === 0n, 10_000, 'the free price')
   })
 })
