@@ -12,7 +12,8 @@ const SCRIPT = fileURLToPath(new URL('../../scripts/testnet/testnet.ts', import.
 describe('scripts/testnet', () => {
   it('starts N joined nodes that the CLI can use by data directory, and stops them all on Ctrl-C', async () => {
     const dir = await tempDir()
-    const child = spawn(process.execPath, [SCRIPT, '--nodes', '4', '--dir', dir.path, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    // its own process group, so a failed test can stop the daemons too
+    const child = spawn(process.execPath, [SCRIPT, '--nodes', '4', '--dir', dir.path, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
     try {
       let stdout = ''
       child.stdout.on('data', d => { stdout += d })
@@ -85,7 +86,11 @@ describe('scripts/testnet', () => {
         await assert.rejects(access(join(node.dataDir, 'api.json')), `${node.dataDir} stopped cleanly`)
       }
     } finally {
-      child.kill('SIGKILL')
+      if (child.exitCode == null && child.pid != null) {
+        try {
+          process.kill(-child.pid, 'SIGKILL')
+        } catch {}
+      }
       await dir.cleanup()
     }
   })
