@@ -3,6 +3,7 @@ import { logger } from '@libp2p/logger'
 import { OFFERS_TOPIC } from './topic.ts'
 import { decodeOffer, encodeOffer, verifyOffer, type Offer } from './offer.ts'
 import { PriceIndex, type PriceIndexInit } from './price-index.ts'
+import { checkSignedGossip, RejectionCounter } from './signed-gossip.ts'
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 import type { ServiceRegistry } from '../services/registry.ts'
 import type { PeerId, Startable } from '@libp2p/interface'
@@ -49,7 +50,7 @@ export class Market implements Startable {
   private lastIssuedAt = 0
   private timer?: ReturnType<typeof setInterval>
   /** rejected offers per sending peer, for operators and tests */
-  readonly rejections = new Map<string, number>()
+  readonly rejections = new RejectionCounter()
   private readonly onMessage: (evt: CustomEvent<Message>) => void
   private readonly onSubscription: (evt: CustomEvent<SubscriptionChangeData>) => void
   private joinDebounce?: ReturnType<typeof setTimeout>
@@ -114,51 +115,23 @@ export class Market implements Startable {
   }
 
   validate (peer: PeerId, msg: Message): TopicValidatorResult {
-    const verdict = this.check(msg)
+    const verdict = checkSignedGossip(msg, {
+      decode: (data) => {
+        const decoded = decodeOffer(data)
+        verifyOffer(decoded)
+        return { ...decoded.offer, signer: decoded.offer.provider }
+      },
+      maxSkewMs: this.maxClockSkewMs,
+      check: (offer, now) => offer.validUntil <= now
+        ? 'expired'
+        : offer.validUntil - offer.issuedAt > this.maxValidityMs ? 'valid for too long' : undefined,
+      held: (offer) => this.index.latest(offer.provider, offer.service, offer.method)?.offer.issuedAt
+    })
     if (verdict.result === TopicValidatorResult.Reject) {
-      const from = msg.type === 'signed' ? msg.from.toString() : peer.toString()
-      this.rejections.set(from, (this.rejections.get(from) ?? 0) + 1)
-      log('rejected an offer from %s: %s', from, verdict.reason)
+      this.rejections.count(peer, msg)
+      log('rejected an offer: %s', verdict.reason)
     }
     return verdict.result
-  }
-
-  private check (msg: Message): { result: TopicValidatorResult, reason?: string } {
-    const reject = (reason: string): { result: TopicValidatorResult, reason: string } => ({ result: TopicValidatorResult.Reject, reason })
-    if (msg.type !== 'signed') {
-      return reject('unsigned message')
-    }
-    let decoded
-    try {
-      decoded = decodeOffer(msg.data)
-      verifyOffer(decoded)
-    } catch (err: any) {
-      return reject(err.message)
-    }
-    const { offer } = decoded
-    if (offer.provider !== msg.from.toString()) {
-      return reject(`the offer is signed by ${offer.provider}, not by the originator ${msg.from.toString()}`)
-    }
-    const now = Date.now()
-    if (offer.validUntil <= now) {
-      return reject('expired')
-    }
-    if (offer.issuedAt > now + this.maxClockSkewMs) {
-      return reject('issued in the future')
-    }
-    if (offer.validUntil - offer.issuedAt > this.maxValidityMs) {
-      return reject('valid for too long')
-    }
-    const held = this.index.latest(offer.provider, offer.service, offer.method)
-    if (held != null) {
-      if (held.offer.issuedAt > offer.issuedAt) {
-        return reject('older than the offer held: a replay')
-      }
-      if (held.offer.issuedAt === offer.issuedAt) {
-        return { result: TopicValidatorResult.Ignore }
-      }
-    }
-    return { result: TopicValidatorResult.Accept }
   }
 
   /** This node's offers: every own method with a price */

@@ -4,6 +4,7 @@ import { REPUTATION_TOPIC } from '../market/topic.ts'
 import { agreement, globalTrust, normalize } from './eigentrust.ts'
 import { decodeSummary, encodeSummary, type Summary } from './summary.ts'
 import { ReputationStore, type ReputationRecord } from './store.ts'
+import { checkSignedGossip, RejectionCounter } from '../market/signed-gossip.ts'
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 import type { Datastore } from 'interface-datastore'
 import type { PeerId, Startable } from '@libp2p/interface'
@@ -57,7 +58,7 @@ export class Reputation implements Startable {
   private timer?: ReturnType<typeof setInterval>
   private publishDebounce?: ReturnType<typeof setTimeout>
   private lastIssuedAt = 0
-  readonly rejections = new Map<string, number>()
+  readonly rejections = new RejectionCounter()
   private readonly onMessage: (evt: CustomEvent<Message>) => void
 
   constructor (components: ReputationComponents, init: ReputationInit = {}) {
@@ -108,36 +109,19 @@ export class Reputation implements Startable {
   }
 
   validate (peer: PeerId, msg: Message): TopicValidatorResult {
-    const reject = (reason: string): TopicValidatorResult => {
-      const from = msg.type === 'signed' ? msg.from.toString() : peer.toString()
-      this.rejections.set(from, (this.rejections.get(from) ?? 0) + 1)
-      log('rejected a summary from %s: %s', from, reason)
-      return TopicValidatorResult.Reject
+    const verdict = checkSignedGossip(msg, {
+      decode: (data) => {
+        const summary = decodeSummary(data)
+        return { ...summary, signer: summary.rater }
+      },
+      check: (summary, now) => summary.issuedAt < now - this.maxSummaryAgeMs ? 'too old' : undefined,
+      held: (summary) => this.summaries.get(summary.rater)?.issuedAt
+    })
+    if (verdict.result === TopicValidatorResult.Reject) {
+      this.rejections.count(peer, msg)
+      log('rejected a summary: %s', verdict.reason)
     }
-    if (msg.type !== 'signed') {
-      return reject('unsigned')
-    }
-    let summary: Summary
-    try {
-      summary = decodeSummary(msg.data)
-    } catch (err: any) {
-      return reject(err.message)
-    }
-    if (summary.rater !== msg.from.toString()) {
-      return reject('the rater is not the originator')
-    }
-    const now = Date.now()
-    if (summary.issuedAt > now + 60_000 || summary.issuedAt < now - this.maxSummaryAgeMs) {
-      return reject('issued at an impossible time')
-    }
-    const held = this.summaries.get(summary.rater)
-    if (held != null && held.issuedAt > summary.issuedAt) {
-      return reject('older than the summary held: a replay')
-    }
-    if (held != null && held.issuedAt === summary.issuedAt) {
-      return TopicValidatorResult.Ignore
-    }
-    return TopicValidatorResult.Accept
+    return verdict.result
   }
 
   private keep (summary: Summary, bytes: Uint8Array): void {
