@@ -23,6 +23,7 @@ import { RpcClient, type CallRequest, type CallResponse } from '../protocols/rpc
 import { RpcServer, rpcServer } from '../protocols/rpc/server.ts'
 import { CredentialVerifier, bitcoinSigner, openCloudSigner, type CredentialSigner } from '../protocols/rpc/credentials.ts'
 import { join } from 'node:path'
+import { mkdir, rm } from 'node:fs/promises'
 import { Wallet } from '../payments/wallet/wallet.ts'
 import { bitcoinNetwork } from '../payments/wallet/networks.ts'
 import { Ledger } from '../payments/ledger.ts'
@@ -182,6 +183,10 @@ export class OpenCloudNode {
     const bootstrapList = [...config.bootstrap, ...(init.bootstrap ?? [])]
 
     const datastore = await openDatastore(paths)
+    // holding the datastore lock, this is the only node on the directory:
+    // uploads a crash left half-spooled in tmp/ can go
+    await rm(paths.tmp, { recursive: true, force: true })
+    await mkdir(paths.tmp, { recursive: true, mode: 0o700 })
     const privateKey: PrivateKey = await loadOrCreateIdentity(paths.identity)
     const signer = openCloudSigner(privateKey)
     const verifier = new CredentialVerifier()
