@@ -5,9 +5,25 @@ import { pipeline } from 'node:stream/promises'
 import { connectApi, type ApiBody } from '../../node/api/client.ts'
 import { bodyFromFile } from '../../protocols/rpc/body.ts'
 import { printJson, UsageError, type Command } from '../command.ts'
+import { Progress } from '../progress.ts'
 
 /** Answers larger than this are not put in --json output: use --out */
 const JSON_BODY_LIMIT = 1024 * 1024
+
+/** Bodies from this size up show progress on a terminal */
+const PROGRESS_FROM = 8 * 1024 * 1024
+
+function sending (err: NodeJS.WritableStream, size: number, json: boolean): (chunk: Uint8Array) => void {
+  const progress = new Progress(err, 'sending', size, !json)
+  let sent = 0
+  return (chunk) => {
+    sent += chunk.byteLength
+    progress.add(chunk.byteLength)
+    if (sent >= size) {
+      progress.finish()
+    }
+  }
+}
 
 function isPrintable (text: string): boolean {
   // eslint-disable-next-line no-control-regex
@@ -79,8 +95,11 @@ Options:
       } catch {
         throw new UsageError(`cannot read the body file ${values.body}`)
       }
-      const file = await bodyFromFile(values.body)
-      body = { kind: 'file', path: values.body, length: file.length, sha256: file.sha256 }
+      const size = (await stat(values.body)).size
+      const hashing = new Progress(err, 'hashing', size, !json && size >= PROGRESS_FROM)
+      const file = await bodyFromFile(values.body, undefined, chunk => { hashing.add(chunk.byteLength) })
+      hashing.finish()
+      body = { kind: 'file', path: values.body, length: file.length, sha256: file.sha256, onChunk: size >= PROGRESS_FROM ? sending(err, size, json) : undefined }
     }
     const api = await connectApi(dataDir, values.api)
     const result = await api.call(peer, service, method, args, body, undefined, {

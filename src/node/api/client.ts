@@ -47,7 +47,7 @@ export async function connectApi (dataDir: string, apiFlag?: string): Promise<Ap
 }
 
 export type ApiBody =
-  | { kind: 'file', path: string, length: number, sha256: Uint8Array }
+  | { kind: 'file', path: string, length: number, sha256: Uint8Array, onChunk?: (chunk: Uint8Array) => void }
   | { kind: 'stream', stream: NodeJS.ReadableStream }
 
 export interface ApiCallResult {
@@ -130,7 +130,11 @@ export class ApiClient {
         'content-length': String(body.length),
         [API_HEADERS.bodySha256]: Buffer.from(body.sha256).toString('hex')
       }
-      init.body = Readable.toWeb(createReadStream(body.path)) as ReadableStream
+      const file = createReadStream(body.path)
+      if (body.onChunk != null) {
+        file.on('data', (chunk) => { body.onChunk?.(chunk as Buffer) })
+      }
+      init.body = Readable.toWeb(file) as ReadableStream
       init.duplex = 'half'
     } else if (body?.kind === 'stream') {
       init.body = Readable.toWeb(body.stream as Readable) as ReadableStream

@@ -62,12 +62,13 @@ async function * readFile (path: string, start: number, length: number, signal?:
   }
 }
 
-/** A file body: hashed once now, read again when sent */
-export async function bodyFromFile (path: string, signal?: AbortSignal): Promise<OutgoingBody> {
+/** A file body: hashed once now (`onChunk` sees the progress), read again when sent */
+export async function bodyFromFile (path: string, signal?: AbortSignal, onChunk?: (chunk: Uint8Array) => void): Promise<OutgoingBody> {
   const { size } = await stat(path)
   const hash = createHash('sha256')
   for await (const chunk of readFile(path, 0, size, signal)) {
     hash.update(chunk)
+    onChunk?.(chunk)
   }
   return {
     length: size,
