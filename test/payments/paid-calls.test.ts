@@ -123,7 +123,10 @@ describe('paid calls between nodes on a local regtest chain', () => {
     assert.equal((await server.ledger.tab('receivable', client.peerId.toString())).outstanding, 2000n)
     const third = await client.paidCall(target(), hash('deferred 2'), { pay: { kind: 'defer', sats: PRICE }, threshold })
     assert.equal(third.payment?.type, 'defer')
-    await waitFor(async () => (await server.ledger.tab('receivable', client.peerId.toString())).outstanding === 0n, 10_000, 'the tab to clear')
+    // the server clears its side when the settlement arrives, the client when
+    // the server's answer does: wait for both
+    await waitFor(async () => (await server.ledger.tab('receivable', client.peerId.toString())).outstanding === 0n &&
+      (await client.ledger.tab('payable', server.peerId.toString())).outstanding === 0n, 10_000, 'the tab to clear on both sides')
     const serverTab = await server.ledger.tab('receivable', client.peerId.toString())
     assert.equal(serverTab.paid, 3000n)
     const clientTab = await client.ledger.tab('payable', server.peerId.toString())
@@ -133,7 +136,9 @@ describe('paid calls between nodes on a local regtest chain', () => {
 
   it('settles a due debt smaller than the dust limit by rounding the payment up', async () => {
     await client.paidCall(target(), { service: 'sha256', method: 'info' }, { pay: { kind: 'defer', sats: 100n }, threshold: 'completion' })
-    await waitFor(async () => (await client.ledger.tab('payable', server.peerId.toString())).outstanding === 0n, 10_000, 'the small debt to be settled')
+    // the payment record is written just after the tab clears: wait for it
+    await waitFor(async () => (await client.ledger.payments()).some(p => p.settles.length === 1 && p.direction === 'sent'), 10_000, 'the small debt to be settled')
+    assert.equal((await client.ledger.tab('payable', server.peerId.toString())).outstanding, 0n)
     const sent = (await client.ledger.payments()).find(p => p.settles.length === 1 && p.direction === 'sent')
     assert.equal(sent?.sats, 294n)
   })
