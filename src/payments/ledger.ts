@@ -1,5 +1,5 @@
 import { Key, type Datastore } from 'interface-datastore'
-import { parseBtc, formatBtc } from '../market/units.ts'
+import { parseBtc } from '../market/units.ts'
 
 /**
  * The payment ledger, kept in the node's datastore so nothing is lost on a
@@ -55,14 +55,6 @@ export function parseThreshold (text: string): Threshold {
     }
   }
   throw new ThresholdError(`defer threshold "${text}" is not time:<seconds>, amount:<BTC> or completion`)
-}
-
-export function formatThreshold (t: Threshold): string {
-  switch (t.kind) {
-    case 'time': return `time:${t.seconds}`
-    case 'amount': return `amount:${formatBtc(t.sats)}`
-    case 'completion': return 'completion'
-  }
 }
 
 export interface DeferredPromise {

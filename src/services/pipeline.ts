@@ -158,10 +158,11 @@ export class Pipeline implements RequestHandler {
     await this.reputation.check(ctx, decision.payment)
 
     // 4. payment
-    ctx.priceOf = (method, units) => {
-      const { method: spec } = registry.resolve(head.service, method)
-      const total = registry.priceOf(head.service, method, spec) * BigInt(units)
-      const min = policies.decide({ service: head.service, method, credentials: ctx.credentials }).minPayment
+    ctx.priceOf = (name, units) => {
+      const { method: spec } = registry.resolve(head.service, name)
+      const total = registry.priceOf(head.service, name, spec) * BigInt(units)
+      // the decision for this call's own method is at hand; others (quote) are decided here
+      const min = name === head.method ? decision.minPayment : policies.decide({ service: head.service, method: name, credentials: ctx.credentials }).minPayment
       return total > min ? total : min
     }
     const units = registry.quote(head.service, head.method, { args: head.args, bodyLength: head.bodyLength }).units

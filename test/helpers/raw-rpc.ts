@@ -4,7 +4,6 @@ import { decodeResponse, encodeHead, encodeRequestSigned, signingBytes, type Dec
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
 import { decodeChallenge, makeNonce } from '../../src/protocols/rpc/nonce-store.ts'
 import { Status } from '../../src/protocols/rpc/status.ts'
-import { collect } from '../../src/protocols/rpc/body.ts'
 import type { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import type { CredentialSigner } from '../../src/protocols/rpc/credentials.ts'
 import type { Stream } from '@libp2p/interface'
@@ -53,7 +52,7 @@ export class RawRpc {
       received += data.payload.byteLength
     }
     await stream.close().catch(() => {})
-    return { response, body: await collect((async function * () { yield * parts })(), 1 << 20) }
+    return { response, body: Uint8Array.from(Buffer.concat(parts)) }
   }
 
   /** A signed request head frame (and its body frames) as bytes */

@@ -76,17 +76,3 @@ export async function bodyFromFile (path: string, signal?: AbortSignal, onChunk?
     open: (s) => readFile(path, 0, size, s)
   }
 }
-
-/** Collect a whole body; only for bodies known to be small */
-export async function collect (source: AsyncIterable<Uint8Array>, maxBytes: number): Promise<Uint8Array> {
-  const parts: Uint8Array[] = []
-  let total = 0
-  for await (const chunk of source) {
-    total += chunk.byteLength
-    if (total > maxBytes) {
-      throw new RangeError(`body is over ${maxBytes} bytes`)
-    }
-    parts.push(chunk)
-  }
-  return Uint8Array.from(Buffer.concat(parts))
-}

@@ -503,7 +503,3 @@ async function raceAbort (p: Promise<void>, signal: AbortSignal): Promise<void> 
     }, reject)
   })
 }
-
-export function rpcClient (init: RpcClientInit): (components: RpcClientComponents) => RpcClient {
-  return (components) => new RpcClient(components, init)
-}

@@ -5,7 +5,7 @@ import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { payments, networks, type Network } from 'bitcoinjs-lib'
 import { CredentialType, type Credential } from './messages.ts'
 import { InvalidSignatureError, MalformedMessageError } from './errors.ts'
-import { decodeAddress, signMessage, verifyMessage, UnsupportedAddressError, type BitcoinAddressType } from './bip137.ts'
+import { signMessage, verifyMessage, UnsupportedAddressError, type BitcoinAddressType } from './bip137.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
 /**
@@ -102,18 +102,6 @@ export function credentialText (credential: Credential): string {
     }
   }
   return `btc:${new TextDecoder().decode(credential.value)}`
-}
-
-export function parseCredentialText (text: string): Credential {
-  if (text.startsWith('oc:')) {
-    return openCloudCredential(text.slice(3))
-  }
-  if (text.startsWith('btc:')) {
-    const address = text.slice(4)
-    decodeAddress(address)
-    return { type: CredentialType.BITCOIN, value: new TextEncoder().encode(address) }
-  }
-  throw new TypeError(`"${text}" is not a credential: write oc:<PeerId> or btc:<address>`)
 }
 
 export interface CredentialVerifierInit {

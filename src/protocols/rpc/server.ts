@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { EAGER_BODY_LIMIT, DEFAULT_MAX_BODY_BYTES, FrameType, RESPONSE_DOMAIN, RPC_PROTOCOL } from './constants.ts'
-import { BodyDigestMismatchError, BodyTooLargeError, MalformedMessageError, RpcError, StreamEndedError } from './errors.ts'
+import { BodyDigestMismatchError, MalformedMessageError, RpcError, StreamEndedError } from './errors.ts'
 import { FrameReader, writeData, writeFrame } from './frames.ts'
 import { decodeRequest, encodeHead, encodeResponseSigned, signingBytes, type AcceptablePayment, type RequestHead } from './messages.ts'
 import { EMPTY_BODY, type OutgoingBody } from './body.ts'

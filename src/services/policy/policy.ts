@@ -91,7 +91,7 @@ function parseCommands (where: string, value: unknown): ParsedCommands {
     throw new PolicyError(`${where} must be an object of policy commands (allow, deny, min-payment, rate-limit)`)
   }
   const out: ParsedCommands = {}
-  for (const [key, v] of Object.entries(value)) {
+  for (const key of Object.keys(value)) {
     if (!COMMANDS.has(key)) {
       throw new PolicyError(`${where} has an unknown command "${key}"; the commands are ${[...COMMANDS].join(', ')}`)
     }

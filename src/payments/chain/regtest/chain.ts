@@ -27,12 +27,6 @@ export const MIN_RELAY_FEE_RATE = 1n // sat/vB
 const HALVING_INTERVAL = 150 // as bitcoind's regtest
 const DUST_LIMIT = 294n // a P2WPKH output's dust limit at the default relay fee
 
-interface StoredOutput {
-  value: string
-  script: string
-  address?: string
-}
-
 interface StoredTx {
   hex: string
   /** undefined while in the mempool */
@@ -87,6 +81,8 @@ export class RegtestChain {
   private readonly now: () => number
   private readonly blocks: StoredBlock[] = []
   private readonly txs = new Map<string, StoredTx>()
+  /** every transaction parsed once, when applied */
+  private readonly parsed = new Map<string, Transaction>()
   private readonly utxos = new Map<string, UtxoEntry>()
   /** outpoints spent by mempool transactions -> spending txid */
   private readonly mempoolSpends = new Map<string, string>()
@@ -132,6 +128,7 @@ export class RegtestChain {
   /** Add a transaction's effects to the in-memory state */
   private apply (txid: string, record: StoredTx, tx: Transaction): void {
     this.txs.set(txid, record)
+    this.parsed.set(txid, tx)
     if (!record.coinbase) {
       for (const input of tx.ins) {
         const prev = outpoint(Buffer.from(input.hash).reverse().toString('hex'), input.index)
@@ -332,7 +329,7 @@ export class RegtestChain {
       this.apply(coinbaseId, coinbaseRecord, coinbase)
       for (const [id, record] of mempool) {
         // confirm: outputs get a height, spends leave the UTXO set
-        this.apply(id, record, Transaction.fromHex(record.hex))
+        this.apply(id, record, this.parsed.get(id) as Transaction)
       }
       hashes.push(hash)
     }
@@ -355,7 +352,7 @@ export class RegtestChain {
       if (tx == null) {
         continue
       }
-      Transaction.fromHex(tx.hex).outs.forEach((_, vout) => {
+      this.parsed.get(txid)?.outs.forEach((_, vout) => {
         const key = outpoint(txid, vout)
         const utxo = this.utxos.get(key)
         if (utxo?.address === address && !this.mempoolSpends.has(key)) {
@@ -377,7 +374,7 @@ export class RegtestChain {
       }
       const stats = tx.height == null ? mempool : chain
       stats.txCount++
-      for (const out of Transaction.fromHex(tx.hex).outs) {
+      for (const out of this.parsed.get(txid)?.outs ?? []) {
         if (this.addressOf(out.script) === address) {
           stats.funded += out.value
         }
@@ -405,7 +402,7 @@ export class RegtestChain {
     if (tx == null) {
       throw new TransactionNotFoundError(`transaction ${txid} is not known`)
     }
-    const parsed = Transaction.fromHex(tx.hex)
+    const parsed = this.parsed.get(txid) as Transaction
     return {
       txid,
       hex: tx.hex,

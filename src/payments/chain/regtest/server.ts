@@ -103,9 +103,9 @@ export class RegtestServer {
 
   /** Pay `amount` satoshis from the faucet; the transaction waits in the mempool */
   async faucet (address: string, amount: bigint): Promise<string> {
+    // mature coinbase outputs and the faucet's own unconfirmed change
     const coins = this.chain.utxosOf(this.faucetAddress)
-      .filter(u => u.status.confirmed && this.chain.height + 1 - (u.status.blockHeight ?? 0) >= COINBASE_MATURITY)
-      .concat(this.chain.utxosOf(this.faucetAddress).filter(u => !u.status.confirmed))
+      .filter(u => !u.status.confirmed || this.chain.height + 1 - (u.status.blockHeight ?? 0) >= COINBASE_MATURITY)
       .map(u => ({ ...u, privateKey: this.faucetKey }))
     const built = buildTransaction({ coins, payees: [{ address, value: amount }], changeAddress: this.faucetAddress, feeRate: 2, network: this.chain.network })
     return this.chain.submit(built.hex)
