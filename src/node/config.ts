@@ -28,6 +28,10 @@ export interface Config {
     requireCredential: boolean
     /** Time allowed for an outgoing call without a body, default 30000 ms */
     timeoutMs: number
+    /** A pooled stream with no request for this long is closed, default 120000 ms */
+    idleTimeoutMs: number
+    /** A request body with no bytes for this long is refused and its stream closed, default 30000 ms */
+    bodyTimeoutMs: number
   }
   dht: {
     /** The DHT protocol id; a separate id keeps the network apart from IPFS. Default "/opencloud/kad/1.0.0" */
@@ -69,7 +73,9 @@ export const DEFAULT_CONFIG: Config = {
   rpc: {
     maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
     requireCredential: true,
-    timeoutMs: 30_000
+    timeoutMs: 30_000,
+    idleTimeoutMs: 120_000,
+    bodyTimeoutMs: 30_000
   },
   dht: {
     protocol: '/opencloud/kad/1.0.0',
@@ -161,7 +167,7 @@ export function validateConfig (input: unknown): Config {
       throw new ConfigError('rpc must be an object')
     }
     for (const [key, value] of Object.entries(input.rpc)) {
-      if (key === 'maxBodyBytes' || key === 'timeoutMs') {
+      if (key === 'maxBodyBytes' || key === 'timeoutMs' || key === 'idleTimeoutMs' || key === 'bodyTimeoutMs') {
         if (!Number.isSafeInteger(value) || (value as number) <= 0) {
           throw new ConfigError(`rpc.${key} must be a positive whole number`)
         }

@@ -240,7 +240,7 @@ export class OpenCloudNode {
             peerInfoMapper
           }),
           pubsub: gossipsub(gossipOptions()),
-          rpc: rpcServer({ signer, handler: pipeline, maxBodyBytes: config.rpc.maxBodyBytes })
+          rpc: rpcServer({ signer, handler: pipeline, maxBodyBytes: config.rpc.maxBodyBytes, idleTimeoutMs: config.rpc.idleTimeoutMs, bodyTimeoutMs: config.rpc.bodyTimeoutMs })
         }
       })
     } catch (err) {

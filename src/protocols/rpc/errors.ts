@@ -42,6 +42,11 @@ export class BodyDigestMismatchError extends BadRequestError {
   }
 }
 
+/** A declared body stopped arriving; answered as bad-request, then the stream is closed */
+export class BodyStalledError extends BadRequestError {
+  override name = 'BodyStalledError'
+}
+
 export class InvalidSignatureError extends RpcError {
   static override readonly code: StatusCode = Status.INVALID_SIGNATURE
   override name = 'InvalidSignatureError'

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { EAGER_BODY_LIMIT, DEFAULT_MAX_BODY_BYTES, FrameType, RESPONSE_DOMAIN, RPC_PROTOCOL } from './constants.ts'
-import { BodyDigestMismatchError, MalformedMessageError, RpcError, StreamEndedError } from './errors.ts'
+import { BodyDigestMismatchError, BodyStalledError, MalformedMessageError, RpcError, StreamEndedError } from './errors.ts'
 import { FrameReader, writeData, writeFrame } from './frames.ts'
 import { decodeRequest, encodeHead, encodeResponseSigned, signingBytes, type AcceptablePayment, type RequestHead } from './messages.ts'
 import { EMPTY_BODY, type OutgoingBody } from './body.ts'
@@ -56,6 +56,12 @@ export interface RpcServerInit {
   maxInboundStreams?: number
   /** How long a stream may sit between requests before it is closed, default 120 s */
   idleTimeoutMs?: number
+  /**
+   * How long a request body may go without a DATA frame before the call is
+   * refused and the stream closed, default 30 s. Without it a client that
+   * declares a body and stops sending holds the stream forever.
+   */
+  bodyTimeoutMs?: number
 }
 
 const ZERO_DIGEST = new Uint8Array(32)
@@ -65,17 +71,25 @@ class RequestBodyReader implements IncomingBody {
   readonly sha256: Uint8Array
   received = 0
   continued: boolean
+  /**
+   * Set when the body broke the framing (overrun, a frame of another type,
+   * a stall, the stream ending): the stream is then out of step and is
+   * closed after the answer, whoever was reading the body when it broke.
+   */
+  failure?: RpcError
   private started = false
   private readonly reader: FrameReader
   private readonly stream: Stream
   private readonly signal: AbortSignal
+  private readonly timeoutMs: number
 
-  constructor (head: RequestHead, reader: FrameReader, stream: Stream, signal: AbortSignal) {
+  constructor (head: RequestHead, reader: FrameReader, stream: Stream, signal: AbortSignal, timeoutMs: number) {
     this.length = head.bodyLength
     this.sha256 = head.bodySha256
     this.reader = reader
     this.stream = stream
     this.signal = signal
+    this.timeoutMs = timeoutMs
     // small bodies follow the head without waiting for CONTINUE
     this.continued = head.bodyLength <= EAGER_BODY_LIMIT
   }
@@ -106,12 +120,40 @@ class RequestBodyReader implements IncomingBody {
   }
 
   async nextChunk (): Promise<Uint8Array[]> {
-    const frame = await this.reader.next(this.signal)
+    if (this.failure != null) {
+      throw this.failure
+    }
+    try {
+      return await this.readChunk()
+    } catch (err: any) {
+      if (err instanceof RpcError) {
+        this.failure = err
+      } else if (this.signal.aborted) {
+        // the stream itself closed: nothing more can be answered on it
+        this.failure = new MalformedMessageError(`the stream closed after ${this.received} of ${this.length} body bytes`)
+      } else {
+        this.failure = new MalformedMessageError(err.message)
+      }
+      throw this.failure
+    }
+  }
+
+  private async readChunk (): Promise<Uint8Array[]> {
+    const timeout = AbortSignal.timeout(this.timeoutMs)
+    let frame
+    try {
+      frame = await this.reader.next(AbortSignal.any([this.signal, timeout]))
+    } catch (err) {
+      if (timeout.aborted && !this.signal.aborted) {
+        throw new BodyStalledError(`no body bytes for ${this.timeoutMs / 1000} s after ${this.received} of ${this.length}; the call is refused and the stream closed`)
+      }
+      throw err
+    }
     if (frame == null) {
-      throw new StreamEndedError(`the stream ended after ${this.received} of ${this.length} body bytes`)
+      throw new MalformedMessageError(`the stream ended after ${this.received} of ${this.length} body bytes`)
     }
     if (frame.type !== FrameType.DATA) {
-      throw new MalformedMessageError(`expected a DATA frame inside the body, got type ${frame.type}`)
+      throw new MalformedMessageError(`expected a DATA frame inside the body (${this.received} of ${this.length} bytes received), got type ${frame.type}`)
     }
     if (frame.length === 0) {
       throw new MalformedMessageError('empty DATA frame')
@@ -143,6 +185,7 @@ export class RpcServer implements Startable {
   private readonly maxBodyBytes: number
   private readonly maxInboundStreams: number
   private readonly idleTimeoutMs: number
+  private readonly bodyTimeoutMs: number
   private readonly streams = new Set<Stream>()
 
   constructor (components: RpcServerComponents, init: RpcServerInit) {
@@ -152,6 +195,7 @@ export class RpcServer implements Startable {
     this.maxBodyBytes = init.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
     this.maxInboundStreams = init.maxInboundStreams ?? 256
     this.idleTimeoutMs = init.idleTimeoutMs ?? 120_000
+    this.bodyTimeoutMs = init.bodyTimeoutMs ?? 30_000
   }
 
   async start (): Promise<void> {
@@ -179,13 +223,19 @@ export class RpcServer implements Startable {
     stream.addEventListener('close', () => controller.abort(new StreamEndedError('the stream closed')), { once: true })
     try {
       while (stream.status === 'open') {
-        stream.inactivityTimeout = this.idleTimeoutMs
+        // the idle close is kept here rather than by the stream's
+        // inactivityTimeout, which libp2p 3 does not enforce on a stream
+        // that has a 'message' listener
+        const idle = AbortSignal.timeout(this.idleTimeoutMs)
         let frame
         try {
-          frame = await reader.next(controller.signal)
+          frame = await reader.next(AbortSignal.any([controller.signal, idle]))
         } catch (err: any) {
           if (err instanceof MalformedMessageError) {
             await this.refuse(stream, err)
+          } else if (idle.aborted && !controller.signal.aborted) {
+            log.trace('closing a stream from %p idle for %d ms', connection.remotePeer, this.idleTimeoutMs)
+            await closeOrAbort(stream)
           }
           return
         }
@@ -231,7 +281,7 @@ export class RpcServer implements Startable {
     }
     const { head, signing } = decoded
     const digest = Uint8Array.from(createHash('sha256').update(signing).digest())
-    const body = new RequestBodyReader(head, reader, stream, signal)
+    const body = new RequestBodyReader(head, reader, stream, signal, this.bodyTimeoutMs)
     let reply: Reply
     if (head.bodyLength > this.maxBodyBytes) {
       reply = { status: Status.BODY_TOO_LARGE, message: `the body is ${head.bodyLength} bytes; this node accepts at most ${this.maxBodyBytes}` }
@@ -239,10 +289,13 @@ export class RpcServer implements Startable {
       reply = await this.dispatch({ head, signing, digest, remotePeer: connection.remotePeer, connection, body, signal })
     }
     // keep the stream in step: a small body the client already sent is read
-    // and dropped; a large one the server asked for and did not finish means
-    // the stream can carry no further call
+    // and dropped; a large one the server asked for and did not finish, or a
+    // body that broke the framing, means the stream can carry no further call
     let inStep = true
-    if (!body.complete) {
+    if (body.failure != null) {
+      reply = { status: body.failure.code, message: body.failure.message }
+      inStep = false
+    } else if (!body.complete) {
       if (body.length <= EAGER_BODY_LIMIT) {
         try {
           await body.drain()
@@ -300,6 +353,14 @@ export class RpcServer implements Startable {
         throw new Error(`a reply body declared ${body.length} bytes and produced ${sent}`)
       }
     }
+  }
+}
+
+async function closeOrAbort (stream: Stream): Promise<void> {
+  try {
+    await stream.close({ signal: AbortSignal.timeout(5_000) })
+  } catch (err: any) {
+    stream.abort(err)
   }
 }
 
