@@ -39,8 +39,8 @@ async function writeNodeConfig (dataDir: string, index: number, chainUrl?: strin
     config.reputation = { ...config.reputation, pretrusted: [pretrusted] }
   }
   if (priced) {
-    config.services = { ...config.services, sha256: { enabled: true, prices: { hash: 100 } } }
-    config.policies = { ...config.policies, global: { ...config.policies?.global, 'max-tab': '0.001' } }
+    config.services = { ...config.services, sha256: { enabled: true, prices: { hash: '100 sat' } } }
+    config.policies = { ...config.policies, global: { ...config.policies?.global, 'max-tab': '0.001 BTC' } }
   }
   await writeFile(path, JSON.stringify(config, null, 2) + '\n')
   return priced

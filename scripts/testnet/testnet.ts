@@ -9,13 +9,13 @@
  * The testnet also runs a local regtest chain, funds every node's wallet from
  * its faucet, and prices sha256.hash on the even-numbered nodes (with credit
  * for deferred payments), so paid calls work out of the box:
- *   npx opencloud-node --data-dir .testnet/node-3 call <PeerId of node 2> sha256.hash --body FILE --pay auto --max-price 0.0001
+ *   npx opencloud-node --data-dir .testnet/node-3 call <PeerId of node 2> sha256.hash --body FILE --pay auto --max-price 10000sat
  * Ctrl-C stops them all.
  */
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
-import { parseBtc } from '../../src/market/units.ts'
+import { formatAmount, parseAmount } from '../../src/market/units.ts'
 import { fund, startNode, stopAll, type Started } from './network.ts'
 
 const HELP = `Usage: npm run testnet -- [--nodes N] [--dir DIR] [--json]
@@ -26,12 +26,12 @@ Ctrl-C, then stops them all. Node i's data directory is DIR/node-i and its
 log is DIR/node-i/daemon.log.
 
 It also runs a local bitcoin regtest chain (DIR/chain), funds every node's
-wallet with --fund BTC, and prices sha256.hash at 100 sat/MiB on the
+wallet with --fund, and prices sha256.hash at 100 sat/MiB on the
 even-numbered nodes, which give up to 0.001 BTC of credit.
 
 Options:
   --nodes N       how many nodes, default 5
-  --fund BTC      what each node's wallet gets from the faucet, default 0.1
+  --fund AMOUNT   what each node's wallet gets from the faucet, default "0.1 BTC"
   --dir DIR       where the data directories go, default .testnet
   --parallel K    how many nodes start at once, default 4
   --json          print the nodes as JSON
@@ -45,7 +45,7 @@ async function main (): Promise<number> {
         nodes: { type: 'string', default: '5' },
         dir: { type: 'string', default: '.testnet' },
         parallel: { type: 'string', default: '4' },
-        fund: { type: 'string', default: '0.1' },
+        fund: { type: 'string', default: '0.1 BTC' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' }
       }
@@ -70,7 +70,7 @@ async function main (): Promise<number> {
   }
   let funding: bigint
   try {
-    funding = parseBtc(values.fund as string)
+    funding = parseAmount(values.fund as string, '--fund')
   } catch (err: any) {
     process.stderr.write(`testnet: --fund: ${err.message}\n`)
     return 2
@@ -109,7 +109,7 @@ async function main (): Promise<number> {
         progress(`  node ${node.index} ${node.peerId}\n`)
       }
     }
-    progress(`funding every wallet with ${values.fund} BTC\n`)
+    progress(`funding every wallet with ${formatAmount(funding)}\n`)
     for (const node of nodes) {
       await fund(node, chain, funding)
     }
@@ -129,9 +129,9 @@ async function main (): Promise<number> {
     const widths = rows[0].map((_, i) => Math.max(...rows.map(r => r[i].length)))
     process.stdout.write(rows.map(r => r.map((c, i) => c.padEnd(widths[i])).join('  ')).join('\n') + '\n')
     const paid = nodes.find(n => n.priced)
-    process.stdout.write(`\n${nodes.length} nodes running, regtest chain at ${chain.url}, each wallet funded with ${values.fund} BTC. Try:\n` +
+    process.stdout.write(`\n${nodes.length} nodes running, regtest chain at ${chain.url}, each wallet funded with ${formatAmount(funding)}. Try:\n` +
       `  npx opencloud-node --data-dir ${nodes[nodes.length - 1].dataDir} call ${nodes[0].peerId} sha256.hash --body package.json\n` +
-      (paid == null ? '' : `  npx opencloud-node --data-dir ${nodes[0].dataDir} call ${paid.peerId} sha256.hash --body package.json --pay auto --max-price 0.0001\n`) +
+      (paid == null ? '' : `  npx opencloud-node --data-dir ${nodes[0].dataDir} call ${paid.peerId} sha256.hash --body package.json --pay auto --max-price 10000sat\n`) +
       'Ctrl-C stops them all.\n')
   }
 

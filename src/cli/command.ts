@@ -1,10 +1,13 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { CLI } from './cli-name.ts'
 
 /** What every command gets: parsed flags, positionals and where to write */
 export interface CommandContext {
   values: Record<string, any>
   positionals: string[]
   json: boolean
+  /** the command line as given, for hints that repeat it */
+  argv: string[]
   dataDir: string
   out: NodeJS.WritableStream
   err: NodeJS.WritableStream
@@ -22,6 +25,23 @@ export interface Command {
 
 export class UsageError extends Error {
   override name = 'UsageError'
+}
+
+/** An error with a command line that would succeed, printed under the message */
+export class HintedError extends Error {
+  readonly hint: string
+  readonly detail: Record<string, unknown>
+  constructor (message: string, hint: string, detail: Record<string, unknown> = {}, name = 'HintedError') {
+    super(message)
+    this.name = name
+    this.hint = hint
+    this.detail = detail
+  }
+}
+
+/** Quote a word for a POSIX shell when it needs it */
+export function shellWord (word: string): string {
+  return /^[A-Za-z0-9_./:=@%+,-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`
 }
 
 /** Flags every command takes */
@@ -50,7 +70,7 @@ export function parseCommandArgs (command: Command, argv: string[]): { values: R
     })
     return { values, positionals }
   } catch (err: any) {
-    throw new UsageError(`${err.message.replace(/\. To specify a positional.*$/, '')}; see: opencloud-node ${command.name} --help`)
+    throw new UsageError(`${err.message.replace(/\. To specify a positional.*$/, '')}; see: ${CLI} ${command.name} --help`)
   }
 }
 

@@ -1,7 +1,8 @@
 import { ApiError } from '../node/api/client.ts'
 import { resolveDataDir } from '../node/data-dir.ts'
 import { VERSION } from '../node/version.ts'
-import { COMMON_HELP, COMMON_OPTIONS, UsageError, parseCommandArgs, printJson, type Command } from './command.ts'
+import { COMMON_HELP, COMMON_OPTIONS, HintedError, UsageError, parseCommandArgs, printJson, type Command } from './command.ts'
+import { CLI } from './cli-name.ts'
 import { callCommand } from './commands/call.ts'
 import { daemonCommand } from './commands/daemon.ts'
 import { idCommand, peersCommand, servicesCommand } from './commands/info.ts'
@@ -20,7 +21,7 @@ Usage: opencloud-node [command] [options]
 Commands:
 ${COMMANDS.map(c => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
 
-Run "opencloud-node <command> --help" for a command's options.
+Run "${CLI} <command> --help" for a command's options.
 
 ${COMMON_HELP}
 `
@@ -92,17 +93,20 @@ export async function main (argv: string[], out: NodeJS.WritableStream = process
       return 0
     }
     const dataDir = resolveDataDir(values['data-dir'])
-    const code = await command.run({ values, positionals, json, dataDir, out, err })
+    const code = await command.run({ values, positionals, json, argv, dataDir, out, err })
     return code ?? 0
   } catch (e: any) {
     const usage = e instanceof UsageError
+    const detail = e instanceof ApiError || e instanceof HintedError ? e.detail : {}
+    const hint: string | undefined = e instanceof HintedError ? e.hint : undefined
+    // errors go to stderr in both forms, so a script reading stdout never
+    // mistakes an error for an answer; --json makes them machine-readable
     if (json) {
-      printJson(out, { error: { name: e.name, message: e.message, ...(e instanceof ApiError ? e.detail : {}) } })
+      printJson(err, { error: { name: e.name, message: e.message, ...detail, ...(hint == null ? {} : { hint }) } })
     } else {
-      err.write(`opencloud-node: ${e instanceof ApiError && e.detail.status != null ? `${e.detail.status}: ` : ''}${e.message}\n`)
-      if (e instanceof ApiError && e.detail.acceptablePayment != null) {
-        const p = e.detail.acceptablePayment
-        err.write(`  acceptable payment: ${p.type} ${p.amount} ${p.currency}\n`)
+      err.write(`opencloud-node: ${detail.status != null ? `${String(detail.status)}: ` : ''}${e.message}\n`)
+      if (hint != null) {
+        err.write(`  try: ${hint}\n`)
       }
       if (process.env.OPENCLOUD_DEBUG != null && !usage) {
         err.write(`${e.stack}\n`)

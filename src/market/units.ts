@@ -31,24 +31,71 @@ export function formatBtc (sats: bigint): string {
   return frac === '' ? whole.toString() : `${whole}.${frac}`
 }
 
+/** No amount can exceed the 21 million BTC that will ever exist */
+export const MAX_MONEY = 21_000_000n * SATS_PER_BTC
+
 /**
- * An amount in config or on the command line: "0.0001 BTC", "0.0001",
- * "1500 sat" or a bare integer number of satoshis.
+ * The one rule for amounts a person writes, in CLI flags, config.json and
+ * the control API alike: the amount names its unit, "100 sat" or
+ * "0.000001 BTC" (any case, space optional), and a number without a unit
+ * is whole satoshis. A bare decimal such as "0.0001" is refused rather than
+ * guessed: read as satoshis it is a fraction, read as BTC it may be a
+ * hundred million times what was meant.
+ *
+ * `what` names the amount in errors ("a price", "--max-price").
  */
-export function parseAmount (value: string | number): bigint {
+export function parseAmount (value: string | number, what = 'an amount'): bigint {
+  let sats: bigint
   if (typeof value === 'number') {
-    if (!Number.isSafeInteger(value) || value < 0) {
-      throw new InvalidAmountError(`${value} is not a whole, non-negative number of satoshis`)
+    if (value < 0) {
+      throw new InvalidAmountError(`${what} can't be negative`)
     }
-    return BigInt(value)
+    if (!Number.isSafeInteger(value)) {
+      throw new InvalidAmountError(`${what} of ${value} is not a whole number of satoshis; write "${value} BTC" if BTC was meant`)
+    }
+    sats = BigInt(value)
+  } else {
+    const text = value.trim()
+    if (/^-/.test(text)) {
+      throw new InvalidAmountError(`${what} can't be negative`)
+    }
+    const sat = /^([0-9]+)\s*(?:sat|sats|satoshi|satoshis)?$/i.exec(text)
+    const btc = /^([0-9.]+)\s*BTC$/i.exec(text)
+    if (sat != null) {
+      sats = BigInt(sat[1])
+    } else if (btc != null) {
+      try {
+        sats = parseBtc(btc[1])
+      } catch {
+        throw new InvalidAmountError(`${what} "${value}" is not a BTC amount: a decimal with at most 8 places, e.g. "0.0001 BTC"`)
+      }
+    } else if (/^[0-9]*\.[0-9]+$/.test(text)) {
+      throw new InvalidAmountError(`${what} "${value}" has no unit: write "${text} BTC" or a whole number of satoshis such as "${exampleSats(text)} sat"`)
+    } else {
+      throw new InvalidAmountError(`${what} "${value}" is not an amount: write it with its unit, e.g. "100 sat" or "0.000001 BTC" (a number without a unit is satoshis)`)
+    }
   }
-  const text = value.trim()
-  const sat = /^([0-9]+)\s*(sat|sats|satoshi|satoshis)$/i.exec(text)
-  if (sat != null) {
-    return BigInt(sat[1])
+  if (sats > MAX_MONEY) {
+    throw new InvalidAmountError(`${what} of ${formatAmount(sats)} is more than the 21,000,000 BTC that will ever exist`)
   }
-  const btc = /^(\S+)\s*BTC$/i.exec(text)
-  return parseBtc(btc == null ? text : btc[1])
+  return sats
+}
+
+/** "0.0001" -> "10000": the bare decimal read as BTC, for a hint */
+function exampleSats (decimal: string): string {
+  try {
+    return parseBtc(decimal).toString()
+  } catch {
+    return '100'
+  }
+}
+
+/**
+ * How every amount is shown, in output and in the control API's JSON: BTC
+ * with its unit, "0.000001 BTC". parseAmount reads it back.
+ */
+export function formatAmount (sats: bigint): string {
+  return `${formatBtc(sats)} BTC`
 }
 
 /** A standard unit of service in which a method is priced (seed: "Template") */

@@ -224,7 +224,7 @@ export function validateConfig (input: unknown): Config {
         }
         for (const [method, price] of Object.entries(value.prices)) {
           try {
-            parseAmount(price as string | number)
+            parseAmount(price as string | number, 'a price')
           } catch (err: any) {
             throw new ConfigError(`services.${name}.prices.${method}: ${err.message}`)
           }
@@ -320,4 +320,30 @@ export async function loadConfig (path: string): Promise<Config> {
   } catch (err: any) {
     throw new ConfigError(`${path}: ${err.message}`)
   }
+}
+
+/**
+ * Change config.json in place: read it as written (so fields the operator
+ * left out stay out), apply `change`, check the result like a start would,
+ * and write it atomically. Used for settings changed at run time that must
+ * survive a restart (a price set with `market price set`, --listen, --api).
+ */
+export async function updateConfigFile (path: string, change: (raw: Record<string, any>) => void): Promise<Config> {
+  let raw: Record<string, any> = {}
+  try {
+    raw = JSON.parse(await readFile(path, 'utf8'))
+  } catch (err: any) {
+    if (err.code !== 'ENOENT') {
+      throw new ConfigError(`cannot update ${path}: ${err.message}`)
+    }
+  }
+  change(raw)
+  let config: Config
+  try {
+    config = validateConfig(raw)
+  } catch (err: any) {
+    throw new ConfigError(`${path}: ${err.message}`)
+  }
+  await writeFileAtomic(path, JSON.stringify(raw, null, 2) + '\n')
+  return config
 }

@@ -19,7 +19,8 @@ import { Level } from 'level'
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import { RpcClient, type CallRequest, type CallResponse } from '../protocols/rpc/client.ts'
+import { RpcClient, type CallRequest, type CallResponse, type RpcConnection } from '../protocols/rpc/client.ts'
+import { streamPair } from '@libp2p/utils'
 import { RpcServer, rpcServer } from '../protocols/rpc/server.ts'
 import { CredentialVerifier, bitcoinSigner, openCloudSigner, type CredentialSigner } from '../protocols/rpc/credentials.ts'
 import { join } from 'node:path'
@@ -41,7 +42,8 @@ import { infoService, type NodeInfo } from '../services/info/index.ts'
 import { knownPeers, peersService, providersOf, type PeerEntry, type PeersServiceComponents } from '../services/peers/index.ts'
 import { announceServices } from '../services/peers/discovery.ts'
 import { sha256Service } from '../services/sha256/index.ts'
-import { configPrices, loadConfig, type Config } from './config.ts'
+import { ConfigError, configPrices, loadConfig, updateConfigFile, type Config } from './config.ts'
+import { formatAmount, parseAmount } from '../market/units.ts'
 import { ensureDataDir, loadOrCreateIdentity, type DataDir } from './data-dir.ts'
 import { VERSION } from './version.ts'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
@@ -64,7 +66,20 @@ export interface OpenCloudNodeInit {
   walletPassphrase?: string
   /** Market settings (offer validity, index bounds), for tests and embedding */
   market?: MarketInit
+  /**
+   * Write settings changed at run time (prices) back to config.json so they
+   * survive a restart. Default: true when the config was read from
+   * config.json, false when `config` was given.
+   */
+  persistConfig?: boolean
 }
+
+export class PriceRefusedError extends Error {
+  override name = 'PriceRefusedError'
+}
+
+/** A price this many times the market median needs confirming: likely a unit mistake */
+export const PRICE_CONFIRM_FACTOR = 10n
 
 export class DataDirLockedError extends Error {
   override name = 'DataDirLockedError'
@@ -105,6 +120,7 @@ export class OpenCloudNode {
   private pruneTimer?: ReturnType<typeof setInterval>
   private announceDebounce?: ReturnType<typeof setTimeout>
   private readonly onPeerConnect: () => void
+  private readonly persistConfig: boolean
   private startedAt = new Date()
 
   private constructor (args: {
@@ -122,7 +138,9 @@ export class OpenCloudNode {
     ledger: Ledger
     chain?: ChainBackend
     market?: MarketInit
+    persistConfig: boolean
   }) {
+    this.persistConfig = args.persistConfig
     this.libp2p = args.libp2p
     this.config = args.config
     this.paths = args.paths
@@ -156,7 +174,7 @@ export class OpenCloudNode {
         record: async (r) => reputation.record(r)
       })
     }
-    this.client = new RpcClient({ dial: async (peer, options) => this.libp2p.dial(peer, options) }, {
+    this.client = new RpcClient({ dial: async (peer, options) => this.isSelf(peer) ? this.selfConnection() : this.libp2p.dial(peer, options) }, {
       signer: args.signer,
       verifier: args.verifier,
       timeoutMs: args.config.rpc.timeoutMs
@@ -189,7 +207,7 @@ export class OpenCloudNode {
     await mkdir(paths.tmp, { recursive: true, mode: 0o700 })
     const privateKey: PrivateKey = await loadOrCreateIdentity(paths.identity)
     const signer = openCloudSigner(privateKey)
-    const verifier = new CredentialVerifier()
+    const verifier = new CredentialVerifier({ network: config.payments.network })
     const nonces = new NonceStore()
     const registry = new ServiceRegistry({ prices: configPrices(config) })
     const pipeline = new Pipeline({ registry, verifier, nonces, policies: new Policies(config.policies) }, {
@@ -248,15 +266,42 @@ export class OpenCloudNode {
       throw err
     }
 
-    const node = new OpenCloudNode({ libp2p, config, paths, registry, pipeline, signer, verifier, nonces, datastore, announceIntervalMs: init.announceIntervalMs ?? 10 * 60_000, wallet, ledger, chain, market: init.market })
+    const node = new OpenCloudNode({ libp2p, config, paths, registry, pipeline, signer, verifier, nonces, datastore, announceIntervalMs: init.announceIntervalMs ?? 10 * 60_000, wallet, ledger, chain, market: init.market, persistConfig: init.persistConfig ?? init.config == null })
     for (const service of node.defaultServices()) {
       registry.register(service)
+    }
+    try {
+      checkServicesConfig(config, registry, pipeline.policies)
+    } catch (err) {
+      await datastore.close()
+      throw err
     }
     return node
   }
 
   get peerId (): PeerId {
     return this.libp2p.peerId
+  }
+
+  private isSelf (peer: PeerId | Multiaddr): boolean {
+    return 'toMultihash' in peer ? peer.equals(this.peerId) : serverOf(peer) === this.peerId.toString()
+  }
+
+  /**
+   * A connection to this node itself. libp2p cannot dial itself, but a
+   * newcomer's first call is often to their own node; its streams are
+   * in-memory pairs served by the same RPC server, so the call passes the
+   * same frames, signatures, nonces, policies and payments as any other.
+   */
+  private selfConnection (): RpcConnection {
+    return {
+      remotePeer: this.peerId,
+      newStream: async () => {
+        const [outbound, inbound] = await streamPair({ delay: 0 })
+        this.libp2p.services.rpc.serveLocal(inbound, this.peerId)
+        return outbound
+      }
+    }
   }
 
   private peersComponents (): PeersServiceComponents {
@@ -366,6 +411,35 @@ export class OpenCloudNode {
     return providersOf(this.peersComponents(), service, signal)
   }
 
+  /**
+   * Set this node's price for a method (satoshis per unit), announce it,
+   * and keep it in config.json. Refused when payments are off (no call
+   * could pay it) and, unless `confirm`, when it is more than ten times the
+   * market median of other providers: that is most often a unit mistake.
+   */
+  async setPrice (service: string, method: string, sats: bigint, options: { confirm?: boolean } = {}): Promise<{ offer?: ReturnType<Market['index']['latest']>, persisted: boolean }> {
+    this.registry.resolve(service, method)
+    if (sats > 0n && this.chain == null) {
+      throw new PriceRefusedError('payments are off (payments.chain is empty), so no call could pay a price: set payments.chain in config.json to an Esplora API URL first (npm run chain starts a local one)')
+    }
+    const me = this.peerId.toString()
+    const others = this.market.index.query({ service, method }).filter(e => e.offer.provider !== me).map(e => e.offer.price).sort((a, b) => a < b ? -1 : a > b ? 1 : 0)
+    const median = others.length === 0 ? 0n : others[Math.floor((others.length - 1) / 2)]
+    if (options.confirm !== true && median > 0n && sats > median * PRICE_CONFIRM_FACTOR) {
+      throw new PriceRefusedError(`${formatAmount(sats)} per unit is more than ${PRICE_CONFIRM_FACTOR} times the market median of ${formatAmount(median)}; if that is what you mean, confirm it (--yes)`)
+    }
+    if (this.persistConfig) {
+      await updateConfigFile(this.paths.config, raw => {
+        raw.services ??= {}
+        raw.services[service] ??= {}
+        raw.services[service].prices ??= {}
+        raw.services[service].prices[method] = `${sats} sat`
+      })
+    }
+    const offer = await this.market.setPrice(service, method, sats)
+    return { offer: offer == null ? undefined : this.market.index.latest(offer.provider, offer.service, offer.method), persisted: this.persistConfig }
+  }
+
   /** A signer proving the wallet's identity address, for calls that present a bitcoin credential */
   bitcoinCredential (): CredentialSigner {
     return bitcoinSigner({ privateKey: this.wallet.privateKeyOf(this.wallet.identityAddress), type: 'p2wpkh', network: bitcoinNetwork(this.wallet.network) })
@@ -387,7 +461,7 @@ export class OpenCloudNode {
   marketMaxPrice (service: string, method: string, bodyLength: number, factor = 1.5): bigint {
     const [stats] = this.market.index.stats({ service, method })
     if (stats == null) {
-      throw new Error(`no market price is known for ${service}.${method} yet: give --max-price in BTC`)
+      throw new Error(`no market price is known for ${service}.${method} yet: give --max-price as an amount, e.g. --max-price 500sat`)
     }
     const units = stats.unit === 'MiB' ? Math.max(1, Math.ceil(bodyLength / (1024 * 1024))) : 1
     // factor in thousandths keeps the arithmetic in integers
@@ -439,6 +513,10 @@ export class OpenCloudNode {
     const promised = request.payment?.type === 'attached' ? `${request.payment.amount} BTC attached` : request.payment?.type === 'defer' ? `${request.payment.amount} BTC deferred` : undefined
     try {
       const response = await this.client.call(target, request)
+      if (response.server === this.peerId.toString()) {
+        // a node has no opinion of itself
+        return response
+      }
       const latencyMs = Date.now() - started
       const bytes = (request.body?.length ?? 0) + response.body.length
       void this.reputation.record({
@@ -456,6 +534,40 @@ export class OpenCloudNode {
       }
       throw err
     }
+  }
+}
+
+/** Services a node can run but that config.json may switch off */
+const OPTIONAL_SERVICES = ['sha256']
+
+/**
+ * What config.json says about services, checked against the services that
+ * exist: a misspelt service or method name would otherwise be ignored, and
+ * a price on a node with payments off could never be paid.
+ */
+function checkServicesConfig (config: Config, registry: ServiceRegistry, policies: Policies): void {
+  const known = new Set([...registry.names(), ...OPTIONAL_SERVICES])
+  for (const [name, settings] of Object.entries(config.services)) {
+    if (!known.has(name)) {
+      throw new ConfigError(`services.${name}: there is no service "${name}"; the services are ${[...known].sort().join(', ')}`)
+    }
+    if (!registry.names().includes(name)) {
+      continue
+    }
+    for (const [method, price] of Object.entries(settings.prices ?? {})) {
+      try {
+        registry.resolve(name, method)
+      } catch (err: any) {
+        throw new ConfigError(`services.${name}.prices.${method}: ${err.message}`)
+      }
+      if (config.payments.chain === '' && parseAmount(price) > 0n) {
+        throw new ConfigError(`services.${name}.prices.${method} is ${formatAmount(parseAmount(price))}, but payments are off (payments.chain is empty), so no call could pay it: set payments.chain to an Esplora API URL (npm run chain starts a local one) or make the method free`)
+      }
+    }
+  }
+  const minPayment = policies.minPaymentScope()
+  if (config.payments.chain === '' && minPayment != null) {
+    throw new ConfigError(`${minPayment} sets a min-payment, but payments are off (payments.chain is empty), so no call could pay it: set payments.chain to an Esplora API URL or remove the min-payment`)
   }
 }
 

@@ -2,47 +2,30 @@ import { randomBytes } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { formatBtc, parseBtc } from '../market/units.ts'
+import type { PayMode } from './pay-options.ts'
 import { NoDeferError, PaymentTooLowError } from '../protocols/rpc/errors.ts'
 import { parseThreshold, type Ledger } from './ledger.ts'
 import { DUST } from './wallet/tx-builder.ts'
 import type { ChainBackend } from './chain/interface.ts'
 import type { Wallet } from './wallet/wallet.ts'
-import type { CallRequest, CallResponse } from '../protocols/rpc/client.ts'
+import { replayable, type CallRequest, type CallResponse } from '../protocols/rpc/client.ts'
 import type { Payment } from '../protocols/rpc/messages.ts'
 import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 const log = logger('opencloud:payments:agent')
 
-/** How a call pays (CLI: --pay) */
-export type PayMode =
-  | { kind: 'none' }
-  | { kind: 'attached', sats: bigint }
-  | { kind: 'defer', sats: bigint }
-  | { kind: 'auto' }
-
-export class PayModeError extends Error {
-  override name = 'PayModeError'
-}
-
-/** "attached:0.0001", "defer:0.0001", "auto", "none" */
-export function parsePayMode (text: string): PayMode {
-  if (text === 'auto' || text === 'none') {
-    return { kind: text }
-  }
-  const match = /^(attached|defer):(\S+)$/.exec(text)
-  if (match == null) {
-    throw new PayModeError(`--pay takes attached:<BTC>, defer:<BTC>, auto or none, not "${text}"`)
-  }
-  return { kind: match[1] as 'attached' | 'defer', sats: parseBtc(match[2]) }
-}
+export type { PayMode } from './pay-options.ts'
 
 export class BiddingError extends Error {
   override name = 'BiddingError'
   readonly decisions: string[]
-  constructor (message: string, decisions: string[]) {
+  /** what the server asked, when the bidding stopped at the caller's maximum */
+  readonly asked?: bigint
+  constructor (message: string, decisions: string[], asked?: bigint) {
     super(message)
     this.decisions = decisions
+    this.asked = asked
   }
 }
 
@@ -121,6 +104,8 @@ export class PaymentAgent {
       throw new BiddingError(`the payment of ${formatBtc(plan.sats)} BTC is over --max-price ${formatBtc(max)} BTC`, [])
     }
     const decisions: string[] = []
+    // every offer sends a small body again: read a one-shot body once
+    request = { ...request, body: request.body == null ? undefined : await replayable(request.body, request.signal) }
     for (let round = 0; round < 4; round++) {
       let payment: Payment = { type: 'none' }
       let txid: string | undefined
@@ -152,9 +137,12 @@ export class PaymentAgent {
           }
           if (asked > max) {
             decisions.push(`too-low: the server asks ${formatBtc(asked)} BTC, over the maximum of ${formatBtc(max)} BTC: giving up`)
-            throw new BiddingError(`the server asks ${formatBtc(asked)} BTC for ${request.service}.${request.method}, more than --max-price ${formatBtc(max)} BTC`, decisions)
+            throw new BiddingError(`the server asks ${formatBtc(asked)} BTC for ${request.service}.${request.method}, more than --max-price ${formatBtc(max)} BTC`, decisions, asked)
           }
-          const type = plan.type === 'none' ? (mode.kind === 'auto' ? 'defer' : 'attached') : plan.type
+          // auto follows the kind of payment the server says it accepts
+          const type = plan.type === 'none'
+            ? (mode.kind === 'auto' ? (err.acceptablePayment?.type === 'attached' ? 'attached' : 'defer') : 'attached')
+            : plan.type
           decisions.push(`too-low: the server asks ${formatBtc(asked)} BTC; offering ${formatBtc(asked)} BTC ${type} (maximum ${formatBtc(max)} BTC)`)
           plan = { type, sats: asked }
           continue
@@ -166,7 +154,7 @@ export class PaymentAgent {
           }
           const sats = asked != null && asked > plan.sats ? asked : plan.sats
           if (sats > max) {
-            throw new BiddingError(`the server wants ${formatBtc(sats)} BTC attached, more than --max-price ${formatBtc(max)} BTC`, decisions)
+            throw new BiddingError(`the server wants ${formatBtc(sats)} BTC attached, more than --max-price ${formatBtc(max)} BTC`, decisions, sats)
           }
           decisions.push(`no-defer: ${err.message}; switching to an attached payment of ${formatBtc(sats)} BTC`)
           plan = { type: 'attached', sats }

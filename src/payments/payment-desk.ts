@@ -3,6 +3,7 @@ import { logger } from '@libp2p/logger'
 import { formatBtc, parseBtc } from '../market/units.ts'
 import { AccessDeniedError, BadRequestError, NoDeferError, PaymentDeclinedError, PaymentTooLowError } from '../protocols/rpc/errors.ts'
 import { TransactionRejectedError } from './chain/errors.ts'
+import { DUST } from './wallet/tx-builder.ts'
 import { parseThreshold, type Ledger } from './ledger.ts'
 import { bitcoinNetwork, type BitcoinNetworkName } from './wallet/networks.ts'
 import type { ChainBackend } from './chain/interface.ts'
@@ -27,8 +28,13 @@ export interface PaymentDeskInit {
   network: BitcoinNetworkName
 }
 
+/**
+ * An acceptable payment the caller can make: an attached payment is never
+ * offered below the dust limit, because no wallet can build it (the node
+ * keeps the difference, as it does when a sub-dust tab is settled).
+ */
 function acceptable (sats: bigint, type: 'attached' | 'defer' = 'attached'): { type: 'attached' | 'defer', currency: string, amount: string } {
-  return { type, currency: 'BTC', amount: formatBtc(sats) }
+  return { type, currency: 'BTC', amount: formatBtc(type === 'attached' && sats < DUST ? DUST : sats) }
 }
 
 function withAcceptable<E extends Error & { acceptablePayment?: any }> (err: E, sats: bigint, type: 'attached' | 'defer' = 'attached'): E {
@@ -69,7 +75,8 @@ export class PaymentDesk implements PaymentHook {
     const what = `${ctx.service}.${ctx.method}`
     if (payment.type === 'none') {
       if (required > 0n) {
-        throw withAcceptable(new PaymentTooLowError(`${what} costs ${formatBtc(required)} BTC and the request carries no payment`), required)
+        const type = await this.wouldGiveCredit(ctx, policy, required) ? 'defer' : 'attached'
+        throw withAcceptable(new PaymentTooLowError(`${what} costs ${formatBtc(required)} BTC and the request carries no payment`), required, type)
       }
       return
     }
@@ -85,6 +92,22 @@ export class PaymentDesk implements PaymentHook {
       throw withAcceptable(new PaymentTooLowError(`${what} costs ${formatBtc(required)} BTC; the payment offers ${formatBtc(sats)}`), required)
     }
     ctx.paid = await this.accept(ctx, policy, sats, payment.txn)
+  }
+
+  /**
+   * Whether a deferred payment of `sats` would be accepted from this caller
+   * now, so an unpaid call is offered the payment it can really make: credit
+   * where the policy gives it, else an attached payment.
+   */
+  private async wouldGiveCredit (ctx: ServiceContext, policy: PaymentPolicy, sats: bigint): Promise<boolean> {
+    if (policy.noDefer || policy.maxTab === 0n) {
+      return false
+    }
+    if (policy.deferMinTrust > 0 && this.components.trustScore != null && await this.components.trustScore(ctx.caller) < policy.deferMinTrust) {
+      return false
+    }
+    const tab = await this.components.ledger.tab('receivable', ctx.caller)
+    return tab.overdue === 0n && tab.outstanding + sats <= policy.maxTab
   }
 
   private async defer (ctx: ServiceContext, policy: PaymentPolicy, required: bigint, sats: bigint, id: string, thresholdText: string): Promise<void> {

@@ -88,6 +88,7 @@ export interface PipelineInit {
  */
 export class Pipeline implements RequestHandler {
   private readonly components: PipelineComponents
+  readonly policies: Policies
   private readonly requireCredential: boolean
   private readonly rateLimiter: RateLimiter
   reputation: ReputationHook
@@ -96,6 +97,7 @@ export class Pipeline implements RequestHandler {
 
   constructor (components: PipelineComponents, init: PipelineInit = {}) {
     this.components = components
+    this.policies = components.policies
     this.requireCredential = init.requireCredential ?? true
     this.reputation = init.reputation ?? noReputation
     this.payments = init.payments ?? freeCallsOnly

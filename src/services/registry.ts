@@ -1,4 +1,4 @@
-import { formatBtc, Units } from '../market/units.ts'
+import { formatAmount, Units } from '../market/units.ts'
 import { BadRequestError, MethodUnsupportedError, ServiceUnsupportedError } from '../protocols/rpc/errors.ts'
 import { TEMPLATE_METHODS, type MethodSpec, type Service, type UnitsQuery } from './interface.ts'
 
@@ -119,7 +119,7 @@ export class ServiceRegistry {
                 args: spec.args ?? '',
                 unit: spec.unit.name,
                 unitDescription: spec.unit.description,
-                price: formatBtc(this.priceOf(service.name, m, spec)),
+                price: formatAmount(this.priceOf(service.name, m, spec)),
                 currency: 'BTC'
               }
             })
@@ -149,8 +149,8 @@ export class ServiceRegistry {
                 method,
                 unit: spec.unit.name,
                 units,
-                price: formatBtc(price),
-                total: formatBtc(total),
+                price: formatAmount(price),
+                total: formatAmount(total),
                 currency: 'BTC'
               }
             }

@@ -81,7 +81,9 @@ describe('the opencloud-node command line against running daemons', () => {
     assert.match(refused.stderr, /^opencloud-node: client-error\/service-unsupported: this node does not run a "storage" service/)
     const json = await runCli(['call', server.peerId, 'storage.put', '--json', '--data-dir', clientDir])
     assert.equal(json.code, 1)
-    assert.equal(JSON.parse(json.stdout).error.status, 'client-error/service-unsupported')
+    // errors stay on stderr with --json, so stdout only ever carries answers
+    assert.equal(json.stdout, '')
+    assert.equal(JSON.parse(json.stderr).error.status, 'client-error/service-unsupported')
   })
 
   it('explains usage mistakes with exit code 2', async () => {

@@ -23,6 +23,23 @@ export async function runCli (args: string[], options: { stdin?: string | Uint8A
   return { code, stdout: Buffer.concat(stdout).toString('utf8'), stdoutBytes: Buffer.concat(stdout), stderr: Buffer.concat(stderr).toString('utf8') }
 }
 
+export const REPO = fileURLToPath(new URL('../../', import.meta.url))
+
+/**
+ * Run a command line exactly as printed (a hint, a README example) in a
+ * shell in the checkout, as a person would paste it
+ */
+export async function runShell (line: string, stdin?: string, cwd = REPO): Promise<CliResult> {
+  const child = spawn('bash', ['-c', line], { cwd, stdio: ['pipe', 'pipe', 'pipe'] })
+  const stdout: Buffer[] = []
+  const stderr: Buffer[] = []
+  child.stdout.on('data', d => stdout.push(d))
+  child.stderr.on('data', d => stderr.push(d))
+  child.stdin.end(stdin)
+  const code = await new Promise<number>(resolve => child.once('close', c => { resolve(c ?? -1) }))
+  return { code, stdout: Buffer.concat(stdout).toString('utf8'), stdoutBytes: Buffer.concat(stdout), stderr: Buffer.concat(stderr).toString('utf8') }
+}
+
 export interface Daemon {
   child: ChildProcess
   peerId: string

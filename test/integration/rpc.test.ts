@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startTestNode, testConfig, tempDir, type TestNode } from '../helpers/nodes.ts'
+import { DEFAULT_CONFIG } from '../../src/node/config.ts'
 import { RawRpc } from '../helpers/raw-rpc.ts'
 import { bodyFromBytes, bodyFromFile } from '../../src/protocols/rpc/body.ts'
 import { openCloudSigner, CredentialVerifier } from '../../src/protocols/rpc/credentials.ts'
@@ -41,6 +42,8 @@ describe('OpenCloud RPC between two nodes over TCP', () => {
     server = await startTestNode({
       config: testConfig({
         rpc: { maxBodyBytes: 1024 * 1024 },
+        // prices need payments on; no call here pays on chain, so no chain answers at this URL
+        payments: { ...DEFAULT_CONFIG.payments, chain: 'http://127.0.0.1:9' },
         services: { sha256: { prices: { hash: 0 } }, peers: { prices: { list: 25 } } },
         policies: {
           method: { 'sha256.info': { 'rate-limit': '2/m' }, 'peers.find': { 'min-payment': '300 sat' } },
@@ -72,20 +75,22 @@ describe('OpenCloud RPC between two nodes over TCP', () => {
     assert.equal(info.name, 'sha256')
     const methods = JSON.parse(new TextDecoder().decode(await (await client.node.call(server.node.peerId, { service: 'peers', method: 'methods' })).body.bytes()))
     assert.deepEqual(methods.map((m: any) => m.name), ['info', 'methods', 'quote', 'list', 'find'])
-    assert.equal(methods.find((m: any) => m.name === 'list').price, '0.00000025')
+    assert.equal(methods.find((m: any) => m.name === 'list').price, '0.00000025 BTC')
     const quote = JSON.parse(new TextDecoder().decode(await (await client.node.call(server.node.peerId, { service: 'peers', method: 'quote', args: ['list', '4'] })).body.bytes()))
-    assert.equal(quote.total, '0.000001')
+    assert.equal(quote.total, '0.000001 BTC')
     // a min-payment policy raises the quote to what the payment check enforces
     const raised = JSON.parse(new TextDecoder().decode(await (await client.node.call(server.node.peerId, { service: 'peers', method: 'quote', args: ['find'] })).body.bytes()))
-    assert.equal(raised.total, '0.000003')
+    assert.equal(raised.total, '0.000003 BTC')
     await assert.rejects(client.node.call(server.node.peerId, { service: 'peers', method: 'find', args: ['sha256'] }), (err: any) => {
       assert.deepEqual(err.acceptablePayment, { type: 'attached', currency: 'BTC', amount: '0.000003' })
       return true
     })
-    // the priced method is refused with exactly the quoted amount
+    // the priced method is refused with a payment the caller can make: 25 sat
+    // is under the 294-sat dust limit, so no attached payment of it can exist
     await assert.rejects(client.node.call(server.node.peerId, { service: 'peers', method: 'list' }), (err: any) => {
       assert.ok(err instanceof PaymentTooLowError)
-      assert.deepEqual(err.acceptablePayment, { type: 'attached', currency: 'BTC', amount: '0.00000025' })
+      assert.match(err.message, /costs 0.00000025 BTC/)
+      assert.deepEqual(err.acceptablePayment, { type: 'attached', currency: 'BTC', amount: '0.00000294' })
       return true
     })
     await assert.rejects(client.node.call(server.node.peerId, {

@@ -4,6 +4,7 @@ import { startTestNode, testConfig, addrOf, waitFor, type TestNode } from '../he
 import { OFFERS_TOPIC, parseTopic, topicName } from '../../src/market/topic.ts'
 import { decodeOffer, encodeOffer, verifyOffer } from '../../src/market/offer.ts'
 import { PriceIndex } from '../../src/market/price-index.ts'
+import { DEFAULT_CONFIG } from '../../src/node/config.ts'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 
 /** What the gossipsub implementation offers beyond its interface type */
@@ -65,15 +66,15 @@ describe('market prices over gossipsub between real nodes', () => {
     }
     const answer = await nodes[3].node.call(addrOf(hub), { service: 'market', method: 'prices', args: ['sha256'] })
     const prices = JSON.parse(new TextDecoder().decode(await answer.body.bytes()))
-    assert.deepEqual(prices.map((p: any) => [p.provider, p.price, p.unit]), [[seller.peerId.toString(), '0.000005', 'MiB']])
+    assert.deepEqual(prices.map((p: any) => [p.provider, p.price, p.unit]), [[seller.peerId.toString(), '0.000005 BTC', 'MiB']])
     // the signed offer travels with it and verifies on its own
     verifyOffer(decodeOffer(Buffer.from(prices[0].signed, 'base64')))
     const stats = await nodes[2].node.call(addrOf(hub), { service: 'market', method: 'stats' })
-    assert.deepEqual(JSON.parse(new TextDecoder().decode(await stats.body.bytes())).map((s: any) => [s.service, s.method, s.count, s.median]), [['sha256', 'hash', 1, '0.000005']])
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(await stats.body.bytes())).map((s: any) => [s.service, s.method, s.count, s.median]), [['sha256', 'hash', 1, '0.000005 BTC']])
   })
 
   it('forgets an offer once it expires', async () => {
-    const brief = await OpenCloudNode.create({ dataDir: `${nodes[0].dataDir}-brief`, config: testConfig({ services: { sha256: { prices: { hash: 7 } } } }), bootstrap: [addrOf(hub)], market: { validityMs: 3000 } })
+    const brief = await OpenCloudNode.create({ dataDir: `${nodes[0].dataDir}-brief`, config: testConfig({ payments: { ...DEFAULT_CONFIG.payments, chain: 'http://127.0.0.1:9' }, services: { sha256: { prices: { hash: 7 } } } }), bootstrap: [addrOf(hub)], market: { validityMs: 3000 } })
     await brief.start()
     try {
       await waitFor(() => hub.market.index.latest(brief.peerId.toString(), 'sha256', 'hash') != null, 15_000, 'the brief offer')

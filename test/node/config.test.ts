@@ -13,7 +13,7 @@ describe('config', () => {
       const path = join(dir.path, 'config.json')
       assert.deepEqual(await loadConfig(path), DEFAULT_CONFIG)
       assert.deepEqual(JSON.parse(await readFile(path, 'utf8')), DEFAULT_CONFIG)
-      await writeFile(path, JSON.stringify({ services: { sha256: { prices: { hash: '0.0000001' } } } }))
+      await writeFile(path, JSON.stringify({ services: { sha256: { prices: { hash: '0.0000001 BTC' } } } }))
       const config = await loadConfig(path)
       assert.deepEqual(configPrices(config), { sha256: { hash: 10n } })
       assert.equal(config.services.sha256.enabled, true, 'fields not given keep their defaults')

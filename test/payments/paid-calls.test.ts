@@ -38,7 +38,7 @@ describe('paid calls between nodes on a local regtest chain', () => {
     await regtest.start()
     chain = new EsploraClient({ url: regtest.url })
     const payments = { network: 'regtest', chain: regtest.url, settleIntervalMs: 200, graceMs: 600_000 }
-    serverConfig = testConfig({ payments, services: { sha256: { prices: { hash: Number(PRICE) } } }, policies: { global: { 'max-tab': '0.0001' } } })
+    serverConfig = testConfig({ payments, services: { sha256: { prices: { hash: Number(PRICE) } } }, policies: { global: { 'max-tab': '0.0001 BTC' } } })
     clientConfig = testConfig({ payments })
     server = await start('server', serverConfig)
     client = await start('client', clientConfig)
@@ -113,6 +113,30 @@ describe('paid calls between nodes on a local regtest chain', () => {
     })
   })
 
+  it('pays with --pay auto for a small body that can be read only once, as the control API passes it', async () => {
+    const bytes = new TextEncoder().encode('a body read once'.repeat(100))
+    const full = bodyFromBytes(bytes)
+    let opened = 0
+    const oneShot = {
+      length: full.length,
+      sha256: full.sha256,
+      open: (signal?: AbortSignal) => {
+        opened++
+        if (opened > 1) {
+          throw new Error('the HTTP request body can be sent once')
+        }
+        return full.open(signal)
+      }
+    }
+    // an offer under the price is refused, so the body goes out twice (attached, to leave the tabs alone)
+    const result = await client.paidCall(target(), { service: 'sha256', method: 'hash', body: oneShot }, { pay: { kind: 'attached', sats: PRICE / 2n }, maxPrice: PRICE * 2n })
+    assert.equal(result.response.statusName, 'ok')
+    assert.equal(result.decisions[0].split(':')[0], 'too-low')
+    assert.equal(result.payment?.type, 'attached')
+    assert.equal(Buffer.from(await result.response.body.bytes()).toString('hex'), Buffer.from(full.sha256).toString('hex'))
+    assert.equal(opened, 1)
+  })
+
   it('accrues deferred payments, pays them when the threshold is hit, and clears the tab', async () => {
     const threshold = 'amount:0.00003'
     for (let i = 0; i < 2; i++) {
@@ -143,7 +167,7 @@ describe('paid calls between nodes on a local regtest chain', () => {
     assert.equal(sent?.sats, 294n)
   })
 
-  it('declines a caller over max-tab, and auto bidding switches to an attached payment', async () => {
+  it('declines a caller over max-tab, and auto bidding pays attached once no credit is left', async () => {
     await assert.rejects(client.paidCall(target(), hash(), { pay: { kind: 'defer', sats: 20_000n } }), (err: any) => {
       assert.equal(err.name, 'BiddingError')
       assert.match(err.message, /over this node's max-tab of 0.0001 BTC/)
@@ -157,9 +181,10 @@ describe('paid calls between nodes on a local regtest chain', () => {
     // fill the tab to its limit: the next auto call is refused credit and pays attached
     await client.paidCall(target(), hash(), { pay: { kind: 'defer', sats: 9000n }, threshold: 'time:3600' })
     assert.equal((await server.ledger.tab('receivable', client.peerId.toString())).outstanding, 10_000n)
+    // the server's too-low already says attached: no deferred offer is wasted
     const switched = await client.paidCall(target(), hash(), { pay: { kind: 'auto' }, maxPrice: 5000n })
     assert.equal(switched.payment?.type, 'attached')
-    assert.ok(switched.decisions.some(d => /^no-defer: your tab would reach 0.00011 BTC.*switching to an attached payment of 0.00001 BTC$/.test(d)), switched.decisions.join(' | '))
+    assert.deepEqual(switched.decisions.map(d => d.split(';')[0]), ['too-low: the server asks 0.00001 BTC', `paid 0.00001 BTC attached in ${switched.payment?.txid}`])
   })
 
   it('keeps tabs across a restart of both nodes', async () => {
@@ -178,7 +203,7 @@ describe('paid calls between nodes on a local regtest chain', () => {
   })
 
   it('admits a funded bitcoin credential under min-balance and refuses an empty one; refuses a forged one', async () => {
-    const strict = await start('strict', testConfig({ payments: serverConfig.payments, policies: { global: { 'min-balance': '0.001' } } }))
+    const strict = await start('strict', testConfig({ payments: serverConfig.payments, policies: { global: { 'min-balance': '0.001 BTC' } } }))
     try {
       const strictAddr = strict.libp2p.getMultiaddrs()[0].toString()
       await assert.rejects(client.call(strictAddr, { service: 'info', method: 'node' }), /prove at least 0.001 BTC with a bitcoin credential/)

@@ -29,7 +29,7 @@ describe('reputation between real nodes', () => {
     payments = { network: 'regtest', chain: regtest.url, settleIntervalMs: 3_600_000, graceMs: 1_000 }
     const hub = await start('hub')
     const client = await start('client', {}, addr(hub))
-    await start('honest', { services: { sha256: { prices: { hash: 1000 } } }, policies: { global: { 'max-tab': '0.0001' } } }, addr(hub))
+    await start('honest', { services: { sha256: { prices: { hash: 1000 } } }, policies: { global: { 'max-tab': '0.0001 BTC' } } }, addr(hub))
     const cheat = await start('cheat', { services: { sha256: { prices: { hash: 1000 } } } }, addr(hub))
     // the observer trusts the client's opinions and never deals with the cheat
     await start('observer', { reputation: { pretrusted: [client.peerId.toString()] } }, addr(hub))

@@ -5,7 +5,7 @@ import { access } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { tempDir, waitFor } from '../helpers/nodes.ts'
-import { runCli } from '../helpers/cli.ts'
+import { runCli, runShell } from '../helpers/cli.ts'
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/testnet/testnet.ts', import.meta.url))
 
@@ -33,22 +33,25 @@ describe('scripts/testnet', () => {
       // every wallet is funded, and the even nodes charge for sha256.hash
       const balance = await runCli(['--data-dir', nodes[0].dataDir, 'wallet', 'balance', '--json'])
       assert.equal(balance.code, 0, balance.stderr)
-      assert.deepEqual(JSON.parse(balance.stdout), { network: 'regtest', confirmed: '0.1', unconfirmed: '0' })
+      assert.deepEqual(JSON.parse(balance.stdout), { network: 'regtest', confirmed: '0.1 BTC', unconfirmed: '0 BTC' })
       const unpaid = await runCli(['--data-dir', nodes[0].dataDir, 'call', nodes[1].peerId, 'sha256.hash', '--body', '-'], { stdin: 'x' })
       assert.equal(unpaid.code, 1)
       assert.match(unpaid.stderr, /payment-declined\/too-low: sha256.hash costs 0.000001 BTC/)
-      assert.match(unpaid.stderr, /acceptable payment: attached 0.000001 BTC/)
-      const paid = await runCli(['--data-dir', nodes[0].dataDir, 'call', nodes[1].peerId, 'sha256.hash', '--body', '-', '--pay', 'auto', '--max-price', '0.0001'], { stdin: 'x' })
+      // the refusal names the command that would succeed, and it does, as printed
+      const hint = /^ {2}try: (.*)$/m.exec(unpaid.stderr)?.[1]
+      assert.ok(hint != null, unpaid.stderr)
+      assert.match(hint, /^npx opencloud-node --data-dir \S+ call \S+ sha256\.hash --body - --pay auto --max-price 100sat$/)
+      const paid = await runShell(hint, 'x')
       assert.equal(paid.code, 0, paid.stderr)
       assert.match(paid.stderr, /payment: too-low: the server asks 0.000001 BTC; offering 0.000001 BTC defer/)
       const tabs = JSON.parse((await runCli(['--data-dir', nodes[0].dataDir, 'payments', 'tabs', '--json'])).stdout)
-      assert.deepEqual(tabs.payable.map((t: any) => [t.peer, t.outstanding]), [[nodes[1].peerId, '0.000001']])
+      assert.deepEqual(tabs.payable.map((t: any) => [t.peer, t.outstanding]), [[nodes[1].peerId, '0.000001 BTC']])
 
-      const dust = await runCli(['--data-dir', nodes[2].dataDir, 'call', nodes[1].peerId, 'sha256.hash', '--body', '-', '--pay', 'attached:0.000001'], { stdin: 'y' })
+      const dust = await runCli(['--data-dir', nodes[2].dataDir, 'call', nodes[1].peerId, 'sha256.hash', '--body', '-', '--pay', 'attached:100sat'], { stdin: 'y' })
       assert.equal(dust.code, 1)
       assert.match(dust.stderr, /below bitcoin's dust limit of 294 sat.*defer small payments/)
       // overpaying is the payer's choice: 300 sat for a 100 sat call
-      const attached = await runCli(['--data-dir', nodes[2].dataDir, 'call', nodes[1].peerId, 'sha256.hash', '--body', '-', '--pay', 'attached:0.000003', '--json'], { stdin: 'y' })
+      const attached = await runCli(['--data-dir', nodes[2].dataDir, 'call', nodes[1].peerId, 'sha256.hash', '--body', '-', '--pay', 'attached:300sat', '--json'], { stdin: 'y' })
       assert.equal(attached.code, 0, attached.stdout)
       assert.equal(JSON.parse(attached.stdout).payment.payment.type, 'attached')
       const received = JSON.parse((await runCli(['--data-dir', nodes[1].dataDir, 'payments', 'history', '--json'])).stdout)
@@ -56,11 +59,11 @@ describe('scripts/testnet', () => {
       assert.equal(received[0].peer, nodes[2].peerId)
 
       const to = (await runCli(['--data-dir', nodes[3].dataDir, 'wallet', 'address', '--new'])).stdout.trim()
-      const sent = await runCli(['--data-dir', nodes[0].dataDir, 'wallet', 'send', to, '0.01', '--json'])
+      const sent = await runCli(['--data-dir', nodes[0].dataDir, 'wallet', 'send', to, '0.01 BTC', '--json'])
       assert.equal(sent.code, 0, sent.stdout)
       const { txid } = JSON.parse(sent.stdout)
       const history = JSON.parse((await runCli(['--data-dir', nodes[3].dataDir, 'wallet', 'history', '--json'])).stdout)
-      assert.ok(history.some((h: any) => h.txid === txid && h.delta === '0.01'))
+      assert.ok(history.some((h: any) => h.txid === txid && h.delta === '0.01 BTC'))
 
       // the priced nodes' offers reach every node by gossip
       const sellers = [nodes[1].peerId, nodes[3].peerId].sort()
@@ -72,7 +75,7 @@ describe('scripts/testnet', () => {
       assert.equal(set.code, 0, set.stderr)
       await waitFor(async () => {
         const stats = JSON.parse((await runCli(['--data-dir', nodes[0].dataDir, 'market', 'stats', '--json'])).stdout)
-        return stats.some((s: any) => s.method === 'hash' && s.min === '0.0000005')
+        return stats.some((s: any) => s.method === 'hash' && s.min === '0.0000005 BTC')
       }, 20_000, 'the new price at node 1')
       // the cheapest provider, at no more than the market median
       const auto = await runCli(['--data-dir', nodes[0].dataDir, 'call', 'auto', 'sha256.hash', '--body', '-', '--pay', 'auto', '--max-price', 'market', '--json'], { stdin: 'z' })

@@ -10,7 +10,7 @@ const wallet = 'btc:bc1q0xcqpzrky6eff2g52qdye53xkk9jxkvrh6yhyw'
 describe('policies', () => {
   const policies = new Policies({
     global: { deny: true, 'min-payment': '100 sat', 'rate-limit': '100/s' },
-    service: { sha256: { allow: true, 'min-payment': '0.000002' } },
+    service: { sha256: { allow: true, 'min-payment': '0.000002 BTC' } },
     method: { 'sha256.hash': { 'min-payment': 50, 'rate-limit': '5/s' } },
     credential: { [alice]: { deny: true }, [bob]: { 'min-payment': '1 sat', 'rate-limit': '1/m' }, [wallet]: { allow: true, 'min-payment': '0.00001 BTC' } }
   })
@@ -79,7 +79,7 @@ describe('rate limiter', () => {
 describe('payment policies', () => {
   it('resolve max-tab, no-defer, confirmations, min-balance and min-holding-age by scope', () => {
     const policies = new Policies({
-      global: { 'max-tab': '0.001', confirmations: 1 },
+      global: { 'max-tab': '0.001 BTC', confirmations: 1 },
       service: { sha256: { 'no-defer': true } },
       credential: { [alice]: { 'max-tab': '10000 sat', 'min-balance': '1 BTC', 'min-holding-age': 6 } }
     })

@@ -2,9 +2,12 @@ import { createWriteStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { connectApi, type ApiBody } from '../../node/api/client.ts'
+import { ApiError, connectApi, type ApiBody } from '../../node/api/client.ts'
+import { parseAmount } from '../../market/units.ts'
+import { parsePayRequest } from '../../payments/pay-options.ts'
+import { CLI } from '../cli-name.ts'
 import { bodyFromFile } from '../../protocols/rpc/body.ts'
-import { printJson, UsageError, type Command } from '../command.ts'
+import { HintedError, printJson, shellWord, UsageError, type Command } from '../command.ts'
 import { Progress } from '../progress.ts'
 
 /** Answers larger than this are not put in --json output: use --out */
@@ -30,6 +33,43 @@ function isPrintable (text: string): boolean {
   return !/[\u0000-\u0008\u000e-\u001f\ufffd]/.test(text)
 }
 
+/**
+ * A call refused for its payment says what to type to pay: the same command
+ * line with --pay auto and a --max-price of what the server asked, which
+ * the node's bidding strategy can then meet.
+ */
+function withPaymentHint (e: any, argv: string[]): Error {
+  if (!(e instanceof ApiError)) {
+    return e
+  }
+  const acceptable = e.detail.acceptablePayment
+  const asked: string | undefined = e.detail.asked ?? (acceptable?.currency === 'BTC' ? `${String(acceptable.amount)} BTC` : undefined)
+  if (asked == null) {
+    return e
+  }
+  let sats: bigint
+  try {
+    sats = parseAmount(asked)
+  } catch {
+    return e
+  }
+  const kept: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i].split('=')[0]
+    if (PAY_FLAGS.has(flag)) {
+      if (!argv[i].includes('=')) {
+        i++
+      }
+      continue
+    }
+    kept.push(argv[i])
+  }
+  const hint = `${CLI} ${[...kept, '--pay', 'auto', '--max-price', `${sats}sat`].map(shellWord).join(' ')}`
+  return new HintedError(e.message, hint, e.detail, e.name)
+}
+
+const PAY_FLAGS = new Set(['--pay', '--max-price', '--threshold'])
+
 export const callCommand: Command = {
   name: 'call',
   summary: 'make an OpenCloud call to a peer (the "wget" of the protocol)',
@@ -51,21 +91,26 @@ a file, and as text or hex on a terminal. A refused call prints its status and
 reason and exits with code 1.
 
 Paying (the node's wallet pays; see "opencloud-node wallet"):
-  opencloud-node call <peer> sha256.hash --body big.iso --pay attached:0.0001
-  opencloud-node call <peer> sha256.hash --body big.iso --pay auto --max-price 0.0002
+  opencloud-node call <peer> sha256.hash --body big.iso --pay attached:10000sat
+  opencloud-node call <peer> sha256.hash --body big.iso --pay auto --max-price 20000sat
+  opencloud-node call <peer> sha256.hash --body big.iso --pay auto --max-price "0.0002 BTC"
 With --pay auto the call first asks for free, then offers what the server
 asks (deferred where it gives credit, else attached) up to --max-price. The
 strategy says on stderr what it did and why.
 
+Amounts name their unit: 500sat, "500 sat", "0.000005 BTC". A number without
+a unit is whole satoshis; a bare decimal such as 0.0001 is refused.
+
 Options:
   --body FILE|-          send this file (or standard input) as the request body
   --out FILE             write the response body to FILE
-  --pay MODE             attached:<BTC>, defer:<BTC>, auto or none (default none)
-  --max-price BTC        the most this call may pay (default: the --pay amount);
-                         "market" means the market median for the call, or
-                         "market:2" twice it (default factor 1.5)
+  --pay MODE             attached:<amount>, defer:<amount>, auto or none
+                         (default none)
+  --max-price AMOUNT     the most this call may pay (default: the --pay amount);
+                         "market" means the market median for the call times
+                         1.5, "market:2" twice it
   --threshold T          when a deferred payment falls due: time:<seconds>,
-                         amount:<BTC> or completion (default time:600)
+                         amount:<amount> or completion (default time:600)
   --btc-credential       also prove the wallet's first address (for servers
                          with a min-balance policy)`,
   options: {
@@ -76,7 +121,7 @@ Options:
     threshold: { type: 'string' },
     'btc-credential': { type: 'boolean' }
   },
-  run: async ({ values, positionals, json, dataDir, out, err }) => {
+  run: async ({ values, positionals, json, argv, dataDir, out, err }) => {
     const [peer, target, ...args] = positionals
     if (peer == null || target == null) {
       throw new UsageError('usage: opencloud-node call <peer> <service>.<method> [args...]')
@@ -86,6 +131,12 @@ Options:
       throw new UsageError(`"${target}" is not <service>.<method>, e.g. sha256.hash`)
     }
     const [, service, method] = match
+    try {
+      // checked here too, so a mistake is a usage error before anything is sent
+      parsePayRequest({ pay: values.pay, maxPrice: values['max-price'], threshold: values.threshold })
+    } catch (e: any) {
+      throw new UsageError(e.message)
+    }
     let body: ApiBody | undefined
     if (values.body === '-') {
       body = { kind: 'stream', stream: process.stdin }
@@ -102,12 +153,17 @@ Options:
       body = { kind: 'file', path: values.body, length: file.length, sha256: file.sha256, onChunk: size >= PROGRESS_FROM ? sending(err, size, json) : undefined }
     }
     const api = await connectApi(dataDir, values.api)
-    const result = await api.call(peer, service, method, args, body, undefined, {
-      pay: values.pay,
-      maxPrice: values['max-price'],
-      threshold: values.threshold,
-      credential: values['btc-credential'] === true ? 'btc' : undefined
-    })
+    let result
+    try {
+      result = await api.call(peer, service, method, args, body, undefined, {
+        pay: values.pay,
+        maxPrice: values['max-price'],
+        threshold: values.threshold,
+        credential: values['btc-credential'] === true ? 'btc' : undefined
+      })
+    } catch (e: any) {
+      throw withPaymentHint(e, argv)
+    }
     if (!json) {
       for (const decision of result.payment?.decisions ?? []) {
         err.write(`payment: ${decision}\n`)

@@ -1,6 +1,6 @@
 import { OpenCloudNode } from '../../node/opencloud-node.ts'
 import { ApiServer } from '../../node/api/server.ts'
-import { checkApiAddress, loadConfig, LOG_LEVELS, type LogLevel } from '../../node/config.ts'
+import { checkApiAddress, loadConfig, LOG_LEVELS, updateConfigFile, type LogLevel } from '../../node/config.ts'
 import { ensureDataDir, loadOrCreateToken, removeApiInfo, writeApiInfo } from '../../node/data-dir.ts'
 import { setLogLevel } from '../../node/logging.ts'
 import { VERSION } from '../../node/version.ts'
@@ -17,12 +17,12 @@ answers the CLI on its control API. It runs until SIGINT or SIGTERM, then
 closes its streams and connections and flushes its datastore.
 
 Options:
-  --listen MULTIADDR     listen here instead of config.listen (repeatable),
-                         e.g. /ip4/0.0.0.0/tcp/4100
+  --listen MULTIADDR     listen here (repeatable), e.g. /ip4/0.0.0.0/tcp/4100;
+                         saved as config.listen for the next starts
   --bootstrap MULTIADDR  also join through this peer (repeatable), e.g.
-                         /ip4/10.0.0.2/tcp/4100/p2p/12D3KooW...
+                         /ip4/10.0.0.2/tcp/4100/p2p/12D3KooW...; this start only
   --api HOST:PORT        control API address on loopback (default 127.0.0.1:4101;
-                         port 0 picks a free port)`,
+                         port 0 picks a free port); saved as config.api`,
   options: {
     listen: { type: 'string', multiple: true },
     bootstrap: { type: 'string', multiple: true }
@@ -36,13 +36,24 @@ Options:
       }
     }
     const paths = await ensureDataDir(dataDir)
-    const config = await loadConfig(paths.config)
+    let config = await loadConfig(paths.config)
+    if (values.api != null) {
+      checkApiAddress(values.api)
+    }
+    // --listen and --api are settings, not one-off choices: kept in
+    // config.json so the next start (and the CLI) finds the node where it was
+    if (values.listen != null || values.api != null) {
+      config = await updateConfigFile(paths.config, raw => {
+        if (values.listen != null) raw.listen = values.listen
+        if (values.api != null) raw.api = values.api
+      })
+    }
     const logLevel: LogLevel = values['log-level'] ?? config.logLevel
     if (!LOG_LEVELS.includes(logLevel)) {
       throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`)
     }
     setLogLevel(logLevel)
-    const api = checkApiAddress(values.api ?? config.api)
+    const api = checkApiAddress(config.api)
     const token = await loadOrCreateToken(paths.apiToken)
 
     // a stray rejection inside a dependency must not take the node down with
@@ -71,7 +82,7 @@ Options:
       process.on('SIGTERM', () => { stop('SIGTERM') })
     })
 
-    const node = await OpenCloudNode.create({ dataDir, config, listen: values.listen, bootstrap: values.bootstrap })
+    const node = await OpenCloudNode.create({ dataDir, config, bootstrap: values.bootstrap, persistConfig: true })
     await node.start()
     const apiServer = new ApiServer(node, { ...api, token })
     try {

@@ -60,7 +60,11 @@ Options:
       return
     }
     if (peers.length === 0) {
+      const alone = !(await api.get<PeerEntry[]>('/v1/peers')).some(p => p.connected)
       out.write(positionals.length === 0 ? 'no known peers\n' : `no peer offers ${positionals[1]} yet\n`)
+      if (alone) {
+        out.write(`this node is connected to no peers: start it with --bootstrap <multiaddr of a peer>, or try a local testnet (npm run testnet)\n`)
+      }
       return
     }
     out.write(table(peerRows(peers)))

@@ -1,5 +1,6 @@
 import { connectApi } from '../../node/api/client.ts'
 import { printJson, table, UsageError, type Command } from '../command.ts'
+import { parseAmount } from '../../market/units.ts'
 
 export const marketCommand: Command = {
   name: 'market',
@@ -11,13 +12,17 @@ topic; every node keeps the latest valid offer of each provider.
   market prices                     offers this node knows, cheapest first
   market stats                      count, min, median and p90 per method and unit
   market price set sha256.hash "100 sat"
-                                    change this node's price now and announce it
-Amounts: "0.000001" (BTC), "0.000001 BTC", "100 sat" or 100 (satoshis).
+                                    change this node's price now, announce it,
+                                    and keep it in config.json
+Amounts name their unit: "100 sat", 100sat or "0.000001 BTC"; a number without
+a unit is satoshis (100 means 100 sat). A price more than 10 times the market
+median needs --yes.
 
 Options:
   --service S  only offers for service S
-  --method M   only offers for method M`,
-  options: { service: { type: 'string' }, method: { type: 'string' } },
+  --method M   only offers for method M
+  --yes        set a price far above the market anyway`,
+  options: { service: { type: 'string' }, method: { type: 'string' }, yes: { type: 'boolean' } },
   run: async ({ values, positionals, json, dataDir, out }) => {
     const api = await connectApi(dataDir, values.api)
     const query = new URLSearchParams()
@@ -29,7 +34,7 @@ Options:
       if (json) {
         printJson(out, prices)
       } else {
-        out.write(prices.length === 0 ? 'no offers known yet\n' : table([['PROVIDER', 'METHOD', 'PRICE (BTC)', 'PER', 'VALID UNTIL'], ...prices.map(p => [p.provider, `${p.service}.${p.method}`, p.price, p.unit, p.validUntil])]))
+        out.write(prices.length === 0 ? 'no offers known yet\n' : table([['PROVIDER', 'METHOD', 'PRICE', 'PER', 'VALID UNTIL'], ...prices.map(p => [p.provider, `${p.service}.${p.method}`, p.price, p.unit, p.validUntil])]))
       }
       return
     }
@@ -47,11 +52,20 @@ Options:
       if (match == null) {
         throw new UsageError(`"${rest[1]}" is not <service>.<method>`)
       }
-      const result = await api.post<any>('/v1/market/price', { service: match[1], method: match[2], amount: rest[2] })
+      let sats: bigint
+      try {
+        sats = parseAmount(rest[2], 'a price')
+      } catch (e: any) {
+        throw new UsageError(e.message)
+      }
+      const result = await api.post<any>('/v1/market/price', { service: match[1], method: match[2], amount: `${sats} sat`, confirm: values.yes === true })
       if (json) {
         printJson(out, result)
       } else {
-        out.write(`${result.service}.${result.method} now costs ${result.price} BTC per unit${result.offer == null ? ' (free: no offer is published)' : '; the offer is announced'}\n`)
+        const unit = result.offer?.unit == null ? 'unit' : result.offer.unit
+        out.write(`${result.service}.${result.method} now costs ${result.price} per ${unit}` +
+          `${result.offer == null ? ' (free: no offer is published)' : '; the offer is announced'}` +
+          `${result.persisted === true ? ', and config.json keeps it' : ' until the node stops'}\n`)
       }
       return
     }

@@ -1,3 +1,4 @@
+import { peerIdFromString } from '@libp2p/peer-id'
 import { connectApi } from '../../node/api/client.ts'
 import { printJson, table, UsageError, type Command } from '../command.ts'
 
@@ -21,8 +22,15 @@ The score is trust relative to the average peer: 1 is average, 0 is none.`,
     if (positionals[0] !== 'show' || positionals.length > 2) {
       throw new UsageError('usage: opencloud-node reputation show [peer]')
     }
-    const api = await connectApi(dataDir, values.api)
     const peer = positionals[1]
+    if (peer != null) {
+      try {
+        peerIdFromString(peer)
+      } catch {
+        throw new UsageError(`"${peer}" is not a PeerId (they look like 12D3KooW...); "reputation show" lists the peers this node has opinions of`)
+      }
+    }
+    const api = await connectApi(dataDir, values.api)
     if (peer == null) {
       const views = await api.get<any[]>('/v1/reputation')
       if (json) {

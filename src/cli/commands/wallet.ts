@@ -1,10 +1,11 @@
 import { connectApi } from '../../node/api/client.ts'
 import { printJson, table, UsageError, type Command } from '../command.ts'
+import { formatAmount, parseAmount } from '../../market/units.ts'
 
 export const walletCommand: Command = {
   name: 'wallet',
   summary: "the node's bitcoin wallet: address, balance, send, history",
-  usage: 'opencloud-node wallet <address [--new] | balance | send <address> <BTC> | history>',
+  usage: 'opencloud-node wallet <address [--new] | balance | send <address> <amount> | history>',
   help: `The node's HD wallet (BIP39 mnemonic, BIP84 native segwit), kept in
 wallet.json in the data directory with mode 0600. Set
 OPENCLOUD_WALLET_PASSPHRASE before the node's first start to encrypt it.
@@ -13,7 +14,9 @@ Balances and sending need a chain: payments.chain in config.json.
   wallet address         the wallet's identity address (its bitcoin credential)
   wallet address --new   a fresh receive address
   wallet balance         confirmed and unconfirmed balance
-  wallet send <address> <BTC>
+  wallet send <address> <amount>
+                         e.g. wallet send bcrt1q... "0.001 BTC" (or 100000sat;
+                         a number without a unit is satoshis)
   wallet history         transactions in and out of the wallet
 
 Options:
@@ -42,20 +45,26 @@ Options:
         if (json) {
           printJson(out, { network: info.network, ...info.balance })
         } else {
-          out.write(table([['confirmed', `${info.balance.confirmed} BTC`], ['unconfirmed', `${info.balance.unconfirmed} BTC`], ['network', info.network]]))
+          out.write(table([['confirmed', info.balance.confirmed], ['unconfirmed', info.balance.unconfirmed], ['network', info.network]]))
         }
         return
       }
       case 'send': {
         const [address, amount] = rest
-        if (address == null || amount == null) {
-          throw new UsageError('usage: opencloud-node wallet send <address> <BTC>')
+        if (address == null || amount == null || rest.length > 2) {
+          throw new UsageError('usage: opencloud-node wallet send <address> <amount>, e.g. "0.001 BTC" or 100000sat')
         }
-        const sent = await api.post<{ txid: string, fee: string }>('/v1/wallet/send', { address, amount })
+        let sats: bigint
+        try {
+          sats = parseAmount(amount, 'the amount to send')
+        } catch (e: any) {
+          throw new UsageError(e.message)
+        }
+        const sent = await api.post<{ txid: string, fee: string }>('/v1/wallet/send', { address, amount: formatAmount(sats) })
         if (json) {
-          printJson(out, sent)
+          printJson(out, { ...sent, amount: formatAmount(sats), address })
         } else {
-          out.write(`sent ${amount} BTC to ${address} in ${sent.txid} (fee ${sent.fee} BTC)\n`)
+          out.write(`sent ${formatAmount(sats)} to ${address} in ${sent.txid} (fee ${sent.fee})\n`)
         }
         return
       }
@@ -66,7 +75,7 @@ Options:
         } else if (history.length === 0) {
           out.write('no transactions yet\n')
         } else {
-          out.write(table([['TXID', 'AMOUNT (BTC)', 'FEE', 'CONFIRMED'], ...history.map(h => [h.txid, h.delta, h.fee, h.confirmed ? `block ${h.blockHeight}` : 'no'])]))
+          out.write(table([['TXID', 'AMOUNT', 'FEE', 'CONFIRMED'], ...history.map(h => [h.txid, h.delta, h.fee, h.confirmed ? `block ${h.blockHeight}` : 'no'])]))
         }
         return
       }

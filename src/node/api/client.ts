@@ -3,6 +3,7 @@ import { Readable } from 'node:stream'
 import { readApiInfo, dataDirPaths } from '../data-dir.ts'
 import { readFile } from 'node:fs/promises'
 import { API_HEADERS } from './http-status.ts'
+import { CLI } from '../../cli/cli-name.ts'
 
 export class DaemonNotRunningError extends Error {
   override name = 'DaemonNotRunningError'
@@ -31,7 +32,7 @@ export async function connectApi (dataDir: string, apiFlag?: string): Promise<Ap
   try {
     token = (await readFile(paths.apiToken, 'utf8')).trim()
   } catch {
-    throw new DaemonNotRunningError(`no node has run with the data directory ${dataDir}; start one with: opencloud-node daemon --data-dir ${dataDir}`)
+    throw new DaemonNotRunningError(`no node has run with the data directory ${dataDir}; start one with: ${CLI} --data-dir ${dataDir}`)
   }
   let url: string
   if (apiFlag != null) {
@@ -39,7 +40,7 @@ export async function connectApi (dataDir: string, apiFlag?: string): Promise<Ap
   } else {
     const info = await readApiInfo(paths.apiInfo)
     if (info == null) {
-      throw new DaemonNotRunningError(`no node is running with the data directory ${dataDir}; start one with: opencloud-node daemon --data-dir ${dataDir}`)
+      throw new DaemonNotRunningError(`no node is running with the data directory ${dataDir}; start one with: ${CLI} --data-dir ${dataDir}`)
     }
     url = info.url
   }

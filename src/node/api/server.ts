@@ -5,16 +5,18 @@ import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline as streamPipeline } from 'node:stream/promises'
 import { logger } from '@libp2p/logger'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { bodyFromFile, EMPTY_BODY, type OutgoingBody } from '../../protocols/rpc/body.ts'
 import { RpcError } from '../../protocols/rpc/errors.ts'
 import { statusName, Status } from '../../protocols/rpc/status.ts'
-import { parsePeer, type OpenCloudNode } from '../opencloud-node.ts'
+import { parsePeer, PriceRefusedError, type OpenCloudNode } from '../opencloud-node.ts'
 import { httpStatusFor, API_HEADERS } from './http-status.ts'
 import { HttpError, readSmallBody } from '../http-request.ts'
 import type { CallResponse } from '../../protocols/rpc/client.ts'
 import type { ChainBackend } from '../../payments/chain/interface.ts'
-import { BiddingError, parsePayMode, type PaidCallOptions, type PaidCallResult } from '../../payments/payment-agent.ts'
-import { formatBtc, parseAmount, parseBtc } from '../../market/units.ts'
+import { BiddingError, type PaidCallOptions, type PaidCallResult } from '../../payments/payment-agent.ts'
+import { parsePayRequest } from '../../payments/pay-options.ts'
+import { formatAmount, parseAmount } from '../../market/units.ts'
 import { offerJson, statsJson } from '../../services/market/index.ts'
 
 function marketQuery (url: URL): { service?: string, method?: string } {
@@ -29,6 +31,49 @@ export interface ApiServerInit {
   host: string
   port: number
   token: string
+}
+
+/**
+ * Errors that are the API client's to fix, not the node failing: answered
+ * 4xx with their own sentence instead of 500.
+ */
+const CLIENT_MISTAKES: Record<string, number> = {
+  WrongNetworkAddressError: 400,
+  InvalidAmountError: 400,
+  DustPaymentError: 400,
+  InsufficientFundsError: 409
+}
+
+/** A whole number above zero from the query, or 400 naming it */
+function positiveInteger (url: URL, name: string, fallback: number): number {
+  const text = url.searchParams.get(name)
+  if (text == null) {
+    return fallback
+  }
+  const value = Number(text)
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(value) || value <= 0) {
+    throw new HttpError(400, `${name} must be a whole number above 0, not "${text}"`)
+  }
+  return value
+}
+
+/** The `peer` query parameter as a checked PeerId string */
+function peerParam (url: URL, required: true): string
+function peerParam (url: URL, required: false): string | null
+function peerParam (url: URL, required: boolean): string | null {
+  const peer = url.searchParams.get('peer')
+  if (peer == null) {
+    if (required) {
+      throw new HttpError(400, `name a peer: ${url.pathname}?peer=<PeerId>`)
+    }
+    return null
+  }
+  try {
+    peerIdFromString(peer)
+  } catch {
+    throw new HttpError(400, `"${peer}" is not a PeerId`)
+  }
+  return peer
 }
 
 function sendJson (res: ServerResponse, status: number, value: unknown): void {
@@ -57,8 +102,8 @@ export class ApiServer {
   async start (): Promise<void> {
     const server = createServer((req, res) => {
       this.route(req, res).catch((err: any) => {
-        const status = err instanceof HttpError ? err.status : 500
-        if (!(err instanceof HttpError)) {
+        const status = err instanceof HttpError ? err.status : (CLIENT_MISTAKES[err.name] ?? 500)
+        if (status >= 500) {
           log.error('%s %s failed - %e', req.method, req.url, err)
         }
         if (res.headersSent) {
@@ -120,7 +165,7 @@ export class ApiServer {
         if (service == null || !/^[a-z][a-z0-9-]*$/.test(service)) {
           throw new HttpError(400, 'name a service: /v1/peers/find?service=sha256')
         }
-        const timeout = Number(url.searchParams.get('timeout') ?? 15_000)
+        const timeout = positiveInteger(url, 'timeout', 15_000)
         sendJson(res, 200, await this.node.findProviders(service, AbortSignal.timeout(timeout)))
         return
       }
@@ -143,7 +188,7 @@ export class ApiServer {
           identityAddress: wallet.identityAddress,
           encrypted: wallet.encrypted,
           chain: this.node.config.payments.chain === '' ? null : this.node.config.payments.chain,
-          balance: balance == null ? null : { confirmed: formatBtc(balance.confirmed), unconfirmed: formatBtc(balance.unconfirmed) }
+          balance: balance == null ? null : { confirmed: formatAmount(balance.confirmed), unconfirmed: formatAmount(balance.unconfirmed) }
         })
         return
       }
@@ -156,23 +201,23 @@ export class ApiServer {
         try {
           body = JSON.parse(await readSmallBody(req))
         } catch {
-          throw new HttpError(400, 'send JSON: {"address": "...", "amount": "0.001"}')
+          throw new HttpError(400, 'send JSON: {"address": "...", "amount": "0.001 BTC"}')
         }
         if (typeof body.address !== 'string' || typeof body.amount !== 'string') {
-          throw new HttpError(400, 'send JSON: {"address": "...", "amount": "0.001"}')
+          throw new HttpError(400, 'send JSON: {"address": "...", "amount": "0.001 BTC"}')
         }
         let sats: bigint
         try {
-          sats = parseBtc(body.amount)
+          sats = parseAmount(body.amount, 'the amount to send')
         } catch (err: any) {
           throw new HttpError(400, err.message)
         }
         const sent = await this.node.wallet.send(chain, body.address, sats)
-        sendJson(res, 200, { txid: sent.txid, fee: formatBtc(sent.fee) })
+        sendJson(res, 200, { txid: sent.txid, fee: formatAmount(sent.fee) })
         return
       }
       case 'GET /v1/wallet/history':
-        sendJson(res, 200, (await this.node.wallet.history(this.requireChain())).map(t => ({ ...t, delta: (t.delta < 0n ? '-' : '') + formatBtc(t.delta < 0n ? -t.delta : t.delta), fee: formatBtc(t.fee) })))
+        sendJson(res, 200, (await this.node.wallet.history(this.requireChain())).map(t => ({ ...t, delta: (t.delta < 0n ? '-' : '') + formatAmount(t.delta < 0n ? -t.delta : t.delta), fee: formatAmount(t.fee) })))
         return
       case 'GET /v1/market/prices':
         sendJson(res, 200, this.node.market.index.query(marketQuery(url)).map(offerJson))
@@ -181,37 +226,39 @@ export class ApiServer {
         sendJson(res, 200, this.node.market.index.stats(marketQuery(url)).map(statsJson))
         return
       case 'POST /v1/market/price': {
-        let body: { service?: unknown, method?: unknown, amount?: unknown }
+        const usage = 'send JSON: {"service": "sha256", "method": "hash", "amount": "100 sat", "confirm": false}'
+        let body: { service?: unknown, method?: unknown, amount?: unknown, confirm?: unknown }
         try {
           body = JSON.parse(await readSmallBody(req))
         } catch {
-          throw new HttpError(400, 'send JSON: {"service": "sha256", "method": "hash", "amount": "100 sat"}')
+          throw new HttpError(400, usage)
         }
         if (typeof body.service !== 'string' || typeof body.method !== 'string' || (typeof body.amount !== 'string' && typeof body.amount !== 'number')) {
-          throw new HttpError(400, 'send JSON: {"service": "sha256", "method": "hash", "amount": "100 sat"}')
+          throw new HttpError(400, usage)
         }
         let sats: bigint
         try {
-          sats = parseAmount(body.amount)
+          sats = parseAmount(body.amount, 'a price')
           this.node.registry.resolve(body.service, body.method)
         } catch (err: any) {
           throw new HttpError(400, err.message)
         }
-        const offer = await this.node.market.setPrice(body.service, body.method, sats)
-        const held = offer == null ? undefined : this.node.market.index.latest(offer.provider, offer.service, offer.method)
-        sendJson(res, 200, { service: body.service, method: body.method, price: formatBtc(sats), offer: held == null ? null : offerJson(held) })
+        let set
+        try {
+          set = await this.node.setPrice(body.service, body.method, sats, { confirm: body.confirm === true })
+        } catch (err: any) {
+          throw err instanceof PriceRefusedError ? new HttpError(409, err.message) : err
+        }
+        sendJson(res, 200, { service: body.service, method: body.method, price: formatAmount(sats), persisted: set.persisted, offer: set.offer == null ? null : offerJson(set.offer) })
         return
       }
       case 'GET /v1/reputation': {
-        const peer = url.searchParams.get('peer')
+        const peer = peerParam(url, false)
         sendJson(res, 200, peer == null ? await this.node.reputation.views() : await this.node.reputation.view(peer))
         return
       }
       case 'GET /v1/reputation/records': {
-        const peer = url.searchParams.get('peer')
-        if (peer == null) {
-          throw new HttpError(400, 'name a peer: /v1/reputation/records?peer=<PeerId>')
-        }
+        const peer = peerParam(url, true)
         sendJson(res, 200, await this.node.reputation.store.records(peer))
         return
       }
@@ -222,7 +269,7 @@ export class ApiServer {
         })
         return
       case 'GET /v1/payments/history':
-        sendJson(res, 200, (await this.node.ledger.payments()).map(p => ({ ...p, amount: formatBtc(p.sats), sats: undefined, at: new Date(p.at).toISOString() })))
+        sendJson(res, 200, (await this.node.ledger.payments()).map(p => ({ ...p, amount: formatAmount(p.sats), sats: undefined, at: new Date(p.at).toISOString() })))
         return
       default:
         throw new HttpError(404, `no such API route: ${route}`)
@@ -295,20 +342,15 @@ export class ApiServer {
     }
     let payOptions: PaidCallOptions | undefined
     try {
-      const pay = parsePayMode(url.searchParams.get('pay') ?? 'none')
-      const maxPrice = url.searchParams.get('maxPrice')
-      const market = maxPrice == null ? null : /^market(?::([0-9]+(?:\.[0-9]+)?))?$/.exec(maxPrice)
-      if (pay.kind !== 'none') {
+      const parsed = parsePayRequest({ pay: url.searchParams.get('pay') ?? undefined, maxPrice: url.searchParams.get('maxPrice') ?? undefined, threshold: url.searchParams.get('threshold') ?? undefined })
+      if (parsed != null) {
         const length = Number(req.headers['content-length'] ?? 0)
-        const max = maxPrice == null
+        const max = parsed.maxPrice == null
           ? undefined
-          : market != null
-            ? this.node.marketMaxPrice(service, method, length, market[1] == null ? undefined : Number(market[1]))
-            : parseBtc(maxPrice)
-        payOptions = { pay, maxPrice: max, threshold: url.searchParams.get('threshold') ?? undefined }
-        if (pay.kind === 'auto' && maxPrice == null) {
-          throw new Error('--pay auto needs --max-price: the most you will pay')
-        }
+          : parsed.maxPrice.kind === 'market'
+            ? this.node.marketMaxPrice(service, method, length, parsed.maxPrice.factor)
+            : parsed.maxPrice.sats
+        payOptions = { pay: parsed.pay, maxPrice: max, threshold: parsed.threshold }
       }
     } catch (err: any) {
       throw new HttpError(400, err.message)
@@ -330,7 +372,7 @@ export class ApiServer {
     } catch (err: any) {
       await cleanup()
       if (err instanceof BiddingError) {
-        sendJson(res, 402, { error: { name: err.name, status: 'request-declined/payment-declined', message: err.message, decisions: err.decisions } })
+        sendJson(res, 402, { error: { name: err.name, status: 'request-declined/payment-declined', message: err.message, decisions: err.decisions, asked: err.asked == null ? undefined : formatAmount(err.asked) } })
         return
       }
       if (err instanceof RpcError) {
@@ -364,7 +406,7 @@ export class ApiServer {
         ? {}
         : {
             [API_HEADERS.payment]: encodeURIComponent(JSON.stringify({
-              payment: paid.payment == null ? undefined : { ...paid.payment, sats: undefined, amount: formatBtc(paid.payment.sats) },
+              payment: paid.payment == null ? undefined : { ...paid.payment, sats: undefined, amount: formatAmount(paid.payment.sats) },
               decisions: paid.decisions
             }))
           })

@@ -6,7 +6,7 @@ import { wordlist } from '@scure/bip39/wordlists/english.js'
 import { payments } from 'bitcoinjs-lib'
 import { logger } from '@libp2p/logger'
 import { writeFileAtomic } from '../../node/files.ts'
-import { bitcoinNetwork, coinType, type BitcoinNetworkName } from './networks.ts'
+import { bitcoinNetwork, checkAddressNetwork, coinType, type BitcoinNetworkName } from './networks.ts'
 import { buildTransaction, type SpendableOutput } from './tx-builder.ts'
 import type { ChainBackend, TxInfo } from '../chain/interface.ts'
 
@@ -231,6 +231,7 @@ export class Wallet {
   }
 
   async send (chain: ChainBackend, address: string, value: bigint, feeRate?: number): Promise<{ txid: string, fee: bigint }> {
+    checkAddressNetwork(address, this.network)
     const payment = await this.createPayment(chain, [{ address, value }], feeRate)
     await chain.broadcast(payment.hex)
     return { txid: payment.txid, fee: payment.fee }

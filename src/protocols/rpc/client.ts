@@ -13,9 +13,12 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 
 const log = logger('opencloud:rpc:client')
 
+/** What the client needs of a connection: whom it reaches, and new streams on it */
+export type RpcConnection = Pick<Connection, 'remotePeer' | 'newStream'>
+
 export interface RpcClientComponents {
   /** Open or reuse a connection, as `libp2p.dial` does */
-  dial: (peer: PeerId | Multiaddr, options?: AbortOptions) => Promise<Connection>
+  dial: (peer: PeerId | Multiaddr, options?: AbortOptions) => Promise<RpcConnection>
 }
 
 export interface RpcClientInit {
@@ -406,7 +409,7 @@ export class RpcClient {
       }
       pooled.reader.release()
     }
-    let connection: Connection
+    let connection: RpcConnection
     try {
       connection = await this.components.dial(peer, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.dialTimeoutMs)]) })
     } catch (err: any) {
@@ -460,21 +463,27 @@ export class RpcClient {
 }
 
 /**
- * A small body is sent before the server has checked the nonce, so a
- * refresh-nonce retry sends it again: keep its bytes. A large body is only
- * opened after CONTINUE, which comes after the nonce check, so it is opened
- * once and may be a one-shot stream.
+ * A small body is sent before the server has checked the nonce or the
+ * payment, so a refresh-nonce retry, and a paid call's next offer after
+ * too-low, send it again: keep its bytes. A large body is only opened after
+ * CONTINUE, which comes after every check, so it is opened once and may be a
+ * one-shot stream (an HTTP request body, stdin).
  */
-async function replayable (body: OutgoingBody, signal?: AbortSignal): Promise<OutgoingBody> {
-  if (body.length === 0 || body.length > EAGER_BODY_LIMIT) {
+export async function replayable (body: OutgoingBody, signal?: AbortSignal): Promise<OutgoingBody> {
+  if (body.length === 0 || body.length > EAGER_BODY_LIMIT || REPLAYABLE.has(body)) {
     return body
   }
   const chunks: Uint8Array[] = []
   for await (const chunk of body.open(signal)) {
     chunks.push(chunk)
   }
-  return { length: body.length, sha256: body.sha256, open: async function * () { yield * chunks } }
+  const kept: OutgoingBody = { length: body.length, sha256: body.sha256, open: async function * () { yield * chunks } }
+  REPLAYABLE.add(kept)
+  return kept
 }
+
+/** Bodies already kept in memory by `replayable`, so a caller that retries does not copy them again */
+const REPLAYABLE = new WeakSet<OutgoingBody>()
 
 /** Whether a promise settles (either way) within one macrotask turn, or at all when `wait` is set */
 async function settledWithin (p: Promise<unknown>, wait = false): Promise<boolean> {

@@ -3,6 +3,7 @@ import { peerIdFromMultihash, peerIdFromPrivateKey, peerIdFromString } from '@li
 import * as Digest from 'multiformats/hashes/digest'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { payments, networks, type Network } from 'bitcoinjs-lib'
+import { checkAddressNetwork, type BitcoinNetworkName } from '../../payments/wallet/networks.ts'
 import { CredentialType, type Credential } from './messages.ts'
 import { InvalidSignatureError, MalformedMessageError } from './errors.ts'
 import { signMessage, verifyMessage, UnsupportedAddressError, type BitcoinAddressType } from './bip137.ts'
@@ -107,6 +108,12 @@ export function credentialText (credential: Credential): string {
 export interface CredentialVerifierInit {
   /** How many OpenCloud ID public keys to keep parsed, default 10,000 */
   cacheSize?: number
+  /**
+   * The bitcoin network whose addresses are accepted as credentials, default
+   * any. A node checks balances on one chain, so an address of another
+   * network proves nothing it can check.
+   */
+  network?: BitcoinNetworkName
 }
 
 /**
@@ -117,9 +124,11 @@ export interface CredentialVerifierInit {
 export class CredentialVerifier {
   private readonly cache = new Map<string, KeyObject>()
   private readonly cacheSize: number
+  private readonly network?: BitcoinNetworkName
 
   constructor (init: CredentialVerifierInit = {}) {
     this.cacheSize = init.cacheSize ?? 10_000
+    this.network = init.network
   }
 
   /** Throws InvalidSignatureError naming the first credential that fails */
@@ -141,6 +150,13 @@ export class CredentialVerifier {
       return
     }
     const address = new TextDecoder().decode(credential.value)
+    if (this.network != null) {
+      try {
+        checkAddressNetwork(address, this.network)
+      } catch (err: any) {
+        throw new InvalidSignatureError(`credential btc:${address}: ${err.message}`)
+      }
+    }
     let ok: boolean
     try {
       ok = verifyMessage(address, bitcoinMessage(signing), signature)

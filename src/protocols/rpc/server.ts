@@ -7,7 +7,7 @@ import { decodeRequest, encodeHead, encodeResponseSigned, signingBytes, type Acc
 import { EMPTY_BODY, type OutgoingBody } from './body.ts'
 import { Status, statusName, type StatusCode } from './status.ts'
 import type { CredentialSigner } from './credentials.ts'
-import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface'
+import type { PeerId, Startable, Stream } from '@libp2p/interface'
 import type { Registrar } from '@libp2p/interface-internal'
 
 const log = logger('opencloud:rpc:server')
@@ -25,7 +25,6 @@ export interface IncomingRequest {
   /** SHA-256 of `signing`: what the response is bound to */
   digest: Uint8Array
   remotePeer: PeerId
-  connection: Connection
   body: IncomingBody
   /** Aborted when the stream closes under the call */
   signal: AbortSignal
@@ -200,7 +199,7 @@ export class RpcServer implements Startable {
 
   async start (): Promise<void> {
     await this.components.registrar.handle(RPC_PROTOCOL, (stream, connection) => {
-      this.serve(stream, connection).catch(err => {
+      this.serve(stream, connection.remotePeer).catch(err => {
         log.error('stream from %p failed - %e', connection.remotePeer, err)
         stream.abort(err)
       })
@@ -216,7 +215,18 @@ export class RpcServer implements Startable {
     this.streams.clear()
   }
 
-  private async serve (stream: Stream, connection: Connection): Promise<void> {
+  /**
+   * Serve a stream that did not come through libp2p: the node's calls to
+   * itself, which pass the same frames, checks and pipeline as any other.
+   */
+  serveLocal (stream: Stream, remotePeer: PeerId): void {
+    this.serve(stream, remotePeer).catch(err => {
+      log.error('a local stream failed - %e', err)
+      stream.abort(err)
+    })
+  }
+
+  private async serve (stream: Stream, remotePeer: PeerId): Promise<void> {
     this.streams.add(stream)
     const reader = new FrameReader(stream)
     const controller = new AbortController()
@@ -234,7 +244,7 @@ export class RpcServer implements Startable {
           if (err instanceof MalformedMessageError) {
             await this.refuse(stream, err)
           } else if (idle.aborted && !controller.signal.aborted) {
-            log.trace('closing a stream from %p idle for %d ms', connection.remotePeer, this.idleTimeoutMs)
+            log.trace('closing a stream from %p idle for %d ms', remotePeer, this.idleTimeoutMs)
             await closeOrAbort(stream)
           }
           return
@@ -244,7 +254,7 @@ export class RpcServer implements Startable {
           await stream.close().catch(() => {})
           return
         }
-        const keepOpen = await this.exchange(stream, connection, reader, frame, controller.signal)
+        const keepOpen = await this.exchange(stream, remotePeer, reader, frame, controller.signal)
         if (!keepOpen) {
           await stream.close().catch(() => {})
           return
@@ -267,7 +277,7 @@ export class RpcServer implements Startable {
   }
 
   /** One call; returns whether the stream is still in step and can carry another */
-  private async exchange (stream: Stream, connection: Connection, reader: FrameReader, frame: { type: number, payload: Uint8Array }, signal: AbortSignal): Promise<boolean> {
+  private async exchange (stream: Stream, remotePeer: PeerId, reader: FrameReader, frame: { type: number, payload: Uint8Array }, signal: AbortSignal): Promise<boolean> {
     if (frame.type !== FrameType.REQUEST) {
       await this.refuse(stream, new MalformedMessageError(`expected a REQUEST frame, got type ${frame.type}`))
       return false
@@ -286,7 +296,7 @@ export class RpcServer implements Startable {
     if (head.bodyLength > this.maxBodyBytes) {
       reply = { status: Status.BODY_TOO_LARGE, message: `the body is ${head.bodyLength} bytes; this node accepts at most ${this.maxBodyBytes}` }
     } else {
-      reply = await this.dispatch({ head, signing, digest, remotePeer: connection.remotePeer, connection, body, signal })
+      reply = await this.dispatch({ head, signing, digest, remotePeer, body, signal })
     }
     // keep the stream in step: a small body the client already sent is read
     // and dropped; a large one the server asked for and did not finish, or a

@@ -1,5 +1,5 @@
 import { BadRequestError } from '../../protocols/rpc/errors.ts'
-import { formatBtc, Units } from '../../market/units.ts'
+import { formatAmount, Units } from '../../market/units.ts'
 import type { Market } from '../../market/market.ts'
 import type { IndexedOffer, PriceStats } from '../../market/price-index.ts'
 import type { Service } from '../interface.ts'
@@ -17,7 +17,7 @@ export function offerJson (e: IndexedOffer): Record<string, unknown> {
     service: o.service,
     method: o.method,
     unit: o.unit,
-    price: formatBtc(o.price),
+    price: formatAmount(o.price),
     currency: o.currency,
     capacity: o.capacity.toString(),
     issuedAt: new Date(o.issuedAt).toISOString(),
@@ -29,7 +29,7 @@ export function offerJson (e: IndexedOffer): Record<string, unknown> {
 }
 
 export function statsJson (s: PriceStats): Record<string, unknown> {
-  return { service: s.service, method: s.method, unit: s.unit, count: s.count, min: formatBtc(s.min), median: formatBtc(s.median), p90: formatBtc(s.p90), currency: 'BTC' }
+  return { service: s.service, method: s.method, unit: s.unit, count: s.count, min: formatAmount(s.min), median: formatAmount(s.median), p90: formatAmount(s.p90), currency: 'BTC' }
 }
 
 function query (args: string[]): { service?: string, method?: string } {

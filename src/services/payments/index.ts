@@ -1,5 +1,5 @@
 import { BadRequestError } from '../../protocols/rpc/errors.ts'
-import { formatBtc, Units } from '../../market/units.ts'
+import { formatAmount, Units } from '../../market/units.ts'
 import type { Ledger, TabSummary } from '../../payments/ledger.ts'
 import type { Wallet } from '../../payments/wallet/wallet.ts'
 import type { Service } from '../interface.ts'
@@ -16,11 +16,11 @@ export function tabJson (tab: TabSummary): Record<string, unknown> {
   return {
     peer: tab.peer,
     role: tab.role,
-    promised: formatBtc(tab.promised),
-    paid: formatBtc(tab.paid),
-    outstanding: formatBtc(tab.outstanding),
-    due: formatBtc(tab.due),
-    overdue: formatBtc(tab.overdue),
+    promised: formatAmount(tab.promised),
+    paid: formatAmount(tab.paid),
+    outstanding: formatAmount(tab.outstanding),
+    due: formatAmount(tab.due),
+    overdue: formatAmount(tab.overdue),
     promises: tab.promises
   }
 }

@@ -34,6 +34,10 @@ export async function knownPeers (components: PeersServiceComponents, limit = 10
 
 export async function providersOf (components: PeersServiceComponents, service: string, signal?: AbortSignal): Promise<PeerEntry[]> {
   const connected = new Set(components.getConnections().map(c => c.remotePeer.toString()))
+  if (connected.size === 0) {
+    // nobody to ask: a DHT query would only wait out its timeout
+    return []
+  }
   const providers = await findServiceProviders(components, service, { signal: signal ?? AbortSignal.timeout(15_000) })
   // a node finds its own record too, but cannot call itself
   return providers.filter(p => !p.id.equals(components.peerId)).map(p => ({

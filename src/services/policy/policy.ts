@@ -113,7 +113,7 @@ function parseCommands (where: string, value: unknown): ParsedCommands {
   }
   if (c['min-payment'] != null) {
     try {
-      out.minPayment = parseAmount(c['min-payment'])
+      out.minPayment = parseAmount(c['min-payment'], 'min-payment')
     } catch (err: any) {
       throw new PolicyError(`${where}.min-payment: ${err.message}`)
     }
@@ -121,7 +121,7 @@ function parseCommands (where: string, value: unknown): ParsedCommands {
   for (const [key, field] of [['max-tab', 'maxTab'], ['min-balance', 'minBalance']] as const) {
     if (c[key] != null) {
       try {
-        out[field] = parseAmount(c[key])
+        out[field] = parseAmount(c[key], key)
       } catch (err: any) {
         throw new PolicyError(`${where}.${key}: ${err.message}`)
       }
@@ -208,6 +208,21 @@ export class Policies {
         throw new PolicyError(`policies.credential["${key}"]: credential scopes are written oc:<PeerId> or btc:<address>`)
       }
     }
+  }
+
+  /** Where a min-payment above zero is set, e.g. "policies.service.sha256"; undefined when nowhere */
+  minPaymentScope (): string | undefined {
+    if ((this.global.minPayment ?? 0n) > 0n) {
+      return 'policies.global'
+    }
+    for (const [name, map] of [['service', this.service], ['method', this.method], ['credential', this.credential]] as const) {
+      for (const [key, commands] of map) {
+        if ((commands.minPayment ?? 0n) > 0n) {
+          return `policies.${name}["${key}"]`
+        }
+      }
+    }
+    return undefined
   }
 
   decide (query: PolicyQuery): PolicyDecision {
