@@ -62,13 +62,16 @@ export const COMMON_HELP = `Common options:
 
 export function parseCommandArgs (command: Command, argv: string[]): { values: Record<string, any>, positionals: string[] } {
   try {
+    // "-3" is a (negative) amount the command will refuse with a sentence,
+    // not an unknown option: hide it from the option parser
+    const NEGATIVE = '\u0000negative:'
     const { values, positionals } = parseArgs({
-      args: argv,
+      args: argv.map(a => /^-[0-9.]/.test(a) ? NEGATIVE + a : a),
       options: { ...COMMON_OPTIONS, ...command.options },
       allowPositionals: true,
       strict: true
     })
-    return { values, positionals }
+    return { values, positionals: positionals.map(p => p.startsWith(NEGATIVE) ? p.slice(NEGATIVE.length) : p) }
   } catch (err: any) {
     throw new UsageError(`${err.message.replace(/\. To specify a positional.*$/, '')}; see: ${CLI} ${command.name} --help`)
   }

@@ -13,7 +13,7 @@ import { OFFERS_TOPIC, REPUTATION_TOPIC } from '../market/topic.ts'
 import { marketService } from '../services/market/index.ts'
 import { Reputation } from '../reputation/reputation.ts'
 import { reputationService } from '../services/reputation/index.ts'
-import { AccessDeniedError, ServerError } from '../protocols/rpc/errors.ts'
+import { AccessDeniedError, DialError, ServerError } from '../protocols/rpc/errors.ts'
 import { LevelDatastore } from 'datastore-level'
 import { Level } from 'level'
 import { logger } from '@libp2p/logger'
@@ -46,7 +46,7 @@ import { ConfigError, configPrices, loadConfig, updateConfigFile, type Config } 
 import { formatAmount, parseAmount } from '../market/units.ts'
 import { ensureDataDir, loadOrCreateIdentity, type DataDir } from './data-dir.ts'
 import { VERSION } from './version.ts'
-import type { PeerId, PrivateKey } from '@libp2p/interface'
+import type { AbortOptions, PeerId, PrivateKey } from '@libp2p/interface'
 import type { Service } from '../services/interface.ts'
 
 const log = logger('opencloud:node')
@@ -174,7 +174,7 @@ export class OpenCloudNode {
         record: async (r) => reputation.record(r)
       })
     }
-    this.client = new RpcClient({ dial: async (peer, options) => this.isSelf(peer) ? this.selfConnection() : this.libp2p.dial(peer, options) }, {
+    this.client = new RpcClient({ dial: async (peer, options) => this.dial(peer, options) }, {
       signer: args.signer,
       verifier: args.verifier,
       timeoutMs: args.config.rpc.timeoutMs
@@ -281,6 +281,17 @@ export class OpenCloudNode {
 
   get peerId (): PeerId {
     return this.libp2p.peerId
+  }
+
+  private async dial (peer: PeerId | Multiaddr, options?: AbortOptions): Promise<RpcConnection> {
+    if (this.isSelf(peer)) {
+      return this.selfConnection()
+    }
+    if ('toMultihash' in peer && this.libp2p.getConnections().length === 0 && ((await this.libp2p.peerStore.get(peer).catch(() => undefined))?.addresses.length ?? 0) === 0) {
+      // nobody to ask where it is: fail now rather than wait out the dial timeout
+      throw new DialError(`cannot reach ${peer.toString()}: no peer with that id is known, and this node is connected to no peers to ask the DHT; start it with --bootstrap <multiaddr>, or call the peer by its multiaddr`)
+    }
+    return this.libp2p.dial(peer, options)
   }
 
   private isSelf (peer: PeerId | Multiaddr): boolean {

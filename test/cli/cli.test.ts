@@ -96,6 +96,31 @@ describe('the opencloud-node command line against running daemons', () => {
     const help = await runCli(['call', '--help'])
     assert.equal(help.code, 0)
     assert.match(help.stdout, /Usage: opencloud-node call <peer>/)
+    // mistakes in what a call pays or a wallet sends are usage mistakes too,
+    // caught before anything is sent
+    const mistakes: Array<[string[], RegExp]> = [
+      [['call', server.peerId, 'sha256.hash', '--pay', 'bogus'], /--pay takes auto, none, attached:<amount> or defer:<amount>/],
+      [['call', server.peerId, 'sha256.hash', '--pay', 'auto', '--max-price', 'lots'], /--max-price "lots" is not an amount/],
+      [['call', server.peerId, 'sha256.hash', '--pay', 'auto'], /--pay auto needs --max-price/],
+      [['call', server.peerId, 'sha256.hash', '--pay', 'auto', '--max-price', '0.0001'], /--max-price "0.0001" has no unit: write "0.0001 BTC" or a whole number of satoshis such as "10000 sat"/],
+      [['call', server.peerId, 'sha256.hash', '--pay', 'attached:-5sat'], /can't be negative/],
+      [['call', server.peerId, 'sha256.hash', '--pay', 'auto', '--max-price', '21000001 BTC'], /more than the 21,000,000 BTC/],
+      [['wallet', 'send', 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080', 'abc'], /the amount to send "abc" is not an amount/],
+      [['market', 'price', 'set', 'sha256.hash', '-3'], /a price can't be negative/],
+      [['reputation', 'show', 'notapeer'], /"notapeer" is not a PeerId/]
+    ]
+    for (const [args, message] of mistakes) {
+      const result = await runCli([...args, '--data-dir', clientDir])
+      assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`)
+      assert.match(result.stderr, message)
+    }
+  })
+
+  it('says in one sentence when an address is for another bitcoin network', async () => {
+    // a mainnet address given to a regtest node's wallet: the address is checked before anything else
+    const sent = await runCli(['wallet', 'send', 'bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4', '1000sat', '--data-dir', clientDir])
+    assert.equal(sent.code, 1)
+    assert.match(sent.stderr, /^opencloud-node: that address is for mainnet, this node runs regtest\n$/)
   })
 
   it('protects the control API with the token from the data directory', async () => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { startTestNode, testConfig, tempDir, type TestNode } from '../helpers/nodes.ts'
+import { addrOf, startTestNode, testConfig, tempDir, type TestNode } from '../helpers/nodes.ts'
 import { DEFAULT_CONFIG } from '../../src/node/config.ts'
 import { RawRpc } from '../helpers/raw-rpc.ts'
 import { bodyFromBytes, bodyFromFile } from '../../src/protocols/rpc/body.ts'
@@ -232,9 +232,33 @@ describe('OpenCloud RPC between two nodes over TCP', () => {
     await stranger.destroy()
     await assert.rejects(client.node.client.call(unknown, { service: 'info', method: 'info', signal: AbortSignal.timeout(30_000) }), (err: any) => {
       assert.equal(err.name, 'DialError')
-      assert.match(err.message, /cannot reach 12D3KooW/)
+      assert.match(err.message, /cannot reach 12D3KooW\S+: no peer with that id was found in the DHT/)
       return true
     })
+    // the address of one peer with the id of another
+    const wrongId = addrOf(server.node).replace(/\/p2p\/.*$/, `/p2p/${unknown.toString()}`)
+    await assert.rejects(client.node.call(wrongId, { service: 'info', method: 'info' }), /the peer at that address has another id \(12D3KooW\S+, not 12D3KooW\S+\): check the \/p2p\/ part/)
+    await assert.rejects(client.node.call(`/ip4/127.0.0.1/tcp/1/p2p/${unknown.toString()}`, { service: 'info', method: 'info' }), /nothing is listening at 127.0.0.1:1 \(connection refused\)/)
+  })
+
+  it('serves calls to the node itself through the same pipeline', async () => {
+    const own = await server.node.call(server.node.peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(text('to myself')) })
+    assert.equal(own.server, server.node.peerId.toString())
+    assert.equal(Buffer.from(await own.body.bytes()).toString('hex'), sha256hex(text('to myself')))
+    // policies and prices apply as to anyone: peers.list is priced
+    await assert.rejects(server.node.call(server.node.peerId.toString(), { service: 'peers', method: 'list' }), PaymentTooLowError)
+    assert.equal((await server.node.reputation.store.records(server.node.peerId.toString())).length, 0, 'a node keeps no opinion of itself')
+  })
+
+  it('fails at once, saying why, when a lone node is asked for an unknown PeerId', async () => {
+    const lone = await startTestNode()
+    try {
+      const started = Date.now()
+      await assert.rejects(lone.node.call(client.node.peerId, { service: 'info', method: 'node' }), /no peer with that id is known, and this node is connected to no peers/)
+      assert.ok(Date.now() - started < 5_000, 'it waited out a dial timeout')
+    } finally {
+      await lone.destroy()
+    }
   })
 
   it('refuses requests without an OpenCloud ID credential by default', async () => {

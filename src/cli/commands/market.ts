@@ -24,11 +24,20 @@ Options:
   --yes        set a price far above the market anyway`,
   options: { service: { type: 'string' }, method: { type: 'string' }, yes: { type: 'boolean' } },
   run: async ({ values, positionals, json, dataDir, out }) => {
+    const [sub, ...rest] = positionals
+    // a price is checked before the node is asked, so a mistake is a usage error
+    let sats: bigint | undefined
+    if (sub === 'price' && rest[0] === 'set' && rest.length === 3) {
+      try {
+        sats = parseAmount(rest[2], 'a price')
+      } catch (e: any) {
+        throw new UsageError(e.message)
+      }
+    }
     const api = await connectApi(dataDir, values.api)
     const query = new URLSearchParams()
     if (values.service != null) query.set('service', values.service)
     if (values.method != null) query.set('method', values.method)
-    const [sub, ...rest] = positionals
     if (sub === 'prices') {
       const prices = await api.get<any[]>(`/v1/market/prices?${query.toString()}`)
       if (json) {
@@ -47,16 +56,10 @@ Options:
       }
       return
     }
-    if (sub === 'price' && rest[0] === 'set' && rest.length === 3) {
+    if (sats != null) {
       const match = /^([a-z][a-z0-9-]*)\.([a-z][a-z0-9-]*)$/.exec(rest[1])
       if (match == null) {
         throw new UsageError(`"${rest[1]}" is not <service>.<method>`)
-      }
-      let sats: bigint
-      try {
-        sats = parseAmount(rest[2], 'a price')
-      } catch (e: any) {
-        throw new UsageError(e.message)
       }
       const result = await api.post<any>('/v1/market/price', { service: match[1], method: match[2], amount: `${sats} sat`, confirm: values.yes === true })
       if (json) {

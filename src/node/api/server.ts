@@ -16,6 +16,7 @@ import type { CallResponse } from '../../protocols/rpc/client.ts'
 import type { ChainBackend } from '../../payments/chain/interface.ts'
 import { BiddingError, type PaidCallOptions, type PaidCallResult } from '../../payments/payment-agent.ts'
 import { parsePayRequest } from '../../payments/pay-options.ts'
+import { checkAddressNetwork } from '../../payments/wallet/networks.ts'
 import { formatAmount, parseAmount } from '../../market/units.ts'
 import { offerJson, statsJson } from '../../services/market/index.ts'
 
@@ -196,7 +197,6 @@ export class ApiServer {
         sendJson(res, 200, { address: await this.node.wallet.newAddress(), network: this.node.wallet.network })
         return
       case 'POST /v1/wallet/send': {
-        const chain = this.requireChain()
         let body: { address?: unknown, amount?: unknown }
         try {
           body = JSON.parse(await readSmallBody(req))
@@ -208,10 +208,12 @@ export class ApiServer {
         }
         let sats: bigint
         try {
+          checkAddressNetwork(body.address, this.node.wallet.network)
           sats = parseAmount(body.amount, 'the amount to send')
         } catch (err: any) {
           throw new HttpError(400, err.message)
         }
+        const chain = this.requireChain()
         const sent = await this.node.wallet.send(chain, body.address, sats)
         sendJson(res, 200, { txid: sent.txid, fee: formatAmount(sent.fee) })
         return

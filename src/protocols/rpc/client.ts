@@ -414,10 +414,7 @@ export class RpcClient {
       connection = await this.components.dial(peer, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.dialTimeoutMs)]) })
     } catch (err: any) {
       signal.throwIfAborted()
-      const reason = err.name === 'TimeoutError'
-        ? `no address answered within ${this.dialTimeoutMs / 1000} s (a PeerId needs a connection, a known address or a DHT that can find it)`
-        : err.message
-      throw new DialError(`cannot reach ${peer.toString()}: ${reason}`)
+      throw new DialError(`cannot reach ${peer.toString()}: ${dialFailure(peer, err, this.dialTimeoutMs)}`)
     }
     const stream = await connection.newStream(RPC_PROTOCOL, { signal })
     // the client decides when a pooled stream is stale
@@ -460,6 +457,30 @@ export class RpcClient {
       pooled.stream.abort(err)
     }
   }
+}
+
+/**
+ * What went wrong in a dial, as one sentence a person can act on instead of
+ * the transport's own words.
+ */
+function dialFailure (peer: PeerId | Multiaddr, err: any, timeoutMs: number): string {
+  const message = String(err?.message ?? err)
+  const mismatch = /Payload identity key (\S+) does not match expected remote identity key (\S+)/.exec(message)
+  if (mismatch != null) {
+    return `the peer at that address has another id (${mismatch[1]}, not ${mismatch[2]}): check the /p2p/ part of the address`
+  }
+  const refused = /ECONNREFUSED (\S+)/.exec(message)
+  if (refused != null) {
+    return `nothing is listening at ${refused[1]} (connection refused): is the peer running, and is the address right?`
+  }
+  const isPeerId = !('getComponents' in peer)
+  if (err?.name === 'NoValidAddressesError' || err?.name === 'NotFoundError' || (isPeerId && err?.name === 'TimeoutError')) {
+    return `no peer with that id was found in the DHT within ${timeoutMs / 1000} s: check the id, or give its multiaddr (/ip4/.../tcp/.../p2p/<PeerId>)`
+  }
+  if (err?.name === 'TimeoutError') {
+    return `no answer within ${timeoutMs / 1000} s: is the peer running, and is the address reachable from here?`
+  }
+  return message
 }
 
 /**
