@@ -31,6 +31,11 @@ export interface SimulationInit {
   seed?: number
   /** global trust is recomputed every this many rounds, default 2 */
   recomputeEvery?: number
+  /**
+   * Weigh each rater by how well its opinions agree with the pre-trusted
+   * peers' experience, as the node does, default true
+   */
+  credibility?: boolean
 }
 
 export interface SimulationResult {
@@ -38,7 +43,15 @@ export interface SimulationResult {
   peers: number
   malicious: number
   requests: number
+  /** share served badly with trust-guided selection, raters weighted by credibility */
   badWithReputation: number
+  /**
+   * The same with plain EigenTrust: no pre-trusted peers and no credibility
+   * weighting. A collective's praise of itself shows here; with the node's
+   * defences a malicious rater has no trust, so its praise weighs nothing
+   * and "individual" and "collective" give the same figure.
+   */
+  badWithPlainEigenTrust: number
   badWithRandom: number
 }
 
@@ -114,9 +127,12 @@ function run (init: SimulationInit, guided: boolean): { requests: number, bad: n
           mine.set(peer, (mine.get(peer) ?? 0) + v)
         }
       }
-      const credibility = new Map<string, number>()
-      for (const [rater, row] of opinions) {
-        credibility.set(rater, pretrusted.includes(rater) ? 1 : agreement(mine, row))
+      let credibility: Map<string, number> | undefined
+      if (init.credibility !== false) {
+        credibility = new Map()
+        for (const [rater, row] of opinions) {
+          credibility.set(rater, pretrusted.includes(rater) ? 1 : agreement(mine, row))
+        }
       }
       trust = globalTrust({ opinions, pretrusted, credibility }).trust
     }
@@ -163,6 +179,7 @@ function run (init: SimulationInit, guided: boolean): { requests: number, bad: n
 
 export function simulate (init: SimulationInit): SimulationResult {
   const guided = run(init, true)
+  const plain = run({ ...init, credibility: false, pretrusted: 0 }, true)
   const random = run(init, false)
   return {
     model: init.model,
@@ -170,6 +187,7 @@ export function simulate (init: SimulationInit): SimulationResult {
     malicious: init.malicious,
     requests: guided.requests,
     badWithReputation: guided.bad / guided.requests,
+    badWithPlainEigenTrust: plain.bad / plain.requests,
     badWithRandom: random.bad / random.requests
   }
 }

@@ -46,4 +46,13 @@ describe('the reputation simulation', () => {
       assert.deepEqual(simulate({ peers: 100, malicious: 0.4, model }), r, 'the same inputs give the same result')
     }
   })
+
+  it('really simulates the collective: its praise of itself pays off against plain EigenTrust, in every seed', () => {
+    for (const seed of [1, 2, 3]) {
+      const individual = simulate({ peers: 100, malicious: 0.4, model: 'individual', seed })
+      const collective = simulate({ peers: 100, malicious: 0.4, model: 'collective', seed })
+      assert.ok(collective.badWithPlainEigenTrust > individual.badWithPlainEigenTrust * 1.3, `seed ${seed}: collective ${collective.badWithPlainEigenTrust} vs individual ${individual.badWithPlainEigenTrust}`)
+      assert.ok(collective.badWithReputation <= 0.10, `seed ${seed}: the defences hold (${collective.badWithReputation})`)
+    }
+  })
 })
