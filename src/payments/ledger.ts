@@ -98,6 +98,22 @@ export interface TabSummary {
   promises: number
 }
 
+/** What one counterparty and service came to over a period (`payments summary`) */
+export interface SummaryRow {
+  peer: string
+  /** service.method */
+  call: string
+  /** earned: attached payments received and deferred payments promised to this node */
+  earned: bigint
+  /** of what was earned, promised and not yet paid */
+  earnedUnpaid: bigint
+  /** spent: attached payments sent and deferred payments this node promised */
+  spent: bigint
+  /** of what was spent, promised and not yet paid */
+  spentUnpaid: bigint
+  calls: number
+}
+
 interface StoredPromise extends Omit<DeferredPromise, 'sats'> { sats: string }
 interface StoredPayment extends Omit<PaymentRecord, 'sats'> { sats: string }
 
@@ -225,6 +241,56 @@ export class Ledger {
       out.push({ ...p, sats: BigInt(p.sats) })
     }
     return out.sort((a, b) => b.at - a.at)
+  }
+
+  /**
+   * Earned and spent per counterparty and call, for calls made in
+   * [since, until). A deferred payment counts when it was promised (it is
+   * what the call cost), with what is still unpaid beside it; the
+   * transactions that settle promises are not counted again.
+   */
+  async summary (since = 0, until = Infinity): Promise<SummaryRow[]> {
+    const rows = new Map<string, SummaryRow>()
+    const row = (peer: string, call: string): SummaryRow => {
+      const key = `${peer} ${call}`
+      let r = rows.get(key)
+      if (r == null) {
+        r = { peer, call, earned: 0n, earnedUnpaid: 0n, spent: 0n, spentUnpaid: 0n, calls: 0 }
+        rows.set(key, r)
+      }
+      return r
+    }
+    const within = (at: number): boolean => at >= since && at < until
+    for (const p of await this.payments()) {
+      if (!within(p.at) || p.settles.length > 0 || (p.service === 'payments' && p.method === 'settle')) {
+        continue
+      }
+      const r = row(p.peer, `${p.service}.${p.method}`)
+      r.calls++
+      if (p.direction === 'received') {
+        r.earned += p.sats
+      } else {
+        r.spent += p.sats
+      }
+    }
+    for (const role of ['receivable', 'payable'] as const) {
+      for (const p of await this.promises(role)) {
+        if (!within(p.createdAt)) {
+          continue
+        }
+        const r = row(p.peer, `${p.service}.${p.method}`)
+        r.calls++
+        const unpaid = p.paidAt == null ? p.sats : 0n
+        if (role === 'receivable') {
+          r.earned += p.sats
+          r.earnedUnpaid += unpaid
+        } else {
+          r.spent += p.sats
+          r.spentUnpaid += unpaid
+        }
+      }
+    }
+    return [...rows.values()].sort((a, b) => a.peer.localeCompare(b.peer) || a.call.localeCompare(b.call))
   }
 
   /** A received transaction id is used once: the replay guard for attached payments */

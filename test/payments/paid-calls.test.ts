@@ -202,6 +202,23 @@ describe('paid calls between nodes on a local regtest chain', () => {
     assert.deepEqual(await client.ledger.tab('payable', server.peerId.toString()), before.client)
   })
 
+  it('summarizes what was earned and spent, per peer and call, the same on both sides', async () => {
+    const earned = (await server.ledger.summary()).filter(r => r.peer === client.peerId.toString())
+    const spent = (await client.ledger.summary()).filter(r => r.peer === server.peerId.toString())
+    const hashEarned = earned.find(r => r.call === 'sha256.hash')
+    const hashSpent = spent.find(r => r.call === 'sha256.hash')
+    assert.ok(hashEarned != null && hashSpent != null)
+    assert.ok(hashEarned.earned > 0n)
+    assert.equal(hashEarned.earned, hashSpent.spent, 'what one side earned, the other spent')
+    assert.equal(hashEarned.earnedUnpaid, hashSpent.spentUnpaid)
+    assert.equal(hashEarned.calls, hashSpent.calls)
+    assert.equal(hashEarned.spent, 0n)
+    // settlements pay promises already counted: no row of their own
+    assert.ok(!earned.some(r => r.call === 'payments.settle'))
+    // a period with nothing in it
+    assert.deepEqual(await server.ledger.summary(Date.now() + 60_000), [])
+  })
+
   it('admits a funded bitcoin credential under min-balance and refuses an empty one; refuses a forged one', async () => {
     const strict = await start('strict', testConfig({ payments: serverConfig.payments, policies: { global: { 'min-balance': '0.001 BTC' } } }))
     try {

@@ -87,14 +87,41 @@ Options:
 
 export const paymentsCommand: Command = {
   name: 'payments',
-  summary: 'tabs (what I owe and am owed, per peer) and payment history',
-  usage: 'opencloud-node payments <tabs | history>',
-  help: `  payments tabs     deferred payments per peer: what callers owe this node
+  summary: 'what this node earned and spent, tabs (owed, per peer) and payment history',
+  usage: 'opencloud-node payments <summary [--since WHEN] | tabs | history>',
+  help: `  payments summary  what this node earned and spent, per peer and per call,
+                    counting attached payments and deferred ones (with what
+                    is still unpaid), for calls made since --since
+  payments tabs     deferred payments per peer: what callers owe this node
                     (receivable) and what this node owes servers (payable)
-  payments history  attached payments received and sent`,
-  options: {},
+  payments history  attached payments received and sent
+
+Options:
+  --since WHEN      with "summary": a period back from now (90m, 24h, 7d) or a
+                    date (2026-11-01); default: everything`,
+  options: { since: { type: 'string' } },
   run: async ({ values, positionals, json, dataDir, out }) => {
+    let since: number | undefined
+    if (values.since != null) {
+      since = parseSince(values.since)
+    }
     const api = await connectApi(dataDir, values.api)
+    if (positionals[0] === 'summary') {
+      const summary = await api.get<any>(`/v1/payments/summary${since == null ? '' : `?since=${since}`}`)
+      if (json) {
+        printJson(out, summary)
+        return
+      }
+      out.write(`from ${summary.since} to ${summary.until}\n`)
+      if (summary.rows.length === 0) {
+        out.write('no paid calls in that period\n')
+        return
+      }
+      const line = (name: string, t: any): string[] => [name, t.earned, t.earnedUnpaid, t.spent, t.spentUnpaid, String(t.calls)]
+      out.write(table([['PEER', 'CALL', 'EARNED', 'UNPAID TO ME', 'SPENT', 'UNPAID BY ME', 'CALLS'], ...summary.rows.map((r: any) => [r.peer, ...line(r.call, r)])]))
+      out.write('\n' + table([['PER CALL', 'EARNED', 'UNPAID TO ME', 'SPENT', 'UNPAID BY ME', 'CALLS'], ...summary.byCall.map((c: any) => line(c.call, c)), line('total', summary.total)]))
+      return
+    }
     if (positionals[0] === 'tabs') {
       const tabs = await api.get<{ receivable: any[], payable: any[] }>('/v1/payments/tabs')
       if (json) {
@@ -114,6 +141,19 @@ export const paymentsCommand: Command = {
       out.write(history.length === 0 ? 'no payments yet\n' : table([['WHEN', 'DIRECTION', 'PEER', 'AMOUNT', 'FOR', 'TXID'], ...history.map(p => [p.at, p.direction, p.peer, p.amount, `${p.service}.${p.method}`, p.txid])]))
       return
     }
-    throw new UsageError('usage: opencloud-node payments <tabs | history>')
+    throw new UsageError('usage: opencloud-node payments <summary [--since WHEN] | tabs | history>')
   }
+}
+
+/** "90m", "24h", "7d" back from now, or a date: milliseconds since the epoch */
+export function parseSince (text: string, now = Date.now()): number {
+  const ago = /^([0-9]+)\s*(m|h|d)$/.exec(text.trim())
+  if (ago != null) {
+    return now - Number(ago[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[ago[2] as 'm' | 'h' | 'd']
+  }
+  const at = Date.parse(text)
+  if (!/^[0-9]{4}-[0-9]{2}-[0-9]{2}/.test(text.trim()) || Number.isNaN(at)) {
+    throw new UsageError(`--since takes a period back from now (90m, 24h, 7d) or a date (2026-11-01), not "${text}"`)
+  }
+  return at
 }

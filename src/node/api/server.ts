@@ -24,6 +24,7 @@ function marketQuery (url: URL): { service?: string, method?: string } {
   return { service: url.searchParams.get('service') ?? undefined, method: url.searchParams.get('method') ?? undefined }
 }
 import { tabJson } from '../../services/payments/index.ts'
+import type { SummaryRow } from '../../payments/ledger.ts'
 
 
 const log = logger('opencloud:api')
@@ -75,6 +76,27 @@ function peerParam (url: URL, required: boolean): string | null {
     throw new HttpError(400, `"${peer}" is not a PeerId`)
   }
   return peer
+}
+
+/** `payments summary`: the rows, and totals per peer, per call and overall, amounts with their unit */
+function summaryJson (rows: SummaryRow[], since: number, until: number): Record<string, unknown> {
+  const total = (list: SummaryRow[]): Record<string, unknown> => ({
+    earned: formatAmount(list.reduce((s, r) => s + r.earned, 0n)),
+    earnedUnpaid: formatAmount(list.reduce((s, r) => s + r.earnedUnpaid, 0n)),
+    spent: formatAmount(list.reduce((s, r) => s + r.spent, 0n)),
+    spentUnpaid: formatAmount(list.reduce((s, r) => s + r.spentUnpaid, 0n)),
+    calls: list.reduce((s, r) => s + r.calls, 0)
+  })
+  const groups = (key: (r: SummaryRow) => string, name: string): Array<Record<string, unknown>> =>
+    [...new Set(rows.map(key))].sort().map(k => ({ [name]: k, ...total(rows.filter(r => key(r) === k)) }))
+  return {
+    since: new Date(since).toISOString(),
+    until: new Date(until).toISOString(),
+    total: total(rows),
+    byPeer: groups(r => r.peer, 'peer'),
+    byCall: groups(r => r.call, 'call'),
+    rows: rows.map(r => ({ peer: r.peer, call: r.call, ...total([r]) }))
+  }
 }
 
 function sendJson (res: ServerResponse, status: number, value: unknown): void {
@@ -270,6 +292,12 @@ export class ApiServer {
           payable: (await this.node.ledger.tabs('payable')).map(tabJson)
         })
         return
+      case 'GET /v1/payments/summary': {
+        const since = url.searchParams.has('since') ? positiveInteger(url, 'since', 0) : 0
+        const until = url.searchParams.has('until') ? positiveInteger(url, 'until', 0) : Date.now()
+        sendJson(res, 200, summaryJson(await this.node.ledger.summary(since, until), since, until))
+        return
+      }
       case 'GET /v1/payments/history':
         sendJson(res, 200, (await this.node.ledger.payments()).map(p => ({ ...p, amount: formatAmount(p.sats), sats: undefined, at: new Date(p.at).toISOString() })))
         return
