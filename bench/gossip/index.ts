@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { startNode, stopAll, type Started } from '../../scripts/testnet/network.ts'
+import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
 
 const HEARTBEAT_MS = 1000
 
@@ -46,14 +47,17 @@ function quantile (sorted: number[], q: number): number {
 async function measure (size: number): Promise<{ nodes: number, samples: number, p50: number, p95: number, max: number, missed: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'oc-bench-gossip-'))
   const nodes: Started[] = []
+  // a price needs payments on, so the nodes get a chain (nothing is paid)
+  const chain = new RegtestServer({ dir: join(dir, 'chain'), blockIntervalMs: 0 })
   try {
+    await chain.start()
     progress(`${size} nodes: starting\n`)
-    nodes.push(await startNode(1, dir, undefined))
+    nodes.push(await startNode(1, dir, undefined, chain.url))
     const bootstrap = nodes[0].addrs[0]
     for (let i = 2; i <= size; i += 4) {
       const batch = []
       for (let j = i; j < Math.min(i + 4, size + 1); j++) {
-        batch.push(startNode(j, dir, bootstrap))
+        batch.push(startNode(j, dir, bootstrap, chain.url))
       }
       nodes.push(...await Promise.all(batch))
     }
@@ -64,7 +68,7 @@ async function measure (size: number): Promise<{ nodes: number, samples: number,
     let missed = 0
     for (let round = 0; round < rounds; round++) {
       const price = 1000 + round
-      const set = await api(seller, '/v1/market/price', { method: 'POST', body: JSON.stringify({ service: 'sha256', method: 'hash', amount: price }) })
+      const set = await api(seller, '/v1/market/price', { method: 'POST', body: JSON.stringify({ service: 'sha256', method: 'hash', amount: `${price} sat`, confirm: true }) })
       const issuedAt = Date.parse(set.offer.issuedAt)
       const deadline = Date.now() + 10_000
       const pending = new Set(nodes.slice(1))
@@ -87,6 +91,7 @@ async function measure (size: number): Promise<{ nodes: number, samples: number,
     return { nodes: size, samples: latencies.length, p50: quantile(latencies, 0.5), p95: quantile(latencies, 0.95), max: latencies[latencies.length - 1], missed }
   } finally {
     await stopAll(nodes)
+    await chain.stop().catch(() => {})
     await rm(dir, { recursive: true, force: true })
   }
 }

@@ -4,7 +4,7 @@
  *   npm run chain -- [--dir .chain] [--port 3002] [--block-interval 10]
  *
  * Point a node at it with "payments": {"chain": "http://127.0.0.1:3002"} in
- * config.json. POST /regtest/faucet {"address": "...", "amount": "0.1"} pays
+ * config.json. POST /regtest/faucet {"address": "...", "amount": "0.1 BTC"} pays
  * from its faucet; POST /regtest/mine?blocks=N mines. Ctrl-C stops it; its
  * blocks and UTXO set stay in --dir.
  */
@@ -59,7 +59,7 @@ try {
 if (values.json === true) {
   process.stdout.write(JSON.stringify({ url: server.url, faucetAddress: server.faucetAddress, height: server.chain.height }) + '\n')
 } else {
-  process.stdout.write(`regtest chain at ${server.url} (height ${server.chain.height})\nfaucet: curl -X POST ${server.url}/regtest/faucet -d '{"address":"bcrt1...","amount":"0.1"}'\nCtrl-C stops it.\n`)
+  process.stdout.write(`regtest chain at ${server.url} (height ${server.chain.height})\nfaucet: curl -X POST ${server.url}/regtest/faucet -d '{"address":"bcrt1...","amount":"0.1 BTC"}'\nCtrl-C stops it.\n`)
 }
 const stop = (): void => {
   void server.stop().then(() => process.exit(0))

@@ -29,7 +29,8 @@ async function writeNodeConfig (dataDir: string, index: number, chainUrl?: strin
   try {
     config = JSON.parse(await readFile(path, 'utf8'))
   } catch {}
-  const priced = index % 2 === 0
+  // a price needs payments on: only nodes with a chain charge
+  const priced = index % 2 === 0 && chainUrl != null
   if (chainUrl != null) {
     config.payments = { ...config.payments, network: 'regtest', chain: chainUrl }
   }

@@ -32,7 +32,8 @@ even-numbered nodes, which give up to 0.001 BTC of credit.
 Options:
   --nodes N       how many nodes, default 5
   --fund AMOUNT   what each node's wallet gets from the faucet, default "0.1 BTC"
-  --dir DIR       where the data directories go, default .testnet
+  --dir DIR       where the data directories go, default $OPENCLOUD_TESTNET_DIR
+                  or .testnet
   --parallel K    how many nodes start at once, default 4
   --json          print the nodes as JSON
   -h, --help      show this help`
@@ -43,7 +44,7 @@ async function main (): Promise<number> {
     values = parseArgs({
       options: {
         nodes: { type: 'string', default: '5' },
-        dir: { type: 'string', default: '.testnet' },
+        dir: { type: 'string', default: process.env.OPENCLOUD_TESTNET_DIR ?? '.testnet' },
         parallel: { type: 'string', default: '4' },
         fund: { type: 'string', default: '0.1 BTC' },
         json: { type: 'boolean', default: false },

@@ -437,7 +437,7 @@ export class OpenCloudNode {
     const others = this.market.index.query({ service, method }).filter(e => e.offer.provider !== me).map(e => e.offer.price).sort((a, b) => a < b ? -1 : a > b ? 1 : 0)
     const median = others.length === 0 ? 0n : others[Math.floor((others.length - 1) / 2)]
     if (options.confirm !== true && median > 0n && sats > median * PRICE_CONFIRM_FACTOR) {
-      throw new PriceRefusedError(`${formatAmount(sats)} per unit is more than ${PRICE_CONFIRM_FACTOR} times the market median of ${formatAmount(median)}; if that is what you mean, confirm it (--yes)`)
+      throw new PriceRefusedError(`${formatAmount(sats)} per unit is more than ${PRICE_CONFIRM_FACTOR} times the market median of ${formatAmount(median)}; if that is what you mean, confirm it (market price set --yes; in the control API, "confirm": true)`)
     }
     if (this.persistConfig) {
       await updateConfigFile(this.paths.config, raw => {

@@ -176,14 +176,14 @@ export class RegtestServer {
         try {
           request = JSON.parse(await readSmallBody(req))
         } catch {
-          throw new HttpError(400, 'send JSON: {"address": "bcrt1...", "amount": "0.5"}')
+          throw new HttpError(400, 'send JSON: {"address": "bcrt1...", "amount": "0.5 BTC"}')
         }
         if (typeof request.address !== 'string' || request.amount == null) {
-          throw new HttpError(400, 'send JSON: {"address": "bcrt1...", "amount": "0.5"}')
+          throw new HttpError(400, 'send JSON: {"address": "bcrt1...", "amount": "0.5 BTC"}')
         }
         let amount: bigint
         try {
-          amount = parseAmount(request.amount)
+          amount = parseAmount(request.amount, 'the faucet amount')
         } catch (err: any) {
           throw new HttpError(400, err.message)
         }
