@@ -14,8 +14,10 @@ import { networks } from 'bitcoinjs-lib'
 import { FrameType, REQUEST_DOMAIN, RESPONSE_DOMAIN } from '../src/protocols/rpc/constants.ts'
 import { bitcoinSigner, openCloudSigner } from '../src/protocols/rpc/credentials.ts'
 import { encodeFrame } from '../src/protocols/rpc/frames.ts'
-import { encodeHead, encodeRequestSigned, encodeResponseSigned, signingBytes } from '../src/protocols/rpc/messages.ts'
-import { makeNonce } from '../src/protocols/rpc/nonce-store.ts'
+import { encodeHead, encodePayment, encodeRequestSigned, encodeResponseSigned, signingBytes } from '../src/protocols/rpc/messages.ts'
+import { encodeChallenge, makeNonce } from '../src/protocols/rpc/nonce-store.ts'
+import { buildTransaction } from '../src/payments/wallet/tx-builder.ts'
+import { serviceCid } from '../src/services/peers/discovery.ts'
 import { encodeOffer } from '../src/market/offer.ts'
 import { encodeSummary } from '../src/reputation/summary.ts'
 
@@ -75,6 +77,32 @@ export async function computeVectors (): Promise<Record<string, any>> {
   }, server)
   const summary = encodeSummary({ issuedAt: 1_767_225_600_000, opinions: new Map([[server.text.slice(3), 0.75], [client.text.slice(3), 0.25]]) }, client)
 
+  // a refused call: too-low, with an acceptable payment the caller can make
+  // (25 sat is under the dust limit, so the attached amount offered is 294 sat)
+  const refusedSigned = encodeResponseSigned({
+    credentials: [server.credential],
+    requestDigest: sha256(requestSigning),
+    nonce,
+    status: 33,
+    message: 'peers.list costs 0.00000025 BTC and the request carries no payment',
+    acceptablePayment: { type: 'attached', currency: 'BTC', amount: '0.00000294' },
+    bodyLength: 0,
+    bodySha256: sha256(new Uint8Array(0))
+  })
+
+  // payments: a promise, and a transaction spending a made-up output of the
+  // bitcoin key (RFC 6979 signatures make it the same bytes everywhere)
+  const deferred = encodePayment({ type: 'defer', currency: 'BTC', amount: '0.000001', id: 'a1b2c3d4', threshold: 'time:600' })
+  const tx = buildTransaction({
+    coins: [{ txid: '11'.repeat(32), vout: 0, value: 100_000n, privateKey: new Uint8Array(32).fill(0x01) }],
+    payees: [{ address: bitcoin.text.slice(4), value: 1000n }],
+    changeAddress: bitcoin.text.slice(4),
+    feeRate: 2,
+    network: networks.bitcoin
+  })
+  const attached = encodePayment({ type: 'attached', currency: 'BTC', amount: '0.00001', txn: Uint8Array.from(Buffer.from(tx.hex, 'hex')) })
+
+  const bitcoinSignature = requestSignatures[1]
   return {
     keys: {
       clientEd25519Seed: hex(range(0x00, 32)),
@@ -92,7 +120,11 @@ export async function computeVectors (): Promise<Record<string, any>> {
       signingDigest: hex(sha256(requestSigning)),
       opencloudSignature: hex(requestSignatures[0]),
       bitcoinMessage: `opencloud-rpc-v1:${hex(sha256(requestSigning))}`,
-      bitcoinSignature: hex(requestSignatures[1]),
+      bitcoinSignature: hex(bitcoinSignature),
+      bitcoinSignatureHeader: String(bitcoinSignature[0]),
+      bitcoinSignatureR: hex(bitcoinSignature.subarray(1, 33)),
+      bitcoinSignatureS: hex(bitcoinSignature.subarray(33, 65)),
+      bitcoinSignatureBase64: Buffer.from(bitcoinSignature).toString('base64'),
       frame: hex(encodeFrame(FrameType.REQUEST, requestHead).subarray()),
       bodyFrame: hex(encodeFrame(FrameType.DATA, body).subarray())
     },
@@ -102,6 +134,22 @@ export async function computeVectors (): Promise<Record<string, any>> {
       signature: hex(responseSignature),
       frame: hex(encodeFrame(FrameType.RESPONSE, responseHead).subarray()),
       bodyFrame: hex(encodeFrame(FrameType.DATA, answer).subarray())
+    },
+    refused: {
+      signedPart: hex(refusedSigned),
+      signature: hex(server.sign(signingBytes(RESPONSE_DOMAIN, refusedSigned)))
+    },
+    refreshNonce: {
+      body: hex(encodeChallenge({ challenge: range(0x40, 16), expiresAt: 1_767_226_200_000 }))
+    },
+    payments: {
+      defer: hex(deferred),
+      attachedTxid: tx.txid,
+      attachedTransaction: tx.hex,
+      attached: hex(attached)
+    },
+    discovery: {
+      sha256Cid: (await serviceCid('sha256')).toString()
     },
     offer: {
       bytes: hex(offer)

@@ -135,6 +135,13 @@ function writePayment (w: Writer, payment: Payment): void {
   }
 }
 
+/** The `payment` field alone, as it stands inside a request's signed part (PROTOCOL.md, section 4) */
+export function encodePayment (payment: Payment): Uint8Array {
+  const w = new Writer()
+  writePayment(w, payment)
+  return w.finish()
+}
+
 function readPayment (r: Reader): Payment {
   const type = r.u8('the payment type')
   switch (type) {

@@ -154,7 +154,7 @@ export class NonceStore {
     }
     const age = Number(entry.highest - counter)
     if (age >= this.window) {
-      return { ok: false, code: 'too-old', reason: `the nonce counter is more than ${this.window} behind the newest` }
+      return { ok: false, code: 'too-old', reason: `the nonce counter is ${this.window} or more behind the newest` }
     }
     const word = age >>> 5
     const bit = 1 << (age & 31)

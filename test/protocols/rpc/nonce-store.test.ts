@@ -32,6 +32,18 @@ describe('nonce store', () => {
     }
   })
 
+  it('keeps the window PROTOCOL.md states: 1,023 below the highest is accepted once, 1,024 below is refused', () => {
+    const store = new NonceStore()
+    const { challenge } = store.issue('alice')
+    assert.equal(store.consume('alice', makeNonce(challenge, 2000n)).ok, true)
+    assert.equal(store.consume('alice', makeNonce(challenge, 977n)).ok, true)
+    assert.deepEqual(store.consume('alice', makeNonce(challenge, 977n)), { ok: false, code: 'replay', reason: 'the nonce was already used: the request is a replay' })
+    const old = store.consume('alice', makeNonce(challenge, 976n))
+    assert.equal(old.ok, false)
+    assert.equal(!old.ok && old.code, 'too-old')
+    assert.match(!old.ok ? old.reason : '', /1024 or more behind/)
+  })
+
   it('binds a challenge to its caller and lets it expire', () => {
     let now = 1_000
     const store = new NonceStore({ ttlMs: 100, now: () => now })

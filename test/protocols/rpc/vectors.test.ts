@@ -49,6 +49,33 @@ describe('PROTOCOL.md test vectors', () => {
   })
 })
 
+describe('payment, refusal, nonce and discovery test vectors', () => {
+  it('decode to what PROTOCOL.md says they are', async () => {
+    const { encodeHead } = await import('../../../src/protocols/rpc/messages.ts')
+    const { decodeChallenge } = await import('../../../src/protocols/rpc/nonce-store.ts')
+    const { serviceCid } = await import('../../../src/services/peers/discovery.ts')
+    const { Transaction, address } = await import('bitcoinjs-lib')
+    const refused = decodeResponse(encodeHead([Buffer.from(fixture.refused.signature, 'hex')], Buffer.from(fixture.refused.signedPart, 'hex')))
+    new CredentialVerifier().verifyAll(refused.head.credentials, refused.head.signatures, refused.signing)
+    assert.equal(refused.head.status, 33)
+    assert.deepEqual(refused.head.acceptablePayment, { type: 'attached', currency: 'BTC', amount: '0.00000294' })
+    assert.equal(Buffer.from(refused.head.requestDigest).toString('hex'), fixture.request.signingDigest)
+
+    const issued = decodeChallenge(Uint8Array.from(Buffer.from(fixture.refreshNonce.body, 'hex')))
+    assert.equal(Buffer.from(issued.challenge).toString('hex'), '404142434445464748494a4b4c4d4e4f')
+    assert.equal(issued.expiresAt, 1767226200000)
+
+    const tx = Transaction.fromHex(fixture.payments.attachedTransaction)
+    assert.equal(tx.getId(), fixture.payments.attachedTxid)
+    assert.equal(address.fromOutputScript(tx.outs[0].script), fixture.keys.bitcoinAddress)
+    assert.equal(tx.outs[0].value, 1000n)
+    assert.ok(fixture.payments.attached.endsWith(fixture.payments.attachedTransaction))
+
+    assert.equal((await serviceCid('sha256')).toString(), fixture.discovery.sha256Cid)
+    assert.equal(Buffer.from(fixture.request.bitcoinSignatureBase64, 'base64').toString('hex'), fixture.request.bitcoinSignature)
+  })
+})
+
 describe('market and reputation test vectors', () => {
   it('decode and verify from the bytes alone', async () => {
     const { decodeOffer, verifyOffer } = await import('../../../src/market/offer.ts')
