@@ -37,6 +37,11 @@ describe('the opencloud-node command line against running daemons', () => {
     assert.deepEqual(info.services, ['info', 'peers', 'payments', 'market', 'reputation', 'sha256'])
     const human = await runCli(['--data-dir', clientDir, 'id'])
     assert.match(human.stdout, new RegExp(`PeerId\\s+${client.peerId}`))
+
+    // --listen and --api given at start are kept for the next start
+    const config = JSON.parse(await readFile(join(clientDir, 'config.json'), 'utf8'))
+    assert.deepEqual(config.listen, ['/ip4/127.0.0.1/tcp/0'])
+    assert.equal(config.api, '127.0.0.1:0')
   })
 
   it('calls sha256.hash on a peer with a file body, with stdin, and into a file', async () => {

@@ -3,8 +3,9 @@ import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DEFAULT_CONFIG, configPrices, loadConfig, validateConfig, checkApiAddress } from '../../src/node/config.ts'
-import { parseBtc, formatBtc, parseAmount } from '../../src/market/units.ts'
-import { tempDir } from '../helpers/nodes.ts'
+import { parseBtc, formatAmount, formatBtc, parseAmount } from '../../src/market/units.ts'
+import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
+import { startTestNode, tempDir, testConfig } from '../helpers/nodes.ts'
 
 describe('config', () => {
   it('writes the defaults on first start and reads them back', async () => {
@@ -58,5 +59,74 @@ describe('amounts', () => {
     assert.equal(parseAmount('0.0001 BTC'), 10_000n)
     assert.throws(() => parseBtc('0.000000001'), /at most 8 decimals/)
     assert.throws(() => parseBtc('1e-8'), /plain decimal/)
+  })
+
+  it('follow one rule: the unit is named, a number without one is satoshis, a bare decimal is refused', () => {
+    for (const [text, sats] of [['100 sat', 100n], ['100sat', 100n], ['100 SATS', 100n], ['100', 100n], [100, 100n], ['0.000001 BTC', 100n], ['0.000001btc', 100n], ['21000000 BTC', 2_100_000_000_000_000n]] as const) {
+      assert.equal(parseAmount(text), sats, String(text))
+    }
+    assert.throws(() => parseAmount('0.0001', 'a price'), /a price "0.0001" has no unit: write "0.0001 BTC" or a whole number of satoshis such as "10000 sat"/)
+    assert.throws(() => parseAmount('-5', 'a price'), /^InvalidAmountError: a price can't be negative$/)
+    assert.throws(() => parseAmount(-5, 'a price'), /a price can't be negative/)
+    assert.throws(() => parseAmount(0.5, 'a price'), /not a whole number of satoshis/)
+    assert.throws(() => parseAmount('21000000.00000001 BTC'), /more than the 21,000,000 BTC/)
+    assert.throws(() => parseAmount('2100000000000001 sat'), /more than the 21,000,000 BTC/)
+    assert.throws(() => parseAmount('lots'), /is not an amount/)
+    assert.equal(formatAmount(100n), '0.000001 BTC')
+    assert.equal(parseAmount(formatAmount(123_456_789n)), 123_456_789n, 'what is shown reads back')
+  })
+})
+
+describe('a node\'s config against its services', () => {
+  it('refuses a misspelt service or method, and a price a node with payments off could never be paid', async () => {
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ services: { sha265: { enabled: true } } }, /services.sha265: there is no service "sha265"; the services are .*sha256/],
+      [{ services: { sha256: { prices: { hsah: 1 } } } }, /services.sha256.prices.hsah: the sha256 service has no method "hsah"/],
+      [{ services: { sha256: { prices: { hash: '100 sat' } } } }, /services.sha256.prices.hash is 0.000001 BTC, but payments are off \(payments.chain is empty\), so no call could pay it/],
+      [{ policies: { service: { sha256: { 'min-payment': '10 sat' } } } }, /policies.service\["sha256"\] sets a min-payment, but payments are off/]
+    ]
+    for (const [changes, message] of cases) {
+      const dir = await tempDir()
+      try {
+        await assert.rejects(OpenCloudNode.create({ dataDir: dir.path, config: testConfig(changes) }), message, JSON.stringify(changes))
+      } finally {
+        await dir.cleanup()
+      }
+    }
+  })
+
+  it('keeps a price set at run time in config.json, and refuses one when payments are off', async () => {
+    const dir = await tempDir()
+    try {
+      // as the daemon does: config.json is the node's settings
+      await writeFile(join(dir.path, 'config.json'), JSON.stringify({ listen: ['/ip4/127.0.0.1/tcp/0'], payments: { chain: 'http://127.0.0.1:9' } }))
+      let node = await OpenCloudNode.create({ dataDir: dir.path })
+      await node.start()
+      try {
+        const set = await node.setPrice('sha256', 'hash', 250n)
+        assert.equal(set.persisted, true)
+        await assert.rejects(node.setPrice('sha256', 'hash', -1n), /can't be negative|negative/)
+      } finally {
+        await node.stop()
+      }
+      const saved = JSON.parse(await readFile(join(dir.path, 'config.json'), 'utf8'))
+      assert.deepEqual(saved.services, { sha256: { prices: { hash: '250 sat' } } })
+      assert.deepEqual(saved.payments, { chain: 'http://127.0.0.1:9' }, 'the rest of the file is left as written')
+      node = await OpenCloudNode.create({ dataDir: dir.path })
+      try {
+        assert.equal(node.registry.priceOf('sha256', 'hash', node.registry.resolve('sha256', 'hash').method), 250n, 'the price survives a restart')
+      } finally {
+        await node.stop().catch(() => {})
+      }
+    } finally {
+      await dir.cleanup()
+    }
+    const free = await startTestNode()
+    try {
+      await assert.rejects(free.node.setPrice('sha256', 'hash', 100n), /payments are off \(payments.chain is empty\), so no call could pay a price/)
+      assert.equal((await free.node.setPrice('sha256', 'hash', 0n)).offer, undefined, 'making a method free needs no chain')
+    } finally {
+      await free.destroy()
+    }
   })
 })
