@@ -53,6 +53,8 @@ export class PaymentDesk implements PaymentHook {
   private readonly network: BitcoinNetworkName
   /** transactions being checked right now, so two requests cannot spend one */
   private readonly inFlight = new Set<string>()
+  /** deferred promises of calls being served, by "caller id": not yet on the tab */
+  private readonly reserved = new Map<string, { caller: string, sats: bigint }>()
 
   constructor (components: PaymentDeskComponents, init: PaymentDeskInit) {
     this.components = components
@@ -140,13 +142,43 @@ export class PaymentDesk implements PaymentHook {
       await this.components.record?.({ peer: ctx.caller, role: 'caller', outcome: 'unsatisfactory', event: 'overdue', promised: `${formatBtc(tab.overdue)} BTC deferred` })
       throw withAcceptable(new NoDeferError(`you owe this node ${formatBtc(tab.overdue)} BTC in overdue deferred payments; settle them before asking for credit`), required)
     }
-    if (tab.outstanding + sats > policy.maxTab) {
+    // calls in flight count against the tab too, so concurrent calls cannot
+    // together run past max-tab before any of them is served
+    const reservedKey = `${ctx.caller} ${id}`
+    const inFlight = this.reservedFor(ctx.caller)
+    if (this.reserved.has(reservedKey)) {
+      throw new BadRequestError(`deferred payment id "${id}" is in use by a call in flight; choose a new one`)
+    }
+    if (tab.outstanding + inFlight + sats > policy.maxTab) {
       throw withAcceptable(new NoDeferError(policy.maxTab === 0n
         ? 'this node gives no credit (max-tab 0): attach the payment'
-        : `your tab would reach ${formatBtc(tab.outstanding + sats)} BTC, over this node's max-tab of ${formatBtc(policy.maxTab)} BTC`), required)
+        : `your tab would reach ${formatBtc(tab.outstanding + inFlight + sats)} BTC, over this node's max-tab of ${formatBtc(policy.maxTab)} BTC`), required)
     }
-    await ledger.addPromise({ role: 'receivable', peer: ctx.caller, id, sats, threshold: thresholdText, service: ctx.service, method: ctx.method })
-    log('%s promised %s sat (%s) for %s.%s', ctx.caller, sats, id, ctx.service, ctx.method)
+    // the promise binds once the call is served: its signed ok response is the
+    // receipt. An aborted upload, a failing service or a crash before then
+    // leaves no debt that only this node knows about
+    this.reserved.set(reservedKey, { caller: ctx.caller, sats })
+    ctx.pending = {
+      commit: async () => {
+        try {
+          await ledger.addPromise({ role: 'receivable', peer: ctx.caller, id, sats, threshold: thresholdText, service: ctx.service, method: ctx.method })
+          log('%s promised %s sat (%s) for %s.%s', ctx.caller, sats, id, ctx.service, ctx.method)
+        } finally {
+          this.reserved.delete(reservedKey)
+        }
+      },
+      release: () => { this.reserved.delete(reservedKey) }
+    }
+  }
+
+  private reservedFor (caller: string): bigint {
+    let sum = 0n
+    for (const r of this.reserved.values()) {
+      if (r.caller === caller) {
+        sum += r.sats
+      }
+    }
+    return sum
   }
 
   private async accept (ctx: ServiceContext, policy: PaymentPolicy, sats: bigint, txn: Uint8Array): Promise<{ txid: string, sats: bigint }> {

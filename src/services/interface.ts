@@ -29,6 +29,13 @@ export interface ServiceContext {
   priceOf?: (method: string, units: number) => bigint
   /** set by the payment check when an attached payment was accepted */
   paid?: { txid: string, sats: bigint }
+  /**
+   * Set by the payment check for what binds only once the call is served (a
+   * deferred promise): the pipeline calls `commit` after the service answered
+   * ok, and `release` when it did not, so a failed or aborted call leaves no
+   * debt behind.
+   */
+  pending?: { commit: () => Promise<void>, release: () => void }
   body: IncomingBody
   signal: AbortSignal
 }

@@ -171,9 +171,16 @@ export class Pipeline implements RequestHandler {
     const required = ctx.priceOf(head.method, units)
     await this.payments.check({ required, ctx, policy: decision.payment })
 
-    // 5. the service
+    // 5. the service; a deferred promise binds only once it has served
     log.trace('%s.%s for %s', head.service, head.method, caller)
-    const result = await method.handle(ctx)
+    let result: MethodResult
+    try {
+      result = await method.handle(ctx)
+      await ctx.pending?.commit()
+    } catch (err) {
+      ctx.pending?.release()
+      throw err
+    }
     return { status: Status.OK, message: result.message, body: toBody(result) }
   }
 }

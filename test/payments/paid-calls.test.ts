@@ -202,6 +202,27 @@ describe('paid calls between nodes on a local regtest chain', () => {
     assert.deepEqual(await client.ledger.tab('payable', server.peerId.toString()), before.client)
   })
 
+  it('leaves no debt behind a deferred call that was not served', async () => {
+    // a caller of its own, with an empty tab
+    const caller = await start('phantom', clientConfig)
+    try {
+      const id = caller.peerId.toString()
+      // the body does not match its signed digest: the service reads it and fails
+      const real = bodyFromBytes(new TextEncoder().encode('the real body'))
+      const lying = { ...real, sha256: bodyFromBytes(new TextEncoder().encode('another body')).sha256 }
+      await assert.rejects(caller.call(target(), { service: 'sha256', method: 'hash', body: lying, payment: { type: 'defer', currency: 'BTC', amount: '0.00001', id: 'never-served', threshold: '' } }), /does not match/)
+      const after = await server.ledger.tab('receivable', id)
+      assert.equal(after.outstanding, 0n)
+      assert.equal(after.promises, 0)
+      // the id was never bound, so a call that is served can use it
+      const served = await caller.call(target(), { ...hash('served'), payment: { type: 'defer', currency: 'BTC', amount: '0.00001', id: 'never-served', threshold: 'time:3600' } })
+      assert.equal(served.statusName, 'ok')
+      assert.equal((await server.ledger.tab('receivable', id)).outstanding, 1000n)
+    } finally {
+      await caller.stop()
+    }
+  })
+
   it('summarizes what was earned and spent, per peer and call, the same on both sides', async () => {
     const earned = (await server.ledger.summary()).filter(r => r.peer === client.peerId.toString())
     const spent = (await client.ledger.summary()).filter(r => r.peer === server.peerId.toString())
