@@ -126,6 +126,30 @@ export interface LedgerInit {
 const PROMISES = '/opencloud/ledger/promises'
 const PAYMENTS = '/opencloud/ledger/payments'
 const USED = '/opencloud/ledger/used-txids'
+const SETTLING = '/opencloud/ledger/settling'
+const SETTLEMENTS = '/opencloud/ledger/settlements'
+
+/**
+ * A settlement this node is paying: the transaction is kept before it is
+ * sent, so that after a lost answer the same transaction goes again and the
+ * server, which knows it, answers what it settled instead of being paid twice.
+ */
+export interface PendingSettlement {
+  peer: string
+  txid: string
+  /** the signed transaction, hex */
+  hex: string
+  sats: bigint
+  at: number
+}
+
+/** What a received settlement paid off, kept so a repeated settle answers the same */
+export interface SettlementRecord {
+  caller: string
+  txid: string
+  settled: string[]
+  sats: bigint
+}
 
 const enc = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value))
 const dec = <T> (bytes: Uint8Array): T => JSON.parse(new TextDecoder().decode(bytes))
@@ -170,6 +194,8 @@ export class Ledger {
 
   async markPaid (role: Role, peer: string, ids: string[], txid: string): Promise<DeferredPromise[]> {
     const paid: DeferredPromise[] = []
+    // one batch: a settlement of thousands of promises is one write, all or nothing
+    const batch = this.datastore.batch()
     for (const id of ids) {
       const key = this.promiseKey(role, peer, id)
       if (!(await this.datastore.has(key))) {
@@ -181,10 +207,64 @@ export class Ledger {
       }
       p.paidAt = this.now()
       p.txid = txid
-      await this.datastore.put(key, enc(p))
+      batch.put(key, enc(p))
       paid.push({ ...p, sats: BigInt(p.sats) })
     }
+    await batch.commit()
     return paid
+  }
+
+  /**
+   * The unpaid promises of a caller that `sats` pays off: the ids listed, in
+   * their order, or without a list the oldest first; each only if what is
+   * left covers it in full.
+   */
+  async coverage (peer: string, sats: bigint, ids?: string[]): Promise<DeferredPromise[]> {
+    const unpaid = (await this.promises('receivable', peer)).filter(p => p.paidAt == null)
+    const ordered = ids == null || ids.length === 0
+      ? unpaid
+      : ids.map(id => unpaid.find(p => p.id === id)).filter((p): p is DeferredPromise => p != null)
+    let left = sats
+    const covered: DeferredPromise[] = []
+    const seen = new Set<string>()
+    for (const p of ordered) {
+      if (!seen.has(p.id) && p.sats <= left) {
+        seen.add(p.id)
+        left -= p.sats
+        covered.push(p)
+      }
+    }
+    return covered
+  }
+
+  async pendingSettlement (peer: string): Promise<PendingSettlement | undefined> {
+    const key = new Key(`${SETTLING}/${seg(peer)}`)
+    if (!(await this.datastore.has(key))) {
+      return undefined
+    }
+    const stored = dec<Omit<PendingSettlement, 'sats'> & { sats: string }>(await this.datastore.get(key))
+    return { ...stored, sats: BigInt(stored.sats) }
+  }
+
+  async setPendingSettlement (pending: PendingSettlement): Promise<void> {
+    await this.datastore.put(new Key(`${SETTLING}/${seg(pending.peer)}`), enc({ ...pending, sats: pending.sats.toString() }))
+  }
+
+  async clearPendingSettlement (peer: string): Promise<void> {
+    await this.datastore.delete(new Key(`${SETTLING}/${seg(peer)}`))
+  }
+
+  async settlement (txid: string): Promise<SettlementRecord | undefined> {
+    const key = new Key(`${SETTLEMENTS}/${txid}`)
+    if (!(await this.datastore.has(key))) {
+      return undefined
+    }
+    const stored = dec<Omit<SettlementRecord, 'sats'> & { sats: string }>(await this.datastore.get(key))
+    return { ...stored, sats: BigInt(stored.sats) }
+  }
+
+  async recordSettlement (record: SettlementRecord): Promise<void> {
+    await this.datastore.put(new Key(`${SETTLEMENTS}/${record.txid}`), enc({ ...record, sats: record.sats.toString() }))
   }
 
   /** Whether a promise is due now: its threshold is reached and it is unpaid */

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { formatBtc, parseBtc } from '../market/units.ts'
+import { formatAmount, formatBtc, parseAmount, parseBtc } from '../market/units.ts'
 import type { PayMode } from './pay-options.ts'
-import { NoDeferError, PaymentTooLowError } from '../protocols/rpc/errors.ts'
-import { parseThreshold, type Ledger } from './ledger.ts'
+import { NoDeferError, PaymentDeclinedError, PaymentTooLowError } from '../protocols/rpc/errors.ts'
+import { parseThreshold, type DeferredPromise, type Ledger, type PendingSettlement } from './ledger.ts'
 import { DUST } from './wallet/tx-builder.ts'
 import type { ChainBackend } from './chain/interface.ts'
 import type { Wallet } from './wallet/wallet.ts'
@@ -88,8 +88,7 @@ export class PaymentAgent {
 
   /** A payment that pays `sats` to the server: an address from it, then a signed transaction */
   private async attach (peer: PeerId | Multiaddr, sats: bigint): Promise<{ payment: Payment, txid: string }> {
-    const res = await this.components.call(peer, { service: 'payments', method: 'address' })
-    const { address } = JSON.parse(new TextDecoder().decode(await res.body.bytes()))
+    const address = await this.addressOf(peer)
     const tx = await this.components.wallet.createPayment(this.components.chain, [{ address, value: sats }])
     return { payment: { type: 'attached', currency: 'BTC', amount: formatBtc(sats), txn: Uint8Array.from(Buffer.from(tx.hex, 'hex')) }, txid: tx.txid }
   }
@@ -169,7 +168,11 @@ export class PaymentAgent {
     throw new BiddingError('the server kept asking for more; giving up after 4 offers', decisions)
   }
 
-  /** Pay every unpaid promise to each server with at least one due promise */
+  /**
+   * Pay every unpaid promise to each server with at least one due promise,
+   * or with a settlement still in flight. One server's failure does not
+   * hold up the others; it is tried again at the next round.
+   */
   async settleDue (): Promise<Array<{ peer: string, ids: string[], txid: string }>> {
     if (this.settling != null) {
       await this.settling
@@ -177,31 +180,116 @@ export class PaymentAgent {
     const done: Array<{ peer: string, ids: string[], txid: string }> = []
     const run = (async () => {
       const { ledger } = this.components
-      const byPeer = new Map<string, Awaited<ReturnType<Ledger['promises']>>>()
+      const byPeer = new Map<string, DeferredPromise[]>()
       for (const p of await ledger.promises('payable')) {
         if (p.paidAt == null) {
-          byPeer.set(p.peer, [...(byPeer.get(p.peer) ?? []), p])
+          const list = byPeer.get(p.peer) ?? []
+          list.push(p)
+          byPeer.set(p.peer, list)
         }
       }
       for (const [peer, unpaid] of byPeer) {
         const outstanding = unpaid.reduce((s, p) => s + p.sats, 0n)
-        if (!unpaid.some(p => ledger.isDue(p, outstanding))) {
+        const pending = await ledger.pendingSettlement(peer)
+        if (pending == null && !unpaid.some(p => ledger.isDue(p, outstanding))) {
           continue
         }
-        const target = peerIdFromString(peer)
-        // a debt below the dust limit cannot be paid on chain as it is: round
-        // it up rather than let it go overdue (the server keeps the difference)
-        const { payment, txid } = await this.attach(target, outstanding < DUST ? DUST : outstanding)
-        const ids = unpaid.map(p => p.id)
-        await this.components.call(target, { service: 'payments', method: 'settle', args: ids, payment })
-        await ledger.markPaid('payable', peer, ids, txid)
-        await ledger.recordPayment({ direction: 'sent', peer, txid, sats: outstanding < DUST ? DUST : outstanding, settles: ids, service: 'payments', method: 'settle' })
-        log('settled %d deferred payments with %s in %s', ids.length, peer, txid)
-        done.push({ peer, ids, txid })
+        try {
+          done.push(await this.settleWith(peer, outstanding, pending))
+        } catch (err: any) {
+          log.error('settling with %s failed, to be tried again - %s', peer, err.message)
+        }
       }
     })()
     this.settling = run.finally(() => { this.settling = undefined })
     await this.settling
     return done
   }
+
+  /**
+   * Settle with one server by cursor: one transaction pays the oldest unpaid
+   * promises, however many (`payments.settle` without ids). The transaction
+   * is kept in the ledger before it is sent; after a failure the same one is
+   * sent again, and the server, which knows it, answers what it settled
+   * instead of taking a second payment. A new one is built only when the old
+   * one is known never to have reached the chain.
+   */
+  private async settleWith (peer: string, outstanding: bigint, pending?: PendingSettlement): Promise<{ peer: string, ids: string[], txid: string }> {
+    const { ledger, wallet, chain } = this.components
+    const target = peerIdFromString(peer)
+    if (pending == null) {
+      // a debt below the dust limit cannot be paid on chain as it is: round
+      // it up rather than let it go overdue (the server keeps the difference)
+      const sats = outstanding < DUST ? DUST : outstanding
+      const address = await this.addressOf(target)
+      const tx = await wallet.createPayment(chain, [{ address, value: sats }])
+      pending = { peer, txid: tx.txid, hex: tx.hex, sats, at: Date.now() }
+      await ledger.setPendingSettlement(pending)
+    }
+    const payment: Payment = { type: 'attached', currency: 'BTC', amount: formatBtc(pending.sats), txn: Uint8Array.from(Buffer.from(pending.hex, 'hex')) }
+    let answer: { settled: string[], repeated?: boolean, tab?: { outstanding?: string } }
+    try {
+      const response = await this.components.call(target, { service: 'payments', method: 'settle', payment })
+      answer = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
+    } catch (err) {
+      if (err instanceof PaymentDeclinedError && !(await this.onChain(pending.txid))) {
+        // refused and never broadcast (it pays off nothing there, or its
+        // coins went to another payment meanwhile): safe to build anew
+        await ledger.clearPendingSettlement(peer)
+        if (/pays off none of your unpaid/.test(err.message)) {
+          await this.reconcile(target, peer)
+        }
+      }
+      throw err
+    }
+    const settled = Array.isArray(answer.settled) ? answer.settled.filter((id): id is string => typeof id === 'string') : []
+    await ledger.markPaid('payable', peer, settled, pending.txid)
+    await ledger.recordPayment({ direction: 'sent', peer, txid: pending.txid, sats: pending.sats, settles: settled, service: 'payments', method: 'settle' })
+    await ledger.clearPendingSettlement(peer)
+    log('settled %d deferred payments with %s in %s%s', settled.length, peer, pending.txid, answer.repeated === true ? ' (sent again after a lost answer)' : '')
+    const theirs = answer.tab?.outstanding
+    const ours = (await ledger.tab('payable', peer)).outstanding
+    if (theirs != null && parseAmount(theirs) !== ours) {
+      log.error('after settling, %s says %s is still owed and this node counts %s', peer, theirs, formatAmount(ours))
+    }
+    return { peer, ids: settled, txid: pending.txid }
+  }
+
+  /**
+   * The server says a settlement pays off nothing: compare tabs. Promises it
+   * has no record of are owed to nobody; they are closed as waived, so they
+   * do not go overdue and are not paid for nothing at every round.
+   */
+  private async reconcile (target: PeerId, peer: string): Promise<void> {
+    const response = await this.components.call(target, { service: 'payments', method: 'tab' })
+    const tab = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
+    if (parseAmount(tab.outstanding) === 0n) {
+      const { ledger } = this.components
+      const unpaid = (await ledger.promises('payable', peer)).filter(p => p.paidAt == null).map(p => p.id)
+      await ledger.markPaid('payable', peer, unpaid, WAIVED)
+      log.error('%s has no record of %d promise(s) this node made it: closed as waived', peer, unpaid.length)
+    }
+  }
+
+  private async addressOf (peer: PeerId | Multiaddr): Promise<string> {
+    const res = await this.components.call(peer, { service: 'payments', method: 'address' })
+    return JSON.parse(new TextDecoder().decode(await res.body.bytes())).address
+  }
+
+  /** Whether the chain knows a transaction (in its mempool or a block) */
+  private async onChain (txid: string): Promise<boolean> {
+    try {
+      await this.components.chain.transaction(txid)
+      return true
+    } catch (err: any) {
+      if (err.name === 'TransactionNotFoundError') {
+        return false
+      }
+      // the chain did not answer: assume the worst, and send it again later
+      return true
+    }
+  }
 }
+
+/** The txid recorded on promises the server had no record of (reconcile) */
+export const WAIVED = 'waived:unknown-to-the-server'

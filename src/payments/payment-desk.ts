@@ -181,7 +181,7 @@ export class PaymentDesk implements PaymentHook {
     return sum
   }
 
-  private async accept (ctx: ServiceContext, policy: PaymentPolicy, sats: bigint, txn: Uint8Array): Promise<{ txid: string, sats: bigint }> {
+  private async accept (ctx: ServiceContext, policy: PaymentPolicy, sats: bigint, txn: Uint8Array): Promise<{ txid: string, sats: bigint, repeated?: boolean }> {
     const { wallet, chain, ledger } = this.components
     let tx: Transaction
     try {
@@ -202,8 +202,22 @@ export class PaymentDesk implements PaymentHook {
       throw new PaymentDeclinedError(`the transaction pays ${formatBtc(toUs)} BTC to this node's addresses, less than the ${formatBtc(sats)} BTC it claims; ask payments.address for where to pay`)
     }
     const txid = tx.getId()
-    if (this.inFlight.has(txid) || await ledger.isUsed(txid)) {
+    const settling = ctx.service === 'payments' && ctx.method === 'settle'
+    if (this.inFlight.has(txid)) {
+      throw new PaymentDeclinedError(`transaction ${txid} is being checked for another call: a payment is used once`)
+    }
+    if (await ledger.isUsed(txid)) {
+      // a settlement sent again after its answer was lost: answer what it
+      // settled then, and do not count it twice
+      const before = settling ? await ledger.settlement(txid) : undefined
+      if (before != null && before.caller === ctx.caller) {
+        return { txid, sats: toUs, repeated: true }
+      }
       throw new PaymentDeclinedError(`transaction ${txid} has already paid for a call: a payment is used once`)
+    }
+    if (settling && (await ledger.coverage(ctx.caller, toUs, ctx.args)).length === 0) {
+      // nothing to pay off: keeping it would be taking money for nothing
+      throw new PaymentDeclinedError(`this payment of ${formatBtc(toUs)} BTC pays off none of your unpaid deferred payments (ask payments.tab); it was not broadcast`)
     }
     this.inFlight.add(txid)
     try {

@@ -27,8 +27,12 @@ export interface ServiceContext {
    * enforces the same figure.
    */
   priceOf?: (method: string, units: number) => bigint
-  /** set by the payment check when an attached payment was accepted */
-  paid?: { txid: string, sats: bigint }
+  /**
+   * Set by the payment check when an attached payment was accepted;
+   * `repeated` when it is a settlement this node accepted before (the same
+   * transaction sent again after a lost answer), which is not paid again
+   */
+  paid?: { txid: string, sats: bigint, repeated?: boolean }
   /**
    * Set by the payment check for what binds only once the call is served (a
    * deferred promise): the pipeline calls `commit` after the service answered

@@ -414,7 +414,7 @@ export class RpcClient {
       connection = await this.components.dial(peer, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.dialTimeoutMs)]) })
     } catch (err: any) {
       signal.throwIfAborted()
-      throw new DialError(`cannot reach ${peer.toString()}: ${dialFailure(peer, err, this.dialTimeoutMs)}`)
+      throw err instanceof DialError ? err : new DialError(`cannot reach ${peer.toString()}: ${dialFailure(peer, err, this.dialTimeoutMs)}`)
     }
     const stream = await connection.newStream(RPC_PROTOCOL, { signal })
     // the client decides when a pooled stream is stale

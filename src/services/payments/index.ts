@@ -27,9 +27,12 @@ export function tabJson (tab: TabSummary): Record<string, unknown> {
 
 /**
  * Core service: how to pay this node and what a caller owes it. `settle`
- * takes an attached payment and the ids of deferred payments it pays; the
- * oldest listed promises are credited first, and a payment too small for all
- * of them pays those it covers in full.
+ * takes an attached payment and, optionally, the ids of the deferred
+ * payments it pays (at most 64, the protocol's limit on args); without ids
+ * it pays the caller's unpaid promises oldest first, so any number of them
+ * is settled with one transaction. Each promise is credited only if what is
+ * left covers it in full. A settlement is idempotent: the same transaction
+ * sent again answers what it settled the first time.
  */
 export function paymentsService (components: PaymentsServiceComponents): Service {
   const { wallet, ledger } = components
@@ -49,33 +52,28 @@ export function paymentsService (components: PaymentsServiceComponents): Service
         handle: async ({ caller }) => ({ json: tabJson(await ledger.tab('receivable', caller)) })
       },
       settle: {
-        description: 'pay deferred payments: attach a payment and name the ids it pays',
-        args: '<id>...',
+        description: 'pay deferred payments: attach a payment; it pays off the ids named, or without ids the oldest unpaid first',
+        args: '[<id>...]',
         unit: Units.CALL,
         handle: async ({ caller, args, paid }) => {
           if (paid == null) {
             throw new BadRequestError('settle needs an attached payment')
           }
-          if (args.length === 0) {
-            throw new BadRequestError('settle takes the ids of the deferred payments it pays')
+          if (paid.repeated === true) {
+            const before = await ledger.settlement(paid.txid)
+            return { json: { settled: before?.settled ?? [], unknownOrUncovered: [], repeated: true, tab: tabJson(await ledger.tab('receivable', caller)) } }
           }
-          const owed = new Map((await ledger.promises('receivable', caller)).filter(p => p.paidAt == null).map(p => [p.id, p]))
-          let left = paid.sats
-          const covered: string[] = []
-          for (const id of args) {
-            const promise = owed.get(id)
-            if (promise != null && promise.sats <= left) {
-              left -= promise.sats
-              covered.push(id)
-            }
-          }
+          const coverage = await ledger.coverage(caller, paid.sats, args)
+          const covered = coverage.map(p => p.id)
+          const coveredSats = coverage.reduce((sum, p) => sum + p.sats, 0n)
           const before = await ledger.tab('receivable', caller)
           await ledger.markPaid('receivable', caller, covered, paid.txid)
+          await ledger.recordSettlement({ caller, txid: paid.txid, settled: covered, sats: coveredSats })
           if (covered.length > 0) {
             // a debt paid before it was overdue is a promise kept
             await components.record?.({ peer: caller, role: 'caller', outcome: before.overdue > 0n ? 'unsatisfactory' : 'satisfactory', event: before.overdue > 0n ? 'paid-late' : 'paid-on-time', promised: `${covered.length} deferred payment(s)` })
           }
-          await ledger.recordPayment({ direction: 'received', peer: caller, txid: `${paid.txid}:settle`, sats: paid.sats - left, settles: covered, service: PAYMENTS_SERVICE, method: 'settle' })
+          await ledger.recordPayment({ direction: 'received', peer: caller, txid: `${paid.txid}:settle`, sats: coveredSats, settles: covered, service: PAYMENTS_SERVICE, method: 'settle' })
           return { json: { settled: covered, unknownOrUncovered: args.filter(id => !covered.includes(id)), tab: tabJson(await ledger.tab('receivable', caller)) } }
         }
       }
