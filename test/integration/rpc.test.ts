@@ -241,6 +241,18 @@ describe('OpenCloud RPC between two nodes over TCP', () => {
     await assert.rejects(client.node.call(`/ip4/127.0.0.1/tcp/1/p2p/${unknown.toString()}`, { service: 'info', method: 'info' }), /nothing is listening at 127.0.0.1:1 \(connection refused\)/)
   })
 
+  it('keeps status messages within 1,024 bytes when they quote a long argument, and rates nobody for it', async () => {
+    const long = 'é'.repeat(1500)
+    await assert.rejects(client.node.call(addrOf(server.node), { service: 'market', method: 'prices', args: [long] }), (err: any) => {
+      assert.equal(err.name, 'BadRequestError')
+      assert.ok(Buffer.byteLength(err.message) <= 1024, `${Buffer.byteLength(err.message)} bytes`)
+      assert.match(err.message, /^"éé.*…$/)
+      return true
+    })
+    const records = await client.node.reputation.store.records(server.node.peerId.toString())
+    assert.ok(!records.some(r => r.outcome === 'unsatisfactory'), 'the server was not rated down')
+  })
+
   it('serves calls to the node itself through the same pipeline', async () => {
     const own = await server.node.call(server.node.peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(text('to myself')) })
     assert.equal(own.server, server.node.peerId.toString())

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
-import { EAGER_BODY_LIMIT, DEFAULT_MAX_BODY_BYTES, FrameType, RESPONSE_DOMAIN, RPC_PROTOCOL } from './constants.ts'
+import { EAGER_BODY_LIMIT, DEFAULT_MAX_BODY_BYTES, FrameType, Limits, RESPONSE_DOMAIN, RPC_PROTOCOL } from './constants.ts'
 import { BodyDigestMismatchError, BodyStalledError, MalformedMessageError, RpcError, StreamEndedError } from './errors.ts'
 import { FrameReader, writeData, writeFrame } from './frames.ts'
 import { decodeRequest, encodeHead, encodeResponseSigned, signingBytes, type AcceptablePayment, type RequestHead } from './messages.ts'
@@ -346,7 +346,7 @@ export class RpcServer implements Startable {
       requestDigest,
       nonce,
       status: reply.status,
-      message: reply.message ?? statusName(reply.status),
+      message: fitMessage(reply.message ?? statusName(reply.status)),
       acceptablePayment: reply.acceptablePayment,
       bodyLength: body.length,
       bodySha256: body.sha256
@@ -364,6 +364,25 @@ export class RpcServer implements Startable {
       }
     }
   }
+}
+
+/**
+ * A status message within the protocol's 1,024 bytes: messages often quote
+ * what the caller sent (an argument, an id), which may be longer. Cut at a
+ * character boundary, with an ellipsis, here at the source, so that no
+ * client refuses the whole answer for it.
+ */
+export function fitMessage (message: string): string {
+  const bytes = Buffer.from(message, 'utf8')
+  if (bytes.byteLength <= Limits.messageBytes) {
+    return message
+  }
+  let cut = Limits.messageBytes - 3
+  // back off to the start of a UTF-8 character
+  while (cut > 0 && (bytes[cut] & 0xc0) === 0x80) {
+    cut--
+  }
+  return bytes.subarray(0, cut).toString('utf8') + '…'
 }
 
 async function closeOrAbort (stream: Stream): Promise<void> {
