@@ -8,6 +8,8 @@ import { DEFAULT_CONFIG } from '../../src/node/config.ts'
 import { RawRpc } from '../helpers/raw-rpc.ts'
 import { bodyFromBytes, bodyFromFile } from '../../src/protocols/rpc/body.ts'
 import { openCloudSigner, CredentialVerifier } from '../../src/protocols/rpc/credentials.ts'
+import { RpcClient } from '../../src/protocols/rpc/client.ts'
+import { multiaddr } from '@multiformats/multiaddr'
 import { Status } from '../../src/protocols/rpc/status.ts'
 import { FrameType } from '../../src/protocols/rpc/constants.ts'
 import { encodeFrame } from '../../src/protocols/rpc/frames.ts'
@@ -239,6 +241,29 @@ describe('OpenCloud RPC between two nodes over TCP', () => {
     const wrongId = addrOf(server.node).replace(/\/p2p\/.*$/, `/p2p/${unknown.toString()}`)
     await assert.rejects(client.node.call(wrongId, { service: 'info', method: 'info' }), /the peer at that address has another id \(12D3KooW\S+, not 12D3KooW\S+\): check the \/p2p\/ part/)
     await assert.rejects(client.node.call(`/ip4/127.0.0.1/tcp/1/p2p/${unknown.toString()}`, { service: 'info', method: 'info' }), /nothing is listening at 127.0.0.1:1 \(connection refused\)/)
+  })
+
+  it('queues 1,000 concurrent calls to one peer instead of failing them, and rates nobody for its own limits', async () => {
+    const target = addrOf(server.node)
+    const results = await Promise.allSettled(Array.from({ length: 1000 }, async (_, i) =>
+      client.node.call(target, { service: 'sha256', method: 'hash', body: bodyFromBytes(text(`call ${i}`)) })))
+    const failed = results.filter(r => r.status === 'rejected')
+    assert.equal(failed.length, 0, String((failed[0] as PromiseRejectedResult | undefined)?.reason))
+    const records = await client.node.reputation.store.records(server.node.peerId.toString())
+    assert.ok(!records.some(r => r.outcome === 'unsatisfactory'), 'no false ratings of a healthy server')
+
+    // past its queue, a client says so itself
+    const small = new RpcClient({ dial: async (peer, options) => client.node.libp2p.dial(peer, options) }, { signer: client.node.signer, verifier: new CredentialVerifier(), maxStreamsPerPeer: 2, maxQueuedPerPeer: 3 })
+    try {
+      const burst = await Promise.allSettled(Array.from({ length: 10 }, async () => small.call(multiaddr(target), { service: 'info', method: 'node' })))
+      assert.equal(burst.filter(r => r.status === 'fulfilled').length, 5)
+      for (const r of burst.filter(r => r.status === 'rejected')) {
+        assert.equal((r as PromiseRejectedResult).reason.name, 'CallQueueFullError')
+        assert.match((r as PromiseRejectedResult).reason.message, /3 calls to .* already wait for one of the 2 in flight to end/)
+      }
+    } finally {
+      await small.stop()
+    }
   })
 
   it('keeps status messages within 1,024 bytes when they quote a long argument, and rates nobody for it', async () => {

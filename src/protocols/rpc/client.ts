@@ -35,6 +35,25 @@ export interface RpcClientInit {
   idleTimeoutMs?: number
   /** How many times a call is re-sent after refresh-nonce, default 2 */
   nonceRetries?: number
+  /**
+   * Calls in flight to one peer at once, default 128: below a server's 256
+   * inbound streams per connection, so the client queues its own calls
+   * instead of having streams refused
+   */
+  maxStreamsPerPeer?: number
+  /** Calls waiting for a stream to one peer before new ones are refused, default 10,000 */
+  maxQueuedPerPeer?: number
+}
+
+/** Too many calls already wait for one peer: the caller's own limit, not the server's doing */
+export class CallQueueFullError extends Error {
+  override name = 'CallQueueFullError'
+}
+
+/** Calls in flight per peer, and the calls waiting for one of them to end */
+class PeerSlots {
+  active = 0
+  readonly waiting: Array<() => void> = []
 }
 
 export interface CallRequest {
@@ -76,6 +95,8 @@ interface PooledStream {
   reader: FrameReader
   remotePeer: string
   idleTimer?: ReturnType<typeof setTimeout>
+  /** true when it carried a call before: the server may have closed it since */
+  reused?: boolean
 }
 
 interface NonceState {
@@ -112,6 +133,9 @@ export class RpcClient {
   private readonly idleTimeoutMs: number
   private readonly nonceRetries: number
   private readonly dialTimeoutMs: number
+  private readonly maxStreamsPerPeer: number
+  private readonly maxQueuedPerPeer: number
+  private readonly slots = new Map<string, PeerSlots>()
   private readonly idle = new Map<string, PooledStream[]>()
   private readonly nonces = new Map<string, NonceState>()
   private stopped = false
@@ -125,6 +149,52 @@ export class RpcClient {
     this.idleTimeoutMs = init.idleTimeoutMs ?? 30_000
     this.nonceRetries = init.nonceRetries ?? 2
     this.dialTimeoutMs = init.dialTimeoutMs ?? 10_000
+    this.maxStreamsPerPeer = init.maxStreamsPerPeer ?? 128
+    this.maxQueuedPerPeer = init.maxQueuedPerPeer ?? 10_000
+  }
+
+  /** Wait for a slot for one more call to a peer; the returned function gives it back, once */
+  private async slot (peer: PeerId | Multiaddr, signal: AbortSignal): Promise<() => void> {
+    const key = targetKey(peer)
+    let slots = this.slots.get(key)
+    if (slots == null) {
+      slots = new PeerSlots()
+      this.slots.set(key, slots)
+    }
+    const s = slots
+    if (s.active >= this.maxStreamsPerPeer) {
+      if (s.waiting.length >= this.maxQueuedPerPeer) {
+        throw new CallQueueFullError(`${s.waiting.length} calls to ${key} already wait for one of the ${this.maxStreamsPerPeer} in flight to end; this node refuses more until they do`)
+      }
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = (): void => {
+          const i = s.waiting.indexOf(go)
+          if (i !== -1) s.waiting.splice(i, 1)
+          reject(signal.reason)
+        }
+        const go = (): void => {
+          signal.removeEventListener('abort', onAbort)
+          resolve()
+        }
+        s.waiting.push(go)
+        signal.addEventListener('abort', onAbort, { once: true })
+      })
+    } else {
+      s.active++
+    }
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      const next = s.waiting.shift()
+      if (next != null) {
+        // the slot passes straight to the next call waiting
+        next()
+      } else {
+        s.active--
+        if (s.active === 0) this.slots.delete(key)
+      }
+    }
   }
 
   /** Close every pooled stream */
@@ -160,18 +230,50 @@ export class RpcClient {
   }
 
   private async attempt (peer: PeerId | Multiaddr, request: CallRequest, body: OutgoingBody, signal: AbortSignal): Promise<CallResponse> {
-    const pooled = await this.acquire(peer, signal)
+    const freeSlot = await this.slot(peer, signal)
+    let pooled: PooledStream
+    try {
+      pooled = await this.acquire(peer, signal)
+    } catch (err) {
+      freeSlot()
+      throw err
+    }
+    try {
+      return await this.exchange(peer, pooled, request, body, signal, freeSlot)
+    } catch (err: any) {
+      // a pooled stream the server had closed before this call reached it
+      // (an idle close, or after refusing the call before): the server never
+      // saw the request, so it goes again once on a fresh stream
+      if (pooled.reused === true && err instanceof UnansweredError) {
+        log('a pooled stream to %s was closed under the call; sending it on a new stream', pooled.remotePeer)
+        const fresh = await this.slot(peer, signal)
+        let again: PooledStream
+        try {
+          again = await this.acquire(peer, signal, true)
+        } catch (e) {
+          fresh()
+          throw e
+        }
+        return this.exchange(peer, again, request, body, signal, fresh)
+      }
+      throw err
+    }
+  }
+
+  private async exchange (peer: PeerId | Multiaddr, pooled: PooledStream, request: CallRequest, body: OutgoingBody, signal: AbortSignal, freeSlot: () => void): Promise<CallResponse> {
     let released = false
     const discard = (err?: Error): void => {
       if (!released) {
         released = true
         this.discard(pooled, err)
+        freeSlot()
       }
     }
     const release = (): void => {
       if (!released) {
         released = true
         this.release(peer, pooled)
+        freeSlot()
       }
     }
     let nonceState: NonceState | undefined
@@ -216,7 +318,7 @@ export class RpcClient {
         frame = await pooled.reader.next(signal)
       }
       if (frame == null) {
-        throw new StreamEndedError('the server closed the stream without answering')
+        throw new UnansweredError('the server closed the stream without answering')
       }
       if (frame.type !== FrameType.RESPONSE) {
         throw new MalformedMessageError(`expected a RESPONSE frame, got type ${frame.type}`)
@@ -396,18 +498,22 @@ export class RpcClient {
     }
   }
 
-  private async acquire (peer: PeerId | Multiaddr, signal: AbortSignal): Promise<PooledStream> {
+  private async acquire (peer: PeerId | Multiaddr, signal: AbortSignal, fresh = false): Promise<PooledStream> {
     if (this.stopped) {
       throw new Error('the RPC client is stopped')
     }
-    const list = this.idle.get(targetKey(peer))
+    const list = fresh ? undefined : this.idle.get(targetKey(peer))
     while (list != null && list.length > 0) {
       const pooled = list.pop() as PooledStream
       clearTimeout(pooled.idleTimer)
-      if (pooled.stream.status === 'open' && pooled.stream.writeStatus === 'writable' && pooled.stream.readStatus !== 'closed' && pooled.reader.idle) {
+      if (pooled.stream.status === 'open' && pooled.stream.writeStatus === 'writable' && pooled.stream.readStatus !== 'closed' && pooled.stream.remoteWriteStatus === 'writable' && pooled.reader.idle) {
+        pooled.reused = true
         return pooled
       }
       pooled.reader.release()
+      if (pooled.stream.status === 'open') {
+        pooled.stream.abort(new Error('the server closed its side'))
+      }
     }
     let connection: RpcConnection
     try {
@@ -482,6 +588,9 @@ function dialFailure (peer: PeerId | Multiaddr, err: any, timeoutMs: number): st
   }
   return message
 }
+
+/** The server ended the stream cleanly without answering: it never read the request */
+class UnansweredError extends StreamEndedError {}
 
 /**
  * A small body is sent before the server has checked the nonce or the

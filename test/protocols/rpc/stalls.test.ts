@@ -111,6 +111,18 @@ describe('stalled and overrun request bodies', () => {
     assert.equal(await closedWithin(reader, IDLE_TIMEOUT_MS * 5), true, 'the idle stream was never closed')
   })
 
+  it('sends a call again on a new stream when the server closed the pooled one, and rates nobody', async () => {
+    const target = server.node.libp2p.getMultiaddrs()[0]
+    const first = await client.node.call(target, { service: 'sha256', method: 'hash', body: bodyFromBytes(new TextEncoder().encode('one')) })
+    assert.equal(first.status, Status.OK)
+    // the server closes the stream the client pooled
+    await new Promise(resolve => setTimeout(resolve, IDLE_TIMEOUT_MS + 500))
+    const second = await client.node.call(target, { service: 'sha256', method: 'hash', body: bodyFromBytes(new TextEncoder().encode('two')) })
+    assert.equal(second.status, Status.OK)
+    const records = await client.node.reputation.store.records(server.node.peerId.toString())
+    assert.ok(!records.some(r => r.outcome === 'unsatisfactory'), JSON.stringify(records))
+  })
+
   it('keeps serving well-formed calls on new streams after all of that', async () => {
     const r = await client.node.call(server.node.peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(new TextEncoder().encode('fine')) })
     assert.equal(r.status, Status.OK)
