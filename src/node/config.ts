@@ -300,13 +300,21 @@ export function configPrices (config: Config): Record<string, Record<string, big
 /** Read config.json; a missing file is written with the defaults */
 export async function loadConfig (path: string): Promise<Config> {
   let text: string
+  const last = `${path}.last`
   try {
     text = await readFile(path, 'utf8')
   } catch (err: any) {
     if (err.code !== 'ENOENT') {
       throw new ConfigError(`cannot read ${path}: ${err.message}`)
     }
+    // a node that ran before keeps a copy: starting on the defaults would
+    // silently turn payments off and forget prices and policies
+    const before = await readFile(last, 'utf8').catch(() => undefined)
+    if (before != null) {
+      throw new ConfigError(`${path} is missing, but this node ran with one: restore it from the copy of the last one (cp ${last} ${path}), or delete ${last} to start with the defaults`)
+    }
     await writeFileAtomic(path, JSON.stringify(DEFAULT_CONFIG, null, 2) + '\n')
+    await writeFileAtomic(last, JSON.stringify(DEFAULT_CONFIG, null, 2) + '\n')
     return structuredClone(DEFAULT_CONFIG)
   }
   let parsed: unknown
@@ -315,11 +323,16 @@ export async function loadConfig (path: string): Promise<Config> {
   } catch (err: any) {
     throw new ConfigError(`${path} is not valid JSON: ${err.message}`)
   }
+  let config: Config
   try {
-    return validateConfig(parsed)
+    config = validateConfig(parsed)
   } catch (err: any) {
     throw new ConfigError(`${path}: ${err.message}`)
   }
+  if (await readFile(last, 'utf8').catch(() => undefined) !== text) {
+    await writeFileAtomic(last, text)
+  }
+  return config
 }
 
 /**
@@ -344,6 +357,8 @@ export async function updateConfigFile (path: string, change: (raw: Record<strin
   } catch (err: any) {
     throw new ConfigError(`${path}: ${err.message}`)
   }
-  await writeFileAtomic(path, JSON.stringify(raw, null, 2) + '\n')
+  const text = JSON.stringify(raw, null, 2) + '\n'
+  await writeFileAtomic(path, text)
+  await writeFileAtomic(`${path}.last`, text)
   return config
 }

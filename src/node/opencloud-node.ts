@@ -17,7 +17,7 @@ import { AccessDeniedError, DialError, ServerError } from '../protocols/rpc/erro
 import { LevelDatastore } from 'datastore-level'
 import { Level } from 'level'
 import { logger } from '@libp2p/logger'
-import { peerIdFromString } from '@libp2p/peer-id'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { RpcClient, type CallRequest, type CallResponse, type RpcConnection } from '../protocols/rpc/client.ts'
 import { streamPair } from '@libp2p/utils'
@@ -45,6 +45,7 @@ import { sha256Service } from '../services/sha256/index.ts'
 import { ConfigError, configPrices, loadConfig, updateConfigFile, type Config } from './config.ts'
 import { formatAmount, parseAmount } from '../market/units.ts'
 import { ensureDataDir, loadOrCreateIdentity, type DataDir } from './data-dir.ts'
+import { checkBeforeKeys, recordKeys, tightenModes } from './data-guard.ts'
 import { VERSION } from './version.ts'
 import type { AbortOptions, PeerId, PrivateKey } from '@libp2p/interface'
 import type { Service } from '../services/interface.ts'
@@ -205,7 +206,19 @@ export class OpenCloudNode {
     // uploads a crash left half-spooled in tmp/ can go
     await rm(paths.tmp, { recursive: true, force: true })
     await mkdir(paths.tmp, { recursive: true, mode: 0o700 })
-    const privateKey: PrivateKey = await loadOrCreateIdentity(paths.identity)
+    let privateKey: PrivateKey
+    let wallet: Wallet
+    try {
+      await tightenModes(paths)
+      // nothing is created before it is clear nothing that was there is gone
+      await checkBeforeKeys(paths, datastore)
+      privateKey = await loadOrCreateIdentity(paths.identity)
+      wallet = await Wallet.open({ path: join(paths.root, 'wallet.json'), network: config.payments.network, passphrase: init.walletPassphrase ?? process.env.OPENCLOUD_WALLET_PASSPHRASE })
+      await recordKeys(paths, datastore, peerIdFromPrivateKey(privateKey).toString(), wallet.identityAddress)
+    } catch (err) {
+      await datastore.close()
+      throw err
+    }
     const signer = openCloudSigner(privateKey)
     const verifier = new CredentialVerifier({ network: config.payments.network })
     const nonces = new NonceStore()
@@ -213,13 +226,6 @@ export class OpenCloudNode {
     const pipeline = new Pipeline({ registry, verifier, nonces, policies: new Policies(config.policies) }, {
       requireCredential: config.rpc.requireCredential
     })
-    let wallet: Wallet
-    try {
-      wallet = await Wallet.open({ path: join(paths.root, 'wallet.json'), network: config.payments.network, passphrase: init.walletPassphrase ?? process.env.OPENCLOUD_WALLET_PASSPHRASE })
-    } catch (err) {
-      await datastore.close()
-      throw err
-    }
     const ledger = new Ledger(datastore, { graceMs: config.payments.graceMs })
     const chain = config.payments.chain === '' ? undefined : new EsploraClient({ url: config.payments.chain })
     if (chain != null) {
@@ -360,6 +366,10 @@ export class OpenCloudNode {
     this.pruneTimer = setInterval(() => { this.nonces.prune() }, 60_000)
     this.pruneTimer.unref()
     this.payments?.start()
+    if (this.wallet.scanNeeded && this.chain != null) {
+      // restored from its mnemonic: find the addresses it used, in the background
+      void this.wallet.scan(this.chain).catch(err => { log.error('scanning the restored wallet failed; it is tried again at the next start - %e', err) })
+    }
     log('started %p', this.peerId)
   }
 

@@ -191,10 +191,13 @@ export class PaymentDesk implements PaymentHook {
     }
     const network = bitcoinNetwork(this.network)
     let toUs = 0n
+    const paidTo: string[] = []
     for (const out of tx.outs) {
       try {
-        if (wallet.owns(btcAddress.fromOutputScript(out.script, network))) {
+        const to = btcAddress.fromOutputScript(out.script, network)
+        if (wallet.owns(to)) {
           toUs += out.value
+          paidTo.push(to)
         }
       } catch {}
     }
@@ -236,6 +239,7 @@ export class PaymentDesk implements PaymentHook {
         }
       }
       await ledger.markUsed(txid)
+      await wallet.markPaid(paidTo)
       await ledger.recordPayment({ direction: 'received', peer: ctx.caller, txid, sats: toUs, settles: [], service: ctx.service, method: ctx.method })
       log('received %s sat from %s in %s', toUs, ctx.caller, txid)
       return { txid, sats: toUs }

@@ -1,11 +1,16 @@
+import { access } from 'node:fs/promises'
+import { join } from 'node:path'
 import { connectApi } from '../../node/api/client.ts'
+import { ensureDataDir } from '../../node/data-dir.ts'
+import { loadConfig } from '../../node/config.ts'
+import { Wallet } from '../../payments/wallet/wallet.ts'
 import { printJson, table, UsageError, type Command } from '../command.ts'
 import { formatAmount, parseAmount } from '../../market/units.ts'
 
 export const walletCommand: Command = {
   name: 'wallet',
   summary: "the node's bitcoin wallet: address, balance, send, history",
-  usage: 'opencloud-node wallet <address [--new] | balance | send <address> <amount> | history>',
+  usage: 'opencloud-node wallet <address [--new] | balance | send <address> <amount> | history | backup | restore>',
   help: `The node's HD wallet (BIP39 mnemonic, BIP84 native segwit), kept in
 wallet.json in the data directory with mode 0600. Set
 OPENCLOUD_WALLET_PASSPHRASE before the node's first start to encrypt it.
@@ -18,13 +23,52 @@ Balances and sending need a chain: payments.chain in config.json.
                          e.g. wallet send bcrt1q... "0.001 BTC" (or 100000sat;
                          a number without a unit is satoshis)
   wallet history         transactions in and out of the wallet
+  wallet backup          print the wallet's mnemonic: write it down and keep it
+                         offline; anyone who has it can spend the wallet
+  wallet restore         make wallet.json from a mnemonic read on standard
+                         input (only where there is none); the node then scans
+                         the chain for the addresses the wallet used, e.g.
+                         opencloud-node wallet restore < words.txt
+backup and restore work without a running node.
 
 Options:
   --new  with "address": hand out a new address`,
   options: { new: { type: 'boolean' } },
-  run: async ({ values, positionals, json, dataDir, out }) => {
-    const api = await connectApi(dataDir, values.api)
+  run: async ({ values, positionals, json, dataDir, out, err }) => {
     const [sub, ...rest] = positionals
+    if (sub === 'backup' || sub === 'restore') {
+      const paths = await ensureDataDir(dataDir)
+      const { network } = (await loadConfig(paths.config)).payments
+      const path = join(paths.root, 'wallet.json')
+      const passphrase = process.env.OPENCLOUD_WALLET_PASSPHRASE
+      if (sub === 'backup') {
+        try {
+          await access(path)
+        } catch {
+          throw new UsageError(`there is no wallet in ${dataDir} yet: it is made at the node's first start`)
+        }
+        const wallet = await Wallet.open({ path, network, passphrase })
+        err.write('Anyone who has these words can spend this wallet. Write them down, keep them offline, and never type them into a website.\n')
+        if (json) {
+          printJson(out, { network, mnemonic: wallet.backupPhrase(), identityAddress: wallet.identityAddress })
+        } else {
+          out.write(wallet.backupPhrase() + '\n')
+        }
+        return
+      }
+      const words = Buffer.concat(await process.stdin.toArray()).toString('utf8').trim()
+      if (words === '') {
+        throw new UsageError('give the mnemonic on standard input, e.g.: opencloud-node wallet restore < words.txt')
+      }
+      const wallet = await Wallet.restore({ path, network, passphrase, mnemonic: words })
+      if (json) {
+        printJson(out, { network, identityAddress: wallet.identityAddress, scanNeeded: true })
+      } else {
+        out.write(`restored the ${network} wallet ${wallet.identityAddress}; at its next start the node scans the chain for the addresses it used\n`)
+      }
+      return
+    }
+    const api = await connectApi(dataDir, values.api)
     switch (sub) {
       case 'address': {
         const info = values.new === true

@@ -29,7 +29,20 @@ interface WalletFile {
   /** next unused receive and change indexes */
   receiveIndex: number
   changeIndex: number
+  /** the highest receive index a payment was seen to, -1 for none */
+  lastUsedReceive?: number
+  /** set when restored from a mnemonic: the next start with a chain scans for used addresses */
+  scanNeeded?: boolean
 }
+
+/**
+ * How many receive addresses may be handed out beyond the last one that was
+ * paid. BIP44's gap limit: a wallet restored from its mnemonic scans until it
+ * finds this many unused addresses in a row, so no address further out may
+ * ever hold money. It also bounds what a flood of callers asking for
+ * addresses can make the wallet track.
+ */
+export const GAP_LIMIT = 20
 
 export class WalletError extends Error {
   override name = 'WalletError'
@@ -91,10 +104,15 @@ export class Wallet {
   private readonly file: WalletFile
   private readonly account: HDKey
   private readonly owned = new Map<string, OwnedAddress>()
+  private readonly mnemonic: string
+  private readonly derived = new Map<string, string>()
+  /** the address last handed to each payer (bounded; forgotten on restart) */
+  private readonly payers = new Map<string, OwnedAddress>()
 
   private constructor (path: string, file: WalletFile, mnemonic: string) {
     this.path = path
     this.file = file
+    this.mnemonic = mnemonic
     this.network = file.network
     const root = HDKey.fromMasterSeed(mnemonicToSeedSync(mnemonic))
     this.account = root.derive(`m/84'/${coinType(file.network)}'/0'`)
@@ -155,13 +173,133 @@ export class Wallet {
     return this.file.encrypted != null
   }
 
+  /** The BIP39 mnemonic: everything needed to restore the wallet's money */
+  backupPhrase (): string {
+    return this.mnemonic
+  }
+
+  /** Whether the wallet was restored from its mnemonic and has not yet looked for its used addresses */
+  get scanNeeded (): boolean {
+    return this.file.scanNeeded === true
+  }
+
+  /**
+   * Write wallet.json from a mnemonic (`wallet restore`). The next start
+   * with a chain scans for the addresses the wallet used before, so its
+   * balance and its next addresses are right.
+   */
+  static async restore (init: WalletInit & { mnemonic: string }): Promise<Wallet> {
+    let exists = true
+    try {
+      await readFile(init.path)
+    } catch {
+      exists = false
+    }
+    if (exists) {
+      throw new WalletError(`${init.path} exists: a wallet is restored only where there is none (move it away first)`)
+    }
+    const mnemonic = init.mnemonic.trim().split(/\s+/).join(' ').toLowerCase()
+    const wallet = await Wallet.open({ ...init, mnemonic })
+    wallet.file.scanNeeded = true
+    await wallet.save()
+    return wallet
+  }
+
+  /**
+   * Find the addresses this wallet used: each chain (receive and change)
+   * from index 0 until GAP_LIMIT unused addresses in a row, as BIP44
+   * wallets do. The next indexes move past the last used one.
+   */
+  async scan (chain: ChainBackend): Promise<{ receive: number, change: number }> {
+    const found = { receive: 0, change: 0 }
+    for (const change of [false, true]) {
+      let last = -1
+      for (let i = 0, unused = 0; unused < GAP_LIMIT; i++) {
+        const used = (await chain.transactions(this.addressAt(change, i))).length > 0
+        if (used) {
+          last = i
+          unused = 0
+        } else {
+          unused++
+        }
+      }
+      if (change) {
+        this.file.changeIndex = Math.max(this.file.changeIndex, last + 1)
+        found.change = last + 1
+      } else {
+        this.file.receiveIndex = Math.max(this.file.receiveIndex, last + 1)
+        this.file.lastUsedReceive = Math.max(this.file.lastUsedReceive ?? -1, last)
+        found.receive = last + 1
+      }
+    }
+    this.file.scanNeeded = false
+    await this.save()
+    this.refreshOwned()
+    log('scanned the chain: %d receive and %d change addresses used', found.receive, found.change)
+    return found
+  }
+
+  /**
+   * An address for a payer to pay to: the one it was given before while
+   * that is still unpaid, else a fresh one, but never more than GAP_LIMIT
+   * beyond the last paid address; past that, unpaid addresses are handed out
+   * again. Payments are recognised by their transaction, so sharing an
+   * address loses nothing, and a flood of callers cannot grow the wallet.
+   */
+  async addressFor (payer: string): Promise<string> {
+    const lastUsed = this.file.lastUsedReceive ?? -1
+    const given = this.payers.get(payer)
+    if (given != null && given.index > lastUsed) {
+      return given.address
+    }
+    let owned: OwnedAddress
+    if (this.file.receiveIndex - (lastUsed + 1) < GAP_LIMIT) {
+      const address = await this.newAddress()
+      owned = this.owned.get(address) as OwnedAddress
+    } else {
+      // the gap is full: one of the unpaid addresses, the same for the same payer
+      let h = 0
+      for (const c of payer) h = (h * 31 + c.charCodeAt(0)) >>> 0
+      const index = lastUsed + 1 + (h % GAP_LIMIT)
+      const address = this.addressAt(false, index)
+      owned = { address, change: false, index }
+    }
+    if (this.payers.size >= 10_000) {
+      this.payers.delete(this.payers.keys().next().value as string)
+    }
+    this.payers.set(payer, owned)
+    return owned.address
+  }
+
+  /** A payment reached these addresses: they are used, and the gap moves on */
+  async markPaid (addresses: string[]): Promise<void> {
+    let highest = this.file.lastUsedReceive ?? -1
+    for (const address of addresses) {
+      const owned = this.owned.get(address)
+      if (owned != null && !owned.change && owned.index > highest) {
+        highest = owned.index
+      }
+    }
+    if (highest > (this.file.lastUsedReceive ?? -1)) {
+      this.file.lastUsedReceive = highest
+      await this.save()
+    }
+  }
+
   private key (change: boolean, index: number): HDKey {
     return this.account.derive(`m/${change ? 1 : 0}/${index}`)
   }
 
   addressAt (change: boolean, index: number): string {
-    const pubkey = this.key(change, index).publicKey as Uint8Array
-    return payments.p2wpkh({ pubkey, network: bitcoinNetwork(this.network) }).address as string
+    // deriving a key costs a point multiplication: remember the addresses
+    const cacheKey = `${change ? 1 : 0}/${index}`
+    let address = this.derived.get(cacheKey)
+    if (address == null) {
+      const pubkey = this.key(change, index).publicKey as Uint8Array
+      address = payments.p2wpkh({ pubkey, network: bitcoinNetwork(this.network) }).address as string
+      this.derived.set(cacheKey, address)
+    }
+    return address
   }
 
   privateKeyOf (address: string): Uint8Array {

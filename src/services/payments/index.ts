@@ -42,9 +42,9 @@ export function paymentsService (components: PaymentsServiceComponents): Service
     description: 'where to pay this node, what a caller owes it, and settling deferred payments',
     methods: {
       address: {
-        description: 'a fresh address of this node\'s wallet to pay to',
+        description: 'an address of this node\'s wallet to pay to: the caller\'s unpaid one, or a fresh one',
         unit: Units.CALL,
-        handle: async () => ({ json: { address: await wallet.newAddress(), network: wallet.network } })
+        handle: async ({ caller }) => ({ json: { address: await wallet.addressFor(caller), network: wallet.network } })
       },
       tab: {
         description: 'the caller\'s tab with this node: promised, paid, outstanding, due, overdue',
