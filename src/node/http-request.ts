@@ -23,3 +23,18 @@ export async function readSmallBody (req: IncomingMessage, limit = 64 * 1024): P
   }
   return Buffer.concat(chunks).toString('utf8')
 }
+
+/** A small JSON request body: over `limit` bytes is a 413, anything but a JSON object a 400 with `usage` */
+export async function readJsonBody (req: IncomingMessage, usage: string, limit = 64 * 1024): Promise<Record<string, unknown>> {
+  const text = await readSmallBody(req, limit)
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    throw new HttpError(400, usage)
+  }
+  if (value == null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new HttpError(400, usage)
+  }
+  return value as Record<string, unknown>
+}

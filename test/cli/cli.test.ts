@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { readFile, stat, writeFile, access } from 'node:fs/promises'
 import { join } from 'node:path'
+import { request } from 'node:http'
 import { tempDir } from '../helpers/nodes.ts'
 import { runCli, startDaemon, type Daemon } from '../helpers/cli.ts'
 
@@ -135,6 +136,37 @@ describe('the opencloud-node command line against running daemons', () => {
     const ok = await fetch(`${client.api}/v1/id`, { headers: { authorization: `Bearer ${token}` } })
     assert.equal(ok.status, 200)
     assert.equal((await stat(join(clientDir, 'api.token'))).mode & 0o777, 0o600)
+
+    // a DNS-rebinding page sends the right token to 127.0.0.1 under its own name
+    const raw = async (path: string, headers: Record<string, string>, method = 'GET', body?: string): Promise<{ status: number, text: string }> => {
+      const url = new URL(path, client.api)
+      return new Promise((resolve, reject) => {
+        const req = request({ host: url.hostname, port: url.port, path: url.pathname + url.search, method, headers: { authorization: `Bearer ${token}`, ...headers } }, res => {
+          let text = ''
+          res.on('data', d => { text += d })
+          res.on('end', () => { resolve({ status: res.statusCode ?? 0, text }) })
+        })
+        req.on('error', reject)
+        req.end(body)
+      })
+    }
+    assert.equal((await raw('/v1/id', { host: 'evil.example:80' })).status, 403)
+    assert.equal((await raw('/v1/id', { host: `127.0.0.1:${new URL(client.api).port}`, origin: 'http://evil.example' })).status, 403)
+    assert.equal((await raw('/v1/id', { host: `localhost:${new URL(client.api).port}` })).status, 200)
+    // mistakes in a request are the caller's: 4xx with the reason, never 500
+    for (const [path, status, reason] of [
+      ['/v1/peers/find?service=sha256&timeout=abc', 400, /timeout must be a whole number above 0, not "abc"/],
+      ['/v1/peers/find?service=sha256&timeout=-5', 400, /timeout must be a whole number above 0/],
+      ['/v1/reputation?peer=notapeer', 400, /"notapeer" is not a PeerId/]
+    ] as const) {
+      const answer = await raw(path, {})
+      assert.equal(answer.status, status, path)
+      assert.match(JSON.parse(answer.text).error.message, reason)
+    }
+    const big = await raw('/v1/market/price', { 'content-type': 'application/json' }, 'POST', JSON.stringify({ service: 'sha256', method: 'hash', amount: '1 sat', pad: 'x'.repeat(100_000) }))
+    assert.equal(big.status, 413)
+    const send = await raw('/v1/wallet/send', { 'content-type': 'application/json' }, 'POST', '[1,2]')
+    assert.equal(send.status, 400)
   })
 
   it('refuses a second daemon on a data directory in use', async () => {

@@ -11,7 +11,7 @@ import { RpcError } from '../../protocols/rpc/errors.ts'
 import { statusName, Status } from '../../protocols/rpc/status.ts'
 import { parsePeer, PriceRefusedError, type OpenCloudNode } from '../opencloud-node.ts'
 import { httpStatusFor, API_HEADERS } from './http-status.ts'
-import { HttpError, readSmallBody } from '../http-request.ts'
+import { HttpError, readJsonBody } from '../http-request.ts'
 import type { CallResponse } from '../../protocols/rpc/client.ts'
 import type { ChainBackend } from '../../payments/chain/interface.ts'
 import { BiddingError, type PaidCallOptions, type PaidCallResult } from '../../payments/payment-agent.ts'
@@ -170,7 +170,33 @@ export class ApiServer {
     return given.length === expected.length && timingSafeEqual(given, expected)
   }
 
+  /**
+   * The API answers only requests addressed to its loopback name. A web page
+   * can make a browser send requests to 127.0.0.1 under a name it controls
+   * (DNS rebinding), with a Host header of that name, and can add an Origin
+   * of its own; neither passes here, even with a leaked token.
+   */
+  private addressedHere (req: IncomingMessage): boolean {
+    const port = (this.server?.address() as { port?: number } | null)?.port
+    const local = (value: string): boolean => {
+      const match = /^(?:127\.[0-9]+\.[0-9]+\.[0-9]+|localhost|\[::1\])(?::([0-9]+))?$/i.exec(value)
+      return match != null && (match[1] == null || Number(match[1]) === port)
+    }
+    if (req.headers.host == null || !local(req.headers.host)) {
+      return false
+    }
+    const origin = req.headers.origin
+    if (origin != null) {
+      const m = /^https?:\/\/(.+)$/i.exec(origin)
+      return m != null && local(m[1])
+    }
+    return true
+  }
+
   private async route (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!this.addressedHere(req)) {
+      throw new HttpError(403, 'the control API answers only requests addressed to its loopback address (Host 127.0.0.1 or localhost, and no foreign Origin)')
+    }
     if (!this.authorized(req)) {
       throw new HttpError(401, 'missing or wrong API token: send "Authorization: Bearer <token>" with the token from api.token in the data directory')
     }
@@ -219,12 +245,7 @@ export class ApiServer {
         sendJson(res, 200, { address: await this.node.wallet.newAddress(), network: this.node.wallet.network })
         return
       case 'POST /v1/wallet/send': {
-        let body: { address?: unknown, amount?: unknown }
-        try {
-          body = JSON.parse(await readSmallBody(req))
-        } catch {
-          throw new HttpError(400, 'send JSON: {"address": "...", "amount": "0.001 BTC"}')
-        }
+        const body = await readJsonBody(req, 'send JSON: {"address": "...", "amount": "0.001 BTC"}')
         if (typeof body.address !== 'string' || typeof body.amount !== 'string') {
           throw new HttpError(400, 'send JSON: {"address": "...", "amount": "0.001 BTC"}')
         }
@@ -251,12 +272,7 @@ export class ApiServer {
         return
       case 'POST /v1/market/price': {
         const usage = 'send JSON: {"service": "sha256", "method": "hash", "amount": "100 sat", "confirm": false}'
-        let body: { service?: unknown, method?: unknown, amount?: unknown, confirm?: unknown }
-        try {
-          body = JSON.parse(await readSmallBody(req))
-        } catch {
-          throw new HttpError(400, usage)
-        }
+        const body = await readJsonBody(req, usage)
         if (typeof body.service !== 'string' || typeof body.method !== 'string' || (typeof body.amount !== 'string' && typeof body.amount !== 'number')) {
           throw new HttpError(400, usage)
         }
