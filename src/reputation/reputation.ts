@@ -82,11 +82,22 @@ export class Reputation implements Startable {
 
   async start (): Promise<void> {
     await this.store.load()
+    // the newest summaries within the bounds in memory; the disk holds no more
+    // than memory does (older versions kept every summary ever received)
+    const stored: Summary[] = []
     for (const bytes of await this.store.summaries()) {
       try {
-        const summary = decodeSummary(bytes)
-        this.summaries.set(summary.rater, summary)
+        stored.push(decodeSummary(bytes))
       } catch {}
+    }
+    stored.sort((a, b) => b.issuedAt - a.issuedAt)
+    const oldest = Date.now() - this.maxSummaryAgeMs
+    for (const summary of stored) {
+      if (this.summaries.size < this.maxRaters && summary.issuedAt >= oldest) {
+        this.summaries.set(summary.rater, summary)
+      } else {
+        await this.store.deleteSummary(summary.rater)
+      }
     }
     const { pubsub } = this.components
     pubsub.topicValidators.set(REPUTATION_TOPIC, (peer, msg) => this.validate(peer, msg))
@@ -131,6 +142,7 @@ export class Reputation implements Startable {
     if (!this.summaries.has(summary.rater) && this.summaries.size >= this.maxRaters) {
       const oldest = [...this.summaries.values()].sort((a, b) => a.issuedAt - b.issuedAt)[0]
       this.summaries.delete(oldest.rater)
+      void this.store.deleteSummary(oldest.rater).catch(err => { log.error('deleting a summary failed - %e', err) })
     }
     this.summaries.set(summary.rater, summary)
     this.cached = undefined

@@ -139,6 +139,10 @@ export class ReputationStore {
     await this.datastore.put(new Key(`${SUMMARIES}/${encodeURIComponent(rater)}`), bytes)
   }
 
+  async deleteSummary (rater: string): Promise<void> {
+    await this.datastore.delete(new Key(`${SUMMARIES}/${encodeURIComponent(rater)}`))
+  }
+
   async summaries (): Promise<Uint8Array[]> {
     const out: Uint8Array[] = []
     for await (const { value } of this.datastore.query({ prefix: SUMMARIES })) {

@@ -109,3 +109,39 @@ describe('reputation between real nodes', () => {
     assert.deepEqual(await again.reputation.view(honestId), before)
   })
 })
+
+describe('reputation summaries on disk', () => {
+  it('keep no more than the raters held in memory, the newest, and drop the rest at start', async () => {
+    const { LevelDatastore } = await import('datastore-level')
+    const { generateKeyPair } = await import('@libp2p/crypto/keys')
+    const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+    const { openCloudSigner } = await import('../../src/protocols/rpc/credentials.ts')
+    const { encodeSummary } = await import('../../src/reputation/summary.ts')
+    const { Reputation } = await import('../../src/reputation/reputation.ts')
+    const { ReputationStore } = await import('../../src/reputation/store.ts')
+    const dir = await tempDir()
+    const datastore = new LevelDatastore(`${dir.path}/datastore`)
+    await datastore.open()
+    try {
+      const store = new ReputationStore(datastore)
+      const subject = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+      const now = Date.now()
+      // 30 raters' summaries piled up on disk, as an older version kept them
+      for (let i = 0; i < 30; i++) {
+        const key = await generateKeyPair('Ed25519')
+        await store.saveSummary(peerIdFromPrivateKey(key).toString(), encodeSummary({ issuedAt: now - i * 1000, opinions: new Map([[subject, 1]]) }, openCloudSigner(key)))
+      }
+      const self = await generateKeyPair('Ed25519')
+      // gossipsub is not what is tested here: a stand-in that accepts the calls
+      const pubsub = { topicValidators: new Map(), addEventListener: () => {}, removeEventListener: () => {}, subscribe: () => {}, unsubscribe: () => {}, publish: async () => ({ recipients: [] }) }
+      const reputation = new Reputation({ peerId: peerIdFromPrivateKey(self), pubsub: pubsub as any, signer: openCloudSigner(self), datastore }, { maxRaters: 10 })
+      await reputation.start()
+      await reputation.stop()
+      const kept = await store.summaries()
+      assert.equal(kept.length, 10)
+    } finally {
+      await datastore.close()
+      await dir.cleanup()
+    }
+  })
+})
