@@ -58,7 +58,7 @@ export async function startNode (index: number, dir: string, bootstrap: string |
   const dataDir = join(dir, `node-${index}`)
   await mkdir(dataDir, { recursive: true })
   const priced = await writeNodeConfig(dataDir, index, chainUrl, bootstrap == null ? undefined : /\/p2p\/([^/]+)$/.exec(bootstrap)?.[1])
-  const args = [BIN, 'daemon', '--json', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0']
+  const args = [BIN, 'daemon', '--json', '--exit-with-parent', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0']
   if (bootstrap != null) {
     args.push('--bootstrap', bootstrap)
   }

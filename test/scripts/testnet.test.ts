@@ -1,11 +1,11 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { access } from 'node:fs/promises'
+import { access, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { tempDir, waitFor } from '../helpers/nodes.ts'
-import { runCli, runShell } from '../helpers/cli.ts'
+import { BIN, runCli, runShell } from '../helpers/cli.ts'
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/testnet/testnet.ts', import.meta.url))
 
@@ -90,6 +90,45 @@ describe('scripts/testnet', () => {
       }
     } finally {
       if (child.exitCode == null && child.pid != null) {
+        try {
+          process.kill(-child.pid, 'SIGKILL')
+        } catch {}
+      }
+      await dir.cleanup()
+    }
+  })
+
+  it('leaves no orphan nodes when its supervisor is killed, and a killed node\'s stale api.json is cleared', async () => {
+    const dir = await tempDir()
+    const child = spawn(process.execPath, [SCRIPT, '--nodes', '2', '--dir', dir.path, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    try {
+      let stdout = ''
+      child.stdout.on('data', d => { stdout += d })
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', () => { if (stdout.trim().endsWith('}') && stdout.includes('"nodes"')) resolve() })
+        child.once('exit', code => { reject(new Error(`testnet exited with ${code}`)) })
+      })
+      const { nodes } = JSON.parse(stdout)
+      const pids: number[] = []
+      for (const node of nodes) {
+        pids.push(JSON.parse(await readFile(join(node.dataDir, 'api.json'), 'utf8')).pid)
+      }
+      const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+      // kill -9 of the supervisor alone: its nodes notice and stop
+      child.kill('SIGKILL')
+      await waitFor(() => pids.every(pid => !alive(pid)), 15_000, 'the nodes to stop')
+
+      // a node killed with -9 leaves its api.json behind: the CLI says so and clears it
+      const again = spawn(process.execPath, [BIN, 'daemon', '--json', '--data-dir', nodes[0].dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+      await new Promise<void>(resolve => { again.stdout.on('data', d => { if (String(d).includes('"started"')) resolve() }) })
+      again.kill('SIGKILL')
+      await new Promise(resolve => again.once('exit', resolve))
+      const stale = await runCli(['--data-dir', nodes[0].dataDir, 'id'])
+      assert.equal(stale.code, 1)
+      assert.match(stale.stderr, /is not running: it stopped without cleaning up, and its stale api.json was removed; start it again with: (npx )?opencloud-node --data-dir/)
+      await assert.rejects(access(join(nodes[0].dataDir, 'api.json')))
+    } finally {
+      if (child.pid != null) {
         try {
           process.kill(-child.pid, 'SIGKILL')
         } catch {}

@@ -22,10 +22,14 @@ Options:
   --bootstrap MULTIADDR  also join through this peer (repeatable), e.g.
                          /ip4/10.0.0.2/tcp/4100/p2p/12D3KooW...; this start only
   --api HOST:PORT        control API address on loopback (default 127.0.0.1:4101;
-                         port 0 picks a free port); saved as config.api`,
+                         port 0 picks a free port); saved as config.api
+  --exit-with-parent     stop cleanly when the process that started this one
+                         ends (for supervisors such as the testnet: a killed
+                         supervisor leaves no orphan nodes)`,
   options: {
     listen: { type: 'string', multiple: true },
-    bootstrap: { type: 'string', multiple: true }
+    bootstrap: { type: 'string', multiple: true },
+    'exit-with-parent': { type: 'boolean' }
   },
   run: async ({ values, json, dataDir, out, err }) => {
     for (const addr of [...(values.listen ?? []), ...(values.bootstrap ?? [])]) {
@@ -80,6 +84,15 @@ Options:
       }
       process.on('SIGINT', () => { stop('SIGINT') })
       process.on('SIGTERM', () => { stop('SIGTERM') })
+      if (values['exit-with-parent'] === true) {
+        // an orphan is adopted by another process: its parent id changes
+        const parent = process.ppid
+        setInterval(() => {
+          if (process.ppid !== parent && !stopping) {
+            stop('the process that started this node ended')
+          }
+        }, 1000).unref()
+      }
     })
 
     const node = await OpenCloudNode.create({ dataDir, config, bootstrap: values.bootstrap, persistConfig: true })

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs'
 import { Readable } from 'node:stream'
-import { readApiInfo, dataDirPaths } from '../data-dir.ts'
+import { readApiInfo, dataDirPaths, removeApiInfo } from '../data-dir.ts'
 import { readFile } from 'node:fs/promises'
 import { API_HEADERS } from './http-status.ts'
 import { CLI } from '../../cli/cli-name.ts'
@@ -42,9 +42,27 @@ export async function connectApi (dataDir: string, apiFlag?: string): Promise<Ap
     if (info == null) {
       throw new DaemonNotRunningError(`no node is running with the data directory ${dataDir}; start one with: ${CLI} --data-dir ${dataDir}`)
     }
+    if (!isAlive(info.pid)) {
+      // the node died without cleaning up (kill -9, a crash): its api.json is stale
+      await removeApiInfo(paths.apiInfo).catch(() => {})
+      throw new DaemonNotRunningError(`the node of ${dataDir} (pid ${info.pid}) is not running: it stopped without cleaning up, and its stale api.json was removed; start it again with: ${CLI} --data-dir ${dataDir}`)
+    }
     url = info.url
   }
   return new ApiClient({ url, token })
+}
+
+function isAlive (pid: number | undefined): boolean {
+  if (pid == null) {
+    return true
+  }
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err: any) {
+    // EPERM: alive, but someone else's
+    return err.code === 'EPERM'
+  }
 }
 
 export type ApiBody =
