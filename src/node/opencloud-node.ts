@@ -46,6 +46,7 @@ import { ConfigError, configPrices, loadConfig, updateConfigFile, type Config } 
 import { formatAmount, parseAmount } from '../market/units.ts'
 import { ensureDataDir, loadOrCreateIdentity, type DataDir } from './data-dir.ts'
 import { checkBeforeKeys, recordKeys, tightenModes } from './data-guard.ts'
+import { inboundGate } from './inbound-gate.ts'
 import { VERSION } from './version.ts'
 import type { AbortOptions, PeerId, PrivateKey } from '@libp2p/interface'
 import type { Service } from '../services/interface.ts'
@@ -245,6 +246,11 @@ export class OpenCloudNode {
         // a slow ping on a loaded node must not abort a connection that is
         // carrying a large body; dead connections still fail their streams
         connectionMonitor: { abortConnectionOnPingFailure: false },
+        // idle sockets that never finish a handshake must not lock peers out:
+        // a handshake gets 5 s (a noise handshake takes a few round trips),
+        // one host at most 8 at once, and all hosts together 64
+        connectionManager: { maxIncomingPendingConnections: 64, inboundUpgradeTimeout: 5_000 },
+        connectionGater: inboundGate(),
         transports: [tcp()],
         connectionEncrypters: [noise()],
         streamMuxers: [yamux()],

@@ -61,6 +61,16 @@ export interface RpcServerInit {
    * declares a body and stops sending holds the stream forever.
    */
   bodyTimeoutMs?: number
+  /**
+   * The slowest average a body may arrive at, in bytes per second, after
+   * the body timeout's allowance, default 1 KiB/s: a body dripped a byte at a
+   * time under the body timeout would otherwise hold its stream for hours
+   */
+  minBodyRate?: number
+  /** RPC streams open at once from all peers, default 4,096: a memory budget under attack */
+  maxStreamsTotal?: number
+  /** RPC streams open at once from one peer, over all its connections, default 256 */
+  maxStreamsPerPeer?: number
 }
 
 const ZERO_DIGEST = new Uint8Array(32)
@@ -81,14 +91,18 @@ class RequestBodyReader implements IncomingBody {
   private readonly stream: Stream
   private readonly signal: AbortSignal
   private readonly timeoutMs: number
+  private readonly minRate: number
+  /** set when the body starts: the latest it may finish */
+  private deadline = Infinity
 
-  constructor (head: RequestHead, reader: FrameReader, stream: Stream, signal: AbortSignal, timeoutMs: number) {
+  constructor (head: RequestHead, reader: FrameReader, stream: Stream, signal: AbortSignal, timeoutMs: number, minRate: number) {
     this.length = head.bodyLength
     this.sha256 = head.bodySha256
     this.reader = reader
     this.stream = stream
     this.signal = signal
     this.timeoutMs = timeoutMs
+    this.minRate = minRate
     // small bodies follow the head without waiting for CONTINUE
     this.continued = head.bodyLength <= EAGER_BODY_LIMIT
   }
@@ -138,13 +152,21 @@ class RequestBodyReader implements IncomingBody {
   }
 
   private async readChunk (): Promise<Uint8Array[]> {
-    const timeout = AbortSignal.timeout(this.timeoutMs)
+    if (this.deadline === Infinity) {
+      this.deadline = Date.now() + this.timeoutMs + Math.ceil(this.length / this.minRate) * 1000
+    }
+    if (Date.now() > this.deadline) {
+      throw new BodyStalledError(`the body arrives slower than ${this.minRate} bytes/s (${this.received} of ${this.length} bytes); the call is refused and the stream closed`)
+    }
+    const timeout = AbortSignal.timeout(Math.min(this.timeoutMs, Math.max(1, this.deadline - Date.now())))
     let frame
     try {
       frame = await this.reader.next(AbortSignal.any([this.signal, timeout]))
     } catch (err) {
       if (timeout.aborted && !this.signal.aborted) {
-        throw new BodyStalledError(`no body bytes for ${this.timeoutMs / 1000} s after ${this.received} of ${this.length}; the call is refused and the stream closed`)
+        throw Date.now() >= this.deadline - 5
+          ? new BodyStalledError(`the body arrives slower than ${this.minRate} bytes/s (${this.received} of ${this.length} bytes); the call is refused and the stream closed`)
+          : new BodyStalledError(`no body bytes for ${this.timeoutMs / 1000} s after ${this.received} of ${this.length}; the call is refused and the stream closed`)
       }
       throw err
     }
@@ -185,7 +207,11 @@ export class RpcServer implements Startable {
   private readonly maxInboundStreams: number
   private readonly idleTimeoutMs: number
   private readonly bodyTimeoutMs: number
+  private readonly minBodyRate: number
+  private readonly maxStreamsTotal: number
+  private readonly maxStreamsPerPeer: number
   private readonly streams = new Set<Stream>()
+  private readonly perPeer = new Map<string, number>()
 
   constructor (components: RpcServerComponents, init: RpcServerInit) {
     this.components = components
@@ -195,6 +221,9 @@ export class RpcServer implements Startable {
     this.maxInboundStreams = init.maxInboundStreams ?? 256
     this.idleTimeoutMs = init.idleTimeoutMs ?? 120_000
     this.bodyTimeoutMs = init.bodyTimeoutMs ?? 30_000
+    this.minBodyRate = init.minBodyRate ?? 1024
+    this.maxStreamsTotal = init.maxStreamsTotal ?? 4096
+    this.maxStreamsPerPeer = init.maxStreamsPerPeer ?? 256
   }
 
   async start (): Promise<void> {
@@ -227,6 +256,15 @@ export class RpcServer implements Startable {
   }
 
   private async serve (stream: Stream, remotePeer: PeerId): Promise<void> {
+    const peer = remotePeer.toString()
+    const fromPeer = this.perPeer.get(peer) ?? 0
+    if (this.streams.size >= this.maxStreamsTotal || fromPeer >= this.maxStreamsPerPeer) {
+      // a budget, so that many idle streams cannot take the node's memory
+      log('refusing a stream from %p: %d open in all, %d from it', remotePeer, this.streams.size, fromPeer)
+      stream.abort(new Error('the server has too many streams open; try again later'))
+      return
+    }
+    this.perPeer.set(peer, fromPeer + 1)
     this.streams.add(stream)
     const reader = new FrameReader(stream)
     const controller = new AbortController()
@@ -263,6 +301,12 @@ export class RpcServer implements Startable {
     } finally {
       reader.release()
       this.streams.delete(stream)
+      const left = (this.perPeer.get(peer) ?? 1) - 1
+      if (left <= 0) {
+        this.perPeer.delete(peer)
+      } else {
+        this.perPeer.set(peer, left)
+      }
     }
   }
 
@@ -291,7 +335,7 @@ export class RpcServer implements Startable {
     }
     const { head, signing } = decoded
     const digest = Uint8Array.from(createHash('sha256').update(signing).digest())
-    const body = new RequestBodyReader(head, reader, stream, signal, this.bodyTimeoutMs)
+    const body = new RequestBodyReader(head, reader, stream, signal, this.bodyTimeoutMs, this.minBodyRate)
     let reply: Reply
     if (head.bodyLength > this.maxBodyBytes) {
       reply = { status: Status.BODY_TOO_LARGE, message: `the body is ${head.bodyLength} bytes; this node accepts at most ${this.maxBodyBytes}` }
