@@ -4,6 +4,7 @@ import { OFFERS_TOPIC } from './topic.ts'
 import { decodeOffer, encodeOffer, verifyOffer, type Offer } from './offer.ts'
 import { PriceIndex, type PriceIndexInit } from './price-index.ts'
 import { checkSignedGossip, RejectionCounter } from './signed-gossip.ts'
+import { parseRateLimit, RateLimiter, type RateLimit } from '../services/policy/rate-limiter.ts'
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 import type { ServiceRegistry } from '../services/registry.ts'
 import type { PeerId, Startable } from '@libp2p/interface'
@@ -24,8 +25,20 @@ export interface MarketInit extends PriceIndexInit {
   reannounceBeforeMs?: number
   /** How far in the future an offer's issued-at may be (clock skew), default 60 s */
   maxClockSkewMs?: number
-  /** The longest validity accepted from others, default 24 h */
+  /**
+   * The longest validity accepted from others, default 1 hour: an honest
+   * node re-announces well before its 10-minute offers expire, and a fake
+   * offer should not outlive its sender's interest by a day
+   */
   maxValidityMs?: number
+  /**
+   * Offers accepted from one originator, default "60/m burst 60": past it,
+   * offers are ignored (not kept, not relayed) before their signature is
+   * checked, so a flood from one identity costs the network little
+   */
+  offerRateLimit?: string
+  /** A provider's trust score for the index's eviction and weighted statistics */
+  trust?: (provider: string) => number
 }
 
 /**
@@ -47,21 +60,26 @@ export class Market implements Startable {
   private readonly reannounceBeforeMs: number
   private readonly maxClockSkewMs: number
   private readonly maxValidityMs: number
+  private readonly offerRate: RateLimit
+  private readonly rateLimiter = new RateLimiter({ maxBuckets: 20_000 })
   private lastIssuedAt = 0
   private timer?: ReturnType<typeof setInterval>
   /** rejected offers per sending peer, for operators and tests */
   readonly rejections = new RejectionCounter()
+  /** offers ignored for their originator's rate limit */
+  throttled = 0
   private readonly onMessage: (evt: CustomEvent<Message>) => void
   private readonly onSubscription: (evt: CustomEvent<SubscriptionChangeData>) => void
   private joinDebounce?: ReturnType<typeof setTimeout>
 
   constructor (components: MarketComponents, init: MarketInit = {}) {
     this.components = components
-    this.index = new PriceIndex(init)
+    this.index = new PriceIndex({ self: components.peerId.toString(), ...init })
     this.validityMs = init.validityMs ?? 10 * 60_000
     this.reannounceBeforeMs = init.reannounceBeforeMs ?? this.validityMs / 2
     this.maxClockSkewMs = init.maxClockSkewMs ?? 60_000
-    this.maxValidityMs = init.maxValidityMs ?? 24 * 3600_000
+    this.maxValidityMs = init.maxValidityMs ?? 3600_000
+    this.offerRate = parseRateLimit(init.offerRateLimit ?? '60/m burst 60')
     this.onMessage = (evt) => {
       const msg = evt.detail
       if (msg.topic !== OFFERS_TOPIC) {
@@ -115,6 +133,13 @@ export class Market implements Startable {
   }
 
   validate (peer: PeerId, msg: Message): TopicValidatorResult {
+    // gossipsub has checked who originated it (StrictSign): budget that
+    // identity before the costlier checks. Ignored, not rejected: an honest
+    // relay may pass on a flood it has not yet throttled itself
+    if (msg.type === 'signed' && this.rateLimiter.take(msg.from.toString(), this.offerRate) > 0) {
+      this.throttled++
+      return TopicValidatorResult.Ignore
+    }
     const verdict = checkSignedGossip(msg, {
       decode: (data) => {
         const decoded = decodeOffer(data)

@@ -4,8 +4,14 @@ import type { Offer } from './offer.ts'
  * The latest valid offer per provider, service and method. Expired offers
  * are dropped; the index holds at most `maxOffers` in all and
  * `maxPerProvider` per provider, so a flood of offers (from many fake
- * providers, or one provider offering many methods) cannot exhaust memory:
- * beyond the bound the offer that expires soonest goes first.
+ * providers, or one provider offering many methods) cannot exhaust memory.
+ *
+ * Beyond the bound in all, an offer of the least trusted provider goes
+ * first (of those, the provider with the most offers, then its offer that
+ * expires soonest), and this node's own offers never: fresh identities cost
+ * nothing, so evicting by expiry let long-lived fakes push out honest offers.
+ * Statistics weigh each offer by its provider's trust, so a crowd of fresh
+ * identities cannot drag the median either.
  */
 
 export interface IndexedOffer {
@@ -17,10 +23,23 @@ export interface IndexedOffer {
 }
 
 export interface PriceIndexInit {
+  /** Offers held in all, default 10,000 */
   maxOffers?: number
+  /** Offers held per provider, default 100 */
   maxPerProvider?: number
   now?: () => number
+  /** A provider's trust score (1 = average, 0 = unknown), default 0 for all */
+  trust?: (provider: string) => number
+  /** This node's PeerId: its own offers are never evicted */
+  self?: string
 }
+
+/**
+ * The least weight an offer has in statistics: a provider nobody trusts yet
+ * still counts, so a new market has prices, but a hundred fresh identities
+ * weigh about as much as one peer of average trust.
+ */
+export const MIN_OFFER_WEIGHT = 0.01
 
 export interface PriceStats {
   service: string
@@ -29,6 +48,7 @@ export interface PriceStats {
   count: number
   /** satoshis per unit */
   min: bigint
+  /** weighted by the providers' trust (MIN_OFFER_WEIGHT at the least) */
   median: bigint
   p90: bigint
 }
@@ -40,9 +60,17 @@ export interface PriceQuery {
 
 const key = (o: Offer): string => `${o.provider}|${o.service}|${o.method}`
 
-/** The value at quantile q of sorted values (nearest rank) */
-function quantile (sorted: bigint[], q: number): bigint {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]
+/** The value at quantile q of values sorted by value, each with its weight */
+function weightedQuantile (sorted: Array<{ value: bigint, weight: number }>, q: number): bigint {
+  const total = sorted.reduce((s, e) => s + e.weight, 0)
+  let seen = 0
+  for (const e of sorted) {
+    seen += e.weight
+    if (seen >= q * total - 1e-12) {
+      return e.value
+    }
+  }
+  return sorted[sorted.length - 1].value
 }
 
 export class PriceIndex {
@@ -51,12 +79,16 @@ export class PriceIndex {
   private readonly maxOffers: number
   private readonly maxPerProvider: number
   private readonly now: () => number
+  private readonly trust: (provider: string) => number
+  private readonly self?: string
   private readonly waiters = new Set<{ match: (o: IndexedOffer) => boolean, resolve: (o: IndexedOffer) => void }>()
 
   constructor (init: PriceIndexInit = {}) {
     this.maxOffers = init.maxOffers ?? 10_000
     this.maxPerProvider = init.maxPerProvider ?? 100
     this.now = init.now ?? Date.now
+    this.trust = init.trust ?? (() => 0)
+    this.self = init.self
   }
 
   get size (): number {
@@ -86,8 +118,9 @@ export class PriceIndex {
       }
       if (this.offers.size >= this.maxOffers) {
         this.prune()
-        if (this.offers.size >= this.maxOffers) {
-          this.evictSoonest(() => true)
+        if (this.offers.size >= this.maxOffers && !this.evictLeastTrusted(offer.provider)) {
+          // everything held is trusted more: the newcomer waits for room
+          return false
         }
       }
       this.perProvider.set(offer.provider, (this.perProvider.get(offer.provider) ?? 0) + 1)
@@ -129,6 +162,29 @@ export class PriceIndex {
     }
   }
 
+  /**
+   * Make room for an offer of `incoming`: drop an offer of the least trusted
+   * provider, if that provider is trusted no more than `incoming`
+   */
+  private evictLeastTrusted (incoming: string): boolean {
+    let worst: { provider: string, trust: number, count: number } | undefined
+    for (const [provider, count] of this.perProvider) {
+      if (provider === this.self) {
+        continue
+      }
+      const trust = this.trust(provider)
+      if (worst == null || trust < worst.trust || (trust === worst.trust && count > worst.count)) {
+        worst = { provider, trust, count }
+      }
+    }
+    if (worst == null || (incoming !== this.self && worst.trust > this.trust(incoming))) {
+      return false
+    }
+    const provider = worst.provider
+    this.evictSoonest(o => o.offer.provider === provider)
+    return true
+  }
+
   /** Drop expired offers */
   prune (): void {
     const now = this.now()
@@ -153,9 +209,10 @@ export class PriceIndex {
       groups.set(k, [...(groups.get(k) ?? []), e])
     }
     return [...groups.values()].map(list => {
-      const prices = list.map(e => e.offer.price).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      const weighted = list.map(e => ({ value: e.offer.price, weight: Math.max(MIN_OFFER_WEIGHT, this.trust(e.offer.provider)) }))
+        .sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0))
       const { service, method, unit } = list[0].offer
-      return { service, method, unit, count: prices.length, min: prices[0], median: quantile(prices, 0.5), p90: quantile(prices, 0.9) }
+      return { service, method, unit, count: weighted.length, min: weighted[0].value, median: weightedQuantile(weighted, 0.5), p90: weightedQuantile(weighted, 0.9) }
     }).sort((a, b) => `${a.service}.${a.method}`.localeCompare(`${b.service}.${b.method}`))
   }
 

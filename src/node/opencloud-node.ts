@@ -155,7 +155,11 @@ export class OpenCloudNode {
     this.wallet = args.wallet
     this.ledger = args.ledger
     this.chain = args.chain
-    this.market = new Market({ peerId: args.libp2p.peerId, pubsub: args.libp2p.services.pubsub, signer: args.signer, registry: args.registry }, args.market)
+    this.market = new Market({ peerId: args.libp2p.peerId, pubsub: args.libp2p.services.pubsub, signer: args.signer, registry: args.registry }, {
+      // reputation is made just below; offers are only weighed once it runs
+      trust: (provider) => this.reputation?.scoreOf(provider) ?? 0,
+      ...args.market
+    })
     this.reputation = new Reputation({ peerId: args.libp2p.peerId, pubsub: args.libp2p.services.pubsub, signer: args.signer, datastore: args.datastore }, {
       pretrusted: args.config.reputation.pretrusted
     })
@@ -496,30 +500,24 @@ export class OpenCloudNode {
   }
 
   /**
-   * A provider for a method, from the market, weighing trust with price:
-   * among the offers at most half again as dear as the cheapest, the
-   * provider with the highest trust score; the cheapest among equals.
+   * Providers for a method from the market, best first, weighing trust with
+   * price: among the offers at most half again as dear as the cheapest, the
+   * most trusted first (the cheapest among equals), then the rest by price.
+   * A caller tries them in order, so a provider that cannot be reached (a
+   * fake identity, a node gone offline) is passed over.
    */
-  async selectProvider (service: string, method: string): Promise<string> {
+  async selectProviders (service: string, method: string): Promise<string[]> {
     const me = this.peerId.toString()
     const offers = this.market.index.query({ service, method }).filter(e => e.offer.provider !== me)
     if (offers.length === 0) {
       throw new Error(`no provider of ${service}.${method} is known from the market yet`)
     }
     const ceiling = offers[0].offer.price * 3n / 2n
-    let best = offers[0]
-    let bestScore = (await this.reputation.view(best.offer.provider)).score
-    for (const offer of offers.slice(1)) {
-      if (offer.offer.price > ceiling) {
-        break
-      }
-      const score = (await this.reputation.view(offer.offer.provider)).score
-      if (score > bestScore) {
-        best = offer
-        bestScore = score
-      }
-    }
-    return best.offer.provider
+    const near = offers.filter(e => e.offer.price <= ceiling)
+    const scores = new Map(await Promise.all(near.map(async e => [e.offer.provider, (await this.reputation.view(e.offer.provider)).score] as const)))
+    // stable: equal scores keep their price order
+    near.sort((a, b) => (scores.get(b.offer.provider) ?? 0) - (scores.get(a.offer.provider) ?? 0))
+    return [...near, ...offers.filter(e => e.offer.price > ceiling)].map(e => e.offer.provider)
   }
 
   /**

@@ -55,6 +55,7 @@ export class Reputation implements Startable {
   private readonly maxSummaryAgeMs: number
   private readonly summaries = new Map<string, Summary>()
   private cached?: Promise<Map<string, number>>
+  private lastTrust?: Map<string, number>
   private timer?: ReturnType<typeof setInterval>
   private publishDebounce?: ReturnType<typeof setTimeout>
   private lastIssuedAt = 0
@@ -200,6 +201,19 @@ export class Reputation implements Startable {
       })()
     }
     return this.cached
+  }
+
+  /**
+   * A peer's trust score from the last computation, without waiting (0 when
+   * unknown): for hot paths such as validating gossip. A stale figure starts
+   * a new computation in the background.
+   */
+  scoreOf (peer: string): number {
+    if (this.cached == null || this.lastTrust == null) {
+      void this.globalTrust().then(trust => { this.lastTrust = trust }).catch(() => {})
+    }
+    const trust = this.lastTrust
+    return trust == null || trust.size === 0 ? 0 : (trust.get(peer) ?? 0) * trust.size
   }
 
   async view (peer: string): Promise<TrustView> {

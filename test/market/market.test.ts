@@ -32,11 +32,71 @@ describe('market topics and offers', () => {
     assert.ok(index.put(offer('b', 'hash', 30n), new Uint8Array()))
     assert.ok(index.put(offer('c', 'hash', 20n), new Uint8Array()))
     assert.deepEqual(index.stats().map(s => [s.count, s.min, s.median, s.p90]), [[3, 10n, 20n, 30n]])
-    // a fourth provider pushes out the offer that expires soonest
+    // a fourth provider pushes out an offer of the least trusted (here: all equal)
     assert.ok(index.put(offer('d', 'hash', 40n, now, now + 5000), new Uint8Array()))
     assert.equal(index.size, 3)
     now += 1000
     assert.deepEqual(index.query().map(e => e.offer.provider), ['d'])
+  })
+})
+
+describe('the market under a Sybil flood', () => {
+  const now = 1_000_000
+  const offer = (provider: string, method: string, price: bigint, validUntil = now + 600_000) =>
+    ({ provider, service: 'sha256', method, unit: 'MiB', price, currency: 'BTC', capacity: 0n, issuedAt: now, validUntil })
+
+  it('keeps honest and own offers when fresh identities fill the index, and weighs the median by trust', () => {
+    const trusted = new Map([['honest-1', 2], ['honest-2', 1.5], ['honest-3', 1]])
+    const index = new PriceIndex({ now: () => now, maxOffers: 1000, maxPerProvider: 100, self: 'me', trust: p => trusted.get(p) ?? 0 })
+    assert.ok(index.put(offer('me', 'hash', 120n), new Uint8Array()))
+    for (const [provider] of trusted) {
+      assert.ok(index.put(offer(provider, 'hash', 100n), new Uint8Array()))
+    }
+    // 120 fresh identities x 100 offers of a day each at 1 sat, the attack seen
+    for (let f = 0; f < 120; f++) {
+      for (let m = 0; m < 100; m++) {
+        index.put(offer(`fake-${f}`, m === 0 ? 'hash' : `m${m}`, 1n, now + 24 * 3600_000), new Uint8Array())
+      }
+    }
+    assert.equal(index.size, 1000)
+    assert.ok(index.latest('me', 'sha256', 'hash') != null, 'its own offer is never evicted')
+    for (const [provider] of trusted) {
+      assert.ok(index.latest(provider, 'sha256', 'hash') != null, `${provider} kept`)
+    }
+    // and 50 more fresh identities offering only sha256.hash at 1 sat
+    for (let f = 0; f < 50; f++) {
+      assert.ok(index.put(offer(`cheap-${f}`, 'hash', 1n), new Uint8Array()))
+    }
+    const [hash] = index.stats({ service: 'sha256', method: 'hash' })
+    assert.ok(hash.count >= 54, `${hash.count} offers for sha256.hash`)
+    assert.equal(hash.min, 1n)
+    assert.equal(hash.median, 100n, 'the trusted providers decide the median')
+    // a fresh honest provider, trusted no more than the fakes, still gets in
+    assert.ok(index.put(offer('newcomer', 'hash', 90n), new Uint8Array()))
+  })
+
+  it('ignores offers past one originator\'s rate, before checking them, and leaves others alone', async () => {
+    const { Market } = await import('../../src/market/market.ts')
+    const { generateKeyPair } = await import('@libp2p/crypto/keys')
+    const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+    const { openCloudSigner } = await import('../../src/protocols/rpc/credentials.ts')
+    const { ServiceRegistry } = await import('../../src/services/registry.ts')
+    const { TopicValidatorResult } = await import('@libp2p/gossipsub')
+    const me = await generateKeyPair('Ed25519')
+    // gossipsub is not what is tested here: the validator is called directly
+    const market = new Market({ peerId: peerIdFromPrivateKey(me), pubsub: {} as any, signer: openCloudSigner(me), registry: new ServiceRegistry() }, { offerRateLimit: '10/m burst 10' })
+    const flooder = await generateKeyPair('Ed25519')
+    const honest = await generateKeyPair('Ed25519')
+    const message = (key: typeof me, i: number): any => {
+      const provider = peerIdFromPrivateKey(key)
+      const t = Date.now()
+      return { type: 'signed', from: provider, topic: OFFERS_TOPIC, data: encodeOffer({ ...offer(provider.toString(), `m${i}`, 5n), issuedAt: t, validUntil: t + 600_000 }, openCloudSigner(key)) }
+    }
+    const results = Array.from({ length: 50 }, (_, i) => market.validate(peerIdFromPrivateKey(flooder), message(flooder, i)))
+    assert.equal(results.filter(r => r === TopicValidatorResult.Accept).length, 10)
+    assert.equal(results.filter(r => r === TopicValidatorResult.Ignore).length, 40)
+    assert.equal(market.throttled, 40)
+    assert.equal(market.validate(peerIdFromPrivateKey(honest), message(honest, 0)), TopicValidatorResult.Accept)
   })
 })
 

@@ -81,7 +81,7 @@ describe('reputation between real nodes', () => {
     await honest.market.announce()
     await cheat.market.announce()
     await waitFor(() => client.market.index.query({ service: 'sha256', method: 'hash' }).length === 2, 10_000, 'both offers')
-    assert.equal(await client.selectProvider('sha256', 'hash'), honest.peerId.toString())
+    assert.equal((await client.selectProviders('sha256', 'hash'))[0], honest.peerId.toString())
   })
 
   it('refuses credit to a caller that does not honor a deferred payment, and rates it', async () => {

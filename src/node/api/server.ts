@@ -7,7 +7,7 @@ import { pipeline as streamPipeline } from 'node:stream/promises'
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { bodyFromFile, EMPTY_BODY, type OutgoingBody } from '../../protocols/rpc/body.ts'
-import { RpcError } from '../../protocols/rpc/errors.ts'
+import { DialError, RpcError } from '../../protocols/rpc/errors.ts'
 import { statusName, Status } from '../../protocols/rpc/status.ts'
 import { parsePeer, PriceRefusedError, type OpenCloudNode } from '../opencloud-node.ts'
 import { httpStatusFor, API_HEADERS } from './http-status.ts'
@@ -34,6 +34,9 @@ export interface ApiServerInit {
   port: number
   token: string
 }
+
+/** `call auto` tries at most this many providers, in the market's order */
+const AUTO_CANDIDATES = 3
 
 /**
  * Errors that are the API client's to fix, not the node failing: answered
@@ -373,16 +376,22 @@ export class ApiServer {
     if (peer == null || service == null || method == null) {
       throw new HttpError(400, 'a call needs peer, service and method: /v1/call?peer=<PeerId|multiaddr|auto>&service=sha256&method=hash&arg=...')
     }
+    let candidates: string[]
     if (peer === 'auto') {
       try {
-        peer = await this.node.selectProvider(service, method)
+        candidates = await this.node.selectProviders(service, method)
       } catch (err: any) {
         throw new HttpError(404, err.message)
       }
+    } else {
+      candidates = [peer]
     }
-    let target
+    const targets = []
     try {
-      target = parsePeer(peer)
+      // a few providers at most: each that cannot be reached costs a dial timeout
+      for (const candidate of candidates.slice(0, AUTO_CANDIDATES)) {
+        targets.push(parsePeer(candidate))
+      }
     } catch (err: any) {
       throw new HttpError(400, err.message)
     }
@@ -409,11 +418,23 @@ export class ApiServer {
     let paid: PaidCallResult | undefined
     try {
       const request = { service, method, args: url.searchParams.getAll('arg'), body, extraSigners, signal: controller.signal }
-      if (payOptions != null) {
-        paid = await this.node.paidCall(target, request, payOptions)
-        response = paid.response
-      } else {
-        response = await this.node.call(target, request)
+      for (let i = 0; ; i++) {
+        try {
+          if (payOptions != null) {
+            paid = await this.node.paidCall(targets[i], request, payOptions)
+            response = paid.response
+          } else {
+            response = await this.node.call(targets[i], request)
+          }
+          break
+        } catch (err: any) {
+          // nothing was sent to a provider that could not be reached: the next one
+          if (err instanceof DialError && i + 1 < targets.length) {
+            log('provider %s cannot be reached, trying the next: %s', targets[i].toString(), err.message)
+            continue
+          }
+          throw err
+        }
       }
     } catch (err: any) {
       await cleanup()
