@@ -106,6 +106,21 @@ describe('a data directory that lost something', () => {
     await assert.rejects(Wallet.restore({ path, network: 'regtest', mnemonic: original.backupPhrase() }), /exists: a wallet is restored only where there is none/)
   })
 
+  it('reuses a change address nothing was sent to, so failed payments leave no trail a restore would miss', async () => {
+    const wallet = await Wallet.open({ path: join(dir.path, 'wallet-d.json'), network: 'regtest' })
+    await regtest.faucet(await wallet.newAddress(), 100_000n)
+    await regtest.chain.mine(1, regtest.faucetAddress)
+    const payee = regtest.faucetAddress
+    // built but never broadcast, as when a server refuses an attached payment
+    const first = await wallet.createPayment(chain, [{ address: payee, value: 1000n }])
+    const second = await wallet.createPayment(chain, [{ address: payee, value: 2000n }])
+    assert.notEqual(first.txid, second.txid)
+    assert.equal(wallet.addresses().filter(a => a.change).length, 1, 'one change address for both')
+    await chain.broadcast(second.hex)
+    await wallet.createPayment(chain, [{ address: payee, value: 1000n }])
+    assert.equal(wallet.addresses().filter(a => a.change).length, 2, 'a change address the chain has seen is not used again')
+  })
+
   it('hands a payer its unpaid address again, and never more than the gap limit of unpaid addresses', async () => {
     const wallet = await Wallet.open({ path: join(dir.path, 'wallet-c.json'), network: 'regtest' })
     assert.equal(await wallet.addressFor('alice'), await wallet.addressFor('alice'))

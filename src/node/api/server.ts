@@ -245,7 +245,7 @@ export class ApiServer {
         return
       }
       case 'POST /v1/wallet/address':
-        sendJson(res, 200, { address: await this.node.wallet.newAddress(), network: this.node.wallet.network })
+        sendJson(res, 200, { address: await this.node.wallet.freshAddress(), network: this.node.wallet.network })
         return
       case 'POST /v1/wallet/send': {
         const body = await readJsonBody(req, 'send JSON: {"address": "...", "amount": "0.001 BTC"}')

@@ -271,6 +271,35 @@ export class Wallet {
     return owned.address
   }
 
+  /**
+   * Where change goes: the last change address again while the chain has
+   * seen nothing sent to it (the payment that took it was refused, or never
+   * sent), else a new one. Payments that fail would otherwise leave a trail
+   * of unused change addresses longer than a restore scans (GAP_LIMIT).
+   */
+  private async changeAddress (chain: ChainBackend): Promise<string> {
+    if (this.file.changeIndex > 0) {
+      const last = this.addressAt(true, this.file.changeIndex - 1)
+      if ((await chain.transactions(last)).length === 0) {
+        return last
+      }
+    }
+    return this.newAddress(true)
+  }
+
+  /**
+   * A receive address for this node's owner (`wallet address --new`): a new
+   * one while fewer than GAP_LIMIT handed out are unpaid, else the oldest
+   * unpaid one again, so a wallet restored from its mnemonic finds them all.
+   */
+  async freshAddress (): Promise<string> {
+    const lastUsed = this.file.lastUsedReceive ?? -1
+    if (this.file.receiveIndex - (lastUsed + 1) < GAP_LIMIT) {
+      return this.newAddress()
+    }
+    return this.addressAt(false, lastUsed + 1)
+  }
+
   /** A payment reached these addresses: they are used, and the gap moves on */
   async markPaid (addresses: string[]): Promise<void> {
     let highest = this.file.lastUsedReceive ?? -1
@@ -364,7 +393,7 @@ export class Wallet {
   /** Build and sign a payment; `broadcast` is separate so an attached payment can travel in a request instead */
   async createPayment (chain: ChainBackend, payees: Array<{ address: string, value: bigint }>, feeRate?: number): Promise<{ hex: string, txid: string, fee: bigint }> {
     const coins = await this.spendable(chain)
-    const changeAddress = await this.newAddress(true)
+    const changeAddress = await this.changeAddress(chain)
     return buildTransaction({ coins, payees, changeAddress, feeRate: feeRate ?? await chain.feeRate(6), network: bitcoinNetwork(this.network) })
   }
 
