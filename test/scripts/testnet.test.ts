@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { access, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -9,19 +9,41 @@ import { BIN, runCli, runShell } from '../helpers/cli.ts'
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/testnet/testnet.ts', import.meta.url))
 
+/**
+ * `npm run testnet -- --json` in its own process group (so a failed test can
+ * stop the daemons too), resolved with what it printed once the nodes are up
+ */
+async function startTestnet (nodes: number, dir: string): Promise<{ child: ChildProcess, network: any }> {
+  const child = spawn(process.execPath, [SCRIPT, '--nodes', String(nodes), '--dir', dir, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  let stdout = ''
+  child.stdout?.on('data', d => { stdout += d })
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.on('data', () => { if (stdout.trim().endsWith('}') && stdout.includes('"nodes"')) resolve() })
+      child.once('exit', code => { reject(new Error(`testnet exited with ${code}`)) })
+    })
+  } catch (err) {
+    killGroup(child)
+    throw err
+  }
+  child.removeAllListeners('exit')
+  return { child, network: JSON.parse(stdout) }
+}
+
+function killGroup (child: ChildProcess): void {
+  if (child.exitCode == null && child.pid != null) {
+    try {
+      process.kill(-child.pid, 'SIGKILL')
+    } catch {}
+  }
+}
+
 describe('scripts/testnet', () => {
   it('starts N joined nodes that the CLI can use by data directory, and stops them all on Ctrl-C', async () => {
     const dir = await tempDir()
-    // its own process group, so a failed test can stop the daemons too
-    const child = spawn(process.execPath, [SCRIPT, '--nodes', '4', '--dir', dir.path, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    const { child, network } = await startTestnet(4, dir.path)
     try {
-      let stdout = ''
-      child.stdout.on('data', d => { stdout += d })
-      await new Promise<void>((resolve, reject) => {
-        child.stdout.on('data', () => { if (stdout.trim().endsWith('}') && stdout.includes('"nodes"')) resolve() })
-        child.once('exit', code => { reject(new Error(`testnet exited with ${code}`)) })
-      })
-      const { chain, nodes } = JSON.parse(stdout)
+      const { chain, nodes } = network
       assert.match(chain, /^http:\/\/127\.0\.0\.1:\d+$/)
       assert.equal(nodes.length, 4)
       assert.deepEqual(nodes.map((n: any) => n.dataDir), [1, 2, 3, 4].map(i => join(dir.path, `node-${i}`)))
@@ -89,26 +111,16 @@ describe('scripts/testnet', () => {
         await assert.rejects(access(join(node.dataDir, 'api.json')), `${node.dataDir} stopped cleanly`)
       }
     } finally {
-      if (child.exitCode == null && child.pid != null) {
-        try {
-          process.kill(-child.pid, 'SIGKILL')
-        } catch {}
-      }
+      killGroup(child)
       await dir.cleanup()
     }
   })
 
   it('leaves no orphan nodes when its supervisor is killed, and a killed node\'s stale api.json is cleared', async () => {
     const dir = await tempDir()
-    const child = spawn(process.execPath, [SCRIPT, '--nodes', '2', '--dir', dir.path, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    const { child, network } = await startTestnet(2, dir.path)
     try {
-      let stdout = ''
-      child.stdout.on('data', d => { stdout += d })
-      await new Promise<void>((resolve, reject) => {
-        child.stdout.on('data', () => { if (stdout.trim().endsWith('}') && stdout.includes('"nodes"')) resolve() })
-        child.once('exit', code => { reject(new Error(`testnet exited with ${code}`)) })
-      })
-      const { nodes } = JSON.parse(stdout)
+      const { nodes } = network
       const pids: number[] = []
       for (const node of nodes) {
         pids.push(JSON.parse(await readFile(join(node.dataDir, 'api.json'), 'utf8')).pid)
@@ -128,11 +140,7 @@ describe('scripts/testnet', () => {
       assert.match(stale.stderr, /is not running: it stopped without cleaning up, and its stale api.json was removed; start it again with: (npx )?opencloud-node --data-dir/)
       await assert.rejects(access(join(nodes[0].dataDir, 'api.json')))
     } finally {
-      if (child.pid != null) {
-        try {
-          process.kill(-child.pid, 'SIGKILL')
-        } catch {}
-      }
+      killGroup(child)
       await dir.cleanup()
     }
   })
