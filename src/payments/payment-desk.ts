@@ -181,7 +181,7 @@ export class PaymentDesk implements PaymentHook {
     return sum
   }
 
-  private async accept (ctx: ServiceContext, policy: PaymentPolicy, sats: bigint, txn: Uint8Array): Promise<{ txid: string, sats: bigint, repeated?: boolean }> {
+  private async accept (ctx: ServiceContext, policy: PaymentPolicy, sats: bigint, txn: Uint8Array): Promise<NonNullable<ServiceContext['paid']>> {
     const { wallet, chain, ledger } = this.components
     let tx: Transaction
     try {
@@ -218,7 +218,9 @@ export class PaymentDesk implements PaymentHook {
       }
       throw new PaymentDeclinedError(`transaction ${txid} has already paid for a call: a payment is used once`)
     }
-    if (settling && (await ledger.coverage(ctx.caller, toUs, ctx.args)).length === 0) {
+    // what a settlement pays off, found once here and handed to payments.settle
+    const settles = settling ? await ledger.coverage(ctx.caller, toUs, ctx.args) : undefined
+    if (settles?.length === 0) {
       // nothing to pay off: keeping it would be taking money for nothing
       throw new PaymentDeclinedError(`this payment of ${formatBtc(toUs)} BTC pays off none of your unpaid deferred payments (ask payments.tab); it was not broadcast`)
     }
@@ -242,7 +244,7 @@ export class PaymentDesk implements PaymentHook {
       await wallet.markPaid(paidTo)
       await ledger.recordPayment({ direction: 'received', peer: ctx.caller, txid, sats: toUs, settles: [], service: ctx.service, method: ctx.method })
       log('received %s sat from %s in %s', toUs, ctx.caller, txid)
-      return { txid, sats: toUs }
+      return { txid, sats: toUs, settles }
     } finally {
       this.inFlight.delete(txid)
     }

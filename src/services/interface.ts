@@ -1,3 +1,4 @@
+import type { DeferredPromise } from '../payments/ledger.ts'
 import type { IncomingBody } from '../protocols/rpc/server.ts'
 import type { OutgoingBody } from '../protocols/rpc/body.ts'
 import type { Payment } from '../protocols/rpc/messages.ts'
@@ -30,9 +31,10 @@ export interface ServiceContext {
   /**
    * Set by the payment check when an attached payment was accepted;
    * `repeated` when it is a settlement this node accepted before (the same
-   * transaction sent again after a lost answer), which is not paid again
+   * transaction sent again after a lost answer), which is not paid again;
+   * `settles`, for payments.settle, the unpaid promises it pays off
    */
-  paid?: { txid: string, sats: bigint, repeated?: boolean }
+  paid?: { txid: string, sats: bigint, repeated?: boolean, settles?: DeferredPromise[] }
   /**
    * Set by the payment check for what binds only once the call is served (a
    * deferred promise): the pipeline calls `commit` after the service answered

@@ -230,14 +230,7 @@ export class RpcClient {
   }
 
   private async attempt (peer: PeerId | Multiaddr, request: CallRequest, body: OutgoingBody, signal: AbortSignal): Promise<CallResponse> {
-    const freeSlot = await this.slot(peer, signal)
-    let pooled: PooledStream
-    try {
-      pooled = await this.acquire(peer, signal)
-    } catch (err) {
-      freeSlot()
-      throw err
-    }
+    const { pooled, freeSlot } = await this.streamFor(peer, signal, false)
     try {
       return await this.exchange(peer, pooled, request, body, signal, freeSlot)
     } catch (err: any) {
@@ -246,16 +239,20 @@ export class RpcClient {
       // saw the request, so it goes again once on a fresh stream
       if (pooled.reused === true && err instanceof UnansweredError) {
         log('a pooled stream to %s was closed under the call; sending it on a new stream', pooled.remotePeer)
-        const fresh = await this.slot(peer, signal)
-        let again: PooledStream
-        try {
-          again = await this.acquire(peer, signal, true)
-        } catch (e) {
-          fresh()
-          throw e
-        }
-        return this.exchange(peer, again, request, body, signal, fresh)
+        const again = await this.streamFor(peer, signal, true)
+        return this.exchange(peer, again.pooled, request, body, signal, again.freeSlot)
       }
+      throw err
+    }
+  }
+
+  /** A slot for one more call to the peer, and a stream to make it on (pooled unless `fresh`) */
+  private async streamFor (peer: PeerId | Multiaddr, signal: AbortSignal, fresh: boolean): Promise<{ pooled: PooledStream, freeSlot: () => void }> {
+    const freeSlot = await this.slot(peer, signal)
+    try {
+      return { pooled: await this.acquire(peer, signal, fresh), freeSlot }
+    } catch (err) {
+      freeSlot()
       throw err
     }
   }

@@ -63,7 +63,7 @@ export function paymentsService (components: PaymentsServiceComponents): Service
             const before = await ledger.settlement(paid.txid)
             return { json: { settled: before?.settled ?? [], unknownOrUncovered: [], repeated: true, tab: tabJson(await ledger.tab('receivable', caller)) } }
           }
-          const coverage = await ledger.coverage(caller, paid.sats, args)
+          const coverage = paid.settles ?? await ledger.coverage(caller, paid.sats, args)
           const covered = coverage.map(p => p.id)
           const coveredSats = coverage.reduce((sum, p) => sum + p.sats, 0n)
           const before = await ledger.tab('receivable', caller)
