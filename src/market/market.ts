@@ -132,6 +132,37 @@ export class Market implements Startable {
     } catch {}
   }
 
+  /**
+   * Offers a neighbour holds, taken in when this node meets it (the `market
+   * prices` answer): gossip reaches only peers subscribed when an offer was
+   * published, so a node that joins late would otherwise wait for the next
+   * re-announce, minutes later. Each offer passes the same checks as a
+   * gossiped one (signature, validity, clock, replay); the bad are skipped.
+   * Returns how many were new.
+   */
+  importOffers (signed: Uint8Array[], now = Date.now()): number {
+    let added = 0
+    for (const bytes of signed.slice(0, 10_000)) {
+      try {
+        const decoded = decodeOffer(bytes)
+        verifyOffer(decoded)
+        const { offer } = decoded
+        if (offer.validUntil <= now || offer.validUntil - offer.issuedAt > this.maxValidityMs || offer.issuedAt > now + this.maxClockSkewMs) {
+          continue
+        }
+        const held = this.index.latest(offer.provider, offer.service, offer.method)
+        if (held != null && held.offer.issuedAt >= offer.issuedAt) {
+          continue
+        }
+        this.index.put(offer, bytes)
+        added++
+      } catch (err: any) {
+        log('skipped an offer from a neighbour - %s', err.message)
+      }
+    }
+    return added
+  }
+
   validate (peer: PeerId, msg: Message): TopicValidatorResult {
     // gossipsub has checked who originated it (StrictSign): budget that
     // identity before the costlier checks. Ignored, not rejected: an honest
@@ -159,14 +190,14 @@ export class Market implements Startable {
     return verdict.result
   }
 
-  /** This node's offers: every own method with a price */
+  /** This node's offers: every own method with a price, and methods that advertise even when free (storage rent: hosts are found through it) */
   ownOffers (): Array<Omit<Offer, 'issuedAt' | 'validUntil' | 'provider'>> {
     const { registry } = this.components
     const out: Array<Omit<Offer, 'issuedAt' | 'validUntil' | 'provider'>> = []
     for (const service of registry.list()) {
       for (const [name, spec] of Object.entries(service.methods)) {
         const price = registry.priceOf(service.name, name, spec)
-        if (price > 0n) {
+        if (price > 0n || spec.advertise === true) {
           out.push({ service: service.name, method: name, unit: spec.unit.name, price, currency: 'BTC', capacity: 0n })
         }
       }

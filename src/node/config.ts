@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { parseAmount } from '../market/units.ts'
+import { parseSize } from '../storage/size.ts'
 import { Policies, PolicyError, type PoliciesConfig } from '../services/policy/policy.ts'
 import { DEFAULT_MAX_BODY_BYTES } from '../protocols/rpc/constants.ts'
 import { writeFileAtomic } from './files.ts'
@@ -42,8 +43,12 @@ export interface Config {
      */
     addresses: 'all' | 'public' | 'private'
   }
-  /** Per service: whether it runs and its prices in satoshis per unit, e.g. {"sha256": {"prices": {"hash": 10}}} */
-  services: Record<string, { enabled?: boolean, prices?: Record<string, string | number> }>
+  /**
+   * Per service: whether it runs and its prices in satoshis per unit, e.g.
+   * {"sha256": {"prices": {"hash": 10}}}. The storage service also takes
+   * `capacity`, the space it offers ("10 GiB", the default).
+   */
+  services: Record<string, { enabled?: boolean, prices?: Record<string, string | number>, capacity?: string | number }>
   /** Policies by scope (README, "Policies") */
   policies: PoliciesConfig
   payments: {
@@ -82,7 +87,8 @@ export const DEFAULT_CONFIG: Config = {
     addresses: 'all'
   },
   services: {
-    sha256: { enabled: true, prices: { hash: 0 } }
+    sha256: { enabled: true, prices: { hash: 0 } },
+    storage: { enabled: true, capacity: '10 GiB', prices: { rent: 0, put: 0, get: 0 } }
   },
   policies: {},
   payments: {
@@ -211,12 +217,19 @@ export function validateConfig (input: unknown): Config {
         throw new ConfigError(`services.${name} must be an object`)
       }
       for (const key of Object.keys(value)) {
-        if (key !== 'enabled' && key !== 'prices') {
+        if (key !== 'enabled' && key !== 'prices' && !(key === 'capacity' && name === 'storage')) {
           throw new ConfigError(`unknown config field "services.${name}.${key}"`)
         }
       }
       if (value.enabled !== undefined && typeof value.enabled !== 'boolean') {
         throw new ConfigError(`services.${name}.enabled must be true or false`)
+      }
+      if (value.capacity !== undefined) {
+        try {
+          parseSize(value.capacity as string | number, 'services.storage.capacity')
+        } catch (err: any) {
+          throw new ConfigError(err.message)
+        }
       }
       if (value.prices !== undefined) {
         if (!isObject(value.prices)) {

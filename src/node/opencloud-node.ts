@@ -42,6 +42,9 @@ import { infoService, type NodeInfo } from '../services/info/index.ts'
 import { knownPeers, peersService, providersOf, type PeerEntry, type PeersServiceComponents } from '../services/peers/index.ts'
 import { announceServices } from '../services/peers/discovery.ts'
 import { sha256Service } from '../services/sha256/index.ts'
+import { StorageHost, storageService, STORAGE_SERVICE } from '../services/storage/index.ts'
+import { parseSize } from '../storage/size.ts'
+import { StorageClient, type HostOffer, type StorageClientInit } from '../storage/client.ts'
 import { ConfigError, configPrices, loadConfig, updateConfigFile, type Config } from './config.ts'
 import { formatAmount, parseAmount } from '../market/units.ts'
 import { ensureDataDir, loadOrCreateIdentity, type DataDir } from './data-dir.ts'
@@ -68,6 +71,8 @@ export interface OpenCloudNodeInit {
   walletPassphrase?: string
   /** Market settings (offer validity, index bounds), for tests and embedding */
   market?: MarketInit
+  /** Storage client settings (segment size, rent period), for tests and embedding */
+  storage?: StorageClientInit
   /**
    * Write settings changed at run time (prices) back to config.json so they
    * survive a restart. Default: true when the config was read from
@@ -116,12 +121,18 @@ export class OpenCloudNode {
   readonly payments?: PaymentAgent
   readonly market: Market
   readonly reputation: Reputation
+  /** The storage service's host side (shards and contracts on this node) */
+  readonly storageHost: StorageHost
+  /** This node's files stored on other hosts (store put/get) */
+  readonly storage: StorageClient
   private readonly datastore: LevelDatastore
   private readonly announceIntervalMs: number
   private announceTimer?: ReturnType<typeof setInterval>
   private pruneTimer?: ReturnType<typeof setInterval>
   private announceDebounce?: ReturnType<typeof setTimeout>
-  private readonly onPeerConnect: () => void
+  private readonly onPeerConnect: (evt: CustomEvent<PeerId>) => void
+  /** when each peer's offers were last pulled (bounded: cleared when large) */
+  private readonly offersSyncedAt = new Map<string, number>()
   private readonly persistConfig: boolean
   private startedAt = new Date()
 
@@ -140,6 +151,7 @@ export class OpenCloudNode {
     ledger: Ledger
     chain?: ChainBackend
     market?: MarketInit
+    storage?: StorageClientInit
     persistConfig: boolean
   }) {
     this.persistConfig = args.persistConfig
@@ -163,6 +175,29 @@ export class OpenCloudNode {
     this.reputation = new Reputation({ peerId: args.libp2p.peerId, pubsub: args.libp2p.services.pubsub, signer: args.signer, datastore: args.datastore }, {
       pretrusted: args.config.reputation.pretrusted
     })
+    this.storageHost = new StorageHost({
+      peerId: args.libp2p.peerId.toString(),
+      signer: args.signer,
+      datastore: args.datastore,
+      prices: () => {
+        const price = (method: string): bigint => args.registry.priceOf(STORAGE_SERVICE, method, args.registry.resolve(STORAGE_SERVICE, method).method)
+        return { storage: price('rent'), upload: price('put'), download: price('get') }
+      }
+    }, {
+      dir: join(args.paths.root, 'storage'),
+      capacity: parseSize(args.config.services.storage?.capacity ?? '10 GiB', 'services.storage.capacity')
+    })
+    this.storage = new StorageClient({
+      peerId: args.libp2p.peerId.toString(),
+      signer: args.signer,
+      datastore: args.datastore,
+      storageKey: () => args.wallet.storageKey(),
+      hosts: async () => this.storageHosts(),
+      call: async (peer, request, sats) => this.hostCall(peer, request, sats),
+      rate: (peer, event, method) => {
+        void this.reputation.record({ peer, role: 'server', outcome: 'unsatisfactory', event, service: STORAGE_SERVICE, method }).catch(() => {})
+      }
+    }, args.storage)
     const reputation = this.reputation
     args.pipeline.reputation = {
       check: async (ctx, policy) => {
@@ -193,10 +228,11 @@ export class OpenCloudNode {
     }
     // a new peer may be the first one in the routing table: announce then,
     // at most once per burst of connections
-    this.onPeerConnect = () => {
+    this.onPeerConnect = (evt: CustomEvent<PeerId>) => {
       clearTimeout(this.announceDebounce)
       this.announceDebounce = setTimeout(() => { void this.announce().catch(() => {}) }, 2_000)
       this.announceDebounce.unref()
+      void this.syncOffers(evt.detail)
     }
   }
 
@@ -252,8 +288,11 @@ export class OpenCloudNode {
         connectionMonitor: { abortConnectionOnPingFailure: false },
         // idle sockets that never finish a handshake must not lock peers out:
         // a handshake gets 5 s (a noise handshake takes a few round trips),
-        // one host at most 8 at once, and all hosts together 64
-        connectionManager: { maxIncomingPendingConnections: 64, inboundUpgradeTimeout: 5_000 },
+        // one host at most 8 at once, and all hosts together 64. libp2p also
+        // refuses a host's 6th connection in a second; every node of a local
+        // testnet is the same host, and nodes starting together were cut off
+        // (their one bootstrap dial reset), so one host may open 50 a second
+        connectionManager: { maxIncomingPendingConnections: 64, inboundUpgradeTimeout: 5_000, inboundConnectionThreshold: 50 },
         connectionGater: inboundGate(),
         transports: [tcp()],
         connectionEncrypters: [noise()],
@@ -282,7 +321,7 @@ export class OpenCloudNode {
       throw err
     }
 
-    const node = new OpenCloudNode({ libp2p, config, paths, registry, pipeline, signer, verifier, nonces, datastore, announceIntervalMs: init.announceIntervalMs ?? 10 * 60_000, wallet, ledger, chain, market: init.market, persistConfig: init.persistConfig ?? init.config == null })
+    const node = new OpenCloudNode({ libp2p, config, paths, registry, pipeline, signer, verifier, nonces, datastore, announceIntervalMs: init.announceIntervalMs ?? 10 * 60_000, wallet, ledger, chain, market: init.market, storage: init.storage, persistConfig: init.persistConfig ?? init.config == null })
     for (const service of node.defaultServices()) {
       registry.register(service)
     }
@@ -352,6 +391,10 @@ export class OpenCloudNode {
     if (sha256?.enabled !== false) {
       services.push(sha256Service())
     }
+    const storage = this.config.services.storage
+    if (storage?.enabled !== false) {
+      services.push(storageService(this.storageHost))
+    }
     return services
   }
 
@@ -376,6 +419,7 @@ export class OpenCloudNode {
     this.pruneTimer = setInterval(() => { this.nonces.prune() }, 60_000)
     this.pruneTimer.unref()
     this.payments?.start()
+    this.storage.start()
     if (this.wallet.scanNeeded && this.chain != null) {
       // restored from its mnemonic: find the addresses it used, in the background
       void this.wallet.scan(this.chain).catch(err => { log.error('scanning the restored wallet failed; it is tried again at the next start - %e', err) })
@@ -402,6 +446,7 @@ export class OpenCloudNode {
         failures.push(err)
       }
     }
+    await step('storage', async () => this.storage.stop())
     await step('payments', async () => this.payments?.stop())
     await step('the market', async () => this.market.stop())
     await step('reputation', async () => this.reputation.stop())
@@ -412,6 +457,32 @@ export class OpenCloudNode {
     log('stopped %p', this.peerId)
     if (failures.length > 0) {
       throw failures[0]
+    }
+  }
+
+  /**
+   * Take in the market offers a newly met peer holds (its `market.prices`
+   * answer, each offer checked as if gossiped), at most once per peer per
+   * 10 minutes. A node that joins late sees the whole market at once rather
+   * than after the next re-announce.
+   */
+  private async syncOffers (peer: PeerId): Promise<void> {
+    const key = peer.toString()
+    const last = this.offersSyncedAt.get(key) ?? 0
+    if (Date.now() - last < 600_000 || this.libp2p.status !== 'started') {
+      return
+    }
+    if (this.offersSyncedAt.size > 10_000) {
+      this.offersSyncedAt.clear()
+    }
+    this.offersSyncedAt.set(key, Date.now())
+    try {
+      const response = await this.client.call(peer, { service: 'market', method: 'prices', signal: AbortSignal.timeout(10_000) })
+      const list = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
+      const added = Array.isArray(list) ? this.market.importOffers(list.map((e: any) => Buffer.from(String(e.signed), 'base64'))) : 0
+      log('took %d offers from %p', added, peer)
+    } catch (err: any) {
+      log('no offers from %p - %s', peer, err.message)
     }
   }
 
@@ -521,6 +592,34 @@ export class OpenCloudNode {
   }
 
   /**
+   * Storage hosts the market knows, best first (selectProviders on the rent
+   * offer), with their prices per GiB-month, per GiB up and per GiB down. A
+   * host that publishes no put or get offer charges nothing for them.
+   */
+  async storageHosts (): Promise<HostOffer[]> {
+    let ranked: string[]
+    try {
+      ranked = await this.selectProviders(STORAGE_SERVICE, 'rent')
+    } catch {
+      return []
+    }
+    const price = (peer: string, method: string): bigint => this.market.index.query({ service: STORAGE_SERVICE, method }).find(e => e.offer.provider === peer)?.offer.price ?? 0n
+    return ranked.map(peer => ({ peer, storage: price(peer, 'rent'), upload: price(peer, 'put'), download: price(peer, 'get') }))
+  }
+
+  /**
+   * A call to a storage host paying `sats` as a deferred payment (the
+   * payment agent switches to attached when the host gives no credit);
+   * unpaid when `sats` is 0.
+   */
+  private async hostCall (peer: string, request: CallRequest, sats: bigint): Promise<CallResponse> {
+    if (sats === 0n || this.payments == null) {
+      return this.call(peer, request)
+    }
+    return (await this.payments.call(parsePeer(peer), request, { pay: { kind: 'defer', sats }, maxPrice: sats })).response
+  }
+
+  /**
    * Make an OpenCloud call; `peer` is a PeerId or a multiaddr (text or
    * parsed). Every call leaves a reputation record of the server: served,
    * or failed (and whether it had been paid). Refusals are not the server
@@ -563,7 +662,7 @@ export class OpenCloudNode {
 }
 
 /** Services a node can run but that config.json may switch off */
-const OPTIONAL_SERVICES = ['sha256']
+const OPTIONAL_SERVICES = ['sha256', 'storage']
 
 /**
  * What config.json says about services, checked against the services that

@@ -67,6 +67,14 @@ export interface MethodSpec {
   unit: PricingUnit
   /** units of service a call uses, default 1 */
   units?: (query: UnitsQuery) => number
+  /**
+   * What this call costs when an agreement fixes it rather than the list
+   * price (a storage contract's upload price, say); undefined: list price x
+   * units. The pipeline's payment check asks it with the call's args.
+   */
+  cost?: (query: UnitsQuery) => bigint | undefined
+  /** offer this method on the market even when it is free (clients find providers through the offer), default false */
+  advertise?: boolean
   /** default price in satoshis per unit, default 0 (free); config overrides it */
   price?: bigint
   handle: (ctx: ServiceContext) => Promise<MethodResult>

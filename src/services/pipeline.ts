@@ -168,7 +168,8 @@ export class Pipeline implements RequestHandler {
       return total > min ? total : min
     }
     const units = registry.quote(head.service, head.method, { args: head.args, bodyLength: head.bodyLength }).units
-    const required = ctx.priceOf(head.method, units)
+    const agreed = method.cost?.({ args: head.args, bodyLength: head.bodyLength })
+    const required = agreed == null ? ctx.priceOf(head.method, units) : (agreed > decision.minPayment ? agreed : decision.minPayment)
     await this.payments.check({ required, ctx, policy: decision.payment })
 
     // 5. the service; a deferred promise binds only once it has served

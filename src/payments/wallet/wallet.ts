@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes, scryptSync } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { HDKey } from '@scure/bip32'
+import { storageKeyFromSeed } from '../../storage/crypto.ts'
 import { generateMnemonic, mnemonicToSeedSync, validateMnemonic } from '@scure/bip39'
 import { wordlist } from '@scure/bip39/wordlists/english.js'
 import { payments } from 'bitcoinjs-lib'
@@ -171,6 +172,15 @@ export class Wallet {
 
   get encrypted (): boolean {
     return this.file.encrypted != null
+  }
+
+  /**
+   * The key that encrypts this node's stored files (src/storage/crypto.ts):
+   * HKDF-SHA256 of the BIP39 seed, so the mnemonic alone recovers it, and a
+   * key separate from every bitcoin key.
+   */
+  storageKey (): Uint8Array {
+    return storageKeyFromSeed(mnemonicToSeedSync(this.mnemonic))
   }
 
   /** The BIP39 mnemonic: everything needed to restore the wallet's money */

@@ -107,6 +107,18 @@ export class RateLimitedError extends RpcError {
   override name = 'RateLimitedError'
 }
 
+/** What the call names (a storage contract, a shard) does not exist on this server */
+export class NotFoundError extends RpcError {
+  static override readonly code: StatusCode = Status.NOT_FOUND
+  override name = 'NotFoundError'
+}
+
+/** A storage host without room for what was asked */
+export class InsufficientStorageError extends RpcError {
+  static override readonly code: StatusCode = Status.INSUFFICIENT_STORAGE
+  override name = 'InsufficientStorageError'
+}
+
 /** The one table from wire status to error class */
 const ERROR_CLASSES: Record<StatusCode, typeof RpcError | undefined> = {
   [Status.OK]: undefined,
@@ -123,7 +135,9 @@ const ERROR_CLASSES: Record<StatusCode, typeof RpcError | undefined> = {
   [Status.PAYMENT_TOO_LOW]: PaymentTooLowError,
   [Status.PAYMENT_NO_DEFER]: NoDeferError,
   [Status.ACCESS_DENIED]: AccessDeniedError,
-  [Status.RATE_LIMITED]: RateLimitedError
+  [Status.RATE_LIMITED]: RateLimitedError,
+  [Status.NOT_FOUND]: NotFoundError,
+  [Status.INSUFFICIENT_STORAGE]: InsufficientStorageError
 }
 
 export function errorForStatus (code: StatusCode, message: string): RpcError {

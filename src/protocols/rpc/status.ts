@@ -15,6 +15,7 @@ export const Status = {
   SERVICE_UNSUPPORTED: 13,
   METHOD_UNSUPPORTED: 14,
   BODY_TOO_LARGE: 15,
+  NOT_FOUND: 16,
   SERVER_ERROR: 20,
   REQUEST_DECLINED: 30,
   REFRESH_NONCE: 31,
@@ -22,7 +23,8 @@ export const Status = {
   PAYMENT_TOO_LOW: 33,
   PAYMENT_NO_DEFER: 34,
   ACCESS_DENIED: 35,
-  RATE_LIMITED: 36
+  RATE_LIMITED: 36,
+  INSUFFICIENT_STORAGE: 37
 } as const
 
 export type StatusCode = typeof Status[keyof typeof Status]
@@ -36,6 +38,7 @@ export const STATUS_NAMES: Record<StatusCode, string> = {
   [Status.SERVICE_UNSUPPORTED]: 'client-error/service-unsupported',
   [Status.METHOD_UNSUPPORTED]: 'client-error/method-unsupported',
   [Status.BODY_TOO_LARGE]: 'client-error/body-too-large',
+  [Status.NOT_FOUND]: 'client-error/not-found',
   [Status.SERVER_ERROR]: 'server-error',
   [Status.REQUEST_DECLINED]: 'request-declined',
   [Status.REFRESH_NONCE]: 'request-declined/refresh-nonce',
@@ -43,7 +46,8 @@ export const STATUS_NAMES: Record<StatusCode, string> = {
   [Status.PAYMENT_TOO_LOW]: 'request-declined/payment-declined/too-low',
   [Status.PAYMENT_NO_DEFER]: 'request-declined/payment-declined/no-defer',
   [Status.ACCESS_DENIED]: 'request-declined/access-denied',
-  [Status.RATE_LIMITED]: 'request-declined/rate-limited'
+  [Status.RATE_LIMITED]: 'request-declined/rate-limited',
+  [Status.INSUFFICIENT_STORAGE]: 'request-declined/insufficient-storage'
 }
 
 export function isStatusCode (code: number): code is StatusCode {

@@ -1,0 +1,223 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdir, open, readdir, rename, rm, stat, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { logger } from '@libp2p/logger'
+import { leafHash, MerkleHasher, LEAF_SIZE, HASH_SIZE, rootOf, equalBytes, auditPath, challengeLeaves } from '../../storage/merkle.ts'
+import { MAX_DATA_FRAME } from '../../protocols/rpc/constants.ts'
+import type { OutgoingBody } from '../../protocols/rpc/body.ts'
+
+const log = logger('opencloud:storage:shards')
+
+export class ShardCorruptError extends Error {
+  override name = 'ShardCorruptError'
+}
+
+export class ShardMismatchError extends Error {
+  override name = 'ShardMismatchError'
+}
+
+export interface ShardProof {
+  index: number
+  leaf: Uint8Array
+  path: Uint8Array[]
+}
+
+/**
+ * Shards on disk: `<dir>/<contract id>/<shard root>` holds the bytes and
+ * `<...>.leaves` the leaf hashes (32 bytes per 4 KiB leaf), both in hex
+ * names. A shard is written to a temporary name, fsynced and renamed, so a
+ * crash leaves a whole shard or none; a read checks every leaf it serves
+ * against the leaf hashes, and the leaf hashes against the root, so a host
+ * never serves bytes it knows are corrupt.
+ */
+export class ShardStore {
+  private readonly dir: string
+
+  constructor (dir: string) {
+    this.dir = dir
+  }
+
+  async start (): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 })
+    // half-written shards of a crash
+    for (const contract of await readdir(this.dir).catch(() => [])) {
+      for (const name of await readdir(join(this.dir, contract)).catch(() => [])) {
+        if (name.endsWith('.tmp')) {
+          await rm(join(this.dir, contract, name), { force: true })
+        }
+      }
+    }
+  }
+
+  private pathOf (contract: string, root: string): string {
+    return join(this.dir, contract, root)
+  }
+
+  /**
+   * Write a shard from a stream, checking it hashes to `root`; nothing is
+   * kept when it does not. `limit` is the most bytes the contract allows.
+   */
+  async write (contract: string, root: Uint8Array, body: AsyncIterable<Uint8Array>, signal: AbortSignal): Promise<number> {
+    const rootHex = Buffer.from(root).toString('hex')
+    await mkdir(join(this.dir, contract), { recursive: true, mode: 0o700 })
+    const final = this.pathOf(contract, rootHex)
+    const tmp = `${final}.${randomBytes(4).toString('hex')}.tmp`
+    const handle = await open(tmp, 'wx', 0o600)
+    const hasher = new MerkleHasher()
+    try {
+      for await (const chunk of body) {
+        signal.throwIfAborted()
+        hasher.update(chunk)
+        await handle.write(chunk)
+      }
+      const got = hasher.digest()
+      if (!equalBytes(got, root)) {
+        throw new ShardMismatchError(`the shard's bytes hash to the Merkle root ${Buffer.from(got).toString('hex')}, not ${rootHex} as named`)
+      }
+      await handle.sync()
+      await handle.close()
+      const leaves = Buffer.concat(hasher.leaves)
+      const leavesHandle = await open(`${tmp}.leaves`, 'wx', 0o600)
+      await leavesHandle.writeFile(leaves)
+      await leavesHandle.sync()
+      await leavesHandle.close()
+      await rename(`${tmp}.leaves`, `${final}.leaves`)
+      await rename(tmp, final)
+      await syncDir(join(this.dir, contract))
+      return hasher.length
+    } catch (err) {
+      await handle.close().catch(() => {})
+      await rm(tmp, { force: true })
+      await rm(`${tmp}.leaves`, { force: true })
+      throw err
+    }
+  }
+
+  async has (contract: string, root: string): Promise<boolean> {
+    return stat(this.pathOf(contract, root)).then(() => true, () => false)
+  }
+
+  /** The leaf hashes, checked against the root */
+  private async leaves (contract: string, root: string): Promise<Uint8Array[]> {
+    let bytes: Buffer
+    try {
+      bytes = await readFile(`${this.pathOf(contract, root)}.leaves`)
+    } catch (err: any) {
+      throw new ShardCorruptError(`shard ${root} is missing on this host (${err.code ?? err.message})`)
+    }
+    const leaves: Uint8Array[] = []
+    for (let i = 0; i + HASH_SIZE <= bytes.byteLength; i += HASH_SIZE) {
+      leaves.push(bytes.subarray(i, i + HASH_SIZE))
+    }
+    if (!equalBytes(rootOf(leaves), Buffer.from(root, 'hex'))) {
+      throw new ShardCorruptError(`shard ${root} is corrupt on this host: its leaf hashes do not match its root`)
+    }
+    return leaves
+  }
+
+  /**
+   * A byte range of a shard as a response body. The range is read and
+   * checked leaf by leaf first (that also gives the body's SHA-256, which
+   * the signed response head carries), then read again as it is sent.
+   */
+  async range (contract: string, root: string, offset: number, length: number, size: number, signal: AbortSignal): Promise<OutgoingBody> {
+    if (offset + length > size) {
+      throw new RangeError(`bytes ${offset}-${offset + length} are past the end of the ${size}-byte shard`)
+    }
+    const leaves = await this.leaves(contract, root)
+    const path = this.pathOf(contract, root)
+    const first = Math.floor(offset / LEAF_SIZE)
+    const last = Math.ceil((offset + length) / LEAF_SIZE)
+    const hash = createHash('sha256')
+    const handle = await open(path, 'r')
+    try {
+      const chunkLeaves = MAX_DATA_FRAME / LEAF_SIZE
+      const buf = Buffer.allocUnsafe(chunkLeaves * LEAF_SIZE)
+      for (let leaf = first; leaf < last; leaf += chunkLeaves) {
+        signal.throwIfAborted()
+        const count = Math.min(chunkLeaves, last - leaf)
+        const start = leaf * LEAF_SIZE
+        const want = Math.min(count * LEAF_SIZE, size - start)
+        const { bytesRead } = await handle.read(buf, 0, want, start)
+        if (bytesRead !== want) {
+          throw new ShardCorruptError(`shard ${root} is shorter on disk than it was stored`)
+        }
+        for (let i = 0; i < count; i++) {
+          const bytes = buf.subarray(i * LEAF_SIZE, Math.min((i + 1) * LEAF_SIZE, want))
+          if (!equalBytes(leafHash(bytes), leaves[leaf + i])) {
+            throw new ShardCorruptError(`shard ${root} is corrupt on this host: leaf ${leaf + i} does not match`)
+          }
+        }
+        const from = Math.max(offset, start) - start
+        const to = Math.min(offset + length, start + want) - start
+        hash.update(buf.subarray(from, to))
+      }
+    } finally {
+      await handle.close()
+    }
+    return {
+      length,
+      sha256: Uint8Array.from(hash.digest()),
+      open: async function * (s) {
+        const h = await open(path, 'r')
+        try {
+          let position = offset
+          while (position < offset + length) {
+            s?.throwIfAborted()
+            const chunk = Buffer.allocUnsafe(Math.min(MAX_DATA_FRAME, offset + length - position))
+            const { bytesRead } = await h.read(chunk, 0, chunk.byteLength, position)
+            if (bytesRead === 0) {
+              throw new ShardCorruptError(`shard ${root} shrank while it was being sent`)
+            }
+            position += bytesRead
+            yield chunk.subarray(0, bytesRead)
+          }
+        } finally {
+          await h.close()
+        }
+      }
+    }
+  }
+
+  /** Merkle proofs of the leaves `challenge` picks */
+  async prove (contract: string, root: string, challenge: Uint8Array, count: number, size: number): Promise<ShardProof[]> {
+    const leaves = await this.leaves(contract, root)
+    const handle = await open(this.pathOf(contract, root), 'r')
+    try {
+      const proofs: ShardProof[] = []
+      for (const index of challengeLeaves(challenge, leaves.length, count)) {
+        const want = Math.min(LEAF_SIZE, size - index * LEAF_SIZE)
+        const leaf = Buffer.alloc(want)
+        await handle.read(leaf, 0, want, index * LEAF_SIZE)
+        if (!equalBytes(leafHash(leaf), leaves[index])) {
+          throw new ShardCorruptError(`shard ${root} is corrupt on this host: leaf ${index} does not match`)
+        }
+        proofs.push({ index, leaf, path: auditPath(leaves, index) })
+      }
+      return proofs
+    } finally {
+      await handle.close()
+    }
+  }
+
+  async delete (contract: string, root: string): Promise<void> {
+    await rm(this.pathOf(contract, root), { force: true })
+    await rm(`${this.pathOf(contract, root)}.leaves`, { force: true })
+  }
+
+  async deleteContract (contract: string): Promise<void> {
+    await rm(join(this.dir, contract), { recursive: true, force: true })
+    log('deleted the shards of contract %s', contract)
+  }
+}
+
+async function syncDir (dir: string): Promise<void> {
+  const handle = await open(dir, 'r')
+  try {
+    await handle.sync()
+  } catch {
+    // some filesystems cannot fsync a directory; the rename is still atomic
+  } finally {
+    await handle.close()
+  }
+}

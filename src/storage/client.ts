@@ -1,0 +1,758 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { open, rename, rm, stat } from 'node:fs/promises'
+import { basename } from 'node:path'
+import { logger } from '@libp2p/logger'
+import { Key, type Datastore } from 'interface-datastore'
+import { bodyFromBytes } from '../protocols/rpc/body.ts'
+import { Writer } from '../protocols/rpc/encoding.ts'
+import { contractIdOf, encodeRevision, encodeSigned, encodeTerms, GIB, MONTH_MS, nextRevision, rentPerPeriod, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms } from './contract.ts'
+import { objectKey, openSegment, sealSegment, TAG_BYTES, DecryptError } from './crypto.ts'
+import { ReedSolomon, split } from './erasure.ts'
+import { equalBytes, merkleRoot } from './merkle.ts'
+import { formatSize } from './size.ts'
+import type { CallRequest, CallResponse } from '../protocols/rpc/client.ts'
+import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
+
+const log = logger('opencloud:storage:client')
+
+export const STORAGE = 'storage'
+const OBJECTS = '/storage/objects'
+const NAMES = '/storage/names'
+const UPLOADS = '/storage/uploads'
+
+export class ObjectExistsError extends Error {
+  override name = 'ObjectExistsError'
+}
+
+export class ObjectNotFoundError extends Error {
+  override name = 'ObjectNotFoundError'
+}
+
+export class NotEnoughHostsError extends Error {
+  override name = 'NotEnoughHostsError'
+}
+
+export class ShardUnavailableError extends Error {
+  override name = 'ShardUnavailableError'
+}
+
+export class IntegrityError extends Error {
+  override name = 'IntegrityError'
+}
+
+export class InvalidRedundancyError extends Error {
+  override name = 'InvalidRedundancyError'
+}
+
+export { DecryptError }
+
+/** A host's storage offer from the market: satoshis per GiB-month stored, per GiB up and down */
+export interface HostOffer {
+  peer: string
+  storage: bigint
+  upload: bigint
+  download: bigint
+}
+
+export interface StorageClientComponents {
+  peerId: string
+  signer: CredentialSigner
+  datastore: Datastore
+  /** the wallet's storage key (HKDF of the BIP39 seed) */
+  storageKey: () => Uint8Array
+  /** hosts offering storage, best first by price and trust */
+  hosts: () => Promise<HostOffer[]>
+  /** a call to a host that pays `sats` (0: unpaid), deferred where the host gives credit */
+  call: (peer: string, request: CallRequest, sats: bigint) => Promise<CallResponse>
+  /** a reputation record of a host that failed or cheated */
+  rate?: (peer: string, event: 'corrupt' | 'failed', method: string) => void
+}
+
+export interface StorageClientInit {
+  /** plaintext bytes per segment, default 16 MiB: the unit held in memory while it is coded */
+  segmentSize?: number
+  /** segments coded and uploaded at once, default 2 */
+  segmentsInFlight?: number
+  /** contract length, default 30 days */
+  durationMs?: number
+  /** how often rent falls due, default 1 day */
+  rentPeriodMs?: number
+  /** how often the daemon checks for rent to pay, default 60 s */
+  rentCheckMs?: number
+  /** a shard upload slower than this many bytes per second is given to another host, default 64 KiB/s */
+  minThroughput?: number
+  /** a download that has not finished after this long asks another host too, default 5 s plus its size at 1 MiB/s */
+  hedgeMs?: number
+}
+
+export interface ContractRecord {
+  host: string
+  /** encodeSigned(terms, renter signature, host signature), base64 */
+  signed: string
+  start: number
+  end: number
+  maxBytes: number
+  storagePrice: string
+  uploadPrice: string
+  downloadPrice: string
+  rentPeriodMs: number
+  rentPaidPeriods: number
+  revision: number
+  /** encodeSigned(revision, renter signature, host signature), base64 */
+  signedRevision?: string
+  /** [root hex, bytes] */
+  shards: Array<[string, number]>
+  /** satoshis paid or promised: uploads, downloads, rent */
+  spent: { upload: string, download: string, rent: string }
+  ended?: number
+}
+
+export interface ShardRecord {
+  host: string
+  contract: string
+  root: string
+}
+
+export interface SegmentRecord {
+  plainLength: number
+  shardSize: number
+  shards: ShardRecord[]
+}
+
+export interface StoredObject {
+  id: string
+  name: string
+  size: number
+  sha256: string
+  createdAt: number
+  k: number
+  n: number
+  segmentSize: number
+  segments: SegmentRecord[]
+  contracts: Record<string, ContractRecord>
+}
+
+export interface Progress {
+  phase: 'contracts' | 'upload' | 'download'
+  done: number
+  total: number
+  message?: string
+}
+
+export interface PutOptions {
+  name?: string
+  /** K-of-N; default from the number of hosts (defaultRedundancy) */
+  k?: number
+  n?: number
+  durationMs?: number
+  /** the most to pay per GiB-month stored, satoshis */
+  maxStoragePrice?: bigint
+  signal?: AbortSignal
+  onProgress?: (p: Progress) => void
+}
+
+export interface GetOptions {
+  signal?: AbortSignal
+  onProgress?: (p: Progress) => void
+}
+
+/**
+ * The default K-of-N for a network of `hosts` storage hosts: every host up
+ * to 30 (Sia's N) holds a shard; up to 12 hosts K is half of N (2x the
+ * file's size stored, N-K hosts may vanish), from 13 a third (3x, as Sia's
+ * 10-of-30), which survives far more failures for the same cost per host.
+ */
+export function defaultRedundancy (hosts: number): { k: number, n: number } {
+  const n = Math.min(30, hosts)
+  const k = n <= 12 ? Math.max(1, Math.floor(n / 2)) : Math.ceil(n / 3)
+  return { k, n }
+}
+
+/** "4-of-8" */
+export function parseRedundancy (text: string): { k: number, n: number } {
+  const match = /^([0-9]+)-of-([0-9]+)$/.exec(text.trim())
+  const k = Number(match?.[1])
+  const n = Number(match?.[2])
+  if (match == null || k < 1 || n < k || n > 255) {
+    throw new InvalidRedundancyError(`--redundancy takes K-of-N with 1 <= K <= N <= 255, e.g. 4-of-8 (any 4 of 8 shards rebuild the file), not "${text}"`)
+  }
+  return { k, n }
+}
+
+function hex (bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString('hex')
+}
+
+const enc = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value))
+const dec = <T>(bytes: Uint8Array): T => JSON.parse(new TextDecoder().decode(bytes))
+
+/** One host's column of an upload: its contract, and its shards in order */
+interface Slot {
+  index: number
+  host: HostOffer
+  contract: string
+  record: ContractRecord
+  /** puts to one contract go one at a time: each signs the revision after the last */
+  queue: Promise<void>
+  replacements: number
+}
+
+/**
+ * The client side of storage (README, "Storage"): `put` encrypts a file,
+ * erasure-codes it segment by segment, forms a contract with each of N
+ * hosts and uploads one shard per segment to each, replacing a host that
+ * fails or stalls; `get` fetches the first K good shards of each segment,
+ * checks each against its Merkle root, decodes and decrypts. An object is
+ * recorded only once every shard of every segment is stored.
+ */
+export class StorageClient {
+  private readonly components: StorageClientComponents
+  private readonly segmentSize: number
+  private readonly segmentsInFlight: number
+  private readonly durationMs: number
+  private readonly rentPeriodMs: number
+  private readonly rentCheckMs: number
+  private readonly minThroughput: number
+  private readonly hedgeMs: number
+  private rentTimer?: ReturnType<typeof setInterval>
+  private renting?: Promise<void>
+
+  constructor (components: StorageClientComponents, init: StorageClientInit = {}) {
+    this.components = components
+    this.segmentSize = init.segmentSize ?? 16 * 1024 * 1024
+    this.segmentsInFlight = init.segmentsInFlight ?? 2
+    this.durationMs = init.durationMs ?? MONTH_MS
+    this.rentPeriodMs = init.rentPeriodMs ?? 24 * 3600_000
+    this.rentCheckMs = init.rentCheckMs ?? 60_000
+    this.minThroughput = init.minThroughput ?? 64 * 1024
+    this.hedgeMs = init.hedgeMs ?? 5_000
+  }
+
+  start (): void {
+    this.rentTimer = setInterval(() => {
+      this.renting ??= this.payRent().then(() => {}, err => { log.error('paying rent failed; tried again at the next check - %e', err) }).finally(() => { this.renting = undefined })
+    }, this.rentCheckMs)
+    this.rentTimer.unref()
+    // contracts of uploads a crash interrupted: nothing refers to them, so end them
+    void this.cleanUploads().catch(err => { log.error('ending the contracts of interrupted uploads failed - %e', err) })
+  }
+
+  async stop (): Promise<void> {
+    clearInterval(this.rentTimer)
+    await this.renting
+  }
+
+  // ---- records ----
+
+  async list (): Promise<StoredObject[]> {
+    const out: StoredObject[] = []
+    for await (const { value } of this.components.datastore.query({ prefix: OBJECTS })) {
+      out.push(dec<StoredObject>(value))
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  /** An object by name or by id */
+  async find (nameOrId: string): Promise<StoredObject> {
+    let id = nameOrId
+    try {
+      id = dec<string>(await this.components.datastore.get(new Key(`${NAMES}/${encodeURIComponent(nameOrId)}`)))
+    } catch {}
+    try {
+      return dec<StoredObject>(await this.components.datastore.get(new Key(`${OBJECTS}/${id}`)))
+    } catch {
+      throw new ObjectNotFoundError(`no stored object is named "${nameOrId}" or has that id; "store ls" lists them`)
+    }
+  }
+
+  private async saveObject (object: StoredObject): Promise<void> {
+    await this.components.datastore.put(new Key(`${OBJECTS}/${object.id}`), enc(object))
+  }
+
+  // ---- contracts ----
+
+  private async formContract (host: HostOffer, maxBytes: number, durationMs: number): Promise<{ id: string, record: ContractRecord }> {
+    const start = Date.now()
+    const terms: ContractTerms = {
+      renter: this.components.peerId,
+      host: host.peer,
+      nonce: randomBytes(16),
+      start,
+      end: start + durationMs,
+      maxBytes,
+      storagePrice: host.storage,
+      uploadPrice: host.upload,
+      downloadPrice: host.download,
+      rentPeriodMs: Math.min(this.rentPeriodMs, durationMs)
+    }
+    const encoded = encodeTerms(terms)
+    const renterSignature = signTerms(encoded, this.components.signer)
+    const body = new Writer().bytes(encoded).bytes(renterSignature).finish()
+    const response = await this.components.call(host.peer, { service: STORAGE, method: 'contract', body: bodyFromBytes(body) }, 0n)
+    const answer = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
+    const id = hex(contractIdOf(encoded))
+    if (answer.contract !== id) {
+      throw new IntegrityError(`host ${host.peer} answered contract ${String(answer.contract)}, not ${id}`)
+    }
+    const hostSignature = Buffer.from(String(answer.hostSignature), 'base64')
+    verifyTerms(encoded, host.peer, hostSignature)
+    const record: ContractRecord = {
+      host: host.peer,
+      signed: Buffer.from(encodeSigned(encoded, renterSignature, hostSignature)).toString('base64'),
+      start: terms.start,
+      end: terms.end,
+      maxBytes,
+      storagePrice: String(host.storage),
+      uploadPrice: String(host.upload),
+      downloadPrice: String(host.download),
+      rentPeriodMs: terms.rentPeriodMs,
+      rentPaidPeriods: 0,
+      revision: 0,
+      shards: [],
+      spent: { upload: '0', download: '0', rent: '0' }
+    }
+    // the first period is paid up front: a host holds space only for a renter that pays
+    await this.payPeriod(id, record)
+    return { id, record }
+  }
+
+  private termsOf (record: ContractRecord): ContractTerms {
+    return { renter: this.components.peerId, host: record.host, nonce: new Uint8Array(16), start: record.start, end: record.end, maxBytes: record.maxBytes, storagePrice: BigInt(record.storagePrice), uploadPrice: BigInt(record.uploadPrice), downloadPrice: BigInt(record.downloadPrice), rentPeriodMs: record.rentPeriodMs }
+  }
+
+  private async payPeriod (id: string, record: ContractRecord): Promise<void> {
+    const sats = rentPerPeriod(this.termsOf(record))
+    await this.components.call(record.host, { service: STORAGE, method: 'rent', args: [id, '1'] }, sats)
+    record.rentPaidPeriods++
+    record.spent.rent = String(BigInt(record.spent.rent) + sats)
+  }
+
+  /** Pay the next period of every live contract whose paid time runs out within half a period */
+  async payRent (now = Date.now()): Promise<number> {
+    let paid = 0
+    for (const object of await this.list()) {
+      let changed = false
+      for (const [id, c] of Object.entries(object.contracts)) {
+        if (c.ended != null || c.end <= now) {
+          continue
+        }
+        while (c.start + c.rentPaidPeriods * c.rentPeriodMs < Math.min(c.end, now + c.rentPeriodMs / 2)) {
+          try {
+            await this.payPeriod(id, c)
+            paid++
+            changed = true
+          } catch (err: any) {
+            log.error('rent for contract %s with %s not paid - %s', id, c.host, err.message)
+            break
+          }
+        }
+      }
+      if (changed) {
+        // the object may have been removed meanwhile
+        try {
+          await this.find(object.id)
+          await this.saveObject(object)
+        } catch {}
+      }
+    }
+    return paid
+  }
+
+  private async putShard (slot: Slot, shard: Uint8Array, root: Uint8Array, signal: AbortSignal): Promise<void> {
+    const c = slot.record
+    const shards: Array<[string, number]> = [...c.shards, [hex(root), shard.byteLength]]
+    const rev = nextRevision(Buffer.from(slot.contract, 'hex'), c.revision, shards.map(([r, length]) => ({ root: Buffer.from(r, 'hex'), length })))
+    const encoded = encodeRevision(rev)
+    const renterSignature = signRevision(encoded, this.components.signer)
+    const sats = transferCost(BigInt(c.uploadPrice), shard.byteLength)
+    // a host slower than minThroughput is given up on, and its shard goes elsewhere
+    const timeout = AbortSignal.timeout(10_000 + Math.ceil(shard.byteLength / this.minThroughput) * 1000)
+    const response = await this.components.call(slot.host.peer, {
+      service: STORAGE,
+      method: 'put',
+      args: [slot.contract, hex(root), Buffer.from(renterSignature).toString('base64')],
+      body: bodyFromBytes(shard),
+      signal: AbortSignal.any([signal, timeout])
+    }, sats)
+    const answer = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
+    const hostSignature = Buffer.from(String(answer.hostSignature), 'base64')
+    verifyRevision(encoded, slot.host.peer, hostSignature)
+    c.shards = shards
+    c.revision = rev.number
+    c.signedRevision = Buffer.from(encodeSigned(encoded, renterSignature, hostSignature)).toString('base64')
+    c.spent.upload = String(BigInt(c.spent.upload) + sats)
+  }
+
+  // ---- put ----
+
+  async put (path: string, options: PutOptions = {}): Promise<StoredObject> {
+    const signal = options.signal ?? new AbortController().signal
+    const { size } = await stat(path)
+    const name = options.name ?? basename(path)
+    // eslint-disable-next-line no-control-regex
+    if (name === '' || name.length > 255 || /[\u0000-\u001f]/.test(name)) {
+      throw new ObjectNotFoundError(`"${name}" is not a usable name: 1 to 255 printable characters`)
+    }
+    if (await this.components.datastore.has(new Key(`${NAMES}/${encodeURIComponent(name)}`))) {
+      throw new ObjectExistsError(`an object named "${name}" is stored already; remove it first (store rm ${JSON.stringify(name)}) or choose another --name`)
+    }
+    const ceiling = options.maxStoragePrice
+    const offers = (await this.components.hosts()).filter(h => ceiling == null || h.storage <= ceiling)
+    const { k, n } = options.k != null && options.n != null ? { k: options.k, n: options.n } : defaultRedundancy(offers.length)
+    if (n < 1 || offers.length < n) {
+      throw new NotEnoughHostsError(`storing ${k}-of-${n} needs ${n} hosts, and the market knows ${offers.length}${ceiling == null ? '' : ` at or under ${ceiling} sat per GiB-month`}; wait for more offers (market prices --service storage), raise --max-price, or choose a smaller --redundancy`)
+    }
+    const rs = new ReedSolomon(k, n)
+    const segmentCount = Math.max(1, Math.ceil(size / this.segmentSize))
+    const plainLength = (i: number): number => Math.min(this.segmentSize, size - i * this.segmentSize)
+    const shardSize = (i: number): number => Math.max(1, Math.ceil((plainLength(i) + TAG_BYTES) / k))
+    const bytesFrom = (i: number): number => { let b = 0; for (let s = i; s < segmentCount; s++) b += shardSize(s); return b }
+    const durationMs = options.durationMs ?? this.durationMs
+    const id = randomBytes(16)
+    const objectId = hex(id)
+    const key = objectKey(this.components.storageKey(), id)
+    const progress = (p: Progress): void => { options.onProgress?.(p) }
+
+    // contracts with N hosts, taking the next offer whenever one refuses
+    const contracts: Record<string, ContractRecord> = {}
+    const pending = { id: objectId, name, contracts }
+    const savePending = async (): Promise<void> => { await this.components.datastore.put(new Key(`${UPLOADS}/${objectId}`), enc(pending)) }
+    let next = 0
+    const refusals: string[] = []
+    const used = new Set<string>()
+    const newSlotHost = async (index: number, bytes: number): Promise<{ host: HostOffer, contract: string, record: ContractRecord }> => {
+      while (next < offers.length) {
+        const host = offers[next++]
+        if (used.has(host.peer)) {
+          continue
+        }
+        used.add(host.peer)
+        try {
+          signal.throwIfAborted()
+          const formed = await this.formContract(host, bytes, durationMs)
+          contracts[formed.id] = formed.record
+          await savePending()
+          return { host, contract: formed.id, record: formed.record }
+        } catch (err: any) {
+          if (signal.aborted) {
+            throw err
+          }
+          refusals.push(`${host.peer}: ${err.message}`)
+          log('host %s refused slot %d - %s', host.peer, index, err.message)
+        }
+      }
+      throw new NotEnoughHostsError(`no host left to hold shard ${index + 1} of ${n} (${k}-of-${n}); the hosts tried said:\n  ${refusals.join('\n  ')}`)
+    }
+    await savePending()
+    progress({ phase: 'contracts', done: 0, total: n })
+    const slots: Slot[] = []
+    let formedCount = 0
+    await Promise.all(Array.from({ length: n }, async (_, index) => {
+      const s = await newSlotHost(index, bytesFrom(0))
+      slots[index] = { index, ...s, queue: Promise.resolve(), replacements: 0 }
+      progress({ phase: 'contracts', done: ++formedCount, total: n })
+    }))
+
+    const segments: SegmentRecord[] = []
+    const totalShardBytes = bytesFrom(0) * n
+    let shardBytesDone = 0
+    const fileHash = createHash('sha256')
+    const file = await open(path, 'r')
+    const putOnSlot = async (slot: Slot, segment: number, shard: Uint8Array, root: Uint8Array): Promise<ShardRecord> => {
+      // queued behind the slot's earlier shards: revisions follow each other
+      const run = slot.queue.then(async () => {
+        for (;;) {
+          signal.throwIfAborted()
+          try {
+            await this.putShard(slot, shard, root, signal)
+            return { host: slot.host.peer, contract: slot.contract, root: hex(root) }
+          } catch (err: any) {
+            if (signal.aborted || slot.replacements >= 3) {
+              throw err
+            }
+            this.components.rate?.(slot.host.peer, 'failed', 'put')
+            log('shard %d of segment %d failed on %s, moving the slot to another host - %s', slot.index, segment, slot.host.peer, err.message)
+            slot.replacements++
+            const s = await newSlotHost(slot.index, bytesFrom(segment))
+            Object.assign(slot, s)
+          }
+        }
+      })
+      slot.queue = run.then(() => {}, () => {})
+      return run
+    }
+    try {
+      const inFlight = new Set<Promise<void>>()
+      let failure: unknown
+      for (let i = 0; i < segmentCount && failure == null; i++) {
+        while (inFlight.size >= this.segmentsInFlight) {
+          await Promise.race(inFlight)
+        }
+        if (failure != null) {
+          break
+        }
+        signal.throwIfAborted()
+        const plain = Buffer.allocUnsafe(plainLength(i))
+        const { bytesRead } = await file.read(plain, 0, plain.byteLength, i * this.segmentSize)
+        if (bytesRead !== plain.byteLength) {
+          throw new Error(`${path} changed while it was being stored`)
+        }
+        fileHash.update(plain)
+        const segment = i
+        const task = (async () => {
+          const sealed = sealSegment(key, id, segment, plain)
+          const data = split(sealed, k)
+          const shards = [...data, ...rs.encode(data)]
+          const roots = shards.map(merkleRoot)
+          const records = await Promise.all(shards.map(async (shard, s) => {
+            const record = await putOnSlot(slots[s], segment, shard, roots[s])
+            shardBytesDone += shard.byteLength
+            progress({ phase: 'upload', done: Math.floor(shardBytesDone / totalShardBytes * size), total: size })
+            return record
+          }))
+          segments[segment] = { plainLength: plainLength(segment), shardSize: shardSize(segment), shards: records }
+        })().catch(err => { failure ??= err })
+        const tracked = task.finally(() => { inFlight.delete(tracked) })
+        inFlight.add(tracked)
+      }
+      await Promise.all(inFlight)
+      if (failure != null) {
+        throw failure
+      }
+    } finally {
+      await file.close()
+    }
+    const object: StoredObject = {
+      id: objectId,
+      name,
+      size,
+      sha256: fileHash.digest('hex'),
+      createdAt: Date.now(),
+      k,
+      n,
+      segmentSize: this.segmentSize,
+      segments,
+      contracts
+    }
+    // the object and its name appear together, and only now that every shard is stored
+    const batch = this.components.datastore.batch()
+    batch.put(new Key(`${OBJECTS}/${objectId}`), enc(object))
+    batch.put(new Key(`${NAMES}/${encodeURIComponent(name)}`), enc(objectId))
+    batch.delete(new Key(`${UPLOADS}/${objectId}`))
+    await batch.commit()
+    log('stored %s (%s) as %d-of-%d on %d contracts', name, formatSize(size), k, n, Object.keys(contracts).length)
+    return object
+  }
+
+  /** End the contracts of uploads that never finished (a crash, kill -9) */
+  async cleanUploads (): Promise<number> {
+    let ended = 0
+    for await (const { key, value } of this.components.datastore.query({ prefix: UPLOADS })) {
+      const pending = dec<{ id: string, contracts: Record<string, ContractRecord> }>(value)
+      for (const [id, c] of Object.entries(pending.contracts)) {
+        try {
+          await this.components.call(c.host, { service: STORAGE, method: 'end', args: [id] }, 0n)
+          ended++
+        } catch (err: any) {
+          log('could not end contract %s of an interrupted upload with %s - %s', id, c.host, err.message)
+        }
+      }
+      await this.components.datastore.delete(key)
+    }
+    return ended
+  }
+
+  // ---- get ----
+
+  private async fetchShard (object: StoredObject, segment: SegmentRecord, index: number, signal: AbortSignal): Promise<Uint8Array> {
+    const shard = segment.shards[index]
+    const c = object.contracts[shard.contract]
+    const sats = transferCost(BigInt(c.downloadPrice), segment.shardSize)
+    const response = await this.components.call(shard.host, {
+      service: STORAGE,
+      method: 'get',
+      args: [shard.contract, shard.root, '0', String(segment.shardSize)],
+      signal
+    }, sats)
+    const bytes = await response.body.bytes()
+    c.spent.download = String(BigInt(c.spent.download) + sats)
+    if (bytes.byteLength !== segment.shardSize || !equalBytes(merkleRoot(bytes), Buffer.from(shard.root, 'hex'))) {
+      this.components.rate?.(shard.host, 'corrupt', 'get')
+      throw new IntegrityError(`host ${shard.host} sent bytes that do not match shard ${shard.root}`)
+    }
+    return bytes
+  }
+
+  /**
+   * The first K good shards of a segment: K requests at once, data shards
+   * first (they need no decoding); a failed or wrong one, or one slower than
+   * the hedge time, starts the next host, and the rest are cancelled once K
+   * have arrived.
+   */
+  private async fetchSegment (object: StoredObject, segment: SegmentRecord, avoid: Set<string>, signal: AbortSignal): Promise<Array<Uint8Array | undefined>> {
+    const { k, n } = object
+    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => Number(avoid.has(segment.shards[a].host)) - Number(avoid.has(segment.shards[b].host)))
+    const got: Array<Uint8Array | undefined> = new Array(n).fill(undefined)
+    const controller = new AbortController()
+    const both = AbortSignal.any([signal, controller.signal])
+    const errors: string[] = []
+    let cursor = 0
+    let good = 0
+    let running = 0
+    return new Promise((resolve, reject) => {
+      const hedgeMs = this.hedgeMs + Math.ceil(segment.shardSize / (1024 * 1024)) * 1000
+      let hedge: ReturnType<typeof setTimeout> | undefined
+      const finish = (err?: Error): void => {
+        clearTimeout(hedge)
+        controller.abort()
+        if (err != null) {
+          reject(err)
+        } else {
+          resolve(got)
+        }
+      }
+      const launch = (): void => {
+        if (cursor >= n) {
+          if (running === 0 && good < k) {
+            finish(new ShardUnavailableError(`only ${good} of the ${k} shards needed for a segment of "${object.name}" could be fetched:\n  ${errors.join('\n  ')}`))
+          }
+          return
+        }
+        const index = order[cursor++]
+        running++
+        this.fetchShard(object, segment, index, both).then(bytes => {
+          running--
+          if (good >= k) {
+            return
+          }
+          got[index] = bytes
+          if (++good === k) {
+            finish()
+          }
+        }, (err: any) => {
+          running--
+          if (good >= k || signal.aborted) {
+            if (signal.aborted) finish(err)
+            return
+          }
+          if (!(err instanceof IntegrityError)) {
+            this.components.rate?.(segment.shards[index].host, 'failed', 'get')
+          }
+          avoid.add(segment.shards[index].host)
+          errors.push(`${segment.shards[index].host}: ${err.message}`)
+          launch()
+        })
+      }
+      const armHedge = (): void => {
+        hedge = setTimeout(() => {
+          if (good < k && cursor < n) {
+            launch()
+            armHedge()
+          }
+        }, hedgeMs)
+        hedge.unref?.()
+      }
+      for (let i = 0; i < k; i++) {
+        launch()
+      }
+      armHedge()
+    })
+  }
+
+  /** Fetch, check, decode and decrypt an object into `out` (written beside it first, renamed when whole) */
+  async get (nameOrId: string, out: string, options: GetOptions = {}): Promise<StoredObject> {
+    const signal = options.signal ?? new AbortController().signal
+    const object = await this.find(nameOrId)
+    const rs = new ReedSolomon(object.k, object.n)
+    const id = Buffer.from(object.id, 'hex')
+    const key = objectKey(this.components.storageKey(), id)
+    const tmp = `${out}.${randomBytes(4).toString('hex')}.part`
+    const file = await open(tmp, 'wx', 0o600)
+    const hash = createHash('sha256')
+    const avoid = new Set<string>()
+    let done = 0
+    try {
+      // one segment ahead: the next is fetched while this one is decoded and written
+      let ahead = this.fetchSegment(object, object.segments[0], avoid, signal)
+      for (let i = 0; i < object.segments.length; i++) {
+        const segment = object.segments[i]
+        const shards = await ahead
+        if (i + 1 < object.segments.length) {
+          ahead = this.fetchSegment(object, object.segments[i + 1], avoid, signal)
+          ahead.catch(() => {})
+        }
+        const data = shards.slice(0, object.k).every(s => s != null) ? shards.slice(0, object.k) as Uint8Array[] : rs.reconstruct(shards).slice(0, object.k)
+        const sealed = Buffer.concat(data).subarray(0, segment.plainLength + TAG_BYTES)
+        const plain = openSegment(key, id, i, sealed)
+        hash.update(plain)
+        await file.write(plain)
+        done += plain.byteLength
+        options.onProgress?.({ phase: 'download', done, total: object.size })
+      }
+      if (hash.digest('hex') !== object.sha256) {
+        throw new IntegrityError(`"${object.name}" decrypted, but its SHA-256 is not the one recorded when it was stored`)
+      }
+      await file.sync()
+      await file.close()
+      await rename(tmp, out)
+    } catch (err) {
+      await file.close().catch(() => {})
+      await rm(tmp, { force: true })
+      throw err
+    }
+    await this.saveObject(object).catch(() => {})
+    return object
+  }
+
+  // ---- rm ----
+
+  /** End every contract of an object (the hosts delete its shards) and forget it */
+  async remove (nameOrId: string): Promise<{ object: StoredObject, unreachable: string[] }> {
+    const object = await this.find(nameOrId)
+    const unreachable: string[] = []
+    await Promise.all(Object.entries(object.contracts).map(async ([id, c]) => {
+      if (c.ended != null) {
+        return
+      }
+      try {
+        await this.components.call(c.host, { service: STORAGE, method: 'end', args: [id] }, 0n)
+      } catch (err: any) {
+        if (err.name !== 'NotFoundError') {
+          unreachable.push(`${c.host} (${err.message}); its contract ends on ${new Date(c.end).toISOString()} anyway`)
+        }
+      }
+      c.ended = Date.now()
+    }))
+    const batch = this.components.datastore.batch()
+    batch.delete(new Key(`${OBJECTS}/${object.id}`))
+    batch.delete(new Key(`${NAMES}/${encodeURIComponent(object.name)}`))
+    await batch.commit()
+    return { object, unreachable }
+  }
+}
+
+/** What an object costs per month in rent: each contract's rent per period, scaled to 30 days */
+export function monthlyRent (object: StoredObject): bigint {
+  let total = 0n
+  for (const c of Object.values(object.contracts)) {
+    if (c.ended != null) {
+      continue
+    }
+    const perPeriod = rentPerPeriod({ storagePrice: BigInt(c.storagePrice), maxBytes: c.maxBytes, rentPeriodMs: c.rentPeriodMs } as ContractTerms)
+    total += perPeriod * BigInt(Math.round(MONTH_MS / c.rentPeriodMs))
+  }
+  return total
+}
+
+/** Satoshis spent on an object so far, by kind */
+export function spentOn (object: StoredObject): { upload: bigint, download: bigint, rent: bigint } {
+  const out = { upload: 0n, download: 0n, rent: 0n }
+  for (const c of Object.values(object.contracts)) {
+    out.upload += BigInt(c.spent.upload)
+    out.download += BigInt(c.spent.download)
+    out.rent += BigInt(c.spent.rent)
+  }
+  return out
+}
+
+export { GIB }

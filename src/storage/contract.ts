@@ -1,0 +1,244 @@
+import { createHash } from 'node:crypto'
+import { peerIdFromMultihash, peerIdFromString } from '@libp2p/peer-id'
+import * as Digest from 'multiformats/hashes/digest'
+import { Reader, Writer } from '../protocols/rpc/encoding.ts'
+import { CredentialType } from '../protocols/rpc/messages.ts'
+import { CredentialVerifier, type CredentialSigner } from '../protocols/rpc/credentials.ts'
+import { MalformedMessageError } from '../protocols/rpc/errors.ts'
+import { dataRoot } from './merkle.ts'
+
+/**
+ * Storage contracts and their revisions (PROTOCOL.md, "Storage"). Both are
+ * fixed-order binary messages in the protocol's encoding, each signed by
+ * both sides with their OpenCloud IDs, so either side can later prove what
+ * was agreed (the terms) and what was stored (the latest revision: how many
+ * shards, how many bytes, and a Merkle root over the shard roots).
+ */
+
+export const CONTRACT_VERSION = 1
+export const CONTRACT_DOMAIN = new TextEncoder().encode('opencloud-storage-contract-v1\n')
+export const REVISION_DOMAIN = new TextEncoder().encode('opencloud-storage-revision-v1\n')
+
+export const GIB = 1024 ** 3
+/** A month for rent: 30 days */
+export const MONTH_MS = 30 * 24 * 3600 * 1000
+
+export interface ContractTerms {
+  /** PeerId of the renter (the client) */
+  renter: string
+  /** PeerId of the host */
+  host: string
+  /** 16 random bytes chosen by the renter, so equal terms still make distinct contracts */
+  nonce: Uint8Array
+  /** ms since the epoch */
+  start: number
+  end: number
+  /** the most the renter may store under the contract */
+  maxBytes: number
+  /** satoshis per GiB-month stored */
+  storagePrice: bigint
+  /** satoshis per GiB uploaded */
+  uploadPrice: bigint
+  /** satoshis per GiB downloaded */
+  downloadPrice: bigint
+  /** rent falls due every this many ms */
+  rentPeriodMs: number
+}
+
+export interface Revision {
+  /** SHA-256 of the terms */
+  contractId: Uint8Array
+  /** 0 for the empty contract, +1 per change */
+  number: number
+  bytes: number
+  shards: number
+  /** dataRoot() of the shard roots held */
+  root: Uint8Array
+}
+
+export interface SignedContract {
+  terms: ContractTerms
+  id: Uint8Array
+  /** the encoded terms, as signed */
+  encoded: Uint8Array
+  renterSignature: Uint8Array
+  hostSignature: Uint8Array
+}
+
+export interface SignedRevision {
+  revision: Revision
+  encoded: Uint8Array
+  renterSignature: Uint8Array
+  hostSignature: Uint8Array
+}
+
+export class ContractError extends Error {
+  override name = 'ContractError'
+}
+
+function peerBytes (peer: string): Uint8Array {
+  return peerIdFromString(peer).toMultihash().bytes
+}
+
+function peerText (bytes: Uint8Array, what: string): string {
+  try {
+    return peerIdFromMultihash(Digest.decode(bytes)).toString()
+  } catch {
+    throw new MalformedMessageError(`${what} is not a PeerId`)
+  }
+}
+
+export function encodeTerms (t: ContractTerms): Uint8Array {
+  return new Writer()
+    .u8(CONTRACT_VERSION)
+    .bytes(peerBytes(t.renter))
+    .bytes(peerBytes(t.host))
+    .bytes(t.nonce)
+    .varint(t.start)
+    .varint(t.end)
+    .varint(t.maxBytes)
+    .varint(Number(t.storagePrice))
+    .varint(Number(t.uploadPrice))
+    .varint(Number(t.downloadPrice))
+    .varint(t.rentPeriodMs)
+    .finish()
+}
+
+export function decodeTerms (bytes: Uint8Array): ContractTerms {
+  const r = new Reader(bytes)
+  const version = r.u8('the contract version')
+  if (version !== CONTRACT_VERSION) {
+    throw new MalformedMessageError(`unsupported contract version ${version}`)
+  }
+  const terms: ContractTerms = {
+    renter: peerText(r.bytes(128, 'the renter'), 'the renter'),
+    host: peerText(r.bytes(128, 'the host'), 'the host'),
+    nonce: r.bytes(16, 'the nonce'),
+    start: r.varint('start'),
+    end: r.varint('end'),
+    maxBytes: r.varint('max-bytes'),
+    storagePrice: BigInt(r.varint('the storage price')),
+    uploadPrice: BigInt(r.varint('the upload price')),
+    downloadPrice: BigInt(r.varint('the download price')),
+    rentPeriodMs: r.varint('the rent period')
+  }
+  r.end('the contract terms')
+  if (terms.nonce.byteLength !== 16) {
+    throw new MalformedMessageError('the contract nonce is 16 bytes')
+  }
+  if (terms.end <= terms.start) {
+    throw new MalformedMessageError('a contract must end after it starts')
+  }
+  if (terms.rentPeriodMs <= 0) {
+    throw new MalformedMessageError('the rent period must be positive')
+  }
+  return terms
+}
+
+export function contractIdOf (encodedTerms: Uint8Array): Uint8Array {
+  return Uint8Array.from(createHash('sha256').update(encodedTerms).digest())
+}
+
+function withDomain (domain: Uint8Array, bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(domain.byteLength + bytes.byteLength)
+  out.set(domain)
+  out.set(bytes, domain.byteLength)
+  return out
+}
+
+export function signTerms (encoded: Uint8Array, signer: CredentialSigner): Uint8Array {
+  return signer.sign(withDomain(CONTRACT_DOMAIN, encoded))
+}
+
+export function encodeRevision (rev: Revision): Uint8Array {
+  return new Writer()
+    .u8(CONTRACT_VERSION)
+    .bytes(rev.contractId)
+    .varint(rev.number)
+    .varint(rev.bytes)
+    .varint(rev.shards)
+    .bytes(rev.root)
+    .finish()
+}
+
+export function decodeRevision (bytes: Uint8Array): Revision {
+  const r = new Reader(bytes)
+  const version = r.u8('the revision version')
+  if (version !== CONTRACT_VERSION) {
+    throw new MalformedMessageError(`unsupported revision version ${version}`)
+  }
+  const rev: Revision = {
+    contractId: r.bytes(32, 'the contract id'),
+    number: r.varint('the revision number'),
+    bytes: r.varint('bytes held'),
+    shards: r.varint('the shard count'),
+    root: r.bytes(32, 'the data root')
+  }
+  r.end('the revision')
+  if (rev.contractId.byteLength !== 32 || rev.root.byteLength !== 32) {
+    throw new MalformedMessageError('the contract id and data root are 32 bytes')
+  }
+  return rev
+}
+
+export function signRevision (encoded: Uint8Array, signer: CredentialSigner): Uint8Array {
+  return signer.sign(withDomain(REVISION_DOMAIN, encoded))
+}
+
+const verifier = new CredentialVerifier()
+
+/** Throws InvalidSignatureError unless `peer` signed the terms */
+export function verifyTerms (encoded: Uint8Array, peer: string, signature: Uint8Array): void {
+  verifier.verify({ type: CredentialType.OPENCLOUD, value: peerBytes(peer) }, signature, withDomain(CONTRACT_DOMAIN, encoded))
+}
+
+/** Throws InvalidSignatureError unless `peer` signed the revision */
+export function verifyRevision (encoded: Uint8Array, peer: string, signature: Uint8Array): void {
+  verifier.verify({ type: CredentialType.OPENCLOUD, value: peerBytes(peer) }, signature, withDomain(REVISION_DOMAIN, encoded))
+}
+
+/** The revision after adding or removing shards, from the full set of shard roots and sizes held */
+export function nextRevision (contractId: Uint8Array, previous: number, shards: Array<{ root: Uint8Array, length: number }>): Revision {
+  return {
+    contractId,
+    number: previous + 1,
+    bytes: shards.reduce((n, s) => n + s.length, 0),
+    shards: shards.length,
+    root: dataRoot(shards.map(s => s.root))
+  }
+}
+
+export function emptyRevision (contractId: Uint8Array): Revision {
+  return { contractId, number: 0, bytes: 0, shards: 0, root: dataRoot([]) }
+}
+
+/** A signed contract or revision as stored and sent: message || renter signature || host signature */
+export function encodeSigned (message: Uint8Array, renterSignature: Uint8Array, hostSignature: Uint8Array): Uint8Array {
+  return new Writer().bytes(message).bytes(renterSignature).bytes(hostSignature).finish()
+}
+
+export function decodeSigned (bytes: Uint8Array): { message: Uint8Array, renterSignature: Uint8Array, hostSignature: Uint8Array } {
+  const r = new Reader(bytes)
+  const message = r.bytes(1024, 'the signed message')
+  const renterSignature = r.bytes(128, 'the renter signature')
+  const hostSignature = r.bytes(128, 'the host signature')
+  r.end('the signed message')
+  return { message, renterSignature, hostSignature }
+}
+
+/**
+ * Rent for one period of a contract: storage price x max bytes (the space
+ * the host reserves) x period, pro rata per GiB-month, rounded up to a whole
+ * satoshi.
+ */
+export function rentPerPeriod (t: ContractTerms): bigint {
+  const num = t.storagePrice * BigInt(t.maxBytes) * BigInt(t.rentPeriodMs)
+  const den = BigInt(GIB) * BigInt(MONTH_MS)
+  return (num + den - 1n) / den
+}
+
+/** What moving `bytes` costs at `pricePerGiB`, rounded up to a whole satoshi */
+export function transferCost (pricePerGiB: bigint, bytes: number): bigint {
+  const den = BigInt(GIB)
+  return (pricePerGiB * BigInt(bytes) + den - 1n) / den
+}

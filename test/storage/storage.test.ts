@@ -1,0 +1,206 @@
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { readdir, readFile, writeFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
+import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
+import { DecryptError, ObjectNotFoundError } from '../../src/storage/client.ts'
+import { addrOf, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
+import type { Config } from '../../src/node/config.ts'
+
+const MIB = 1024 * 1024
+const HOSTS = 9
+/** 8 hosts are needed for 4-of-8; the ninth is full and must be passed over */
+const FULL_HOST = 0
+
+async function sha256File (path: string): Promise<string> {
+  return createHash('sha256').update(await readFile(path)).digest('hex')
+}
+
+/** every file under a directory, recursively */
+async function filesUnder (dir: string): Promise<string[]> {
+  const out: string[] = []
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) {
+      out.push(join(entry.parentPath, entry.name))
+    }
+  }
+  return out
+}
+
+describe('storage: put and get across paid hosts over TCP', () => {
+  let dir: { path: string, cleanup: () => Promise<void> }
+  let regtest: RegtestServer
+  const hosts: OpenCloudNode[] = []
+  const hostConfigs: Config[] = []
+  let client: OpenCloudNode
+  let file: string
+  const marker = 'PLAINTEXT-MARKER-7f3a9c'
+
+  const startHost = async (i: number): Promise<OpenCloudNode> => {
+    const node = await OpenCloudNode.create({ dataDir: join(dir.path, `host${i}`), config: hostConfigs[i], bootstrap: i === 1 ? [] : [addrOf(hosts[1])] })
+    await node.start()
+    return node
+  }
+
+  before(async () => {
+    dir = await tempDir()
+    regtest = new RegtestServer({ dir: join(dir.path, 'chain'), blockIntervalMs: 0 })
+    await regtest.start()
+    const payments = { network: 'regtest', chain: regtest.url, settleIntervalMs: 500, graceMs: 600_000 }
+    for (let i = 0; i < HOSTS; i++) {
+      hostConfigs[i] = testConfig({
+        payments,
+        services: { storage: { capacity: i === FULL_HOST ? '1 MiB' : '1 GiB', prices: { rent: '1000 sat', put: '100 sat', get: '200 sat' } } },
+        policies: { global: { 'max-tab': '0.001 BTC' } }
+      })
+    }
+    // host 1 first: the others join through it
+    hosts[1] = await startHost(1)
+    for (let i = 0; i < HOSTS; i++) {
+      if (i !== 1) {
+        hosts[i] = await startHost(i)
+      }
+    }
+    client = await OpenCloudNode.create({ dataDir: join(dir.path, 'client'), config: testConfig({ payments }), bootstrap: [addrOf(hosts[1])], storage: { segmentSize: 4 * MIB } })
+    await client.start()
+    await regtest.faucet(await client.wallet.newAddress(), 10_000_000n)
+    await regtest.chain.mine(1, regtest.faucetAddress)
+    await waitFor(async () => (await client.storageHosts()).length === HOSTS, 30_000, 'storage offers from every host')
+
+    file = join(dir.path, 'file.bin')
+    const bytes = randomBytes(64 * MIB)
+    bytes.write(marker, 5 * MIB)
+    await writeFile(file, bytes)
+  })
+
+  after(async () => {
+    await client?.stop()
+    for (const h of hosts) {
+      await h?.stop().catch(() => {})
+    }
+    await regtest?.stop()
+    await dir?.cleanup()
+  })
+
+  it('stores 64 MiB as 4-of-8 on hosts with room (the full one is passed over) and gets back identical bytes', async () => {
+    const progress: number[] = []
+    const object = await client.storage.put(file, { name: 'file.bin', k: 4, n: 8, onProgress: (p) => { if (p.phase === 'upload') progress.push(p.done) } })
+    assert.equal(object.segments.length, 16)
+    const used = new Set(object.segments.flatMap(s => s.shards.map(x => x.host)))
+    assert.equal(used.size, 8)
+    assert.ok(!used.has(hosts[FULL_HOST].peerId.toString()), 'the full host holds nothing')
+    assert.equal(progress.at(-1), 64 * MIB)
+    const out = join(dir.path, 'out.bin')
+    await client.storage.get('file.bin', out)
+    assert.equal(await sha256File(out), await sha256File(file))
+  })
+
+  it('leaves no plaintext on any host\'s disk', async () => {
+    let scanned = 0
+    for (let i = 0; i < HOSTS; i++) {
+      for (const path of await filesUnder(join(dir.path, `host${i}`))) {
+        const content = await readFile(path)
+        assert.equal(content.indexOf(marker), -1, `${path} holds plaintext`)
+        scanned += content.byteLength
+      }
+    }
+    // the shards themselves were scanned: 64 MiB at 2x is 128 MiB of ciphertext
+    assert.ok(scanned > 128 * MIB, `scanned ${scanned} bytes`)
+  })
+
+  it('detects a host that sends wrong bytes, routes around it and rates it', async () => {
+    const object = await client.storage.find('file.bin')
+    const liar = hosts.find(h => h.peerId.toString() === object.segments[0].shards[0].host)!
+    const store = liar.storageHost.store
+    const honest = store.range.bind(store)
+    store.range = async (...args) => {
+      const real = await honest(...args)
+      return bodyFromBytes(randomBytes(real.length))
+    }
+    try {
+      const out = join(dir.path, 'out-liar.bin')
+      await client.storage.get('file.bin', out)
+      assert.equal(await sha256File(out), await sha256File(file))
+      const records = await client.reputation.store.records(liar.peerId.toString())
+      assert.ok(records.some(r => r.event === 'corrupt'), 'the liar is rated')
+    } finally {
+      store.range = honest
+    }
+  })
+
+  it('gets the file with N-K hosts stopped, and a restarted host still has its shards', async () => {
+    const object = await client.storage.find('file.bin')
+    const holders = [...new Set(object.segments[0].shards.map(s => s.host))]
+    const stopped = hosts.map((h, i) => ({ h, i })).filter(({ h }) => holders.includes(h.peerId.toString())).slice(0, object.n - object.k)
+    for (const { h } of stopped) {
+      await h.stop()
+    }
+    const out = join(dir.path, 'out-degraded.bin')
+    await client.storage.get('file.bin', out)
+    assert.equal(await sha256File(out), await sha256File(file))
+    for (const { i } of stopped) {
+      hosts[i] = await startHost(i)
+    }
+    const restarted = hosts[stopped[0].i]
+    const mine = object.segments.flatMap(s => s.shards).filter(s => s.host === restarted.peerId.toString())
+    assert.ok(mine.length > 0)
+    for (const s of mine) {
+      assert.ok(await restarted.storageHost.store.has(s.contract, s.root), `shard ${s.root} survived the restart`)
+    }
+  })
+
+  it('never serves a shard corrupted on disk: the host refuses, and the file still comes back', async () => {
+    const object = await client.storage.find('file.bin')
+    const shard = object.segments[1].shards[1]
+    const host = hosts.find(h => h.peerId.toString() === shard.host)!
+    await client.libp2p.dial(host.libp2p.getMultiaddrs()[0])
+    const path = join(host.paths.root, 'storage', shard.contract, shard.root)
+    const bytes = await readFile(path)
+    bytes[100] ^= 0xff
+    await writeFile(path, bytes)
+    const pay = { pay: { kind: 'defer' as const, sats: 1000n }, maxPrice: 1000n }
+    await assert.rejects(client.paidCall(host.peerId, { service: 'storage', method: 'get', args: [shard.contract, shard.root, '0', String(object.segments[1].shardSize)] }, pay), /corrupt on this host/)
+    const out = join(dir.path, 'out-corrupt.bin')
+    await client.storage.get('file.bin', out)
+    assert.equal(await sha256File(out), await sha256File(file))
+  })
+
+  it('refuses a shard over the contract\'s maximum', async () => {
+    const object = await client.storage.find('file.bin')
+    const [id, c] = Object.entries(object.contracts)[0]
+    await assert.rejects(
+      client.paidCall(c.host, { service: 'storage', method: 'put', args: [id, '00'.repeat(32), 'AA=='], body: bodyFromBytes(randomBytes(c.maxBytes + 1)) }, { pay: { kind: 'defer', sats: 1000n }, maxPrice: 1000n }),
+      (err: any) => err.name === 'BodyTooLargeError' && /over contract .* maximum/.test(err.message)
+    )
+  })
+
+  it('says "cannot decrypt" with the wrong key and writes nothing', async () => {
+    const components = (client.storage as any).components
+    const right = components.storageKey
+    components.storageKey = () => randomBytes(32)
+    const out = join(dir.path, 'out-wrong-key.bin')
+    try {
+      await assert.rejects(client.storage.get('file.bin', out), (err: any) => err instanceof DecryptError && /cannot decrypt/.test(err.message))
+    } finally {
+      components.storageKey = right
+    }
+    await assert.rejects(stat(out), { code: 'ENOENT' })
+    assert.deepEqual((await readdir(dir.path)).filter(f => f.includes('out-wrong-key')), [], 'no partial file is left')
+  })
+
+  it('answers an unknown object clearly, and rm ends the contracts on every host', async () => {
+    await assert.rejects(client.storage.get('no-such-file', join(dir.path, 'x')), ObjectNotFoundError)
+    const object = await client.storage.find('file.bin')
+    const { unreachable } = await client.storage.remove('file.bin')
+    assert.deepEqual(unreachable, [])
+    await assert.rejects(client.storage.find('file.bin'), ObjectNotFoundError)
+    for (const [id, c] of Object.entries(object.contracts)) {
+      const host = hosts.find(h => h.peerId.toString() === c.host)!
+      assert.equal(await host.storageHost.store.has(id, object.segments[0].shards[0].root), false)
+    }
+    assert.deepEqual(await client.storage.list(), [])
+  })
+})
