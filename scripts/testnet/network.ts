@@ -22,6 +22,9 @@ export interface Started {
   priced: boolean
 }
 
+/** What testnet hosts ask for storage: per GiB-month, per GiB uploaded, per GiB downloaded */
+export const TESTNET_STORAGE_PRICES = { rent: '2000 sat', put: '1000 sat', get: '2000 sat' }
+
 /** Settings the testnet gives node i on top of its defaults */
 async function writeNodeConfig (dataDir: string, index: number, chainUrl?: string, pretrusted?: string): Promise<boolean> {
   const path = join(dataDir, 'config.json')
@@ -39,9 +42,14 @@ async function writeNodeConfig (dataDir: string, index: number, chainUrl?: strin
   if (pretrusted != null) {
     config.reputation = { ...config.reputation, pretrusted: [pretrusted] }
   }
+  if (chainUrl != null) {
+    // every node hosts storage for pay (rent per GiB-month, transfer per
+    // GiB) and gives the credit deferred payments need
+    config.services = { ...config.services, storage: { enabled: true, capacity: '2 GiB', prices: TESTNET_STORAGE_PRICES } }
+    config.policies = { ...config.policies, global: { ...config.policies?.global, 'max-tab': '0.001 BTC' } }
+  }
   if (priced) {
     config.services = { ...config.services, sha256: { enabled: true, prices: { hash: '100 sat' } } }
-    config.policies = { ...config.policies, global: { ...config.policies?.global, 'max-tab': '0.001 BTC' } }
   }
   await writeFile(path, JSON.stringify(config, null, 2) + '\n')
   return priced

@@ -27,7 +27,10 @@ log is DIR/node-i/daemon.log.
 
 It also runs a local bitcoin regtest chain (DIR/chain), funds every node's
 wallet with --fund, and prices sha256.hash at 100 sat/MiB on the
-even-numbered nodes, which give up to 0.001 BTC of credit.
+even-numbered nodes. Every node hosts storage (2 GiB) at 2000 sat per
+GiB-month, 1000 sat per GiB uploaded and 2000 sat per GiB downloaded, and
+gives up to 0.001 BTC of credit. With 8 nodes, "store put" on one of them
+stores 3-of-7 on the other seven.
 
 Options:
   --nodes N       how many nodes, default 5
@@ -133,6 +136,8 @@ async function main (): Promise<number> {
     process.stdout.write(`\n${nodes.length} nodes running, regtest chain at ${chain.url}, each wallet funded with ${formatAmount(funding)}. Try:\n` +
       `  npx opencloud-node --data-dir ${nodes[nodes.length - 1].dataDir} call ${nodes[0].peerId} sha256.hash --body package.json\n` +
       (paid == null ? '' : `  npx opencloud-node --data-dir ${nodes[0].dataDir} call ${paid.peerId} sha256.hash --body package.json --pay auto --max-price 10000sat\n`) +
+      `  npx opencloud-node --data-dir ${nodes[0].dataDir} store put package.json\n` +
+      `  npx opencloud-node --data-dir ${nodes[0].dataDir} store get package.json --out /tmp/package.json\n` +
       'Ctrl-C stops them all.\n')
   }
 

@@ -9,8 +9,9 @@ import { idCommand, peersCommand, servicesCommand } from './commands/info.ts'
 import { paymentsCommand, walletCommand } from './commands/wallet.ts'
 import { marketCommand } from './commands/market.ts'
 import { reputationCommand } from './commands/reputation.ts'
+import { storeCommand } from './commands/store.ts'
 
-const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand, walletCommand, paymentsCommand, marketCommand, reputationCommand]
+const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand, walletCommand, paymentsCommand, marketCommand, reputationCommand, storeCommand]
 
 function overview (): string {
   const width = Math.max(...COMMANDS.map(c => c.name.length))

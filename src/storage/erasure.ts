@@ -229,9 +229,14 @@ export function split (data: Uint8Array, k: number): Uint8Array[] {
   const size = Math.max(1, Math.ceil(data.byteLength / k))
   const shards: Uint8Array[] = []
   for (let i = 0; i < k; i++) {
-    const shard = new Uint8Array(size)
-    shard.set(data.subarray(i * size, Math.min(data.byteLength, (i + 1) * size)))
-    shards.push(shard)
+    if ((i + 1) * size <= data.byteLength) {
+      // a view, not a copy: a segment in flight is held once, not twice
+      shards.push(data.subarray(i * size, (i + 1) * size))
+    } else {
+      const shard = new Uint8Array(size)
+      shard.set(data.subarray(i * size, Math.min(data.byteLength, (i + 1) * size)))
+      shards.push(shard)
+    }
   }
   return shards
 }

@@ -1,42 +1,11 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { access, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { tempDir, waitFor } from '../helpers/nodes.ts'
 import { BIN, runCli, runShell } from '../helpers/cli.ts'
-
-const SCRIPT = fileURLToPath(new URL('../../scripts/testnet/testnet.ts', import.meta.url))
-
-/**
- * `npm run testnet -- --json` in its own process group (so a failed test can
- * stop the daemons too), resolved with what it printed once the nodes are up
- */
-async function startTestnet (nodes: number, dir: string): Promise<{ child: ChildProcess, network: any }> {
-  const child = spawn(process.execPath, [SCRIPT, '--nodes', String(nodes), '--dir', dir, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
-  let stdout = ''
-  child.stdout?.on('data', d => { stdout += d })
-  try {
-    await new Promise<void>((resolve, reject) => {
-      child.stdout?.on('data', () => { if (stdout.trim().endsWith('}') && stdout.includes('"nodes"')) resolve() })
-      child.once('exit', code => { reject(new Error(`testnet exited with ${code}`)) })
-    })
-  } catch (err) {
-    killGroup(child)
-    throw err
-  }
-  child.removeAllListeners('exit')
-  return { child, network: JSON.parse(stdout) }
-}
-
-function killGroup (child: ChildProcess): void {
-  if (child.exitCode == null && child.pid != null) {
-    try {
-      process.kill(-child.pid, 'SIGKILL')
-    } catch {}
-  }
-}
+import { startTestnet, killGroup } from '../helpers/testnet.ts'
 
 describe('scripts/testnet', () => {
   it('starts N joined nodes that the CLI can use by data directory, and stops them all on Ctrl-C', async () => {

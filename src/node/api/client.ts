@@ -130,6 +130,37 @@ export class ApiClient {
   }
 
   /**
+   * Long work that answers as NDJSON events (store put and get): progress
+   * events go to `onProgress`; resolves with the "done" event, throws the
+   * "error" event as an ApiError.
+   */
+  async events<T> (path: string, body: unknown, onProgress: (event: Record<string, any>) => void, signal?: AbortSignal): Promise<T> {
+    const res = await this.request(path, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal })
+    const decoder = new TextDecoder()
+    let buffered = ''
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buffered += decoder.decode(chunk, { stream: true })
+      let newline: number
+      while ((newline = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, newline)
+        buffered = buffered.slice(newline + 1)
+        if (line.trim() === '') {
+          continue
+        }
+        const event = JSON.parse(line)
+        if (event.event === 'progress') {
+          onProgress(event)
+        } else if (event.event === 'done') {
+          return event as T
+        } else if (event.event === 'error') {
+          throw new ApiError(event.httpStatus ?? 500, event.error ?? {})
+        }
+      }
+    }
+    throw new ApiError(502, { name: 'ApiError', message: 'the node ended the answer before the work was done; see its log' })
+  }
+
+  /**
    * `body` is a file (hashed by the caller, streamed from disk) or a stream
    * of unknown length such as stdin, which the daemon spools and hashes.
    */

@@ -24,6 +24,7 @@ function marketQuery (url: URL): { service?: string, method?: string } {
   return { service: url.searchParams.get('service') ?? undefined, method: url.searchParams.get('method') ?? undefined }
 }
 import { tabJson } from '../../services/payments/index.ts'
+import { storeRoute, STORE_MISTAKES } from './store-routes.ts'
 import type { SummaryRow } from '../../payments/ledger.ts'
 
 
@@ -128,7 +129,7 @@ export class ApiServer {
   async start (): Promise<void> {
     const server = createServer((req, res) => {
       this.route(req, res).catch((err: any) => {
-        const status = err instanceof HttpError ? err.status : (CLIENT_MISTAKES[err.name] ?? 500)
+        const status = err instanceof HttpError ? err.status : (CLIENT_MISTAKES[err.name] ?? STORE_MISTAKES[err.name] ?? 500)
         if (status >= 500) {
           log.error('%s %s failed - %e', req.method, req.url, err)
         }
@@ -209,6 +210,12 @@ export class ApiServer {
       case 'GET /v1/id':
         sendJson(res, 200, this.node.info())
         return
+      case 'GET /v1/process': {
+        // for operators (and tests) watching the daemon's memory: bytes
+        const { rss, heapTotal, heapUsed, external, arrayBuffers } = process.memoryUsage()
+        sendJson(res, 200, { pid: process.pid, uptimeSeconds: Math.round(process.uptime()), memory: { rss, heapTotal, heapUsed, external, arrayBuffers } })
+        return
+      }
       case 'GET /v1/peers':
         sendJson(res, 200, await this.node.peers())
         return
@@ -321,6 +328,9 @@ export class ApiServer {
         sendJson(res, 200, (await this.node.ledger.payments()).map(p => ({ ...p, amount: formatAmount(p.sats), sats: undefined, at: new Date(p.at).toISOString() })))
         return
       default:
+        if (await storeRoute(this.node, route, req, res, url, sendJson)) {
+          return
+        }
         throw new HttpError(404, `no such API route: ${route}`)
     }
   }

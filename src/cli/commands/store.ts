@@ -1,0 +1,239 @@
+import { basename, resolve } from 'node:path'
+import { ApiError, connectApi } from '../../node/api/client.ts'
+import { formatSize } from '../../storage/size.ts'
+import { CLI } from '../cli-name.ts'
+import { HintedError, printJson, shellWord, table, UsageError, type Command, type CommandContext } from '../command.ts'
+import { Progress } from '../progress.ts'
+
+const USAGE = `${CLI} store put <file> [--name N] [--redundancy K-of-N] [--duration D] [--max-price AMOUNT]
+       ${CLI} store get <name|id> [--out FILE] [--force]
+       ${CLI} store ls
+       ${CLI} store info <name|id>
+       ${CLI} store rm <name|id>`
+
+/**
+ * Progress of a put or get on a terminal: the contract count while hosts are
+ * signed up, then bytes. Silent when stderr is not a terminal or with --json.
+ */
+function progressReporter (err: NodeJS.WritableStream, label: string, enabled: boolean): { onEvent: (e: Record<string, any>) => void, finish: () => void } {
+  let bar: Progress | undefined
+  let reported = 0
+  const tty = enabled && (err as any).isTTY === true
+  return {
+    onEvent: (e) => {
+      if (e.phase === 'contracts') {
+        if (tty) {
+          err.write(`\rforming contracts with hosts ${e.done}/${e.total} `)
+        }
+        return
+      }
+      if (bar == null) {
+        if (tty) {
+          err.write('\n')
+        }
+        bar = new Progress(err, label, e.total, enabled)
+      }
+      bar.add(e.done - reported)
+      reported = e.done
+    },
+    finish: () => { bar?.finish() }
+  }
+}
+
+/**
+ * The daemon's refusals name the next step; this gives it as a command line
+ * that runs as printed, with this command's --data-dir and --api
+ */
+function withHint (e: unknown, values: Record<string, any>, argv: string[], name: string | undefined): unknown {
+  if (!(e instanceof ApiError)) {
+    return e
+  }
+  const node = [...(values['data-dir'] != null ? ['--data-dir', values['data-dir']] : []), ...(values.api != null ? ['--api', values.api] : [])]
+  const line = (words: string[]): string => `${CLI} ${words.map(shellWord).join(' ')}`
+  switch (e.name) {
+    case 'OutputExistsError':
+      return new HintedError(e.message, line([...argv, '--force']), e.detail, e.name)
+    case 'ObjectExistsError':
+      return new HintedError(e.message, line([...node, 'store', 'rm', name ?? '']), e.detail, e.name)
+    case 'NotEnoughHostsError':
+      return new HintedError(e.message, line([...node, 'market', 'prices', '--service', 'storage']), e.detail, e.name)
+    case 'ObjectNotFoundError':
+      return new HintedError(e.message, line([...node, 'store', 'ls']), e.detail, e.name)
+    default:
+      return e
+  }
+}
+
+function printObject (out: NodeJS.WritableStream, o: Record<string, any>): void {
+  out.write(table([
+    ['name', o.name],
+    ['id', o.id],
+    ['size', `${o.sizeText} (${o.size} bytes)`],
+    ['sha256', o.sha256],
+    ['redundancy', `${o.redundancy} (any ${o.redundancy.split('-of-')[0]} of ${o.hosts} hosts rebuild it)`],
+    ['segments', String(o.segments)],
+    ['stored', o.storedAt],
+    ['expires', o.expires],
+    ['rent', `${o.rentPerMonth} per month`],
+    ['spent', `${o.spent.total} (upload ${o.spent.upload}, download ${o.spent.download}, rent ${o.spent.rent})`]
+  ]))
+}
+
+export const storeCommand: Command = {
+  name: 'store',
+  summary: 'store files on paid hosts, encrypted and erasure-coded: put, get, ls, info, rm',
+  usage: USAGE,
+  help: `Files are encrypted on this node (AES-256-GCM, with a key derived from the
+wallet's seed: the mnemonic alone decrypts them), cut into segments of 4 MiB,
+and each segment is coded into N shards of which any K rebuild it. Each shard
+goes to a different host from the market, chosen by price and trust, under
+a contract both sides sign. Uploads and downloads are paid per call; rent is
+paid per period by the running node.
+
+  store put <file>        store a file; prints its name and id
+    --name N              the name to store it under (default: the file's name)
+    --redundancy K-of-N   e.g. 4-of-8 (default: fits the hosts the market
+                          knows: 8 hosts -> 4-of-8, 7 -> 3-of-7, 30 -> 10-of-30)
+    --duration D          how long the contracts run: 90m, 12h, 30d (default 30d)
+    --max-price AMOUNT    the most a host may ask for storage, per GiB-month,
+                          e.g. "2000 sat" or "0.00002 BTC" (default: any)
+  store get <name|id>     fetch, check and decrypt a file
+    --out FILE            where to write it (default: its name, here)
+    --force               replace FILE if it exists
+  store ls                the stored files
+  store info <name|id>    one file: contracts, hosts, prices, what it costs
+  store rm <name|id>      end its contracts (the hosts delete the shards)
+
+Prices are set by each host: see them with "${CLI} market prices --service storage".`,
+  options: {
+    name: { type: 'string' },
+    redundancy: { type: 'string' },
+    duration: { type: 'string' },
+    'max-price': { type: 'string' },
+    out: { type: 'string', short: 'o' },
+    force: { type: 'boolean' }
+  },
+  run: async (ctx) => {
+    try {
+      await run(ctx)
+    } catch (e) {
+      const [action, target] = ctx.positionals
+      throw withHint(e, ctx.values, ctx.argv, ctx.values.name ?? (action === 'put' && target != null ? basename(target) : target))
+    }
+  }
+}
+
+async function run ({ values, positionals, json, dataDir, out, err }: CommandContext): Promise<void> {
+  const [action, target, ...extra] = positionals
+  if (extra.length > 0) {
+    throw new UsageError(`"store ${action}" takes one file or object, not ${positionals.length - 1}; usage:\n${USAGE}`)
+  }
+  const needs = (what: string): string => {
+    if (target == null) {
+      throw new UsageError(`"store ${action}" needs ${what}; usage:\n${USAGE}`)
+    }
+    return target
+  }
+  const only = (allowed: string[]): void => {
+    for (const flag of ['name', 'redundancy', 'duration', 'max-price', 'out', 'force']) {
+      if (values[flag] != null && !allowed.includes(flag)) {
+        throw new UsageError(`--${flag} does not apply to "store ${action}"; see: ${CLI} store --help`)
+      }
+    }
+  }
+  switch (action) {
+    case 'put': {
+      only(['name', 'redundancy', 'duration', 'max-price'])
+      const file = resolve(needs('a file'))
+      const api = await connectApi(dataDir, values.api)
+      const progress = progressReporter(err, 'storing', !json)
+      const controller = new AbortController()
+      const onSignal = (): void => { controller.abort() }
+      process.once('SIGINT', onSignal)
+      try {
+        const done = await api.events<{ object: Record<string, any> }>('/v1/store/put', {
+          path: file,
+          name: values.name,
+          redundancy: values.redundancy,
+          duration: values.duration,
+          maxPrice: values['max-price']
+        }, progress.onEvent, controller.signal)
+        progress.finish()
+        if (json) {
+          printJson(out, done.object)
+        } else {
+          out.write(`stored ${done.object.name} (${done.object.sizeText}) as ${done.object.redundancy}\n`)
+          printObject(out, done.object)
+        }
+      } finally {
+        process.removeListener('SIGINT', onSignal)
+      }
+      return
+    }
+    case 'get': {
+      only(['out', 'force'])
+      const name = needs('a name or id (see: store ls)')
+      const api = await connectApi(dataDir, values.api)
+      // the default file is the stored name in this directory, never a
+      // path the name may carry
+      const outFile = values.out != null
+        ? resolve(values.out)
+        : resolve(basename((await api.get<{ name: string }>(`/v1/store/info?object=${encodeURIComponent(name)}`)).name))
+      const progress = progressReporter(err, 'fetching', !json)
+      const done = await api.events<{ object: Record<string, any>, out: string }>('/v1/store/get', {
+        object: name,
+        out: outFile,
+        overwrite: values.force === true
+      }, progress.onEvent)
+      progress.finish()
+      if (json) {
+        printJson(out, { ...done.object, out: done.out })
+      } else {
+        out.write(`wrote ${done.out} (${done.object.sizeText}, SHA-256 ${done.object.sha256} checked)\n`)
+      }
+      return
+    }
+    case 'ls': {
+      only([])
+      const api = await connectApi(dataDir, values.api)
+      const objects = await api.get<Array<Record<string, any>>>('/v1/store')
+      if (json) {
+        printJson(out, objects)
+      } else if (objects.length === 0) {
+        out.write(`nothing stored yet; store a file with: ${CLI} store put <file>\n`)
+      } else {
+        out.write(table([['NAME', 'SIZE', 'REDUNDANCY', 'HOSTS', 'RENT/MONTH', 'SPENT', 'EXPIRES', 'ID'],
+          ...objects.map(o => [o.name, o.sizeText, o.redundancy, String(o.hosts), o.rentPerMonth, o.spent.total, o.expires.slice(0, 10), o.id])]))
+      }
+      return
+    }
+    case 'info': {
+      only([])
+      const name = needs('a name or id (see: store ls)')
+      const api = await connectApi(dataDir, values.api)
+      const info = await api.get<Record<string, any>>(`/v1/store/info?object=${encodeURIComponent(name)}`)
+      if (json) {
+        printJson(out, info)
+        return
+      }
+      printObject(out, info)
+      out.write('\n' + table([['HOST', 'CONTRACT', 'SHARDS', 'HELD', 'STORAGE', 'UPLOAD', 'DOWNLOAD', 'RENT/PERIOD', 'PAID THROUGH', 'ENDS'],
+        ...info.contracts.map((c: any) => [c.host, c.id.slice(0, 16), String(c.shards), formatSize(c.bytesHeld), c.storagePrice, c.uploadPrice, c.downloadPrice, c.rentPerPeriod, c.rentPaidThrough, c.ended == null ? c.end : `ended ${c.ended}`])]))
+      return
+    }
+    case 'rm': {
+      only([])
+      const name = needs('a name or id (see: store ls)')
+      const api = await connectApi(dataDir, values.api)
+      const result = await api.post<{ removed: Record<string, any>, unreachable: string[] }>('/v1/store/rm', { object: name })
+      if (json) {
+        printJson(out, result)
+      } else {
+        out.write(`removed ${result.removed.name}: its ${result.removed.contracts} contracts are ended${result.unreachable.length > 0 ? `; ${result.unreachable.length} hosts could not be told and keep the shards until their contracts end:\n  ${result.unreachable.join('\n  ')}` : ''}\n`)
+      }
+      return
+    }
+    default:
+      throw new UsageError(action == null ? `store what? usage:\n${USAGE}` : `"store ${action}" is not a store command; usage:\n${USAGE}`)
+  }
+}

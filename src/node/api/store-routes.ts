@@ -1,0 +1,115 @@
+import { isAbsolute } from 'node:path'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { HttpError, readJsonBody } from '../http-request.ts'
+import { parseAmount } from '../../market/units.ts'
+import { parseRedundancy, type Progress } from '../../storage/client.ts'
+import { objectInfo, objectSummary } from '../../storage/views.ts'
+import type { OpenCloudNode } from '../opencloud-node.ts'
+
+/** Mistakes of the caller in storage requests, and the HTTP status each gets */
+export const STORE_MISTAKES: Record<string, number> = {
+  ObjectNotFoundError: 404,
+  ObjectExistsError: 409,
+  OutputExistsError: 409,
+  NotEnoughHostsError: 409,
+  InvalidRedundancyError: 400,
+  InvalidNameError: 400,
+  DecryptError: 422,
+  IntegrityError: 502,
+  ShardUnavailableError: 502
+}
+
+/** "30d", "12h", "90m": a duration in ms */
+export function parseDuration (text: string, what = 'a duration'): number {
+  const match = /^([0-9]+)\s*(m|h|d)$/.exec(text.trim())
+  if (match == null || Number(match[1]) <= 0) {
+    throw new HttpError(400, `${what} takes a period such as 90m, 12h or 30d, not "${text}"`)
+  }
+  return Number(match[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'm' | 'h' | 'd']
+}
+
+/**
+ * Long work answers as NDJSON: one {"event":"progress",...} line at most
+ * every 250 ms, then {"event":"done",...} or {"event":"error","httpStatus":N,
+ * "error":{"name","message"}} (the status the same mistake gets elsewhere). A client
+ * that hangs up aborts the work.
+ */
+async function streamEvents (req: IncomingMessage, res: ServerResponse, work: (onProgress: (p: Progress) => void, signal: AbortSignal) => Promise<unknown>): Promise<void> {
+  const controller = new AbortController()
+  res.on('close', () => { if (!res.writableFinished) controller.abort(new Error('the API client went away')) })
+  res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+  let last = 0
+  const onProgress = (p: Progress): void => {
+    const now = Date.now()
+    if (now - last >= 250 || p.done === p.total) {
+      last = now
+      res.write(JSON.stringify({ event: 'progress', ...p }) + '\n')
+    }
+  }
+  try {
+    const result = await work(onProgress, controller.signal)
+    res.end(JSON.stringify({ event: 'done', ...(result as object) }) + '\n')
+  } catch (err: any) {
+    res.end(JSON.stringify({ event: 'error', httpStatus: STORE_MISTAKES[err.name] ?? 500, error: { name: err.name ?? 'Error', message: err.message } }) + '\n')
+  }
+}
+
+/** The /v1/store routes; false when `route` is not one of them */
+export async function storeRoute (node: OpenCloudNode, route: string, req: IncomingMessage, res: ServerResponse, url: URL, sendJson: (res: ServerResponse, status: number, value: unknown) => void): Promise<boolean> {
+  switch (route) {
+    case 'GET /v1/store':
+      sendJson(res, 200, (await node.storage.list()).map(objectSummary))
+      return true
+    case 'GET /v1/store/info': {
+      const name = url.searchParams.get('object')
+      if (name == null) {
+        throw new HttpError(400, 'name the object: /v1/store/info?object=NAME')
+      }
+      sendJson(res, 200, objectInfo(await node.storage.find(name)))
+      return true
+    }
+    case 'POST /v1/store/put': {
+      const usage = 'send JSON: {"path": "/absolute/file", "name": "optional", "redundancy": "4-of-8", "duration": "30d", "maxPrice": "1000 sat"} (maxPrice: per GiB-month)'
+      const body = await readJsonBody(req, usage)
+      if (typeof body.path !== 'string' || !isAbsolute(body.path)) {
+        throw new HttpError(400, usage)
+      }
+      const redundancy = body.redundancy == null ? undefined : parseRedundancy(String(body.redundancy))
+      const durationMs = body.duration == null ? undefined : parseDuration(String(body.duration), 'duration')
+      let maxStoragePrice: bigint | undefined
+      try {
+        maxStoragePrice = body.maxPrice == null ? undefined : parseAmount(body.maxPrice as string, 'maxPrice')
+      } catch (err: any) {
+        throw new HttpError(400, err.message)
+      }
+      await streamEvents(req, res, async (onProgress, signal) => {
+        const object = await node.storage.put(body.path as string, { name: typeof body.name === 'string' ? body.name : undefined, ...redundancy, durationMs, maxStoragePrice, onProgress, signal })
+        return { object: objectSummary(object) }
+      })
+      return true
+    }
+    case 'POST /v1/store/get': {
+      const usage = 'send JSON: {"object": "NAME or id", "out": "/absolute/file", "overwrite": false}'
+      const body = await readJsonBody(req, usage)
+      if (typeof body.object !== 'string' || typeof body.out !== 'string' || !isAbsolute(body.out)) {
+        throw new HttpError(400, usage)
+      }
+      await streamEvents(req, res, async (onProgress, signal) => {
+        const object = await node.storage.get(body.object as string, body.out as string, { overwrite: body.overwrite === true, onProgress, signal })
+        return { object: objectSummary(object), out: body.out }
+      })
+      return true
+    }
+    case 'POST /v1/store/rm': {
+      const body = await readJsonBody(req, 'send JSON: {"object": "NAME or id"}')
+      if (typeof body.object !== 'string') {
+        throw new HttpError(400, 'send JSON: {"object": "NAME or id"}')
+      }
+      const { object, unreachable } = await node.storage.remove(body.object)
+      sendJson(res, 200, { removed: objectSummary(object), unreachable })
+      return true
+    }
+    default:
+      return false
+  }
+}

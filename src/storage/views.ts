@@ -1,0 +1,64 @@
+import { formatAmount } from '../market/units.ts'
+import { rentPerPeriod, type ContractTerms } from './contract.ts'
+import { monthlyRent, spentOn, type StoredObject } from './client.ts'
+import { formatSize } from './size.ts'
+
+/**
+ * How stored objects look in the control API and `store ... --json`: every
+ * amount with its unit ("0.00001 BTC"), sizes in bytes with a readable form
+ * beside them.
+ */
+
+export function objectSummary (o: StoredObject): Record<string, unknown> {
+  const spent = spentOn(o)
+  const hosts = new Set(Object.values(o.contracts).filter(c => c.ended == null).map(c => c.host))
+  return {
+    id: o.id,
+    name: o.name,
+    size: o.size,
+    sizeText: formatSize(o.size),
+    sha256: o.sha256,
+    redundancy: `${o.k}-of-${o.n}`,
+    segments: o.segments.length,
+    hosts: hosts.size,
+    contracts: Object.keys(o.contracts).length,
+    storedAt: new Date(o.createdAt).toISOString(),
+    expires: new Date(Math.min(...Object.values(o.contracts).map(c => c.end))).toISOString(),
+    rentPerMonth: formatAmount(monthlyRent(o)),
+    spent: {
+      upload: formatAmount(spent.upload),
+      download: formatAmount(spent.download),
+      rent: formatAmount(spent.rent),
+      total: formatAmount(spent.upload + spent.download + spent.rent)
+    }
+  }
+}
+
+export function objectInfo (o: StoredObject): Record<string, unknown> {
+  return {
+    ...objectSummary(o),
+    contracts: Object.entries(o.contracts).map(([id, c]) => ({
+      id,
+      host: c.host,
+      maxBytes: c.maxBytes,
+      bytesHeld: c.shards.reduce((n, [, b]) => n + b, 0),
+      shards: c.shards.length,
+      revision: c.revision,
+      start: new Date(c.start).toISOString(),
+      end: new Date(c.end).toISOString(),
+      storagePrice: `${formatAmount(BigInt(c.storagePrice))} per GiB-month`,
+      uploadPrice: `${formatAmount(BigInt(c.uploadPrice))} per GiB`,
+      downloadPrice: `${formatAmount(BigInt(c.downloadPrice))} per GiB`,
+      rentPerPeriod: formatAmount(rentPerPeriod({ storagePrice: BigInt(c.storagePrice), maxBytes: c.maxBytes, rentPeriodMs: c.rentPeriodMs } as ContractTerms)),
+      rentPeriodMs: c.rentPeriodMs,
+      rentPaidThrough: new Date(c.start + c.rentPaidPeriods * c.rentPeriodMs).toISOString(),
+      ended: c.ended == null ? null : new Date(c.ended).toISOString()
+    })),
+    segmentList: o.segments.map((s, i) => ({
+      index: i,
+      bytes: s.plainLength,
+      shardSize: s.shardSize,
+      shards: s.shards.map(x => ({ host: x.host, contract: x.contract, root: x.root }))
+    }))
+  }
+}

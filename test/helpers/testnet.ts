@@ -1,0 +1,34 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+export const SCRIPT = fileURLToPath(new URL('../../scripts/testnet/testnet.ts', import.meta.url))
+
+/**
+ * `npm run testnet -- --json` in its own process group (so a failed test can
+ * stop the daemons too), resolved with what it printed once the nodes are up
+ */
+export async function startTestnet (nodes: number, dir: string): Promise<{ child: ChildProcess, network: any }> {
+  const child = spawn(process.execPath, [SCRIPT, '--nodes', String(nodes), '--dir', dir, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  let stdout = ''
+  child.stdout?.on('data', d => { stdout += d })
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.on('data', () => { if (stdout.trim().endsWith('}') && stdout.includes('"nodes"')) resolve() })
+      child.once('exit', code => { reject(new Error(`testnet exited with ${code}`)) })
+    })
+  } catch (err) {
+    killGroup(child)
+    throw err
+  }
+  child.removeAllListeners('exit')
+  return { child, network: JSON.parse(stdout) }
+}
+
+export function killGroup (child: ChildProcess): void {
+  if (child.exitCode == null && child.pid != null) {
+    try {
+      process.kill(-child.pid, 'SIGKILL')
+    } catch {}
+  }
+}
+

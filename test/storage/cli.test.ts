@@ -1,0 +1,165 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { open, readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { tempDir, waitFor } from '../helpers/nodes.ts'
+import { runCli, runShell, startDaemon, type Daemon } from '../helpers/cli.ts'
+import { killGroup, startTestnet } from '../helpers/testnet.ts'
+import { connectApi } from '../../src/node/api/client.ts'
+
+const MIB = 1024 * 1024
+
+async function sha256Of (path: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(path)) {
+    hash.update(chunk)
+  }
+  return hash.digest('hex')
+}
+
+async function writeRandom (path: string, bytes: number): Promise<void> {
+  const handle = await open(path, 'w')
+  for (let written = 0; written < bytes; written += MIB) {
+    await handle.write(randomBytes(Math.min(MIB, bytes - written)))
+  }
+  await handle.close()
+}
+
+/** Peak and current RSS of a process, in bytes, from /proc */
+async function memoryOf (pid: number): Promise<{ peak: number, now: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]) * 1024
+  return { peak: kb('VmHWM'), now: kb('VmRSS') }
+}
+
+async function pidOf (dataDir: string): Promise<number> {
+  return JSON.parse(await readFile(join(dataDir, 'api.json'), 'utf8')).pid
+}
+
+/** Shard files under a host's data directory */
+async function shardFiles (dataDir: string): Promise<string[]> {
+  const root = join(dataDir, 'storage')
+  const files: string[] = []
+  for (const contract of await readdir(root).catch(() => [])) {
+    for (const name of await readdir(join(root, contract)).catch(() => [])) {
+      files.push(join(contract, name))
+    }
+  }
+  return files
+}
+
+describe('store from the command line, on a testnet of daemons', () => {
+  it('puts, lists, gets and removes a file; survives kill -9 mid-upload; keeps the node\'s memory flat for a large file', async () => {
+    const dir = await tempDir()
+    const { child, network } = await startTestnet(5, dir.path)
+    let restarted: Daemon | undefined
+    try {
+      const { nodes } = network
+      const client = nodes[0]
+      const hosts = nodes.slice(1)
+      const cli = async (...args: string[]): Promise<ReturnType<typeof runCli>> => runCli(['--data-dir', client.dataDir, ...args])
+      await waitFor(async () => {
+        const offers = JSON.parse((await cli('market', 'prices', '--service', 'storage', '--json')).stdout)
+        return new Set(offers.filter((o: any) => o.method === 'rent').map((o: any) => o.provider)).size >= 4
+      }, 30_000, 'the storage offers of the four other nodes')
+
+      // a large file: the daemon streams it, segment by segment
+      const big = join(dir.path, 'big.bin')
+      const size = 192 * MIB
+      await writeRandom(big, size)
+      const bigHash = await sha256Of(big)
+
+      // kill -9 of the client's daemon while the shards are going out
+      const api = await connectApi(client.dataDir)
+      const pid = await pidOf(client.dataDir)
+      let killedAt = 0
+      await assert.rejects(api.events('/v1/store/put', { path: big }, (e) => {
+        if (e.phase === 'upload' && e.done > 0 && killedAt === 0) {
+          killedAt = e.done
+          process.kill(pid, 'SIGKILL')
+        }
+      }))
+      assert.ok(killedAt > 0 && killedAt < size, `killed mid-upload at ${killedAt} of ${size} bytes`)
+      await waitFor(async () => (await shardFiles(hosts[0].dataDir)).length > 0, 5_000, 'shards of the interrupted upload on a host')
+
+      restarted = await startDaemon(client.dataDir, ['--bootstrap', hosts[0].addrs[0]])
+      // nothing half-stored is listed, and the hosts are told to drop what they got
+      const listed = await cli('store', 'ls', '--json')
+      assert.equal(listed.code, 0, listed.stderr)
+      assert.deepEqual(JSON.parse(listed.stdout), [])
+      for (const host of hosts) {
+        await waitFor(async () => (await shardFiles(host.dataDir)).length === 0, 30_000, `host ${host.index} to delete the interrupted upload's shards`)
+      }
+
+      // the same file again works, with the default redundancy for 4 hosts
+      const put = await cli('store', 'put', big, '--json')
+      assert.equal(put.code, 0, put.stderr)
+      const stored = JSON.parse(put.stdout)
+      assert.equal(stored.name, 'big.bin')
+      assert.equal(stored.size, size)
+      assert.equal(stored.sha256, bigHash)
+      assert.equal(stored.redundancy, '2-of-4')
+      assert.equal(stored.hosts, 4)
+      // every amount carries its unit; upload and the first day of rent were paid
+      assert.match(stored.spent.upload, /^0\.\d+ BTC$/)
+      assert.notEqual(stored.spent.upload, '0 BTC')
+      assert.notEqual(stored.spent.rent, '0 BTC')
+
+      const out = join(dir.path, 'big.out')
+      const got = await cli('store', 'get', 'big.bin', '--out', out)
+      assert.equal(got.code, 0, got.stderr)
+      assert.match(got.stdout, /^wrote .*big\.out \(192 MiB, SHA-256 [0-9a-f]{64} checked\)$/m)
+      assert.equal(await sha256Of(out), bigHash)
+
+      // memory: the daemon never held the file (192 MiB in, 192 MiB out)
+      const memory = await memoryOf(restarted.child.pid as number)
+      assert.ok(memory.peak < 300 * 1e6, `the client daemon peaked at ${(memory.peak / 1e6).toFixed(0)} MB (limit 300 MB)`)
+
+      // the output is never replaced unasked, and the hint runs as printed
+      const again = await cli('store', 'get', 'big.bin', '--out', out)
+      assert.equal(again.code, 1)
+      assert.match(again.stderr, /exists already/)
+      const hint = /^ {2}try: (.*)$/m.exec(again.stderr)?.[1]
+      assert.ok(hint != null, again.stderr)
+      assert.match(hint, /--force$/)
+      const forced = await runShell(hint)
+      assert.equal(forced.code, 0, forced.stderr)
+      assert.equal(await sha256Of(out), bigHash)
+
+      // a second put of the same name is refused, naming the remedy
+      const dup = await cli('store', 'put', big)
+      assert.equal(dup.code, 1)
+      assert.match(dup.stderr, /an object named "big\.bin" is stored already/)
+      assert.match(dup.stderr, /try: .* store rm big\.bin$/m)
+
+      const ls = await cli('store', 'ls')
+      assert.match(ls.stdout, /^big\.bin\s+192 MiB\s+2-of-4\s+4\s+0\.\d+ BTC/m)
+      const info = JSON.parse((await cli('store', 'info', 'big.bin', '--json')).stdout)
+      assert.equal(info.contracts.length, 4)
+      assert.deepEqual(new Set(info.contracts.map((c: any) => c.host)), new Set(hosts.map((h: any) => h.peerId)))
+      for (const c of info.contracts) {
+        assert.equal(c.storagePrice, '0.00002 BTC per GiB-month')
+        // 24 segments of 8 MiB, each sealed with a 16-byte tag and cut in 2 data shards
+        assert.equal(c.bytesHeld, 48 * (2 * MIB + 8))
+      }
+      const unknown = await cli('store', 'get', 'nope.bin', '--out', join(dir.path, 'nope'))
+      assert.equal(unknown.code, 1)
+      assert.match(unknown.stderr, /no stored object is named "nope\.bin"/)
+      assert.match(unknown.stderr, /try: .* store ls$/m)
+
+      const rm = await cli('store', 'rm', 'big.bin')
+      assert.equal(rm.code, 0, rm.stderr)
+      assert.match(rm.stdout, /^removed big\.bin: its 4 contracts are ended$/m)
+      for (const host of hosts) {
+        assert.deepEqual(await shardFiles(host.dataDir), [])
+      }
+      assert.match((await cli('store', 'ls')).stdout, /nothing stored yet/)
+    } finally {
+      await restarted?.stop().catch(() => {})
+      killGroup(child)
+      await dir.cleanup()
+    }
+  })
+})
