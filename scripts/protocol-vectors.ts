@@ -20,6 +20,12 @@ import { buildTransaction } from '../src/payments/wallet/tx-builder.ts'
 import { serviceCid } from '../src/services/peers/discovery.ts'
 import { encodeOffer } from '../src/market/offer.ts'
 import { encodeSummary } from '../src/reputation/summary.ts'
+import { auditPath, challengeLeaves, dataRoot, leafHash, MerkleHasher } from '../src/storage/merkle.ts'
+import { contractIdOf, encodeRevision, encodeSigned, encodeTerms, nextRevision, rentPerPeriod, signRevision, signTerms, transferCost } from '../src/storage/contract.ts'
+import { encodeProofs } from '../src/services/storage/index.ts'
+import { ReedSolomon, split } from '../src/storage/erasure.ts'
+import { objectKey, sealSegment, storageKeyFromSeed } from '../src/storage/crypto.ts'
+import { Writer } from '../src/protocols/rpc/encoding.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const sha256 = (b: Uint8Array | string): Uint8Array => Uint8Array.from(createHash('sha256').update(b).digest())
@@ -102,6 +108,42 @@ export async function computeVectors (): Promise<Record<string, any>> {
   })
   const attached = encodePayment({ type: 'attached', currency: 'BTC', amount: '0.00001', txn: Uint8Array.from(Buffer.from(tx.hex, 'hex')) })
 
+  // storage: a shard of 2 full leaves and a short one, a contract between
+  // the client (renter) and the server (host), its first revision, a proof
+  const shard = Uint8Array.from({ length: 2 * 4096 + 100 }, (_, i) => i % 251)
+  const merkle = new MerkleHasher()
+  merkle.update(shard)
+  const shardRoot = merkle.digest()
+  const challenge = range(0x60, 32)
+  const picked = challengeLeaves(challenge, merkle.leaves.length, 4)
+  const terms = {
+    renter: client.text.slice(3),
+    host: server.text.slice(3),
+    nonce: range(0x50, 16),
+    start: 1_767_225_600_000,
+    end: 1_767_225_600_000 + 30 * 86_400_000,
+    maxBytes: 64 * 1024 ** 3,
+    storagePrice: 2000n,
+    uploadPrice: 1000n,
+    downloadPrice: 2000n,
+    rentPeriodMs: 86_400_000
+  }
+  const encodedTerms = encodeTerms(terms)
+  const contractId = contractIdOf(encodedTerms)
+  const renterTermsSignature = signTerms(encodedTerms, client)
+  const hostTermsSignature = signTerms(encodedTerms, server)
+  const revision = encodeRevision(nextRevision(contractId, 0, [{ root: shardRoot, length: shard.byteLength }]))
+  const renterRevisionSignature = signRevision(revision, client)
+  const hostRevisionSignature = signRevision(revision, server)
+  const otherRoot = sha256('another shard')
+  const proofs = encodeProofs([{ index: 2, leaf: shard.subarray(8192), path: auditPath(merkle.leaves, 2) }])
+  const rs = new ReedSolomon(2, 4)
+  const coded = split(new TextEncoder().encode('opencloud'), 2)
+  const parity = rs.encode(coded)
+  const storageKey = storageKeyFromSeed(range(0x70, 64))
+  const objectId = range(0x90, 16)
+  const key = objectKey(storageKey, objectId)
+
   const bitcoinSignature = requestSignatures[1]
   return {
     keys: {
@@ -156,6 +198,32 @@ export async function computeVectors (): Promise<Record<string, any>> {
     },
     summary: {
       bytes: hex(summary)
+    },
+    storage: {
+      leaf0Hash: hex(leafHash(shard.subarray(0, 4096))),
+      leaf2Hash: hex(merkle.leaves[2]),
+      shardRoot: hex(shardRoot),
+      challenge: hex(challenge),
+      challengedLeaves: picked.join(','),
+      dataRootOfTwo: hex(dataRoot([shardRoot, otherRoot])),
+      dataRootOfNone: hex(dataRoot([])),
+      terms: hex(encodedTerms),
+      contractId: hex(contractId),
+      renterTermsSignature: hex(renterTermsSignature),
+      hostTermsSignature: hex(hostTermsSignature),
+      proposal: hex(new Writer().bytes(encodedTerms).bytes(renterTermsSignature).finish()),
+      rentPerPeriod: String(rentPerPeriod(terms)),
+      uploadCostOf3GiBAnd1Byte: String(transferCost(terms.uploadPrice, 3 * 1024 ** 3 + 1)),
+      revision: hex(revision),
+      renterRevisionSignature: hex(renterRevisionSignature),
+      hostRevisionSignature: hex(hostRevisionSignature),
+      signedRevision: hex(encodeSigned(revision, renterRevisionSignature, hostRevisionSignature)),
+      proofs: hex(proofs),
+      rsData: coded.map(hex).join(','),
+      rsParity: parity.map(hex).join(','),
+      storageKey: hex(storageKey),
+      objectKey: hex(key),
+      sealedSegment1: hex(sealSegment(key, objectId, 1, new TextEncoder().encode('hello storage')))
     }
   }
 }

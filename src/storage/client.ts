@@ -707,7 +707,9 @@ export class StorageClient {
 
   /** Fetch, check, decode and decrypt an object into `out` (written beside it first, renamed when whole) */
   async get (nameOrId: string, out: string, options: GetOptions = {}): Promise<StoredObject> {
-    const signal = options.signal ?? new AbortController().signal
+    // a failure stops the fetch running ahead too, before get() returns
+    const stopAhead = new AbortController()
+    const signal = options.signal == null ? stopAhead.signal : AbortSignal.any([options.signal, stopAhead.signal])
     const object = await this.find(nameOrId)
     if (options.overwrite !== true && await stat(out).then(() => true, () => false)) {
       throw new OutputExistsError(`${out} exists already; choose another --out or pass --force to replace it`)
@@ -720,9 +722,10 @@ export class StorageClient {
     const hash = createHash('sha256')
     const avoid = new Set<string>()
     let done = 0
+    // one segment ahead: the next is fetched while this one is decoded and written
+    let ahead: Promise<Array<Uint8Array | undefined>> = Promise.resolve([])
     try {
-      // one segment ahead: the next is fetched while this one is decoded and written
-      let ahead = this.fetchSegment(object, object.segments[0], avoid, signal)
+      ahead = this.fetchSegment(object, object.segments[0], avoid, signal)
       for (let i = 0; i < object.segments.length; i++) {
         const segment = object.segments[i]
         const shards = await ahead
@@ -756,6 +759,8 @@ export class StorageClient {
         await rm(tmp, { force: true })
       }
     } catch (err) {
+      stopAhead.abort()
+      await ahead.catch(() => {})
       await file.close().catch(() => {})
       await rm(tmp, { force: true })
       throw err

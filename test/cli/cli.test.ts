@@ -35,7 +35,7 @@ describe('the opencloud-node command line against running daemons', () => {
     assert.equal(code, 0)
     const info = JSON.parse(stdout)
     assert.equal(info.peerId, client.peerId)
-    assert.deepEqual(info.services, ['info', 'peers', 'payments', 'market', 'reputation', 'sha256'])
+    assert.deepEqual(info.services, ['info', 'peers', 'payments', 'market', 'reputation', 'sha256', 'storage'])
     const human = await runCli(['--data-dir', clientDir, 'id'])
     assert.match(human.stdout, new RegExp(`PeerId\\s+${client.peerId}`))
 
@@ -78,14 +78,14 @@ describe('the opencloud-node command line against running daemons', () => {
     const peers = JSON.parse((await runCli(['peers', '--json', '--data-dir', clientDir])).stdout)
     assert.ok(peers.some((p: any) => p.id === server.peerId && p.connected))
     const services = JSON.parse((await runCli(['services', '--json', '--data-dir', serverDir])).stdout)
-    assert.deepEqual(services.map((s: any) => s.name), ['info', 'peers', 'payments', 'market', 'reputation', 'sha256'])
+    assert.deepEqual(services.map((s: any) => s.name), ['info', 'peers', 'payments', 'market', 'reputation', 'sha256', 'storage'])
   })
 
   it('reports a refused call in one sentence with a non-zero exit code', async () => {
-    const refused = await runCli(['call', server.peerId, 'storage.put', '--data-dir', clientDir])
+    const refused = await runCli(['call', server.peerId, 'compute.run', '--data-dir', clientDir])
     assert.equal(refused.code, 1)
-    assert.match(refused.stderr, /^opencloud-node: client-error\/service-unsupported: this node does not run a "storage" service/)
-    const json = await runCli(['call', server.peerId, 'storage.put', '--json', '--data-dir', clientDir])
+    assert.match(refused.stderr, /^opencloud-node: client-error\/service-unsupported: this node does not run a "compute" service/)
+    const json = await runCli(['call', server.peerId, 'compute.run', '--json', '--data-dir', clientDir])
     assert.equal(json.code, 1)
     // errors stay on stderr with --json, so stdout only ever carries answers
     assert.equal(json.stdout, '')

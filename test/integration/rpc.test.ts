@@ -123,9 +123,9 @@ describe('OpenCloud RPC between two nodes over TCP', () => {
   })
 
   it('refuses an unknown service and an unknown method', async () => {
-    await assert.rejects(client.node.call(server.node.peerId, { service: 'storage', method: 'put' }), (err: any) => {
+    await assert.rejects(client.node.call(server.node.peerId, { service: 'compute', method: 'run' }), (err: any) => {
       assert.ok(err instanceof ServiceUnsupportedError)
-      assert.match(err.message, /does not run a "storage" service/)
+      assert.match(err.message, /does not run a "compute" service/)
       return true
     })
     await assert.rejects(client.node.call(server.node.peerId, { service: 'sha256', method: 'sign' }), MethodUnsupportedError)

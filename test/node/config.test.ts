@@ -16,7 +16,7 @@ describe('config', () => {
       assert.deepEqual(JSON.parse(await readFile(path, 'utf8')), DEFAULT_CONFIG)
       await writeFile(path, JSON.stringify({ services: { sha256: { prices: { hash: '0.0000001 BTC' } } } }))
       const config = await loadConfig(path)
-      assert.deepEqual(configPrices(config), { sha256: { hash: 10n } })
+      assert.deepEqual(configPrices(config), { sha256: { hash: 10n }, storage: { rent: 0n, put: 0n, get: 0n } })
       assert.equal(config.services.sha256.enabled, true, 'fields not given keep their defaults')
     } finally {
       await dir.cleanup()
