@@ -3,10 +3,12 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { readdir, readFile, writeFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
+import { multiaddr } from '@multiformats/multiaddr'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
-import { DecryptError, ObjectNotFoundError } from '../../src/storage/client.ts'
+import { DecryptError, ObjectNotFoundError, spentOn } from '../../src/storage/client.ts'
+import { rentPerPeriod } from '../../src/storage/contract.ts'
 import { addrOf, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
 import type { Config } from '../../src/node/config.ts'
 
@@ -69,6 +71,11 @@ describe('storage: put and get across paid hosts over TCP', () => {
     await regtest.faucet(await client.wallet.newAddress(), 10_000_000n)
     await regtest.chain.mine(1, regtest.faucetAddress)
     await waitFor(async () => (await client.storageHosts()).length === HOSTS, 30_000, 'storage offers from every host')
+    // connected up front: these tests are about storage, not about finding a
+    // host in the DHT, which can take over its 10 s under a loaded CI machine
+    for (const host of hosts) {
+      await client.libp2p.dial(multiaddr(addrOf(host)))
+    }
 
     file = join(dir.path, 'file.bin')
     const bytes = randomBytes(64 * MIB)
@@ -189,6 +196,26 @@ describe('storage: put and get across paid hosts over TCP', () => {
     }
     await assert.rejects(stat(out), { code: 'ENOENT' })
     assert.deepEqual((await readdir(dir.path)).filter(f => f.includes('out-wrong-key')), [], 'no partial file is left')
+  })
+
+  it('pays rent as periods fall due: each host counts the periods, and the object shows what rent cost', async () => {
+    const before = await client.storage.find('file.bin')
+    const rentBefore = spentOn(before).rent
+    const [id, c] = Object.entries(before.contracts)[0]
+    assert.equal(c.rentPaidPeriods, 1, 'the first period is paid when the contract is formed')
+    // two days on: periods 2 and 3 are due (the next is paid half a period ahead)
+    const paid = await client.storage.payRent(Date.now() + 2 * c.rentPeriodMs)
+    assert.equal(paid, 8 * 2)
+    const after = await client.storage.find('file.bin')
+    assert.equal(after.contracts[id].rentPaidPeriods, 3)
+    // 1000 sat per GiB-month on the contract's maximum, per day, rounded up
+    const perPeriod = rentPerPeriod({ storagePrice: 1000n, maxBytes: c.maxBytes, rentPeriodMs: c.rentPeriodMs } as any)
+    assert.equal(spentOn(after).rent, rentBefore + 8n * 2n * perPeriod)
+    const host = hosts.find(h => h.peerId.toString() === c.host)!
+    const listed = await client.call(host.peerId, { service: 'storage', method: 'list', args: [id] })
+    assert.equal(JSON.parse(new TextDecoder().decode(await listed.body.bytes())).rentPaidPeriods, 3)
+    // nothing more is due yet
+    assert.equal(await client.storage.payRent(Date.now() + 2 * c.rentPeriodMs), 0)
   })
 
   it('answers an unknown object clearly, and rm ends the contracts on every host', async () => {
