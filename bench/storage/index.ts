@@ -15,7 +15,7 @@
 import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { mkdtemp, rm, open } from 'node:fs/promises'
+import { mkdtemp, rm, open, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -105,9 +105,19 @@ try {
   const sampler = setInterval(() => { rssPeak = Math.max(rssPeak, process.memoryUsage().rss) }, 50)
   const { k, n } = defaultRedundancy(HOSTS)
   progress(`store put, ${SIZE / MIB} MiB as ${k}-of-${n}\n`)
+  const hostsCpu = async (): Promise<number> => {
+    const fields = (await readFile(`/proc/${hostsProcess.pid}/stat`, 'utf8')).split(') ')[1].split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 10
+  }
+  let hostsCpuBefore = await hostsCpu()
+  let clientCpuBefore = process.cpuUsage()
   let started = performance.now()
   const object = await client.storage.put(file, { name: 'bench.bin', k, n })
   const putBps = SIZE / ((performance.now() - started) / 1000)
+  const putMs = performance.now() - started
+  const putCpu = { hosts: (await hostsCpu() - hostsCpuBefore) / putMs, client: (process.cpuUsage(clientCpuBefore).user + process.cpuUsage(clientCpuBefore).system) / 1000 / putMs }
+  hostsCpuBefore = await hostsCpu()
+  clientCpuBefore = process.cpuUsage()
   const rssAfterPut = process.memoryUsage().rss
   const putPeak = rssPeak
 
@@ -116,6 +126,8 @@ try {
   started = performance.now()
   await client.storage.get(object.id, out)
   const getBps = SIZE / ((performance.now() - started) / 1000)
+  const getMs = performance.now() - started
+  const getCpu = { hosts: (await hostsCpu() - hostsCpuBefore) / getMs, client: (process.cpuUsage(clientCpuBefore).user + process.cpuUsage(clientCpuBefore).system) / 1000 / getMs }
   clearInterval(sampler)
   const outHash = createHash('sha256')
   for await (const chunk of createReadStream(out)) {
@@ -147,6 +159,8 @@ try {
     getRatio: getBps / rawBps,
     getTarget: 0.6,
     identical: same,
+    putCpu,
+    getCpu,
     encodeMBps: encodeBps / 1e6,
     decodeMBps: decodeBps / 1e6,
     cipherMBps: cipherBps / 1e6,
@@ -163,8 +177,8 @@ try {
     process.stdout.write(`bench:storage  ${SIZE / MIB} MiB, ${k}-of-${n} on ${n} hosts, one machine (2 processes)
                          MB/s     ratio to raw   target
 raw libp2p stream    ${f(results.rawMBps)}
-store put            ${f(results.putMBps)}     ${results.putRatio.toFixed(2).padStart(6)}       >= ${results.putTarget.toFixed(2)} (K/N)
-store get            ${f(results.getMBps)}     ${results.getRatio.toFixed(2).padStart(6)}       >= 0.60   ${same ? 'identical' : 'DIFFERENT BYTES'}
+store put            ${f(results.putMBps)}     ${results.putRatio.toFixed(2).padStart(6)}       >= ${results.putTarget.toFixed(2)} (K/N)   cpu: hosts ${(putCpu.hosts * 100).toFixed(0)}%, client ${(putCpu.client * 100).toFixed(0)}%
+store get            ${f(results.getMBps)}     ${results.getRatio.toFixed(2).padStart(6)}       >= 0.60   ${same ? 'identical' : 'DIFFERENT BYTES'}   cpu: hosts ${(getCpu.hosts * 100).toFixed(0)}%, client ${(getCpu.client * 100).toFixed(0)}%
 Reed-Solomon encode  ${f(results.encodeMBps)}  (${k}-of-${n}, per MB of segment)
 Reed-Solomon rebuild ${f(results.decodeMBps)}  (${n - k} data shards missing)
 AES-256-GCM seal     ${f(results.cipherMBps)}

@@ -83,8 +83,9 @@ export interface StorageClientInit {
   /**
    * plaintext bytes per segment, default 4 MiB: the unit held in memory while
    * it is coded (about 4x over, with its shards). A daemon storing 192 MiB
-   * peaked near 310 MB with 8 MiB segments and under 300 MB with 4 MiB
-   * (test/storage/cli.test.ts); bench/storage put 8 MiB about 25% faster.
+   * peaked over 300 MB with 8 MiB segments and stays under it with 4 MiB
+   * (test/storage/cli.test.ts); in bench/storage 8 MiB put at the same speed
+   * and got about 20% faster.
    */
   segmentSize?: number
   /**
