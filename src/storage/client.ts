@@ -12,6 +12,7 @@ import { ReedSolomon, split } from './erasure.ts'
 import { equalBytes, merkleRoot } from './merkle.ts'
 import { formatSize } from './size.ts'
 import { releaseSegmentMemory } from './memory.ts'
+import { auditContract, AuditFailedError } from './audit.ts'
 import type { CallRequest, CallResponse } from '../protocols/rpc/client.ts'
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 
@@ -105,6 +106,28 @@ export interface StorageClientInit {
   minThroughput?: number
   /** a download that has not finished after this long asks another host too, default 5 s plus its size at 1 MiB/s */
   hedgeMs?: number
+  /**
+   * each contract is audited (one shard, 4 leaves) about this often, default
+   * 6 h, spread at random over 0.5x to 1.5x so audits do not come in bursts
+   */
+  auditIntervalMs?: number
+  /**
+   * a host that cannot be reached is audited again, and condemned only when
+   * it has been unreachable this long, default 1 h: a restart is not cheating
+   */
+  auditGraceMs?: number
+}
+
+export interface AuditRecord {
+  /** when the last audit ran, and the last one that passed */
+  at?: number
+  passedAt?: number
+  passed: number
+  failed: number
+  /** the host could not be reached since then (audits retry until auditGraceMs) */
+  unreachableSince?: number
+  lastError?: string
+  next: number
 }
 
 export interface ContractRecord {
@@ -127,6 +150,10 @@ export interface ContractRecord {
   /** satoshis paid or promised: uploads, downloads, rent */
   spent: { upload: string, download: string, rent: string }
   ended?: number
+  audit?: AuditRecord
+  /** when the host was caught (a failed audit, or unreachable past the grace): its shards no longer count */
+  lost?: number
+  lostReason?: string
 }
 
 export interface ShardRecord {
@@ -238,6 +265,8 @@ export class StorageClient {
   private readonly rentCheckMs: number
   private readonly minThroughput: number
   private readonly hedgeMs: number
+  private readonly auditIntervalMs: number
+  private readonly auditGraceMs: number
   private rentTimer?: ReturnType<typeof setInterval>
   private renting?: Promise<void>
 
@@ -250,11 +279,13 @@ export class StorageClient {
     this.rentCheckMs = init.rentCheckMs ?? 60_000
     this.minThroughput = init.minThroughput ?? 64 * 1024
     this.hedgeMs = init.hedgeMs ?? 5_000
+    this.auditIntervalMs = init.auditIntervalMs ?? 6 * 3600_000
+    this.auditGraceMs = init.auditGraceMs ?? 3600_000
   }
 
   start (): void {
     this.rentTimer = setInterval(() => {
-      this.renting ??= this.cleanUploads().then(async () => this.payRent()).then(() => {}, err => { log.error('paying rent failed; tried again at the next check - %e', err) }).finally(() => { this.renting = undefined })
+      this.renting ??= this.cleanUploads().then(async () => this.payRent()).then(async () => this.audit()).then(() => {}, err => { log.error('paying rent failed; tried again at the next check - %e', err) }).finally(() => { this.renting = undefined })
     }, this.rentCheckMs)
     this.rentTimer.unref()
     // contracts of uploads a crash interrupted: nothing refers to them, so end them
@@ -264,6 +295,72 @@ export class StorageClient {
   async stop (): Promise<void> {
     clearInterval(this.rentTimer)
     await this.renting
+  }
+
+  // ---- audits ----
+
+  /**
+   * Audit the contracts that are due (see auditIntervalMs). A host that
+   * fails is condemned at once and rated; one that cannot be reached is
+   * tried again at each check and condemned only after auditGraceMs.
+   * Resolves with what was audited.
+   */
+  async audit (now = Date.now()): Promise<{ passed: number, failed: number, unreachable: number }> {
+    const counts = { passed: 0, failed: 0, unreachable: 0 }
+    for (const object of await this.list()) {
+      let changed = false
+      for (const [id, c] of Object.entries(object.contracts)) {
+        if (c.ended != null || c.lost != null || c.end <= now || c.shards.length === 0) {
+          continue
+        }
+        c.audit ??= { passed: 0, failed: 0, next: c.start + Math.random() * this.auditIntervalMs }
+        if (c.audit.next > now) {
+          continue
+        }
+        changed = true
+        c.audit.at = now
+        try {
+          await auditContract({ contract: id, host: c.host, signedRevision: c.signedRevision, shards: c.shards }, async (peer, request) => this.components.call(peer, { ...request, signal: AbortSignal.timeout(30_000) }, 0n))
+          c.audit.passed++
+          c.audit.passedAt = now
+          c.audit.unreachableSince = undefined
+          c.audit.lastError = undefined
+          c.audit.next = now + this.auditIntervalMs * (0.5 + Math.random())
+          counts.passed++
+        } catch (err: any) {
+          c.audit.lastError = err.message
+          if (err instanceof AuditFailedError) {
+            c.audit.failed++
+            c.lost = now
+            c.lostReason = err.message
+            counts.failed++
+            this.components.rate?.(c.host, 'corrupt', 'prove')
+            log.error('audit: %s', err.message)
+          } else {
+            c.audit.unreachableSince ??= now
+            counts.unreachable++
+            if (now - c.audit.unreachableSince >= this.auditGraceMs) {
+              c.audit.failed++
+              c.lost = now
+              c.lostReason = `unreachable since ${new Date(c.audit.unreachableSince).toISOString()} (${err.message})`
+              this.components.rate?.(c.host, 'failed', 'prove')
+              log.error('audit: host %s of contract %s condemned: %s', c.host, id, c.lostReason)
+            } else {
+              // tried again at the next check, not after a whole interval
+              c.audit.next = now
+              log('audit: host %s of contract %s unreachable, tried again - %s', c.host, id, err.message)
+            }
+          }
+        }
+      }
+      if (changed) {
+        try {
+          await this.find(object.id)
+          await this.saveObject(object)
+        } catch {}
+      }
+    }
+    return counts
   }
 
   // ---- records ----
@@ -357,7 +454,8 @@ export class StorageClient {
     for (const object of await this.list()) {
       let changed = false
       for (const [id, c] of Object.entries(object.contracts)) {
-        if (c.ended != null || c.end <= now) {
+        // a condemned host is paid no more
+        if (c.ended != null || c.lost != null || c.end <= now) {
           continue
         }
         while (c.start + c.rentPaidPeriods * c.rentPeriodMs < Math.min(c.end, now + c.rentPeriodMs / 2)) {
@@ -721,7 +819,8 @@ export class StorageClient {
     const tmp = `${out}.${randomBytes(4).toString('hex')}.part`
     const file = await open(tmp, 'wx', 0o600)
     const hash = createHash('sha256')
-    const avoid = new Set<string>()
+    // condemned hosts are asked last, only if the others cannot give K shards
+    const avoid = new Set(Object.values(object.contracts).filter(c => c.lost != null).map(c => c.host))
     let done = 0
     // one segment ahead: the next is fetched while this one is decoded and written
     let ahead: Promise<Array<Uint8Array | undefined>> = Promise.resolve([])
@@ -811,6 +910,39 @@ export function monthlyRent (object: StoredObject): bigint {
 }
 
 /** Satoshis spent on an object so far, by kind */
+export interface ObjectHealth {
+  /** the fewest healthy shards of any segment, and how many are needed */
+  healthy: number
+  needed: number
+  total: number
+  state: 'healthy' | 'degraded' | 'at-risk' | 'lost'
+  /** contracts whose host was caught or condemned */
+  lostContracts: number
+  lastAudit?: number
+}
+
+/**
+ * How many shards of each segment still count: those whose contract has
+ * not ended, expired or been condemned. "at-risk" is one loss from losing
+ * a segment; "degraded", below N.
+ */
+export function healthOf (object: StoredObject, now = Date.now()): ObjectHealth {
+  const good = (contract: string): boolean => {
+    const c = object.contracts[contract]
+    return c != null && c.ended == null && c.lost == null && c.end > now
+  }
+  const healthy = Math.min(...object.segments.map(s => s.shards.filter(x => good(x.contract)).length))
+  const audits = Object.values(object.contracts).map(c => c.audit?.passedAt ?? 0).filter(t => t > 0)
+  return {
+    healthy,
+    needed: object.k,
+    total: object.n,
+    state: healthy >= object.n ? 'healthy' : healthy > object.k ? 'degraded' : healthy === object.k ? 'at-risk' : 'lost',
+    lostContracts: Object.values(object.contracts).filter(c => c.lost != null).length,
+    lastAudit: audits.length === 0 ? undefined : Math.max(...audits)
+  }
+}
+
 export function spentOn (object: StoredObject): { upload: bigint, download: bigint, rent: bigint } {
   const out = { upload: 0n, download: 0n, rent: 0n }
   for (const c of Object.values(object.contracts)) {

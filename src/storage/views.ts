@@ -1,6 +1,6 @@
 import { formatAmount } from '../market/units.ts'
 import { rentPerPeriod, type ContractTerms } from './contract.ts'
-import { monthlyRent, spentOn, type StoredObject } from './client.ts'
+import { healthOf, monthlyRent, spentOn, type StoredObject } from './client.ts'
 import { formatSize } from './size.ts'
 
 /**
@@ -25,12 +25,28 @@ export function objectSummary (o: StoredObject): Record<string, unknown> {
     storedAt: new Date(o.createdAt).toISOString(),
     expires: new Date(Math.min(...Object.values(o.contracts).map(c => c.end))).toISOString(),
     rentPerMonth: formatAmount(monthlyRent(o)),
+    health: healthView(o),
     spent: {
       upload: formatAmount(spent.upload),
       download: formatAmount(spent.download),
       rent: formatAmount(spent.rent),
       total: formatAmount(spent.upload + spent.download + spent.rent)
     }
+  }
+}
+
+/** Healthy shards per segment (the fewest of any segment) against K and N, and the last audit */
+export function healthView (o: StoredObject): Record<string, unknown> {
+  const h = healthOf(o)
+  const paidThrough = Object.values(o.contracts).filter(c => c.ended == null && c.lost == null).map(c => c.start + c.rentPaidPeriods * c.rentPeriodMs)
+  return {
+    state: h.state,
+    healthyShards: h.healthy,
+    neededShards: h.needed,
+    totalShards: h.total,
+    lostContracts: h.lostContracts,
+    lastAudit: h.lastAudit == null ? null : new Date(h.lastAudit).toISOString(),
+    rentPaidThrough: paidThrough.length === 0 ? null : new Date(Math.min(...paidThrough)).toISOString()
   }
 }
 
@@ -52,7 +68,17 @@ export function objectInfo (o: StoredObject): Record<string, unknown> {
       rentPerPeriod: formatAmount(rentPerPeriod({ storagePrice: BigInt(c.storagePrice), maxBytes: c.maxBytes, rentPeriodMs: c.rentPeriodMs } as ContractTerms)),
       rentPeriodMs: c.rentPeriodMs,
       rentPaidThrough: new Date(c.start + c.rentPaidPeriods * c.rentPeriodMs).toISOString(),
-      ended: c.ended == null ? null : new Date(c.ended).toISOString()
+      ended: c.ended == null ? null : new Date(c.ended).toISOString(),
+      lost: c.lost == null ? null : { at: new Date(c.lost).toISOString(), reason: c.lostReason },
+      audits: c.audit == null
+        ? null
+        : {
+            passed: c.audit.passed,
+            failed: c.audit.failed,
+            lastPassed: c.audit.passedAt == null ? null : new Date(c.audit.passedAt).toISOString(),
+            unreachableSince: c.audit.unreachableSince == null ? null : new Date(c.audit.unreachableSince).toISOString(),
+            lastError: c.audit.lastError ?? null
+          }
     })),
     segmentList: o.segments.map((s, i) => ({
       index: i,

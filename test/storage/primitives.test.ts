@@ -9,6 +9,8 @@ import { contractIdOf, decodeRevision, decodeSigned, decodeTerms, rentPerPeriod,
 import { decodeProofs } from '../../src/services/storage/index.ts'
 import { Reader } from '../../src/protocols/rpc/encoding.ts'
 import { parseSize, formatSize } from '../../src/storage/size.ts'
+import { auditContract, AuditFailedError } from '../../src/storage/audit.ts'
+import { encodeProofs } from '../../src/services/storage/index.ts'
 import { defaultRedundancy, parseRedundancy } from '../../src/storage/client.ts'
 
 const fixture = JSON.parse(await readFile(new URL('../fixtures/protocol-vectors.json', import.meta.url), 'utf8'))
@@ -106,6 +108,36 @@ describe('storage primitives', () => {
     assert.throws(() => parseRedundancy('8-of-4'), { name: 'InvalidRedundancyError' })
     assert.deepEqual([1, 2, 4, 7, 8, 12, 20, 30, 50].map(h => { const { k, n } = defaultRedundancy(h); return `${k}-of-${n}` }),
       ['1-of-1', '1-of-2', '2-of-4', '3-of-7', '4-of-8', '6-of-12', '7-of-20', '10-of-30', '10-of-30'])
+  })
+})
+
+describe('storage audits', () => {
+  /** A host holding `shard` that answers prove() by `answer(challenge, count)` */
+  const host = (answer: (challenge: Buffer, count: number) => Uint8Array) => async (_peer: string, request: any): Promise<any> => ({ body: { bytes: async () => answer(Buffer.from(request.args[2], 'hex'), Number(request.args[3])) } })
+  const shardOf = (size: number): { data: Buffer, hasher: MerkleHasher, root: string } => {
+    const data = randomBytes(size)
+    const hasher = new MerkleHasher()
+    hasher.update(data)
+    return { data, hasher, root: Buffer.from(hasher.digest()).toString('hex') }
+  }
+  const honest = (s: ReturnType<typeof shardOf>) => (challenge: Buffer, count: number): Uint8Array =>
+    encodeProofs(challengeLeaves(challenge, s.hasher.leaves.length, count).map(i => ({ index: i, leaf: s.data.subarray(i * 4096, (i + 1) * 4096), path: auditPath(s.hasher.leaves, i) })))
+
+  it('pass a host that holds the shard, and catch one that proves another shard, replays an old proof or picks its own leaves', async () => {
+    const shard = shardOf(20 * 4096 + 5)
+    const other = shardOf(20 * 4096 + 5)
+    const target = { contract: 'c', host: 'h', shards: [[shard.root, shard.data.byteLength]] as Array<[string, number]> }
+    const passed = await auditContract(target, host(honest(shard)))
+    assert.equal(passed.root, shard.root)
+    assert.equal(passed.leaves.length, 4)
+    // the proofs of another shard (the host kept only that one)
+    await assert.rejects(auditContract(target, host(honest(other))), AuditFailedError)
+    // last time's proofs: a fresh challenge picks other leaves
+    const old = honest(shard)(randomBytes(32), 4)
+    await assert.rejects(auditContract(target, host(() => old)), AuditFailedError)
+    // leaves of its own choosing, with valid paths
+    await assert.rejects(auditContract(target, host((_c, count) => encodeProofs(Array.from({ length: count }, () => ({ index: 0, leaf: shard.data.subarray(0, 4096), path: auditPath(shard.hasher.leaves, 0) }))))), AuditFailedError)
+    await assert.rejects(auditContract(target, host(() => Uint8Array.of(7, 7))), AuditFailedError)
   })
 })
 

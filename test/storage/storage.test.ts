@@ -1,13 +1,13 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { readdir, readFile, writeFile, stat } from 'node:fs/promises'
+import { readdir, readFile, rm, writeFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
-import { DecryptError, ObjectNotFoundError, spentOn } from '../../src/storage/client.ts'
+import { DecryptError, healthOf, ObjectNotFoundError, spentOn } from '../../src/storage/client.ts'
 import { rentPerPeriod } from '../../src/storage/contract.ts'
 import { addrOf, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
 import type { Config } from '../../src/node/config.ts'
@@ -216,6 +216,43 @@ describe('storage: put and get across paid hosts over TCP', () => {
     assert.equal(JSON.parse(new TextDecoder().decode(await listed.body.bytes())).rentPaidPeriods, 3)
     // nothing more is due yet
     assert.equal(await client.storage.payRent(Date.now() + 2 * c.rentPeriodMs), 0)
+  })
+
+  it('audits every host: one that silently deleted its shards is caught and rated, one down for a while is not condemned', async () => {
+    const HOUR = 3600_000
+    let now = Date.now() + 24 * HOUR
+    const first = await client.storage.audit(now)
+    assert.deepEqual(first, { passed: 8, failed: 0, unreachable: 0 })
+    const object = await client.storage.find('file.bin')
+    assert.equal(healthOf(object).state, 'healthy')
+
+    // host of shard 1 deletes what it holds, telling nobody
+    const [cheatId, cheat] = Object.entries(object.contracts).find(([, c]) => c.host === object.segments[0].shards[1].host)!
+    const cheatIndex = hosts.findIndex(h => h.peerId.toString() === cheat.host)
+    await rm(join(dir.path, `host${cheatIndex}`, 'storage', cheatId), { recursive: true })
+    // host of shard 2 is down
+    const downIndex = hosts.findIndex(h => h.peerId.toString() === object.segments[0].shards[2].host)
+    await hosts[downIndex].stop()
+    now += 24 * HOUR
+    const second = await client.storage.audit(now)
+    assert.deepEqual(second, { passed: 6, failed: 1, unreachable: 1 })
+    const audited = await client.storage.find('file.bin')
+    assert.match(audited.contracts[cheatId].lostReason ?? '', /no longer has shard/)
+    const health = healthOf(audited)
+    assert.deepEqual([health.state, health.healthy, health.lostContracts], ['degraded', 7, 1])
+    const records = await client.reputation.store.records(cheat.host)
+    assert.ok(records.some(r => r.event === 'corrupt' && r.method === 'prove'), 'the cheat is rated')
+
+    // back within the grace period: audited again at the next check, and passes
+    hosts[downIndex] = await startHost(downIndex)
+    await client.libp2p.dial(multiaddr(addrOf(hosts[downIndex])))
+    const third = await client.storage.audit(now + 60_000)
+    assert.deepEqual(third, { passed: 1, failed: 0, unreachable: 0 })
+    assert.equal(healthOf(await client.storage.find('file.bin')).healthy, 7)
+    // the file still comes back, and no rent goes to the cheat
+    const out = join(dir.path, 'out-audited.bin')
+    await client.storage.get('file.bin', out)
+    assert.equal(await sha256File(out), await sha256File(file))
   })
 
   it('answers an unknown object clearly, and rm ends the contracts on every host', async () => {

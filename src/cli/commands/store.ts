@@ -8,6 +8,7 @@ import { Progress } from '../progress.ts'
 const USAGE = `${CLI} store put <file> [--name N] [--redundancy K-of-N] [--duration D] [--max-price AMOUNT]
        ${CLI} store get <name|id> [--out FILE] [--force]
        ${CLI} store ls
+       ${CLI} store status
        ${CLI} store info <name|id>
        ${CLI} store rm <name|id>`
 
@@ -101,6 +102,9 @@ paid per period by the running node.
     --out FILE            where to write it (default: its name, here)
     --force               replace FILE if it exists
   store ls                the stored files
+  store status            their health: healthy shards of the weakest segment
+                          against the K needed and N stored, hosts caught by
+                          audits, the last audit passed, rent paid through
   store info <name|id>    one file: contracts, hosts, prices, what it costs
   store rm <name|id>      end its contracts (the hosts delete the shards)
 
@@ -204,6 +208,20 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
       } else {
         out.write(table([['NAME', 'SIZE', 'REDUNDANCY', 'HOSTS', 'RENT/MONTH', 'SPENT', 'EXPIRES', 'ID'],
           ...objects.map(o => [o.name, o.sizeText, o.redundancy, String(o.hosts), o.rentPerMonth, o.spent.total, o.expires.slice(0, 10), o.id])]))
+      }
+      return
+    }
+    case 'status': {
+      only([])
+      const api = await connectApi(dataDir, values.api)
+      const objects = await api.get<Array<Record<string, any>>>('/v1/store')
+      if (json) {
+        printJson(out, objects.map(o => ({ id: o.id, name: o.name, redundancy: o.redundancy, ...o.health })))
+      } else if (objects.length === 0) {
+        out.write(`nothing stored yet; store a file with: ${CLI} store put <file>\n`)
+      } else {
+        out.write(table([['NAME', 'STATE', 'SHARDS', 'NEEDED', 'LOST HOSTS', 'LAST AUDIT PASSED', 'RENT PAID THROUGH'],
+          ...objects.map(o => [o.name, o.health.state, `${o.health.healthyShards}/${o.health.totalShards}`, String(o.health.neededShards), String(o.health.lostContracts), o.health.lastAudit ?? 'not yet', o.health.rentPaidThrough ?? '-'])]))
       }
       return
     }

@@ -1,0 +1,88 @@
+import { randomBytes } from 'node:crypto'
+import { NotFoundError, ServerError } from '../protocols/rpc/errors.ts'
+import { decodeProofs } from '../services/storage/index.ts'
+import { decodeRevision, decodeSigned } from './contract.ts'
+import { challengeLeaves, dataRoot, equalBytes, LEAF_SIZE, leafCount, verifyPath } from './merkle.ts'
+import type { CallRequest, CallResponse } from '../protocols/rpc/client.ts'
+
+/**
+ * One audit of one shard (PROTOCOL.md section 8d, `prove`): a fresh random
+ * challenge picks leaves the host cannot predict, and their proofs must lead
+ * to the shard's root, which must be among the roots of the revision both
+ * sides signed. A host that dropped the shard, or keeps only its root, fails.
+ */
+
+/** How many leaves one audit checks: 4 x 4 KiB plus their paths, per shard */
+export const AUDIT_LEAVES = 4
+
+/** The host answered, and the answer is wrong or says the shard is gone */
+export class AuditFailedError extends Error {
+  override name = 'AuditFailedError'
+}
+
+export interface AuditTarget {
+  contract: string
+  host: string
+  /** encodeSigned(revision, renter signature, host signature), base64 */
+  signedRevision?: string
+  /** [root hex, bytes] of every shard the contract holds */
+  shards: Array<[string, number]>
+}
+
+export type AuditCall = (peer: string, request: CallRequest) => Promise<CallResponse>
+
+/**
+ * Audit one shard of a contract, chosen at random. Resolves when the proofs
+ * verify; throws AuditFailedError when the host is caught, and any other
+ * error when it could not be asked (unreachable, timed out).
+ */
+export async function auditContract (target: AuditTarget, call: AuditCall, signal?: AbortSignal): Promise<{ root: string, leaves: number[] }> {
+  if (target.shards.length === 0) {
+    return { root: '', leaves: [] }
+  }
+  // the shard set must be the one the host signed for
+  if (target.signedRevision != null) {
+    const revision = decodeRevision(decodeSigned(Buffer.from(target.signedRevision, 'base64')).message)
+    if (!equalBytes(revision.root, dataRoot(target.shards.map(([root]) => Buffer.from(root, 'hex'))))) {
+      throw new Error(`the shards recorded for contract ${target.contract} are not the ones of its signed revision ${revision.number}`)
+    }
+  }
+  const [root, size] = target.shards[Math.floor(Math.random() * target.shards.length)]
+  const leaves = leafCount(size)
+  const count = Math.min(AUDIT_LEAVES, leaves)
+  const challenge = randomBytes(32)
+  let bytes: Uint8Array
+  try {
+    const response = await call(target.host, { service: 'storage', method: 'prove', args: [target.contract, root, challenge.toString('hex'), String(count)], signal })
+    bytes = await response.body.bytes()
+  } catch (err: any) {
+    if (err instanceof NotFoundError || err instanceof ServerError) {
+      // "no such shard" or "corrupt here": the host says it lost it
+      throw new AuditFailedError(`host ${target.host} no longer has shard ${root}: ${err.message}`)
+    }
+    throw err
+  }
+  const expected = challengeLeaves(challenge, leaves, count)
+  let proofs
+  try {
+    proofs = decodeProofs(bytes)
+  } catch (err: any) {
+    throw new AuditFailedError(`host ${target.host} answered the audit of shard ${root} with a malformed proof: ${err.message}`)
+  }
+  if (proofs.length !== count) {
+    throw new AuditFailedError(`host ${target.host} proved ${proofs.length} leaves of shard ${root}, not the ${count} asked`)
+  }
+  for (let i = 0; i < count; i++) {
+    const proof = proofs[i]
+    const want = Math.min(LEAF_SIZE, size - expected[i] * LEAF_SIZE)
+    if (proof.index !== expected[i] || proof.leaf.byteLength !== want) {
+      throw new AuditFailedError(`host ${target.host} proved leaf ${proof.index} of shard ${root}, not leaf ${expected[i]} that the challenge picked`)
+    }
+    try {
+      verifyPath(Buffer.from(root, 'hex'), leaves, proof.index, proof.leaf, proof.path)
+    } catch (err: any) {
+      throw new AuditFailedError(`host ${target.host} failed the audit of shard ${root}: leaf ${proof.index} ${err.message}`)
+    }
+  }
+  return { root, leaves: expected }
+}
