@@ -116,6 +116,14 @@ export interface StorageClientInit {
    * it has been unreachable this long, default 1 h: a restart is not cheating
    */
   auditGraceMs?: number
+  /**
+   * how many of a segment's N shards may be lost before the object is
+   * repaired, default half the margin, ceil((N-K)/2) (4-of-8: 2; 2-of-4: 1;
+   * 10-of-30: 10). A repair fetches K shards per segment however many it
+   * rebuilds, so waiting for a second loss halves the repair traffic, while
+   * half the margin is still left to survive the losses until it is done
+   */
+  repairAfterLost?: (k: number, n: number) => number
 }
 
 export interface AuditRecord {
@@ -267,6 +275,9 @@ export class StorageClient {
   private readonly hedgeMs: number
   private readonly auditIntervalMs: number
   private readonly auditGraceMs: number
+  private readonly repairAfterLost: (k: number, n: number) => number
+  /** objects being repaired: never two repairs of one object at once */
+  private readonly repairing = new Set<string>()
   private rentTimer?: ReturnType<typeof setInterval>
   private renting?: Promise<void>
 
@@ -281,11 +292,12 @@ export class StorageClient {
     this.hedgeMs = init.hedgeMs ?? 5_000
     this.auditIntervalMs = init.auditIntervalMs ?? 6 * 3600_000
     this.auditGraceMs = init.auditGraceMs ?? 3600_000
+    this.repairAfterLost = init.repairAfterLost ?? ((k, n) => Math.max(1, Math.ceil((n - k) / 2)))
   }
 
   start (): void {
     this.rentTimer = setInterval(() => {
-      this.renting ??= this.cleanUploads().then(async () => this.payRent()).then(async () => this.audit()).then(() => {}, err => { log.error('paying rent failed; tried again at the next check - %e', err) }).finally(() => { this.renting = undefined })
+      this.renting ??= this.cleanUploads().then(async () => this.payRent()).then(async () => this.audit()).then(async () => this.repairAll()).then(() => {}, err => { log.error('paying rent failed; tried again at the next check - %e', err) }).finally(() => { this.renting = undefined })
     }, this.rentCheckMs)
     this.rentTimer.unref()
     // contracts of uploads a crash interrupted: nothing refers to them, so end them
@@ -361,6 +373,117 @@ export class StorageClient {
       }
     }
     return counts
+  }
+
+  // ---- repair ----
+
+  /** Repair every object that has lost enough shards; resolves with how many shards were rebuilt */
+  async repairAll (): Promise<number> {
+    let rebuilt = 0
+    for (const object of await this.list()) {
+      const health = healthOf(object)
+      if (object.n - health.healthy >= this.repairAfterLost(object.k, object.n) && health.healthy >= object.k) {
+        try {
+          rebuilt += await this.repair(object.id)
+        } catch (err: any) {
+          log.error('repairing "%s" failed; tried again at the next check - %e', object.name, err)
+        }
+      }
+    }
+    return rebuilt
+  }
+
+  /**
+   * Rebuild the shards of an object held under lost contracts (condemned,
+   * ended or expired) onto new hosts: K healthy shards of each segment are
+   * fetched and checked, the missing ones regenerated (the code is
+   * deterministic, so each comes back with its original root), and each lost
+   * slot goes to a new host under a new contract that ends with the others.
+   * The record changes only when the slot is whole; the old contract is
+   * then ended and paid no more.
+   */
+  async repair (nameOrId: string, signal: AbortSignal = new AbortController().signal): Promise<number> {
+    const object = await this.find(nameOrId)
+    if (this.repairing.has(object.id)) {
+      return 0
+    }
+    this.repairing.add(object.id)
+    try {
+      const now = Date.now()
+      const bad = (contract: string): boolean => {
+        const c = object.contracts[contract]
+        return c == null || c.ended != null || c.lost != null || c.end <= now
+      }
+      // per slot, the segments whose shard there is lost
+      const lostSlots = new Map<number, number[]>()
+      object.segments.forEach((segment, i) => {
+        segment.shards.forEach((shard, slot) => {
+          if (bad(shard.contract)) {
+            lostSlots.set(slot, [...(lostSlots.get(slot) ?? []), i])
+          }
+        })
+      })
+      if (lostSlots.size === 0) {
+        return 0
+      }
+      const liveEnds = Object.values(object.contracts).filter(c => c.ended == null && c.lost == null && c.end > now).map(c => c.end)
+      const durationMs = Math.max(60_000, Math.min(...liveEnds, now + this.durationMs) - now)
+      const inUse = new Set(Object.values(object.contracts).map(c => c.host))
+      const offers = (await this.components.hosts()).filter(h => !inUse.has(h.peer))
+      const rs = new ReedSolomon(object.k, object.n)
+      const avoid = new Set(Object.values(object.contracts).filter(c => c.lost != null).map(c => c.host))
+      let rebuilt = 0
+      for (const [slotIndex, segments] of lostSlots) {
+        const bytes = segments.reduce((n, i) => n + object.segments[i].shardSize, 0)
+        let slot: Slot | undefined
+        const refusals: string[] = []
+        while (slot == null && offers.length > 0) {
+          const host = offers.shift() as HostOffer
+          try {
+            const formed = await this.formContract(host, bytes, durationMs)
+            slot = { index: slotIndex, host, contract: formed.id, record: formed.record, queue: Promise.resolve(), replacements: 0 }
+          } catch (err: any) {
+            refusals.push(`${host.peer}: ${err.message}`)
+          }
+        }
+        if (slot == null) {
+          throw new NotEnoughHostsError(`no new host for shard ${slotIndex + 1} of "${object.name}"; the hosts tried said:\n  ${refusals.join('\n  ') || '(the market knows no other host)'}`)
+        }
+        object.contracts[slot.contract] = slot.record
+        const moved: Array<[number, ShardRecord]> = []
+        for (const i of segments) {
+          signal.throwIfAborted()
+          const segment = object.segments[i]
+          const shards = rs.reconstruct(await this.fetchSegment(object, segment, avoid, signal))
+          const root = merkleRoot(shards[slotIndex])
+          if (hex(root) !== segment.shards[slotIndex].root) {
+            throw new IntegrityError(`shard ${slotIndex + 1} of segment ${i} of "${object.name}" rebuilt to another root`)
+          }
+          await this.putShard(slot, shards[slotIndex], root, signal)
+          moved.push([i, { host: slot.host.peer, contract: slot.contract, root: hex(root) }])
+          releaseSegmentMemory()
+        }
+        const old = new Set(segments.map(i => object.segments[i].shards[slotIndex].contract))
+        for (const [i, record] of moved) {
+          object.segments[i].shards[slotIndex] = record
+        }
+        rebuilt += moved.length
+        // a lost contract that no segment uses any more is ended: no more rent
+        for (const id of old) {
+          if (object.segments.some(s => s.shards.some(x => x.contract === id))) {
+            continue
+          }
+          const c = object.contracts[id]
+          c.ended ??= Date.now()
+          await this.components.call(c.host, { service: STORAGE, method: 'end', args: [id] }, 0n).catch(() => {})
+        }
+        await this.saveObject(object)
+        log('repaired shard %d of "%s": %d segments moved to %s', slotIndex + 1, object.name, moved.length, slot.host.peer)
+      }
+      return rebuilt
+    } finally {
+      this.repairing.delete(object.id)
+    }
   }
 
   // ---- records ----

@@ -52,7 +52,8 @@ describe('storage: put and get across paid hosts over TCP', () => {
     regtest = new RegtestServer({ dir: join(dir.path, 'chain'), blockIntervalMs: 0 })
     await regtest.start()
     const payments = { network: 'regtest', chain: regtest.url, settleIntervalMs: 500, graceMs: 600_000 }
-    for (let i = 0; i < HOSTS; i++) {
+    // one more config: a spare host joins later, for repairs
+    for (let i = 0; i <= HOSTS; i++) {
       hostConfigs[i] = testConfig({
         payments,
         services: { storage: { capacity: i === FULL_HOST ? '1 MiB' : '1 GiB', prices: { rent: '1000 sat', put: '100 sat', get: '200 sat' } } },
@@ -251,6 +252,35 @@ describe('storage: put and get across paid hosts over TCP', () => {
     assert.equal(healthOf(await client.storage.find('file.bin')).healthy, 7)
     // the file still comes back, and no rent goes to the cheat
     const out = join(dir.path, 'out-audited.bin')
+    await client.storage.get('file.bin', out)
+    assert.equal(await sha256File(out), await sha256File(file))
+  })
+
+  it('repairs the condemned host\'s shards onto a new host (as the daemon\'s periodic check does), and the file comes back whole', async () => {
+    const before = await client.storage.find('file.bin')
+    assert.equal(healthOf(before).lostContracts, 1)
+    const [lostId, lost] = Object.entries(before.contracts).find(([, c]) => c.lost != null)!
+    const lostSlot = before.segments[0].shards.findIndex(s => s.contract === lostId)
+    // 4-of-8 repairs after 2 losses by default; one is not enough
+    assert.equal(await client.storage.repairAll(), 0)
+    // a spare host joins the market
+    hosts[HOSTS] = await startHost(HOSTS)
+    const spare = hosts[HOSTS].peerId.toString()
+    await waitFor(async () => (await client.storageHosts()).some(h => h.peer === spare), 30_000, 'the spare host\'s offer')
+    await client.libp2p.dial(multiaddr(addrOf(hosts[HOSTS])))
+    const rebuilt = await client.storage.repair('file.bin')
+    assert.equal(rebuilt, before.segments.length)
+    const after = await client.storage.find('file.bin')
+    assert.equal(healthOf(after).state, 'healthy')
+    assert.ok(after.segments.every((s, i) => s.shards[lostSlot].host === spare && s.shards[lostSlot].root === before.segments[i].shards[lostSlot].root), 'every lost shard is on the spare, with its original root')
+    assert.ok(after.contracts[lostId].ended != null, 'the condemned contract is ended')
+    assert.equal(lost.host, after.contracts[lostId].host)
+    // nothing to do twice
+    assert.equal(await client.storage.repair('file.bin'), 0)
+    const spareStore = hosts[HOSTS].storageHost.store
+    const newContract = after.segments[0].shards[lostSlot].contract
+    assert.equal(await spareStore.has(newContract, after.segments[0].shards[lostSlot].root), true)
+    const out = join(dir.path, 'out-repaired.bin')
     await client.storage.get('file.bin', out)
     assert.equal(await sha256File(out), await sha256File(file))
   })
