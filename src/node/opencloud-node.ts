@@ -604,7 +604,8 @@ export class OpenCloudNode {
       return []
     }
     const price = (peer: string, method: string): bigint => this.market.index.query({ service: STORAGE_SERVICE, method }).find(e => e.offer.provider === peer)?.offer.price ?? 0n
-    return ranked.map(peer => ({ peer, storage: price(peer, 'rent'), upload: price(peer, 'put'), download: price(peer, 'get') }))
+    // a provider may have more than one offer in the index: each host once
+    return [...new Set(ranked)].map(peer => ({ peer, storage: price(peer, 'rent'), upload: price(peer, 'put'), download: price(peer, 'get') }))
   }
 
   /**

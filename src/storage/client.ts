@@ -276,6 +276,8 @@ export class StorageClient {
   private readonly auditIntervalMs: number
   private readonly auditGraceMs: number
   private readonly repairAfterLost: (k: number, n: number) => number
+  /** uploads running in this process: their pending records are not leftovers of a crash */
+  private readonly uploading = new Set<string>()
   /** objects being repaired: never two repairs of one object at once */
   private readonly repairing = new Set<string>()
   private rentTimer?: ReturnType<typeof setInterval>
@@ -663,133 +665,139 @@ export class StorageClient {
     // contracts with N hosts, taking the next offer whenever one refuses
     const contracts: Record<string, ContractRecord> = {}
     const pending = { id: objectId, name, contracts }
-    const savePending = async (): Promise<void> => { await this.components.datastore.put(new Key(`${UPLOADS}/${objectId}`), enc(pending)) }
-    let next = 0
-    const refusals: string[] = []
-    const used = new Set<string>()
-    const newSlotHost = async (index: number, bytes: number): Promise<{ host: HostOffer, contract: string, record: ContractRecord }> => {
-      while (next < offers.length) {
-        const host = offers[next++]
-        if (used.has(host.peer)) {
-          continue
-        }
-        used.add(host.peer)
-        try {
-          signal.throwIfAborted()
-          const formed = await this.formContract(host, bytes, durationMs)
-          contracts[formed.id] = formed.record
-          await savePending()
-          return { host, contract: formed.id, record: formed.record }
-        } catch (err: any) {
-          if (signal.aborted) {
-            throw err
+    // a check running meanwhile must not take this upload for a crashed one
+    this.uploading.add(objectId)
+    try {
+      const savePending = async (): Promise<void> => { await this.components.datastore.put(new Key(`${UPLOADS}/${objectId}`), enc(pending)) }
+      let next = 0
+      const refusals: string[] = []
+      const used = new Set<string>()
+      const newSlotHost = async (index: number, bytes: number): Promise<{ host: HostOffer, contract: string, record: ContractRecord }> => {
+        while (next < offers.length) {
+          const host = offers[next++]
+          if (used.has(host.peer)) {
+            continue
           }
-          refusals.push(`${host.peer}: ${err.message}`)
-          log('host %s refused slot %d - %s', host.peer, index, err.message)
-        }
-      }
-      throw new NotEnoughHostsError(`no host left to hold shard ${index + 1} of ${n} (${k}-of-${n}); the hosts tried said:\n  ${refusals.join('\n  ')}`)
-    }
-    await savePending()
-    progress({ phase: 'contracts', done: 0, total: n })
-    const slots: Slot[] = []
-    let formedCount = 0
-    await Promise.all(Array.from({ length: n }, async (_, index) => {
-      const s = await newSlotHost(index, bytesFrom(0))
-      slots[index] = { index, ...s, queue: Promise.resolve(), replacements: 0 }
-      progress({ phase: 'contracts', done: ++formedCount, total: n })
-    }))
-
-    const segments: SegmentRecord[] = []
-    const totalShardBytes = bytesFrom(0) * n
-    let shardBytesDone = 0
-    const fileHash = createHash('sha256')
-    const file = await open(path, 'r')
-    const putOnSlot = async (slot: Slot, segment: number, shard: Uint8Array, root: Uint8Array): Promise<ShardRecord> => {
-      // queued behind the slot's earlier shards: revisions follow each other
-      const run = slot.queue.then(async () => {
-        for (;;) {
-          signal.throwIfAborted()
+          used.add(host.peer)
           try {
-            await this.putShard(slot, shard, root, signal)
-            return { host: slot.host.peer, contract: slot.contract, root: hex(root) }
+            signal.throwIfAborted()
+            const formed = await this.formContract(host, bytes, durationMs)
+            contracts[formed.id] = formed.record
+            await savePending()
+            return { host, contract: formed.id, record: formed.record }
           } catch (err: any) {
-            if (signal.aborted || slot.replacements >= 3) {
+            if (signal.aborted) {
               throw err
             }
-            this.components.rate?.(slot.host.peer, 'failed', 'put')
-            log('shard %d of segment %d failed on %s, moving the slot to another host - %s', slot.index, segment, slot.host.peer, err.message)
-            slot.replacements++
-            const s = await newSlotHost(slot.index, bytesFrom(segment))
-            Object.assign(slot, s)
+            refusals.push(`${host.peer}: ${err.message}`)
+            log('host %s refused slot %d - %s', host.peer, index, err.message)
           }
         }
-      })
-      slot.queue = run.then(() => {}, () => {})
-      return run
-    }
-    try {
-      const inFlight = new Set<Promise<void>>()
-      let failure: unknown
-      for (let i = 0; i < segmentCount && failure == null; i++) {
-        while (inFlight.size >= this.segmentsInFlight) {
-          await Promise.race(inFlight)
+        throw new NotEnoughHostsError(`no host left to hold shard ${index + 1} of ${n} (${k}-of-${n}); the hosts tried said:\n  ${refusals.join('\n  ')}`)
+      }
+      await savePending()
+      progress({ phase: 'contracts', done: 0, total: n })
+      const slots: Slot[] = []
+      let formedCount = 0
+      await Promise.all(Array.from({ length: n }, async (_, index) => {
+        const s = await newSlotHost(index, bytesFrom(0))
+        slots[index] = { index, ...s, queue: Promise.resolve(), replacements: 0 }
+        progress({ phase: 'contracts', done: ++formedCount, total: n })
+      }))
+
+      const segments: SegmentRecord[] = []
+      const totalShardBytes = bytesFrom(0) * n
+      let shardBytesDone = 0
+      const fileHash = createHash('sha256')
+      const file = await open(path, 'r')
+      const putOnSlot = async (slot: Slot, segment: number, shard: Uint8Array, root: Uint8Array): Promise<ShardRecord> => {
+        // queued behind the slot's earlier shards: revisions follow each other
+        const run = slot.queue.then(async () => {
+          for (;;) {
+            signal.throwIfAborted()
+            try {
+              await this.putShard(slot, shard, root, signal)
+              return { host: slot.host.peer, contract: slot.contract, root: hex(root) }
+            } catch (err: any) {
+              if (signal.aborted || slot.replacements >= 3) {
+                throw err
+              }
+              this.components.rate?.(slot.host.peer, 'failed', 'put')
+              log('shard %d of segment %d failed on %s, moving the slot to another host - %s', slot.index, segment, slot.host.peer, err.message)
+              slot.replacements++
+              const s = await newSlotHost(slot.index, bytesFrom(segment))
+              Object.assign(slot, s)
+            }
+          }
+        })
+        slot.queue = run.then(() => {}, () => {})
+        return run
+      }
+      try {
+        const inFlight = new Set<Promise<void>>()
+        let failure: unknown
+        for (let i = 0; i < segmentCount && failure == null; i++) {
+          while (inFlight.size >= this.segmentsInFlight) {
+            await Promise.race(inFlight)
+          }
+          if (failure != null) {
+            break
+          }
+          signal.throwIfAborted()
+          const plain = Buffer.allocUnsafe(plainLength(i))
+          const { bytesRead } = await file.read(plain, 0, plain.byteLength, i * this.segmentSize)
+          if (bytesRead !== plain.byteLength) {
+            throw new Error(`${path} changed while it was being stored`)
+          }
+          fileHash.update(plain)
+          const segment = i
+          const task = (async () => {
+            const sealed = sealSegment(key, id, segment, plain)
+            const data = split(sealed, k)
+            const shards = [...data, ...rs.encode(data)]
+            const roots = shards.map(merkleRoot)
+            const records = await Promise.all(shards.map(async (shard, s) => {
+              const record = await putOnSlot(slots[s], segment, shard, roots[s])
+              shardBytesDone += shard.byteLength
+              progress({ phase: 'upload', done: Math.floor(shardBytesDone / totalShardBytes * size), total: size })
+              return record
+            }))
+            segments[segment] = { plainLength: plainLength(segment), shardSize: shardSize(segment), shards: records }
+            releaseSegmentMemory()
+          })().catch(err => { failure ??= err })
+          const tracked = task.finally(() => { inFlight.delete(tracked) })
+          inFlight.add(tracked)
         }
+        await Promise.all(inFlight)
         if (failure != null) {
-          break
+          throw failure
         }
-        signal.throwIfAborted()
-        const plain = Buffer.allocUnsafe(plainLength(i))
-        const { bytesRead } = await file.read(plain, 0, plain.byteLength, i * this.segmentSize)
-        if (bytesRead !== plain.byteLength) {
-          throw new Error(`${path} changed while it was being stored`)
-        }
-        fileHash.update(plain)
-        const segment = i
-        const task = (async () => {
-          const sealed = sealSegment(key, id, segment, plain)
-          const data = split(sealed, k)
-          const shards = [...data, ...rs.encode(data)]
-          const roots = shards.map(merkleRoot)
-          const records = await Promise.all(shards.map(async (shard, s) => {
-            const record = await putOnSlot(slots[s], segment, shard, roots[s])
-            shardBytesDone += shard.byteLength
-            progress({ phase: 'upload', done: Math.floor(shardBytesDone / totalShardBytes * size), total: size })
-            return record
-          }))
-          segments[segment] = { plainLength: plainLength(segment), shardSize: shardSize(segment), shards: records }
-          releaseSegmentMemory()
-        })().catch(err => { failure ??= err })
-        const tracked = task.finally(() => { inFlight.delete(tracked) })
-        inFlight.add(tracked)
+      } finally {
+        await file.close()
       }
-      await Promise.all(inFlight)
-      if (failure != null) {
-        throw failure
+      const object: StoredObject = {
+        id: objectId,
+        name,
+        size,
+        sha256: fileHash.digest('hex'),
+        createdAt: Date.now(),
+        k,
+        n,
+        segmentSize: this.segmentSize,
+        segments,
+        contracts
       }
+      // the object and its name appear together, and only now that every shard is stored
+      const batch = this.components.datastore.batch()
+      batch.put(new Key(`${OBJECTS}/${objectId}`), enc(object))
+      batch.put(new Key(`${NAMES}/${encodeURIComponent(name)}`), enc(objectId))
+      batch.delete(new Key(`${UPLOADS}/${objectId}`))
+      await batch.commit()
+      log('stored %s (%s) as %d-of-%d on %d contracts', name, formatSize(size), k, n, Object.keys(contracts).length)
+      return object
     } finally {
-      await file.close()
+      this.uploading.delete(objectId)
     }
-    const object: StoredObject = {
-      id: objectId,
-      name,
-      size,
-      sha256: fileHash.digest('hex'),
-      createdAt: Date.now(),
-      k,
-      n,
-      segmentSize: this.segmentSize,
-      segments,
-      contracts
-    }
-    // the object and its name appear together, and only now that every shard is stored
-    const batch = this.components.datastore.batch()
-    batch.put(new Key(`${OBJECTS}/${objectId}`), enc(object))
-    batch.put(new Key(`${NAMES}/${encodeURIComponent(name)}`), enc(objectId))
-    batch.delete(new Key(`${UPLOADS}/${objectId}`))
-    await batch.commit()
-    log('stored %s (%s) as %d-of-%d on %d contracts', name, formatSize(size), k, n, Object.keys(contracts).length)
-    return object
   }
 
   /**
@@ -801,6 +809,9 @@ export class StorageClient {
     let ended = 0
     for await (const { key, value } of this.components.datastore.query({ prefix: UPLOADS })) {
       const pending = dec<{ id: string, contracts: Record<string, ContractRecord> }>(value)
+      if (this.uploading.has(pending.id)) {
+        continue
+      }
       let left = 0
       for (const [id, c] of Object.entries(pending.contracts)) {
         if (c.ended != null) {

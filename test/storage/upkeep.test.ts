@@ -1,0 +1,92 @@
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { readFile, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { multiaddr } from '@multiformats/multiaddr'
+import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
+import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import { healthOf } from '../../src/storage/client.ts'
+import { addrOf, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
+
+const MIB = 1024 * 1024
+
+/**
+ * The daemon's own upkeep, with nobody calling anything: short intervals
+ * (a check every 300 ms, audits every second) so a cheat is caught and
+ * repaired within seconds.
+ */
+describe('storage upkeep: audits and repair by the running node', () => {
+  let dir: { path: string, cleanup: () => Promise<void> }
+  let regtest: RegtestServer
+  const hosts: OpenCloudNode[] = []
+  let client: OpenCloudNode
+
+  before(async () => {
+    dir = await tempDir()
+    regtest = new RegtestServer({ dir: join(dir.path, 'chain'), blockIntervalMs: 0 })
+    await regtest.start()
+    const payments = { network: 'regtest', chain: regtest.url, settleIntervalMs: 500, graceMs: 600_000 }
+    for (let i = 0; i < 5; i++) {
+      const config = testConfig({ payments, services: { storage: { capacity: '1 GiB', prices: { rent: '1000 sat', put: '100 sat', get: '200 sat' } } }, policies: { global: { 'max-tab': '0.001 BTC' } } })
+      hosts[i] = await OpenCloudNode.create({ dataDir: join(dir.path, `host${i}`), config, bootstrap: i === 0 ? [] : [addrOf(hosts[0])] })
+      await hosts[i].start()
+    }
+    client = await OpenCloudNode.create({
+      dataDir: join(dir.path, 'client'),
+      config: testConfig({ payments }),
+      bootstrap: [addrOf(hosts[0])],
+      storage: { segmentSize: MIB, rentCheckMs: 300, auditIntervalMs: 1000, auditGraceMs: 60_000 }
+    })
+    await client.start()
+    await regtest.faucet(await client.wallet.newAddress(), 10_000_000n)
+    await regtest.chain.mine(1, regtest.faucetAddress)
+    await waitFor(async () => (await client.storageHosts()).length === 5, 30_000, 'storage offers from every host')
+    for (const host of hosts) {
+      await client.libp2p.dial(multiaddr(addrOf(host)))
+    }
+  })
+
+  after(async () => {
+    await client?.stop()
+    for (const h of hosts) {
+      await h?.stop().catch(() => {})
+    }
+    await regtest?.stop()
+    await dir?.cleanup()
+  })
+
+  it('catches a host that silently deleted its shards and puts the file back at full redundancy on its own', async () => {
+    const file = join(dir.path, 'file.bin')
+    const bytes = randomBytes(4 * MIB + 1234)
+    await writeFile(file, bytes)
+    // 2-of-4 on 4 of the 5 hosts: one is spare; 2-of-4 repairs after 1 loss
+    const object = await client.storage.put(file, { name: 'file.bin', k: 2, n: 4 })
+    assert.equal(healthOf(object).state, 'healthy')
+    const used = new Set(Object.values(object.contracts).map(c => c.host))
+    const spare = hosts.find(h => !used.has(h.peerId.toString()))!.peerId.toString()
+
+    const [cheatId, cheat] = Object.entries(object.contracts)[0]
+    const cheatIndex = hosts.findIndex(h => h.peerId.toString() === cheat.host)
+    const slot = object.segments[0].shards.findIndex(s => s.contract === cheatId)
+    await rm(join(dir.path, `host${cheatIndex}`, 'storage', cheatId), { recursive: true })
+
+    // no call from here on: the node's checks audit, condemn and repair
+    await waitFor(async () => {
+      const now = await client.storage.find('file.bin')
+      return now.contracts[cheatId].lost != null && now.segments.every(s => s.shards[slot].host === spare)
+    }, 60_000, 'the cheat caught and its shards rebuilt on the spare host')
+    const repaired = await client.storage.find('file.bin')
+    assert.equal(healthOf(repaired).state, 'healthy')
+    assert.match(repaired.contracts[cheatId].lostReason ?? '', /no longer has shard/)
+    assert.ok(repaired.contracts[cheatId].ended != null)
+    const records = await client.reputation.store.records(cheat.host)
+    assert.ok(records.some(r => r.event === 'corrupt' && r.method === 'prove'))
+
+    // with the cheat gone for good, the file still comes back
+    await hosts[cheatIndex].stop()
+    const out = join(dir.path, 'out.bin')
+    await client.storage.get('file.bin', out)
+    assert.equal(createHash('sha256').update(await readFile(out)).digest('hex'), createHash('sha256').update(bytes).digest('hex'))
+  })
+})
