@@ -182,6 +182,9 @@ export class OpenCloudNode {
       prices: () => {
         const price = (method: string): bigint => args.registry.priceOf(STORAGE_SERVICE, method, args.registry.resolve(STORAGE_SERVICE, method).method)
         return { storage: price('rent'), upload: price('put'), download: price('get') }
+      },
+      rateRenter: (renter, event) => {
+        void this.reputation.record({ peer: renter, role: 'caller', outcome: 'unsatisfactory', event, service: STORAGE_SERVICE, method: 'rent' }).catch(() => {})
       }
     }, {
       dir: join(args.paths.root, 'storage'),

@@ -16,7 +16,7 @@ const MIB = 1024 * 1024
  * (a check every 300 ms, audits every second) so a cheat is caught and
  * repaired within seconds.
  */
-describe('storage upkeep: audits and repair by the running node', () => {
+describe('storage upkeep: audits, repair and unpaid rent, by the running nodes', () => {
   let dir: { path: string, cleanup: () => Promise<void> }
   let regtest: RegtestServer
   const hosts: OpenCloudNode[] = []
@@ -88,5 +88,23 @@ describe('storage upkeep: audits and repair by the running node', () => {
     const out = join(dir.path, 'out.bin')
     await client.storage.get('file.bin', out)
     assert.equal(createHash('sha256').update(await readFile(out)).digest('hex'), createHash('sha256').update(bytes).digest('hex'))
+  })
+
+  it('ends the contracts of a renter that stops paying rent, after the grace period, and rates it', async () => {
+    const object = await client.storage.find('file.bin')
+    const live = Object.entries(object.contracts).filter(([, c]) => c.ended == null && c.lost == null)
+    const [id, c] = live[0]
+    const host = hosts.find(h => h.peerId.toString() === c.host)!
+    const DAY = 86_400_000
+    // rent is paid a day at a time: five days behind is within the 7-day grace
+    assert.deepEqual(await host.storageHost.endUnpaid(Date.now() + 5 * DAY), [])
+    assert.equal(await host.storageHost.store.has(id, object.segments[0].shards.find(s => s.contract === id)!.root), true)
+    const ended = await host.storageHost.endUnpaid(Date.now() + 9 * DAY)
+    assert.ok(ended.includes(id), `contract ${id} ended`)
+    assert.equal(await host.storageHost.store.has(id, object.segments[0].shards.find(s => s.contract === id)!.root), false)
+    const records = await host.reputation.store.records(client.peerId.toString())
+    assert.ok(records.some(r => r.event === 'rent-unpaid' && r.role === 'caller'), 'the renter is rated')
+    // the renter is told why when it asks
+    await assert.rejects(client.call(host.peerId, { service: 'storage', method: 'list', args: [id] }), /has ended \(rent unpaid\)/)
   })
 })

@@ -29,6 +29,8 @@ export interface StorageServiceComponents {
   datastore: Datastore
   /** the prices the registry has now (config.json, `market price set`) */
   prices: () => HostPrices
+  /** a reputation record of a renter that stopped paying rent */
+  rateRenter?: (renter: string, event: 'rent-unpaid') => void
 }
 
 export interface StorageServiceInit {
@@ -42,6 +44,14 @@ export interface StorageServiceInit {
   minRentPeriodMs?: number
   /** how far a contract's start may be from this host's clock, default 10 minutes */
   clockSkewMs?: number
+  /**
+   * how long rent may stay unpaid past the periods paid for before the
+   * contract ends and its shards are deleted, default 7 days: a renter's
+   * node that is off for a week loses nothing
+   */
+  rentGraceMs?: number
+  /** how often unpaid contracts are looked for, default 60 s */
+  checkMs?: number
 }
 
 export const DEFAULT_CAPACITY = 10 * GIB
@@ -57,6 +67,8 @@ interface HostContract {
   shards: Map<string, number>
   rentPaidPeriods: number
   endedAt?: number
+  /** why it ended early: "by its renter", "rent unpaid" */
+  endedReason?: string
 }
 
 function hex (bytes: Uint8Array): string {
@@ -97,6 +109,10 @@ export class StorageHost {
   private readonly maxDurationMs: number
   private readonly minRentPeriodMs: number
   private readonly clockSkewMs: number
+  private readonly rentGraceMs: number
+  private readonly checkMs: number
+  private checkTimer?: ReturnType<typeof setInterval>
+  private checking?: Promise<unknown>
   readonly store: ShardStore
   private readonly dir: string
   private readonly contracts = new Map<string, HostContract>()
@@ -110,6 +126,8 @@ export class StorageHost {
     this.maxDurationMs = init.maxDurationMs ?? 366 * 24 * 3600_000
     this.minRentPeriodMs = init.minRentPeriodMs ?? 60_000
     this.clockSkewMs = init.clockSkewMs ?? 600_000
+    this.rentGraceMs = init.rentGraceMs ?? 7 * 24 * 3600_000
+    this.checkMs = init.checkMs ?? 60_000
     this.store = new ShardStore(init.dir)
   }
 
@@ -127,10 +145,52 @@ export class StorageHost {
         signedRevision: raw.signedRevision == null ? undefined : Buffer.from(raw.signedRevision, 'base64'),
         shards: new Map(raw.shards),
         rentPaidPeriods: raw.rentPaidPeriods,
-        endedAt: raw.endedAt ?? undefined
+        endedAt: raw.endedAt ?? undefined,
+        endedReason: raw.endedReason ?? undefined
       })
     }
     log('%d contracts, %d bytes reserved of %d', this.contracts.size, this.reserved(), this.capacity)
+    this.checkTimer = setInterval(() => {
+      this.checking ??= this.endUnpaid().catch(err => { log.error('looking for unpaid contracts failed - %e', err) }).finally(() => { this.checking = undefined })
+    }, this.checkMs)
+    this.checkTimer.unref()
+  }
+
+  async stop (): Promise<void> {
+    clearInterval(this.checkTimer)
+    await this.checking
+  }
+
+  /**
+   * End the contracts whose rent is unpaid past the grace period: the shards
+   * are deleted, the space is free again, and the renter is rated. Resolves
+   * with the contracts ended.
+   */
+  async endUnpaid (now = Date.now()): Promise<string[]> {
+    const ended: string[] = []
+    for (const c of [...this.contracts.values()]) {
+      if (c.endedAt != null || c.terms.end <= now) {
+        continue
+      }
+      const paidThrough = c.terms.start + c.rentPaidPeriods * c.terms.rentPeriodMs
+      if (now <= paidThrough + this.rentGraceMs) {
+        continue
+      }
+      await this.locked(c.id, async () => {
+        if (c.endedAt != null) {
+          return
+        }
+        c.endedAt = now
+        c.endedReason = 'rent unpaid'
+        c.shards = new Map()
+        await this.save(c)
+        await this.store.deleteContract(c.id)
+        this.components.rateRenter?.(c.terms.renter, 'rent-unpaid')
+        log('contract %s with %s ended: rent paid through %s only', c.id, c.terms.renter, new Date(paidThrough).toISOString())
+        ended.push(c.id)
+      })
+    }
+    return ended
   }
 
   private async save (c: HostContract): Promise<void> {
@@ -141,7 +201,8 @@ export class StorageHost {
       signedRevision: c.signedRevision == null ? null : b64(c.signedRevision),
       shards: [...c.shards],
       rentPaidPeriods: c.rentPaidPeriods,
-      endedAt: c.endedAt ?? null
+      endedAt: c.endedAt ?? null,
+      endedReason: c.endedReason ?? null
     }
     await this.components.datastore.put(new Key(`${CONTRACTS}/${c.id}`), new TextEncoder().encode(JSON.stringify(raw)))
   }
@@ -198,7 +259,7 @@ export class StorageHost {
       throw new AccessDeniedError(`contract ${id} belongs to another renter`)
     }
     if (c.endedAt != null) {
-      throw new NotFoundError(`contract ${id} has ended; its shards are deleted`)
+      throw new NotFoundError(`contract ${id} has ended (${c.endedReason ?? 'by its renter'}); its shards are deleted`)
     }
     if (c.terms.end <= Date.now()) {
       throw new NotFoundError(`contract ${id} expired at ${new Date(c.terms.end).toISOString()}`)
@@ -445,6 +506,7 @@ export class StorageHost {
     return this.locked(id, async () => {
       const c = this.live(id, ctx.caller)
       c.endedAt = Date.now()
+      c.endedReason = 'by its renter'
       c.shards = new Map()
       await this.save(c)
       await this.store.deleteContract(id)
@@ -496,6 +558,7 @@ export function storageService (host: StorageHost): Service {
     version: '1.0.0',
     description: 'paid storage of encrypted shards under signed contracts',
     start: async () => host.start(),
+    stop: async () => host.stop(),
     methods: {
       contract: {
         description: 'propose contract terms (body: bytes terms || bytes renter signature); answers the host signature',
