@@ -48,6 +48,8 @@ async function writeNodeConfig (dataDir: string, index: number, chainUrl?: strin
     config.services = { ...config.services, storage: { enabled: true, capacity: '2 GiB', prices: TESTNET_STORAGE_PRICES } }
     config.policies = { ...config.policies, global: { ...config.policies?.global, 'max-tab': '0.001 BTC' } }
   }
+  // files stored on the testnet are audited every 2 minutes, checked every 10 s
+  config.storage = { ...config.storage, auditIntervalMs: 120_000, checkIntervalMs: 10_000 }
   if (priced) {
     config.services = { ...config.services, sha256: { enabled: true, prices: { hash: '100 sat' } } }
   }

@@ -65,6 +65,15 @@ export interface Config {
     /** PeerIds whose opinions are trusted from the start (EigenTrust's pre-trusted peers); this node always is. Default [] */
     pretrusted: string[]
   }
+  /** The upkeep of files this node stores on others (services.storage is the host side) */
+  storage: {
+    /** How often each contract is audited, on average, default 21600000 ms (6 h) */
+    auditIntervalMs: number
+    /** How long a host may be unreachable before it is condemned, default 3600000 ms (1 h) */
+    auditGraceMs: number
+    /** How often rent, audits and repairs are looked at, default 60000 ms */
+    checkIntervalMs: number
+  }
 }
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace'
@@ -99,6 +108,11 @@ export const DEFAULT_CONFIG: Config = {
   },
   reputation: {
     pretrusted: []
+  },
+  storage: {
+    auditIntervalMs: 21_600_000,
+    auditGraceMs: 3_600_000,
+    checkIntervalMs: 60_000
   }
 }
 
@@ -132,7 +146,7 @@ export function checkApiAddress (value: string): { host: string, port: number } 
   return { host: match[1] === 'localhost' ? '127.0.0.1' : match[1].replace(/^\[|\]$/g, ''), port: Number(match[2]) }
 }
 
-const KNOWN = new Set(['listen', 'bootstrap', 'api', 'logLevel', 'rpc', 'dht', 'services', 'policies', 'payments', 'reputation'])
+const KNOWN = new Set(['listen', 'bootstrap', 'api', 'logLevel', 'rpc', 'dht', 'services', 'policies', 'payments', 'reputation', 'storage'])
 
 /** Check a parsed config and fill in defaults; every error names the field */
 export function validateConfig (input: unknown): Config {
@@ -280,6 +294,21 @@ export function validateConfig (input: unknown): Config {
         config.reputation.pretrusted = stringList('reputation.pretrusted', value, s => { peerIdFromString(s) })
       } else {
         throw new ConfigError(`unknown config field "reputation.${key}"`)
+      }
+    }
+  }
+  if (input.storage !== undefined) {
+    if (!isObject(input.storage)) {
+      throw new ConfigError('storage must be an object')
+    }
+    for (const [key, value] of Object.entries(input.storage)) {
+      if (key === 'auditIntervalMs' || key === 'auditGraceMs' || key === 'checkIntervalMs') {
+        if (!Number.isSafeInteger(value) || (value as number) < 100) {
+          throw new ConfigError(`storage.${key} must be a whole number of milliseconds, at least 100`)
+        }
+        config.storage[key] = value as number
+      } else {
+        throw new ConfigError(`unknown config field "storage.${key}"`)
       }
     }
   }

@@ -200,7 +200,7 @@ export class OpenCloudNode {
       rate: (peer, event, method) => {
         void this.reputation.record({ peer, role: 'server', outcome: 'unsatisfactory', event, service: STORAGE_SERVICE, method }).catch(() => {})
       }
-    }, args.storage)
+    }, { auditIntervalMs: args.config.storage.auditIntervalMs, auditGraceMs: args.config.storage.auditGraceMs, rentCheckMs: args.config.storage.checkIntervalMs, ...args.storage })
     const reputation = this.reputation
     args.pipeline.reputation = {
       check: async (ctx, policy) => {

@@ -27,6 +27,8 @@ describe('config', () => {
     const cases: Array<[unknown, RegExp]> = [
       [[], /must be a JSON object/],
       [{ lisen: [] }, /unknown config field "lisen"/],
+      [{ storage: { auditIntervalMs: 0 } }, /storage\.auditIntervalMs must be a whole number of milliseconds, at least 100/],
+      [{ storage: { auditInterval: '6h' } }, /unknown config field "storage\.auditInterval"/],
       [{ listen: ['not a multiaddr'] }, /listen: "not a multiaddr" is not valid/],
       [{ bootstrap: ['/ip4/1.2.3.4/tcp/1'] }, /must end in \/p2p\/<PeerId>/],
       [{ api: '0.0.0.0:4101' }, /loopback/],
