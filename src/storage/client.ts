@@ -124,6 +124,12 @@ export interface StorageClientInit {
    * half the margin is still left to survive the losses until it is done
    */
   repairAfterLost?: (k: number, n: number) => number
+  /**
+   * contracts are renewed (same host, same length, shards carried over)
+   * when this little is left, default 7 days or a third of the contract's
+   * length if that is less
+   */
+  renewBeforeMs?: number
 }
 
 export interface AuditRecord {
@@ -159,6 +165,8 @@ export interface ContractRecord {
   spent: { upload: string, download: string, rent: string }
   ended?: number
   audit?: AuditRecord
+  /** the contract that took this one's place when it was renewed */
+  renewedAs?: string
   /** when the host was caught (a failed audit, or unreachable past the grace): its shards no longer count */
   lost?: number
   lostReason?: string
@@ -276,6 +284,7 @@ export class StorageClient {
   private readonly auditIntervalMs: number
   private readonly auditGraceMs: number
   private readonly repairAfterLost: (k: number, n: number) => number
+  private readonly renewBeforeMs: number
   /** uploads running in this process: their pending records are not leftovers of a crash */
   private readonly uploading = new Set<string>()
   /** objects being repaired: never two repairs of one object at once */
@@ -294,12 +303,13 @@ export class StorageClient {
     this.hedgeMs = init.hedgeMs ?? 5_000
     this.auditIntervalMs = init.auditIntervalMs ?? 6 * 3600_000
     this.auditGraceMs = init.auditGraceMs ?? 3600_000
+    this.renewBeforeMs = init.renewBeforeMs ?? 7 * 24 * 3600_000
     this.repairAfterLost = init.repairAfterLost ?? ((k, n) => Math.max(1, Math.ceil((n - k) / 2)))
   }
 
   start (): void {
     this.rentTimer = setInterval(() => {
-      this.renting ??= this.cleanUploads().then(async () => this.payRent()).then(async () => this.audit()).then(async () => this.repairAll()).then(() => {}, err => { log.error('paying rent failed; tried again at the next check - %e', err) }).finally(() => { this.renting = undefined })
+      this.renting ??= this.cleanUploads().then(async () => this.payRent()).then(async () => this.audit()).then(async () => this.renewAll()).then(async () => this.repairAll()).then(() => {}, err => { log.error('paying rent failed; tried again at the next check - %e', err) }).finally(() => { this.renting = undefined })
     }, this.rentCheckMs)
     this.rentTimer.unref()
     // contracts of uploads a crash interrupted: nothing refers to them, so end them
@@ -375,6 +385,108 @@ export class StorageClient {
       }
     }
     return counts
+  }
+
+  // ---- renewal ----
+
+  /**
+   * Renew the contracts that end soon (see renewBeforeMs) with the same
+   * hosts: new terms of the same length at the host's current prices, the
+   * shards carried over without sending them again. A host that refuses is
+   * asked again at the next check; once its contract has ended, its shards
+   * count as lost and repair moves them. Resolves with how many were renewed.
+   */
+  async renewAll (now = Date.now()): Promise<number> {
+    let renewed = 0
+    const offers = new Map((await this.components.hosts()).map(h => [h.peer, h]))
+    for (const object of await this.list()) {
+      let changed = false
+      for (const [id, c] of Object.entries(object.contracts)) {
+        const length = c.end - c.start
+        if (c.ended != null || c.lost != null || c.end <= now || c.end - now > Math.min(this.renewBeforeMs, length / 3)) {
+          continue
+        }
+        try {
+          const next = await this.renewContract(id, c, length, offers.get(c.host))
+          object.contracts[next.id] = next.record
+          c.ended = Date.now()
+          c.renewedAs = next.id
+          for (const segment of object.segments) {
+            for (const shard of segment.shards) {
+              if (shard.contract === id) {
+                shard.contract = next.id
+              }
+            }
+          }
+          changed = true
+          renewed++
+          // saved before it is paid: the host has already moved the shards
+          await this.saveObject(object)
+          await this.payPeriod(next.id, next.record).catch((err: any) => { log.error('the first rent of contract %s is not paid yet; paid at the next check - %s', next.id, err.message) })
+          log('renewed contract %s with %s as %s, until %s', id, c.host, next.id, new Date(next.record.end).toISOString())
+        } catch (err: any) {
+          log.error('renewing contract %s with %s failed; tried again at the next check - %s', id, c.host, err.message)
+        }
+      }
+      if (changed) {
+        try {
+          await this.find(object.id)
+          await this.saveObject(object)
+        } catch {}
+      }
+    }
+    return renewed
+  }
+
+  private async renewContract (oldId: string, old: ContractRecord, length: number, offer?: HostOffer): Promise<{ id: string, record: ContractRecord }> {
+    const start = Date.now()
+    // the host's current prices (it signs nothing below them)
+    const prices = offer ?? { storage: BigInt(old.storagePrice), upload: BigInt(old.uploadPrice), download: BigInt(old.downloadPrice) }
+    const terms: ContractTerms = {
+      renter: this.components.peerId,
+      host: old.host,
+      nonce: randomBytes(16),
+      start,
+      end: start + length,
+      maxBytes: old.maxBytes,
+      storagePrice: prices.storage,
+      uploadPrice: prices.upload,
+      downloadPrice: prices.download,
+      rentPeriodMs: old.rentPeriodMs
+    }
+    const encoded = encodeTerms(terms)
+    const id = hex(contractIdOf(encoded))
+    const renterSignature = signTerms(encoded, this.components.signer)
+    const revision = encodeRevision(nextRevision(Buffer.from(id, 'hex'), 0, old.shards.map(([root, length]) => ({ root: Buffer.from(root, 'hex'), length }))))
+    const revisionSignature = signRevision(revision, this.components.signer)
+    const body = new Writer().bytes(encoded).bytes(renterSignature).finish()
+    const response = await this.components.call(old.host, { service: STORAGE, method: 'renew', args: [oldId, Buffer.from(revisionSignature).toString('base64')], body: bodyFromBytes(body) }, 0n)
+    const answer = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
+    if (answer.contract !== id || answer.revision !== 1) {
+      throw new IntegrityError(`host ${old.host} answered contract ${String(answer.contract)} at revision ${String(answer.revision)}, not ${id} at revision 1`)
+    }
+    const hostSignature = Buffer.from(String(answer.hostSignature), 'base64')
+    verifyTerms(encoded, old.host, hostSignature)
+    const hostRevisionSignature = Buffer.from(String(answer.revisionSignature), 'base64')
+    verifyRevision(revision, old.host, hostRevisionSignature)
+    const record: ContractRecord = {
+      host: old.host,
+      signed: Buffer.from(encodeSigned(encoded, renterSignature, hostSignature)).toString('base64'),
+      start,
+      end: terms.end,
+      maxBytes: old.maxBytes,
+      storagePrice: String(prices.storage),
+      uploadPrice: String(prices.upload),
+      downloadPrice: String(prices.download),
+      rentPeriodMs: old.rentPeriodMs,
+      rentPaidPeriods: 0,
+      revision: 1,
+      signedRevision: Buffer.from(encodeSigned(revision, revisionSignature, hostRevisionSignature)).toString('base64'),
+      shards: [...old.shards],
+      spent: { upload: '0', download: '0', rent: '0' },
+      audit: old.audit
+    }
+    return { id, record }
   }
 
   // ---- repair ----

@@ -90,6 +90,35 @@ describe('storage upkeep: audits, repair and unpaid rent, by the running nodes',
     assert.equal(createHash('sha256').update(await readFile(out)).digest('hex'), createHash('sha256').update(bytes).digest('hex'))
   })
 
+  it('renews contracts that end soon with the same hosts, carrying the shards over without sending them again', async () => {
+    const before = await client.storage.find('file.bin')
+    const live = Object.entries(before.contracts).filter(([, c]) => c.ended == null && c.lost == null)
+    // 25 days into 30-day contracts: 5 days left, under the 7 days that start a renewal
+    const renewed = await client.storage.renewAll(Date.now() + 25 * 86_400_000)
+    assert.equal(renewed, live.length)
+    const after = await client.storage.find('file.bin')
+    for (const [oldId, old] of live) {
+      const newId = after.contracts[oldId].renewedAs!
+      const next = after.contracts[newId]
+      assert.equal(next.host, old.host)
+      assert.ok(next.end > old.end, 'the new contract runs longer')
+      assert.deepEqual(next.shards, old.shards)
+      assert.equal(next.rentPaidPeriods, 1, 'its first period is paid')
+      assert.ok(after.segments.every(s => s.shards.every(x => x.contract !== oldId)), 'no segment points at the old contract')
+      const host = hosts.find(h => h.peerId.toString() === old.host)!
+      const listed = JSON.parse(new TextDecoder().decode(await (await client.call(host.peerId, { service: 'storage', method: 'list', args: [newId] })).body.bytes()))
+      assert.deepEqual(listed.shards.map((x: any) => [x.root, x.bytes]), old.shards)
+      assert.equal(listed.revision, 1)
+      await assert.rejects(client.call(host.peerId, { service: 'storage', method: 'list', args: [oldId] }), /renewed as/)
+    }
+    assert.equal(healthOf(after).state, 'healthy')
+    // nothing is due today, and the file reads back from the renewed contracts
+    assert.equal(await client.storage.renewAll(Date.now()), 0)
+    const out = join(dir.path, 'out-renewed.bin')
+    await client.storage.get('file.bin', out)
+    assert.equal(createHash('sha256').update(await readFile(out)).digest('hex'), after.sha256)
+  })
+
   it('ends the contracts of a renter that stops paying rent, after the grace period, and rates it', async () => {
     const object = await client.storage.find('file.bin')
     const live = Object.entries(object.contracts).filter(([, c]) => c.ended == null && c.lost == null)

@@ -288,6 +288,103 @@ export class StorageHost {
   }
 
   async contract (ctx: ServiceContext): Promise<unknown> {
+    const { encoded, renterSignature, terms } = await this.proposal(ctx)
+    const id = hex(contractIdOf(encoded))
+    return this.locked(id, async () => {
+      const known = this.contracts.get(id)
+      if (known != null) {
+        // the same proposal again (its answer was lost): the same answer
+        return this.contractAnswer(known)
+      }
+      await this.checkTerms(terms)
+      const hostSignature = signTerms(encoded, this.components.signer)
+      const c: HostContract = { id, terms, signed: encodeSigned(encoded, renterSignature, hostSignature), revision: 0, shards: new Map(), rentPaidPeriods: 0 }
+      this.contracts.set(id, c)
+      await this.save(c)
+      log('contract %s with %s: %d bytes until %s', id, terms.renter, terms.maxBytes, new Date(terms.end).toISOString())
+      return this.contractAnswer(c)
+    })
+  }
+
+  /**
+   * The host's conditions for signing terms: its clock, the longest
+   * contract, the rent period, its prices, its capacity and its disk.
+   * `freed`: bytes a renewed contract gives back.
+   */
+  private async checkTerms (terms: ContractTerms, freed = 0): Promise<void> {
+    const now = Date.now()
+    if (Math.abs(terms.start - now) > this.clockSkewMs) {
+      throw new RequestDeclinedError(`the contract starts at ${new Date(terms.start).toISOString()}, but it is ${new Date(now).toISOString()} here: check your clock`)
+    }
+    if (terms.end - terms.start > this.maxDurationMs) {
+      throw new RequestDeclinedError(`this host signs contracts of at most ${Math.floor(this.maxDurationMs / 86_400_000)} days`)
+    }
+    if (terms.rentPeriodMs < this.minRentPeriodMs || terms.rentPeriodMs > terms.end - terms.start) {
+      throw new RequestDeclinedError(`the rent period must be from ${this.minRentPeriodMs} ms to the contract's length`)
+    }
+    const prices = this.components.prices()
+    if (terms.storagePrice < prices.storage || terms.uploadPrice < prices.upload || terms.downloadPrice < prices.download) {
+      throw new RequestDeclinedError(`the terms offer less than this host's prices: ${prices.storage} sat per GiB-month stored, ${prices.upload} sat per GiB uploaded, ${prices.download} sat per GiB downloaded`)
+    }
+    if (terms.maxBytes < 1) {
+      throw new BadRequestError('a contract holds at least one byte')
+    }
+    const free = this.capacity - this.reserved(now) + freed
+    if (terms.maxBytes > free) {
+      throw new InsufficientStorageError(`this host is full: ${terms.maxBytes} bytes asked, ${Math.max(0, free)} of its ${this.capacity} bytes free`)
+    }
+    const disk = await statfs(this.dir)
+    const diskFree = Number(disk.bavail) * Number(disk.bsize)
+    if (terms.maxBytes > diskFree - this.used() + freed) {
+      throw new InsufficientStorageError(`this host's disk is full: ${terms.maxBytes} bytes asked, ${diskFree} bytes free on disk`)
+    }
+  }
+
+  /**
+   * Renew a contract: the same host and renter sign new terms, the shards
+   * pass to the new contract at its revision 1 (no bytes are sent again),
+   * and the old contract ends. Args: the old contract id and the renter's
+   * signature of the new contract's revision 1; body as for `contract`.
+   */
+  async renew (ctx: ServiceContext): Promise<unknown> {
+    const oldId = hexArg(ctx.args[0], 'the contract id')
+    const { encoded, renterSignature, terms } = await this.proposal(ctx)
+    const id = hex(contractIdOf(encoded))
+    return this.locked(oldId, async () => {
+      const done = this.contracts.get(id)
+      if (done != null && this.contracts.get(oldId)?.endedReason === `renewed as ${id}` && done.signedRevision != null) {
+        // the same renewal again (its answer was lost): the same answer
+        return { contract: id, hostSignature: b64(decodeSigned(done.signed).hostSignature), revision: done.revision, revisionSignature: b64(decodeSigned(done.signedRevision).hostSignature) }
+      }
+      const old = this.live(oldId, ctx.caller)
+      const held = [...old.shards.values()].reduce((n, l) => n + l, 0)
+      if (terms.maxBytes < held) {
+        throw new BadRequestError(`the new terms allow ${terms.maxBytes} bytes, but contract ${oldId} holds ${held}`)
+      }
+      if (this.contracts.has(id)) {
+        throw new BadRequestError(`contract ${id} exists already`)
+      }
+      await this.checkTerms(terms, old.terms.maxBytes)
+      const c: HostContract = { id, terms, signed: encodeSigned(encoded, renterSignature, signTerms(encoded, this.components.signer)), revision: 0, shards: new Map(old.shards), rentPaidPeriods: 0 }
+      const answer = this.revise(c, c.shards, ctx.args[1])
+      c.revision = answer.revision
+      c.signedRevision = encodeSigned(answer.encoded, answer.renterSignature, Buffer.from(answer.hostSignature, 'base64'))
+      // the new contract is saved before the old one ends: a crash between
+      // leaves both, never neither
+      this.contracts.set(id, c)
+      await this.save(c)
+      await this.store.moveContract(oldId, id)
+      old.endedAt = Date.now()
+      old.endedReason = `renewed as ${id}`
+      old.shards = new Map()
+      await this.save(old)
+      log('contract %s renewed as %s until %s', oldId, id, new Date(terms.end).toISOString())
+      return { contract: id, hostSignature: b64(decodeSigned(c.signed).hostSignature), revision: answer.revision, revisionSignature: answer.hostSignature }
+    })
+  }
+
+  /** The body of `contract` and `renew`: bytes terms || bytes renter signature, checked */
+  private async proposal (ctx: ServiceContext): Promise<{ encoded: Uint8Array, renterSignature: Uint8Array, terms: ContractTerms }> {
     if (ctx.body.length > 4096) {
       throw new BodyTooLargeError('a contract proposal is under 4 KiB')
     }
@@ -300,7 +397,6 @@ export class StorageHost {
     const renterSignature = r.bytes(128, 'the renter signature')
     r.end('the contract proposal')
     const terms = decodeTerms(encoded)
-    const id = hex(contractIdOf(encoded))
     if (terms.host !== this.components.peerId) {
       throw new BadRequestError(`the terms name host ${terms.host}, but this host is ${this.components.peerId}`)
     }
@@ -308,45 +404,7 @@ export class StorageHost {
       throw new BadRequestError(`the terms name renter ${terms.renter}, but the caller is ${ctx.caller}`)
     }
     verifyTerms(encoded, terms.renter, renterSignature)
-    return this.locked(id, async () => {
-      const known = this.contracts.get(id)
-      if (known != null) {
-        // the same proposal again (its answer was lost): the same answer
-        return this.contractAnswer(known)
-      }
-      const now = Date.now()
-      if (Math.abs(terms.start - now) > this.clockSkewMs) {
-        throw new RequestDeclinedError(`the contract starts at ${new Date(terms.start).toISOString()}, but it is ${new Date(now).toISOString()} here: check your clock`)
-      }
-      if (terms.end - terms.start > this.maxDurationMs) {
-        throw new RequestDeclinedError(`this host signs contracts of at most ${Math.floor(this.maxDurationMs / 86_400_000)} days`)
-      }
-      if (terms.rentPeriodMs < this.minRentPeriodMs || terms.rentPeriodMs > terms.end - terms.start) {
-        throw new RequestDeclinedError(`the rent period must be from ${this.minRentPeriodMs} ms to the contract's length`)
-      }
-      const prices = this.components.prices()
-      if (terms.storagePrice < prices.storage || terms.uploadPrice < prices.upload || terms.downloadPrice < prices.download) {
-        throw new RequestDeclinedError(`the terms offer less than this host's prices: ${prices.storage} sat per GiB-month stored, ${prices.upload} sat per GiB uploaded, ${prices.download} sat per GiB downloaded`)
-      }
-      if (terms.maxBytes < 1) {
-        throw new BadRequestError('a contract holds at least one byte')
-      }
-      const free = this.capacity - this.reserved(now)
-      if (terms.maxBytes > free) {
-        throw new InsufficientStorageError(`this host is full: ${terms.maxBytes} bytes asked, ${Math.max(0, free)} of its ${this.capacity} bytes free`)
-      }
-      const disk = await statfs(this.dir)
-      const diskFree = Number(disk.bavail) * Number(disk.bsize)
-      if (terms.maxBytes > diskFree - this.used()) {
-        throw new InsufficientStorageError(`this host's disk is full: ${terms.maxBytes} bytes asked, ${diskFree} bytes free on disk`)
-      }
-      const hostSignature = signTerms(encoded, this.components.signer)
-      const c: HostContract = { id, terms, signed: encodeSigned(encoded, renterSignature, hostSignature), revision: 0, shards: new Map(), rentPaidPeriods: 0 }
-      this.contracts.set(id, c)
-      await this.save(c)
-      log('contract %s with %s: %d bytes until %s', id, terms.renter, terms.maxBytes, new Date(terms.end).toISOString())
-      return this.contractAnswer(c)
-    })
+    return { encoded, renterSignature, terms }
   }
 
   private contractAnswer (c: HostContract): unknown {
@@ -564,6 +622,12 @@ export function storageService (host: StorageHost): Service {
         description: 'propose contract terms (body: bytes terms || bytes renter signature); answers the host signature',
         unit: Units.CALL,
         handle: async (ctx) => ({ json: await host.contract(ctx) })
+      },
+      renew: {
+        description: 'renew a contract (body as for contract): its shards pass to the new one at revision 1, and it ends',
+        args: '<contract id> <renter signature of the new contract\'s revision 1, base64>',
+        unit: Units.CALL,
+        handle: async (ctx) => ({ json: await host.renew(ctx) })
       },
       rent: {
         description: 'pay rent for the next periods of a contract',

@@ -241,6 +241,19 @@ export class ShardStore {
     await rm(`${this.pathOf(contract, root)}.leaves`, { force: true })
   }
 
+  /** A renewed contract's shards pass to its successor: one rename, no copy */
+  async moveContract (from: string, to: string): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 })
+    try {
+      await rename(join(this.dir, from), join(this.dir, to))
+    } catch (err: any) {
+      if (err.code !== 'ENOENT') {
+        throw err
+      }
+    }
+    await syncDir(this.dir)
+  }
+
   async deleteContract (contract: string): Promise<void> {
     await rm(join(this.dir, contract), { recursive: true, force: true })
     log('deleted the shards of contract %s', contract)
