@@ -26,6 +26,7 @@ import { encodeProofs } from '../src/services/storage/index.ts'
 import { ReedSolomon, split } from '../src/storage/erasure.ts'
 import { objectKey, sealSegment, storageKeyFromSeed } from '../src/storage/crypto.ts'
 import { Writer } from '../src/protocols/rpc/encoding.ts'
+import { signRating } from '../src/storage/rating.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const sha256 = (b: Uint8Array | string): Uint8Array => Uint8Array.from(createHash('sha256').update(b).digest())
@@ -223,7 +224,8 @@ export async function computeVectors (): Promise<Record<string, any>> {
       rsParity: parity.map(hex).join(','),
       storageKey: hex(storageKey),
       objectKey: hex(key),
-      sealedSegment1: hex(sealSegment(key, objectId, 1, new TextEncoder().encode('hello storage')))
+      sealedSegment1: hex(sealSegment(key, objectId, 1, new TextEncoder().encode('hello storage'))),
+      renterRating: hex(signRating({ contractId, rater: client.text.slice(3), rated: server.text.slice(3), satisfactory: true, reason: 'served as agreed', at: 1_769_817_600_000 }, client))
     }
   }
 }

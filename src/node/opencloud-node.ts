@@ -183,6 +183,9 @@ export class OpenCloudNode {
         const price = (method: string): bigint => args.registry.priceOf(STORAGE_SERVICE, method, args.registry.resolve(STORAGE_SERVICE, method).method)
         return { storage: price('rent'), upload: price('put'), download: price('get') }
       },
+      recordRenter: (renter, outcome, event) => {
+        void this.reputation.record({ peer: renter, role: 'caller', outcome, event, service: STORAGE_SERVICE, method: 'end' }).catch(() => {})
+      },
       rateRenter: (renter, event) => {
         void this.reputation.record({ peer: renter, role: 'caller', outcome: 'unsatisfactory', event, service: STORAGE_SERVICE, method: 'rent' }).catch(() => {})
       }
@@ -199,6 +202,9 @@ export class OpenCloudNode {
       call: async (peer, request, sats) => this.hostCall(peer, request, sats),
       rate: (peer, event, method) => {
         void this.reputation.record({ peer, role: 'server', outcome: 'unsatisfactory', event, service: STORAGE_SERVICE, method }).catch(() => {})
+      },
+      rateContract: (peer, satisfactory) => {
+        void this.reputation.record({ peer, role: 'server', outcome: satisfactory ? 'satisfactory' : 'unsatisfactory', event: 'contract-rated', service: STORAGE_SERVICE, method: 'end' }).catch(() => {})
       }
     }, { auditIntervalMs: args.config.storage.auditIntervalMs, auditGraceMs: args.config.storage.auditGraceMs, rentCheckMs: args.config.storage.checkIntervalMs, ...args.storage })
     const reputation = this.reputation

@@ -13,6 +13,7 @@ import { equalBytes, merkleRoot } from './merkle.ts'
 import { formatSize } from './size.ts'
 import { releaseSegmentMemory } from './memory.ts'
 import { auditContract, AuditFailedError } from './audit.ts'
+import { openRating, signRating } from './rating.ts'
 import type { CallRequest, CallResponse } from '../protocols/rpc/client.ts'
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 
@@ -22,6 +23,7 @@ export const STORAGE = 'storage'
 const OBJECTS = '/storage/objects'
 const NAMES = '/storage/names'
 const UPLOADS = '/storage/uploads'
+const RATINGS = '/storage/ratings'
 
 export class ObjectExistsError extends Error {
   override name = 'ObjectExistsError'
@@ -78,6 +80,8 @@ export interface StorageClientComponents {
   call: (peer: string, request: CallRequest, sats: bigint) => Promise<CallResponse>
   /** a reputation record of a host that failed or cheated */
   rate?: (peer: string, event: 'corrupt' | 'failed', method: string) => void
+  /** a reputation record of a host when its contract ends: how it served */
+  rateContract?: (peer: string, satisfactory: boolean) => void
 }
 
 export interface StorageClientInit {
@@ -167,6 +171,8 @@ export interface ContractRecord {
   audit?: AuditRecord
   /** the contract that took this one's place when it was renewed */
   renewedAs?: string
+  /** the signed ratings exchanged when it ended (base64), and what each said */
+  ratings?: { renter: string, host?: string, renterSatisfied: boolean, hostSatisfied?: boolean }
   /** when the host was caught (a failed audit, or unreachable past the grace): its shards no longer count */
   lost?: number
   lostReason?: string
@@ -285,6 +291,7 @@ export class StorageClient {
   private readonly auditGraceMs: number
   private readonly repairAfterLost: (k: number, n: number) => number
   private readonly renewBeforeMs: number
+  private serial: Promise<void> = Promise.resolve()
   /** uploads running in this process: their pending records are not leftovers of a crash */
   private readonly uploading = new Set<string>()
   /** objects being repaired: never two repairs of one object at once */
@@ -330,9 +337,15 @@ export class StorageClient {
    * Resolves with what was audited.
    */
   async audit (now = Date.now()): Promise<{ passed: number, failed: number, unreachable: number }> {
+    return this.exclusive(async () => this.auditNow(now))
+  }
+
+  private async auditNow (now: number): Promise<{ passed: number, failed: number, unreachable: number }> {
     const counts = { passed: 0, failed: 0, unreachable: 0 }
+    const changed: StoredObject[] = []
+    const unreachable: Array<{ id: string, c: ContractRecord, err: Error }> = []
     for (const object of await this.list()) {
-      let changed = false
+      let touched = false
       for (const [id, c] of Object.entries(object.contracts)) {
         if (c.ended != null || c.lost != null || c.end <= now || c.shards.length === 0) {
           continue
@@ -341,7 +354,7 @@ export class StorageClient {
         if (c.audit.next > now) {
           continue
         }
-        changed = true
+        touched = true
         c.audit.at = now
         try {
           await auditContract({ contract: id, host: c.host, signedRevision: c.signedRevision, shards: c.shards }, async (peer, request) => this.components.call(peer, { ...request, signal: AbortSignal.timeout(30_000) }, 0n))
@@ -361,28 +374,45 @@ export class StorageClient {
             this.components.rate?.(c.host, 'corrupt', 'prove')
             log.error('audit: %s', err.message)
           } else {
-            c.audit.unreachableSince ??= now
+            unreachable.push({ id, c, err })
             counts.unreachable++
-            if (now - c.audit.unreachableSince >= this.auditGraceMs) {
-              c.audit.failed++
-              c.lost = now
-              c.lostReason = `unreachable since ${new Date(c.audit.unreachableSince).toISOString()} (${err.message})`
-              this.components.rate?.(c.host, 'failed', 'prove')
-              log.error('audit: host %s of contract %s condemned: %s', c.host, id, c.lostReason)
-            } else {
-              // tried again at the next check, not after a whole interval
-              c.audit.next = now
-              log('audit: host %s of contract %s unreachable, tried again - %s', c.host, id, err.message)
-            }
+            // tried again at the next check, not after a whole interval
+            c.audit.next = now
           }
         }
       }
-      if (changed) {
-        try {
-          await this.find(object.id)
-          await this.saveObject(object)
-        } catch {}
+      if (touched) {
+        changed.push(object)
       }
+    }
+    // when no host at all answered, this node is the one offline: nobody's
+    // grace starts running until it can reach someone again
+    const online = counts.passed + counts.failed > 0
+    if (!online && unreachable.length > 0) {
+      log('audit: no host answered; this node seems offline, so no host is held to it')
+    }
+    for (const { id, c, err } of unreachable) {
+      const audit = c.audit as AuditRecord
+      if (!online) {
+        continue
+      }
+      audit.unreachableSince ??= now
+      if (now - audit.unreachableSince >= this.auditGraceMs) {
+        audit.failed++
+        c.lost = now
+        c.lostReason = `unreachable since ${new Date(audit.unreachableSince).toISOString()} (${err.message})`
+        this.components.rate?.(c.host, 'failed', 'prove')
+        log.error('audit: host %s of contract %s condemned: %s', c.host, id, c.lostReason)
+      } else {
+        log('audit: host %s of contract %s unreachable, tried again - %s', c.host, id, err.message)
+      }
+    }
+    for (const object of changed) {
+      try {
+        // the object may have been removed meanwhile
+        await this.find(object.id)
+        await this.saveObject(object)
+      } catch {}
     }
     return counts
   }
@@ -397,6 +427,10 @@ export class StorageClient {
    * count as lost and repair moves them. Resolves with how many were renewed.
    */
   async renewAll (now = Date.now()): Promise<number> {
+    return this.exclusive(async () => this.renewAllNow(now))
+  }
+
+  private async renewAllNow (now: number): Promise<number> {
     let renewed = 0
     const offers = new Map((await this.components.hosts()).map(h => [h.peer, h]))
     for (const object of await this.list()) {
@@ -493,12 +527,16 @@ export class StorageClient {
 
   /** Repair every object that has lost enough shards; resolves with how many shards were rebuilt */
   async repairAll (): Promise<number> {
+    return this.exclusive(async () => this.repairAllNow())
+  }
+
+  private async repairAllNow (): Promise<number> {
     let rebuilt = 0
     for (const object of await this.list()) {
       const health = healthOf(object)
       if (object.n - health.healthy >= this.repairAfterLost(object.k, object.n) && health.healthy >= object.k) {
         try {
-          rebuilt += await this.repair(object.id)
+          rebuilt += await this.repairNow(object.id)
         } catch (err: any) {
           log.error('repairing "%s" failed; tried again at the next check - %e', object.name, err)
         }
@@ -517,6 +555,10 @@ export class StorageClient {
    * then ended and paid no more.
    */
   async repair (nameOrId: string, signal: AbortSignal = new AbortController().signal): Promise<number> {
+    return this.exclusive(async () => this.repairNow(nameOrId, signal))
+  }
+
+  private async repairNow (nameOrId: string, signal: AbortSignal = new AbortController().signal): Promise<number> {
     const object = await this.find(nameOrId)
     if (this.repairing.has(object.id)) {
       return 0
@@ -587,9 +629,7 @@ export class StorageClient {
           if (object.segments.some(s => s.shards.some(x => x.contract === id))) {
             continue
           }
-          const c = object.contracts[id]
-          c.ended ??= Date.now()
-          await this.components.call(c.host, { service: STORAGE, method: 'end', args: [id] }, 0n).catch(() => {})
+          await this.endContract(id, object.contracts[id]).catch(() => {})
         }
         await this.saveObject(object)
         log('repaired shard %d of "%s": %d segments moved to %s', slotIndex + 1, object.name, moved.length, slot.host.peer)
@@ -621,6 +661,17 @@ export class StorageClient {
     } catch {
       throw new ObjectNotFoundError(`no stored object is named "${nameOrId}" or has that id; "store ls" lists them`)
     }
+  }
+
+  /**
+   * One change to the object records at a time: audits, rent, renewals,
+   * repairs and removals each read records, talk to hosts and write them
+   * back, and two at once would write over each other's changes
+   */
+  private async exclusive<T> (fn: () => Promise<T>): Promise<T> {
+    const run = this.serial.then(fn)
+    this.serial = run.then(() => {}, () => {})
+    return run
   }
 
   private async saveObject (object: StoredObject): Promise<void> {
@@ -687,6 +738,10 @@ export class StorageClient {
 
   /** Pay the next period of every live contract whose paid time runs out within half a period */
   async payRent (now = Date.now()): Promise<number> {
+    return this.exclusive(async () => this.payRentNow(now))
+  }
+
+  private async payRentNow (now: number): Promise<number> {
     let paid = 0
     for (const object of await this.list()) {
       let changed = false
@@ -1111,14 +1166,59 @@ export class StorageClient {
       await rm(tmp, { force: true })
       throw err
     }
-    await this.saveObject(object).catch(() => {})
+    // what the download cost goes into the record as it is now (an audit or
+    // a repair may have changed it meanwhile), without waiting for them
+    void this.exclusive(async () => {
+      const current = await this.find(object.id)
+      for (const [id, c] of Object.entries(object.contracts)) {
+        if (current.contracts[id] != null) {
+          current.contracts[id].spent.download = c.spent.download
+        }
+      }
+      await this.saveObject(current)
+    }).catch(() => {})
     return object
+  }
+
+  /**
+   * End a contract with its host: this node's signed rating of the host goes
+   * with the request (satisfactory unless the host was caught), and the
+   * host's rating of this node comes back. Both are kept with the contract
+   * and under /storage/ratings, after the object is gone too.
+   */
+  private async endContract (id: string, c: ContractRecord): Promise<void> {
+    const satisfied = c.lost == null && (c.audit?.failed ?? 0) === 0
+    const reason = c.lost != null ? `condemned: ${c.lostReason ?? 'lost'}`.slice(0, 200) : `served as agreed; ${c.audit?.passed ?? 0} audits passed`
+    const mine = signRating({ contractId: Buffer.from(id, 'hex'), rater: this.components.peerId, rated: c.host, satisfactory: satisfied, reason, at: Date.now() }, this.components.signer)
+    c.ratings = { renter: Buffer.from(mine).toString('base64'), renterSatisfied: satisfied }
+    this.components.rateContract?.(c.host, satisfied)
+    try {
+      const response = await this.components.call(c.host, { service: STORAGE, method: 'end', args: [id], body: bodyFromBytes(mine) }, 0n)
+      const answer = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
+      if (typeof answer.rating === 'string') {
+        const theirs = Buffer.from(answer.rating, 'base64')
+        const rating = openRating(theirs)
+        if (rating.rater === c.host && rating.rated === this.components.peerId && hex(rating.contractId) === id) {
+          c.ratings.host = answer.rating
+          c.ratings.hostSatisfied = rating.satisfactory
+        }
+      }
+    } finally {
+      c.ended ??= Date.now()
+      try {
+        await this.components.datastore.put(new Key(`${RATINGS}/${id}`), enc({ host: c.host, ...c.ratings }))
+      } catch {}
+    }
   }
 
   // ---- rm ----
 
   /** End every contract of an object (the hosts delete its shards) and forget it */
   async remove (nameOrId: string): Promise<{ object: StoredObject, unreachable: string[] }> {
+    return this.exclusive(async () => this.removeNow(nameOrId))
+  }
+
+  private async removeNow (nameOrId: string): Promise<{ object: StoredObject, unreachable: string[] }> {
     const object = await this.find(nameOrId)
     const unreachable: string[] = []
     await Promise.all(Object.entries(object.contracts).map(async ([id, c]) => {
@@ -1126,7 +1226,7 @@ export class StorageClient {
         return
       }
       try {
-        await this.components.call(c.host, { service: STORAGE, method: 'end', args: [id] }, 0n)
+        await this.endContract(id, c)
       } catch (err: any) {
         if (err.name !== 'NotFoundError') {
           unreachable.push(`${c.host} (${err.message}); its contract ends on ${new Date(c.end).toISOString()} anyway`)

@@ -70,6 +70,15 @@ export function objectInfo (o: StoredObject): Record<string, unknown> {
       rentPaidThrough: new Date(c.start + c.rentPaidPeriods * c.rentPeriodMs).toISOString(),
       ended: c.ended == null ? null : new Date(c.ended).toISOString(),
       lost: c.lost == null ? null : { at: new Date(c.lost).toISOString(), reason: c.lostReason },
+      renewedAs: c.renewedAs ?? null,
+      ratings: c.ratings == null
+        ? null
+        : {
+            byYou: c.ratings.renterSatisfied ? 'satisfactory' : 'unsatisfactory',
+            byHost: c.ratings.hostSatisfied == null ? null : c.ratings.hostSatisfied ? 'satisfactory' : 'unsatisfactory',
+            signedByYou: c.ratings.renter,
+            signedByHost: c.ratings.host ?? null
+          },
       audits: c.audit == null
         ? null
         : {

@@ -1,3 +1,4 @@
+import { multiaddr } from '@multiformats/multiaddr'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -60,4 +61,23 @@ export async function waitFor (check: () => boolean | Promise<boolean>, timeoutM
     await new Promise(resolve => setTimeout(resolve, 50))
   }
   throw new Error(`timed out waiting for ${what}`)
+}
+
+/**
+ * Connect `from` to `to` over loopback, trying three times: a dial can fail
+ * on a loaded machine ("remote closed connection during opening"), and the
+ * tests that connect up front are about something else
+ */
+export async function connect (from: OpenCloudNode, to: OpenCloudNode): Promise<void> {
+  let last: unknown
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      await from.libp2p.dial(multiaddr(addrOf(to)))
+      return
+    } catch (err) {
+      last = err
+      await new Promise(resolve => setTimeout(resolve, 200))
+    }
+  }
+  throw last
 }

@@ -10,6 +10,7 @@ import { decodeProofs } from '../../src/services/storage/index.ts'
 import { Reader } from '../../src/protocols/rpc/encoding.ts'
 import { parseSize, formatSize } from '../../src/storage/size.ts'
 import { auditContract, AuditFailedError } from '../../src/storage/audit.ts'
+import { openRating } from '../../src/storage/rating.ts'
 import { encodeProofs } from '../../src/services/storage/index.ts'
 import { defaultRedundancy, parseRedundancy } from '../../src/storage/client.ts'
 
@@ -188,6 +189,15 @@ describe('storage test vectors (PROTOCOL.md section 11)', () => {
     assert.throws(() => { verifyTerms(bytes(v.revision), terms.host, bytes(v.hostRevisionSignature)) }, { name: 'InvalidSignatureError' })
     const signed = decodeSigned(bytes(v.signedRevision))
     assert.deepEqual([signed.message, signed.renterSignature, signed.hostSignature].map(b => Buffer.from(b).toString('hex')), [v.revision, v.renterRevisionSignature, v.hostRevisionSignature])
+  })
+
+  it('sign a contract\'s rating as PROTOCOL.md says', () => {
+    const rating = openRating(bytes(v.renterRating))
+    assert.deepEqual([Buffer.from(rating.contractId).toString('hex'), rating.rater, rating.rated, rating.satisfactory, rating.reason, rating.at],
+      [v.contractId, fixture.keys.clientPeerId, fixture.keys.serverPeerId, true, 'served as agreed', 1769817600000])
+    const forged = bytes(v.renterRating)
+    forged[forged.length - 1] ^= 1
+    assert.throws(() => openRating(forged), { name: 'InvalidSignatureError' })
   })
 
   it('derive the keys, code and seal as PROTOCOL.md says', () => {

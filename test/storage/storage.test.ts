@@ -3,13 +3,13 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { readdir, readFile, rm, writeFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { multiaddr } from '@multiformats/multiaddr'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
 import { DecryptError, healthOf, ObjectNotFoundError, spentOn } from '../../src/storage/client.ts'
 import { rentPerPeriod } from '../../src/storage/contract.ts'
-import { addrOf, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
+import { openRating } from '../../src/storage/rating.ts'
+import { addrOf, connect, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
 import type { Config } from '../../src/node/config.ts'
 
 const MIB = 1024 * 1024
@@ -75,7 +75,7 @@ describe('storage: put and get across paid hosts over TCP', () => {
     // connected up front: these tests are about storage, not about finding a
     // host in the DHT, which can take over its 10 s under a loaded CI machine
     for (const host of hosts) {
-      await client.libp2p.dial(multiaddr(addrOf(host)))
+      await connect(client, host)
     }
 
     file = join(dir.path, 'file.bin')
@@ -246,7 +246,7 @@ describe('storage: put and get across paid hosts over TCP', () => {
 
     // back within the grace period: audited again at the next check, and passes
     hosts[downIndex] = await startHost(downIndex)
-    await client.libp2p.dial(multiaddr(addrOf(hosts[downIndex])))
+    await connect(client, hosts[downIndex])
     const third = await client.storage.audit(now + 60_000)
     assert.deepEqual(third, { passed: 1, failed: 0, unreachable: 0 })
     assert.equal(healthOf(await client.storage.find('file.bin')).healthy, 7)
@@ -267,7 +267,7 @@ describe('storage: put and get across paid hosts over TCP', () => {
     hosts[HOSTS] = await startHost(HOSTS)
     const spare = hosts[HOSTS].peerId.toString()
     await waitFor(async () => (await client.storageHosts()).some(h => h.peer === spare), 30_000, 'the spare host\'s offer')
-    await client.libp2p.dial(multiaddr(addrOf(hosts[HOSTS])))
+    await connect(client, hosts[HOSTS])
     const rebuilt = await client.storage.repair('file.bin')
     assert.equal(rebuilt, before.segments.length)
     const after = await client.storage.find('file.bin')
@@ -288,8 +288,22 @@ describe('storage: put and get across paid hosts over TCP', () => {
   it('answers an unknown object clearly, and rm ends the contracts on every host', async () => {
     await assert.rejects(client.storage.get('no-such-file', join(dir.path, 'x')), ObjectNotFoundError)
     const object = await client.storage.find('file.bin')
-    const { unreachable } = await client.storage.remove('file.bin')
+    const { object: removed, unreachable } = await client.storage.remove('file.bin')
     assert.deepEqual(unreachable, [])
+    // every contract ended with signed ratings both ways: the condemned host
+    // rated badly by this node; every host says the rent was paid
+    for (const [id, c] of Object.entries(removed.contracts)) {
+      if (c.renewedAs != null) continue
+      assert.ok(c.ratings != null, `contract ${id} is rated`)
+      const mine = openRating(Buffer.from(c.ratings.renter, 'base64'))
+      assert.deepEqual([mine.rater, mine.rated, mine.satisfactory], [client.peerId.toString(), c.host, c.lost == null])
+      if (c.lost == null) {
+        const theirs = openRating(Buffer.from(c.ratings.host!, 'base64'))
+        assert.deepEqual([theirs.rater, theirs.rated, theirs.satisfactory, theirs.reason], [c.host, client.peerId.toString(), true, 'rent paid as agreed'])
+        const host = hosts.find(h => h.peerId.toString() === c.host)!
+        assert.ok((await host.reputation.store.records(client.peerId.toString())).some(r => r.event === 'contract-ended' && r.outcome === 'satisfactory'))
+      }
+    }
     await assert.rejects(client.storage.find('file.bin'), ObjectNotFoundError)
     for (const [id, c] of Object.entries(object.contracts)) {
       const host = hosts.find(h => h.peerId.toString() === c.host)!

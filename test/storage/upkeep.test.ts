@@ -3,11 +3,10 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { multiaddr } from '@multiformats/multiaddr'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
 import { healthOf } from '../../src/storage/client.ts'
-import { addrOf, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
+import { addrOf, connect, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
 
 const MIB = 1024 * 1024
 
@@ -43,7 +42,7 @@ describe('storage upkeep: audits, repair and unpaid rent, by the running nodes',
     await regtest.chain.mine(1, regtest.faucetAddress)
     await waitFor(async () => (await client.storageHosts()).length === 5, 30_000, 'storage offers from every host')
     for (const host of hosts) {
-      await client.libp2p.dial(multiaddr(addrOf(host)))
+      await connect(client, host)
     }
   })
 
@@ -135,5 +134,22 @@ describe('storage upkeep: audits, repair and unpaid rent, by the running nodes',
     assert.ok(records.some(r => r.event === 'rent-unpaid' && r.role === 'caller'), 'the renter is rated')
     // the renter is told why when it asks
     await assert.rejects(client.call(host.peerId, { service: 'storage', method: 'list', args: [id] }), /has ended \(rent unpaid\)/)
+  })
+
+  it('holds no host to an audit while this node itself reaches nobody', async () => {
+    const before = await client.storage.find('file.bin')
+    const lostBefore = Object.values(before.contracts).filter(c => c.lost != null).length
+    for (const h of hosts) {
+      await h.stop()
+    }
+    // two hours on, past the hour's grace: still nobody condemned
+    for (const hours of [2, 4]) {
+      const counts = await client.storage.audit(Date.now() + hours * 3600_000)
+      assert.equal(counts.passed + counts.failed, 0)
+      assert.ok(counts.unreachable > 0)
+    }
+    const after = await client.storage.find('file.bin')
+    assert.equal(Object.values(after.contracts).filter(c => c.lost != null).length, lostBefore)
+    assert.ok(Object.values(after.contracts).every(c => c.audit?.unreachableSince == null), 'no grace started')
   })
 })

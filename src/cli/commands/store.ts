@@ -235,8 +235,8 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
         return
       }
       printObject(out, info)
-      out.write('\n' + table([['HOST', 'CONTRACT', 'SHARDS', 'HELD', 'STORAGE', 'UPLOAD', 'DOWNLOAD', 'RENT/PERIOD', 'PAID THROUGH', 'ENDS'],
-        ...info.contracts.map((c: any) => [c.host, c.id.slice(0, 16), String(c.shards), formatSize(c.bytesHeld), c.storagePrice, c.uploadPrice, c.downloadPrice, c.rentPerPeriod, c.rentPaidThrough, c.ended == null ? c.end : `ended ${c.ended}`])]))
+      out.write('\n' + table([['HOST', 'CONTRACT', 'SHARDS', 'HELD', 'STORAGE', 'UPLOAD', 'DOWNLOAD', 'RENT/PERIOD', 'PAID THROUGH', 'ENDS', 'RATED (YOU/HOST)'],
+        ...info.contracts.map((c: any) => [c.host, c.id.slice(0, 16), String(c.shards), formatSize(c.bytesHeld), c.storagePrice, c.uploadPrice, c.downloadPrice, c.rentPerPeriod, c.rentPaidThrough, c.ended == null ? c.end : `ended ${c.ended}`, c.ratings == null ? '' : `${c.ratings.byYou}/${c.ratings.byHost ?? '-'}`])]))
       return
     }
     case 'rm': {

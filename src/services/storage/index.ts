@@ -5,6 +5,7 @@ import { Units } from '../../market/units.ts'
 import { Reader, Writer } from '../../protocols/rpc/encoding.ts'
 import { AccessDeniedError, BadRequestError, BodyTooLargeError, InsufficientStorageError, InvalidSignatureError, NotFoundError, RequestDeclinedError, ServerError } from '../../protocols/rpc/errors.ts'
 import { contractIdOf, decodeSigned, decodeTerms, encodeRevision, encodeSigned, nextRevision, rentPerPeriod, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms } from '../../storage/contract.ts'
+import { openRating, signRating } from '../../storage/rating.ts'
 import { ShardCorruptError, ShardMismatchError, ShardStore } from './shard-store.ts'
 import type { CredentialSigner } from '../../protocols/rpc/credentials.ts'
 import type { Service, ServiceContext } from '../interface.ts'
@@ -31,6 +32,8 @@ export interface StorageServiceComponents {
   prices: () => HostPrices
   /** a reputation record of a renter that stopped paying rent */
   rateRenter?: (renter: string, event: 'rent-unpaid') => void
+  /** a reputation record of a renter when a contract ends */
+  recordRenter?: (renter: string, outcome: 'satisfactory' | 'unsatisfactory', event: string) => void
 }
 
 export interface StorageServiceInit {
@@ -69,6 +72,8 @@ interface HostContract {
   endedAt?: number
   /** why it ended early: "by its renter", "rent unpaid" */
   endedReason?: string
+  /** the signed ratings exchanged when it ended, base64 */
+  ratings?: { renter?: string, host: string }
 }
 
 function hex (bytes: Uint8Array): string {
@@ -146,7 +151,8 @@ export class StorageHost {
         shards: new Map(raw.shards),
         rentPaidPeriods: raw.rentPaidPeriods,
         endedAt: raw.endedAt ?? undefined,
-        endedReason: raw.endedReason ?? undefined
+        endedReason: raw.endedReason ?? undefined,
+        ratings: raw.ratings ?? undefined
       })
     }
     log('%d contracts, %d bytes reserved of %d', this.contracts.size, this.reserved(), this.capacity)
@@ -202,7 +208,8 @@ export class StorageHost {
       shards: [...c.shards],
       rentPaidPeriods: c.rentPaidPeriods,
       endedAt: c.endedAt ?? null,
-      endedReason: c.endedReason ?? null
+      endedReason: c.endedReason ?? null,
+      ratings: c.ratings ?? null
     }
     await this.components.datastore.put(new Key(`${CONTRACTS}/${c.id}`), new TextEncoder().encode(JSON.stringify(raw)))
   }
@@ -559,17 +566,47 @@ export class StorageHost {
     })
   }
 
+  /**
+   * End a contract at its renter's word: the shards are deleted. The body
+   * may carry the renter's signed rating of this host; the answer carries
+   * this host's signed rating of the renter (rent paid as agreed or not).
+   */
   async end (ctx: ServiceContext): Promise<unknown> {
     const id = hexArg(ctx.args[0], 'the contract id')
+    if (ctx.body.length > 2048) {
+      throw new BodyTooLargeError('a rating is under 2 KiB')
+    }
+    const chunks: Uint8Array[] = []
+    for await (const chunk of ctx.body) {
+      chunks.push(chunk)
+    }
+    const renterRating = chunks.length === 0 ? undefined : Buffer.concat(chunks)
     return this.locked(id, async () => {
       const c = this.live(id, ctx.caller)
-      c.endedAt = Date.now()
+      if (renterRating != null) {
+        let rating
+        try {
+          rating = openRating(renterRating)
+        } catch (err: any) {
+          throw new BadRequestError(`the rating does not verify: ${err.message}`)
+        }
+        if (hex(rating.contractId) !== id || rating.rater !== c.terms.renter || rating.rated !== this.components.peerId) {
+          throw new BadRequestError(`the rating is not the renter's rating of this host under contract ${id}`)
+        }
+        this.components.recordRenter?.(c.terms.renter, rating.satisfactory ? 'satisfactory' : 'unsatisfactory', 'contract-rated-by-renter')
+      }
+      const now = Date.now()
+      const paid = c.terms.start + c.rentPaidPeriods * c.terms.rentPeriodMs >= Math.min(now, c.terms.end)
+      const mine = signRating({ contractId: Buffer.from(id, 'hex'), rater: this.components.peerId, rated: c.terms.renter, satisfactory: paid, reason: paid ? 'rent paid as agreed' : 'rent unpaid', at: now }, this.components.signer)
+      c.ratings = { renter: renterRating == null ? undefined : b64(renterRating), host: b64(mine) }
+      this.components.recordRenter?.(c.terms.renter, paid ? 'satisfactory' : 'unsatisfactory', 'contract-ended')
+      c.endedAt = now
       c.endedReason = 'by its renter'
       c.shards = new Map()
       await this.save(c)
       await this.store.deleteContract(id)
       log('contract %s ended by its renter', id)
-      return { contract: id, ended: new Date(c.endedAt).toISOString() }
+      return { contract: id, ended: new Date(c.endedAt).toISOString(), rating: b64(mine) }
     })
   }
 }
@@ -670,7 +707,7 @@ export function storageService (host: StorageHost): Service {
         handle: async (ctx) => ({ json: await host.list(ctx) })
       },
       end: {
-        description: 'end a contract early: its shards are deleted',
+        description: 'end a contract early: its shards are deleted (body: the renter\'s signed rating of the host, optional; answers the host\'s of the renter)',
         args: '<contract id>',
         unit: Units.CALL,
         handle: async (ctx) => ({ json: await host.end(ctx) })

@@ -1,0 +1,93 @@
+import { peerIdFromMultihash, peerIdFromString } from '@libp2p/peer-id'
+import * as Digest from 'multiformats/hashes/digest'
+import { Reader, Writer } from '../protocols/rpc/encoding.ts'
+import { CredentialType } from '../protocols/rpc/messages.ts'
+import { CredentialVerifier, type CredentialSigner } from '../protocols/rpc/credentials.ts'
+import { MalformedMessageError } from '../protocols/rpc/errors.ts'
+
+/**
+ * The rating each side of a storage contract signs when it ends (PROTOCOL.md
+ * section 8d, "Ratings"): the renter rates the host on service (audits
+ * passed, shards served), the host rates the renter on payment (rent paid as
+ * agreed). Each side keeps both, so either can show what the other said.
+ */
+
+export const RATING_VERSION = 1
+export const RATING_DOMAIN = new TextEncoder().encode('opencloud-storage-rating-v1\n')
+
+export interface Rating {
+  /** the contract's id, 32 bytes */
+  contractId: Uint8Array
+  /** PeerIds */
+  rater: string
+  rated: string
+  satisfactory: boolean
+  /** a short reason: "audits passed", "rent paid", "failed an audit", "rent unpaid" */
+  reason: string
+  /** ms since the Unix epoch */
+  at: number
+}
+
+export function encodeRating (r: Rating): Uint8Array {
+  return new Writer()
+    .u8(RATING_VERSION)
+    .bytes(r.contractId)
+    .bytes(peerIdFromString(r.rater).toMultihash().bytes)
+    .bytes(peerIdFromString(r.rated).toMultihash().bytes)
+    .u8(r.satisfactory ? 1 : 0)
+    .string(r.reason)
+    .varint(r.at)
+    .finish()
+}
+
+function peerText (bytes: Uint8Array, what: string): string {
+  try {
+    return peerIdFromMultihash(Digest.decode(bytes)).toString()
+  } catch {
+    throw new MalformedMessageError(`${what} is not a PeerId`)
+  }
+}
+
+export function decodeRating (bytes: Uint8Array): Rating {
+  const r = new Reader(bytes)
+  const version = r.u8('the rating version')
+  if (version !== RATING_VERSION) {
+    throw new MalformedMessageError(`unsupported rating version ${version}`)
+  }
+  const rating: Rating = {
+    contractId: r.bytes(32, 'the contract id'),
+    rater: peerText(r.bytes(128, 'the rater'), 'the rater'),
+    rated: peerText(r.bytes(128, 'the rated'), 'the rated'),
+    satisfactory: r.u8('the outcome') === 1,
+    reason: r.string(256, 'the reason'),
+    at: r.varint('the time')
+  }
+  r.end('the rating')
+  return rating
+}
+
+function withDomain (bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(RATING_DOMAIN.byteLength + bytes.byteLength)
+  out.set(RATING_DOMAIN)
+  out.set(bytes, RATING_DOMAIN.byteLength)
+  return out
+}
+
+/** bytes rating || bytes signature */
+export function signRating (rating: Rating, signer: CredentialSigner): Uint8Array {
+  const encoded = encodeRating(rating)
+  return new Writer().bytes(encoded).bytes(signer.sign(withDomain(encoded))).finish()
+}
+
+const verifier = new CredentialVerifier()
+
+/** Decode a signed rating and check the rater signed it; throws otherwise */
+export function openRating (signed: Uint8Array): Rating {
+  const r = new Reader(signed)
+  const encoded = r.bytes(1024, 'the rating')
+  const signature = r.bytes(128, 'the rating signature')
+  r.end('the signed rating')
+  const rating = decodeRating(encoded)
+  verifier.verify({ type: CredentialType.OPENCLOUD, value: peerIdFromString(rating.rater).toMultihash().bytes }, signature, withDomain(encoded))
+  return rating
+}
