@@ -199,6 +199,7 @@ export class OpenCloudNode {
       datastore: args.datastore,
       storageKey: () => args.wallet.storageKey(),
       hosts: async () => this.storageHosts(),
+      trust: (peer) => this.reputation.scoreOf(peer),
       call: async (peer, request, sats) => this.hostCall(peer, request, sats),
       rate: (peer, event, method) => {
         void this.reputation.record({ peer, role: 'server', outcome: 'unsatisfactory', event, service: STORAGE_SERVICE, method }).catch(() => {})

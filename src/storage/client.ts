@@ -76,6 +76,8 @@ export interface StorageClientComponents {
   storageKey: () => Uint8Array
   /** hosts offering storage, best first by price and trust */
   hosts: () => Promise<HostOffer[]>
+  /** a host's trust score (1 is the average peer, 0 none); hosts below minTrust are migrated away from */
+  trust?: (peer: string) => number
   /** a call to a host that pays `sats` (0: unpaid), deferred where the host gives credit */
   call: (peer: string, request: CallRequest, sats: bigint) => Promise<CallResponse>
   /** a reputation record of a host that failed or cheated */
@@ -134,6 +136,17 @@ export interface StorageClientInit {
    * length if that is less
    */
   renewBeforeMs?: number
+  /**
+   * a host whose storage price has risen above this multiple of the
+   * market's median is migrated away from, default 3
+   */
+  migrateAbovePrice?: number
+  /**
+   * a host whose trust score falls below this is migrated away from, default
+   * 0 (off): a score of 0 is also what a host nobody has rated yet gets, and
+   * moving off every new host would be a migration storm
+   */
+  minTrust?: number
 }
 
 export interface AuditRecord {
@@ -173,6 +186,8 @@ export interface ContractRecord {
   renewedAs?: string
   /** the signed ratings exchanged when it ended (base64), and what each said */
   ratings?: { renter: string, host?: string, renterSatisfied: boolean, hostSatisfied?: boolean }
+  /** why its shards are being moved off a host that did nothing wrong (its price rose, its trust fell) */
+  migrating?: string
   /** when the host was caught (a failed audit, or unreachable past the grace): its shards no longer count */
   lost?: number
   lostReason?: string
@@ -291,6 +306,8 @@ export class StorageClient {
   private readonly auditGraceMs: number
   private readonly repairAfterLost: (k: number, n: number) => number
   private readonly renewBeforeMs: number
+  private readonly migrateAbovePrice: number
+  private readonly minTrust: number
   private serial: Promise<void> = Promise.resolve()
   /** uploads running in this process: their pending records are not leftovers of a crash */
   private readonly uploading = new Set<string>()
@@ -311,6 +328,8 @@ export class StorageClient {
     this.auditIntervalMs = init.auditIntervalMs ?? 6 * 3600_000
     this.auditGraceMs = init.auditGraceMs ?? 3600_000
     this.renewBeforeMs = init.renewBeforeMs ?? 7 * 24 * 3600_000
+    this.migrateAbovePrice = init.migrateAbovePrice ?? 3
+    this.minTrust = init.minTrust ?? 0
     this.repairAfterLost = init.repairAfterLost ?? ((k, n) => Math.max(1, Math.ceil((n - k) / 2)))
   }
 
@@ -532,9 +551,35 @@ export class StorageClient {
 
   private async repairAllNow (): Promise<number> {
     let rebuilt = 0
+    const offers = await this.components.hosts()
+    const prices = offers.map(o => o.storage).sort((a, b) => a < b ? -1 : a > b ? 1 : 0)
+    const median = prices.length === 0 ? undefined : prices[Math.floor(prices.length / 2)]
+    const priceOf = new Map(offers.map(o => [o.peer, o.storage]))
     for (const object of await this.list()) {
+      // hosts to move away from although they did nothing wrong
+      let migrate = false
+      for (const c of Object.values(object.contracts)) {
+        if (c.ended != null || c.lost != null || c.migrating != null) {
+          continue
+        }
+        const price = priceOf.get(c.host)
+        const trust = this.components.trust?.(c.host)
+        if (price != null && median != null && median > 0n && Number(price) > Number(median) * this.migrateAbovePrice) {
+          c.migrating = `its price rose to ${price} sat per GiB-month, over ${this.migrateAbovePrice}x the market median of ${median}`
+        } else if (trust != null && this.minTrust > 0 && trust < this.minTrust) {
+          c.migrating = `its trust score fell to ${trust.toFixed(2)}, under ${this.minTrust}`
+        } else {
+          continue
+        }
+        migrate = true
+        log('migrating the shards of "%s" off %s: %s', object.name, c.host, c.migrating)
+      }
+      if (migrate) {
+        await this.saveObject(object)
+      }
       const health = healthOf(object)
-      if (object.n - health.healthy >= this.repairAfterLost(object.k, object.n) && health.healthy >= object.k) {
+      migrate ||= Object.values(object.contracts).some(c => c.migrating != null && c.ended == null)
+      if (migrate || (object.n - health.healthy >= this.repairAfterLost(object.k, object.n) && health.healthy >= object.k)) {
         try {
           rebuilt += await this.repairNow(object.id)
         } catch (err: any) {
@@ -568,7 +613,7 @@ export class StorageClient {
       const now = Date.now()
       const bad = (contract: string): boolean => {
         const c = object.contracts[contract]
-        return c == null || c.ended != null || c.lost != null || c.end <= now
+        return c == null || c.ended != null || c.lost != null || c.migrating != null || c.end <= now
       }
       // per slot, the segments whose shard there is lost
       const lostSlots = new Map<number, number[]>()

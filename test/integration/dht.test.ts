@@ -35,9 +35,12 @@ describe('a 5-node network joined through one bootstrap node', () => {
 
     // DHT queries may have connected the two; forget the provider entirely so
     // the call has only its PeerId and must find its address through the DHT
-    await caller.libp2p.hangUp(provider.peerId)
-    await caller.libp2p.peerStore.delete(provider.peerId)
-    assert.equal(caller.libp2p.getConnections(provider.peerId).length, 0)
+    // (a DHT query under way may dial it again at once: hang up until it stays down)
+    await waitFor(async () => {
+      await caller.libp2p.hangUp(provider.peerId)
+      await caller.libp2p.peerStore.delete(provider.peerId)
+      return caller.libp2p.getConnections(provider.peerId).length === 0
+    }, 10_000, 'the caller to forget the provider')
     // (the peer store may learn the provider's address again at once, from a
     // DHT query still answering with closer peers: that too is the DHT)
 

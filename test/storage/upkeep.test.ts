@@ -7,6 +7,7 @@ import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
 import { healthOf } from '../../src/storage/client.ts'
 import { addrOf, connect, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
+import type { Config } from '../../src/node/config.ts'
 
 const MIB = 1024 * 1024
 
@@ -20,15 +21,16 @@ describe('storage upkeep: audits, repair and unpaid rent, by the running nodes',
   let regtest: RegtestServer
   const hosts: OpenCloudNode[] = []
   let client: OpenCloudNode
+  let hostConfig: () => Config
 
   before(async () => {
     dir = await tempDir()
     regtest = new RegtestServer({ dir: join(dir.path, 'chain'), blockIntervalMs: 0 })
     await regtest.start()
     const payments = { network: 'regtest', chain: regtest.url, settleIntervalMs: 500, graceMs: 600_000 }
+    hostConfig = () => testConfig({ payments, services: { storage: { capacity: '1 GiB', prices: { rent: '1000 sat', put: '100 sat', get: '200 sat' } } }, policies: { global: { 'max-tab': '0.001 BTC' } } })
     for (let i = 0; i < 5; i++) {
-      const config = testConfig({ payments, services: { storage: { capacity: '1 GiB', prices: { rent: '1000 sat', put: '100 sat', get: '200 sat' } } }, policies: { global: { 'max-tab': '0.001 BTC' } } })
-      hosts[i] = await OpenCloudNode.create({ dataDir: join(dir.path, `host${i}`), config, bootstrap: i === 0 ? [] : [addrOf(hosts[0])] })
+      hosts[i] = await OpenCloudNode.create({ dataDir: join(dir.path, `host${i}`), config: hostConfig(), bootstrap: i === 0 ? [] : [addrOf(hosts[0])] })
       await hosts[i].start()
     }
     client = await OpenCloudNode.create({
@@ -40,10 +42,12 @@ describe('storage upkeep: audits, repair and unpaid rent, by the running nodes',
     await client.start()
     await regtest.faucet(await client.wallet.newAddress(), 10_000_000n)
     await regtest.chain.mine(1, regtest.faucetAddress)
-    await waitFor(async () => (await client.storageHosts()).length === 5, 30_000, 'storage offers from every host')
+    // connected up front (each connection also pulls the host's offers):
+    // these tests are about storage, not about finding hosts on a loaded machine
     for (const host of hosts) {
       await connect(client, host)
     }
+    await waitFor(async () => (await client.storageHosts()).length === 5, 60_000, 'storage offers from every host')
   })
 
   after(async () => {
@@ -118,6 +122,31 @@ describe('storage upkeep: audits, repair and unpaid rent, by the running nodes',
     assert.equal(createHash('sha256').update(await readFile(out)).digest('hex'), after.sha256)
   })
 
+  it('moves the shards off a host whose price rises far above the market, and rates it fairly', async () => {
+    // a new host joins, with room
+    const running = hosts.find(h => h.libp2p.status === 'started')!
+    hosts.push(await OpenCloudNode.create({ dataDir: join(dir.path, 'host5'), config: hostConfig(), bootstrap: [addrOf(running)] }))
+    const newcomer = hosts[5]
+    await newcomer.start()
+    await waitFor(async () => (await client.storageHosts()).some(h => h.peer === newcomer.peerId.toString()), 30_000, 'the new host\'s offer')
+    await connect(client, newcomer)
+    const before = await client.storage.find('file.bin')
+    const [id, c] = Object.entries(before.contracts).find(([, c]) => c.ended == null && c.lost == null)!
+    const slot = before.segments[0].shards.findIndex(s => s.contract === id)
+    const greedy = hosts.find(h => h.peerId.toString() === c.host)!
+    // 10x the others' 1000 sat per GiB-month: over the 3x that moves data away
+    await greedy.market.setPrice('storage', 'rent', 10_000n)
+    // no call from here on: the node's checks see the price and migrate
+    await waitFor(async () => (await client.storage.find('file.bin')).segments.every(s => s.shards[slot].host === newcomer.peerId.toString()), 60_000, 'the shards moved to the new host')
+    const after = await client.storage.find('file.bin')
+    assert.match(after.contracts[id].migrating ?? '', /price rose to 10000 sat per GiB-month/)
+    assert.ok(after.contracts[id].ended != null)
+    // it did nothing wrong: rated satisfactory, not condemned
+    assert.equal(after.contracts[id].lost, undefined)
+    assert.equal(after.contracts[id].ratings?.renterSatisfied, true)
+    assert.equal(healthOf(after).state, 'healthy')
+  })
+
   it('ends the contracts of a renter that stops paying rent, after the grace period, and rates it', async () => {
     const object = await client.storage.find('file.bin')
     const live = Object.entries(object.contracts).filter(([, c]) => c.ended == null && c.lost == null)
@@ -137,11 +166,13 @@ describe('storage upkeep: audits, repair and unpaid rent, by the running nodes',
   })
 
   it('holds no host to an audit while this node itself reaches nobody', async () => {
-    const before = await client.storage.find('file.bin')
-    const lostBefore = Object.values(before.contracts).filter(c => c.lost != null).length
     for (const h of hosts) {
       await h.stop()
     }
+    // after any check already under way (audits run one at a time)
+    await client.storage.audit(Date.now())
+    const before = await client.storage.find('file.bin')
+    const lostBefore = Object.values(before.contracts).filter(c => c.lost != null).length
     // two hours on, past the hour's grace: still nobody condemned
     for (const hours of [2, 4]) {
       const counts = await client.storage.audit(Date.now() + hours * 3600_000)
@@ -150,6 +181,8 @@ describe('storage upkeep: audits, repair and unpaid rent, by the running nodes',
     }
     const after = await client.storage.find('file.bin')
     assert.equal(Object.values(after.contracts).filter(c => c.lost != null).length, lostBefore)
-    assert.ok(Object.values(after.contracts).every(c => c.audit?.unreachableSince == null), 'no grace started')
+    // no grace started or ran on while nobody could be reached
+    const since = (o: typeof before): Array<number | undefined> => Object.values(o.contracts).map(c => c.audit?.unreachableSince)
+    assert.deepEqual(since(after), since(before))
   })
 })
