@@ -199,7 +199,7 @@ describe('storage: put and get across paid hosts over TCP', () => {
     assert.deepEqual((await readdir(dir.path)).filter(f => f.includes('out-wrong-key')), [], 'no partial file is left')
   })
 
-  it('pays rent as periods fall due: each host counts the periods, and the object shows what rent cost', async () => {
+  it('pays rent as periods fall due, as deferred payments: each host counts the periods, and the object shows what rent cost', async () => {
     const before = await client.storage.find('file.bin')
     const rentBefore = spentOn(before).rent
     const [id, c] = Object.entries(before.contracts)[0]
@@ -217,6 +217,11 @@ describe('storage: put and get across paid hosts over TCP', () => {
     assert.equal(JSON.parse(new TextDecoder().decode(await listed.body.bytes())).rentPaidPeriods, 3)
     // nothing more is due yet
     assert.equal(await client.storage.payRent(Date.now() + 2 * c.rentPeriodMs), 0)
+    // rent goes through the payment machinery: promises to each host, in payments
+    const promised = (await client.ledger.promises('payable')).filter(p => p.service === 'storage' && p.method === 'rent')
+    assert.equal(promised.reduce((n, p) => n + p.sats, 0n), spentOn(after).rent)
+    const hostSide = (await host.ledger.promises('receivable')).filter(p => p.service === 'storage' && p.method === 'rent' && p.peer === client.peerId.toString())
+    assert.equal(hostSide.length, 3, 'the host holds the three periods\' promises')
   })
 
   it('audits every host: one that silently deleted its shards is caught and rated, one down for a while is not condemned', async () => {
