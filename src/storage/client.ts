@@ -427,11 +427,7 @@ export class StorageClient {
       }
     }
     for (const object of changed) {
-      try {
-        // the object may have been removed meanwhile
-        await this.find(object.id)
-        await this.saveObject(object)
-      } catch {}
+      await this.saveIfStored(object)
     }
     return counts
   }
@@ -482,10 +478,7 @@ export class StorageClient {
         }
       }
       if (changed) {
-        try {
-          await this.find(object.id)
-          await this.saveObject(object)
-        } catch {}
+        await this.saveIfStored(object)
       }
     }
     return renewed
@@ -719,6 +712,14 @@ export class StorageClient {
     return run
   }
 
+  /** Save an object changed by upkeep, unless it was removed meanwhile */
+  private async saveIfStored (object: StoredObject): Promise<void> {
+    try {
+      await this.find(object.id)
+      await this.saveObject(object)
+    } catch {}
+  }
+
   private async saveObject (object: StoredObject): Promise<void> {
     await this.components.datastore.put(new Key(`${OBJECTS}/${object.id}`), enc(object))
   }
@@ -807,11 +808,7 @@ export class StorageClient {
         }
       }
       if (changed) {
-        // the object may have been removed meanwhile
-        try {
-          await this.find(object.id)
-          await this.saveObject(object)
-        } catch {}
+        await this.saveIfStored(object)
       }
     }
     return paid

@@ -76,11 +76,12 @@ export class ContractError extends Error {
   override name = 'ContractError'
 }
 
-function peerBytes (peer: string): Uint8Array {
+/** A PeerId's bytes (its multihash), as contracts and ratings carry them */
+export function peerBytes (peer: string): Uint8Array {
   return peerIdFromString(peer).toMultihash().bytes
 }
 
-function peerText (bytes: Uint8Array, what: string): string {
+export function peerText (bytes: Uint8Array, what: string): string {
   try {
     return peerIdFromMultihash(Digest.decode(bytes)).toString()
   } catch {
@@ -139,7 +140,8 @@ export function contractIdOf (encodedTerms: Uint8Array): Uint8Array {
   return Uint8Array.from(createHash('sha256').update(encodedTerms).digest())
 }
 
-function withDomain (domain: Uint8Array, bytes: Uint8Array): Uint8Array {
+/** domain || bytes: what a storage signature covers */
+export function withDomain (domain: Uint8Array, bytes: Uint8Array): Uint8Array {
   const out = new Uint8Array(domain.byteLength + bytes.byteLength)
   out.set(domain)
   out.set(bytes, domain.byteLength)

@@ -1,9 +1,8 @@
-import { peerIdFromMultihash, peerIdFromString } from '@libp2p/peer-id'
-import * as Digest from 'multiformats/hashes/digest'
 import { Reader, Writer } from '../protocols/rpc/encoding.ts'
 import { CredentialType } from '../protocols/rpc/messages.ts'
 import { CredentialVerifier, type CredentialSigner } from '../protocols/rpc/credentials.ts'
 import { MalformedMessageError } from '../protocols/rpc/errors.ts'
+import { peerBytes, peerText, withDomain } from './contract.ts'
 
 /**
  * The rating each side of a storage contract signs when it ends (PROTOCOL.md
@@ -32,20 +31,12 @@ export function encodeRating (r: Rating): Uint8Array {
   return new Writer()
     .u8(RATING_VERSION)
     .bytes(r.contractId)
-    .bytes(peerIdFromString(r.rater).toMultihash().bytes)
-    .bytes(peerIdFromString(r.rated).toMultihash().bytes)
+    .bytes(peerBytes(r.rater))
+    .bytes(peerBytes(r.rated))
     .u8(r.satisfactory ? 1 : 0)
     .string(r.reason)
     .varint(r.at)
     .finish()
-}
-
-function peerText (bytes: Uint8Array, what: string): string {
-  try {
-    return peerIdFromMultihash(Digest.decode(bytes)).toString()
-  } catch {
-    throw new MalformedMessageError(`${what} is not a PeerId`)
-  }
 }
 
 export function decodeRating (bytes: Uint8Array): Rating {
@@ -66,17 +57,10 @@ export function decodeRating (bytes: Uint8Array): Rating {
   return rating
 }
 
-function withDomain (bytes: Uint8Array): Uint8Array {
-  const out = new Uint8Array(RATING_DOMAIN.byteLength + bytes.byteLength)
-  out.set(RATING_DOMAIN)
-  out.set(bytes, RATING_DOMAIN.byteLength)
-  return out
-}
-
 /** bytes rating || bytes signature */
 export function signRating (rating: Rating, signer: CredentialSigner): Uint8Array {
   const encoded = encodeRating(rating)
-  return new Writer().bytes(encoded).bytes(signer.sign(withDomain(encoded))).finish()
+  return new Writer().bytes(encoded).bytes(signer.sign(withDomain(RATING_DOMAIN, encoded))).finish()
 }
 
 const verifier = new CredentialVerifier()
@@ -88,6 +72,6 @@ export function openRating (signed: Uint8Array): Rating {
   const signature = r.bytes(128, 'the rating signature')
   r.end('the signed rating')
   const rating = decodeRating(encoded)
-  verifier.verify({ type: CredentialType.OPENCLOUD, value: peerIdFromString(rating.rater).toMultihash().bytes }, signature, withDomain(encoded))
+  verifier.verify({ type: CredentialType.OPENCLOUD, value: peerBytes(rating.rater) }, signature, withDomain(RATING_DOMAIN, encoded))
   return rating
 }
