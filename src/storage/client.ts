@@ -24,6 +24,8 @@ const OBJECTS = '/storage/objects'
 const NAMES = '/storage/names'
 const UPLOADS = '/storage/uploads'
 const RATINGS = '/storage/ratings'
+/** a trust score a host must have had for a fall from it to move data away (1 is the average peer) */
+const TRUSTED_SCORE = 0.5
 
 export class ObjectExistsError extends Error {
   override name = 'ObjectExistsError'
@@ -147,6 +149,14 @@ export interface StorageClientInit {
    * moving off every new host would be a migration storm
    */
   minTrust?: number
+  /**
+   * a host whose trust score falls under this fraction of what it was when
+   * its contract formed is migrated away from, default 0.25. Only hosts
+   * that had a score of at least 0.5 then (half the average peer) are held
+   * to it: a new host's 0 cannot fall, and small scores swing with every
+   * record
+   */
+  trustDrop?: number
 }
 
 export interface AuditRecord {
@@ -186,6 +196,8 @@ export interface ContractRecord {
   renewedAs?: string
   /** the signed ratings exchanged when it ended (base64), and what each said */
   ratings?: { renter: string, host?: string, renterSatisfied: boolean, hostSatisfied?: boolean }
+  /** the host's trust score when the contract formed (the highest since, across renewals) */
+  trustAtStart?: number
   /** why its shards are being moved off a host that did nothing wrong (its price rose, its trust fell) */
   migrating?: string
   /** when the host was caught (a failed audit, or unreachable past the grace): its shards no longer count */
@@ -306,8 +318,9 @@ export class StorageClient {
   private readonly auditGraceMs: number
   private readonly repairAfterLost: (k: number, n: number) => number
   private readonly renewBeforeMs: number
-  private readonly migrateAbovePrice: number
-  private readonly minTrust: number
+  readonly migrateAbovePrice: number
+  readonly minTrust: number
+  readonly trustDrop: number
   private serial: Promise<void> = Promise.resolve()
   /** uploads running in this process: their pending records are not leftovers of a crash */
   private readonly uploading = new Set<string>()
@@ -330,6 +343,7 @@ export class StorageClient {
     this.renewBeforeMs = init.renewBeforeMs ?? 7 * 24 * 3600_000
     this.migrateAbovePrice = init.migrateAbovePrice ?? 3
     this.minTrust = init.minTrust ?? 0
+    this.trustDrop = init.trustDrop ?? 0.25
     this.repairAfterLost = init.repairAfterLost ?? ((k, n) => Math.max(1, Math.ceil((n - k) / 2)))
   }
 
@@ -527,6 +541,7 @@ export class StorageClient {
       rentPeriodMs: old.rentPeriodMs,
       rentPaidPeriods: 0,
       revision: 1,
+      trustAtStart: Math.max(old.trustAtStart ?? 0, this.components.trust?.(old.host) ?? 0),
       signedRevision: Buffer.from(encodeSigned(revision, revisionSignature, hostRevisionSignature)).toString('base64'),
       shards: [...old.shards],
       spent: { upload: '0', download: '0', rent: '0' },
@@ -555,15 +570,11 @@ export class StorageClient {
         if (c.ended != null || c.lost != null || c.migrating != null) {
           continue
         }
-        const price = priceOf.get(c.host)
-        const trust = this.components.trust?.(c.host)
-        if (price != null && median != null && median > 0n && Number(price) > Number(median) * this.migrateAbovePrice) {
-          c.migrating = `its price rose to ${price} sat per GiB-month, over ${this.migrateAbovePrice}x the market median of ${median}`
-        } else if (trust != null && this.minTrust > 0 && trust < this.minTrust) {
-          c.migrating = `its trust score fell to ${trust.toFixed(2)}, under ${this.minTrust}`
-        } else {
+        const reason = migrationReason(c, { price: priceOf.get(c.host), median, trust: this.components.trust?.(c.host) }, this)
+        if (reason == null) {
           continue
         }
+        c.migrating = reason
         migrate = true
         log('migrating the shards of "%s" off %s: %s', object.name, c.host, c.migrating)
       }
@@ -763,6 +774,7 @@ export class StorageClient {
       rentPeriodMs: terms.rentPeriodMs,
       rentPaidPeriods: 0,
       revision: 0,
+      trustAtStart: this.components.trust?.(host.peer),
       shards: [],
       spent: { upload: '0', download: '0', rent: '0' }
     }
@@ -1307,6 +1319,31 @@ export interface ObjectHealth {
   /** contracts whose host was caught or condemned */
   lostContracts: number
   lastAudit?: number
+}
+
+/**
+ * Why a contract's shards should move off a host that did nothing wrong, or
+ * undefined: its storage price rose over `migrateAbovePrice` times the
+ * market median, its trust score fell under `minTrust`, or it fell under
+ * `trustDrop` of what it was when the contract formed (only for hosts that
+ * were trusted then, TRUSTED_SCORE).
+ */
+export function migrationReason (
+  c: Pick<ContractRecord, 'trustAtStart'>,
+  now: { price?: bigint, median?: bigint, trust?: number },
+  policy: { migrateAbovePrice: number, minTrust: number, trustDrop: number }
+): string | undefined {
+  const { price, median, trust } = now
+  if (price != null && median != null && median > 0n && Number(price) > Number(median) * policy.migrateAbovePrice) {
+    return `its price rose to ${price} sat per GiB-month, over ${policy.migrateAbovePrice}x the market median of ${median}`
+  }
+  if (trust != null && policy.minTrust > 0 && trust < policy.minTrust) {
+    return `its trust score fell to ${trust.toFixed(2)}, under ${policy.minTrust}`
+  }
+  if (trust != null && c.trustAtStart != null && c.trustAtStart >= TRUSTED_SCORE && trust < c.trustAtStart * policy.trustDrop) {
+    return `its trust score fell to ${trust.toFixed(2)} from ${c.trustAtStart.toFixed(2)} when the contract formed`
+  }
+  return undefined
 }
 
 /**

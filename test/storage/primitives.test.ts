@@ -12,7 +12,7 @@ import { parseSize, formatSize } from '../../src/storage/size.ts'
 import { auditContract, AuditFailedError } from '../../src/storage/audit.ts'
 import { openRating } from '../../src/storage/rating.ts'
 import { encodeProofs } from '../../src/services/storage/index.ts'
-import { defaultRedundancy, parseRedundancy } from '../../src/storage/client.ts'
+import { defaultRedundancy, migrationReason, parseRedundancy } from '../../src/storage/client.ts'
 
 const fixture = JSON.parse(await readFile(new URL('../fixtures/protocol-vectors.json', import.meta.url), 'utf8'))
 const v = fixture.storage
@@ -109,6 +109,23 @@ describe('storage primitives', () => {
     assert.throws(() => parseRedundancy('8-of-4'), { name: 'InvalidRedundancyError' })
     assert.deepEqual([1, 2, 4, 7, 8, 12, 20, 30, 50].map(h => { const { k, n } = defaultRedundancy(h); return `${k}-of-${n}` }),
       ['1-of-1', '1-of-2', '2-of-4', '3-of-7', '4-of-8', '6-of-12', '7-of-20', '10-of-30', '10-of-30'])
+  })
+})
+
+describe('storage migration', () => {
+  const policy = { migrateAbovePrice: 3, minTrust: 0, trustDrop: 0.25 }
+
+  it('moves off a host whose price rose over 3x the median, or whose trust fell to under a quarter of what it was', () => {
+    assert.match(migrationReason({}, { price: 3001n, median: 1000n }, policy) ?? '', /price rose to 3001 sat per GiB-month, over 3x the market median of 1000/)
+    assert.equal(migrationReason({}, { price: 3000n, median: 1000n }, policy), undefined)
+    assert.match(migrationReason({ trustAtStart: 2 }, { trust: 0.4 }, policy) ?? '', /trust score fell to 0.40 from 2.00/)
+    assert.equal(migrationReason({ trustAtStart: 2 }, { trust: 0.6 }, policy), undefined)
+    // a host nobody knew when the contract formed (score 0), or barely knew, cannot fall: no migration storm
+    assert.equal(migrationReason({ trustAtStart: 0 }, { trust: 0 }, policy), undefined)
+    assert.equal(migrationReason({ trustAtStart: 0.3 }, { trust: 0.01 }, policy), undefined)
+    assert.equal(migrationReason({}, { trust: 0 }, policy), undefined)
+    // an explicit floor holds for every host
+    assert.match(migrationReason({}, { trust: 0.2 }, { ...policy, minTrust: 0.5 }) ?? '', /under 0.5/)
   })
 })
 

@@ -165,6 +165,33 @@ describe('storage upkeep: audits, repair and unpaid rent, by the running nodes',
     await assert.rejects(client.call(host.peerId, { service: 'storage', method: 'list', args: [id] }), /has ended \(rent unpaid\)/)
   })
 
+  it('deletes the shards of a contract that expired more than the grace ago, and rates the renter', async () => {
+    const object = await client.storage.find('file.bin')
+    // one the host still holds (the test before ended its host's contracts)
+    let found: [string, typeof object.contracts[string], typeof hosts[number], string] | undefined
+    for (const [id, c] of Object.entries(object.contracts)) {
+      const host = hosts.find(h => h.peerId.toString() === c.host)
+      const root = object.segments[0].shards.find(s => s.contract === id)?.root
+      if (c.ended == null && c.lost == null && host != null && root != null && await host.storageHost.store.has(id, root)) {
+        found = [id, c, host, root]
+        break
+      }
+    }
+    assert.ok(found != null, 'a contract still held')
+    const [id, c, host, root] = found
+    const DAY = 86_400_000
+    // a day past its end is within the grace: the renter may still take its data out
+    assert.ok(!(await host.storageHost.endExpired(c.end + DAY)).includes(id))
+    assert.equal(await host.storageHost.store.has(id, root), true)
+    const ended = await host.storageHost.endExpired(c.end + 8 * DAY)
+    assert.ok(ended.includes(id), `contract ${id} ended`)
+    assert.equal(await host.storageHost.store.has(id, root), false)
+    // rent was paid a day at a time, not through the end: the renter is rated for it
+    const records = await host.reputation.store.records(client.peerId.toString())
+    assert.ok(records.some(r => r.event === 'rent-unpaid' && r.method === 'end'), 'the renter is rated')
+    await assert.rejects(client.call(host.peerId, { service: 'storage', method: 'list', args: [id] }), /has ended \(expired, rent unpaid\)/)
+  })
+
   it('holds no host to an audit while this node itself reaches nobody', async () => {
     for (const h of hosts) {
       await h.stop()

@@ -157,7 +157,7 @@ export class StorageHost {
     }
     log('%d contracts, %d bytes reserved of %d', this.contracts.size, this.reserved(), this.capacity)
     this.checkTimer = setInterval(() => {
-      this.checking ??= this.endUnpaid().catch(err => { log.error('looking for unpaid contracts failed - %e', err) }).finally(() => { this.checking = undefined })
+      this.checking ??= this.endOverdue().catch(err => { log.error('looking for unpaid and expired contracts failed - %e', err) }).finally(() => { this.checking = undefined })
     }, this.checkMs)
     this.checkTimer.unref()
   }
@@ -165,6 +165,44 @@ export class StorageHost {
   async stop (): Promise<void> {
     clearInterval(this.checkTimer)
     await this.checking
+  }
+
+  /** Both checks the timer runs: unpaid rent, then expiry */
+  async endOverdue (now = Date.now()): Promise<string[]> {
+    return [...await this.endUnpaid(now), ...await this.endExpired(now)]
+  }
+
+  /**
+   * End the contracts that expired more than the grace period ago without
+   * being renewed or ended by the renter (a renewal moves the shards to the
+   * new contract and ends the old one): the shards are deleted, so a host's
+   * disk does not fill with data nobody pays for, and the renter is rated
+   * by whether it paid every period. The grace is the rent grace: a renter
+   * whose node was off over the end date can still fetch and move its data.
+   */
+  async endExpired (now = Date.now()): Promise<string[]> {
+    const ended: string[] = []
+    for (const c of [...this.contracts.values()]) {
+      if (c.endedAt != null || now <= c.terms.end + this.rentGraceMs) {
+        continue
+      }
+      await this.locked(c.id, async () => {
+        if (c.endedAt != null) {
+          return
+        }
+        const periods = Math.ceil((c.terms.end - c.terms.start) / c.terms.rentPeriodMs)
+        const paid = c.rentPaidPeriods >= periods
+        c.endedAt = now
+        c.endedReason = paid ? 'expired' : 'expired, rent unpaid'
+        c.shards = new Map()
+        await this.save(c)
+        await this.store.deleteContract(c.id)
+        this.components.recordRenter?.(c.terms.renter, paid ? 'satisfactory' : 'unsatisfactory', paid ? 'contract-expired' : 'rent-unpaid')
+        log('contract %s with %s expired at %s, shards deleted', c.id, c.terms.renter, new Date(c.terms.end).toISOString())
+        ended.push(c.id)
+      })
+    }
+    return ended
   }
 
   /**
@@ -257,7 +295,13 @@ export class StorageHost {
     return [...this.contracts.values()].filter(c => c.endedAt == null).length
   }
 
-  private live (id: string, caller: string): HostContract {
+  /**
+   * The caller's contract, if it has not ended. Past its end date it is
+   * still there for `get`, `list` and `end` (readOnly) until the grace runs
+   * out: a renter whose node was off over the end date can take its data
+   * out, but cannot store more or pay rent into an expired contract.
+   */
+  private live (id: string, caller: string, readOnly = false): HostContract {
     const c = this.contracts.get(id)
     if (c == null) {
       throw new NotFoundError(`this host has no contract ${id}`)
@@ -268,7 +312,7 @@ export class StorageHost {
     if (c.endedAt != null) {
       throw new NotFoundError(`contract ${id} has ended (${c.endedReason ?? 'by its renter'}); its shards are deleted`)
     }
-    if (c.terms.end <= Date.now()) {
+    if (!readOnly && c.terms.end <= Date.now()) {
       throw new NotFoundError(`contract ${id} expired at ${new Date(c.terms.end).toISOString()}`)
     }
     return c
@@ -484,7 +528,7 @@ export class StorageHost {
   async get (ctx: ServiceContext): Promise<ReturnType<ShardStore['range']>> {
     const id = hexArg(ctx.args[0], 'the contract id')
     const root = hexArg(ctx.args[1], 'the shard root')
-    const c = this.live(id, ctx.caller)
+    const c = this.live(id, ctx.caller, true)
     const size = c.shards.get(root)
     if (size == null) {
       throw new NotFoundError(`contract ${id} holds no shard ${root}`)
@@ -544,7 +588,7 @@ export class StorageHost {
 
   async list (ctx: ServiceContext): Promise<unknown> {
     const id = hexArg(ctx.args[0], 'the contract id')
-    const c = this.live(id, ctx.caller)
+    const c = this.live(id, ctx.caller, true)
     return {
       contract: b64(c.signed),
       revision: c.revision,
@@ -582,7 +626,7 @@ export class StorageHost {
     }
     const renterRating = chunks.length === 0 ? undefined : Buffer.concat(chunks)
     return this.locked(id, async () => {
-      const c = this.live(id, ctx.caller)
+      const c = this.live(id, ctx.caller, true)
       if (renterRating != null) {
         let rating
         try {
