@@ -74,6 +74,13 @@ export interface Config {
     /** How often rent, audits and repairs are looked at, default 60000 ms */
     checkIntervalMs: number
   }
+  /** The Cloud Ledger (promo codes); off unless a genesis file is named */
+  ledger: {
+    /** Path of the ledger's genesis file (JSON), relative to the data directory or absolute; default "" (no ledger) */
+    genesis: string
+    /** An idle ledger makes an empty block this often, default 60000 ms */
+    idleBlockMs: number
+  }
 }
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace'
@@ -113,6 +120,10 @@ export const DEFAULT_CONFIG: Config = {
     auditIntervalMs: 21_600_000,
     auditGraceMs: 3_600_000,
     checkIntervalMs: 60_000
+  },
+  ledger: {
+    genesis: '',
+    idleBlockMs: 60_000
   }
 }
 
@@ -146,7 +157,7 @@ export function checkApiAddress (value: string): { host: string, port: number } 
   return { host: match[1] === 'localhost' ? '127.0.0.1' : match[1].replace(/^\[|\]$/g, ''), port: Number(match[2]) }
 }
 
-const KNOWN = new Set(['listen', 'bootstrap', 'api', 'logLevel', 'rpc', 'dht', 'services', 'policies', 'payments', 'reputation', 'storage'])
+const KNOWN = new Set(['listen', 'bootstrap', 'api', 'logLevel', 'rpc', 'dht', 'services', 'policies', 'payments', 'reputation', 'storage', 'ledger'])
 
 /** Check a parsed config and fill in defaults; every error names the field */
 export function validateConfig (input: unknown): Config {
@@ -309,6 +320,26 @@ export function validateConfig (input: unknown): Config {
         config.storage[key] = value as number
       } else {
         throw new ConfigError(`unknown config field "storage.${key}"`)
+      }
+    }
+  }
+  if (input.ledger !== undefined) {
+    if (!isObject(input.ledger)) {
+      throw new ConfigError('ledger must be an object')
+    }
+    for (const [key, value] of Object.entries(input.ledger)) {
+      if (key === 'genesis') {
+        if (typeof value !== 'string') {
+          throw new ConfigError('ledger.genesis must be the path of the ledger\'s genesis file, or "" for no ledger')
+        }
+        config.ledger.genesis = value
+      } else if (key === 'idleBlockMs') {
+        if (!Number.isSafeInteger(value) || (value as number) < 100) {
+          throw new ConfigError('ledger.idleBlockMs must be a whole number of milliseconds, at least 100')
+        }
+        config.ledger.idleBlockMs = value as number
+      } else {
+        throw new ConfigError(`unknown config field "ledger.${key}"`)
       }
     }
   }

@@ -23,7 +23,7 @@ import { RpcClient, type CallRequest, type CallResponse, type RpcConnection } fr
 import { streamPair } from '@libp2p/utils'
 import { RpcServer, rpcServer } from '../protocols/rpc/server.ts'
 import { CredentialVerifier, bitcoinSigner, openCloudSigner, type CredentialSigner } from '../protocols/rpc/credentials.ts'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { mkdir, rm } from 'node:fs/promises'
 import { Wallet } from '../payments/wallet/wallet.ts'
 import { bitcoinNetwork } from '../payments/wallet/networks.ts'
@@ -43,6 +43,9 @@ import { knownPeers, peersService, providersOf, type PeerEntry, type PeersServic
 import { announceServices } from '../services/peers/discovery.ts'
 import { sha256Service } from '../services/sha256/index.ts'
 import { StorageHost, storageService, STORAGE_SERVICE } from '../services/storage/index.ts'
+import { CloudLedger, loadGenesis, ledgerTopics } from '../ledger/ledger.ts'
+import { ledgerIdOf, type Genesis } from '../ledger/encoding.ts'
+import { ledgerService, LEDGER_SERVICE } from '../services/ledger/index.ts'
 import { parseSize } from '../storage/size.ts'
 import { StorageClient, type HostOffer, type StorageClientInit } from '../storage/client.ts'
 import { ConfigError, configPrices, loadConfig, updateConfigFile, type Config } from './config.ts'
@@ -125,6 +128,8 @@ export class OpenCloudNode {
   readonly storageHost: StorageHost
   /** This node's files stored on other hosts (store put/get) */
   readonly storage: StorageClient
+  /** The Cloud Ledger, when config.json names a genesis (ledger.genesis) */
+  readonly cloudLedger?: CloudLedger
   private readonly datastore: LevelDatastore
   private readonly announceIntervalMs: number
   private announceTimer?: ReturnType<typeof setInterval>
@@ -152,6 +157,7 @@ export class OpenCloudNode {
     chain?: ChainBackend
     market?: MarketInit
     storage?: StorageClientInit
+    genesis?: Genesis
     persistConfig: boolean
   }) {
     this.persistConfig = args.persistConfig
@@ -236,6 +242,29 @@ export class OpenCloudNode {
         settleIntervalMs: args.config.payments.settleIntervalMs
       })
     }
+    if (args.genesis != null) {
+      this.cloudLedger = new CloudLedger({
+        peerId: args.libp2p.peerId,
+        signer: args.signer,
+        datastore: args.datastore,
+        pubsub: args.libp2p.services.pubsub,
+        fetchBlocks: async (peer, from, options) => {
+          const response = await this.client.call(parsePeer(peer), { service: LEDGER_SERVICE, method: 'blocks', args: [String(from)], signal: options.signal })
+          return response.body.bytes()
+        },
+        peers: () => [...new Set(this.libp2p.getConnections().map(c => c.remotePeer.toString()))],
+        anchor: args.chain == null ? undefined : async (data) => (await args.wallet.anchor(args.chain!, data)).txid,
+        bitcoinTx: args.chain == null
+          ? undefined
+          : async (txid) => {
+            const tx = await args.chain!.transaction(txid)
+            return { scripts: tx.outputs.map(o => o.scriptPubKey), confirmations: await args.chain!.confirmations(txid) }
+          },
+        recordEquivocation: (e) => {
+          void this.reputation.record({ peer: e.validator, role: 'server', outcome: 'unsatisfactory', event: 'ledger-equivocation', service: LEDGER_SERVICE, method: e.what }).catch(() => {})
+        }
+      }, { genesis: args.genesis, idleBlockMs: args.config.ledger.idleBlockMs })
+    }
     // a new peer may be the first one in the routing table: announce then,
     // at most once per burst of connections
     this.onPeerConnect = (evt: CustomEvent<PeerId>) => {
@@ -285,6 +314,16 @@ export class OpenCloudNode {
       pipeline.holdings = new HoldingsCheck(chain)
     }
 
+    let genesis: Genesis | undefined
+    if (config.ledger.genesis !== '') {
+      try {
+        genesis = await loadGenesis(resolve(paths.root, config.ledger.genesis))
+      } catch (err) {
+        await datastore.close()
+        throw err
+      }
+    }
+
     const peerInfoMapper = { all: passthroughMapper, public: removePrivateAddressesMapper, private: removePublicAddressesMapper }[config.dht.addresses]
     let libp2p: Libp2p<NodeServices>
     try {
@@ -322,7 +361,7 @@ export class OpenCloudNode {
             clientMode: false,
             peerInfoMapper
           }),
-          pubsub: gossipsub(gossipOptions()),
+          pubsub: gossipsub(gossipOptions(genesis == null ? [] : Object.values(ledgerTopics(ledgerIdOf(genesis))))),
           rpc: rpcServer({ signer, handler: pipeline, maxBodyBytes: config.rpc.maxBodyBytes, idleTimeoutMs: config.rpc.idleTimeoutMs, bodyTimeoutMs: config.rpc.bodyTimeoutMs })
         }
       })
@@ -331,7 +370,7 @@ export class OpenCloudNode {
       throw err
     }
 
-    const node = new OpenCloudNode({ libp2p, config, paths, registry, pipeline, signer, verifier, nonces, datastore, announceIntervalMs: init.announceIntervalMs ?? 10 * 60_000, wallet, ledger, chain, market: init.market, storage: init.storage, persistConfig: init.persistConfig ?? init.config == null })
+    const node = new OpenCloudNode({ libp2p, config, paths, registry, pipeline, signer, verifier, nonces, datastore, announceIntervalMs: init.announceIntervalMs ?? 10 * 60_000, wallet, ledger, chain, market: init.market, storage: init.storage, genesis, persistConfig: init.persistConfig ?? init.config == null })
     for (const service of node.defaultServices()) {
       registry.register(service)
     }
@@ -405,6 +444,9 @@ export class OpenCloudNode {
     if (storage?.enabled !== false) {
       services.push(storageService(this.storageHost))
     }
+    if (this.cloudLedger != null) {
+      services.push(ledgerService(this.cloudLedger))
+    }
     return services
   }
 
@@ -423,6 +465,7 @@ export class OpenCloudNode {
     }
     await this.market.start()
     await this.reputation.start()
+    await this.cloudLedger?.start()
     this.libp2p.addEventListener('peer:connect', this.onPeerConnect)
     this.announceTimer = setInterval(() => { void this.announce().catch(() => {}) }, this.announceIntervalMs)
     this.announceTimer.unref()
@@ -460,6 +503,7 @@ export class OpenCloudNode {
     await step('payments', async () => this.payments?.stop())
     await step('the market', async () => this.market.stop())
     await step('reputation', async () => this.reputation.stop())
+    await step('the ledger', async () => this.cloudLedger?.stop())
     await step('the RPC client', async () => this.client.stop())
     await step('libp2p', async () => this.libp2p.stop())
     await step('services', async () => this.registry.stop())
@@ -715,7 +759,7 @@ function checkServicesConfig (config: Config, registry: ServiceRegistry, policie
  * exempt from the IP colocation penalty, which would otherwise score a local
  * testnet of 30 nodes on 127.0.0.1 far below the graylist threshold.
  */
-function gossipOptions (): Parameters<typeof gossipsub>[0] {
+function gossipOptions (extraTopics: string[] = []): Parameters<typeof gossipsub>[0] {
   const topic = createTopicScoreParams({
     topicWeight: 1,
     timeInMeshWeight: 0.01,
@@ -732,7 +776,7 @@ function gossipOptions (): Parameters<typeof gossipsub>[0] {
   return {
     allowPublishToZeroTopicPeers: true,
     scoreParams: createPeerScoreParams({
-      topics: { [OFFERS_TOPIC]: topic, [REPUTATION_TOPIC]: topic },
+      topics: Object.fromEntries([OFFERS_TOPIC, REPUTATION_TOPIC, ...extraTopics].map(t => [t, topic])),
       IPColocationFactorWhitelist: new Set(['127.0.0.1', '::1'])
     }),
     scoreThresholds: { gossipThreshold: -10, publishThreshold: -50, graylistThreshold: -80 }

@@ -27,6 +27,8 @@ export interface BuildInit {
   /** sat/vB */
   feeRate: number
   network: Network
+  /** up to 80 bytes put in an OP_RETURN output (worth 0 sat): a checkpoint's anchor */
+  data?: Uint8Array
 }
 
 export class InsufficientFundsError extends Error {
@@ -66,6 +68,11 @@ export function buildTransaction (init: BuildInit): BuiltTransaction {
     }
   }
   const rate = BigInt(Math.max(1, Math.ceil(init.feeRate)))
+  if (init.data != null && init.data.byteLength > 80) {
+    throw new RangeError('an OP_RETURN output carries at most 80 bytes')
+  }
+  // value, script length, OP_RETURN, push and the data
+  const dataVbytes = init.data == null ? 0 : 8 + 1 + 2 + init.data.byteLength
   // largest coins first: fewest inputs, lowest fee
   const coins = [...init.coins].sort((a, b) => (b.value > a.value ? 1 : b.value < a.value ? -1 : 0))
   const chosen: SpendableOutput[] = []
@@ -74,7 +81,7 @@ export function buildTransaction (init: BuildInit): BuiltTransaction {
   for (const coin of coins) {
     chosen.push(coin)
     total += coin.value
-    fee = BigInt(OVERHEAD_VBYTES + chosen.length * INPUT_VBYTES + (init.payees.length + 1) * OUTPUT_VBYTES) * rate
+    fee = BigInt(OVERHEAD_VBYTES + chosen.length * INPUT_VBYTES + (init.payees.length + 1) * OUTPUT_VBYTES + dataVbytes) * rate
     if (total >= target + fee) {
       break
     }
@@ -99,6 +106,9 @@ export function buildTransaction (init: BuildInit): BuiltTransaction {
   }
   for (const payee of init.payees) {
     psbt.addOutput({ address: payee.address, value: payee.value })
+  }
+  if (init.data != null) {
+    psbt.addOutput({ script: payments.embed({ data: [init.data] }).output as Uint8Array, value: 0n })
   }
   if (change > 0n) {
     psbt.addOutput({ address: init.changeAddress, value: change })

@@ -414,6 +414,19 @@ export class Wallet {
     return { txid: payment.txid, fee: payment.fee }
   }
 
+  /**
+   * Put up to 80 bytes in bitcoin: a transaction whose only output besides
+   * change is an OP_RETURN carrying `data`, paying just the fee. Resolves
+   * with its txid once broadcast.
+   */
+  async anchor (chain: ChainBackend, data: Uint8Array, feeRate?: number): Promise<{ txid: string, fee: bigint }> {
+    const coins = await this.spendable(chain)
+    const changeAddress = await this.changeAddress(chain)
+    const built = buildTransaction({ coins, payees: [], changeAddress, feeRate: feeRate ?? await chain.feeRate(6), network: bitcoinNetwork(this.network), data })
+    await chain.broadcast(built.hex)
+    return { txid: built.txid, fee: built.fee }
+  }
+
   async history (chain: ChainBackend): Promise<WalletTx[]> {
     const seen = new Map<string, TxInfo>()
     for (const a of this.addresses()) {

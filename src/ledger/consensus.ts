@@ -1,0 +1,583 @@
+import { logger } from '@libp2p/logger'
+import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
+import {
+  encodeBlock, encodeHeader, hex, quorum, sha256, signProposal, signVote, txRootOf, verifyCommit, verifyProposal, verifyVote,
+  type Block, type Commit, type ConsensusMessage, type Proposal, type SignedTx, type Vote
+} from './encoding.ts'
+import type { LedgerState } from './state.ts'
+import type { Mempool } from './mempool.ts'
+
+const log = logger('opencloud:ledger:consensus')
+
+/**
+ * Byzantine fault tolerant agreement on each block, after Tendermint
+ * (Buchman, Kwon and Milosevic, "The latest gossip on BFT consensus",
+ * 2018): at each height, rounds of propose, prevote and precommit. A
+ * validator that prevoted a block more than two thirds prevoted is locked
+ * on it until a later round shows more than two thirds for another, so two
+ * blocks can never both gather more than two thirds of the precommits at
+ * one height unless more than a third of the validators sign both. A block
+ * with such a commit is final: nothing undoes it.
+ *
+ * Rounds are the seed's slots: round r at height h belongs to one
+ * validator, in turn, skipping the one that proposed block h-1 (no
+ * validator proposes two blocks in a row); if it is down, its round times
+ * out after a slot and the next validator proposes.
+ */
+
+export interface EngineComponents {
+  peerId: string
+  signer: CredentialSigner
+  state: LedgerState
+  mempool: Mempool
+  /** send to every node (gossip); the engine handles its own messages itself */
+  broadcast: (msg: ConsensusMessage) => void
+  /** keep a final block; resolves once it is on disk */
+  persist: (block: Block, commit: Commit) => Promise<void>
+  /** a final block applied, with its outcomes */
+  onFinal?: (block: Block) => void
+  /** a validator signed two different things for one slot */
+  onEquivocation?: (evidence: Equivocation) => void
+  /** messages of a height past ours came: we are behind and must sync */
+  onBehind?: (height: number, from: string) => void
+}
+
+export interface EngineInit {
+  /** how long to wait for a block before an idle height gets an empty one, default 60 s */
+  idleBlockMs?: number
+  /** how long a proposer collects transactions before proposing, default a tenth of the slot */
+  batchMs?: number
+  /** how far ahead of our clock a block's time may be, default 10 s */
+  maxClockSkewMs?: number
+}
+
+export interface Equivocation {
+  validator: string
+  height: number
+  round: number
+  what: 'proposal' | 'prevote' | 'precommit'
+  /** the two things it signed, hex */
+  first: string
+  second: string
+}
+
+type Step = 'propose' | 'prevote' | 'precommit'
+
+interface Round {
+  proposal?: Proposal
+  /** voter -> block hash hex ('' for nil) */
+  prevotes: Map<string, Vote>
+  precommits: Map<string, Vote>
+  /** voters caught signing two votes of a kind this round: counted for neither */
+  equivocators: Set<string>
+  proposalRejected?: boolean
+  /** the waits armed once more than two thirds prevoted / precommitted anything */
+  prevoteTimer?: boolean
+  precommitTimer?: boolean
+}
+
+export class ConsensusEngine {
+  private readonly c: EngineComponents
+  private readonly slotMs: number
+  private readonly idleBlockMs: number
+  private readonly batchMs: number
+  private readonly maxClockSkewMs: number
+  height = 1
+  round = 0
+  step: Step = 'propose'
+  private lockedBlock?: Block
+  private lockedRound = -1
+  private validBlock?: Block
+  private validRound = -1
+  private rounds = new Map<number, Round>()
+  /** messages for the next height, held until we get there */
+  private future: Array<{ msg: ConsensusMessage, from: string }> = []
+  private timers = new Set<ReturnType<typeof setTimeout>>()
+  private proposeTimer?: ReturnType<typeof setTimeout>
+  private running = false
+  private deciding = false
+  /** when the current height began */
+  private heightStarted = Date.now()
+  private readonly onTx: () => void
+
+  constructor (components: EngineComponents, init: EngineInit = {}) {
+    this.c = components
+    this.slotMs = components.state.genesis.slotMs
+    this.idleBlockMs = init.idleBlockMs ?? 60_000
+    this.batchMs = init.batchMs ?? Math.max(10, Math.floor(this.slotMs / 10))
+    this.maxClockSkewMs = init.maxClockSkewMs ?? 10_000
+    this.onTx = () => { this.txArrived() }
+  }
+
+  get validators (): string[] {
+    return this.c.state.validators
+  }
+
+  isValidator (): boolean {
+    return this.validators.includes(this.c.peerId)
+  }
+
+  start (): void {
+    this.running = true
+    this.c.mempool.addEventListener('tx', this.onTx)
+    this.startHeight()
+  }
+
+  stop (): void {
+    this.running = false
+    this.c.mempool.removeEventListener('tx', this.onTx)
+    for (const t of this.timers) {
+      clearTimeout(t)
+    }
+    this.timers.clear()
+  }
+
+  /**
+   * Who proposes in round `round` of `height`: the validators in turn,
+   * without the proposer of the block before (EIP-225's rule: no validator
+   * signs two blocks in a row), when there is anyone else.
+   */
+  proposerOf (height: number, round: number, validators = this.validators, previous = this.previousProposer()): string {
+    const eligible = validators.length > 1 ? validators.filter(v => v !== previous) : validators
+    return eligible[(height + round) % eligible.length]
+  }
+
+  private previousProposer (): string | undefined {
+    return this.c.state.lastProposer
+  }
+
+  private r (round: number): Round {
+    let r = this.rounds.get(round)
+    if (r == null) {
+      r = { prevotes: new Map(), precommits: new Map(), equivocators: new Set() }
+      this.rounds.set(round, r)
+    }
+    return r
+  }
+
+  private schedule (ms: number, fn: () => void): ReturnType<typeof setTimeout> {
+    const t = setTimeout(() => {
+      this.timers.delete(t)
+      if (this.running) {
+        fn()
+      }
+    }, ms)
+    t.unref?.()
+    this.timers.add(t)
+    return t
+  }
+
+  private startHeight (): void {
+    this.height = this.c.state.height + 1
+    this.rounds = new Map()
+    this.lockedBlock = undefined
+    this.lockedRound = -1
+    this.validBlock = undefined
+    this.validRound = -1
+    this.heightStarted = Date.now()
+    this.startRound(0)
+    const held = this.future
+    this.future = []
+    for (const { msg, from } of held) {
+      this.receive(msg, from)
+    }
+  }
+
+  private startRound (round: number): void {
+    this.round = round
+    this.step = 'propose'
+    if (this.proposeTimer != null) {
+      clearTimeout(this.proposeTimer)
+      this.timers.delete(this.proposeTimer)
+      this.proposeTimer = undefined
+    }
+    if (!this.isValidator()) {
+      return
+    }
+    const height = this.height
+    if (this.proposerOf(height, round) === this.c.peerId) {
+      if (round === 0 && this.validBlock == null) {
+        // round 0 waits for transactions (and batches them a moment), or proposes an empty block when idle
+        const wait = this.c.mempool.size > 0 ? this.batchMs : this.idleBlockMs
+        this.proposeTimer = this.schedule(wait, () => { this.propose(height, round) })
+      } else {
+        this.propose(height, round)
+      }
+    } else {
+      this.armProposeTimeout()
+    }
+    // a round already past quorum (messages came before we got here)
+    this.recheck()
+  }
+
+  /** A non-proposer's wait: a slot once there is something to propose, the idle time otherwise */
+  private armProposeTimeout (): void {
+    if (this.proposeTimer != null) {
+      clearTimeout(this.proposeTimer)
+      this.timers.delete(this.proposeTimer)
+    }
+    const height = this.height
+    const round = this.round
+    const wait = round === 0 && this.c.mempool.size === 0
+      ? this.idleBlockMs + this.slotMs
+      : this.slotMs + Math.floor(round * this.slotMs / 2)
+    this.proposeTimer = this.schedule(wait, () => {
+      if (this.height === height && this.round === round && this.step === 'propose') {
+        log('height %d round %d: no block from %s in time', height, round, this.proposerOf(height, round))
+        this.vote('prevote', undefined)
+      }
+    })
+  }
+
+  private txArrived (): void {
+    if (!this.running || !this.isValidator() || this.round !== 0 || this.step !== 'propose' || this.c.mempool.size !== 1) {
+      return
+    }
+    // the first transaction of an idle height: shorten the waits
+    if (this.proposerOf(this.height, 0) === this.c.peerId) {
+      if (this.proposeTimer != null) {
+        clearTimeout(this.proposeTimer)
+        this.timers.delete(this.proposeTimer)
+      }
+      const height = this.height
+      this.proposeTimer = this.schedule(this.batchMs, () => { this.propose(height, 0) })
+    } else if (this.r(0).proposal == null) {
+      this.armProposeTimeout()
+    }
+  }
+
+  private propose (height: number, round: number): void {
+    if (this.height !== height || this.round !== round || this.step !== 'propose') {
+      return
+    }
+    const block = this.validBlock ?? this.buildBlock(height, round)
+    const proposal = signProposal(this.c.state.ledger, { height, round, validRound: this.validBlock != null ? this.validRound : -1, block, blockBytes: encodeBlock(block), proposer: this.c.peerId }, this.c.signer)
+    log('height %d round %d: proposing %d transactions', height, round, block.txs.length)
+    const msg: ConsensusMessage = { type: 'proposal', proposal }
+    this.c.broadcast(msg)
+    this.receive(msg, this.c.peerId)
+  }
+
+  private buildBlock (height: number, round: number): Block {
+    const state = this.c.state
+    const txs = this.c.mempool.select(state.genesis.maxTxsPerBlock)
+    // a block's time never goes back, even if this clock does
+    const time = Math.max(Date.now(), state.lastTime + 1)
+    const { appHash } = state.dryRun({ txs, header: { time, height } })
+    const header = { ledger: state.ledger, height, round, time, prev: state.lastHash, proposer: this.c.peerId, txRoot: txRootOf(txs), appHash }
+    return { header, txs, hash: sha256(encodeHeader(header)) }
+  }
+
+  /** Why a block may not be final at this height, or undefined */
+  private invalid (block: Block): string | undefined {
+    const state = this.c.state
+    const h = block.header
+    if (hex(h.ledger) !== hex(state.ledger)) {
+      return 'for another ledger'
+    }
+    if (h.height !== state.height + 1) {
+      return `height ${h.height}, not ${state.height + 1}`
+    }
+    if (hex(h.prev) !== hex(state.lastHash)) {
+      return 'it does not follow the last final block'
+    }
+    if (h.proposer !== this.proposerOf(h.height, h.round)) {
+      return `${h.proposer} does not propose round ${h.round}`
+    }
+    if (h.time <= state.lastTime || h.time > Date.now() + this.maxClockSkewMs) {
+      return 'its time is before the last block\'s or too far ahead'
+    }
+    if (block.txs.length > state.genesis.maxTxsPerBlock) {
+      return `${block.txs.length} transactions, over the ${state.genesis.maxTxsPerBlock} a block may hold`
+    }
+    const ids = new Set(block.txs.map(t => hex(t.id)))
+    if (ids.size !== block.txs.length) {
+      return 'a transaction twice'
+    }
+    if (hex(state.dryRun(block).appHash) !== hex(h.appHash)) {
+      return 'its app hash is not what its transactions give'
+    }
+    return undefined
+  }
+
+  /** Take in a consensus message from `from` (a gossip peer, or ourselves) */
+  receive (msg: ConsensusMessage, from: string): void {
+    if (!this.running) {
+      return
+    }
+    if (msg.type === 'commit') {
+      void this.receiveCommit(msg.block, msg.commit, from)
+      return
+    }
+    const height = msg.type === 'proposal' ? msg.proposal.height : msg.vote.height
+    if (height < this.height) {
+      return
+    }
+    if (height > this.height) {
+      if (height === this.height + 1 && this.future.length < 10_000) {
+        this.future.push({ msg, from })
+      } else {
+        this.c.onBehind?.(height, from)
+      }
+      return
+    }
+    if (msg.type === 'proposal') {
+      this.onProposal(msg.proposal)
+    } else {
+      this.onVote(msg.vote)
+    }
+  }
+
+  private onProposal (p: Proposal): void {
+    if (p.round > this.round + 1000) {
+      return
+    }
+    const expected = this.proposerOf(p.height, p.round)
+    if (p.proposer !== expected) {
+      log('dropped a proposal for height %d round %d from %s: the round is %s\'s', p.height, p.round, p.proposer, expected)
+      return
+    }
+    try {
+      verifyProposal(this.c.state.ledger, p)
+    } catch (err: any) {
+      log('dropped a proposal with a bad signature - %s', err.message)
+      return
+    }
+    const r = this.r(p.round)
+    if (r.proposal != null) {
+      if (hex(r.proposal.block.hash) !== hex(p.block.hash) || r.proposal.validRound !== p.validRound) {
+        // two blocks signed for one slot: both are out, and the proposer is on record
+        r.proposalRejected = true
+        this.c.onEquivocation?.({ validator: p.proposer, height: p.height, round: p.round, what: 'proposal', first: hex(r.proposal.block.hash), second: hex(p.block.hash) })
+        if (p.round === this.round && this.step === 'propose') {
+          this.vote('prevote', undefined)
+        }
+      }
+      return
+    }
+    r.proposal = p
+    this.recheck()
+  }
+
+  private onVote (v: Vote): void {
+    if (!this.validators.includes(v.voter) || v.round > this.round + 1000) {
+      return
+    }
+    try {
+      verifyVote(this.c.state.ledger, v)
+    } catch (err: any) {
+      log('dropped a vote with a bad signature - %s', err.message)
+      return
+    }
+    const r = this.r(v.round)
+    const votes = v.type === 'prevote' ? r.prevotes : r.precommits
+    const held = votes.get(v.voter)
+    if (held != null) {
+      if (hex(held.block) !== hex(v.block) && !r.equivocators.has(v.voter)) {
+        r.equivocators.add(v.voter)
+        votes.delete(v.voter)
+        this.c.onEquivocation?.({ validator: v.voter, height: v.height, round: v.round, what: v.type, first: hex(held.block), second: hex(v.block) })
+      }
+      return
+    }
+    if (r.equivocators.has(v.voter)) {
+      return
+    }
+    votes.set(v.voter, v)
+    // f+1 validators in a later round: go there (someone is ahead of us)
+    if (v.round > this.round) {
+      const ahead = new Set([...r.prevotes.keys(), ...r.precommits.keys()])
+      if (ahead.size > this.validators.length / 3) {
+        this.startRound(v.round)
+        return
+      }
+    }
+    this.recheck()
+  }
+
+  private count (votes: Map<string, Vote>, block?: Uint8Array): number {
+    const want = block == null ? '' : hex(block)
+    let n = 0
+    for (const v of votes.values()) {
+      if (hex(v.block) === want) {
+        n++
+      }
+    }
+    return n
+  }
+
+  private vote (type: 'prevote' | 'precommit', block: Block | undefined): void {
+    if (!this.isValidator()) {
+      return
+    }
+    this.step = type
+    const vote = signVote(this.c.state.ledger, { type, height: this.height, round: this.round, block: block?.hash ?? new Uint8Array(0), voter: this.c.peerId }, this.c.signer)
+    const msg: ConsensusMessage = { type: 'vote', vote }
+    this.c.broadcast(msg)
+    this.onVote(vote)
+  }
+
+  /** The rules of the algorithm that fire on what has been collected */
+  private recheck (): void {
+    if (this.deciding) {
+      return
+    }
+    const q = quorum(this.validators.length)
+    // any round: a proposal with a quorum of precommits is final
+    for (const [round, r] of this.rounds) {
+      const p = r.proposal
+      if (p != null && !r.proposalRejected && this.count(r.precommits, p.block.hash) >= q) {
+        if (this.invalid(p.block) == null) {
+          void this.decide(p.block, round, r)
+          return
+        }
+      }
+    }
+    const r = this.r(this.round)
+    const p = r.proposal
+    if (this.step === 'propose' && p != null && !r.proposalRejected) {
+      const bad = this.invalid(p.block)
+      if (bad != null) {
+        log('height %d round %d: prevoting nil, the block is bad: %s', this.height, this.round, bad)
+        this.vote('prevote', undefined)
+      } else if (p.validRound === -1) {
+        this.vote('prevote', this.lockedRound === -1 || hex(this.lockedBlock!.hash) === hex(p.block.hash) ? p.block : undefined)
+      } else if (p.validRound < this.round && this.count(this.r(p.validRound).prevotes, p.block.hash) >= q) {
+        this.vote('prevote', this.lockedRound <= p.validRound || hex(this.lockedBlock!.hash) === hex(p.block.hash) ? p.block : undefined)
+      }
+    }
+    if (this.step === 'prevote' || this.step === 'precommit') {
+      if (p != null && !r.proposalRejected && this.count(r.prevotes, p.block.hash) >= q && this.invalid(p.block) == null) {
+        if (this.step === 'prevote') {
+          this.lockedBlock = p.block
+          this.lockedRound = this.round
+          this.vote('precommit', p.block)
+        }
+        this.validBlock = p.block
+        this.validRound = this.round
+      } else if (this.step === 'prevote' && this.count(r.prevotes) >= q) {
+        this.vote('precommit', undefined)
+      } else if (this.step === 'prevote' && r.prevotes.size >= q && !r.prevoteTimer) {
+        r.prevoteTimer = true
+        const height = this.height
+        const round = this.round
+        this.schedule(Math.floor(this.slotMs / 2), () => {
+          if (this.height === height && this.round === round && this.step === 'prevote') {
+            this.vote('precommit', undefined)
+          }
+        })
+      }
+    }
+    if (r.precommits.size >= q && !r.precommitTimer) {
+      r.precommitTimer = true
+      const height = this.height
+      const round = this.round
+      this.schedule(Math.floor(this.slotMs / 2), () => {
+        if (this.height === height && this.round === round) {
+          this.startRound(round + 1)
+        }
+      })
+    }
+  }
+
+  private async decide (block: Block, round: number, r: Round): Promise<void> {
+    this.deciding = true
+    try {
+      const q = quorum(this.validators.length)
+      const votes = [...r.precommits.values()].filter(v => hex(v.block) === hex(block.hash)).slice(0, Math.max(q, 0))
+      const commit: Commit = { round, votes: votes.map(v => ({ voter: v.voter, signature: v.signature })) }
+      await this.finalize(block, commit)
+      this.c.broadcast({ type: 'commit', block, blockBytes: encodeBlock(block), commit })
+    } catch (err: any) {
+      log.error('keeping block %d failed - %e', block.header.height, err)
+    } finally {
+      this.deciding = false
+    }
+    if (this.running) {
+      this.startHeight()
+    }
+  }
+
+  private async finalize (block: Block, commit: Commit): Promise<void> {
+    await this.c.persist(block, commit)
+    this.c.state.apply(block)
+    this.c.mempool.removeIncluded(block.txs)
+    log('block %d final: %d transactions, round %d, %d ms after the height began', block.header.height, block.txs.length, commit.round, Date.now() - this.heightStarted)
+    this.c.onFinal?.(block)
+  }
+
+  /** A final block from a peer: checked against its certificate and the rules, then applied */
+  private async receiveCommit (block: Block, commit: Commit, from: string): Promise<void> {
+    const height = block.header.height
+    if (height <= this.c.state.height || this.deciding) {
+      return
+    }
+    if (height > this.c.state.height + 1) {
+      this.c.onBehind?.(height, from)
+      return
+    }
+    try {
+      await this.applyFinal(block, commit)
+    } catch (err: any) {
+      log('dropped block %d from %s - %s', height, from, err.message)
+      return
+    }
+    if (this.running) {
+      this.startHeight()
+    }
+  }
+
+  /**
+   * Apply a final block got from elsewhere (a commit message, or sync):
+   * its certificate must verify against this height's validators and it
+   * must follow the rules. Throws saying why not.
+   */
+  async applyFinal (block: Block, commit: Commit): Promise<void> {
+    if (this.deciding) {
+      throw new Error('a block is being decided')
+    }
+    this.deciding = true
+    try {
+      verifyCommit(this.c.state.ledger, block, commit, this.validators)
+      const bad = this.invalidFromSync(block)
+      if (bad != null) {
+        throw new Error(`block ${block.header.height} breaks the rules: ${bad}`)
+      }
+      await this.finalize(block, commit)
+    } finally {
+      this.deciding = false
+    }
+  }
+
+  /** Like `invalid`, without the clock (a block synced later is old) */
+  private invalidFromSync (block: Block): string | undefined {
+    const state = this.c.state
+    const h = block.header
+    if (h.height !== state.height + 1 || hex(h.prev) !== hex(state.lastHash)) {
+      return 'it does not follow the last final block'
+    }
+    if (h.proposer !== this.proposerOf(h.height, h.round)) {
+      return `${h.proposer} does not propose round ${h.round}`
+    }
+    if (h.time <= state.lastTime) {
+      return 'its time is before the last block\'s'
+    }
+    if (hex(state.dryRun(block).appHash) !== hex(h.appHash)) {
+      return 'its app hash is not what its transactions give'
+    }
+    return undefined
+  }
+
+  /** Restart the current height after a sync moved the state on */
+  resync (): void {
+    if (this.running && this.c.state.height + 1 !== this.height) {
+      this.startHeight()
+    }
+  }
+
+  status (): { height: number, round: number, step: Step, proposer: string, validator: boolean } {
+    return { height: this.height, round: this.round, step: this.step, proposer: this.proposerOf(this.height, this.round), validator: this.isValidator() }
+  }
+}
+
+export type { SignedTx }

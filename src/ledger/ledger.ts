@@ -1,0 +1,686 @@
+import { readFile } from 'node:fs/promises'
+import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { logger } from '@libp2p/logger'
+import { Key, type Datastore } from 'interface-datastore'
+import { Reader, Writer } from '../protocols/rpc/encoding.ts'
+import { RejectionCounter } from '../market/signed-gossip.ts'
+import { RateLimiter, parseRateLimit, type RateLimit } from '../services/policy/rate-limiter.ts'
+import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
+import type { PeerId } from '@libp2p/interface'
+import {
+  decodeBlock, decodeCommit, decodeMessage, encodeBlock, encodeCommit, encodeEvidence, encodeGenesis, encodeMessage, hex, ledgerIdOf,
+  LedgerLimits, openTx, signRedeemAuthorization, signTx, verifyProposal, verifyVote,
+  type Block, type Commit, type ConsensusMessage, type Genesis, type SignedTx, type TxBody
+} from './encoding.ts'
+import { LedgerState, type TxOutcome } from './state.ts'
+import { Mempool } from './mempool.ts'
+import { ConsensusEngine, type Equivocation } from './consensus.ts'
+
+const log = logger('opencloud:ledger')
+
+const BLOCKS = '/ledger/blocks'
+const EVIDENCE = '/ledger/evidence'
+
+export class GenesisError extends Error {
+  override name = 'GenesisError'
+}
+
+export class LedgerRejectedError extends Error {
+  override name = 'LedgerRejectedError'
+}
+
+export class LedgerTimeoutError extends Error {
+  override name = 'LedgerTimeoutError'
+}
+
+export interface CloudLedgerComponents {
+  peerId: PeerId
+  signer: CredentialSigner
+  datastore: Datastore
+  pubsub: {
+    topicValidators: Map<string, (peer: PeerId, msg: Message) => TopicValidatorResult | Promise<TopicValidatorResult>>
+    subscribe: (topic: string) => void
+    unsubscribe: (topic: string) => void
+    publish: (topic: string, data: Uint8Array) => Promise<unknown>
+    addEventListener: (type: 'message', fn: (evt: CustomEvent<Message>) => void) => void
+    removeEventListener: (type: 'message', fn: (evt: CustomEvent<Message>) => void) => void
+  }
+  /** ask a peer for final blocks from `from` on (the ledger service's `blocks`) */
+  fetchBlocks?: (peer: string, from: number, options: { signal: AbortSignal }) => Promise<Uint8Array>
+  /** peers to sync from at start */
+  peers?: () => string[]
+  /** anchor 64 bytes in bitcoin (an OP_RETURN output), resolving with the txid; undefined when there is no chain */
+  anchor?: (data: Uint8Array) => Promise<string>
+  /** a validator caught signing two things for one slot */
+  recordEquivocation?: (e: Equivocation) => void
+  /** the outputs' scripts (hex) of a bitcoin transaction and its confirmations, to check checkpoints */
+  bitcoinTx?: (txid: string) => Promise<{ scripts: string[], confirmations: number }>
+}
+
+export interface CloudLedgerInit {
+  genesis: Genesis
+  /** an idle ledger makes an empty block this often, default 60 s */
+  idleBlockMs?: number
+  /** transactions one originator may gossip, default "200/s burst 2000" */
+  txRateLimit?: string
+}
+
+/** Read and check a genesis file (JSON) */
+export async function loadGenesis (path: string): Promise<Genesis> {
+  let raw: any
+  try {
+    raw = JSON.parse(await readFile(path, 'utf8'))
+  } catch (err: any) {
+    throw new GenesisError(`cannot read the ledger genesis ${path}: ${err.message}`)
+  }
+  return parseGenesis(raw, path)
+}
+
+export function parseGenesis (raw: any, where = 'the genesis'): Genesis {
+  const int = (key: string, min: number, def?: number): number => {
+    const v = raw?.[key] ?? def
+    if (!Number.isSafeInteger(v) || v < min) {
+      throw new GenesisError(`${where}: "${key}" must be a whole number, at least ${min}`)
+    }
+    return v
+  }
+  if (typeof raw?.chain !== 'string' || raw.chain.length === 0) {
+    throw new GenesisError(`${where}: "chain" names the ledger, e.g. "opencloud-testnet"`)
+  }
+  if (!Array.isArray(raw.validators) || raw.validators.length === 0) {
+    throw new GenesisError(`${where}: "validators" lists the first validators' PeerIds`)
+  }
+  for (const v of raw.validators) {
+    try {
+      peerIdFromString(v)
+    } catch {
+      throw new GenesisError(`${where}: validator "${String(v)}" is not a PeerId`)
+    }
+  }
+  if (new Set(raw.validators).size !== raw.validators.length) {
+    throw new GenesisError(`${where}: a validator is listed twice`)
+  }
+  const g: Genesis = {
+    chain: raw.chain,
+    time: int('time', 0),
+    validators: raw.validators,
+    slotMs: int('slotMs', 100, 1000),
+    checkpointEvery: int('checkpointEvery', 1, 100),
+    maxTxsPerBlock: int('maxTxsPerBlock', 1, 5000),
+    maxRequestsPerSlot: int('maxRequestsPerSlot', 1, 10),
+    txTtlMs: int('txTtlMs', 10_000, 600_000)
+  }
+  if (g.maxTxsPerBlock > LedgerLimits.txsPerBlock) {
+    throw new GenesisError(`${where}: "maxTxsPerBlock" is at most ${LedgerLimits.txsPerBlock}`)
+  }
+  encodeGenesis(g)
+  return g
+}
+
+export const ledgerTopics = (ledger: Uint8Array): { consensus: string, txs: string } => ({
+  consensus: `/opencloud/ledger/1/${hex(ledger).slice(0, 16)}`,
+  txs: `/opencloud/ledger-tx/1/${hex(ledger).slice(0, 16)}`
+})
+
+/**
+ * The Cloud Ledger on this node: final blocks in the datastore, the state
+ * they give, the queue of transactions, and, on a validator, the consensus
+ * engine. Transactions and consensus messages travel on two gossipsub
+ * topics named after the ledger; a node that falls behind (or starts late)
+ * fetches final blocks from a peer and checks every certificate.
+ */
+export class CloudLedger {
+  readonly genesis: Genesis
+  readonly id: Uint8Array
+  readonly state: LedgerState
+  readonly mempool: Mempool
+  readonly engine: ConsensusEngine
+  readonly topics: { consensus: string, txs: string }
+  readonly rejections = new RejectionCounter()
+  readonly equivocations: Equivocation[] = []
+  private readonly c: CloudLedgerComponents
+  private readonly me: string
+  private readonly rateLimiter = new RateLimiter({ maxBuckets: 20_000 })
+  private readonly txRate: RateLimit
+  private readonly waiters = new Map<string, Array<(o: TxOutcome) => void>>()
+  private readonly onMessage: (evt: CustomEvent<Message>) => void
+  private syncing?: Promise<void>
+  private syncTimer?: ReturnType<typeof setInterval>
+  private lastTxTime = 0
+  /** aborted at stop: a sync under way gives up at once */
+  private shutdown = new AbortController()
+
+  constructor (components: CloudLedgerComponents, init: CloudLedgerInit) {
+    this.c = components
+    this.me = components.peerId.toString()
+    this.genesis = init.genesis
+    this.id = ledgerIdOf(init.genesis)
+    this.state = new LedgerState(init.genesis, this.id)
+    this.mempool = new Mempool(this.state)
+    this.topics = ledgerTopics(this.id)
+    this.txRate = parseRateLimit(init.txRateLimit ?? '200/s burst 2000')
+    this.engine = new ConsensusEngine({
+      peerId: this.me,
+      signer: components.signer,
+      state: this.state,
+      mempool: this.mempool,
+      broadcast: (msg) => { this.publish(this.topics.consensus, encodeMessage(msg)) },
+      persist: async (block, commit) => this.persist(block, commit),
+      onFinal: (block) => { this.final(block) },
+      onEquivocation: (e) => { void this.equivocation(e) },
+      onBehind: (height, from) => { this.behind(height, from) }
+    }, { idleBlockMs: init.idleBlockMs })
+    this.onMessage = (evt) => {
+      const msg = evt.detail
+      if (msg.topic === this.topics.consensus) {
+        try {
+          this.engine.receive(decodeMessage(msg.data, (id) => this.mempool.verified(id)), msg.type === 'signed' ? msg.from.toString() : '')
+        } catch (err: any) {
+          log.error('an accepted consensus message did not decode - %s', err.message)
+        }
+      }
+      // transactions went into the queue in the topic validator
+    }
+  }
+
+  async start (): Promise<void> {
+    this.shutdown = new AbortController()
+    // the blocks on disk were checked when they came: applied again without their signatures
+    let replayed = 0
+    for await (const { value } of this.c.datastore.query({ prefix: BLOCKS })) {
+      const { block } = decodeStored(value, () => true)
+      if (block.header.height !== this.state.height + 1) {
+        throw new Error(`the ledger's block ${this.state.height + 1} is missing from the datastore (found ${block.header.height})`)
+      }
+      this.state.apply(block)
+      replayed++
+    }
+    for await (const { value } of this.c.datastore.query({ prefix: EVIDENCE })) {
+      this.equivocations.push(JSON.parse(new TextDecoder().decode(value)))
+    }
+    log('ledger %s (%s): %d blocks, %d validators', this.genesis.chain, hex(this.id).slice(0, 16), replayed, this.state.validators.length)
+    const { pubsub } = this.c
+    pubsub.topicValidators.set(this.topics.txs, (peer, msg) => this.validateTx(peer, msg))
+    pubsub.topicValidators.set(this.topics.consensus, (peer, msg) => this.validateConsensus(peer, msg))
+    pubsub.addEventListener('message', this.onMessage)
+    pubsub.subscribe(this.topics.txs)
+    pubsub.subscribe(this.topics.consensus)
+    this.engine.start()
+    // catch up with whoever is connected, then now and then
+    void this.syncFromPeers()
+    this.syncTimer = setInterval(() => { void this.syncFromPeers() }, Math.max(5_000, this.genesis.slotMs * 10))
+    this.syncTimer.unref()
+  }
+
+  async stop (): Promise<void> {
+    clearInterval(this.syncTimer)
+    this.shutdown.abort()
+    this.engine.stop()
+    const { pubsub } = this.c
+    pubsub.removeEventListener('message', this.onMessage)
+    pubsub.topicValidators.delete(this.topics.txs)
+    pubsub.topicValidators.delete(this.topics.consensus)
+    for (const t of [this.topics.txs, this.topics.consensus]) {
+      try {
+        pubsub.unsubscribe(t)
+      } catch {}
+    }
+    await this.syncing
+  }
+
+  private publish (topic: string, data: Uint8Array): void {
+    void this.c.pubsub.publish(topic, data).catch(err => { log('publishing on %s failed - %s', topic, err.message) })
+  }
+
+  private validateTx (peer: PeerId, msg: Message): TopicValidatorResult {
+    if (msg.type !== 'signed') {
+      return TopicValidatorResult.Reject
+    }
+    if (this.rateLimiter.take(msg.from.toString(), this.txRate) > 0) {
+      return TopicValidatorResult.Ignore
+    }
+    try {
+      const stx = openTx(msg.data)
+      if (hex(stx.tx.ledger) !== hex(this.id)) {
+        throw new Error('for another ledger')
+      }
+      this.mempool.add(stx)
+      return TopicValidatorResult.Accept
+    } catch (err: any) {
+      if (err.name === 'MempoolFullError') {
+        return TopicValidatorResult.Ignore
+      }
+      this.rejections.count(peer, msg)
+      log('rejected a transaction from %s - %s', msg.from.toString(), err.message)
+      return TopicValidatorResult.Reject
+    }
+  }
+
+  /** Forged or malformed consensus messages are rejected here, which costs the sender gossip score */
+  private validateConsensus (peer: PeerId, msg: Message): TopicValidatorResult {
+    if (msg.type !== 'signed') {
+      return TopicValidatorResult.Reject
+    }
+    let m: ConsensusMessage
+    try {
+      m = decodeMessage(msg.data, (id) => this.mempool.verified(id))
+      if (m.type === 'proposal') {
+        verifyProposal(this.id, m.proposal)
+      } else if (m.type === 'vote') {
+        verifyVote(this.id, m.vote)
+      }
+    } catch (err: any) {
+      this.rejections.count(peer, msg)
+      log('rejected a consensus message from %s - %s', msg.from.toString(), err.message)
+      return TopicValidatorResult.Reject
+    }
+    return TopicValidatorResult.Accept
+  }
+
+  private async persist (block: Block, commit: Commit): Promise<void> {
+    const bytes = new Writer().bytes(encodeBlock(block)).bytes(encodeCommit(commit)).finish()
+    await this.c.datastore.put(blockKey(block.header.height), bytes)
+  }
+
+  private final (block: Block): void {
+    for (const id of block.txs.map(t => hex(t.id))) {
+      const o = this.state.outcomes.get(id)
+      const waiting = this.waiters.get(id)
+      if (o != null && waiting != null) {
+        this.waiters.delete(id)
+        for (const w of waiting) {
+          w(o)
+        }
+      }
+    }
+    const h = block.header.height
+    if (h % this.genesis.checkpointEvery === 0 && block.header.proposer === this.me && this.c.anchor != null) {
+      void this.checkpoint(h).catch(err => { log.error('anchoring the state at height %d failed - %e', h, err) })
+    }
+  }
+
+  /** Anchor the state root at `height` in bitcoin, then record the anchor on the ledger */
+  async checkpoint (height: number): Promise<{ btcTxid: string, stateRoot: string }> {
+    const root = this.state.roots.get(height)
+    if (root == null || this.c.anchor == null) {
+      throw new Error(root == null ? `no state root at height ${height}` : 'this node has no bitcoin chain (payments.chain)')
+    }
+    const btcTxid = await this.c.anchor(anchorData(this.id, height, Buffer.from(root, 'hex')))
+    log('state at height %d anchored in bitcoin transaction %s', height, btcTxid)
+    await this.submit({ kind: 'checkpoint', height, stateRoot: Buffer.from(root, 'hex'), btcTxid })
+    return { btcTxid, stateRoot: root }
+  }
+
+  /**
+   * Every checkpoint on the ledger, checked against bitcoin and this node's
+   * own history: the anchor must be in the named bitcoin transaction and
+   * hold the state root this node computed at that height. A mismatch means
+   * this node's history, or the one the validators anchored, was rewritten.
+   */
+  async verifyCheckpoints (): Promise<CheckpointView[]> {
+    const out: CheckpointView[] = []
+    for (const cp of [...this.state.checkpoints.values()].sort((a, b) => a.height - b.height)) {
+      const mine = this.state.roots.get(cp.height)
+      const view: CheckpointView = { height: cp.height, stateRoot: cp.stateRoot, btcTxid: cp.btcTxid, by: cp.by, ownRoot: mine, status: 'unchecked' }
+      if (this.c.bitcoinTx == null) {
+        view.problem = 'this node has no bitcoin chain to check with (payments.chain)'
+      } else {
+        try {
+          const tx = await this.c.bitcoinTx(cp.btcTxid)
+          view.confirmations = tx.confirmations
+          const anchors = tx.scripts.filter(s => s.startsWith('6a')).map(s => parseAnchor(Buffer.from(s.replace(/^6a(4c[0-9a-f]{2}|[0-9a-f]{2})/, ''), 'hex'))).filter(a => a != null)
+          const a = anchors.find(a => a.height === cp.height && a.ledgerPrefix === hex(this.id).slice(0, 16))
+          if (a == null) {
+            view.status = 'mismatch'
+            view.problem = `bitcoin transaction ${cp.btcTxid} holds no anchor of this ledger at height ${cp.height}`
+          } else if (a.stateRoot !== mine || a.stateRoot !== cp.stateRoot) {
+            view.status = 'mismatch'
+            view.problem = `bitcoin holds state root ${a.stateRoot} for height ${cp.height}; this node's history gives ${mine ?? 'nothing'}`
+          } else {
+            view.status = 'ok'
+          }
+        } catch (err: any) {
+          view.problem = `cannot fetch bitcoin transaction ${cp.btcTxid}: ${err.message}`
+        }
+      }
+      if (view.status === 'mismatch') {
+        log.error('checkpoint at height %d does not match: %s', cp.height, view.problem)
+      }
+      out.push(view)
+    }
+    return out
+  }
+
+  private async equivocation (e: Equivocation): Promise<void> {
+    log.error('validator %s signed two %ss for height %d round %d', e.validator, e.what, e.height, e.round)
+    this.equivocations.push(e)
+    try {
+      await this.c.datastore.put(new Key(`${EVIDENCE}/${e.height}-${e.round}-${e.what}-${e.validator}`), new TextEncoder().encode(JSON.stringify(e)))
+    } catch (err: any) {
+      log.error('keeping the evidence failed - %e', err)
+    }
+    this.c.recordEquivocation?.(e)
+  }
+
+  private behind (height: number, from: string): void {
+    if (from === '' || from === this.me || height <= this.state.height + 1) {
+      return
+    }
+    void this.syncFrom(from)
+  }
+
+  /** Fetch and apply final blocks from each peer in turn until none has more */
+  async syncFromPeers (): Promise<void> {
+    for (const peer of this.c.peers?.() ?? []) {
+      await this.syncFrom(peer)
+    }
+  }
+
+  async syncFrom (peer: string): Promise<number> {
+    if (this.c.fetchBlocks == null) {
+      return 0
+    }
+    while (this.syncing != null) {
+      await this.syncing
+    }
+    let applied = 0
+    this.syncing = (async () => {
+      for (;;) {
+        let body: Uint8Array
+        try {
+          if (this.shutdown.signal.aborted) {
+            return
+          }
+          // a peer that does not answer in a few slots is left for the next
+          body = await this.c.fetchBlocks!(peer, this.state.height + 1, { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(Math.max(5_000, this.genesis.slotMs * 10))]) })
+        } catch (err: any) {
+          log('syncing from %s failed - %s', peer, err.message)
+          return
+        }
+        const r = new Reader(body)
+        const n = r.count(1000, 'the blocks')
+        if (n === 0) {
+          return
+        }
+        for (let i = 0; i < n; i++) {
+          const { block, commit } = decodeStored(r.bytes(LedgerLimits.blockBytes + 70_000, 'a block'), (id) => this.mempool.verified(id))
+          if (block.header.height <= this.state.height) {
+            continue
+          }
+          try {
+            await this.engine.applyFinal(block, commit)
+          } catch (err: any) {
+            log.error('block %d from %s is refused - %s', block.header.height, peer, err.message)
+            return
+          }
+          applied++
+        }
+      }
+    })().finally(() => { this.syncing = undefined })
+    await this.syncing
+    if (applied > 0) {
+      log('synced %d blocks from %s, at height %d', applied, peer, this.state.height)
+      this.engine.resync()
+    }
+    return applied
+  }
+
+  /** Final blocks from `from` on, for a peer that syncs: varint n || n x bytes (block || commit) */
+  async blocksFrom (from: number, max = 100, maxBytes = 4 * 1024 * 1024): Promise<Uint8Array> {
+    const out: Uint8Array[] = []
+    let bytes = 0
+    for (let h = from; h <= this.state.height && out.length < max && bytes < maxBytes; h++) {
+      const stored = await this.c.datastore.get(blockKey(h))
+      out.push(stored)
+      bytes += stored.byteLength
+    }
+    const w = new Writer().varint(out.length)
+    for (const b of out) {
+      w.bytes(b)
+    }
+    return w.finish()
+  }
+
+  async block (height: number): Promise<{ block: Block, commit: Commit } | undefined> {
+    try {
+      return decodeStored(await this.c.datastore.get(blockKey(height)), () => true)
+    } catch {
+      return undefined
+    }
+  }
+
+  /** Sign a transaction as this node */
+  sign (body: TxBody): SignedTx {
+    // a fresh time each, so two identical requests are two transactions
+    const time = Math.max(Date.now(), this.lastTxTime + 1)
+    this.lastTxTime = time
+    return signTx({ ledger: this.id, sender: this.me, time, body }, this.c.signer)
+  }
+
+  /**
+   * Queue a transaction (ours, or one a client sent) and gossip it;
+   * resolves with its outcome once final, or with only its id when `wait`
+   * is false. Throws LedgerRejectedError when the ledger refused it.
+   */
+  async submit (body: TxBody | SignedTx, options: { wait?: boolean, timeoutMs?: number } = {}): Promise<TxOutcome | { id: string }> {
+    const stx = 'kind' in body ? this.sign(body) : body
+    const id = hex(stx.id)
+    if (hex(stx.tx.ledger) !== hex(this.id)) {
+      throw new LedgerRejectedError('the transaction is for another ledger')
+    }
+    const done = this.state.outcomes.get(id)
+    if (done == null) {
+      this.mempool.add(stx)
+      this.publish(this.topics.txs, stx.bytes)
+    }
+    if (options.wait === false) {
+      return { id }
+    }
+    const outcome = done ?? await this.outcome(id, options.timeoutMs ?? Math.max(30_000, this.genesis.slotMs * 20))
+    if (!outcome.ok) {
+      throw new LedgerRejectedError(outcome.reason ?? 'refused')
+    }
+    return outcome
+  }
+
+  /** Wait for a transaction to be final */
+  async outcome (id: string, timeoutMs: number): Promise<TxOutcome> {
+    const done = this.state.outcomes.get(id)
+    if (done != null) {
+      return done
+    }
+    return new Promise((resolve, reject) => {
+      const list = this.waiters.get(id) ?? []
+      const timer = setTimeout(() => {
+        const l = this.waiters.get(id)?.filter(w => w !== settle)
+        if (l != null && l.length > 0) this.waiters.set(id, l)
+        else this.waiters.delete(id)
+        reject(new LedgerTimeoutError(`transaction ${id} is not final after ${Math.round(timeoutMs / 1000)} s: ${this.livenessProblem() ?? 'the ledger is slow'}`))
+      }, timeoutMs)
+      const settle = (o: TxOutcome): void => { clearTimeout(timer); resolve(o) }
+      list.push(settle)
+      this.waiters.set(id, list)
+    })
+  }
+
+  /** Why blocks may not become final, if something is visibly wrong */
+  livenessProblem (): string | undefined {
+    const { round, height } = this.engine.status()
+    if (round >= 3) {
+      return `height ${height} is at round ${round}: more than a third of the ${this.state.validators.length} validators may be down (a block needs ${Math.floor(2 * this.state.validators.length / 3) + 1} of them)`
+    }
+    return undefined
+  }
+
+  /** Sign, as this node (a code's owner), the authorization for `redeemer` to redeem `code` */
+  authorizeRedeem (code: string, redeemer: string): string {
+    return Buffer.from(signRedeemAuthorization(this.id, Buffer.from(code, 'hex'), redeemer, this.c.signer)).toString('base64')
+  }
+
+  /** This node's signed statement as a validator candidate */
+  candidateEvidence (statement: string): Uint8Array {
+    return encodeEvidence(this.id, this.me, statement, this.c.signer)
+  }
+
+  /** A code as any node sees it: valid (with the time left), redeemed or expired; undefined when unknown */
+  codeView (code: string, now = Date.now()): CodeView | undefined {
+    const c = this.state.codes.get(code)
+    if (c == null) {
+      return undefined
+    }
+    const pool = this.state.pools.get(c.pool)!
+    const state = c.redeemed != null ? 'redeemed' : c.expiresAt <= now ? 'expired' : 'valid'
+    return {
+      code: c.code,
+      state,
+      pool: c.pool,
+      poolName: pool.name,
+      issuer: pool.owner,
+      service: pool.service,
+      creditSat: pool.creditSat.toString(),
+      owner: c.owner,
+      issuedAt: new Date(c.issuedAt).toISOString(),
+      expiresAt: new Date(c.expiresAt).toISOString(),
+      remainingMs: state === 'valid' ? c.expiresAt - now : 0,
+      transfers: c.transfers,
+      redeemed: c.redeemed == null ? undefined : { by: c.redeemed.by, at: new Date(c.redeemed.at).toISOString(), height: c.redeemed.height }
+    }
+  }
+
+  poolViews (): PoolView[] {
+    return [...this.state.pools.values()].map(p => ({ id: p.id, name: p.name, issuer: p.owner, service: p.service, creditSat: p.creditSat.toString(), quantity: p.quantity, issued: p.issued, left: p.quantity - p.issued, ttlMs: p.ttlMs, perRequester: p.perRequester, createdAt: new Date(p.createdAt).toISOString(), height: p.height }))
+  }
+
+  /** Pending votes: who voted for what */
+  voteViews (): Array<{ action: string, candidate: string, voters: string[], needed: number, statement?: string }> {
+    return [...this.state.votes.entries()].map(([key, v]) => {
+      const [action, candidate] = key.split(' ')
+      return { action, candidate, voters: [...v.voters], needed: Math.floor(this.state.validators.length / 2) + 1, statement: v.statement }
+    })
+  }
+
+  status (): LedgerStatus {
+    const e = this.engine.status()
+    return {
+      chain: this.genesis.chain,
+      ledger: hex(this.id),
+      height: this.state.height,
+      lastBlock: hex(this.state.lastHash),
+      lastBlockTime: this.state.lastTime,
+      appHash: hex(this.state.appHash),
+      round: e.round,
+      step: e.step,
+      nextProposer: e.proposer,
+      validator: e.validator,
+      validators: this.state.validators,
+      slotMs: this.genesis.slotMs,
+      checkpointEvery: this.genesis.checkpointEvery,
+      pending: this.mempool.size,
+      pools: this.state.pools.size,
+      codes: this.state.codes.size,
+      equivocations: this.equivocations.length,
+      problem: this.livenessProblem()
+    }
+  }
+}
+
+export interface LedgerStatus {
+  chain: string
+  ledger: string
+  height: number
+  lastBlock: string
+  lastBlockTime: number
+  appHash: string
+  round: number
+  step: string
+  nextProposer: string
+  validator: boolean
+  validators: string[]
+  slotMs: number
+  checkpointEvery: number
+  pending: number
+  pools: number
+  codes: number
+  equivocations: number
+  problem?: string
+}
+
+export interface CheckpointView {
+  height: number
+  stateRoot: string
+  btcTxid: string
+  by: string
+  /** the state root this node computed at that height */
+  ownRoot?: string
+  confirmations?: number
+  status: 'ok' | 'mismatch' | 'unchecked'
+  problem?: string
+}
+
+export interface CodeView {
+  code: string
+  state: 'valid' | 'redeemed' | 'expired'
+  pool: string
+  poolName: string
+  /** the member cloud that issued it */
+  issuer: string
+  service: string
+  /** what the code pays for, in sat of the service's calls */
+  creditSat: string
+  owner: string
+  issuedAt: string
+  expiresAt: string
+  remainingMs: number
+  transfers: number
+  redeemed?: { by: string, at: string, height: number }
+}
+
+export interface PoolView {
+  id: string
+  name: string
+  issuer: string
+  service: string
+  creditSat: string
+  quantity: number
+  issued: number
+  left: number
+  ttlMs: number
+  perRequester: number
+  createdAt: string
+  height: number
+}
+
+function blockKey (height: number): Key {
+  return new Key(`${BLOCKS}/${String(height).padStart(12, '0')}`)
+}
+
+function decodeStored (bytes: Uint8Array, verified: (id: string) => boolean): { block: Block, commit: Commit } {
+  const r = new Reader(bytes)
+  const block = decodeBlock(r.bytes(LedgerLimits.blockBytes, 'the block'), verified)
+  const commit = decodeCommit(r.bytes(64 * 1024, 'the commit'))
+  r.end('the stored block')
+  return { block, commit }
+}
+
+/**
+ * What a checkpoint puts in bitcoin (an OP_RETURN of 64 bytes): "OCL1",
+ * the first 8 bytes of the ledger id, the height (u32 big-endian), and the
+ * state root; the remaining 16 bytes are zero.
+ */
+export function anchorData (ledger: Uint8Array, height: number, stateRoot: Uint8Array): Uint8Array {
+  const out = new Uint8Array(64)
+  out.set(new TextEncoder().encode('OCL1'))
+  out.set(ledger.subarray(0, 8), 4)
+  new DataView(out.buffer).setUint32(12, height)
+  out.set(stateRoot, 16)
+  return out
+}
+
+export function parseAnchor (data: Uint8Array): { ledgerPrefix: string, height: number, stateRoot: string } | undefined {
+  if (data.byteLength < 48 || new TextDecoder().decode(data.subarray(0, 4)) !== 'OCL1') {
+    return undefined
+  }
+  return { ledgerPrefix: hex(data.subarray(4, 12)), height: new DataView(data.buffer, data.byteOffset).getUint32(12), stateRoot: hex(data.subarray(16, 48)) }
+}
+

@@ -1,0 +1,225 @@
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { writeFile } from 'node:fs/promises'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
+import { ensureDataDir, loadOrCreateIdentity } from '../../src/node/data-dir.ts'
+import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
+import { hex, signProposal, txRootOf, sha256, encodeHeader, encodeBlock, type Block } from '../../src/ledger/encoding.ts'
+import type { CloudLedger } from '../../src/ledger/ledger.ts'
+import { addrOf, connect, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
+
+const SLOT_MS = 400
+
+async function identityOf (dir: string): Promise<string> {
+  const paths = await ensureDataDir(dir)
+  return peerIdFromPrivateKey(await loadOrCreateIdentity(paths.identity)).toString()
+}
+
+const L = (n: OpenCloudNode): CloudLedger => n.cloudLedger!
+
+/**
+ * The Cloud Ledger on real nodes over TCP: four validators and a node that
+ * only follows, a regtest chain for the checkpoints, 400 ms slots.
+ */
+describe('cloud ledger: promo codes on a 4-validator ledger', () => {
+  let dir: { path: string, cleanup: () => Promise<void> }
+  let regtest: RegtestServer
+  const nodes: OpenCloudNode[] = []
+  let genesisPath: string
+  let config: ReturnType<typeof testConfig>
+  let pool: string
+  const codes: string[] = []
+
+  const start = async (i: number): Promise<OpenCloudNode> => {
+    const node = await OpenCloudNode.create({ dataDir: join(dir.path, `node${i}`), config, bootstrap: i === 0 ? [] : [addrOf(nodes[0])] })
+    await node.start()
+    nodes[i] = node
+    for (const other of nodes.slice(0, i)) {
+      if (other != null && other !== node && other.libp2p.status === 'started') {
+        await connect(node, other)
+      }
+    }
+    return node
+  }
+
+  before(async () => {
+    dir = await tempDir()
+    regtest = new RegtestServer({ dir: join(dir.path, 'chain'), blockIntervalMs: 0 })
+    await regtest.start()
+    const validators: string[] = []
+    for (let i = 0; i < 4; i++) {
+      validators.push(await identityOf(join(dir.path, `node${i}`)))
+    }
+    genesisPath = join(dir.path, 'genesis.json')
+    await writeFile(genesisPath, JSON.stringify({ chain: 'test', time: Date.now() - 1000, validators, slotMs: SLOT_MS, checkpointEvery: 5, maxTxsPerBlock: 500, maxRequestsPerSlot: 5, txTtlMs: 60_000 }))
+    config = testConfig({ payments: { network: 'regtest', chain: regtest.url, settleIntervalMs: 500, graceMs: 600_000 }, ledger: { genesis: genesisPath, idleBlockMs: 1000 } })
+    for (let i = 0; i < 5; i++) {
+      await start(i)
+    }
+    for (let i = 0; i < 4; i++) {
+      await regtest.faucet(await nodes[i].wallet.newAddress(), 1_000_000n)
+    }
+    await regtest.chain.mine(1, regtest.faucetAddress)
+  })
+
+  after(async () => {
+    for (const n of nodes) {
+      await n?.stop().catch(() => {})
+    }
+    await regtest?.stop()
+    await dir?.cleanup()
+  })
+
+  it('makes blocks that every node holds alike, four validators taking turns', async () => {
+    await waitFor(() => nodes.every(n => L(n).state.height >= 3), 20_000, 'three blocks on every node')
+    const h = Math.min(...nodes.map(n => L(n).state.height))
+    const block = await L(nodes[4]).block(h)
+    for (const n of nodes) {
+      assert.equal(hex((await L(n).block(h))!.block.hash), hex(block!.block.hash))
+    }
+    assert.equal(L(nodes[4]).status().validator, false)
+    // no validator proposes two blocks in a row
+    for (let k = 2; k <= h; k++) {
+      assert.notEqual((await L(nodes[0]).block(k))!.block.header.proposer, (await L(nodes[0]).block(k - 1))!.block.header.proposer)
+    }
+  })
+
+  it('runs the promo workflow: pool, request, check, transfer, and one redemption when two clouds race', async () => {
+    const created = await L(nodes[0]).submit({ kind: 'pool', name: 'starter', service: 'sha256', creditSat: 1000n, quantity: 3, ttlMs: 600_000, perRequester: 2 })
+    pool = (created as any).id
+    // a user that is not a member cloud asks for codes (through its own node)
+    const user = nodes[4]
+    for (let i = 0; i < 2; i++) {
+      codes.push(((await L(user).submit({ kind: 'request', pool: Buffer.from(pool, 'hex') })) as any).id)
+    }
+    await assert.rejects(L(user).submit({ kind: 'request', pool: Buffer.from(pool, 'hex') }), /has 2 codes from this pool, the most it allows/)
+    // any node can check a code
+    await waitFor(() => L(nodes[2]).codeView(codes[0]) != null, 10_000, 'the code on node 2')
+    const view = L(nodes[2]).codeView(codes[0])!
+    assert.equal(view.state, 'valid')
+    assert.equal(view.owner, user.peerId.toString())
+    assert.equal(view.creditSat, '1000')
+    assert.ok(view.remainingMs > 500_000)
+    // only a member cloud creates pools
+    await assert.rejects(L(user).submit({ kind: 'pool', name: 'mine', service: 'sha256', creditSat: 1n, quantity: 1, ttlMs: 600_000, perRequester: 1 }), /only a member cloud/)
+    // transfer to another identity, then the old owner cannot use it
+    const newOwner = nodes[3]
+    await L(user).submit({ kind: 'transfer', code: Buffer.from(codes[0], 'hex'), to: newOwner.peerId.toString() })
+    await waitFor(() => L(nodes[1]).codeView(codes[0])?.owner === newOwner.peerId.toString(), 10_000, 'the transfer seen')
+    await assert.rejects(L(user).submit({ kind: 'transfer', code: Buffer.from(codes[0], 'hex'), to: user.peerId.toString() }), /only the code's owner/)
+    // the owner authorizes two clouds; both redeem at once: exactly one wins
+    const auth1 = L(newOwner).authorizeRedeem(codes[0], nodes[1].peerId.toString())
+    const auth2 = L(newOwner).authorizeRedeem(codes[0], nodes[2].peerId.toString())
+    const results = await Promise.allSettled([
+      L(nodes[1]).submit({ kind: 'redeem', code: Buffer.from(codes[0], 'hex'), authorization: Buffer.from(auth1, 'base64') }),
+      L(nodes[2]).submit({ kind: 'redeem', code: Buffer.from(codes[0], 'hex'), authorization: Buffer.from(auth2, 'base64') })
+    ])
+    assert.equal(results.filter(r => r.status === 'fulfilled').length, 1, 'one redemption is final')
+    const lost = results.find(r => r.status === 'rejected') as PromiseRejectedResult
+    assert.match(lost.reason.message, /the code was redeemed at height \d+ by /)
+    await waitFor(() => nodes.every(n => L(n).codeView(codes[0])?.state === 'redeemed'), 10_000, 'redeemed everywhere')
+    // a redemption without the owner's authorization fails
+    const forged = L(nodes[3]).authorizeRedeem(codes[1], nodes[1].peerId.toString())
+    await assert.rejects(L(nodes[1]).submit({ kind: 'redeem', code: Buffer.from(codes[1], 'hex'), authorization: Buffer.from(forged, 'base64') }), /did not authorize/)
+    // an unknown code
+    await assert.rejects(L(nodes[1]).submit({ kind: 'redeem', code: sha256(new Uint8Array([1])), authorization: Buffer.from(forged, 'base64') }), /no such code/)
+  })
+
+  it('refuses a forged transaction and a replayed one', async () => {
+    const stx = L(nodes[4]).sign({ kind: 'request', pool: Buffer.from(pool, 'hex') })
+    const bytes = Uint8Array.from(stx.bytes)
+    bytes[bytes.length - 1] ^= 1
+    await assert.rejects(nodes[4].call(nodes[0].peerId, { service: 'ledger', method: 'submit', args: ['wait'], body: bodyFromBytes(bytes) }), /does not verify/)
+    // a transaction final once is answered with its outcome again, never applied twice
+    const request = await L(nodes[3]).submit({ kind: 'request', pool: Buffer.from(pool, 'hex') }) as any
+    const replayed = await nodes[4].call(nodes[1].peerId, { service: 'ledger', method: 'submit', args: ['wait'], body: bodyFromBytes(L(nodes[3]).state.outcomes.has(request.id) ? (await findTx(L(nodes[3]), request.id)) : new Uint8Array()) })
+    const answer = JSON.parse(new TextDecoder().decode(await replayed.body.bytes()))
+    assert.equal(answer.id, request.id)
+    assert.equal(L(nodes[0]).poolViews().find(p => p.id === pool)!.issued, 3, 'issued once, not twice')
+  })
+
+  it('keeps going with one validator of four killed, and the restarted one catches up', async () => {
+    const victim = 2
+    await nodes[victim].stop()
+    const before = L(nodes[0]).state.height
+    // a pool from a validator that is up, final with 3 of 4
+    await L(nodes[1]).submit({ kind: 'pool', name: 'second', service: 'sha256', creditSat: 500n, quantity: 10, ttlMs: 600_000, perRequester: 1 })
+    await waitFor(() => L(nodes[0]).state.height > before, 10_000, 'the block on node 0')
+    await start(victim)
+    await waitFor(() => L(nodes[victim]).state.height >= L(nodes[0]).state.height && L(nodes[0]).state.height > before, 30_000, 'the restarted validator caught up')
+    assert.equal(hex(L(nodes[victim]).state.appHash), hex((L(nodes[0]).state.height === L(nodes[victim]).state.height ? L(nodes[0]) : L(nodes[victim])).state.appHash))
+    assert.ok(L(nodes[victim]).poolViews().some(p => p.name === 'second'))
+  })
+
+  it('records a validator that signs two blocks for one slot, and counts neither', async () => {
+    const target = L(nodes[1])
+    const engine = target.engine
+    const height = engine.height
+    // a round of this height ahead of everyone, and the validator whose round it is
+    let round = engine.round + 5
+    if (engine.proposerOf(height, round) === nodes[1].peerId.toString()) {
+      round++
+    }
+    const cheat = nodes.find(n => n.peerId.toString() === engine.proposerOf(height, round))!
+    const proposal = (time: number): any => {
+      const header = { ledger: target.id, height, round, time, prev: target.state.lastHash, proposer: cheat.peerId.toString(), txRoot: txRootOf([]), appHash: target.state.appHash }
+      const block: Block = { header, txs: [], hash: sha256(encodeHeader(header)) }
+      return { type: 'proposal', proposal: signProposal(target.id, { height, round, validRound: -1, block, blockBytes: encodeBlock(block), proposer: cheat.peerId.toString() }, cheat.signer) }
+    }
+    const before = target.equivocations.length
+    engine.receive(proposal(Date.now()), cheat.peerId.toString())
+    engine.receive(proposal(Date.now() + 1), cheat.peerId.toString())
+    assert.equal(target.equivocations.length, before + 1)
+    assert.equal(target.equivocations.at(-1)!.validator, cheat.peerId.toString())
+    // and it is on record in reputation, which gossips
+    await waitFor(async () => (await nodes[1].reputation.store.records(cheat.peerId.toString())).some(r => r.event === 'ledger-equivocation' && r.outcome === 'unsatisfactory'), 5000, 'the equivocation in reputation')
+  })
+
+  it('anchors the state root in bitcoin and checks every checkpoint against its own history', async () => {
+    await waitFor(() => L(nodes[0]).state.checkpoints.size > 0, 30_000, 'a checkpoint on the ledger')
+    await regtest.chain.mine(1, regtest.faucetAddress)
+    const checks = await L(nodes[4]).verifyCheckpoints()
+    assert.ok(checks.length > 0)
+    assert.ok(checks.every(c => c.status === 'ok'), JSON.stringify(checks))
+    assert.ok((checks[0].confirmations ?? 0) >= 1)
+  })
+
+  it('adds a validator by a majority vote with its signed statement, and a late node syncs everything', async () => {
+    const candidate = nodes[4]
+    const evidence = L(candidate).candidateEvidence('node 4 of the test network, run by the test suite')
+    await L(nodes[0]).submit({ kind: 'vote', add: true, candidate: candidate.peerId.toString(), evidence })
+    assert.equal(L(nodes[0]).state.validators.length, 4, 'one vote of four is not a majority')
+    await L(nodes[1]).submit({ kind: 'vote', add: true, candidate: candidate.peerId.toString(), evidence })
+    assert.equal(L(nodes[0]).state.validators.length, 4, 'two of four is not a majority')
+    await L(nodes[3]).submit({ kind: 'vote', add: true, candidate: candidate.peerId.toString(), evidence })
+    assert.ok(L(nodes[3]).state.validators.includes(candidate.peerId.toString()))
+    await waitFor(() => nodes.every(n => L(n).state.validators.length === 5), 10_000, 'every node sees five validators')
+    assert.equal(L(candidate).status().validator, true)
+    // a vote with a statement the candidate did not sign fails
+    const bogus = L(nodes[0]).candidateEvidence('someone else')
+    await assert.rejects(L(nodes[0]).submit({ kind: 'vote', add: true, candidate: nodes[3].peerId.toString(), evidence: bogus }), /is a validator already|evidence does not verify/)
+    // blocks still become final with five validators
+    await L(candidate).submit({ kind: 'pool', name: 'by-new-member', service: 'sha256', creditSat: 10n, quantity: 1, ttlMs: 600_000, perRequester: 1 })
+    // a node that joins now syncs the whole history, checking each certificate
+    const late = await start(5)
+    await waitFor(() => L(late).state.height >= L(nodes[0]).state.height - 1 && L(late).state.height > 5, 30_000, 'the late node synced')
+    const h = L(late).state.height
+    assert.equal(hex((await L(late).block(h))!.block.hash), hex((await L(nodes[0]).block(h))!.block.hash))
+    assert.equal(L(late).state.validators.length, 5)
+    assert.equal(L(late).codeView(codes[0])?.state, 'redeemed')
+  })
+})
+
+async function findTx (ledger: CloudLedger, id: string): Promise<Uint8Array> {
+  for (let h = ledger.state.height; h >= 1; h--) {
+    const b = await ledger.block(h)
+    const t = b?.block.txs.find(t => hex(t.id) === id)
+    if (t != null) {
+      return t.bytes
+    }
+  }
+  throw new Error(`no transaction ${id}`)
+}
