@@ -8,7 +8,9 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import { ensureDataDir, loadOrCreateIdentity } from '../../src/node/data-dir.ts'
 
 const BIN = fileURLToPath(new URL('../../bin/opencloud-node.js', import.meta.url))
 
@@ -26,7 +28,7 @@ export interface Started {
 export const TESTNET_STORAGE_PRICES = { rent: '2000 sat', put: '1000 sat', get: '2000 sat' }
 
 /** Settings the testnet gives node i on top of its defaults */
-async function writeNodeConfig (dataDir: string, index: number, chainUrl?: string, pretrusted?: string): Promise<boolean> {
+async function writeNodeConfig (dataDir: string, index: number, chainUrl?: string, pretrusted?: string, genesis?: string): Promise<boolean> {
   const path = join(dataDir, 'config.json')
   let config: any = {}
   try {
@@ -53,6 +55,10 @@ async function writeNodeConfig (dataDir: string, index: number, chainUrl?: strin
   if (priced) {
     config.services = { ...config.services, sha256: { enabled: true, prices: { hash: '100 sat' } } }
   }
+  // every node follows the testnet's Cloud Ledger; its validators are named in the genesis
+  if (genesis != null) {
+    config.ledger = { ...config.ledger, genesis, idleBlockMs: 10_000 }
+  }
   await writeFile(path, JSON.stringify(config, null, 2) + '\n')
   return priced
 }
@@ -64,10 +70,35 @@ export async function fund (node: Started, chain: RegtestServer, sats: bigint): 
   await chain.faucet(address, sats)
 }
 
-export async function startNode (index: number, dir: string, bootstrap: string | undefined, chainUrl?: string): Promise<Started> {
-  const dataDir = join(dir, `node-${index}`)
+export const nodeDir = (dir: string, index: number): string => join(dir, `node-${index}`)
+
+/**
+ * The testnet ledger's genesis, naming nodes 1 to `validators` (their
+ * identities are made now if new). An existing genesis with the same
+ * validators is kept, so a restarted testnet keeps its ledger.
+ */
+export async function writeLedgerGenesis (dir: string, validators: number): Promise<string> {
+  const ids: string[] = []
+  for (let i = 1; i <= validators; i++) {
+    const paths = await ensureDataDir(nodeDir(dir, i))
+    ids.push(peerIdFromPrivateKey(await loadOrCreateIdentity(paths.identity)).toString())
+  }
+  const path = join(dir, 'ledger-genesis.json')
+  try {
+    const held = JSON.parse(await readFile(path, 'utf8'))
+    if (JSON.stringify(held.validators) === JSON.stringify(ids)) {
+      return path
+    }
+  } catch {}
+  const genesis = { chain: 'opencloud-testnet', time: Date.now(), validators: ids, slotMs: 1000, checkpointEvery: 100, maxTxsPerBlock: 5000, maxRequestsPerSlot: 10, txTtlMs: 600_000 }
+  await writeFile(path, JSON.stringify(genesis, null, 2) + '\n')
+  return path
+}
+
+export async function startNode (index: number, dir: string, bootstrap: string | undefined, chainUrl?: string, genesis?: string): Promise<Started> {
+  const dataDir = nodeDir(dir, index)
   await mkdir(dataDir, { recursive: true })
-  const priced = await writeNodeConfig(dataDir, index, chainUrl, bootstrap == null ? undefined : /\/p2p\/([^/]+)$/.exec(bootstrap)?.[1])
+  const priced = await writeNodeConfig(dataDir, index, chainUrl, bootstrap == null ? undefined : /\/p2p\/([^/]+)$/.exec(bootstrap)?.[1], genesis)
   const args = [BIN, 'daemon', '--json', '--exit-with-parent', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0']
   if (bootstrap != null) {
     args.push('--bootstrap', bootstrap)

@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
 import { formatAmount, parseAmount } from '../../src/market/units.ts'
-import { fund, startNode, stopAll, type Started } from './network.ts'
+import { fund, startNode, stopAll, type Started, writeLedgerGenesis } from './network.ts'
 
 const HELP = `Usage: npm run testnet -- [--nodes N] [--dir DIR] [--json]
 
@@ -38,6 +38,10 @@ Options:
   --dir DIR       where the data directories go, default $OPENCLOUD_TESTNET_DIR
                   or .testnet
   --parallel K    how many nodes start at once, default 4
+  --ledger-validators V
+                  run a Cloud Ledger (promo codes) with nodes 1 to V as its
+                  validators (1 s slots, a bitcoin checkpoint every 100
+                  blocks); every node follows it. Default 0: no ledger
   --json          print the nodes as JSON
   -h, --help      show this help`
 
@@ -49,6 +53,7 @@ async function main (): Promise<number> {
         nodes: { type: 'string', default: '5' },
         dir: { type: 'string', default: process.env.OPENCLOUD_TESTNET_DIR ?? '.testnet' },
         parallel: { type: 'string', default: '4' },
+        'ledger-validators': { type: 'string', default: '0' },
         fund: { type: 'string', default: '0.1 BTC' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' }
@@ -66,6 +71,11 @@ async function main (): Promise<number> {
   const parallel = Number(values.parallel)
   if (!Number.isSafeInteger(count) || count < 1 || count > 200) {
     process.stderr.write('testnet: --nodes takes a number from 1 to 200\n')
+    return 2
+  }
+  const validators = Number(values['ledger-validators'])
+  if (!Number.isSafeInteger(validators) || validators < 0 || validators > count) {
+    process.stderr.write(`testnet: --ledger-validators takes a number from 0 to the number of nodes (${count})\n`)
     return 2
   }
   if (!Number.isSafeInteger(parallel) || parallel < 1) {
@@ -99,14 +109,18 @@ async function main (): Promise<number> {
     const progress = (text: string): void => { if (values.json !== true) process.stderr.write(text) }
     await chain.start()
     progress(`regtest chain at ${chain.url}\nstarting ${count} nodes in ${dir}\n`)
-    const first = await startNode(1, dir, undefined, chain.url)
+    const genesis = validators > 0 ? await writeLedgerGenesis(dir, validators) : undefined
+    if (genesis != null) {
+      progress(`Cloud Ledger with nodes 1 to ${validators} as validators (${genesis})\n`)
+    }
+    const first = await startNode(1, dir, undefined, chain.url, genesis)
     nodes.push(first)
     progress(`  node 1 ${first.peerId}\n`)
     const bootstrap = first.addrs.find(a => a.includes('/127.0.0.1/')) ?? first.addrs[0]
     for (let i = 2; i <= count && !stopping; i += parallel) {
       const batch = []
       for (let j = i; j < Math.min(i + parallel, count + 1); j++) {
-        batch.push(startNode(j, dir, bootstrap, chain.url))
+        batch.push(startNode(j, dir, bootstrap, chain.url, genesis))
       }
       for (const node of await Promise.all(batch)) {
         nodes.push(node)

@@ -10,8 +10,9 @@ import { paymentsCommand, walletCommand } from './commands/wallet.ts'
 import { marketCommand } from './commands/market.ts'
 import { reputationCommand } from './commands/reputation.ts'
 import { storeCommand } from './commands/store.ts'
+import { ledgerCommand } from './commands/ledger.ts'
 
-const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand, walletCommand, paymentsCommand, marketCommand, reputationCommand, storeCommand]
+const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand, walletCommand, paymentsCommand, marketCommand, reputationCommand, storeCommand, ledgerCommand]
 
 function overview (): string {
   const width = Math.max(...COMMANDS.map(c => c.name.length))

@@ -170,6 +170,7 @@ export class ConsensusEngine {
   private startHeight (): void {
     this.height = this.c.state.height + 1
     this.rounds = new Map()
+    this.verdicts = new Map()
     this.lockedBlock = undefined
     this.lockedRound = -1
     this.validBlock = undefined
@@ -268,8 +269,21 @@ export class ConsensusEngine {
     return { header, txs, hash: sha256(encodeHeader(header)) }
   }
 
-  /** Why a block may not be final at this height, or undefined */
+  /** Verdicts on blocks of this height, by hash: every vote rechecks the proposal, and running a large block's transactions again for each would be the slowest thing a validator does */
+  private verdicts = new Map<string, string | undefined>()
+
+  /** Why a block may not be final at this height, or undefined (the clock is read once, when first checked) */
   private invalid (block: Block): string | undefined {
+    const key = hex(block.hash)
+    if (this.verdicts.has(key)) {
+      return this.verdicts.get(key)
+    }
+    const verdict = this.check(block)
+    this.verdicts.set(key, verdict)
+    return verdict
+  }
+
+  private check (block: Block): string | undefined {
     const state = this.c.state
     const h = block.header
     if (hex(h.ledger) !== hex(state.ledger)) {

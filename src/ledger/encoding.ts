@@ -13,11 +13,11 @@ import { peerBytes, peerText, withDomain } from '../storage/contract.ts'
  */
 
 export const LEDGER_VERSION = 1
-const TX_DOMAIN = new TextEncoder().encode('opencloud-ledger-tx-v1')
-const PROPOSAL_DOMAIN = new TextEncoder().encode('opencloud-ledger-proposal-v1')
-const VOTE_DOMAIN = new TextEncoder().encode('opencloud-ledger-vote-v1')
-const REDEEM_DOMAIN = new TextEncoder().encode('opencloud-ledger-redeem-v1')
-const EVIDENCE_DOMAIN = new TextEncoder().encode('opencloud-ledger-candidate-v1')
+const TX_DOMAIN = new TextEncoder().encode('opencloud-ledger-tx-v1\n')
+const PROPOSAL_DOMAIN = new TextEncoder().encode('opencloud-ledger-proposal-v1\n')
+const VOTE_DOMAIN = new TextEncoder().encode('opencloud-ledger-vote-v1\n')
+const REDEEM_DOMAIN = new TextEncoder().encode('opencloud-ledger-redeem-v1\n')
+const EVIDENCE_DOMAIN = new TextEncoder().encode('opencloud-ledger-candidate-v1\n')
 
 /** Limits every decoder enforces, so a hostile peer cannot make us allocate */
 export const LedgerLimits = {
@@ -150,7 +150,7 @@ export function encodeTx (tx: Tx): Uint8Array {
   const b = tx.body
   switch (b.kind) {
     case 'pool':
-      w.u8(TxKind.POOL).string(b.name).string(b.service).string(b.creditSat.toString()).varint(b.quantity).varint(b.ttlMs).varint(b.perRequester)
+      w.u8(TxKind.POOL).string(b.name).string(b.service).varint(Number(b.creditSat)).varint(b.quantity).varint(b.ttlMs).varint(b.perRequester)
       break
     case 'request':
       w.u8(TxKind.REQUEST).raw(b.pool)
@@ -171,7 +171,6 @@ export function encodeTx (tx: Tx): Uint8Array {
   return w.finish()
 }
 
-const SATS = /^(0|[1-9][0-9]{0,15})$/
 const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/
 const TXID = /^[0-9a-f]{64}$/
 
@@ -187,15 +186,12 @@ export function decodeTx (bytes: Uint8Array): Tx {
     case TxKind.POOL: {
       const name = r.string(LedgerLimits.name, 'the pool name')
       const service = r.string(LedgerLimits.name, 'the service')
-      const credit = r.string(20, 'the credit')
+      const credit = r.varint('the credit')
       if (!NAME.test(name)) {
         throw new MalformedMessageError('a pool name is 1 to 64 of a-z, 0-9 and -')
       }
       if (!NAME.test(service)) {
         throw new MalformedMessageError('a service name is 1 to 64 of a-z, 0-9 and -')
-      }
-      if (!SATS.test(credit)) {
-        throw new MalformedMessageError('the credit is a whole number of sat')
       }
       body = { kind: 'pool', name, service, creditSat: BigInt(credit), quantity: r.varint('the quantity'), ttlMs: r.varint('the ttl'), perRequester: r.varint('the codes per requester') }
       break

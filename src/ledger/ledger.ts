@@ -19,8 +19,33 @@ import { ConsensusEngine, type Equivocation } from './consensus.ts'
 
 const log = logger('opencloud:ledger')
 
-const BLOCKS = '/ledger/blocks'
-const EVIDENCE = '/ledger/evidence'
+/** transactions gossiped in one message at most, and how long one waits for others to join it */
+const TX_BATCH = 500
+const TX_BATCH_MS = 5
+
+/** A gossip message of the transaction topic: list<bytes signed-tx>, 1 to 500 */
+export function encodeTxBatch (txs: Uint8Array[]): Uint8Array {
+  const w = new Writer().varint(txs.length)
+  for (const t of txs) {
+    w.bytes(t)
+  }
+  return w.finish()
+}
+
+export function decodeTxBatch (bytes: Uint8Array): SignedTx[] {
+  const r = new Reader(bytes)
+  const n = r.count(TX_BATCH, 'the transactions')
+  if (n === 0) {
+    throw new Error('an empty batch')
+  }
+  const out: SignedTx[] = []
+  for (let i = 0; i < n; i++) {
+    out.push(openTx(r.bytes(LedgerLimits.txBytes + 80, 'a transaction')))
+  }
+  r.end('the batch')
+  return out
+}
+
 
 export class GenesisError extends Error {
   override name = 'GenesisError'
@@ -148,6 +173,11 @@ export class CloudLedger {
   private syncing?: Promise<void>
   private syncTimer?: ReturnType<typeof setInterval>
   private lastTxTime = 0
+  private readonly outbox: Uint8Array[] = []
+  private outboxTimer?: ReturnType<typeof setTimeout>
+  /** datastore prefixes, per ledger: a data directory that moves to a new genesis keeps the old ledger apart */
+  private readonly blocksPrefix: string
+  private readonly evidencePrefix: string
   /** aborted at stop: a sync under way gives up at once */
   private shutdown = new AbortController()
 
@@ -160,6 +190,8 @@ export class CloudLedger {
     this.mempool = new Mempool(this.state)
     this.topics = ledgerTopics(this.id)
     this.txRate = parseRateLimit(init.txRateLimit ?? '200/s burst 2000')
+    this.blocksPrefix = `/ledger/${hex(this.id).slice(0, 16)}/blocks`
+    this.evidencePrefix = `/ledger/${hex(this.id).slice(0, 16)}/evidence`
     this.engine = new ConsensusEngine({
       peerId: this.me,
       signer: components.signer,
@@ -188,7 +220,7 @@ export class CloudLedger {
     this.shutdown = new AbortController()
     // the blocks on disk were checked when they came: applied again without their signatures
     let replayed = 0
-    for await (const { value } of this.c.datastore.query({ prefix: BLOCKS })) {
+    for await (const { value } of this.c.datastore.query({ prefix: this.blocksPrefix })) {
       const { block } = decodeStored(value, () => true)
       if (block.header.height !== this.state.height + 1) {
         throw new Error(`the ledger's block ${this.state.height + 1} is missing from the datastore (found ${block.header.height})`)
@@ -196,7 +228,7 @@ export class CloudLedger {
       this.state.apply(block)
       replayed++
     }
-    for await (const { value } of this.c.datastore.query({ prefix: EVIDENCE })) {
+    for await (const { value } of this.c.datastore.query({ prefix: this.evidencePrefix })) {
       this.equivocations.push(JSON.parse(new TextDecoder().decode(value)))
     }
     log('ledger %s (%s): %d blocks, %d validators', this.genesis.chain, hex(this.id).slice(0, 16), replayed, this.state.validators.length)
@@ -215,6 +247,7 @@ export class CloudLedger {
 
   async stop (): Promise<void> {
     clearInterval(this.syncTimer)
+    this.flushOutbox()
     this.shutdown.abort()
     this.engine.stop()
     const { pubsub } = this.c
@@ -233,27 +266,62 @@ export class CloudLedger {
     void this.c.pubsub.publish(topic, data).catch(err => { log('publishing on %s failed - %s', topic, err.message) })
   }
 
+  /**
+   * A gossiped batch of transactions: every one must decode, verify and be
+   * for this ledger, or the whole message is rejected (a forger loses gossip
+   * score). A node that is not a validator is held to a rate of transactions
+   * per second; validators relay what users sent them and are not.
+   */
   private validateTx (peer: PeerId, msg: Message): TopicValidatorResult {
     if (msg.type !== 'signed') {
       return TopicValidatorResult.Reject
     }
-    if (this.rateLimiter.take(msg.from.toString(), this.txRate) > 0) {
+    let txs: SignedTx[]
+    try {
+      txs = decodeTxBatch(msg.data)
+      for (const stx of txs) {
+        if (hex(stx.tx.ledger) !== hex(this.id)) {
+          throw new Error('a transaction for another ledger')
+        }
+      }
+    } catch (err: any) {
+      this.rejections.count(peer, msg)
+      log('rejected transactions from %s - %s', msg.from.toString(), err.message)
+      return TopicValidatorResult.Reject
+    }
+    const from = msg.from.toString()
+    if (!this.state.isValidator(from) && this.rateLimiter.take(from, this.txRate, txs.length) > 0) {
       return TopicValidatorResult.Ignore
     }
-    try {
-      const stx = openTx(msg.data)
-      if (hex(stx.tx.ledger) !== hex(this.id)) {
-        throw new Error('for another ledger')
+    let added = 0
+    for (const stx of txs) {
+      try {
+        if (this.mempool.add(stx)) {
+          added++
+        }
+      } catch (err: any) {
+        log('a transaction was not queued - %s', err.message)
       }
-      this.mempool.add(stx)
-      return TopicValidatorResult.Accept
-    } catch (err: any) {
-      if (err.name === 'MempoolFullError') {
-        return TopicValidatorResult.Ignore
-      }
-      this.rejections.count(peer, msg)
-      log('rejected a transaction from %s - %s', msg.from.toString(), err.message)
-      return TopicValidatorResult.Reject
+    }
+    return added > 0 ? TopicValidatorResult.Accept : TopicValidatorResult.Ignore
+  }
+
+  /** Queue a transaction for the next gossip batch (sent within a few ms, or at once when large) */
+  private gossipTx (stx: SignedTx): void {
+    this.outbox.push(stx.bytes)
+    if (this.outbox.length >= TX_BATCH) {
+      this.flushOutbox()
+    } else {
+      this.outboxTimer ??= setTimeout(() => { this.flushOutbox() }, TX_BATCH_MS)
+    }
+  }
+
+  private flushOutbox (): void {
+    clearTimeout(this.outboxTimer)
+    this.outboxTimer = undefined
+    const batch = this.outbox.splice(0)
+    if (batch.length > 0) {
+      this.publish(this.topics.txs, encodeTxBatch(batch))
     }
   }
 
@@ -280,7 +348,7 @@ export class CloudLedger {
 
   private async persist (block: Block, commit: Commit): Promise<void> {
     const bytes = new Writer().bytes(encodeBlock(block)).bytes(encodeCommit(commit)).finish()
-    await this.c.datastore.put(blockKey(block.header.height), bytes)
+    await this.c.datastore.put(this.blockKey(block.header.height), bytes)
   }
 
   private final (block: Block): void {
@@ -356,7 +424,7 @@ export class CloudLedger {
     log.error('validator %s signed two %ss for height %d round %d', e.validator, e.what, e.height, e.round)
     this.equivocations.push(e)
     try {
-      await this.c.datastore.put(new Key(`${EVIDENCE}/${e.height}-${e.round}-${e.what}-${e.validator}`), new TextEncoder().encode(JSON.stringify(e)))
+      await this.c.datastore.put(new Key(`${this.evidencePrefix}/${e.height}-${e.round}-${e.what}-${e.validator}`), new TextEncoder().encode(JSON.stringify(e)))
     } catch (err: any) {
       log.error('keeping the evidence failed - %e', err)
     }
@@ -431,7 +499,7 @@ export class CloudLedger {
     const out: Uint8Array[] = []
     let bytes = 0
     for (let h = from; h <= this.state.height && out.length < max && bytes < maxBytes; h++) {
-      const stored = await this.c.datastore.get(blockKey(h))
+      const stored = await this.c.datastore.get(this.blockKey(h))
       out.push(stored)
       bytes += stored.byteLength
     }
@@ -444,10 +512,14 @@ export class CloudLedger {
 
   async block (height: number): Promise<{ block: Block, commit: Commit } | undefined> {
     try {
-      return decodeStored(await this.c.datastore.get(blockKey(height)), () => true)
+      return decodeStored(await this.c.datastore.get(this.blockKey(height)), () => true)
     } catch {
       return undefined
     }
+  }
+
+  private blockKey (height: number): Key {
+    return new Key(`${this.blocksPrefix}/${String(height).padStart(12, '0')}`)
   }
 
   /** Sign a transaction as this node */
@@ -472,7 +544,7 @@ export class CloudLedger {
     const done = this.state.outcomes.get(id)
     if (done == null) {
       this.mempool.add(stx)
-      this.publish(this.topics.txs, stx.bytes)
+      this.gossipTx(stx)
     }
     if (options.wait === false) {
       return { id }
@@ -521,6 +593,31 @@ export class CloudLedger {
   /** This node's signed statement as a validator candidate */
   candidateEvidence (statement: string): Uint8Array {
     return encodeEvidence(this.id, this.me, statement, this.c.signer)
+  }
+
+  /**
+   * Stand as a validator: the signed statement is kept and handed to any
+   * validator that asks (the ledger service's `candidacy`), so voters need
+   * not pass it around by hand.
+   */
+  async standAsCandidate (statement: string): Promise<Uint8Array> {
+    const evidence = this.candidateEvidence(statement)
+    await this.c.datastore.put(new Key(`/ledger/${hex(this.id).slice(0, 16)}/candidacy`), evidence)
+    return evidence
+  }
+
+  /** The statement this node stands with, if it stands */
+  async candidacy (): Promise<Uint8Array | undefined> {
+    try {
+      return await this.c.datastore.get(new Key(`/ledger/${hex(this.id).slice(0, 16)}/candidacy`))
+    } catch {
+      return undefined
+    }
+  }
+
+  /** Codes this node owns */
+  ownCodes (now = Date.now()): CodeView[] {
+    return [...this.state.codes.values()].filter(c => c.owner === this.me).map(c => this.codeView(c.code, now)!).sort((a, b) => a.issuedAt < b.issuedAt ? -1 : 1)
   }
 
   /** A code as any node sees it: valid (with the time left), redeemed or expired; undefined when unknown */
@@ -651,9 +748,6 @@ export interface PoolView {
   height: number
 }
 
-function blockKey (height: number): Key {
-  return new Key(`${BLOCKS}/${String(height).padStart(12, '0')}`)
-}
 
 function decodeStored (bytes: Uint8Array, verified: (id: string) => boolean): { block: Block, commit: Commit } {
   const r = new Reader(bytes)

@@ -315,7 +315,7 @@ export class LedgerState {
     const entries: Array<[string, Uint8Array]> = []
     this.validators.forEach((v, i) => entries.push([`validator/${String(i).padStart(4, '0')}`, new TextEncoder().encode(v)]))
     for (const p of this.pools.values()) {
-      entries.push([`pool/${p.id}`, new Writer().string(p.owner).string(p.name).string(p.service).string(p.creditSat.toString()).varint(p.quantity).varint(p.issued).varint(p.ttlMs).varint(p.perRequester).varint(p.createdAt).finish()])
+      entries.push([`pool/${p.id}`, new Writer().string(p.owner).string(p.name).string(p.service).varint(Number(p.creditSat)).varint(p.quantity).varint(p.issued).varint(p.ttlMs).varint(p.perRequester).varint(p.createdAt).finish()])
     }
     for (const c of this.codes.values()) {
       entries.push([`code/${c.code}`, new Writer().string(c.pool).string(c.owner).varint(c.expiresAt).string(c.redeemed?.by ?? '').varint(c.redeemed?.height ?? 0).finish()])

@@ -1,3 +1,4 @@
+import { parseRateLimit } from '../services/policy/rate-limiter.ts'
 import { readFile } from 'node:fs/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -80,6 +81,8 @@ export interface Config {
     genesis: string
     /** An idle ledger makes an empty block this often, default 60000 ms */
     idleBlockMs: number
+    /** Transactions a node that is not a validator may gossip, default "200/s burst 2000" */
+    txRateLimit: string
   }
 }
 
@@ -123,7 +126,8 @@ export const DEFAULT_CONFIG: Config = {
   },
   ledger: {
     genesis: '',
-    idleBlockMs: 60_000
+    idleBlockMs: 60_000,
+    txRateLimit: '200/s burst 2000'
   }
 }
 
@@ -338,6 +342,13 @@ export function validateConfig (input: unknown): Config {
           throw new ConfigError('ledger.idleBlockMs must be a whole number of milliseconds, at least 100')
         }
         config.ledger.idleBlockMs = value as number
+      } else if (key === 'txRateLimit') {
+        try {
+          parseRateLimit(String(value))
+        } catch (err: any) {
+          throw new ConfigError(`ledger.txRateLimit: ${err.message}`)
+        }
+        config.ledger.txRateLimit = String(value)
       } else {
         throw new ConfigError(`unknown config field "ledger.${key}"`)
       }

@@ -46,6 +46,7 @@ import { StorageHost, storageService, STORAGE_SERVICE } from '../services/storag
 import { CloudLedger, loadGenesis, ledgerTopics } from '../ledger/ledger.ts'
 import { ledgerIdOf, type Genesis } from '../ledger/encoding.ts'
 import { ledgerService, LEDGER_SERVICE } from '../services/ledger/index.ts'
+import { promoPayments } from '../ledger/promo-payment.ts'
 import { parseSize } from '../storage/size.ts'
 import { StorageClient, type HostOffer, type StorageClientInit } from '../storage/client.ts'
 import { ConfigError, configPrices, loadConfig, updateConfigFile, type Config } from './config.ts'
@@ -263,7 +264,8 @@ export class OpenCloudNode {
         recordEquivocation: (e) => {
           void this.reputation.record({ peer: e.validator, role: 'server', outcome: 'unsatisfactory', event: 'ledger-equivocation', service: LEDGER_SERVICE, method: e.what }).catch(() => {})
         }
-      }, { genesis: args.genesis, idleBlockMs: args.config.ledger.idleBlockMs })
+      }, { genesis: args.genesis, idleBlockMs: args.config.ledger.idleBlockMs, txRateLimit: args.config.ledger.txRateLimit })
+      args.pipeline.promo = promoPayments(this.cloudLedger)
     }
     // a new peer may be the first one in the routing table: announce then,
     // at most once per burst of connections

@@ -15,6 +15,8 @@ export type PayMode =
   | { kind: 'attached', sats: bigint }
   | { kind: 'defer', sats: bigint }
   | { kind: 'auto' }
+  /** a Cloud Ledger promo code this node owns (hex) */
+  | { kind: 'promo', code: string }
 
 /** The most a call may pay: an amount, or the market median times a factor */
 export type MaxPrice = { kind: 'amount', sats: bigint } | { kind: 'market', factor: number }
@@ -39,9 +41,16 @@ export function parsePayMode (text: string): PayMode {
   if (text === 'auto' || text === 'none') {
     return { kind: text }
   }
+  const promo = /^promo:(.*)$/.exec(text)
+  if (promo != null) {
+    if (!/^[0-9a-f]{64}$/.test(promo[1])) {
+      throw new PayOptionError(`--pay promo:<code> takes a promo code of 64 hex digits (\`ledger promo mine\` lists yours), not "${promo[1]}"`)
+    }
+    return { kind: 'promo', code: promo[1] }
+  }
   const match = /^(attached|defer):(.+)$/.exec(text)
   if (match == null) {
-    throw new PayOptionError(`--pay takes auto, none, attached:<amount> or defer:<amount> (e.g. attached:500sat), not "${text}"`)
+    throw new PayOptionError(`--pay takes auto, none, attached:<amount>, defer:<amount> (e.g. attached:500sat) or promo:<code>, not "${text}"`)
   }
   try {
     return { kind: match[1] as 'attached' | 'defer', sats: parseAmount(match[2], `the --pay ${match[1]} amount`) }
@@ -90,6 +99,9 @@ export function parsePayRequest (options: { pay?: string, maxPrice?: string, thr
   }
   if (pay.kind === 'auto' && options.maxPrice == null) {
     throw new PayOptionError('--pay auto needs --max-price, the most you will pay: e.g. --max-price 500sat, --max-price "0.00001 BTC" or --max-price market')
+  }
+  if (pay.kind === 'promo' && (options.maxPrice != null || options.threshold != null)) {
+    throw new PayOptionError('a promo code pays for one call up to its credit: --max-price and --threshold do not go with --pay promo:<code>')
   }
   if (options.threshold != null && pay.kind === 'attached') {
     throw new PayOptionError('--threshold is for deferred payments: use it with --pay defer:<amount> or --pay auto')

@@ -82,6 +82,9 @@ export class PaymentDesk implements PaymentHook {
       }
       return
     }
+    if (payment.type === 'promo') {
+      throw withAcceptable(new PaymentDeclinedError('promo codes are redeemed by a Cloud Ledger member cloud, not by the bitcoin payment desk'), required)
+    }
     if (payment.currency !== 'BTC') {
       throw withAcceptable(new PaymentDeclinedError(`this node is paid in BTC, not ${payment.currency}`), required)
     }

@@ -94,6 +94,8 @@ export class Pipeline implements RequestHandler {
   reputation: ReputationHook
   payments: PaymentHook
   holdings?: HoldingsHook
+  /** accepts promo codes (set on a member cloud of a Cloud Ledger); without it they are declined */
+  promo?: PaymentHook
 
   constructor (components: PipelineComponents, init: PipelineInit = {}) {
     this.components = components
@@ -170,7 +172,14 @@ export class Pipeline implements RequestHandler {
     const units = registry.quote(head.service, head.method, { args: head.args, bodyLength: head.bodyLength }).units
     const agreed = method.cost?.({ args: head.args, bodyLength: head.bodyLength })
     const required = agreed == null ? ctx.priceOf(head.method, units) : (agreed > decision.minPayment ? agreed : decision.minPayment)
-    await this.payments.check({ required, ctx, policy: decision.payment })
+    if (ctx.payment.type === 'promo') {
+      if (this.promo == null) {
+        throw new PaymentDeclinedError('this node accepts no promo codes: it is not a member cloud of a Cloud Ledger')
+      }
+      await this.promo.check({ required, ctx, policy: decision.payment })
+    } else {
+      await this.payments.check({ required, ctx, policy: decision.payment })
+    }
 
     // 5. the service; a deferred promise binds only once it has served
     log.trace('%s.%s for %s', head.service, head.method, caller)

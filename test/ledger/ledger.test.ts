@@ -141,6 +141,27 @@ describe('cloud ledger: promo codes on a 4-validator ledger', () => {
     assert.equal(L(nodes[0]).poolViews().find(p => p.id === pool)!.issued, 3, 'issued once, not twice')
   })
 
+  it('pays for a call with a promo code: redeemed once before serving, refused when spent, foreign or unauthorized', async () => {
+    const user = nodes[4]
+    const code = codes[1]
+    assert.equal(L(user).codeView(code)?.state, 'valid')
+    const pay = (server: OpenCloudNode, c = code, authorizeFor = server): any => ({ type: 'promo', code: Buffer.from(c, 'hex'), authorization: Buffer.from(L(user).authorizeRedeem(c, authorizeFor.peerId.toString()), 'base64') })
+    // an authorization for another server does not pay this one
+    await assert.rejects(user.call(nodes[1].peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(new TextEncoder().encode('x')), payment: pay(nodes[1], code, nodes[2]) }), /did not authorize/)
+    const response = await user.call(nodes[1].peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(new TextEncoder().encode('paid with a code')), payment: pay(nodes[1]) })
+    assert.equal(Buffer.from(await response.body.bytes()).toString('hex'), hex(sha256(new TextEncoder().encode('paid with a code'))))
+    assert.equal(L(nodes[1]).codeView(code)?.state, 'redeemed', 'redeemed before it was served')
+    // spent: refused by every member cloud, with the height and who redeemed it
+    await waitFor(() => L(nodes[2]).codeView(code)?.state === 'redeemed', 10_000, 'the redemption on node 2')
+    await assert.rejects(user.call(nodes[2].peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(new Uint8Array(1)), payment: pay(nodes[2]) }), /is spent: redeemed at height \d+ by/)
+    // a code for another service, and a node that is not a member cloud
+    const other = (await L(nodes[0]).submit({ kind: 'pool', name: 'storage-trial', service: 'storage', creditSat: 5000n, quantity: 5, ttlMs: 600_000, perRequester: 1 })) as any
+    const storageCode = ((await L(user).submit({ kind: 'request', pool: Buffer.from(other.id, 'hex') })) as any).id
+    await waitFor(() => L(nodes[1]).codeView(storageCode) != null, 10_000, 'the code on node 1')
+    await assert.rejects(user.call(nodes[1].peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(new Uint8Array(1)), payment: pay(nodes[1], storageCode) }), /pays for storage calls, not sha256/)
+    await assert.rejects(nodes[3].call(user.peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(new Uint8Array(1)), payment: pay(user, storageCode) }), /not a member cloud/)
+  })
+
   it('keeps going with one validator of four killed, and the restarted one catches up', async () => {
     const victim = 2
     await nodes[victim].stop()

@@ -87,6 +87,14 @@ describe('README.md, run as printed', { timeout: 900_000 }, () => {
       if (/<peer>|<PeerId>|12D3KooW\.\.\./.test(out)) {
         out = out.replace(/<peer>|<PeerId>|12D3KooW\.\.\./g, await peerIdIn(join(testnet, 'node-2')))
       }
+      if (out.includes('<pool id>')) {
+        const pools = await runLine(`npx opencloud-node --data-dir ${join(testnet, 'node-1')} ledger pools --json`, env)
+        out = out.replaceAll('<pool id>', JSON.parse(pools.stdout)[0].id)
+      }
+      if (out.includes('<code>')) {
+        const mine = await runLine(`npx opencloud-node --data-dir ${join(testnet, 'node-5')} ledger promo mine --json`, env)
+        out = out.replaceAll('<code>', JSON.parse(mine.stdout).find((c: any) => c.state === 'valid').code)
+      }
       if (/<address>|bcrt1\.\.\./.test(out)) {
         out = out.replace(/<address>|bcrt1\.\.\./g, await freshAddress())
       }

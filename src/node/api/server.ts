@@ -12,6 +12,7 @@ import { statusName, Status } from '../../protocols/rpc/status.ts'
 import { parsePeer, PriceRefusedError, type OpenCloudNode } from '../opencloud-node.ts'
 import { httpStatusFor, API_HEADERS } from './http-status.ts'
 import { HttpError, readJsonBody } from '../http-request.ts'
+import { ledgerRoute } from './ledger-routes.ts'
 import type { CallResponse } from '../../protocols/rpc/client.ts'
 import type { ChainBackend } from '../../payments/chain/interface.ts'
 import { BiddingError, type PaidCallOptions, type PaidCallResult } from '../../payments/payment-agent.ts'
@@ -331,6 +332,9 @@ export class ApiServer {
         if (await storeRoute(this.node, route, req, res, url, sendJson)) {
           return
         }
+        if (await ledgerRoute(this.node, route, req, res, url, sendJson)) {
+          return
+        }
         throw new HttpError(404, `no such API route: ${route}`)
     }
   }
@@ -420,6 +424,9 @@ export class ApiServer {
     } catch (err: any) {
       throw new HttpError(400, err.message)
     }
+    if (payOptions?.pay.kind === 'promo' && this.node.cloudLedger == null) {
+      throw new HttpError(409, 'this node follows no Cloud Ledger (ledger.genesis in config.json), so it cannot pay with a promo code')
+    }
     const extraSigners = url.searchParams.get('credential') === 'btc' ? [this.node.bitcoinCredential()] : undefined
     const { body, cleanup } = await this.requestBody(req)
     const controller = new AbortController()
@@ -430,7 +437,12 @@ export class ApiServer {
       const request = { service, method, args: url.searchParams.getAll('arg'), body, extraSigners, signal: controller.signal }
       for (let i = 0; ; i++) {
         try {
-          if (payOptions != null) {
+          if (payOptions?.pay.kind === 'promo') {
+            // the owner's authorization names this one server: no other can redeem it
+            const server = targets[i].toString().replace(/^.*\/p2p\//, '')
+            const code = payOptions.pay.code
+            response = await this.node.call(targets[i], { ...request, payment: { type: 'promo', code: Buffer.from(code, 'hex'), authorization: Buffer.from(this.node.cloudLedger!.authorizeRedeem(code, server), 'base64') } })
+          } else if (payOptions != null) {
             paid = await this.node.paidCall(targets[i], request, payOptions)
             response = paid.response
           } else {

@@ -21,7 +21,7 @@ export interface Credential {
   value: Uint8Array
 }
 
-export const PaymentType = { NONE: 0, ATTACHED: 1, DEFER: 2 } as const
+export const PaymentType = { NONE: 0, ATTACHED: 1, DEFER: 2, PROMO: 3 } as const
 export type PaymentTypeName = 'none' | 'attached' | 'defer'
 const PAYMENT_TYPE_NAMES: PaymentTypeName[] = ['none', 'attached', 'defer']
 
@@ -29,6 +29,8 @@ export type Payment =
   | { type: 'none' }
   | { type: 'attached', currency: string, amount: string, txn: Uint8Array }
   | { type: 'defer', currency: string, amount: string, id: string, threshold: string }
+  /** a Cloud Ledger promo code and its owner's authorization for this server to redeem it (PROTOCOL.md section 8e) */
+  | { type: 'promo', code: Uint8Array, authorization: Uint8Array }
 
 export interface AcceptablePayment {
   type: PaymentTypeName
@@ -132,6 +134,12 @@ function writePayment (w: Writer, payment: Payment): void {
     case 'defer':
       w.u8(PaymentType.DEFER).string(payment.currency).string(payment.amount).string(payment.id).string(payment.threshold)
       break
+    case 'promo':
+      if (payment.code.byteLength !== 32) {
+        throw new RangeError('a promo code is 32 bytes')
+      }
+      w.u8(PaymentType.PROMO).raw(payment.code).bytes(payment.authorization)
+      break
   }
 }
 
@@ -161,6 +169,8 @@ function readPayment (r: Reader): Payment {
       const threshold = r.string(Limits.thresholdBytes, 'the defer threshold')
       return { type: 'defer', currency, amount, id, threshold }
     }
+    case PaymentType.PROMO:
+      return { type: 'promo', code: r.raw(32, 'the promo code'), authorization: r.bytes(64, 'the redemption authorization') }
     default:
       throw new MalformedMessageError(`unknown payment type ${type}`)
   }

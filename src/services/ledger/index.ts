@@ -1,4 +1,4 @@
-import { BadRequestError, BodyTooLargeError, NotFoundError, RequestDeclinedError } from '../../protocols/rpc/errors.ts'
+import { AccessDeniedError, BadRequestError, BodyTooLargeError, NotFoundError, RequestDeclinedError } from '../../protocols/rpc/errors.ts'
 import { Units } from '../../market/units.ts'
 import { LedgerLimits, hex, openTx } from '../../ledger/encoding.ts'
 import { LedgerRejectedError, type CloudLedger } from '../../ledger/ledger.ts'
@@ -87,6 +87,40 @@ export function ledgerService (ledger: CloudLedger): Service {
             throw new NotFoundError(`no promo code ${args[0]} on the ledger (at height ${ledger.state.height})`)
           }
           return { json: view }
+        }
+      },
+      redeem: {
+        description: '(a member cloud) redeem a code with its owner\'s authorization for this node; answers once final',
+        args: '<code> <authorization, base64>',
+        unit: Units.CALL,
+        handle: async ({ args }) => {
+          const [code, authorization] = args
+          if (!HEX32.test(code ?? '') || authorization == null) {
+            throw new BadRequestError('redeem takes a code (64 hex digits) and its owner\'s authorization (base64)')
+          }
+          if (!ledger.engine.isValidator()) {
+            throw new AccessDeniedError('this node is not a member cloud (a validator of the ledger) and cannot redeem codes')
+          }
+          try {
+            await ledger.submit({ kind: 'redeem', code: Buffer.from(code, 'hex'), authorization: Buffer.from(authorization, 'base64') })
+          } catch (err: any) {
+            if (err instanceof LedgerRejectedError) {
+              throw new RequestDeclinedError(`the ledger refused the redemption: ${err.message}`)
+            }
+            throw err
+          }
+          return { json: ledger.codeView(code) }
+        }
+      },
+      candidacy: {
+        description: 'this node\'s signed statement as a validator candidate, for validators voting on it',
+        unit: Units.CALL,
+        handle: async () => {
+          const evidence = await ledger.candidacy()
+          if (evidence == null) {
+            throw new NotFoundError('this node does not stand as a validator (its operator runs `ledger candidate "<statement>"` to stand)')
+          }
+          return { body: evidence }
         }
       },
       pools: {

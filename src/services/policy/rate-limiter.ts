@@ -34,8 +34,8 @@ export class RateLimiter {
     this.now = init.now ?? Date.now
   }
 
-  /** 0 when the call may go ahead (and a token is taken), else ms until it may */
-  take (key: string, limit: RateLimit): number {
+  /** 0 when the call may go ahead (and `cost` tokens are taken, default 1), else ms until it may */
+  take (key: string, limit: RateLimit, cost = 1): number {
     const now = this.now()
     let bucket = this.buckets.get(key)
     if (bucket == null) {
@@ -50,11 +50,11 @@ export class RateLimiter {
     }
     // re-inserted so Map order is least recently used first
     this.buckets.set(key, bucket)
-    if (bucket.tokens >= 1) {
-      bucket.tokens -= 1
+    if (bucket.tokens >= cost) {
+      bucket.tokens -= cost
       return 0
     }
-    return Math.ceil((1 - bucket.tokens) / limit.perSecond * 1000)
+    return Math.ceil((cost - bucket.tokens) / limit.perSecond * 1000)
   }
 }
 

@@ -1,0 +1,199 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { HttpError, readJsonBody } from '../http-request.ts'
+import { formatAmount, parseAmount } from '../../market/units.ts'
+import { parseDuration } from './store-routes.ts'
+import { LedgerRejectedError, LedgerTimeoutError, type CloudLedger } from '../../ledger/ledger.ts'
+import { MempoolFullError } from '../../ledger/mempool.ts'
+import type { TxBody } from '../../ledger/encoding.ts'
+import type { OpenCloudNode } from '../opencloud-node.ts'
+
+const HEX32 = /^[0-9a-f]{64}$/
+
+function ledgerOf (node: OpenCloudNode): CloudLedger {
+  if (node.cloudLedger == null) {
+    throw new HttpError(409, 'this node runs no Cloud Ledger: set ledger.genesis in config.json to the ledger\'s genesis file (the testnet does this with --ledger-validators)')
+  }
+  return node.cloudLedger
+}
+
+function code (value: unknown): string {
+  if (typeof value !== 'string' || !HEX32.test(value)) {
+    throw new HttpError(400, 'a promo code is 64 hex digits (the id of the request that made it)')
+  }
+  return value
+}
+
+function peer (value: unknown, what: string): string {
+  try {
+    return peerIdFromString(String(value)).toString()
+  } catch {
+    throw new HttpError(400, `${what} is a PeerId (12D3KooW...), not "${String(value)}"`)
+  }
+}
+
+function count (value: unknown, what: string, min = 1): number {
+  const n = typeof value === 'string' ? Number(value) : value
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) {
+    throw new HttpError(400, `${what} is a whole number, at least ${min}`)
+  }
+  return n
+}
+
+/** Submit and wait for finality; the ledger's refusals are the caller's (409), a stalled ledger a 504 */
+async function submit (ledger: CloudLedger, body: TxBody): Promise<{ id: string, height: number }> {
+  try {
+    const outcome = await ledger.submit(body) as { id: string, height: number }
+    return { id: outcome.id, height: outcome.height }
+  } catch (err: any) {
+    if (err instanceof LedgerRejectedError) {
+      throw new HttpError(409, `the ledger refused it: ${err.message}`)
+    }
+    if (err instanceof MempoolFullError) {
+      throw new HttpError(503, err.message)
+    }
+    if (err instanceof LedgerTimeoutError) {
+      throw new HttpError(504, err.message)
+    }
+    throw err
+  }
+}
+
+/** The control API's /v1/ledger routes (README, "Cloud Ledger"); false when the route is not one of them */
+export async function ledgerRoute (node: OpenCloudNode, route: string, req: IncomingMessage, res: ServerResponse, url: URL, sendJson: (res: ServerResponse, status: number, value: unknown) => void): Promise<boolean> {
+  if (!route.includes(' /v1/ledger')) {
+    return false
+  }
+  const ledger = ledgerOf(node)
+  switch (route) {
+    case 'GET /v1/ledger':
+      sendJson(res, 200, ledger.status())
+      return true
+    case 'GET /v1/ledger/validators':
+      sendJson(res, 200, { validators: ledger.state.validators, votes: ledger.voteViews(), equivocations: ledger.equivocations })
+      return true
+    case 'GET /v1/ledger/pools':
+      sendJson(res, 200, ledger.poolViews().map(p => ({ ...p, credit: formatAmount(BigInt(p.creditSat)) })))
+      return true
+    case 'POST /v1/ledger/pools': {
+      const usage = 'send JSON: {"name": "starter", "service": "sha256", "credit": "1000 sat", "quantity": 100, "ttl": "30d", "perRequester": 1}'
+      const body = await readJsonBody(req, usage)
+      if (typeof body.name !== 'string' || typeof body.service !== 'string' || (typeof body.credit !== 'string' && typeof body.credit !== 'number')) {
+        throw new HttpError(400, usage)
+      }
+      let creditSat: bigint
+      try {
+        creditSat = parseAmount(body.credit, 'a code\'s credit')
+      } catch (err: any) {
+        throw new HttpError(400, err.message)
+      }
+      const ttlMs = parseDuration(String(body.ttl ?? '30d'), 'ttl')
+      const done = await submit(ledger, { kind: 'pool', name: body.name, service: body.service, creditSat, quantity: count(body.quantity, 'quantity'), ttlMs, perRequester: count(body.perRequester ?? 1, 'perRequester') })
+      sendJson(res, 200, { pool: done.id, height: done.height })
+      return true
+    }
+    case 'POST /v1/ledger/promo/request': {
+      const body = await readJsonBody(req, 'send JSON: {"pool": "<pool id>"}')
+      if (typeof body.pool !== 'string' || !HEX32.test(body.pool)) {
+        throw new HttpError(400, 'name the pool by its id (64 hex digits; `ledger pools` lists them)')
+      }
+      const done = await submit(ledger, { kind: 'request', pool: Buffer.from(body.pool, 'hex') })
+      sendJson(res, 200, ledger.codeView(done.id))
+      return true
+    }
+    case 'GET /v1/ledger/promo': {
+      const c = code(url.searchParams.get('code'))
+      const view = ledger.codeView(c)
+      if (view == null) {
+        throw new HttpError(404, `no promo code ${c} on the ledger (at height ${ledger.state.height})`)
+      }
+      sendJson(res, 200, view)
+      return true
+    }
+    case 'POST /v1/ledger/promo/transfer': {
+      const body = await readJsonBody(req, 'send JSON: {"code": "...", "to": "<PeerId>"}')
+      const c = code(body.code)
+      await submit(ledger, { kind: 'transfer', code: Buffer.from(c, 'hex'), to: peer(body.to, 'to') })
+      sendJson(res, 200, ledger.codeView(c))
+      return true
+    }
+    case 'POST /v1/ledger/promo/authorize': {
+      const body = await readJsonBody(req, 'send JSON: {"code": "...", "redeemer": "<PeerId of the member cloud>"}')
+      const c = code(body.code)
+      const redeemer = peer(body.redeemer, 'redeemer')
+      const view = ledger.codeView(c)
+      if (view != null && view.owner !== node.peerId.toString()) {
+        throw new HttpError(409, `code ${c} belongs to ${view.owner}, not to this node: only its owner can authorize a redemption`)
+      }
+      sendJson(res, 200, { code: c, redeemer, authorization: ledger.authorizeRedeem(c, redeemer) })
+      return true
+    }
+    case 'GET /v1/ledger/promo/mine':
+      sendJson(res, 200, ledger.ownCodes())
+      return true
+    case 'POST /v1/ledger/promo/redeem': {
+      const body = await readJsonBody(req, 'send JSON: {"code": "...", "at": "<PeerId of the member cloud>"} (as the owner), or {"code": "...", "authorization": "<base64>"} (as the member cloud)')
+      const c = code(body.code)
+      const view = ledger.codeView(c)
+      if (body.at != null && peer(body.at, 'at') !== node.peerId.toString()) {
+        // the owner asks a member cloud to redeem: it signs the authorization for that cloud alone
+        const at = peer(body.at, 'at')
+        if (view != null && view.owner !== node.peerId.toString()) {
+          throw new HttpError(409, `code ${c} belongs to ${view.owner}, not to this node`)
+        }
+        let answer
+        try {
+          const response = await node.call(at, { service: 'ledger', method: 'redeem', args: [c, ledger.authorizeRedeem(c, at)] })
+          answer = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
+        } catch (err: any) {
+          throw new HttpError(409, `${at} did not redeem it: ${err.message}`)
+        }
+        sendJson(res, 200, answer)
+        return true
+      }
+      // a member cloud redeeming its own code signs for itself
+      const authorization = typeof body.authorization === 'string'
+        ? body.authorization
+        : view?.owner === node.peerId.toString() ? ledger.authorizeRedeem(c, node.peerId.toString()) : undefined
+      if (authorization == null) {
+        throw new HttpError(400, `code ${c} belongs to ${view?.owner ?? 'someone else'}: pass the owner's authorization (they run \`ledger promo authorize ${c} ${node.peerId.toString()}\`)`)
+      }
+      await submit(ledger, { kind: 'redeem', code: Buffer.from(c, 'hex'), authorization: Buffer.from(authorization, 'base64') })
+      sendJson(res, 200, ledger.codeView(c))
+      return true
+    }
+    case 'POST /v1/ledger/candidate': {
+      const body = await readJsonBody(req, 'send JSON: {"statement": "who runs this node, and where its membership was approved"}')
+      if (typeof body.statement !== 'string' || body.statement.length === 0) {
+        throw new HttpError(400, 'a statement says who runs this node')
+      }
+      sendJson(res, 200, { candidate: node.peerId.toString(), evidence: Buffer.from(await ledger.standAsCandidate(body.statement)).toString('base64') })
+      return true
+    }
+    case 'POST /v1/ledger/vote': {
+      const body = await readJsonBody(req, 'send JSON: {"action": "add" or "remove", "candidate": "<PeerId>", "evidence": "<base64, for add>"}')
+      if (body.action !== 'add' && body.action !== 'remove') {
+        throw new HttpError(400, 'action is "add" or "remove"')
+      }
+      const candidate = peer(body.candidate, 'candidate')
+      let evidence = Buffer.from(typeof body.evidence === 'string' ? body.evidence : '', 'base64')
+      if (body.action === 'add' && typeof body.evidence !== 'string') {
+        // the candidate hands out its own signed statement
+        try {
+          const response = await node.call(candidate, { service: 'ledger', method: 'candidacy' })
+          evidence = Buffer.from(await response.body.bytes())
+        } catch (err: any) {
+          throw new HttpError(409, `cannot get ${candidate}'s statement: ${err.message}`)
+        }
+      }
+      const done = await submit(ledger, { kind: 'vote', add: body.action === 'add', candidate, evidence })
+      sendJson(res, 200, { height: done.height, validators: ledger.state.validators, votes: ledger.voteViews() })
+      return true
+    }
+    case 'GET /v1/ledger/checkpoints':
+      sendJson(res, 200, await ledger.verifyCheckpoints())
+      return true
+    default:
+      return false
+  }
+}
