@@ -105,7 +105,10 @@ Options:
   --body FILE|-          send this file (or standard input) as the request body
   --out FILE             write the response body to FILE
   --pay MODE             attached:<amount>, defer:<amount>, auto or none
-                         (default none)
+                         (default none); or promo:<code>, a Cloud Ledger
+                         promo code this node owns (\`ledger promo mine\`):
+                         the server, a member cloud, redeems it before it
+                         serves
   --max-price AMOUNT     the most this call may pay (default: the --pay amount);
                          "market" means the market median for the call times
                          1.5, "market:2" twice it

@@ -38,8 +38,9 @@ describe('wire encoding', () => {
     for (const payment of [
       { type: 'none' as const },
       { type: 'attached' as const, currency: 'BTC', amount: '0.00012', txn: Uint8Array.from([1, 2, 3]) },
-      { type: 'defer' as const, currency: 'BTC', amount: '1', id: 'tab-7', threshold: 'amount:0.001' }
-    ]) {
+      { type: 'defer' as const, currency: 'BTC', amount: '1', id: 'tab-7', threshold: 'amount:0.001' },
+      { type: 'promo' as const, code: new Uint8Array(32).fill(7), authorization: new Uint8Array(64).fill(9) }
+    ] as const) {
       const { head } = decodeRequest(encodeHead([], encodeRequestSigned({ ...base, payment })))
       assert.deepEqual(head.payment, payment)
       assert.deepEqual(head.args, ['a', 'ü'])
