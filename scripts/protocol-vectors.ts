@@ -27,6 +27,9 @@ import { ReedSolomon, split } from '../src/storage/erasure.ts'
 import { objectKey, sealSegment, storageKeyFromSeed } from '../src/storage/crypto.ts'
 import { Writer } from '../src/protocols/rpc/encoding.ts'
 import { signRating } from '../src/storage/rating.ts'
+import { encodeCommit, encodeGenesis, encodeHeader, ledgerIdOf, signRedeemAuthorization, signTx, signVote, txRootOf, type Genesis } from '../src/ledger/encoding.ts'
+import { LedgerState } from '../src/ledger/state.ts'
+import { anchorData } from '../src/ledger/ledger.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const sha256 = (b: Uint8Array | string): Uint8Array => Uint8Array.from(createHash('sha256').update(b).digest())
@@ -146,6 +149,26 @@ export async function computeVectors (): Promise<Record<string, any>> {
   const key = objectKey(storageKey, objectId)
 
   const bitcoinSignature = requestSignatures[1]
+  // the Cloud Ledger: a genesis naming both keys, one block with a pool, a
+  // request (the code) and its redemption, committed by both, and the anchor
+  const clientId = client.text.slice(3)
+  const serverId = server.text.slice(3)
+  const genesis: Genesis = { chain: 'vectors', time: 1_767_225_600_000, validators: [clientId, serverId], slotMs: 1000, checkpointEvery: 1, maxTxsPerBlock: 100, maxRequestsPerSlot: 10, txTtlMs: 600_000 }
+  const ledgerId = ledgerIdOf(genesis)
+  const poolTx = signTx({ ledger: ledgerId, sender: clientId, time: 1_767_225_600_001, body: { kind: 'pool', name: 'starter', service: 'sha256', creditSat: 1000n, quantity: 10, ttlMs: 2_592_000_000, perRequester: 2 } }, client)
+  const requestTx = signTx({ ledger: ledgerId, sender: serverId, time: 1_767_225_600_002, body: { kind: 'request', pool: poolTx.id } }, server)
+  const authorization = signRedeemAuthorization(ledgerId, requestTx.id, clientId, server)
+  const redeemTx = signTx({ ledger: ledgerId, sender: clientId, time: 1_767_225_600_003, body: { kind: 'redeem', code: requestTx.id, authorization } }, client)
+  const ledgerState = new LedgerState(genesis, ledgerId)
+  const txs = [poolTx, requestTx, redeemTx]
+  const headerBase = { ledger: ledgerId, height: 1, round: 0, time: 1_767_225_600_010, prev: ledgerId, proposer: serverId, txRoot: txRootOf(txs) }
+  const { appHash } = ledgerState.dryRun({ txs, header: headerBase })
+  const header = { ...headerBase, appHash }
+  const block = { header, txs, hash: sha256(encodeHeader(header)) }
+  const commit = { round: 0, votes: [client, server].map(k => signVote(ledgerId, { type: 'precommit', height: 1, round: 0, block: block.hash, voter: k.text.slice(3) }, k)).map(v => ({ voter: v.voter, signature: v.signature })) }
+  ledgerState.apply(block)
+  const stateRoot = ledgerState.stateRoot()
+
   return {
     keys: {
       clientEd25519Seed: hex(range(0x00, 32)),
@@ -226,6 +249,22 @@ export async function computeVectors (): Promise<Record<string, any>> {
       objectKey: hex(key),
       sealedSegment1: hex(sealSegment(key, objectId, 1, new TextEncoder().encode('hello storage'))),
       renterRating: hex(signRating({ contractId, rater: client.text.slice(3), rated: server.text.slice(3), satisfactory: true, reason: 'served as agreed', at: 1_769_817_600_000 }, client))
+    },
+    ledger: {
+      genesis: hex(encodeGenesis(genesis)),
+      ledgerId: hex(ledgerId),
+      poolTx: hex(poolTx.bytes),
+      poolId: hex(poolTx.id),
+      requestTx: hex(requestTx.bytes),
+      code: hex(requestTx.id),
+      authorization: hex(authorization),
+      redeemTx: hex(redeemTx.bytes),
+      header: hex(encodeHeader(header)),
+      blockHash: hex(block.hash),
+      appHash: hex(appHash),
+      commit: hex(encodeCommit(commit)),
+      stateRoot: hex(stateRoot),
+      anchor: hex(anchorData(ledgerId, 1, stateRoot))
     }
   }
 }

@@ -467,12 +467,26 @@ export class CloudLedger {
           return
         }
         const r = new Reader(body)
-        const n = r.count(1000, 'the blocks')
+        let n: number
+        try {
+          n = r.count(1000, 'the blocks')
+        } catch (err: any) {
+          log.error('%s sent blocks that do not decode - %s', peer, err.message)
+          return
+        }
         if (n === 0) {
           return
         }
         for (let i = 0; i < n; i++) {
-          const { block, commit } = decodeStored(r.bytes(LedgerLimits.blockBytes + 70_000, 'a block'), (id) => this.mempool.verified(id))
+          let block: Block
+          let commit: Commit
+          try {
+            ({ block, commit } = decodeStored(r.bytes(LedgerLimits.blockBytes + 70_000, 'a block'), (id) => this.mempool.verified(id)))
+          } catch (err: any) {
+            // a forged or changed transaction fails its signature here
+            log.error('block %d from %s is refused - %s', this.state.height + 1, peer, err.message)
+            return
+          }
           if (block.header.height <= this.state.height) {
             continue
           }

@@ -7,8 +7,12 @@ import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { ensureDataDir, loadOrCreateIdentity } from '../../src/node/data-dir.ts'
 import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
-import { hex, signProposal, txRootOf, sha256, encodeHeader, encodeBlock, type Block } from '../../src/ledger/encoding.ts'
-import type { CloudLedger } from '../../src/ledger/ledger.ts'
+import { hex, signProposal, signTx, txRootOf, sha256, encodeHeader, encodeBlock, type Block } from '../../src/ledger/encoding.ts'
+import { CloudLedger } from '../../src/ledger/ledger.ts'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { LevelDatastore } from 'datastore-level'
+import { openCloudSigner } from '../../src/protocols/rpc/credentials.ts'
+import { Reader, Writer } from '../../src/protocols/rpc/encoding.ts'
 import { addrOf, connect, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
 
 const SLOT_MS = 400
@@ -160,6 +164,67 @@ describe('cloud ledger: promo codes on a 4-validator ledger', () => {
     await waitFor(() => L(nodes[1]).codeView(storageCode) != null, 10_000, 'the code on node 1')
     await assert.rejects(user.call(nodes[1].peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(new Uint8Array(1)), payment: pay(nodes[1], storageCode) }), /pays for storage calls, not sha256/)
     await assert.rejects(nodes[3].call(user.peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(new Uint8Array(1)), payment: pay(user, storageCode) }), /not a member cloud/)
+  })
+
+  it('lets a member cloud redeem within two blocks while a flood of requests waits', async () => {
+    const pool = (await L(nodes[0]).submit({ kind: 'pool', name: 'flood', service: 'sha256', creditSat: 1n, quantity: 100_000, ttlMs: 600_000, perRequester: 100 })) as any
+    const user = nodes[4]
+    const code = ((await L(user).submit({ kind: 'request', pool: Buffer.from(pool.id, 'hex') })) as any).id
+    await waitFor(() => L(nodes[2]).codeView(code) != null, 10_000, 'the code on node 2')
+    // 2,000 requests from 200 identities, more than two blocks of this ledger hold (500 each)
+    const senders = await Promise.all(Array.from({ length: 200 }, async () => generateKeyPair('Ed25519')))
+    let time = Date.now()
+    const flood: string[] = []
+    for (let i = 0; i < 2000; i++) {
+      const key = senders[i % senders.length]
+      flood.push((await L(nodes[3]).submit(signTx({ ledger: L(nodes[3]).id, sender: peerIdFromPrivateKey(key).toString(), time: time++, body: { kind: 'request', pool: Buffer.from(pool.id, 'hex') } }, openCloudSigner(key)), { wait: false })).id)
+    }
+    const before = L(nodes[2]).state.height
+    const redeemed = await L(nodes[2]).submit({ kind: 'redeem', code: Buffer.from(code, 'hex'), authorization: Buffer.from(L(user).authorizeRedeem(code, nodes[2].peerId.toString()), 'base64') }) as any
+    assert.ok(redeemed.height <= before + 2, `redeemed at height ${redeemed.height}, more than two blocks after ${before}`)
+    const finalBefore = flood.filter(id => { const o = L(nodes[2]).state.outcomes.get(id); return o != null && o.height <= redeemed.height }).length
+    assert.ok(finalBefore < flood.length, `the redemption did not wait for the flood (${finalBefore} of ${flood.length} final with it)`)
+  })
+
+  it('refuses a tampered history from a peer: a changed transaction or a forged commit stops the sync there', async () => {
+    const honest = await L(nodes[0]).blocksFrom(1, 3)
+    const r = new Reader(honest)
+    const n = r.count(1000, 'blocks')
+    const stored = Array.from({ length: n }, () => Uint8Array.from(r.bytes(10_000_000, 'block')))
+    const pack = (blocks: Uint8Array[]): Uint8Array => {
+      const w = new Writer().varint(blocks.length)
+      blocks.forEach(b => w.bytes(b))
+      return w.finish()
+    }
+    const stores: LevelDatastore[] = []
+    const lateLedger = async (blocks: Uint8Array[]): Promise<CloudLedger> => {
+      const store = new LevelDatastore(join(dir.path, `late-${Math.random().toString(16).slice(2)}`))
+      await store.open()
+      const noPubsub: any = { topicValidators: new Map(), subscribe () {}, unsubscribe () {}, publish: async () => {}, addEventListener () {}, removeEventListener () {} }
+      const key = await generateKeyPair('Ed25519')
+      stores.push(store)
+      let served = false
+      return new CloudLedger({ peerId: peerIdFromPrivateKey(key), signer: openCloudSigner(key), datastore: store, pubsub: noPubsub, fetchBlocks: async () => { const out = served ? pack([]) : pack(blocks); served = true; return out } }, { genesis: L(nodes[0]).genesis })
+    }
+    // honest blocks sync
+    const ok = await lateLedger(stored)
+    assert.equal(await ok.syncFrom('peer'), 3)
+    // block 2 with one byte of its last transaction's signature changed
+    const outer = new Reader(stored[1])
+    const blockBytes = Uint8Array.from(outer.bytes(10_000_000, 'block'))
+    const commitBytes = outer.bytes(100_000, 'commit')
+    const changedTx = Uint8Array.from(blockBytes)
+    changedTx[changedTx.length - 1] ^= 1
+    const tampered = await lateLedger([stored[0], new Writer().bytes(changedTx).bytes(commitBytes).finish(), stored[2]])
+    assert.equal(await tampered.syncFrom('peer'), 1, 'one block, then the sync stops without throwing')
+    assert.equal(tampered.state.height, 1, 'stopped before the changed block')
+    // block 2 with a commit signature changed
+    const forgedCommit = Uint8Array.from(commitBytes)
+    forgedCommit[forgedCommit.length - 1] ^= 1
+    const forged = await lateLedger([stored[0], new Writer().bytes(blockBytes).bytes(forgedCommit).finish()])
+    assert.equal(await forged.syncFrom('peer'), 1)
+    assert.equal(forged.state.height, 1, 'stopped before the block with a forged commit')
+    await Promise.all(stores.map(async s => s.close()))
   })
 
   it('keeps going with one validator of four killed, and the restarted one catches up', async () => {
