@@ -19,9 +19,16 @@ import { ConsensusEngine, type Equivocation } from './consensus.ts'
 
 const log = logger('opencloud:ledger')
 
-/** transactions gossiped in one message at most, and how long one waits for others to join it */
+/**
+ * Transactions gossiped in one message at most, and how long one waits for
+ * others to join it. Each gossip message costs every node a signature check
+ * and a round of gossipsub bookkeeping whatever it holds, so under load a
+ * few large messages beat many small ones (bench:ledger at 1,000 a second
+ * offered: 425 final a second with 5 ms batches, 564 with 50 ms); 50 ms
+ * adds a twentieth of a slot to the time to finality.
+ */
 const TX_BATCH = 500
-const TX_BATCH_MS = 5
+const TX_BATCH_MS = 50
 
 /** A gossip message of the transaction topic: list<bytes signed-tx>, 1 to 500 */
 export function encodeTxBatch (txs: Uint8Array[]): Uint8Array {
@@ -174,6 +181,8 @@ export class CloudLedger {
   private syncTimer?: ReturnType<typeof setInterval>
   private lastTxTime = 0
   private readonly outbox: Uint8Array[] = []
+  /** consensus messages the topic validator decoded, by their bytes, so a block of a thousand transactions is decoded once */
+  private readonly validated = new WeakMap<Uint8Array, ConsensusMessage>()
   private outboxTimer?: ReturnType<typeof setTimeout>
   /** datastore prefixes, per ledger: a data directory that moves to a new genesis keeps the old ledger apart */
   private readonly blocksPrefix: string
@@ -207,7 +216,9 @@ export class CloudLedger {
       const msg = evt.detail
       if (msg.topic === this.topics.consensus) {
         try {
-          this.engine.receive(decodeMessage(msg.data, (id) => this.mempool.verified(id)), msg.type === 'signed' ? msg.from.toString() : '')
+          // the topic validator decoded it and checked its signatures before gossipsub delivered it
+          const decoded = this.validated.get(msg.data) ?? decodeMessage(msg.data, (id) => this.mempool.verified(id))
+          this.engine.receive(decoded, msg.type === 'signed' ? msg.from.toString() : '', true)
         } catch (err: any) {
           log.error('an accepted consensus message did not decode - %s', err.message)
         }
@@ -343,6 +354,7 @@ export class CloudLedger {
       log('rejected a consensus message from %s - %s', msg.from.toString(), err.message)
       return TopicValidatorResult.Reject
     }
+    this.validated.set(msg.data, m)
     return TopicValidatorResult.Accept
   }
 
