@@ -39,7 +39,7 @@ export function encodeTxBatch (txs: Uint8Array[]): Uint8Array {
   return w.finish()
 }
 
-export function decodeTxBatch (bytes: Uint8Array): SignedTx[] {
+export function decodeTxBatch (bytes: Uint8Array, verified?: (id: string) => boolean): SignedTx[] {
   const r = new Reader(bytes)
   const n = r.count(TX_BATCH, 'the transactions')
   if (n === 0) {
@@ -47,7 +47,10 @@ export function decodeTxBatch (bytes: Uint8Array): SignedTx[] {
   }
   const out: SignedTx[] = []
   for (let i = 0; i < n; i++) {
-    out.push(openTx(r.bytes(LedgerLimits.txBytes + 80, 'a transaction')))
+    // a transaction checked already (a copy relayed by another peer) is not checked again
+    const raw = r.bytes(LedgerLimits.txBytes + 80, 'a transaction')
+    const unchecked = openTx(raw, false)
+    out.push(verified?.(hex(unchecked.id)) === true ? unchecked : openTx(raw, true))
   }
   r.end('the batch')
   return out
@@ -289,7 +292,7 @@ export class CloudLedger {
     }
     let txs: SignedTx[]
     try {
-      txs = decodeTxBatch(msg.data)
+      txs = decodeTxBatch(msg.data, (id) => this.mempool.verified(id))
       for (const stx of txs) {
         if (hex(stx.tx.ledger) !== hex(this.id)) {
           throw new Error('a transaction for another ledger')
