@@ -4,7 +4,7 @@ import {
   encodeBlock, encodeHeader, hex, quorum, sha256, signProposal, signVote, txRootOf, verifyCommit, verifyProposal, verifyVote,
   type Block, type Commit, type ConsensusMessage, type Proposal, type SignedTx, type Vote
 } from './encoding.ts'
-import type { LedgerState } from './state.ts'
+import type { DryRun, LedgerState } from './state.ts'
 import type { Mempool } from './mempool.ts'
 
 const log = logger('opencloud:ledger:consensus')
@@ -171,6 +171,7 @@ export class ConsensusEngine {
     this.height = this.c.state.height + 1
     this.rounds = new Map()
     this.verdicts = new Map()
+    this.dryRuns = new Map()
     this.lockedBlock = undefined
     this.lockedRound = -1
     this.validBlock = undefined
@@ -264,13 +265,19 @@ export class ConsensusEngine {
     const txs = this.c.mempool.select(state.genesis.maxTxsPerBlock)
     // a block's time never goes back, even if this clock does
     const time = Math.max(Date.now(), state.lastTime + 1)
-    const { appHash } = state.dryRun({ txs, header: { time, height } })
-    const header = { ledger: state.ledger, height, round, time, prev: state.lastHash, proposer: this.c.peerId, txRoot: txRootOf(txs), appHash }
-    return { header, txs, hash: sha256(encodeHeader(header)) }
+    const dryRun = state.dryRun({ txs, header: { time, height } })
+    const header = { ledger: state.ledger, height, round, time, prev: state.lastHash, proposer: this.c.peerId, txRoot: txRootOf(txs), appHash: dryRun.appHash }
+    const block = { header, txs, hash: sha256(encodeHeader(header)) }
+    // our own block: valid, and run once
+    this.verdicts.set(hex(block.hash), undefined)
+    this.dryRuns.set(hex(block.hash), dryRun)
+    return block
   }
 
   /** Verdicts on blocks of this height, by hash: every vote rechecks the proposal, and running a large block's transactions again for each would be the slowest thing a validator does */
   private verdicts = new Map<string, string | undefined>()
+  /** the dry run of each block checked at this height, applied as it is once the block is final */
+  private dryRuns = new Map<string, DryRun>()
 
   /** Why a block may not be final at this height, or undefined (the clock is read once, when first checked) */
   private invalid (block: Block): string | undefined {
@@ -278,12 +285,17 @@ export class ConsensusEngine {
     if (this.verdicts.has(key)) {
       return this.verdicts.get(key)
     }
-    const verdict = this.check(block)
+    const verdict = this.check(block, true)
     this.verdicts.set(key, verdict)
     return verdict
   }
 
-  private check (block: Block): string | undefined {
+  /**
+   * The rules a block of this height must follow. `live`: it is being
+   * proposed now, so its time must not be ahead of our clock (a block
+   * synced later is old, and only its order is checked).
+   */
+  private check (block: Block, live: boolean): string | undefined {
     const state = this.c.state
     const h = block.header
     if (hex(h.ledger) !== hex(state.ledger)) {
@@ -298,8 +310,11 @@ export class ConsensusEngine {
     if (h.proposer !== this.proposerOf(h.height, h.round)) {
       return `${h.proposer} does not propose round ${h.round}`
     }
-    if (h.time <= state.lastTime || h.time > Date.now() + this.maxClockSkewMs) {
-      return 'its time is before the last block\'s or too far ahead'
+    if (h.time <= state.lastTime) {
+      return 'its time is before the last block\'s'
+    }
+    if (live && h.time > Date.now() + this.maxClockSkewMs) {
+      return 'its time is too far ahead of this node\'s clock'
     }
     if (block.txs.length > state.genesis.maxTxsPerBlock) {
       return `${block.txs.length} transactions, over the ${state.genesis.maxTxsPerBlock} a block may hold`
@@ -308,9 +323,11 @@ export class ConsensusEngine {
     if (ids.size !== block.txs.length) {
       return 'a transaction twice'
     }
-    if (hex(state.dryRun(block).appHash) !== hex(h.appHash)) {
+    const dryRun = state.dryRun(block)
+    if (hex(dryRun.appHash) !== hex(h.appHash)) {
       return 'its app hash is not what its transactions give'
     }
+    this.dryRuns.set(hex(block.hash), dryRun)
     return undefined
   }
 
@@ -523,7 +540,7 @@ export class ConsensusEngine {
 
   private async finalize (block: Block, commit: Commit): Promise<void> {
     await this.c.persist(block, commit)
-    this.c.state.apply(block)
+    this.c.state.apply(block, this.dryRuns.get(hex(block.hash)))
     this.c.mempool.removeIncluded(block.txs)
     log('block %d final: %d transactions, round %d, %d ms after the height began', block.header.height, block.txs.length, commit.round, Date.now() - this.heightStarted)
     this.c.onFinal?.(block)
@@ -562,7 +579,7 @@ export class ConsensusEngine {
     this.deciding = true
     try {
       verifyCommit(this.c.state.ledger, block, commit, this.validators)
-      const bad = this.invalidFromSync(block)
+      const bad = this.check(block, false)
       if (bad != null) {
         throw new Error(`block ${block.header.height} breaks the rules: ${bad}`)
       }
@@ -570,25 +587,6 @@ export class ConsensusEngine {
     } finally {
       this.deciding = false
     }
-  }
-
-  /** Like `invalid`, without the clock (a block synced later is old) */
-  private invalidFromSync (block: Block): string | undefined {
-    const state = this.c.state
-    const h = block.header
-    if (h.height !== state.height + 1 || hex(h.prev) !== hex(state.lastHash)) {
-      return 'it does not follow the last final block'
-    }
-    if (h.proposer !== this.proposerOf(h.height, h.round)) {
-      return `${h.proposer} does not propose round ${h.round}`
-    }
-    if (h.time <= state.lastTime) {
-      return 'its time is before the last block\'s'
-    }
-    if (hex(state.dryRun(block).appHash) !== hex(h.appHash)) {
-      return 'its app hash is not what its transactions give'
-    }
-    return undefined
   }
 
   /** Restart the current height after a sync moved the state on */

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto'
 import { Reader, Writer } from '../protocols/rpc/encoding.ts'
 import { MalformedMessageError } from '../protocols/rpc/errors.ts'
-import { CredentialType } from '../protocols/rpc/messages.ts'
-import { CredentialVerifier, type CredentialSigner } from '../protocols/rpc/credentials.ts'
-import { peerBytes, peerText, withDomain } from '../storage/contract.ts'
+import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
+import { peerBytes, peerText, verifySignedBy, withDomain } from '../storage/contract.ts'
 
 /**
  * The Cloud Ledger's bytes (PROTOCOL.md section 8e): genesis, transactions,
@@ -32,8 +31,6 @@ export const LedgerLimits = {
   blockBytes: 3 * 1024 * 1024
 } as const
 
-const verifier = new CredentialVerifier()
-
 export function sha256 (...parts: Uint8Array[]): Uint8Array {
   const h = createHash('sha256')
   for (const p of parts) {
@@ -43,10 +40,6 @@ export function sha256 (...parts: Uint8Array[]): Uint8Array {
 }
 
 export const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
-
-function verifyBy (peer: string, signature: Uint8Array, signing: Uint8Array): void {
-  verifier.verify({ type: CredentialType.OPENCLOUD, value: peerBytes(peer) }, signature, signing)
-}
 
 // ---------------------------------------------------------------- genesis
 
@@ -84,7 +77,7 @@ export function encodeGenesis (g: Genesis): Uint8Array {
 
 export function decodeGenesis (bytes: Uint8Array): Genesis {
   const r = new Reader(bytes)
-  version(r, 'genesis')
+  r.version(LEDGER_VERSION, 'genesis')
   const chain = r.string(LedgerLimits.name, 'the chain name')
   const time = r.varint('the genesis time')
   const n = r.count(LedgerLimits.validators, 'the validators')
@@ -99,13 +92,6 @@ export function decodeGenesis (bytes: Uint8Array): Genesis {
 
 export function ledgerIdOf (g: Genesis): Uint8Array {
   return sha256(encodeGenesis(g))
-}
-
-function version (r: Reader, what: string): void {
-  const v = r.u8(`the ${what} version`)
-  if (v !== LEDGER_VERSION) {
-    throw new MalformedMessageError(`unsupported ${what} version ${v}`)
-  }
 }
 
 // ---------------------------------------------------------------- transactions
@@ -176,7 +162,7 @@ const TXID = /^[0-9a-f]{64}$/
 
 export function decodeTx (bytes: Uint8Array): Tx {
   const r = new Reader(bytes)
-  version(r, 'transaction')
+  r.version(LEDGER_VERSION, 'transaction')
   const ledger = r.raw(32, 'the ledger id')
   const sender = peerText(r.bytes(64, 'the sender'), 'the sender')
   const time = r.varint('the transaction time')
@@ -249,7 +235,7 @@ export function openTx (bytes: Uint8Array, verify = true): SignedTx {
   r.end('the signed transaction')
   const tx = decodeTx(encoded)
   if (verify) {
-    verifyBy(tx.sender, signature, withDomain(TX_DOMAIN, encoded))
+    verifySignedBy(tx.sender, signature, withDomain(TX_DOMAIN, encoded))
   }
   return { tx, encoded, signature, id: sha256(encoded), bytes: Uint8Array.from(bytes) }
 }
@@ -269,7 +255,7 @@ export function signRedeemAuthorization (ledger: Uint8Array, code: Uint8Array, r
 
 export function verifyRedeemAuthorization (ledger: Uint8Array, code: Uint8Array, redeemer: string, owner: string, authorization: Uint8Array): boolean {
   try {
-    verifyBy(owner, authorization, redeemSigning(ledger, code, redeemer))
+    verifySignedBy(owner, authorization, redeemSigning(ledger, code, redeemer))
     return true
   } catch {
     return false
@@ -299,7 +285,7 @@ export function openEvidence (ledger: Uint8Array, candidate: string, evidence: U
   if (hex(l) !== hex(ledger) || c !== candidate) {
     throw new MalformedMessageError('the evidence is for another ledger or candidate')
   }
-  verifyBy(candidate, signature, withDomain(EVIDENCE_DOMAIN, body))
+  verifySignedBy(candidate, signature, withDomain(EVIDENCE_DOMAIN, body))
   return statement
 }
 
@@ -331,7 +317,7 @@ export function encodeHeader (h: BlockHeader): Uint8Array {
 }
 
 function readHeader (r: Reader): BlockHeader {
-  version(r, 'block')
+  r.version(LEDGER_VERSION, 'block')
   return { ledger: r.raw(32, 'the ledger id'), height: r.varint('the height'), round: r.varint('the round'), time: r.varint('the block time'), prev: r.raw(32, 'the previous block'), proposer: peerText(r.bytes(64, 'the proposer'), 'the proposer'), txRoot: r.raw(32, 'the transaction root'), appHash: r.raw(32, 'the app hash') }
 }
 
@@ -398,7 +384,7 @@ export function signVote (ledger: Uint8Array, v: Omit<Vote, 'signature'>, signer
 }
 
 export function verifyVote (ledger: Uint8Array, v: Vote): void {
-  verifyBy(v.voter, v.signature, voteSigning(ledger, v))
+  verifySignedBy(v.voter, v.signature, voteSigning(ledger, v))
 }
 
 function writeVote (w: Writer, v: Vote): Writer {
@@ -522,7 +508,7 @@ export function decodeMessage (bytes: Uint8Array, verified?: (id: string) => boo
 }
 
 export function verifyProposal (ledger: Uint8Array, p: Proposal): void {
-  verifyBy(p.proposer, p.signature, proposalSigning(ledger, p.height, p.round, p.validRound, p.block.hash))
+  verifySignedBy(p.proposer, p.signature, proposalSigning(ledger, p.height, p.round, p.validRound, p.block.hash))
 }
 
 /**

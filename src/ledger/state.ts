@@ -56,6 +56,14 @@ export interface TxOutcome {
   height: number
 }
 
+/** A block's transactions run against the state, not yet kept */
+export interface DryRun {
+  appHash: Uint8Array
+  outcomes: TxOutcome[]
+  /** keep what the block changed; only while the state is where the dry run found it */
+  keep: () => void
+}
+
 export class LedgerState {
   readonly genesis: Genesis
   readonly ledger: Uint8Array
@@ -95,20 +103,22 @@ export class LedgerState {
   }
 
   /**
-   * Run a block's transactions against a copy of the rules without changing
-   * anything: the app hash a proposer puts in its header and a validator
-   * checks. Resolves with the outcomes and the app hash.
+   * Run a block's transactions without changing anything: the app hash a
+   * proposer puts in its header and a validator checks. What it changed is
+   * kept aside, so applying the block once it is final (with nothing
+   * applied in between) need not run them again.
    */
-  dryRun (block: Pick<Block, 'txs'> & { header: { time: number, height: number } }): { appHash: Uint8Array, outcomes: TxOutcome[] } {
-    const outcomes = this.execute(block.txs, block.header.time, block.header.height, false)
-    return { appHash: this.nextAppHash(outcomes), outcomes }
+  dryRun (block: Pick<Block, 'txs'> & { header: { time: number, height: number } }): DryRun {
+    const { outcomes, overlay } = this.execute(block.txs, block.header.time, block.header.height)
+    return { appHash: this.nextAppHash(outcomes), outcomes, keep: () => { overlay.commit() } }
   }
 
-  /** Apply a final block. The caller has checked its certificate. */
-  apply (block: Block): TxOutcome[] {
+  /** Apply a final block, with its dry run at this height if there was one. The caller has checked its certificate. */
+  apply (block: Block, dryRun = this.dryRun(block)): TxOutcome[] {
     const { time, height } = block.header
-    const outcomes = this.execute(block.txs, time, height, true)
-    this.appHash = this.nextAppHash(outcomes)
+    const { outcomes } = dryRun
+    dryRun.keep()
+    this.appHash = dryRun.appHash
     this.height = height
     this.lastHash = block.hash
     this.lastTime = time
@@ -116,11 +126,15 @@ export class LedgerState {
     for (const o of outcomes) {
       this.outcomes.set(o.id, o)
     }
-    // forget replay guards past their ttl: older transactions are refused by time anyway
+    // forget replay guards past their ttl: older transactions are refused by
+    // time anyway. The map is in block order, so roughly oldest first: stop
+    // at the first one still within its ttl rather than walk minutes of
+    // transactions every block (a straggler is only forgotten a little later)
     for (const [id, t] of this.recent) {
-      if (t < time - this.genesis.txTtlMs) {
-        this.recent.delete(id)
+      if (t >= time - this.genesis.txTtlMs) {
+        break
       }
+      this.recent.delete(id)
     }
     if (height % this.genesis.checkpointEvery === 0) {
       this.roots.set(height, hex(this.stateRoot()))
@@ -137,11 +151,11 @@ export class LedgerState {
   }
 
   /**
-   * The rules. With `commit` false nothing is kept, but the transactions
-   * of one block still see each other (a second redemption of a code in the
-   * same block fails), through an overlay of what the block changed.
+   * The rules. Nothing is kept until the overlay of what the block changed
+   * is committed, but the transactions of one block see each other through
+   * it (a second redemption of a code in the same block fails).
    */
-  private execute (txs: SignedTx[], time: number, height: number, commit: boolean): TxOutcome[] {
+  private execute (txs: SignedTx[], time: number, height: number): { outcomes: TxOutcome[], overlay: Overlay } {
     const overlay = new Overlay(this)
     const requestsThisBlock = new Map<string, number>()
     const out: TxOutcome[] = []
@@ -150,10 +164,7 @@ export class LedgerState {
       const reason = this.check(stx, id, time, height, overlay, requestsThisBlock)
       out.push(reason == null ? { id, ok: true, height } : { id, ok: false, reason, height })
     }
-    if (commit) {
-      overlay.commit()
-    }
-    return out
+    return { outcomes: out, overlay }
   }
 
   /** Check one transaction and, if it passes, record its effect in the overlay; a string is why it fails */

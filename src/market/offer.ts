@@ -78,10 +78,7 @@ export function decodeOffer (bytes: Uint8Array): DecodedOffer {
   const r = new Reader(bytes)
   const signature = r.bytes(128, 'the offer signature')
   const start = r.offset
-  const version = r.u8('the offer version')
-  if (version !== OFFER_VERSION) {
-    throw new MalformedMessageError(`unsupported offer version ${version}`)
-  }
+  r.version(OFFER_VERSION, 'offer')
   const providerBytes = r.bytes(128, 'the provider')
   let provider: string
   try {

@@ -107,10 +107,7 @@ export function encodeTerms (t: ContractTerms): Uint8Array {
 
 export function decodeTerms (bytes: Uint8Array): ContractTerms {
   const r = new Reader(bytes)
-  const version = r.u8('the contract version')
-  if (version !== CONTRACT_VERSION) {
-    throw new MalformedMessageError(`unsupported contract version ${version}`)
-  }
+  r.version(CONTRACT_VERSION, 'contract')
   const terms: ContractTerms = {
     renter: peerText(r.bytes(128, 'the renter'), 'the renter'),
     host: peerText(r.bytes(128, 'the host'), 'the host'),
@@ -165,10 +162,7 @@ export function encodeRevision (rev: Revision): Uint8Array {
 
 export function decodeRevision (bytes: Uint8Array): Revision {
   const r = new Reader(bytes)
-  const version = r.u8('the revision version')
-  if (version !== CONTRACT_VERSION) {
-    throw new MalformedMessageError(`unsupported revision version ${version}`)
-  }
+  r.version(CONTRACT_VERSION, 'revision')
   const rev: Revision = {
     contractId: r.bytes(32, 'the contract id'),
     number: r.varint('the revision number'),
@@ -187,16 +181,22 @@ export function signRevision (encoded: Uint8Array, signer: CredentialSigner): Ui
   return signer.sign(withDomain(REVISION_DOMAIN, encoded))
 }
 
+// one verifier, so one cache of public keys, for contracts, ratings and the ledger
 const verifier = new CredentialVerifier()
+
+/** Throws InvalidSignatureError unless `signature` is `peer`'s OpenCloud ID signature of `signing` */
+export function verifySignedBy (peer: string, signature: Uint8Array, signing: Uint8Array): void {
+  verifier.verify({ type: CredentialType.OPENCLOUD, value: peerBytes(peer) }, signature, signing)
+}
 
 /** Throws InvalidSignatureError unless `peer` signed the terms */
 export function verifyTerms (encoded: Uint8Array, peer: string, signature: Uint8Array): void {
-  verifier.verify({ type: CredentialType.OPENCLOUD, value: peerBytes(peer) }, signature, withDomain(CONTRACT_DOMAIN, encoded))
+  verifySignedBy(peer, signature, withDomain(CONTRACT_DOMAIN, encoded))
 }
 
 /** Throws InvalidSignatureError unless `peer` signed the revision */
 export function verifyRevision (encoded: Uint8Array, peer: string, signature: Uint8Array): void {
-  verifier.verify({ type: CredentialType.OPENCLOUD, value: peerBytes(peer) }, signature, withDomain(REVISION_DOMAIN, encoded))
+  verifySignedBy(peer, signature, withDomain(REVISION_DOMAIN, encoded))
 }
 
 /** The revision after adding or removing shards, from the full set of shard roots and sizes held */

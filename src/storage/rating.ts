@@ -1,8 +1,6 @@
 import { Reader, Writer } from '../protocols/rpc/encoding.ts'
-import { CredentialType } from '../protocols/rpc/messages.ts'
-import { CredentialVerifier, type CredentialSigner } from '../protocols/rpc/credentials.ts'
-import { MalformedMessageError } from '../protocols/rpc/errors.ts'
-import { peerBytes, peerText, withDomain } from './contract.ts'
+import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
+import { peerBytes, peerText, verifySignedBy, withDomain } from './contract.ts'
 
 /**
  * The rating each side of a storage contract signs when it ends (PROTOCOL.md
@@ -41,10 +39,7 @@ export function encodeRating (r: Rating): Uint8Array {
 
 export function decodeRating (bytes: Uint8Array): Rating {
   const r = new Reader(bytes)
-  const version = r.u8('the rating version')
-  if (version !== RATING_VERSION) {
-    throw new MalformedMessageError(`unsupported rating version ${version}`)
-  }
+  r.version(RATING_VERSION, 'rating')
   const rating: Rating = {
     contractId: r.bytes(32, 'the contract id'),
     rater: peerText(r.bytes(128, 'the rater'), 'the rater'),
@@ -63,7 +58,6 @@ export function signRating (rating: Rating, signer: CredentialSigner): Uint8Arra
   return new Writer().bytes(encoded).bytes(signer.sign(withDomain(RATING_DOMAIN, encoded))).finish()
 }
 
-const verifier = new CredentialVerifier()
 
 /** Decode a signed rating and check the rater signed it; throws otherwise */
 export function openRating (signed: Uint8Array): Rating {
@@ -72,6 +66,6 @@ export function openRating (signed: Uint8Array): Rating {
   const signature = r.bytes(128, 'the rating signature')
   r.end('the signed rating')
   const rating = decodeRating(encoded)
-  verifier.verify({ type: CredentialType.OPENCLOUD, value: peerBytes(rating.rater) }, signature, withDomain(RATING_DOMAIN, encoded))
+  verifySignedBy(rating.rater, signature, withDomain(RATING_DOMAIN, encoded))
   return rating
 }

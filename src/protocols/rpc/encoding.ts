@@ -142,6 +142,14 @@ export class Reader {
     }
   }
 
+  /** A message's leading version byte, refused unless it is `expected` */
+  version (expected: number, what: string): void {
+    const version = this.u8(`the ${what} version`)
+    if (version !== expected) {
+      throw new MalformedMessageError(`unsupported ${what} version ${version}`)
+    }
+  }
+
   /** Items of a counted list, refusing counts over the limit before reading them */
   count (max: number, what: string): number {
     const n = this.varint(`the count of ${what}`)
