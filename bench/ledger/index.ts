@@ -2,7 +2,7 @@
  * bench/ledger: promo transactions per second and the time from submission
  * to finality on a local Cloud Ledger of 4 validators.
  *
- *   npm run bench:ledger [-- --rate 1000 --seconds 10 --flood 20000 --slot-ms 1000 --json]
+ *   npm run bench:ledger [-- --rate 1000 --seconds 10 --flood 20000 --slot-ms 1000 --json --keep]
  *
  * The validators run as daemons (one process each, as on the testnet); this
  * process is a node that follows the ledger and submits promo requests
@@ -35,7 +35,9 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '10' },
     flood: { type: 'string', default: '20000' },
     'slot-ms': { type: 'string', default: '1000' },
-    json: { type: 'boolean', default: false }
+    json: { type: 'boolean', default: false },
+    /** keep the validators' data directories (their daemon.log says how each block went) */
+    keep: { type: 'boolean', default: false }
   }
 })
 const RATE = Number(values.rate)
@@ -193,5 +195,9 @@ Cloud Ledger, ${VALIDATORS} validators, ${SLOT_MS} ms slots
 } finally {
   await client?.stop().catch(() => {})
   await stopAll(daemons)
-  await rm(dir, { recursive: true, force: true })
+  if (values.keep === true) {
+    process.stderr.write(`kept ${dir} (node-N/daemon.log)\n`)
+  } else {
+    await rm(dir, { recursive: true, force: true })
+  }
 }
