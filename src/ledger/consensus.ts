@@ -40,6 +40,13 @@ export interface EngineComponents {
   onEquivocation?: (evidence: Equivocation) => void
   /** messages of a height past ours came: we are behind and must sync */
   onBehind?: (height: number, from: string) => void
+  /**
+   * Keep a message this validator signed, before it is sent: a validator
+   * killed and restarted within a height must not sign something else for
+   * a slot it signed already (that is equivocation, however honest). The
+   * engine sends nothing until this resolves.
+   */
+  saveSigned?: (height: number, msg: ConsensusMessage) => Promise<void>
 }
 
 export interface EngineInit {
@@ -79,7 +86,7 @@ interface Round {
 export class ConsensusEngine {
   private readonly c: EngineComponents
   private readonly slotMs: number
-  private readonly idleBlockMs: number
+  readonly idleBlockMs: number
   private readonly batchMs: number
   private readonly maxClockSkewMs: number
   height = 1
@@ -99,6 +106,11 @@ export class ConsensusEngine {
   /** when the current height began */
   private heightStarted = Date.now()
   private readonly onTx: () => void
+  private resendTimer?: ReturnType<typeof setInterval>
+  /** what this validator signed at one height (the latest), by slot: `proposal/<round>`, `prevote/<round>`, `precommit/<round>` */
+  private signed: { height: number, msgs: Map<string, ConsensusMessage> } = { height: 0, msgs: new Map() }
+  /** messages wait here for the signed ones before them to be on disk, and go out in order */
+  private outbox: Promise<void> = Promise.resolve()
 
   constructor (components: EngineComponents, init: EngineInit = {}) {
     this.c = components
@@ -121,10 +133,13 @@ export class ConsensusEngine {
     this.running = true
     this.c.mempool.addEventListener('tx', this.onTx)
     this.startHeight()
+    this.resendTimer = setInterval(() => { this.resendIfStuck() }, 2 * this.slotMs)
+    this.resendTimer.unref?.()
   }
 
   stop (): void {
     this.running = false
+    clearInterval(this.resendTimer)
     this.c.mempool.removeEventListener('tx', this.onTx)
     for (const t of this.timers) {
       clearTimeout(t)
@@ -258,12 +273,76 @@ export class ConsensusEngine {
     if (this.height !== height || this.round !== round || this.step !== 'propose') {
       return
     }
-    const block = this.validBlock ?? this.buildBlock(height, round)
-    const proposal = signProposal(this.c.state.ledger, { height, round, validRound: this.validBlock != null ? this.validRound : -1, block, blockBytes: encodeBlock(block), proposer: this.c.peerId }, this.c.signer)
-    log('height %d round %d: proposing %d transactions', height, round, block.txs.length)
-    const msg: ConsensusMessage = { type: 'proposal', proposal }
-    this.c.broadcast(msg)
+    const msg = this.signOnce(`proposal/${round}`, () => {
+      const block = this.validBlock ?? this.buildBlock(height, round)
+      log('height %d round %d: proposing %d transactions', height, round, block.txs.length)
+      return { type: 'proposal', proposal: signProposal(this.c.state.ledger, { height, round, validRound: this.validBlock != null ? this.validRound : -1, block, blockBytes: encodeBlock(block), proposer: this.c.peerId }, this.c.signer) }
+    })
     this.receive(msg, this.c.peerId, true)
+  }
+
+  /**
+   * The message this validator signs for a slot of the current height:
+   * made and kept (on disk before it is sent) the first time, and the
+   * same one again after a restart, whatever this node would sign now.
+   */
+  private signOnce (slot: string, make: () => ConsensusMessage): ConsensusMessage {
+    if (this.signed.height !== this.height) {
+      this.signed = { height: this.height, msgs: new Map() }
+    }
+    let msg = this.signed.msgs.get(slot)
+    if (msg != null) {
+      log('height %d: %s signed before a restart, sent again as it was', this.height, slot)
+    } else {
+      msg = make()
+      this.signed.msgs.set(slot, msg)
+      const height = this.height
+      const save = this.c.saveSigned
+      const kept = msg
+      if (save != null) {
+        this.outbox = this.outbox.then(async () => save(height, kept))
+      }
+    }
+    const out = msg
+    this.outbox = this.outbox.then(() => { this.c.broadcast(out) }).catch(err => {
+      // not on disk: sending it could let a restart contradict it
+      log.error('height %d: keeping what this validator signed failed, %s not sent - %e', this.height, slot, err)
+    })
+    return msg
+  }
+
+  /**
+   * A height that has stood still for two slots: send again what this
+   * validator signed in its latest round. Gossip delivers a message once,
+   * to whoever is up then; a validator that was down (restarted after a
+   * crash, or cut off) missed the votes the others cast before, and with
+   * more than a third of them gone nobody moves to another round, so
+   * without this the ledger would wait forever. Copies are harmless: a
+   * vote or proposal held already is ignored.
+   */
+  private resendIfStuck (): void {
+    if (!this.running || !this.isValidator() || this.deciding || Date.now() - this.heightStarted < 2 * this.slotMs || this.signed.height !== this.height) {
+      return
+    }
+    let latest = -1
+    for (const m of this.signed.msgs.values()) {
+      latest = Math.max(latest, m.type === 'proposal' ? m.proposal.round : m.type === 'vote' ? m.vote.round : -1)
+    }
+    for (const m of this.signed.msgs.values()) {
+      if ((m.type === 'proposal' ? m.proposal.round : m.type === 'vote' ? m.vote.round : -1) === latest) {
+        this.outbox = this.outbox.then(() => { this.c.broadcast(m) })
+      }
+    }
+    log('height %d stands still after %d ms: sent what this validator signed in round %d again', this.height, Date.now() - this.heightStarted, latest)
+  }
+
+  /** What this validator signed at `height` before it stopped (loaded at start) */
+  restoreSigned (height: number, msgs: ConsensusMessage[]): void {
+    const slots = new Map<string, ConsensusMessage>()
+    for (const m of msgs) {
+      slots.set(m.type === 'proposal' ? `proposal/${m.proposal.round}` : m.type === 'vote' ? `${m.vote.type}/${m.vote.round}` : 'commit', m)
+    }
+    this.signed = { height, msgs: slots }
   }
 
   private buildBlock (height: number, round: number): Block {
@@ -457,10 +536,10 @@ export class ConsensusEngine {
       return
     }
     this.step = type
-    const vote = signVote(this.c.state.ledger, { type, height: this.height, round: this.round, block: block?.hash ?? new Uint8Array(0), voter: this.c.peerId }, this.c.signer)
-    const msg: ConsensusMessage = { type: 'vote', vote }
-    this.c.broadcast(msg)
-    this.onVote(vote, true)
+    const msg = this.signOnce(`${type}/${this.round}`, () => ({ type: 'vote', vote: signVote(this.c.state.ledger, { type, height: this.height, round: this.round, block: block?.hash ?? new Uint8Array(0), voter: this.c.peerId }, this.c.signer) }))
+    if (msg.type === 'vote') {
+      this.onVote(msg.vote, true)
+    }
   }
 
   /** The rules of the algorithm that fire on what has been collected */
@@ -538,7 +617,8 @@ export class ConsensusEngine {
       // is a block every peer downloads and decodes, so only its proposer
       // sends it
       if (block.header.proposer === this.c.peerId) {
-        this.c.broadcast({ type: 'commit', block, blockBytes: encodeBlock(block), commit })
+        const msg: ConsensusMessage = { type: 'commit', block, blockBytes: encodeBlock(block), commit }
+        this.outbox = this.outbox.then(() => { this.c.broadcast(msg) })
       }
     } catch (err: any) {
       log.error('keeping block %d failed - %e', block.header.height, err)
@@ -606,6 +686,20 @@ export class ConsensusEngine {
     if (this.running && this.c.state.height + 1 !== this.height) {
       this.startHeight()
     }
+  }
+
+  /** Validators whose signed messages for the current height reached this node (itself included) */
+  heardFrom (): number {
+    const heard = new Set<string>()
+    for (const r of this.rounds.values()) {
+      if (r.proposal != null) {
+        heard.add(r.proposal.proposer)
+      }
+      for (const v of [...r.prevotes.keys(), ...r.precommits.keys()]) {
+        heard.add(v)
+      }
+    }
+    return heard.size
   }
 
   status (): { height: number, round: number, step: Step, proposer: string, validator: boolean } {

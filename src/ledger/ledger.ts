@@ -208,6 +208,10 @@ export class CloudLedger {
   /** datastore prefixes, per ledger: a data directory that moves to a new genesis keeps the old ledger apart */
   private readonly blocksPrefix: string
   private readonly evidencePrefix: string
+  /** what this validator signed at its latest height, one key per slot: varint height || message */
+  private readonly signedPrefix: string
+  /** when the last block became final here (or the ledger started): how long the ledger has stood still */
+  private progressAt = Date.now()
   /** aborted at stop: a sync under way gives up at once */
   private shutdown = new AbortController()
 
@@ -222,6 +226,7 @@ export class CloudLedger {
     this.txRate = parseRateLimit(init.txRateLimit ?? '200/s burst 2000')
     this.blocksPrefix = `/ledger/${hex(this.id).slice(0, 16)}/blocks`
     this.evidencePrefix = `/ledger/${hex(this.id).slice(0, 16)}/evidence`
+    this.signedPrefix = `/ledger/${hex(this.id).slice(0, 16)}/signed`
     this.engine = new ConsensusEngine({
       peerId: this.me,
       signer: components.signer,
@@ -231,7 +236,8 @@ export class CloudLedger {
       persist: async (block, commit) => this.persist(block, commit),
       onFinal: (block) => { this.final(block) },
       onEquivocation: (e) => { void this.equivocation(e) },
-      onBehind: (height, from) => { this.behind(height, from) }
+      onBehind: (height, from) => { this.behind(height, from) },
+      saveSigned: async (height, msg) => this.saveSigned(height, msg)
     }, { idleBlockMs: init.idleBlockMs })
     this.onMessage = (evt) => {
       const msg = evt.detail
@@ -250,6 +256,7 @@ export class CloudLedger {
 
   async start (): Promise<void> {
     this.shutdown = new AbortController()
+    this.progressAt = Date.now()
     // the blocks on disk were checked when they came: applied again without their signatures
     let replayed = 0
     for await (const { value } of this.c.datastore.query({ prefix: this.blocksPrefix })) {
@@ -262,6 +269,23 @@ export class CloudLedger {
     }
     for await (const { value } of this.c.datastore.query({ prefix: this.evidencePrefix })) {
       this.equivocations.push(JSON.parse(new TextDecoder().decode(value)))
+    }
+    // what this validator signed at the height it stopped in, if that height is not final yet
+    const signed: ConsensusMessage[] = []
+    for await (const { key, value } of this.c.datastore.query({ prefix: this.signedPrefix })) {
+      try {
+        const r = new Reader(value)
+        const height = r.varint('the height')
+        if (height === this.state.height + 1) {
+          signed.push(decodeMessage(r.raw(value.byteLength - r.offset, 'the message'), () => true))
+        }
+      } catch (err: any) {
+        log.error('a signed message kept at %s does not decode - %s', key.toString(), err.message)
+      }
+    }
+    if (signed.length > 0) {
+      log('height %d: %d messages this validator signed before it stopped', this.state.height + 1, signed.length)
+      this.engine.restoreSigned(this.state.height + 1, signed)
     }
     log('ledger %s (%s): %d blocks, %d validators', this.genesis.chain, hex(this.id).slice(0, 16), replayed, this.state.validators.length)
     const { pubsub } = this.c
@@ -398,12 +422,18 @@ export class CloudLedger {
     return TopicValidatorResult.Accept
   }
 
+  private async saveSigned (height: number, msg: ConsensusMessage): Promise<void> {
+    const slot = msg.type === 'proposal' ? `proposal-${msg.proposal.round}` : msg.type === 'vote' ? `${msg.vote.type}-${msg.vote.round}` : 'commit'
+    await this.c.datastore.put(new Key(`${this.signedPrefix}/${slot}`), new Writer().varint(height).raw(encodeMessage(msg)).finish())
+  }
+
   private async persist (block: Block, commit: Commit): Promise<void> {
     const bytes = new Writer().bytes(encodeBlock(block)).bytes(encodeCommit(commit)).finish()
     await this.c.datastore.put(this.blockKey(block.header.height), bytes)
   }
 
   private final (block: Block): void {
+    this.progressAt = Date.now()
     for (const id of block.txs.map(t => hex(t.id))) {
       const o = this.state.outcomes.get(id)
       const waiting = this.waiters.get(id)
@@ -645,8 +675,17 @@ export class CloudLedger {
   /** Why blocks may not become final, if something is visibly wrong */
   livenessProblem (): string | undefined {
     const { round, height } = this.engine.status()
+    const n = this.state.validators.length
+    const needs = `a block needs ${Math.floor(2 * n / 3) + 1} of them; this node heard from ${this.engine.heardFrom()} at height ${height}`
     if (round >= 3) {
-      return `height ${height} is at round ${round}: more than a third of the ${this.state.validators.length} validators may be down (a block needs ${Math.floor(2 * this.state.validators.length / 3) + 1} of them)`
+      return `height ${height} is at round ${round}: more than a third of the ${n} validators may be down (${needs})`
+    }
+    // with more than a third down nobody gets enough votes to move to the
+    // next round either, so rounds alone would never say so: time does
+    const since = Date.now() - this.progressAt
+    const limit = this.mempool.size > 0 ? 10 * this.genesis.slotMs : this.engine.idleBlockMs + 10 * this.genesis.slotMs
+    if (since > limit) {
+      return `no block for ${Math.round(since / 1000)} s${this.mempool.size > 0 ? ` while ${this.mempool.size} transactions wait` : ''}: more than a third of the ${n} validators may be down or out of reach (${needs})`
     }
     return undefined
   }

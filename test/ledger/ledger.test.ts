@@ -7,7 +7,8 @@ import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { ensureDataDir, loadOrCreateIdentity } from '../../src/node/data-dir.ts'
 import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
-import { hex, signProposal, signTx, txRootOf, sha256, encodeHeader, encodeBlock, type Block } from '../../src/ledger/encoding.ts'
+import { hex, signProposal, signTx, signVote, txRootOf, sha256, encodeHeader, encodeBlock, encodeCommit, encodeMessage, type Block, type SignedTx } from '../../src/ledger/encoding.ts'
+import { LedgerState } from '../../src/ledger/state.ts'
 import { CloudLedger } from '../../src/ledger/ledger.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { LevelDatastore } from 'datastore-level'
@@ -271,6 +272,110 @@ describe('cloud ledger: promo codes on a 4-validator ledger', () => {
     assert.ok(checks.length > 0)
     assert.ok(checks.every(c => c.status === 'ok'), JSON.stringify(checks))
     assert.ok((checks[0].confirmations ?? 0) >= 1)
+  })
+
+  it('catches a history the validators rewrote: every signature holds, the bitcoin anchor does not', async () => {
+    // the first checkpoint of the real ledger, anchored in bitcoin
+    const cp = [...L(nodes[0]).state.checkpoints.values()].sort((a, b) => a.height - b.height)[0]
+    assert.ok(cp != null, 'a checkpoint on the ledger')
+    // three of the four validators (enough for any commit) sign another
+    // history from genesis: block 1 makes a different pool, the rest are
+    // empty, and the checkpoint names the real bitcoin transaction
+    const genesis = L(nodes[0]).genesis
+    const id = L(nodes[0]).id
+    const state = new LedgerState(genesis, id)
+    const colluders = nodes.slice(0, 3)
+    let time = genesis.time + 1
+    const forged: Uint8Array[] = []
+    const makeBlock = (txs: SignedTx[]): void => {
+      const height = state.height + 1
+      const eligible = state.validators.filter(v => v !== state.lastProposer)
+      const proposer = eligible[height % eligible.length]
+      time += 10
+      const dryRun = state.dryRun({ txs, header: { time, height } })
+      const header = { ledger: id, height, round: 0, time, prev: state.lastHash, proposer, txRoot: txRootOf(txs), appHash: dryRun.appHash }
+      const block: Block = { header, txs, hash: sha256(encodeHeader(header)) }
+      const votes = colluders.map(n => signVote(id, { type: 'precommit', height, round: 0, block: block.hash, voter: n.peerId.toString() }, n.signer))
+      forged.push(new Writer().bytes(encodeBlock(block)).bytes(encodeCommit({ round: 0, votes: votes.map(v => ({ voter: v.voter, signature: v.signature })) })).finish())
+      state.apply(block, dryRun)
+    }
+    makeBlock([signTx({ ledger: id, sender: nodes[0].peerId.toString(), time: time++, body: { kind: 'pool', name: 'rewritten', service: 'sha256', creditSat: 1_000_000n, quantity: 1, ttlMs: 600_000, perRequester: 1 } }, nodes[0].signer)])
+    while (state.height < cp.height) {
+      makeBlock([])
+    }
+    const forgedRoot = state.roots.get(cp.height)!
+    assert.notEqual(forgedRoot, cp.stateRoot)
+    makeBlock([signTx({ ledger: id, sender: nodes[1].peerId.toString(), time: time++, body: { kind: 'checkpoint', height: cp.height, stateRoot: Buffer.from(forgedRoot, 'hex'), btcTxid: cp.btcTxid } }, nodes[1].signer)])
+
+    // a node that joins late is handed the rewritten history: it syncs (the signatures are real) ...
+    const store = new LevelDatastore(join(dir.path, 'late-rewritten'))
+    await store.open()
+    const key = await generateKeyPair('Ed25519')
+    const noPubsub: any = { topicValidators: new Map(), subscribe () {}, unsubscribe () {}, publish: async () => {}, addEventListener () {}, removeEventListener () {} }
+    const chain = nodes[0].chain!
+    let served = false
+    const late = new CloudLedger({
+      peerId: peerIdFromPrivateKey(key),
+      signer: openCloudSigner(key),
+      datastore: store,
+      pubsub: noPubsub,
+      fetchBlocks: async () => { const w = new Writer().varint(served ? 0 : forged.length); if (!served) forged.forEach(b => w.bytes(b)); served = true; return w.finish() },
+      bitcoinTx: async (txid) => ({ scripts: (await chain.transaction(txid)).outputs.map(o => o.scriptPubKey), confirmations: await chain.confirmations(txid) })
+    }, { genesis })
+    try {
+      assert.equal(await late.syncFrom('colluders'), cp.height + 1)
+      assert.ok(late.poolViews().some(p => p.name === 'rewritten'))
+      // ... and bitcoin says otherwise
+      const checks = await late.verifyCheckpoints()
+      assert.equal(checks.length, 1)
+      assert.equal(checks[0].status, 'mismatch')
+      assert.equal(checks[0].problem, `bitcoin holds state root ${cp.stateRoot} for height ${cp.height}; this node's history gives ${forgedRoot}`)
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('takes gossip score from a peer that sends a forged proposal or a forged final block, and nothing of it reaches the ledger', async () => {
+    // a node outside the ledger's validators, connected to all of them
+    const mallory = await OpenCloudNode.create({ dataDir: join(dir.path, 'mallory'), config, bootstrap: [addrOf(nodes[0])] })
+    await mallory.start()
+    try {
+      for (const n of nodes.slice(0, 4)) {
+        await connect(mallory, n)
+      }
+      const ledger = L(nodes[0])
+      const topic = ledger.topics.consensus
+      await waitFor(() => mallory.libp2p.services.pubsub.getSubscribers(topic).length >= 4, 10_000, 'mallory to see the validators on the topic')
+      const scored = nodes[0].libp2p.services.pubsub as unknown as { getScore: (peer: string) => number }
+      const rejected = (): number => ledger.rejections.get(mallory.peerId.toString()) ?? 0
+      const forged: Block[] = []
+      // messages for a height that became final meanwhile are ignored unread,
+      // so mallory tries again at the next height (a block comes about each second)
+      for (let attempt = 0; attempt < 5 && rejected() < 2; attempt++) {
+        const height = ledger.state.height + 1
+        const header = { ledger: ledger.id, height, round: 0, time: Date.now(), prev: ledger.state.lastHash, proposer: nodes[1].peerId.toString(), txRoot: txRootOf([]), appHash: ledger.state.appHash }
+        const block: Block = { header, txs: [], hash: sha256(encodeHeader(header)) }
+        forged.push(block)
+        // a proposal in validator 1's name, signed by mallory
+        const proposal = signProposal(ledger.id, { height, round: 0, validRound: -1, block, blockBytes: encodeBlock(block), proposer: nodes[1].peerId.toString() }, mallory.signer)
+        await mallory.libp2p.services.pubsub.publish(topic, encodeMessage({ type: 'proposal', proposal }))
+        // a "final" block whose commit mallory signed for three validators
+        const votes = nodes.slice(0, 3).map(n => signVote(ledger.id, { type: 'precommit', height, round: 0, block: block.hash, voter: n.peerId.toString() }, mallory.signer))
+        await mallory.libp2p.services.pubsub.publish(topic, encodeMessage({ type: 'commit', block, blockBytes: encodeBlock(block), commit: { round: 0, votes: votes.map(v => ({ voter: v.voter, signature: v.signature })) } }))
+        await waitFor(() => rejected() >= 2, 2000, 'both messages rejected').catch(() => {})
+      }
+      assert.ok(rejected() >= 2, `${rejected()} of mallory's messages rejected`)
+      // gossipsub recomputes scores at its heartbeat
+      await waitFor(() => scored.getScore(mallory.peerId.toString()) < 0, 5000, `mallory's score below zero (it is ${scored.getScore(mallory.peerId.toString())})`)
+      for (const n of nodes.slice(0, 4)) {
+        for (const block of forged) {
+          const b = await L(n).block(block.header.height)
+          assert.notEqual(b == null ? '' : hex(b.block.hash), hex(block.hash), 'the forged block is on no node')
+        }
+      }
+    } finally {
+      await mallory.stop()
+    }
   })
 
   it('adds a validator by a majority vote with its signed statement, and a late node syncs everything', async () => {
