@@ -312,7 +312,7 @@ export class ConsensusEngine {
   }
 
   /**
-   * A height that has stood still for two slots: send again what this
+   * A height that has stood still for five slots: send again what this
    * validator signed in its latest round. Gossip delivers a message once,
    * to whoever is up then; a validator that was down (restarted after a
    * crash, or cut off) missed the votes the others cast before, and with
@@ -321,7 +321,9 @@ export class ConsensusEngine {
    * vote or proposal held already is ignored.
    */
   private resendIfStuck (): void {
-    if (!this.running || !this.isValidator() || this.deciding || Date.now() - this.heightStarted < 2 * this.slotMs || this.signed.height !== this.height) {
+    // five slots: under load a height can take two or three, and sending a
+    // large proposal again then would only add to the load
+    if (!this.running || !this.isValidator() || this.deciding || Date.now() - this.heightStarted < 5 * this.slotMs || this.signed.height !== this.height) {
       return
     }
     let latest = -1
