@@ -11,11 +11,11 @@
  * forwarding) can repair a miss. Target (issue 4): every node within 2 s at
  * p95 on 30 nodes.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { startNode, stopAll, type Started } from '../../scripts/testnet/network.ts'
+import { nodeApi, startNode, stopAll, type Started } from '../../scripts/testnet/network.ts'
 import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
 
 const HEARTBEAT_MS = 1000
@@ -30,15 +30,6 @@ const { values } = parseArgs({
 const sizes = (values.sizes as string).split(',').map(Number)
 const rounds = Number(values.rounds)
 const progress = (s: string): void => { if (values.json !== true) process.stderr.write(s) }
-
-async function api (node: Started, path: string, init: RequestInit = {}): Promise<any> {
-  const token = (await readFile(join(node.dataDir, 'api.token'), 'utf8')).trim()
-  const res = await fetch(`${node.api}${path}`, { ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${token}`, 'content-type': 'application/json' } })
-  if (!res.ok) {
-    throw new Error(`${path}: HTTP ${res.status} ${await res.text()}`)
-  }
-  return res.json()
-}
 
 function quantile (sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]
@@ -68,13 +59,13 @@ async function measure (size: number): Promise<{ nodes: number, samples: number,
     let missed = 0
     for (let round = 0; round < rounds; round++) {
       const price = 1000 + round
-      const set = await api(seller, '/v1/market/price', { method: 'POST', body: JSON.stringify({ service: 'sha256', method: 'hash', amount: `${price} sat`, confirm: true }) })
+      const set = await nodeApi(seller, '/v1/market/price', { method: 'POST', body: JSON.stringify({ service: 'sha256', method: 'hash', amount: `${price} sat`, confirm: true }) })
       const issuedAt = Date.parse(set.offer.issuedAt)
       const deadline = Date.now() + 10_000
       const pending = new Set(nodes.slice(1))
       while (pending.size > 0 && Date.now() < deadline) {
         await Promise.all([...pending].map(async node => {
-          const offers = await api(node, '/v1/market/prices?service=sha256&method=hash')
+          const offers = await nodeApi(node, '/v1/market/prices?service=sha256&method=hash')
           const offer = offers.find((o: any) => o.provider === seller.peerId && Date.parse(o.issuedAt) === issuedAt)
           if (offer != null) {
             latencies.push(Date.parse(offer.receivedAt) - issuedAt)

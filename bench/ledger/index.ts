@@ -27,7 +27,7 @@ import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { DEFAULT_CONFIG, validateConfig } from '../../src/node/config.ts'
 import { openCloudSigner } from '../../src/protocols/rpc/credentials.ts'
 import { hex, signTx, type SignedTx } from '../../src/ledger/encoding.ts'
-import { startNode, stopAll, writeLedgerGenesis, type Started } from '../../scripts/testnet/network.ts'
+import { nodeApi, startNode, stopAll, writeLedgerGenesis, type Started } from '../../scripts/testnet/network.ts'
 
 const { values } = parseArgs({
   options: {
@@ -103,9 +103,7 @@ try {
   const ledger = client.cloudLedger!
 
   // a pool big enough for the run, from validator 1
-  const token = (await readFile(join(daemons[0].dataDir, 'api.token'), 'utf8')).trim()
-  const res = await fetch(`${daemons[0].api}/v1/ledger/pools`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bench', service: 'sha256', credit: '1000 sat', quantity: 10_000_000, ttl: '1d', perRequester: 1000 }) })
-  const { pool } = await res.json() as { pool: string }
+  const { pool } = await nodeApi(daemons[0], '/v1/ledger/pools', { method: 'POST', body: JSON.stringify({ name: 'bench', service: 'sha256', credit: '1000 sat', quantity: 10_000_000, ttl: '1d', perRequester: 1000 }) }) as { pool: string }
   const poolId = Buffer.from(pool, 'hex')
   const started = Date.now()
   while (!ledger.state.pools.has(pool)) {

@@ -63,10 +63,18 @@ async function writeNodeConfig (dataDir: string, index: number, chainUrl?: strin
   return priced
 }
 
-export async function fund (node: Started, chain: RegtestServer, sats: bigint): Promise<void> {
+/** Call a started node's control API with its token: the JSON answer, or an error naming the path and the status */
+export async function nodeApi (node: Started, path: string, init: RequestInit = {}): Promise<any> {
   const token = (await readFile(join(node.dataDir, 'api.token'), 'utf8')).trim()
-  const res = await fetch(`${node.api}/v1/wallet/address`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })
-  const { address } = await res.json() as { address: string }
+  const res = await fetch(`${node.api}${path}`, { ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${token}`, 'content-type': 'application/json' } })
+  if (!res.ok) {
+    throw new Error(`${path}: HTTP ${res.status} ${await res.text()}`)
+  }
+  return res.json()
+}
+
+export async function fund (node: Started, chain: RegtestServer, sats: bigint): Promise<void> {
+  const { address } = await nodeApi(node, '/v1/wallet/address', { method: 'POST' }) as { address: string }
   await chain.faucet(address, sats)
 }
 

@@ -32,8 +32,8 @@ export interface EngineComponents {
   mempool: Mempool
   /** send to every node (gossip); the engine handles its own messages itself */
   broadcast: (msg: ConsensusMessage) => void
-  /** keep a final block; resolves once it is on disk */
-  persist: (block: Block, commit: Commit) => Promise<void>
+  /** keep a final block (`blockBytes` its encoding); resolves once it is on disk */
+  persist: (block: Block, blockBytes: Uint8Array, commit: Commit) => Promise<void>
   /** a final block applied, with its outcomes */
   onFinal?: (block: Block) => void
   /** a validator signed two different things for one slot */
@@ -46,7 +46,16 @@ export interface EngineComponents {
    * a slot it signed already (that is equivocation, however honest). The
    * engine sends nothing until this resolves.
    */
-  saveSigned?: (height: number, msg: ConsensusMessage) => Promise<void>
+  saveSigned?: (height: number, msg: SignedMessage) => Promise<void>
+}
+
+/** What a validator signs for a slot: a proposal or a vote */
+export type SignedMessage = Extract<ConsensusMessage, { type: 'proposal' | 'vote' }>
+
+/** A signed message's slot at its height, `proposal-<round>`, `prevote-<round>` or `precommit-<round>`, and its round */
+export function slotOf (m: SignedMessage): { slot: string, round: number } {
+  const [kind, round] = m.type === 'proposal' ? ['proposal', m.proposal.round] : [m.vote.type, m.vote.round]
+  return { slot: `${kind}-${round}`, round }
 }
 
 export interface EngineInit {
@@ -108,7 +117,7 @@ export class ConsensusEngine {
   private readonly onTx: () => void
   private resendTimer?: ReturnType<typeof setInterval>
   /** what this validator signed at one height (the latest), by slot: `proposal/<round>`, `prevote/<round>`, `precommit/<round>` */
-  private signed: { height: number, msgs: Map<string, ConsensusMessage> } = { height: 0, msgs: new Map() }
+  private signed: { height: number, msgs: Map<string, SignedMessage> } = { height: 0, msgs: new Map() }
   /** messages wait here for the signed ones before them to be on disk, and go out in order */
   private outbox: Promise<void> = Promise.resolve()
 
@@ -273,7 +282,7 @@ export class ConsensusEngine {
     if (this.height !== height || this.round !== round || this.step !== 'propose') {
       return
     }
-    const msg = this.signOnce(`proposal/${round}`, () => {
+    const msg = this.signOnce(`proposal-${round}`, () => {
       const block = this.validBlock ?? this.buildBlock(height, round)
       log('height %d round %d: proposing %d transactions', height, round, block.txs.length)
       return { type: 'proposal', proposal: signProposal(this.c.state.ledger, { height, round, validRound: this.validBlock != null ? this.validRound : -1, block, blockBytes: encodeBlock(block), proposer: this.c.peerId }, this.c.signer) }
@@ -286,7 +295,7 @@ export class ConsensusEngine {
    * made and kept (on disk before it is sent) the first time, and the
    * same one again after a restart, whatever this node would sign now.
    */
-  private signOnce (slot: string, make: () => ConsensusMessage): ConsensusMessage {
+  private signOnce (slot: string, make: () => SignedMessage): SignedMessage {
     if (this.signed.height !== this.height) {
       this.signed = { height: this.height, msgs: new Map() }
     }
@@ -323,28 +332,25 @@ export class ConsensusEngine {
   private resendIfStuck (): void {
     // five slots: under load a height can take two or three, and sending a
     // large proposal again then would only add to the load
-    if (!this.running || !this.isValidator() || this.deciding || Date.now() - this.heightStarted < 5 * this.slotMs || this.signed.height !== this.height) {
+    if (!this.running || !this.isValidator() || this.deciding || this.stillMs < 5 * this.slotMs || this.signed.height !== this.height) {
       return
     }
-    let latest = -1
-    for (const m of this.signed.msgs.values()) {
-      latest = Math.max(latest, m.type === 'proposal' ? m.proposal.round : m.type === 'vote' ? m.vote.round : -1)
+    const msgs = [...this.signed.msgs.values()]
+    const latest = Math.max(...msgs.map(m => slotOf(m).round))
+    for (const m of msgs.filter(m => slotOf(m).round === latest)) {
+      this.outbox = this.outbox.then(() => { this.c.broadcast(m) })
     }
-    for (const m of this.signed.msgs.values()) {
-      if ((m.type === 'proposal' ? m.proposal.round : m.type === 'vote' ? m.vote.round : -1) === latest) {
-        this.outbox = this.outbox.then(() => { this.c.broadcast(m) })
-      }
-    }
-    log('height %d stands still after %d ms: sent what this validator signed in round %d again', this.height, Date.now() - this.heightStarted, latest)
+    log('height %d stands still after %d ms: sent what this validator signed in round %d again', this.height, this.stillMs, latest)
+  }
+
+  /** How long since the last block became final here (or the engine started) */
+  get stillMs (): number {
+    return Date.now() - this.heightStarted
   }
 
   /** What this validator signed at `height` before it stopped (loaded at start) */
-  restoreSigned (height: number, msgs: ConsensusMessage[]): void {
-    const slots = new Map<string, ConsensusMessage>()
-    for (const m of msgs) {
-      slots.set(m.type === 'proposal' ? `proposal/${m.proposal.round}` : m.type === 'vote' ? `${m.vote.type}/${m.vote.round}` : 'commit', m)
-    }
-    this.signed = { height, msgs: slots }
+  restoreSigned (height: number, msgs: SignedMessage[]): void {
+    this.signed = { height, msgs: new Map(msgs.map(m => [slotOf(m).slot, m])) }
   }
 
   private buildBlock (height: number, round: number): Block {
@@ -429,7 +435,7 @@ export class ConsensusEngine {
       return
     }
     if (msg.type === 'commit') {
-      void this.receiveCommit(msg.block, msg.commit, from)
+      void this.receiveCommit(msg.block, msg.blockBytes, msg.commit, from)
       return
     }
     const height = msg.type === 'proposal' ? msg.proposal.height : msg.vote.height
@@ -538,7 +544,7 @@ export class ConsensusEngine {
       return
     }
     this.step = type
-    const msg = this.signOnce(`${type}/${this.round}`, () => ({ type: 'vote', vote: signVote(this.c.state.ledger, { type, height: this.height, round: this.round, block: block?.hash ?? new Uint8Array(0), voter: this.c.peerId }, this.c.signer) }))
+    const msg = this.signOnce(`${type}-${this.round}`, () => ({ type: 'vote', vote: signVote(this.c.state.ledger, { type, height: this.height, round: this.round, block: block?.hash ?? new Uint8Array(0), voter: this.c.peerId }, this.c.signer) }))
     if (msg.type === 'vote') {
       this.onVote(msg.vote, true)
     }
@@ -555,7 +561,7 @@ export class ConsensusEngine {
       const p = r.proposal
       if (p != null && !r.proposalRejected && this.count(r.precommits, p.block.hash) >= q) {
         if (this.invalid(p.block) == null) {
-          void this.decide(p.block, round, r)
+          void this.decide(p, round, r)
           return
         }
       }
@@ -607,19 +613,20 @@ export class ConsensusEngine {
     }
   }
 
-  private async decide (block: Block, round: number, r: Round): Promise<void> {
+  private async decide (p: Proposal, round: number, r: Round): Promise<void> {
     this.deciding = true
+    const block = p.block
     try {
       const q = quorum(this.validators.length)
       const votes = [...r.precommits.values()].filter(v => hex(v.block) === hex(block.hash)).slice(0, Math.max(q, 0))
       const commit: Commit = { round, votes: votes.map(v => ({ voter: v.voter, signature: v.signature })) }
-      await this.finalize(block, commit)
+      await this.finalize(block, p.blockBytes, commit)
       // the final block for anyone that missed votes (a node that joined
       // mid-height); every node has reached it on its own, and each copy
       // is a block every peer downloads and decodes, so only its proposer
       // sends it
       if (block.header.proposer === this.c.peerId) {
-        const msg: ConsensusMessage = { type: 'commit', block, blockBytes: encodeBlock(block), commit }
+        const msg: ConsensusMessage = { type: 'commit', block, blockBytes: p.blockBytes, commit }
         this.outbox = this.outbox.then(() => { this.c.broadcast(msg) })
       }
     } catch (err: any) {
@@ -632,8 +639,8 @@ export class ConsensusEngine {
     }
   }
 
-  private async finalize (block: Block, commit: Commit): Promise<void> {
-    await this.c.persist(block, commit)
+  private async finalize (block: Block, blockBytes: Uint8Array, commit: Commit): Promise<void> {
+    await this.c.persist(block, blockBytes, commit)
     this.c.state.apply(block, this.dryRuns.get(hex(block.hash)))
     this.c.mempool.removeIncluded(block.txs)
     log('block %d final: %d transactions, round %d, %d ms after the height began', block.header.height, block.txs.length, commit.round, Date.now() - this.heightStarted)
@@ -641,7 +648,7 @@ export class ConsensusEngine {
   }
 
   /** A final block from a peer: checked against its certificate and the rules, then applied */
-  private async receiveCommit (block: Block, commit: Commit, from: string): Promise<void> {
+  private async receiveCommit (block: Block, blockBytes: Uint8Array, commit: Commit, from: string): Promise<void> {
     const height = block.header.height
     if (height <= this.c.state.height || this.deciding) {
       return
@@ -651,7 +658,7 @@ export class ConsensusEngine {
       return
     }
     try {
-      await this.applyFinal(block, commit)
+      await this.applyFinal(block, commit, blockBytes)
     } catch (err: any) {
       log('dropped block %d from %s - %s', height, from, err.message)
       return
@@ -666,7 +673,7 @@ export class ConsensusEngine {
    * its certificate must verify against this height's validators and it
    * must follow the rules. Throws saying why not.
    */
-  async applyFinal (block: Block, commit: Commit): Promise<void> {
+  async applyFinal (block: Block, commit: Commit, blockBytes: Uint8Array): Promise<void> {
     if (this.deciding) {
       throw new Error('a block is being decided')
     }
@@ -677,7 +684,7 @@ export class ConsensusEngine {
       if (bad != null) {
         throw new Error(`block ${block.header.height} breaks the rules: ${bad}`)
       }
-      await this.finalize(block, commit)
+      await this.finalize(block, blockBytes, commit)
     } finally {
       this.deciding = false
     }

@@ -9,13 +9,13 @@ import { RateLimiter, parseRateLimit, type RateLimit } from '../services/policy/
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 import type { PeerId } from '@libp2p/interface'
 import {
-  decodeBlock, decodeCommit, decodeMessage, encodeBlock, encodeCommit, encodeEvidence, encodeGenesis, encodeMessage, hex, ledgerIdOf,
-  LedgerLimits, openTx, messageHeight, verifyTx, signRedeemAuthorization, signTx, verifyCommit, verifyProposal, verifyVote,
+  decodeBlock, decodeCommit, decodeMessage, encodeCommit, encodeEvidence, encodeGenesis, encodeMessage, hex, ledgerIdOf,
+  LedgerLimits, openTx, messageHeight, quorum, verifyTx, signRedeemAuthorization, signTx, verifyCommit, verifyProposal, verifyVote,
   type Block, type Commit, type ConsensusMessage, type Genesis, type SignedTx, type TxBody
 } from './encoding.ts'
 import { LedgerState, type TxOutcome } from './state.ts'
 import { Mempool } from './mempool.ts'
-import { ConsensusEngine, type Equivocation } from './consensus.ts'
+import { ConsensusEngine, slotOf, type Equivocation, type SignedMessage } from './consensus.ts'
 
 const log = logger('opencloud:ledger')
 
@@ -205,13 +205,13 @@ export class CloudLedger {
   /** consensus messages the topic validator decoded, by their bytes, so a block of a thousand transactions is decoded once */
   private readonly validated = new WeakMap<Uint8Array, ConsensusMessage>()
   private outboxTimer?: ReturnType<typeof setTimeout>
+  private readonly idHex: string
   /** datastore prefixes, per ledger: a data directory that moves to a new genesis keeps the old ledger apart */
+  private readonly keyPrefix: string
   private readonly blocksPrefix: string
   private readonly evidencePrefix: string
   /** what this validator signed at its latest height, one key per slot: varint height || message */
   private readonly signedPrefix: string
-  /** when the last block became final here (or the ledger started): how long the ledger has stood still */
-  private progressAt = Date.now()
   /** aborted at stop: a sync under way gives up at once */
   private shutdown = new AbortController()
 
@@ -224,16 +224,18 @@ export class CloudLedger {
     this.mempool = new Mempool(this.state)
     this.topics = ledgerTopics(this.id)
     this.txRate = parseRateLimit(init.txRateLimit ?? '200/s burst 2000')
-    this.blocksPrefix = `/ledger/${hex(this.id).slice(0, 16)}/blocks`
-    this.evidencePrefix = `/ledger/${hex(this.id).slice(0, 16)}/evidence`
-    this.signedPrefix = `/ledger/${hex(this.id).slice(0, 16)}/signed`
+    this.idHex = hex(this.id)
+    this.keyPrefix = `/ledger/${this.idHex.slice(0, 16)}`
+    this.blocksPrefix = `${this.keyPrefix}/blocks`
+    this.evidencePrefix = `${this.keyPrefix}/evidence`
+    this.signedPrefix = `${this.keyPrefix}/signed`
     this.engine = new ConsensusEngine({
       peerId: this.me,
       signer: components.signer,
       state: this.state,
       mempool: this.mempool,
       broadcast: (msg) => { this.publish(this.topics.consensus, encodeMessage(msg)) },
-      persist: async (block, commit) => this.persist(block, commit),
+      persist: async (block, blockBytes, commit) => this.persist(block, blockBytes, commit),
       onFinal: (block) => { this.final(block) },
       onEquivocation: (e) => { void this.equivocation(e) },
       onBehind: (height, from) => { this.behind(height, from) },
@@ -256,7 +258,6 @@ export class CloudLedger {
 
   async start (): Promise<void> {
     this.shutdown = new AbortController()
-    this.progressAt = Date.now()
     // the blocks on disk were checked when they came: applied again without their signatures
     let replayed = 0
     for await (const { value } of this.c.datastore.query({ prefix: this.blocksPrefix })) {
@@ -271,13 +272,14 @@ export class CloudLedger {
       this.equivocations.push(JSON.parse(new TextDecoder().decode(value)))
     }
     // what this validator signed at the height it stopped in, if that height is not final yet
-    const signed: ConsensusMessage[] = []
+    const signed: SignedMessage[] = []
     for await (const { key, value } of this.c.datastore.query({ prefix: this.signedPrefix })) {
       try {
         const r = new Reader(value)
         const height = r.varint('the height')
-        if (height === this.state.height + 1) {
-          signed.push(decodeMessage(r.raw(value.byteLength - r.offset, 'the message'), () => true))
+        const m = decodeMessage(r.raw(value.byteLength - r.offset, 'the message'), () => true)
+        if (height === this.state.height + 1 && m.type !== 'commit') {
+          signed.push(m)
         }
       } catch (err: any) {
         log.error('a signed message kept at %s does not decode - %s', key.toString(), err.message)
@@ -287,7 +289,7 @@ export class CloudLedger {
       log('height %d: %d messages this validator signed before it stopped', this.state.height + 1, signed.length)
       this.engine.restoreSigned(this.state.height + 1, signed)
     }
-    log('ledger %s (%s): %d blocks, %d validators', this.genesis.chain, hex(this.id).slice(0, 16), replayed, this.state.validators.length)
+    log('ledger %s (%s): %d blocks, %d validators', this.genesis.chain, this.idHex.slice(0, 16), replayed, this.state.validators.length)
     const { pubsub } = this.c
     pubsub.topicValidators.set(this.topics.txs, (peer, msg) => this.validateTx(peer, msg))
     pubsub.topicValidators.set(this.topics.consensus, (peer, msg) => this.validateConsensus(peer, msg))
@@ -336,7 +338,7 @@ export class CloudLedger {
     try {
       txs = await decodeTxBatch(msg.data, (id) => this.mempool.verified(id), this.shutdown.signal)
       for (const stx of txs) {
-        if (hex(stx.tx.ledger) !== hex(this.id)) {
+        if (hex(stx.tx.ledger) !== this.idHex) {
           throw new Error('a transaction for another ledger')
         }
       }
@@ -422,18 +424,16 @@ export class CloudLedger {
     return TopicValidatorResult.Accept
   }
 
-  private async saveSigned (height: number, msg: ConsensusMessage): Promise<void> {
-    const slot = msg.type === 'proposal' ? `proposal-${msg.proposal.round}` : msg.type === 'vote' ? `${msg.vote.type}-${msg.vote.round}` : 'commit'
-    await this.c.datastore.put(new Key(`${this.signedPrefix}/${slot}`), new Writer().varint(height).raw(encodeMessage(msg)).finish())
+  private async saveSigned (height: number, msg: SignedMessage): Promise<void> {
+    await this.c.datastore.put(new Key(`${this.signedPrefix}/${slotOf(msg).slot}`), new Writer().varint(height).raw(encodeMessage(msg)).finish())
   }
 
-  private async persist (block: Block, commit: Commit): Promise<void> {
-    const bytes = new Writer().bytes(encodeBlock(block)).bytes(encodeCommit(commit)).finish()
+  private async persist (block: Block, blockBytes: Uint8Array, commit: Commit): Promise<void> {
+    const bytes = new Writer().bytes(blockBytes).bytes(encodeCommit(commit)).finish()
     await this.c.datastore.put(this.blockKey(block.header.height), bytes)
   }
 
   private final (block: Block): void {
-    this.progressAt = Date.now()
     for (const id of block.txs.map(t => hex(t.id))) {
       const o = this.state.outcomes.get(id)
       const waiting = this.waiters.get(id)
@@ -480,7 +480,7 @@ export class CloudLedger {
           const tx = await this.c.bitcoinTx(cp.btcTxid)
           view.confirmations = tx.confirmations
           const anchors = tx.scripts.filter(s => s.startsWith('6a')).map(s => parseAnchor(Buffer.from(s.replace(/^6a(4c[0-9a-f]{2}|[0-9a-f]{2})/, ''), 'hex'))).filter(a => a != null)
-          const a = anchors.find(a => a.height === cp.height && a.ledgerPrefix === hex(this.id).slice(0, 16))
+          const a = anchors.find(a => a.height === cp.height && a.ledgerPrefix === this.idHex.slice(0, 16))
           if (a == null) {
             view.status = 'mismatch'
             view.problem = `bitcoin transaction ${cp.btcTxid} holds no anchor of this ledger at height ${cp.height}`
@@ -561,9 +561,10 @@ export class CloudLedger {
         }
         for (let i = 0; i < n; i++) {
           let block: Block
+          let blockBytes: Uint8Array
           let commit: Commit
           try {
-            ({ block, commit } = decodeStored(r.bytes(LedgerLimits.blockBytes + 70_000, 'a block'), (id) => this.mempool.verified(id)))
+            ({ block, blockBytes, commit } = decodeStored(r.bytes(LedgerLimits.blockBytes + 70_000, 'a block'), (id) => this.mempool.verified(id)))
           } catch (err: any) {
             // a forged or changed transaction fails its signature here
             log.error('block %d from %s is refused - %s', this.state.height + 1, peer, err.message)
@@ -573,7 +574,7 @@ export class CloudLedger {
             continue
           }
           try {
-            await this.engine.applyFinal(block, commit)
+            await this.engine.applyFinal(block, commit, blockBytes)
           } catch (err: any) {
             log.error('block %d from %s is refused - %s', block.header.height, peer, err.message)
             return
@@ -634,7 +635,7 @@ export class CloudLedger {
   async submit (body: TxBody | SignedTx, options: { wait?: boolean, timeoutMs?: number } = {}): Promise<TxOutcome | { id: string }> {
     const stx = 'kind' in body ? this.sign(body) : body
     const id = hex(stx.id)
-    if (hex(stx.tx.ledger) !== hex(this.id)) {
+    if (hex(stx.tx.ledger) !== this.idHex) {
       throw new LedgerRejectedError('the transaction is for another ledger')
     }
     const done = this.state.outcomes.get(id)
@@ -676,13 +677,13 @@ export class CloudLedger {
   livenessProblem (): string | undefined {
     const { round, height } = this.engine.status()
     const n = this.state.validators.length
-    const needs = `a block needs ${Math.floor(2 * n / 3) + 1} of them; this node heard from ${this.engine.heardFrom()} at height ${height}`
+    const needs = `a block needs ${quorum(n)} of them; this node heard from ${this.engine.heardFrom()} at height ${height}`
     if (round >= 3) {
       return `height ${height} is at round ${round}: more than a third of the ${n} validators may be down (${needs})`
     }
     // with more than a third down nobody gets enough votes to move to the
     // next round either, so rounds alone would never say so: time does
-    const since = Date.now() - this.progressAt
+    const since = this.engine.stillMs
     const limit = this.mempool.size > 0 ? 10 * this.genesis.slotMs : this.engine.idleBlockMs + 10 * this.genesis.slotMs
     if (since > limit) {
       return `no block for ${Math.round(since / 1000)} s${this.mempool.size > 0 ? ` while ${this.mempool.size} transactions wait` : ''}: more than a third of the ${n} validators may be down or out of reach (${needs})`
@@ -707,14 +708,14 @@ export class CloudLedger {
    */
   async standAsCandidate (statement: string): Promise<Uint8Array> {
     const evidence = this.candidateEvidence(statement)
-    await this.c.datastore.put(new Key(`/ledger/${hex(this.id).slice(0, 16)}/candidacy`), evidence)
+    await this.c.datastore.put(new Key(`${this.keyPrefix}/candidacy`), evidence)
     return evidence
   }
 
   /** The statement this node stands with, if it stands */
   async candidacy (): Promise<Uint8Array | undefined> {
     try {
-      return await this.c.datastore.get(new Key(`/ledger/${hex(this.id).slice(0, 16)}/candidacy`))
+      return await this.c.datastore.get(new Key(`${this.keyPrefix}/candidacy`))
     } catch {
       return undefined
     }
@@ -766,7 +767,7 @@ export class CloudLedger {
     const e = this.engine.status()
     return {
       chain: this.genesis.chain,
-      ledger: hex(this.id),
+      ledger: this.idHex,
       height: this.state.height,
       lastBlock: hex(this.state.lastHash),
       lastBlockTime: this.state.lastTime,
@@ -854,12 +855,13 @@ export interface PoolView {
 }
 
 
-function decodeStored (bytes: Uint8Array, verified: (id: string) => boolean): { block: Block, commit: Commit } {
+function decodeStored (bytes: Uint8Array, verified: (id: string) => boolean): { block: Block, blockBytes: Uint8Array, commit: Commit } {
   const r = new Reader(bytes)
-  const block = decodeBlock(r.bytes(LedgerLimits.blockBytes, 'the block'), verified)
+  const blockBytes = r.bytes(LedgerLimits.blockBytes, 'the block')
+  const block = decodeBlock(blockBytes, verified)
   const commit = decodeCommit(r.bytes(64 * 1024, 'the commit'))
   r.end('the stored block')
-  return { block, commit }
+  return { block, blockBytes, commit }
 }
 
 /**

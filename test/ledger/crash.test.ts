@@ -10,7 +10,7 @@ import { LevelDatastore } from 'datastore-level'
 import { decodeMessage, encodeBlock, encodeHeader, hex, sha256, signProposal, txRootOf, type Block, type ConsensusMessage, type Genesis } from '../../src/ledger/encoding.ts'
 import { CloudLedger } from '../../src/ledger/ledger.ts'
 import { openCloudSigner } from '../../src/protocols/rpc/credentials.ts'
-import { startNode, stopAll, writeLedgerGenesis, type Started } from '../../scripts/testnet/network.ts'
+import { nodeApi, startNode, stopAll, writeLedgerGenesis, type Started } from '../../scripts/testnet/network.ts'
 import { tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
 
 const SLOT_MS = 400
@@ -28,13 +28,6 @@ describe('cloud ledger: a validator killed with kill -9 mid-slot', () => {
   let bootstrap: string
   const L = (): CloudLedger => follower.cloudLedger!
 
-  const api = async (d: Started, path: string, init: RequestInit = {}): Promise<any> => {
-    const token = (await readFile(join(d.dataDir, 'api.token'), 'utf8')).trim()
-    const res = await fetch(`${d.api}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } })
-    const body = await res.json()
-    assert.ok(res.ok, `${path}: ${res.status} ${JSON.stringify(body)}`)
-    return body
-  }
   const start = async (i: number): Promise<Started> => {
     const d = await startNode(i, dir.path, i === 1 ? undefined : bootstrap, undefined, genesisPath)
     daemons[i - 1] = d
@@ -66,7 +59,7 @@ describe('cloud ledger: a validator killed with kill -9 mid-slot', () => {
   })
 
   it('stalls with two of four up and says so, then goes on from where it was once the killed one restarts, signing nothing twice', async () => {
-    const { pool } = await api(daemons[0], '/v1/ledger/pools', { method: 'POST', body: JSON.stringify({ name: 'crash', service: 'sha256', credit: '10 sat', quantity: 100, ttl: '1d', perRequester: 10 }) })
+    const { pool } = await nodeApi(daemons[0], '/v1/ledger/pools', { method: 'POST', body: JSON.stringify({ name: 'crash', service: 'sha256', credit: '10 sat', quantity: 100, ttl: '1d', perRequester: 10 }) })
     await waitFor(() => L().state.pools.has(pool), 20_000, 'the pool on the follower')
     // one validator stopped cleanly: the other three are all a block needs
     await stopAll([daemons[3]])
@@ -95,7 +88,7 @@ describe('cloud ledger: a validator killed with kill -9 mid-slot', () => {
     await waitFor(() => L().status().problem != null, 20_000, 'the follower to report the stall')
     assert.match(L().status().problem!, /more than a third of the 4 validators may be down/)
     assert.equal(L().state.outcomes.get(id), undefined, 'nothing final while two of four are up')
-    const status = await api(daemons[0], '/v1/ledger')
+    const status = await nodeApi(daemons[0], '/v1/ledger')
     assert.match(status.problem, /no block for \d+ s while 1 transactions wait: more than a third of the 4 validators may be down or out of reach \(a block needs 3 of them; this node heard from [23] at height \d+\)/)
 
     // the killed validator restarts on its data directory (LevelDB as kill -9 left it)
@@ -106,19 +99,21 @@ describe('cloud ledger: a validator killed with kill -9 mid-slot', () => {
     // it sent again what it had signed, never something else: no one holds evidence against it
     assert.deepEqual(L().equivocations, [])
     for (const d of daemons.slice(0, 3)) {
-      const s = await api(d, '/v1/ledger')
+      const s = await nodeApi(d, '/v1/ledger')
       assert.equal(s.equivocations, 0, `node ${d.index} holds evidence`)
     }
 
     // and the one stopped cleanly catches up to the same state
     await start(4)
-    await waitFor(async () => (await api(daemons[3], '/v1/ledger')).height >= L().state.height, 30_000, 'validator 4 caught up')
-    const h = L().state.height
+    await waitFor(async () => (await nodeApi(daemons[3], '/v1/ledger')).height >= L().state.height, 30_000, 'validator 4 caught up')
+    // every validator at the follower's height, with its last block and state
+    await waitFor(async () => {
+      const all = await Promise.all(daemons.map(async d => nodeApi(d, '/v1/ledger')))
+      return all.every(s => s.height === L().state.height && s.lastBlock === hex(L().state.lastHash))
+    }, 20_000, 'all four at the follower\'s last block')
     for (const d of daemons) {
-      const s = await api(d, '/v1/ledger')
-      if (s.height === h) {
-        assert.equal(s.appHash, hex(L().state.appHash), `node ${d.index} at height ${h}`)
-      }
+      const s = await nodeApi(d, '/v1/ledger')
+      assert.equal(s.appHash, hex(L().state.appHash), `node ${d.index} at height ${s.height}`)
     }
   })
 })

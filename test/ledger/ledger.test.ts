@@ -25,6 +25,9 @@ async function identityOf (dir: string): Promise<string> {
 
 const L = (n: OpenCloudNode): CloudLedger => n.cloudLedger!
 
+/** pubsub for a ledger that is handed its blocks directly (a late node under test): takes nothing in, sends nothing */
+const noPubsub: any = { topicValidators: new Map(), subscribe () {}, unsubscribe () {}, publish: async () => {}, addEventListener () {}, removeEventListener () {} }
+
 /**
  * The Cloud Ledger on real nodes over TCP: four validators and a node that
  * only follows, a regtest chain for the checkpoints, 400 ms slots.
@@ -201,8 +204,7 @@ describe('cloud ledger: promo codes on a 4-validator ledger', () => {
     const lateLedger = async (blocks: Uint8Array[]): Promise<CloudLedger> => {
       const store = new LevelDatastore(join(dir.path, `late-${Math.random().toString(16).slice(2)}`))
       await store.open()
-      const noPubsub: any = { topicValidators: new Map(), subscribe () {}, unsubscribe () {}, publish: async () => {}, addEventListener () {}, removeEventListener () {} }
-      const key = await generateKeyPair('Ed25519')
+        const key = await generateKeyPair('Ed25519')
       stores.push(store)
       let served = false
       return new CloudLedger({ peerId: peerIdFromPrivateKey(key), signer: openCloudSigner(key), datastore: store, pubsub: noPubsub, fetchBlocks: async () => { const out = served ? pack([]) : pack(blocks); served = true; return out } }, { genesis: L(nodes[0]).genesis })
@@ -311,7 +313,6 @@ describe('cloud ledger: promo codes on a 4-validator ledger', () => {
     const store = new LevelDatastore(join(dir.path, 'late-rewritten'))
     await store.open()
     const key = await generateKeyPair('Ed25519')
-    const noPubsub: any = { topicValidators: new Map(), subscribe () {}, unsubscribe () {}, publish: async () => {}, addEventListener () {}, removeEventListener () {} }
     const chain = nodes[0].chain!
     let served = false
     const late = new CloudLedger({

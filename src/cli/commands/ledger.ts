@@ -1,5 +1,6 @@
 import { connectApi } from '../../node/api/client.ts'
 import { CLI } from '../cli-name.ts'
+import { quorum } from '../../ledger/encoding.ts'
 import { printJson, table, UsageError, type Command, type CommandContext } from '../command.ts'
 
 const USAGE = `${CLI} ledger status
@@ -52,7 +53,7 @@ async function run ({ values, positionals, json, dataDir, out }: CommandContext)
       show(s, () => table([
         ['ledger', `${s.chain} (${s.ledger.slice(0, 16)})`],
         ['height', `${s.height}, last block ${s.height === 0 ? 'none yet' : new Date(s.lastBlockTime).toISOString()}`],
-        ['validators', `${s.validators.length}${s.validator ? ' (this node is one)' : ''}; a block needs ${Math.floor(2 * s.validators.length / 3) + 1}`],
+        ['validators', `${s.validators.length}${s.validator ? ' (this node is one)' : ''}; a block needs ${quorum(s.validators.length)}`],
         ['now', `round ${s.round} (${s.step}), ${s.nextProposer}'s turn`],
         ['slot', `${s.slotMs} ms; checkpoint every ${s.checkpointEvery} blocks`],
         ['waiting', `${s.pending} transactions`],
