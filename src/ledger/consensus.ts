@@ -118,6 +118,8 @@ export class ConsensusEngine {
   private resendTimer?: ReturnType<typeof setInterval>
   /** what this validator signed at one height (the latest), by slot: `proposal/<round>`, `prevote/<round>`, `precommit/<round>` */
   private signed: { height: number, msgs: Map<string, SignedMessage> } = { height: 0, msgs: new Map() }
+  /** when this validator last signed (or sent again from before a restart) a message of this height */
+  private signedAt = 0
   /** messages wait here for the signed ones before them to be on disk, and go out in order */
   private outbox: Promise<void> = Promise.resolve()
 
@@ -299,6 +301,7 @@ export class ConsensusEngine {
     if (this.signed.height !== this.height) {
       this.signed = { height: this.height, msgs: new Map() }
     }
+    this.signedAt = Date.now()
     let msg = this.signed.msgs.get(slot)
     if (msg != null) {
       log('height %d: %s signed before a restart, sent again as it was', this.height, slot)
@@ -321,8 +324,9 @@ export class ConsensusEngine {
   }
 
   /**
-   * A height that has stood still for five slots: send again what this
-   * validator signed in its latest round. Gossip delivers a message once,
+   * A height that has stood still for five slots since this validator
+   * last signed something in it: send again what it signed in its latest
+   * round. Gossip delivers a message once,
    * to whoever is up then; a validator that was down (restarted after a
    * crash, or cut off) missed the votes the others cast before, and with
    * more than a third of them gone nobody moves to another round, so
@@ -330,9 +334,11 @@ export class ConsensusEngine {
    * vote or proposal held already is ignored.
    */
   private resendIfStuck (): void {
-    // five slots: under load a height can take two or three, and sending a
-    // large proposal again then would only add to the load
-    if (!this.running || !this.isValidator() || this.deciding || this.stillMs < 5 * this.slotMs || this.signed.height !== this.height) {
+    // counted from the last signature, not the start of the height: an
+    // idle height that just got its block is not stuck. Five slots: under
+    // load a round can take two or three, and sending a large proposal
+    // again then would only add to the load
+    if (!this.running || !this.isValidator() || this.deciding || this.signed.height !== this.height || Date.now() - this.signedAt < 5 * this.slotMs) {
       return
     }
     const msgs = [...this.signed.msgs.values()]
@@ -340,7 +346,7 @@ export class ConsensusEngine {
     for (const m of msgs.filter(m => slotOf(m).round === latest)) {
       this.outbox = this.outbox.then(() => { this.c.broadcast(m) })
     }
-    log('height %d stands still after %d ms: sent what this validator signed in round %d again', this.height, this.stillMs, latest)
+    log('height %d stands still %d ms after this validator signed in it: sent what it signed in round %d again', this.height, Date.now() - this.signedAt, latest)
   }
 
   /** How long since the last block became final here (or the engine started) */
