@@ -28,7 +28,7 @@ import { objectKey, sealSegment, storageKeyFromSeed } from '../src/storage/crypt
 import { Writer } from '../src/protocols/rpc/encoding.ts'
 import { signRating } from '../src/storage/rating.ts'
 import { encodeCommit, encodeGenesis, encodeHeader, ledgerIdOf, signRedeemAuthorization, signTx, signVote, txRootOf, type Genesis } from '../src/ledger/encoding.ts'
-import { LedgerState } from '../src/ledger/state.ts'
+import { LedgerState, stateLeaf } from '../src/ledger/state.ts'
 import { anchorData } from '../src/ledger/ledger.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
@@ -264,7 +264,9 @@ export async function computeVectors (): Promise<Record<string, any>> {
       appHash: hex(appHash),
       commit: hex(encodeCommit(commit)),
       stateRoot: hex(stateRoot),
-      anchor: hex(anchorData(ledgerId, 1, stateRoot))
+      anchor: hex(anchorData(ledgerId, 1, stateRoot)),
+      // each entry of the state after block 1, sorted by key: 0x00 || bytes key || bytes value
+      stateLeaves: ledgerState.stateEntries().map(([key, value]) => hex(stateLeaf(key, value)))
     }
   }
 }

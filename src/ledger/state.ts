@@ -318,13 +318,15 @@ export class LedgerState {
   }
 
   /**
-   * A Merkle root (RFC 6962 shape) over every entry of the state, sorted by
-   * key: what a checkpoint anchors in bitcoin. PROTOCOL.md section 8e gives
-   * each entry's bytes.
+   * Every entry of the state as (key, value), sorted by key (byte order of
+   * the ASCII keys): what the state root is computed over. PROTOCOL.md
+   * section 8e gives each entry's bytes; ids are lowercase hex and PeerIds
+   * their base58 text (12D3KooW..., no "oc:"), both as text.
    */
-  stateRoot (): Uint8Array {
+  stateEntries (): Array<[string, Uint8Array]> {
+    const enc = new TextEncoder()
     const entries: Array<[string, Uint8Array]> = []
-    this.validators.forEach((v, i) => entries.push([`validator/${String(i).padStart(4, '0')}`, new TextEncoder().encode(v)]))
+    this.validators.forEach((v, i) => entries.push([`validator/${String(i).padStart(4, '0')}`, enc.encode(v)]))
     for (const p of this.pools.values()) {
       entries.push([`pool/${p.id}`, new Writer().string(p.owner).string(p.name).string(p.service).varint(Number(p.creditSat)).varint(p.quantity).varint(p.issued).varint(p.ttlMs).varint(p.perRequester).varint(p.createdAt).finish()])
     }
@@ -335,15 +337,26 @@ export class LedgerState {
       entries.push([`requested/${key}`, new Writer().varint(n).finish()])
     }
     for (const [key, v] of this.votes) {
-      entries.push([`vote/${key}`, new TextEncoder().encode([...v.voters].sort().join(','))])
+      entries.push([`vote/${key}`, enc.encode([...v.voters].sort().join(','))])
     }
     for (const c of this.checkpoints.values()) {
-      entries.push([`checkpoint/${String(c.height).padStart(12, '0')}`, new TextEncoder().encode(`${c.stateRoot} ${c.btcTxid} ${c.by}`)])
+      entries.push([`checkpoint/${String(c.height).padStart(12, '0')}`, enc.encode(`${c.stateRoot} ${c.btcTxid} ${c.by}`)])
     }
-    entries.sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)
-    const enc = new TextEncoder()
-    return merkle(entries.map(([k, v]) => sha256(Uint8Array.of(0), new Writer().bytes(enc.encode(k)).bytes(v).finish())))
+    return entries.sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)
   }
+
+  /**
+   * A Merkle root (RFC 6962 shape) over every entry of the state, sorted by
+   * key: what a checkpoint anchors in bitcoin.
+   */
+  stateRoot (): Uint8Array {
+    return merkle(this.stateEntries().map(([k, v]) => sha256(stateLeaf(k, v))))
+  }
+}
+
+/** A state entry's leaf before hashing: 0x00 || bytes key || bytes value */
+export function stateLeaf (key: string, value: Uint8Array): Uint8Array {
+  return new Writer().u8(0).bytes(new TextEncoder().encode(key)).bytes(value).finish()
 }
 
 function usable (code: PromoCode | undefined, time: number): string | undefined {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { decodeBlock, decodeCommit, decodeGenesis, decodeTx, encodeHeader, ledgerIdOf, openTx, verifyCommit, verifyRedeemAuthorization, txRootOf } from '../../src/ledger/encoding.ts'
-import { Writer } from '../../src/protocols/rpc/encoding.ts'
+import { Reader, Writer } from '../../src/protocols/rpc/encoding.ts'
 import { LedgerState } from '../../src/ledger/state.ts'
 import { parseAnchor } from '../../src/ledger/ledger.ts'
 
@@ -11,6 +11,28 @@ const fixture = JSON.parse(await readFile(new URL('../fixtures/protocol-vectors.
 const v = fixture.ledger
 const bytes = (h: string): Buffer => Buffer.from(h, 'hex')
 const sha256 = (...parts: Uint8Array[]): string => { const h = createHash('sha256'); parts.forEach(p => h.update(p)); return h.digest('hex') }
+const protocolDoc = await readFile(new URL('../../PROTOCOL.md', import.meta.url), 'utf8')
+
+/** The text of PROTOCOL.md from a heading to the next heading of that level or above */
+function sectionOf (doc: string, heading: string, after = 0): string {
+  const start = doc.indexOf(`\n${heading}\n`, after)
+  assert.ok(start >= 0, `PROTOCOL.md has no heading "${heading}"`)
+  const level = heading.split(' ')[0]
+  const rest = doc.slice(start + heading.length + 2)
+  const next = rest.search(new RegExp(`^#{1,${level.length}} `, 'm'))
+  return next < 0 ? rest : rest.slice(0, next)
+}
+
+/** The fenced code blocks of a text, each with its white space taken out */
+const codeBlocks = (text: string): string[] => [...text.matchAll(/^```\n([\s\S]*?)^```$/gm)].map(m => m[1].replace(/\s+/g, ''))
+
+/** RFC 6962 over leaf hashes: split at the largest power of two below n */
+function merkleRoot (leaves: Buffer[]): Buffer {
+  if (leaves.length === 1) return leaves[0]
+  let k = 1
+  while (k * 2 < leaves.length) k *= 2
+  return createHash('sha256').update(Uint8Array.of(1)).update(merkleRoot(leaves.slice(0, k))).update(merkleRoot(leaves.slice(k))).digest()
+}
 
 describe('Cloud Ledger test vectors (PROTOCOL.md section 11)', () => {
   it('decode the genesis, transactions, block and commit as PROTOCOL.md says, and verify every signature', () => {
@@ -68,5 +90,36 @@ describe('Cloud Ledger test vectors (PROTOCOL.md section 11)', () => {
     const anchor = parseAnchor(bytes(v.anchor))
     assert.deepEqual(anchor, { ledgerPrefix: v.ledgerId.slice(0, 16), height: 1, stateRoot: v.stateRoot })
     assert.equal(bytes(v.anchor).subarray(0, 4).toString(), 'OCL1')
+  })
+
+  it('are printed in section 11, each value one code block of its own, in order', () => {
+    const blocks = codeBlocks(sectionOf(sectionOf(protocolDoc, '## 11. Test vectors'), '### Cloud Ledger'))
+    const values = Object.values(v).flatMap(x => Array.isArray(x) ? x : [x]) as string[]
+    assert.deepEqual(blocks, values)
+  })
+
+  it('give the state root from the state leaves PROTOCOL.md prints: keys sorted, values as section 8e says', () => {
+    const leaves = (v.stateLeaves as string[]).map(bytes)
+    assert.equal(merkleRoot(leaves.map(l => createHash('sha256').update(l).digest())).toString('hex'), v.stateRoot)
+    const entries = leaves.map(l => {
+      assert.equal(l[0], 0)
+      const r = new Reader(l.subarray(1))
+      const key = new TextDecoder().decode(r.bytes(1024, 'key'))
+      const value = r.bytes(1024, 'value')
+      r.end('leaf')
+      return { key, value }
+    })
+    const keys = entries.map(e => e.key)
+    assert.deepEqual(keys, [...keys].sort())
+    const client = fixture.keys.clientPeerId
+    const server = fixture.keys.serverPeerId
+    assert.deepEqual(keys, [`code/${v.code}`, `pool/${v.poolId}`, `requested/${v.poolId} ${server}`, 'validator/0000', 'validator/0001'])
+    // PeerIds and ids as text, no "oc:"
+    const code = new Reader(entries[0].value)
+    assert.deepEqual([code.string(64, 'pool'), code.string(64, 'owner'), code.varint('expires'), code.string(64, 'redeemer'), code.varint('height')], [v.poolId, server, 1767225600010 + 2592000000, client, 1])
+    const pool = new Reader(entries[1].value)
+    assert.deepEqual([pool.string(64, 'owner'), pool.string(64, 'name'), pool.string(64, 'service'), ...Array.from({ length: 6 }, () => pool.varint('n'))], [client, 'starter', 'sha256', 1000, 10, 1, 2592000000, 2, 1767225600010])
+    assert.deepEqual(new Reader(entries[2].value).varint('codes'), 1)
+    assert.deepEqual(entries.slice(3).map(e => new TextDecoder().decode(e.value)), [client, server])
   })
 })
