@@ -258,6 +258,19 @@ export function signRedeemAuthorization (ledger: Uint8Array, code: Uint8Array, r
   return owner.sign(redeemSigning(ledger, code, redeemer))
 }
 
+/**
+ * An authorization as people and the `redeem` method pass it: its 64 bytes
+ * in standard base64 with padding (88 characters), and only that spelling.
+ * Undefined for anything else.
+ */
+export function authorizationFromBase64 (text: string | undefined): Uint8Array | undefined {
+  if (text == null) {
+    return undefined
+  }
+  const bytes = Buffer.from(text, 'base64')
+  return bytes.byteLength === 64 && bytes.toString('base64') === text ? Uint8Array.from(bytes) : undefined
+}
+
 export function verifyRedeemAuthorization (ledger: Uint8Array, code: Uint8Array, redeemer: string, owner: string, authorization: Uint8Array): boolean {
   try {
     verifySignedBy(owner, authorization, redeemSigning(ledger, code, redeemer))

@@ -10,10 +10,11 @@ import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 import type { PeerId } from '@libp2p/interface'
 import {
   decodeBlock, decodeCommit, decodeMessage, encodeCommit, encodeEvidence, encodeGenesis, encodeMessage, hex, ledgerIdOf,
-  LedgerLimits, openTx, messageHeight, quorum, verifyTx, signRedeemAuthorization, signTx, verifyCommit, verifyProposal, verifyVote,
+  LedgerLimits, openTx, messageHeight, quorum, verifyTx, signRedeemAuthorization, signTx, verifyCommit, verifyProposal, verifyRedeemAuthorization, verifyVote,
   type Block, type Commit, type ConsensusMessage, type Genesis, type SignedTx, type TxBody
 } from './encoding.ts'
-import { LedgerState, type TxOutcome } from './state.ts'
+import { formatAmount } from '../market/units.ts'
+import { LedgerState, whyUnusable, type TxOutcome } from './state.ts'
 import { Mempool } from './mempool.ts'
 import { ConsensusEngine, slotOf, type Equivocation, type SignedMessage } from './consensus.ts'
 
@@ -79,8 +80,24 @@ export class GenesisError extends Error {
   override name = 'GenesisError'
 }
 
+/** The ledger refused a transaction: it failed the rules in its block, or this node would not queue it; the message says why */
 export class LedgerRejectedError extends Error {
   override name = 'LedgerRejectedError'
+}
+
+/**
+ * A transaction submitted again once final: refused like any replay (the
+ * rules refuse a tx-id already on the ledger), with the outcome it had, so
+ * a client retrying after a lost answer learns what became of it.
+ */
+export class LedgerReplayError extends LedgerRejectedError {
+  override name = 'LedgerReplayError'
+  readonly outcome: TxOutcome
+
+  constructor (outcome: TxOutcome) {
+    super(`transaction ${outcome.id} is on the ledger already (a replay): final at height ${outcome.height}, ${outcome.ok ? 'passed' : `failed: ${outcome.reason ?? 'refused'}`}`)
+    this.outcome = outcome
+  }
 }
 
 export class LedgerTimeoutError extends Error {
@@ -214,6 +231,8 @@ export class CloudLedger {
   private readonly signedPrefix: string
   /** aborted at stop: a sync under way gives up at once */
   private shutdown = new AbortController()
+  /** codes this validator is redeeming, until their redemption is final: a second redemption of one would only fail in its block */
+  private readonly redeeming = new Set<string>()
 
   constructor (components: CloudLedgerComponents, init: CloudLedgerInit) {
     this.c = components
@@ -630,7 +649,8 @@ export class CloudLedger {
   /**
    * Queue a transaction (ours, or one a client sent) and gossip it;
    * resolves with its outcome once final, or with only its id when `wait`
-   * is false. Throws LedgerRejectedError when the ledger refused it.
+   * is false. Throws LedgerRejectedError when the ledger refused it
+   * (LedgerReplayError, one of them, for a transaction final already).
    */
   async submit (body: TxBody | SignedTx, options: { wait?: boolean, timeoutMs?: number } = {}): Promise<TxOutcome | { id: string }> {
     const stx = 'kind' in body ? this.sign(body) : body
@@ -639,18 +659,63 @@ export class CloudLedger {
       throw new LedgerRejectedError('the transaction is for another ledger')
     }
     const done = this.state.outcomes.get(id)
-    if (done == null) {
-      this.mempool.add(stx)
-      this.gossipTx(stx)
+    if (done != null) {
+      throw new LedgerReplayError(done)
     }
+    this.mempool.add(stx)
+    this.gossipTx(stx)
     if (options.wait === false) {
       return { id }
     }
-    const outcome = done ?? await this.outcome(id, options.timeoutMs ?? Math.max(30_000, this.genesis.slotMs * 20))
+    const outcome = await this.outcome(id, options.timeoutMs ?? Math.max(30_000, this.genesis.slotMs * 20))
     if (!outcome.ok) {
       throw new LedgerRejectedError(outcome.reason ?? 'refused')
     }
     return outcome
+  }
+
+  /**
+   * Why this node cannot redeem `code` with `authorization` now, checked
+   * against its copy of the ledger before it signs anything: a redemption
+   * that would fail in its block is refused here instead of being written
+   * into one under this validator's name (any caller of the `redeem` method
+   * or of a call paid with a code could otherwise have it sign as many
+   * forged authorizations as it likes). Undefined when it can.
+   */
+  redeemProblem (code: string, authorization: Uint8Array, now = Date.now()): string | undefined {
+    if (!this.engine.isValidator()) {
+      return 'this node is not a member cloud (a validator of the ledger), so it cannot redeem codes'
+    }
+    const c = this.state.codes.get(code)
+    const unusable = whyUnusable(c, now)
+    if (unusable != null) {
+      return unusable === 'no such code' ? `no promo code ${code} on the ledger (at height ${this.state.height})` : unusable
+    }
+    if (!verifyRedeemAuthorization(this.id, Buffer.from(code, 'hex'), this.me, c!.owner, authorization)) {
+      return `the code's owner ${c!.owner} did not authorize ${this.me} to redeem it`
+    }
+    if (this.redeeming.has(code)) {
+      return `a redemption of code ${code} by this node is waiting for its block already`
+    }
+    return undefined
+  }
+
+  /**
+   * Redeem a code as this validator, with its owner's authorization, once
+   * redeemProblem finds nothing wrong; resolves once the redemption is
+   * final. Throws LedgerRejectedError with the reason.
+   */
+  async redeem (code: string, authorization: Uint8Array, options: { timeoutMs?: number } = {}): Promise<TxOutcome> {
+    const problem = this.redeemProblem(code, authorization)
+    if (problem != null) {
+      throw new LedgerRejectedError(problem)
+    }
+    this.redeeming.add(code)
+    try {
+      return await this.submit({ kind: 'redeem', code: Buffer.from(code, 'hex'), authorization }, options) as TxOutcome
+    } finally {
+      this.redeeming.delete(code)
+    }
   }
 
   /** Wait for a transaction to be final */
@@ -741,7 +806,7 @@ export class CloudLedger {
       poolName: pool.name,
       issuer: pool.owner,
       service: pool.service,
-      creditSat: pool.creditSat.toString(),
+      credit: formatAmount(pool.creditSat),
       owner: c.owner,
       issuedAt: new Date(c.issuedAt).toISOString(),
       expiresAt: new Date(c.expiresAt).toISOString(),
@@ -752,7 +817,7 @@ export class CloudLedger {
   }
 
   poolViews (): PoolView[] {
-    return [...this.state.pools.values()].map(p => ({ id: p.id, name: p.name, issuer: p.owner, service: p.service, creditSat: p.creditSat.toString(), quantity: p.quantity, issued: p.issued, left: p.quantity - p.issued, ttlMs: p.ttlMs, perRequester: p.perRequester, createdAt: new Date(p.createdAt).toISOString(), height: p.height }))
+    return [...this.state.pools.values()].map(p => ({ id: p.id, name: p.name, issuer: p.owner, service: p.service, credit: formatAmount(p.creditSat), quantity: p.quantity, issued: p.issued, left: p.quantity - p.issued, ttlMs: p.ttlMs, perRequester: p.perRequester, createdAt: new Date(p.createdAt).toISOString(), height: p.height }))
   }
 
   /** Pending votes: who voted for what */
@@ -770,7 +835,7 @@ export class CloudLedger {
       ledger: this.idHex,
       height: this.state.height,
       lastBlock: hex(this.state.lastHash),
-      lastBlockTime: this.state.lastTime,
+      lastBlockAt: new Date(this.state.lastTime).toISOString(),
       appHash: hex(this.state.appHash),
       round: e.round,
       step: e.step,
@@ -793,7 +858,8 @@ export interface LedgerStatus {
   ledger: string
   height: number
   lastBlock: string
-  lastBlockTime: number
+  /** the last block's time (the genesis time before the first block), ISO 8601 */
+  lastBlockAt: string
   appHash: string
   round: number
   step: string
@@ -829,13 +895,17 @@ export interface CodeView {
   /** the member cloud that issued it */
   issuer: string
   service: string
-  /** what the code pays for, in sat of the service's calls */
-  creditSat: string
+  /** what the code pays for, of the service's calls: "0.00001 BTC" */
+  credit: string
   owner: string
+  /** the block time of the request that made it, ISO 8601 */
   issuedAt: string
+  /** issuedAt + the pool's ttl, ISO 8601 */
   expiresAt: string
+  /** ms until it expires by this node's clock; 0 unless valid */
   remainingMs: number
   transfers: number
+  /** `at` is the redeeming block's time, ISO 8601 */
   redeemed?: { by: string, at: string, height: number }
 }
 
@@ -844,12 +914,14 @@ export interface PoolView {
   name: string
   issuer: string
   service: string
-  creditSat: string
+  /** what each code pays for: "0.00001 BTC" */
+  credit: string
   quantity: number
   issued: number
   left: number
   ttlMs: number
   perRequester: number
+  /** the block time of the pool transaction, ISO 8601 */
   createdAt: string
   height: number
 }

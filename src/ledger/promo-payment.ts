@@ -1,4 +1,5 @@
 import { PaymentDeclinedError, PaymentTooLowError } from '../protocols/rpc/errors.ts'
+import { formatAmount } from '../market/units.ts'
 import { hex } from './encoding.ts'
 import { LedgerRejectedError, LedgerTimeoutError, type CloudLedger } from './ledger.ts'
 import type { PaymentCheck, PaymentHook } from '../services/pipeline.ts'
@@ -34,11 +35,13 @@ export function promoPayments (ledger: CloudLedger): PaymentHook {
       if (view.service !== ctx.service) {
         throw new PaymentDeclinedError(`promo code ${code} pays for ${view.service} calls, not ${ctx.service}`)
       }
-      if (BigInt(view.creditSat) < required) {
-        throw new PaymentTooLowError(`${ctx.service}.${ctx.method} costs ${required} sat; promo code ${code} is worth ${view.creditSat} sat`)
+      const credit = ledger.state.pools.get(view.pool)!.creditSat
+      if (credit < required) {
+        throw new PaymentTooLowError(`${ctx.service}.${ctx.method} costs ${formatAmount(required)}; promo code ${code} is worth ${formatAmount(credit)}`)
       }
       try {
-        await ledger.submit({ kind: 'redeem', code: payment.code, authorization: payment.authorization })
+        // checks the owner's authorization for this node before signing anything
+        await ledger.redeem(code, payment.authorization)
       } catch (err: any) {
         if (err instanceof LedgerRejectedError) {
           throw new PaymentDeclinedError(`promo code ${code} was not redeemed: ${err.message}`)

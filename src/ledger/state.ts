@@ -1,4 +1,5 @@
 import { Writer } from '../protocols/rpc/encoding.ts'
+import { formatAmount } from '../market/units.ts'
 import { hex, openEvidence, sha256, verifyRedeemAuthorization, type Block, type Genesis, type SignedTx } from './encoding.ts'
 
 /**
@@ -199,7 +200,7 @@ export class LedgerState {
           return 'each requester may have at least 1 code'
         }
         if (b.creditSat < 1n) {
-          return 'a code is worth at least 1 sat'
+          return `a code is worth at least ${formatAmount(1n)}`
         }
         o.setPool({ id, owner: tx.sender, name: b.name, service: b.service, creditSat: b.creditSat, quantity: b.quantity, issued: 0, ttlMs: b.ttlMs, perRequester: b.perRequester, createdAt: time, height })
         break
@@ -229,7 +230,7 @@ export class LedgerState {
       }
       case 'transfer': {
         const code = o.code(hex(b.code))
-        const broken = usable(code, time)
+        const broken = whyUnusable(code, time)
         if (broken != null) {
           return broken
         }
@@ -244,11 +245,10 @@ export class LedgerState {
       }
       case 'redeem': {
         const code = o.code(hex(b.code))
-        const broken = usable(code, time)
+        const broken = whyUnusable(code, time)
         if (broken != null) {
           return broken
         }
-
         if (!validators.includes(tx.sender)) {
           return 'only a member cloud (a validator) redeems codes'
         }
@@ -359,7 +359,8 @@ export function stateLeaf (key: string, value: Uint8Array): Uint8Array {
   return new Writer().u8(0).bytes(new TextEncoder().encode(key)).bytes(value).finish()
 }
 
-function usable (code: PromoCode | undefined, time: number): string | undefined {
+/** Why a code cannot be transferred or redeemed at `time` (a block's, or a node's clock for a check ahead of a block); undefined when it can */
+export function whyUnusable (code: PromoCode | undefined, time: number): string | undefined {
   if (code == null) {
     return 'no such code'
   }

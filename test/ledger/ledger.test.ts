@@ -15,6 +15,9 @@ import { LevelDatastore } from 'datastore-level'
 import { openCloudSigner } from '../../src/protocols/rpc/credentials.ts'
 import { Reader, Writer } from '../../src/protocols/rpc/encoding.ts'
 import { addrOf, connect, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
+import { RawRpc } from '../helpers/raw-rpc.ts'
+import { Status } from '../../src/protocols/rpc/status.ts'
+import type { TxOutcome } from '../../src/ledger/state.ts'
 
 const SLOT_MS = 400
 
@@ -109,7 +112,7 @@ describe('cloud ledger: promo codes on a 4-validator ledger', () => {
     const view = L(nodes[2]).codeView(codes[0])!
     assert.equal(view.state, 'valid')
     assert.equal(view.owner, user.peerId.toString())
-    assert.equal(view.creditSat, '1000')
+    assert.equal(view.credit, '0.00001 BTC')
     assert.ok(view.remainingMs > 500_000)
     // only a member cloud creates pools
     await assert.rejects(L(user).submit({ kind: 'pool', name: 'mine', service: 'sha256', creditSat: 1n, quantity: 1, ttlMs: 600_000, perRequester: 1 }), /only a member cloud/)
@@ -136,17 +139,91 @@ describe('cloud ledger: promo codes on a 4-validator ledger', () => {
     await assert.rejects(L(nodes[1]).submit({ kind: 'redeem', code: sha256(new Uint8Array([1])), authorization: Buffer.from(forged, 'base64') }), /no such code/)
   })
 
-  it('refuses a forged transaction and a replayed one', async () => {
+  it('answers submit as PROTOCOL.md 8e says, in raw frames: 11 for what no one signed, 30 for what the ledger refuses, a replay included', async () => {
+    const raw = new RawRpc(nodes[4], nodes[0])
+    const signer = nodes[4].signer
+    const challenge = await raw.challenge(signer)
+    let counter = 0
+    const submit = async (body: Uint8Array, args: string[] = ['wait']): Promise<{ status: number, message: string, json?: any }> => {
+      const { response, body: answer } = await raw.exchange(RawRpc.request(signer, { service: 'ledger', method: 'submit', args, body, nonce: RawRpc.nonce(challenge, counter++) }))
+      return { status: response.head.status, message: response.head.message, json: response.head.status === Status.OK ? JSON.parse(new TextDecoder().decode(answer)) : undefined }
+    }
+    // bytes that are no signed-tx, and a signed-tx whose signature was changed: nothing to refuse, the request is bad
+    const garbage = await submit(new TextEncoder().encode('not a transaction'))
+    assert.equal(garbage.status, Status.BAD_REQUEST, garbage.message)
     const stx = L(nodes[4]).sign({ kind: 'request', pool: Buffer.from(pool, 'hex') })
-    const bytes = Uint8Array.from(stx.bytes)
-    bytes[bytes.length - 1] ^= 1
-    await assert.rejects(nodes[4].call(nodes[0].peerId, { service: 'ledger', method: 'submit', args: ['wait'], body: bodyFromBytes(bytes) }), /does not verify/)
-    // a transaction final once is answered with its outcome again, never applied twice
-    const request = await L(nodes[3]).submit({ kind: 'request', pool: Buffer.from(pool, 'hex') }) as any
-    const replayed = await nodes[4].call(nodes[1].peerId, { service: 'ledger', method: 'submit', args: ['wait'], body: bodyFromBytes(L(nodes[3]).state.outcomes.has(request.id) ? (await findTx(L(nodes[3]), request.id)) : new Uint8Array()) })
-    const answer = JSON.parse(new TextDecoder().decode(await replayed.body.bytes()))
-    assert.equal(answer.id, request.id)
-    assert.equal(L(nodes[0]).poolViews().find(p => p.id === pool)!.issued, 3, 'issued once, not twice')
+    const forged = Uint8Array.from(stx.bytes)
+    forged[forged.length - 1] ^= 1
+    const unsigned = await submit(forged)
+    assert.equal(unsigned.status, Status.BAD_REQUEST)
+    assert.match(unsigned.message, /signature does not verify/)
+    // the one argument is the word "wait"
+    for (const args of [['now'], ['wait', 'wait']]) {
+      const odd = await submit(stx.bytes, args)
+      assert.equal(odd.status, Status.BAD_REQUEST, `args ${JSON.stringify(args)}`)
+      assert.match(odd.message, /the one word "wait"/)
+    }
+    // a signed transaction for another ledger
+    const elsewhere = signTx({ ledger: sha256(new TextEncoder().encode('another ledger')), sender: nodes[4].peerId.toString(), time: Date.now(), body: { kind: 'request', pool: Buffer.from(pool, 'hex') } }, nodes[4].signer)
+    const foreign = await submit(elsewhere.bytes)
+    assert.equal(foreign.status, Status.REQUEST_DECLINED)
+    assert.match(foreign.message, /for another ledger/)
+    // one that fails the rules in its block: the user holds the 2 codes the pool allows
+    const refused = await submit(stx.bytes)
+    assert.equal(refused.status, Status.REQUEST_DECLINED)
+    assert.match(refused.message, /the ledger refused transaction [0-9a-f]{64}: this requester has 2 codes from this pool, the most it allows/)
+    // a transaction final once: refused as a replay, with what became of it, and never applied twice
+    const request = await L(nodes[3]).submit({ kind: 'request', pool: Buffer.from(pool, 'hex') }) as TxOutcome
+    await waitFor(() => L(nodes[0]).state.outcomes.has(request.id), 10_000, 'the request final on node 0')
+    const issued = L(nodes[0]).poolViews().find(p => p.id === pool)!.issued
+    const replayed = await submit(await findTx(L(nodes[3]), request.id))
+    assert.equal(replayed.status, Status.REQUEST_DECLINED)
+    assert.match(replayed.message, new RegExp(`transaction ${request.id} is on the ledger already \\(a replay\\): final at height ${request.height}, passed`))
+    assert.equal((await submit(stx.bytes, [])).status, Status.REQUEST_DECLINED, 'a failed one, without wait too')
+    assert.equal(L(nodes[0]).poolViews().find(p => p.id === pool)!.issued, issued, 'issued once, not twice')
+    // and `tx` tells what became of each, in the fields 8e lists
+    const tx = async (id: string): Promise<any> => {
+      const { response, body } = await raw.exchange(RawRpc.request(signer, { service: 'ledger', method: 'tx', args: [id], nonce: RawRpc.nonce(challenge, counter++) }))
+      assert.equal(response.head.status, Status.OK, response.head.message)
+      return JSON.parse(new TextDecoder().decode(body))
+    }
+    assert.deepEqual(await tx(request.id), { id: request.id, ok: true, height: request.height, final: true })
+    const failed = await tx(hex(stx.id))
+    assert.deepEqual(Object.keys(failed), ['id', 'ok', 'reason', 'height', 'final'])
+    assert.equal(failed.ok, false)
+    // and a fresh one is queued: without wait, its id at once
+    const fresh = L(nodes[3]).sign({ kind: 'transfer', code: Buffer.from(codes[1], 'hex'), to: nodes[2].peerId.toString() })
+    const queued = await submit(fresh.bytes, [])
+    assert.equal(queued.status, Status.OK, queued.message)
+    assert.deepEqual(queued.json, { id: hex(fresh.id) })
+  })
+
+  it('signs no redemption it can see would fail: a forged authorization or a code redeemed already is refused before anything is queued', async () => {
+    const code = codes[1]
+    const raw = new RawRpc(nodes[4], nodes[1])
+    const challenge = await raw.challenge(nodes[4].signer)
+    let counter = 0
+    const redeem = async (args: string[]): Promise<{ status: number, message: string }> => {
+      const { response } = await raw.exchange(RawRpc.request(nodes[4].signer, { service: 'ledger', method: 'redeem', args, nonce: RawRpc.nonce(challenge, counter++) }))
+      return { status: response.head.status, message: response.head.message }
+    }
+    const queued = await redemptionsQueued(nodes[1], async () => {
+      // signed by someone who does not own the code, and by the owner for another cloud
+      for (const authorization of [L(nodes[2]).authorizeRedeem(code, nodes[1].peerId.toString()), L(nodes[4]).authorizeRedeem(code, nodes[2].peerId.toString())]) {
+        const forged = await redeem([code, authorization])
+        assert.equal(forged.status, Status.REQUEST_DECLINED)
+        assert.match(forged.message, new RegExp(`the code's owner ${nodes[4].peerId.toString()} did not authorize ${nodes[1].peerId.toString()} to redeem it`))
+      }
+      const unknown = await redeem([hex(sha256(new Uint8Array([7]))), L(nodes[4]).authorizeRedeem(code, nodes[1].peerId.toString())])
+      assert.equal(unknown.status, Status.REQUEST_DECLINED)
+      assert.match(unknown.message, /no promo code [0-9a-f]{64} on the ledger/)
+      assert.equal((await redeem([code, 'not base64 of 64 bytes'])).status, Status.BAD_REQUEST)
+      // the code the promo workflow redeemed
+      const spent = await redeem([codes[0], L(nodes[3]).authorizeRedeem(codes[0], nodes[1].peerId.toString())])
+      assert.equal(spent.status, Status.REQUEST_DECLINED)
+      assert.match(spent.message, /the code was redeemed at height \d+ by /)
+    })
+    assert.deepEqual(queued, [], 'the validator signed none of them')
   })
 
   it('pays for a call with a promo code: redeemed once before serving, refused when spent, foreign or unauthorized', async () => {
@@ -154,8 +231,10 @@ describe('cloud ledger: promo codes on a 4-validator ledger', () => {
     const code = codes[1]
     assert.equal(L(user).codeView(code)?.state, 'valid')
     const pay = (server: OpenCloudNode, c = code, authorizeFor = server): any => ({ type: 'promo', code: Buffer.from(c, 'hex'), authorization: Buffer.from(L(user).authorizeRedeem(c, authorizeFor.peerId.toString()), 'base64') })
-    // an authorization for another server does not pay this one
-    await assert.rejects(user.call(nodes[1].peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(new TextEncoder().encode('x')), payment: pay(nodes[1], code, nodes[2]) }), /did not authorize/)
+    // an authorization for another server does not pay this one, and is refused before the server signs a redemption
+    assert.deepEqual(await redemptionsQueued(nodes[1], async () => {
+      await assert.rejects(user.call(nodes[1].peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(new TextEncoder().encode('x')), payment: pay(nodes[1], code, nodes[2]) }), /did not authorize/)
+    }), [])
     const response = await user.call(nodes[1].peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(new TextEncoder().encode('paid with a code')), payment: pay(nodes[1]) })
     assert.equal(Buffer.from(await response.body.bytes()).toString('hex'), hex(sha256(new TextEncoder().encode('paid with a code'))))
     assert.equal(L(nodes[1]).codeView(code)?.state, 'redeemed', 'redeemed before it was served')
@@ -168,6 +247,11 @@ describe('cloud ledger: promo codes on a 4-validator ledger', () => {
     await waitFor(() => L(nodes[1]).codeView(storageCode) != null, 10_000, 'the code on node 1')
     await assert.rejects(user.call(nodes[1].peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(new Uint8Array(1)), payment: pay(nodes[1], storageCode) }), /pays for storage calls, not sha256/)
     await assert.rejects(nodes[3].call(user.peerId, { service: 'sha256', method: 'hash', body: bodyFromBytes(new Uint8Array(1)), payment: pay(user, storageCode) }), /not a member cloud/)
+    // one validator redeems a code once at a time: the second of two at once is refused, not left to fail in the block
+    const authorization = pay(nodes[1], storageCode).authorization
+    const both = await Promise.allSettled([L(nodes[1]).redeem(storageCode, authorization), L(nodes[1]).redeem(storageCode, authorization)])
+    assert.equal(both[0].status, 'fulfilled')
+    assert.match((both[1] as PromiseRejectedResult).reason.message, new RegExp(`a redemption of code ${storageCode} by this node is waiting for its block already`))
   })
 
   it('lets a member cloud redeem within two blocks while a flood of requests waits', async () => {
@@ -404,6 +488,23 @@ describe('cloud ledger: promo codes on a 4-validator ledger', () => {
     assert.equal(L(late).codeView(codes[0])?.state, 'redeemed')
   })
 })
+
+/** The redemptions `node` queued, signed by itself, while `run` ran */
+async function redemptionsQueued (node: OpenCloudNode, run: () => Promise<void>): Promise<string[]> {
+  const queued: string[] = []
+  const watch = (evt: CustomEvent<SignedTx>): void => {
+    if (evt.detail.tx.sender === node.peerId.toString() && evt.detail.tx.body.kind === 'redeem') {
+      queued.push(hex(evt.detail.id))
+    }
+  }
+  L(node).mempool.addEventListener('tx', watch)
+  try {
+    await run()
+  } finally {
+    L(node).mempool.removeEventListener('tx', watch)
+  }
+  return queued
+}
 
 async function findTx (ledger: CloudLedger, id: string): Promise<Uint8Array> {
   for (let h = ledger.state.height; h >= 1; h--) {

@@ -5,7 +5,11 @@ import { createHash } from 'node:crypto'
 import { decodeBlock, decodeCommit, decodeGenesis, decodeTx, encodeHeader, ledgerIdOf, openTx, verifyCommit, verifyRedeemAuthorization, txRootOf } from '../../src/ledger/encoding.ts'
 import { Reader, Writer } from '../../src/protocols/rpc/encoding.ts'
 import { LedgerState } from '../../src/ledger/state.ts'
-import { parseAnchor } from '../../src/ledger/ledger.ts'
+import { CloudLedger, parseAnchor } from '../../src/ledger/ledger.ts'
+import { MemoryDatastore } from 'datastore-core'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { openCloudSigner } from '../../src/protocols/rpc/credentials.ts'
 
 const fixture = JSON.parse(await readFile(new URL('../fixtures/protocol-vectors.json', import.meta.url), 'utf8'))
 const v = fixture.ledger
@@ -25,6 +29,17 @@ function sectionOf (doc: string, heading: string, after = 0): string {
 
 /** The fenced code blocks of a text, each with its white space taken out */
 const codeBlocks = (text: string): string[] => [...text.matchAll(/^```\n([\s\S]*?)^```$/gm)].map(m => m[1].replace(/\s+/g, ''))
+
+/** The names in the first column of the markdown table that follows `title` ("`name`, `service`" names two) */
+function tableFields (text: string, title: string): string[] {
+  const at = text.indexOf(title)
+  assert.ok(at >= 0, `PROTOCOL.md lacks "${title}"`)
+  const lines = text.slice(at).split('\n')
+  const first = lines.findIndex(l => l.startsWith('|'))
+  const end = lines.findIndex((l, i) => i > first && !l.startsWith('|'))
+  // after the header row and the --- row
+  return lines.slice(first + 2, end).flatMap(row => [...row.split('|')[1].matchAll(/`([A-Za-z]+)`/g)].map(m => m[1]))
+}
 
 /** RFC 6962 over leaf hashes: split at the largest power of two below n */
 function merkleRoot (leaves: Buffer[]): Buffer {
@@ -121,5 +136,24 @@ describe('Cloud Ledger test vectors (PROTOCOL.md section 11)', () => {
     assert.deepEqual([pool.string(64, 'owner'), pool.string(64, 'name'), pool.string(64, 'service'), ...Array.from({ length: 6 }, () => pool.varint('n'))], [client, 'starter', 'sha256', 1000, 10, 1, 2592000000, 2, 1767225600010])
     assert.deepEqual(new Reader(entries[2].value).varint('codes'), 1)
     assert.deepEqual(entries.slice(3).map(e => new TextDecoder().decode(e.value)), [client, server])
+  })
+
+  it('answer status, code and pools with exactly the JSON fields section 8e lists', async () => {
+    const key = await generateKeyPair('Ed25519')
+    const noPubsub: any = { topicValidators: new Map(), subscribe () {}, unsubscribe () {}, publish: async () => {}, addEventListener () {}, removeEventListener () {} }
+    const genesis = decodeGenesis(bytes(v.genesis))
+    const ledger = new CloudLedger({ peerId: peerIdFromPrivateKey(key), signer: openCloudSigner(key), datastore: new MemoryDatastore(), pubsub: noPubsub }, { genesis })
+    ledger.state.apply(decodeBlock(new Writer().bytes(bytes(v.header)).varint(3).bytes(bytes(v.poolTx)).bytes(bytes(v.requestTx)).bytes(bytes(v.redeemTx)).finish()))
+    const methods = sectionOf(protocolDoc, '### Gossip and methods')
+    const sorted = (a: string[]): string[] => [...a].sort()
+    // `problem` is there only while blocks look stuck
+    assert.deepEqual(sorted(Object.keys(JSON.parse(JSON.stringify(ledger.status())))), sorted(tableFields(methods, 'The status object').filter(f => f !== 'problem')))
+    const code = JSON.parse(JSON.stringify(ledger.codeView(v.code, 1767225600020)))
+    assert.deepEqual(sorted(Object.keys(code)), sorted(tableFields(methods, 'The code object')))
+    assert.deepEqual(Object.keys(code.redeemed), ['by', 'at', 'height'])
+    assert.deepEqual([code.credit, code.issuedAt, code.redeemed.at, code.owner], ['0.00001 BTC', '2026-01-01T00:00:00.010Z', '2026-01-01T00:00:00.010Z', fixture.keys.serverPeerId])
+    const [pool] = ledger.poolViews()
+    assert.deepEqual(sorted(Object.keys(pool)), sorted(tableFields(methods, 'A pool object')))
+    assert.deepEqual([pool.credit, pool.createdAt, pool.left], ['0.00001 BTC', '2026-01-01T00:00:00.010Z', 9])
   })
 })

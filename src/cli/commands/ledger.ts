@@ -28,7 +28,7 @@ function codeTable (c: any): string {
   return table([
     ['code', c.code],
     ['state', c.state === 'valid' ? `valid, ${when(c.remainingMs)} left` : c.state],
-    ['worth', `${c.creditSat} sat of ${c.service} calls`],
+    ['worth', `${c.credit} of ${c.service} calls`],
     ['pool', `${c.poolName} (${c.pool})`],
     ['issued by', c.issuer],
     ['owner', c.owner],
@@ -52,7 +52,7 @@ async function run ({ values, positionals, json, dataDir, out }: CommandContext)
       const s = await api.get<any>('/v1/ledger')
       show(s, () => table([
         ['ledger', `${s.chain} (${s.ledger.slice(0, 16)})`],
-        ['height', `${s.height}, last block ${s.height === 0 ? 'none yet' : new Date(s.lastBlockTime).toISOString()}`],
+        ['height', `${s.height}, last block ${s.height === 0 ? 'none yet' : s.lastBlockAt}`],
         ['validators', `${s.validators.length}${s.validator ? ' (this node is one)' : ''}; a block needs ${quorum(s.validators.length)}`],
         ['now', `round ${s.round} (${s.step}), ${s.nextProposer}'s turn`],
         ['slot', `${s.slotMs} ms; checkpoint every ${s.checkpointEvery} blocks`],
@@ -72,7 +72,7 @@ async function run ({ values, positionals, json, dataDir, out }: CommandContext)
     }
     case 'pools': {
       const pools = await api.get<any[]>('/v1/ledger/pools')
-      show(pools, () => pools.length === 0 ? 'no pools yet\n' : table([['ID', 'NAME', 'SERVICE', 'CREDIT', 'LEFT', 'TTL', 'ISSUER'], ...pools.map(p => [p.id, p.name, p.service, `${p.creditSat} sat`, `${p.left}/${p.quantity}`, when(p.ttlMs), p.issuer])]))
+      show(pools, () => pools.length === 0 ? 'no pools yet\n' : table([['ID', 'NAME', 'SERVICE', 'CREDIT', 'LEFT', 'TTL', 'ISSUER'], ...pools.map(p => [p.id, p.name, p.service, p.credit, `${p.left}/${p.quantity}`, when(p.ttlMs), p.issuer])]))
       return
     }
     case 'pool': {
@@ -99,7 +99,7 @@ async function run ({ values, positionals, json, dataDir, out }: CommandContext)
         }
         case 'mine': {
           const mine = await api.get<any[]>('/v1/ledger/promo/mine')
-          show(mine, () => mine.length === 0 ? 'this node owns no codes\n' : table([['CODE', 'STATE', 'WORTH', 'EXPIRES'], ...mine.map(c => [c.code, c.state, `${c.creditSat} sat of ${c.service}`, c.expiresAt])]))
+          show(mine, () => mine.length === 0 ? 'this node owns no codes\n' : table([['CODE', 'STATE', 'WORTH', 'EXPIRES'], ...mine.map(c => [c.code, c.state, `${c.credit} of ${c.service}`, c.expiresAt])]))
           return
         }
         case 'show': {
@@ -122,7 +122,7 @@ async function run ({ values, positionals, json, dataDir, out }: CommandContext)
             throw new UsageError(`as the code's owner: ${CLI} ledger promo redeem <code> --at <member cloud PeerId>; as a member cloud: --authorization <what the owner's \`ledger promo authorize\` printed>`)
           }
           const c = await api.post<any>('/v1/ledger/promo/redeem', { code, at: values.at, authorization: values.authorization })
-          show(c, () => `redeemed: ${c.creditSat} sat of ${c.service} calls (height ${c.redeemed?.height})\n`)
+          show(c, () => `redeemed: ${c.credit} of ${c.service} calls (height ${c.redeemed?.height})\n`)
           return
         }
       }

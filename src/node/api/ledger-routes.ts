@@ -1,11 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { HttpError, readJsonBody } from '../http-request.ts'
-import { formatAmount, parseAmount } from '../../market/units.ts'
+import { parseAmount } from '../../market/units.ts'
 import { parseDuration } from './store-routes.ts'
 import { LedgerRejectedError, LedgerTimeoutError, type CloudLedger } from '../../ledger/ledger.ts'
 import { MempoolFullError } from '../../ledger/mempool.ts'
-import type { TxBody } from '../../ledger/encoding.ts'
+import { authorizationFromBase64, type TxBody } from '../../ledger/encoding.ts'
 import type { OpenCloudNode } from '../opencloud-node.ts'
 
 const HEX32 = /^[0-9a-f]{64}$/
@@ -40,11 +40,10 @@ function count (value: unknown, what: string, min = 1): number {
   return n
 }
 
-/** Submit and wait for finality; the ledger's refusals are the caller's (409), a stalled ledger a 504 */
-async function submit (ledger: CloudLedger, body: TxBody): Promise<{ id: string, height: number }> {
+/** Wait for the ledger; its refusals are the caller's (409), a full queue 503, a stalled ledger 504 */
+async function settle<T> (pending: Promise<T>): Promise<T> {
   try {
-    const outcome = await ledger.submit(body) as { id: string, height: number }
-    return { id: outcome.id, height: outcome.height }
+    return await pending
   } catch (err: any) {
     if (err instanceof LedgerRejectedError) {
       throw new HttpError(409, `the ledger refused it: ${err.message}`)
@@ -57,6 +56,21 @@ async function submit (ledger: CloudLedger, body: TxBody): Promise<{ id: string,
     }
     throw err
   }
+}
+
+/** Submit and wait for finality */
+async function submit (ledger: CloudLedger, body: TxBody): Promise<{ id: string, height: number }> {
+  const outcome = await settle(ledger.submit(body)) as { id: string, height: number }
+  return { id: outcome.id, height: outcome.height }
+}
+
+/** An authorization as `ledger promo authorize` prints it */
+function authorization (value: string): Uint8Array {
+  const bytes = authorizationFromBase64(value)
+  if (bytes == null) {
+    throw new HttpError(400, 'an authorization is 64 bytes in base64 (88 characters), as `ledger promo authorize` prints it')
+  }
+  return bytes
 }
 
 /** The control API's /v1/ledger routes (README, "Cloud Ledger"); false when the route is not one of them */
@@ -73,7 +87,7 @@ export async function ledgerRoute (node: OpenCloudNode, route: string, req: Inco
       sendJson(res, 200, { validators: ledger.state.validators, votes: ledger.voteViews(), equivocations: ledger.equivocations })
       return true
     case 'GET /v1/ledger/pools':
-      sendJson(res, 200, ledger.poolViews().map(p => ({ ...p, credit: formatAmount(BigInt(p.creditSat)) })))
+      sendJson(res, 200, ledger.poolViews())
       return true
     case 'POST /v1/ledger/pools': {
       const usage = 'send JSON: {"name": "starter", "service": "sha256", "credit": "1000 sat", "quantity": 100, "ttl": "30d", "perRequester": 1}'
@@ -152,13 +166,14 @@ export async function ledgerRoute (node: OpenCloudNode, route: string, req: Inco
         return true
       }
       // a member cloud redeeming its own code signs for itself
-      const authorization = typeof body.authorization === 'string'
+      const signed = typeof body.authorization === 'string'
         ? body.authorization
         : view?.owner === node.peerId.toString() ? ledger.authorizeRedeem(c, node.peerId.toString()) : undefined
-      if (authorization == null) {
+      if (signed == null) {
         throw new HttpError(400, `code ${c} belongs to ${view?.owner ?? 'someone else'}: pass the owner's authorization (they run \`ledger promo authorize ${c} ${node.peerId.toString()}\`)`)
       }
-      await submit(ledger, { kind: 'redeem', code: Buffer.from(c, 'hex'), authorization: Buffer.from(authorization, 'base64') })
+      // checked here (owner's signature, the code's state) before this node signs a redemption
+      await settle(ledger.redeem(c, authorization(signed)))
       sendJson(res, 200, ledger.codeView(c))
       return true
     }

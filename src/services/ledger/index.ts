@@ -1,13 +1,41 @@
-import { AccessDeniedError, BadRequestError, BodyTooLargeError, NotFoundError, RequestDeclinedError } from '../../protocols/rpc/errors.ts'
+import { AccessDeniedError, BadRequestError, BodyTooLargeError, NotFoundError, RequestDeclinedError, ServerError } from '../../protocols/rpc/errors.ts'
 import { Units } from '../../market/units.ts'
-import { LedgerLimits, hex, openTx } from '../../ledger/encoding.ts'
-import { LedgerRejectedError, type CloudLedger } from '../../ledger/ledger.ts'
+import { LedgerLimits, authorizationFromBase64, hex, openTx } from '../../ledger/encoding.ts'
+import { LedgerRejectedError, LedgerTimeoutError, type CloudLedger } from '../../ledger/ledger.ts'
 import { MempoolFullError } from '../../ledger/mempool.ts'
 import type { Service, ServiceContext } from '../interface.ts'
 
 export const LEDGER_SERVICE = 'ledger'
 
 const HEX32 = /^[0-9a-f]{64}$/
+/** a height as decimal digits without leading zeros: one spelling per number */
+const HEIGHT = /^[1-9][0-9]{0,15}$/
+
+/** The methods without arguments refuse any, as the others refuse extra ones: one spelling per call */
+function noArgs (args: string[], method: string): void {
+  if (args.length > 0) {
+    throw new BadRequestError(`${method} takes no arguments`)
+  }
+}
+
+/**
+ * The ledger's refusals as wire statuses (PROTOCOL.md section 8e): a
+ * refused transaction, a replay and a full queue are request-declined with
+ * the reason; a ledger that makes no block in time is a server error that
+ * says so (the transaction stays queued).
+ */
+function refusal (err: any, what: string): Error {
+  if (err instanceof LedgerRejectedError) {
+    return new RequestDeclinedError(`the ledger refused ${what}: ${err.message}`)
+  }
+  if (err instanceof MempoolFullError) {
+    return new RequestDeclinedError(err.message)
+  }
+  if (err instanceof LedgerTimeoutError) {
+    return new ServerError(`${err.message}; it stays queued, and \`tx\` tells what became of it`)
+  }
+  return err
+}
 
 async function bodyBytes (ctx: ServiceContext, max: number): Promise<Uint8Array> {
   if (ctx.body.length > max) {
@@ -34,18 +62,20 @@ export function ledgerService (ledger: CloudLedger): Service {
       status: {
         description: 'height, validators, whose turn it is',
         unit: Units.CALL,
-        handle: async () => ({ json: ledger.status() })
+        handle: async ({ args }) => {
+          noArgs(args, 'status')
+          return { json: ledger.status() }
+        }
       },
       blocks: {
         description: 'final blocks with their commits, from a height on (for syncing)',
         args: '<from height>',
         unit: Units.CALL,
         handle: async ({ args }) => {
-          const from = Number(args[0])
-          if (!Number.isSafeInteger(from) || from < 1) {
-            throw new BadRequestError('blocks takes the first height wanted (1 or more)')
+          if (args.length !== 1 || !HEIGHT.test(args[0])) {
+            throw new BadRequestError('blocks takes one argument, the first height wanted (1 or more, decimal digits without leading zeros)')
           }
-          return { body: await ledger.blocksFrom(from) }
+          return { body: await ledger.blocksFrom(Number(args[0])) }
         }
       },
       submit: {
@@ -53,24 +83,22 @@ export function ledgerService (ledger: CloudLedger): Service {
         args: '[wait]',
         unit: Units.CALL,
         handle: async (ctx) => {
+          if (ctx.args.length > 1 || (ctx.args.length === 1 && ctx.args[0] !== 'wait')) {
+            throw new BadRequestError('submit takes no argument, or the one word "wait" to answer once the transaction is final')
+          }
           const bytes = await bodyBytes(ctx, LedgerLimits.txBytes)
           let stx
           try {
             stx = openTx(bytes)
           } catch (err: any) {
-            throw new BadRequestError(`the transaction does not verify: ${err.message}`)
+            // not a transaction anyone signed: nothing the ledger could refuse
+            throw new BadRequestError(`the body is not a signed transaction of this ledger's encoding (PROTOCOL.md section 8e), or its signature does not verify: ${err.message}`)
           }
           try {
             const outcome = await ledger.submit(stx, { wait: ctx.args[0] === 'wait' })
             return { json: { ...outcome, id: hex(stx.id) } }
           } catch (err: any) {
-            if (err instanceof LedgerRejectedError) {
-              throw new RequestDeclinedError(`the ledger refused transaction ${hex(stx.id)}: ${err.message}`)
-            }
-            if (err instanceof MempoolFullError) {
-              throw new RequestDeclinedError(err.message)
-            }
-            throw err
+            throw refusal(err, `transaction ${hex(stx.id)}`)
           }
         }
       },
@@ -79,8 +107,8 @@ export function ledgerService (ledger: CloudLedger): Service {
         args: '<code>',
         unit: Units.CALL,
         handle: async ({ args }) => {
-          if (!HEX32.test(args[0] ?? '')) {
-            throw new BadRequestError('a promo code is 64 hex digits (the id of its request)')
+          if (args.length !== 1 || !HEX32.test(args[0])) {
+            throw new BadRequestError('code takes one argument, a promo code: 64 lowercase hex digits (the id of its request)')
           }
           const view = ledger.codeView(args[0])
           if (view == null) {
@@ -94,20 +122,18 @@ export function ledgerService (ledger: CloudLedger): Service {
         args: '<code> <authorization, base64>',
         unit: Units.CALL,
         handle: async ({ args }) => {
-          const [code, authorization] = args
-          if (!HEX32.test(code ?? '') || authorization == null) {
-            throw new BadRequestError('redeem takes a code (64 hex digits) and its owner\'s authorization (base64)')
+          const [code, text] = args
+          const authorization = authorizationFromBase64(text)
+          if (args.length !== 2 || !HEX32.test(code) || authorization == null) {
+            throw new BadRequestError('redeem takes a code (64 hex digits) and its owner\'s authorization (64 bytes, in base64: 88 characters)')
           }
           if (!ledger.engine.isValidator()) {
             throw new AccessDeniedError('this node is not a member cloud (a validator of the ledger) and cannot redeem codes')
           }
           try {
-            await ledger.submit({ kind: 'redeem', code: Buffer.from(code, 'hex'), authorization: Buffer.from(authorization, 'base64') })
+            await ledger.redeem(code, authorization)
           } catch (err: any) {
-            if (err instanceof LedgerRejectedError) {
-              throw new RequestDeclinedError(`the ledger refused the redemption: ${err.message}`)
-            }
-            throw err
+            throw refusal(err, 'the redemption')
           }
           return { json: ledger.codeView(code) }
         }
@@ -115,7 +141,8 @@ export function ledgerService (ledger: CloudLedger): Service {
       candidacy: {
         description: 'this node\'s signed statement as a validator candidate, for validators voting on it',
         unit: Units.CALL,
-        handle: async () => {
+        handle: async ({ args }) => {
+          noArgs(args, 'candidacy')
           const evidence = await ledger.candidacy()
           if (evidence == null) {
             throw new NotFoundError('this node does not stand as a validator (its operator runs `ledger candidate "<statement>"` to stand)')
@@ -126,7 +153,10 @@ export function ledgerService (ledger: CloudLedger): Service {
       pools: {
         description: 'the promo code pools',
         unit: Units.CALL,
-        handle: async () => ({ json: ledger.poolViews() })
+        handle: async ({ args }) => {
+          noArgs(args, 'pools')
+          return { json: ledger.poolViews() }
+        }
       },
       tx: {
         description: 'the outcome of a transaction: final (ok or failed, and why) or pending',
@@ -134,8 +164,8 @@ export function ledgerService (ledger: CloudLedger): Service {
         unit: Units.CALL,
         handle: async ({ args }) => {
           const id = args[0] ?? ''
-          if (!HEX32.test(id)) {
-            throw new BadRequestError('a transaction id is 64 hex digits')
+          if (args.length !== 1 || !HEX32.test(id)) {
+            throw new BadRequestError('tx takes one argument, a transaction id: 64 lowercase hex digits')
           }
           const o = ledger.state.outcomes.get(id)
           if (o != null) {
