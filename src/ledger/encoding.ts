@@ -582,3 +582,8 @@ export function verifyCommit (ledger: Uint8Array, block: Block, commit: Commit, 
 export function quorum (n: number): number {
   return Math.floor((2 * n) / 3) + 1
 }
+
+/** How many votes are a majority of n validators: what adds or removes one */
+export function majority (n: number): number {
+  return Math.floor(n / 2) + 1
+}

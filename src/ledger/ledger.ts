@@ -10,7 +10,7 @@ import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 import type { PeerId } from '@libp2p/interface'
 import {
   decodeBlock, decodeCommit, decodeMessage, encodeCommit, encodeEvidence, encodeGenesis, encodeMessage, hex, ledgerIdOf,
-  LedgerLimits, openTx, messageHeight, quorum, verifyTx, signRedeemAuthorization, signTx, verifyCommit, verifyProposal, verifyRedeemAuthorization, verifyVote,
+  LedgerLimits, majority, openTx, messageHeight, quorum, verifyTx, signRedeemAuthorization, signTx, verifyCommit, verifyProposal, verifyRedeemAuthorization, verifyVote,
   type Block, type Commit, type ConsensusMessage, type Genesis, type SignedTx, type TxBody
 } from './encoding.ts'
 import { formatAmount } from '../market/units.ts'
@@ -824,7 +824,7 @@ export class CloudLedger {
   voteViews (): Array<{ action: string, candidate: string, voters: string[], needed: number, statement?: string }> {
     return [...this.state.votes.entries()].map(([key, v]) => {
       const [action, candidate] = key.split(' ')
-      return { action, candidate, voters: [...v.voters], needed: Math.floor(this.state.validators.length / 2) + 1, statement: v.statement }
+      return { action, candidate, voters: [...v.voters], needed: majority(this.state.validators.length), statement: v.statement }
     })
   }
 

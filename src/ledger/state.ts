@@ -1,6 +1,6 @@
 import { Writer } from '../protocols/rpc/encoding.ts'
 import { formatAmount } from '../market/units.ts'
-import { hex, openEvidence, sha256, verifyRedeemAuthorization, type Block, type Genesis, type SignedTx } from './encoding.ts'
+import { hex, majority, openEvidence, sha256, verifyRedeemAuthorization, type Block, type Genesis, type SignedTx } from './encoding.ts'
 
 /**
  * The ledger's state and the rules every transaction is held to. Every node
@@ -286,7 +286,7 @@ export class LedgerState {
         }
         const voters = new Set([...vote.voters, tx.sender])
         // a majority of the current validators carries it
-        if (voters.size > validators.length / 2) {
+        if (voters.size >= majority(validators.length)) {
           o.setValidators(b.add ? [...validators, b.candidate] : validators.filter(v => v !== b.candidate))
           o.setVote(key, undefined)
           o.setVote(`${b.add ? 'remove' : 'add'} ${b.candidate}`, undefined)

@@ -4,10 +4,13 @@ import { join } from 'node:path'
 import { writeFile } from 'node:fs/promises'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
-import { ensureDataDir, loadOrCreateIdentity } from '../../src/node/data-dir.ts'
+import { dataDirPaths, ensureDataDir, loadOrCreateIdentity, loadOrCreateToken } from '../../src/node/data-dir.ts'
+import { ApiServer } from '../../src/node/api/server.ts'
+import { main } from '../../src/cli/main.ts'
+import { Writable } from 'node:stream'
 import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
-import { hex, signProposal, signTx, signVote, txRootOf, sha256, encodeHeader, encodeBlock, encodeCommit, encodeMessage, type Block, type SignedTx } from '../../src/ledger/encoding.ts'
+import { hex, openEvidence, verifyRedeemAuthorization, signProposal, signTx, signVote, txRootOf, sha256, encodeHeader, encodeBlock, encodeCommit, encodeMessage, type Block, type SignedTx } from '../../src/ledger/encoding.ts'
 import { LedgerState } from '../../src/ledger/state.ts'
 import { CloudLedger } from '../../src/ledger/ledger.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -224,6 +227,50 @@ describe('cloud ledger: promo codes on a 4-validator ledger', () => {
       assert.match(spent.message, /the code was redeemed at height \d+ by /)
     })
     assert.deepEqual(queued, [], 'the validator signed none of them')
+  })
+
+  it('shows amounts in BTC through the CLI and the control API, counts in the singular when one, and labels what it prints in base64', async () => {
+    const user = nodes[4]
+    const dataDir = join(dir.path, 'node4')
+    const api = new ApiServer(user, { host: '127.0.0.1', port: 0, token: await loadOrCreateToken(dataDirPaths(dataDir).apiToken) })
+    await api.start()
+    const cli = async (...args: string[]): Promise<string> => {
+      let out = ''
+      let err = ''
+      const sink = (write: (s: string) => void): any => new Writable({ write (chunk, _, done) { write(String(chunk)); done() } })
+      const code = await main(['ledger', ...args, '--data-dir', dataDir, '--api', api.url], sink(s => { out += s }), sink(s => { err += s }))
+      assert.equal(code, 0, err)
+      return out
+    }
+    try {
+      await waitFor(() => L(user).state.codes.size === 3 && L(user).state.pools.size === 1, 10_000, 'the three codes on node 4')
+      assert.match(await cli('status'), /^promo\s+1 pool, 3 codes$/m)
+      const pools = await cli('pools')
+      assert.match(pools, /starter\s+sha256\s+0\.00001 BTC\s+0\/3/)
+      assert.doesNotMatch(pools, /sat/)
+      const json = JSON.parse(await cli('pools', '--json'))
+      assert.equal(json[0].credit, '0.00001 BTC')
+      assert.equal(json[0].creditSat, undefined)
+      assert.match(await cli('promo', 'show', codes[1]), /^worth\s+0\.00001 BTC of sha256 calls$/m)
+      assert.match(await cli('promo', 'mine'), /valid\s+0\.00001 BTC of sha256/)
+      // an authorization: for whom, and the command line that uses it
+      const authorized = await cli('promo', 'authorize', codes[1], nodes[1].peerId.toString())
+      const b64 = /^authorization for (\S+) to redeem code ([0-9a-f]{64}), signed by this node \(its owner\), in base64:\n(\S{88})$/m.exec(authorized)
+      assert.ok(b64 != null, authorized)
+      assert.deepEqual([b64[1], b64[2]], [nodes[1].peerId.toString(), codes[1]])
+      assert.ok(verifyRedeemAuthorization(L(user).id, Buffer.from(codes[1], 'hex'), nodes[1].peerId.toString(), user.peerId.toString(), Buffer.from(b64[3], 'base64')))
+      assert.ok(authorized.includes(`ledger promo redeem ${codes[1]} --authorization ${b64[3]}\n`))
+      // a candidacy: what it is, what the validators run, and the evidence labelled
+      const stood = await cli('candidate', 'node 4, run by the test suite')
+      assert.match(stood, new RegExp(`^${user.peerId.toString()} stands as a validator candidate with the statement "node 4, run by the test suite"\\.$`, 'm'))
+      assert.match(stood, /^A majority of the 4 validators \(3\) adds it, each on its own node with:$/m)
+      assert.match(stood, new RegExp(`^  (npx )?opencloud-node ledger vote add ${user.peerId.toString()}$`, 'm'))
+      const evidence = new RegExp(`^  (?:npx )?opencloud-node ledger vote add ${user.peerId.toString()} --evidence (\\S+)$`, 'm').exec(stood)
+      assert.ok(evidence != null, stood)
+      assert.equal(openEvidence(L(user).id, user.peerId.toString(), Buffer.from(evidence[1], 'base64')), 'node 4, run by the test suite')
+    } finally {
+      await api.stop()
+    }
   })
 
   it('pays for a call with a promo code: redeemed once before serving, refused when spent, foreign or unauthorized', async () => {

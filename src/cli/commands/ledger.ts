@@ -24,6 +24,11 @@ function when (ms: number): string {
   return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : s < 172_800 ? `${Math.round(s / 3600)} h` : `${Math.round(s / 86400)} d`
 }
 
+/** "1 pool", "2 pools" */
+function count (n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`
+}
+
 function codeTable (c: any): string {
   return table([
     ['code', c.code],
@@ -55,10 +60,10 @@ async function run ({ values, positionals, json, dataDir, out }: CommandContext)
         ['height', `${s.height}, last block ${s.height === 0 ? 'none yet' : s.lastBlockAt}`],
         ['validators', `${s.validators.length}${s.validator ? ' (this node is one)' : ''}; a block needs ${quorum(s.validators.length)}`],
         ['now', `round ${s.round} (${s.step}), ${s.nextProposer}'s turn`],
-        ['slot', `${s.slotMs} ms; checkpoint every ${s.checkpointEvery} blocks`],
-        ['waiting', `${s.pending} transactions`],
-        ['promo', `${s.pools} pools, ${s.codes} codes`],
-        ...(s.equivocations > 0 ? [['evidence', `${s.equivocations} equivocations on record (ledger validators)`]] : []),
+        ['slot', `${s.slotMs} ms; checkpoint every ${s.checkpointEvery === 1 ? 'block' : `${s.checkpointEvery} blocks`}`],
+        ['waiting', count(s.pending, 'transaction')],
+        ['promo', `${count(s.pools, 'pool')}, ${count(s.codes, 'code')}`],
+        ...(s.equivocations > 0 ? [['evidence', `${count(s.equivocations, 'equivocation')} on record (${CLI} ledger validators)`]] : []),
         ...(s.problem != null ? [['PROBLEM', s.problem]] : [])
       ]))
       return
@@ -114,7 +119,11 @@ async function run ({ values, positionals, json, dataDir, out }: CommandContext)
         }
         case 'authorize': {
           const a = await api.post<any>('/v1/ledger/promo/authorize', { code, redeemer: rest[1] })
-          show(a, () => `${a.authorization}\n`)
+          show(a, () => `authorization for ${a.redeemer} to redeem code ${a.code}, signed by this node (its owner), in base64:\n` +
+            `${a.authorization}\n` +
+            'Give it to that member cloud, which redeems the code with:\n' +
+            `  ${CLI} ledger promo redeem ${a.code} --authorization ${a.authorization}\n` +
+            `(or let this node hand it over: ${CLI} ledger promo redeem ${a.code} --at ${a.redeemer})\n`)
           return
         }
         case 'redeem': {
@@ -133,7 +142,12 @@ async function run ({ values, positionals, json, dataDir, out }: CommandContext)
         throw new UsageError(`usage: ${CLI} ledger candidate "<who runs this node>"`)
       }
       const e = await api.post<any>('/v1/ledger/candidate', { statement: [action, ...rest].join(' ') })
-      show(e, () => `${e.evidence}\n`)
+      show(e, () => `${e.candidate} stands as a validator candidate with the statement ${JSON.stringify(e.statement)}.\n` +
+        `A majority of the ${count(e.validators, 'validator')} (${e.votesNeeded}) adds it, each on its own node with:\n` +
+        `  ${CLI} ledger vote add ${e.candidate}\n` +
+        'which fetches the signed statement from this node. If this node is out of their reach, they attach\n' +
+        'the statement, signed by this node\'s key (in base64), themselves:\n' +
+        `  ${CLI} ledger vote add ${e.candidate} --evidence ${e.evidence}\n`)
       return
     }
     case 'vote': {

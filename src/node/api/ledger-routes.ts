@@ -5,7 +5,7 @@ import { parseAmount } from '../../market/units.ts'
 import { parseDuration } from './store-routes.ts'
 import { LedgerRejectedError, LedgerTimeoutError, type CloudLedger } from '../../ledger/ledger.ts'
 import { MempoolFullError } from '../../ledger/mempool.ts'
-import { authorizationFromBase64, type TxBody } from '../../ledger/encoding.ts'
+import { authorizationFromBase64, majority, type TxBody } from '../../ledger/encoding.ts'
 import type { OpenCloudNode } from '../opencloud-node.ts'
 
 const HEX32 = /^[0-9a-f]{64}$/
@@ -182,7 +182,9 @@ export async function ledgerRoute (node: OpenCloudNode, route: string, req: Inco
       if (typeof body.statement !== 'string' || body.statement.length === 0) {
         throw new HttpError(400, 'a statement says who runs this node')
       }
-      sendJson(res, 200, { candidate: node.peerId.toString(), evidence: Buffer.from(await ledger.standAsCandidate(body.statement)).toString('base64') })
+      const evidence = Buffer.from(await ledger.standAsCandidate(body.statement)).toString('base64')
+      const validators = ledger.state.validators.length
+      sendJson(res, 200, { candidate: node.peerId.toString(), statement: body.statement, evidence, validators, votesNeeded: majority(validators) })
       return true
     }
     case 'POST /v1/ledger/vote': {
