@@ -236,6 +236,7 @@ export async function computeVectors (): Promise<Record<string, any>> {
       renterTermsSignature: hex(renterTermsSignature),
       hostTermsSignature: hex(hostTermsSignature),
       proposal: hex(new Writer().bytes(encodedTerms).bytes(renterTermsSignature).finish()),
+      signedTerms: hex(encodeSigned(encodedTerms, renterTermsSignature, hostTermsSignature)),
       rentPerPeriod: String(rentPerPeriod(terms)),
       uploadCostOf3GiBAnd1Byte: String(transferCost(terms.uploadPrice, 3 * 1024 ** 3 + 1)),
       revision: hex(revision),

@@ -190,6 +190,7 @@ export class OpenCloudNode {
         const price = (method: string): bigint => args.registry.priceOf(STORAGE_SERVICE, method, args.registry.resolve(STORAGE_SERVICE, method).method)
         return { storage: price('rent'), upload: price('put'), download: price('get') }
       },
+      takesPayments: args.chain != null,
       recordRenter: (renter, outcome, event) => {
         void this.reputation.record({ peer: renter, role: 'caller', outcome, event, service: STORAGE_SERVICE, method: 'end' }).catch(() => {})
       },

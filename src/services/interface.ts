@@ -59,6 +59,11 @@ export interface UnitsQuery {
   bodyLength: number
 }
 
+export interface CostQuery extends UnitsQuery {
+  /** PeerId text of the caller, as ServiceContext.caller */
+  caller: string
+}
+
 export interface MethodSpec {
   description: string
   /** usage of the args, for `methods` */
@@ -68,11 +73,15 @@ export interface MethodSpec {
   /** units of service a call uses, default 1 */
   units?: (query: UnitsQuery) => number
   /**
-   * What this call costs when an agreement fixes it rather than the list
-   * price (a storage contract's upload price, say); undefined: list price x
-   * units. The pipeline's payment check asks it with the call's args.
+   * The method's agreement check and price, asked by the pipeline before
+   * payment (PROTOCOL.md section 8, step 5). It throws the RpcError the
+   * caller should see when the call cannot be served under its agreement
+   * whatever it pays (an unknown contract, another renter, malformed
+   * args), so nobody is asked to pay for a refusal; otherwise it answers
+   * what the call costs when the agreement fixes it (a storage contract's
+   * upload price, say), or undefined for the list price x units.
    */
-  cost?: (query: UnitsQuery) => bigint | undefined
+  cost?: (query: CostQuery) => bigint | undefined
   /** offer this method on the market even when it is free (clients find providers through the offer), default false */
   advertise?: boolean
   /** default price in satoshis per unit, default 0 (free); config overrides it */

@@ -1,6 +1,6 @@
 import { logger } from '@libp2p/logger'
 import { formatBtc } from '../market/units.ts'
-import { AccessDeniedError, BadRequestError, NoDeferError, PaymentDeclinedError, PaymentTooLowError, RateLimitedError } from '../protocols/rpc/errors.ts'
+import { AccessDeniedError, BadRequestError, NoDeferError, PaymentDeclinedError, RateLimitedError } from '../protocols/rpc/errors.ts'
 import { credentialText, firstOpenCloudId, type CredentialVerifier } from '../protocols/rpc/credentials.ts'
 import { bodyFromBytes } from '../protocols/rpc/body.ts'
 import { encodeChallenge, type NonceStore } from '../protocols/rpc/nonce-store.ts'
@@ -40,27 +40,25 @@ export interface PaymentHook {
 export const noReputation: ReputationHook = { check: async () => {} }
 
 /**
- * Until payments land only free calls are served: a priced call without
- * payment is told what would be acceptable, and attached or deferred
- * payments are declined with a reason the caller can act on.
+ * A node with payments off (no chain to check a payment against) serves
+ * free calls only. A priced call is refused with no acceptable payment,
+ * because nothing the caller could send would be accepted: offering one
+ * (an attached payment of 1 sat, say) would send the caller to pay in vain.
+ * Config refuses prices and min-payments when payments are off and the
+ * storage host signs no priced terms, so this is met only under a contract
+ * signed while payments were on.
  */
 export const freeCallsOnly: PaymentHook = {
   check: async ({ required, ctx }) => {
-    const { payment } = ctx
-    if (payment.type === 'defer') {
-      const err = new NoDeferError('this node does not accept deferred payment')
-      if (required > 0n) {
-        err.acceptablePayment = { type: 'attached', currency: 'BTC', amount: formatBtc(required) }
-      }
-      throw err
-    }
-    if (payment.type === 'attached') {
-      throw new PaymentDeclinedError('this node does not accept attached payments yet')
-    }
+    const what = `${ctx.service}.${ctx.method}`
     if (required > 0n) {
-      const err = new PaymentTooLowError(`${ctx.service}.${ctx.method} costs ${formatBtc(required)} BTC and the request carries no payment`)
-      err.acceptablePayment = { type: 'attached', currency: 'BTC', amount: formatBtc(required) }
-      throw err
+      throw new PaymentDeclinedError(`${what} costs ${formatBtc(required)} BTC here, but this node takes no payments (its payments.chain is empty), so it serves only free calls: ask another provider`)
+    }
+    if (ctx.payment.type === 'defer') {
+      throw new NoDeferError(`${what} is free here and this node takes no payments (its payments.chain is empty): send the call without a payment`)
+    }
+    if (ctx.payment.type !== 'none') {
+      throw new PaymentDeclinedError(`${what} is free here and this node takes no payments (its payments.chain is empty): send the call without a payment`)
     }
   }
 }
@@ -84,7 +82,8 @@ export interface PipelineInit {
 /**
  * Every incoming request passes here, in the order of the seed's "Request
  * processing": is it valid (signatures, nonce, service, method), access
- * control by policy, reputation, payment, and only then the service.
+ * control by policy, reputation, the method's agreement check (its
+ * `cost`), payment, and only then the service.
  */
 export class Pipeline implements RequestHandler {
   private readonly components: PipelineComponents
@@ -161,7 +160,10 @@ export class Pipeline implements RequestHandler {
     // 3. reputation
     await this.reputation.check(ctx, decision.payment)
 
-    // 4. payment
+    // 4. the method's agreement check, then payment: a call its agreement
+    // refuses (an unknown contract, another renter, malformed args) is never
+    // asked to pay first
+    const agreed = method.cost?.({ args: head.args, bodyLength: head.bodyLength, caller })
     ctx.priceOf = (name, units) => {
       const { method: spec } = registry.resolve(head.service, name)
       const total = registry.priceOf(head.service, name, spec) * BigInt(units)
@@ -170,7 +172,6 @@ export class Pipeline implements RequestHandler {
       return total > min ? total : min
     }
     const units = registry.quote(head.service, head.method, { args: head.args, bodyLength: head.bodyLength }).units
-    const agreed = method.cost?.({ args: head.args, bodyLength: head.bodyLength })
     const required = agreed == null ? ctx.priceOf(head.method, units) : (agreed > decision.minPayment ? agreed : decision.minPayment)
     if (ctx.payment.type === 'promo') {
       if (this.promo == null) {

@@ -5,6 +5,7 @@ import { Reader, Writer } from '../protocols/rpc/encoding.ts'
 import { CredentialType } from '../protocols/rpc/messages.ts'
 import { CredentialVerifier, type CredentialSigner } from '../protocols/rpc/credentials.ts'
 import { MalformedMessageError } from '../protocols/rpc/errors.ts'
+import { MAX_MONEY } from '../market/units.ts'
 import { dataRoot } from './merkle.ts'
 
 /**
@@ -243,4 +244,30 @@ export function rentPerPeriod (t: ContractTerms): bigint {
 export function transferCost (pricePerGiB: bigint, bytes: number): bigint {
   const den = BigInt(GIB)
   return (pricePerGiB * BigInt(bytes) + den - 1n) / den
+}
+
+/** The rent periods of a contract: the last may run past its end */
+export function rentPeriods (t: Pick<ContractTerms, 'start' | 'end' | 'rentPeriodMs'>): number {
+  return Math.ceil((t.end - t.start) / t.rentPeriodMs)
+}
+
+/**
+ * Why terms are worth more than all the bitcoin there will ever be, or
+ * undefined when they are not: the rent over the whole contract, or moving
+ * max-bytes up or down once, over 21,000,000 BTC. Prices are varints up to
+ * 2^53 - 1 satoshis per unit, so without this rule a contract could quote
+ * rent no renter could ever pay and no figure could show (PROTOCOL.md 8d).
+ */
+export function overMaxMoney (t: ContractTerms): string | undefined {
+  const rent = rentPerPeriod(t) * BigInt(rentPeriods(t))
+  if (rent > MAX_MONEY) {
+    return `the rent over the whole contract is ${rent} sat`
+  }
+  for (const [what, price] of [['uploading', t.uploadPrice], ['downloading', t.downloadPrice]] as const) {
+    const cost = transferCost(price, t.maxBytes)
+    if (cost > MAX_MONEY) {
+      return `${what} max-bytes once costs ${cost} sat`
+    }
+  }
+  return undefined
 }

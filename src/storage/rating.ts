@@ -1,4 +1,5 @@
 import { Reader, Writer } from '../protocols/rpc/encoding.ts'
+import { MalformedMessageError } from '../protocols/rpc/errors.ts'
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 import { peerBytes, peerText, verifySignedBy, withDomain } from './contract.ts'
 
@@ -37,18 +38,33 @@ export function encodeRating (r: Rating): Uint8Array {
     .finish()
 }
 
+/** The most bytes an encoded rating may take (PROTOCOL.md 8d, "Ratings"): a valid one is under 600 */
+export const MAX_RATING_BYTES = 1024
+
 export function decodeRating (bytes: Uint8Array): Rating {
   const r = new Reader(bytes)
   r.version(RATING_VERSION, 'rating')
+  const contractId = r.bytes(32, 'the contract id')
+  const rater = peerText(r.bytes(128, 'the rater'), 'the rater')
+  const rated = peerText(r.bytes(128, 'the rated'), 'the rated')
+  const outcome = r.u8('the outcome')
+  // one encoding per value (section 2): 2 or 255 is no outcome at all, and
+  // reading it as "unsatisfactory" would let a byte nobody meant end a contract
+  if (outcome !== 0 && outcome !== 1) {
+    throw new MalformedMessageError(`a rating's outcome is 1 (satisfactory) or 0 (unsatisfactory), not ${outcome}`)
+  }
   const rating: Rating = {
-    contractId: r.bytes(32, 'the contract id'),
-    rater: peerText(r.bytes(128, 'the rater'), 'the rater'),
-    rated: peerText(r.bytes(128, 'the rated'), 'the rated'),
-    satisfactory: r.u8('the outcome') === 1,
+    contractId,
+    rater,
+    rated,
+    satisfactory: outcome === 1,
     reason: r.string(256, 'the reason'),
     at: r.varint('the time')
   }
   r.end('the rating')
+  if (contractId.byteLength !== 32) {
+    throw new MalformedMessageError('a rating\'s contract id is 32 bytes')
+  }
   return rating
 }
 
@@ -58,11 +74,10 @@ export function signRating (rating: Rating, signer: CredentialSigner): Uint8Arra
   return new Writer().bytes(encoded).bytes(signer.sign(withDomain(RATING_DOMAIN, encoded))).finish()
 }
 
-
 /** Decode a signed rating and check the rater signed it; throws otherwise */
 export function openRating (signed: Uint8Array): Rating {
   const r = new Reader(signed)
-  const encoded = r.bytes(1024, 'the rating')
+  const encoded = r.bytes(MAX_RATING_BYTES, 'the rating')
   const signature = r.bytes(128, 'the rating signature')
   r.end('the signed rating')
   const rating = decodeRating(encoded)

@@ -3,12 +3,12 @@ import { logger } from '@libp2p/logger'
 import { Key, type Datastore } from 'interface-datastore'
 import { Units } from '../../market/units.ts'
 import { Reader, Writer } from '../../protocols/rpc/encoding.ts'
-import { AccessDeniedError, BadRequestError, BodyTooLargeError, InsufficientStorageError, InvalidSignatureError, NotFoundError, RequestDeclinedError, ServerError } from '../../protocols/rpc/errors.ts'
-import { contractIdOf, decodeSigned, decodeTerms, encodeRevision, encodeSigned, nextRevision, rentPerPeriod, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms } from '../../storage/contract.ts'
+import { AccessDeniedError, BadRequestError, BodyTooLargeError, InsufficientStorageError, InvalidSignatureError, MalformedMessageError, NotFoundError, RequestDeclinedError, ServerError } from '../../protocols/rpc/errors.ts'
+import { contractIdOf, decodeSigned, decodeTerms, encodeRevision, encodeSigned, nextRevision, overMaxMoney, rentPerPeriod, rentPeriods, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms } from '../../storage/contract.ts'
 import { openRating, signRating } from '../../storage/rating.ts'
 import { ShardCorruptError, ShardMismatchError, ShardStore } from './shard-store.ts'
 import type { CredentialSigner } from '../../protocols/rpc/credentials.ts'
-import type { Service, ServiceContext } from '../interface.ts'
+import type { CostQuery, MethodSpec, Service, ServiceContext } from '../interface.ts'
 
 const log = logger('opencloud:storage:host')
 
@@ -30,6 +30,11 @@ export interface StorageServiceComponents {
   datastore: Datastore
   /** the prices the registry has now (config.json, `market price set`) */
   prices: () => HostPrices
+  /**
+   * whether this node takes payments (payments.chain is set): a host that
+   * cannot be paid signs no terms with a price above 0
+   */
+  takesPayments: boolean
   /** a reputation record of a renter that stopped paying rent */
   rateRenter?: (renter: string, event: 'rent-unpaid') => void
   /** a reputation record of a renter when a contract ends */
@@ -85,20 +90,88 @@ function b64 (bytes: Uint8Array): string {
 }
 
 const HEX32 = /^[0-9a-f]{64}$/
+/** a decimal in its one canonical form: no sign, no leading zero, no exponent */
+const DECIMAL = /^(0|[1-9][0-9]*)$/
+/** an Ed25519 signature (64 bytes) in standard base64 with its padding */
+const SIGNATURE64 = /^[A-Za-z0-9+/]{86}==$/
 
-function hexArg (value: string | undefined, what: string): string {
-  if (value == null || !HEX32.test(value)) {
-    throw new BadRequestError(`${what} is 64 lowercase hex digits`)
+function hexArg (value: string, what: string): string {
+  if (!HEX32.test(value)) {
+    throw new BadRequestError(`${what} is 64 lowercase hex digits, not "${value}"`)
   }
   return value
 }
 
-function intArg (value: string | undefined, what: string, min: number, max: number): number {
+/** A whole number written canonically (no "007", "+1" or "1e3"), from min to max */
+function intArg (value: string, what: string, min: number, max: number): number {
   const n = Number(value)
-  if (value == null || !/^[0-9]+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
-    throw new BadRequestError(`${what} is a whole number from ${min} to ${max}, not "${value ?? ''}"`)
+  if (!DECIMAL.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new BadRequestError(`${what} is a whole number from ${min} to ${max} written as plain decimal digits, not "${value}"`)
   }
   return n
+}
+
+function signatureArg (value: string, what: string): Uint8Array {
+  if (!SIGNATURE64.test(value)) {
+    throw new BadRequestError(`${what} is a 64-byte signature in base64 (88 characters ending in "=="), not "${value}"`)
+  }
+  return Buffer.from(value, 'base64')
+}
+
+type StorageMethod = 'contract' | 'renew' | 'rent' | 'put' | 'get' | 'prove' | 'delete' | 'list' | 'end'
+
+/**
+ * Each method's args: their usage (for `methods` and refusals) and how
+ * many may be given. More args than a method takes are refused rather than
+ * ignored, so an argument a host does not understand is never dropped in
+ * silence (PROTOCOL.md 8d, "Methods").
+ */
+const ARGS: Record<StorageMethod, { usage: string, min: number, max: number }> = {
+  contract: { usage: '', min: 0, max: 0 },
+  renew: { usage: '<contract id> <renter signature of the new contract\'s revision 1, base64>', min: 2, max: 2 },
+  rent: { usage: '<contract id> [periods]', min: 1, max: 2 },
+  put: { usage: '<contract id> <shard root> <renter signature of the next revision, base64>', min: 3, max: 3 },
+  get: { usage: '<contract id> <shard root> <offset> <length>', min: 4, max: 4 },
+  prove: { usage: '<contract id> <shard root> <challenge, 32 bytes hex> [leaves, 1-64]', min: 3, max: 4 },
+  delete: { usage: '<contract id> <shard root> <renter signature of the next revision, base64>', min: 3, max: 3 },
+  list: { usage: '<contract id>', min: 1, max: 1 },
+  end: { usage: '<contract id>', min: 1, max: 1 }
+}
+
+/** The largest body of `contract` and `renew` (terms and a signature are about 200 bytes) */
+const MAX_PROPOSAL_BYTES = 4096
+/** The largest body of `end`: a signed rating (its rating at most MAX_RATING_BYTES) */
+const MAX_END_BODY_BYTES = 2048
+
+/** A call checked against its contract: what the handler needs of it, and its price */
+interface CheckedCall {
+  c: HostContract
+  /** the shard named ('' when the method names none) */
+  root: string
+  /** its size, when the contract holds it */
+  held?: number
+  signature: Uint8Array
+  offset: number
+  length: number
+  periods: number
+  challenge: Uint8Array
+  count: number
+  /** satoshis at the contract's prices; undefined: free (the list price applies) */
+  price?: bigint
+}
+
+/** What a CheckedCall holds for the args its method does not take */
+const NO_ARGS = { root: '', signature: new Uint8Array(0), offset: 0, length: 0, periods: 0, challenge: new Uint8Array(0), count: 0 }
+
+function checkArgCount (method: StorageMethod, args: string[]): void {
+  const { usage, min, max } = ARGS[method]
+  if (args.length < min || args.length > max) {
+    throw new BadRequestError(`storage.${method} takes ${usage === '' ? 'no args' : usage}; the request has ${args.length}`)
+  }
+}
+
+function queryOf (ctx: ServiceContext): CostQuery {
+  return { args: ctx.args, bodyLength: ctx.body.length, caller: ctx.caller }
 }
 
 /**
@@ -190,8 +263,7 @@ export class StorageHost {
         if (c.endedAt != null) {
           return
         }
-        const periods = Math.ceil((c.terms.end - c.terms.start) / c.terms.rentPeriodMs)
-        const paid = c.rentPaidPeriods >= periods
+        const paid = c.rentPaidPeriods >= rentPeriods(c.terms)
         c.endedAt = now
         c.endedReason = paid ? 'expired' : 'expired, rent unpaid'
         c.shards = new Map()
@@ -302,15 +374,12 @@ export class StorageHost {
    * out, but cannot store more or pay rent into an expired contract.
    */
   private live (id: string, caller: string, readOnly = false): HostContract {
-    const c = this.contracts.get(id)
-    if (c == null) {
-      throw new NotFoundError(`this host has no contract ${id}`)
-    }
-    if (c.terms.renter !== caller) {
-      throw new AccessDeniedError(`contract ${id} belongs to another renter`)
-    }
+    const c = this.known(id, caller)
     if (c.endedAt != null) {
-      throw new NotFoundError(`contract ${id} has ended (${c.endedReason ?? 'by its renter'}); its shards are deleted`)
+      const renewed = /^renewed as ([0-9a-f]{64})$/.exec(c.endedReason ?? '')
+      throw new NotFoundError(renewed != null
+        ? `contract ${id} was renewed as ${renewed[1]}; its shards moved there`
+        : `contract ${id} has ended (${c.endedReason ?? 'by its renter'}); its shards are deleted`)
     }
     if (!readOnly && c.terms.end <= Date.now()) {
       throw new NotFoundError(`contract ${id} expired at ${new Date(c.terms.end).toISOString()}`)
@@ -318,27 +387,132 @@ export class StorageHost {
     return c
   }
 
-  /** What a call under a contract costs at the contract's prices */
-  cost (method: 'put' | 'get' | 'rent', args: string[], bodyLength: number): bigint | undefined {
-    const c = this.contracts.get(args[0] ?? '')
+  /** The caller's contract, ended or not */
+  private known (id: string, caller: string): HostContract {
+    const c = this.contracts.get(id)
     if (c == null) {
+      throw new NotFoundError(`this host has no contract ${id}`)
+    }
+    if (c.terms.renter !== caller) {
+      throw new AccessDeniedError(`contract ${id} belongs to another renter`)
+    }
+    return c
+  }
+
+  /**
+   * The agreement check of a call (PROTOCOL.md section 8, step 5, and 8d,
+   * "Methods"): its args in their one form, the contract held, live and the
+   * caller's, the shard held, the range within it, the body within the
+   * contract's room; with its price at the contract's prices. The pipeline
+   * asks it before payment, so nobody pays for a refusal; each method asks
+   * it again (under the contract's lock where it changes the contract),
+   * since the contract may have changed in between.
+   */
+  cost (method: StorageMethod, q: CostQuery): bigint | undefined {
+    if (method === 'contract') {
+      checkArgCount(method, q.args)
+      if (q.bodyLength > MAX_PROPOSAL_BYTES) {
+        throw new BodyTooLargeError(`a contract proposal is at most ${MAX_PROPOSAL_BYTES} bytes`)
+      }
       return undefined
     }
+    return this.check(method, q).price
+  }
+
+  /** The agreement check of a call under a contract (see cost) */
+  private check (method: Exclude<StorageMethod, 'contract'>, q: CostQuery): CheckedCall {
+    const { args, bodyLength } = q
+    checkArgCount(method, args)
+    // the form of the args first, so a malformed call is told so whatever
+    // the contract's state; then the contract; then what depends on it
+    // (a revision signature's form last, next to the revision it signs)
+    const id = hexArg(args[0], 'the contract id')
     switch (method) {
-      case 'put':
-        return transferCost(c.terms.uploadPrice, bodyLength)
-      case 'get': {
-        const length = Number(args[3])
-        return Number.isSafeInteger(length) && length >= 0 ? transferCost(c.terms.downloadPrice, length) : undefined
+      case 'renew': {
+        const signature = signatureArg(args[1], 'the renter\'s signature of revision 1')
+        if (bodyLength > MAX_PROPOSAL_BYTES) {
+          throw new BodyTooLargeError(`a contract proposal is at most ${MAX_PROPOSAL_BYTES} bytes`)
+        }
+        // a renewal sent again finds its old contract ended: renew() answers it
+        return { ...NO_ARGS, c: this.known(id, q.caller), signature }
       }
       case 'rent': {
-        const periods = Number(args[1] ?? '1')
-        return Number.isSafeInteger(periods) && periods > 0 ? rentPerPeriod(c.terms) * BigInt(periods) : undefined
+        const periods = args[1] ?? '1'
+        intArg(periods, 'the number of periods', 1, 10_000)
+        const c = this.live(id, q.caller)
+        // rent past the end would buy nothing: the host keeps no data then
+        const left = rentPeriods(c.terms) - c.rentPaidPeriods
+        if (left < 1) {
+          throw new BadRequestError(`contract ${id} is paid through its end (all ${c.rentPaidPeriods} periods)`)
+        }
+        const n = intArg(periods, 'the number of periods', 1, Math.min(10_000, left))
+        return { ...NO_ARGS, c, periods: n, price: rentPerPeriod(c.terms) * BigInt(n) }
       }
+      case 'put':
+      case 'delete': {
+        const root = hexArg(args[1], 'the shard root')
+        const c = this.live(id, q.caller)
+        const held = c.shards.get(root)
+        if (method === 'delete') {
+          if (held == null) {
+            throw new NotFoundError(`contract ${id} holds no shard ${root}`)
+          }
+          return { ...NO_ARGS, c, root, held, signature: signatureArg(args[2], 'the renter\'s revision signature') }
+        }
+        if (bodyLength === 0) {
+          throw new BadRequestError('a shard is at least one byte')
+        }
+        if (held != null && bodyLength !== held) {
+          // a shard's root fixes its bytes: another length is another shard
+          throw new BadRequestError(`contract ${id} holds shard ${root} of ${held} bytes; the body is ${bodyLength}`)
+        }
+        const holds = [...c.shards.values()].reduce((n, l) => n + l, 0)
+        if (held == null && holds + bodyLength > c.terms.maxBytes) {
+          throw new BodyTooLargeError(`the shard of ${bodyLength} bytes is over contract ${id}'s maximum of ${c.terms.maxBytes} bytes: it holds ${holds}`)
+        }
+        return { ...NO_ARGS, c, root, held, signature: signatureArg(args[2], 'the renter\'s revision signature'), price: transferCost(c.terms.uploadPrice, bodyLength) }
+      }
+      case 'get': {
+        const root = hexArg(args[1], 'the shard root')
+        const offset = intArg(args[2], 'the offset', 0, Number.MAX_SAFE_INTEGER)
+        const length = intArg(args[3], 'the length', 0, Number.MAX_SAFE_INTEGER)
+        const c = this.live(id, q.caller, true)
+        const held = this.held(c, root)
+        // a range past the end is refused, not cut short: a renter asking
+        // for bytes the shard does not have has the wrong size on record
+        if (offset > held || length > held - offset) {
+          throw new BadRequestError(`bytes ${offset} to ${offset + length} are past the end of shard ${root}, which is ${held} bytes`)
+        }
+        return { ...NO_ARGS, c, root, held, offset, length, price: transferCost(c.terms.downloadPrice, length) }
+      }
+      case 'prove': {
+        const root = hexArg(args[1], 'the shard root')
+        const challenge = Buffer.from(hexArg(args[2], 'the challenge'), 'hex')
+        const count = intArg(args[3] ?? '1', 'the number of leaves', 1, 64)
+        const c = this.live(id, q.caller)
+        return { ...NO_ARGS, c, root, held: this.held(c, root), challenge, count }
+      }
+      case 'list':
+        return { ...NO_ARGS, c: this.live(id, q.caller, true) }
+      case 'end':
+        if (bodyLength > MAX_END_BODY_BYTES) {
+          throw new BodyTooLargeError(`the body of end is a signed rating of at most ${MAX_END_BODY_BYTES} bytes`)
+        }
+        return { ...NO_ARGS, c: this.live(id, q.caller, true) }
     }
   }
 
+  /** The size of a shard the contract holds */
+  private held (c: HostContract, root: string): number {
+    const size = c.shards.get(root)
+    if (size == null) {
+      throw new NotFoundError(`contract ${c.id} holds no shard ${root}`)
+    }
+    return size
+  }
+
   async contract (ctx: ServiceContext): Promise<unknown> {
+    this.cost('contract', queryOf(ctx))
     const { encoded, renterSignature, terms } = await this.proposal(ctx)
     const id = hex(contractIdOf(encoded))
     return this.locked(id, async () => {
@@ -358,9 +532,29 @@ export class StorageHost {
   }
 
   /**
-   * The host's conditions for signing terms: its clock, the longest
-   * contract, the rent period, its prices, its capacity and its disk.
-   * `freed`: bytes a renewed contract gives back.
+   * What no host could sign (`bad-request`, PROTOCOL.md 8d, "Refused
+   * terms"): a contract of no bytes, a rent period longer than the
+   * contract, amounts over all the bitcoin there will ever be. Checked
+   * before the renter's signature, like the rest of the terms' form.
+   */
+  private checkForm (terms: ContractTerms): void {
+    if (terms.maxBytes < 1) {
+      throw new BadRequestError('a contract holds at least one byte')
+    }
+    if (terms.rentPeriodMs > terms.end - terms.start) {
+      throw new BadRequestError(`the rent period of ${terms.rentPeriodMs} ms is longer than the contract's ${terms.end - terms.start} ms`)
+    }
+    const absurd = overMaxMoney(terms)
+    if (absurd != null) {
+      throw new BadRequestError(`${absurd}, more than the 21,000,000 BTC that will ever exist: no renter could pay it`)
+    }
+  }
+
+  /**
+   * This host's own conditions for signing terms (`request-declined`, then
+   * `insufficient-storage`): its clock, the longest contract, the shortest
+   * rent period, its prices and whether it can be paid, then its capacity
+   * and its disk. `freed`: bytes a renewed contract gives back.
    */
   private async checkTerms (terms: ContractTerms, freed = 0): Promise<void> {
     const now = Date.now()
@@ -370,15 +564,16 @@ export class StorageHost {
     if (terms.end - terms.start > this.maxDurationMs) {
       throw new RequestDeclinedError(`this host signs contracts of at most ${Math.floor(this.maxDurationMs / 86_400_000)} days`)
     }
-    if (terms.rentPeriodMs < this.minRentPeriodMs || terms.rentPeriodMs > terms.end - terms.start) {
-      throw new RequestDeclinedError(`the rent period must be from ${this.minRentPeriodMs} ms to the contract's length`)
+    if (terms.rentPeriodMs < this.minRentPeriodMs) {
+      throw new RequestDeclinedError(`this host signs rent periods of at least ${this.minRentPeriodMs} ms`)
+    }
+    if (!this.components.takesPayments && (terms.storagePrice > 0n || terms.uploadPrice > 0n || terms.downloadPrice > 0n)) {
+      // it could never be paid: every priced call would be refused
+      throw new RequestDeclinedError('this host takes no payments (its payments.chain is empty), so it signs only free terms: propose storage, upload and download prices of 0 sat')
     }
     const prices = this.components.prices()
     if (terms.storagePrice < prices.storage || terms.uploadPrice < prices.upload || terms.downloadPrice < prices.download) {
       throw new RequestDeclinedError(`the terms offer less than this host's prices: ${prices.storage} sat per GiB-month stored, ${prices.upload} sat per GiB uploaded, ${prices.download} sat per GiB downloaded`)
-    }
-    if (terms.maxBytes < 1) {
-      throw new BadRequestError('a contract holds at least one byte')
     }
     const free = this.capacity - this.reserved(now) + freed
     if (terms.maxBytes > free) {
@@ -396,9 +591,13 @@ export class StorageHost {
    * pass to the new contract at its revision 1 (no bytes are sent again),
    * and the old contract ends. Args: the old contract id and the renter's
    * signature of the new contract's revision 1; body as for `contract`.
+   * A contract that holds nothing renews too (its revision 1 holds
+   * nothing): a renter keeps its place with the host. Rent paid on the old
+   * contract is not carried over (PROTOCOL.md 8d says why).
    */
   async renew (ctx: ServiceContext): Promise<unknown> {
-    const oldId = hexArg(ctx.args[0], 'the contract id')
+    const { signature } = this.check('renew', queryOf(ctx))
+    const oldId = ctx.args[0]
     const { encoded, renterSignature, terms } = await this.proposal(ctx)
     const id = hex(contractIdOf(encoded))
     return this.locked(oldId, async () => {
@@ -417,9 +616,8 @@ export class StorageHost {
       }
       await this.checkTerms(terms, old.terms.maxBytes)
       const c: HostContract = { id, terms, signed: encodeSigned(encoded, renterSignature, signTerms(encoded, this.components.signer)), revision: 0, shards: new Map(old.shards), rentPaidPeriods: 0 }
-      const answer = this.revise(c, c.shards, ctx.args[1])
-      c.revision = answer.revision
-      c.signedRevision = encodeSigned(answer.encoded, answer.renterSignature, Buffer.from(answer.hostSignature, 'base64'))
+      const next = this.expectRevision(c, c.shards, 1, signature)
+      this.countersign(c, c.shards, next)
       // the new contract is saved before the old one ends: a crash between
       // leaves both, never neither
       this.contracts.set(id, c)
@@ -430,15 +628,16 @@ export class StorageHost {
       old.shards = new Map()
       await this.save(old)
       log('contract %s renewed as %s until %s', oldId, id, new Date(terms.end).toISOString())
-      return { contract: id, hostSignature: b64(decodeSigned(c.signed).hostSignature), revision: answer.revision, revisionSignature: answer.hostSignature }
+      return { contract: id, hostSignature: b64(decodeSigned(c.signed).hostSignature), revision: c.revision, revisionSignature: b64(decodeSigned(c.signedRevision!).hostSignature) }
     })
   }
 
-  /** The body of `contract` and `renew`: bytes terms || bytes renter signature, checked */
+  /**
+   * The body of `contract` and `renew`: bytes terms || bytes renter
+   * signature, checked in the order of PROTOCOL.md 8d, "Refused terms":
+   * its form, the parties, then the signature
+   */
   private async proposal (ctx: ServiceContext): Promise<{ encoded: Uint8Array, renterSignature: Uint8Array, terms: ContractTerms }> {
-    if (ctx.body.length > 4096) {
-      throw new BodyTooLargeError('a contract proposal is under 4 KiB')
-    }
     const chunks: Uint8Array[] = []
     for await (const chunk of ctx.body) {
       chunks.push(chunk)
@@ -454,6 +653,7 @@ export class StorageHost {
     if (terms.renter !== ctx.caller) {
       throw new BadRequestError(`the terms name renter ${terms.renter}, but the caller is ${ctx.caller}`)
     }
+    this.checkForm(terms)
     verifyTerms(encoded, terms.renter, renterSignature)
     return { encoded, renterSignature, terms }
   }
@@ -463,80 +663,66 @@ export class StorageHost {
   }
 
   /**
-   * Apply a change to a contract's shard set: the renter signed the revision
-   * that follows it; the host checks that it is exactly that, and
-   * countersigns. Nothing changes when the signature does not match.
+   * The revision `number` of a contract holding `shards`, checked against
+   * the renter's signature: nothing may change unless the renter signed
+   * exactly what the host would countersign.
    */
-  private revise (c: HostContract, shards: Map<string, number>, renterSignatureB64: string | undefined): { revision: number, hostSignature: string, encoded: Uint8Array, renterSignature: Uint8Array } {
-    const rev = nextRevision(Buffer.from(c.id, 'hex'), c.revision, [...shards].map(([root, length]) => ({ root: Buffer.from(root, 'hex'), length })))
+  private expectRevision (c: HostContract, shards: Map<string, number>, number: number, renterSignature: Uint8Array): { encoded: Uint8Array, renterSignature: Uint8Array, number: number } {
+    const rev = nextRevision(Buffer.from(c.id, 'hex'), number - 1, [...shards].map(([root, length]) => ({ root: Buffer.from(root, 'hex'), length })))
     const encoded = encodeRevision(rev)
-    const renterSignature = Buffer.from(renterSignatureB64 ?? '', 'base64')
     try {
       verifyRevision(encoded, c.terms.renter, renterSignature)
     } catch {
       throw new InvalidSignatureError(`the renter's signature is not over revision ${rev.number} (${rev.shards} shards, ${rev.bytes} bytes, data root ${hex(rev.root)}); list the contract to resynchronise`)
     }
-    return { revision: rev.number, hostSignature: b64(signRevision(encoded, this.components.signer)), encoded, renterSignature }
+    return { encoded, renterSignature, number: rev.number }
   }
 
+  /** Move a contract to a revision the renter signed, with this host's signature (saved by the caller) */
+  private countersign (c: HostContract, shards: Map<string, number>, rev: { encoded: Uint8Array, renterSignature: Uint8Array, number: number }): string {
+    const hostSignature = signRevision(rev.encoded, this.components.signer)
+    c.shards = shards
+    c.revision = rev.number
+    c.signedRevision = encodeSigned(rev.encoded, rev.renterSignature, hostSignature)
+    return b64(hostSignature)
+  }
+
+  /**
+   * Store a shard. The renter's signature of the next revision is checked
+   * before the body is read (the revision depends only on the root and the
+   * body's length, which the head gives), so a forged put is refused before
+   * CONTINUE and sends no bytes. A shard the contract already holds (a
+   * retry after a lost answer, or a copy this host found corrupt) is
+   * checked like a first put and written again: the revision stays, and the
+   * renter signs it as it is.
+   */
   async put (ctx: ServiceContext): Promise<unknown> {
-    const id = hexArg(ctx.args[0], 'the contract id')
-    const root = hexArg(ctx.args[1], 'the shard root')
-    return this.locked(id, async () => {
-      const c = this.live(id, ctx.caller)
-      if (c.shards.has(root)) {
-        // sent again after a lost answer: the current revision, if it is what the renter signed
-        for await (const _ of ctx.body) {}
-        const shards = new Map(c.shards)
-        shards.delete(root)
-        const rev = nextRevision(Buffer.from(c.id, 'hex'), c.revision - 1, [...c.shards].map(([r, length]) => ({ root: Buffer.from(r, 'hex'), length })))
-        verifyRevision(encodeRevision(rev), c.terms.renter, Buffer.from(ctx.args[2] ?? '', 'base64'))
-        return { revision: c.revision, hostSignature: b64(decodeSigned(c.signedRevision!).hostSignature) }
-      }
-      const held = [...c.shards.values()].reduce((n, l) => n + l, 0)
-      if (held + ctx.body.length > c.terms.maxBytes) {
-        throw new BodyTooLargeError(`the shard of ${ctx.body.length} bytes is over contract ${id}'s maximum of ${c.terms.maxBytes} bytes: it holds ${held}`)
-      }
-      if (ctx.body.length === 0) {
-        throw new BadRequestError('a shard is at least one byte')
-      }
-      let length: number
+    return this.locked(ctx.args[0] ?? '', async () => {
+      const { c, root, held, signature } = this.check('put', queryOf(ctx))
+      const shards = held == null ? new Map(c.shards).set(root, ctx.body.length) : c.shards
+      const next = this.expectRevision(c, shards, held == null ? c.revision + 1 : c.revision, signature)
       try {
-        length = await this.store.write(id, Buffer.from(root, 'hex'), ctx.body, ctx.signal)
+        await this.store.write(c.id, Buffer.from(root, 'hex'), ctx.body, ctx.signal)
       } catch (err: any) {
         if (err instanceof ShardMismatchError) {
           throw new BadRequestError(err.message)
         }
         throw err
       }
-      const shards = new Map(c.shards).set(root, length)
-      let answer
-      try {
-        answer = this.revise(c, shards, ctx.args[2])
-      } catch (err) {
-        await this.store.delete(id, root)
-        throw err
+      if (held != null) {
+        log('shard %s of contract %s written again', root, c.id)
+        return { revision: c.revision, hostSignature: b64(decodeSigned(c.signedRevision!).hostSignature) }
       }
-      c.shards = shards
-      c.revision = answer.revision
-      c.signedRevision = encodeSigned(answer.encoded, answer.renterSignature, Buffer.from(answer.hostSignature, 'base64'))
+      const hostSignature = this.countersign(c, shards, next)
       await this.save(c)
-      return { revision: answer.revision, hostSignature: answer.hostSignature }
+      return { revision: c.revision, hostSignature }
     })
   }
 
   async get (ctx: ServiceContext): Promise<ReturnType<ShardStore['range']>> {
-    const id = hexArg(ctx.args[0], 'the contract id')
-    const root = hexArg(ctx.args[1], 'the shard root')
-    const c = this.live(id, ctx.caller, true)
-    const size = c.shards.get(root)
-    if (size == null) {
-      throw new NotFoundError(`contract ${id} holds no shard ${root}`)
-    }
-    const offset = intArg(ctx.args[2], 'the offset', 0, size)
-    const length = intArg(ctx.args[3], 'the length', 0, size - offset)
+    const { c, root, held, offset, length } = this.check('get', queryOf(ctx))
     try {
-      return await this.store.range(id, root, offset, length, size, ctx.signal)
+      return await this.store.range(c.id, root, offset, length, held ?? 0, ctx.signal)
     } catch (err: any) {
       if (err instanceof ShardCorruptError) {
         log.error('%s', err.message)
@@ -547,17 +733,9 @@ export class StorageHost {
   }
 
   async prove (ctx: ServiceContext): Promise<Uint8Array> {
-    const id = hexArg(ctx.args[0], 'the contract id')
-    const root = hexArg(ctx.args[1], 'the shard root')
-    const challenge = hexArg(ctx.args[2], 'the challenge')
-    const count = intArg(ctx.args[3] ?? '1', 'the number of leaves', 1, 64)
-    const c = this.live(id, ctx.caller)
-    const size = c.shards.get(root)
-    if (size == null) {
-      throw new NotFoundError(`contract ${id} holds no shard ${root}`)
-    }
+    const { c, root, held, challenge, count } = this.check('prove', queryOf(ctx))
     try {
-      return encodeProofs(await this.store.prove(id, root, Buffer.from(challenge, 'hex'), count, size))
+      return encodeProofs(await this.store.prove(c.id, root, challenge, count, held ?? 0))
     } catch (err: any) {
       if (err instanceof ShardCorruptError) {
         throw new ServerError(err.message)
@@ -567,28 +745,19 @@ export class StorageHost {
   }
 
   async delete (ctx: ServiceContext): Promise<unknown> {
-    const id = hexArg(ctx.args[0], 'the contract id')
-    const root = hexArg(ctx.args[1], 'the shard root')
-    return this.locked(id, async () => {
-      const c = this.live(id, ctx.caller)
-      if (!c.shards.has(root)) {
-        throw new NotFoundError(`contract ${id} holds no shard ${root}`)
-      }
+    return this.locked(ctx.args[0] ?? '', async () => {
+      const { c, root, signature } = this.check('delete', queryOf(ctx))
       const shards = new Map(c.shards)
       shards.delete(root)
-      const answer = this.revise(c, shards, ctx.args[2])
-      c.shards = shards
-      c.revision = answer.revision
-      c.signedRevision = encodeSigned(answer.encoded, answer.renterSignature, Buffer.from(answer.hostSignature, 'base64'))
+      const hostSignature = this.countersign(c, shards, this.expectRevision(c, shards, c.revision + 1, signature))
       await this.save(c)
-      await this.store.delete(id, root)
-      return { revision: answer.revision, hostSignature: answer.hostSignature }
+      await this.store.delete(c.id, root)
+      return { revision: c.revision, hostSignature }
     })
   }
 
   async list (ctx: ServiceContext): Promise<unknown> {
-    const id = hexArg(ctx.args[0], 'the contract id')
-    const c = this.live(id, ctx.caller, true)
+    const { c } = this.check('list', queryOf(ctx))
     return {
       contract: b64(c.signed),
       revision: c.revision,
@@ -600,10 +769,8 @@ export class StorageHost {
   }
 
   async rent (ctx: ServiceContext): Promise<unknown> {
-    const id = hexArg(ctx.args[0], 'the contract id')
-    const periods = intArg(ctx.args[1] ?? '1', 'the number of periods', 1, 10_000)
-    return this.locked(id, async () => {
-      const c = this.live(id, ctx.caller)
+    return this.locked(ctx.args[0] ?? '', async () => {
+      const { c, periods } = this.check('rent', queryOf(ctx))
       c.rentPaidPeriods += periods
       await this.save(c)
       return { rentPaidPeriods: c.rentPaidPeriods, paidThrough: new Date(c.terms.start + c.rentPaidPeriods * c.terms.rentPeriodMs).toISOString() }
@@ -616,23 +783,20 @@ export class StorageHost {
    * this host's signed rating of the renter (rent paid as agreed or not).
    */
   async end (ctx: ServiceContext): Promise<unknown> {
-    const id = hexArg(ctx.args[0], 'the contract id')
-    if (ctx.body.length > 2048) {
-      throw new BodyTooLargeError('a rating is under 2 KiB')
-    }
+    const id = this.check('end', queryOf(ctx)).c.id
     const chunks: Uint8Array[] = []
     for await (const chunk of ctx.body) {
       chunks.push(chunk)
     }
     const renterRating = chunks.length === 0 ? undefined : Buffer.concat(chunks)
     return this.locked(id, async () => {
-      const c = this.live(id, ctx.caller, true)
+      const { c } = this.check('end', queryOf(ctx))
       if (renterRating != null) {
         let rating
         try {
           rating = openRating(renterRating)
         } catch (err: any) {
-          throw new BadRequestError(`the rating does not verify: ${err.message}`)
+          throw new BadRequestError(err instanceof MalformedMessageError ? `the rating is malformed: ${err.message}` : `the rating does not verify: ${err.message}`)
         }
         if (hex(rating.contractId) !== id || rating.rater !== c.terms.renter || rating.rated !== this.components.peerId) {
           throw new BadRequestError(`the rating is not the renter's rating of this host under contract ${id}`)
@@ -692,6 +856,15 @@ export function decodeProofs (bytes: Uint8Array): Array<{ index: number, leaf: U
 }
 
 export function storageService (host: StorageHost): Service {
+  /** every method's agreement check runs before payment; priced ones answer their price */
+  const spec = (method: StorageMethod, description: string, unit: MethodSpec['unit'], handle: MethodSpec['handle'], extra: Partial<MethodSpec> = {}): MethodSpec => ({
+    description,
+    ...(ARGS[method].usage === '' ? {} : { args: ARGS[method].usage }),
+    unit,
+    cost: (query) => host.cost(method, query),
+    handle,
+    ...extra
+  })
   return {
     name: STORAGE_SERVICE,
     version: '1.0.0',
@@ -699,63 +872,24 @@ export function storageService (host: StorageHost): Service {
     start: async () => host.start(),
     stop: async () => host.stop(),
     methods: {
-      contract: {
-        description: 'propose contract terms (body: bytes terms || bytes renter signature); answers the host signature',
-        unit: Units.CALL,
-        handle: async (ctx) => ({ json: await host.contract(ctx) })
-      },
-      renew: {
-        description: 'renew a contract (body as for contract): its shards pass to the new one at revision 1, and it ends',
-        args: '<contract id> <renter signature of the new contract\'s revision 1, base64>',
-        unit: Units.CALL,
-        handle: async (ctx) => ({ json: await host.renew(ctx) })
-      },
-      rent: {
-        description: 'pay rent for the next periods of a contract',
-        args: '<contract id> [periods]',
-        unit: Units.GIB_MONTH,
-        advertise: true,
-        cost: ({ args, bodyLength }) => host.cost('rent', args, bodyLength),
-        handle: async (ctx) => ({ json: await host.rent(ctx) })
-      },
-      put: {
-        description: 'store the body as a shard under its Merkle root; answers the host signature of the next revision',
-        args: '<contract id> <shard root> <renter signature of the next revision, base64>',
-        unit: Units.GIB,
-        cost: ({ args, bodyLength }) => host.cost('put', args, bodyLength),
-        handle: async (ctx) => ({ json: await host.put(ctx) })
-      },
-      get: {
-        description: 'a byte range of a shard',
-        args: '<contract id> <shard root> <offset> <length>',
-        unit: Units.GIB,
-        cost: ({ args, bodyLength }) => host.cost('get', args, bodyLength),
-        handle: async (ctx) => ({ body: await host.get(ctx) })
-      },
-      prove: {
-        description: 'Merkle proofs of the leaves a challenge picks (the audit primitive)',
-        args: '<contract id> <shard root> <challenge, 32 bytes hex> [leaves, 1-64]',
-        unit: Units.CALL,
-        handle: async (ctx) => ({ body: await host.prove(ctx) })
-      },
-      delete: {
-        description: 'delete a shard; answers the host signature of the next revision',
-        args: '<contract id> <shard root> <renter signature of the next revision, base64>',
-        unit: Units.CALL,
-        handle: async (ctx) => ({ json: await host.delete(ctx) })
-      },
-      list: {
-        description: 'the contract, its latest signed revision and its shards',
-        args: '<contract id>',
-        unit: Units.CALL,
-        handle: async (ctx) => ({ json: await host.list(ctx) })
-      },
-      end: {
-        description: 'end a contract early: its shards are deleted (body: the renter\'s signed rating of the host, optional; answers the host\'s of the renter)',
-        args: '<contract id>',
-        unit: Units.CALL,
-        handle: async (ctx) => ({ json: await host.end(ctx) })
-      }
+      contract: spec('contract', 'propose contract terms (body: bytes terms || bytes renter signature); answers the host signature', Units.CALL,
+        async (ctx) => ({ json: await host.contract(ctx) })),
+      renew: spec('renew', 'renew a contract (body as for contract): its shards pass to the new one at revision 1, and it ends', Units.CALL,
+        async (ctx) => ({ json: await host.renew(ctx) })),
+      rent: spec('rent', 'pay rent for the next periods of a contract', Units.GIB_MONTH,
+        async (ctx) => ({ json: await host.rent(ctx) }), { advertise: true }),
+      put: spec('put', 'store the body as a shard under its Merkle root; answers the host signature of the next revision', Units.GIB,
+        async (ctx) => ({ json: await host.put(ctx) })),
+      get: spec('get', 'a byte range of a shard', Units.GIB,
+        async (ctx) => ({ body: await host.get(ctx) })),
+      prove: spec('prove', 'Merkle proofs of the leaves a challenge picks (the audit primitive)', Units.CALL,
+        async (ctx) => ({ body: await host.prove(ctx) })),
+      delete: spec('delete', 'delete a shard; answers the host signature of the next revision', Units.CALL,
+        async (ctx) => ({ json: await host.delete(ctx) })),
+      list: spec('list', 'the contract, its latest signed revision and its shards', Units.CALL,
+        async (ctx) => ({ json: await host.list(ctx) })),
+      end: spec('end', 'end a contract early: its shards are deleted (body: the renter\'s signed rating of the host, optional; answers the host\'s of the renter)', Units.CALL,
+        async (ctx) => ({ json: await host.end(ctx) }))
     }
   }
 }
