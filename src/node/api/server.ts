@@ -48,7 +48,8 @@ const CLIENT_MISTAKES: Record<string, number> = {
   WrongNetworkAddressError: 400,
   InvalidAmountError: 400,
   DustPaymentError: 400,
-  InsufficientFundsError: 409
+  InsufficientFundsError: 409,
+  FeeTooHighError: 409
 }
 
 /** A whole number above zero from the query, or 400 naming it */
