@@ -1,5 +1,6 @@
 import { Key, type Datastore } from 'interface-datastore'
 import { parseBtc } from '../market/units.ts'
+import { DUST } from './wallet/tx-builder.ts'
 
 /**
  * The payment ledger, kept in the node's datastore so nothing is lost on a
@@ -21,7 +22,9 @@ export type Role = 'receivable' | 'payable'
  *   time:<seconds>   that long after the promise
  *   amount:<BTC>     when the unpaid total with that peer reaches the amount
  *   completion       as soon as the service has been delivered
- * An empty threshold means time:600.
+ * An empty threshold means time:600. A caller's due promises are overdue once
+ * they have been due for longer than the grace period, and only while they
+ * add up to at least the dust limit: less cannot be paid on chain on its own.
  */
 export type Threshold =
   | { kind: 'time', seconds: number }
@@ -82,6 +85,8 @@ export interface PaymentRecord {
   service: string
   method: string
   at: number
+  /** sent: the transaction's fee, which this node paid on top (absent in records from before fees were kept) */
+  fee?: bigint
 }
 
 export interface TabSummary {
@@ -93,9 +98,36 @@ export interface TabSummary {
   outstanding: bigint
   /** unpaid and past its threshold */
   due: bigint
-  /** due for longer than the grace period */
+  /** due for longer than the grace period, when what is due reaches the dust limit */
   overdue: bigint
   promises: number
+  /** when the first of the due promises fell due; absent while nothing is due */
+  dueSince?: number
+}
+
+/** What this node's transactions moved with one counterparty over a period */
+export interface OnChainRow {
+  peer: string
+  /** what this node's transactions paid it: attached payments and settlements */
+  sent: bigint
+  /** the fees of those transactions, paid by this node on top */
+  fees: bigint
+  /** what its transactions paid this node */
+  received: bigint
+  /** transactions sent */
+  transactions: number
+}
+
+/** What calls cost and what paying for them took from the wallet (Ledger.costs) */
+export interface Costs {
+  /** what the calls cost: deferred payments promised and attached payments made */
+  promised: bigint
+  /** of that, promised and not yet paid */
+  unpaid: bigint
+  /** what this node's transactions paid for them (a settlement's amount shared among its promises by their amounts) */
+  paidOnChain: bigint
+  /** the fees of those transactions, shared the same way */
+  fees: bigint
 }
 
 /** What one counterparty and service came to over a period (`payments summary`) */
@@ -115,7 +147,7 @@ export interface SummaryRow {
 }
 
 interface StoredPromise extends Omit<DeferredPromise, 'sats'> { sats: string }
-interface StoredPayment extends Omit<PaymentRecord, 'sats'> { sats: string }
+interface StoredPayment extends Omit<PaymentRecord, 'sats' | 'fee'> { sats: string, fee?: string }
 
 export interface LedgerInit {
   /** How long a due promise may stay unpaid before it is overdue, default 10 minutes */
@@ -140,6 +172,8 @@ export interface PendingSettlement {
   /** the signed transaction, hex */
   hex: string
   sats: bigint
+  /** its fee (absent in settlements kept before fees were) */
+  fee?: bigint
   at: number
 }
 
@@ -156,9 +190,13 @@ const dec = <T> (bytes: Uint8Array): T => JSON.parse(new TextDecoder().decode(by
 // peer ids and promise ids become key segments; keep them safe
 const seg = (s: string): string => encodeURIComponent(s)
 
+/** A record of a payment on chain, not the bookkeeping of what a settlement covered (`<txid>:settle`) */
+const onChain = (p: PaymentRecord): boolean => !p.txid.includes(':')
+
 export class Ledger {
   private readonly datastore: Datastore
-  private readonly graceMs: number
+  /** how long a due promise may stay unpaid before it is overdue */
+  readonly graceMs: number
   private readonly now: () => number
 
   constructor (datastore: Datastore, init: LedgerInit = {}) {
@@ -242,12 +280,12 @@ export class Ledger {
     if (!(await this.datastore.has(key))) {
       return undefined
     }
-    const stored = dec<Omit<PendingSettlement, 'sats'> & { sats: string }>(await this.datastore.get(key))
-    return { ...stored, sats: BigInt(stored.sats) }
+    const stored = dec<Omit<PendingSettlement, 'sats' | 'fee'> & { sats: string, fee?: string }>(await this.datastore.get(key))
+    return { ...stored, sats: BigInt(stored.sats), fee: stored.fee == null ? undefined : BigInt(stored.fee) }
   }
 
   async setPendingSettlement (pending: PendingSettlement): Promise<void> {
-    await this.datastore.put(new Key(`${SETTLING}/${seg(pending.peer)}`), enc({ ...pending, sats: pending.sats.toString() }))
+    await this.datastore.put(new Key(`${SETTLING}/${seg(pending.peer)}`), enc({ ...pending, sats: pending.sats.toString(), fee: pending.fee?.toString() }))
   }
 
   async clearPendingSettlement (peer: string): Promise<void> {
@@ -267,39 +305,62 @@ export class Ledger {
     await this.datastore.put(new Key(`${SETTLEMENTS}/${record.txid}`), enc({ ...record, sats: record.sats.toString() }))
   }
 
-  /** Whether a promise is due now: its threshold is reached and it is unpaid */
-  isDue (promise: DeferredPromise, unpaidWithPeer: bigint): boolean {
-    if (promise.paidAt != null) {
-      return false
+  /**
+   * When each unpaid promise falls due, or undefined if its threshold is not
+   * reached: `time:` so long after it was made, `completion` when it was
+   * made, `amount:` when the unpaid promises, oldest first, first add up to
+   * the amount (and not before the promise itself).
+   */
+  private dueTimes (unpaid: DeferredPromise[]): Array<number | undefined> {
+    // unpaid is oldest first; the moment each amount is reached, found once per amount
+    const reached = new Map<bigint, number | undefined>()
+    const reach = (sats: bigint): number | undefined => {
+      if (!reached.has(sats)) {
+        let sum = 0n
+        let at: number | undefined
+        for (const p of unpaid) {
+          sum += p.sats
+          if (sum >= sats) {
+            at = p.createdAt
+            break
+          }
+        }
+        reached.set(sats, at)
+      }
+      return reached.get(sats)
     }
-    const t = parseThreshold(promise.threshold)
-    switch (t.kind) {
-      case 'completion': return true
-      case 'time': return this.now() >= promise.createdAt + t.seconds * 1000
-      case 'amount': return unpaidWithPeer >= t.sats
-    }
+    return unpaid.map(p => {
+      const t = parseThreshold(p.threshold)
+      switch (t.kind) {
+        case 'completion': return p.createdAt
+        case 'time': return p.createdAt + t.seconds * 1000
+        case 'amount': {
+          const at = reach(t.sats)
+          return at == null ? undefined : Math.max(at, p.createdAt)
+        }
+      }
+    })
   }
 
-  /** When a due promise became due, for the grace period; amount thresholds count from now */
-  private dueSince (promise: DeferredPromise): number {
-    const t = parseThreshold(promise.threshold)
-    return t.kind === 'time' ? promise.createdAt + t.seconds * 1000 : promise.createdAt
-  }
-
-  async tab (role: Role, peer: string): Promise<TabSummary> {
+  /** The tab with a peer, as it stands now or, with nothing paid or promised meanwhile, at `now` */
+  async tab (role: Role, peer: string, now = this.now()): Promise<TabSummary> {
     const list = await this.promises(role, peer)
     const unpaid = list.filter(p => p.paidAt == null)
-    const outstanding = unpaid.reduce((s, p) => s + p.sats, 0n)
-    const due = unpaid.filter(p => this.isDue(p, outstanding))
+    const dueAt = this.dueTimes(unpaid)
+    const due = unpaid.map((p, i) => ({ p, at: dueAt[i] })).filter((d): d is { p: DeferredPromise, at: number } => d.at != null && d.at <= now)
+    const dueSats = due.reduce((s, d) => s + d.p.sats, 0n)
     return {
       peer,
       role,
       promised: list.reduce((s, p) => s + p.sats, 0n),
       paid: list.filter(p => p.paidAt != null).reduce((s, p) => s + p.sats, 0n),
-      outstanding,
-      due: due.reduce((s, p) => s + p.sats, 0n),
-      overdue: due.filter(p => this.now() > this.dueSince(p) + this.graceMs).reduce((s, p) => s + p.sats, 0n),
-      promises: list.length
+      outstanding: unpaid.reduce((s, p) => s + p.sats, 0n),
+      due: dueSats,
+      // below the dust limit a debt cannot be paid on chain on its own: it
+      // waits for more and is never late
+      overdue: dueSats < DUST ? 0n : due.filter(d => now > d.at + this.graceMs).reduce((s, d) => s + d.p.sats, 0n),
+      promises: list.length,
+      dueSince: due.length === 0 ? undefined : due.reduce((min, d) => d.at < min ? d.at : min, Infinity)
     }
   }
 
@@ -310,7 +371,7 @@ export class Ledger {
 
   async recordPayment (record: Omit<PaymentRecord, 'at'>): Promise<void> {
     const at = this.now()
-    const stored: StoredPayment = { ...record, at, sats: record.sats.toString() }
+    const stored: StoredPayment = { ...record, at, sats: record.sats.toString(), fee: record.fee?.toString() }
     await this.datastore.put(new Key(`${PAYMENTS}/${String(at).padStart(15, '0')}-${record.txid}`), enc(stored))
   }
 
@@ -318,7 +379,7 @@ export class Ledger {
     const out: PaymentRecord[] = []
     for await (const { value } of this.datastore.query({ prefix: PAYMENTS })) {
       const p = dec<StoredPayment>(value)
-      out.push({ ...p, sats: BigInt(p.sats) })
+      out.push({ ...p, sats: BigInt(p.sats), fee: p.fee == null ? undefined : BigInt(p.fee) })
     }
     return out.sort((a, b) => b.at - a.at)
   }
@@ -371,6 +432,93 @@ export class Ledger {
       }
     }
     return [...rows.values()].sort((a, b) => a.peer.localeCompare(b.peer) || a.call.localeCompare(b.call))
+  }
+
+  /**
+   * What this node's transactions paid each counterparty, with their fees,
+   * and what its transactions paid this node, for payments made in
+   * [since, until): the money that moved on chain, beside what the calls
+   * cost (summary).
+   */
+  async onChain (since = 0, until = Infinity): Promise<OnChainRow[]> {
+    const rows = new Map<string, OnChainRow>()
+    for (const p of await this.payments()) {
+      if (p.at < since || p.at >= until || !onChain(p)) {
+        continue
+      }
+      const r = rows.get(p.peer) ?? { peer: p.peer, sent: 0n, fees: 0n, received: 0n, transactions: 0 }
+      rows.set(p.peer, r)
+      if (p.direction === 'sent') {
+        r.sent += p.sats
+        r.fees += p.fee ?? 0n
+        r.transactions++
+      } else {
+        r.received += p.sats
+      }
+    }
+    return [...rows.values()].sort((a, b) => a.peer.localeCompare(b.peer))
+  }
+
+  /**
+   * What this node's calls of a service (or all) cost and what paying for
+   * them took from the wallet: each settlement's amount and fee are shared
+   * among the promises it paid by their amounts, so a settlement that paid
+   * storage and sha256 promises counts toward each its part.
+   */
+  async costs (filter: { service?: string } = {}): Promise<Costs> {
+    const matches = (service: string): boolean => filter.service == null || service === filter.service
+    const promises = await this.promises('payable')
+    const byId = new Map(promises.map(p => [`${p.peer} ${p.id}`, p]))
+    const costs: Costs = { promised: 0n, unpaid: 0n, paidOnChain: 0n, fees: 0n }
+    for (const p of promises) {
+      if (matches(p.service)) {
+        costs.promised += p.sats
+        costs.unpaid += p.paidAt == null ? p.sats : 0n
+      }
+    }
+    for (const p of await this.payments()) {
+      if (p.direction !== 'sent' || !onChain(p)) {
+        continue
+      }
+      const settlement = p.service === 'payments' && p.method === 'settle'
+      if (!settlement) {
+        if (matches(p.service)) {
+          costs.promised += p.sats
+          costs.paidOnChain += p.sats
+          costs.fees += p.fee ?? 0n
+        }
+        continue
+      }
+      let all = 0n
+      let mine = 0n
+      for (const id of p.settles) {
+        const promise = byId.get(`${p.peer} ${id}`)
+        all += promise?.sats ?? 0n
+        mine += promise != null && matches(promise.service) ? promise.sats : 0n
+      }
+      if (all > 0n) {
+        costs.paidOnChain += p.sats * mine / all
+        costs.fees += (p.fee ?? 0n) * mine / all
+      } else if (filter.service == null) {
+        // it paid off promises no longer on record: still money spent
+        costs.paidOnChain += p.sats
+        costs.fees += p.fee ?? 0n
+      }
+    }
+    return costs
+  }
+
+  /** When the first promise or payment was made; undefined before any */
+  async firstActivity (): Promise<number | undefined> {
+    const times = [
+      ...(await this.promises('receivable')).slice(0, 1),
+      ...(await this.promises('payable')).slice(0, 1)
+    ].map(p => p.createdAt)
+    const payments = await this.payments()
+    if (payments.length > 0) {
+      times.push(payments[payments.length - 1].at)
+    }
+    return times.length === 0 ? undefined : Math.min(...times)
   }
 
   /** A received transaction id is used once: the replay guard for attached payments */

@@ -4,8 +4,8 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { formatAmount, formatBtc, parseAmount, parseBtc } from '../market/units.ts'
 import type { PayMode } from './pay-options.ts'
 import { NoDeferError, PaymentDeclinedError, PaymentTooLowError } from '../protocols/rpc/errors.ts'
-import { parseThreshold, type DeferredPromise, type Ledger, type PendingSettlement } from './ledger.ts'
-import { DUST } from './wallet/tx-builder.ts'
+import { parseThreshold, type Ledger, type PendingSettlement, type TabSummary } from './ledger.ts'
+import { DUST, FeeTooHighError, InsufficientFundsError, paymentFee } from './wallet/tx-builder.ts'
 import type { ChainBackend } from './chain/interface.ts'
 import type { Wallet } from './wallet/wallet.ts'
 import { replayable, type CallRequest, type CallResponse } from '../protocols/rpc/client.ts'
@@ -33,7 +33,7 @@ export interface PaidCallOptions {
   pay: PayMode
   /** the most to pay, satoshis; default: the amount in `pay` (auto: 0) */
   maxPrice?: bigint
-  /** threshold of deferred payments, default the ledger's default */
+  /** threshold of deferred payments, default `amount:` the tab worth a settlement (worthSettling) */
   threshold?: string
 }
 
@@ -55,25 +55,76 @@ export interface PaymentAgentComponents {
 export interface PaymentAgentInit {
   /** How often deferred payments are checked and the due ones paid, default 5 s */
   settleIntervalMs?: number
+  /** How long the chain's fee estimate is used before it is asked again, default 60 s */
+  feeRateTtlMs?: number
 }
+
+/**
+ * The share of a settlement its fee may be for the node to settle as soon
+ * as something is due: a quarter, as Storj skips payouts whose fee is more
+ * than a quarter of them. Past it the node waits, for more to be owed or
+ * until the debt must be paid.
+ */
+export const FEE_SHARE = 4n
+
+/**
+ * The smallest tab worth a settlement at `feeRate` sat/vB: at least the
+ * dust limit, and at least four times the fee of one payment (141 vB), so
+ * the fee is at most a quarter of it. A deferred payment made without a
+ * threshold falls due at this amount (`amount:<it>`).
+ */
+export function worthSettling (feeRate: number): bigint {
+  const worth = paymentFee(feeRate) * FEE_SHARE
+  return worth > DUST ? worth : DUST
+}
+
+/**
+ * Why the node's tab with a server is not being paid now, shown by
+ * `payments tabs` (GET /v1/payments/tabs) and `store status`.
+ */
+export interface SettlementState {
+  peer: string
+  /** waiting: on purpose, until more is owed or it must be paid; failing: settling was tried and did not work */
+  state: 'waiting' | 'failing'
+  /** the kind of reason, which stays while the figures in `reason` change; the log says each new one once */
+  code: 'below-dust' | 'fee-out-of-proportion' | 'unconfirmed' | 'insufficient-funds' | 'fee-over-amount' | 'refused' | 'error'
+  reason: string
+  /** what to do about it: a sentence, and the CLI command (without the program name) that does it */
+  hint?: { text: string, command?: string[] }
+  /** since when (ms since the epoch) the tab has been in this state */
+  since: number
+  /** when the debt falls overdue at the server unless it is paid (taking its grace period as this node's) */
+  overdueAt?: number
+}
+
+const FUND_HINT = { text: 'send bitcoin to the address this prints', command: ['wallet', 'address'] }
+
+interface SettleResult { peer: string, ids: string[], txid: string }
 
 /**
  * The client's side of payments (seed: "Bidding strategy", "Defered payment
  * fulfillment"). A paid call starts with the payment the caller chose; on
  * too-low it raises to what the server asks, up to the caller's maximum; on
- * no-defer it switches to an attached payment. Deferred promises are kept in
- * the ledger, and a task pays those that fall due with one attached payment
- * per server.
+ * no-defer it settles what it owes that server and asks again, else
+ * switches to an attached payment. Deferred promises are kept in the
+ * ledger, and a task pays them with one attached payment per server when
+ * that is worth its fee, or when they must be paid (README, "Payments").
  */
 export class PaymentAgent {
   private readonly components: PaymentAgentComponents
   private readonly settleIntervalMs: number
+  private readonly feeRateTtlMs: number
   private timer?: ReturnType<typeof setInterval>
   private settling?: Promise<void>
+  /** settlements with one server run one at a time: two would build two transactions */
+  private readonly peerLocks = new Map<string, Promise<unknown>>()
+  private readonly states = new Map<string, SettlementState>()
+  private feeRateCache?: { rate: number, at: number }
 
   constructor (components: PaymentAgentComponents, init: PaymentAgentInit = {}) {
     this.components = components
     this.settleIntervalMs = init.settleIntervalMs ?? 5_000
+    this.feeRateTtlMs = init.feeRateTtlMs ?? 60_000
   }
 
   start (): void {
@@ -86,49 +137,87 @@ export class PaymentAgent {
     await this.settling
   }
 
+  /** The tabs with servers that are not being paid now, and why */
+  settlementStates (): SettlementState[] {
+    return [...this.states.values()].sort((a, b) => a.peer.localeCompare(b.peer))
+  }
+
+  /** The chain's fee rate for 6 blocks, asked at most once a minute; 1 sat/vB while the chain does not answer */
+  private async feeRate (): Promise<number> {
+    const cached = this.feeRateCache
+    if (cached != null && Date.now() - cached.at < this.feeRateTtlMs) {
+      return cached.rate
+    }
+    try {
+      const rate = await this.components.chain.feeRate(6)
+      this.feeRateCache = { rate, at: Date.now() }
+      return rate
+    } catch (err: any) {
+      log('no fee estimate from the chain, taking %d sat/vB - %s', cached?.rate ?? 1, err.message)
+      return cached?.rate ?? 1
+    }
+  }
+
+  /** The threshold of a deferred payment made without one: due once the tab is worth a settlement */
+  async defaultThreshold (): Promise<string> {
+    return `amount:${formatBtc(worthSettling(await this.feeRate()))}`
+  }
+
   /** A payment that pays `sats` to the server: an address from it, then a signed transaction */
-  private async attach (peer: PeerId | Multiaddr, sats: bigint): Promise<{ payment: Payment, txid: string }> {
+  private async attach (peer: PeerId | Multiaddr, sats: bigint): Promise<{ payment: Payment, txid: string, fee: bigint }> {
     const address = await this.addressOf(peer)
     const tx = await this.components.wallet.createPayment(this.components.chain, [{ address, value: sats }])
-    return { payment: { type: 'attached', currency: 'BTC', amount: formatBtc(sats), txn: Uint8Array.from(Buffer.from(tx.hex, 'hex')) }, txid: tx.txid }
+    return { payment: { type: 'attached', currency: 'BTC', amount: formatBtc(sats), txn: Uint8Array.from(Buffer.from(tx.hex, 'hex')) }, txid: tx.txid, fee: tx.fee }
   }
 
   async call (peer: PeerId | Multiaddr, request: CallRequest, options: PaidCallOptions): Promise<PaidCallResult> {
     const mode = options.pay
     const max = options.maxPrice ?? (mode.kind === 'attached' || mode.kind === 'defer' ? mode.sats : 0n)
-    const threshold = options.threshold ?? ''
-    parseThreshold(threshold)
+    if (options.threshold != null) {
+      parseThreshold(options.threshold)
+    }
+    let threshold = options.threshold
     let plan: { type: 'none' | 'attached' | 'defer', sats: bigint } = mode.kind === 'attached' || mode.kind === 'defer' ? { type: mode.kind, sats: mode.sats } : { type: 'none', sats: 0n }
     if (plan.sats > max) {
       throw new BiddingError(`the payment of ${formatBtc(plan.sats)} BTC is over --max-price ${formatBtc(max)} BTC`, [])
     }
     const decisions: string[] = []
+    let settledForCredit = false
     // every offer sends a small body again: read a one-shot body once
     request = { ...request, body: request.body == null ? undefined : await replayable(request.body, request.signal) }
-    for (let round = 0; round < 4; round++) {
+    for (let round = 0; round < 5; round++) {
       let payment: Payment = { type: 'none' }
-      let txid: string | undefined
+      let attached: { txid: string, fee: bigint } | undefined
       let id: string | undefined
       if (plan.type === 'attached') {
-        ({ payment, txid } = await this.attach(peer, plan.sats))
+        let txid: string, fee: bigint
+        ({ payment, txid, fee } = await this.attach(peer, plan.sats))
+        attached = { txid, fee }
       } else if (plan.type === 'defer') {
         id = randomBytes(8).toString('hex')
+        threshold ??= await this.defaultThreshold()
         payment = { type: 'defer', currency: 'BTC', amount: formatBtc(plan.sats), id, threshold }
       }
       try {
         const response = await this.components.call(peer, { ...request, payment })
         if (plan.type === 'defer') {
-          await this.components.ledger.addPromise({ role: 'payable', peer: response.server, id: id as string, sats: plan.sats, threshold, service: request.service, method: request.method })
+          await this.components.ledger.addPromise({ role: 'payable', peer: response.server, id: id as string, sats: plan.sats, threshold: threshold as string, service: request.service, method: request.method })
           decisions.push(`promised ${formatBtc(plan.sats)} BTC as deferred payment ${id}`)
           return { response, payment: { type: 'defer', sats: plan.sats, id }, decisions }
         }
-        if (plan.type === 'attached') {
-          await this.components.ledger.recordPayment({ direction: 'sent', peer: response.server, txid: txid as string, sats: plan.sats, settles: [], service: request.service, method: request.method })
-          decisions.push(`paid ${formatBtc(plan.sats)} BTC attached in ${txid}`)
-          return { response, payment: { type: 'attached', sats: plan.sats, txid }, decisions }
+        if (attached != null) {
+          await this.components.ledger.recordPayment({ direction: 'sent', peer: response.server, txid: attached.txid, sats: plan.sats, fee: attached.fee, settles: [], service: request.service, method: request.method })
+          decisions.push(`paid ${formatBtc(plan.sats)} BTC attached in ${attached.txid}`)
+          return { response, payment: { type: 'attached', sats: plan.sats, txid: attached.txid }, decisions }
         }
         return { response, decisions }
       } catch (err: any) {
+        const server: string | undefined = err.response?.server ?? peerText(peer)
+        if (attached != null && server != null && await this.chainKnows(attached.txid) === true) {
+          // the server broadcast it and then refused or failed the call: the
+          // money left all the same, and the summaries say so
+          await this.components.ledger.recordPayment({ direction: 'sent', peer: server, txid: attached.txid, sats: plan.sats, fee: attached.fee, settles: [], service: request.service, method: request.method })
+        }
         const asked = err.acceptablePayment?.amount == null ? undefined : parseBtc(err.acceptablePayment.amount)
         if (err instanceof PaymentTooLowError && asked != null) {
           if (mode.kind === 'none') {
@@ -147,9 +236,20 @@ export class PaymentAgent {
           continue
         }
         if (err instanceof NoDeferError && plan.type === 'defer') {
+          // a server that gave credit before wants its tab paid first (max-tab
+          // reached, or something overdue): pay it, once, and ask again
+          if (!settledForCredit && server != null) {
+            settledForCredit = true
+            const settled = await this.settleForCredit(server)
+            if (settled != null) {
+              decisions.push(`no-defer: ${err.message}; settled ${formatBtc(settled.sats)} BTC owed in ${settled.txid} and asking again`)
+              continue
+            }
+          }
           if (mode.kind === 'defer') {
             decisions.push('no-defer: the server gives no credit and --pay defer allows nothing else: giving up')
-            throw new BiddingError(`the server refuses deferred payment: ${err.message}`, decisions)
+            const blocked = server == null ? undefined : this.states.get(server)
+            throw new BiddingError(`the server refuses deferred payment: ${err.message}${blocked?.state === 'failing' ? `; the tab with it cannot be settled: ${blocked.reason}` : ''}`, decisions)
           }
           const sats = asked != null && asked > plan.sats ? asked : plan.sats
           if (sats > max) {
@@ -165,45 +265,198 @@ export class PaymentAgent {
         throw err
       }
     }
-    throw new BiddingError('the server kept asking for more; giving up after 4 offers', decisions)
+    throw new BiddingError('the server kept asking for more; giving up after 5 offers', decisions)
   }
 
   /**
-   * Pay every unpaid promise to each server with at least one due promise,
-   * or with a settlement still in flight. One server's failure does not
-   * hold up the others; it is tried again at the next round.
+   * Settle with each server this node owes, where it is time to (decide),
+   * and send again a settlement still in flight. One server's failure does
+   * not hold up the others; it is tried again at the next round, and its
+   * tab says why (settlementStates).
    */
-  async settleDue (): Promise<Array<{ peer: string, ids: string[], txid: string }>> {
+  async settleDue (): Promise<SettleResult[]> {
     if (this.settling != null) {
       await this.settling
     }
-    const done: Array<{ peer: string, ids: string[], txid: string }> = []
+    const done: SettleResult[] = []
     const run = (async () => {
       const { ledger } = this.components
-      const byPeer = new Map<string, DeferredPromise[]>()
-      for (const p of await ledger.promises('payable')) {
-        if (p.paidAt == null) {
-          const list = byPeer.get(p.peer) ?? []
-          list.push(p)
-          byPeer.set(p.peer, list)
+      const peers = new Set((await ledger.promises('payable')).filter(p => p.paidAt == null).map(p => p.peer))
+      for (const peer of [...this.states.keys()]) {
+        if (!peers.has(peer)) {
+          // paid meanwhile (a settlement for credit), or waived
+          this.states.delete(peer)
         }
       }
-      for (const [peer, unpaid] of byPeer) {
-        const outstanding = unpaid.reduce((s, p) => s + p.sats, 0n)
-        const pending = await ledger.pendingSettlement(peer)
-        if (pending == null && !unpaid.some(p => ledger.isDue(p, outstanding))) {
-          continue
-        }
+      for (const peer of peers) {
         try {
-          done.push(await this.settleWith(peer, outstanding, pending))
+          const settled = await this.withPeer(peer, async () => {
+            const pending = await ledger.pendingSettlement(peer)
+            if (pending != null) {
+              return this.settleWith(peer, pending)
+            }
+            const tab = await ledger.tab('payable', peer)
+            const decision = await this.decide(tab)
+            if (decision.settle == null) {
+              this.setState(peer, decision.wait)
+              return undefined
+            }
+            return this.settleWith(peer, await this.build(peer, tab.outstanding, decision.settle))
+          })
+          if (settled != null) {
+            done.push(settled)
+          }
         } catch (err: any) {
-          log.error('settling with %s failed, to be tried again - %s', peer, err.message)
+          this.failed(peer, err)
         }
       }
     })()
     this.settling = run.finally(() => { this.settling = undefined })
     await this.settling
     return done
+  }
+
+  /**
+   * Whether to settle with a server now (README, "Payments"): nothing is
+   * paid before something is due; below the dust limit nothing can be paid
+   * on chain, and a server does not count it overdue; a tab whose fee is at
+   * most a quarter of it is paid at once; a dearer one waits, for more
+   * promises or until half the grace period since it fell due has passed,
+   * and is then paid if the fee is no more than the tab.
+   */
+  private async decide (tab: TabSummary): Promise<{ settle?: { maxFee: bigint, urgent: boolean }, wait?: Omit<SettlementState, 'peer' | 'since'> }> {
+    if (tab.due === 0n || tab.dueSince == null) {
+      return {}
+    }
+    const grace = this.components.ledger.graceMs
+    const overdueAt = tab.dueSince + grace
+    if (tab.outstanding < DUST) {
+      return { wait: { state: 'waiting', code: 'below-dust', overdueAt, reason: `${formatAmount(tab.due)} is due, less than bitcoin's dust limit of ${formatAmount(DUST)}: it cannot be paid on chain on its own and is paid with the next promises (a server does not count it overdue)` } }
+    }
+    const mustBy = tab.dueSince + Math.floor(grace / 2)
+    if (tab.due >= DUST && Date.now() >= mustBy) {
+      return { settle: { maxFee: tab.outstanding, urgent: true } }
+    }
+    const fee = paymentFee(await this.feeRate())
+    if (fee * FEE_SHARE <= tab.outstanding) {
+      return { settle: { maxFee: tab.outstanding / FEE_SHARE, urgent: false } }
+    }
+    return {
+      wait: {
+        state: 'waiting',
+        code: 'fee-out-of-proportion',
+        overdueAt,
+        reason: `a settlement's fee of about ${formatAmount(fee)} would be more than a quarter of the ${formatAmount(tab.outstanding)} owed: it waits for more promises${tab.due >= DUST ? `, or until ${new Date(mustBy).toISOString()} when it must be paid` : ''}`
+      }
+    }
+  }
+
+  /**
+   * The settlement transaction for a tab, kept in the ledger before it is
+   * sent. A fee over `maxFee` builds nothing: a tab that did not have to be
+   * paid now waits, one that must is paid if the fee is at most the tab.
+   */
+  private async build (peer: string, sats: bigint, limit: { maxFee: bigint, urgent: boolean }): Promise<PendingSettlement> {
+    const { ledger, wallet, chain } = this.components
+    const address = await this.addressOf(peerIdFromString(peer))
+    const feeRate = await this.feeRate()
+    let tx
+    try {
+      tx = await wallet.createPayment(chain, [{ address, value: sats }], { feeRate, maxFee: limit.maxFee })
+    } catch (err: any) {
+      if (!(err instanceof FeeTooHighError) || limit.urgent) {
+        throw err
+      }
+      // dearer than estimated (more coins, or change too small to keep)
+      throw new NotWorthItError(`the fee would be ${formatAmount(err.fee)}, more than a quarter of the ${formatAmount(sats)} owed${err.lostChange > 0n ? ` (${formatAmount(err.lostChange)} of it change too small to keep)` : ''}: it waits for more promises or until it must be paid`, err.lostChange > 0n)
+    }
+    const pending: PendingSettlement = { peer, txid: tx.txid, hex: tx.hex, sats, fee: tx.fee, at: Date.now() }
+    await ledger.setPendingSettlement(pending)
+    return pending
+  }
+
+  /**
+   * A server refused credit: pay what this node owes it, if that can be
+   * paid on chain at a fee no more than the tab, so the call can ask again.
+   * Undefined when there is nothing to pay or it could not be paid.
+   */
+  private async settleForCredit (peer: string): Promise<{ sats: bigint, txid: string } | undefined> {
+    const { ledger } = this.components
+    try {
+      return await this.withPeer(peer, async () => {
+        const pending = await ledger.pendingSettlement(peer)
+        const tab = await ledger.tab('payable', peer)
+        if (pending == null && tab.outstanding < DUST) {
+          return undefined
+        }
+        const settling = pending ?? await this.build(peer, tab.outstanding, { maxFee: tab.outstanding, urgent: true })
+        const result = await this.settleWith(peer, settling)
+        return { sats: settling.sats, txid: result.txid }
+      })
+    } catch (err: any) {
+      this.failed(peer, err)
+      return undefined
+    }
+  }
+
+  /** Run `fn` after any other settlement with the same server */
+  private async withPeer<T> (peer: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.peerLocks.get(peer) ?? Promise.resolve()
+    const mine = before.catch(() => {}).then(fn)
+    const tail = mine.catch(() => {})
+    this.peerLocks.set(peer, tail)
+    try {
+      return await mine
+    } finally {
+      if (this.peerLocks.get(peer) === tail) {
+        this.peerLocks.delete(peer)
+      }
+    }
+  }
+
+  /** A tab's new state; the log says it once, and again when its kind of reason changes */
+  private setState (peer: string, next?: Omit<SettlementState, 'peer' | 'since'>): void {
+    const before = this.states.get(peer)
+    if (next == null) {
+      if (before?.state === 'failing') {
+        log('the tab with %s is settled again (it could not be since %s)', peer, new Date(before.since).toISOString())
+      }
+      this.states.delete(peer)
+      return
+    }
+    const same = before?.code === next.code
+    this.states.set(peer, { peer, ...next, since: same ? before.since : Date.now() })
+    if (!same) {
+      if (next.state === 'failing') {
+        log.error('cannot settle with %s, tried again every %d s - %s', peer, Math.round(this.settleIntervalMs / 1000), next.reason)
+      } else {
+        log('not settling with %s yet - %s', peer, next.reason)
+      }
+    }
+  }
+
+  /** Why settling with a server failed, as a state with a hint the user can follow */
+  private failed (peer: string, err: any): void {
+    const retry = `it is tried again every ${Math.round(this.settleIntervalMs / 1000)} s`
+    if (err instanceof NotWorthItError) {
+      this.setState(peer, { state: 'waiting', code: 'fee-out-of-proportion', reason: err.message, hint: err.fundingHelps ? FUND_HINT : undefined })
+    } else if (err instanceof InsufficientFundsError) {
+      this.setState(peer, { state: 'failing', code: 'insufficient-funds', reason: err.message, hint: FUND_HINT })
+    } else if (err instanceof FeeTooHighError) {
+      this.setState(peer, {
+        state: 'failing',
+        code: 'fee-over-amount',
+        reason: `${err.message}: a payment never costs more in fee than it pays`,
+        hint: err.lostChange > 0n ? FUND_HINT : { text: `it is paid once more is owed or fees fall; ${retry}` }
+      })
+    } else if (err instanceof PaymentDeclinedError && /confirmation/.test(err.message)) {
+      // on chain, and the server serves after its confirmations (PROTOCOL.md 8a)
+      this.setState(peer, { state: 'waiting', code: 'unconfirmed', reason: `the settlement waits for the confirmations the server asks: ${err.message}`, hint: { text: retry } })
+    } else if (err instanceof PaymentDeclinedError) {
+      this.setState(peer, { state: 'failing', code: 'refused', reason: `the server refused the settlement: ${err.message}`, hint: { text: retry } })
+    } else {
+      this.setState(peer, { state: 'failing', code: 'error', reason: `settling failed: ${err.message}`, hint: { text: retry } })
+    }
   }
 
   /**
@@ -214,18 +467,9 @@ export class PaymentAgent {
    * instead of taking a second payment. A new one is built only when the old
    * one is known never to have reached the chain.
    */
-  private async settleWith (peer: string, outstanding: bigint, pending?: PendingSettlement): Promise<{ peer: string, ids: string[], txid: string }> {
-    const { ledger, wallet, chain } = this.components
+  private async settleWith (peer: string, pending: PendingSettlement): Promise<SettleResult> {
+    const { ledger } = this.components
     const target = peerIdFromString(peer)
-    if (pending == null) {
-      // a debt below the dust limit cannot be paid on chain as it is: round
-      // it up rather than let it go overdue (the server keeps the difference)
-      const sats = outstanding < DUST ? DUST : outstanding
-      const address = await this.addressOf(target)
-      const tx = await wallet.createPayment(chain, [{ address, value: sats }])
-      pending = { peer, txid: tx.txid, hex: tx.hex, sats, at: Date.now() }
-      await ledger.setPendingSettlement(pending)
-    }
     const payment: Payment = { type: 'attached', currency: 'BTC', amount: formatBtc(pending.sats), txn: Uint8Array.from(Buffer.from(pending.hex, 'hex')) }
     let answer: { settled: string[], repeated?: boolean, tab?: { outstanding?: string } }
     try {
@@ -244,9 +488,10 @@ export class PaymentAgent {
     }
     const settled = Array.isArray(answer.settled) ? answer.settled.filter((id): id is string => typeof id === 'string') : []
     await ledger.markPaid('payable', peer, settled, pending.txid)
-    await ledger.recordPayment({ direction: 'sent', peer, txid: pending.txid, sats: pending.sats, settles: settled, service: 'payments', method: 'settle' })
+    await ledger.recordPayment({ direction: 'sent', peer, txid: pending.txid, sats: pending.sats, fee: pending.fee, settles: settled, service: 'payments', method: 'settle' })
     await ledger.clearPendingSettlement(peer)
-    log('settled %d deferred payments with %s in %s%s', settled.length, peer, pending.txid, answer.repeated === true ? ' (sent again after a lost answer)' : '')
+    this.setState(peer)
+    log('settled %d deferred payments with %s in %s: %s and a fee of %s%s', settled.length, peer, pending.txid, formatAmount(pending.sats), pending.fee == null ? 'unknown' : formatAmount(pending.fee), answer.repeated === true ? ' (sent again after a lost answer)' : '')
     const theirs = answer.tab?.outstanding
     const ours = (await ledger.tab('payable', peer)).outstanding
     if (theirs != null && parseAmount(theirs) !== ours) {
@@ -276,18 +521,35 @@ export class PaymentAgent {
     return JSON.parse(new TextDecoder().decode(await res.body.bytes())).address
   }
 
-  /** Whether the chain knows a transaction (in its mempool or a block) */
-  private async onChain (txid: string): Promise<boolean> {
+  /** Whether the chain knows a transaction (in its mempool or a block); undefined when it does not answer */
+  private async chainKnows (txid: string): Promise<boolean | undefined> {
     try {
       await this.components.chain.transaction(txid)
       return true
     } catch (err: any) {
-      if (err.name === 'TransactionNotFoundError') {
-        return false
-      }
-      // the chain did not answer: assume the worst, and send it again later
-      return true
+      return err.name === 'TransactionNotFoundError' ? false : undefined
     }
+  }
+
+  /** Whether a settlement may have reached the chain: when the chain does not answer, assume it did, and send it again later */
+  private async onChain (txid: string): Promise<boolean> {
+    return await this.chainKnows(txid) !== false
+  }
+}
+
+/** The PeerId of a call's target, when it names one */
+function peerText (peer: PeerId | Multiaddr): string | undefined {
+  return 'toMultihash' in peer ? peer.toString() : /\/p2p\/([^/]+)/.exec(peer.toString())?.[1]
+}
+
+/** A settlement not built because its fee would be out of proportion: the tab waits */
+class NotWorthItError extends Error {
+  override name = 'NotWorthItError'
+  /** whether more coins would lower the fee (change too small to keep went to it) */
+  readonly fundingHelps: boolean
+  constructor (message: string, fundingHelps: boolean) {
+    super(message)
+    this.fundingHelps = fundingHelps
   }
 }
 

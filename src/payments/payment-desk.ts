@@ -31,7 +31,8 @@ export interface PaymentDeskInit {
 /**
  * An acceptable payment the caller can make: an attached payment is never
  * offered below the dust limit, because no wallet can build it (the node
- * keeps the difference, as it does when a sub-dust tab is settled).
+ * keeps the difference). Deferred payments below it wait for more and are
+ * never overdue (Ledger.tab), so no tab is ever paid above what it owes.
  */
 function acceptable (sats: bigint, type: 'attached' | 'defer' = 'attached'): { type: 'attached' | 'defer', currency: string, amount: string } {
   return { type, currency: 'BTC', amount: formatBtc(type === 'attached' && sats < DUST ? DUST : sats) }

@@ -158,13 +158,31 @@ describe('paid calls between nodes on a local regtest chain', () => {
     assert.equal(clientTab.paid, 3000n)
   })
 
-  it('settles a due debt smaller than the dust limit by rounding the payment up', async () => {
+  it('lets a due debt below the dust limit wait, never overdue, and pays it with the next promise at exactly what is owed', async () => {
+    const serverTab = async () => server.ledger.tab('receivable', client.peerId.toString())
+    const settlements = async () => (await client.ledger.payments()).filter(p => p.direction === 'sent' && p.method === 'settle')
+    const before = (await settlements()).length
     await client.paidCall(target(), { service: 'sha256', method: 'info' }, { pay: { kind: 'defer', sats: 100n }, threshold: 'completion' })
-    // the payment record is written just after the tab clears: wait for it
-    await waitFor(async () => (await client.ledger.payments()).some(p => p.settles.length === 1 && p.direction === 'sent'), 10_000, 'the small debt to be settled')
-    assert.equal((await client.ledger.tab('payable', server.peerId.toString())).outstanding, 0n)
-    const sent = (await client.ledger.payments()).find(p => p.settles.length === 1 && p.direction === 'sent')
-    assert.equal(sent?.sats, 294n)
+    assert.equal((await serverTab()).due, 100n)
+    // rounds of the settle task go by (every 200 ms): nothing is paid
+    await new Promise(resolve => setTimeout(resolve, 600))
+    assert.equal((await client.ledger.tab('payable', server.peerId.toString())).outstanding, 100n)
+    assert.equal((await settlements()).length, before, 'no settlement of 294 sat for a 100 sat debt')
+    assert.equal(client.payments?.settlementStates()[0]?.code, 'below-dust')
+    // the server agrees it is not late, however long it waits
+    assert.equal((await server.ledger.tab('receivable', client.peerId.toString(), Date.now() + 86_400_000)).overdue, 0n)
+
+    // a promise without a threshold falls due once the tab is worth a settlement (564 sat at 1 sat/vB on regtest)
+    const next = await client.paidCall(target(), hash('worth it'), { pay: { kind: 'defer', sats: PRICE } })
+    assert.equal(next.payment?.type, 'defer')
+    assert.deepEqual((await client.ledger.promises('payable')).at(-1)?.threshold, 'amount:0.00000564')
+    await waitFor(async () => (await settlements()).length > before, 10_000, 'the settlement')
+    const [sent] = await settlements()
+    assert.equal(sent.sats, 1100n, 'exactly what was owed')
+    const tx = await chain.transaction(sent.txid)
+    assert.equal(sent.fee, tx.fee, 'the fee the chain shows is the one recorded')
+    assert.equal((await serverTab()).outstanding, 0n)
+    assert.deepEqual(client.payments?.settlementStates(), [])
   })
 
   it('declines a caller over max-tab, and auto bidding pays attached once no credit is left', async () => {
@@ -174,7 +192,8 @@ describe('paid calls between nodes on a local regtest chain', () => {
       return true
     })
     await assert.rejects(client.call(target(), { ...hash(), payment: { type: 'defer', currency: 'BTC', amount: '0.0002', id: 'too-much', threshold: '' } }), NoDeferError)
-    const auto = await client.paidCall(target(), hash(), { pay: { kind: 'auto' }, maxPrice: 5000n })
+    // thresholds an hour away keep the settle task out of this test
+    const auto = await client.paidCall(target(), hash(), { pay: { kind: 'auto' }, maxPrice: 5000n, threshold: 'time:3600' })
     assert.equal(auto.payment?.type, 'defer', 'auto prefers credit where it is given')
     assert.deepEqual(auto.decisions.map(d => d.split(':')[0]), ['too-low', 'promised 0.00001 BTC as deferred payment ' + auto.payment?.id])
 
@@ -182,7 +201,7 @@ describe('paid calls between nodes on a local regtest chain', () => {
     await client.paidCall(target(), hash(), { pay: { kind: 'defer', sats: 9000n }, threshold: 'time:3600' })
     assert.equal((await server.ledger.tab('receivable', client.peerId.toString())).outstanding, 10_000n)
     // the server's too-low already says attached: no deferred offer is wasted
-    const switched = await client.paidCall(target(), hash(), { pay: { kind: 'auto' }, maxPrice: 5000n })
+    const switched = await client.paidCall(target(), hash(), { pay: { kind: 'auto' }, maxPrice: 5000n, threshold: 'time:3600' })
     assert.equal(switched.payment?.type, 'attached')
     assert.deepEqual(switched.decisions.map(d => d.split(';')[0]), ['too-low: the server asks 0.00001 BTC', `paid 0.00001 BTC attached in ${switched.payment?.txid}`])
   })
@@ -200,6 +219,30 @@ describe('paid calls between nodes on a local regtest chain', () => {
     client = await start('client', clientConfig)
     assert.deepEqual(await server.ledger.tab('receivable', client.peerId.toString()), before.server)
     assert.deepEqual(await client.ledger.tab('payable', server.peerId.toString()), before.client)
+  })
+
+  it('settles the tab when a server refuses more credit at its max-tab, and asks again', async () => {
+    // the tab the previous tests filled: 10,000 sat, the server's max-tab, due in an hour
+    assert.equal((await server.ledger.tab('receivable', client.peerId.toString())).outstanding, 10_000n)
+    const result = await client.paidCall(target(), hash('more credit'), { pay: { kind: 'defer', sats: PRICE }, threshold: 'time:3600' })
+    assert.equal(result.payment?.type, 'defer')
+    assert.match(result.decisions[0], /^no-defer: your tab would reach 0.00011 BTC, over this node's max-tab of 0.0001 BTC; settled 0.0001 BTC owed in [0-9a-f]{64} and asking again$/)
+    assert.equal((await server.ledger.tab('receivable', client.peerId.toString())).outstanding, PRICE)
+    assert.equal((await client.ledger.tab('payable', server.peerId.toString())).outstanding, PRICE)
+  })
+
+  it('records an attached payment the server broadcast and then refused: the money left all the same', async () => {
+    const strict = await start('confirming', testConfig({ payments: serverConfig.payments, services: { sha256: { prices: { hash: Number(PRICE) } } }, policies: { global: { confirmations: 1 } } }))
+    try {
+      await assert.rejects(client.paidCall(strict.libp2p.getMultiaddrs()[0].toString(), hash('unconfirmed'), { pay: { kind: 'attached', sats: PRICE } }), /serves after 1 confirmation/)
+      const [sent] = (await client.ledger.payments()).filter(p => p.peer === strict.peerId.toString())
+      assert.equal(sent?.sats, PRICE)
+      assert.equal(sent.fee, (await chain.transaction(sent.txid)).fee)
+      const [row] = (await client.ledger.onChain()).filter(r => r.peer === strict.peerId.toString())
+      assert.deepEqual(row, { peer: strict.peerId.toString(), sent: PRICE, fees: sent.fee, received: 0n, transactions: 1 })
+    } finally {
+      await strict.stop()
+    }
   })
 
   it('leaves no debt behind a deferred call that was not served', async () => {

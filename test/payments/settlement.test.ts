@@ -1,17 +1,30 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { enable, disable } from '@libp2p/logger'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
+import { ApiServer } from '../../src/node/api/server.ts'
+import { ApiClient } from '../../src/node/api/client.ts'
+import { dataDirPaths, loadOrCreateToken } from '../../src/node/data-dir.ts'
 import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
 import { EsploraClient } from '../../src/payments/chain/esplora.ts'
 import { PaymentAgent } from '../../src/payments/payment-agent.ts'
-import { PaymentDeclinedError } from '../../src/protocols/rpc/errors.ts'
+import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
+import { NoDeferError, PaymentDeclinedError } from '../../src/protocols/rpc/errors.ts'
+import { settlementLine } from '../../src/cli/commands/wallet.ts'
 import { testConfig, tempDir } from '../helpers/nodes.ts'
+import { runCli, runShell } from '../helpers/cli.ts'
 import type { CallRequest } from '../../src/protocols/rpc/client.ts'
+
+/** sat per call of sha256.hash on the server: what a storage put paid a host in issue 17 */
+const PRICE = 48n
 
 /**
  * Settling deferred payments under faults (issue 8, items 1 and 2): any
  * number of promises in one transaction, a lost answer that must not make
- * the client pay twice, and a payment that pays off nothing.
+ * the client pay twice, and a payment that pays off nothing. And when to
+ * settle (issue 17, "Money"): only when the fee is in proportion or the debt
+ * must be paid, never a fee over the amount, and a tab that cannot be
+ * settled said once in the log and where the user looks.
  */
 describe('settling deferred payments', () => {
   let dir: { path: string, cleanup: () => Promise<void> }
@@ -24,22 +37,22 @@ describe('settling deferred payments', () => {
   const payments = (): Record<string, unknown> => ({ network: 'regtest', chain: regtest.url, settleIntervalMs: 3_600_000, graceMs: 600_000 })
 
   /** A funded caller whose own settle timer stays out of the way */
-  const caller = async (name: string): Promise<OpenCloudNode> => {
+  const caller = async (name: string, funds = 2_000_000n): Promise<OpenCloudNode> => {
     const node = await OpenCloudNode.create({ dataDir: `${dir.path}/${name}`, config: testConfig({ payments: payments() }) })
     await node.start()
     callers.push(node)
     // as after the calls that made the promises: the two are connected
     await node.libp2p.dial(server.libp2p.getMultiaddrs()[0])
-    await regtest.faucet(await node.wallet.newAddress(), 2_000_000n)
+    await regtest.faucet(await node.wallet.newAddress(), funds)
     await mine()
     return node
   }
 
-  /** `count` promises of `sats` each, due at once, on both sides' ledgers */
-  const owe = async (from: OpenCloudNode, count: number, sats: bigint): Promise<void> => {
-    const createdAt = Date.now() - 1000
+  /** `count` promises of `sats` each, due at once (made `ago` ms ago), on both sides' ledgers */
+  const owe = async (from: OpenCloudNode, count: number, sats: bigint, ago = 1000, prefix = 'p'): Promise<void> => {
+    const createdAt = Date.now() - ago
     for (let i = 0; i < count; i++) {
-      const promise = { id: `p${i}`, sats, threshold: 'completion', service: 'sha256', method: 'hash', createdAt: createdAt + i }
+      const promise = { id: `${prefix}${i}`, sats, threshold: 'completion', service: 'sha256', method: 'hash', createdAt: createdAt + i }
       await from.ledger.addPromise({ ...promise, role: 'payable', peer: server.peerId.toString() })
       await server.ledger.addPromise({ ...promise, role: 'receivable', peer: from.peerId.toString() })
     }
@@ -50,7 +63,7 @@ describe('settling deferred payments', () => {
     regtest = new RegtestServer({ dir: `${dir.path}/chain`, blockIntervalMs: 0 })
     await regtest.start()
     chain = new EsploraClient({ url: regtest.url })
-    server = await OpenCloudNode.create({ dataDir: `${dir.path}/server`, config: testConfig({ payments: payments(), policies: { global: { 'max-tab': '1 BTC' } } }) })
+    server = await OpenCloudNode.create({ dataDir: `${dir.path}/server`, config: testConfig({ payments: payments(), services: { sha256: { prices: { hash: Number(PRICE) } } }, policies: { global: { 'max-tab': '1 BTC' } } }) })
     await server.start()
   })
 
@@ -79,7 +92,7 @@ describe('settling deferred payments', () => {
 
   it('pays once when the answer to a settlement is lost, by sending the same transaction again', async () => {
     const bob = await caller('bob')
-    await owe(bob, 5, 100n)
+    await owe(bob, 5, 200n)
     let dropped = 0
     // the server settles, but its answer never reaches the client
     const lossy = async (peer: any, request: CallRequest): Promise<any> => {
@@ -107,9 +120,8 @@ describe('settling deferred payments', () => {
     assert.equal(received.length, 1, 'the server counted one payment')
     await mine()
     const after = (await bob.wallet.balance(chain)).confirmed
-    const spent = before - after
-    // 500 sat owed and paid once, plus one transaction's fee
-    assert.ok(spent >= 500n && spent < 1000n, `spent ${spent} sat for a 500 sat debt`)
+    // 1000 sat owed and paid once, plus that one transaction's fee
+    assert.equal(before - after, 1000n + (await chain.transaction(pending.txid)).fee)
   })
 
   it('refuses, without broadcasting, a settlement that pays off nothing', async () => {
@@ -122,5 +134,152 @@ describe('settling deferred payments', () => {
       return true
     })
     await assert.rejects(chain.transaction(tx.txid), { name: 'TransactionNotFoundError' })
+  })
+  const hash = (text: string): CallRequest => ({ service: 'sha256', method: 'hash', body: bodyFromBytes(new TextEncoder().encode(text)) })
+  const wallet = async (node: OpenCloudNode): Promise<bigint> => {
+    const b = await node.wallet.balance(chain)
+    return b.confirmed + b.unconfirmed
+  }
+  const settlements = async (node: OpenCloudNode) => (await node.ledger.payments()).filter(p => p.direction === 'sent' && p.method === 'settle')
+
+  it('pays small deferred payments once they are worth a settlement, and the summaries show what left the wallet', async () => {
+    const dave = await caller('dave')
+    const before = await wallet(dave)
+    const put = async (i: number) => dave.paidCall(server.peerId, hash(`put ${i}`), { pay: { kind: 'defer', sats: PRICE }, maxPrice: PRICE })
+    // ten puts owe 480 sat, less than a settlement is worth at 1 sat/vB (564 sat): nothing is due
+    for (let i = 0; i < 10; i++) {
+      await put(i)
+    }
+    assert.deepEqual(await dave.payments?.settleDue(), [])
+    assert.equal((await dave.ledger.tab('payable', server.peerId.toString())).due, 0n)
+    assert.deepEqual(dave.payments?.settlementStates(), [], 'nothing to explain: nothing is due')
+    assert.equal((await server.ledger.tab('receivable', dave.peerId.toString())).due, 0n, 'the server sees the same threshold')
+    // two more reach it: one settlement of exactly what is owed
+    await put(10)
+    await put(11)
+    const done = await dave.payments?.settleDue() ?? []
+    assert.equal(done.length, 1)
+    assert.equal(done[0].ids.length, 12)
+    const [sent] = await settlements(dave)
+    assert.equal(sent.sats, 12n * PRICE)
+    const fee = (await chain.transaction(sent.txid)).fee
+    assert.equal(sent.fee, fee)
+    assert.ok(fee * 4n <= sent.sats, `a fee of ${fee} sat is at most a quarter of ${sent.sats} sat`)
+    assert.equal(before - await wallet(dave), 12n * PRICE + fee, 'what left the wallet')
+    const [onChain] = await dave.ledger.onChain()
+    assert.deepEqual(onChain, { peer: server.peerId.toString(), sent: 12n * PRICE, fees: fee, received: 0n, transactions: 1 })
+    assert.deepEqual(await dave.ledger.costs({ service: 'sha256' }), { promised: 12n * PRICE, unpaid: 0n, paidOnChain: 12n * PRICE, fees: fee })
+    assert.deepEqual(await dave.ledger.costs({ service: 'storage' }), { promised: 0n, unpaid: 0n, paidOnChain: 0n, fees: 0n })
+  })
+
+  it('waits while a settlement\'s fee is more than a quarter of the tab, and pays before it goes overdue', async () => {
+    const frank = await caller('frank')
+    // fees at 10 sat/vB: a settlement costs 1410 sat, worth it from 5640 sat
+    const dear = Object.assign(Object.create(chain), { feeRate: async () => 10 })
+    const agent = new PaymentAgent({ call: async (peer, request) => frank.call(peer, request), wallet: frank.wallet, chain: dear, ledger: frank.ledger })
+    await owe(frank, 2, 1000n)
+    assert.deepEqual(await agent.settleDue(), [])
+    const [waiting] = agent.settlementStates()
+    assert.equal(waiting.state, 'waiting')
+    assert.equal(waiting.code, 'fee-out-of-proportion')
+    assert.match(waiting.reason, /fee of about 0.0000141 BTC would be more than a quarter of the 0.00002 BTC owed: it waits for more promises, or until \S+ when it must be paid/)
+    assert.equal((await server.ledger.tab('receivable', frank.peerId.toString())).overdue, 0n)
+    // a promise due for over half the grace period (5 of 10 minutes): the tab must be paid now, fee and all
+    await owe(frank, 1, 100n, 400_000, 'old')
+    const [done] = await agent.settleDue()
+    assert.equal(done.ids.length, 3)
+    const [sent] = await settlements(frank)
+    assert.equal(sent.sats, 2100n)
+    assert.equal(sent.fee, 1410n)
+    assert.deepEqual(agent.settlementStates(), [])
+  })
+
+  it('counts a due debt below the dust limit as never overdue, and one that reaches it as overdue past the grace period', async () => {
+    const gina = await caller('gina')
+    const ask = async (id: string) => gina.call(server.peerId, { ...hash(id), payment: { type: 'defer', currency: 'BTC', amount: '0.00000048', id, threshold: 'time:3600' } })
+    const twoHours = 2 * 3600_000
+    await server.ledger.addPromise({ role: 'receivable', peer: gina.peerId.toString(), id: 'small', sats: 100n, threshold: 'completion', service: 'sha256', method: 'hash', createdAt: Date.now() - twoHours })
+    assert.equal((await ask('g1')).statusName, 'ok', 'due for two hours, but 100 sat cannot be paid on its own: credit as before')
+    await server.ledger.addPromise({ role: 'receivable', peer: gina.peerId.toString(), id: 'more', sats: 200n, threshold: 'completion', service: 'sha256', method: 'hash', createdAt: Date.now() - twoHours })
+    await assert.rejects(ask('g2'), (err: any) => {
+      assert.ok(err instanceof NoDeferError)
+      assert.match(err.message, /you owe this node 0.000003 BTC in overdue deferred payments/)
+      return true
+    })
+  })
+
+  it('never pays a fee over the amount; says why a tab cannot be settled once in the log, in payments tabs with a hint that runs, and for store status', async () => {
+    // a nearly empty wallet: one coin of 700 sat
+    const erin = await caller('erin', 700n)
+    const paths = dataDirPaths(`${dir.path}/erin`)
+    const token = await loadOrCreateToken(paths.apiToken)
+    const api = new ApiServer(erin, { host: '127.0.0.1', port: 0, token })
+    await api.start()
+    const lines: string[] = []
+    const write = process.stderr.write
+    enable('opencloud:payments:agent*')
+    process.stderr.write = ((chunk: any, ...rest: any[]) => {
+      lines.push(String(chunk))
+      return write.call(process.stderr, chunk, ...rest)
+    }) as typeof process.stderr.write
+    try {
+      // 300 sat due for over half the grace period: it must be paid, but its
+      // fee would be 141 sat plus the 259 sat change too small to keep
+      await owe(erin, 1, 300n, 400_000, 'e')
+      for (let i = 0; i < 3; i++) {
+        assert.deepEqual(await erin.payments?.settleDue(), [])
+      }
+      assert.equal((await settlements(erin)).length, 0)
+      assert.equal(await wallet(erin), 700n, 'nothing was spent')
+      const [state] = erin.payments?.settlementStates() ?? []
+      assert.equal(state.code, 'fee-over-amount')
+      assert.match(state.reason, /the fee would be 0.000004 BTC \(0.00000259 BTC of it change too small to keep\), more than the 0.000003 BTC it may be/)
+      // more owed than the wallet holds: another reason, said once more
+      await owe(erin, 1, 2000n, 1000, 'f')
+      for (let i = 0; i < 2; i++) {
+        await erin.payments?.settleDue()
+      }
+      const said = lines.filter(l => /cannot settle with/.test(l))
+      assert.equal(said.length, 2, `one line per reason, not one per round: ${said.join('')}`)
+      assert.match(said[1], /the wallet has 0.000007 BTC spendable; 0.000023 BTC plus a fee of about 0.00000141 BTC is needed: fund the wallet/)
+      assert.doesNotMatch(said.join(''), / sat\b.*needed|about 0 sat/)
+
+      const tabs = await (await fetch(`${api.url}/v1/payments/tabs`, { headers: { authorization: `Bearer ${token}` } })).json() as any
+      assert.equal(tabs.payable[0].settlement.state, 'failing')
+      assert.equal(tabs.payable[0].settlement.code, 'insufficient-funds')
+      assert.deepEqual(tabs.payable[0].settlement.hint.command, ['wallet', 'address'])
+      const cli = await runCli(['--data-dir', paths.root, '--api', api.url, 'payments', 'tabs'])
+      assert.equal(cli.code, 0, cli.stderr)
+      assert.match(cli.stdout, /I owe .* cannot settle/)
+      const hint = /^ {2}send bitcoin to the address this prints: (.*)$/m.exec(cli.stdout)?.[1]
+      assert.ok(hint != null, cli.stdout)
+      const address = await runShell(hint)
+      assert.equal(address.code, 0, address.stderr)
+      assert.equal(address.stdout.trim(), erin.wallet.identityAddress)
+      const line = await settlementLine(new ApiClient({ url: api.url, token }), { 'data-dir': paths.root })
+      assert.match(line ?? '', /^payments: the tab with \S+ cannot be settled: the wallet has .*; see: .* --data-dir \S+ payments tabs$/)
+
+      // funded, it pays, and says so
+      await regtest.faucet(erin.wallet.identityAddress, 10_000n)
+      await mine()
+      const [done] = await erin.payments?.settleDue() ?? []
+      assert.equal(done.ids.length, 2)
+      assert.deepEqual(erin.payments?.settlementStates(), [])
+      assert.equal(await settlementLine(new ApiClient({ url: api.url, token }), {}), undefined)
+      assert.ok(lines.some(l => /is settled again/.test(l)))
+
+      // the summary shows what left the wallet: the settlement and its fee
+      const [sent] = await settlements(erin)
+      const summary = await (await fetch(`${api.url}/v1/payments/summary`, { headers: { authorization: `Bearer ${token}` } })).json() as any
+      assert.equal(summary.since, new Date((await erin.ledger.promises('payable'))[0].createdAt).toISOString(), 'from the first promise, not 1970')
+      assert.deepEqual([summary.total.spent, summary.total.paidOnChain, summary.total.fees, summary.total.paidWithFees], ['0.000023 BTC', '0.000023 BTC', `0.00000${sent.fee} BTC`, `0.0000${2300n + (sent.fee ?? 0n)} BTC`])
+      const text = await runCli(['--data-dir', paths.root, '--api', api.url, 'payments', 'summary'])
+      assert.match(text.stdout, /^since the first payment, \S+, to \S+\n/)
+      assert.match(text.stdout, /\ntotal +0.000023 BTC +0.00000\d+ BTC +0.0000\d+ BTC +0 BTC\n$/)
+    } finally {
+      process.stderr.write = write
+      disable()
+      await api.stop()
+    }
   })
 })

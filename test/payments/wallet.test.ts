@@ -2,7 +2,11 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
+import { payments } from 'bitcoinjs-lib'
+import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { Wallet } from '../../src/payments/wallet/wallet.ts'
+import { buildTransaction, FeeTooHighError, type SpendableOutput } from '../../src/payments/wallet/tx-builder.ts'
+import { bitcoinNetwork } from '../../src/payments/wallet/networks.ts'
 import { tempDir } from '../helpers/nodes.ts'
 
 const ABANDON = 'abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about'
@@ -55,5 +59,44 @@ describe('HD wallet', () => {
     } finally {
       await dir.cleanup()
     }
+  })
+})
+
+describe('building a payment', () => {
+  const network = bitcoinNetwork('regtest')
+  const key = new Uint8Array(32).fill(3)
+  const to = payments.p2wpkh({ pubkey: secp256k1.getPublicKey(new Uint8Array(32).fill(4), true), network }).address as string
+  const change = payments.p2wpkh({ pubkey: secp256k1.getPublicKey(key, true), network }).address as string
+  const coin = (value: bigint, n: number): SpendableOutput => ({ txid: String(n).repeat(64).slice(0, 64), vout: 0, value, privateKey: key })
+  const build = (coins: SpendableOutput[], value: bigint, maxFee?: bigint) => buildTransaction({ coins, payees: [{ address: to, value }], changeAddress: change, feeRate: 1, network, maxFee })
+
+  it('says in BTC what an empty or short wallet lacks, with the fee of at least one coin', () => {
+    assert.throws(() => build([], 1000n), {
+      name: 'InsufficientFundsError',
+      message: 'the wallet has 0 BTC spendable; 0.00001 BTC plus a fee of about 0.00000141 BTC is needed: fund the wallet'
+    })
+    assert.throws(() => build([coin(700n, 1)], 2300n), { message: /^the wallet has 0.000007 BTC spendable; 0.000023 BTC plus a fee of about 0.00000141 BTC/ })
+  })
+
+  it('never pays a fee over the limit, counting change too small to keep', () => {
+    // 700 sat in, 300 out: 141 sat of fee and 259 sat of change too small to keep
+    assert.throws(() => build([coin(700n, 1)], 300n, 300n), (err: any) => {
+      assert.ok(err instanceof FeeTooHighError)
+      assert.equal(err.fee, 400n)
+      assert.equal(err.lostChange, 259n)
+      assert.match(err.message, /the fee would be 0.000004 BTC \(0.00000259 BTC of it change too small to keep\), more than the 0.000003 BTC it may be/)
+      return true
+    })
+    assert.equal(build([coin(700n, 1)], 300n, 400n).fee, 400n)
+  })
+
+  it('adds a coin rather than give change to the fee when its input costs less', () => {
+    // the 600 sat coin alone leaves 159 sat of change, lost to the fee; with the
+    // 400 sat coin too the fee is 209 sat and 491 sat comes back
+    const built = build([coin(400n, 2), coin(600n, 1)], 300n)
+    assert.equal(built.fee, 209n)
+    assert.equal(built.change, 491n)
+    // a coin too small to bring the change over the dust limit is not added
+    assert.equal(build([coin(600n, 1), coin(100n, 2)], 300n).fee, 300n)
   })
 })

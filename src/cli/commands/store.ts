@@ -4,6 +4,7 @@ import { formatSize } from '../../storage/size.ts'
 import { CLI } from '../cli-name.ts'
 import { HintedError, printJson, shellWord, table, UsageError, type Command, type CommandContext } from '../command.ts'
 import { Progress } from '../progress.ts'
+import { settlementLine } from './wallet.ts'
 
 const USAGE = `${CLI} store put <file> [--name N] [--redundancy K-of-N] [--duration D] [--max-price AMOUNT]
        ${CLI} store get <name|id> [--out FILE] [--force]
@@ -222,6 +223,9 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
       } else {
         out.write(table([['NAME', 'STATE', 'SHARDS', 'NEEDED', 'LOST HOSTS', 'LAST AUDIT PASSED', 'RENT PAID THROUGH'],
           ...objects.map(o => [o.name, o.health.state, `${o.health.healthyShards}/${o.health.totalShards}`, String(o.health.neededShards), String(o.health.lostContracts), o.health.lastAudit ?? 'not yet', o.health.rentPaidThrough ?? '-'])]))
+        // hosts end contracts whose rent goes unpaid: say when it cannot be paid
+        const owed = await settlementLine(api, values)
+        out.write(owed == null ? '' : `${owed}\n`)
       }
       return
     }

@@ -1,10 +1,11 @@
 import { access } from 'node:fs/promises'
 import { join } from 'node:path'
-import { connectApi } from '../../node/api/client.ts'
+import { ApiError, connectApi, type ApiClient } from '../../node/api/client.ts'
 import { ensureDataDir } from '../../node/data-dir.ts'
 import { loadConfig } from '../../node/config.ts'
 import { Wallet } from '../../payments/wallet/wallet.ts'
-import { printJson, table, UsageError, type Command } from '../command.ts'
+import { HintedError, printJson, shellWord, table, UsageError, type Command } from '../command.ts'
+import { CLI } from '../cli-name.ts'
 import { formatAmount, parseAmount } from '../../market/units.ts'
 
 export const walletCommand: Command = {
@@ -104,7 +105,16 @@ Options:
         } catch (e: any) {
           throw new UsageError(e.message)
         }
-        const sent = await api.post<{ txid: string, fee: string }>('/v1/wallet/send', { address, amount: formatAmount(sats) })
+        let sent: { txid: string, fee: string }
+        try {
+          sent = await api.post<{ txid: string, fee: string }>('/v1/wallet/send', { address, amount: formatAmount(sats) })
+        } catch (e: any) {
+          // too little in the wallet (or only coins whose change the fee would eat): where to fund it
+          if (e instanceof ApiError && (e.name === 'InsufficientFundsError' || e.name === 'FeeTooHighError')) {
+            throw new HintedError(e.message, nodeCommand(values, ['wallet', 'address']), e.detail, e.name)
+          }
+          throw e
+        }
         if (json) {
           printJson(out, { ...sent, amount: formatAmount(sats), address })
         } else {
@@ -135,14 +145,16 @@ export const paymentsCommand: Command = {
   usage: 'opencloud-node payments <summary [--since WHEN] | tabs | history>',
   help: `  payments summary  what this node earned and spent, per peer and per call,
                     counting attached payments and deferred ones (with what
-                    is still unpaid), for calls made since --since
+                    is still unpaid), for calls made since --since; then per
+                    peer what its transactions paid on chain and their fees
   payments tabs     deferred payments per peer: what callers owe this node
-                    (receivable) and what this node owes servers (payable)
+                    (receivable) and what this node owes servers (payable),
+                    and for a tab not being paid, why and what to do
   payments history  attached payments received and sent
 
 Options:
   --since WHEN      with "summary": a period back from now (90m, 24h, 7d) or a
-                    date (2026-11-01); default: everything`,
+                    date (2026-11-01); default: since the first payment`,
   options: { since: { type: 'string' } },
   run: async ({ values, positionals, json, dataDir, out }) => {
     let since: number | undefined
@@ -156,14 +168,24 @@ Options:
         printJson(out, summary)
         return
       }
-      out.write(`from ${summary.since} to ${summary.until}\n`)
-      if (summary.rows.length === 0) {
+      if (summary.since == null) {
+        out.write('no payments yet\n')
+        return
+      }
+      out.write(since == null ? `since the first payment, ${summary.since}, to ${summary.until}\n` : `from ${summary.since} to ${summary.until}\n`)
+      if (summary.rows.length === 0 && summary.total.transactions === 0) {
         out.write('no paid calls in that period\n')
         return
       }
       const line = (name: string, t: any): string[] => [name, t.earned, t.earnedUnpaid, t.spent, t.spentUnpaid, String(t.calls)]
-      out.write(table([['PEER', 'CALL', 'EARNED', 'UNPAID TO ME', 'SPENT', 'UNPAID BY ME', 'CALLS'], ...summary.rows.map((r: any) => [r.peer, ...line(r.call, r)])]))
-      out.write('\n' + table([['PER CALL', 'EARNED', 'UNPAID TO ME', 'SPENT', 'UNPAID BY ME', 'CALLS'], ...summary.byCall.map((c: any) => line(c.call, c)), line('total', summary.total)]))
+      if (summary.rows.length > 0) {
+        out.write(table([['PEER', 'CALL', 'EARNED', 'UNPAID TO ME', 'SPENT', 'UNPAID BY ME', 'CALLS'], ...summary.rows.map((r: any) => [r.peer, ...line(r.call, r)])]))
+        out.write('\n' + table([['PER CALL', 'EARNED', 'UNPAID TO ME', 'SPENT', 'UNPAID BY ME', 'CALLS'], ...summary.byCall.map((c: any) => line(c.call, c)), line('total', summary.total)]))
+      }
+      // what the calls cost is above; what paying for them moved on chain is here
+      const chain = (name: string, t: any): string[] => [name, t.paidOnChain, t.fees, t.paidWithFees, t.receivedOnChain]
+      out.write('\n' + table([['ON CHAIN', 'PAID', 'FEES', 'PAID WITH FEES', 'RECEIVED'],
+        ...summary.byPeer.filter((p: any) => p.transactions > 0 || p.receivedOnChain !== '0 BTC').map((p: any) => chain(p.peer, p)), chain('total', summary.total)]))
       return
     }
     if (positionals[0] === 'tabs') {
@@ -172,8 +194,14 @@ Options:
         printJson(out, tabs)
         return
       }
-      const rows = [...tabs.receivable, ...tabs.payable].map(t => [t.peer, t.role === 'receivable' ? 'owes me' : 'I owe', t.outstanding, t.due, t.overdue, t.paid])
-      out.write(rows.length === 0 ? 'no tabs yet\n' : table([['PEER', 'DIRECTION', 'OUTSTANDING', 'DUE', 'OVERDUE', 'PAID'], ...rows]))
+      const rows = [...tabs.receivable, ...tabs.payable].map(t => [t.peer, t.role === 'receivable' ? 'owes me' : 'I owe', t.outstanding, t.due, t.overdue, t.paid, settlementWord(t.settlement)])
+      out.write(rows.length === 0 ? 'no tabs yet\n' : table([['PEER', 'DIRECTION', 'OUTSTANDING', 'DUE', 'OVERDUE', 'PAID', 'SETTLEMENT'], ...rows]))
+      for (const t of tabs.payable.filter(t => t.settlement != null)) {
+        out.write(`\n${t.peer}: ${settlementWord(t.settlement)}: ${t.settlement.reason}\n`)
+        if (t.settlement.hint != null) {
+          out.write(`  ${t.settlement.hint.text}${t.settlement.hint.command == null ? '' : `: ${nodeCommand(values, t.settlement.hint.command)}`}\n`)
+        }
+      }
       return
     }
     if (positionals[0] === 'history') {
@@ -187,6 +215,31 @@ Options:
     }
     throw new UsageError('usage: opencloud-node payments <summary [--since WHEN] | tabs | history>')
   }
+}
+
+/** A command line of this program that runs as printed, with this command's --data-dir and --api */
+function nodeCommand (values: Record<string, any>, words: string[]): string {
+  const node = [...(values['data-dir'] != null ? ['--data-dir', values['data-dir']] : []), ...(values.api != null ? ['--api', values.api] : [])]
+  return `${CLI} ${[...node, ...words].map(shellWord).join(' ')}`
+}
+
+function settlementWord (settlement: { state: string } | null): string {
+  return settlement == null ? '' : settlement.state === 'failing' ? 'cannot settle' : 'waiting'
+}
+
+/**
+ * The line `store status` prints when this node cannot pay what it owes
+ * servers (storage hosts end contracts whose rent goes unpaid); undefined
+ * while every tab can be paid.
+ */
+export async function settlementLine (api: ApiClient, values: Record<string, any>): Promise<string | undefined> {
+  const { payable } = await api.get<{ payable: any[] }>('/v1/payments/tabs')
+  const failing = payable.filter(t => t.settlement?.state === 'failing')
+  if (failing.length === 0) {
+    return undefined
+  }
+  const what = failing.length === 1 ? `the tab with ${failing[0].peer}` : `the tabs with ${failing.length} servers`
+  return `payments: ${what} cannot be settled: ${failing[0].settlement.reason}; see: ${nodeCommand(values, ['payments', 'tabs'])}`
 }
 
 /** "90m", "24h", "7d" back from now, or a date: milliseconds since the epoch */

@@ -15,7 +15,7 @@ import { HttpError, readJsonBody } from '../http-request.ts'
 import { ledgerRoute } from './ledger-routes.ts'
 import type { CallResponse } from '../../protocols/rpc/client.ts'
 import type { ChainBackend } from '../../payments/chain/interface.ts'
-import { BiddingError, type PaidCallOptions, type PaidCallResult } from '../../payments/payment-agent.ts'
+import { BiddingError, type PaidCallOptions, type PaidCallResult, type SettlementState } from '../../payments/payment-agent.ts'
 import { parsePayRequest } from '../../payments/pay-options.ts'
 import { checkAddressNetwork } from '../../payments/wallet/networks.ts'
 import { formatAmount, parseAmount } from '../../market/units.ts'
@@ -26,7 +26,7 @@ function marketQuery (url: URL): { service?: string, method?: string } {
 }
 import { tabJson } from '../../services/payments/index.ts'
 import { storeRoute, STORE_MISTAKES } from './store-routes.ts'
-import type { SummaryRow } from '../../payments/ledger.ts'
+import type { OnChainRow, SummaryRow, TabSummary } from '../../payments/ledger.ts'
 
 
 const log = logger('opencloud:api')
@@ -48,7 +48,8 @@ const CLIENT_MISTAKES: Record<string, number> = {
   WrongNetworkAddressError: 400,
   InvalidAmountError: 400,
   DustPaymentError: 400,
-  InsufficientFundsError: 409
+  InsufficientFundsError: 409,
+  FeeTooHighError: 409
 }
 
 /** A whole number above zero from the query, or 400 naming it */
@@ -83,8 +84,13 @@ function peerParam (url: URL, required: boolean): string | null {
   return peer
 }
 
-/** `payments summary`: the rows, and totals per peer, per call and overall, amounts with their unit */
-function summaryJson (rows: SummaryRow[], since: number, until: number): Record<string, unknown> {
+/**
+ * `payments summary`: what calls cost (the rows, and totals per peer, per
+ * call and overall), and per peer and overall what this node's transactions
+ * paid on chain and their fees; amounts with their unit. Without a `since`
+ * the period starts at the first promise or payment (null before any).
+ */
+function summaryJson (rows: SummaryRow[], chain: OnChainRow[], since: number | null, until: number): Record<string, unknown> {
   const total = (list: SummaryRow[]): Record<string, unknown> => ({
     earned: formatAmount(list.reduce((s, r) => s + r.earned, 0n)),
     earnedUnpaid: formatAmount(list.reduce((s, r) => s + r.earnedUnpaid, 0n)),
@@ -92,15 +98,39 @@ function summaryJson (rows: SummaryRow[], since: number, until: number): Record<
     spentUnpaid: formatAmount(list.reduce((s, r) => s + r.spentUnpaid, 0n)),
     calls: list.reduce((s, r) => s + r.calls, 0)
   })
+  const onChain = (list: OnChainRow[]): Record<string, unknown> => {
+    const sent = list.reduce((s, r) => s + r.sent, 0n)
+    const fees = list.reduce((s, r) => s + r.fees, 0n)
+    return {
+      paidOnChain: formatAmount(sent),
+      fees: formatAmount(fees),
+      // what left the wallet: the payments and their fees
+      paidWithFees: formatAmount(sent + fees),
+      receivedOnChain: formatAmount(list.reduce((s, r) => s + r.received, 0n)),
+      transactions: list.reduce((s, r) => s + r.transactions, 0)
+    }
+  }
   const groups = (key: (r: SummaryRow) => string, name: string): Array<Record<string, unknown>> =>
     [...new Set(rows.map(key))].sort().map(k => ({ [name]: k, ...total(rows.filter(r => key(r) === k)) }))
+  const peers = [...new Set([...rows.map(r => r.peer), ...chain.map(r => r.peer)])].sort()
   return {
-    since: new Date(since).toISOString(),
+    since: since == null ? null : new Date(since).toISOString(),
     until: new Date(until).toISOString(),
-    total: total(rows),
-    byPeer: groups(r => r.peer, 'peer'),
+    total: { ...total(rows), ...onChain(chain) },
+    byPeer: peers.map(peer => ({ peer, ...total(rows.filter(r => r.peer === peer)), ...onChain(chain.filter(r => r.peer === peer)) })),
     byCall: groups(r => r.call, 'call'),
     rows: rows.map(r => ({ peer: r.peer, call: r.call, ...total([r]) }))
+  }
+}
+
+/** A payable tab for `payments tabs`: the wire's figures, when it fell due, and why it is not being paid (PaymentAgent.settlementStates) */
+function payableJson (tab: TabSummary, state?: SettlementState): Record<string, unknown> {
+  return {
+    ...tabJson(tab),
+    dueSince: tab.dueSince == null ? null : new Date(tab.dueSince).toISOString(),
+    settlement: state == null
+      ? null
+      : { state: state.state, code: state.code, reason: state.reason, hint: state.hint ?? null, since: new Date(state.since).toISOString(), overdueAt: state.overdueAt == null ? null : new Date(state.overdueAt).toISOString() }
   }
 }
 
@@ -313,16 +343,20 @@ export class ApiServer {
         sendJson(res, 200, await this.node.reputation.store.records(peer))
         return
       }
-      case 'GET /v1/payments/tabs':
+      case 'GET /v1/payments/tabs': {
+        const states = new Map((this.node.payments?.settlementStates() ?? []).map(s => [s.peer, s]))
         sendJson(res, 200, {
           receivable: (await this.node.ledger.tabs('receivable')).map(tabJson),
-          payable: (await this.node.ledger.tabs('payable')).map(tabJson)
+          payable: (await this.node.ledger.tabs('payable')).map(t => payableJson(t, states.get(t.peer)))
         })
         return
+      }
       case 'GET /v1/payments/summary': {
-        const since = url.searchParams.has('since') ? positiveInteger(url, 'since', 0) : 0
+        const since = url.searchParams.has('since') ? positiveInteger(url, 'since', 0) : null
         const until = url.searchParams.has('until') ? positiveInteger(url, 'until', 0) : Date.now()
-        sendJson(res, 200, summaryJson(await this.node.ledger.summary(since, until), since, until))
+        const { ledger } = this.node
+        const from = since ?? await ledger.firstActivity() ?? null
+        sendJson(res, 200, summaryJson(await ledger.summary(from ?? 0, until), await ledger.onChain(from ?? 0, until), from, until))
         return
       }
       case 'GET /v1/payments/history':

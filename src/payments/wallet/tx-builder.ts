@@ -1,5 +1,6 @@
 import { Psbt, payments, type Network } from 'bitcoinjs-lib'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
+import { formatAmount } from '../../market/units.ts'
 
 /**
  * Build and sign a P2WPKH transaction: pick coins, add change, sign every
@@ -29,6 +30,12 @@ export interface BuildInit {
   network: Network
   /** up to 80 bytes put in an OP_RETURN output (worth 0 sat): a checkpoint's anchor */
   data?: Uint8Array
+  /**
+   * The most the fee may be, change too small to keep included; a
+   * transaction that would cost more is not built (FeeTooHighError).
+   * Default: no limit
+   */
+  maxFee?: bigint
 }
 
 export class InsufficientFundsError extends Error {
@@ -39,12 +46,37 @@ export class DustPaymentError extends Error {
   override name = 'DustPaymentError'
 }
 
+/** The fee a payment would cost is more than its payer allows (BuildInit.maxFee) */
+export class FeeTooHighError extends Error {
+  override name = 'FeeTooHighError'
+  readonly fee: bigint
+  readonly maxFee: bigint
+  /** of the fee, change too small to keep: more coins in the wallet would save it */
+  readonly lostChange: bigint
+  constructor (message: string, fee: bigint, maxFee: bigint, lostChange: bigint) {
+    super(message)
+    this.fee = fee
+    this.maxFee = maxFee
+    this.lostChange = lostChange
+  }
+}
+
 /** the smallest P2WPKH output the network relays */
 export const DUST = 294n
 // P2WPKH sizes in vbytes: an input with its witness, an output, the rest
 const INPUT_VBYTES = 68
 const OUTPUT_VBYTES = 31
 const OVERHEAD_VBYTES = 11
+
+/** The fee of a transaction of `inputs` P2WPKH inputs and `outputs` outputs at `feeRate` sat/vB */
+export function feeFor (feeRate: number, inputs: number, outputs: number): bigint {
+  return BigInt(OVERHEAD_VBYTES + inputs * INPUT_VBYTES + outputs * OUTPUT_VBYTES) * BigInt(Math.max(1, Math.ceil(feeRate)))
+}
+
+/** The fee of the usual payment: one coin in, the payee and change out (141 vB) */
+export function paymentFee (feeRate: number): bigint {
+  return feeFor(feeRate, 1, 2)
+}
 
 export function signerFor (privateKey: Uint8Array): { publicKey: Uint8Array, sign: (hash: Uint8Array) => Uint8Array } {
   return {
@@ -75,25 +107,37 @@ export function buildTransaction (init: BuildInit): BuiltTransaction {
   const dataVbytes = init.data == null ? 0 : 8 + 1 + 2 + init.data.byteLength
   // largest coins first: fewest inputs, lowest fee
   const coins = [...init.coins].sort((a, b) => (b.value > a.value ? 1 : b.value < a.value ? -1 : 0))
+  const feeOf = (inputs: number): bigint => BigInt(OVERHEAD_VBYTES + inputs * INPUT_VBYTES + (init.payees.length + 1) * OUTPUT_VBYTES + dataVbytes) * rate
   const chosen: SpendableOutput[] = []
   let total = 0n
-  let fee = 0n
   for (const coin of coins) {
+    const need = target + feeOf(chosen.length)
+    if (total >= need) {
+      // enough. Change too small to keep would go to the fee, though: one
+      // more coin keeps it when its input costs less than that change
+      const change = total - need
+      const marginal = feeOf(chosen.length + 1) - feeOf(chosen.length)
+      if (change >= DUST || marginal >= change || change + coin.value - marginal < DUST) {
+        break
+      }
+    }
     chosen.push(coin)
     total += coin.value
-    fee = BigInt(OVERHEAD_VBYTES + chosen.length * INPUT_VBYTES + (init.payees.length + 1) * OUTPUT_VBYTES + dataVbytes) * rate
-    if (total >= target + fee) {
-      break
-    }
   }
+  // with no coin at all, the fee is still that of one input
+  let fee = feeOf(Math.max(1, chosen.length))
   if (total < target + fee) {
-    throw new InsufficientFundsError(`the wallet has ${total} sat spendable; ${target} sat plus a fee of about ${fee} sat is needed`)
+    throw new InsufficientFundsError(`the wallet has ${formatAmount(total)} spendable; ${formatAmount(target)} plus a fee of about ${formatAmount(fee)} is needed: fund the wallet`)
   }
   let change = total - target - fee
   if (change < DUST) {
     // too small to be worth an output: it goes to the fee
     fee += change
     change = 0n
+  }
+  if (init.maxFee != null && fee > init.maxFee) {
+    const lost = fee - feeOf(chosen.length)
+    throw new FeeTooHighError(`the fee would be ${formatAmount(fee)}${lost > 0n ? ` (${formatAmount(lost)} of it change too small to keep)` : ''}, more than the ${formatAmount(init.maxFee)} it may be`, fee, init.maxFee, lost)
   }
   const psbt = new Psbt({ network: init.network })
   for (const coin of chosen) {

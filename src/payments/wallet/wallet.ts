@@ -77,6 +77,13 @@ export interface WalletTx {
   blockHeight?: number
 }
 
+export interface PaymentOptions {
+  /** sat/vB, default the chain's estimate for 6 blocks */
+  feeRate?: number
+  /** the most the fee may be, default (and at most) what the payment pays */
+  maxFee?: bigint
+}
+
 const SCRYPT = { N: 1 << 15, r: 8, p: 1 }
 
 function encrypt (mnemonic: string, passphrase: string): NonNullable<WalletFile['encrypted']> {
@@ -400,16 +407,22 @@ export class Wallet {
     }
   }
 
-  /** Build and sign a payment; `broadcast` is separate so an attached payment can travel in a request instead */
-  async createPayment (chain: ChainBackend, payees: Array<{ address: string, value: bigint }>, feeRate?: number): Promise<{ hex: string, txid: string, fee: bigint }> {
+  /**
+   * Build and sign a payment; `broadcast` is separate so an attached payment
+   * can travel in a request instead. A payment never costs more in fee than
+   * it pays (FeeTooHighError): `maxFee` lowers that limit.
+   */
+  async createPayment (chain: ChainBackend, payees: Array<{ address: string, value: bigint }>, options: PaymentOptions = {}): Promise<{ hex: string, txid: string, fee: bigint }> {
     const coins = await this.spendable(chain)
     const changeAddress = await this.changeAddress(chain)
-    return buildTransaction({ coins, payees, changeAddress, feeRate: feeRate ?? await chain.feeRate(6), network: bitcoinNetwork(this.network) })
+    const paying = payees.reduce((sum, p) => sum + p.value, 0n)
+    const maxFee = options.maxFee != null && options.maxFee < paying ? options.maxFee : paying
+    return buildTransaction({ coins, payees, changeAddress, feeRate: options.feeRate ?? await chain.feeRate(6), network: bitcoinNetwork(this.network), maxFee })
   }
 
-  async send (chain: ChainBackend, address: string, value: bigint, feeRate?: number): Promise<{ txid: string, fee: bigint }> {
+  async send (chain: ChainBackend, address: string, value: bigint, options: PaymentOptions = {}): Promise<{ txid: string, fee: bigint }> {
     checkAddressNetwork(address, this.network)
-    const payment = await this.createPayment(chain, [{ address, value }], feeRate)
+    const payment = await this.createPayment(chain, [{ address, value }], options)
     await chain.broadcast(payment.hex)
     return { txid: payment.txid, fee: payment.fee }
   }
