@@ -77,6 +77,18 @@ function useMockClock (t: TestContext): void {
   t.mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'], now: T0 + 1000 })
 }
 
+/** Validator `i`'s engine started on the mock clock, stopped after `fn` */
+async function withEngine (t: TestContext, i: number, fn: (h: Harness) => Promise<void>): Promise<void> {
+  useMockClock(t)
+  const h = harness(i)
+  h.engine.start()
+  try {
+    await fn(h)
+  } finally {
+    h.engine.stop()
+  }
+}
+
 /** An empty block for height 1 proposed by validator `i` in `round`, at `time` */
 function blockBy (i: number, round: number, time = Date.now(), txs: SignedTx[] = []): Block {
   const dryRun = new LedgerState(genesis, ledger).dryRun({ txs, header: { time, height: 1 } })
@@ -238,10 +250,7 @@ describe('consensus engine, one validator and the messages of three', () => {
   })
 
   it('records a validator that prevotes two blocks in one round, and counts it for neither', async t => {
-    useMockClock(t)
-    const h = harness(0)
-    h.engine.start()
-    try {
+    await withEngine(t, 0, async h => {
       const x = blockBy(1, 0)
       h.engine.receive(proposal(1, x), ids[1])
       h.engine.receive(vote(1, 'prevote', 0, x), ids[1])
@@ -254,16 +263,11 @@ describe('consensus engine, one validator and the messages of three', () => {
       h.engine.receive(vote(3, 'prevote', 0, x), ids[3])
       await settle()
       assert.deepEqual(votesSent(h, 'precommit'), [[0, hex(x.hash)]])
-    } finally {
-      h.engine.stop()
-    }
+    })
   })
 
   it('records a proposer that signs two blocks for one round, and precommits neither, whatever the prevotes', async t => {
-    useMockClock(t)
-    const h = harness(0)
-    h.engine.start()
-    try {
+    await withEngine(t, 0, async h => {
       const x = blockBy(1, 0)
       const x2 = blockBy(1, 0, Date.now() + 1)
       h.engine.receive(proposal(1, x), ids[1])
@@ -279,16 +283,11 @@ describe('consensus engine, one validator and the messages of three', () => {
       assert.deepEqual(votesSent(h, 'precommit'), [])
       await advance(t, SLOT_MS / 2)
       assert.deepEqual(votesSent(h, 'precommit'), [[0, '']])
-    } finally {
-      h.engine.stop()
-    }
+    })
   })
 
   it('sends again what it signed in its latest round after five slots with nothing happening, the same bytes', async t => {
-    useMockClock(t)
-    const h = harness(0)
-    h.engine.start()
-    try {
+    await withEngine(t, 0, async h => {
       const x = blockBy(1, 0)
       h.engine.receive(proposal(1, x), ids[1])
       await settle()
@@ -300,9 +299,7 @@ describe('consensus engine, one validator and the messages of three', () => {
       await advance(t, 2 * SLOT_MS)
       assert.equal(prevotes().length, 2, 'sent again')
       assert.deepEqual(prevotes()[1], prevotes()[0], 'the same vote, not a new signature')
-    } finally {
-      h.engine.stop()
-    }
+    })
   })
 
   it('after a restart within a height, sends what it signed before instead of signing something else for that slot', async t => {
