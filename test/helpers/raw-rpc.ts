@@ -30,29 +30,7 @@ export class RawRpc {
   /** Send raw bytes on a fresh stream and read back one response (head and body) */
   async exchange (bytes: Uint8Array[]): Promise<{ response: DecodedResponse, body: Uint8Array }> {
     const { stream, reader } = await this.openStream()
-    for (const b of bytes) {
-      stream.send(b)
-    }
-    const frame = await reader.next(AbortSignal.timeout(10_000))
-    if (frame == null) {
-      throw new Error('no response')
-    }
-    if (frame.type !== FrameType.RESPONSE) {
-      throw new Error(`expected a response frame, got ${frame.type}`)
-    }
-    const response = decodeResponse(frame.payload)
-    const parts: Uint8Array[] = []
-    let received = 0
-    while (received < response.head.bodyLength) {
-      const data = await reader.next(AbortSignal.timeout(10_000))
-      if (data == null) {
-        break
-      }
-      parts.push(data.payload)
-      received += data.payload.byteLength
-    }
-    await stream.close().catch(() => {})
-    return { response, body: Uint8Array.from(Buffer.concat(parts)) }
+    return exchangeOn(stream, bytes, reader)
   }
 
   /** A signed request head frame (and its body frames) as bytes */
@@ -90,4 +68,36 @@ export class RawRpc {
   static nonce (challenge: Uint8Array, counter: number): Uint8Array {
     return makeNonce(challenge, BigInt(counter))
   }
+}
+
+/**
+ * Send raw bytes on `stream` and read back one response (head and body),
+ * then close it: any stream to an RPC server, a dialled one or one end of an
+ * in-memory pair served with `RpcServer.serveLocal` (`reader`: the stream's
+ * reader, when it has one already)
+ */
+export async function exchangeOn (stream: Stream, bytes: Uint8Array[], reader = new FrameReader(stream)): Promise<{ response: DecodedResponse, body: Uint8Array }> {
+  for (const b of bytes) {
+    stream.send(b)
+  }
+  const frame = await reader.next(AbortSignal.timeout(10_000))
+  if (frame == null) {
+    throw new Error('no response')
+  }
+  if (frame.type !== FrameType.RESPONSE) {
+    throw new Error(`expected a response frame, got ${frame.type}`)
+  }
+  const response = decodeResponse(frame.payload)
+  const parts: Uint8Array[] = []
+  let received = 0
+  while (received < response.head.bodyLength) {
+    const data = await reader.next(AbortSignal.timeout(10_000))
+    if (data == null) {
+      break
+    }
+    parts.push(data.payload)
+    received += data.payload.byteLength
+  }
+  await stream.close().catch(() => {})
+  return { response, body: Uint8Array.from(Buffer.concat(parts)) }
 }

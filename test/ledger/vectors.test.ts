@@ -10,25 +10,13 @@ import { MemoryDatastore } from 'datastore-core'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { openCloudSigner } from '../../src/protocols/rpc/credentials.ts'
+import { codeBlocks, readProtocolDoc, sectionOf } from '../helpers/protocol-doc.ts'
 
 const fixture = JSON.parse(await readFile(new URL('../fixtures/protocol-vectors.json', import.meta.url), 'utf8'))
 const v = fixture.ledger
 const bytes = (h: string): Buffer => Buffer.from(h, 'hex')
 const sha256 = (...parts: Uint8Array[]): string => { const h = createHash('sha256'); parts.forEach(p => h.update(p)); return h.digest('hex') }
-const protocolDoc = await readFile(new URL('../../PROTOCOL.md', import.meta.url), 'utf8')
-
-/** The text of PROTOCOL.md from a heading to the next heading of that level or above */
-function sectionOf (doc: string, heading: string, after = 0): string {
-  const start = doc.indexOf(`\n${heading}\n`, after)
-  assert.ok(start >= 0, `PROTOCOL.md has no heading "${heading}"`)
-  const level = heading.split(' ')[0]
-  const rest = doc.slice(start + heading.length + 2)
-  const next = rest.search(new RegExp(`^#{1,${level.length}} `, 'm'))
-  return next < 0 ? rest : rest.slice(0, next)
-}
-
-/** The fenced code blocks of a text, each with its white space taken out */
-const codeBlocks = (text: string): string[] => [...text.matchAll(/^```\n([\s\S]*?)^```$/gm)].map(m => m[1].replace(/\s+/g, ''))
+const protocolDoc = await readProtocolDoc()
 
 /** The names in the first column of the markdown table that follows `title` ("`name`, `service`" names two) */
 function tableFields (text: string, title: string): string[] {

@@ -245,7 +245,7 @@ export async function writeData (stream: Stream, chunk: Uint8Array, signal?: Abo
 }
 
 /** Above this many queued bytes a writer waits for the transport to drain */
-const WRITE_HIGH_WATER_MARK = 2 * 1024 * 1024
+export const WRITE_HIGH_WATER_MARK = 2 * 1024 * 1024
 
 /**
  * Send a frame, waiting while the stream's write buffer is full. This waits

@@ -5,23 +5,72 @@ import { computeVectors } from '../../../scripts/protocol-vectors.ts'
 import { decodeRequest, decodeResponse } from '../../../src/protocols/rpc/messages.ts'
 import { CredentialVerifier, credentialText } from '../../../src/protocols/rpc/credentials.ts'
 import { verifyMessage } from '../../../src/protocols/rpc/bip137.ts'
+import { assertPrinted, readProtocolDoc, sectionOf, type PrintedKind, type Vector } from '../../helpers/protocol-doc.ts'
 
 const fixture = JSON.parse(await readFile(new URL('../../fixtures/protocol-vectors.json', import.meta.url), 'utf8'))
-const protocolDoc = await readFile(new URL('../../../PROTOCOL.md', import.meta.url), 'utf8')
+const protocolDoc = await readProtocolDoc()
 
 function flatten (value: any, prefix = ''): Array<[string, string]> {
   return Object.entries(value).flatMap(([k, v]) => typeof v === 'object' ? flatten(v, `${prefix}${k}.`) : [[`${prefix}${k}`, String(v)]])
 }
+const values = new Map(flatten(fixture))
+
+/** Vectors of the fixture printed as `kind`s of their own: `blocks('request', 'nonce', 'body')` */
+const as = (kind: PrintedKind) => (group: string, ...names: string[]): Vector[] => names.map(n => {
+  const name = `${group}.${n}`
+  const value = values.get(name)
+  assert.ok(value != null, `the fixture has no ${name}`)
+  return { name, value, kind }
+})
+const blocks = as('block')
+const code = as('code')
+const word = as('word')
+
+/**
+ * Where section 11 prints each vector, in the order it prints them: the
+ * text under each heading (up to its first subheading for the section's
+ * own), its code blocks one to one with the blocks listed. The Cloud
+ * Ledger's are test/ledger/vectors.test.ts's.
+ */
+const printedIn: Array<[heading: string, vectors: Vector[]]> = [
+  ['## 11. Test vectors', code('keys', 'clientEd25519Seed', 'clientPeerId', 'serverEd25519Seed', 'serverPeerId', 'bitcoinPrivateKey', 'bitcoinAddress')],
+  ['### Request', [
+    ...blocks('request', 'nonce', 'body', 'signedPart', 'signingBytes', 'signingDigest', 'opencloudSignature', 'bitcoinMessage'),
+    ...code('request', 'bitcoinSignatureHeader'),
+    ...blocks('request', 'bitcoinSignatureR', 'bitcoinSignatureS', 'bitcoinSignature', 'bitcoinSignatureBase64', 'frame', 'bodyFrame')
+  ]],
+  ['### Response', blocks('response', 'body', 'signedPart', 'signature', 'frame', 'bodyFrame')],
+  ['### A refused call, with an acceptable payment', blocks('refused', 'signedPart', 'signature')],
+  ['### A refresh-nonce body', blocks('refreshNonce', 'body')],
+  ['### Payments', [...blocks('payments', 'defer'), ...code('payments', 'attachedTxid'), ...blocks('payments', 'attachedTransaction', 'attached')]],
+  ['### Service discovery', blocks('discovery', 'sha256Cid')],
+  ['### Market offer', blocks('offer', 'bytes')],
+  ['### Reputation summary', blocks('summary', 'bytes')],
+  ['### Storage', [
+    ...blocks('storage', 'leaf0Hash', 'leaf2Hash', 'shardRoot'),
+    ...code('storage', 'challenge', 'challengedLeaves'),
+    ...blocks('storage', 'dataRootOfTwo', 'dataRootOfNone', 'terms', 'contractId', 'renterTermsSignature', 'hostTermsSignature', 'proposal', 'signedTerms'),
+    ...word('storage', 'rentPerPeriod', 'uploadCostOf3GiBAnd1Byte'),
+    ...blocks('storage', 'revision', 'renterRevisionSignature', 'hostRevisionSignature', 'signedRevision', 'proofs'),
+    ...code('storage', 'rsData', 'rsParity'),
+    ...blocks('storage', 'storageKey', 'objectKey', 'sealedSegment1', 'renterRating')
+  ]]
+]
 
 describe('PROTOCOL.md test vectors', () => {
   it('are what this implementation computes', async () => {
     assert.deepEqual(await computeVectors(), fixture)
   })
 
-  it('are printed in PROTOCOL.md, every value', () => {
-    for (const [name, value] of flatten(fixture)) {
-      assert.ok(protocolDoc.replace(/\s+/g, '').includes(value), `PROTOCOL.md lacks ${name}`)
+  it('are printed in section 11, each a code block, code span or word of its own, in order', () => {
+    const section11 = sectionOf(protocolDoc, '## 11. Test vectors')
+    for (const [heading, printed] of printedIn) {
+      const text = heading.startsWith('## ') ? sectionOf(protocolDoc, heading, { subsections: false }) : sectionOf(section11, heading)
+      assertPrinted(text, printed, `PROTOCOL.md "${heading}"`)
     }
+    // every vector has its place (the ledger's in test/ledger/vectors.test.ts)
+    const placed = printedIn.flatMap(([, printed]) => printed.map(v => v.name))
+    assert.deepEqual([...values.keys()].filter(name => !name.startsWith('ledger.')).sort(), [...placed].sort())
   })
 
   it('decode and verify from the frame bytes alone', () => {
