@@ -23,8 +23,17 @@ export interface Command {
   run: (ctx: CommandContext) => Promise<number | undefined | void>
 }
 
+/**
+ * A mistake in the command line, seen before the daemon is asked: exit code
+ * 2, with a command line that would do instead when there is one
+ */
 export class UsageError extends Error {
   override name = 'UsageError'
+  readonly hint?: string
+  constructor (message: string, hint?: string) {
+    super(message)
+    this.hint = hint
+  }
 }
 
 /** An error with a command line that would succeed, printed under the message */
@@ -42,6 +51,17 @@ export class HintedError extends Error {
 /** Quote a word for a POSIX shell when it needs it */
 export function shellWord (word: string): string {
   return /^[A-Za-z0-9_./:=@%+,-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`
+}
+
+/**
+ * A command line to print as a hint, with the --data-dir and --api the user
+ * gave (a hint without them would talk to another node, or to none).
+ * Placeholders such as <file> are printed as they are; every other word is
+ * quoted for the shell where it needs it.
+ */
+export function hintLine (values: Record<string, any>, words: string[]): string {
+  const node = [...(values['data-dir'] != null ? ['--data-dir', values['data-dir']] : []), ...(values.api != null ? ['--api', values.api] : [])]
+  return `${CLI} ${[...node, ...words].map(w => /^<[^<>]+>$/.test(w) ? w : shellWord(w)).join(' ')}`
 }
 
 /** Flags every command takes */

@@ -60,8 +60,52 @@ function splitCommand (argv: string[]): { name: string | undefined, rest: string
   return { name: undefined, rest: argv }
 }
 
+/**
+ * The exit status of a command whose output was closed under it (`store ls
+ * | head`): what a shell reports for a program stopped by SIGPIPE (128 + 13),
+ * as cat or git end there. Node ignores SIGPIPE and raises EPIPE instead.
+ */
+export const CLOSED_PIPE_EXIT = 141
+
+function isClosedPipe (e: any): boolean {
+  return e?.code === 'EPIPE' || e?.code === 'ERR_STREAM_DESTROYED'
+}
+
+/**
+ * A closed stdout or stderr ends a command quietly instead of with a stack
+ * trace. The daemon goes on (it prints little, and a node must not stop
+ * uncleanly because the terminal that started it went away).
+ */
+function onClosedPipe (stream: NodeJS.WritableStream, daemon: () => boolean): void {
+  stream.on('error', (e: any) => {
+    if (!isClosedPipe(e)) {
+      throw e
+    }
+    if (!daemon() && (stream === process.stdout || stream === process.stderr)) {
+      process.exit(CLOSED_PIPE_EXIT)
+    }
+  })
+}
+
+/**
+ * --api of a command other than the daemon: where the running node's control
+ * API is, HOST:PORT or a URL
+ */
+function checkApiFlag (value: string): void {
+  let url: URL | undefined
+  try {
+    url = new URL(value.startsWith('http') ? value : `http://${value}`)
+  } catch {}
+  if (url == null || url.port === '' || url.pathname !== '/') {
+    throw new UsageError(`--api "${value}" is not where a node's control API listens: give HOST:PORT such as 127.0.0.1:4101 (the node's api.json has its URL)`)
+  }
+}
+
 /** Run the CLI; resolves with the exit code */
 export async function main (argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
+  let daemon = false
+  onClosedPipe(out, () => daemon)
+  onClosedPipe(err, () => daemon)
   if (argv[0] === '--version' || argv[0] === '-v') {
     out.write(`${VERSION}\n`)
     return 0
@@ -81,6 +125,7 @@ export async function main (argv: string[], out: NodeJS.WritableStream = process
     }
     name = 'daemon'
   }
+  daemon = name === 'daemon'
   const command = COMMANDS.find(c => c.name === name)
   if (command == null) {
     err.write(`opencloud-node: unknown command "${name}"\n\n${overview()}`)
@@ -94,13 +139,20 @@ export async function main (argv: string[], out: NodeJS.WritableStream = process
       out.write(commandHelp(command))
       return 0
     }
+    if (values.api != null && !daemon) {
+      checkApiFlag(values.api)
+    }
     const dataDir = resolveDataDir(values['data-dir'])
     const code = await command.run({ values, positionals, json, argv, dataDir, out, err })
     return code ?? 0
   } catch (e: any) {
+    if (isClosedPipe(e)) {
+      // the reader went away (`| head`): nobody is left to tell
+      return CLOSED_PIPE_EXIT
+    }
     const usage = e instanceof UsageError
     const detail = e instanceof ApiError || e instanceof HintedError ? e.detail : {}
-    const hint: string | undefined = e instanceof HintedError ? e.hint : undefined
+    const hint: string | undefined = e instanceof HintedError || e instanceof UsageError ? e.hint : undefined
     // errors go to stderr in both forms, so a script reading stdout never
     // mistakes an error for an answer; --json makes them machine-readable
     if (json) {

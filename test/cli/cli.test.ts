@@ -4,10 +4,22 @@ import { createHash } from 'node:crypto'
 import { readFile, stat, writeFile, access } from 'node:fs/promises'
 import { join } from 'node:path'
 import { request } from 'node:http'
+import { Writable } from 'node:stream'
+import { spawn } from 'node:child_process'
 import { tempDir } from '../helpers/nodes.ts'
-import { runCli, startDaemon, type Daemon } from '../helpers/cli.ts'
+import { BIN, runCli, startDaemon, type Daemon } from '../helpers/cli.ts'
+import { CLI } from '../../src/cli/cli-name.ts'
+import { CLOSED_PIPE_EXIT, main } from '../../src/cli/main.ts'
 
 const sha256hex = (data: string | Uint8Array): string => createHash('sha256').update(data).digest('hex')
+
+/** The CLI's main() in this process, with what it wrote */
+async function runMain (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
+  const written = { stdout: '', stderr: '' }
+  const sink = (key: 'stdout' | 'stderr'): Writable => new Writable({ write (chunk, _enc, done) { written[key] += String(chunk); done() } })
+  const code = await main(args, sink('stdout'), sink('stderr'))
+  return { code, ...written }
+}
 
 describe('the opencloud-node command line against running daemons', () => {
   let dir: { path: string, cleanup: () => Promise<void> }
@@ -123,6 +135,67 @@ describe('the opencloud-node command line against running daemons', () => {
     }
   })
 
+  it('finds every usage mistake it can see before it asks the daemon, names the flag as typed, and exits 2', async () => {
+    // no daemon has ever run here: a mistake must be found before the CLI looks for one
+    const nowhere = join(dir.path, 'no-node')
+    const file = join(dir.path, 'body.txt')
+    await writeFile(file, 'x')
+    const mistakes: Array<[string[], RegExp]> = [
+      [['store', 'put', file, '--redundancy', '9-of-4'], /^opencloud-node: --redundancy takes K-of-N with 1 <= K <= N <= 255, e\.g\. 4-of-8 .*not "9-of-4"\n$/],
+      [['store', 'put', file, '--duration', 'forever'], /^opencloud-node: --duration takes a period such as 90m, 12h or 30d, not "forever"\n$/],
+      [['store', 'put', file, '--duration', '400d'], /^opencloud-node: --duration "400d" is longer than hosts sign contracts for: at most 366 days\n$/],
+      [['store', 'put', file, '--max-price=0.0001'], /^opencloud-node: --max-price "0\.0001" has no unit: write "0\.0001 BTC" or a whole number of satoshis such as "10000 sat"\n$/],
+      [['store', 'put', join(dir.path, 'nosuchfile')], /^opencloud-node: there is no file ".*nosuchfile" \(.*\): give the path of the file to store\n$/],
+      [['store', 'get', 'x', '--out', join(dir.path, 'no-such-folder', 'x')], /^opencloud-node: --out ".*no-such-folder\/x": there is no folder .*no-such-folder to write it in\n$/],
+      [['call', '12D3KooWnotapeerid', 'info.node'], /^opencloud-node: "12D3KooWnotapeerid" is not a peer: give a PeerId \(they look like 12D3KooW\.\.\.\), a multiaddr ending in \/p2p\/<PeerId>, or auto\n$/],
+      [['call', 'auto', 'sha256.hash', '--body', dir.path], /^opencloud-node: --body .* is not a file: give a file, or - for standard input\n$/],
+      [['peers', 'bogus'], /usage: opencloud-node peers \[find <service>\]/],
+      [['market', 'bogus'], /usage: opencloud-node market/],
+      [['id', 'extra'], /"id" takes no arguments, not "extra"/],
+      [['id', '--api', 'nowhere'], /--api "nowhere" is not where a node's control API listens: give HOST:PORT such as 127\.0\.0\.1:4101/],
+      [['daemon', '--api', '0.0.0.0:4101'], /^opencloud-node: --api "0\.0\.0\.0:4101" must be a loopback host and port/],
+      [['daemon', '--log-level', 'loud'], /--log-level must be one of error, warn, info, debug, trace, not "loud"/]
+    ]
+    // in this process (main() is what the bin runs and returns its exit
+    // code): a process each took 11 s for these
+    for (const [args, message] of mistakes) {
+      const result = await runMain([...args, '--data-dir', nowhere])
+      assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`)
+      assert.match(result.stderr, message, args.join(' '))
+    }
+    // nothing was made in the data directory of a refused daemon
+    await assert.rejects(access(nowhere))
+
+    // a folder: one sentence, and a command line that packs it and stores the archive
+    const folder = await runCli(['store', 'put', `${dir.path}/`, '--data-dir', clientDir])
+    assert.equal(folder.code, 2)
+    const name = dir.path.replace(/^.*\//, '')
+    assert.equal(folder.stderr, `opencloud-node: "${dir.path}/" is a folder, and store put stores one file: pack the folder into one first\n` +
+      `  try: tar -czf ${dir.path}.tar.gz -C ${join(dir.path, '..')} ${name} && ${CLI} --data-dir ${clientDir} store put ${dir.path}.tar.gz\n`)
+  })
+
+  it('prints hints that run as printed, with the --data-dir they need', async () => {
+    const empty = await runCli(['--data-dir', clientDir, 'store', 'ls'])
+    assert.equal(empty.code, 0, empty.stderr)
+    assert.equal(empty.stdout, `nothing stored yet; store a file with: ${CLI} --data-dir ${clientDir} store put <file>\n`)
+    const status = await runCli(['store', 'status', '--data-dir', clientDir])
+    assert.equal(status.stdout, `nothing stored yet; store a file with: ${CLI} --data-dir ${clientDir} store put <file>\n`)
+  })
+
+  it('ends quietly when its output is closed under it (| head)', async () => {
+    for (const args of [['store', 'ls'], ['id'], ['call', server.peerId, 'sha256.hash', '--body', '-']]) {
+      const child = spawn(process.execPath, [BIN, ...args, '--data-dir', clientDir], { stdio: ['pipe', 'pipe', 'pipe'] })
+      // the reader has gone before the first line is written
+      child.stdout.destroy()
+      let stderr = ''
+      child.stderr.on('data', d => { stderr += d })
+      child.stdin.end('x')
+      const code = await new Promise<number | null>(resolve => child.once('close', resolve))
+      assert.equal(stderr, '', args.join(' '))
+      assert.equal(code, CLOSED_PIPE_EXIT, `${args.join(' ')}: ${stderr}`)
+    }
+  })
+
   it('says in one sentence when an address is for another bitcoin network', async () => {
     // a mainnet address given to a regtest node's wallet: the address is checked before anything else
     const sent = await runCli(['wallet', 'send', 'bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4', '1000sat', '--data-dir', clientDir])
@@ -162,6 +235,16 @@ describe('the opencloud-node command line against running daemons', () => {
     ] as const) {
       const answer = await raw(path, {})
       assert.equal(answer.status, status, path)
+      assert.match(JSON.parse(answer.text).error.message, reason)
+    }
+    // a put's options are checked before any host is asked, each named as the API calls it
+    for (const [body, reason] of [
+      [{ path: '/x', redundancy: '9-of-4' }, /^redundancy takes K-of-N/],
+      [{ path: '/x', duration: '400d' }, /^duration "400d" is longer than hosts sign contracts for: at most 366 days$/],
+      [{ path: '/x', maxPrice: '0.0001' }, /^maxPrice "0\.0001" has no unit/]
+    ] as const) {
+      const answer = await raw('/v1/store/put', { 'content-type': 'application/json' }, 'POST', JSON.stringify(body))
+      assert.equal(answer.status, 400, answer.text)
       assert.match(JSON.parse(answer.text).error.message, reason)
     }
     const big = await raw('/v1/market/price', { 'content-type': 'application/json' }, 'POST', JSON.stringify({ service: 'sha256', method: 'hash', amount: '1 sat', pad: 'x'.repeat(100_000) }))

@@ -1,5 +1,6 @@
 import { createWriteStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
+import { resolve } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { ApiError, connectApi, type ApiBody } from '../../node/api/client.ts'
@@ -7,8 +8,10 @@ import { parseAmount } from '../../market/units.ts'
 import { parsePayRequest } from '../../payments/pay-options.ts'
 import { CLI } from '../cli-name.ts'
 import { bodyFromFile } from '../../protocols/rpc/body.ts'
+import { parsePeer } from '../../node/opencloud-node.ts'
 import { HintedError, printJson, shellWord, UsageError, type Command } from '../command.ts'
 import { Progress } from '../progress.ts'
+import { checkOutputFile } from '../arguments.ts'
 
 /** Answers larger than this are not put in --json output: use --out */
 const JSON_BODY_LIMIT = 1024 * 1024
@@ -134,6 +137,16 @@ Options:
       throw new UsageError(`"${target}" is not <service>.<method>, e.g. sha256.hash`)
     }
     const [, service, method] = match
+    if (peer !== 'auto') {
+      try {
+        parsePeer(peer)
+      } catch {
+        throw new UsageError(`"${peer}" is not a peer: give a PeerId (they look like 12D3KooW...), a multiaddr ending in /p2p/<PeerId>, or auto`)
+      }
+    }
+    if (values.out != null) {
+      await checkOutputFile(resolve(values.out), values.out)
+    }
     try {
       // checked here too, so a mistake is a usage error before anything is sent
       parsePayRequest({ pay: values.pay, maxPrice: values['max-price'], threshold: values.threshold })
@@ -144,12 +157,16 @@ Options:
     if (values.body === '-') {
       body = { kind: 'stream', stream: process.stdin }
     } else if (values.body != null) {
+      let kind
       try {
-        await stat(values.body)
+        kind = await stat(values.body)
       } catch {
         throw new UsageError(`cannot read the body file ${values.body}`)
       }
-      const size = (await stat(values.body)).size
+      if (!kind.isFile()) {
+        throw new UsageError(`--body ${values.body} is not a file: give a file, or - for standard input`)
+      }
+      const size = kind.size
       const hashing = new Progress(err, 'hashing', size, !json && size >= PROGRESS_FROM)
       const file = await bodyFromFile(values.body, undefined, chunk => { hashing.add(chunk.byteLength) })
       hashing.finish()

@@ -39,11 +39,19 @@ Options:
         throw new UsageError(`"${addr}" is not a multiaddr (${e.message})`)
       }
     }
+    if (values.api != null) {
+      try {
+        checkApiAddress(values.api)
+      } catch {
+        throw new UsageError(`--api "${values.api}" must be a loopback host and port such as 127.0.0.1:4101: the control API is never exposed beyond this machine`)
+      }
+    }
+    if (values['log-level'] != null && !LOG_LEVELS.includes(values['log-level'])) {
+      throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not "${values['log-level']}"`)
+    }
+    // flags are checked before anything is made in the data directory
     const paths = await ensureDataDir(dataDir)
     let config = await loadConfig(paths.config)
-    if (values.api != null) {
-      checkApiAddress(values.api)
-    }
     // --listen and --api are settings, not one-off choices: kept in
     // config.json so the next start (and the CLI) finds the node where it was
     if (values.listen != null || values.api != null) {
@@ -53,9 +61,6 @@ Options:
       })
     }
     const logLevel: LogLevel = values['log-level'] ?? config.logLevel
-    if (!LOG_LEVELS.includes(logLevel)) {
-      throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`)
-    }
     setLogLevel(logLevel)
     const api = checkApiAddress(config.api)
     const token = await loadOrCreateToken(paths.apiToken)

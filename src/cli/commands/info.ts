@@ -1,5 +1,5 @@
 import { connectApi } from '../../node/api/client.ts'
-import { printJson, table, UsageError, type Command } from '../command.ts'
+import { hintLine, printJson, table, UsageError, type Command } from '../command.ts'
 import type { NodeInfo } from '../../services/info/index.ts'
 import type { PeerEntry } from '../../services/peers/index.ts'
 
@@ -9,7 +9,8 @@ export const idCommand: Command = {
   usage: 'opencloud-node id',
   help: 'Prints the PeerId (the node\'s OpenCloud ID), version, addresses and services\nof the node running with this data directory.',
   options: {},
-  run: async ({ values, json, dataDir, out }) => {
+  run: async ({ values, positionals, json, dataDir, out }) => {
+    noArguments('id', positionals)
     const api = await connectApi(dataDir, values.api)
     const info = await api.get<NodeInfo>('/v1/id')
     if (json) {
@@ -23,6 +24,12 @@ export const idCommand: Command = {
       ['services', info.services.join(', ')],
       ['started', info.startedAt]
     ]))
+  }
+}
+
+function noArguments (command: string, positionals: string[]): void {
+  if (positionals.length > 0) {
+    throw new UsageError(`"${command}" takes no arguments, not "${positionals.join(' ')}"`)
   }
 }
 
@@ -42,19 +49,18 @@ Options:
   --timeout MS  how long "find" searches the DHT (default 15000)`,
   options: { timeout: { type: 'string' } },
   run: async ({ values, positionals, json, dataDir, out }) => {
-    const api = await connectApi(dataDir, values.api)
-    let peers: PeerEntry[]
-    if (positionals.length === 0) {
-      peers = await api.get<PeerEntry[]>('/v1/peers')
-    } else if (positionals[0] === 'find' && positionals.length === 2) {
-      const timeout = values.timeout == null ? 15_000 : Number(values.timeout)
-      if (!Number.isSafeInteger(timeout) || timeout <= 0) {
-        throw new UsageError('--timeout takes a number of milliseconds')
-      }
-      peers = await api.get<PeerEntry[]>(`/v1/peers/find?service=${encodeURIComponent(positionals[1])}&timeout=${timeout}`)
-    } else {
+    const find = positionals[0] === 'find' && positionals.length === 2
+    if (positionals.length > 0 && !find) {
       throw new UsageError('usage: opencloud-node peers [find <service>]')
     }
+    const timeout = values.timeout == null ? 15_000 : Number(values.timeout)
+    if (!Number.isSafeInteger(timeout) || timeout <= 0) {
+      throw new UsageError(`--timeout takes a number of milliseconds, not "${String(values.timeout)}"`)
+    }
+    const api = await connectApi(dataDir, values.api)
+    const peers = find
+      ? await api.get<PeerEntry[]>(`/v1/peers/find?service=${encodeURIComponent(positionals[1])}&timeout=${timeout}`)
+      : await api.get<PeerEntry[]>('/v1/peers')
     if (json) {
       printJson(out, peers)
       return
@@ -63,7 +69,7 @@ Options:
       const alone = !(await api.get<PeerEntry[]>('/v1/peers')).some(p => p.connected)
       out.write(positionals.length === 0 ? 'no known peers\n' : `no peer offers ${positionals[1]} yet\n`)
       if (alone) {
-        out.write(`this node is connected to no peers: start it with --bootstrap <multiaddr of a peer>, or try a local testnet (npm run testnet)\n`)
+        out.write(`this node is connected to no peers: start it again with ${hintLine(values, ['--bootstrap', '<multiaddr of a peer>'])}, or try a local testnet (npm run testnet)\n`)
       }
       return
     }
@@ -77,7 +83,8 @@ export const servicesCommand: Command = {
   usage: 'opencloud-node services',
   help: 'Lists the services the running node offers, with their methods. To see a\nremote peer\'s methods and prices: opencloud-node call <peer> <service>.methods',
   options: {},
-  run: async ({ values, json, dataDir, out }) => {
+  run: async ({ values, positionals, json, dataDir, out }) => {
+    noArguments('services', positionals)
     const api = await connectApi(dataDir, values.api)
     const services = await api.get<Array<{ name: string, version: string, description: string, methods: string[] }>>('/v1/services')
     if (json) {

@@ -25,14 +25,25 @@ Options:
   options: { service: { type: 'string' }, method: { type: 'string' }, yes: { type: 'boolean' } },
   run: async ({ values, positionals, json, dataDir, out }) => {
     const [sub, ...rest] = positionals
-    // a price is checked before the node is asked, so a mistake is a usage error
+    const usage = 'usage: opencloud-node market <prices | stats | price set <service>.<method> <amount>>'
+    // the command line is checked before the node is asked, so a mistake is a usage error
     let sats: bigint | undefined
-    if (sub === 'price' && rest[0] === 'set' && rest.length === 3) {
+    let target: RegExpExecArray | null = null
+    if (sub === 'price') {
+      if (rest[0] !== 'set' || rest.length !== 3) {
+        throw new UsageError(usage)
+      }
+      target = /^([a-z][a-z0-9-]*)\.([a-z][a-z0-9-]*)$/.exec(rest[1])
+      if (target == null) {
+        throw new UsageError(`"${rest[1]}" is not <service>.<method>, e.g. sha256.hash`)
+      }
       try {
         sats = parseAmount(rest[2], 'a price')
       } catch (e: any) {
         throw new UsageError(e.message)
       }
+    } else if ((sub !== 'prices' && sub !== 'stats') || rest.length > 0) {
+      throw new UsageError(usage)
     }
     const api = await connectApi(dataDir, values.api)
     const query = new URLSearchParams()
@@ -56,12 +67,8 @@ Options:
       }
       return
     }
-    if (sats != null) {
-      const match = /^([a-z][a-z0-9-]*)\.([a-z][a-z0-9-]*)$/.exec(rest[1])
-      if (match == null) {
-        throw new UsageError(`"${rest[1]}" is not <service>.<method>`)
-      }
-      const result = await api.post<any>('/v1/market/price', { service: match[1], method: match[2], amount: `${sats} sat`, confirm: values.yes === true })
+    if (sats != null && target != null) {
+      const result = await api.post<any>('/v1/market/price', { service: target[1], method: target[2], amount: `${sats} sat`, confirm: values.yes === true })
       if (json) {
         printJson(out, result)
       } else {
@@ -70,8 +77,6 @@ Options:
           `${result.offer == null ? ' (free: no offer is published)' : '; the offer is announced'}` +
           `${result.persisted === true ? ', and config.json keeps it' : ' until the node stops'}\n`)
       }
-      return
     }
-    throw new UsageError('usage: opencloud-node market <prices | stats | price set <service>.<method> <amount>>')
   }
 }

@@ -2,8 +2,9 @@ import { basename, resolve } from 'node:path'
 import { ApiError, connectApi } from '../../node/api/client.ts'
 import { formatSize } from '../../storage/size.ts'
 import { CLI } from '../cli-name.ts'
-import { HintedError, printJson, shellWord, table, UsageError, type Command, type CommandContext } from '../command.ts'
+import { HintedError, hintLine, printJson, table, UsageError, type Command, type CommandContext } from '../command.ts'
 import { Progress } from '../progress.ts'
+import { checkOutputFile, checkPutArguments } from '../arguments.ts'
 import { settlementLine } from './wallet.ts'
 
 const USAGE = `${CLI} store put <file> [--name N] [--redundancy K-of-N] [--duration D] [--max-price AMOUNT]
@@ -50,17 +51,16 @@ function withHint (e: unknown, values: Record<string, any>, argv: string[], name
   if (!(e instanceof ApiError)) {
     return e
   }
-  const node = [...(values['data-dir'] != null ? ['--data-dir', values['data-dir']] : []), ...(values.api != null ? ['--api', values.api] : [])]
-  const line = (words: string[]): string => `${CLI} ${words.map(shellWord).join(' ')}`
   switch (e.name) {
     case 'OutputExistsError':
-      return new HintedError(e.message, line([...argv, '--force']), e.detail, e.name)
+      // argv carries the user's own --data-dir and --api already
+      return new HintedError(e.message, hintLine({}, [...argv, '--force']), e.detail, e.name)
     case 'ObjectExistsError':
-      return new HintedError(e.message, line([...node, 'store', 'rm', name ?? '']), e.detail, e.name)
+      return new HintedError(e.message, hintLine(values, ['store', 'rm', name ?? '']), e.detail, e.name)
     case 'NotEnoughHostsError':
-      return new HintedError(e.message, line([...node, 'market', 'prices', '--service', 'storage']), e.detail, e.name)
+      return new HintedError(e.message, hintLine(values, ['market', 'prices', '--service', 'storage']), e.detail, e.name)
     case 'ObjectNotFoundError':
-      return new HintedError(e.message, line([...node, 'store', 'ls']), e.detail, e.name)
+      return new HintedError(e.message, hintLine(values, ['store', 'ls']), e.detail, e.name)
     default:
       return e
   }
@@ -150,6 +150,7 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
     case 'put': {
       only(['name', 'redundancy', 'duration', 'max-price'])
       const file = resolve(needs('a file'))
+      await checkPutArguments(target, file, values)
       const api = await connectApi(dataDir, values.api)
       const progress = progressReporter(err, 'storing', !json)
       const controller = new AbortController()
@@ -178,6 +179,9 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
     case 'get': {
       only(['out', 'force'])
       const name = needs('a name or id (see: store ls)')
+      if (values.out != null) {
+        await checkOutputFile(resolve(values.out), values.out)
+      }
       const api = await connectApi(dataDir, values.api)
       // the default file is the stored name in this directory, never a
       // path the name may carry
@@ -205,7 +209,7 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
       if (json) {
         printJson(out, objects)
       } else if (objects.length === 0) {
-        out.write(`nothing stored yet; store a file with: ${CLI} store put <file>\n`)
+        out.write(`nothing stored yet; store a file with: ${hintLine(values, ['store', 'put', '<file>'])}\n`)
       } else {
         out.write(table([['NAME', 'SIZE', 'REDUNDANCY', 'HOSTS', 'RENT/MONTH', 'SPENT', 'EXPIRES', 'ID'],
           ...objects.map(o => [o.name, o.sizeText, o.redundancy, String(o.hosts), o.rentPerMonth, o.spent.total, o.expires.slice(0, 10), o.id])]))
@@ -219,7 +223,7 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
       if (json) {
         printJson(out, objects.map(o => ({ id: o.id, name: o.name, redundancy: o.redundancy, ...o.health })))
       } else if (objects.length === 0) {
-        out.write(`nothing stored yet; store a file with: ${CLI} store put <file>\n`)
+        out.write(`nothing stored yet; store a file with: ${hintLine(values, ['store', 'put', '<file>'])}\n`)
       } else {
         out.write(table([['NAME', 'STATE', 'SHARDS', 'NEEDED', 'LOST HOSTS', 'LAST AUDIT PASSED', 'RENT PAID THROUGH'],
           ...objects.map(o => [o.name, o.health.state, `${o.health.healthyShards}/${o.health.totalShards}`, String(o.health.neededShards), String(o.health.lostContracts), o.health.lastAudit ?? 'not yet', o.health.rentPaidThrough ?? '-'])]))

@@ -1,13 +1,24 @@
-import { createReadStream } from 'node:fs'
+import { createReadStream, existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { readApiInfo, dataDirPaths, removeApiInfo } from '../data-dir.ts'
 import { readFile } from 'node:fs/promises'
 import { API_HEADERS } from './http-status.ts'
 import { CLI } from '../../cli/cli-name.ts'
+import { shellWord } from '../../cli/command.ts'
 
 export class DaemonNotRunningError extends Error {
   override name = 'DaemonNotRunningError'
 }
+
+/** The daemon went away while a command was talking to it */
+export class DaemonStoppedError extends Error {
+  override name = 'DaemonStoppedError'
+}
+
+/** How long a command waits for a daemon whose answer broke to be gone, before it calls it alive */
+const EXIT_WAIT_MS = 1000
 
 export class ApiError extends Error {
   readonly httpStatus: number
@@ -23,6 +34,10 @@ export class ApiError extends Error {
 export interface ApiClientInit {
   url: string
   token: string
+  /** the node's data directory, to say where to look when it stops mid-answer */
+  dataDir?: string
+  /** the daemon's process id (api.json), to tell a stopped daemon from a broken connection */
+  pid?: number
 }
 
 /** Find the running daemon of a data directory, or the one at --api */
@@ -32,24 +47,30 @@ export async function connectApi (dataDir: string, apiFlag?: string): Promise<Ap
   try {
     token = (await readFile(paths.apiToken, 'utf8')).trim()
   } catch {
-    throw new DaemonNotRunningError(`no node has run with the data directory ${dataDir}; start one with: ${CLI} --data-dir ${dataDir}`)
+    throw new DaemonNotRunningError(`no node has run with the data directory ${dataDir}; start one with: ${startLine(dataDir)}`)
   }
   let url: string
+  let pid: number | undefined
   if (apiFlag != null) {
     url = apiFlag.startsWith('http') ? apiFlag : `http://${apiFlag}`
   } else {
     const info = await readApiInfo(paths.apiInfo)
     if (info == null) {
-      throw new DaemonNotRunningError(`no node is running with the data directory ${dataDir}; start one with: ${CLI} --data-dir ${dataDir}`)
+      throw new DaemonNotRunningError(`no node is running with the data directory ${dataDir}; start one with: ${startLine(dataDir)}`)
     }
     if (!isAlive(info.pid)) {
       // the node died without cleaning up (kill -9, a crash): its api.json is stale
       await removeApiInfo(paths.apiInfo).catch(() => {})
-      throw new DaemonNotRunningError(`the node of ${dataDir} (pid ${info.pid}) is not running: it stopped without cleaning up, and its stale api.json was removed; start it again with: ${CLI} --data-dir ${dataDir}`)
+      throw new DaemonNotRunningError(`the node of ${dataDir} (pid ${info.pid}) is not running: it stopped without cleaning up, and its stale api.json was removed; start it again with: ${startLine(dataDir)}`)
     }
     url = info.url
+    pid = info.pid
   }
-  return new ApiClient({ url, token })
+  return new ApiClient({ url, token, dataDir, pid })
+}
+
+function startLine (dataDir: string): string {
+  return `${CLI} --data-dir ${shellWord(dataDir)}`
 }
 
 function isAlive (pid: number | undefined): boolean {
@@ -58,10 +79,16 @@ function isAlive (pid: number | undefined): boolean {
   }
   try {
     process.kill(pid, 0)
-    return true
   } catch (err: any) {
     // EPERM: alive, but someone else's
     return err.code === 'EPERM'
+  }
+  // a killed daemon stays a zombie until its parent reaps it: it answers
+  // signal 0 but is gone (Linux says so in /proc; elsewhere it counts as alive)
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  } catch {
+    return true
   }
 }
 
@@ -94,9 +121,14 @@ export class ApiClient {
   readonly url: string
   private readonly token: string
 
+  private readonly dataDir?: string
+  private readonly pid?: number
+
   constructor (init: ApiClientInit) {
     this.url = init.url.replace(/\/$/, '')
     this.token = init.token
+    this.dataDir = init.dataDir
+    this.pid = init.pid
   }
 
   private async request (path: string, init: RequestInit = {}): Promise<Response> {
@@ -107,7 +139,10 @@ export class ApiClient {
         headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${this.token}` }
       })
     } catch (err: any) {
-      throw new DaemonNotRunningError(`cannot reach the node's control API at ${this.url} (${err.cause?.code ?? err.message}); is the daemon running?`)
+      if (init.signal?.aborted === true) {
+        throw err
+      }
+      throw await this.lost(err, false)
     }
     if (!res.ok) {
       let detail: Record<string, any>
@@ -121,12 +156,79 @@ export class ApiClient {
     return res
   }
 
+  /**
+   * What to say when the connection to the daemon breaks: undici's own
+   * words ("terminated", "fetch failed") say nothing to a user. A daemon
+   * that is gone stopped (was killed, crashed): its log says why.
+   */
+  private async lost (err: any, answering: boolean): Promise<Error> {
+    const cause: string = err.cause?.code ?? err.cause?.message ?? err.message
+    if (this.pid != null) {
+      for (let waited = 0; isAlive(this.pid) && waited < EXIT_WAIT_MS; waited += 50) {
+        await sleep(50)
+      }
+      if (!isAlive(this.pid)) {
+        return new DaemonStoppedError(`the node (pid ${this.pid}) stopped ${answering ? 'while answering' : 'before it answered'}; ${this.whereToLook()}`)
+      }
+    }
+    if (!answering) {
+      return new DaemonNotRunningError(`cannot reach the node's control API at ${this.url} (${cause}); is the daemon running?`)
+    }
+    return new DaemonStoppedError(`the connection to the node's control API at ${this.url} broke while it answered (${cause}); ${this.whereToLook()}`)
+  }
+
+  /** Where a node's own account of why it stopped is, true to what exists */
+  private whereToLook (): string {
+    if (this.dataDir == null) {
+      return 'what it printed where it was started may say why'
+    }
+    // the testnet and bench keep each daemon's output in its data directory
+    const log = join(this.dataDir, 'daemon.log')
+    return existsSync(log)
+      ? `see its log: ${log}`
+      : `what it printed where it was started may say why; start it again with: ${startLine(this.dataDir)}`
+  }
+
+  /** A JSON answer; a body cut off by the daemon going away says so */
+  private async json<T> (res: Response): Promise<T> {
+    let text: string
+    try {
+      text = await res.text()
+    } catch (err) {
+      throw await this.lost(err, true)
+    }
+    return JSON.parse(text) as T
+  }
+
+  /** A streamed answer whose break says what happened, as json() does */
+  private guarded (body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+    const reader = body.getReader()
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        let next: Awaited<ReturnType<typeof reader.read>>
+        try {
+          next = await reader.read()
+        } catch (err: any) {
+          // the command's own abort (Ctrl-C) is no news about the daemon
+          controller.error(err?.name === 'AbortError' ? err : await this.lost(err, true))
+          return
+        }
+        if (next.done) {
+          controller.close()
+        } else {
+          controller.enqueue(next.value)
+        }
+      },
+      cancel: async (reason) => { await reader.cancel(reason) }
+    })
+  }
+
   async get<T> (path: string): Promise<T> {
-    return (await this.request(path)).json() as Promise<T>
+    return this.json<T>(await this.request(path))
   }
 
   async post<T> (path: string, body?: unknown): Promise<T> {
-    return (await this.request(path, { method: 'POST', body: body == null ? undefined : JSON.stringify(body), headers: { 'content-type': 'application/json' } })).json() as Promise<T>
+    return this.json<T>(await this.request(path, { method: 'POST', body: body == null ? undefined : JSON.stringify(body), headers: { 'content-type': 'application/json' } }))
   }
 
   /**
@@ -138,7 +240,7 @@ export class ApiClient {
     const res = await this.request(path, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal })
     const decoder = new TextDecoder()
     let buffered = ''
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    for await (const chunk of this.guarded(res.body as ReadableStream<Uint8Array>) as unknown as AsyncIterable<Uint8Array>) {
       buffered += decoder.decode(chunk, { stream: true })
       let newline: number
       while ((newline = buffered.indexOf('\n')) >= 0) {
@@ -157,7 +259,8 @@ export class ApiClient {
         }
       }
     }
-    throw new ApiError(502, { name: 'ApiError', message: 'the node ended the answer before the work was done; see its log' })
+    // a daemon killed between two events can also end the answer cleanly
+    throw await this.lost(new Error('the answer ended before the work was done'), true)
   }
 
   /**
@@ -197,7 +300,7 @@ export class ApiClient {
       server: res.headers.get(API_HEADERS.server) ?? '',
       proof: res.headers.get(API_HEADERS.proof) ?? '',
       bodySha256: res.headers.get(API_HEADERS.bodySha256) ?? '',
-      body: res.body,
+      body: res.body == null ? null : this.guarded(res.body),
       length: Number(res.headers.get('content-length') ?? 0),
       payment: res.headers.get(API_HEADERS.payment) == null ? undefined : JSON.parse(decodeURIComponent(res.headers.get(API_HEADERS.payment) as string))
     }

@@ -13,19 +13,84 @@ export const STORE_MISTAKES: Record<string, number> = {
   OutputExistsError: 409,
   NotEnoughHostsError: 409,
   InvalidRedundancyError: 400,
+  InvalidDurationError: 400,
+  InvalidPutOptionError: 400,
   InvalidNameError: 400,
   DecryptError: 422,
   IntegrityError: 502,
   ShardUnavailableError: 502
 }
 
+export class InvalidDurationError extends Error {
+  override name = 'InvalidDurationError'
+}
+
+/** A put's redundancy, duration or price ceiling that no host would take */
+export class InvalidPutOptionError extends Error {
+  override name = 'InvalidPutOptionError'
+}
+
+/**
+ * The longest contract a host signs (the storage service's default
+ * maxDurationMs): a put for longer is refused before any host is asked,
+ * since every one of them would refuse it
+ */
+export const MAX_PUT_DURATION_MS = 366 * 86_400_000
+
 /** "30d", "12h", "90m": a duration in ms */
 export function parseDuration (text: string, what = 'a duration'): number {
   const match = /^([0-9]+)\s*(m|h|d)$/.exec(text.trim())
   if (match == null || Number(match[1]) <= 0) {
-    throw new HttpError(400, `${what} takes a period such as 90m, 12h or 30d, not "${text}"`)
+    throw new InvalidDurationError(`${what} takes a period such as 90m, 12h or 30d, not "${text}"`)
   }
   return Number(match[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'm' | 'h' | 'd']
+}
+
+/** What a put's options are called where they come from: the API's fields, or the CLI's flags */
+export interface PutOptionNames {
+  redundancy: string
+  duration: string
+  maxPrice: string
+}
+
+export interface PutOptions {
+  k?: number
+  n?: number
+  durationMs?: number
+  maxStoragePrice?: bigint
+}
+
+/**
+ * A put's redundancy, duration and price ceiling, checked as the API
+ * receives them and, under the flags' names, by the CLI before it asks the
+ * daemon (so a mistake is a usage error, named as the user typed it)
+ */
+export function parsePutOptions (input: { redundancy?: unknown, duration?: unknown, maxPrice?: unknown }, names: PutOptionNames = { redundancy: 'redundancy', duration: 'duration', maxPrice: 'maxPrice' }): PutOptions {
+  const options: PutOptions = {}
+  try {
+    if (input.redundancy != null) {
+      // parseRedundancy speaks of the CLI's flag: each caller gets its own name
+      Object.assign(options, parseRedundancy(String(input.redundancy)))
+    }
+  } catch (err: any) {
+    throw new InvalidPutOptionError(err.message.replace(/^--redundancy/, names.redundancy))
+  }
+  if (input.duration != null) {
+    try {
+      options.durationMs = parseDuration(String(input.duration), names.duration)
+    } catch (err: any) {
+      throw new InvalidPutOptionError(err.message)
+    }
+    if (options.durationMs > MAX_PUT_DURATION_MS) {
+      throw new InvalidPutOptionError(`${names.duration} "${String(input.duration)}" is longer than hosts sign contracts for: at most ${MAX_PUT_DURATION_MS / 86_400_000} days`)
+    }
+  }
+  try {
+    options.maxStoragePrice = input.maxPrice == null ? undefined : parseAmount(input.maxPrice as string, names.maxPrice)
+  } catch (err: any) {
+    throw new InvalidPutOptionError(err.message)
+  }
+  return options
 }
 
 /**
@@ -74,16 +139,9 @@ export async function storeRoute (node: OpenCloudNode, route: string, req: Incom
       if (typeof body.path !== 'string' || !isAbsolute(body.path)) {
         throw new HttpError(400, usage)
       }
-      const redundancy = body.redundancy == null ? undefined : parseRedundancy(String(body.redundancy))
-      const durationMs = body.duration == null ? undefined : parseDuration(String(body.duration), 'duration')
-      let maxStoragePrice: bigint | undefined
-      try {
-        maxStoragePrice = body.maxPrice == null ? undefined : parseAmount(body.maxPrice as string, 'maxPrice')
-      } catch (err: any) {
-        throw new HttpError(400, err.message)
-      }
+      const options = parsePutOptions(body)
       await streamEvents(req, res, async (onProgress, signal) => {
-        const object = await node.storage.put(body.path as string, { name: typeof body.name === 'string' ? body.name : undefined, ...redundancy, durationMs, maxStoragePrice, onProgress, signal })
+        const object = await node.storage.put(body.path as string, { name: typeof body.name === 'string' ? body.name : undefined, ...options, onProgress, signal })
         return { object: objectSummary(object) }
       })
       return true

@@ -18,6 +18,15 @@ export interface PeerEntry {
   connected: boolean
 }
 
+/**
+ * Each address once: the peer store can hold one address twice for a while
+ * (`peers` printed each of a peer's addresses twice on a testnet after one
+ * of its nodes was restarted)
+ */
+function distinct (addrs: Array<{ toString: () => string }>): string[] {
+  return [...new Set(addrs.map(a => a.toString()))]
+}
+
 /** The peers this node knows: the peer store, marked with who is connected now */
 export async function knownPeers (components: PeersServiceComponents, limit = 1000): Promise<PeerEntry[]> {
   const connected = new Set(components.getConnections().map(c => c.remotePeer.toString()))
@@ -26,7 +35,7 @@ export async function knownPeers (components: PeersServiceComponents, limit = 10
     .filter(p => !p.id.equals(components.peerId))
     .map(p => ({
       id: p.id.toString(),
-      addrs: p.addresses.map(a => a.multiaddr.toString()),
+      addrs: distinct(p.addresses.map(a => a.multiaddr)),
       connected: connected.has(p.id.toString())
     }))
     .sort((a, b) => Number(b.connected) - Number(a.connected) || a.id.localeCompare(b.id))
@@ -42,7 +51,7 @@ export async function providersOf (components: PeersServiceComponents, service: 
   // a node finds its own record too, but cannot call itself
   return providers.filter(p => !p.id.equals(components.peerId)).map(p => ({
     id: p.id.toString(),
-    addrs: p.multiaddrs.map(a => a.toString()),
+    addrs: distinct(p.multiaddrs),
     connected: connected.has(p.id.toString())
   }))
 }
