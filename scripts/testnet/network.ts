@@ -116,8 +116,8 @@ export async function startNode (index: number, dir: string, bootstrap: string |
   child.stderr?.pipe(log)
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
-    const onExit = (code: number | null): void => {
-      reject(new Error(`node ${index} exited with code ${code} before it started; see ${join(dataDir, 'daemon.log')}`))
+    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+      reject(new Error(`node ${index} ${howItEnded(code, signal)} before it started; see ${join(dataDir, 'daemon.log')}`))
     }
     child.once('exit', onExit)
     lines.on('line', line => {
@@ -136,9 +136,24 @@ export async function startNode (index: number, dir: string, bootstrap: string |
   })
 }
 
+/** "exited with code 1", "was killed by SIGKILL" */
+export function howItEnded (code: number | null, signal: NodeJS.Signals | null): string {
+  return signal != null ? `was killed by ${signal}` : `exited with code ${code}`
+}
+
+/** Whether a child has ended: one killed by a signal has no exit code, only a signalCode */
+export function hasEnded (child: ChildProcess): boolean {
+  return child.exitCode != null || child.signalCode != null
+}
+
+/**
+ * SIGTERM to every node still running, SIGKILL to any that has not stopped
+ * 10 s later. A node that ended already is not waited for: its exit event
+ * has fired, and waiting for another would never end (seen after a kill -9).
+ */
 export async function stopAll (nodes: Started[]): Promise<void> {
   await Promise.all(nodes.map(async n => {
-    if (n.child.exitCode != null) {
+    if (hasEnded(n.child)) {
       return
     }
     const exited = new Promise(resolve => n.child.once('exit', resolve))

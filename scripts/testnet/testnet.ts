@@ -10,20 +10,20 @@
  * its faucet, and prices sha256.hash on the even-numbered nodes (with credit
  * for deferred payments), so paid calls work out of the box:
  *   npx opencloud-node --data-dir .testnet/node-3 call <PeerId of node 2> sha256.hash --body FILE --pay auto --max-price 10000sat
- * Ctrl-C stops them all.
+ * Ctrl-C stops them all; a second Ctrl-C kills any that has not stopped yet.
  */
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
 import { formatAmount, parseAmount } from '../../src/market/units.ts'
-import { fund, startNode, stopAll, type Started, writeLedgerGenesis } from './network.ts'
+import { fund, hasEnded, howItEnded, startNode, stopAll, type Started, writeLedgerGenesis } from './network.ts'
 
 const HELP = `Usage: npm run testnet -- [--nodes N] [--dir DIR] [--json]
 
 Starts N opencloud-node daemons on 127.0.0.1 (random free ports), the first
 as the bootstrap peer of the others, prints a table of them and runs until
-Ctrl-C, then stops them all. Node i's data directory is DIR/node-i and its
-log is DIR/node-i/daemon.log.
+Ctrl-C, then stops them all (a second Ctrl-C kills those still stopping).
+Node i's data directory is DIR/node-i and its log is DIR/node-i/daemon.log.
 
 It also runs a local bitcoin regtest chain (DIR/chain), funds every node's
 wallet with --fund, and prices sha256.hash at 100 sat/MiB on the
@@ -96,7 +96,15 @@ async function main (): Promise<number> {
   const shutdown = new Promise<void>(resolve => {
     const onSignal = (): void => {
       if (stopping) {
-        return
+        // a second Ctrl-C (or SIGTERM) waits for nothing: a node that does
+        // not stop (frozen, stuck) must not keep the testnet from ending
+        process.stderr.write('testnet: stopping now: killing the nodes that have not stopped\n')
+        for (const node of nodes) {
+          if (!hasEnded(node.child)) {
+            node.child.kill('SIGKILL')
+          }
+        }
+        process.exit(130)
       }
       stopping = true
       resolve()
@@ -156,9 +164,9 @@ async function main (): Promise<number> {
   }
 
   for (const node of nodes) {
-    node.child.once('exit', code => {
+    node.child.once('exit', (code, signal) => {
       if (!stopping) {
-        process.stderr.write(`testnet: node ${node.index} exited with code ${code}; see ${join(node.dataDir, 'daemon.log')}\n`)
+        process.stderr.write(`testnet: node ${node.index} ${howItEnded(code, signal)}; see ${join(node.dataDir, 'daemon.log')}\n`)
       }
     })
   }

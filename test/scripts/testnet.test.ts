@@ -1,16 +1,46 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { access, readFile } from 'node:fs/promises'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { access, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { tempDir, waitFor } from '../helpers/nodes.ts'
 import { BIN, runCli, runShell } from '../helpers/cli.ts'
 import { startTestnet, killGroup } from '../helpers/testnet.ts'
+import { stopAll, type Started } from '../../scripts/testnet/network.ts'
+
+const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+const pidOf = async (dataDir: string): Promise<number> => JSON.parse(await readFile(join(dataDir, 'api.json'), 'utf8')).pid
+
+/**
+ * The exit code and signal of the testnet once it ends; a testnet that hangs
+ * fails the test after `ms` instead of holding it (and its daemons) for ever
+ */
+async function exitOf (child: ChildProcess, ms = 60_000): Promise<[number | null, string | null]> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([
+      new Promise<[number | null, string | null]>(resolve => child.once('exit', (code, signal) => { resolve([code, signal]) })),
+      new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(new Error(`the testnet did not end within ${ms / 1000} s`)) }, ms) })
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** How many shard files a host holds (under <data dir>/storage/<contract>/) */
+async function shardCount (dataDir: string): Promise<number> {
+  let count = 0
+  for (const contract of await readdir(join(dataDir, 'storage')).catch(() => [])) {
+    count += (await readdir(join(dataDir, 'storage', contract)).catch(() => [])).length
+  }
+  return count
+}
 
 describe('scripts/testnet', () => {
-  it('starts N joined nodes that the CLI can use by data directory, and stops them all on Ctrl-C', async () => {
+  it('starts N joined nodes that the CLI can use by data directory, and stops them all on Ctrl-C, also after one was killed', async () => {
     const dir = await tempDir()
-    const { child, network } = await startTestnet(4, dir.path)
+    const { child, network, stderr } = await startTestnet(4, dir.path)
     try {
       const { chain, nodes } = network
       assert.match(chain, /^http:\/\/127\.0\.0\.1:\d+$/)
@@ -73,15 +103,95 @@ describe('scripts/testnet', () => {
       assert.equal(auto.code, 0, auto.stdout)
       assert.equal(JSON.parse(auto.stdout).server, nodes[3].peerId)
 
-      const exited = new Promise<number | null>(resolve => child.once('exit', resolve))
+      // a folder is refused with a command line that stores it packed, and
+      // that command runs as printed
+      const folder = join(dir.path, 'photos')
+      await mkdir(folder)
+      await writeFile(join(folder, 'a.txt'), 'a photo')
+      const refused = await runCli(['--data-dir', nodes[3].dataDir, 'store', 'put', folder])
+      assert.equal(refused.code, 2, refused.stderr)
+      const packed = /^ {2}try: (.*)$/m.exec(refused.stderr)?.[1]
+      assert.ok(packed != null, refused.stderr)
+      const stored = await runShell(packed)
+      assert.equal(stored.code, 0, stored.stderr)
+      assert.match(stored.stdout, /^stored photos\.tar\.gz /)
+
+      // node 4's daemon killed while it answers a store put: the CLI says
+      // what happened (it said "terminated"), and where to look
+      const big = join(dir.path, 'big.bin')
+      await writeFile(big, randomBytes(24 * 1024 * 1024))
+      const hosts = nodes.slice(0, 3)
+      const hostPids = await Promise.all(hosts.map(async (n: any) => pidOf(n.dataDir)))
+      const clientPid = await pidOf(nodes[3].dataDir)
+      await waitFor(async () => {
+        const offers = JSON.parse((await runCli(['--data-dir', nodes[3].dataDir, 'market', 'prices', '--service', 'storage', '--json'])).stdout)
+        return new Set(offers.filter((o: any) => o.method === 'rent').map((o: any) => o.provider)).size >= 3
+      }, 30_000, 'the storage offers of the three hosts')
+      const held = async (): Promise<number> => (await Promise.all(hosts.map(async (n: any) => shardCount(n.dataDir)))).reduce((a, b) => a + b, 0)
+      const before = await held()
+      const put = runCli(['--data-dir', nodes[3].dataDir, 'store', 'put', big, '--redundancy', '1-of-3'])
+      await waitFor(async () => await held() > before, 60_000, 'the first shards of the put at a host')
+      // the hosts stand still, so the put cannot end before its node is killed
+      for (const pid of hostPids) process.kill(pid, 'SIGSTOP')
+      try {
+        process.kill(clientPid, 'SIGKILL')
+        const broken = await put
+        assert.equal(broken.code, 1, broken.stderr)
+        assert.equal(broken.stderr, `opencloud-node: the node (pid ${clientPid}) stopped while answering; see its log: ${join(nodes[3].dataDir, 'daemon.log')}\n`)
+      } finally {
+        for (const pid of hostPids) process.kill(pid, 'SIGCONT')
+      }
+      await waitFor(() => /node 4 was killed by SIGKILL/.test(stderr()), 10_000, 'the testnet to notice node 4 is gone')
+
+      // Ctrl-C stops the others, and does not wait for the one killed (it hung)
+      const exited = exitOf(child)
       child.kill('SIGINT')
-      assert.equal(await exited, 0)
-      for (const node of nodes) {
+      assert.deepEqual(await exited, [0, null], stderr())
+      for (const node of hosts) {
         await assert.rejects(access(join(node.dataDir, 'api.json')), `${node.dataDir} stopped cleanly`)
       }
     } finally {
       killGroup(child)
       await dir.cleanup()
+    }
+  })
+
+  it('stops at once on a second Ctrl-C, killing a node that does not stop', async () => {
+    const dir = await tempDir()
+    const { child, network, stderr } = await startTestnet(2, dir.path)
+    try {
+      const frozen = await pidOf(network.nodes[1].dataDir)
+      process.kill(frozen, 'SIGSTOP')
+      // within less than the 10 s after which the first Ctrl-C kills it anyway
+      const exited = exitOf(child, 8_000)
+      child.kill('SIGINT')
+      // the first waits for the frozen node (10 s, then it kills it)...
+      await waitFor(() => stderr().includes('stopping the testnet...'), 10_000, 'the testnet to start stopping')
+      // ...a second does not
+      child.kill('SIGINT')
+      assert.deepEqual(await exited, [130, null], stderr())
+      assert.match(stderr(), /testnet: stopping now: killing the nodes that have not stopped/)
+      await waitFor(() => !alive(frozen), 10_000, 'the frozen node to be gone')
+    } finally {
+      killGroup(child)
+      await dir.cleanup()
+    }
+  })
+
+  it('stopAll does not wait for a node that was killed by a signal', { timeout: 30_000 }, async () => {
+    // kill -9 leaves a child with no exit code, only a signalCode, and its
+    // exit event fired already: waiting for another hung the testnet
+    const killed = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' })
+    const running = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' })
+    try {
+      const gone = new Promise(resolve => killed.once('exit', resolve))
+      killed.kill('SIGKILL')
+      await gone
+      assert.equal(killed.exitCode, null)
+      await stopAll([{ child: killed }, { child: running }] as Started[])
+      assert.equal(running.signalCode, 'SIGTERM')
+    } finally {
+      running.kill('SIGKILL')
     }
   })
 
