@@ -4,8 +4,7 @@ import { ApiError, connectApi, type ApiClient } from '../../node/api/client.ts'
 import { ensureDataDir } from '../../node/data-dir.ts'
 import { loadConfig } from '../../node/config.ts'
 import { Wallet } from '../../payments/wallet/wallet.ts'
-import { HintedError, printJson, shellWord, table, UsageError, type Command } from '../command.ts'
-import { CLI } from '../cli-name.ts'
+import { HintedError, hintLine, printJson, table, UsageError, type Command } from '../command.ts'
 import { formatAmount, parseAmount } from '../../market/units.ts'
 
 export const walletCommand: Command = {
@@ -111,7 +110,7 @@ Options:
         } catch (e: any) {
           // too little in the wallet (or only coins whose change the fee would eat): where to fund it
           if (e instanceof ApiError && (e.name === 'InsufficientFundsError' || e.name === 'FeeTooHighError')) {
-            throw new HintedError(e.message, nodeCommand(values, ['wallet', 'address']), e.detail, e.name)
+            throw new HintedError(e.message, hintLine(values, ['wallet', 'address']), e.detail, e.name)
           }
           throw e
         }
@@ -199,7 +198,7 @@ Options:
       for (const t of tabs.payable.filter(t => t.settlement != null)) {
         out.write(`\n${t.peer}: ${settlementWord(t.settlement)}: ${t.settlement.reason}\n`)
         if (t.settlement.hint != null) {
-          out.write(`  ${t.settlement.hint.text}${t.settlement.hint.command == null ? '' : `: ${nodeCommand(values, t.settlement.hint.command)}`}\n`)
+          out.write(`  ${t.settlement.hint.text}${t.settlement.hint.command == null ? '' : `: ${hintLine(values, t.settlement.hint.command)}`}\n`)
         }
       }
       return
@@ -215,12 +214,6 @@ Options:
     }
     throw new UsageError('usage: opencloud-node payments <summary [--since WHEN] | tabs | history>')
   }
-}
-
-/** A command line of this program that runs as printed, with this command's --data-dir and --api */
-function nodeCommand (values: Record<string, any>, words: string[]): string {
-  const node = [...(values['data-dir'] != null ? ['--data-dir', values['data-dir']] : []), ...(values.api != null ? ['--api', values.api] : [])]
-  return `${CLI} ${[...node, ...words].map(shellWord).join(' ')}`
 }
 
 function settlementWord (settlement: { state: string } | null): string {
@@ -239,7 +232,7 @@ export async function settlementLine (api: ApiClient, values: Record<string, any
     return undefined
   }
   const what = failing.length === 1 ? `the tab with ${failing[0].peer}` : `the tabs with ${failing.length} servers`
-  return `payments: ${what} cannot be settled: ${failing[0].settlement.reason}; see: ${nodeCommand(values, ['payments', 'tabs'])}`
+  return `payments: ${what} cannot be settled: ${failing[0].settlement.reason}; see: ${hintLine(values, ['payments', 'tabs'])}`
 }
 
 /** "90m", "24h", "7d" back from now, or a date: milliseconds since the epoch */
