@@ -180,6 +180,10 @@ describe('the opencloud-node command line against running daemons', () => {
     assert.equal(empty.stdout, `nothing stored yet; store a file with: ${CLI} --data-dir ${clientDir} store put <file>\n`)
     const status = await runCli(['store', 'status', '--data-dir', clientDir])
     assert.equal(status.stdout, `nothing stored yet; store a file with: ${CLI} --data-dir ${clientDir} store put <file>\n`)
+    const fresh = join(dir.path, 'restored')
+    const restore = await runCli(['wallet', 'restore', '--data-dir', fresh])
+    assert.equal(restore.code, 2)
+    assert.equal(restore.stderr, `opencloud-node: give the mnemonic on standard input, e.g.: ${CLI} --data-dir ${fresh} wallet restore < words.txt\n`)
   })
 
   it('ends quietly when its output is closed under it (| head)', async () => {

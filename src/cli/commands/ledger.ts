@@ -1,7 +1,7 @@
 import { connectApi } from '../../node/api/client.ts'
 import { CLI } from '../cli-name.ts'
 import { quorum } from '../../ledger/encoding.ts'
-import { printJson, table, UsageError, type Command, type CommandContext } from '../command.ts'
+import { hintLine, printJson, table, UsageError, type Command, type CommandContext } from '../command.ts'
 
 const USAGE = `${CLI} ledger status
        ${CLI} ledger validators
@@ -63,7 +63,7 @@ async function run ({ values, positionals, json, dataDir, out }: CommandContext)
         ['slot', `${s.slotMs} ms; checkpoint every ${s.checkpointEvery === 1 ? 'block' : `${s.checkpointEvery} blocks`}`],
         ['waiting', count(s.pending, 'transaction')],
         ['promo', `${count(s.pools, 'pool')}, ${count(s.codes, 'code')}`],
-        ...(s.equivocations > 0 ? [['evidence', `${count(s.equivocations, 'equivocation')} on record (${CLI} ledger validators)`]] : []),
+        ...(s.equivocations > 0 ? [['evidence', `${count(s.equivocations, 'equivocation')} on record (${hintLine(values, ['ledger', 'validators'])})`]] : []),
         ...(s.problem != null ? [['PROBLEM', s.problem]] : [])
       ]))
       return
@@ -96,7 +96,7 @@ async function run ({ values, positionals, json, dataDir, out }: CommandContext)
       switch (action) {
         case 'request': {
           if (code == null) {
-            throw new UsageError(`usage: ${CLI} ledger promo request <pool id> (\`${CLI} ledger pools\` lists them)`)
+            throw new UsageError(`usage: ${CLI} ledger promo request <pool id> (\`${hintLine(values, ['ledger', 'pools'])}\` lists them)`)
           }
           const c = await api.post<any>('/v1/ledger/promo/request', { pool: code })
           show(c, () => codeTable(c))
@@ -128,7 +128,7 @@ async function run ({ values, positionals, json, dataDir, out }: CommandContext)
         }
         case 'redeem': {
           if (values.at == null && values.authorization == null) {
-            throw new UsageError(`as the code's owner: ${CLI} ledger promo redeem <code> --at <member cloud PeerId>; as a member cloud: --authorization <what the owner's \`ledger promo authorize\` printed>`)
+            throw new UsageError(`as the code's owner: ${hintLine(values, ['ledger', 'promo', 'redeem', '<code>', '--at', '<member cloud PeerId>'])}; as a member cloud: --authorization <what the owner's \`ledger promo authorize\` printed>`)
           }
           const c = await api.post<any>('/v1/ledger/promo/redeem', { code, at: values.at, authorization: values.authorization })
           show(c, () => `redeemed: ${c.credit} of ${c.service} calls (height ${c.redeemed?.height})\n`)

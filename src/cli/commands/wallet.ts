@@ -58,7 +58,7 @@ Options:
       }
       const words = Buffer.concat(await process.stdin.toArray()).toString('utf8').trim()
       if (words === '') {
-        throw new UsageError('give the mnemonic on standard input, e.g.: opencloud-node wallet restore < words.txt')
+        throw new UsageError(`give the mnemonic on standard input, e.g.: ${hintLine(values, ['wallet', 'restore'])} < words.txt`)
       }
       const wallet = await Wallet.restore({ path, network, passphrase, mnemonic: words })
       if (json) {
