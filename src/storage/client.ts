@@ -11,7 +11,7 @@ import { objectKey, openSegment, sealSegment, TAG_BYTES, DecryptError } from './
 import { ReedSolomon, split } from './erasure.ts'
 import { equalBytes, merkleRoot } from './merkle.ts'
 import { formatSize } from './size.ts'
-import { releaseSegmentMemory } from './memory.ts'
+import { inTransfer, releaseSegmentMemory, SegmentSlots } from './memory.ts'
 import { auditContract, AuditFailedError } from './audit.ts'
 import { openRating, signRating } from './rating.ts'
 import type { CallRequest, CallResponse } from '../protocols/rpc/client.ts'
@@ -126,6 +126,12 @@ export interface StorageClientInit {
    * same speed and 70 MB less
    */
   segmentsInFlight?: number
+  /**
+   * segments held in memory at once by all transfers together (puts, gets
+   * and repairs), default 4: concurrent transfers take turns segment by
+   * segment rather than each hold their own (see SegmentSlots)
+   */
+  segmentSlots?: number
   /** contract length, default 30 days */
   durationMs?: number
   /** how often rent falls due, default 1 day */
@@ -393,6 +399,7 @@ export class StorageClient {
   private readonly components: StorageClientComponents
   private readonly segmentSize: number
   private readonly segmentsInFlight: number
+  private readonly slots: SegmentSlots
   private readonly durationMs: number
   private readonly rentPeriodMs: number
   private readonly rentCheckMs: number
@@ -424,6 +431,7 @@ export class StorageClient {
     this.components = components
     this.segmentSize = init.segmentSize ?? 4 * 1024 * 1024
     this.segmentsInFlight = init.segmentsInFlight ?? 1
+    this.slots = new SegmentSlots(Math.max(init.segmentSlots ?? 4, this.segmentsInFlight))
     this.durationMs = init.durationMs ?? MONTH_MS
     this.rentPeriodMs = init.rentPeriodMs ?? 24 * 3600_000
     this.rentCheckMs = init.rentCheckMs ?? 60_000
@@ -812,7 +820,7 @@ export class StorageClient {
       const durationMs = Math.max(60_000, Math.min(...liveEnds, now + this.durationMs) - now)
       for (const [slot, segments] of lostSlots) {
         try {
-          rebuilt += await this.repairSlot(object, slot, segments, offers, durationMs, transfer, both)
+          rebuilt += await inTransfer(async () => this.repairSlot(object, slot, segments, offers, durationMs, transfer, both))
         } catch (err: any) {
           if (both.aborted) {
             throw err
@@ -872,18 +880,22 @@ export class StorageClient {
       let uploading = false
       try {
         for (const i of segments) {
-          signal.throwIfAborted()
           const segment = object.segments[i]
-          const shards = rs.reconstruct(await this.fetchSegment(object, i, transfer, signal))
-          const root = merkleRoot(shards[slot])
-          if (hex(root) !== segment.shards[slot].root) {
-            throw new IntegrityError(`shard ${slot + 1} of segment ${i} of "${object.name}" rebuilt to another root`)
+          const give = await this.slots.take(signal)
+          try {
+            const shards = rs.reconstruct(await this.fetchSegment(object, i, transfer, signal))
+            const root = merkleRoot(shards[slot])
+            if (hex(root) !== segment.shards[slot].root) {
+              throw new IntegrityError(`shard ${slot + 1} of segment ${i} of "${object.name}" rebuilt to another root`)
+            }
+            uploading = true
+            await this.putShard(target, shards[slot], root, signal)
+            uploading = false
+            moved.push([i, { host: host.peer, contract: formed.id, root: hex(root) }])
+          } finally {
+            give()
+            releaseSegmentMemory()
           }
-          uploading = true
-          await this.putShard(target, shards[slot], root, signal)
-          uploading = false
-          moved.push([i, { host: host.peer, contract: formed.id, root: hex(root) }])
-          releaseSegmentMemory()
         }
       } catch (err: any) {
         const hostFailed = uploading && !signal.aborted
@@ -1211,7 +1223,7 @@ export class StorageClient {
     await this.reserveName(name, objectId)
     let stored = false
     try {
-      const object = await this.putReserved(path, size, name, id, options, signal)
+      const object = await inTransfer(async () => this.putReserved(path, size, name, id, options, signal))
       stored = true
       return object
     } finally {
@@ -1331,10 +1343,11 @@ export class StorageClient {
           if (failure != null) {
             break
           }
-          signal.throwIfAborted()
+          const give = await this.slots.take(signal)
           const plain = Buffer.allocUnsafe(plainLength(i))
-          const { bytesRead } = await file.read(plain, 0, plain.byteLength, i * this.segmentSize)
+          const { bytesRead } = await file.read(plain, 0, plain.byteLength, i * this.segmentSize).catch((err: Error) => { give(); throw err })
           if (bytesRead !== plain.byteLength) {
+            give()
             throw new Error(`${path} changed while it was being stored`)
           }
           fileHash.update(plain)
@@ -1351,8 +1364,10 @@ export class StorageClient {
               return record
             }))
             segments[segment] = { plainLength: plainLength(segment), shardSize: shardSize(segment), shards: records }
+          })().catch(err => { failure ??= err }).finally(() => {
+            give()
             releaseSegmentMemory()
-          })().catch(err => { failure ??= err })
+          })
           const tracked = task.finally(() => { inFlight.delete(tracked) })
           inFlight.add(tracked)
         }
@@ -1666,6 +1681,10 @@ export class StorageClient {
    * whole, removed on any failure
    */
   async get (nameOrId: string, out: string, options: GetOptions = {}): Promise<StoredObject> {
+    return inTransfer(async () => this.getNow(nameOrId, out, options))
+  }
+
+  private async getNow (nameOrId: string, out: string, options: GetOptions): Promise<StoredObject> {
     // a failure stops the fetch running ahead too, before get() returns
     const stopAhead = new AbortController()
     const signal = AbortSignal.any([...(options.signal == null ? [] : [options.signal]), this.shutdown.signal, stopAhead.signal])
@@ -1685,24 +1704,38 @@ export class StorageClient {
       const file = await open(tmp, 'wx', 0o600)
       const hash = createHash('sha256')
       let done = 0
+      // a segment's slot is held from its fetch until it is written
+      const fetchHeld = async (i: number): Promise<{ shards: Array<Uint8Array | undefined>, give: () => void }> => {
+        const give = await this.slots.take(signal)
+        try {
+          return { shards: await this.fetchSegment(object, i, transfer, signal), give }
+        } catch (err) {
+          give()
+          throw err
+        }
+      }
       // one segment ahead: the next is fetched while this one is decoded and written
-      let ahead = this.fetchSegment(object, 0, transfer, signal)
+      let ahead = fetchHeld(0)
       try {
         for (let i = 0; i < object.segments.length; i++) {
           const segment = object.segments[i]
-          const shards = await ahead
-          if (i + 1 < object.segments.length) {
-            ahead = this.fetchSegment(object, i + 1, transfer, signal)
-            ahead.catch(() => {})
+          const { shards, give } = await ahead
+          try {
+            if (i + 1 < object.segments.length) {
+              ahead = fetchHeld(i + 1)
+              ahead.catch(() => {})
+            }
+            const data = shards.slice(0, object.k).every(s => s != null) ? shards.slice(0, object.k) as Uint8Array[] : rs.reconstruct(shards).slice(0, object.k)
+            const sealed = Buffer.concat(data).subarray(0, segment.plainLength + TAG_BYTES)
+            const plain = openSegment(key, id, i, sealed)
+            hash.update(plain)
+            await file.write(plain)
+            done += plain.byteLength
+            options.onProgress?.({ phase: 'download', done, total: object.size })
+          } finally {
+            give()
+            releaseSegmentMemory()
           }
-          const data = shards.slice(0, object.k).every(s => s != null) ? shards.slice(0, object.k) as Uint8Array[] : rs.reconstruct(shards).slice(0, object.k)
-          const sealed = Buffer.concat(data).subarray(0, segment.plainLength + TAG_BYTES)
-          const plain = openSegment(key, id, i, sealed)
-          hash.update(plain)
-          await file.write(plain)
-          done += plain.byteLength
-          options.onProgress?.({ phase: 'download', done, total: object.size })
-          releaseSegmentMemory()
         }
         if (hash.digest('hex') !== object.sha256) {
           throw new IntegrityError(`"${object.name}" decrypted, but its SHA-256 is not the one recorded when it was stored`)
@@ -1722,7 +1755,7 @@ export class StorageClient {
         }
       } catch (err) {
         stopAhead.abort()
-        await ahead.catch(() => {})
+        await ahead.then(a => { a.give() }, () => {})
         await file.close().catch(() => {})
         throw err
       }
