@@ -2,7 +2,7 @@
  * bench/storage: store put and store get against a raw libp2p stream,
  * measured in the same run on one machine.
  *
- *   npm run bench:storage [-- --mib 256 --hosts 8 --segment-mib 4 --in-flight 1 --json]
+ *   npm run bench:storage [-- --mib 256 --hosts 8 --segment-mib 4 --in-flight 1 --redundancy 4-of-8 --json]
  *
  * The hosts run in a second process, the client node in this one. Baseline:
  * one bare libp2p stream from the client into a byte sink on a host (the
@@ -27,7 +27,7 @@ import { DEFAULT_CONFIG, validateConfig } from '../../src/node/config.ts'
 import { ReedSolomon, split } from '../../src/storage/erasure.ts'
 import { sealSegment, objectKey } from '../../src/storage/crypto.ts'
 import { merkleRoot } from '../../src/storage/merkle.ts'
-import { defaultRedundancy } from '../../src/storage/client.ts'
+import { defaultRedundancy, parseRedundancy } from '../../src/storage/client.ts'
 import { SINK_PROTOCOL } from './sink.ts'
 import { sendBounded } from '../../src/protocols/rpc/frames.ts'
 import type { Stream } from '@libp2p/interface'
@@ -38,6 +38,8 @@ const { values } = parseArgs({
     hosts: { type: 'string', default: '8' },
     'segment-mib': { type: 'string' },
     'in-flight': { type: 'string', default: '1' },
+    // default: what the node chooses for the hosts it knows (defaultRedundancy)
+    redundancy: { type: 'string' },
     json: { type: 'boolean', default: false }
   }
 })
@@ -103,7 +105,7 @@ try {
   // the node's peak while it stores and fetches, sampled
   let rssPeak = rssBeforePut
   const sampler = setInterval(() => { rssPeak = Math.max(rssPeak, process.memoryUsage().rss) }, 50)
-  const { k, n } = defaultRedundancy(HOSTS)
+  const { k, n } = values.redundancy == null ? defaultRedundancy(HOSTS) : parseRedundancy(values.redundancy)
   progress(`store put, ${SIZE / MIB} MiB as ${k}-of-${n}\n`)
   const hostsCpu = async (): Promise<number> => {
     const fields = (await readFile(`/proc/${hostsProcess.pid}/stat`, 'utf8')).split(') ')[1].split(' ')

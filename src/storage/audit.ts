@@ -27,6 +27,8 @@ export interface AuditTarget {
   signedRevision?: string
   /** [root hex, bytes] of every shard the contract holds */
   shards: Array<[string, number]>
+  /** roots the host already said are gone or corrupt (counted as lost already): not challenged again */
+  known?: Set<string>
 }
 
 export type AuditCall = (peer: string, request: CallRequest) => Promise<CallResponse>
@@ -47,7 +49,11 @@ export async function auditContract (target: AuditTarget, call: AuditCall, signa
       throw new Error(`the shards recorded for contract ${target.contract} are not the ones of its signed revision ${revision.number}`)
     }
   }
-  const [root, size] = target.shards[Math.floor(Math.random() * target.shards.length)]
+  const candidates = target.shards.filter(([root]) => target.known?.has(root) !== true)
+  if (candidates.length === 0) {
+    return { root: '', leaves: [] }
+  }
+  const [root, size] = candidates[Math.floor(Math.random() * candidates.length)]
   const leaves = leafCount(size)
   const count = Math.min(AUDIT_LEAVES, leaves)
   const challenge = randomBytes(32)

@@ -5,13 +5,13 @@ import { logger } from '@libp2p/logger'
 import { Key, type Datastore } from 'interface-datastore'
 import { bodyFromBytes } from '../protocols/rpc/body.ts'
 import { Writer } from '../protocols/rpc/encoding.ts'
-import { NotFoundError } from '../protocols/rpc/errors.ts'
+import { NotFoundError, PaymentDeclinedError, ServerError } from '../protocols/rpc/errors.ts'
 import { contractIdOf, encodeRevision, encodeSigned, encodeTerms, GIB, MONTH_MS, nextRevision, rentPerPeriod, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms } from './contract.ts'
 import { objectKey, openSegment, sealSegment, TAG_BYTES, DecryptError } from './crypto.ts'
 import { ReedSolomon, split } from './erasure.ts'
 import { equalBytes, merkleRoot } from './merkle.ts'
 import { formatSize } from './size.ts'
-import { releaseSegmentMemory } from './memory.ts'
+import { inTransfer, releaseSegmentMemory, SegmentSlots } from './memory.ts'
 import { auditContract, AuditFailedError } from './audit.ts'
 import { openRating, signRating } from './rating.ts'
 import type { CallRequest, CallResponse } from '../protocols/rpc/client.ts'
@@ -24,6 +24,10 @@ const OBJECTS = '/storage/objects'
 const NAMES = '/storage/names'
 const UPLOADS = '/storage/uploads'
 const RATINGS = '/storage/ratings'
+/** plaintext files a get is writing (they are renamed into place when whole): swept after a crash */
+const DOWNLOADS = '/storage/downloads'
+/** objects removed by `store rm`, kept without their segments so `store info` still shows the contracts' ratings */
+const REMOVED = '/storage/removed'
 /** a trust score a host must have had for a fall from it to move data away (1 is the average peer) */
 const TRUSTED_SCORE = 0.5
 
@@ -58,6 +62,24 @@ export class OutputExistsError extends Error {
 
 export class InvalidRedundancyError extends Error {
   override name = 'InvalidRedundancyError'
+}
+
+/** a host would not serve because of what this node owes it (an overdue deferred payment, credit refused) */
+export class PaymentRefusedError extends Error {
+  override name = 'PaymentRefusedError'
+}
+
+/** repair found no host that can take a lost shard */
+export class RepairStuckError extends Error {
+  override name = 'RepairStuckError'
+}
+
+/** the node is stopping: upkeep and transfers in flight end with this */
+export class StorageStoppedError extends Error {
+  override name = 'StorageStoppedError'
+  constructor (message = 'the node is stopping') {
+    super(message)
+  }
 }
 
 export { DecryptError }
@@ -104,6 +126,12 @@ export interface StorageClientInit {
    * same speed and 70 MB less
    */
   segmentsInFlight?: number
+  /**
+   * segments held in memory at once by all transfers together (puts, gets
+   * and repairs), default 4: concurrent transfers take turns segment by
+   * segment rather than each hold their own (see SegmentSlots)
+   */
+  segmentSlots?: number
   /** contract length, default 30 days */
   durationMs?: number
   /** how often rent falls due, default 1 day */
@@ -112,7 +140,11 @@ export interface StorageClientInit {
   rentCheckMs?: number
   /** a shard upload slower than this many bytes per second is given to another host, default 64 KiB/s */
   minThroughput?: number
-  /** a download that has not finished after this long asks another host too, default 5 s plus its size at 1 MiB/s */
+  /**
+   * a shard download that has not finished after this long, plus its size
+   * at 1 MiB/s, asks another host too, default 5 s; its host is then asked
+   * last for the rest of the transfer
+   */
   hedgeMs?: number
   /**
    * each contract is audited (one shard, 4 leaves) about this often, default
@@ -157,6 +189,14 @@ export interface StorageClientInit {
    * record
    */
   trustDrop?: number
+  /**
+   * a trust score under minTrust or trustDrop moves data away only once it
+   * has stayed there this long, default 1 h: a node that restarts computes
+   * trust from scratch (every score 0 until it is done) and hears other
+   * nodes' summaries over the next minutes, and a migration is a repair of
+   * every shard the host holds
+   */
+  trustGraceMs?: number
 }
 
 export interface AuditRecord {
@@ -200,15 +240,30 @@ export interface ContractRecord {
   trustAtStart?: number
   /** why its shards are being moved off a host that did nothing wrong (its price rose, its trust fell) */
   migrating?: string
+  /** since when the host's trust score has been low enough to move off it (see trustGraceMs) */
+  trustLowSince?: number
   /** when the host was caught (a failed audit, or unreachable past the grace): its shards no longer count */
   lost?: number
   lostReason?: string
+  /**
+   * why it was condemned, which says whether repair may use the host again:
+   * `cheated` (an audit failed, or it sent bytes that are not the shard)
+   * never; `unreachable` (past the audit grace) and `replaced` (it failed
+   * or stalled an upload) once it answers again. Records written before
+   * this field: `unreachable` when lostReason says so, else `cheated`
+   */
+  lostFor?: 'cheated' | 'unreachable' | 'replaced'
+  /** shards of this contract the host said were gone or corrupt when asked for them */
+  shardsLost?: number
 }
 
 export interface ShardRecord {
   host: string
   contract: string
   root: string
+  /** when the host answered that this one shard is gone or corrupt on its disk: it no longer counts */
+  lost?: number
+  lostReason?: string
 }
 
 export interface SegmentRecord {
@@ -228,6 +283,11 @@ export interface StoredObject {
   segmentSize: number
   segments: SegmentRecord[]
   contracts: Record<string, ContractRecord>
+  /** why the last repair could not put every lost shard back (cleared once one does) */
+  repair?: { problem: string, at: number }
+  /** when `store rm` removed it, and how many segments it had (only in the record kept for `store info`, which has no segments) */
+  removedAt?: number
+  segmentCount?: number
 }
 
 export interface Progress {
@@ -257,15 +317,45 @@ export interface GetOptions {
 }
 
 /**
- * The default K-of-N for a network of `hosts` storage hosts: every host up
- * to 30 (Sia's N) holds a shard; up to 12 hosts K is half of N (2x the
- * file's size stored, N-K hosts may vanish), from 13 a third (3x, as Sia's
+ * How many of a segment's N shards may be lost before the object is
+ * repaired, by default: half the margin, ceil((N-K)/2) (see
+ * StorageClientInit.repairAfterLost)
+ */
+export function defaultRepairAfterLost (k: number, n: number): number {
+  return Math.max(1, Math.ceil((n - k) / 2))
+}
+
+/** K for N shards: half of N up to 12 (2x stored), a third from 13 (3x, as Sia's 10-of-30) */
+function defaultK (n: number): number {
+  return n <= 12 ? Math.max(1, Math.floor(n / 2)) : Math.ceil(n / 3)
+}
+
+/**
+ * The default K-of-N for a network of `hosts` storage hosts. N leaves spare
+ * hosts: as many as the losses that start a repair (defaultRepairAfterLost),
+ * so the repair that follows those losses finds new hosts for every lost
+ * shard even when none of the lost hosts comes back. Repair puts a lost
+ * shard only on a host that holds no other shard of that segment (two
+ * shards on one host would make one failure cost two), so with every host
+ * already in use it would have nowhere to go. N is the largest up to 30
+ * (Sia's N) with N + spares <= hosts; K is half of N up to 12 (2x the file's
+ * size stored, N-K hosts may vanish), a third from 13 (3x, as Sia's
  * 10-of-30), which survives far more failures for the same cost per host.
+ * Where no N with a margin (N > K) leaves a spare (1 or 2 hosts), every
+ * host holds a shard: 1-of-1, 1-of-2.
+ *
+ * hosts: 2 -> 1-of-2, 3 -> 1-of-2, 4 -> 1-of-3, 5 -> 2-of-4, 8 -> 3-of-6,
+ * 10 -> 4-of-8, 16 -> 6-of-12, 20 -> 5-of-15, 30 -> 8-of-22, 40 -> 10-of-30
  */
 export function defaultRedundancy (hosts: number): { k: number, n: number } {
+  for (let n = Math.min(30, hosts); n >= 2; n--) {
+    const k = defaultK(n)
+    if (n > k && n + defaultRepairAfterLost(k, n) <= hosts) {
+      return { k, n }
+    }
+  }
   const n = Math.min(30, hosts)
-  const k = n <= 12 ? Math.max(1, Math.floor(n / 2)) : Math.ceil(n / 3)
-  return { k, n }
+  return { k: defaultK(n), n }
 }
 
 /** "4-of-8" */
@@ -309,6 +399,7 @@ export class StorageClient {
   private readonly components: StorageClientComponents
   private readonly segmentSize: number
   private readonly segmentsInFlight: number
+  private readonly slots: SegmentSlots
   private readonly durationMs: number
   private readonly rentPeriodMs: number
   private readonly rentCheckMs: number
@@ -321,18 +412,26 @@ export class StorageClient {
   readonly migrateAbovePrice: number
   readonly minTrust: number
   readonly trustDrop: number
+  private readonly trustGraceMs: number
   private serial: Promise<void> = Promise.resolve()
   /** uploads running in this process: their pending records are not leftovers of a crash */
   private readonly uploading = new Set<string>()
-  /** objects being repaired: never two repairs of one object at once */
-  private readonly repairing = new Set<string>()
-  private rentTimer?: ReturnType<typeof setInterval>
-  private renting?: Promise<void>
+  /** names reserved by puts running in this process (the datastore holds them too, see reserveName) */
+  private readonly reservedNames = new Set<string>()
+  /** gets running in this process: their partial files are not leftovers of a crash */
+  private readonly downloading = new Set<string>()
+  /** objects being repaired, each with what stops its repair (store rm does): never two at once */
+  private readonly repairing = new Map<string, AbortController>()
+  /** aborted by stop(): every upkeep step and transfer in flight ends */
+  private shutdown = new AbortController()
+  private checkTimer?: ReturnType<typeof setInterval>
+  private checking?: Promise<void>
 
   constructor (components: StorageClientComponents, init: StorageClientInit = {}) {
     this.components = components
     this.segmentSize = init.segmentSize ?? 4 * 1024 * 1024
     this.segmentsInFlight = init.segmentsInFlight ?? 1
+    this.slots = new SegmentSlots(Math.max(init.segmentSlots ?? 4, this.segmentsInFlight))
     this.durationMs = init.durationMs ?? MONTH_MS
     this.rentPeriodMs = init.rentPeriodMs ?? 24 * 3600_000
     this.rentCheckMs = init.rentCheckMs ?? 60_000
@@ -344,21 +443,68 @@ export class StorageClient {
     this.migrateAbovePrice = init.migrateAbovePrice ?? 3
     this.minTrust = init.minTrust ?? 0
     this.trustDrop = init.trustDrop ?? 0.25
-    this.repairAfterLost = init.repairAfterLost ?? ((k, n) => Math.max(1, Math.ceil((n - k) / 2)))
+    this.trustGraceMs = init.trustGraceMs ?? 3600_000
+    this.repairAfterLost = init.repairAfterLost ?? defaultRepairAfterLost
   }
 
   start (): void {
-    this.rentTimer = setInterval(() => {
-      this.renting ??= this.cleanUploads().then(async () => this.payRent()).then(async () => this.audit()).then(async () => this.renewAll()).then(async () => this.repairAll()).then(() => {}, err => { log.error('paying rent failed; tried again at the next check - %e', err) }).finally(() => { this.renting = undefined })
-    }, this.rentCheckMs)
-    this.rentTimer.unref()
-    // contracts of uploads a crash interrupted: nothing refers to them, so end them
-    void this.cleanUploads().catch(err => { log.error('ending the contracts of interrupted uploads failed - %e', err) })
+    this.shutdown = new AbortController()
+    this.checkTimer = setInterval(() => { this.checkNow() }, this.rentCheckMs)
+    this.checkTimer.unref()
+    // what a crash left: contracts of interrupted uploads (nothing refers to
+    // them, so they are ended) and the plaintext of interrupted gets
+    void this.cleanDownloads().catch(err => { log.error('removing the partial files of interrupted gets failed - %e', err) })
+    void this.cleanUploads(this.shutdown.signal).catch(err => { log.error('ending the contracts of interrupted uploads failed - %e', err) })
   }
 
+  /**
+   * Stop the upkeep: the check under way and any other change to the
+   * records end at once (every wait takes the shutdown signal), and so do
+   * transfers in flight. Resolves when nothing writes the records any more.
+   */
   async stop (): Promise<void> {
-    clearInterval(this.rentTimer)
-    await this.renting
+    clearInterval(this.checkTimer)
+    this.checkTimer = undefined
+    this.shutdown.abort(new StorageStoppedError())
+    await this.checking
+    await this.serial
+  }
+
+  /**
+   * One round of upkeep, unless one is under way: end what nothing refers
+   * to, pay rent, audit, renew, repair. Each step runs even when the one
+   * before failed (a host that cannot be paid must not stop the audits).
+   */
+  private checkNow (): void {
+    const signal = this.shutdown.signal
+    if (signal.aborted) {
+      return
+    }
+    const step = async (what: string, fn: () => Promise<unknown>): Promise<void> => {
+      if (signal.aborted) {
+        return
+      }
+      try {
+        await fn()
+      } catch (err: any) {
+        if (!signal.aborted) {
+          log.error('%s failed; tried again at the next check - %e', what, err)
+        }
+      }
+    }
+    this.checking ??= (async () => {
+      await step('ending the contracts of interrupted uploads', async () => this.cleanUploads(signal))
+      await step('ending contracts nothing refers to', async () => this.endUnused(signal))
+      await step('paying rent', async () => this.payRent(Date.now(), signal))
+      await step('auditing', async () => this.audit(Date.now(), signal))
+      await step('renewing contracts', async () => this.renewAll(Date.now(), signal))
+      await step('repairing', async () => this.repairAll(signal))
+    })().finally(() => { this.checking = undefined })
+  }
+
+  /** The signal of an upkeep step: the caller's, and the node stopping */
+  private upkeepSignal (signal?: AbortSignal): AbortSignal {
+    return signal == null ? this.shutdown.signal : AbortSignal.any([signal, this.shutdown.signal])
   }
 
   // ---- audits ----
@@ -369,28 +515,31 @@ export class StorageClient {
    * tried again at each check and condemned only after auditGraceMs.
    * Resolves with what was audited.
    */
-  async audit (now = Date.now()): Promise<{ passed: number, failed: number, unreachable: number }> {
-    return this.exclusive(async () => this.auditNow(now))
+  async audit (now = Date.now(), signal?: AbortSignal): Promise<{ passed: number, failed: number, unreachable: number }> {
+    const upkeep = this.upkeepSignal(signal)
+    return this.exclusive(async () => this.auditNow(now, upkeep), upkeep)
   }
 
-  private async auditNow (now: number): Promise<{ passed: number, failed: number, unreachable: number }> {
+  private async auditNow (now: number, signal: AbortSignal): Promise<{ passed: number, failed: number, unreachable: number }> {
     const counts = { passed: 0, failed: 0, unreachable: 0 }
     const changed: StoredObject[] = []
     const unreachable: Array<{ id: string, c: ContractRecord, err: Error }> = []
     for (const object of await this.list()) {
       let touched = false
       for (const [id, c] of Object.entries(object.contracts)) {
-        if (c.ended != null || c.lost != null || c.end <= now || c.shards.length === 0) {
+        const known = lostRootsOf(object, id)
+        if (c.ended != null || c.lost != null || c.end <= now || c.shards.length <= known.size) {
           continue
         }
         c.audit ??= { passed: 0, failed: 0, next: c.start + Math.random() * this.auditIntervalMs }
         if (c.audit.next > now) {
           continue
         }
+        signal.throwIfAborted()
         touched = true
         c.audit.at = now
         try {
-          await auditContract({ contract: id, host: c.host, signedRevision: c.signedRevision, shards: c.shards }, async (peer, request) => this.components.call(peer, { ...request, signal: AbortSignal.timeout(30_000) }, 0n))
+          await auditContract({ contract: id, host: c.host, signedRevision: c.signedRevision, shards: c.shards, known }, async (peer, request) => this.components.call(peer, { ...request, signal: callSignal(signal) }, 0n))
           c.audit.passed++
           c.audit.passedAt = now
           c.audit.unreachableSince = undefined
@@ -398,11 +547,15 @@ export class StorageClient {
           c.audit.next = now + this.auditIntervalMs * (0.5 + Math.random())
           counts.passed++
         } catch (err: any) {
+          if (signal.aborted) {
+            throw err
+          }
           c.audit.lastError = err.message
           if (err instanceof AuditFailedError) {
             c.audit.failed++
             c.lost = now
             c.lostReason = err.message
+            c.lostFor = 'cheated'
             counts.failed++
             this.components.rate?.(c.host, 'corrupt', 'prove')
             log.error('audit: %s', err.message)
@@ -433,6 +586,7 @@ export class StorageClient {
       if (now - audit.unreachableSince >= this.auditGraceMs) {
         audit.failed++
         c.lost = now
+        c.lostFor = 'unreachable'
         c.lostReason = `unreachable since ${new Date(audit.unreachableSince).toISOString()} (${err.message})`
         this.components.rate?.(c.host, 'failed', 'prove')
         log.error('audit: host %s of contract %s condemned: %s', c.host, id, c.lostReason)
@@ -455,11 +609,12 @@ export class StorageClient {
    * asked again at the next check; once its contract has ended, its shards
    * count as lost and repair moves them. Resolves with how many were renewed.
    */
-  async renewAll (now = Date.now()): Promise<number> {
-    return this.exclusive(async () => this.renewAllNow(now))
+  async renewAll (now = Date.now(), signal?: AbortSignal): Promise<number> {
+    const upkeep = this.upkeepSignal(signal)
+    return this.exclusive(async () => this.renewAllNow(now, upkeep), upkeep)
   }
 
-  private async renewAllNow (now: number): Promise<number> {
+  private async renewAllNow (now: number, signal: AbortSignal): Promise<number> {
     let renewed = 0
     const offers = new Map((await this.components.hosts()).map(h => [h.peer, h]))
     for (const object of await this.list()) {
@@ -469,8 +624,9 @@ export class StorageClient {
         if (c.ended != null || c.lost != null || c.end <= now || c.end - now > Math.min(this.renewBeforeMs, length / 3)) {
           continue
         }
+        signal.throwIfAborted()
         try {
-          const next = await this.renewContract(id, c, length, offers.get(c.host))
+          const next = await this.renewContract(id, c, length, offers.get(c.host), signal)
           object.contracts[next.id] = next.record
           c.ended = Date.now()
           c.renewedAs = next.id
@@ -485,9 +641,12 @@ export class StorageClient {
           renewed++
           // saved before it is paid: the host has already moved the shards
           await this.saveObject(object)
-          await this.payPeriod(next.id, next.record).catch((err: any) => { log.error('the first rent of contract %s is not paid yet; paid at the next check - %s', next.id, err.message) })
+          await this.payPeriod(next.id, next.record, signal).catch((err: any) => { log.error('the first rent of contract %s is not paid yet; paid at the next check - %s', next.id, err.message) })
           log('renewed contract %s with %s as %s, until %s', id, c.host, next.id, new Date(next.record.end).toISOString())
         } catch (err: any) {
+          if (signal.aborted) {
+            throw err
+          }
           log.error('renewing contract %s with %s failed; tried again at the next check - %s', id, c.host, err.message)
         }
       }
@@ -498,7 +657,7 @@ export class StorageClient {
     return renewed
   }
 
-  private async renewContract (oldId: string, old: ContractRecord, length: number, offer?: HostOffer): Promise<{ id: string, record: ContractRecord }> {
+  private async renewContract (oldId: string, old: ContractRecord, length: number, offer: HostOffer | undefined, signal: AbortSignal): Promise<{ id: string, record: ContractRecord }> {
     const start = Date.now()
     // the host's current prices (it signs nothing below them)
     const prices = offer ?? { storage: BigInt(old.storagePrice), upload: BigInt(old.uploadPrice), download: BigInt(old.downloadPrice) }
@@ -520,7 +679,7 @@ export class StorageClient {
     const revision = encodeRevision(nextRevision(Buffer.from(id, 'hex'), 0, old.shards.map(([root, length]) => ({ root: Buffer.from(root, 'hex'), length }))))
     const revisionSignature = signRevision(revision, this.components.signer)
     const body = new Writer().bytes(encoded).bytes(renterSignature).finish()
-    const response = await this.components.call(old.host, { service: STORAGE, method: 'renew', args: [oldId, Buffer.from(revisionSignature).toString('base64')], body: bodyFromBytes(body) }, 0n)
+    const response = await this.components.call(old.host, { service: STORAGE, method: 'renew', args: [oldId, Buffer.from(revisionSignature).toString('base64')], body: bodyFromBytes(body), signal: callSignal(signal) }, 0n)
     const answer = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
     if (answer.contract !== id || answer.revision !== 1) {
       throw new IntegrityError(`host ${old.host} answered contract ${String(answer.contract)} at revision ${String(answer.revision)}, not ${id} at revision 1`)
@@ -553,41 +712,64 @@ export class StorageClient {
   // ---- repair ----
 
   /** Repair every object that has lost enough shards; resolves with how many shards were rebuilt */
-  async repairAll (): Promise<number> {
-    return this.exclusive(async () => this.repairAllNow())
+  async repairAll (signal?: AbortSignal): Promise<number> {
+    const upkeep = this.upkeepSignal(signal)
+    return this.exclusive(async () => this.repairAllNow(upkeep), upkeep)
   }
 
-  private async repairAllNow (): Promise<number> {
+  private async repairAllNow (signal: AbortSignal): Promise<number> {
     let rebuilt = 0
     const offers = await this.components.hosts()
     const prices = offers.map(o => o.storage).sort((a, b) => a < b ? -1 : a > b ? 1 : 0)
     const median = prices.length === 0 ? undefined : prices[Math.floor(prices.length / 2)]
     const priceOf = new Map(offers.map(o => [o.peer, o.storage]))
     for (const object of await this.list()) {
+      signal.throwIfAborted()
       // hosts to move away from although they did nothing wrong
       let migrate = false
+      let changed = false
+      const now = Date.now()
       for (const c of Object.values(object.contracts)) {
         if (c.ended != null || c.lost != null || c.migrating != null) {
           continue
         }
-        const reason = migrationReason(c, { price: priceOf.get(c.host), median, trust: this.components.trust?.(c.host) }, this)
+        const price = priceOf.get(c.host)
+        const reason = migrationReason(c, { price, median, trust: this.components.trust?.(c.host) }, this)
+        // a reason that is only the trust score must last (trustGraceMs)
+        const byTrust = reason != null && migrationReason(c, { price, median }, this) == null
+        if (!byTrust && c.trustLowSince != null) {
+          c.trustLowSince = undefined
+          changed = true
+        }
         if (reason == null) {
           continue
+        }
+        if (byTrust) {
+          if (c.trustLowSince == null) {
+            c.trustLowSince = now
+            changed = true
+          }
+          if (now - c.trustLowSince < this.trustGraceMs) {
+            continue
+          }
         }
         c.migrating = reason
         migrate = true
         log('migrating the shards of "%s" off %s: %s', object.name, c.host, c.migrating)
       }
-      if (migrate) {
+      if (migrate || changed) {
         await this.saveObject(object)
       }
       const health = healthOf(object)
       migrate ||= Object.values(object.contracts).some(c => c.migrating != null && c.ended == null)
       if (migrate || (object.n - health.healthy >= this.repairAfterLost(object.k, object.n) && health.healthy >= object.k)) {
         try {
-          rebuilt += await this.repairNow(object.id)
+          rebuilt += await this.repairObject(object, offers, signal)
         } catch (err: any) {
-          log.error('repairing "%s" failed; tried again at the next check - %e', object.name, err)
+          if (signal.aborted) {
+            throw err
+          }
+          log.error('repairing "%s" failed; tried again at the next check - %s', object.name, err.message)
         }
       }
     }
@@ -595,98 +777,161 @@ export class StorageClient {
   }
 
   /**
-   * Rebuild the shards of an object held under lost contracts (condemned,
-   * ended or expired) onto new hosts: K healthy shards of each segment are
-   * fetched and checked, the missing ones regenerated (the code is
-   * deterministic, so each comes back with its original root), and each lost
-   * slot goes to a new host under a new contract that ends with the others.
-   * The record changes only when the slot is whole; the old contract is
-   * then ended and paid no more.
+   * Rebuild the shards of an object that no longer count (their contract
+   * condemned, ended or expired, or the host said the shard is gone) onto
+   * other hosts: K healthy shards of each segment are fetched and checked,
+   * the missing ones regenerated (the code is deterministic, so each comes
+   * back with its original root), and each lost slot goes to a host that
+   * holds no other shard of those segments, under a new contract that ends
+   * with the others. The new contract is in the object's record before
+   * anything is uploaded, and ended if the slot cannot be finished; the
+   * segments point at it only once the slot is whole, and the old contract
+   * is then ended and paid no more. Why a slot could not be repaired is
+   * kept in the record (`store status` shows it).
    */
-  async repair (nameOrId: string, signal: AbortSignal = new AbortController().signal): Promise<number> {
-    return this.exclusive(async () => this.repairNow(nameOrId, signal))
+  async repair (nameOrId: string, signal?: AbortSignal): Promise<number> {
+    const upkeep = this.upkeepSignal(signal)
+    return this.exclusive(async () => this.repairObject(await this.find(nameOrId), await this.components.hosts(), upkeep), upkeep)
   }
 
-  private async repairNow (nameOrId: string, signal: AbortSignal = new AbortController().signal): Promise<number> {
-    const object = await this.find(nameOrId)
+  private async repairObject (object: StoredObject, offers: HostOffer[], signal: AbortSignal): Promise<number> {
     if (this.repairing.has(object.id)) {
       return 0
     }
-    this.repairing.add(object.id)
+    // store rm of this object stops its repair rather than wait for it
+    const stop = new AbortController()
+    this.repairing.set(object.id, stop)
+    const both = AbortSignal.any([signal, stop.signal])
+    const transfer = newTransfer(object)
+    const problems: string[] = []
+    let rebuilt = 0
     try {
       const now = Date.now()
-      const bad = (contract: string): boolean => {
-        const c = object.contracts[contract]
-        return c == null || c.ended != null || c.lost != null || c.migrating != null || c.end <= now
-      }
-      // per slot, the segments whose shard there is lost
+      // per slot, the segments whose shard there no longer counts or is moving off its host
       const lostSlots = new Map<number, number[]>()
       object.segments.forEach((segment, i) => {
         segment.shards.forEach((shard, slot) => {
-          if (bad(shard.contract)) {
+          if (!shardCounts(object, shard, now) || object.contracts[shard.contract]?.migrating != null) {
             lostSlots.set(slot, [...(lostSlots.get(slot) ?? []), i])
           }
         })
       })
-      if (lostSlots.size === 0) {
-        return 0
-      }
       const liveEnds = Object.values(object.contracts).filter(c => c.ended == null && c.lost == null && c.end > now).map(c => c.end)
       const durationMs = Math.max(60_000, Math.min(...liveEnds, now + this.durationMs) - now)
-      const inUse = new Set(Object.values(object.contracts).map(c => c.host))
-      const offers = (await this.components.hosts()).filter(h => !inUse.has(h.peer))
-      const rs = new ReedSolomon(object.k, object.n)
-      const avoid = new Set(Object.values(object.contracts).filter(c => c.lost != null).map(c => c.host))
-      let rebuilt = 0
-      for (const [slotIndex, segments] of lostSlots) {
-        const bytes = segments.reduce((n, i) => n + object.segments[i].shardSize, 0)
-        let slot: Slot | undefined
-        const refusals: string[] = []
-        while (slot == null && offers.length > 0) {
-          const host = offers.shift() as HostOffer
-          try {
-            const formed = await this.formContract(host, bytes, durationMs)
-            slot = { index: slotIndex, host, contract: formed.id, record: formed.record, queue: Promise.resolve(), replacements: 0 }
-          } catch (err: any) {
-            refusals.push(`${host.peer}: ${err.message}`)
+      for (const [slot, segments] of lostSlots) {
+        try {
+          rebuilt += await inTransfer(async () => this.repairSlot(object, slot, segments, offers, durationMs, transfer, both))
+        } catch (err: any) {
+          if (both.aborted) {
+            throw err
           }
+          problems.push(err.message)
         }
-        if (slot == null) {
-          throw new NotEnoughHostsError(`no new host for shard ${slotIndex + 1} of "${object.name}"; the hosts tried said:\n  ${refusals.join('\n  ') || '(the market knows no other host)'}`)
-        }
-        object.contracts[slot.contract] = slot.record
-        const moved: Array<[number, ShardRecord]> = []
-        for (const i of segments) {
-          signal.throwIfAborted()
-          const segment = object.segments[i]
-          const shards = rs.reconstruct(await this.fetchSegment(object, segment, avoid, signal))
-          const root = merkleRoot(shards[slotIndex])
-          if (hex(root) !== segment.shards[slotIndex].root) {
-            throw new IntegrityError(`shard ${slotIndex + 1} of segment ${i} of "${object.name}" rebuilt to another root`)
-          }
-          await this.putShard(slot, shards[slotIndex], root, signal)
-          moved.push([i, { host: slot.host.peer, contract: slot.contract, root: hex(root) }])
-          releaseSegmentMemory()
-        }
-        const old = new Set(segments.map(i => object.segments[i].shards[slotIndex].contract))
-        for (const [i, record] of moved) {
-          object.segments[i].shards[slotIndex] = record
-        }
-        rebuilt += moved.length
-        // a lost contract that no segment uses any more is ended: no more rent
-        for (const id of old) {
-          if (object.segments.some(s => s.shards.some(x => x.contract === id))) {
-            continue
-          }
-          await this.endContract(id, object.contracts[id]).catch(() => {})
-        }
-        await this.saveObject(object)
-        log('repaired shard %d of "%s": %d segments moved to %s', slotIndex + 1, object.name, moved.length, slot.host.peer)
       }
-      return rebuilt
     } finally {
       this.repairing.delete(object.id)
+      // what the fetches found (shards gone, hosts that lied) counts from now on
+      applyTransfer(object, transfer, Date.now())
+      if (problems.length > 0) {
+        object.repair = { problem: problems.join('\n'), at: object.repair?.at ?? Date.now() }
+      } else if (!both.aborted) {
+        delete object.repair
+      }
+      await this.saveIfStored(object)
     }
+    if (problems.length > 0) {
+      throw new RepairStuckError(problems.join('\n'))
+    }
+    return rebuilt
+  }
+
+  /** Put one slot's lost shards (of `segments`) on one host; resolves with how many were moved */
+  private async repairSlot (object: StoredObject, slot: number, segments: number[], offers: HostOffer[], durationMs: number, transfer: Transfer, signal: AbortSignal): Promise<number> {
+    const bytes = segments.reduce((n, i) => n + object.segments[i].shardSize, 0)
+    const { hosts, why } = repairCandidates(object, segments, offers, Date.now())
+    if (hosts.length === 0) {
+      throw new RepairStuckError(`no host can take shard ${slot + 1} of ${segments.length} segments of "${object.name}": ${why}`)
+    }
+    const rs = new ReedSolomon(object.k, object.n)
+    const refusals: string[] = []
+    let failedUploads = 0
+    for (const host of hosts) {
+      // hosts that sign and then fail the upload: a few, then the next check
+      if (failedUploads >= 3) {
+        break
+      }
+      signal.throwIfAborted()
+      let formed: { id: string, record: ContractRecord }
+      try {
+        formed = await this.formContract(host, bytes, durationMs, signal)
+      } catch (err: any) {
+        if (signal.aborted) {
+          throw err
+        }
+        refusals.push(`${host.peer}: ${err.message}`)
+        continue
+      }
+      // in the record before anything is sent: a failure or a crash from
+      // here on leaves no contract that nothing names (endUnused ends it)
+      object.contracts[formed.id] = formed.record
+      await this.saveObject(object)
+      const target: Slot = { index: slot, host, contract: formed.id, record: formed.record, queue: Promise.resolve(), replacements: 0 }
+      const moved: Array<[number, ShardRecord]> = []
+      let uploading = false
+      try {
+        for (const i of segments) {
+          const segment = object.segments[i]
+          const give = await this.slots.take(signal)
+          try {
+            const shards = rs.reconstruct(await this.fetchSegment(object, i, transfer, signal))
+            const root = merkleRoot(shards[slot])
+            if (hex(root) !== segment.shards[slot].root) {
+              throw new IntegrityError(`shard ${slot + 1} of segment ${i} of "${object.name}" rebuilt to another root`)
+            }
+            uploading = true
+            await this.putShard(target, shards[slot], root, signal)
+            uploading = false
+            moved.push([i, { host: host.peer, contract: formed.id, root: hex(root) }])
+          } finally {
+            give()
+            releaseSegmentMemory()
+          }
+        }
+      } catch (err: any) {
+        const hostFailed = uploading && !signal.aborted
+        if (hostFailed) {
+          formed.record.lost = Date.now()
+          formed.record.lostFor = 'replaced'
+          formed.record.lostReason = `failed an upload of the repair: ${err.message}`
+          this.components.rate?.(host.peer, 'failed', 'put')
+        }
+        // nothing refers to its shards: the host is told to delete them
+        // (endUnused tries again if it cannot be told now)
+        await this.endContract(formed.id, formed.record, AbortSignal.timeout(5_000), { untilTold: true }).catch(() => {})
+        await this.saveObject(object)
+        if (hostFailed) {
+          failedUploads++
+          refusals.push(`${host.peer}: ${err.message}`)
+          log('host %s failed the repair of shard %d of "%s"; trying the next - %s', host.peer, slot + 1, object.name, err.message)
+          continue
+        }
+        throw err
+      }
+      const old = new Set(segments.map(i => object.segments[i].shards[slot].contract))
+      for (const [i, record] of moved) {
+        object.segments[i].shards[slot] = record
+      }
+      // a lost contract that no segment uses any more is ended: no more rent
+      for (const id of old) {
+        if (!referenced(object, id) && object.contracts[id]?.ended == null) {
+          await this.endContract(id, object.contracts[id], callSignal(signal, 10_000)).catch(() => {})
+        }
+      }
+      await this.saveObject(object)
+      log('repaired shard %d of "%s": %d segments moved to %s', slot + 1, object.name, moved.length, host.peer)
+      return moved.length
+    }
+    throw new RepairStuckError(`no host took shard ${slot + 1} of "${object.name}"; the hosts tried said:\n  ${refusals.join('\n  ')}`)
   }
 
   // ---- records ----
@@ -703,8 +948,16 @@ export class StorageClient {
   async find (nameOrId: string): Promise<StoredObject> {
     let id = nameOrId
     try {
-      id = dec<string>(await this.components.datastore.get(new Key(`${NAMES}/${encodeURIComponent(nameOrId)}`)))
-    } catch {}
+      const named = dec<string | { reserved: string }>(await this.components.datastore.get(nameKey(nameOrId)))
+      if (typeof named !== 'string') {
+        throw new ObjectNotFoundError(`"${nameOrId}" is being stored right now; it can be used once its put is done ("store ls" lists what is stored)`)
+      }
+      id = named
+    } catch (err) {
+      if (err instanceof ObjectNotFoundError) {
+        throw err
+      }
+    }
     try {
       return dec<StoredObject>(await this.components.datastore.get(new Key(`${OBJECTS}/${id}`)))
     } catch {
@@ -713,13 +966,43 @@ export class StorageClient {
   }
 
   /**
+   * An object by name or id, or else the record `store rm` kept of the
+   * latest removed object of that name or id: its contracts, with the
+   * ratings both sides signed when they ended
+   */
+  async findWithRemoved (nameOrId: string): Promise<StoredObject> {
+    try {
+      return await this.find(nameOrId)
+    } catch (err) {
+      let latest: StoredObject | undefined
+      for await (const { value } of this.components.datastore.query({ prefix: REMOVED })) {
+        const removed = dec<StoredObject>(value)
+        if ((removed.id === nameOrId || removed.name === nameOrId) && (latest == null || (removed.removedAt ?? 0) > (latest.removedAt ?? 0))) {
+          latest = removed
+        }
+      }
+      if (latest == null) {
+        throw err
+      }
+      return latest
+    }
+  }
+
+  /**
    * One change to the object records at a time: audits, rent, renewals,
    * repairs and removals each read records, talk to hosts and write them
-   * back, and two at once would write over each other's changes
+   * back, and two at once would write over each other's changes. A caller
+   * whose signal aborts stops waiting for its turn.
    */
-  private async exclusive<T> (fn: () => Promise<T>): Promise<T> {
-    const run = this.serial.then(fn)
-    this.serial = run.then(() => {}, () => {})
+  private async exclusive<T> (fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const before = this.serial
+    const run = (async () => {
+      await raceSignal(before, signal)
+      return fn()
+    })()
+    // the next in line waits for those before this one too, whether this
+    // one ran or stopped waiting
+    this.serial = before.then(async () => run).then(() => {}, () => {})
     return run
   }
 
@@ -735,9 +1018,66 @@ export class StorageClient {
     await this.components.datastore.put(new Key(`${OBJECTS}/${object.id}`), enc(object))
   }
 
+  /**
+   * Write what a get learned about the hosts into the object's record as it
+   * is now (an audit or a repair may have changed it meanwhile): shards
+   * found gone or corrupt, hosts that sent wrong bytes, what the download
+   * cost, and hosts to audit soon because they did not answer. Resolves with
+   * whether the object's health changed.
+   */
+  private async recordTransfer (id: string, transfer: Transfer): Promise<boolean> {
+    return this.exclusive(async () => {
+      let current: StoredObject
+      try {
+        current = await this.find(id)
+      } catch {
+        return false
+      }
+      const changed = applyTransfer(current, transfer, Date.now())
+      await this.saveObject(current)
+      return changed
+    })
+  }
+
+  /**
+   * Hold a name for a put from its start: one name, one object, whichever
+   * put asks first. Held in this process (a set, checked and taken before
+   * any wait) and in the datastore (so it outlives a crash until
+   * cleanUploads releases it, and the name cannot be taken meanwhile).
+   */
+  private async reserveName (name: string, objectId: string): Promise<void> {
+    if (this.reservedNames.has(name)) {
+      throw new ObjectExistsError(`an object named "${name}" is being stored right now by another put; wait for it (store ls), or choose another --name`)
+    }
+    this.reservedNames.add(name)
+    try {
+      if (await this.components.datastore.has(nameKey(name))) {
+        const held = dec<string | { reserved: string }>(await this.components.datastore.get(nameKey(name)))
+        throw new ObjectExistsError(typeof held === 'string'
+          ? `an object named "${name}" is stored already; remove it first (store rm ${JSON.stringify(name)}) or choose another --name`
+          : `an object named "${name}" is being stored right now by another put; wait for it (store ls), or choose another --name`)
+      }
+      await this.components.datastore.put(nameKey(name), enc({ reserved: objectId }))
+    } catch (err) {
+      this.reservedNames.delete(name)
+      throw err
+    }
+  }
+
+  /** Let a name go that a put reserved and did not use (it failed, or crashed) */
+  private async releaseName (name: string, objectId: string): Promise<void> {
+    this.reservedNames.delete(name)
+    try {
+      const held = dec<string | { reserved: string }>(await this.components.datastore.get(nameKey(name)))
+      if (typeof held !== 'string' && held.reserved === objectId) {
+        await this.components.datastore.delete(nameKey(name))
+      }
+    } catch {}
+  }
+
   // ---- contracts ----
 
-  private async formContract (host: HostOffer, maxBytes: number, durationMs: number): Promise<{ id: string, record: ContractRecord }> {
+  private async formContract (host: HostOffer, maxBytes: number, durationMs: number, signal: AbortSignal): Promise<{ id: string, record: ContractRecord }> {
     const start = Date.now()
     const terms: ContractTerms = {
       renter: this.components.peerId,
@@ -754,7 +1094,7 @@ export class StorageClient {
     const encoded = encodeTerms(terms)
     const renterSignature = signTerms(encoded, this.components.signer)
     const body = new Writer().bytes(encoded).bytes(renterSignature).finish()
-    const response = await this.components.call(host.peer, { service: STORAGE, method: 'contract', body: bodyFromBytes(body) }, 0n)
+    const response = await this.components.call(host.peer, { service: STORAGE, method: 'contract', body: bodyFromBytes(body), signal: callSignal(signal) }, 0n)
     const answer = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
     const id = hex(contractIdOf(encoded))
     if (answer.contract !== id) {
@@ -779,7 +1119,7 @@ export class StorageClient {
       spent: { upload: '0', download: '0', rent: '0' }
     }
     // the first period is paid up front: a host holds space only for a renter that pays
-    await this.payPeriod(id, record)
+    await this.payPeriod(id, record, signal)
     return { id, record }
   }
 
@@ -787,19 +1127,20 @@ export class StorageClient {
     return { renter: this.components.peerId, host: record.host, nonce: new Uint8Array(16), start: record.start, end: record.end, maxBytes: record.maxBytes, storagePrice: BigInt(record.storagePrice), uploadPrice: BigInt(record.uploadPrice), downloadPrice: BigInt(record.downloadPrice), rentPeriodMs: record.rentPeriodMs }
   }
 
-  private async payPeriod (id: string, record: ContractRecord): Promise<void> {
+  private async payPeriod (id: string, record: ContractRecord, signal: AbortSignal): Promise<void> {
     const sats = rentPerPeriod(this.termsOf(record))
-    await this.components.call(record.host, { service: STORAGE, method: 'rent', args: [id, '1'] }, sats)
+    await this.components.call(record.host, { service: STORAGE, method: 'rent', args: [id, '1'], signal: callSignal(signal) }, sats)
     record.rentPaidPeriods++
     record.spent.rent = String(BigInt(record.spent.rent) + sats)
   }
 
   /** Pay the next period of every live contract whose paid time runs out within half a period */
-  async payRent (now = Date.now()): Promise<number> {
-    return this.exclusive(async () => this.payRentNow(now))
+  async payRent (now = Date.now(), signal?: AbortSignal): Promise<number> {
+    const upkeep = this.upkeepSignal(signal)
+    return this.exclusive(async () => this.payRentNow(now, upkeep), upkeep)
   }
 
-  private async payRentNow (now: number): Promise<number> {
+  private async payRentNow (now: number, signal: AbortSignal): Promise<number> {
     let paid = 0
     for (const object of await this.list()) {
       let changed = false
@@ -810,10 +1151,13 @@ export class StorageClient {
         }
         while (c.start + c.rentPaidPeriods * c.rentPeriodMs < Math.min(c.end, now + c.rentPeriodMs / 2)) {
           try {
-            await this.payPeriod(id, c)
+            await this.payPeriod(id, c, signal)
             paid++
             changed = true
           } catch (err: any) {
+            if (signal.aborted) {
+              throw err
+            }
             log.error('rent for contract %s with %s not paid - %s', id, c.host, err.message)
             break
           }
@@ -826,6 +1170,16 @@ export class StorageClient {
     return paid
   }
 
+  /**
+   * The most a shard transfer may take: 10 s plus its size at minThroughput
+   * (26 s for a 1 MiB shard at 64 KiB/s). A host slower than that, or one
+   * that stopped answering (a frozen process keeps its connection open),
+   * is given up on rather than waited for.
+   */
+  private transferTimeoutMs (bytes: number): number {
+    return 10_000 + Math.ceil(bytes / this.minThroughput) * 1000
+  }
+
   private async putShard (slot: Slot, shard: Uint8Array, root: Uint8Array, signal: AbortSignal): Promise<void> {
     const c = slot.record
     const shards: Array<[string, number]> = [...c.shards, [hex(root), shard.byteLength]]
@@ -833,15 +1187,14 @@ export class StorageClient {
     const encoded = encodeRevision(rev)
     const renterSignature = signRevision(encoded, this.components.signer)
     const sats = transferCost(BigInt(c.uploadPrice), shard.byteLength)
-    // a host slower than minThroughput is given up on, and its shard goes elsewhere
-    const timeout = AbortSignal.timeout(10_000 + Math.ceil(shard.byteLength / this.minThroughput) * 1000)
     const started = performance.now()
     const response = await this.components.call(slot.host.peer, {
       service: STORAGE,
       method: 'put',
       args: [slot.contract, hex(root), Buffer.from(renterSignature).toString('base64')],
       body: bodyFromBytes(shard),
-      signal: AbortSignal.any([signal, timeout])
+      // a host slower than minThroughput is given up on, and its shard goes elsewhere
+      signal: callSignal(signal, this.transferTimeoutMs(shard.byteLength))
     }, sats)
     const answer = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
     log('put %d bytes on %s in %d ms', shard.byteLength, slot.host.peer, Math.round(performance.now() - started))
@@ -856,21 +1209,39 @@ export class StorageClient {
   // ---- put ----
 
   async put (path: string, options: PutOptions = {}): Promise<StoredObject> {
-    const signal = options.signal ?? new AbortController().signal
+    const signal = options.signal == null ? this.shutdown.signal : AbortSignal.any([options.signal, this.shutdown.signal])
     const { size } = await stat(path)
     const name = options.name ?? basename(path)
     // eslint-disable-next-line no-control-regex
     if (name === '' || name.length > 255 || /[\u0000-\u001f]/.test(name)) {
       throw new InvalidNameError(`"${name}" is not a usable name: 1 to 255 printable characters`)
     }
-    if (await this.components.datastore.has(new Key(`${NAMES}/${encodeURIComponent(name)}`))) {
-      throw new ObjectExistsError(`an object named "${name}" is stored already; remove it first (store rm ${JSON.stringify(name)}) or choose another --name`)
+    const id = randomBytes(16)
+    const objectId = hex(id)
+    // one name, one object: the name is held from here until the object is
+    // stored, or let go when the put fails
+    await this.reserveName(name, objectId)
+    let stored = false
+    try {
+      const object = await inTransfer(async () => this.putReserved(path, size, name, id, options, signal))
+      stored = true
+      return object
+    } finally {
+      if (!stored) {
+        await this.releaseName(name, objectId)
+      }
+      this.reservedNames.delete(name)
     }
+  }
+
+  private async putReserved (path: string, size: number, name: string, id: Uint8Array, options: PutOptions, signal: AbortSignal): Promise<StoredObject> {
+    const objectId = hex(id)
     const ceiling = options.maxStoragePrice
     const offers = (await this.components.hosts()).filter(h => ceiling == null || h.storage <= ceiling)
     const { k, n } = options.k != null && options.n != null ? { k: options.k, n: options.n } : defaultRedundancy(offers.length)
+    const atPrice = ceiling == null ? '' : ` at or under ${ceiling} sat per GiB-month`
     if (n < 1 || offers.length < n) {
-      throw new NotEnoughHostsError(`storing ${k}-of-${n} needs ${n} hosts, and the market knows ${offers.length}${ceiling == null ? '' : ` at or under ${ceiling} sat per GiB-month`}; wait for more offers (market prices --service storage), raise --max-price, or choose a smaller --redundancy`)
+      throw new NotEnoughHostsError(`storing ${k}-of-${n} needs ${n} hosts, and the market knows ${offers.length}${atPrice}; wait for more offers (market prices --service storage), raise --max-price, or choose a smaller --redundancy`)
     }
     const rs = new ReedSolomon(k, n)
     const segmentCount = Math.max(1, Math.ceil(size / this.segmentSize))
@@ -878,8 +1249,6 @@ export class StorageClient {
     const shardSize = (i: number): number => Math.max(1, Math.ceil((plainLength(i) + TAG_BYTES) / k))
     const bytesFrom = (i: number): number => { let b = 0; for (let s = i; s < segmentCount; s++) b += shardSize(s); return b }
     const durationMs = options.durationMs ?? this.durationMs
-    const id = randomBytes(16)
-    const objectId = hex(id)
     const key = objectKey(this.components.storageKey(), id)
     const progress = (p: Progress): void => { options.onProgress?.(p) }
 
@@ -902,7 +1271,7 @@ export class StorageClient {
           used.add(host.peer)
           try {
             signal.throwIfAborted()
-            const formed = await this.formContract(host, bytes, durationMs)
+            const formed = await this.formContract(host, bytes, durationMs, signal)
             contracts[formed.id] = formed.record
             await savePending()
             return { host, contract: formed.id, record: formed.record }
@@ -914,7 +1283,9 @@ export class StorageClient {
             log('host %s refused slot %d - %s', host.peer, index, err.message)
           }
         }
-        throw new NotEnoughHostsError(`no host left to hold shard ${index + 1} of ${n} (${k}-of-${n}); the hosts tried said:\n  ${refusals.join('\n  ')}`)
+        throw new NotEnoughHostsError(refusals.length === 0
+          ? `no host left to hold shard ${index + 1} of ${n} (${k}-of-${n}): each of the ${offers.length} hosts the market knows${atPrice} holds a shard of this file already or failed it, and every shard needs a host of its own; wait for more offers (market prices --service storage), or choose a smaller --redundancy`
+          : `no host left to hold shard ${index + 1} of ${n} (${k}-of-${n}); the hosts tried said:\n  ${refusals.join('\n  ')}`)
       }
       await savePending()
       progress({ phase: 'contracts', done: 0, total: n })
@@ -943,8 +1314,16 @@ export class StorageClient {
               if (signal.aborted || slot.replacements >= 3) {
                 throw err
               }
-              this.components.rate?.(slot.host.peer, 'failed', 'put')
+              // a refusal over what this node owes is not the host failing
+              if (!isPaymentRefusal(err)) {
+                this.components.rate?.(slot.host.peer, 'failed', 'put')
+              }
               log('shard %d of segment %d failed on %s, moving the slot to another host - %s', slot.index, segment, slot.host.peer, err.message)
+              // the shards it took before count as lost from now on: repair
+              // moves them (and a contract left with none is ended)
+              slot.record.lost = Date.now()
+              slot.record.lostFor = 'replaced'
+              slot.record.lostReason = `replaced during the upload after it failed shard ${slot.index + 1} of segment ${segment}: ${err.message}`
               slot.replacements++
               const s = await newSlotHost(slot.index, bytesFrom(segment))
               Object.assign(slot, s)
@@ -964,10 +1343,11 @@ export class StorageClient {
           if (failure != null) {
             break
           }
-          signal.throwIfAborted()
+          const give = await this.slots.take(signal)
           const plain = Buffer.allocUnsafe(plainLength(i))
-          const { bytesRead } = await file.read(plain, 0, plain.byteLength, i * this.segmentSize)
+          const { bytesRead } = await file.read(plain, 0, plain.byteLength, i * this.segmentSize).catch((err: Error) => { give(); throw err })
           if (bytesRead !== plain.byteLength) {
+            give()
             throw new Error(`${path} changed while it was being stored`)
           }
           fileHash.update(plain)
@@ -984,8 +1364,10 @@ export class StorageClient {
               return record
             }))
             segments[segment] = { plainLength: plainLength(segment), shardSize: shardSize(segment), shards: records }
+          })().catch(err => { failure ??= err }).finally(() => {
+            give()
             releaseSegmentMemory()
-          })().catch(err => { failure ??= err })
+          })
           const tracked = task.finally(() => { inFlight.delete(tracked) })
           inFlight.add(tracked)
         }
@@ -1011,7 +1393,7 @@ export class StorageClient {
       // the object and its name appear together, and only now that every shard is stored
       const batch = this.components.datastore.batch()
       batch.put(new Key(`${OBJECTS}/${objectId}`), enc(object))
-      batch.put(new Key(`${NAMES}/${encodeURIComponent(name)}`), enc(objectId))
+      batch.put(nameKey(name), enc(objectId))
       batch.delete(new Key(`${UPLOADS}/${objectId}`))
       await batch.commit()
       log('stored %s (%s) as %d-of-%d on %d contracts', name, formatSize(size), k, n, Object.keys(contracts).length)
@@ -1022,27 +1404,35 @@ export class StorageClient {
   }
 
   /**
-   * End the contracts of uploads that never finished (a crash, kill -9).
-   * An upload's record goes once every host has been told; hosts that could
-   * not be reached are tried again at the next rent check.
+   * End the contracts of uploads that never finished (a crash, kill -9, a
+   * failure) and let their names go. An upload's record goes once every
+   * host has been told; hosts that could not be reached are tried again at
+   * the next check.
    */
-  async cleanUploads (): Promise<number> {
+  async cleanUploads (signal: AbortSignal = this.shutdown.signal): Promise<number> {
     let ended = 0
     for await (const { key, value } of this.components.datastore.query({ prefix: UPLOADS })) {
-      const pending = dec<{ id: string, contracts: Record<string, ContractRecord> }>(value)
+      const pending = dec<{ id: string, name?: string, contracts: Record<string, ContractRecord> }>(value)
       if (this.uploading.has(pending.id)) {
         continue
+      }
+      if (pending.name != null) {
+        await this.releaseName(pending.name, pending.id)
       }
       let left = 0
       for (const [id, c] of Object.entries(pending.contracts)) {
         if (c.ended != null) {
           continue
         }
+        signal.throwIfAborted()
         try {
-          await this.components.call(c.host, { service: STORAGE, method: 'end', args: [id] }, 0n)
+          await this.components.call(c.host, { service: STORAGE, method: 'end', args: [id], signal: callSignal(signal, 10_000) }, 0n)
           c.ended = Date.now()
           ended++
         } catch (err: any) {
+          if (signal.aborted) {
+            throw err
+          }
           if (err instanceof NotFoundError) {
             // the host has no such contract (it expired, or never formed)
             c.ended = Date.now()
@@ -1062,48 +1452,162 @@ export class StorageClient {
     return ended
   }
 
+  /**
+   * End the live contracts no segment of their object refers to: those of a
+   * repair that failed or was interrupted, and those of hosts replaced
+   * during a put before they held anything. Nothing would read them, and
+   * rent would go on being paid. A host that cannot be told now is told at
+   * a later check.
+   */
+  async endUnused (signal?: AbortSignal): Promise<number> {
+    const upkeep = this.upkeepSignal(signal)
+    return this.exclusive(async () => {
+      let ended = 0
+      const now = Date.now()
+      for (const object of await this.list()) {
+        if (this.repairing.has(object.id)) {
+          continue
+        }
+        let changed = false
+        for (const [id, c] of Object.entries(object.contracts)) {
+          if (c.ended != null || referenced(object, id)) {
+            continue
+          }
+          upkeep.throwIfAborted()
+          changed = true
+          if (c.end <= now) {
+            // over anyway: the host deletes its shards after its grace
+            c.ended = now
+            continue
+          }
+          try {
+            await this.endContract(id, c, callSignal(upkeep, 10_000), { untilTold: true })
+            ended++
+          } catch (err: any) {
+            if (upkeep.aborted) {
+              throw err
+            }
+            log('could not end unused contract %s with %s; tried again at the next check - %s', id, c.host, err.message)
+          }
+        }
+        if (changed) {
+          await this.saveIfStored(object)
+        }
+      }
+      return ended
+    }, upkeep)
+  }
+
+  /** Remove the partial plaintext files of gets a crash interrupted */
+  async cleanDownloads (): Promise<number> {
+    let removed = 0
+    for await (const { key, value } of this.components.datastore.query({ prefix: DOWNLOADS })) {
+      const { tmp } = dec<{ tmp: string }>(value)
+      if (this.downloading.has(tmp)) {
+        continue
+      }
+      await rm(tmp, { force: true })
+      await this.components.datastore.delete(key)
+      removed++
+      log('removed %s, the partial file of an interrupted get', tmp)
+    }
+    return removed
+  }
+
   // ---- get ----
 
-  private async fetchShard (object: StoredObject, segment: SegmentRecord, index: number, signal: AbortSignal): Promise<Uint8Array> {
-    const shard = segment.shards[index]
+  /**
+   * One shard from its host, checked against its root. What the answer
+   * says about the host goes into `transfer`: a shard the host says is gone
+   * or corrupt (`not-found`, `server-error`) counts as lost; bytes that do
+   * not match condemn the contract (as a failed audit does); a host that
+   * does not answer in time is asked last for the rest of the transfer.
+   * A refusal over money ends the whole fetch (PaymentRefusedError).
+   */
+  private async fetchShard (object: StoredObject, index: number, slot: number, transfer: Transfer, signal: AbortSignal): Promise<Uint8Array> {
+    const segment = object.segments[index]
+    const shard = segment.shards[slot]
     const c = object.contracts[shard.contract]
     const sats = transferCost(BigInt(c.downloadPrice), segment.shardSize)
-    const response = await this.components.call(shard.host, {
-      service: STORAGE,
-      method: 'get',
-      args: [shard.contract, shard.root, '0', String(segment.shardSize)],
-      signal
-    }, sats)
-    const bytes = await response.body.bytes()
-    c.spent.download = String(BigInt(c.spent.download) + sats)
+    let bytes: Uint8Array
+    try {
+      const response = await this.components.call(shard.host, {
+        service: STORAGE,
+        method: 'get',
+        args: [shard.contract, shard.root, '0', String(segment.shardSize)],
+        signal: callSignal(signal, this.transferTimeoutMs(segment.shardSize))
+      }, sats)
+      bytes = await response.body.bytes()
+    } catch (err: any) {
+      if (signal.aborted) {
+        throw err
+      }
+      if (isPaymentRefusal(err)) {
+        throw new PaymentRefusedError(`host ${shard.host} refuses to serve "${object.name}": ${err.message}; what this node owes each host is in "payments tabs", and the get can be tried again once it is settled`)
+      }
+      this.components.rate?.(shard.host, 'failed', 'get')
+      if (err instanceof NotFoundError || err instanceof ServerError) {
+        transfer.lostShards.set(`${index} ${slot}`, { contract: shard.contract, root: shard.root, reason: `host ${shard.host} answered: ${err.message}` })
+      } else {
+        transfer.avoid.add(shard.host)
+        transfer.unreachable.add(shard.contract)
+      }
+      throw err
+    }
+    transfer.spent.set(shard.contract, (transfer.spent.get(shard.contract) ?? 0n) + sats)
     if (bytes.byteLength !== segment.shardSize || !equalBytes(merkleRoot(bytes), Buffer.from(shard.root, 'hex'))) {
       this.components.rate?.(shard.host, 'corrupt', 'get')
-      throw new IntegrityError(`host ${shard.host} sent bytes that do not match shard ${shard.root}`)
+      const reason = `host ${shard.host} sent bytes that do not match shard ${shard.root} (segment ${index})`
+      transfer.cheated.set(shard.contract, reason)
+      transfer.avoid.add(shard.host)
+      throw new IntegrityError(reason)
     }
     return bytes
   }
 
   /**
-   * The first K good shards of a segment: K requests at once, data shards
-   * first (they need no decoding); a failed or wrong one, or one slower than
-   * the hedge time, starts the next host, and the rest are cancelled once K
-   * have arrived.
+   * The first K good shards of segment `index`: K requests at once, data
+   * shards first (they need no decoding), shards known lost never asked
+   * for, hosts caught or slow earlier in the transfer asked last. A failed
+   * or wrong answer starts the next host; at each hedge time a request
+   * still running marks its host slow and another host is asked in its
+   * place. Every request ends within transferTimeoutMs, so the fetch ends
+   * too: with K shards, or with ShardUnavailableError once every host has
+   * answered or failed, or at once on the caller's signal or a refusal
+   * over money.
    */
-  private async fetchSegment (object: StoredObject, segment: SegmentRecord, avoid: Set<string>, signal: AbortSignal): Promise<Array<Uint8Array | undefined>> {
+  private async fetchSegment (object: StoredObject, index: number, transfer: Transfer, signal: AbortSignal): Promise<Array<Uint8Array | undefined>> {
+    signal.throwIfAborted()
     const { k, n } = object
-    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => Number(avoid.has(segment.shards[a].host)) - Number(avoid.has(segment.shards[b].host)))
+    const segment = object.segments[index]
+    // hosts that failed or were caught last of all, then those still slow
+    const askLast = (slot: number): number => {
+      const shard = segment.shards[slot]
+      return transfer.avoid.has(shard.host) || object.contracts[shard.contract]?.lost != null ? 2 : transfer.slow.has(shard.host) ? 1 : 0
+    }
+    const known = (slot: number): boolean => segment.shards[slot].lost != null || transfer.lostShards.has(`${index} ${slot}`)
+    // stable: data shards first within each rank
+    const order = Array.from({ length: n }, (_, i) => i).filter(slot => !known(slot)).sort((a, b) => askLast(a) - askLast(b))
+    const skipped = n - order.length
+    const hedgeMs = this.hedgeMs + segment.shardSize / (1024 * 1024) * 1000
     const got: Array<Uint8Array | undefined> = new Array(n).fill(undefined)
     const controller = new AbortController()
     const both = AbortSignal.any([signal, controller.signal])
     const errors: string[] = []
+    /** requests under way: slot -> when it started, and whether its host was marked slow */
+    const running = new Map<number, { started: number, slow: boolean }>()
     let cursor = 0
     let good = 0
-    let running = 0
+    let done = false
     return new Promise((resolve, reject) => {
-      const hedgeMs = this.hedgeMs + Math.ceil(segment.shardSize / (1024 * 1024)) * 1000
-      let hedge: ReturnType<typeof setTimeout> | undefined
+      let hedge: ReturnType<typeof setInterval> | undefined
       const finish = (err?: Error): void => {
-        clearTimeout(hedge)
+        if (done) {
+          return
+        }
+        done = true
+        clearInterval(hedge)
+        signal.removeEventListener('abort', onAbort)
         controller.abort()
         if (err != null) {
           reject(err)
@@ -1111,59 +1615,79 @@ export class StorageClient {
           resolve(got)
         }
       }
-      const launch = (): void => {
-        if (cursor >= n) {
-          if (running === 0 && good < k) {
-            finish(new ShardUnavailableError(`only ${good} of the ${k} shards needed for a segment of "${object.name}" could be fetched:\n  ${errors.join('\n  ')}`))
-          }
-          return
+      const onAbort = (): void => { finish(signal.reason instanceof Error ? signal.reason : new Error('the fetch was aborted')) }
+      signal.addEventListener('abort', onAbort, { once: true })
+      const settle = (): void => {
+        if (good >= k) {
+          finish()
+        } else if (running.size === 0 && cursor >= order.length) {
+          finish(new ShardUnavailableError(`only ${good} of the ${k} shards needed for segment ${index} of "${object.name}" could be fetched${skipped > 0 ? ` (${skipped} of its ${n} are known lost)` : ''}:\n  ${errors.join('\n  ') || '(no other host holds one)'}`))
         }
-        const index = order[cursor++]
-        running++
-        this.fetchShard(object, segment, index, both).then(bytes => {
-          running--
-          if (good >= k) {
-            return
-          }
-          got[index] = bytes
-          if (++good === k) {
-            finish()
+      }
+      // requests until K are under way that are not known slow
+      const fill = (): void => {
+        const hopeful = (): number => [...running.values()].filter(r => !r.slow).length
+        while (!done && good + hopeful() < k && cursor < order.length) {
+          launch(order[cursor++])
+        }
+      }
+      const launch = (slot: number): void => {
+        running.set(slot, { started: performance.now(), slow: false })
+        this.fetchShard(object, index, slot, transfer, both).then(bytes => {
+          running.delete(slot)
+          // it answered: slow once, not frozen
+          transfer.slow.delete(segment.shards[slot].host)
+          if (!done) {
+            got[slot] = bytes
+            good++
+            settle()
           }
         }, (err: any) => {
-          running--
-          if (good >= k || signal.aborted) {
-            if (signal.aborted) finish(err)
+          running.delete(slot)
+          if (done) {
             return
           }
-          if (!(err instanceof IntegrityError)) {
-            this.components.rate?.(segment.shards[index].host, 'failed', 'get')
+          if (err instanceof PaymentRefusedError) {
+            finish(err)
+            return
           }
-          avoid.add(segment.shards[index].host)
-          errors.push(`${segment.shards[index].host}: ${err.message}`)
-          launch()
+          errors.push(`${segment.shards[slot].host}: ${err.message}`)
+          fill()
+          settle()
         })
       }
-      const armHedge = (): void => {
-        hedge = setTimeout(() => {
-          if (good < k && cursor < n) {
-            launch()
-            armHedge()
+      hedge = setInterval(() => {
+        const now = performance.now()
+        for (const [slot, r] of running) {
+          if (!r.slow && now - r.started >= hedgeMs) {
+            // slow now: asked after the others for the rest of the
+            // transfer, unless it answers after all
+            r.slow = true
+            transfer.slow.add(segment.shards[slot].host)
           }
-        }, hedgeMs)
-        hedge.unref?.()
-      }
-      for (let i = 0; i < k; i++) {
-        launch()
-      }
-      armHedge()
+        }
+        fill()
+      }, Math.max(10, Math.floor(hedgeMs / 4)))
+      hedge.unref?.()
+      fill()
+      settle()
     })
   }
 
-  /** Fetch, check, decode and decrypt an object into `out` (written beside it first, renamed when whole) */
+  /**
+   * Fetch, check, decode and decrypt an object into `out`: written beside
+   * it first (`out.<random>.part`, named in the datastore so a crash's
+   * leftover is removed at the next start: it is plaintext), renamed when
+   * whole, removed on any failure
+   */
   async get (nameOrId: string, out: string, options: GetOptions = {}): Promise<StoredObject> {
+    return inTransfer(async () => this.getNow(nameOrId, out, options))
+  }
+
+  private async getNow (nameOrId: string, out: string, options: GetOptions): Promise<StoredObject> {
     // a failure stops the fetch running ahead too, before get() returns
     const stopAhead = new AbortController()
-    const signal = options.signal == null ? stopAhead.signal : AbortSignal.any([options.signal, stopAhead.signal])
+    const signal = AbortSignal.any([...(options.signal == null ? [] : [options.signal]), this.shutdown.signal, stopAhead.signal])
     const object = await this.find(nameOrId)
     if (options.overwrite !== true && await stat(out).then(() => true, () => false)) {
       throw new OutputExistsError(`${out} exists already; choose another --out or pass --force to replace it`)
@@ -1172,82 +1696,127 @@ export class StorageClient {
     const id = Buffer.from(object.id, 'hex')
     const key = objectKey(this.components.storageKey(), id)
     const tmp = `${out}.${randomBytes(4).toString('hex')}.part`
-    const file = await open(tmp, 'wx', 0o600)
-    const hash = createHash('sha256')
-    // condemned hosts are asked last, only if the others cannot give K shards
-    const avoid = new Set(Object.values(object.contracts).filter(c => c.lost != null).map(c => c.host))
-    let done = 0
-    // one segment ahead: the next is fetched while this one is decoded and written
-    let ahead: Promise<Array<Uint8Array | undefined>> = Promise.resolve([])
+    const partKey = new Key(`${DOWNLOADS}/${randomBytes(8).toString('hex')}`)
+    this.downloading.add(tmp)
+    await this.components.datastore.put(partKey, enc({ tmp, object: object.id, at: Date.now() }))
+    const transfer = newTransfer(object)
     try {
-      ahead = this.fetchSegment(object, object.segments[0], avoid, signal)
-      for (let i = 0; i < object.segments.length; i++) {
-        const segment = object.segments[i]
-        const shards = await ahead
-        if (i + 1 < object.segments.length) {
-          ahead = this.fetchSegment(object, object.segments[i + 1], avoid, signal)
-          ahead.catch(() => {})
-        }
-        const data = shards.slice(0, object.k).every(s => s != null) ? shards.slice(0, object.k) as Uint8Array[] : rs.reconstruct(shards).slice(0, object.k)
-        const sealed = Buffer.concat(data).subarray(0, segment.plainLength + TAG_BYTES)
-        const plain = openSegment(key, id, i, sealed)
-        hash.update(plain)
-        await file.write(plain)
-        done += plain.byteLength
-        options.onProgress?.({ phase: 'download', done, total: object.size })
-        releaseSegmentMemory()
-      }
-      if (hash.digest('hex') !== object.sha256) {
-        throw new IntegrityError(`"${object.name}" decrypted, but its SHA-256 is not the one recorded when it was stored`)
-      }
-      await file.sync()
-      await file.close()
-      if (options.overwrite === true) {
-        await rename(tmp, out)
-      } else {
-        // link fails where a file appeared meanwhile: never replaced unasked
+      const file = await open(tmp, 'wx', 0o600)
+      const hash = createHash('sha256')
+      let done = 0
+      // a segment's slot is held from its fetch until it is written
+      const fetchHeld = async (i: number): Promise<{ shards: Array<Uint8Array | undefined>, give: () => void }> => {
+        const give = await this.slots.take(signal)
         try {
-          await link(tmp, out)
-        } catch (err: any) {
-          throw err.code === 'EEXIST' ? new OutputExistsError(`${out} appeared while the object was fetched; it is left as it was`) : err
+          return { shards: await this.fetchSegment(object, i, transfer, signal), give }
+        } catch (err) {
+          give()
+          throw err
         }
-        await rm(tmp, { force: true })
+      }
+      // one segment ahead: the next is fetched while this one is decoded and written
+      let ahead = fetchHeld(0)
+      try {
+        for (let i = 0; i < object.segments.length; i++) {
+          const segment = object.segments[i]
+          const { shards, give } = await ahead
+          try {
+            if (i + 1 < object.segments.length) {
+              ahead = fetchHeld(i + 1)
+              ahead.catch(() => {})
+            }
+            const data = shards.slice(0, object.k).every(s => s != null) ? shards.slice(0, object.k) as Uint8Array[] : rs.reconstruct(shards).slice(0, object.k)
+            const sealed = Buffer.concat(data).subarray(0, segment.plainLength + TAG_BYTES)
+            const plain = openSegment(key, id, i, sealed)
+            hash.update(plain)
+            await file.write(plain)
+            done += plain.byteLength
+            options.onProgress?.({ phase: 'download', done, total: object.size })
+          } finally {
+            give()
+            releaseSegmentMemory()
+          }
+        }
+        if (hash.digest('hex') !== object.sha256) {
+          throw new IntegrityError(`"${object.name}" decrypted, but its SHA-256 is not the one recorded when it was stored`)
+        }
+        await file.sync()
+        await file.close()
+        if (options.overwrite === true) {
+          await rename(tmp, out)
+        } else {
+          // link fails where a file appeared meanwhile: never replaced unasked
+          try {
+            await link(tmp, out)
+          } catch (err: any) {
+            throw err.code === 'EEXIST' ? new OutputExistsError(`${out} appeared while the object was fetched; it is left as it was`) : err
+          }
+          await rm(tmp, { force: true })
+        }
+      } catch (err) {
+        stopAhead.abort()
+        await ahead.then(a => { a.give() }, () => {})
+        await file.close().catch(() => {})
+        throw err
       }
     } catch (err) {
-      stopAhead.abort()
-      await ahead.catch(() => {})
-      await file.close().catch(() => {})
       await rm(tmp, { force: true })
       throw err
-    }
-    // what the download cost goes into the record as it is now (an audit or
-    // a repair may have changed it meanwhile), without waiting for them
-    void this.exclusive(async () => {
-      const current = await this.find(object.id)
-      for (const [id, c] of Object.entries(object.contracts)) {
-        if (current.contracts[id] != null) {
-          current.contracts[id].spent.download = c.spent.download
+    } finally {
+      try {
+        await this.components.datastore.delete(partKey)
+      } catch {}
+      this.downloading.delete(tmp)
+      // what the fetch found goes into the record: at once when it changes
+      // the object's health (a shard gone, a host that lied), which also
+      // starts a repair check; what the download cost, in the background
+      const found = transfer.lostShards.size + transfer.cheated.size > 0
+      const recorded = this.recordTransfer(object.id, transfer).then(changed => {
+        if (changed) {
+          this.repairSoon()
         }
+      })
+      if (found) {
+        await recorded.catch(err => { log.error('recording what the get of "%s" found failed - %e', object.name, err) })
+      } else {
+        recorded.catch(() => {})
       }
-      await this.saveObject(current)
-    }).catch(() => {})
+    }
     return object
+  }
+
+  /** A repair check now rather than at the next interval (a get found shards lost) */
+  private repairSoon (): void {
+    if (this.checkTimer == null || this.shutdown.signal.aborted) {
+      return
+    }
+    void this.repairAll().catch(err => {
+      if (!this.shutdown.signal.aborted) {
+        log.error('the repair after a get failed; tried again at the next check - %s', err.message)
+      }
+    })
   }
 
   /**
    * End a contract with its host: this node's signed rating of the host goes
-   * with the request (satisfactory unless the host was caught), and the
-   * host's rating of this node comes back. Both are kept with the contract
-   * and under /storage/ratings, after the object is gone too.
+   * with the request (satisfactory unless the host was caught or lost
+   * shards), and the host's rating of this node comes back. Both are kept
+   * with the contract and under /storage/ratings, after the object is gone
+   * too. The contract counts as ended even when the host could not be told
+   * (it keeps the shards until the contract's end), unless `untilTold`:
+   * then only once the host answered, so the caller can try again.
    */
-  private async endContract (id: string, c: ContractRecord): Promise<void> {
-    const satisfied = c.lost == null && (c.audit?.failed ?? 0) === 0
-    const reason = c.lost != null ? `condemned: ${c.lostReason ?? 'lost'}`.slice(0, 200) : `served as agreed; ${c.audit?.passed ?? 0} audits passed`
+  private async endContract (id: string, c: ContractRecord, signal: AbortSignal, options: { untilTold?: boolean } = {}): Promise<void> {
+    const satisfied = c.lost == null && (c.audit?.failed ?? 0) === 0 && (c.shardsLost ?? 0) === 0
+    const reason = c.lost != null
+      ? `condemned: ${c.lostReason ?? 'lost'}`.slice(0, 200)
+      : (c.shardsLost ?? 0) > 0 ? `lost ${c.shardsLost ?? 0} shards` : `served as agreed; ${c.audit?.passed ?? 0} audits passed`
     const mine = signRating({ contractId: Buffer.from(id, 'hex'), rater: this.components.peerId, rated: c.host, satisfactory: satisfied, reason, at: Date.now() }, this.components.signer)
     c.ratings = { renter: Buffer.from(mine).toString('base64'), renterSatisfied: satisfied }
-    this.components.rateContract?.(c.host, satisfied)
+    let told = false
     try {
-      const response = await this.components.call(c.host, { service: STORAGE, method: 'end', args: [id], body: bodyFromBytes(mine) }, 0n)
+      const response = await this.components.call(c.host, { service: STORAGE, method: 'end', args: [id], body: bodyFromBytes(mine), signal: callSignal(signal) }, 0n)
+      told = true
       const answer = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
       if (typeof answer.rating === 'string') {
         const theirs = Buffer.from(answer.rating, 'base64')
@@ -1257,22 +1826,37 @@ export class StorageClient {
           c.ratings.hostSatisfied = rating.satisfactory
         }
       }
+    } catch (err) {
+      // the host no longer has it (expired, ended on its side): as good as told
+      told ||= err instanceof NotFoundError
+      throw err
     } finally {
-      c.ended ??= Date.now()
-      try {
-        await this.components.datastore.put(new Key(`${RATINGS}/${id}`), enc({ host: c.host, ...c.ratings }))
-      } catch {}
+      if (told || options.untilTold !== true) {
+        c.ended ??= Date.now()
+        this.components.rateContract?.(c.host, satisfied)
+        try {
+          await this.components.datastore.put(new Key(`${RATINGS}/${id}`), enc({ host: c.host, ...c.ratings }))
+        } catch {}
+      }
     }
   }
 
   // ---- rm ----
 
-  /** End every contract of an object (the hosts delete its shards) and forget it */
-  async remove (nameOrId: string): Promise<{ object: StoredObject, unreachable: string[] }> {
-    return this.exclusive(async () => this.removeNow(nameOrId))
+  /**
+   * End every contract of an object (the hosts delete its shards) and
+   * forget it. A repair of it under way is stopped rather than waited for.
+   * What it was, with each contract and the ratings exchanged, stays under
+   * /storage/removed for `store info` (without its segments).
+   */
+  async remove (nameOrId: string, signal?: AbortSignal): Promise<{ object: StoredObject, unreachable: string[] }> {
+    const found = await this.find(nameOrId)
+    this.repairing.get(found.id)?.abort(new Error(`"${found.name}" is being removed`))
+    const upkeep = this.upkeepSignal(signal)
+    return this.exclusive(async () => this.removeNow(nameOrId, upkeep), upkeep)
   }
 
-  private async removeNow (nameOrId: string): Promise<{ object: StoredObject, unreachable: string[] }> {
+  private async removeNow (nameOrId: string, signal: AbortSignal): Promise<{ object: StoredObject, unreachable: string[] }> {
     const object = await this.find(nameOrId)
     const unreachable: string[] = []
     await Promise.all(Object.entries(object.contracts).map(async ([id, c]) => {
@@ -1280,19 +1864,21 @@ export class StorageClient {
         return
       }
       try {
-        await this.endContract(id, c)
+        await this.endContract(id, c, callSignal(signal, 15_000))
       } catch (err: any) {
         if (err.name !== 'NotFoundError') {
           unreachable.push(`${c.host} (${err.message}); its contract ends on ${new Date(c.end).toISOString()} anyway`)
         }
       }
-      c.ended = Date.now()
+      c.ended ??= Date.now()
     }))
+    const removedAt = Date.now()
     const batch = this.components.datastore.batch()
     batch.delete(new Key(`${OBJECTS}/${object.id}`))
-    batch.delete(new Key(`${NAMES}/${encodeURIComponent(object.name)}`))
+    batch.delete(nameKey(object.name))
+    batch.put(new Key(`${REMOVED}/${object.id}`), enc({ ...object, segments: [], segmentCount: object.segments.length, removedAt }))
     await batch.commit()
-    return { object, unreachable }
+    return { object: { ...object, removedAt }, unreachable }
   }
 }
 
@@ -1300,7 +1886,8 @@ export class StorageClient {
 export function monthlyRent (object: StoredObject): bigint {
   let total = 0n
   for (const c of Object.values(object.contracts)) {
-    if (c.ended != null) {
+    // a condemned host is paid no more
+    if (c.ended != null || c.lost != null) {
       continue
     }
     const perPeriod = rentPerPeriod({ storagePrice: BigInt(c.storagePrice), maxBytes: c.maxBytes, rentPeriodMs: c.rentPeriodMs } as ContractTerms)
@@ -1318,6 +1905,14 @@ export interface ObjectHealth {
   state: 'healthy' | 'degraded' | 'at-risk' | 'lost'
   /** contracts whose host was caught or condemned */
   lostContracts: number
+  /** single shards their hosts said are gone or corrupt */
+  lostShards: number
+  /** the fewest shards of a segment that count and whose host audits can reach now */
+  reachable: number
+  /** hosts of shards that count which audits cannot reach now (not lost until the audit grace has passed) */
+  unreachableHosts: number
+  /** hosts holding shards that count */
+  hosts: number
   lastAudit?: number
 }
 
@@ -1346,17 +1941,55 @@ export function migrationReason (
   return undefined
 }
 
+/** Whether a contract's shards count: not ended, expired or condemned */
+function contractCounts (object: StoredObject, contract: string, now: number): boolean {
+  const c = object.contracts[contract]
+  return c != null && c.ended == null && c.lost == null && c.end > now
+}
+
+/** Whether a shard counts towards its segment's health: its contract does, and its host has not said it is gone */
+export function shardCounts (object: StoredObject, shard: ShardRecord, now = Date.now()): boolean {
+  return shard.lost == null && contractCounts(object, shard.contract, now)
+}
+
+/** Whether any segment's shard is held under this contract */
+function referenced (object: StoredObject, contract: string): boolean {
+  return object.segments.some(s => s.shards.some(x => x.contract === contract))
+}
+
+/** Roots of a contract its host said are gone or corrupt */
+function lostRootsOf (object: StoredObject, contract: string): Set<string> {
+  const out = new Set<string>()
+  for (const segment of object.segments) {
+    for (const shard of segment.shards) {
+      if (shard.contract === contract && shard.lost != null) {
+        out.add(shard.root)
+      }
+    }
+  }
+  return out
+}
+
+/** Why a contract was condemned (see ContractRecord.lostFor) */
+export function lostKind (c: ContractRecord): 'cheated' | 'unreachable' | 'replaced' | undefined {
+  if (c.lost == null) {
+    return undefined
+  }
+  return c.lostFor ?? (c.lostReason?.startsWith('unreachable') === true ? 'unreachable' : 'cheated')
+}
+
 /**
- * How many shards of each segment still count: those whose contract has
- * not ended, expired or been condemned. "at-risk" is one loss from losing
- * a segment; "degraded", below N.
+ * How many shards of each segment still count (shardCounts). "at-risk" is
+ * one loss from losing a segment; "degraded", below N. Shards on hosts that
+ * audits cannot reach right now still count (a restart is not a loss until
+ * the audit grace has passed) but are shown beside: `reachable`.
  */
 export function healthOf (object: StoredObject, now = Date.now()): ObjectHealth {
-  const good = (contract: string): boolean => {
-    const c = object.contracts[contract]
-    return c != null && c.ended == null && c.lost == null && c.end > now
-  }
-  const healthy = Math.min(...object.segments.map(s => s.shards.filter(x => good(x.contract)).length))
+  const down = (contract: string): boolean => object.contracts[contract]?.audit?.unreachableSince != null
+  const counted = object.segments.map(s => s.shards.filter(x => shardCounts(object, x, now)))
+  const healthy = counted.length === 0 ? 0 : Math.min(...counted.map(c => c.length))
+  const reachable = counted.length === 0 ? 0 : Math.min(...counted.map(c => c.filter(x => !down(x.contract)).length))
+  const unreachableHosts = new Set(counted.flatMap(c => c.filter(x => down(x.contract)).map(x => x.host)))
   const audits = Object.values(object.contracts).map(c => c.audit?.passedAt ?? 0).filter(t => t > 0)
   return {
     healthy,
@@ -1364,8 +1997,151 @@ export function healthOf (object: StoredObject, now = Date.now()): ObjectHealth 
     total: object.n,
     state: healthy >= object.n ? 'healthy' : healthy > object.k ? 'degraded' : healthy === object.k ? 'at-risk' : 'lost',
     lostContracts: Object.values(object.contracts).filter(c => c.lost != null).length,
+    lostShards: object.segments.reduce((n, s) => n + s.shards.filter(x => x.lost != null).length, 0),
+    reachable,
+    unreachableHosts: unreachableHosts.size,
+    hosts: new Set(counted.flat().map(x => x.host)).size,
     lastAudit: audits.length === 0 ? undefined : Math.max(...audits)
   }
+}
+
+/**
+ * What one transfer (a get, or one repair) learns, shared by its segments:
+ * hosts to ask last for the rest of it (one that failed or was slow: a
+ * frozen host would otherwise cost the hedge time again on every segment),
+ * and what goes into the object's record afterwards (applyTransfer).
+ */
+interface Transfer {
+  /** hosts that failed or were caught: asked last */
+  avoid: Set<string>
+  /** hosts whose answer is later than the hedge time and has not come: asked after the others */
+  slow: Set<string>
+  /** "segment slot" -> the shard its host said is gone or corrupt */
+  lostShards: Map<string, { contract: string, root: string, reason: string }>
+  /** contracts whose host sent bytes that are not the shard -> why */
+  cheated: Map<string, string>
+  /** contracts whose host did not answer in time: audited at the next check */
+  unreachable: Set<string>
+  /** satoshis paid for downloads, per contract */
+  spent: Map<string, bigint>
+}
+
+function newTransfer (object: StoredObject): Transfer {
+  // condemned hosts are asked last, only if the others cannot give K shards
+  const avoid = new Set(Object.values(object.contracts).filter(c => c.lost != null).map(c => c.host))
+  return { avoid, slow: new Set(), lostShards: new Map(), cheated: new Map(), unreachable: new Set(), spent: new Map() }
+}
+
+/** Write what a transfer learned into an object's record; true when its health changed */
+function applyTransfer (object: StoredObject, transfer: Transfer, now: number): boolean {
+  let changed = false
+  for (const [id, sats] of transfer.spent) {
+    const c = object.contracts[id]
+    if (c != null) {
+      c.spent.download = String(BigInt(c.spent.download) + sats)
+    }
+  }
+  for (const [key, found] of transfer.lostShards) {
+    const [segment, slot] = key.split(' ').map(Number)
+    const shard = object.segments[segment]?.shards[slot]
+    // unless a repair has moved it meanwhile
+    if (shard == null || shard.contract !== found.contract || shard.root !== found.root || shard.lost != null) {
+      continue
+    }
+    shard.lost = now
+    shard.lostReason = found.reason
+    const c = object.contracts[found.contract]
+    if (c != null) {
+      c.shardsLost = (c.shardsLost ?? 0) + 1
+    }
+    changed = true
+    log.error('shard %d of segment %d of "%s" is lost: %s', slot + 1, segment, object.name, found.reason)
+  }
+  for (const [id, reason] of transfer.cheated) {
+    const c = object.contracts[id]
+    if (c == null || c.lost != null || c.ended != null) {
+      continue
+    }
+    // as a failed audit: the host was paid to keep the shard, and did not
+    c.audit ??= { passed: 0, failed: 0, next: now }
+    c.audit.failed++
+    c.lost = now
+    c.lostFor = 'cheated'
+    c.lostReason = reason
+    changed = true
+    log.error('contract %s of "%s" condemned: %s', id, object.name, reason)
+  }
+  for (const id of transfer.unreachable) {
+    const c = object.contracts[id]
+    if (c != null && c.lost == null && c.ended == null) {
+      // the next check audits it, which tells a restart from a host gone
+      c.audit ??= { passed: 0, failed: 0, next: now }
+      c.audit.next = Math.min(c.audit.next, now)
+    }
+  }
+  return changed
+}
+
+/**
+ * Hosts that may take a lost shard of `segments`, best first, or why there
+ * is none. A host qualifies if it holds no shard that counts in any of those
+ * segments: two shards of one segment on one host would make one failure
+ * cost two, and K-of-N would no longer mean that any N-K hosts may vanish,
+ * so a host already holding one is never used (repair waits instead, and
+ * says so). Hosts caught cheating and hosts being moved off are never
+ * used. New hosts come first; then hosts this object used that hold nothing
+ * of those segments now, such as one condemned only for being unreachable
+ * (or replaced during the upload) that answers again; last, hosts that said
+ * they lost a shard of it.
+ */
+function repairCandidates (object: StoredObject, segments: number[], offers: HostOffer[], now: number): { hosts: HostOffer[], why: string } {
+  const contracts = Object.values(object.contracts)
+  const cheated = new Set(contracts.filter(c => lostKind(c) === 'cheated').map(c => c.host))
+  const leaving = new Set(contracts.filter(c => c.migrating != null && c.ended == null).map(c => c.host))
+  const holding = new Set(segments.flatMap(i => object.segments[i].shards.filter(x => shardCounts(object, x, now)).map(x => x.host)))
+  const used = new Set(contracts.map(c => c.host))
+  const eligible = offers.filter(h => !cheated.has(h.peer) && !leaving.has(h.peer) && !holding.has(h.peer))
+  // of those used before, hosts that lost shards of this file come last
+  const lostShards = new Set(contracts.filter(c => (c.shardsLost ?? 0) > 0).map(c => c.host))
+  const again = eligible.filter(h => used.has(h.peer))
+  const hosts = [...eligible.filter(h => !used.has(h.peer)), ...again.filter(h => !lostShards.has(h.peer)), ...again.filter(h => lostShards.has(h.peer))]
+  const busy = offers.filter(h => holding.has(h.peer)).length
+  const caught = offers.filter(h => cheated.has(h.peer)).length
+  const moving = offers.filter(h => leaving.has(h.peer)).length
+  const parts = [`${busy} hold a shard of those segments already`, ...(caught > 0 ? [`${caught} were caught cheating`] : []), ...(moving > 0 ? [`${moving} are being moved off`] : [])]
+  const why = `of the ${offers.length} hosts the market knows, ${parts.join(', ')}; a shard needs a host that holds no other shard of its segment, so repair waits for a new host to join or a lost one to come back`
+  return { hosts, why }
+}
+
+/** A host's refusal over money: a payment too low, credit refused (an overdue debt), more than this node would pay */
+function isPaymentRefusal (err: any): boolean {
+  return err instanceof PaymentDeclinedError || err?.name === 'BiddingError'
+}
+
+/** A call's signal: the caller's, and a bound (30 s by default) so no call waits forever */
+function callSignal (signal: AbortSignal, timeoutMs = 30_000): AbortSignal {
+  return AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
+}
+
+/** Wait for `promise` (its outcome ignored) unless `signal` aborts first */
+async function raceSignal (promise: Promise<unknown>, signal?: AbortSignal): Promise<void> {
+  if (signal == null) {
+    await promise.catch(() => {})
+    return
+  }
+  signal.throwIfAborted()
+  await new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => { reject(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(() => {}, () => {}).then(() => {
+      signal.removeEventListener('abort', onAbort)
+      resolve()
+    })
+  })
+}
+
+function nameKey (name: string): Key {
+  return new Key(`${NAMES}/${encodeURIComponent(name)}`)
 }
 
 export function spentOn (object: StoredObject): { upload: bigint, download: bigint, rent: bigint } {

@@ -1,6 +1,6 @@
 import { formatAmount } from '../market/units.ts'
 import { rentPerPeriod, type ContractTerms } from './contract.ts'
-import { healthOf, monthlyRent, spentOn, type StoredObject } from './client.ts'
+import { healthOf, lostKind, monthlyRent, spentOn, type StoredObject } from './client.ts'
 import { formatSize } from './size.ts'
 
 /**
@@ -11,7 +11,6 @@ import { formatSize } from './size.ts'
 
 export function objectSummary (o: StoredObject): Record<string, unknown> {
   const spent = spentOn(o)
-  const hosts = new Set(Object.values(o.contracts).filter(c => c.ended == null).map(c => c.host))
   return {
     id: o.id,
     name: o.name,
@@ -19,8 +18,10 @@ export function objectSummary (o: StoredObject): Record<string, unknown> {
     sizeText: formatSize(o.size),
     sha256: o.sha256,
     redundancy: `${o.k}-of-${o.n}`,
-    segments: o.segments.length,
-    hosts: hosts.size,
+    segments: o.segmentCount ?? o.segments.length,
+    // hosts holding shards that count (not those condemned, ended or replaced)
+    hosts: o.removedAt != null ? 0 : healthOf(o).hosts,
+    removed: o.removedAt == null ? null : new Date(o.removedAt).toISOString(),
     contracts: Object.keys(o.contracts).length,
     storedAt: new Date(o.createdAt).toISOString(),
     expires: new Date(Math.min(...Object.values(o.contracts).map(c => c.end))).toISOString(),
@@ -35,18 +36,27 @@ export function objectSummary (o: StoredObject): Record<string, unknown> {
   }
 }
 
-/** Healthy shards per segment (the fewest of any segment) against K and N, and the last audit */
+/**
+ * Healthy shards per segment (the fewest of any segment) against K and N,
+ * how many of those are on hosts audits cannot reach now, what was lost,
+ * the last audit, and why repair is stuck if it is
+ */
 export function healthView (o: StoredObject): Record<string, unknown> {
   const h = healthOf(o)
   const paidThrough = Object.values(o.contracts).filter(c => c.ended == null && c.lost == null).map(c => c.start + c.rentPaidPeriods * c.rentPeriodMs)
   return {
-    state: h.state,
+    state: o.removedAt != null ? 'removed' : h.state,
     healthyShards: h.healthy,
+    reachableShards: h.reachable,
     neededShards: h.needed,
     totalShards: h.total,
+    unreachableHosts: h.unreachableHosts,
     lostContracts: h.lostContracts,
+    lostShards: h.lostShards,
     lastAudit: h.lastAudit == null ? null : new Date(h.lastAudit).toISOString(),
-    rentPaidThrough: paidThrough.length === 0 ? null : new Date(Math.min(...paidThrough)).toISOString()
+    rentPaidThrough: paidThrough.length === 0 ? null : new Date(Math.min(...paidThrough)).toISOString(),
+    repairProblem: o.repair?.problem ?? null,
+    repairProblemSince: o.repair == null ? null : new Date(o.repair.at).toISOString()
   }
 }
 
@@ -69,8 +79,10 @@ export function objectInfo (o: StoredObject): Record<string, unknown> {
       rentPeriodMs: c.rentPeriodMs,
       rentPaidThrough: new Date(c.start + c.rentPaidPeriods * c.rentPeriodMs).toISOString(),
       ended: c.ended == null ? null : new Date(c.ended).toISOString(),
-      lost: c.lost == null ? null : { at: new Date(c.lost).toISOString(), reason: c.lostReason },
+      lost: c.lost == null ? null : { at: new Date(c.lost).toISOString(), reason: c.lostReason, for: lostKind(c) },
+      shardsLost: c.shardsLost ?? 0,
       renewedAs: c.renewedAs ?? null,
+      migrating: c.migrating ?? null,
       ratings: c.ratings == null
         ? null
         : {
@@ -93,7 +105,7 @@ export function objectInfo (o: StoredObject): Record<string, unknown> {
       index: i,
       bytes: s.plainLength,
       shardSize: s.shardSize,
-      shards: s.shards.map(x => ({ host: x.host, contract: x.contract, root: x.root }))
+      shards: s.shards.map(x => ({ host: x.host, contract: x.contract, root: x.root, lost: x.lost == null ? null : { at: new Date(x.lost).toISOString(), reason: x.lostReason } }))
     }))
   }
 }

@@ -82,7 +82,8 @@ describe('store from the command line, on a testnet of daemons', () => {
         }
       }))
       assert.ok(killedAt > 0 && killedAt < size, `killed mid-upload at ${killedAt} of ${size} bytes`)
-      await waitFor(async () => (await shardFiles(hosts[0].dataDir)).length > 0, 5_000, 'shards of the interrupted upload on a host')
+      // (on three of the four: one is kept spare)
+      await waitFor(async () => (await Promise.all(hosts.map(async (h: any) => shardFiles(h.dataDir)))).some(f => f.length > 0), 5_000, 'shards of the interrupted upload on a host')
 
       restarted = await startDaemon(client.dataDir, ['--bootstrap', hosts[0].addrs[0]])
       // nothing half-stored is listed, and the hosts are told to drop what they got
@@ -94,20 +95,36 @@ describe('store from the command line, on a testnet of daemons', () => {
       }
 
       // the same file again works, with the default redundancy for 4 hosts
+      // (one kept spare for repairs)
       const put = await cli('store', 'put', big, '--json')
       assert.equal(put.code, 0, put.stderr)
       const stored = JSON.parse(put.stdout)
       assert.equal(stored.name, 'big.bin')
       assert.equal(stored.size, size)
       assert.equal(stored.sha256, bigHash)
-      assert.equal(stored.redundancy, '2-of-4')
-      assert.equal(stored.hosts, 4)
+      assert.equal(stored.redundancy, '1-of-3')
+      assert.equal(stored.hosts, 3)
       // every amount carries its unit; upload and the first day of rent were paid
       assert.match(stored.spent.upload, /^0\.\d+ BTC$/)
       assert.notEqual(stored.spent.upload, '0 BTC')
       assert.notEqual(stored.spent.rent, '0 BTC')
 
+      // kill -9 mid-get leaves a partial plaintext file; the restarted node removes it
       const out = join(dir.path, 'big.out')
+      const parts = async (): Promise<string[]> => (await readdir(dir.path)).filter(f => f.startsWith('big.out.') && f.endsWith('.part'))
+      const getPid = restarted.child.pid as number
+      let killedGet = false
+      await assert.rejects((await connectApi(client.dataDir)).events('/v1/store/get', { object: 'big.bin', out }, (e) => {
+        if (e.phase === 'download' && e.done > 0 && !killedGet) {
+          killedGet = true
+          process.kill(getPid, 'SIGKILL')
+        }
+      }))
+      assert.ok(killedGet, 'killed mid-get')
+      assert.equal((await parts()).length, 1, 'the partial file is there after kill -9')
+      restarted = await startDaemon(client.dataDir, ['--bootstrap', hosts[0].addrs[0]])
+      await waitFor(async () => (await parts()).length === 0, 10_000, 'the restarted node to remove the partial file')
+
       const got = await cli('store', 'get', 'big.bin', '--out', out)
       assert.equal(got.code, 0, got.stderr)
       assert.match(got.stdout, /^wrote .*big\.out \(192 MiB, SHA-256 [0-9a-f]{64} checked\)$/m)
@@ -134,15 +151,22 @@ describe('store from the command line, on a testnet of daemons', () => {
       assert.match(dup.stderr, /an object named "big\.bin" is stored already/)
       assert.match(dup.stderr, /try: .* store rm big\.bin$/m)
 
+      const status = await cli('store', 'status')
+      assert.equal(status.code, 0, status.stderr)
+      assert.match(status.stdout, /^NAME\s+STATE\s+SHARDS\s+NEEDED\s+UNREACHABLE\s+LOST HOSTS\s+LOST SHARDS/m)
+      assert.match(status.stdout, /^big\.bin\s+healthy\s+3\/3\s+1\s+0\s+0\s+0\s/m)
+
       const ls = await cli('store', 'ls')
-      assert.match(ls.stdout, /^big\.bin\s+192 MiB\s+2-of-4\s+4\s+0\.\d+ BTC/m)
+      assert.match(ls.stdout, /^big\.bin\s+192 MiB\s+1-of-3\s+3\s+0\.\d+ BTC/m)
       const info = JSON.parse((await cli('store', 'info', 'big.bin', '--json')).stdout)
-      assert.equal(info.contracts.length, 4)
-      assert.deepEqual(new Set(info.contracts.map((c: any) => c.host)), new Set(hosts.map((h: any) => h.peerId)))
+      assert.equal(info.contracts.length, 3)
+      const peers = new Set(hosts.map((h: any) => h.peerId))
+      assert.ok(info.contracts.every((c: any) => peers.has(c.host)))
+      assert.equal(new Set(info.contracts.map((c: any) => c.host)).size, 3)
       for (const c of info.contracts) {
         assert.equal(c.storagePrice, '0.00002 BTC per GiB-month')
-        // 24 segments of 8 MiB, each sealed with a 16-byte tag and cut in 2 data shards
-        assert.equal(c.bytesHeld, 48 * (2 * MIB + 8))
+        // 48 segments of 4 MiB, each sealed with a 16-byte tag: one data shard, two copies of it
+        assert.equal(c.bytesHeld, 48 * (4 * MIB + 16))
       }
       const unknown = await cli('store', 'get', 'nope.bin', '--out', join(dir.path, 'nope'))
       assert.equal(unknown.code, 1)
@@ -151,7 +175,15 @@ describe('store from the command line, on a testnet of daemons', () => {
 
       const rm = await cli('store', 'rm', 'big.bin')
       assert.equal(rm.code, 0, rm.stderr)
-      assert.match(rm.stdout, /^removed big\.bin: its 4 contracts are ended$/m)
+      assert.match(rm.stdout, /^removed big\.bin: its 3 contracts are ended$/m)
+      // what the removed file's contracts were, and the ratings both sides signed
+      const infoLine = /^the ratings both sides signed: (.*)$/m.exec(rm.stdout)?.[1]
+      assert.ok(infoLine != null, rm.stdout)
+      const removed = await runShell(`${infoLine} --json`)
+      assert.equal(removed.code, 0, removed.stderr)
+      const removedInfo = JSON.parse(removed.stdout)
+      assert.equal(removedInfo.health.state, 'removed')
+      assert.ok(removedInfo.contracts.every((c: any) => c.ratings?.byYou === 'satisfactory' && c.ratings?.byHost === 'satisfactory'), removed.stdout)
       for (const host of hosts) {
         assert.deepEqual(await shardFiles(host.dataDir), [])
       }

@@ -12,7 +12,7 @@ import { parseSize, formatSize } from '../../src/storage/size.ts'
 import { auditContract, AuditFailedError } from '../../src/storage/audit.ts'
 import { openRating } from '../../src/storage/rating.ts'
 import { encodeProofs } from '../../src/services/storage/index.ts'
-import { defaultRedundancy, migrationReason, parseRedundancy } from '../../src/storage/client.ts'
+import { defaultRedundancy, defaultRepairAfterLost, migrationReason, parseRedundancy } from '../../src/storage/client.ts'
 
 const fixture = JSON.parse(await readFile(new URL('../fixtures/protocol-vectors.json', import.meta.url), 'utf8'))
 const v = fixture.storage
@@ -107,8 +107,16 @@ describe('storage primitives', () => {
     assert.equal(formatSize(192 * 1024 * 1024), '192 MiB')
     assert.deepEqual(parseRedundancy('4-of-8'), { k: 4, n: 8 })
     assert.throws(() => parseRedundancy('8-of-4'), { name: 'InvalidRedundancyError' })
-    assert.deepEqual([1, 2, 4, 7, 8, 12, 20, 30, 50].map(h => { const { k, n } = defaultRedundancy(h); return `${k}-of-${n}` }),
-      ['1-of-1', '1-of-2', '2-of-4', '3-of-7', '4-of-8', '6-of-12', '7-of-20', '10-of-30', '10-of-30'])
+    assert.deepEqual([1, 2, 3, 4, 5, 8, 10, 16, 20, 30, 40, 50].map(h => { const { k, n } = defaultRedundancy(h); return `${k}-of-${n}` }),
+      ['1-of-1', '1-of-2', '1-of-2', '1-of-3', '2-of-4', '3-of-6', '4-of-8', '6-of-12', '5-of-15', '8-of-22', '10-of-30', '10-of-30'])
+  })
+
+  it('leaves spare hosts by default: as many as the losses that start a repair, so the repair has somewhere to go', () => {
+    for (let hosts = 3; hosts <= 60; hosts++) {
+      const { k, n } = defaultRedundancy(hosts)
+      assert.ok(n > k, `${hosts} hosts: ${k}-of-${n} keeps a margin`)
+      assert.ok(hosts - n >= defaultRepairAfterLost(k, n), `${hosts} hosts: ${k}-of-${n} leaves ${hosts - n} spare, and repairs after ${defaultRepairAfterLost(k, n)} losses`)
+    }
   })
 })
 

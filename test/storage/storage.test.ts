@@ -119,26 +119,6 @@ describe('storage: put and get across paid hosts over TCP', () => {
     assert.ok(scanned > 128 * MIB, `scanned ${scanned} bytes`)
   })
 
-  it('detects a host that sends wrong bytes, routes around it and rates it', async () => {
-    const object = await client.storage.find('file.bin')
-    const liar = hosts.find(h => h.peerId.toString() === object.segments[0].shards[0].host)!
-    const store = liar.storageHost.store
-    const honest = store.range.bind(store)
-    store.range = async (...args) => {
-      const real = await honest(...args)
-      return bodyFromBytes(randomBytes(real.length))
-    }
-    try {
-      const out = join(dir.path, 'out-liar.bin')
-      await client.storage.get('file.bin', out)
-      assert.equal(await sha256File(out), await sha256File(file))
-      const records = await client.reputation.store.records(liar.peerId.toString())
-      assert.ok(records.some(r => r.event === 'corrupt'), 'the liar is rated')
-    } finally {
-      store.range = honest
-    }
-  })
-
   it('gets the file with N-K hosts stopped, and a restarted host still has its shards', async () => {
     const object = await client.storage.find('file.bin')
     const holders = [...new Set(object.segments[0].shards.map(s => s.host))]
@@ -158,22 +138,6 @@ describe('storage: put and get across paid hosts over TCP', () => {
     for (const s of mine) {
       assert.ok(await restarted.storageHost.store.has(s.contract, s.root), `shard ${s.root} survived the restart`)
     }
-  })
-
-  it('never serves a shard corrupted on disk: the host refuses, and the file still comes back', async () => {
-    const object = await client.storage.find('file.bin')
-    const shard = object.segments[1].shards[1]
-    const host = hosts.find(h => h.peerId.toString() === shard.host)!
-    await client.libp2p.dial(host.libp2p.getMultiaddrs()[0])
-    const path = join(host.paths.root, 'storage', shard.contract, shard.root)
-    const bytes = await readFile(path)
-    bytes[100] ^= 0xff
-    await writeFile(path, bytes)
-    const pay = { pay: { kind: 'defer' as const, sats: 1000n }, maxPrice: 1000n }
-    await assert.rejects(client.paidCall(host.peerId, { service: 'storage', method: 'get', args: [shard.contract, shard.root, '0', String(object.segments[1].shardSize)] }, pay), /corrupt on this host/)
-    const out = join(dir.path, 'out-corrupt.bin')
-    await client.storage.get('file.bin', out)
-    assert.equal(await sha256File(out), await sha256File(file))
   })
 
   it('refuses a shard over the contract\'s maximum', async () => {
@@ -290,6 +254,57 @@ describe('storage: put and get across paid hosts over TCP', () => {
     assert.equal(await sha256File(out), await sha256File(file))
   })
 
+  it('detects a host that sends wrong bytes, routes around it, rates it and condemns its contract', async () => {
+    const object = await client.storage.find('file.bin')
+    const liar = hosts.find(h => h.peerId.toString() === object.segments[0].shards[0].host)!
+    const store = liar.storageHost.store
+    const honest = store.range.bind(store)
+    store.range = async (...args) => {
+      const real = await honest(...args)
+      return bodyFromBytes(randomBytes(real.length))
+    }
+    try {
+      const out = join(dir.path, 'out-liar.bin')
+      await client.storage.get('file.bin', out)
+      assert.equal(await sha256File(out), await sha256File(file))
+      const records = await client.reputation.store.records(liar.peerId.toString())
+      assert.ok(records.some(r => r.event === 'corrupt'), 'the liar is rated')
+      // as a failed audit: its shards count no more, and repair never uses it again
+      const seen = await client.storage.find('file.bin')
+      const c = seen.contracts[object.segments[0].shards[0].contract]
+      assert.equal(c.lostFor, 'cheated')
+      assert.match(c.lostReason ?? '', /sent bytes that do not match shard/)
+      assert.deepEqual([healthOf(seen).healthy, healthOf(seen).lostContracts], [7, 2])
+    } finally {
+      store.range = honest
+    }
+  })
+
+  it('never serves a shard corrupted on disk: the host refuses, the file still comes back, and the shard counts as lost', async () => {
+    const object = await client.storage.find('file.bin')
+    const shard = object.segments[1].shards[1]
+    const host = hosts.find(h => h.peerId.toString() === shard.host)!
+    await client.libp2p.dial(host.libp2p.getMultiaddrs()[0])
+    const path = join(host.paths.root, 'storage', shard.contract, shard.root)
+    const bytes = await readFile(path)
+    bytes[100] ^= 0xff
+    await writeFile(path, bytes)
+    const pay = { pay: { kind: 'defer' as const, sats: 1000n }, maxPrice: 1000n }
+    await assert.rejects(client.paidCall(host.peerId, { service: 'storage', method: 'get', args: [shard.contract, shard.root, '0', String(object.segments[1].shardSize)] }, pay), /corrupt on this host/)
+    const out = join(dir.path, 'out-corrupt.bin')
+    await client.storage.get('file.bin', out)
+    assert.equal(await sha256File(out), await sha256File(file))
+    // counted against the host at once; the host said so itself, so only
+    // that shard is lost, and the repair check the get started rebuilds it
+    const seen = await client.storage.find('file.bin')
+    assert.equal(seen.contracts[shard.contract].shardsLost, 1)
+    assert.equal(seen.contracts[shard.contract].lost, undefined)
+    await waitFor(async () => {
+      const now = (await client.storage.find('file.bin')).segments[1].shards[1]
+      return now.contract !== shard.contract && now.root === shard.root && now.lost == null
+    }, 30_000, 'the corrupt shard rebuilt under a new contract')
+  })
+
   it('answers an unknown object clearly, and rm ends the contracts on every host', async () => {
     await assert.rejects(client.storage.get('no-such-file', join(dir.path, 'x')), ObjectNotFoundError)
     const object = await client.storage.find('file.bin')
@@ -301,7 +316,7 @@ describe('storage: put and get across paid hosts over TCP', () => {
       if (c.renewedAs != null) continue
       assert.ok(c.ratings != null, `contract ${id} is rated`)
       const mine = openRating(Buffer.from(c.ratings.renter, 'base64'))
-      assert.deepEqual([mine.rater, mine.rated, mine.satisfactory], [client.peerId.toString(), c.host, c.lost == null])
+      assert.deepEqual([mine.rater, mine.rated, mine.satisfactory], [client.peerId.toString(), c.host, c.lost == null && (c.shardsLost ?? 0) === 0])
       if (c.lost == null) {
         const theirs = openRating(Buffer.from(c.ratings.host!, 'base64'))
         assert.deepEqual([theirs.rater, theirs.rated, theirs.satisfactory, theirs.reason], [c.host, client.peerId.toString(), true, 'rent paid as agreed'])

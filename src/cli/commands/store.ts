@@ -61,9 +61,23 @@ function withHint (e: unknown, values: Record<string, any>, argv: string[], name
       return new HintedError(e.message, hintLine(values, ['market', 'prices', '--service', 'storage']), e.detail, e.name)
     case 'ObjectNotFoundError':
       return new HintedError(e.message, hintLine(values, ['store', 'ls']), e.detail, e.name)
+    case 'PaymentRefusedError':
+      return new HintedError(e.message, hintLine(values, ['payments', 'tabs']), e.detail, e.name)
     default:
       return e
   }
+}
+
+/** "4-of-8 (any 4 of its 8 hosts rebuild it)", or what is true when the shards are not on N hosts of their own */
+function redundancyText (o: Record<string, any>): string {
+  const [k, n] = String(o.redundancy).split('-of-').map(Number)
+  if (o.removed != null) {
+    return `${o.redundancy} (removed ${String(o.removed)})`
+  }
+  if (o.hosts === n) {
+    return `${o.redundancy} (any ${k} of its ${n} hosts rebuild it)`
+  }
+  return `${o.redundancy} (any ${k} of a segment's ${n} shards rebuild it; ${o.hosts} hosts hold shards that count)`
 }
 
 function printObject (out: NodeJS.WritableStream, o: Record<string, any>): void {
@@ -72,7 +86,7 @@ function printObject (out: NodeJS.WritableStream, o: Record<string, any>): void 
     ['id', o.id],
     ['size', `${o.sizeText} (${o.size} bytes)`],
     ['sha256', o.sha256],
-    ['redundancy', `${o.redundancy} (any ${o.redundancy.split('-of-')[0]} of ${o.hosts} hosts rebuild it)`],
+    ['redundancy', redundancyText(o)],
     ['segments', String(o.segments)],
     ['stored', o.storedAt],
     ['expires', o.expires],
@@ -95,7 +109,8 @@ paid per period by the running node.
   store put <file>        store a file; prints its name and id
     --name N              the name to store it under (default: the file's name)
     --redundancy K-of-N   e.g. 4-of-8 (default: fits the hosts the market
-                          knows: 8 hosts -> 4-of-8, 7 -> 3-of-7, 30 -> 10-of-30)
+                          knows and leaves some spare for repairs: 4 hosts ->
+                          1-of-3, 8 -> 3-of-6, 10 -> 4-of-8, 40 -> 10-of-30)
     --duration D          how long the contracts run: 90m, 12h, 30d (default 30d)
     --max-price AMOUNT    the most a host may ask for storage, per GiB-month,
                           e.g. "2000 sat" or "0.00002 BTC" (default: any)
@@ -104,9 +119,12 @@ paid per period by the running node.
     --force               replace FILE if it exists
   store ls                the stored files
   store status            their health: healthy shards of the weakest segment
-                          against the K needed and N stored, hosts caught by
-                          audits, the last audit passed, rent paid through
+                          against the K needed and N stored, hosts audits
+                          cannot reach now, hosts caught, the last audit
+                          passed, rent paid through, and why a repair is
+                          stuck when it is
   store info <name|id>    one file: contracts, hosts, prices, what it costs
+                          (after rm too: its contracts and their ratings)
   store rm <name|id>      end its contracts (the hosts delete the shards)
 
 Prices are set by each host: see them with "${CLI} market prices --service storage".`,
@@ -225,8 +243,16 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
       } else if (objects.length === 0) {
         out.write(`nothing stored yet; store a file with: ${hintLine(values, ['store', 'put', '<file>'])}\n`)
       } else {
-        out.write(table([['NAME', 'STATE', 'SHARDS', 'NEEDED', 'LOST HOSTS', 'LAST AUDIT PASSED', 'RENT PAID THROUGH'],
-          ...objects.map(o => [o.name, o.health.state, `${o.health.healthyShards}/${o.health.totalShards}`, String(o.health.neededShards), String(o.health.lostContracts), o.health.lastAudit ?? 'not yet', o.health.rentPaidThrough ?? '-'])]))
+        // SHARDS counts what is not lost yet; UNREACHABLE, the hosts of
+        // those shards that audits cannot reach right now (within their
+        // grace: a restart is not a loss), and how many shards remain without them
+        out.write(table([['NAME', 'STATE', 'SHARDS', 'NEEDED', 'UNREACHABLE', 'LOST HOSTS', 'LOST SHARDS', 'LAST AUDIT PASSED', 'RENT PAID THROUGH'],
+          ...objects.map(o => [o.name, o.health.state, `${o.health.healthyShards}/${o.health.totalShards}`, String(o.health.neededShards),
+            o.health.unreachableHosts > 0 ? `${o.health.unreachableHosts} hosts (${o.health.reachableShards}/${o.health.totalShards} shards reachable)` : '0',
+            String(o.health.lostContracts), String(o.health.lostShards), o.health.lastAudit ?? 'not yet', o.health.rentPaidThrough ?? '-'])]))
+        for (const o of objects.filter(o => o.health.repairProblem != null)) {
+          out.write(`\nrepair of ${o.name} is stuck (since ${String(o.health.repairProblemSince)}):\n  ${String(o.health.repairProblem).split('\n').join('\n  ')}\n`)
+        }
         // hosts end contracts whose rent goes unpaid: say when it cannot be paid
         const owed = await settlementLine(api, values)
         out.write(owed == null ? '' : `${owed}\n`)
@@ -255,7 +281,8 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
       if (json) {
         printJson(out, result)
       } else {
-        out.write(`removed ${result.removed.name}: its ${result.removed.contracts} contracts are ended${result.unreachable.length > 0 ? `; ${result.unreachable.length} hosts could not be told and keep the shards until their contracts end:\n  ${result.unreachable.join('\n  ')}` : ''}\n`)
+        out.write(`removed ${result.removed.name}: its ${result.removed.contracts} contracts are ended${result.unreachable.length > 0 ? `; ${result.unreachable.length} hosts could not be told and keep the shards until their contracts end:\n  ${result.unreachable.join('\n  ')}` : ''}\n` +
+          `the ratings both sides signed: ${hintLine(values, ['store', 'info', result.removed.id])}\n`)
       }
       return
     }

@@ -18,7 +18,11 @@ export const STORE_MISTAKES: Record<string, number> = {
   InvalidNameError: 400,
   DecryptError: 422,
   IntegrityError: 502,
-  ShardUnavailableError: 502
+  ShardUnavailableError: 502,
+  // what this node owes the host: the caller settles, then tries again
+  PaymentRefusedError: 402,
+  RepairStuckError: 409,
+  StorageStoppedError: 503
 }
 
 export class InvalidDurationError extends Error {
@@ -36,6 +40,8 @@ export class InvalidPutOptionError extends Error {
  * since every one of them would refuse it
  */
 export const MAX_PUT_DURATION_MS = 366 * 86_400_000
+/** How often a long answer with nothing to report sends an empty line, so no HTTP client takes the silence for a dead daemon */
+const HEARTBEAT_MS = 15_000
 
 /** "30d", "12h", "90m": a duration in ms */
 export function parseDuration (text: string, what = 'a duration'): number {
@@ -103,6 +109,11 @@ async function streamEvents (req: IncomingMessage, res: ServerResponse, work: (o
   const controller = new AbortController()
   res.on('close', () => { if (!res.writableFinished) controller.abort(new Error('the API client went away')) })
   res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+  // the head now, and a blank line (which readers skip) while nothing else
+  // is sent: fetch gives up after 300 s without a head or a byte
+  res.flushHeaders()
+  const heartbeat = setInterval(() => { res.write('\n') }, HEARTBEAT_MS)
+  heartbeat.unref()
   let last = 0
   const onProgress = (p: Progress): void => {
     const now = Date.now()
@@ -116,6 +127,8 @@ async function streamEvents (req: IncomingMessage, res: ServerResponse, work: (o
     res.end(JSON.stringify({ event: 'done', ...(result as object) }) + '\n')
   } catch (err: any) {
     res.end(JSON.stringify({ event: 'error', httpStatus: STORE_MISTAKES[err.name] ?? 500, error: { name: err.name ?? 'Error', message: err.message } }) + '\n')
+  } finally {
+    clearInterval(heartbeat)
   }
 }
 
@@ -130,7 +143,8 @@ export async function storeRoute (node: OpenCloudNode, route: string, req: Incom
       if (name == null) {
         throw new HttpError(400, 'name the object: /v1/store/info?object=NAME')
       }
-      sendJson(res, 200, objectInfo(await node.storage.find(name)))
+      // a removed object too: its contracts and the ratings they ended with
+      sendJson(res, 200, objectInfo(await node.storage.findWithRemoved(name)))
       return true
     }
     case 'POST /v1/store/put': {
@@ -163,7 +177,9 @@ export async function storeRoute (node: OpenCloudNode, route: string, req: Incom
       if (typeof body.object !== 'string') {
         throw new HttpError(400, 'send JSON: {"object": "NAME or id"}')
       }
-      const { object, unreachable } = await node.storage.remove(body.object)
+      const controller = new AbortController()
+      res.on('close', () => { if (!res.writableFinished) controller.abort(new Error('the API client went away')) })
+      const { object, unreachable } = await node.storage.remove(body.object, controller.signal)
       sendJson(res, 200, { removed: objectSummary(object), unreachable })
       return true
     }
