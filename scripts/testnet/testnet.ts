@@ -30,7 +30,7 @@ wallet with --fund, and prices sha256.hash at 100 sat/MiB on the
 even-numbered nodes. Every node hosts storage (2 GiB) at 2000 sat per
 GiB-month, 1000 sat per GiB uploaded and 2000 sat per GiB downloaded, and
 gives up to 0.001 BTC of credit. With 8 nodes, "store put" on one of them
-stores 3-of-7 on the other seven.
+stores 2-of-5 on five of the other seven (two are spares for repair).
 
 Options:
   --nodes N       how many nodes, default 5

@@ -23,6 +23,11 @@ export const REVISION_DOMAIN = new TextEncoder().encode('opencloud-storage-revis
 export const GIB = 1024 ** 3
 /** A month for rent: 30 days */
 export const MONTH_MS = 30 * 24 * 3600 * 1000
+/**
+ * The longest contract opencloud-node's hosts sign by default (a year and a
+ * day: a yearly renewal never falls short), and so the longest a put asks for
+ */
+export const MAX_CONTRACT_MS = 366 * 24 * 3600 * 1000
 
 export interface ContractTerms {
   /** PeerId of the renter (the client) */

@@ -1,4 +1,5 @@
 import { isAbsolute } from 'node:path'
+import { MAX_CONTRACT_MS } from '../../storage/contract.ts'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { HttpError, readJsonBody } from '../http-request.ts'
 import { parseAmount } from '../../market/units.ts'
@@ -34,12 +35,6 @@ export class InvalidPutOptionError extends Error {
   override name = 'InvalidPutOptionError'
 }
 
-/**
- * The longest contract a host signs (the storage service's default
- * maxDurationMs): a put for longer is refused before any host is asked,
- * since every one of them would refuse it
- */
-export const MAX_PUT_DURATION_MS = 366 * 86_400_000
 /** How often a long answer with nothing to report sends an empty line, so no HTTP client takes the silence for a dead daemon */
 const HEARTBEAT_MS = 15_000
 
@@ -87,8 +82,8 @@ export function parsePutOptions (input: { redundancy?: unknown, duration?: unkno
     } catch (err: any) {
       throw new InvalidPutOptionError(err.message)
     }
-    if (options.durationMs > MAX_PUT_DURATION_MS) {
-      throw new InvalidPutOptionError(`${names.duration} "${String(input.duration)}" is longer than hosts sign contracts for: at most ${MAX_PUT_DURATION_MS / 86_400_000} days`)
+    if (options.durationMs > MAX_CONTRACT_MS) {
+      throw new InvalidPutOptionError(`${names.duration} "${String(input.duration)}" is longer than hosts sign contracts for: at most ${MAX_CONTRACT_MS / 86_400_000} days`)
     }
   }
   try {

@@ -4,7 +4,7 @@ import { Key, type Datastore } from 'interface-datastore'
 import { Units } from '../../market/units.ts'
 import { Reader, Writer } from '../../protocols/rpc/encoding.ts'
 import { AccessDeniedError, BadRequestError, BodyTooLargeError, InsufficientStorageError, InvalidSignatureError, MalformedMessageError, NotFoundError, RequestDeclinedError, ServerError } from '../../protocols/rpc/errors.ts'
-import { contractIdOf, decodeSigned, decodeTerms, encodeRevision, encodeSigned, nextRevision, overMaxMoney, rentPerPeriod, rentPeriods, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms } from '../../storage/contract.ts'
+import { contractIdOf, decodeSigned, decodeTerms, encodeRevision, encodeSigned, nextRevision, overMaxMoney, rentPerPeriod, rentPeriods, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms, MAX_CONTRACT_MS } from '../../storage/contract.ts'
 import { openRating, signRating } from '../../storage/rating.ts'
 import { ShardCorruptError, ShardMismatchError, ShardStore } from './shard-store.ts'
 import type { CredentialSigner } from '../../protocols/rpc/credentials.ts'
@@ -201,7 +201,7 @@ export class StorageHost {
     this.components = components
     this.dir = init.dir
     this.capacity = init.capacity ?? DEFAULT_CAPACITY
-    this.maxDurationMs = init.maxDurationMs ?? 366 * 24 * 3600_000
+    this.maxDurationMs = init.maxDurationMs ?? MAX_CONTRACT_MS
     this.minRentPeriodMs = init.minRentPeriodMs ?? 60_000
     this.clockSkewMs = init.clockSkewMs ?? 600_000
     this.rentGraceMs = init.rentGraceMs ?? 7 * 24 * 3600_000
