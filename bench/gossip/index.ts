@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { nodeApi, startNode, stopAll, type Started } from '../../scripts/testnet/network.ts'
-import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
 
 const HEARTBEAT_MS = 1000
 

@@ -16,8 +16,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { randomBytes } from 'node:crypto'
-import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
-import { connectApi } from '../../src/node/api/client.ts'
+import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
+import { connectApi } from '../../src/cli/api-client.ts'
 import { fund, nodeApi, startNode, stopAll, type Started } from '../../scripts/testnet/network.ts'
 
 const { values } = parseArgs({

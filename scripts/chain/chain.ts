@@ -10,7 +10,7 @@
  */
 import { parseArgs } from 'node:util'
 import { resolve } from 'node:path'
-import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
 
 const HELP = `Usage: npm run chain -- [--dir DIR] [--port PORT] [--block-interval SECONDS]
 

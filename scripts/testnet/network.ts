@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import type { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import type { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
 import { ensureDataDir, loadOrCreateIdentity } from '../../src/node/data-dir.ts'
 
 const BIN = fileURLToPath(new URL('../../bin/opencloud-node.js', import.meta.url))

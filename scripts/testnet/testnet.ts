@@ -14,8 +14,8 @@
  */
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
-import { formatAmount, parseAmount } from '../../src/market/units.ts'
+import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
+import { formatAmount, parseAmount } from '../../src/protocols/units.ts'
 import { fund, hasEnded, howItEnded, startNode, stopAll, type Started, writeLedgerGenesis } from './network.ts'
 
 const HELP = `Usage: npm run testnet -- [--nodes N] [--dir DIR] [--json]

@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { CLI } from './cli-name.ts'
+import { CLI } from '../utils/cli-name.ts'
 
 /** What every command gets: parsed flags, positionals and where to write */
 export interface CommandContext {

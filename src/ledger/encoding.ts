@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto'
-import { Reader, Writer } from '../protocols/rpc/encoding.ts'
-import { MalformedMessageError } from '../protocols/rpc/errors.ts'
+import { DecodeError, Reader, Writer } from '../protocols/codec.ts'
+
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
-import { peerBytes, peerText, verifySignedBy, withDomain } from '../storage/contract.ts'
+import { peerBytes, peerText, verifySignedBy, withDomain } from '../protocols/signed.ts'
 
 /**
  * The Cloud Ledger's bytes (PROTOCOL.md section 8e): genesis, transactions,
@@ -174,10 +174,10 @@ export function decodeTx (bytes: Uint8Array): Tx {
       const service = r.string(LedgerLimits.name, 'the service')
       const credit = r.varint('the credit')
       if (!NAME.test(name)) {
-        throw new MalformedMessageError('a pool name is 1 to 64 of a-z, 0-9 and -')
+        throw new DecodeError('a pool name is 1 to 64 of a-z, 0-9 and -')
       }
       if (!NAME.test(service)) {
-        throw new MalformedMessageError('a service name is 1 to 64 of a-z, 0-9 and -')
+        throw new DecodeError('a service name is 1 to 64 of a-z, 0-9 and -')
       }
       body = { kind: 'pool', name, service, creditSat: BigInt(credit), quantity: r.varint('the quantity'), ttlMs: r.varint('the ttl'), perRequester: r.varint('the codes per requester') }
       break
@@ -194,7 +194,7 @@ export function decodeTx (bytes: Uint8Array): Tx {
     case TxKind.VOTE: {
       const add = r.u8('the vote')
       if (add > 1) {
-        throw new MalformedMessageError('a vote is 1 (add) or 0 (remove)')
+        throw new DecodeError('a vote is 1 (add) or 0 (remove)')
       }
       body = { kind: 'vote', add: add === 1, candidate: peerText(r.bytes(64, 'the candidate'), 'the candidate'), evidence: r.bytes(LedgerLimits.evidence, 'the evidence') }
       break
@@ -204,13 +204,13 @@ export function decodeTx (bytes: Uint8Array): Tx {
       const stateRoot = r.raw(32, 'the state root')
       const btcTxid = r.string(64, 'the bitcoin txid')
       if (!TXID.test(btcTxid)) {
-        throw new MalformedMessageError('the bitcoin txid is 64 hex digits')
+        throw new DecodeError('the bitcoin txid is 64 hex digits')
       }
       body = { kind: 'checkpoint', height, stateRoot, btcTxid }
       break
     }
     default:
-      throw new MalformedMessageError(`unknown transaction kind ${kind}`)
+      throw new DecodeError(`unknown transaction kind ${kind}`)
   }
   r.end('the transaction')
   return { ledger, sender, time, body }
@@ -224,10 +224,10 @@ export function signTx (tx: Tx, signer: CredentialSigner): SignedTx {
   return { tx, encoded, signature, id: sha256(encoded), bytes }
 }
 
-/** Decode and verify a signed transaction; throws MalformedMessageError or InvalidSignatureError */
+/** Decode and verify a signed transaction; throws DecodeError or InvalidSignatureError */
 export function openTx (bytes: Uint8Array, verify = true): SignedTx {
   if (bytes.byteLength > LedgerLimits.txBytes) {
-    throw new MalformedMessageError(`a transaction is at most ${LedgerLimits.txBytes} bytes`)
+    throw new DecodeError(`a transaction is at most ${LedgerLimits.txBytes} bytes`)
   }
   const r = new Reader(bytes)
   const encoded = r.bytes(LedgerLimits.txBytes, 'the transaction')
@@ -301,7 +301,7 @@ export function openEvidence (ledger: Uint8Array, candidate: string, evidence: U
   const statement = b.string(LedgerLimits.evidence, 'the statement')
   b.end('the statement')
   if (hex(l) !== hex(ledger) || c !== candidate) {
-    throw new MalformedMessageError('the evidence is for another ledger or candidate')
+    throw new DecodeError('the evidence is for another ledger or candidate')
   }
   verifySignedBy(candidate, signature, withDomain(EVIDENCE_DOMAIN, body))
   return statement
@@ -373,7 +373,7 @@ export function decodeBlock (bytes: Uint8Array, verified?: (id: string) => boole
   }
   r.end('the block')
   if (hex(txRootOf(txs)) !== hex(header.txRoot)) {
-    throw new MalformedMessageError('the block\'s transactions do not match its transaction root')
+    throw new DecodeError('the block\'s transactions do not match its transaction root')
   }
   return { header, txs, hash: sha256(encodeHeader(header)) }
 }
@@ -412,13 +412,13 @@ function writeVote (w: Writer, v: Vote): Writer {
 function readVote (r: Reader): Vote {
   const t = r.u8('the vote type')
   if (t !== VoteType.PREVOTE && t !== VoteType.PRECOMMIT) {
-    throw new MalformedMessageError(`unknown vote type ${t}`)
+    throw new DecodeError(`unknown vote type ${t}`)
   }
   const height = r.varint('the height')
   const round = r.varint('the round')
   const block = r.bytes(32, 'the block voted for')
   if (block.byteLength !== 0 && block.byteLength !== 32) {
-    throw new MalformedMessageError('a vote names a 32-byte block hash or none')
+    throw new DecodeError('a vote names a 32-byte block hash or none')
   }
   return { type: t === VoteType.PREVOTE ? 'prevote' : 'precommit', height, round, block, voter: peerText(r.bytes(64, 'the voter'), 'the voter'), signature: r.bytes(64, 'the vote signature') }
 }
@@ -521,7 +521,7 @@ export function decodeMessage (bytes: Uint8Array, verified?: (id: string) => boo
       return { type: 'commit', block: decodeBlock(blockBytes, verified), blockBytes, commit }
     }
     default:
-      throw new MalformedMessageError(`unknown consensus message type ${type}`)
+      throw new DecodeError(`unknown consensus message type ${type}`)
   }
 }
 
@@ -548,7 +548,7 @@ export function messageHeight (bytes: Uint8Array): number {
       return r.varint('the height')
     }
     default:
-      throw new MalformedMessageError(`unknown consensus message type ${type}`)
+      throw new DecodeError(`unknown consensus message type ${type}`)
   }
 }
 
@@ -565,16 +565,16 @@ export function verifyCommit (ledger: Uint8Array, block: Block, commit: Commit, 
   const seen = new Set<string>()
   for (const v of commit.votes) {
     if (!validators.includes(v.voter)) {
-      throw new MalformedMessageError(`the commit of block ${block.header.height} is signed by ${v.voter}, not a validator`)
+      throw new DecodeError(`the commit of block ${block.header.height} is signed by ${v.voter}, not a validator`)
     }
     if (seen.has(v.voter)) {
-      throw new MalformedMessageError(`the commit of block ${block.header.height} counts ${v.voter} twice`)
+      throw new DecodeError(`the commit of block ${block.header.height} counts ${v.voter} twice`)
     }
     seen.add(v.voter)
     verifyVote(ledger, { type: 'precommit', height: block.header.height, round: commit.round, block: block.hash, voter: v.voter, signature: v.signature })
   }
   if (seen.size <= (validators.length * 2) / 3) {
-    throw new MalformedMessageError(`the commit of block ${block.header.height} has ${seen.size} of ${validators.length} validators, not more than two thirds`)
+    throw new DecodeError(`the commit of block ${block.header.height} has ${seen.size} of ${validators.length} validators, not more than two thirds`)
   }
 }
 

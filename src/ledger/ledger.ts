@@ -3,9 +3,9 @@ import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { logger } from '@libp2p/logger'
 import { Key, type Datastore } from 'interface-datastore'
-import { Reader, Writer } from '../protocols/rpc/encoding.ts'
-import { RejectionCounter } from '../market/signed-gossip.ts'
-import { RateLimiter, parseRateLimit, type RateLimit } from '../services/policy/rate-limiter.ts'
+import { Reader, Writer } from '../protocols/codec.ts'
+import { RejectionCounter } from '../protocols/signed-gossip.ts'
+import { RateLimiter, parseRateLimit, type RateLimit } from '../utils/rate-limiter.ts'
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 import type { PeerId } from '@libp2p/interface'
 import {
@@ -13,7 +13,8 @@ import {
   LedgerLimits, majority, openTx, messageHeight, quorum, verifyTx, signRedeemAuthorization, signTx, verifyCommit, verifyProposal, verifyRedeemAuthorization, verifyVote,
   type Block, type Commit, type ConsensusMessage, type Genesis, type SignedTx, type TxBody
 } from './encoding.ts'
-import { formatAmount } from '../market/units.ts'
+import { formatAmount } from '../protocols/units.ts'
+import { ledgerTopics } from '../protocols/topics.ts'
 import { LedgerState, whyUnusable, type TxOutcome } from './state.ts'
 import { Mempool } from './mempool.ts'
 import { ConsensusEngine, slotOf, type Equivocation, type SignedMessage } from './consensus.ts'
@@ -187,11 +188,6 @@ export function parseGenesis (raw: any, where = 'the genesis'): Genesis {
   encodeGenesis(g)
   return g
 }
-
-export const ledgerTopics = (ledger: Uint8Array): { consensus: string, txs: string } => ({
-  consensus: `/opencloud/ledger/1/${hex(ledger).slice(0, 16)}`,
-  txs: `/opencloud/ledger-tx/1/${hex(ledger).slice(0, 16)}`
-})
 
 /**
  * The Cloud Ledger on this node: final blocks in the datastore, the state

@@ -1,5 +1,5 @@
-import { Writer } from '../protocols/rpc/encoding.ts'
-import { formatAmount } from '../market/units.ts'
+import { Writer } from '../protocols/codec.ts'
+import { formatAmount } from '../protocols/units.ts'
 import { hex, majority, openEvidence, sha256, verifyRedeemAuthorization, type Block, type Genesis, type SignedTx } from './encoding.ts'
 
 /**

@@ -1,21 +1,39 @@
 import { TopicValidatorResult, type GossipSub, type Message, type SubscriptionChangeData } from '@libp2p/gossipsub'
 import { logger } from '@libp2p/logger'
-import { OFFERS_TOPIC } from './topic.ts'
+import { OFFERS_TOPIC } from '../protocols/topics.ts'
 import { decodeOffer, encodeOffer, verifyOffer, type Offer } from './offer.ts'
 import { PriceIndex, type PriceIndexInit } from './price-index.ts'
-import { checkSignedGossip, RejectionCounter } from './signed-gossip.ts'
-import { parseRateLimit, RateLimiter, type RateLimit } from '../services/policy/rate-limiter.ts'
+import { checkSignedGossip, RejectionCounter } from '../protocols/signed-gossip.ts'
+import { parseRateLimit, RateLimiter, type RateLimit } from '../utils/rate-limiter.ts'
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
-import type { ServiceRegistry } from '../services/registry.ts'
 import type { PeerId, Startable } from '@libp2p/interface'
 
 const log = logger('opencloud:market')
+
+/** A method this node serves, as its offer names it */
+export interface OfferedMethod {
+  service: string
+  method: string
+  /** the method's standard unit, e.g. "MiB" */
+  unit: string
+  /** satoshis per unit */
+  price: bigint
+  /** offered even when free (storage rent: hosts are found through it) */
+  advertise: boolean
+}
+
+/** What the market needs of the node's prices (the services' registry has them) */
+export interface PriceList {
+  /** every method this node serves */
+  offered: () => OfferedMethod[]
+  setPrice: (service: string, method: string, sats: bigint) => void
+}
 
 export interface MarketComponents {
   peerId: PeerId
   pubsub: GossipSub
   signer: CredentialSigner
-  registry: ServiceRegistry
+  prices: PriceList
 }
 
 export interface MarketInit extends PriceIndexInit {
@@ -192,17 +210,9 @@ export class Market implements Startable {
 
   /** This node's offers: every own method with a price, and methods that advertise even when free (storage rent: hosts are found through it) */
   ownOffers (): Array<Omit<Offer, 'issuedAt' | 'validUntil' | 'provider'>> {
-    const { registry } = this.components
-    const out: Array<Omit<Offer, 'issuedAt' | 'validUntil' | 'provider'>> = []
-    for (const service of registry.list()) {
-      for (const [name, spec] of Object.entries(service.methods)) {
-        const price = registry.priceOf(service.name, name, spec)
-        if (price > 0n || spec.advertise === true) {
-          out.push({ service: service.name, method: name, unit: spec.unit.name, price, currency: 'BTC', capacity: 0n })
-        }
-      }
-    }
-    return out
+    return this.components.prices.offered()
+      .filter(m => m.price > 0n || m.advertise)
+      .map(m => ({ service: m.service, method: m.method, unit: m.unit, price: m.price, currency: 'BTC', capacity: 0n }))
   }
 
   private async publish (partial: Omit<Offer, 'issuedAt' | 'validUntil' | 'provider'>): Promise<void> {
@@ -245,14 +255,14 @@ export class Market implements Startable {
    * linger until it expires; it is not re-announced after that.
    */
   async setPrice (service: string, method: string, sats: bigint): Promise<Offer | undefined> {
-    const { registry, peerId } = this.components
-    registry.setPrice(service, method, sats)
+    const { prices, peerId } = this.components
+    prices.setPrice(service, method, sats)
     const offer = this.ownOffers().find(o => o.service === service && o.method === method)
+    const served = prices.offered().find(m => m.service === service && m.method === method)
     if (offer != null) {
       await this.publish(offer)
-    } else if (this.index.latest(peerId.toString(), service, method) != null) {
-      const spec = registry.resolve(service, method).method
-      await this.publish({ service, method, unit: spec.unit.name, price: 0n, currency: 'BTC', capacity: 0n })
+    } else if (served != null && this.index.latest(peerId.toString(), service, method) != null) {
+      await this.publish({ service, method, unit: served.unit, price: 0n, currency: 'BTC', capacity: 0n })
     } else {
       return undefined
     }

@@ -1,9 +1,8 @@
 import { peerIdFromMultihash } from '@libp2p/peer-id'
 import * as Digest from 'multiformats/hashes/digest'
-import { Reader, Writer } from '../protocols/rpc/encoding.ts'
+import { DecodeError, Reader, Writer } from '../protocols/codec.ts'
 import { CredentialType } from '../protocols/rpc/messages.ts'
 import { CredentialVerifier, type CredentialSigner } from '../protocols/rpc/credentials.ts'
-import { MalformedMessageError } from '../protocols/rpc/errors.ts'
 
 /**
  * A signed price offer (PROTOCOL.md, "Market"): a provider's price for one
@@ -84,7 +83,7 @@ export function decodeOffer (bytes: Uint8Array): DecodedOffer {
   try {
     provider = peerIdFromMultihash(Digest.decode(providerBytes)).toString()
   } catch {
-    throw new MalformedMessageError('the provider is not a PeerId')
+    throw new DecodeError('the provider is not a PeerId')
   }
   const service = r.string(64, 'the service')
   const method = r.string(64, 'the method')
@@ -96,13 +95,13 @@ export function decodeOffer (bytes: Uint8Array): DecodedOffer {
   const validUntil = r.varint('valid-until')
   r.end('the offer')
   if (!NAME.test(service) || !NAME.test(method)) {
-    throw new MalformedMessageError('service and method are lowercase names')
+    throw new DecodeError('service and method are lowercase names')
   }
   if (currency !== 'BTC') {
-    throw new MalformedMessageError(`offers are priced in BTC, not ${currency}`)
+    throw new DecodeError(`offers are priced in BTC, not ${currency}`)
   }
   if (validUntil <= issuedAt) {
-    throw new MalformedMessageError('an offer must be valid for some time after it is issued')
+    throw new DecodeError('an offer must be valid for some time after it is issued')
   }
   return {
     offer: { provider, service, method, unit, price, currency, capacity, issuedAt, validUntil },

@@ -1,13 +1,13 @@
-import { parseRateLimit } from '../services/policy/rate-limiter.ts'
+import { parseRateLimit } from '../utils/rate-limiter.ts'
 import { readFile } from 'node:fs/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { parseAmount } from '../market/units.ts'
-import { parseSize } from '../storage/size.ts'
+import { parseAmount } from '../protocols/units.ts'
+import { parseSize } from '../utils/size.ts'
 import { Policies, PolicyError, type PoliciesConfig } from '../services/policy/policy.ts'
 import { DEFAULT_MAX_BODY_BYTES } from '../protocols/rpc/constants.ts'
-import { writeFileAtomic } from './files.ts'
-import { BITCOIN_NETWORKS, type BitcoinNetworkName } from '../payments/wallet/networks.ts'
+import { writeFileAtomic } from '../utils/files.ts'
+import { BITCOIN_NETWORKS, type BitcoinNetworkName } from '../protocols/bitcoin-networks.ts'
 
 /**
  * config.json in the data directory. Every field is optional; the defaults

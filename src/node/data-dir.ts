@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
-import { writeFileAtomic } from './files.ts'
+import { writeFileAtomic } from '../utils/files.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
 /**

@@ -2,9 +2,9 @@ import { access, chmod, readFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { Key, type Datastore } from 'interface-datastore'
-import { writeFileAtomic } from './files.ts'
+import { writeFileAtomic } from '../utils/files.ts'
 import type { DataDir } from './data-dir.ts'
-import { CLI } from '../cli/cli-name.ts'
+import { CLI } from '../utils/cli-name.ts'
 
 /**
  * A node that lost a key file or its datastore must not quietly start as

@@ -9,7 +9,7 @@ import { kadDHT, passthroughMapper, removePrivateAddressesMapper, removePublicAd
 import { gossipsub } from '@libp2p/gossipsub'
 import { createPeerScoreParams, createTopicScoreParams } from '@libp2p/gossipsub/score'
 import { Market, type MarketInit } from '../market/market.ts'
-import { OFFERS_TOPIC, REPUTATION_TOPIC } from '../market/topic.ts'
+import { ledgerTopics, OFFERS_TOPIC, REPUTATION_TOPIC } from '../protocols/topics.ts'
 import { marketService } from '../services/market/index.ts'
 import { Reputation } from '../reputation/reputation.ts'
 import { reputationService } from '../services/reputation/index.ts'
@@ -19,17 +19,17 @@ import { Level } from 'level'
 import { logger } from '@libp2p/logger'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import { RpcClient, type CallRequest, type CallResponse, type RpcConnection } from '../protocols/rpc/client.ts'
+import { RpcClient, type CallRequest, type CallResponse, type RpcConnection } from '../protocols/rpc/rpc-client.ts'
 import { streamPair } from '@libp2p/utils'
-import { RpcServer, rpcServer } from '../protocols/rpc/server.ts'
+import { RpcServer, rpcServer } from '../protocols/rpc/rpc-server.ts'
 import { CredentialVerifier, bitcoinSigner, openCloudSigner, type CredentialSigner } from '../protocols/rpc/credentials.ts'
 import { join, resolve } from 'node:path'
 import { mkdir, rm } from 'node:fs/promises'
 import { Wallet } from '../payments/wallet/wallet.ts'
-import { bitcoinNetwork } from '../payments/wallet/networks.ts'
-import { Ledger } from '../payments/ledger.ts'
+import { bitcoinNetwork } from '../protocols/bitcoin-networks.ts'
+import { TabBook } from '../payments/tab-book.ts'
 import { EsploraClient } from '../payments/chain/esplora.ts'
-import { PaymentDesk, HoldingsCheck } from '../payments/payment-desk.ts'
+import { PaymentDesk, HoldingsCheck } from '../services/payments/payment-desk.ts'
 import { PaymentAgent, type PaidCallOptions, type PaidCallResult } from '../payments/payment-agent.ts'
 import { paymentsService } from '../services/payments/index.ts'
 import type { ChainBackend } from '../payments/chain/interface.ts'
@@ -43,14 +43,14 @@ import { knownPeers, peersService, providersOf, type PeerEntry, type PeersServic
 import { announceServices } from '../services/peers/discovery.ts'
 import { sha256Service } from '../services/sha256/index.ts'
 import { StorageHost, storageService, STORAGE_SERVICE } from '../services/storage/index.ts'
-import { CloudLedger, loadGenesis, ledgerTopics } from '../ledger/ledger.ts'
+import { CloudLedger, loadGenesis } from '../ledger/ledger.ts'
 import { ledgerIdOf, type Genesis } from '../ledger/encoding.ts'
 import { ledgerService, LEDGER_SERVICE } from '../services/ledger/index.ts'
-import { promoPayments } from '../ledger/promo-payment.ts'
-import { parseSize } from '../storage/size.ts'
+import { promoPayments } from '../services/ledger/promo-payment.ts'
+import { parseSize } from '../utils/size.ts'
 import { StorageClient, type HostOffer, type StorageClientInit } from '../storage/client.ts'
 import { ConfigError, configPrices, loadConfig, updateConfigFile, type Config } from './config.ts'
-import { formatAmount, parseAmount } from '../market/units.ts'
+import { formatAmount, parseAmount } from '../protocols/units.ts'
 import { ensureDataDir, loadOrCreateIdentity, type DataDir } from './data-dir.ts'
 import { checkBeforeKeys, recordKeys, tightenModes } from './data-guard.ts'
 import { inboundGate } from './inbound-gate.ts'
@@ -119,7 +119,7 @@ export class OpenCloudNode {
   readonly signer: CredentialSigner
   readonly nonces: NonceStore
   readonly wallet: Wallet
-  readonly ledger: Ledger
+  readonly tabs: TabBook
   /** undefined when payments.chain is not set */
   readonly chain?: ChainBackend
   readonly payments?: PaymentAgent
@@ -154,7 +154,7 @@ export class OpenCloudNode {
     datastore: LevelDatastore
     announceIntervalMs: number
     wallet: Wallet
-    ledger: Ledger
+    tabs: TabBook
     chain?: ChainBackend
     market?: MarketInit
     storage?: StorageClientInit
@@ -172,9 +172,9 @@ export class OpenCloudNode {
     this.datastore = args.datastore
     this.announceIntervalMs = args.announceIntervalMs
     this.wallet = args.wallet
-    this.ledger = args.ledger
+    this.tabs = args.tabs
     this.chain = args.chain
-    this.market = new Market({ peerId: args.libp2p.peerId, pubsub: args.libp2p.services.pubsub, signer: args.signer, registry: args.registry }, {
+    this.market = new Market({ peerId: args.libp2p.peerId, pubsub: args.libp2p.services.pubsub, signer: args.signer, prices: args.registry }, {
       // reputation is made just below; offers are only weighed once it runs
       trust: (provider) => this.reputation?.scoreOf(provider) ?? 0,
       ...args.market
@@ -240,7 +240,7 @@ export class OpenCloudNode {
     })
     if (args.chain != null) {
       // through this.call, so paid calls leave reputation records too
-      this.payments = new PaymentAgent({ call: async (peer, request) => this.call(peer, request), wallet: args.wallet, chain: args.chain, ledger: args.ledger }, {
+      this.payments = new PaymentAgent({ call: async (peer, request) => this.call(peer, request), wallet: args.wallet, chain: args.chain, tabs: args.tabs }, {
         settleIntervalMs: args.config.payments.settleIntervalMs
       })
     }
@@ -309,11 +309,11 @@ export class OpenCloudNode {
     const pipeline = new Pipeline({ registry, verifier, nonces, policies: new Policies(config.policies) }, {
       requireCredential: config.rpc.requireCredential
     })
-    const ledger = new Ledger(datastore, { graceMs: config.payments.graceMs })
+    const ledger = new TabBook(datastore, { graceMs: config.payments.graceMs })
     const chain = config.payments.chain === '' ? undefined : new EsploraClient({ url: config.payments.chain })
     if (chain != null) {
       // without a chain nothing can be checked, and the pipeline keeps to free calls
-      pipeline.payments = new PaymentDesk({ wallet, chain, ledger }, { network: config.payments.network })
+      pipeline.payments = new PaymentDesk({ wallet, chain, tabs: ledger }, { network: config.payments.network })
       pipeline.holdings = new HoldingsCheck(chain)
     }
 
@@ -373,7 +373,7 @@ export class OpenCloudNode {
       throw err
     }
 
-    const node = new OpenCloudNode({ libp2p, config, paths, registry, pipeline, signer, verifier, nonces, datastore, announceIntervalMs: init.announceIntervalMs ?? 10 * 60_000, wallet, ledger, chain, market: init.market, storage: init.storage, genesis, persistConfig: init.persistConfig ?? init.config == null })
+    const node = new OpenCloudNode({ libp2p, config, paths, registry, pipeline, signer, verifier, nonces, datastore, announceIntervalMs: init.announceIntervalMs ?? 10 * 60_000, wallet, tabs: ledger, chain, market: init.market, storage: init.storage, genesis, persistConfig: init.persistConfig ?? init.config == null })
     for (const service of node.defaultServices()) {
       registry.register(service)
     }
@@ -435,7 +435,7 @@ export class OpenCloudNode {
     const services: Service[] = [
       infoService({ nodeInfo: () => this.info() }),
       peersService(this.peersComponents()),
-      paymentsService({ wallet: this.wallet, ledger: this.ledger, record: async (r) => this.reputation.record(r) }),
+      paymentsService({ wallet: this.wallet, tabs: this.tabs, record: async (r) => this.reputation.record(r) }),
       marketService({ market: this.market }),
       reputationService({ reputation: this.reputation })
     ]

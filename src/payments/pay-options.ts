@@ -1,5 +1,5 @@
-import { formatBtc, parseAmount } from '../market/units.ts'
-import { parseThreshold } from './ledger.ts'
+import { formatBtc, parseAmount } from '../protocols/units.ts'
+import { parseThreshold } from './tab-book.ts'
 
 /**
  * How a person asks a call to pay, as typed on the command line (`--pay`,

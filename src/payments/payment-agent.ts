@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { formatAmount, formatBtc, parseAmount, parseBtc } from '../market/units.ts'
+import { formatAmount, formatBtc, parseAmount, parseBtc } from '../protocols/units.ts'
 import type { PayMode } from './pay-options.ts'
 import { NoDeferError, PaymentDeclinedError, PaymentTooLowError } from '../protocols/rpc/errors.ts'
-import { parseThreshold, type Ledger, type PendingSettlement, type TabSummary } from './ledger.ts'
+import { parseThreshold, type TabBook, type PendingSettlement, type TabSummary } from './tab-book.ts'
 import { DUST, FeeTooHighError, InsufficientFundsError, paymentFee } from './wallet/tx-builder.ts'
 import type { ChainBackend } from './chain/interface.ts'
 import type { Wallet } from './wallet/wallet.ts'
-import { replayable, type CallRequest, type CallResponse } from '../protocols/rpc/client.ts'
+import { replayable, type CallRequest, type CallResponse } from '../protocols/rpc/rpc-client.ts'
 import type { Payment } from '../protocols/rpc/messages.ts'
 import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -49,7 +49,7 @@ export interface PaymentAgentComponents {
   call: (peer: PeerId | Multiaddr, request: CallRequest) => Promise<CallResponse>
   wallet: Wallet
   chain: ChainBackend
-  ledger: Ledger
+  tabs: TabBook
 }
 
 export interface PaymentAgentInit {
@@ -107,7 +107,7 @@ interface SettleResult { peer: string, ids: string[], txid: string }
  * too-low it raises to what the server asks, up to the caller's maximum; on
  * no-defer it settles what it owes that server and asks again, else
  * switches to an attached payment. Deferred promises are kept in the
- * ledger, and a task pays them with one attached payment per server when
+ * tab book, and a task pays them with one attached payment per server when
  * that is worth its fee, or when they must be paid (README, "Payments").
  */
 export class PaymentAgent {
@@ -201,12 +201,12 @@ export class PaymentAgent {
       try {
         const response = await this.components.call(peer, { ...request, payment })
         if (plan.type === 'defer') {
-          await this.components.ledger.addPromise({ role: 'payable', peer: response.server, id: id as string, sats: plan.sats, threshold: threshold as string, service: request.service, method: request.method })
+          await this.components.tabs.addPromise({ role: 'payable', peer: response.server, id: id as string, sats: plan.sats, threshold: threshold as string, service: request.service, method: request.method })
           decisions.push(`promised ${formatBtc(plan.sats)} BTC as deferred payment ${id}`)
           return { response, payment: { type: 'defer', sats: plan.sats, id }, decisions }
         }
         if (attached != null) {
-          await this.components.ledger.recordPayment({ direction: 'sent', peer: response.server, txid: attached.txid, sats: plan.sats, fee: attached.fee, settles: [], service: request.service, method: request.method })
+          await this.components.tabs.recordPayment({ direction: 'sent', peer: response.server, txid: attached.txid, sats: plan.sats, fee: attached.fee, settles: [], service: request.service, method: request.method })
           decisions.push(`paid ${formatBtc(plan.sats)} BTC attached in ${attached.txid}`)
           return { response, payment: { type: 'attached', sats: plan.sats, txid: attached.txid }, decisions }
         }
@@ -216,7 +216,7 @@ export class PaymentAgent {
         if (attached != null && server != null && await this.chainKnows(attached.txid) === true) {
           // the server broadcast it and then refused or failed the call: the
           // money left all the same, and the summaries say so
-          await this.components.ledger.recordPayment({ direction: 'sent', peer: server, txid: attached.txid, sats: plan.sats, fee: attached.fee, settles: [], service: request.service, method: request.method })
+          await this.components.tabs.recordPayment({ direction: 'sent', peer: server, txid: attached.txid, sats: plan.sats, fee: attached.fee, settles: [], service: request.service, method: request.method })
         }
         const asked = err.acceptablePayment?.amount == null ? undefined : parseBtc(err.acceptablePayment.amount)
         if (err instanceof PaymentTooLowError && asked != null) {
@@ -280,8 +280,8 @@ export class PaymentAgent {
     }
     const done: SettleResult[] = []
     const run = (async () => {
-      const { ledger } = this.components
-      const peers = new Set((await ledger.promises('payable')).filter(p => p.paidAt == null).map(p => p.peer))
+      const { tabs } = this.components
+      const peers = new Set((await tabs.promises('payable')).filter(p => p.paidAt == null).map(p => p.peer))
       for (const peer of [...this.states.keys()]) {
         if (!peers.has(peer)) {
           // paid meanwhile (a settlement for credit), or waived
@@ -291,11 +291,11 @@ export class PaymentAgent {
       for (const peer of peers) {
         try {
           const settled = await this.withPeer(peer, async () => {
-            const pending = await ledger.pendingSettlement(peer)
+            const pending = await tabs.pendingSettlement(peer)
             if (pending != null) {
               return this.settleWith(peer, pending)
             }
-            const tab = await ledger.tab('payable', peer)
+            const tab = await tabs.tab('payable', peer)
             const decision = await this.decide(tab)
             if (decision.settle == null) {
               this.setState(peer, decision.wait)
@@ -328,7 +328,7 @@ export class PaymentAgent {
     if (tab.due === 0n || tab.dueSince == null) {
       return {}
     }
-    const grace = this.components.ledger.graceMs
+    const grace = this.components.tabs.graceMs
     const overdueAt = tab.dueSince + grace
     if (tab.outstanding < DUST) {
       return { wait: { state: 'waiting', code: 'below-dust', overdueAt, reason: `${formatAmount(tab.due)} is due, less than bitcoin's dust limit of ${formatAmount(DUST)}: it cannot be paid on chain on its own and is paid with the next promises (a server does not count it overdue)` } }
@@ -352,12 +352,12 @@ export class PaymentAgent {
   }
 
   /**
-   * The settlement transaction for a tab, kept in the ledger before it is
+   * The settlement transaction for a tab, kept in the tab book before it is
    * sent. A fee over `maxFee` builds nothing: a tab that did not have to be
    * paid now waits, one that must is paid if the fee is at most the tab.
    */
   private async build (peer: string, sats: bigint, limit: { maxFee: bigint, urgent: boolean }): Promise<PendingSettlement> {
-    const { ledger, wallet, chain } = this.components
+    const { tabs, wallet, chain } = this.components
     const address = await this.addressOf(peerIdFromString(peer))
     const feeRate = await this.feeRate()
     let tx
@@ -371,7 +371,7 @@ export class PaymentAgent {
       throw new NotWorthItError(`the fee would be ${formatAmount(err.fee)}, more than a quarter of the ${formatAmount(sats)} owed${err.lostChange > 0n ? ` (${formatAmount(err.lostChange)} of it change too small to keep)` : ''}: it waits for more promises or until it must be paid`, err.lostChange > 0n)
     }
     const pending: PendingSettlement = { peer, txid: tx.txid, hex: tx.hex, sats, fee: tx.fee, at: Date.now() }
-    await ledger.setPendingSettlement(pending)
+    await tabs.setPendingSettlement(pending)
     return pending
   }
 
@@ -381,11 +381,11 @@ export class PaymentAgent {
    * Undefined when there is nothing to pay or it could not be paid.
    */
   private async settleForCredit (peer: string): Promise<{ sats: bigint, txid: string } | undefined> {
-    const { ledger } = this.components
+    const { tabs } = this.components
     try {
       return await this.withPeer(peer, async () => {
-        const pending = await ledger.pendingSettlement(peer)
-        const tab = await ledger.tab('payable', peer)
+        const pending = await tabs.pendingSettlement(peer)
+        const tab = await tabs.tab('payable', peer)
         if (pending == null && tab.outstanding < DUST) {
           return undefined
         }
@@ -462,13 +462,13 @@ export class PaymentAgent {
   /**
    * Settle with one server by cursor: one transaction pays the oldest unpaid
    * promises, however many (`payments.settle` without ids). The transaction
-   * is kept in the ledger before it is sent; after a failure the same one is
+   * is kept in the tab book before it is sent; after a failure the same one is
    * sent again, and the server, which knows it, answers what it settled
    * instead of taking a second payment. A new one is built only when the old
    * one is known never to have reached the chain.
    */
   private async settleWith (peer: string, pending: PendingSettlement): Promise<SettleResult> {
-    const { ledger } = this.components
+    const { tabs } = this.components
     const target = peerIdFromString(peer)
     const payment: Payment = { type: 'attached', currency: 'BTC', amount: formatBtc(pending.sats), txn: Uint8Array.from(Buffer.from(pending.hex, 'hex')) }
     let answer: { settled: string[], repeated?: boolean, tab?: { outstanding?: string } }
@@ -479,7 +479,7 @@ export class PaymentAgent {
       if (err instanceof PaymentDeclinedError && !(await this.onChain(pending.txid))) {
         // refused and never broadcast (it pays off nothing there, or its
         // coins went to another payment meanwhile): safe to build anew
-        await ledger.clearPendingSettlement(peer)
+        await tabs.clearPendingSettlement(peer)
         if (/pays off none of your unpaid/.test(err.message)) {
           await this.reconcile(target, peer)
         }
@@ -487,13 +487,13 @@ export class PaymentAgent {
       throw err
     }
     const settled = Array.isArray(answer.settled) ? answer.settled.filter((id): id is string => typeof id === 'string') : []
-    await ledger.markPaid('payable', peer, settled, pending.txid)
-    await ledger.recordPayment({ direction: 'sent', peer, txid: pending.txid, sats: pending.sats, fee: pending.fee, settles: settled, service: 'payments', method: 'settle' })
-    await ledger.clearPendingSettlement(peer)
+    await tabs.markPaid('payable', peer, settled, pending.txid)
+    await tabs.recordPayment({ direction: 'sent', peer, txid: pending.txid, sats: pending.sats, fee: pending.fee, settles: settled, service: 'payments', method: 'settle' })
+    await tabs.clearPendingSettlement(peer)
     this.setState(peer)
     log('settled %d deferred payments with %s in %s: %s and a fee of %s%s', settled.length, peer, pending.txid, formatAmount(pending.sats), pending.fee == null ? 'unknown' : formatAmount(pending.fee), answer.repeated === true ? ' (sent again after a lost answer)' : '')
     const theirs = answer.tab?.outstanding
-    const ours = (await ledger.tab('payable', peer)).outstanding
+    const ours = (await tabs.tab('payable', peer)).outstanding
     if (theirs != null && parseAmount(theirs) !== ours) {
       log.error('after settling, %s says %s is still owed and this node counts %s', peer, theirs, formatAmount(ours))
     }
@@ -509,9 +509,9 @@ export class PaymentAgent {
     const response = await this.components.call(target, { service: 'payments', method: 'tab' })
     const tab = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
     if (parseAmount(tab.outstanding) === 0n) {
-      const { ledger } = this.components
-      const unpaid = (await ledger.promises('payable', peer)).filter(p => p.paidAt == null).map(p => p.id)
-      await ledger.markPaid('payable', peer, unpaid, WAIVED)
+      const { tabs } = this.components
+      const unpaid = (await tabs.promises('payable', peer)).filter(p => p.paidAt == null).map(p => p.id)
+      await tabs.markPaid('payable', peer, unpaid, WAIVED)
       log.error('%s has no record of %d promise(s) this node made it: closed as waived', peer, unpaid.length)
     }
   }

@@ -1,4 +1,5 @@
 import { agreement, globalTrust } from './eigentrust.ts'
+import { prng } from '../utils/prng.ts'
 
 /**
  * A deterministic simulation of reputation-guided provider selection under
@@ -53,18 +54,6 @@ export interface SimulationResult {
    */
   badWithPlainEigenTrust: number
   badWithRandom: number
-}
-
-/** mulberry32: small, fast, and the same on every machine */
-export function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 interface Peer {

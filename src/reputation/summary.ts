@@ -1,9 +1,8 @@
 import { peerIdFromMultihash, peerIdFromString } from '@libp2p/peer-id'
 import * as Digest from 'multiformats/hashes/digest'
-import { Reader, Writer } from '../protocols/rpc/encoding.ts'
+import { DecodeError, Reader, Writer } from '../protocols/codec.ts'
 import { CredentialType } from '../protocols/rpc/messages.ts'
 import { CredentialVerifier, type CredentialSigner } from '../protocols/rpc/credentials.ts'
-import { MalformedMessageError } from '../protocols/rpc/errors.ts'
 
 /**
  * A signed summary of one node's local trust (PROTOCOL.md, "Reputation"):
@@ -51,7 +50,7 @@ export function decodeSummary (bytes: Uint8Array): Summary {
   const signature = r.bytes(128, 'the summary signature')
   const start = r.offset
   if (r.u8('the summary version') !== SUMMARY_VERSION) {
-    throw new MalformedMessageError('unsupported summary version')
+    throw new DecodeError('unsupported summary version')
   }
   const raterBytes = r.bytes(128, 'the rater')
   const issuedAt = r.varint('issued-at')
@@ -61,13 +60,13 @@ export function decodeSummary (bytes: Uint8Array): Summary {
     const peerBytes = r.bytes(128, 'a rated peer')
     const share = r.varint('a trust share')
     if (share > SCALE) {
-      throw new MalformedMessageError('a trust share is over 65535')
+      throw new DecodeError('a trust share is over 65535')
     }
     let peer: string
     try {
       peer = peerIdFromMultihash(Digest.decode(peerBytes)).toString()
     } catch {
-      throw new MalformedMessageError('a rated peer is not a PeerId')
+      throw new DecodeError('a rated peer is not a PeerId')
     }
     opinions.set(peer, share / SCALE)
   }
@@ -76,7 +75,7 @@ export function decodeSummary (bytes: Uint8Array): Summary {
   try {
     rater = peerIdFromMultihash(Digest.decode(raterBytes)).toString()
   } catch {
-    throw new MalformedMessageError('the rater is not a PeerId')
+    throw new DecodeError('the rater is not a PeerId')
   }
   verifier.verify({ type: CredentialType.OPENCLOUD, value: raterBytes }, signature, withDomain(bytes.subarray(start)))
   return { rater, issuedAt, opinions }

@@ -1,8 +1,8 @@
-import type { DeferredPromise } from '../payments/ledger.ts'
-import type { IncomingBody } from '../protocols/rpc/server.ts'
+import type { DeferredPromise } from '../payments/tab-book.ts'
+import type { IncomingBody } from '../protocols/rpc/rpc-server.ts'
 import type { OutgoingBody } from '../protocols/rpc/body.ts'
 import type { Payment } from '../protocols/rpc/messages.ts'
-import type { PricingUnit } from '../market/units.ts'
+import type { PricingUnit } from '../protocols/units.ts'
 import type { PeerId } from '@libp2p/interface'
 
 /**

@@ -1,15 +1,15 @@
 import { logger } from '@libp2p/logger'
-import { formatBtc } from '../market/units.ts'
+import { formatBtc } from '../protocols/units.ts'
 import { AccessDeniedError, BadRequestError, NoDeferError, PaymentDeclinedError, RateLimitedError } from '../protocols/rpc/errors.ts'
 import { credentialText, firstOpenCloudId, type CredentialVerifier } from '../protocols/rpc/credentials.ts'
 import { bodyFromBytes } from '../protocols/rpc/body.ts'
 import { encodeChallenge, type NonceStore } from '../protocols/rpc/nonce-store.ts'
 import { Status } from '../protocols/rpc/status.ts'
-import { RateLimiter } from './policy/rate-limiter.ts'
+import { RateLimiter } from '../utils/rate-limiter.ts'
 import type { PaymentPolicy, Policies } from './policy/policy.ts'
 import type { ServiceRegistry } from './registry.ts'
 import type { MethodResult, ServiceContext } from './interface.ts'
-import type { IncomingRequest, Reply, RequestHandler } from '../protocols/rpc/server.ts'
+import type { IncomingRequest, Reply, RequestHandler } from '../protocols/rpc/rpc-server.ts'
 
 const log = logger('opencloud:pipeline')
 

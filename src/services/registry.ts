@@ -1,5 +1,6 @@
-import { formatAmount, Units } from '../market/units.ts'
+import { formatAmount, Units } from '../protocols/units.ts'
 import { BadRequestError, MethodUnsupportedError, ServiceUnsupportedError } from '../protocols/rpc/errors.ts'
+import type { OfferedMethod } from '../market/market.ts'
 import { TEMPLATE_METHODS, type MethodSpec, type Service, type UnitsQuery } from './interface.ts'
 
 export interface Quote {
@@ -70,6 +71,17 @@ export class ServiceRegistry {
 
   priceOf (serviceName: string, methodName: string, method: MethodSpec): bigint {
     return this.prices[serviceName]?.[methodName] ?? method.price ?? 0n
+  }
+
+  /** Every method of every service with its unit and price (what the market offers) */
+  offered (): OfferedMethod[] {
+    return this.list().flatMap(service => Object.entries(service.methods).map(([name, spec]) => ({
+      service: service.name,
+      method: name,
+      unit: spec.unit.name,
+      price: this.priceOf(service.name, name, spec),
+      advertise: spec.advertise === true
+    })))
   }
 
   setPrice (serviceName: string, methodName: string, price: bigint): void {

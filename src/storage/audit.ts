@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { NotFoundError, ServerError } from '../protocols/rpc/errors.ts'
-import { decodeProofs } from '../services/storage/index.ts'
+import { decodeProofs } from './proofs.ts'
 import { decodeRevision, decodeSigned } from './contract.ts'
 import { challengeLeaves, dataRoot, equalBytes, LEAF_SIZE, leafCount, verifyPath } from './merkle.ts'
-import type { CallRequest, CallResponse } from '../protocols/rpc/client.ts'
+import type { CallRequest, CallResponse } from '../protocols/rpc/rpc-client.ts'
 
 /**
  * One audit of one shard (PROTOCOL.md section 8d, `prove`): a fresh random

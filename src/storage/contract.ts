@@ -1,11 +1,8 @@
 import { createHash } from 'node:crypto'
-import { peerIdFromMultihash, peerIdFromString } from '@libp2p/peer-id'
-import * as Digest from 'multiformats/hashes/digest'
-import { Reader, Writer } from '../protocols/rpc/encoding.ts'
-import { CredentialType } from '../protocols/rpc/messages.ts'
-import { CredentialVerifier, type CredentialSigner } from '../protocols/rpc/credentials.ts'
-import { MalformedMessageError } from '../protocols/rpc/errors.ts'
-import { MAX_MONEY } from '../market/units.ts'
+import { DecodeError, Reader, Writer } from '../protocols/codec.ts'
+import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
+import { peerBytes, peerText, verifySignedBy, withDomain } from '../protocols/signed.ts'
+import { MAX_MONEY } from '../protocols/units.ts'
 import { dataRoot } from './merkle.ts'
 
 /**
@@ -82,19 +79,6 @@ export class ContractError extends Error {
   override name = 'ContractError'
 }
 
-/** A PeerId's bytes (its multihash), as contracts and ratings carry them */
-export function peerBytes (peer: string): Uint8Array {
-  return peerIdFromString(peer).toMultihash().bytes
-}
-
-export function peerText (bytes: Uint8Array, what: string): string {
-  try {
-    return peerIdFromMultihash(Digest.decode(bytes)).toString()
-  } catch {
-    throw new MalformedMessageError(`${what} is not a PeerId`)
-  }
-}
-
 export function encodeTerms (t: ContractTerms): Uint8Array {
   return new Writer()
     .u8(CONTRACT_VERSION)
@@ -128,27 +112,19 @@ export function decodeTerms (bytes: Uint8Array): ContractTerms {
   }
   r.end('the contract terms')
   if (terms.nonce.byteLength !== 16) {
-    throw new MalformedMessageError('the contract nonce is 16 bytes')
+    throw new DecodeError('the contract nonce is 16 bytes')
   }
   if (terms.end <= terms.start) {
-    throw new MalformedMessageError('a contract must end after it starts')
+    throw new DecodeError('a contract must end after it starts')
   }
   if (terms.rentPeriodMs <= 0) {
-    throw new MalformedMessageError('the rent period must be positive')
+    throw new DecodeError('the rent period must be positive')
   }
   return terms
 }
 
 export function contractIdOf (encodedTerms: Uint8Array): Uint8Array {
   return Uint8Array.from(createHash('sha256').update(encodedTerms).digest())
-}
-
-/** domain || bytes: what a storage signature covers */
-export function withDomain (domain: Uint8Array, bytes: Uint8Array): Uint8Array {
-  const out = new Uint8Array(domain.byteLength + bytes.byteLength)
-  out.set(domain)
-  out.set(bytes, domain.byteLength)
-  return out
 }
 
 export function signTerms (encoded: Uint8Array, signer: CredentialSigner): Uint8Array {
@@ -178,21 +154,13 @@ export function decodeRevision (bytes: Uint8Array): Revision {
   }
   r.end('the revision')
   if (rev.contractId.byteLength !== 32 || rev.root.byteLength !== 32) {
-    throw new MalformedMessageError('the contract id and data root are 32 bytes')
+    throw new DecodeError('the contract id and data root are 32 bytes')
   }
   return rev
 }
 
 export function signRevision (encoded: Uint8Array, signer: CredentialSigner): Uint8Array {
   return signer.sign(withDomain(REVISION_DOMAIN, encoded))
-}
-
-// one verifier, so one cache of public keys, for contracts, ratings and the ledger
-const verifier = new CredentialVerifier()
-
-/** Throws InvalidSignatureError unless `signature` is `peer`'s OpenCloud ID signature of `signing` */
-export function verifySignedBy (peer: string, signature: Uint8Array, signing: Uint8Array): void {
-  verifier.verify({ type: CredentialType.OPENCLOUD, value: peerBytes(peer) }, signature, signing)
 }
 
 /** Throws InvalidSignatureError unless `peer` signed the terms */

@@ -1,4 +1,4 @@
-import { prng } from '../reputation/simulation.ts'
+import { prng } from '../utils/prng.ts'
 
 /**
  * The audit and repair policy against host churn and cheating hosts, without

@@ -1,7 +1,7 @@
-import { Reader, Writer } from '../protocols/rpc/encoding.ts'
-import { MalformedMessageError } from '../protocols/rpc/errors.ts'
+import { DecodeError, Reader, Writer } from '../protocols/codec.ts'
+
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
-import { peerBytes, peerText, verifySignedBy, withDomain } from './contract.ts'
+import { peerBytes, peerText, verifySignedBy, withDomain } from '../protocols/signed.ts'
 
 /**
  * The rating each side of a storage contract signs when it ends (PROTOCOL.md
@@ -51,7 +51,7 @@ export function decodeRating (bytes: Uint8Array): Rating {
   // one encoding per value (section 2): 2 or 255 is no outcome at all, and
   // reading it as "unsatisfactory" would let a byte nobody meant end a contract
   if (outcome !== 0 && outcome !== 1) {
-    throw new MalformedMessageError(`a rating's outcome is 1 (satisfactory) or 0 (unsatisfactory), not ${outcome}`)
+    throw new DecodeError(`a rating's outcome is 1 (satisfactory) or 0 (unsatisfactory), not ${outcome}`)
   }
   const rating: Rating = {
     contractId,
@@ -63,7 +63,7 @@ export function decodeRating (bytes: Uint8Array): Rating {
   }
   r.end('the rating')
   if (contractId.byteLength !== 32) {
-    throw new MalformedMessageError('a rating\'s contract id is 32 bytes')
+    throw new DecodeError('a rating\'s contract id is 32 bytes')
   }
   return rating
 }

@@ -1,7 +1,7 @@
-import { formatAmount } from '../market/units.ts'
+import { formatAmount } from '../protocols/units.ts'
 import { rentPerPeriod, type ContractTerms } from './contract.ts'
 import { healthOf, lostKind, monthlyRent, spentOn, type StoredObject } from './client.ts'
-import { formatSize } from './size.ts'
+import { formatSize } from '../utils/size.ts'
 
 /**
  * How stored objects look in the control API and `store ... --json`: every

@@ -8,7 +8,7 @@ import { Writable } from 'node:stream'
 import { spawn } from 'node:child_process'
 import { tempDir } from '../helpers/nodes.ts'
 import { BIN, runCli, startDaemon, type Daemon } from '../helpers/cli.ts'
-import { CLI } from '../../src/cli/cli-name.ts'
+import { CLI } from '../../src/utils/cli-name.ts'
 import { CLOSED_PIPE_EXIT, main } from '../../src/cli/main.ts'
 
 const sha256hex = (data: string | Uint8Array): string => createHash('sha256').update(data).digest('hex')

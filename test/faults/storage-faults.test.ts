@@ -5,14 +5,14 @@ import { readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
-import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
 import { healthOf, NotEnoughHostsError, ObjectExistsError, PaymentRefusedError, RepairStuckError, ShardUnavailableError, StorageStoppedError, type StoredObject } from '../../src/storage/client.ts'
 import { healthView, objectInfo, objectSummary } from '../../src/storage/views.ts'
 import { startNode, stopAll, type Started } from '../../scripts/testnet/network.ts'
 import { addrOf, connect, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
 import type { Config } from '../../src/node/config.ts'
-import type { CallRequest } from '../../src/protocols/rpc/client.ts'
+import type { CallRequest } from '../../src/protocols/rpc/rpc-client.ts'
 
 const KIB = 1024
 const SEGMENT = 64 * KIB
@@ -376,7 +376,7 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
     // shard 1 is asked for first; its host holds an old unpaid promise of this node
     const host = hostOf(object.segments[0].shards[1].host)!
     const me = client.peerId.toString()
-    await host.ledger.addPromise({ role: 'receivable', peer: me, id: 'old-debt', sats: 5000n, threshold: '', service: 'storage', method: 'get', createdAt: Date.now() - HOUR })
+    await host.tabs.addPromise({ role: 'receivable', peer: me, id: 'old-debt', sats: 5000n, threshold: '', service: 'storage', method: 'get', createdAt: Date.now() - HOUR })
     try {
       await assert.rejects(client.storage.get('owed.bin', join(dir.path, 'owed.out')), (err: any) => {
         assert.ok(err instanceof PaymentRefusedError, `${err.name}: ${err.message}`)
@@ -387,7 +387,7 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
       })
       assert.deepEqual(await partFiles(), [])
     } finally {
-      await host.ledger.markPaid('receivable', me, ['old-debt'], 'test')
+      await host.tabs.markPaid('receivable', me, ['old-debt'], 'test')
     }
     await client.storage.remove('owed.bin')
   })

@@ -8,13 +8,13 @@ import { DEFAULT_CONFIG } from '../../src/node/config.ts'
 import { RawRpc } from '../helpers/raw-rpc.ts'
 import { bodyFromBytes, bodyFromFile } from '../../src/protocols/rpc/body.ts'
 import { openCloudSigner, CredentialVerifier } from '../../src/protocols/rpc/credentials.ts'
-import { RpcClient } from '../../src/protocols/rpc/client.ts'
+import { RpcClient } from '../../src/protocols/rpc/rpc-client.ts'
 import { multiaddr } from '@multiformats/multiaddr'
 import { Status } from '../../src/protocols/rpc/status.ts'
 import { FrameType, MAX_DATA_FRAME, RPC_PROTOCOL } from '../../src/protocols/rpc/constants.ts'
 import { encodeFrame, WRITE_HIGH_WATER_MARK } from '../../src/protocols/rpc/frames.ts'
 import type { Stream } from '@libp2p/interface'
-import { Units } from '../../src/market/units.ts'
+import { Units } from '../../src/protocols/units.ts'
 import {
   AccessDeniedError, BodyTooLargeError, MethodUnsupportedError, PaymentTooLowError,
   RateLimitedError, ServiceUnsupportedError, NoDeferError

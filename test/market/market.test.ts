@@ -1,7 +1,7 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { startTestNode, testConfig, addrOf, waitFor, type TestNode } from '../helpers/nodes.ts'
-import { OFFERS_TOPIC, parseTopic, topicName } from '../../src/market/topic.ts'
+import { OFFERS_TOPIC, parseTopic, topicName } from '../../src/protocols/topics.ts'
 import { decodeOffer, encodeOffer, verifyOffer } from '../../src/market/offer.ts'
 import { PriceIndex } from '../../src/market/price-index.ts'
 import { DEFAULT_CONFIG } from '../../src/node/config.ts'
@@ -20,6 +20,10 @@ describe('market topics and offers', () => {
     assert.deepEqual(parseTopic('/opencloud/reputation/1'), { kind: 'reputation', version: 1 })
     assert.equal(parseTopic('/opencloud/offers/0'), undefined)
     assert.equal(parseTopic('/other/offers/1'), undefined)
+    assert.deepEqual(parseTopic('/opencloud/ledger-tx/1/0123456789abcdef'), { kind: 'ledger-tx', version: 1, ledger: '0123456789abcdef' })
+    assert.equal(parseTopic('/opencloud/ledger/1'), undefined, 'a ledger topic names its ledger')
+    assert.equal(parseTopic('/opencloud/offers/1/0123456789abcdef'), undefined, 'an offers topic names none')
+    assert.equal(topicName('ledger', 1, 'fedcba9876543210'), '/opencloud/ledger/1/fedcba9876543210')
   })
 
   it('keeps the newest offer per provider and method, drops expired ones, and answers stats', () => {
@@ -84,7 +88,7 @@ describe('the market under a Sybil flood', () => {
     const { TopicValidatorResult } = await import('@libp2p/gossipsub')
     const me = await generateKeyPair('Ed25519')
     // gossipsub is not what is tested here: the validator is called directly
-    const market = new Market({ peerId: peerIdFromPrivateKey(me), pubsub: {} as any, signer: openCloudSigner(me), registry: new ServiceRegistry() }, { offerRateLimit: '10/m burst 10' })
+    const market = new Market({ peerId: peerIdFromPrivateKey(me), pubsub: {} as any, signer: openCloudSigner(me), prices: new ServiceRegistry() }, { offerRateLimit: '10/m burst 10' })
     const flooder = await generateKeyPair('Ed25519')
     const honest = await generateKeyPair('Ed25519')
     const message = (key: typeof me, i: number): any => {

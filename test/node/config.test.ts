@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DEFAULT_CONFIG, configPrices, loadConfig, validateConfig, checkApiAddress } from '../../src/node/config.ts'
-import { parseBtc, formatAmount, formatBtc, parseAmount } from '../../src/market/units.ts'
+import { parseBtc, formatAmount, formatBtc, parseAmount } from '../../src/protocols/units.ts'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { startTestNode, tempDir, testConfig } from '../helpers/nodes.ts'
 

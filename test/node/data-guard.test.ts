@@ -4,7 +4,7 @@ import { mkdir, rm, stat, writeFile, chmod } from 'node:fs/promises'
 import { join } from 'node:path'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { loadConfig } from '../../src/node/config.ts'
-import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
 import { EsploraClient } from '../../src/payments/chain/esplora.ts'
 import { Wallet, GAP_LIMIT } from '../../src/payments/wallet/wallet.ts'
 import { tempDir } from '../helpers/nodes.ts'
@@ -38,7 +38,7 @@ describe('a data directory that lost something', () => {
     await chmod(root, 0o755)
     await writeFile(join(root, 'config.json'), JSON.stringify({ listen: ['/ip4/127.0.0.1/tcp/0'], payments: { chain: regtest.url } }))
     const node = await OpenCloudNode.create({ dataDir: root })
-    await node.ledger.addPromise({ role: 'receivable', peer: node.peerId.toString(), id: 'x', sats: 500n, threshold: '', service: 'sha256', method: 'hash' })
+    await node.tabs.addPromise({ role: 'receivable', peer: node.peerId.toString(), id: 'x', sats: 500n, threshold: '', service: 'sha256', method: 'hash' })
     const ran = { root, peerId: node.peerId.toString(), wallet: node.wallet.identityAddress }
     await node.stop()
     return ran

@@ -1,7 +1,7 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { LevelDatastore } from 'datastore-level'
-import { Ledger, type DeferredPromise } from '../../src/payments/ledger.ts'
+import { TabBook, type DeferredPromise } from '../../src/payments/tab-book.ts'
 import { tempDir } from '../helpers/nodes.ts'
 
 const MINUTE = 60_000
@@ -16,7 +16,7 @@ describe('the tab book', () => {
   let dir: { path: string, cleanup: () => Promise<void> }
   let datastore: LevelDatastore
   let now = T0
-  let ledger: Ledger
+  let ledger: TabBook
   let n = 0
 
   const promise = (peer: string, sats: bigint, threshold: string, createdAt: number, extra: Partial<DeferredPromise> = {}): DeferredPromise =>
@@ -26,7 +26,7 @@ describe('the tab book', () => {
     dir = await tempDir()
     datastore = new LevelDatastore(`${dir.path}/db`)
     await datastore.open()
-    ledger = new Ledger(datastore, { graceMs: GRACE, now: () => now })
+    ledger = new TabBook(datastore, { graceMs: GRACE, now: () => now })
   })
 
   after(async () => {

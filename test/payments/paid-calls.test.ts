@@ -2,14 +2,14 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { Transaction } from 'bitcoinjs-lib'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
-import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
 import { EsploraClient } from '../../src/payments/chain/esplora.ts'
 import { buildTransaction } from '../../src/payments/wallet/tx-builder.ts'
-import { bitcoinNetwork } from '../../src/payments/wallet/networks.ts'
+import { bitcoinNetwork } from '../../src/protocols/bitcoin-networks.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
 import { bitcoinSigner } from '../../src/protocols/rpc/credentials.ts'
 import { AccessDeniedError, InvalidSignatureError, NoDeferError, PaymentDeclinedError } from '../../src/protocols/rpc/errors.ts'
-import { parseBtc } from '../../src/market/units.ts'
+import { parseBtc } from '../../src/protocols/units.ts'
 import { testConfig, tempDir, waitFor } from '../helpers/nodes.ts'
 import type { Config } from '../../src/node/config.ts'
 
@@ -63,7 +63,7 @@ describe('paid calls between nodes on a local regtest chain', () => {
     await mine()
     const after = await server.wallet.balance(chain)
     assert.equal(after.confirmed - before.confirmed, PRICE)
-    const received = await server.ledger.payments()
+    const received = await server.tabs.payments()
     assert.equal(received[0].txid, result.payment?.txid)
     assert.equal(received[0].peer, client.peerId.toString(), 'records are keyed by the OpenCloud ID')
   })
@@ -144,38 +144,38 @@ describe('paid calls between nodes on a local regtest chain', () => {
     }
     // 2000 sat owed, under the 3000 sat threshold: nothing is paid
     await new Promise(resolve => setTimeout(resolve, 500))
-    assert.equal((await server.ledger.tab('receivable', client.peerId.toString())).outstanding, 2000n)
+    assert.equal((await server.tabs.tab('receivable', client.peerId.toString())).outstanding, 2000n)
     const third = await client.paidCall(target(), hash('deferred 2'), { pay: { kind: 'defer', sats: PRICE }, threshold })
     assert.equal(third.payment?.type, 'defer')
     // the server clears its side when the settlement arrives, the client when
     // the server's answer does: wait for both
-    await waitFor(async () => (await server.ledger.tab('receivable', client.peerId.toString())).outstanding === 0n &&
-      (await client.ledger.tab('payable', server.peerId.toString())).outstanding === 0n, 10_000, 'the tab to clear on both sides')
-    const serverTab = await server.ledger.tab('receivable', client.peerId.toString())
+    await waitFor(async () => (await server.tabs.tab('receivable', client.peerId.toString())).outstanding === 0n &&
+      (await client.tabs.tab('payable', server.peerId.toString())).outstanding === 0n, 10_000, 'the tab to clear on both sides')
+    const serverTab = await server.tabs.tab('receivable', client.peerId.toString())
     assert.equal(serverTab.paid, 3000n)
-    const clientTab = await client.ledger.tab('payable', server.peerId.toString())
+    const clientTab = await client.tabs.tab('payable', server.peerId.toString())
     assert.equal(clientTab.outstanding, 0n)
     assert.equal(clientTab.paid, 3000n)
   })
 
   it('lets a due debt below the dust limit wait, never overdue, and pays it with the next promise at exactly what is owed', async () => {
-    const serverTab = async () => server.ledger.tab('receivable', client.peerId.toString())
-    const settlements = async () => (await client.ledger.payments()).filter(p => p.direction === 'sent' && p.method === 'settle')
+    const serverTab = async () => server.tabs.tab('receivable', client.peerId.toString())
+    const settlements = async () => (await client.tabs.payments()).filter(p => p.direction === 'sent' && p.method === 'settle')
     const before = (await settlements()).length
     await client.paidCall(target(), { service: 'sha256', method: 'info' }, { pay: { kind: 'defer', sats: 100n }, threshold: 'completion' })
     assert.equal((await serverTab()).due, 100n)
     // rounds of the settle task go by (every 200 ms): nothing is paid
     await new Promise(resolve => setTimeout(resolve, 600))
-    assert.equal((await client.ledger.tab('payable', server.peerId.toString())).outstanding, 100n)
+    assert.equal((await client.tabs.tab('payable', server.peerId.toString())).outstanding, 100n)
     assert.equal((await settlements()).length, before, 'no settlement of 294 sat for a 100 sat debt')
     assert.equal(client.payments?.settlementStates()[0]?.code, 'below-dust')
     // the server agrees it is not late, however long it waits
-    assert.equal((await server.ledger.tab('receivable', client.peerId.toString(), Date.now() + 86_400_000)).overdue, 0n)
+    assert.equal((await server.tabs.tab('receivable', client.peerId.toString(), Date.now() + 86_400_000)).overdue, 0n)
 
     // a promise without a threshold falls due once the tab is worth a settlement (564 sat at 1 sat/vB on regtest)
     const next = await client.paidCall(target(), hash('worth it'), { pay: { kind: 'defer', sats: PRICE } })
     assert.equal(next.payment?.type, 'defer')
-    assert.deepEqual((await client.ledger.promises('payable')).at(-1)?.threshold, 'amount:0.00000564')
+    assert.deepEqual((await client.tabs.promises('payable')).at(-1)?.threshold, 'amount:0.00000564')
     await waitFor(async () => (await settlements()).length > before, 10_000, 'the settlement')
     const [sent] = await settlements()
     assert.equal(sent.sats, 1100n, 'exactly what was owed')
@@ -199,7 +199,7 @@ describe('paid calls between nodes on a local regtest chain', () => {
 
     // fill the tab to its limit: the next auto call is refused credit and pays attached
     await client.paidCall(target(), hash(), { pay: { kind: 'defer', sats: 9000n }, threshold: 'time:3600' })
-    assert.equal((await server.ledger.tab('receivable', client.peerId.toString())).outstanding, 10_000n)
+    assert.equal((await server.tabs.tab('receivable', client.peerId.toString())).outstanding, 10_000n)
     // the server's too-low already says attached: no deferred offer is wasted
     const switched = await client.paidCall(target(), hash(), { pay: { kind: 'auto' }, maxPrice: 5000n, threshold: 'time:3600' })
     assert.equal(switched.payment?.type, 'attached')
@@ -209,36 +209,36 @@ describe('paid calls between nodes on a local regtest chain', () => {
   it('keeps tabs across a restart of both nodes', async () => {
     // the tab the previous test filled is still owed (its thresholds are an hour away)
     const before = {
-      server: await server.ledger.tab('receivable', client.peerId.toString()),
-      client: await client.ledger.tab('payable', server.peerId.toString())
+      server: await server.tabs.tab('receivable', client.peerId.toString()),
+      client: await client.tabs.tab('payable', server.peerId.toString())
     }
     assert.ok(before.server.outstanding > 0n)
     await client.stop()
     await server.stop()
     server = await start('server', serverConfig)
     client = await start('client', clientConfig)
-    assert.deepEqual(await server.ledger.tab('receivable', client.peerId.toString()), before.server)
-    assert.deepEqual(await client.ledger.tab('payable', server.peerId.toString()), before.client)
+    assert.deepEqual(await server.tabs.tab('receivable', client.peerId.toString()), before.server)
+    assert.deepEqual(await client.tabs.tab('payable', server.peerId.toString()), before.client)
   })
 
   it('settles the tab when a server refuses more credit at its max-tab, and asks again', async () => {
     // the tab the previous tests filled: 10,000 sat, the server's max-tab, due in an hour
-    assert.equal((await server.ledger.tab('receivable', client.peerId.toString())).outstanding, 10_000n)
+    assert.equal((await server.tabs.tab('receivable', client.peerId.toString())).outstanding, 10_000n)
     const result = await client.paidCall(target(), hash('more credit'), { pay: { kind: 'defer', sats: PRICE }, threshold: 'time:3600' })
     assert.equal(result.payment?.type, 'defer')
     assert.match(result.decisions[0], /^no-defer: your tab would reach 0.00011 BTC, over this node's max-tab of 0.0001 BTC; settled 0.0001 BTC owed in [0-9a-f]{64} and asking again$/)
-    assert.equal((await server.ledger.tab('receivable', client.peerId.toString())).outstanding, PRICE)
-    assert.equal((await client.ledger.tab('payable', server.peerId.toString())).outstanding, PRICE)
+    assert.equal((await server.tabs.tab('receivable', client.peerId.toString())).outstanding, PRICE)
+    assert.equal((await client.tabs.tab('payable', server.peerId.toString())).outstanding, PRICE)
   })
 
   it('records an attached payment the server broadcast and then refused: the money left all the same', async () => {
     const strict = await start('confirming', testConfig({ payments: serverConfig.payments, services: { sha256: { prices: { hash: Number(PRICE) } } }, policies: { global: { confirmations: 1 } } }))
     try {
       await assert.rejects(client.paidCall(strict.libp2p.getMultiaddrs()[0].toString(), hash('unconfirmed'), { pay: { kind: 'attached', sats: PRICE } }), /serves after 1 confirmation/)
-      const [sent] = (await client.ledger.payments()).filter(p => p.peer === strict.peerId.toString())
+      const [sent] = (await client.tabs.payments()).filter(p => p.peer === strict.peerId.toString())
       assert.equal(sent?.sats, PRICE)
       assert.equal(sent.fee, (await chain.transaction(sent.txid)).fee)
-      const [row] = (await client.ledger.onChain()).filter(r => r.peer === strict.peerId.toString())
+      const [row] = (await client.tabs.onChain()).filter(r => r.peer === strict.peerId.toString())
       assert.deepEqual(row, { peer: strict.peerId.toString(), sent: PRICE, fees: sent.fee, received: 0n, transactions: 1 })
     } finally {
       await strict.stop()
@@ -254,21 +254,21 @@ describe('paid calls between nodes on a local regtest chain', () => {
       const real = bodyFromBytes(new TextEncoder().encode('the real body'))
       const lying = { ...real, sha256: bodyFromBytes(new TextEncoder().encode('another body')).sha256 }
       await assert.rejects(caller.call(target(), { service: 'sha256', method: 'hash', body: lying, payment: { type: 'defer', currency: 'BTC', amount: '0.00001', id: 'never-served', threshold: '' } }), /does not match/)
-      const after = await server.ledger.tab('receivable', id)
+      const after = await server.tabs.tab('receivable', id)
       assert.equal(after.outstanding, 0n)
       assert.equal(after.promises, 0)
       // the id was never bound, so a call that is served can use it
       const served = await caller.call(target(), { ...hash('served'), payment: { type: 'defer', currency: 'BTC', amount: '0.00001', id: 'never-served', threshold: 'time:3600' } })
       assert.equal(served.statusName, 'ok')
-      assert.equal((await server.ledger.tab('receivable', id)).outstanding, 1000n)
+      assert.equal((await server.tabs.tab('receivable', id)).outstanding, 1000n)
     } finally {
       await caller.stop()
     }
   })
 
   it('summarizes what was earned and spent, per peer and call, the same on both sides', async () => {
-    const earned = (await server.ledger.summary()).filter(r => r.peer === client.peerId.toString())
-    const spent = (await client.ledger.summary()).filter(r => r.peer === server.peerId.toString())
+    const earned = (await server.tabs.summary()).filter(r => r.peer === client.peerId.toString())
+    const spent = (await client.tabs.summary()).filter(r => r.peer === server.peerId.toString())
     const hashEarned = earned.find(r => r.call === 'sha256.hash')
     const hashSpent = spent.find(r => r.call === 'sha256.hash')
     assert.ok(hashEarned != null && hashSpent != null)
@@ -280,7 +280,7 @@ describe('paid calls between nodes on a local regtest chain', () => {
     // settlements pay promises already counted: no row of their own
     assert.ok(!earned.some(r => r.call === 'payments.settle'))
     // a period with nothing in it
-    assert.deepEqual(await server.ledger.summary(Date.now() + 60_000), [])
+    assert.deepEqual(await server.tabs.summary(Date.now() + 60_000), [])
   })
 
   it('admits a funded bitcoin credential under min-balance and refuses an empty one; refuses a forged one', async () => {

@@ -2,10 +2,10 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { enable, disable } from '@libp2p/logger'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
-import { ApiServer } from '../../src/node/api/server.ts'
-import { ApiClient } from '../../src/node/api/client.ts'
+import { ApiServer } from '../../src/node/api/api-server.ts'
+import { ApiClient } from '../../src/cli/api-client.ts'
 import { dataDirPaths, loadOrCreateToken } from '../../src/node/data-dir.ts'
-import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
 import { EsploraClient } from '../../src/payments/chain/esplora.ts'
 import { PaymentAgent } from '../../src/payments/payment-agent.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
@@ -13,7 +13,7 @@ import { NoDeferError, PaymentDeclinedError } from '../../src/protocols/rpc/erro
 import { settlementLine } from '../../src/cli/commands/wallet.ts'
 import { testConfig, tempDir } from '../helpers/nodes.ts'
 import { runCli, runShell } from '../helpers/cli.ts'
-import type { CallRequest } from '../../src/protocols/rpc/client.ts'
+import type { CallRequest } from '../../src/protocols/rpc/rpc-client.ts'
 
 /** sat per call of sha256.hash on the server: what a storage put paid a host in issue 17 */
 const PRICE = 48n
@@ -53,8 +53,8 @@ describe('settling deferred payments', () => {
     const createdAt = Date.now() - ago
     for (let i = 0; i < count; i++) {
       const promise = { id: `${prefix}${i}`, sats, threshold: 'completion', service: 'sha256', method: 'hash', createdAt: createdAt + i }
-      await from.ledger.addPromise({ ...promise, role: 'payable', peer: server.peerId.toString() })
-      await server.ledger.addPromise({ ...promise, role: 'receivable', peer: from.peerId.toString() })
+      await from.tabs.addPromise({ ...promise, role: 'payable', peer: server.peerId.toString() })
+      await server.tabs.addPromise({ ...promise, role: 'receivable', peer: from.peerId.toString() })
     }
   }
 
@@ -81,11 +81,11 @@ describe('settling deferred payments', () => {
     await owe(alice, 10_000, 30n)
     const [settled] = await alice.payments?.settleDue() ?? []
     assert.equal(settled.ids.length, 10_000)
-    const serverTab = await server.ledger.tab('receivable', alice.peerId.toString())
+    const serverTab = await server.tabs.tab('receivable', alice.peerId.toString())
     assert.equal(serverTab.outstanding, 0n)
     assert.equal(serverTab.paid, 300_000n)
-    assert.equal((await alice.ledger.tab('payable', server.peerId.toString())).outstanding, 0n)
-    const sent = (await alice.ledger.payments()).filter(p => p.direction === 'sent')
+    assert.equal((await alice.tabs.tab('payable', server.peerId.toString())).outstanding, 0n)
+    const sent = (await alice.tabs.payments()).filter(p => p.direction === 'sent')
     assert.equal(sent.length, 1, 'one transaction')
     assert.equal(sent[0].sats, 300_000n)
   })
@@ -103,20 +103,20 @@ describe('settling deferred payments', () => {
       }
       return response
     }
-    const agent = new PaymentAgent({ call: lossy, wallet: bob.wallet, chain, ledger: bob.ledger })
+    const agent = new PaymentAgent({ call: lossy, wallet: bob.wallet, chain, tabs: bob.tabs })
     const before = (await bob.wallet.balance(chain)).confirmed + (await bob.wallet.balance(chain)).unconfirmed
     assert.deepEqual(await agent.settleDue(), [], 'the first round fails')
     assert.equal(dropped, 1)
-    const pending = await bob.ledger.pendingSettlement(server.peerId.toString())
+    const pending = await bob.tabs.pendingSettlement(server.peerId.toString())
     assert.ok(pending != null, 'the transaction is kept for the retry')
-    assert.equal((await server.ledger.tab('receivable', bob.peerId.toString())).outstanding, 0n, 'the server did settle')
+    assert.equal((await server.tabs.tab('receivable', bob.peerId.toString())).outstanding, 0n, 'the server did settle')
 
     const [again] = await agent.settleDue()
     assert.equal(again.txid, pending.txid, 'the same transaction went again')
     assert.deepEqual(again.ids.sort(), ['p0', 'p1', 'p2', 'p3', 'p4'])
-    assert.equal((await bob.ledger.tab('payable', server.peerId.toString())).outstanding, 0n)
-    assert.equal(await bob.ledger.pendingSettlement(server.peerId.toString()), undefined)
-    const received = (await server.ledger.payments()).filter(p => p.peer === bob.peerId.toString() && p.method === 'settle' && !p.txid.endsWith(':settle'))
+    assert.equal((await bob.tabs.tab('payable', server.peerId.toString())).outstanding, 0n)
+    assert.equal(await bob.tabs.pendingSettlement(server.peerId.toString()), undefined)
+    const received = (await server.tabs.payments()).filter(p => p.peer === bob.peerId.toString() && p.method === 'settle' && !p.txid.endsWith(':settle'))
     assert.equal(received.length, 1, 'the server counted one payment')
     await mine()
     const after = (await bob.wallet.balance(chain)).confirmed
@@ -140,7 +140,7 @@ describe('settling deferred payments', () => {
     const b = await node.wallet.balance(chain)
     return b.confirmed + b.unconfirmed
   }
-  const settlements = async (node: OpenCloudNode) => (await node.ledger.payments()).filter(p => p.direction === 'sent' && p.method === 'settle')
+  const settlements = async (node: OpenCloudNode) => (await node.tabs.payments()).filter(p => p.direction === 'sent' && p.method === 'settle')
 
   it('pays small deferred payments once they are worth a settlement, and the summaries show what left the wallet', async () => {
     const dave = await caller('dave')
@@ -151,9 +151,9 @@ describe('settling deferred payments', () => {
       await put(i)
     }
     assert.deepEqual(await dave.payments?.settleDue(), [])
-    assert.equal((await dave.ledger.tab('payable', server.peerId.toString())).due, 0n)
+    assert.equal((await dave.tabs.tab('payable', server.peerId.toString())).due, 0n)
     assert.deepEqual(dave.payments?.settlementStates(), [], 'nothing to explain: nothing is due')
-    assert.equal((await server.ledger.tab('receivable', dave.peerId.toString())).due, 0n, 'the server sees the same threshold')
+    assert.equal((await server.tabs.tab('receivable', dave.peerId.toString())).due, 0n, 'the server sees the same threshold')
     // two more reach it: one settlement of exactly what is owed
     await put(10)
     await put(11)
@@ -166,24 +166,24 @@ describe('settling deferred payments', () => {
     assert.equal(sent.fee, fee)
     assert.ok(fee * 4n <= sent.sats, `a fee of ${fee} sat is at most a quarter of ${sent.sats} sat`)
     assert.equal(before - await wallet(dave), 12n * PRICE + fee, 'what left the wallet')
-    const [onChain] = await dave.ledger.onChain()
+    const [onChain] = await dave.tabs.onChain()
     assert.deepEqual(onChain, { peer: server.peerId.toString(), sent: 12n * PRICE, fees: fee, received: 0n, transactions: 1 })
-    assert.deepEqual(await dave.ledger.costs({ service: 'sha256' }), { promised: 12n * PRICE, unpaid: 0n, paidOnChain: 12n * PRICE, fees: fee })
-    assert.deepEqual(await dave.ledger.costs({ service: 'storage' }), { promised: 0n, unpaid: 0n, paidOnChain: 0n, fees: 0n })
+    assert.deepEqual(await dave.tabs.costs({ service: 'sha256' }), { promised: 12n * PRICE, unpaid: 0n, paidOnChain: 12n * PRICE, fees: fee })
+    assert.deepEqual(await dave.tabs.costs({ service: 'storage' }), { promised: 0n, unpaid: 0n, paidOnChain: 0n, fees: 0n })
   })
 
   it('waits while a settlement\'s fee is more than a quarter of the tab, and pays before it goes overdue', async () => {
     const frank = await caller('frank')
     // fees at 10 sat/vB: a settlement costs 1410 sat, worth it from 5640 sat
     const dear = Object.assign(Object.create(chain), { feeRate: async () => 10 })
-    const agent = new PaymentAgent({ call: async (peer, request) => frank.call(peer, request), wallet: frank.wallet, chain: dear, ledger: frank.ledger })
+    const agent = new PaymentAgent({ call: async (peer, request) => frank.call(peer, request), wallet: frank.wallet, chain: dear, tabs: frank.tabs })
     await owe(frank, 2, 1000n)
     assert.deepEqual(await agent.settleDue(), [])
     const [waiting] = agent.settlementStates()
     assert.equal(waiting.state, 'waiting')
     assert.equal(waiting.code, 'fee-out-of-proportion')
     assert.match(waiting.reason, /fee of about 0.0000141 BTC would be more than a quarter of the 0.00002 BTC owed: it waits for more promises, or until \S+ when it must be paid/)
-    assert.equal((await server.ledger.tab('receivable', frank.peerId.toString())).overdue, 0n)
+    assert.equal((await server.tabs.tab('receivable', frank.peerId.toString())).overdue, 0n)
     // a promise due for over half the grace period (5 of 10 minutes): the tab must be paid now, fee and all
     await owe(frank, 1, 100n, 400_000, 'old')
     const [done] = await agent.settleDue()
@@ -198,9 +198,9 @@ describe('settling deferred payments', () => {
     const gina = await caller('gina')
     const ask = async (id: string) => gina.call(server.peerId, { ...hash(id), payment: { type: 'defer', currency: 'BTC', amount: '0.00000048', id, threshold: 'time:3600' } })
     const twoHours = 2 * 3600_000
-    await server.ledger.addPromise({ role: 'receivable', peer: gina.peerId.toString(), id: 'small', sats: 100n, threshold: 'completion', service: 'sha256', method: 'hash', createdAt: Date.now() - twoHours })
+    await server.tabs.addPromise({ role: 'receivable', peer: gina.peerId.toString(), id: 'small', sats: 100n, threshold: 'completion', service: 'sha256', method: 'hash', createdAt: Date.now() - twoHours })
     assert.equal((await ask('g1')).statusName, 'ok', 'due for two hours, but 100 sat cannot be paid on its own: credit as before')
-    await server.ledger.addPromise({ role: 'receivable', peer: gina.peerId.toString(), id: 'more', sats: 200n, threshold: 'completion', service: 'sha256', method: 'hash', createdAt: Date.now() - twoHours })
+    await server.tabs.addPromise({ role: 'receivable', peer: gina.peerId.toString(), id: 'more', sats: 200n, threshold: 'completion', service: 'sha256', method: 'hash', createdAt: Date.now() - twoHours })
     await assert.rejects(ask('g2'), (err: any) => {
       assert.ok(err instanceof NoDeferError)
       assert.match(err.message, /you owe this node 0.000003 BTC in overdue deferred payments/)
@@ -271,7 +271,7 @@ describe('settling deferred payments', () => {
       // the summary shows what left the wallet: the settlement and its fee
       const [sent] = await settlements(erin)
       const summary = await (await fetch(`${api.url}/v1/payments/summary`, { headers: { authorization: `Bearer ${token}` } })).json() as any
-      assert.equal(summary.since, new Date((await erin.ledger.promises('payable'))[0].createdAt).toISOString(), 'from the first promise, not 1970')
+      assert.equal(summary.since, new Date((await erin.tabs.promises('payable'))[0].createdAt).toISOString(), 'from the first promise, not 1970')
       assert.deepEqual([summary.total.spent, summary.total.paidOnChain, summary.total.fees, summary.total.paidWithFees], ['0.000023 BTC', '0.000023 BTC', `0.00000${sent.fee} BTC`, `0.0000${2300n + (sent.fee ?? 0n)} BTC`])
       const text = await runCli(['--data-dir', paths.root, '--api', api.url, 'payments', 'summary'])
       assert.match(text.stdout, /^since the first payment, \S+, to \S+\n/)

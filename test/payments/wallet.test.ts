@@ -6,7 +6,7 @@ import { payments } from 'bitcoinjs-lib'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { Wallet } from '../../src/payments/wallet/wallet.ts'
 import { buildTransaction, FeeTooHighError, type SpendableOutput } from '../../src/payments/wallet/tx-builder.ts'
-import { bitcoinNetwork } from '../../src/payments/wallet/networks.ts'
+import { bitcoinNetwork } from '../../src/protocols/bitcoin-networks.ts'
 import { tempDir } from '../helpers/nodes.ts'
 
 const ABANDON = 'abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about'

@@ -1,10 +1,10 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
-import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
 import { NoDeferError, ServerError } from '../../src/protocols/rpc/errors.ts'
-import { REPUTATION_TOPIC } from '../../src/market/topic.ts'
+import { REPUTATION_TOPIC } from '../../src/protocols/topics.ts'
 import { testConfig, tempDir, waitFor } from '../helpers/nodes.ts'
 
 describe('reputation between real nodes', () => {

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { Policies } from '../../src/services/policy/policy.ts'
-import { RateLimiter, parseRateLimit } from '../../src/services/policy/rate-limiter.ts'
+import { RateLimiter, parseRateLimit } from '../../src/utils/rate-limiter.ts'
 
 const alice = 'oc:12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB'
 const bob = 'oc:12D3KooWCd3eX8r5ihRvzK7P1yPq5aakaBJhG5GNj18YTztPhoCa'

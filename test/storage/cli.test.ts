@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { tempDir, waitFor } from '../helpers/nodes.ts'
 import { runCli, runShell, startDaemon, type Daemon } from '../helpers/cli.ts'
 import { killGroup, startTestnet } from '../helpers/testnet.ts'
-import { connectApi } from '../../src/node/api/client.ts'
+import { connectApi } from '../../src/cli/api-client.ts'
 
 const MIB = 1024 * 1024
 

@@ -3,16 +3,17 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
 import { FrameType } from '../../src/protocols/rpc/constants.ts'
 import { encodeFrame } from '../../src/protocols/rpc/frames.ts'
 import { decodeResponse, type Payment, type ResponseHead } from '../../src/protocols/rpc/messages.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
-import { Writer } from '../../src/protocols/rpc/encoding.ts'
+import { Writer } from '../../src/protocols/codec.ts'
 import { Status } from '../../src/protocols/rpc/status.ts'
-import { formatBtc, Units } from '../../src/market/units.ts'
+import { formatBtc, Units } from '../../src/protocols/units.ts'
 import { merkleRoot } from '../../src/storage/merkle.ts'
-import { contractIdOf, decodeSigned, decodeTerms, encodeRevision, encodeTerms, nextRevision, signRevision, signTerms, transferCost, verifyTerms, withDomain, type ContractTerms } from '../../src/storage/contract.ts'
+import { contractIdOf, decodeSigned, decodeTerms, encodeRevision, encodeTerms, nextRevision, signRevision, signTerms, transferCost, verifyTerms, type ContractTerms } from '../../src/storage/contract.ts'
+import { withDomain } from '../../src/protocols/signed.ts'
 import { decodeRating, encodeRating, RATING_DOMAIN, signRating } from '../../src/storage/rating.ts'
 import { startTestNode, tempDir, testConfig, type TestNode } from '../helpers/nodes.ts'
 import { RawRpc } from '../helpers/raw-rpc.ts'
@@ -202,7 +203,7 @@ describe('storage host: what PROTOCOL.md 8d says, byte for byte', () => {
   })
 
   const pricedTerms = { storagePrice: PRICES.storage, uploadPrice: PRICES.upload, downloadPrice: PRICES.download }
-  const promisesTo = async (host: TestNode): Promise<number> => (await host.node.ledger.promises('receivable', renter.node.peerId.toString())).length
+  const promisesTo = async (host: TestNode): Promise<number> => (await host.node.tabs.promises('receivable', renter.node.peerId.toString())).length
 
   it('checks a put of a shard the contract holds like a first put, keeps the revision, and repairs a copy corrupt on disk', async () => {
     const c = await paid.contract(pricedTerms)

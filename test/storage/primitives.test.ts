@@ -6,12 +6,12 @@ import { auditPath, challengeLeaves, dataRoot, LEAF_SIZE, MerkleHasher, merkleRo
 import { ReedSolomon, split } from '../../src/storage/erasure.ts'
 import { DecryptError, objectKey, openSegment, sealSegment, storageKeyFromSeed } from '../../src/storage/crypto.ts'
 import { contractIdOf, decodeRevision, decodeSigned, decodeTerms, rentPerPeriod, transferCost, verifyRevision, verifyTerms } from '../../src/storage/contract.ts'
-import { decodeProofs } from '../../src/services/storage/index.ts'
-import { Reader } from '../../src/protocols/rpc/encoding.ts'
-import { parseSize, formatSize } from '../../src/storage/size.ts'
+import { decodeProofs } from '../../src/storage/proofs.ts'
+import { Reader } from '../../src/protocols/codec.ts'
+import { parseSize, formatSize } from '../../src/utils/size.ts'
 import { auditContract, AuditFailedError } from '../../src/storage/audit.ts'
 import { openRating } from '../../src/storage/rating.ts'
-import { encodeProofs } from '../../src/services/storage/index.ts'
+import { encodeProofs } from '../../src/storage/proofs.ts'
 import { defaultRedundancy, defaultRepairAfterLost, migrationReason, parseRedundancy } from '../../src/storage/client.ts'
 
 const fixture = JSON.parse(await readFile(new URL('../fixtures/protocol-vectors.json', import.meta.url), 'utf8'))

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { readdir, readFile, rm, writeFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
-import { RegtestServer } from '../../src/payments/chain/regtest/server.ts'
+import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
 import { DecryptError, healthOf, ObjectNotFoundError, spentOn } from '../../src/storage/client.ts'
 import { rentPerPeriod } from '../../src/storage/contract.ts'
@@ -182,9 +182,9 @@ describe('storage: put and get across paid hosts over TCP', () => {
     // nothing more is due yet
     assert.equal(await client.storage.payRent(Date.now() + 2 * c.rentPeriodMs), 0)
     // rent goes through the payment machinery: promises to each host, in payments
-    const promised = (await client.ledger.promises('payable')).filter(p => p.service === 'storage' && p.method === 'rent')
+    const promised = (await client.tabs.promises('payable')).filter(p => p.service === 'storage' && p.method === 'rent')
     assert.equal(promised.reduce((n, p) => n + p.sats, 0n), spentOn(after).rent)
-    const hostSide = (await host.ledger.promises('receivable')).filter(p => p.service === 'storage' && p.method === 'rent' && p.peer === client.peerId.toString())
+    const hostSide = (await host.tabs.promises('receivable')).filter(p => p.service === 'storage' && p.method === 'rent' && p.peer === client.peerId.toString())
     assert.equal(hostSide.length, 3, 'the host holds the three periods\' promises')
   })
 

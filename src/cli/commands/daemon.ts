@@ -1,5 +1,5 @@
 import { OpenCloudNode } from '../../node/opencloud-node.ts'
-import { ApiServer } from '../../node/api/server.ts'
+import { ApiServer } from '../../node/api/api-server.ts'
 import { checkApiAddress, loadConfig, LOG_LEVELS, updateConfigFile, type LogLevel } from '../../node/config.ts'
 import { ensureDataDir, loadOrCreateToken, removeApiInfo, writeApiInfo } from '../../node/data-dir.ts'
 import { setLogLevel } from '../../node/logging.ts'

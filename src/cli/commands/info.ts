@@ -1,4 +1,4 @@
-import { connectApi } from '../../node/api/client.ts'
+import { connectApi } from '../api-client.ts'
 import { hintLine, printJson, table, UsageError, type Command } from '../command.ts'
 import type { NodeInfo } from '../../services/info/index.ts'
 import type { PeerEntry } from '../../services/peers/index.ts'

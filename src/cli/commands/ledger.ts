@@ -1,5 +1,5 @@
-import { connectApi } from '../../node/api/client.ts'
-import { CLI } from '../cli-name.ts'
+import { connectApi } from '../api-client.ts'
+import { CLI } from '../../utils/cli-name.ts'
 import { quorum } from '../../ledger/encoding.ts'
 import { hintLine, printJson, table, UsageError, type Command, type CommandContext } from '../command.ts'
 

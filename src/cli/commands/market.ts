@@ -1,6 +1,6 @@
-import { connectApi } from '../../node/api/client.ts'
+import { connectApi } from '../api-client.ts'
 import { printJson, table, UsageError, type Command } from '../command.ts'
-import { parseAmount } from '../../market/units.ts'
+import { parseAmount } from '../../protocols/units.ts'
 
 export const marketCommand: Command = {
   name: 'market',

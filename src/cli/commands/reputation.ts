@@ -1,5 +1,5 @@
 import { peerIdFromString } from '@libp2p/peer-id'
-import { connectApi } from '../../node/api/client.ts'
+import { connectApi } from '../api-client.ts'
 import { printJson, table, UsageError, type Command } from '../command.ts'
 
 export const reputationCommand: Command = {

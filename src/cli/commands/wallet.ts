@@ -1,11 +1,11 @@
 import { access } from 'node:fs/promises'
 import { join } from 'node:path'
-import { ApiError, connectApi, type ApiClient } from '../../node/api/client.ts'
+import { ApiError, connectApi, type ApiClient } from '../api-client.ts'
 import { ensureDataDir } from '../../node/data-dir.ts'
 import { loadConfig } from '../../node/config.ts'
 import { Wallet } from '../../payments/wallet/wallet.ts'
 import { HintedError, hintLine, printJson, table, UsageError, type Command } from '../command.ts'
-import { formatAmount, parseAmount } from '../../market/units.ts'
+import { formatAmount, parseAmount } from '../../protocols/units.ts'
 
 export const walletCommand: Command = {
   name: 'wallet',

@@ -1,6 +1,6 @@
 import { Psbt, payments, type Network } from 'bitcoinjs-lib'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
-import { formatAmount } from '../../market/units.ts'
+import { formatAmount } from '../../protocols/units.ts'
 
 /**
  * Build and sign a P2WPKH transaction: pick coins, add change, sign every

@@ -6,8 +6,8 @@ import { generateMnemonic, mnemonicToSeedSync, validateMnemonic } from '@scure/b
 import { wordlist } from '@scure/bip39/wordlists/english.js'
 import { payments } from 'bitcoinjs-lib'
 import { logger } from '@libp2p/logger'
-import { writeFileAtomic } from '../../node/files.ts'
-import { bitcoinNetwork, checkAddressNetwork, coinType, type BitcoinNetworkName } from './networks.ts'
+import { writeFileAtomic } from '../../utils/files.ts'
+import { bitcoinNetwork, checkAddressNetwork, coinType, type BitcoinNetworkName } from '../../protocols/bitcoin-networks.ts'
 import { buildTransaction, type SpendableOutput } from './tx-builder.ts'
 import type { ChainBackend, TxInfo } from '../chain/interface.ts'
 

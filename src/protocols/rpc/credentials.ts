@@ -3,7 +3,7 @@ import { peerIdFromMultihash, peerIdFromPrivateKey, peerIdFromString } from '@li
 import * as Digest from 'multiformats/hashes/digest'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { payments, networks, type Network } from 'bitcoinjs-lib'
-import { checkAddressNetwork, type BitcoinNetworkName } from '../../payments/wallet/networks.ts'
+import { checkAddressNetwork, type BitcoinNetworkName } from '../bitcoin-networks.ts'
 import { CredentialType, type Credential } from './messages.ts'
 import { InvalidSignatureError, MalformedMessageError } from './errors.ts'
 import { signMessage, verifyMessage, UnsupportedAddressError, type BitcoinAddressType } from './bip137.ts'

@@ -1,5 +1,5 @@
 import { Status, type StatusCode } from './status.ts'
-import type { AcceptablePayment } from './messages.ts'
+import type { AcceptablePayment } from './wire-types.ts'
 
 /**
  * The base of every error that has a wire status. A server throws one of

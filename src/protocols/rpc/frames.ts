@@ -1,7 +1,7 @@
 import { Uint8ArrayList } from 'uint8arraylist'
 import { FrameType, MAX_DATA_FRAME, MAX_HEAD_FRAME } from './constants.ts'
 import { MalformedMessageError, StreamEndedError } from './errors.ts'
-import { varintLength, writeVarint } from './encoding.ts'
+import { varintLength, writeVarint } from '../codec.ts'
 import type { Stream } from '@libp2p/interface'
 
 /**

@@ -1,6 +1,9 @@
 import { FrameType, Limits, REQUEST_DOMAIN, RESPONSE_DOMAIN, WIRE_VERSION } from './constants.ts'
 import { MalformedMessageError } from './errors.ts'
-import { Reader, Writer } from './encoding.ts'
+import { Reader, Writer } from '../codec.ts'
+import { CredentialType, PaymentType, type AcceptablePayment, type Credential, type Payment, type PaymentTypeName, type RequestHead, type ResponseHead, type UnsignedRequest, type UnsignedResponse } from './wire-types.ts'
+
+export * from './wire-types.ts'
 
 /**
  * The OpenCloud request and response heads, their wire encoding and the
@@ -8,64 +11,7 @@ import { Reader, Writer } from './encoding.ts'
  * describes the same layout field by field.
  */
 
-export const CredentialType = {
-  /** an OpenCloud ID: the bytes of a libp2p PeerId (an Ed25519 key) */
-  OPENCLOUD: 1,
-  /** a bitcoin address, as ASCII */
-  BITCOIN: 2
-} as const
-export type CredentialTypeCode = typeof CredentialType[keyof typeof CredentialType]
-
-export interface Credential {
-  type: CredentialTypeCode
-  value: Uint8Array
-}
-
-export const PaymentType = { NONE: 0, ATTACHED: 1, DEFER: 2, PROMO: 3 } as const
-export type PaymentTypeName = 'none' | 'attached' | 'defer'
 const PAYMENT_TYPE_NAMES: PaymentTypeName[] = ['none', 'attached', 'defer']
-
-export type Payment =
-  | { type: 'none' }
-  | { type: 'attached', currency: string, amount: string, txn: Uint8Array }
-  | { type: 'defer', currency: string, amount: string, id: string, threshold: string }
-  /** a Cloud Ledger promo code and its owner's authorization for this server to redeem it (PROTOCOL.md section 8e) */
-  | { type: 'promo', code: Uint8Array, authorization: Uint8Array }
-
-export interface AcceptablePayment {
-  type: PaymentTypeName
-  currency: string
-  amount: string
-}
-
-export interface RequestHead {
-  credentials: Credential[]
-  /** one per credential, in the same order */
-  signatures: Uint8Array[]
-  nonce: Uint8Array
-  service: string
-  method: string
-  args: string[]
-  payment: Payment
-  bodyLength: number
-  bodySha256: Uint8Array
-}
-
-export interface ResponseHead {
-  credentials: Credential[]
-  signatures: Uint8Array[]
-  /** SHA-256 of the request's signing bytes, all zero when there was no request */
-  requestDigest: Uint8Array
-  nonce: Uint8Array
-  status: number
-  message: string
-  acceptablePayment?: AcceptablePayment
-  bodyLength: number
-  bodySha256: Uint8Array
-}
-
-export type UnsignedRequest = Omit<RequestHead, 'signatures'>
-export type UnsignedResponse = Omit<ResponseHead, 'signatures'>
 
 const NAME = /^[a-z][a-z0-9-]*$/
 const CURRENCY = /^[A-Z][A-Z0-9]{1,7}$/

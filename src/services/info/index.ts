@@ -1,4 +1,4 @@
-import { Units } from '../../market/units.ts'
+import { Units } from '../../protocols/units.ts'
 import type { Service } from '../interface.ts'
 
 export const INFO_SERVICE = 'info'

@@ -1,5 +1,5 @@
 import { AccessDeniedError, BadRequestError, BodyTooLargeError, NotFoundError, RequestDeclinedError, ServerError } from '../../protocols/rpc/errors.ts'
-import { Units } from '../../market/units.ts'
+import { Units } from '../../protocols/units.ts'
 import { LedgerLimits, authorizationFromBase64, hex, openTx } from '../../ledger/encoding.ts'
 import { LedgerRejectedError, LedgerTimeoutError, type CloudLedger } from '../../ledger/ledger.ts'
 import { MempoolFullError } from '../../ledger/mempool.ts'

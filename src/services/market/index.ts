@@ -1,5 +1,5 @@
 import { BadRequestError } from '../../protocols/rpc/errors.ts'
-import { formatAmount, Units } from '../../market/units.ts'
+import { formatAmount, Units } from '../../protocols/units.ts'
 import type { Market } from '../../market/market.ts'
 import type { IndexedOffer, PriceStats } from '../../market/price-index.ts'
 import type { Service } from '../interface.ts'

@@ -1,6 +1,6 @@
 import { BadRequestError } from '../../protocols/rpc/errors.ts'
-import { formatAmount, Units } from '../../market/units.ts'
-import type { Ledger, TabSummary } from '../../payments/ledger.ts'
+import { formatAmount, Units } from '../../protocols/units.ts'
+import type { TabBook, TabSummary } from '../../payments/tab-book.ts'
 import type { Wallet } from '../../payments/wallet/wallet.ts'
 import type { Service } from '../interface.ts'
 
@@ -8,7 +8,7 @@ export const PAYMENTS_SERVICE = 'payments'
 
 export interface PaymentsServiceComponents {
   wallet: Wallet
-  ledger: Ledger
+  tabs: TabBook
   record?: (record: { peer: string, role: 'caller', outcome: 'satisfactory' | 'unsatisfactory', event: string, promised?: string }) => Promise<void>
 }
 
@@ -35,7 +35,7 @@ export function tabJson (tab: TabSummary): Record<string, unknown> {
  * sent again answers what it settled the first time.
  */
 export function paymentsService (components: PaymentsServiceComponents): Service {
-  const { wallet, ledger } = components
+  const { wallet, tabs } = components
   return {
     name: PAYMENTS_SERVICE,
     version: '1.0.0',
@@ -49,7 +49,7 @@ export function paymentsService (components: PaymentsServiceComponents): Service
       tab: {
         description: 'the caller\'s tab with this node: promised, paid, outstanding, due, overdue',
         unit: Units.CALL,
-        handle: async ({ caller }) => ({ json: tabJson(await ledger.tab('receivable', caller)) })
+        handle: async ({ caller }) => ({ json: tabJson(await tabs.tab('receivable', caller)) })
       },
       settle: {
         description: 'pay deferred payments: attach a payment; it pays off the ids named, or without ids the oldest unpaid first',
@@ -60,21 +60,21 @@ export function paymentsService (components: PaymentsServiceComponents): Service
             throw new BadRequestError('settle needs an attached payment')
           }
           if (paid.repeated === true) {
-            const before = await ledger.settlement(paid.txid)
-            return { json: { settled: before?.settled ?? [], unknownOrUncovered: [], repeated: true, tab: tabJson(await ledger.tab('receivable', caller)) } }
+            const before = await tabs.settlement(paid.txid)
+            return { json: { settled: before?.settled ?? [], unknownOrUncovered: [], repeated: true, tab: tabJson(await tabs.tab('receivable', caller)) } }
           }
-          const coverage = paid.settles ?? await ledger.coverage(caller, paid.sats, args)
+          const coverage = paid.settles ?? await tabs.coverage(caller, paid.sats, args)
           const covered = coverage.map(p => p.id)
           const coveredSats = coverage.reduce((sum, p) => sum + p.sats, 0n)
-          const before = await ledger.tab('receivable', caller)
-          await ledger.markPaid('receivable', caller, covered, paid.txid)
-          await ledger.recordSettlement({ caller, txid: paid.txid, settled: covered, sats: coveredSats })
+          const before = await tabs.tab('receivable', caller)
+          await tabs.markPaid('receivable', caller, covered, paid.txid)
+          await tabs.recordSettlement({ caller, txid: paid.txid, settled: covered, sats: coveredSats })
           if (covered.length > 0) {
             // a debt paid before it was overdue is a promise kept
             await components.record?.({ peer: caller, role: 'caller', outcome: before.overdue > 0n ? 'unsatisfactory' : 'satisfactory', event: before.overdue > 0n ? 'paid-late' : 'paid-on-time', promised: `${covered.length} deferred payment(s)` })
           }
-          await ledger.recordPayment({ direction: 'received', peer: caller, txid: `${paid.txid}:settle`, sats: coveredSats, settles: covered, service: PAYMENTS_SERVICE, method: 'settle' })
-          return { json: { settled: covered, unknownOrUncovered: args.filter(id => !covered.includes(id)), tab: tabJson(await ledger.tab('receivable', caller)) } }
+          await tabs.recordPayment({ direction: 'received', peer: caller, txid: `${paid.txid}:settle`, sats: coveredSats, settles: covered, service: PAYMENTS_SERVICE, method: 'settle' })
+          return { json: { settled: covered, unknownOrUncovered: args.filter(id => !covered.includes(id)), tab: tabJson(await tabs.tab('receivable', caller)) } }
         }
       }
     }

@@ -1,5 +1,5 @@
 import { BadRequestError } from '../../protocols/rpc/errors.ts'
-import { Units } from '../../market/units.ts'
+import { Units } from '../../protocols/units.ts'
 import { findServiceProviders, type DiscoveryComponents } from './discovery.ts'
 import type { Service } from '../interface.ts'
 import type { PeerId, PeerStore, Connection } from '@libp2p/interface'

@@ -1,5 +1,5 @@
-import { parseAmount } from '../../market/units.ts'
-import { parseRateLimit, type RateLimit } from './rate-limiter.ts'
+import { parseAmount } from '../../protocols/units.ts'
+import { parseRateLimit, type RateLimit } from '../../utils/rate-limiter.ts'
 
 /**
  * Policies (seed: "Policies"): the commands allow, deny, min-payment and

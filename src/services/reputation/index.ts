@@ -1,5 +1,5 @@
 import { BadRequestError } from '../../protocols/rpc/errors.ts'
-import { Units } from '../../market/units.ts'
+import { Units } from '../../protocols/units.ts'
 import type { Reputation } from '../../reputation/reputation.ts'
 import type { Service } from '../interface.ts'
 

@@ -1,12 +1,13 @@
 import { statfs } from 'node:fs/promises'
 import { logger } from '@libp2p/logger'
 import { Key, type Datastore } from 'interface-datastore'
-import { Units } from '../../market/units.ts'
-import { Reader, Writer } from '../../protocols/rpc/encoding.ts'
-import { AccessDeniedError, BadRequestError, BodyTooLargeError, InsufficientStorageError, InvalidSignatureError, MalformedMessageError, NotFoundError, RequestDeclinedError, ServerError } from '../../protocols/rpc/errors.ts'
+import { Units } from '../../protocols/units.ts'
+import { DecodeError, Reader, Writer } from '../../protocols/codec.ts'
+import { AccessDeniedError, BadRequestError, BodyTooLargeError, InsufficientStorageError, InvalidSignatureError, NotFoundError, RequestDeclinedError, ServerError } from '../../protocols/rpc/errors.ts'
 import { contractIdOf, decodeSigned, decodeTerms, encodeRevision, encodeSigned, nextRevision, overMaxMoney, rentPerPeriod, rentPeriods, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms, MAX_CONTRACT_MS } from '../../storage/contract.ts'
 import { openRating, signRating } from '../../storage/rating.ts'
 import { ShardCorruptError, ShardMismatchError, ShardStore } from './shard-store.ts'
+import { encodeProofs } from '../../storage/proofs.ts'
 import type { CredentialSigner } from '../../protocols/rpc/credentials.ts'
 import type { CostQuery, MethodSpec, Service, ServiceContext } from '../interface.ts'
 
@@ -796,7 +797,7 @@ export class StorageHost {
         try {
           rating = openRating(renterRating)
         } catch (err: any) {
-          throw new BadRequestError(err instanceof MalformedMessageError ? `the rating is malformed: ${err.message}` : `the rating does not verify: ${err.message}`)
+          throw new BadRequestError(err instanceof DecodeError ? `the rating is malformed: ${err.message}` : `the rating does not verify: ${err.message}`)
         }
         if (hex(rating.contractId) !== id || rating.rater !== c.terms.renter || rating.rated !== this.components.peerId) {
           throw new BadRequestError(`the rating is not the renter's rating of this host under contract ${id}`)
@@ -817,42 +818,6 @@ export class StorageHost {
       return { contract: id, ended: new Date(c.endedAt).toISOString(), rating: b64(mine) }
     })
   }
-}
-
-/** proofs = varint count || (varint index || bytes leaf || varint n || n x 32-byte hash)* */
-export function encodeProofs (proofs: Array<{ index: number, leaf: Uint8Array, path: Uint8Array[] }>): Uint8Array {
-  const w = new Writer().varint(proofs.length)
-  for (const p of proofs) {
-    w.varint(p.index).bytes(p.leaf).varint(p.path.length)
-    for (const hash of p.path) {
-      w.raw(hash)
-    }
-  }
-  return w.finish()
-}
-
-export function decodeProofs (bytes: Uint8Array): Array<{ index: number, leaf: Uint8Array, path: Uint8Array[] }> {
-  const r = new Reader(bytes)
-  const count = r.varint('the proof count')
-  if (count > 64) {
-    throw new BadRequestError('at most 64 proofs')
-  }
-  const proofs = []
-  for (let i = 0; i < count; i++) {
-    const index = r.varint('the leaf index')
-    const leaf = r.bytes(4096, 'the leaf')
-    const n = r.varint('the path length')
-    if (n > 64) {
-      throw new BadRequestError('a Merkle path is at most 64 hashes')
-    }
-    const path: Uint8Array[] = []
-    for (let j = 0; j < n; j++) {
-      path.push(r.raw(32, 'a path hash'))
-    }
-    proofs.push({ index, leaf, path })
-  }
-  r.end('the proofs')
-  return proofs
 }
 
 export function storageService (host: StorageHost): Service {

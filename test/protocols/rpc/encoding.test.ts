@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { Reader, Writer } from '../../../src/protocols/rpc/encoding.ts'
+import { Reader, Writer } from '../../../src/protocols/codec.ts'
 import { decodeRequest, encodeHead, encodeRequestSigned } from '../../../src/protocols/rpc/messages.ts'
 import { EMPTY_SHA256 } from '../../../src/protocols/rpc/constants.ts'
 

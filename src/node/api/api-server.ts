@@ -11,14 +11,14 @@ import { DialError, RpcError } from '../../protocols/rpc/errors.ts'
 import { statusName, Status } from '../../protocols/rpc/status.ts'
 import { parsePeer, PriceRefusedError, type OpenCloudNode } from '../opencloud-node.ts'
 import { httpStatusFor, API_HEADERS } from './http-status.ts'
-import { HttpError, readJsonBody } from '../http-request.ts'
+import { HttpError, readJsonBody } from '../../utils/http-body.ts'
 import { ledgerRoute } from './ledger-routes.ts'
-import type { CallResponse } from '../../protocols/rpc/client.ts'
+import type { CallResponse } from '../../protocols/rpc/rpc-client.ts'
 import type { ChainBackend } from '../../payments/chain/interface.ts'
 import { BiddingError, type PaidCallOptions, type PaidCallResult, type SettlementState } from '../../payments/payment-agent.ts'
 import { parsePayRequest } from '../../payments/pay-options.ts'
-import { checkAddressNetwork } from '../../payments/wallet/networks.ts'
-import { formatAmount, parseAmount } from '../../market/units.ts'
+import { checkAddressNetwork } from '../../protocols/bitcoin-networks.ts'
+import { formatAmount, parseAmount } from '../../protocols/units.ts'
 import { offerJson, statsJson } from '../../services/market/index.ts'
 
 function marketQuery (url: URL): { service?: string, method?: string } {
@@ -26,7 +26,7 @@ function marketQuery (url: URL): { service?: string, method?: string } {
 }
 import { tabJson } from '../../services/payments/index.ts'
 import { storeRoute, STORE_MISTAKES } from './store-routes.ts'
-import type { OnChainRow, SummaryRow, TabSummary } from '../../payments/ledger.ts'
+import type { OnChainRow, SummaryRow, TabSummary } from '../../payments/tab-book.ts'
 
 
 const log = logger('opencloud:api')
@@ -45,6 +45,7 @@ const AUTO_CANDIDATES = 3
  * 4xx with their own sentence instead of 500.
  */
 const CLIENT_MISTAKES: Record<string, number> = {
+  DecodeError: 400,
   WrongNetworkAddressError: 400,
   InvalidAmountError: 400,
   DustPaymentError: 400,
@@ -346,21 +347,21 @@ export class ApiServer {
       case 'GET /v1/payments/tabs': {
         const states = new Map((this.node.payments?.settlementStates() ?? []).map(s => [s.peer, s]))
         sendJson(res, 200, {
-          receivable: (await this.node.ledger.tabs('receivable')).map(tabJson),
-          payable: (await this.node.ledger.tabs('payable')).map(t => payableJson(t, states.get(t.peer)))
+          receivable: (await this.node.tabs.tabs('receivable')).map(tabJson),
+          payable: (await this.node.tabs.tabs('payable')).map(t => payableJson(t, states.get(t.peer)))
         })
         return
       }
       case 'GET /v1/payments/summary': {
         const since = url.searchParams.has('since') ? positiveInteger(url, 'since', 0) : null
         const until = url.searchParams.has('until') ? positiveInteger(url, 'until', 0) : Date.now()
-        const { ledger } = this.node
+        const { tabs: ledger } = this.node
         const from = since ?? await ledger.firstActivity() ?? null
         sendJson(res, 200, summaryJson(await ledger.summary(from ?? 0, until), await ledger.onChain(from ?? 0, until), from, until))
         return
       }
       case 'GET /v1/payments/history':
-        sendJson(res, 200, (await this.node.ledger.payments()).map(p => ({ ...p, amount: formatAmount(p.sats), sats: undefined, at: new Date(p.at).toISOString() })))
+        sendJson(res, 200, (await this.node.tabs.payments()).map(p => ({ ...p, amount: formatAmount(p.sats), sats: undefined, at: new Date(p.at).toISOString() })))
         return
       default:
         if (await storeRoute(this.node, route, req, res, url, sendJson)) {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { EAGER_BODY_LIMIT, DEFAULT_MAX_BODY_BYTES, FrameType, Limits, RESPONSE_DOMAIN, RPC_PROTOCOL } from './constants.ts'
+import { DecodeError } from '../codec.ts'
 import { BodyDigestMismatchError, BodyStalledError, MalformedMessageError, RpcError, StreamEndedError } from './errors.ts'
 import { FrameReader, writeData, writeFrame } from './frames.ts'
 import { decodeRequest, encodeHead, encodeResponseSigned, signingBytes, type AcceptablePayment, type RequestHead } from './messages.ts'
@@ -374,6 +375,10 @@ export class RpcServer implements Startable {
     } catch (err: any) {
       if (err instanceof RpcError) {
         return { status: err.code, message: err.message, acceptablePayment: err.acceptablePayment }
+      }
+      if (err instanceof DecodeError) {
+        // bytes in the request (args, body) that a service could not decode
+        return { status: Status.BAD_REQUEST, message: err.message }
       }
       if (request.signal.aborted) {
         throw err

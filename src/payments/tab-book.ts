@@ -1,5 +1,5 @@
 import { Key, type Datastore } from 'interface-datastore'
-import { parseBtc } from '../market/units.ts'
+import { parseBtc } from '../protocols/units.ts'
 import { DUST } from './wallet/tx-builder.ts'
 
 /**
@@ -118,7 +118,7 @@ export interface OnChainRow {
   transactions: number
 }
 
-/** What calls cost and what paying for them took from the wallet (Ledger.costs) */
+/** What calls cost and what paying for them took from the wallet (TabBook.costs) */
 export interface Costs {
   /** what the calls cost: deferred payments promised and attached payments made */
   promised: bigint
@@ -193,7 +193,7 @@ const seg = (s: string): string => encodeURIComponent(s)
 /** A record of a payment on chain, not the bookkeeping of what a settlement covered (`<txid>:settle`) */
 const onChain = (p: PaymentRecord): boolean => !p.txid.includes(':')
 
-export class Ledger {
+export class TabBook {
   private readonly datastore: Datastore
   /** how long a due promise may stay unpaid before it is overdue */
   readonly graceMs: number

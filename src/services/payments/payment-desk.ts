@@ -1,23 +1,23 @@
 import { Transaction, address as btcAddress } from 'bitcoinjs-lib'
 import { logger } from '@libp2p/logger'
-import { formatBtc, parseBtc } from '../market/units.ts'
-import { AccessDeniedError, BadRequestError, NoDeferError, PaymentDeclinedError, PaymentTooLowError } from '../protocols/rpc/errors.ts'
-import { TransactionRejectedError } from './chain/errors.ts'
-import { DUST } from './wallet/tx-builder.ts'
-import { parseThreshold, type Ledger } from './ledger.ts'
-import { bitcoinNetwork, type BitcoinNetworkName } from './wallet/networks.ts'
-import type { ChainBackend } from './chain/interface.ts'
-import type { Wallet } from './wallet/wallet.ts'
-import type { HoldingsHook, PaymentCheck, PaymentHook } from '../services/pipeline.ts'
-import type { ServiceContext } from '../services/interface.ts'
-import type { PaymentPolicy } from '../services/policy/policy.ts'
+import { formatBtc, parseBtc } from '../../protocols/units.ts'
+import { AccessDeniedError, BadRequestError, NoDeferError, PaymentDeclinedError, PaymentTooLowError } from '../../protocols/rpc/errors.ts'
+import { TransactionRejectedError } from '../../payments/chain/errors.ts'
+import { DUST } from '../../payments/wallet/tx-builder.ts'
+import { parseThreshold, type TabBook } from '../../payments/tab-book.ts'
+import { bitcoinNetwork, type BitcoinNetworkName } from '../../protocols/bitcoin-networks.ts'
+import type { ChainBackend } from '../../payments/chain/interface.ts'
+import type { Wallet } from '../../payments/wallet/wallet.ts'
+import type { HoldingsHook, PaymentCheck, PaymentHook } from '../pipeline.ts'
+import type { ServiceContext } from '../interface.ts'
+import type { PaymentPolicy } from '../policy/policy.ts'
 
 const log = logger('opencloud:payments:desk')
 
 export interface PaymentDeskComponents {
   wallet: Wallet
   chain: ChainBackend
-  ledger: Ledger
+  tabs: TabBook
   /** the caller's trust score (1 = average), for defer-min-trust */
   trustScore?: (peer: string) => Promise<number>
   /** records what callers did, for reputation */
@@ -32,7 +32,7 @@ export interface PaymentDeskInit {
  * An acceptable payment the caller can make: an attached payment is never
  * offered below the dust limit, because no wallet can build it (the node
  * keeps the difference). Deferred payments below it wait for more and are
- * never overdue (Ledger.tab), so no tab is ever paid above what it owes.
+ * never overdue (TabBook.tab), so no tab is ever paid above what it owes.
  */
 function acceptable (sats: bigint, type: 'attached' | 'defer' = 'attached'): { type: 'attached' | 'defer', currency: string, amount: string } {
   return { type, currency: 'BTC', amount: formatBtc(type === 'attached' && sats < DUST ? DUST : sats) }
@@ -112,12 +112,12 @@ export class PaymentDesk implements PaymentHook {
     if (policy.deferMinTrust > 0 && this.components.trustScore != null && await this.components.trustScore(ctx.caller) < policy.deferMinTrust) {
       return false
     }
-    const tab = await this.components.ledger.tab('receivable', ctx.caller)
+    const tab = await this.components.tabs.tab('receivable', ctx.caller)
     return tab.overdue === 0n && tab.outstanding + sats <= policy.maxTab
   }
 
   private async defer (ctx: ServiceContext, policy: PaymentPolicy, required: bigint, sats: bigint, id: string, thresholdText: string): Promise<void> {
-    const { ledger } = this.components
+    const { tabs } = this.components
     if (policy.noDefer) {
       throw withAcceptable(new NoDeferError(`this node does not accept deferred payment for ${ctx.service}.${ctx.method}`), required)
     }
@@ -132,7 +132,7 @@ export class PaymentDesk implements PaymentHook {
     if (!/^[A-Za-z0-9._-]{1,64}$/.test(id)) {
       throw new BadRequestError('a deferred payment id is 1 to 64 letters, digits, dots, dashes or underscores')
     }
-    if (await ledger.hasPromise('receivable', ctx.caller, id)) {
+    if (await tabs.hasPromise('receivable', ctx.caller, id)) {
       throw new BadRequestError(`deferred payment id "${id}" was used before; choose a new one`)
     }
     if (policy.deferMinTrust > 0 && this.components.trustScore != null) {
@@ -141,7 +141,7 @@ export class PaymentDesk implements PaymentHook {
         throw withAcceptable(new NoDeferError(`this node gives credit to callers with a trust score of at least ${policy.deferMinTrust}; yours is ${score.toFixed(2)}: attach the payment`), required)
       }
     }
-    const tab = await ledger.tab('receivable', ctx.caller)
+    const tab = await tabs.tab('receivable', ctx.caller)
     if (tab.overdue > 0n) {
       await this.components.record?.({ peer: ctx.caller, role: 'caller', outcome: 'unsatisfactory', event: 'overdue', promised: `${formatBtc(tab.overdue)} BTC deferred` })
       throw withAcceptable(new NoDeferError(`you owe this node ${formatBtc(tab.overdue)} BTC in overdue deferred payments; settle them before asking for credit`), required)
@@ -165,7 +165,7 @@ export class PaymentDesk implements PaymentHook {
     ctx.pending = {
       commit: async () => {
         try {
-          await ledger.addPromise({ role: 'receivable', peer: ctx.caller, id, sats, threshold: thresholdText, service: ctx.service, method: ctx.method })
+          await tabs.addPromise({ role: 'receivable', peer: ctx.caller, id, sats, threshold: thresholdText, service: ctx.service, method: ctx.method })
           log('%s promised %s sat (%s) for %s.%s', ctx.caller, sats, id, ctx.service, ctx.method)
         } finally {
           this.reserved.delete(reservedKey)
@@ -186,7 +186,7 @@ export class PaymentDesk implements PaymentHook {
   }
 
   private async accept (ctx: ServiceContext, policy: PaymentPolicy, sats: bigint, txn: Uint8Array): Promise<NonNullable<ServiceContext['paid']>> {
-    const { wallet, chain, ledger } = this.components
+    const { wallet, chain, tabs } = this.components
     let tx: Transaction
     try {
       tx = Transaction.fromBuffer(txn)
@@ -213,17 +213,17 @@ export class PaymentDesk implements PaymentHook {
     if (this.inFlight.has(txid)) {
       throw new PaymentDeclinedError(`transaction ${txid} is being checked for another call: a payment is used once`)
     }
-    if (await ledger.isUsed(txid)) {
+    if (await tabs.isUsed(txid)) {
       // a settlement sent again after its answer was lost: answer what it
       // settled then, and do not count it twice
-      const before = settling ? await ledger.settlement(txid) : undefined
+      const before = settling ? await tabs.settlement(txid) : undefined
       if (before != null && before.caller === ctx.caller) {
         return { txid, sats: toUs, repeated: true }
       }
       throw new PaymentDeclinedError(`transaction ${txid} has already paid for a call: a payment is used once`)
     }
     // what a settlement pays off, found once here and handed to payments.settle
-    const settles = settling ? await ledger.coverage(ctx.caller, toUs, ctx.args) : undefined
+    const settles = settling ? await tabs.coverage(ctx.caller, toUs, ctx.args) : undefined
     if (settles?.length === 0) {
       // nothing to pay off: keeping it would be taking money for nothing
       throw new PaymentDeclinedError(`this payment of ${formatBtc(toUs)} BTC pays off none of your unpaid deferred payments (ask payments.tab); it was not broadcast`)
@@ -244,9 +244,9 @@ export class PaymentDesk implements PaymentHook {
           throw new PaymentDeclinedError(`this node serves after ${needed} confirmation(s); ${txid} has ${have}: send the call again once it confirms`)
         }
       }
-      await ledger.markUsed(txid)
+      await tabs.markUsed(txid)
       await wallet.markPaid(paidTo)
-      await ledger.recordPayment({ direction: 'received', peer: ctx.caller, txid, sats: toUs, settles: [], service: ctx.service, method: ctx.method })
+      await tabs.recordPayment({ direction: 'received', peer: ctx.caller, txid, sats: toUs, settles: [], service: ctx.service, method: ctx.method })
       log('received %s sat from %s in %s', toUs, ctx.caller, txid)
       return { txid, sats: toUs, settles }
     } finally {

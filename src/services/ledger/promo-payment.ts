@@ -1,8 +1,8 @@
-import { PaymentDeclinedError, PaymentTooLowError } from '../protocols/rpc/errors.ts'
-import { formatAmount } from '../market/units.ts'
-import { hex } from './encoding.ts'
-import { LedgerRejectedError, LedgerTimeoutError, type CloudLedger } from './ledger.ts'
-import type { PaymentCheck, PaymentHook } from '../services/pipeline.ts'
+import { PaymentDeclinedError, PaymentTooLowError } from '../../protocols/rpc/errors.ts'
+import { formatAmount } from '../../protocols/units.ts'
+import { hex } from '../../ledger/encoding.ts'
+import { LedgerRejectedError, LedgerTimeoutError, type CloudLedger } from '../../ledger/ledger.ts'
+import type { PaymentCheck, PaymentHook } from '../pipeline.ts'
 
 /**
  * Promo codes as payment (PROTOCOL.md section 8e, "Paying with a code"): a

@@ -1,3 +1,4 @@
+import { DecodeError } from '../codec.ts'
 import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { EAGER_BODY_LIMIT, FrameType, REQUEST_DOMAIN, RPC_PROTOCOL } from './constants.ts'
@@ -351,7 +352,7 @@ export class RpcClient {
       return response
     } catch (err: any) {
       discard(err)
-      if (err instanceof MalformedMessageError) {
+      if (err instanceof MalformedMessageError || err instanceof DecodeError) {
         throw new ResponseVerificationError(`the server sent a malformed answer: ${err.message}`)
       }
       throw err

@@ -1,4 +1,12 @@
-import { MalformedMessageError } from './errors.ts'
+/**
+ * Bytes that do not decode: a length over its limit, a truncated message,
+ * a varint not in its shortest form, invalid UTF-8, bytes left over. Every
+ * decoder of the project throws it; the RPC server answers it as
+ * bad-request (PROTOCOL.md section 6), the control API as 400.
+ */
+export class DecodeError extends Error {
+  override name = 'DecodeError'
+}
 
 /**
  * The primitives of the OpenCloud wire format (PROTOCOL.md, "Encoding"):
@@ -87,7 +95,7 @@ export class Reader {
 
   u8 (what: string): number {
     if (this.remaining < 1) {
-      throw new MalformedMessageError(`message ends before ${what}`)
+      throw new DecodeError(`message ends before ${what}`)
     }
     return this.buf[this.offset++]
   }
@@ -97,28 +105,28 @@ export class Reader {
     let scale = 1
     for (let i = 0; i < MAX_SAFE_VARINT_BYTES; i++) {
       if (this.remaining < 1) {
-        throw new MalformedMessageError(`message ends inside ${what}`)
+        throw new DecodeError(`message ends inside ${what}`)
       }
       const byte = this.buf[this.offset++]
       // a trailing zero byte would give a second encoding of the same number
       if (i > 0 && byte === 0) {
-        throw new MalformedMessageError(`${what} is not in its shortest form`)
+        throw new DecodeError(`${what} is not in its shortest form`)
       }
       value += (byte & 0x7f) * scale
       if ((byte & 0x80) === 0) {
         if (!Number.isSafeInteger(value)) {
-          throw new MalformedMessageError(`${what} is too large`)
+          throw new DecodeError(`${what} is too large`)
         }
         return value
       }
       scale *= 128
     }
-    throw new MalformedMessageError(`${what} is too large`)
+    throw new DecodeError(`${what} is too large`)
   }
 
   raw (length: number, what: string): Uint8Array {
     if (this.remaining < length) {
-      throw new MalformedMessageError(`message ends inside ${what}`)
+      throw new DecodeError(`message ends inside ${what}`)
     }
     const out = this.buf.subarray(this.offset, this.offset + length)
     this.offset += length
@@ -128,7 +136,7 @@ export class Reader {
   bytes (maxLength: number, what: string): Uint8Array {
     const length = this.varint(`the length of ${what}`)
     if (length > maxLength) {
-      throw new MalformedMessageError(`${what} is ${length} bytes, over the limit of ${maxLength}`)
+      throw new DecodeError(`${what} is ${length} bytes, over the limit of ${maxLength}`)
     }
     return this.raw(length, what)
   }
@@ -138,7 +146,7 @@ export class Reader {
     try {
       return utf8.decode(bytes)
     } catch {
-      throw new MalformedMessageError(`${what} is not valid UTF-8`)
+      throw new DecodeError(`${what} is not valid UTF-8`)
     }
   }
 
@@ -146,7 +154,7 @@ export class Reader {
   version (expected: number, what: string): void {
     const version = this.u8(`the ${what} version`)
     if (version !== expected) {
-      throw new MalformedMessageError(`unsupported ${what} version ${version}`)
+      throw new DecodeError(`unsupported ${what} version ${version}`)
     }
   }
 
@@ -154,14 +162,14 @@ export class Reader {
   count (max: number, what: string): number {
     const n = this.varint(`the count of ${what}`)
     if (n > max) {
-      throw new MalformedMessageError(`${n} ${what}, over the limit of ${max}`)
+      throw new DecodeError(`${n} ${what}, over the limit of ${max}`)
     }
     return n
   }
 
   end (what: string): void {
     if (this.remaining !== 0) {
-      throw new MalformedMessageError(`${this.remaining} unexpected bytes after ${what}`)
+      throw new DecodeError(`${this.remaining} unexpected bytes after ${what}`)
     }
   }
 }

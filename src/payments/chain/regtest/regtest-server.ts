@@ -9,9 +9,9 @@ import { logger } from '@libp2p/logger'
 import { RegtestChain, COINBASE_MATURITY } from './chain.ts'
 import { TransactionRejectedError, TransactionNotFoundError } from '../errors.ts'
 import { buildTransaction } from '../../wallet/tx-builder.ts'
-import { writeFileAtomic } from '../../../node/files.ts'
-import { parseAmount } from '../../../market/units.ts'
-import { HttpError, readSmallBody } from '../../../node/http-request.ts'
+import { writeFileAtomic } from '../../../utils/files.ts'
+import { parseAmount } from '../../../protocols/units.ts'
+import { HttpError, readSmallBody } from '../../../utils/http-body.ts'
 
 const log = logger('opencloud:regtest:server')
 
