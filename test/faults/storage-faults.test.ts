@@ -43,7 +43,9 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
   let files = 0
 
   const startHost = async (i: number): Promise<OpenCloudNode> => {
-    const node = await OpenCloudNode.create({ dataDir: join(dir.path, `host${i}`), config: hostConfig, bootstrap: i === 0 ? [] : [addrOf(hosts[0])] })
+    // joined through any host that is up (host 0 may be the one stopped and started again)
+    const through = hosts.find((h, j) => j !== i && h?.libp2p.status === 'started')
+    const node = await OpenCloudNode.create({ dataDir: join(dir.path, `host${i}`), config: hostConfig, bootstrap: through == null ? [] : [addrOf(through)] })
     await node.start()
     return node
   }
