@@ -1,95 +1,20 @@
-import { parseRateLimit } from '../utils/rate-limiter.ts'
 import { readFile } from 'node:fs/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { parseAmount } from '../protocols/units.ts'
-import { parseSize } from '../utils/size.ts'
 import { Policies, PolicyError, type PoliciesConfig } from '../services/policy/policy.ts'
+import { ConfigError, isObject, serviceSettings, type Config, type ConfigSection, type LogLevel } from '../services/config-section.ts'
 import { DEFAULT_MAX_BODY_BYTES } from '../protocols/rpc/constants.ts'
 import { writeFileAtomic } from '../utils/files.ts'
 import { BITCOIN_NETWORKS, type BitcoinNetworkName } from '../protocols/bitcoin-networks.ts'
+import { MODULE_SECTIONS } from './modules.ts'
 
-/**
- * config.json in the data directory. Every field is optional; the defaults
- * below are what a missing field means, and `opencloud-node` writes this
- * file with the defaults on first start so an operator can see and edit them.
- */
-export interface Config {
-  /** Multiaddrs to listen on, default ["/ip4/0.0.0.0/tcp/4100"] */
-  listen: string[]
-  /** Peers to join through (multiaddrs ending in /p2p/<PeerId>), default [] */
-  bootstrap: string[]
-  /** host:port of the local control API, always on loopback, default "127.0.0.1:4101" */
-  api: string
-  /** error, warn, info, debug or trace, default "info" */
-  logLevel: LogLevel
-  rpc: {
-    /** Largest request body accepted, default 1 GiB */
-    maxBodyBytes: number
-    /** Refuse requests without an OpenCloud ID credential, default true */
-    requireCredential: boolean
-    /** Time allowed for an outgoing call without a body, default 30000 ms */
-    timeoutMs: number
-    /** A pooled stream with no request for this long is closed, default 120000 ms */
-    idleTimeoutMs: number
-    /** A request body with no bytes for this long is refused and its stream closed, default 30000 ms */
-    bodyTimeoutMs: number
-  }
-  dht: {
-    /** The DHT protocol id; a separate id keeps the network apart from IPFS. Default "/opencloud/kad/1.0.0" */
-    protocol: string
-    /**
-     * Which peer addresses the DHT shares: "all", "public" (internet
-     * deployments) or "private" (LAN and loopback testnets). Default "all".
-     */
-    addresses: 'all' | 'public' | 'private'
-  }
-  /**
-   * Per service: whether it runs and its prices in satoshis per unit, e.g.
-   * {"sha256": {"prices": {"hash": 10}}}. The storage service also takes
-   * `capacity`, the space it offers ("10 GiB", the default).
-   */
-  services: Record<string, { enabled?: boolean, prices?: Record<string, string | number>, capacity?: string | number }>
-  /** Policies by scope (README, "Policies") */
-  policies: PoliciesConfig
-  payments: {
-    /** regtest, testnet4, signet or mainnet, default "regtest" */
-    network: BitcoinNetworkName
-    /** URL of an Esplora API (a block explorer, electrs, or `npm run chain`); empty: payments are off. Default "" */
-    chain: string
-    /** How often due deferred payments are paid, default 5000 ms */
-    settleIntervalMs: number
-    /** How long a due deferred payment may stay unpaid before it is overdue, default 600000 ms */
-    graceMs: number
-  }
-  reputation: {
-    /** PeerIds whose opinions are trusted from the start (EigenTrust's pre-trusted peers); this node always is. Default [] */
-    pretrusted: string[]
-  }
-  /** The upkeep of files this node stores on others (services.storage is the host side) */
-  storage: {
-    /** How often each contract is audited, on average, default 21600000 ms (6 h) */
-    auditIntervalMs: number
-    /** How long a host may be unreachable before it is condemned, default 3600000 ms (1 h) */
-    auditGraceMs: number
-    /** How often rent, audits and repairs are looked at, default 60000 ms */
-    checkIntervalMs: number
-  }
-  /** The Cloud Ledger (promo codes); off unless a genesis file is named */
-  ledger: {
-    /** Path of the ledger's genesis file (JSON), relative to the data directory or absolute; default "" (no ledger) */
-    genesis: string
-    /** An idle ledger makes an empty block this often, default 60000 ms */
-    idleBlockMs: number
-    /** Transactions a node that is not a validator may gossip, default "200/s burst 2000" */
-    txRateLimit: string
-  }
-}
+export { ConfigError, type Config, type LogLevel } from '../services/config-section.ts'
 
-export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace'
 export const LOG_LEVELS: LogLevel[] = ['error', 'warn', 'info', 'debug', 'trace']
 
-export const DEFAULT_CONFIG: Config = {
+/** The node's own fields; the modules' sections add theirs (defaultConfig) */
+const CORE_DEFAULTS: Config = {
   listen: ['/ip4/0.0.0.0/tcp/4100'],
   bootstrap: [],
   api: '127.0.0.1:4101',
@@ -105,10 +30,7 @@ export const DEFAULT_CONFIG: Config = {
     protocol: '/opencloud/kad/1.0.0',
     addresses: 'all'
   },
-  services: {
-    sha256: { enabled: true, prices: { hash: 0 } },
-    storage: { enabled: true, capacity: '10 GiB', prices: { rent: 0, put: 0, get: 0 } }
-  },
+  services: {},
   policies: {},
   payments: {
     network: 'regtest',
@@ -118,26 +40,27 @@ export const DEFAULT_CONFIG: Config = {
   },
   reputation: {
     pretrusted: []
-  },
-  storage: {
-    auditIntervalMs: 21_600_000,
-    auditGraceMs: 3_600_000,
-    checkIntervalMs: 60_000
-  },
-  ledger: {
-    genesis: '',
-    idleBlockMs: 60_000,
-    txRateLimit: '200/s burst 2000'
   }
 }
 
-export class ConfigError extends Error {
-  override name = 'ConfigError'
+/**
+ * Every default: the node's own fields and each module section's, so the
+ * config.json written on first start shows an operator every setting
+ */
+export function defaultConfig (sections: ConfigSection[] = MODULE_SECTIONS): Config {
+  const config: Config = structuredClone(CORE_DEFAULTS)
+  for (const section of sections) {
+    const [top, name] = section.key.split('.')
+    if (top === 'services') {
+      config.services[name] = structuredClone(section.defaults) as Config['services'][string]
+    } else {
+      config[top] = structuredClone(section.defaults)
+    }
+  }
+  return config
 }
 
-function isObject (value: unknown): value is Record<string, unknown> {
-  return value != null && typeof value === 'object' && !Array.isArray(value)
-}
+export const DEFAULT_CONFIG: Config = defaultConfig()
 
 function stringList (where: string, value: unknown, check: (s: string) => void): string[] {
   if (!Array.isArray(value) || value.some(v => typeof v !== 'string')) {
@@ -161,19 +84,25 @@ export function checkApiAddress (value: string): { host: string, port: number } 
   return { host: match[1] === 'localhost' ? '127.0.0.1' : match[1].replace(/^\[|\]$/g, ''), port: Number(match[2]) }
 }
 
-const KNOWN = new Set(['listen', 'bootstrap', 'api', 'logLevel', 'rpc', 'dht', 'services', 'policies', 'payments', 'reputation', 'storage', 'ledger'])
+/** The node's own top-level fields; the modules' sections add theirs */
+const CORE_FIELDS = ['listen', 'bootstrap', 'api', 'logLevel', 'rpc', 'dht', 'services', 'policies', 'payments', 'reputation']
 
-/** Check a parsed config and fill in defaults; every error names the field */
-export function validateConfig (input: unknown): Config {
+/**
+ * Check a parsed config and fill in defaults; every error names the field.
+ * The node checks its own fields here and each module's section with the
+ * section's own check (`sections`, the modules' by default).
+ */
+export function validateConfig (input: unknown, sections: ConfigSection[] = MODULE_SECTIONS): Config {
   if (!isObject(input)) {
     throw new ConfigError('the config must be a JSON object')
   }
+  const known = [...CORE_FIELDS, ...new Set(sections.map(s => s.key.split('.')[0]).filter(k => k !== 'services'))]
   for (const key of Object.keys(input)) {
-    if (!KNOWN.has(key)) {
-      throw new ConfigError(`unknown config field "${key}"; the fields are ${[...KNOWN].join(', ')}`)
+    if (!known.includes(key)) {
+      throw new ConfigError(`unknown config field "${key}"; the fields are ${known.join(', ')}`)
     }
   }
-  const config: Config = structuredClone(DEFAULT_CONFIG)
+  const config: Config = defaultConfig(sections)
   if (input.listen !== undefined) {
     config.listen = stringList('listen', input.listen, s => multiaddr(s))
   }
@@ -242,37 +171,12 @@ export function validateConfig (input: unknown): Config {
       throw new ConfigError('services must be an object keyed by service name')
     }
     for (const [name, value] of Object.entries(input.services)) {
-      if (!isObject(value)) {
-        throw new ConfigError(`services.${name} must be an object`)
-      }
-      for (const key of Object.keys(value)) {
-        if (key !== 'enabled' && key !== 'prices' && !(key === 'capacity' && name === 'storage')) {
-          throw new ConfigError(`unknown config field "services.${name}.${key}"`)
-        }
-      }
-      if (value.enabled !== undefined && typeof value.enabled !== 'boolean') {
-        throw new ConfigError(`services.${name}.enabled must be true or false`)
-      }
-      if (value.capacity !== undefined) {
-        try {
-          parseSize(value.capacity as string | number, 'services.storage.capacity')
-        } catch (err: any) {
-          throw new ConfigError(err.message)
-        }
-      }
-      if (value.prices !== undefined) {
-        if (!isObject(value.prices)) {
-          throw new ConfigError(`services.${name}.prices must map method names to satoshis per unit`)
-        }
-        for (const [method, price] of Object.entries(value.prices)) {
-          try {
-            parseAmount(price as string | number, 'a price')
-          } catch (err: any) {
-            throw new ConfigError(`services.${name}.prices.${method}: ${err.message}`)
-          }
-        }
-      }
-      config.services[name] = { ...config.services[name], ...(value as Config['services'][string]) }
+      // a service a module describes is checked by its section; any other
+      // has enabled and prices only (the node refuses names no module runs)
+      const section = sections.find(s => s.key === `services.${name}`)
+      config.services[name] = section == null
+        ? serviceSettings(value, `services.${name}`, {})
+        : section.validate(value, `services.${name}`) as Config['services'][string]
     }
   }
   if (input.payments !== undefined) {
@@ -312,47 +216,8 @@ export function validateConfig (input: unknown): Config {
       }
     }
   }
-  if (input.storage !== undefined) {
-    if (!isObject(input.storage)) {
-      throw new ConfigError('storage must be an object')
-    }
-    for (const [key, value] of Object.entries(input.storage)) {
-      if (key === 'auditIntervalMs' || key === 'auditGraceMs' || key === 'checkIntervalMs') {
-        if (!Number.isSafeInteger(value) || (value as number) < 100) {
-          throw new ConfigError(`storage.${key} must be a whole number of milliseconds, at least 100`)
-        }
-        config.storage[key] = value as number
-      } else {
-        throw new ConfigError(`unknown config field "storage.${key}"`)
-      }
-    }
-  }
-  if (input.ledger !== undefined) {
-    if (!isObject(input.ledger)) {
-      throw new ConfigError('ledger must be an object')
-    }
-    for (const [key, value] of Object.entries(input.ledger)) {
-      if (key === 'genesis') {
-        if (typeof value !== 'string') {
-          throw new ConfigError('ledger.genesis must be the path of the ledger\'s genesis file, or "" for no ledger')
-        }
-        config.ledger.genesis = value
-      } else if (key === 'idleBlockMs') {
-        if (!Number.isSafeInteger(value) || (value as number) < 100) {
-          throw new ConfigError('ledger.idleBlockMs must be a whole number of milliseconds, at least 100')
-        }
-        config.ledger.idleBlockMs = value as number
-      } else if (key === 'txRateLimit') {
-        try {
-          parseRateLimit(String(value))
-        } catch (err: any) {
-          throw new ConfigError(`ledger.txRateLimit: ${err.message}`)
-        }
-        config.ledger.txRateLimit = String(value)
-      } else {
-        throw new ConfigError(`unknown config field "ledger.${key}"`)
-      }
-    }
+  for (const section of sections.filter(s => !s.key.startsWith('services.'))) {
+    config[section.key] = section.validate(input[section.key], section.key)
   }
   if (input.policies !== undefined) {
     try {

@@ -3,6 +3,7 @@ import type { IncomingBody } from '../protocols/rpc/rpc-server.ts'
 import type { OutgoingBody } from '../protocols/rpc/body.ts'
 import type { Payment } from '../protocols/rpc/messages.ts'
 import type { PricingUnit } from '../protocols/units.ts'
+import type { PaymentPolicy } from './policy/policy.ts'
 import type { PeerId } from '@libp2p/interface'
 
 /**
@@ -100,3 +101,31 @@ export interface Service {
 
 /** Names the template reserves on every service */
 export const TEMPLATE_METHODS = ['info', 'methods', 'quote'] as const
+
+// ---- the pipeline's hooks: what a module may plug into request processing ----
+
+/** What the reputation hook sees; it throws an RpcError to refuse */
+export interface ReputationHook {
+  check: (ctx: ServiceContext, policy: PaymentPolicy) => Promise<void>
+}
+
+export interface PaymentCheck {
+  /** satoshis the call costs: max(quote, min-payment policy) */
+  required: bigint
+  ctx: ServiceContext
+  /** the payment commands of the policies that apply */
+  policy: PaymentPolicy
+}
+
+/** Checks what bitcoin credentials prove (min-balance, min-holding-age); throws AccessDeniedError */
+export interface HoldingsHook {
+  check: (ctx: ServiceContext, policy: PaymentPolicy) => Promise<void>
+}
+
+/** Accepts or refuses the payment a call carries; throws a payment error to refuse */
+export interface PaymentHook {
+  check: (check: PaymentCheck) => Promise<void>
+}
+
+/** The kinds of payment a request can carry (PROTOCOL.md section 4), each answered by one hook */
+export type PaymentKind = Payment['type']

@@ -8,33 +8,10 @@ import { Status } from '../protocols/rpc/status.ts'
 import { RateLimiter } from '../utils/rate-limiter.ts'
 import type { PaymentPolicy, Policies } from './policy/policy.ts'
 import type { ServiceRegistry } from './registry.ts'
-import type { MethodResult, ServiceContext } from './interface.ts'
+import type { HoldingsHook, MethodResult, PaymentHook, PaymentKind, ReputationHook, ServiceContext } from './interface.ts'
 import type { IncomingRequest, Reply, RequestHandler } from '../protocols/rpc/rpc-server.ts'
 
 const log = logger('opencloud:pipeline')
-
-/** What the reputation hook sees; it throws an RpcError to refuse */
-export interface ReputationHook {
-  check: (ctx: ServiceContext, policy: PaymentPolicy) => Promise<void>
-}
-
-export interface PaymentCheck {
-  /** satoshis the call costs: max(quote, min-payment policy) */
-  required: bigint
-  ctx: ServiceContext
-  /** the payment commands of the policies that apply */
-  policy: PaymentPolicy
-}
-
-/** Checks what bitcoin credentials prove (min-balance, min-holding-age); throws AccessDeniedError */
-export interface HoldingsHook {
-  check: (ctx: ServiceContext, policy: PaymentPolicy) => Promise<void>
-}
-
-/** Accepts or refuses the payment a call carries; throws a payment error to refuse */
-export interface PaymentHook {
-  check: (check: PaymentCheck) => Promise<void>
-}
 
 /** Until reputation lands every caller is served */
 export const noReputation: ReputationHook = { check: async () => {} }
@@ -73,35 +50,47 @@ export interface PipelineComponents {
 export interface PipelineInit {
   /** Refuse requests without an OpenCloud ID credential, default true (seed: servers require id, sig and nonce) */
   requireCredential?: boolean
+  /** the trust check (min-trust), default: every caller is served */
   reputation?: ReputationHook
-  payments?: PaymentHook
+  /**
+   * One hook per kind of payment a request carries (PROTOCOL.md section 4).
+   * A kind without a hook: `none`, `attached` and `defer` are answered as a
+   * node with payments off answers them (freeCallsOnly); others (`promo` on
+   * a node that is no member cloud) are declined, saying so.
+   */
+  payments?: Partial<Record<PaymentKind, PaymentHook>>
+  /** the bitcoin holdings check (min-balance); without it a min-balance policy denies */
   holdings?: HoldingsHook
   rateLimiter?: RateLimiter
+}
+
+/** What a request paying in a kind no module accepts is told */
+const UNACCEPTED: Partial<Record<PaymentKind, string>> = {
+  promo: 'this node accepts no promo codes: it is not a member cloud of a Cloud Ledger'
 }
 
 /**
  * Every incoming request passes here, in the order of the seed's "Request
  * processing": is it valid (signatures, nonce, service, method), access
  * control by policy, reputation, the method's agreement check (its
- * `cost`), payment, and only then the service.
+ * `cost`), payment, and only then the service. Its hooks are fixed when it
+ * is made: the node collects them from its modules first.
  */
 export class Pipeline implements RequestHandler {
   private readonly components: PipelineComponents
   readonly policies: Policies
   private readonly requireCredential: boolean
   private readonly rateLimiter: RateLimiter
-  reputation: ReputationHook
-  payments: PaymentHook
-  holdings?: HoldingsHook
-  /** accepts promo codes (set on a member cloud of a Cloud Ledger); without it they are declined */
-  promo?: PaymentHook
+  private readonly reputation: ReputationHook
+  private readonly payments: Partial<Record<PaymentKind, PaymentHook>>
+  private readonly holdings?: HoldingsHook
 
   constructor (components: PipelineComponents, init: PipelineInit = {}) {
     this.components = components
     this.policies = components.policies
     this.requireCredential = init.requireCredential ?? true
     this.reputation = init.reputation ?? noReputation
-    this.payments = init.payments ?? freeCallsOnly
+    this.payments = { none: freeCallsOnly, attached: freeCallsOnly, defer: freeCallsOnly, ...init.payments }
     this.holdings = init.holdings
     this.rateLimiter = init.rateLimiter ?? new RateLimiter()
   }
@@ -173,14 +162,11 @@ export class Pipeline implements RequestHandler {
     }
     const units = registry.quote(head.service, head.method, { args: head.args, bodyLength: head.bodyLength }).units
     const required = agreed == null ? ctx.priceOf(head.method, units) : (agreed > decision.minPayment ? agreed : decision.minPayment)
-    if (ctx.payment.type === 'promo') {
-      if (this.promo == null) {
-        throw new PaymentDeclinedError('this node accepts no promo codes: it is not a member cloud of a Cloud Ledger')
-      }
-      await this.promo.check({ required, ctx, policy: decision.payment })
-    } else {
-      await this.payments.check({ required, ctx, policy: decision.payment })
+    const hook = this.payments[ctx.payment.type]
+    if (hook == null) {
+      throw new PaymentDeclinedError(UNACCEPTED[ctx.payment.type] ?? `this node accepts no ${ctx.payment.type} payments`)
     }
+    await hook.check({ required, ctx, policy: decision.payment })
 
     // 5. the service; a deferred promise binds only once it has served
     log.trace('%s.%s for %s', head.service, head.method, caller)

@@ -1,4 +1,5 @@
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { peerIdFromString } from '@libp2p/peer-id'
 
 /** An HTTP answer other than 200, with the sentence the client shows */
 export class HttpError extends Error {
@@ -37,4 +38,43 @@ export async function readJsonBody (req: IncomingMessage, usage: string, limit =
     throw new HttpError(400, usage)
   }
   return value as Record<string, unknown>
+}
+
+/** A whole number above zero from the query, or 400 naming it */
+export function positiveInteger (url: URL, name: string, fallback: number): number {
+  const text = url.searchParams.get(name)
+  if (text == null) {
+    return fallback
+  }
+  const value = Number(text)
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(value) || value <= 0) {
+    throw new HttpError(400, `${name} must be a whole number above 0, not "${text}"`)
+  }
+  return value
+}
+
+/** The `peer` query parameter as a checked PeerId string */
+export function peerParam (url: URL, required: true): string
+export function peerParam (url: URL, required: false): string | null
+export function peerParam (url: URL, required: boolean): string | null {
+  const peer = url.searchParams.get('peer')
+  if (peer == null) {
+    if (required) {
+      throw new HttpError(400, `name a peer: ${url.pathname}?peer=<PeerId>`)
+    }
+    return null
+  }
+  try {
+    peerIdFromString(peer)
+  } catch {
+    throw new HttpError(400, `"${peer}" is not a PeerId`)
+  }
+  return peer
+}
+
+/** Answer JSON with this HTTP status */
+export function sendJson (res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+  res.end(body)
 }

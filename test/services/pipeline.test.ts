@@ -4,7 +4,8 @@ import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { streamPair } from '@libp2p/utils'
 import type { PeerId } from '@libp2p/interface'
-import { Pipeline, type PaymentCheck } from '../../src/services/pipeline.ts'
+import { Pipeline } from '../../src/services/pipeline.ts'
+import type { PaymentCheck } from '../../src/services/interface.ts'
 import { ServiceRegistry } from '../../src/services/registry.ts'
 import { Policies } from '../../src/services/policy/policy.ts'
 import { Units } from '../../src/protocols/units.ts'
@@ -68,6 +69,20 @@ registry.register({
   }
 })
 const nonces = new NonceStore()
+const paymentHook = {
+  check: async ({ required, ctx }: PaymentCheck) => {
+    asked.push(`payment ${required}`)
+    if (ctx.payment.type === 'none') {
+      throw new PaymentTooLowError(`${required} sat and the call carries no payment`)
+    }
+    if (ctx.payment.type === 'defer') {
+      const promise = { committed: 0, released: 0 }
+      pending = promise
+      ctx.pending = { commit: async () => { promise.committed++ }, release: () => { promise.released++ } }
+    }
+  }
+}
+
 const pipeline = new Pipeline({
   registry,
   verifier: new CredentialVerifier(),
@@ -82,19 +97,7 @@ const pipeline = new Pipeline({
       }
     }
   },
-  payments: {
-    check: async ({ required, ctx }: PaymentCheck) => {
-      asked.push(`payment ${required}`)
-      if (ctx.payment.type === 'none') {
-        throw new PaymentTooLowError(`${required} sat and the call carries no payment`)
-      }
-      if (ctx.payment.type === 'defer') {
-        const promise = { committed: 0, released: 0 }
-        pending = promise
-        ctx.pending = { commit: async () => { promise.committed++ }, release: () => { promise.released++ } }
-      }
-    }
-  }
+  payments: { none: paymentHook, attached: paymentHook, defer: paymentHook }
 })
 const server = new RpcServer({ registrar: {} as any }, { signer: serverSigner, handler: pipeline, maxBodyBytes: MAX_BODY })
 

@@ -1,16 +1,10 @@
 import { Units } from '../../protocols/units.ts'
 import type { Service } from '../interface.ts'
+import type { NodeInfo, ServiceModuleDefinition } from '../module.ts'
+
+export type { NodeInfo } from '../module.ts'
 
 export const INFO_SERVICE = 'info'
-
-export interface NodeInfo {
-  peerId: string
-  version: string
-  protocol: string
-  addresses: string[]
-  services: string[]
-  startedAt: string
-}
 
 export interface InfoServiceComponents {
   nodeInfo: () => NodeInfo
@@ -30,4 +24,26 @@ export function infoService (components: InfoServiceComponents): Service {
       }
     }
   }
+}
+
+/**
+ * The info module: the `info` service, and the control API's view of the
+ * node itself (its id, the services it runs, the daemon's process)
+ */
+export const infoModule: ServiceModuleDefinition = {
+  name: INFO_SERVICE,
+  create: ({ nodeInfo, registry }) => ({
+    services: [infoService({ nodeInfo })],
+    routes: {
+      'GET /v1/id': async ({ json }) => { json(200, nodeInfo()) },
+      'GET /v1/services': async ({ json }) => {
+        json(200, registry.list().map(s => ({ name: s.name, version: s.version, description: s.description, methods: registry.methodNames(s) })))
+      },
+      'GET /v1/process': async ({ json }) => {
+        // for operators (and tests) watching the daemon's memory: bytes
+        const { rss, heapTotal, heapUsed, external, arrayBuffers } = process.memoryUsage()
+        json(200, { pid: process.pid, uptimeSeconds: Math.round(process.uptime()), memory: { rss, heapTotal, heapUsed, external, arrayBuffers } })
+      }
+    }
+  })
 }

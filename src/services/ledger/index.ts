@@ -1,9 +1,17 @@
 import { AccessDeniedError, BadRequestError, BodyTooLargeError, NotFoundError, RequestDeclinedError, ServerError } from '../../protocols/rpc/errors.ts'
 import { Units } from '../../protocols/units.ts'
 import { LedgerLimits, authorizationFromBase64, hex, openTx } from '../../ledger/encoding.ts'
-import { LedgerRejectedError, LedgerTimeoutError, type CloudLedger } from '../../ledger/ledger.ts'
+import { CloudLedger, LedgerRejectedError, LedgerTimeoutError, loadGenesis } from '../../ledger/ledger.ts'
 import { MempoolFullError } from '../../ledger/mempool.ts'
+import { resolve } from 'node:path'
+import { ledgerTopics } from '../../protocols/topics.ts'
+import { parseRateLimit } from '../../utils/rate-limiter.ts'
+import { ledgerIdOf, type Genesis } from '../../ledger/encoding.ts'
+import { ConfigError, objectSection, stringField, wholeNumber, type ConfigSection } from '../config-section.ts'
+import { promoPayments } from './promo-payment.ts'
+import { ledgerRoutes } from './routes.ts'
 import type { Service, ServiceContext } from '../interface.ts'
+import type { ServiceModuleDefinition } from '../module.ts'
 
 export const LEDGER_SERVICE = 'ledger'
 
@@ -177,6 +185,94 @@ export function ledgerService (ledger: CloudLedger): Service {
           throw new NotFoundError(`no transaction ${id} on the ledger or waiting for it`)
         }
       }
+    }
+  }
+}
+
+/** config.json's "ledger": which Cloud Ledger this node follows, if any */
+export interface LedgerConfig {
+  /** the ledger's genesis file (JSON), relative to the data directory or absolute; "" (the default): no ledger */
+  genesis: string
+  /** an idle ledger makes an empty block this often, default 60000 ms */
+  idleBlockMs: number
+  /** transactions a node that is not a validator may gossip, default "200/s burst 2000" */
+  txRateLimit: string
+}
+
+export const ledgerSettings: ConfigSection<LedgerConfig> = {
+  key: 'ledger',
+  defaults: { genesis: '', idleBlockMs: 60_000, txRateLimit: '200/s burst 2000' },
+  validate: (raw, path) => objectSection(raw, path, ledgerSettings.defaults, {
+    genesis: (value, where) => {
+      if (typeof value !== 'string') {
+        throw new ConfigError(`${where} must be the path of the ledger's genesis file, or "" for no ledger`)
+      }
+      return value
+    },
+    idleBlockMs: wholeNumber(100, 'milliseconds'),
+    txRateLimit: stringField(text => { parseRateLimit(text) })
+  })
+}
+
+/** The genesis config.json names, read once per start (the topics need it before libp2p is made) */
+async function genesisOf (config: LedgerConfig, dataDir: string): Promise<Genesis | undefined> {
+  return config.genesis === '' ? undefined : loadGenesis(resolve(dataDir, config.genesis))
+}
+
+/**
+ * The ledger module: on a node whose config.json names a genesis, the Cloud
+ * Ledger (its blocks synced from peers, its consensus when this node is a
+ * validator, checkpoints in bitcoin when payments are on), the `ledger`
+ * service, promo codes as a payment (a member cloud redeems them), paying
+ * with one (`--pay promo:<code>`), and the /v1/ledger routes
+ */
+export const ledgerModule: ServiceModuleDefinition = {
+  name: LEDGER_SERVICE,
+  config: [ledgerSettings],
+  topics: async (section, dataDir) => {
+    const genesis = await genesisOf(section(ledgerSettings), dataDir)
+    return genesis == null ? [] : Object.values(ledgerTopics(ledgerIdOf(genesis)))
+  },
+  create: async (components) => {
+    const { peerId, signer, datastore, pubsub, libp2p, caller, wallet, chain, reputation, section, dataDir } = components
+    const config = section(ledgerSettings)
+    const genesis = await genesisOf(config, dataDir)
+    const ledger = genesis == null
+      ? undefined
+      : new CloudLedger({
+        peerId,
+        signer,
+        datastore,
+        pubsub,
+        fetchBlocks: async (peer, from, options) => {
+          const response = await caller.plainCall(peer, { service: LEDGER_SERVICE, method: 'blocks', args: [String(from)], signal: options.signal })
+          return response.body.bytes()
+        },
+        peers: () => [...new Set(libp2p.getConnections().map(c => c.remotePeer.toString()))],
+        anchor: chain == null ? undefined : async (data) => (await wallet.anchor(chain, data)).txid,
+        bitcoinTx: chain == null
+          ? undefined
+          : async (txid) => {
+            const tx = await chain.transaction(txid)
+            return { scripts: tx.outputs.map(o => o.scriptPubKey), confirmations: await chain.confirmations(txid) }
+          },
+        recordEquivocation: (e) => {
+          void reputation.record({ peer: e.validator, role: 'server', outcome: 'unsatisfactory', event: 'ledger-equivocation', service: LEDGER_SERVICE, method: e.what }).catch(() => {})
+        }
+      }, { genesis, idleBlockMs: config.idleBlockMs, txRateLimit: config.txRateLimit })
+    return {
+      services: ledger == null ? [] : [ledgerService(ledger)],
+      payments: ledger == null ? {} : { promo: promoPayments(ledger) },
+      payWith: ledger == null
+        ? {}
+        : {
+            // the owner's authorization names this one server: no other can redeem it
+            promo: (mode, server) => mode.kind === 'promo' ? { type: 'promo', code: Buffer.from(mode.code, 'hex'), authorization: Buffer.from(ledger.authorizeRedeem(mode.code, server), 'base64') } : undefined
+          },
+      routes: ledgerRoutes(ledger, components),
+      engine: ledger,
+      start: async () => { await ledger?.start() },
+      stop: async () => { await ledger?.stop() }
     }
   }
 }

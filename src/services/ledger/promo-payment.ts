@@ -2,7 +2,7 @@ import { PaymentDeclinedError, PaymentTooLowError } from '../../protocols/rpc/er
 import { formatAmount } from '../../protocols/units.ts'
 import { hex } from '../../ledger/encoding.ts'
 import { LedgerRejectedError, LedgerTimeoutError, type CloudLedger } from '../../ledger/ledger.ts'
-import type { PaymentCheck, PaymentHook } from '../pipeline.ts'
+import type { PaymentCheck, PaymentHook } from '../interface.ts'
 
 /**
  * Promo codes as payment (PROTOCOL.md section 8e, "Paying with a code"): a

@@ -1,10 +1,16 @@
 import { BadRequestError } from '../../protocols/rpc/errors.ts'
-import { formatAmount, Units } from '../../protocols/units.ts'
+import { logger } from '@libp2p/logger'
+import { formatAmount, parseAmount, Units } from '../../protocols/units.ts'
+import { HttpError, readJsonBody } from '../../utils/http-body.ts'
 import type { Market } from '../../market/market.ts'
 import type { IndexedOffer, PriceStats } from '../../market/price-index.ts'
 import type { Service } from '../interface.ts'
+import type { ServiceModuleDefinition } from '../module.ts'
+import type { PeerId } from '@libp2p/interface'
 
 export const MARKET_SERVICE = 'market'
+
+const log = logger('opencloud:market')
 
 export interface MarketServiceComponents {
   market: Market
@@ -62,6 +68,113 @@ export function marketService (components: MarketServiceComponents): Service {
         unit: Units.CALL,
         handle: async ({ args }) => ({ json: market.index.stats(query(args)).map(statsJson) })
       }
+    }
+  }
+}
+
+/** A price this many times the market median needs confirming: likely a unit mistake */
+export const PRICE_CONFIRM_FACTOR = 10n
+
+/** How often a peer's offers are pulled again when it connects again, 10 minutes */
+const OFFERS_SYNC_MS = 600_000
+
+export class PriceRefusedError extends Error {
+  override name = 'PriceRefusedError'
+}
+
+/** What the market module runs besides the market itself */
+export interface PriceDesk {
+  /**
+   * Set this node's price for a method (satoshis per unit), announce it,
+   * and keep it in config.json. Refused when payments are off (no call
+   * could pay it) and, unless `confirm`, when it is more than ten times the
+   * market median of other providers: that is most often a unit mistake.
+   */
+  setPrice: (service: string, method: string, sats: bigint, options?: { confirm?: boolean }) => Promise<{ offer?: IndexedOffer, persisted: boolean }>
+}
+
+function marketQuery (url: URL): { service?: string, method?: string } {
+  return { service: url.searchParams.get('service') ?? undefined, method: url.searchParams.get('method') ?? undefined }
+}
+
+/**
+ * The market module: the `market` service, the control API's market
+ * routes, setting a price, and taking in the offers a newly met peer holds
+ * (its `market.prices` answer, each offer checked as if gossiped), at most
+ * once per peer per 10 minutes: a node that joins late sees the whole
+ * market at once rather than after the next re-announce.
+ */
+export const marketModule: ServiceModuleDefinition = {
+  name: MARKET_SERVICE,
+  create: ({ market, registry, libp2p, chain, caller, saveConfig }) => {
+    const syncedAt = new Map<string, number>()
+    const syncOffers = async (peer: PeerId): Promise<void> => {
+      const key = peer.toString()
+      if (Date.now() - (syncedAt.get(key) ?? 0) < OFFERS_SYNC_MS || libp2p.status !== 'started') {
+        return
+      }
+      if (syncedAt.size > 10_000) {
+        syncedAt.clear()
+      }
+      syncedAt.set(key, Date.now())
+      try {
+        const response = await caller.plainCall(peer, { service: MARKET_SERVICE, method: 'prices', signal: AbortSignal.timeout(10_000) })
+        const list = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
+        const added = Array.isArray(list) ? market.importOffers(list.map((e: any) => Buffer.from(String(e.signed), 'base64'))) : 0
+        log('took %d offers from %p', added, peer)
+      } catch (err: any) {
+        log('no offers from %p - %s', peer, err.message)
+      }
+    }
+    const onConnect = (evt: CustomEvent<PeerId>): void => { void syncOffers(evt.detail) }
+    const desk: PriceDesk = {
+      setPrice: async (service, method, sats, options = {}) => {
+        registry.resolve(service, method)
+        if (sats > 0n && chain == null) {
+          throw new PriceRefusedError('payments are off (payments.chain is empty), so no call could pay a price: set payments.chain in config.json to an Esplora API URL first (npm run chain starts a local one)')
+        }
+        const me = libp2p.peerId.toString()
+        const others = market.index.query({ service, method }).filter(e => e.offer.provider !== me).map(e => e.offer.price).sort((a, b) => a < b ? -1 : a > b ? 1 : 0)
+        const median = others.length === 0 ? 0n : others[Math.floor((others.length - 1) / 2)]
+        if (options.confirm !== true && median > 0n && sats > median * PRICE_CONFIRM_FACTOR) {
+          throw new PriceRefusedError(`${formatAmount(sats)} per unit is more than ${PRICE_CONFIRM_FACTOR} times the market median of ${formatAmount(median)}; if that is what you mean, confirm it (market price set --yes; in the control API, "confirm": true)`)
+        }
+        const persisted = await saveConfig(raw => {
+          raw.services ??= {}
+          raw.services[service] ??= {}
+          raw.services[service].prices ??= {}
+          raw.services[service].prices[method] = `${sats} sat`
+        })
+        const offer = await market.setPrice(service, method, sats)
+        return { offer: offer == null ? undefined : market.index.latest(offer.provider, offer.service, offer.method), persisted }
+      }
+    }
+    return {
+      services: [marketService({ market })],
+      engine: desk,
+      errors: [[PriceRefusedError, 409]],
+      routes: {
+        'GET /v1/market/prices': async ({ url, json }) => { json(200, market.index.query(marketQuery(url)).map(offerJson)) },
+        'GET /v1/market/stats': async ({ url, json }) => { json(200, market.index.stats(marketQuery(url)).map(statsJson)) },
+        'POST /v1/market/price': async ({ req, json }) => {
+          const usage = 'send JSON: {"service": "sha256", "method": "hash", "amount": "100 sat", "confirm": false}'
+          const body = await readJsonBody(req, usage)
+          if (typeof body.service !== 'string' || typeof body.method !== 'string' || (typeof body.amount !== 'string' && typeof body.amount !== 'number')) {
+            throw new HttpError(400, usage)
+          }
+          let sats: bigint
+          try {
+            sats = parseAmount(body.amount, 'a price')
+            registry.resolve(body.service, body.method)
+          } catch (err: any) {
+            throw new HttpError(400, err.message)
+          }
+          const set = await desk.setPrice(body.service, body.method, sats, { confirm: body.confirm === true })
+          json(200, { service: body.service, method: body.method, price: formatAmount(sats), persisted: set.persisted, offer: set.offer == null ? null : offerJson(set.offer) })
+        }
+      },
+      start: async () => { libp2p.addEventListener('peer:connect', onConnect) },
+      stop: async () => { libp2p.removeEventListener('peer:connect', onConnect) }
     }
   }
 }

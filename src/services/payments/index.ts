@@ -1,8 +1,16 @@
+import { logger } from '@libp2p/logger'
 import { BadRequestError } from '../../protocols/rpc/errors.ts'
-import { formatAmount, Units } from '../../protocols/units.ts'
-import type { TabBook, TabSummary } from '../../payments/tab-book.ts'
+import { Units } from '../../protocols/units.ts'
+import type { TabBook } from '../../payments/tab-book.ts'
 import type { Wallet } from '../../payments/wallet/wallet.ts'
+import { InvalidAmountError } from '../../protocols/units.ts'
+import { tabJson } from './views.ts'
+import { WrongNetworkAddressError } from '../../protocols/bitcoin-networks.ts'
+import { DustPaymentError, FeeTooHighError, InsufficientFundsError } from '../../payments/wallet/tx-builder.ts'
+import { HoldingsCheck, PaymentDesk } from './payment-desk.ts'
+import { paymentsRoutes } from './routes.ts'
 import type { Service } from '../interface.ts'
+import type { ServiceModuleDefinition } from '../module.ts'
 
 export const PAYMENTS_SERVICE = 'payments'
 
@@ -10,19 +18,6 @@ export interface PaymentsServiceComponents {
   wallet: Wallet
   tabs: TabBook
   record?: (record: { peer: string, role: 'caller', outcome: 'satisfactory' | 'unsatisfactory', event: string, promised?: string }) => Promise<void>
-}
-
-export function tabJson (tab: TabSummary): Record<string, unknown> {
-  return {
-    peer: tab.peer,
-    role: tab.role,
-    promised: formatAmount(tab.promised),
-    paid: formatAmount(tab.paid),
-    outstanding: formatAmount(tab.outstanding),
-    due: formatAmount(tab.due),
-    overdue: formatAmount(tab.overdue),
-    promises: tab.promises
-  }
 }
 
 /**
@@ -77,6 +72,40 @@ export function paymentsService (components: PaymentsServiceComponents): Service
           return { json: { settled: covered, unknownOrUncovered: args.filter(id => !covered.includes(id)), tab: tabJson(await tabs.tab('receivable', caller)) } }
         }
       }
+    }
+  }
+}
+
+const log = logger('opencloud:payments')
+
+/**
+ * The payments module: the `payments` service; with a chain (payments.chain
+ * set), the desk that takes attached and deferred payments and the holdings
+ * check of bitcoin credentials; the paying side's settling (the payment
+ * agent) and the scan of a wallet restored from its words; the control
+ * API's wallet and payments routes.
+ */
+export const paymentsModule: ServiceModuleDefinition = {
+  name: PAYMENTS_SERVICE,
+  create: ({ wallet, tabs, chain, payments, reputation, network, config }) => {
+    const record = async (r: Parameters<NonNullable<PaymentsServiceComponents['record']>>[0]): Promise<void> => reputation.record(r)
+    const desk = chain == null
+      ? undefined
+      : new PaymentDesk({ wallet, chain, tabs, trustScore: async (peer) => (await reputation.view(peer)).score, record }, { network })
+    return {
+      services: [paymentsService({ wallet, tabs, record })],
+      payments: desk == null ? {} : { none: desk, attached: desk, defer: desk },
+      checks: chain == null ? {} : { holdings: new HoldingsCheck(chain) },
+      routes: paymentsRoutes({ wallet, chain, tabs, payments, config }),
+      errors: [[WrongNetworkAddressError, 400], [InvalidAmountError, 400], [DustPaymentError, 400], [InsufficientFundsError, 409], [FeeTooHighError, 409]],
+      start: async () => {
+        payments?.start()
+        if (wallet.scanNeeded && chain != null) {
+          // restored from its mnemonic: find the addresses it used, in the background
+          void wallet.scan(chain).catch(err => { log.error('scanning the restored wallet failed; it is tried again at the next start - %e', err) })
+        }
+      },
+      stop: async () => { await payments?.stop() }
     }
   }
 }

@@ -8,7 +8,7 @@ import { parseThreshold, type TabBook } from '../../payments/tab-book.ts'
 import { bitcoinNetwork, type BitcoinNetworkName } from '../../protocols/bitcoin-networks.ts'
 import type { ChainBackend } from '../../payments/chain/interface.ts'
 import type { Wallet } from '../../payments/wallet/wallet.ts'
-import type { HoldingsHook, PaymentCheck, PaymentHook } from '../pipeline.ts'
+import type { HoldingsHook, PaymentCheck, PaymentHook } from '../interface.ts'
 import type { ServiceContext } from '../interface.ts'
 import type { PaymentPolicy } from '../policy/policy.ts'
 
@@ -61,13 +61,6 @@ export class PaymentDesk implements PaymentHook {
     this.components = components
     this.network = init.network
   }
-
-  /** Reputation is created after the desk; it plugs in here */
-  useReputation (hooks: Pick<PaymentDeskComponents, 'trustScore' | 'record'>): void {
-    this.components.trustScore = hooks.trustScore
-    this.components.record = hooks.record
-  }
-
   /** Confirmations an attached payment needs: the policy, else 0 on regtest and 1 elsewhere */
   confirmationsFor (policy: PaymentPolicy): number {
     return policy.confirmations ?? (this.network === 'regtest' ? 0 : 1)

@@ -1,7 +1,10 @@
 import { BadRequestError } from '../../protocols/rpc/errors.ts'
 import { Units } from '../../protocols/units.ts'
-import { findServiceProviders, type DiscoveryComponents } from './discovery.ts'
+import { logger } from '@libp2p/logger'
+import { HttpError, positiveInteger } from '../../utils/http-body.ts'
+import { announceServices, findServiceProviders, type DiscoveryComponents } from './discovery.ts'
 import type { Service } from '../interface.ts'
+import type { ServiceModuleDefinition } from '../module.ts'
 import type { PeerId, PeerStore, Connection } from '@libp2p/interface'
 
 export const PEERS_SERVICE = 'peers'
@@ -79,6 +82,74 @@ export function peersService (components: PeersServiceComponents): Service {
           }
           return { json: await providersOf(components, service, AbortSignal.any([signal, AbortSignal.timeout(15_000)])) }
         }
+      }
+    }
+  }
+}
+
+const log = logger('opencloud:peers')
+
+/** How often this node provides its services in the DHT again, default 10 minutes (provider records expire) */
+export const ANNOUNCE_INTERVAL_MS = 10 * 60_000
+
+/** What the peers module runs: the DHT announcements of this node's services, and lookups */
+export interface PeerDirectory {
+  /** provide every service this node runs in the DHT */
+  announce: (signal?: AbortSignal) => Promise<void>
+  peers: () => Promise<PeerEntry[]>
+  findProviders: (service: string, signal?: AbortSignal) => Promise<PeerEntry[]>
+}
+
+/**
+ * The peers module: the `peers` service, the control API's peer routes, and
+ * announcing this node's services in the DHT at start, every
+ * ANNOUNCE_INTERVAL_MS, and when a new peer connects (it may be the first in
+ * the routing table), at most once per burst of connections.
+ */
+export const peersModule: ServiceModuleDefinition = {
+  name: PEERS_SERVICE,
+  create: ({ libp2p, registry, options }) => {
+    const components: PeersServiceComponents = { peerId: libp2p.peerId, peerStore: libp2p.peerStore, getConnections: () => libp2p.getConnections(), contentRouting: libp2p.contentRouting }
+    const intervalMs = (options.peers as { announceIntervalMs?: number } | undefined)?.announceIntervalMs ?? ANNOUNCE_INTERVAL_MS
+    let timer: ReturnType<typeof setInterval> | undefined
+    let debounce: ReturnType<typeof setTimeout> | undefined
+    const directory: PeerDirectory = {
+      announce: async (signal) => {
+        if (libp2p.status !== 'started') {
+          return
+        }
+        await announceServices(components, registry.names(), { signal: signal ?? AbortSignal.timeout(60_000) })
+      },
+      peers: async () => knownPeers(components),
+      findProviders: async (service, signal) => providersOf(components, service, signal)
+    }
+    const onConnect = (): void => {
+      clearTimeout(debounce)
+      debounce = setTimeout(() => { void directory.announce().catch(err => { log('announcing failed - %s', err.message) }) }, 2_000)
+      debounce.unref()
+    }
+    return {
+      services: [peersService(components)],
+      engine: directory,
+      routes: {
+        'GET /v1/peers': async ({ json }) => { json(200, await directory.peers()) },
+        'GET /v1/peers/find': async ({ url, json }) => {
+          const service = url.searchParams.get('service')
+          if (service == null || !/^[a-z][a-z0-9-]*$/.test(service)) {
+            throw new HttpError(400, 'name a service: /v1/peers/find?service=sha256')
+          }
+          json(200, await directory.findProviders(service, AbortSignal.timeout(positiveInteger(url, 'timeout', 15_000))))
+        }
+      },
+      start: async () => {
+        libp2p.addEventListener('peer:connect', onConnect)
+        timer = setInterval(() => { void directory.announce().catch(err => { log('announcing failed - %s', err.message) }) }, intervalMs)
+        timer.unref()
+      },
+      stop: async () => {
+        libp2p.removeEventListener('peer:connect', onConnect)
+        clearInterval(timer)
+        clearTimeout(debounce)
       }
     }
   }

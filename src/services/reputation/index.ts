@@ -1,7 +1,9 @@
-import { BadRequestError } from '../../protocols/rpc/errors.ts'
+import { AccessDeniedError, BadRequestError } from '../../protocols/rpc/errors.ts'
+import { peerParam } from '../../utils/http-body.ts'
 import { Units } from '../../protocols/units.ts'
 import type { Reputation } from '../../reputation/reputation.ts'
 import type { Service } from '../interface.ts'
+import type { ServiceModuleDefinition } from '../module.ts'
 
 export const REPUTATION_SERVICE = 'reputation'
 
@@ -35,4 +37,36 @@ export function reputationService (components: ReputationServiceComponents): Ser
       }
     }
   }
+}
+
+/**
+ * The reputation module: the `reputation` service, the control API's trust
+ * routes, and the pipeline's reputation step (the min-trust policy)
+ */
+export const reputationModule: ServiceModuleDefinition = {
+  name: REPUTATION_SERVICE,
+  create: ({ reputation }) => ({
+    services: [reputationService({ reputation })],
+    checks: {
+      reputation: {
+        check: async (ctx, policy) => {
+          if (policy.minTrust > 0) {
+            const { score } = await reputation.view(ctx.caller)
+            if (score < policy.minTrust) {
+              throw new AccessDeniedError(`this node serves callers with a trust score of at least ${policy.minTrust}; yours is ${score.toFixed(2)}`)
+            }
+          }
+        }
+      }
+    },
+    routes: {
+      'GET /v1/reputation': async ({ url, json }) => {
+        const peer = peerParam(url, false)
+        json(200, peer == null ? await reputation.views() : await reputation.view(peer))
+      },
+      'GET /v1/reputation/records': async ({ url, json }) => {
+        json(200, await reputation.store.records(peerParam(url, true)))
+      }
+    }
+  })
 }

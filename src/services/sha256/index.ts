@@ -1,5 +1,7 @@
 import { Units } from '../../protocols/units.ts'
+import { serviceSettings, type ConfigSection, type ServiceSettings } from '../config-section.ts'
 import type { Service } from '../interface.ts'
+import type { ServiceModuleDefinition } from '../module.ts'
 
 export const SHA256_SERVICE = 'sha256'
 const MIB = 1024 * 1024
@@ -38,4 +40,18 @@ export function sha256Service (init: Sha256ServiceInit = {}): Service {
       }
     }
   }
+}
+
+/** services.sha256: on by default, and free */
+export const sha256Settings: ConfigSection<ServiceSettings> = {
+  key: `services.${SHA256_SERVICE}`,
+  defaults: { enabled: true, prices: { hash: 0 } },
+  validate: (raw, path) => serviceSettings(raw, path, sha256Settings.defaults)
+}
+
+/** The sha256 module: the first application service, which config.json may switch off */
+export const sha256Module: ServiceModuleDefinition = {
+  name: SHA256_SERVICE,
+  config: [sha256Settings],
+  create: ({ section }) => ({ services: section(sha256Settings).enabled === false ? [] : [sha256Service()] })
 }

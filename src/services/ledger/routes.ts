@@ -1,20 +1,19 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { HttpError, readJsonBody } from '../../utils/http-body.ts'
 import { parseAmount } from '../../protocols/units.ts'
-import { parseDuration } from './store-routes.ts'
+import { parseDuration } from '../../utils/duration.ts'
 import { LedgerRejectedError, LedgerTimeoutError, type CloudLedger } from '../../ledger/ledger.ts'
 import { MempoolFullError } from '../../ledger/mempool.ts'
 import { authorizationFromBase64, majority, type TxBody } from '../../ledger/encoding.ts'
-import type { OpenCloudNode } from '../opencloud-node.ts'
+import type { ModuleComponents, RouteTable } from '../module.ts'
 
 const HEX32 = /^[0-9a-f]{64}$/
 
-function ledgerOf (node: OpenCloudNode): CloudLedger {
-  if (node.cloudLedger == null) {
+function ledgerOf (ledger: CloudLedger | undefined): CloudLedger {
+  if (ledger == null) {
     throw new HttpError(409, 'this node runs no Cloud Ledger: set ledger.genesis in config.json to the ledger\'s genesis file (the testnet does this with --ledger-validators)')
   }
-  return node.cloudLedger
+  return ledger
 }
 
 function code (value: unknown): string {
@@ -73,23 +72,27 @@ function authorization (value: string): Uint8Array {
   return bytes
 }
 
-/** The control API's /v1/ledger routes (README, "Cloud Ledger"); false when the route is not one of them */
-export async function ledgerRoute (node: OpenCloudNode, route: string, req: IncomingMessage, res: ServerResponse, url: URL, sendJson: (res: ServerResponse, status: number, value: unknown) => void): Promise<boolean> {
-  if (!route.includes(' /v1/ledger')) {
-    return false
-  }
-  const ledger = ledgerOf(node)
-  switch (route) {
-    case 'GET /v1/ledger':
-      sendJson(res, 200, ledger.status())
-      return true
-    case 'GET /v1/ledger/validators':
-      sendJson(res, 200, { validators: ledger.state.validators, votes: ledger.voteViews(), equivocations: ledger.equivocations })
-      return true
-    case 'GET /v1/ledger/pools':
-      sendJson(res, 200, ledger.poolViews())
-      return true
-    case 'POST /v1/ledger/pools': {
+/**
+ * The control API's /v1/ledger routes (README, "Cloud Ledger"); on a node
+ * without a ledger each answers 409 saying how to follow one
+ */
+export function ledgerRoutes (cloudLedger: CloudLedger | undefined, { peerId, caller }: Pick<ModuleComponents, 'peerId' | 'caller'>): RouteTable {
+  const me = peerId.toString()
+  return {
+    'GET /v1/ledger': async ({ json }) => {
+      const ledger = ledgerOf(cloudLedger)
+      json(200, ledger.status())
+    },
+    'GET /v1/ledger/validators': async ({ json }) => {
+      const ledger = ledgerOf(cloudLedger)
+      json(200, { validators: ledger.state.validators, votes: ledger.voteViews(), equivocations: ledger.equivocations })
+    },
+    'GET /v1/ledger/pools': async ({ json }) => {
+      const ledger = ledgerOf(cloudLedger)
+      json(200, ledger.poolViews())
+    },
+    'POST /v1/ledger/pools': async ({ req, json }) => {
+      const ledger = ledgerOf(cloudLedger)
       const usage = 'send JSON: {"name": "starter", "service": "sha256", "credit": "1000 sat", "quantity": 100, "ttl": "30d", "perRequester": 1}'
       const body = await readJsonBody(req, usage)
       if (typeof body.name !== 'string' || typeof body.service !== 'string' || (typeof body.credit !== 'string' && typeof body.credit !== 'number')) {
@@ -103,91 +106,92 @@ export async function ledgerRoute (node: OpenCloudNode, route: string, req: Inco
       }
       const ttlMs = parseDuration(String(body.ttl ?? '30d'), 'ttl')
       const done = await submit(ledger, { kind: 'pool', name: body.name, service: body.service, creditSat, quantity: count(body.quantity, 'quantity'), ttlMs, perRequester: count(body.perRequester ?? 1, 'perRequester') })
-      sendJson(res, 200, { pool: done.id, height: done.height })
-      return true
-    }
-    case 'POST /v1/ledger/promo/request': {
+      json(200, { pool: done.id, height: done.height })
+    },
+    'POST /v1/ledger/promo/request': async ({ req, json }) => {
+      const ledger = ledgerOf(cloudLedger)
       const body = await readJsonBody(req, 'send JSON: {"pool": "<pool id>"}')
       if (typeof body.pool !== 'string' || !HEX32.test(body.pool)) {
         throw new HttpError(400, 'name the pool by its id (64 hex digits; `ledger pools` lists them)')
       }
       const done = await submit(ledger, { kind: 'request', pool: Buffer.from(body.pool, 'hex') })
-      sendJson(res, 200, ledger.codeView(done.id))
-      return true
-    }
-    case 'GET /v1/ledger/promo': {
+      json(200, ledger.codeView(done.id))
+    },
+    'GET /v1/ledger/promo': async ({ url, json }) => {
+      const ledger = ledgerOf(cloudLedger)
       const c = code(url.searchParams.get('code'))
       const view = ledger.codeView(c)
       if (view == null) {
         throw new HttpError(404, `no promo code ${c} on the ledger (at height ${ledger.state.height})`)
       }
-      sendJson(res, 200, view)
-      return true
-    }
-    case 'POST /v1/ledger/promo/transfer': {
+      json(200, view)
+    },
+    'POST /v1/ledger/promo/transfer': async ({ req, json }) => {
+      const ledger = ledgerOf(cloudLedger)
       const body = await readJsonBody(req, 'send JSON: {"code": "...", "to": "<PeerId>"}')
       const c = code(body.code)
       await submit(ledger, { kind: 'transfer', code: Buffer.from(c, 'hex'), to: peer(body.to, 'to') })
-      sendJson(res, 200, ledger.codeView(c))
-      return true
-    }
-    case 'POST /v1/ledger/promo/authorize': {
+      json(200, ledger.codeView(c))
+    },
+    'POST /v1/ledger/promo/authorize': async ({ req, json }) => {
+      const ledger = ledgerOf(cloudLedger)
       const body = await readJsonBody(req, 'send JSON: {"code": "...", "redeemer": "<PeerId of the member cloud>"}')
       const c = code(body.code)
       const redeemer = peer(body.redeemer, 'redeemer')
       const view = ledger.codeView(c)
-      if (view != null && view.owner !== node.peerId.toString()) {
+      if (view != null && view.owner !== me) {
         throw new HttpError(409, `code ${c} belongs to ${view.owner}, not to this node: only its owner can authorize a redemption`)
       }
-      sendJson(res, 200, { code: c, redeemer, authorization: ledger.authorizeRedeem(c, redeemer) })
-      return true
-    }
-    case 'GET /v1/ledger/promo/mine':
-      sendJson(res, 200, ledger.ownCodes())
-      return true
-    case 'POST /v1/ledger/promo/redeem': {
+      json(200, { code: c, redeemer, authorization: ledger.authorizeRedeem(c, redeemer) })
+    },
+    'GET /v1/ledger/promo/mine': async ({ json }) => {
+      const ledger = ledgerOf(cloudLedger)
+      json(200, ledger.ownCodes())
+    },
+    'POST /v1/ledger/promo/redeem': async ({ req, json }) => {
+      const ledger = ledgerOf(cloudLedger)
       const body = await readJsonBody(req, 'send JSON: {"code": "...", "at": "<PeerId of the member cloud>"} (as the owner), or {"code": "...", "authorization": "<base64>"} (as the member cloud)')
       const c = code(body.code)
       const view = ledger.codeView(c)
-      if (body.at != null && peer(body.at, 'at') !== node.peerId.toString()) {
+      if (body.at != null && peer(body.at, 'at') !== me) {
         // the owner asks a member cloud to redeem: it signs the authorization for that cloud alone
         const at = peer(body.at, 'at')
-        if (view != null && view.owner !== node.peerId.toString()) {
+        if (view != null && view.owner !== me) {
           throw new HttpError(409, `code ${c} belongs to ${view.owner}, not to this node`)
         }
         let answer
         try {
-          const response = await node.call(at, { service: 'ledger', method: 'redeem', args: [c, ledger.authorizeRedeem(c, at)] })
+          const response = await caller.ratedCall(at, { service: 'ledger', method: 'redeem', args: [c, ledger.authorizeRedeem(c, at)] })
           answer = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
         } catch (err: any) {
           throw new HttpError(409, `${at} did not redeem it: ${err.message}`)
         }
-        sendJson(res, 200, answer)
-        return true
+        json(200, answer)
+        return
       }
       // a member cloud redeeming its own code signs for itself
       const signed = typeof body.authorization === 'string'
         ? body.authorization
-        : view?.owner === node.peerId.toString() ? ledger.authorizeRedeem(c, node.peerId.toString()) : undefined
+        : view?.owner === me ? ledger.authorizeRedeem(c, me) : undefined
       if (signed == null) {
-        throw new HttpError(400, `code ${c} belongs to ${view?.owner ?? 'someone else'}: pass the owner's authorization (they run \`ledger promo authorize ${c} ${node.peerId.toString()}\`)`)
+        throw new HttpError(400, `code ${c} belongs to ${view?.owner ?? 'someone else'}: pass the owner's authorization (they run \`ledger promo authorize ${c} ${me}\`)`)
       }
       // checked here (owner's signature, the code's state) before this node signs a redemption
       await settle(ledger.redeem(c, authorization(signed)))
-      sendJson(res, 200, ledger.codeView(c))
-      return true
-    }
-    case 'POST /v1/ledger/candidate': {
+      json(200, ledger.codeView(c))
+    },
+    'POST /v1/ledger/candidate': async ({ req, json }) => {
+      const ledger = ledgerOf(cloudLedger)
       const body = await readJsonBody(req, 'send JSON: {"statement": "who runs this node, and where its membership was approved"}')
       if (typeof body.statement !== 'string' || body.statement.length === 0) {
         throw new HttpError(400, 'a statement says who runs this node')
       }
       const evidence = Buffer.from(await ledger.standAsCandidate(body.statement)).toString('base64')
       const validators = ledger.state.validators.length
-      sendJson(res, 200, { candidate: node.peerId.toString(), statement: body.statement, evidence, validators, votesNeeded: majority(validators) })
-      return true
-    }
-    case 'POST /v1/ledger/vote': {
+      json(200, { candidate: me, statement: body.statement, evidence, validators, votesNeeded: majority(validators) })
+    },
+    'POST /v1/ledger/vote': async ({ req, json }) => {
+      const ledger = ledgerOf(cloudLedger)
       const body = await readJsonBody(req, 'send JSON: {"action": "add" or "remove", "candidate": "<PeerId>", "evidence": "<base64, for add>"}')
       if (body.action !== 'add' && body.action !== 'remove') {
         throw new HttpError(400, 'action is "add" or "remove"')
@@ -197,20 +201,18 @@ export async function ledgerRoute (node: OpenCloudNode, route: string, req: Inco
       if (body.action === 'add' && typeof body.evidence !== 'string') {
         // the candidate hands out its own signed statement
         try {
-          const response = await node.call(candidate, { service: 'ledger', method: 'candidacy' })
+          const response = await caller.ratedCall(candidate, { service: 'ledger', method: 'candidacy' })
           evidence = Buffer.from(await response.body.bytes())
         } catch (err: any) {
           throw new HttpError(409, `cannot get ${candidate}'s statement: ${err.message}`)
         }
       }
       const done = await submit(ledger, { kind: 'vote', add: body.action === 'add', candidate, evidence })
-      sendJson(res, 200, { height: done.height, validators: ledger.state.validators, votes: ledger.voteViews() })
-      return true
-    }
-    case 'GET /v1/ledger/checkpoints':
-      sendJson(res, 200, await ledger.verifyCheckpoints())
-      return true
-    default:
-      return false
+      json(200, { height: done.height, validators: ledger.state.validators, votes: ledger.voteViews() })
+    },
+    'GET /v1/ledger/checkpoints': async ({ json }) => {
+      const ledger = ledgerOf(cloudLedger)
+      json(200, await ledger.verifyCheckpoints())
+    },
   }
 }

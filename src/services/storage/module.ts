@@ -1,0 +1,114 @@
+import { join } from 'node:path'
+import { parseSize } from '../../utils/size.ts'
+import { selectProviders } from '../../market/provider-choice.ts'
+import { StorageClient, type HostOffer, type StorageClientInit } from '../../storage/client.ts'
+import { ConfigError, objectSection, serviceSettings, wholeNumber, type ConfigSection, type ServiceSettings } from '../config-section.ts'
+import { STORAGE_SERVICE, StorageHost, storageService } from './index.ts'
+import type { ModuleComponents, ServiceModuleDefinition } from '../module.ts'
+
+/** services.storage: this node as a storage host, on by default, free, offering 10 GiB */
+export const storageHostSettings: ConfigSection<ServiceSettings> = {
+  key: `services.${STORAGE_SERVICE}`,
+  defaults: { enabled: true, capacity: '10 GiB', prices: { rent: 0, put: 0, get: 0 } },
+  validate: (raw, path) => serviceSettings(raw, path, storageHostSettings.defaults, {
+    capacity: (value, where) => {
+      try {
+        parseSize(value as string | number, where)
+      } catch (err: any) {
+        throw new ConfigError(err.message)
+      }
+      return value
+    }
+  })
+}
+
+/** config.json's "storage": the upkeep of the files this node stores on others */
+export interface StorageUpkeepConfig {
+  /** how often each contract is audited, on average, default 21600000 ms (6 h) */
+  auditIntervalMs: number
+  /** how long a host may be unreachable before it is condemned, default 3600000 ms (1 h) */
+  auditGraceMs: number
+  /** how often rent, audits and repairs are looked at, default 60000 ms */
+  checkIntervalMs: number
+}
+
+export const storageUpkeepSettings: ConfigSection<StorageUpkeepConfig> = {
+  key: 'storage',
+  defaults: { auditIntervalMs: 21_600_000, auditGraceMs: 3_600_000, checkIntervalMs: 60_000 },
+  validate: (raw, path) => objectSection(raw, path, storageUpkeepSettings.defaults, {
+    auditIntervalMs: wholeNumber(100, 'milliseconds'),
+    auditGraceMs: wholeNumber(100, 'milliseconds'),
+    checkIntervalMs: wholeNumber(100, 'milliseconds')
+  })
+}
+
+/** What the storage module runs: this node as a host, and this node's files on others */
+export interface StorageEngines {
+  host: StorageHost
+  client: StorageClient
+}
+
+/**
+ * Storage hosts the market knows, best first (selectProviders on the rent
+ * offer), with their prices per GiB-month, per GiB up and per GiB down. A
+ * host that publishes no put or get offer charges nothing for them.
+ */
+export async function storageHosts ({ market, reputation, peerId }: Pick<ModuleComponents, 'market' | 'reputation' | 'peerId'>): Promise<HostOffer[]> {
+  let ranked: string[]
+  try {
+    ranked = await selectProviders(market.index, async peer => (await reputation.view(peer)).score, { service: STORAGE_SERVICE, method: 'rent', me: peerId.toString() })
+  } catch {
+    return []
+  }
+  const price = (peer: string, method: string): bigint => market.index.query({ service: STORAGE_SERVICE, method }).find(e => e.offer.provider === peer)?.offer.price ?? 0n
+  return ranked.map(peer => ({ peer, storage: price(peer, 'rent'), upload: price(peer, 'put'), download: price(peer, 'get') }))
+}
+
+/**
+ * The storage module: this node as a storage host (the `storage` service,
+ * which config.json may switch off) and the client of the files it stores
+ * on others (put, get, audits, rent, renewal, repair)
+ */
+export const storageModule: ServiceModuleDefinition = {
+  name: STORAGE_SERVICE,
+  config: [storageHostSettings, storageUpkeepSettings],
+  create: (components) => {
+    const { peerId, signer, datastore, registry, reputation, wallet, caller, chain, section, dataDir, options } = components
+    const hostSettings = section(storageHostSettings)
+    const upkeep = section(storageUpkeepSettings)
+    const record = (r: Parameters<typeof reputation.record>[0]): void => { void reputation.record(r).catch(() => {}) }
+    const host = new StorageHost({
+      peerId: peerId.toString(),
+      signer,
+      datastore,
+      prices: () => {
+        const price = (method: string): bigint => registry.priceOf(STORAGE_SERVICE, method, registry.resolve(STORAGE_SERVICE, method).method)
+        return { storage: price('rent'), upload: price('put'), download: price('get') }
+      },
+      takesPayments: chain != null,
+      recordRenter: (renter, outcome, event) => { record({ peer: renter, role: 'caller', outcome, event, service: STORAGE_SERVICE, method: 'end' }) },
+      rateRenter: (renter, event) => { record({ peer: renter, role: 'caller', outcome: 'unsatisfactory', event, service: STORAGE_SERVICE, method: 'rent' }) }
+    }, {
+      dir: join(dataDir, 'storage'),
+      capacity: parseSize(hostSettings.capacity as string | number, 'services.storage.capacity')
+    })
+    const client = new StorageClient({
+      peerId: peerId.toString(),
+      signer,
+      datastore,
+      storageKey: () => wallet.storageKey(),
+      hosts: async () => storageHosts(components),
+      trust: (peer) => reputation.scoreOf(peer),
+      call: async (peer, request, sats) => caller.payingCall(peer, request, sats),
+      rate: (peer, event, method) => { record({ peer, role: 'server', outcome: 'unsatisfactory', event, service: STORAGE_SERVICE, method }) },
+      rateContract: (peer, satisfactory) => { record({ peer, role: 'server', outcome: satisfactory ? 'satisfactory' : 'unsatisfactory', event: 'contract-rated', service: STORAGE_SERVICE, method: 'end' }) }
+    }, { auditIntervalMs: upkeep.auditIntervalMs, auditGraceMs: upkeep.auditGraceMs, rentCheckMs: upkeep.checkIntervalMs, ...(options[STORAGE_SERVICE] as StorageClientInit | undefined) })
+    const engines: StorageEngines = { host, client }
+    return {
+      services: hostSettings.enabled === false ? [] : [storageService(host)],
+      engine: engines,
+      start: async () => { client.start() },
+      stop: async () => { await client.stop() }
+    }
+  }
+}
