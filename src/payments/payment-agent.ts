@@ -8,6 +8,7 @@ import { parseThreshold, type TabBook, type PendingSettlement, type TabSummary }
 import { DUST, FeeTooHighError, InsufficientFundsError, paymentFee } from './wallet/tx-builder.ts'
 import type { ChainBackend } from './chain/interface.ts'
 import type { Wallet } from './wallet/wallet.ts'
+import { KeyedLock } from '../utils/keyed-lock.ts'
 import { replayable, type CallRequest, type CallResponse } from '../protocols/rpc/rpc-client.ts'
 import type { Payment } from '../protocols/rpc/messages.ts'
 import type { PeerId } from '@libp2p/interface'
@@ -117,7 +118,7 @@ export class PaymentAgent {
   private timer?: ReturnType<typeof setInterval>
   private settling?: Promise<void>
   /** settlements with one server run one at a time: two would build two transactions */
-  private readonly peerLocks = new Map<string, Promise<unknown>>()
+  private readonly peerLocks = new KeyedLock()
   private readonly states = new Map<string, SettlementState>()
   private feeRateCache?: { rate: number, at: number }
 
@@ -290,7 +291,7 @@ export class PaymentAgent {
       }
       for (const peer of peers) {
         try {
-          const settled = await this.withPeer(peer, async () => {
+          const settled = await this.peerLocks.run(peer, async () => {
             const pending = await tabs.pendingSettlement(peer)
             if (pending != null) {
               return this.settleWith(peer, pending)
@@ -383,7 +384,7 @@ export class PaymentAgent {
   private async settleForCredit (peer: string): Promise<{ sats: bigint, txid: string } | undefined> {
     const { tabs } = this.components
     try {
-      return await this.withPeer(peer, async () => {
+      return await this.peerLocks.run(peer, async () => {
         const pending = await tabs.pendingSettlement(peer)
         const tab = await tabs.tab('payable', peer)
         if (pending == null && tab.outstanding < DUST) {
@@ -396,21 +397,6 @@ export class PaymentAgent {
     } catch (err: any) {
       this.failed(peer, err)
       return undefined
-    }
-  }
-
-  /** Run `fn` after any other settlement with the same server */
-  private async withPeer<T> (peer: string, fn: () => Promise<T>): Promise<T> {
-    const before = this.peerLocks.get(peer) ?? Promise.resolve()
-    const mine = before.catch(() => {}).then(fn)
-    const tail = mine.catch(() => {})
-    this.peerLocks.set(peer, tail)
-    try {
-      return await mine
-    } finally {
-      if (this.peerLocks.get(peer) === tail) {
-        this.peerLocks.delete(peer)
-      }
     }
   }
 
