@@ -2,7 +2,7 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { payments } from 'bitcoinjs-lib'
+import { Transaction, payments } from 'bitcoinjs-lib'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { Wallet } from '../../src/payments/wallet/wallet.ts'
 import { buildTransaction, FeeTooHighError, type SpendableOutput } from '../../src/payments/wallet/tx-builder.ts'
@@ -88,6 +88,15 @@ describe('building a payment', () => {
       return true
     })
     assert.equal(build([coin(700n, 1)], 300n, 400n).fee, 400n)
+  })
+
+  it('pays for every byte at the fee rate, an OP_RETURN output included', () => {
+    for (const data of [undefined, new Uint8Array(32).fill(9), new Uint8Array(80)]) {
+      const built = buildTransaction({ coins: [coin(100_000n, 1)], payees: data == null ? [{ address: to, value: 1000n }] : [], changeAddress: change, feeRate: 3, network, data })
+      const vbytes = Transaction.fromHex(built.hex).virtualSize()
+      // the estimate counts a signature at its largest (73 bytes): at most a vbyte over per input
+      assert.ok(built.fee >= BigInt(vbytes) * 3n && built.fee <= BigInt(vbytes + 1) * 3n, `${built.fee} sat for ${vbytes} vB at 3 sat/vB`)
+    }
   })
 
   it('adds a coin rather than give change to the fee when its input costs less', () => {
