@@ -78,6 +78,14 @@ describe('building a payment', () => {
     assert.throws(() => build([coin(700n, 1)], 2300n), { message: /^the wallet has 0.000007 BTC spendable; 0.000023 BTC plus a fee of about 0.00000141 BTC/ })
   })
 
+  it('refuses, in BTC, a payment below the dust limit', () => {
+    assert.throws(() => build([coin(100_000n, 1)], 293n), {
+      name: 'DustPaymentError',
+      message: "0.00000293 BTC is below bitcoin's dust limit of 0.00000294 BTC and cannot be paid on chain: pay at least 0.00000294 BTC, or defer small payments so they are settled together"
+    })
+    assert.equal(build([coin(100_000n, 1)], 294n).fee, 141n)
+  })
+
   it('never pays a fee over the limit, counting change too small to keep', () => {
     // 700 sat in, 300 out: 141 sat of fee and 259 sat of change too small to keep
     assert.throws(() => build([coin(700n, 1)], 300n, 300n), (err: any) => {

@@ -100,7 +100,7 @@ export function buildTransaction (init: BuildInit): BuiltTransaction {
   const target = init.payees.reduce((sum, p) => sum + p.value, 0n)
   for (const payee of init.payees) {
     if (payee.value < DUST) {
-      throw new DustPaymentError(`${payee.value} sat is below bitcoin's dust limit of ${DUST} sat and cannot be paid on chain: pay at least ${DUST} sat, or defer small payments so they are settled together`)
+      throw new DustPaymentError(`${formatAmount(payee.value)} is below bitcoin's dust limit of ${formatAmount(DUST)} and cannot be paid on chain: pay at least ${formatAmount(DUST)}, or defer small payments so they are settled together`)
     }
   }
   if (init.data != null && init.data.byteLength > 80) {

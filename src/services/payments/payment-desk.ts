@@ -1,6 +1,6 @@
 import { Transaction, address as btcAddress } from 'bitcoinjs-lib'
 import { logger } from '@libp2p/logger'
-import { formatBtc, parseBtc } from '../../protocols/units.ts'
+import { formatAmount, formatBtc, parseBtc } from '../../protocols/units.ts'
 import { AccessDeniedError, BadRequestError, NoDeferError, PaymentDeclinedError, PaymentTooLowError } from '../../protocols/rpc/errors.ts'
 import { TransactionRejectedError } from '../../payments/chain/errors.ts'
 import { DUST } from '../../payments/wallet/tx-builder.ts'
@@ -166,7 +166,7 @@ export class PaymentDesk implements PaymentHook {
       commit: async () => {
         try {
           await tabs.addPromise({ role: 'receivable', peer: ctx.caller, id, sats, threshold: thresholdText, service: ctx.service, method: ctx.method })
-          log('%s promised %s sat (%s) for %s.%s', ctx.caller, sats, id, ctx.service, ctx.method)
+          log('%s promised %s (%s) for %s.%s', ctx.caller, formatAmount(sats), id, ctx.service, ctx.method)
         } finally {
           this.reserved.delete(reservedKey)
         }
@@ -247,7 +247,7 @@ export class PaymentDesk implements PaymentHook {
       await tabs.markUsed(txid)
       await wallet.markPaid(paidTo)
       await tabs.recordPayment({ direction: 'received', peer: ctx.caller, txid, sats: toUs, settles: [], service: ctx.service, method: ctx.method })
-      log('received %s sat from %s in %s', toUs, ctx.caller, txid)
+      log('received %s from %s in %s', formatAmount(toUs), ctx.caller, txid)
       return { txid, sats: toUs, settles }
     } finally {
       this.inFlight.delete(txid)
