@@ -42,6 +42,8 @@ export interface PaidCallResult {
   response: CallResponse
   /** what was paid or promised */
   payment?: { type: 'attached' | 'defer', sats: bigint, txid?: string, id?: string }
+  /** the fee of an attached payment, satoshis: the one the chain needed (the decisions say it too) */
+  fee?: bigint
   /** what the bidding strategy did and why, in order */
   decisions: string[]
 }
@@ -208,8 +210,8 @@ export class PaymentAgent {
         }
         if (attached != null) {
           await this.components.tabs.recordPayment({ direction: 'sent', peer: response.server, txid: attached.txid, sats: plan.sats, fee: attached.fee, settles: [], service: request.service, method: request.method })
-          decisions.push(`paid ${formatBtc(plan.sats)} BTC attached in ${attached.txid}`)
-          return { response, payment: { type: 'attached', sats: plan.sats, txid: attached.txid }, decisions }
+          decisions.push(`paid ${formatBtc(plan.sats)} BTC attached in ${attached.txid}, with a fee of ${formatAmount(attached.fee)}`)
+          return { response, payment: { type: 'attached', sats: plan.sats, txid: attached.txid }, fee: attached.fee, decisions }
         }
         return { response, decisions }
       } catch (err: any) {
