@@ -11,6 +11,7 @@ import { PaymentAgent } from '../../src/payments/payment-agent.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
 import { NoDeferError, PaymentDeclinedError } from '../../src/protocols/rpc/errors.ts'
 import { settlementLine } from '../../src/cli/commands/wallet.ts'
+import { formatAmount } from '../../src/protocols/units.ts'
 import { testConfig, tempDir } from '../helpers/nodes.ts'
 import { runCli, runShell } from '../helpers/cli.ts'
 import type { CallRequest } from '../../src/protocols/rpc/rpc-client.ts'
@@ -217,7 +218,9 @@ describe('settling deferred payments', () => {
     await api.start()
     const lines: string[] = []
     const write = process.stderr.write
-    enable('opencloud:payments:agent*')
+    // the agent's log on top of whatever DEBUG the run has, and that again after
+    const debug = process.env.DEBUG
+    enable([debug, 'opencloud:payments:agent*'].filter(d => d != null && d !== '').join(','))
     process.stderr.write = ((chunk: any, ...rest: any[]) => {
       lines.push(String(chunk))
       return write.call(process.stderr, chunk, ...rest)
@@ -272,14 +275,21 @@ describe('settling deferred payments', () => {
       const [sent] = await settlements(erin)
       const summary = await (await fetch(`${api.url}/v1/payments/summary`, { headers: { authorization: `Bearer ${token}` } })).json() as any
       assert.equal(summary.since, new Date((await erin.tabs.promises('payable'))[0].createdAt).toISOString(), 'from the first promise, not 1970')
-      assert.deepEqual([summary.total.spent, summary.total.paidOnChain, summary.total.fees, summary.total.paidWithFees], ['0.000023 BTC', '0.000023 BTC', `0.00000${sent.fee} BTC`, `0.0000${2300n + (sent.fee ?? 0n)} BTC`])
+      assert.deepEqual([summary.total.spent, summary.total.paidOnChain, summary.total.fees, summary.total.paidWithFees], ['0.000023 BTC', '0.000023 BTC', formatAmount(sent.fee ?? 0n), formatAmount(2300n + (sent.fee ?? 0n))])
       const text = await runCli(['--data-dir', paths.root, '--api', api.url, 'payments', 'summary'])
       assert.match(text.stdout, /^since the first payment, \S+, to \S+\n/)
-      assert.match(text.stdout, /\ntotal +0.000023 BTC +0.00000\d+ BTC +0.0000\d+ BTC +0 BTC\n$/)
+      const literal = (amount: bigint): string => formatAmount(amount).replace('.', '\\.')
+      assert.match(text.stdout, new RegExp(`\\ntotal +0\\.000023 BTC +${literal(sent.fee ?? 0n)} +${literal(2300n + (sent.fee ?? 0n))} +0 BTC\\n$`))
     } finally {
       process.stderr.write = write
-      disable()
+      if (debug == null || debug === '') {
+        disable()
+      } else {
+        enable(debug)
+      }
       await api.stop()
     }
+    // the run's own DEBUG namespaces are on again, and no others
+    assert.equal(process.env.DEBUG ?? '', debug ?? '')
   })
 })
