@@ -8,7 +8,7 @@ import { Status } from '../protocols/rpc/status.ts'
 import { RateLimiter } from '../utils/rate-limiter.ts'
 import type { PaymentPolicy, Policies } from './policy/policy.ts'
 import type { ServiceRegistry } from './registry.ts'
-import type { MethodResult, ServiceContext } from './interface.ts'
+import type { Credit, MethodResult, ServiceContext } from './interface.ts'
 import type { IncomingRequest, Reply, RequestHandler } from '../protocols/rpc/rpc-server.ts'
 
 const log = logger('opencloud:pipeline')
@@ -34,6 +34,8 @@ export interface HoldingsHook {
 /** Accepts or refuses the payment a call carries; throws a payment error to refuse */
 export interface PaymentHook {
   check: (check: PaymentCheck) => Promise<void>
+  /** the credit it would give `caller` under `policy` (ServiceContext.creditFor); absent: it gives none it can tell */
+  credit?: (caller: string, policy: PaymentPolicy) => Promise<Credit>
 }
 
 /** Until reputation lands every caller is served */
@@ -170,6 +172,10 @@ export class Pipeline implements RequestHandler {
       // the decision for this call's own method is at hand; others (quote) are decided here
       const min = name === head.method ? decision.minPayment : policies.decide({ service: head.service, method: name, credentials: ctx.credentials }).minPayment
       return total > min ? total : min
+    }
+    const credit = this.payments.credit?.bind(this.payments)
+    if (credit != null) {
+      ctx.creditFor = async (service, name) => credit(caller, policies.decide({ service, method: name, credentials: ctx.credentials }).payment)
     }
     const units = registry.quote(head.service, head.method, { args: head.args, bodyLength: head.bodyLength }).units
     const required = agreed == null ? ctx.priceOf(head.method, units) : (agreed > decision.minPayment ? agreed : decision.minPayment)

@@ -9,7 +9,7 @@ import { bitcoinNetwork, type BitcoinNetworkName } from '../../protocols/bitcoin
 import type { ChainBackend } from '../../payments/chain/interface.ts'
 import type { Wallet } from '../../payments/wallet/wallet.ts'
 import type { HoldingsHook, PaymentCheck, PaymentHook } from '../pipeline.ts'
-import type { ServiceContext } from '../interface.ts'
+import type { Credit, ServiceContext } from '../interface.ts'
 import type { PaymentPolicy } from '../policy/policy.ts'
 
 const log = logger('opencloud:payments:desk')
@@ -106,20 +106,41 @@ export class PaymentDesk implements PaymentHook {
    * where the policy gives it, else an attached payment.
    */
   private async wouldGiveCredit (ctx: ServiceContext, policy: PaymentPolicy, sats: bigint): Promise<boolean> {
-    if (policy.noDefer || policy.maxTab === 0n) {
-      return false
-    }
-    if (policy.deferMinTrust > 0 && this.components.trustScore != null && await this.components.trustScore(ctx.caller) < policy.deferMinTrust) {
+    if (policy.maxTab === 0n || await this.refusal(ctx.caller, policy) != null) {
       return false
     }
     const tab = await this.components.tabs.tab('receivable', ctx.caller)
     return tab.overdue === 0n && tab.outstanding + sats <= policy.maxTab
   }
 
+  /**
+   * The credit `caller` gets under `policy`, whatever its tab
+   * (payments.tab answers it, so a client refused credit can tell whether
+   * settling its tab would make room: PROTOCOL.md 8a)
+   */
+  async credit (caller: string, policy: PaymentPolicy): Promise<Credit> {
+    return { maxTab: policy.maxTab, refused: await this.refusal(caller, policy) != null }
+  }
+
+  /** Why `caller` gets no credit at all under `policy` (a no-defer policy, or a trust score under defer-min-trust); none when it may */
+  private async refusal (caller: string, policy: PaymentPolicy, what = 'this call'): Promise<string | undefined> {
+    if (policy.noDefer) {
+      return `this node does not accept deferred payment for ${what}`
+    }
+    if (policy.deferMinTrust > 0 && this.components.trustScore != null) {
+      const score = await this.components.trustScore(caller)
+      if (score < policy.deferMinTrust) {
+        return `this node gives credit to callers with a trust score of at least ${policy.deferMinTrust}; yours is ${score.toFixed(2)}: attach the payment`
+      }
+    }
+    return undefined
+  }
+
   private async defer (ctx: ServiceContext, policy: PaymentPolicy, required: bigint, sats: bigint, id: string, thresholdText: string): Promise<void> {
     const { tabs } = this.components
-    if (policy.noDefer) {
-      throw withAcceptable(new NoDeferError(`this node does not accept deferred payment for ${ctx.service}.${ctx.method}`), required)
+    const refusal = await this.refusal(ctx.caller, policy, `${ctx.service}.${ctx.method}`)
+    if (refusal != null) {
+      throw withAcceptable(new NoDeferError(refusal), required)
     }
     if (sats < required) {
       throw withAcceptable(new PaymentTooLowError(`${ctx.service}.${ctx.method} costs ${formatBtc(required)} BTC; the promise offers ${formatBtc(sats)}`), required, 'defer')
@@ -134,12 +155,6 @@ export class PaymentDesk implements PaymentHook {
     }
     if (await tabs.hasPromise('receivable', ctx.caller, id)) {
       throw new BadRequestError(`deferred payment id "${id}" was used before; choose a new one`)
-    }
-    if (policy.deferMinTrust > 0 && this.components.trustScore != null) {
-      const score = await this.components.trustScore(ctx.caller)
-      if (score < policy.deferMinTrust) {
-        throw withAcceptable(new NoDeferError(`this node gives credit to callers with a trust score of at least ${policy.deferMinTrust}; yours is ${score.toFixed(2)}: attach the payment`), required)
-      }
     }
     const tab = await tabs.tab('receivable', ctx.caller)
     if (tab.overdue > 0n) {
