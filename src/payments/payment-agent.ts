@@ -8,6 +8,7 @@ import { parseThreshold, type TabBook, type PendingSettlement, type TabSummary }
 import { DUST, FeeTooHighError, InsufficientFundsError, paymentFee } from './wallet/tx-builder.ts'
 import type { ChainBackend } from './chain/interface.ts'
 import type { Wallet } from './wallet/wallet.ts'
+import { KeyedLock } from '../utils/keyed-lock.ts'
 import { replayable, type CallRequest, type CallResponse } from '../protocols/rpc/rpc-client.ts'
 import type { Payment } from '../protocols/rpc/messages.ts'
 import type { PeerId } from '@libp2p/interface'
@@ -41,6 +42,8 @@ export interface PaidCallResult {
   response: CallResponse
   /** what was paid or promised */
   payment?: { type: 'attached' | 'defer', sats: bigint, txid?: string, id?: string }
+  /** the fee of an attached payment, satoshis: the one the chain needed (the decisions say it too) */
+  fee?: bigint
   /** what the bidding strategy did and why, in order */
   decisions: string[]
 }
@@ -105,10 +108,11 @@ interface SettleResult { peer: string, ids: string[], txid: string }
  * The client's side of payments (seed: "Bidding strategy", "Defered payment
  * fulfillment"). A paid call starts with the payment the caller chose; on
  * too-low it raises to what the server asks, up to the caller's maximum; on
- * no-defer it settles what it owes that server and asks again, else
- * switches to an attached payment. Deferred promises are kept in the
- * tab book, and a task pays them with one attached payment per server when
- * that is worth its fee, or when they must be paid (README, "Payments").
+ * no-defer it settles what it owes that server and asks again when the
+ * refusal is about that tab, else switches to an attached payment. Deferred
+ * promises are kept in the tab book, and a task pays them with one attached
+ * payment per server when that is worth its fee, or when they must be paid
+ * (README, "Payments").
  */
 export class PaymentAgent {
   private readonly components: PaymentAgentComponents
@@ -117,7 +121,7 @@ export class PaymentAgent {
   private timer?: ReturnType<typeof setInterval>
   private settling?: Promise<void>
   /** settlements with one server run one at a time: two would build two transactions */
-  private readonly peerLocks = new Map<string, Promise<unknown>>()
+  private readonly peerLocks = new KeyedLock()
   private readonly states = new Map<string, SettlementState>()
   private feeRateCache?: { rate: number, at: number }
 
@@ -207,8 +211,8 @@ export class PaymentAgent {
         }
         if (attached != null) {
           await this.components.tabs.recordPayment({ direction: 'sent', peer: response.server, txid: attached.txid, sats: plan.sats, fee: attached.fee, settles: [], service: request.service, method: request.method })
-          decisions.push(`paid ${formatBtc(plan.sats)} BTC attached in ${attached.txid}`)
-          return { response, payment: { type: 'attached', sats: plan.sats, txid: attached.txid }, decisions }
+          decisions.push(`paid ${formatBtc(plan.sats)} BTC attached in ${attached.txid}, with a fee of ${formatAmount(attached.fee)}`)
+          return { response, payment: { type: 'attached', sats: plan.sats, txid: attached.txid }, fee: attached.fee, decisions }
         }
         return { response, decisions }
       } catch (err: any) {
@@ -236,26 +240,31 @@ export class PaymentAgent {
           continue
         }
         if (err instanceof NoDeferError && plan.type === 'defer') {
-          // a server that gave credit before wants its tab paid first (max-tab
-          // reached, or something overdue): pay it, once, and ask again
+          // a server that gives this node credit but wants its tab paid first
+          // (something overdue, or max-tab reached): pay it, once, and ask again
+          let why: string | undefined
           if (!settledForCredit && server != null) {
             settledForCredit = true
-            const settled = await this.settleForCredit(server)
-            if (settled != null) {
-              decisions.push(`no-defer: ${err.message}; settled ${formatBtc(settled.sats)} BTC owed in ${settled.txid} and asking again`)
+            const outcome = await this.settleForCredit(server, request, plan.sats)
+            if (outcome.settled != null) {
+              decisions.push(`no-defer: ${err.message}; settled ${formatBtc(outcome.settled.sats)} BTC owed in ${outcome.settled.txid} and asking again`)
               continue
             }
+            why = outcome.why
           }
+          if (why == null && server != null && this.states.get(server)?.state === 'failing') {
+            why = `the tab with it cannot be settled: ${this.states.get(server)?.reason}`
+          }
+          const refusal = `${err.message}${why == null ? '' : `; ${why}`}`
           if (mode.kind === 'defer') {
-            decisions.push('no-defer: the server gives no credit and --pay defer allows nothing else: giving up')
-            const blocked = server == null ? undefined : this.states.get(server)
-            throw new BiddingError(`the server refuses deferred payment: ${err.message}${blocked?.state === 'failing' ? `; the tab with it cannot be settled: ${blocked.reason}` : ''}`, decisions)
+            decisions.push(`no-defer: ${refusal}; --pay defer allows nothing else: giving up`)
+            throw new BiddingError(`the server refuses deferred payment: ${refusal}`, decisions)
           }
           const sats = asked != null && asked > plan.sats ? asked : plan.sats
           if (sats > max) {
             throw new BiddingError(`the server wants ${formatBtc(sats)} BTC attached, more than --max-price ${formatBtc(max)} BTC`, decisions, sats)
           }
-          decisions.push(`no-defer: ${err.message}; switching to an attached payment of ${formatBtc(sats)} BTC`)
+          decisions.push(`no-defer: ${refusal}; switching to an attached payment of ${formatBtc(sats)} BTC`)
           plan = { type: 'attached', sats }
           continue
         }
@@ -290,7 +299,7 @@ export class PaymentAgent {
       }
       for (const peer of peers) {
         try {
-          const settled = await this.withPeer(peer, async () => {
+          const settled = await this.peerLocks.run(peer, async () => {
             const pending = await tabs.pendingSettlement(peer)
             if (pending != null) {
               return this.settleWith(peer, pending)
@@ -333,14 +342,15 @@ export class PaymentAgent {
     if (tab.outstanding < DUST) {
       return { wait: { state: 'waiting', code: 'below-dust', overdueAt, reason: `${formatAmount(tab.due)} is due, less than bitcoin's dust limit of ${formatAmount(DUST)}: it cannot be paid on chain on its own and is paid with the next promises (a server does not count it overdue)` } }
     }
-    const mustBy = tab.dueSince + Math.floor(grace / 2)
-    if (tab.due >= DUST && Date.now() >= mustBy) {
-      return { settle: { maxFee: tab.outstanding, urgent: true } }
+    const limit = this.feeLimit(tab)
+    if (limit.urgent) {
+      return { settle: limit }
     }
     const fee = paymentFee(await this.feeRate())
     if (fee * FEE_SHARE <= tab.outstanding) {
-      return { settle: { maxFee: tab.outstanding / FEE_SHARE, urgent: false } }
+      return { settle: limit }
     }
+    const mustBy = mustPayBy(tab.dueSince, grace)
     return {
       wait: {
         state: 'waiting',
@@ -349,6 +359,18 @@ export class PaymentAgent {
         reason: `a settlement's fee of about ${formatAmount(fee)} would be more than a quarter of the ${formatAmount(tab.outstanding)} owed: it waits for more promises${tab.due >= DUST ? `, or until ${new Date(mustBy).toISOString()} when it must be paid` : ''}`
       }
     }
+  }
+
+  /**
+   * The most a settlement of `tab` may pay in fee now: all of the tab once
+   * it must be paid (what is due can be paid on chain, and half the grace
+   * period since it fell due has passed), else a quarter of it (FEE_SHARE)
+   */
+  private feeLimit (tab: TabSummary): { maxFee: bigint, urgent: boolean } {
+    if (tab.due >= DUST && tab.dueSince != null && Date.now() >= mustPayBy(tab.dueSince, this.components.tabs.graceMs)) {
+      return { maxFee: tab.outstanding, urgent: true }
+    }
+    return { maxFee: tab.outstanding / FEE_SHARE, urgent: false }
   }
 
   /**
@@ -376,41 +398,76 @@ export class PaymentAgent {
   }
 
   /**
-   * A server refused credit: pay what this node owes it, if that can be
-   * paid on chain at a fee no more than the tab, so the call can ask again.
-   * Undefined when there is nothing to pay or it could not be paid.
+   * A server refused this node credit (`no-defer`) for a promise of `sats`:
+   * settle the tab with it when that is what the refusal is about, so the
+   * call can ask again (PROTOCOL.md 8a, "payments service"). The server's
+   * payments.tab, asked for the call's method, says the credit it gives: a
+   * refusal outright (no-defer, a trust score), a max-tab of 0 or one under
+   * the promise leaves nothing settling could fix, and neither does an
+   * answer without `credit` (an older node). Otherwise the refusal is about
+   * the tab, overdue or full, and it is paid by the rule of settleDue: the
+   * fee at most a quarter of it, or at most all of it once it must be paid
+   * (or the server counts it overdue). `why` says why it was not paid.
    */
-  private async settleForCredit (peer: string): Promise<{ sats: bigint, txid: string } | undefined> {
+  private async settleForCredit (peer: string, request: CallRequest, sats: bigint): Promise<{ settled?: { sats: bigint, txid: string }, why?: string }> {
     const { tabs } = this.components
+    const what = `${request.service}.${request.method}`
     try {
-      return await this.withPeer(peer, async () => {
+      return await this.peerLocks.run(peer, async () => {
         const pending = await tabs.pendingSettlement(peer)
         const tab = await tabs.tab('payable', peer)
         if (pending == null && tab.outstanding < DUST) {
-          return undefined
+          // nothing this node could pay: the refusal is about something else
+          return {}
         }
-        const settling = pending ?? await this.build(peer, tab.outstanding, { maxFee: tab.outstanding, urgent: true })
+        let settling = pending
+        if (settling == null) {
+          const credit = await this.creditAt(peer, what, request.signal)
+          if (credit == null) {
+            return { why: `the server does not say what credit it gives for ${what} (its payments.tab answers no credit): settling might not make room, so the tab is not paid early` }
+          }
+          if (credit.refused || credit.maxTab === 0n) {
+            return { why: `the server gives this node no credit for ${what} whatever it owes: settling would not change that` }
+          }
+          if (sats > credit.maxTab) {
+            return { why: `the promise of ${formatAmount(sats)} is over the server's max-tab of ${formatAmount(credit.maxTab)} for ${what}: settling would not make room` }
+          }
+          if (credit.outstanding === 0n) {
+            return { why: 'the server counts nothing owed: settling would pay off nothing' }
+          }
+          settling = await this.build(peer, tab.outstanding, credit.overdue > 0n ? { maxFee: tab.outstanding, urgent: true } : this.feeLimit(tab))
+        }
         const result = await this.settleWith(peer, settling)
-        return { sats: settling.sats, txid: result.txid }
-      })
+        return { settled: { sats: settling.sats, txid: result.txid } }
+      }, { signal: request.signal })
     } catch (err: any) {
+      if (request.signal?.aborted === true) {
+        throw err
+      }
       this.failed(peer, err)
-      return undefined
+      const state = this.states.get(peer)
+      return { why: state == null ? `settling failed: ${err.message}` : `the tab with it is not settled now: ${state.reason}` }
     }
   }
 
-  /** Run `fn` after any other settlement with the same server */
-  private async withPeer<T> (peer: string, fn: () => Promise<T>): Promise<T> {
-    const before = this.peerLocks.get(peer) ?? Promise.resolve()
-    const mine = before.catch(() => {}).then(fn)
-    const tail = mine.catch(() => {})
-    this.peerLocks.set(peer, tail)
+  /**
+   * What credit a server gives this node for `what` and what it counts this
+   * node owes: its payments.tab answer for that method. Undefined when it
+   * says no credit (an older node) or does not answer.
+   */
+  private async creditAt (peer: string, what: string, signal?: AbortSignal): Promise<{ maxTab: bigint, refused: boolean, outstanding: bigint, overdue: bigint } | undefined> {
     try {
-      return await mine
-    } finally {
-      if (this.peerLocks.get(peer) === tail) {
-        this.peerLocks.delete(peer)
+      const response = await this.components.call(peerIdFromString(peer), { service: 'payments', method: 'tab', args: [what], signal })
+      const answer = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
+      const credit = answer?.credit
+      if (credit == null || typeof credit.maxTab !== 'string' || typeof credit.refused !== 'boolean') {
+        return undefined
       }
+      return { maxTab: parseAmount(credit.maxTab), refused: credit.refused, outstanding: parseAmount(answer.outstanding), overdue: parseAmount(answer.overdue) }
+    } catch (err: any) {
+      signal?.throwIfAborted()
+      log('%s does not say what credit it gives for %s - %s', peer, what, err.message)
+      return undefined
     }
   }
 
@@ -535,6 +592,15 @@ export class PaymentAgent {
   private async onChain (txid: string): Promise<boolean> {
     return await this.chainKnows(txid) !== false
   }
+}
+
+/**
+ * When a due tab must be paid whatever the fee (up to the tab): half the
+ * grace period after it fell due, so it is paid before the server counts it
+ * overdue (taking the server's grace period as this node's)
+ */
+function mustPayBy (dueSince: number, graceMs: number): number {
+  return dueSince + Math.floor(graceMs / 2)
 }
 
 /** The PeerId of a call's target, when it names one */

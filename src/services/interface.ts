@@ -30,6 +30,13 @@ export interface ServiceContext {
    */
   priceOf?: (method: string, units: number) => bigint
   /**
+   * The credit this node gives the caller for deferred payments of a method
+   * of any service, under the policies that apply to that call (for
+   * payments.tab): its max-tab, and whether deferral is refused outright
+   * whatever the tab. Unset where the payment check gives no credit.
+   */
+  creditFor?: (service: string, method: string) => Promise<Credit>
+  /**
    * Set by the payment check when an attached payment was accepted;
    * `repeated` when it is a settlement this node accepted before (the same
    * transaction sent again after a lost answer), which is not paid again;
@@ -45,6 +52,14 @@ export interface ServiceContext {
   pending?: { commit: () => Promise<void>, release: () => void }
   body: IncomingBody
   signal: AbortSignal
+}
+
+/** What credit a caller gets for a method (PaymentHook.credit, payments.tab) */
+export interface Credit {
+  /** satoshis: the most the caller may owe in deferred payments (its max-tab); 0: none */
+  maxTab: bigint
+  /** deferred payment is refused to this caller outright, whatever its tab (no-defer, or defer-min-trust over its score) */
+  refused: boolean
 }
 
 export interface MethodResult {
@@ -125,6 +140,8 @@ export interface HoldingsHook {
 /** Accepts or refuses the payment a call carries; throws a payment error to refuse */
 export interface PaymentHook {
   check: (check: PaymentCheck) => Promise<void>
+  /** the credit it would give `caller` under `policy` (ServiceContext.creditFor); absent: it gives none it can tell */
+  credit?: (caller: string, policy: PaymentPolicy) => Promise<Credit>
 }
 
 /** The kinds of payment a request can carry (PROTOCOL.md section 4), each answered by one hook */

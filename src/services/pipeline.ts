@@ -8,7 +8,7 @@ import { Status } from '../protocols/rpc/status.ts'
 import { RateLimiter } from '../utils/rate-limiter.ts'
 import type { PaymentPolicy, Policies } from './policy/policy.ts'
 import type { ServiceRegistry } from './registry.ts'
-import type { HoldingsHook, MethodResult, PaymentHook, PaymentKind, ReputationHook, ServiceContext } from './interface.ts'
+import type { Credit, HoldingsHook, MethodResult, PaymentHook, PaymentKind, ReputationHook, ServiceContext } from './interface.ts'
 import type { IncomingRequest, Reply, RequestHandler } from '../protocols/rpc/rpc-server.ts'
 
 const log = logger('opencloud:pipeline')
@@ -159,6 +159,11 @@ export class Pipeline implements RequestHandler {
       // the decision for this call's own method is at hand; others (quote) are decided here
       const min = name === head.method ? decision.minPayment : policies.decide({ service: head.service, method: name, credentials: ctx.credentials }).minPayment
       return total > min ? total : min
+    }
+    // deferred payments' hook knows what credit it gives (payments.tab answers it)
+    const credit = this.payments.defer?.credit?.bind(this.payments.defer)
+    if (credit != null) {
+      ctx.creditFor = async (service, name) => credit(caller, policies.decide({ service, method: name, credentials: ctx.credentials }).payment)
     }
     const units = registry.quote(head.service, head.method, { args: head.args, bodyLength: head.bodyLength }).units
     const required = agreed == null ? ctx.priceOf(head.method, units) : (agreed > decision.minPayment ? agreed : decision.minPayment)

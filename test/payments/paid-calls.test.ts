@@ -4,12 +4,13 @@ import { Transaction } from 'bitcoinjs-lib'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
 import { EsploraClient } from '../../src/payments/chain/esplora.ts'
+import { PaymentAgent } from '../../src/payments/payment-agent.ts'
 import { buildTransaction } from '../../src/payments/wallet/tx-builder.ts'
 import { bitcoinNetwork } from '../../src/protocols/bitcoin-networks.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
 import { bitcoinSigner } from '../../src/protocols/rpc/credentials.ts'
 import { AccessDeniedError, InvalidSignatureError, NoDeferError, PaymentDeclinedError } from '../../src/protocols/rpc/errors.ts'
-import { parseBtc } from '../../src/protocols/units.ts'
+import { formatAmount, parseBtc } from '../../src/protocols/units.ts'
 import { testConfig, tempDir, waitFor } from '../helpers/nodes.ts'
 import type { Config } from '../../src/node/config.ts'
 
@@ -203,7 +204,8 @@ describe('paid calls between nodes on a local regtest chain', () => {
     // the server's too-low already says attached: no deferred offer is wasted
     const switched = await client.paidCall(target(), hash(), { pay: { kind: 'auto' }, maxPrice: 5000n, threshold: 'time:3600' })
     assert.equal(switched.payment?.type, 'attached')
-    assert.deepEqual(switched.decisions.map(d => d.split(';')[0]), ['too-low: the server asks 0.00001 BTC', `paid 0.00001 BTC attached in ${switched.payment?.txid}`])
+    assert.deepEqual(switched.decisions.map(d => d.split(';')[0]), ['too-low: the server asks 0.00001 BTC', `paid 0.00001 BTC attached in ${switched.payment?.txid}, with a fee of ${formatAmount(switched.fee ?? 0n)}`])
+    assert.equal(switched.fee, (await chain.transaction(switched.payment?.txid as string)).fee)
   })
 
   it('keeps tabs across a restart of both nodes', async () => {
@@ -242,6 +244,29 @@ describe('paid calls between nodes on a local regtest chain', () => {
       assert.deepEqual(row, { peer: strict.peerId.toString(), sent: PRICE, fees: sent.fee, received: 0n, transactions: 1 })
     } finally {
       await strict.stop()
+    }
+  })
+
+  it('pays a small attached price at the fee the chain needs and says the fee, as wallet send does', async () => {
+    const payer = await start('frugal', clientConfig)
+    try {
+      await payer.libp2p.dial(server.libp2p.getMultiaddrs()[0])
+      await regtest.faucet(await payer.wallet.newAddress(), 100_000n)
+      await mine()
+      // 10 sat/vB: a payment's fee (1410 sat) is more than the 1000 sat price
+      const dear = Object.assign(Object.create(chain), { feeRate: async () => 10 })
+      const agent = new PaymentAgent({ call: async (peer, request) => payer.call(peer, request), wallet: payer.wallet, chain: dear, tabs: payer.tabs })
+      const paid = await agent.call(server.peerId, hash('dear fees'), { pay: { kind: 'attached', sats: PRICE } })
+      assert.equal(paid.response.statusName, 'ok')
+      assert.equal(paid.fee, 1410n)
+      assert.equal((await chain.transaction(paid.payment?.txid as string)).fee, 1410n)
+      assert.deepEqual(paid.decisions, [`paid 0.00001 BTC attached in ${paid.payment?.txid}, with a fee of 0.0000141 BTC`])
+      // the smallest payment bitcoin carries, at that rate
+      const sent = await payer.wallet.send(dear, regtest.faucetAddress, 294n)
+      assert.equal(sent.fee, 1410n)
+      assert.equal((await chain.transaction(sent.txid)).fee, 1410n)
+    } finally {
+      await payer.stop()
     }
   })
 

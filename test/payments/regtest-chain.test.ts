@@ -103,9 +103,9 @@ describe('the local regtest chain', () => {
 
   it('refuses to create more than it spends, and fees below 1 sat/vB', async () => {
     const [coin] = (await chain.utxos(bob.address)).map(u => ({ ...u, privateKey: bob.privateKey }))
-    await assert.rejects(chain.broadcast(rawSpend(coin, [{ address: alice.address, value: coin.value + 1n }])), /OverspendError: the outputs \(\d+ sat\) exceed the inputs/)
-    await assert.rejects(chain.broadcast(rawSpend(coin, [{ address: alice.address, value: coin.value - 10n }])), /FeeTooLowError/)
-    await assert.rejects(chain.broadcast(rawSpend(coin, [{ address: alice.address, value: 100n }])), /NonStandardError: .*dust/)
+    await assert.rejects(chain.broadcast(rawSpend(coin, [{ address: alice.address, value: coin.value + 1n }])), /OverspendError: the outputs \(0\.\d+ BTC\) exceed the inputs \(0\.\d+ BTC\)/)
+    await assert.rejects(chain.broadcast(rawSpend(coin, [{ address: alice.address, value: coin.value - 10n }])), /FeeTooLowError: the fee of 0\.0000001 BTC is below the minimum of 0\.00000\d+ BTC \(1 sat\/vB x \d+ vB\)/)
+    await assert.rejects(chain.broadcast(rawSpend(coin, [{ address: alice.address, value: 100n }])), /NonStandardError: output 0 of 0\.000001 BTC is below the dust limit of 0\.00000294 BTC/)
   })
 
   it('refuses an input it has never seen, and garbage', async () => {

@@ -9,10 +9,12 @@ import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.t
 import { EsploraClient } from '../../src/payments/chain/esplora.ts'
 import { PaymentAgent } from '../../src/payments/payment-agent.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
-import { NoDeferError, PaymentDeclinedError } from '../../src/protocols/rpc/errors.ts'
+import { BadRequestError, NoDeferError, PaymentDeclinedError } from '../../src/protocols/rpc/errors.ts'
 import { settlementLine } from '../../src/cli/commands/wallet.ts'
+import { formatAmount } from '../../src/protocols/units.ts'
 import { testConfig, tempDir } from '../helpers/nodes.ts'
 import { runCli, runShell } from '../helpers/cli.ts'
+import { readProtocolDoc, sectionOf } from '../helpers/protocol-doc.ts'
 import type { CallRequest } from '../../src/protocols/rpc/rpc-client.ts'
 
 /** sat per call of sha256.hash on the server: what a storage put paid a host in issue 17 */
@@ -208,6 +210,119 @@ describe('settling deferred payments', () => {
     })
   })
 
+  describe('when a server refuses credit', () => {
+    let picky: OpenCloudNode
+    let hal: OpenCloudNode
+    const ask = async (what: string, sats: bigint, agent?: PaymentAgent) => {
+      const [service, method] = what.split('.')
+      const request = { service, method, body: bodyFromBytes(new TextEncoder().encode(`${what} ${sats}`)) }
+      const options = { pay: { kind: 'defer' as const, sats }, threshold: 'time:3600' }
+      return agent == null ? hal.paidCall(picky.peerId, request, options) : agent.call(picky.peerId, request, options)
+    }
+    const tabAt = async (node: OpenCloudNode, ...args: string[]): Promise<any> =>
+      JSON.parse(new TextDecoder().decode(await (await node.call(picky.peerId, { service: 'payments', method: 'tab', args })).body.bytes()))
+    /** a promise of `sats` to picky on both sides, made `ago` ms ago, due in an hour (or at once, `threshold`) */
+    const promise = async (id: string, sats: bigint, ago = 0, threshold = 'time:3600'): Promise<void> => {
+      const made = { id, sats, threshold, service: 'sha256', method: 'hash', createdAt: Date.now() - ago }
+      await hal.tabs.addPromise({ ...made, role: 'payable', peer: picky.peerId.toString() })
+      await picky.tabs.addPromise({ ...made, role: 'receivable', peer: hal.peerId.toString() })
+    }
+
+    before(async () => {
+      // credit up to 3000 sat, but none at all for peers (no-defer), for
+      // reputation (a trust score no peer has), or for info.node (max-tab 0)
+      picky = await OpenCloudNode.create({
+        dataDir: `${dir.path}/picky`,
+        config: testConfig({
+          payments: payments(),
+          services: { sha256: { prices: { hash: Number(PRICE) } } },
+          policies: { global: { 'max-tab': '0.00003 BTC' }, service: { peers: { 'no-defer': true }, reputation: { 'defer-min-trust': 50 } }, method: { 'info.node': { 'max-tab': 0 } } }
+        })
+      })
+      await picky.start()
+      callers.push(picky)
+      hal = await caller('hal')
+      await hal.libp2p.dial(picky.libp2p.getMultiaddrs()[0])
+      await promise('h1', 1000n)
+      await promise('h2', 1000n)
+    })
+
+    it('says in payments.tab, for a method named, the credit it gives the caller (PROTOCOL.md 8a)', async () => {
+      const documented = JSON.parse(/```json\n([\s\S]*?)```/.exec(sectionOf(await readProtocolDoc(), '### payments service'))?.[1] ?? 'null')
+      const answer = await tabAt(hal, 'sha256.hash')
+      assert.deepEqual({ ...answer, peer: documented.peer }, documented, 'the answer PROTOCOL.md prints for 0.00002 BTC owed under a max-tab of 0.00003 BTC')
+      assert.equal(answer.peer, hal.peerId.toString())
+      assert.deepEqual((await tabAt(hal, 'peers.list')).credit, { maxTab: '0.00003 BTC', refused: true }, 'no-defer')
+      assert.deepEqual((await tabAt(hal, 'reputation.show')).credit, { maxTab: '0.00003 BTC', refused: true }, 'defer-min-trust')
+      assert.deepEqual((await tabAt(hal, 'info.node')).credit, { maxTab: '0 BTC', refused: false }, 'max-tab 0')
+      assert.equal((await tabAt(hal)).credit, undefined, 'without a method, the tab alone')
+      for (const args of [['sha256'], ['sha256.hash', 'peers.list'], ['Sha256.hash']]) {
+        await assert.rejects(tabAt(hal, ...args), BadRequestError, args.join(' '))
+      }
+    })
+
+    it('settles for credit only when the refusal is about the tab, by the fee-share rule unless the tab must be paid', async () => {
+      const settled = async (): Promise<number> => (await settlements(hal)).length
+      const owed = async (): Promise<bigint> => (await picky.tabs.tab('receivable', hal.peerId.toString())).outstanding
+      // 2000 sat owed, nothing due, a settlement worth its fee (141 sat): but
+      // none of these refusals is about the tab
+      const refusals: Array<[string, bigint, RegExp]> = [
+        ['peers.list', 100n, /does not accept deferred payment for peers.list; the server gives this node no credit for peers.list whatever it owes/],
+        ['reputation.show', 100n, /trust score of at least 50; yours is .*; the server gives this node no credit for reputation.show whatever it owes/],
+        ['info.node', 100n, /max-tab 0.*; the server gives this node no credit for info.node whatever it owes/],
+        ['sha256.hash', 4000n, /over this node's max-tab of 0.00003 BTC; the promise of 0.00004 BTC is over the server's max-tab of 0.00003 BTC for sha256.hash: settling would not make room/]
+      ]
+      for (const [what, sats, message] of refusals) {
+        await assert.rejects(ask(what, sats), (err: any) => {
+          assert.equal(err.name, 'BiddingError')
+          assert.match(err.message, message)
+          return true
+        }, what)
+        assert.equal(await settled(), 0, `${what}: nothing was settled`)
+      }
+      // an older server, whose payments.tab says nothing of credit
+      const older = new PaymentAgent({
+        call: async (peer, request) => {
+          const response = await hal.call(peer, request)
+          if (request.method !== 'tab') {
+            return response
+          }
+          const { credit, ...tab } = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
+          const bytes = new TextEncoder().encode(JSON.stringify(tab))
+          return { ...response, body: { ...response.body, length: bytes.byteLength, bytes: async () => bytes } }
+        },
+        wallet: hal.wallet,
+        chain,
+        tabs: hal.tabs
+      })
+      await assert.rejects(ask('sha256.hash', 1500n, older), /over this node's max-tab of 0.00003 BTC; the server does not say what credit it gives for sha256.hash/)
+      assert.equal(await settled(), 0, 'nothing was settled')
+      assert.equal(await owed(), 2000n)
+
+      // over max-tab: settled (a fee of 141 sat, under a quarter of 2000), and asked again
+      const room = await ask('sha256.hash', 1500n)
+      assert.equal(room.payment?.type, 'defer')
+      assert.match(room.decisions[0], /^no-defer: your tab would reach 0.000035 BTC, over this node's max-tab of 0.00003 BTC; settled 0.00002 BTC owed in [0-9a-f]{64} and asking again$/)
+      assert.equal(await settled(), 1)
+      assert.equal(await owed(), 1500n)
+
+      // at 10 sat/vB a settlement (1410 sat) is more than a quarter of the 1500 owed: it waits
+      const dear = Object.assign(Object.create(chain), { feeRate: async () => 10 })
+      const dearAgent = new PaymentAgent({ call: async (peer, request) => hal.call(peer, request), wallet: hal.wallet, chain: dear, tabs: hal.tabs })
+      await assert.rejects(ask('sha256.hash', 2000n, dearAgent), /over this node's max-tab of 0.00003 BTC; the tab with it is not settled now: the fee would be 0.0000141 BTC, more than a quarter of the 0.000015 BTC owed/)
+      assert.equal(await settled(), 1)
+      // ...until the tab must be paid: 600 sat overdue, and the fee may be up to the whole tab
+      await promise('late', 600n, 700_000, 'completion')
+      const paid = await ask('sha256.hash', PRICE, dearAgent)
+      assert.match(paid.decisions[0], /^no-defer: you owe this node 0.000006 BTC in overdue deferred payments; .*; settled 0.000021 BTC owed in [0-9a-f]{64} and asking again$/)
+      const [last] = await settlements(hal)
+      assert.equal(last.sats, 2100n)
+      assert.equal(last.fee, 1410n)
+      assert.equal(await settled(), 2)
+      assert.equal(await owed(), PRICE)
+    })
+  })
+
   it('never pays a fee over the amount; says why a tab cannot be settled once in the log, in payments tabs with a hint that runs, and for store status', async () => {
     // a nearly empty wallet: one coin of 700 sat
     const erin = await caller('erin', 700n)
@@ -217,7 +332,9 @@ describe('settling deferred payments', () => {
     await api.start()
     const lines: string[] = []
     const write = process.stderr.write
-    enable('opencloud:payments:agent*')
+    // the agent's log on top of whatever DEBUG the run has, and that again after
+    const debug = process.env.DEBUG
+    enable([debug, 'opencloud:payments:agent*'].filter(d => d != null && d !== '').join(','))
     process.stderr.write = ((chunk: any, ...rest: any[]) => {
       lines.push(String(chunk))
       return write.call(process.stderr, chunk, ...rest)
@@ -272,14 +389,21 @@ describe('settling deferred payments', () => {
       const [sent] = await settlements(erin)
       const summary = await (await fetch(`${api.url}/v1/payments/summary`, { headers: { authorization: `Bearer ${token}` } })).json() as any
       assert.equal(summary.since, new Date((await erin.tabs.promises('payable'))[0].createdAt).toISOString(), 'from the first promise, not 1970')
-      assert.deepEqual([summary.total.spent, summary.total.paidOnChain, summary.total.fees, summary.total.paidWithFees], ['0.000023 BTC', '0.000023 BTC', `0.00000${sent.fee} BTC`, `0.0000${2300n + (sent.fee ?? 0n)} BTC`])
+      assert.deepEqual([summary.total.spent, summary.total.paidOnChain, summary.total.fees, summary.total.paidWithFees], ['0.000023 BTC', '0.000023 BTC', formatAmount(sent.fee ?? 0n), formatAmount(2300n + (sent.fee ?? 0n))])
       const text = await runCli(['--data-dir', paths.root, '--api', api.url, 'payments', 'summary'])
       assert.match(text.stdout, /^since the first payment, \S+, to \S+\n/)
-      assert.match(text.stdout, /\ntotal +0.000023 BTC +0.00000\d+ BTC +0.0000\d+ BTC +0 BTC\n$/)
+      const literal = (amount: bigint): string => formatAmount(amount).replace('.', '\\.')
+      assert.match(text.stdout, new RegExp(`\\ntotal +0\\.000023 BTC +${literal(sent.fee ?? 0n)} +${literal(2300n + (sent.fee ?? 0n))} +0 BTC\\n$`))
     } finally {
       process.stderr.write = write
-      disable()
+      if (debug == null || debug === '') {
+        disable()
+      } else {
+        enable(debug)
+      }
       await api.stop()
     }
+    // the run's own DEBUG namespaces are on again, and no others
+    assert.equal(process.env.DEBUG ?? '', debug ?? '')
   })
 })

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { payments } from 'bitcoinjs-lib'
+import { Transaction, payments } from 'bitcoinjs-lib'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { Wallet } from '../../src/payments/wallet/wallet.ts'
 import { buildTransaction, FeeTooHighError, type SpendableOutput } from '../../src/payments/wallet/tx-builder.ts'
@@ -78,6 +78,14 @@ describe('building a payment', () => {
     assert.throws(() => build([coin(700n, 1)], 2300n), { message: /^the wallet has 0.000007 BTC spendable; 0.000023 BTC plus a fee of about 0.00000141 BTC/ })
   })
 
+  it('refuses, in BTC, a payment below the dust limit', () => {
+    assert.throws(() => build([coin(100_000n, 1)], 293n), {
+      name: 'DustPaymentError',
+      message: "0.00000293 BTC is below bitcoin's dust limit of 0.00000294 BTC and cannot be paid on chain: pay at least 0.00000294 BTC, or defer small payments so they are settled together"
+    })
+    assert.equal(build([coin(100_000n, 1)], 294n).fee, 141n)
+  })
+
   it('never pays a fee over the limit, counting change too small to keep', () => {
     // 700 sat in, 300 out: 141 sat of fee and 259 sat of change too small to keep
     assert.throws(() => build([coin(700n, 1)], 300n, 300n), (err: any) => {
@@ -88,6 +96,15 @@ describe('building a payment', () => {
       return true
     })
     assert.equal(build([coin(700n, 1)], 300n, 400n).fee, 400n)
+  })
+
+  it('pays for every byte at the fee rate, an OP_RETURN output included', () => {
+    for (const data of [undefined, new Uint8Array(32).fill(9), new Uint8Array(80)]) {
+      const built = buildTransaction({ coins: [coin(100_000n, 1)], payees: data == null ? [{ address: to, value: 1000n }] : [], changeAddress: change, feeRate: 3, network, data })
+      const vbytes = Transaction.fromHex(built.hex).virtualSize()
+      // the estimate counts a signature at its largest (73 bytes): at most a vbyte over per input
+      assert.ok(built.fee >= BigInt(vbytes) * 3n && built.fee <= BigInt(vbytes + 1) * 3n, `${built.fee} sat for ${vbytes} vB at 3 sat/vB`)
+    }
   })
 
   it('adds a coin rather than give change to the fee when its input costs less', () => {

@@ -70,7 +70,7 @@ describe('scripts/testnet', () => {
 
       const dust = await runCli(['--data-dir', nodes[2].dataDir, 'call', nodes[1].peerId, 'sha256.hash', '--body', '-', '--pay', 'attached:100sat'], { stdin: 'y' })
       assert.equal(dust.code, 1)
-      assert.match(dust.stderr, /below bitcoin's dust limit of 294 sat.*defer small payments/)
+      assert.match(dust.stderr, /below bitcoin's dust limit of 0.00000294 BTC.*defer small payments/)
       // overpaying is the payer's choice: 300 sat for a 100 sat call
       const attached = await runCli(['--data-dir', nodes[2].dataDir, 'call', nodes[1].peerId, 'sha256.hash', '--body', '-', '--pay', 'attached:300sat', '--json'], { stdin: 'y' })
       assert.equal(attached.code, 0, attached.stdout)

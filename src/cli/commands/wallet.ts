@@ -21,7 +21,8 @@ Balances and sending need a chain: payments.chain in config.json.
   wallet balance         confirmed and unconfirmed balance
   wallet send <address> <amount>
                          e.g. wallet send bcrt1q... "0.001 BTC" (or 100000sat;
-                         a number without a unit is satoshis)
+                         a number without a unit is satoshis); it pays the fee
+                         the chain needs (its estimate for 6 blocks), and says it
   wallet history         transactions in and out of the wallet
   wallet backup          print the wallet's mnemonic: write it down and keep it
                          offline; anyone who has it can spend the wallet
@@ -108,8 +109,9 @@ Options:
         try {
           sent = await api.post<{ txid: string, fee: string }>('/v1/wallet/send', { address, amount: formatAmount(sats) })
         } catch (e: any) {
-          // too little in the wallet (or only coins whose change the fee would eat): where to fund it
-          if (e instanceof ApiError && (e.name === 'InsufficientFundsError' || e.name === 'FeeTooHighError')) {
+          // too little in the wallet: where to fund it (a send pays the fee
+          // the chain needs, so no other refusal is about funds)
+          if (e instanceof ApiError && e.name === 'InsufficientFundsError') {
             throw new HintedError(e.message, hintLine(values, ['wallet', 'address']), e.detail, e.name)
           }
           throw e

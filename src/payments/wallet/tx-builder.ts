@@ -68,9 +68,13 @@ const INPUT_VBYTES = 68
 const OUTPUT_VBYTES = 31
 const OVERHEAD_VBYTES = 11
 
-/** The fee of a transaction of `inputs` P2WPKH inputs and `outputs` outputs at `feeRate` sat/vB */
-export function feeFor (feeRate: number, inputs: number, outputs: number): bigint {
-  return BigInt(OVERHEAD_VBYTES + inputs * INPUT_VBYTES + outputs * OUTPUT_VBYTES) * BigInt(Math.max(1, Math.ceil(feeRate)))
+/**
+ * The fee of a transaction of `inputs` P2WPKH inputs and `outputs` outputs,
+ * plus `extraVbytes` (an OP_RETURN output), at `feeRate` sat/vB, taken as a
+ * whole number of at least 1
+ */
+export function feeFor (feeRate: number, inputs: number, outputs: number, extraVbytes = 0): bigint {
+  return BigInt(OVERHEAD_VBYTES + inputs * INPUT_VBYTES + outputs * OUTPUT_VBYTES + extraVbytes) * BigInt(Math.max(1, Math.ceil(feeRate)))
 }
 
 /** The fee of the usual payment: one coin in, the payee and change out (141 vB) */
@@ -96,18 +100,19 @@ export function buildTransaction (init: BuildInit): BuiltTransaction {
   const target = init.payees.reduce((sum, p) => sum + p.value, 0n)
   for (const payee of init.payees) {
     if (payee.value < DUST) {
-      throw new DustPaymentError(`${payee.value} sat is below bitcoin's dust limit of ${DUST} sat and cannot be paid on chain: pay at least ${DUST} sat, or defer small payments so they are settled together`)
+      throw new DustPaymentError(`${formatAmount(payee.value)} is below bitcoin's dust limit of ${formatAmount(DUST)} and cannot be paid on chain: pay at least ${formatAmount(DUST)}, or defer small payments so they are settled together`)
     }
   }
-  const rate = BigInt(Math.max(1, Math.ceil(init.feeRate)))
   if (init.data != null && init.data.byteLength > 80) {
     throw new RangeError('an OP_RETURN output carries at most 80 bytes')
   }
-  // value, script length, OP_RETURN, push and the data
-  const dataVbytes = init.data == null ? 0 : 8 + 1 + 2 + init.data.byteLength
+  // value, script length, OP_RETURN, the push (OP_PUSHDATA1 and a length
+  // byte past 75 bytes) and the data
+  const dataVbytes = init.data == null ? 0 : 8 + 1 + 1 + (init.data.byteLength > 75 ? 2 : 1) + init.data.byteLength
   // largest coins first: fewest inputs, lowest fee
   const coins = [...init.coins].sort((a, b) => (b.value > a.value ? 1 : b.value < a.value ? -1 : 0))
-  const feeOf = (inputs: number): bigint => BigInt(OVERHEAD_VBYTES + inputs * INPUT_VBYTES + (init.payees.length + 1) * OUTPUT_VBYTES + dataVbytes) * rate
+  // the payees and change
+  const feeOf = (inputs: number): bigint => feeFor(init.feeRate, inputs, init.payees.length + 1, dataVbytes)
   const chosen: SpendableOutput[] = []
   let total = 0n
   for (const coin of coins) {

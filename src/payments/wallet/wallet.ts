@@ -80,7 +80,12 @@ export interface WalletTx {
 export interface PaymentOptions {
   /** sat/vB, default the chain's estimate for 6 blocks */
   feeRate?: number
-  /** the most the fee may be, default (and at most) what the payment pays */
+  /**
+   * The most the fee may be, change too small to keep included
+   * (FeeTooHighError past it). Default: no limit, the fee the chain needs,
+   * for what the user asks for (an attached payment, `wallet send`); the
+   * node's own settlements pass theirs (PaymentAgent)
+   */
   maxFee?: bigint
 }
 
@@ -409,15 +414,15 @@ export class Wallet {
 
   /**
    * Build and sign a payment; `broadcast` is separate so an attached payment
-   * can travel in a request instead. A payment never costs more in fee than
-   * it pays (FeeTooHighError): `maxFee` lowers that limit.
+   * can travel in a request instead. It pays the fee the chain needs unless
+   * `maxFee` limits it: a small payment at a high fee rate costs more in fee
+   * than it pays, which the user who asks for it is told (the fee is in the
+   * answer), and which the node's own settlements never do.
    */
   async createPayment (chain: ChainBackend, payees: Array<{ address: string, value: bigint }>, options: PaymentOptions = {}): Promise<{ hex: string, txid: string, fee: bigint }> {
     const coins = await this.spendable(chain)
     const changeAddress = await this.changeAddress(chain)
-    const paying = payees.reduce((sum, p) => sum + p.value, 0n)
-    const maxFee = options.maxFee != null && options.maxFee < paying ? options.maxFee : paying
-    return buildTransaction({ coins, payees, changeAddress, feeRate: options.feeRate ?? await chain.feeRate(6), network: bitcoinNetwork(this.network), maxFee })
+    return buildTransaction({ coins, payees, changeAddress, feeRate: options.feeRate ?? await chain.feeRate(6), network: bitcoinNetwork(this.network), maxFee: options.maxFee })
   }
 
   async send (chain: ChainBackend, address: string, value: bigint, options: PaymentOptions = {}): Promise<{ txid: string, fee: bigint }> {

@@ -1,6 +1,6 @@
 import { logger } from '@libp2p/logger'
 import { BadRequestError } from '../../protocols/rpc/errors.ts'
-import { Units } from '../../protocols/units.ts'
+import { formatAmount, Units } from '../../protocols/units.ts'
 import type { TabBook } from '../../payments/tab-book.ts'
 import type { Wallet } from '../../payments/wallet/wallet.ts'
 import { InvalidAmountError } from '../../protocols/units.ts'
@@ -13,6 +13,9 @@ import type { Service } from '../interface.ts'
 import type { ServiceModuleDefinition } from '../module.ts'
 
 export const PAYMENTS_SERVICE = 'payments'
+
+/** A method named in args, `<service>.<method>`, each in the form of section 4 of PROTOCOL.md */
+const METHOD = /^([a-z][a-z0-9-]{0,63})\.([a-z][a-z0-9-]{0,63})$/
 
 export interface PaymentsServiceComponents {
   wallet: Wallet
@@ -42,9 +45,22 @@ export function paymentsService (components: PaymentsServiceComponents): Service
         handle: async ({ caller }) => ({ json: { address: await wallet.addressFor(caller), network: wallet.network } })
       },
       tab: {
-        description: 'the caller\'s tab with this node: promised, paid, outstanding, due, overdue',
+        description: 'the caller\'s tab with this node: promised, paid, outstanding, due, overdue; with a method named, the credit the caller gets for it',
+        args: '[<service>.<method>]',
         unit: Units.CALL,
-        handle: async ({ caller }) => ({ json: tabJson(await tabs.tab('receivable', caller)) })
+        handle: async ({ caller, args, creditFor }) => {
+          const json = tabJson(await tabs.tab('receivable', caller))
+          if (args.length === 0) {
+            return { json }
+          }
+          const named = METHOD.exec(args[0])
+          if (args.length > 1 || named == null) {
+            throw new BadRequestError('payments.tab takes no arg, or one naming a method as <service>.<method> (e.g. storage.put): the credit this node gives you for it')
+          }
+          // a node whose payment check tells no credit (payments off) leaves it out: no credit
+          const credit = await creditFor?.(named[1], named[2])
+          return { json: credit == null ? json : { ...json, credit: { maxTab: formatAmount(credit.maxTab), refused: credit.refused } } }
+        }
       },
       settle: {
         description: 'pay deferred payments: attach a payment; it pays off the ids named, or without ids the oldest unpaid first',

@@ -1,6 +1,6 @@
 import { Transaction, address as btcAddress } from 'bitcoinjs-lib'
 import { logger } from '@libp2p/logger'
-import { formatBtc, parseBtc } from '../../protocols/units.ts'
+import { formatAmount, formatBtc, parseBtc } from '../../protocols/units.ts'
 import { AccessDeniedError, BadRequestError, NoDeferError, PaymentDeclinedError, PaymentTooLowError } from '../../protocols/rpc/errors.ts'
 import { TransactionRejectedError } from '../../payments/chain/errors.ts'
 import { DUST } from '../../payments/wallet/tx-builder.ts'
@@ -8,8 +8,7 @@ import { parseThreshold, type TabBook } from '../../payments/tab-book.ts'
 import { bitcoinNetwork, type BitcoinNetworkName } from '../../protocols/bitcoin-networks.ts'
 import type { ChainBackend } from '../../payments/chain/interface.ts'
 import type { Wallet } from '../../payments/wallet/wallet.ts'
-import type { HoldingsHook, PaymentCheck, PaymentHook } from '../interface.ts'
-import type { ServiceContext } from '../interface.ts'
+import type { Credit, HoldingsHook, PaymentCheck, PaymentHook, ServiceContext } from '../interface.ts'
 import type { PaymentPolicy } from '../policy/policy.ts'
 
 const log = logger('opencloud:payments:desk')
@@ -99,20 +98,41 @@ export class PaymentDesk implements PaymentHook {
    * where the policy gives it, else an attached payment.
    */
   private async wouldGiveCredit (ctx: ServiceContext, policy: PaymentPolicy, sats: bigint): Promise<boolean> {
-    if (policy.noDefer || policy.maxTab === 0n) {
-      return false
-    }
-    if (policy.deferMinTrust > 0 && this.components.trustScore != null && await this.components.trustScore(ctx.caller) < policy.deferMinTrust) {
+    if (policy.maxTab === 0n || await this.refusal(ctx.caller, policy) != null) {
       return false
     }
     const tab = await this.components.tabs.tab('receivable', ctx.caller)
     return tab.overdue === 0n && tab.outstanding + sats <= policy.maxTab
   }
 
+  /**
+   * The credit `caller` gets under `policy`, whatever its tab
+   * (payments.tab answers it, so a client refused credit can tell whether
+   * settling its tab would make room: PROTOCOL.md 8a)
+   */
+  async credit (caller: string, policy: PaymentPolicy): Promise<Credit> {
+    return { maxTab: policy.maxTab, refused: await this.refusal(caller, policy) != null }
+  }
+
+  /** Why `caller` gets no credit at all under `policy` (a no-defer policy, or a trust score under defer-min-trust); none when it may */
+  private async refusal (caller: string, policy: PaymentPolicy, what = 'this call'): Promise<string | undefined> {
+    if (policy.noDefer) {
+      return `this node does not accept deferred payment for ${what}`
+    }
+    if (policy.deferMinTrust > 0 && this.components.trustScore != null) {
+      const score = await this.components.trustScore(caller)
+      if (score < policy.deferMinTrust) {
+        return `this node gives credit to callers with a trust score of at least ${policy.deferMinTrust}; yours is ${score.toFixed(2)}: attach the payment`
+      }
+    }
+    return undefined
+  }
+
   private async defer (ctx: ServiceContext, policy: PaymentPolicy, required: bigint, sats: bigint, id: string, thresholdText: string): Promise<void> {
     const { tabs } = this.components
-    if (policy.noDefer) {
-      throw withAcceptable(new NoDeferError(`this node does not accept deferred payment for ${ctx.service}.${ctx.method}`), required)
+    const refusal = await this.refusal(ctx.caller, policy, `${ctx.service}.${ctx.method}`)
+    if (refusal != null) {
+      throw withAcceptable(new NoDeferError(refusal), required)
     }
     if (sats < required) {
       throw withAcceptable(new PaymentTooLowError(`${ctx.service}.${ctx.method} costs ${formatBtc(required)} BTC; the promise offers ${formatBtc(sats)}`), required, 'defer')
@@ -127,12 +147,6 @@ export class PaymentDesk implements PaymentHook {
     }
     if (await tabs.hasPromise('receivable', ctx.caller, id)) {
       throw new BadRequestError(`deferred payment id "${id}" was used before; choose a new one`)
-    }
-    if (policy.deferMinTrust > 0 && this.components.trustScore != null) {
-      const score = await this.components.trustScore(ctx.caller)
-      if (score < policy.deferMinTrust) {
-        throw withAcceptable(new NoDeferError(`this node gives credit to callers with a trust score of at least ${policy.deferMinTrust}; yours is ${score.toFixed(2)}: attach the payment`), required)
-      }
     }
     const tab = await tabs.tab('receivable', ctx.caller)
     if (tab.overdue > 0n) {
@@ -159,7 +173,7 @@ export class PaymentDesk implements PaymentHook {
       commit: async () => {
         try {
           await tabs.addPromise({ role: 'receivable', peer: ctx.caller, id, sats, threshold: thresholdText, service: ctx.service, method: ctx.method })
-          log('%s promised %s sat (%s) for %s.%s', ctx.caller, sats, id, ctx.service, ctx.method)
+          log('%s promised %s (%s) for %s.%s', ctx.caller, formatAmount(sats), id, ctx.service, ctx.method)
         } finally {
           this.reserved.delete(reservedKey)
         }
@@ -240,7 +254,7 @@ export class PaymentDesk implements PaymentHook {
       await tabs.markUsed(txid)
       await wallet.markPaid(paidTo)
       await tabs.recordPayment({ direction: 'received', peer: ctx.caller, txid, sats: toUs, settles: [], service: ctx.service, method: ctx.method })
-      log('received %s sat from %s in %s', toUs, ctx.caller, txid)
+      log('received %s from %s in %s', formatAmount(toUs), ctx.caller, txid)
       return { txid, sats: toUs, settles }
     } finally {
       this.inFlight.delete(txid)

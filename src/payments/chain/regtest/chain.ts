@@ -8,6 +8,7 @@ import {
   SpentInputError, TransactionNotFoundError, UnknownInputError
 } from '../errors.ts'
 import type { TxInfo, Utxo, AddressBalance, TxStatus } from '../interface.ts'
+import { formatAmount } from '../../../protocols/units.ts'
 
 const log = logger('opencloud:regtest')
 
@@ -227,17 +228,17 @@ export class RegtestChain {
         throw new NonStandardError(`output ${vout} has a non-standard script`)
       }
       if (!isData && out.value < DUST_LIMIT) {
-        throw new NonStandardError(`output ${vout} of ${out.value} sat is below the dust limit of ${DUST_LIMIT} sat`)
+        throw new NonStandardError(`output ${vout} of ${formatAmount(out.value)} is below the dust limit of ${formatAmount(DUST_LIMIT)}`)
       }
       outValue += out.value
     })
     if (outValue > inValue) {
-      throw new OverspendError(`the outputs (${outValue} sat) exceed the inputs (${inValue} sat)`)
+      throw new OverspendError(`the outputs (${formatAmount(outValue)}) exceed the inputs (${formatAmount(inValue)})`)
     }
     const fee = inValue - outValue
     const minFee = BigInt(tx.virtualSize()) * MIN_RELAY_FEE_RATE
     if (fee < minFee) {
-      throw new FeeTooLowError(`the fee of ${fee} sat is below the minimum of ${minFee} sat (${MIN_RELAY_FEE_RATE} sat/vB x ${tx.virtualSize()} vB)`)
+      throw new FeeTooLowError(`the fee of ${formatAmount(fee)} is below the minimum of ${formatAmount(minFee)} (${MIN_RELAY_FEE_RATE} sat/vB x ${tx.virtualSize()} vB)`)
     }
     const record: StoredTx = { hex, fee: fee.toString(), coinbase: false, inputs, seq: this.seq++ }
     await this.db.put(`tx:${txid}`, JSON.stringify(record))
