@@ -150,9 +150,10 @@ export class NodeCaller implements Caller {
   }
 
   /**
-   * A call paying `sats` as a deferred payment (the payment agent switches
-   * to attached when the server gives no credit); unpaid when `sats` is 0
-   * or payments are off
+   * A call paying `sats` as a deferred payment, within the credit the
+   * server gives; where it gives none the agent settles the tab first when
+   * that makes room (PROTOCOL.md 8a), else the call fails with the reason
+   * (BiddingError). Unpaid when `sats` is 0 or payments are off.
    */
   async payingCall (peer: string, request: CallRequest, sats: bigint): Promise<CallResponse> {
     if (sats === 0n || this.payments == null) {

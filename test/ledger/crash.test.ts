@@ -84,17 +84,23 @@ describe('cloud ledger: a validator killed with kill -9 mid-slot', () => {
     await new Promise(resolve => victim.child.once('exit', resolve))
     assert.equal(victim.child.signalCode, 'SIGKILL', `killed after its ${what}`)
 
-    // two of four: nothing is final, and every node says why
+    // two of four: nothing more is final, and every node says why. (On a
+    // loaded machine the victim's precommit may have left before the kill
+    // landed, and then its block is rightly final: the request sent now,
+    // with two of four up for certain, is the one that must wait.)
+    const waiting = (await L().submit({ kind: 'request', pool: Buffer.from(pool, 'hex') }, { wait: false }) as any).id
     await waitFor(() => L().status().problem != null, 20_000, 'the follower to report the stall')
     assert.match(L().status().problem!, /more than a third of the 4 validators may be down/)
-    assert.equal(L().state.outcomes.get(id), undefined, 'nothing final while two of four are up')
+    assert.equal(L().state.outcomes.get(waiting), undefined, 'nothing final while two of four are up')
     const status = await nodeApi(daemons[0], '/v1/ledger')
-    assert.match(status.problem, /no block for \d+ s while 1 transactions wait: more than a third of the 4 validators may be down or out of reach \(a block needs 3 of them; this node heard from [23] at height \d+\)/)
+    assert.match(status.problem, /no block for \d+ s while [12] transactions? wait: more than a third of the 4 validators may be down or out of reach \(a block needs 3 of them; this node heard from [23] at height \d+\)/)
 
     // the killed validator restarts on its data directory (LevelDB as kill -9 left it)
     await start(2)
-    const outcome = await L().outcome(id, 30_000)
-    assert.equal(outcome.ok, true)
+    for (const tx of [id, waiting]) {
+      const outcome = await L().outcome(tx, 30_000)
+      assert.equal(outcome.ok, true)
+    }
     await waitFor(() => L().status().problem == null, 10_000, 'the problem to clear')
     // it sent again what it had signed, never something else: no one holds evidence against it
     assert.deepEqual(L().equivocations, [])

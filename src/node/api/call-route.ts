@@ -177,7 +177,7 @@ export async function callRoute (node: OpenCloudNode, { req, res, url, signal }:
       ? {}
       : {
           [API_HEADERS.payment]: encodeURIComponent(JSON.stringify({
-            payment: paid.payment == null ? undefined : { ...paid.payment, sats: undefined, amount: formatAmount(paid.payment.sats) },
+            payment: paid.payment == null ? undefined : { ...paid.payment, sats: undefined, amount: formatAmount(paid.payment.sats), fee: paid.fee == null ? undefined : formatAmount(paid.fee) },
             decisions: paid.decisions
           }))
         })
