@@ -1,6 +1,4 @@
-import { readFile } from 'node:fs/promises'
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { logger } from '@libp2p/logger'
 import { Key, type Datastore } from 'interface-datastore'
 import { Reader, Writer } from '../protocols/codec.ts'
@@ -9,7 +7,7 @@ import { RateLimiter, parseRateLimit, type RateLimit } from '../utils/rate-limit
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 import type { PeerId } from '@libp2p/interface'
 import {
-  decodeBlock, decodeCommit, decodeMessage, encodeCommit, encodeEvidence, encodeGenesis, encodeMessage, hex, ledgerIdOf,
+  decodeBlock, decodeCommit, decodeMessage, encodeCommit, encodeEvidence, encodeMessage, hex, ledgerIdOf,
   LedgerLimits, majority, openTx, messageHeight, quorum, verifyTx, signRedeemAuthorization, signTx, verifyCommit, verifyProposal, verifyRedeemAuthorization, verifyVote,
   type Block, type Commit, type ConsensusMessage, type Genesis, type SignedTx, type TxBody
 } from './encoding.ts'
@@ -18,6 +16,7 @@ import { ledgerTopics } from '../protocols/topics.ts'
 import { LedgerState, whyUnusable, type TxOutcome } from './state.ts'
 import { Mempool } from './mempool.ts'
 import { ConsensusEngine, slotOf, type Equivocation, type SignedMessage } from './consensus.ts'
+import { LedgerRejectedError, LedgerReplayError, LedgerTimeoutError } from './errors.ts'
 
 const log = logger('opencloud:ledger')
 
@@ -77,34 +76,6 @@ export async function decodeTxBatch (bytes: Uint8Array, verified?: (id: string) 
 /** Signature checks between turns of the event loop: about 5 ms of one core */
 const VERIFY_SLICE = 32
 
-export class GenesisError extends Error {
-  override name = 'GenesisError'
-}
-
-/** The ledger refused a transaction: it failed the rules in its block, or this node would not queue it; the message says why */
-export class LedgerRejectedError extends Error {
-  override name = 'LedgerRejectedError'
-}
-
-/**
- * A transaction submitted again once final: refused like any replay (the
- * rules refuse a tx-id already on the ledger), with the outcome it had, so
- * a client retrying after a lost answer learns what became of it.
- */
-export class LedgerReplayError extends LedgerRejectedError {
-  override name = 'LedgerReplayError'
-  readonly outcome: TxOutcome
-
-  constructor (outcome: TxOutcome) {
-    super(`transaction ${outcome.id} is on the ledger already (a replay): final at height ${outcome.height}, ${outcome.ok ? 'passed' : `failed: ${outcome.reason ?? 'refused'}`}`)
-    this.outcome = outcome
-  }
-}
-
-export class LedgerTimeoutError extends Error {
-  override name = 'LedgerTimeoutError'
-}
-
 export interface CloudLedgerComponents {
   peerId: PeerId
   signer: CredentialSigner
@@ -135,58 +106,6 @@ export interface CloudLedgerInit {
   idleBlockMs?: number
   /** transactions one originator may gossip, default "200/s burst 2000" */
   txRateLimit?: string
-}
-
-/** Read and check a genesis file (JSON) */
-export async function loadGenesis (path: string): Promise<Genesis> {
-  let raw: any
-  try {
-    raw = JSON.parse(await readFile(path, 'utf8'))
-  } catch (err: any) {
-    throw new GenesisError(`cannot read the ledger genesis ${path}: ${err.message}`)
-  }
-  return parseGenesis(raw, path)
-}
-
-export function parseGenesis (raw: any, where = 'the genesis'): Genesis {
-  const int = (key: string, min: number, def?: number): number => {
-    const v = raw?.[key] ?? def
-    if (!Number.isSafeInteger(v) || v < min) {
-      throw new GenesisError(`${where}: "${key}" must be a whole number, at least ${min}`)
-    }
-    return v
-  }
-  if (typeof raw?.chain !== 'string' || raw.chain.length === 0) {
-    throw new GenesisError(`${where}: "chain" names the ledger, e.g. "opencloud-testnet"`)
-  }
-  if (!Array.isArray(raw.validators) || raw.validators.length === 0) {
-    throw new GenesisError(`${where}: "validators" lists the first validators' PeerIds`)
-  }
-  for (const v of raw.validators) {
-    try {
-      peerIdFromString(v)
-    } catch {
-      throw new GenesisError(`${where}: validator "${String(v)}" is not a PeerId`)
-    }
-  }
-  if (new Set(raw.validators).size !== raw.validators.length) {
-    throw new GenesisError(`${where}: a validator is listed twice`)
-  }
-  const g: Genesis = {
-    chain: raw.chain,
-    time: int('time', 0),
-    validators: raw.validators,
-    slotMs: int('slotMs', 100, 1000),
-    checkpointEvery: int('checkpointEvery', 1, 100),
-    maxTxsPerBlock: int('maxTxsPerBlock', 1, 5000),
-    maxRequestsPerSlot: int('maxRequestsPerSlot', 1, 10),
-    txTtlMs: int('txTtlMs', 10_000, 600_000)
-  }
-  if (g.maxTxsPerBlock > LedgerLimits.txsPerBlock) {
-    throw new GenesisError(`${where}: "maxTxsPerBlock" is at most ${LedgerLimits.txsPerBlock}`)
-  }
-  encodeGenesis(g)
-  return g
 }
 
 /**

@@ -1,7 +1,8 @@
 import { PaymentDeclinedError, PaymentTooLowError } from '../../protocols/rpc/errors.ts'
 import { formatAmount } from '../../protocols/units.ts'
 import { hex } from '../../ledger/encoding.ts'
-import { LedgerRejectedError, LedgerTimeoutError, type CloudLedger } from '../../ledger/ledger.ts'
+import { LedgerRejectedError, LedgerTimeoutError } from '../../ledger/errors.ts'
+import type { CloudLedger } from '../../ledger/ledger.ts'
 import type { PaymentCheck, PaymentHook } from '../interface.ts'
 
 /**
