@@ -8,73 +8,18 @@ import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 import type { PeerId } from '@libp2p/interface'
 import {
   decodeBlock, decodeCommit, decodeMessage, encodeCommit, encodeEvidence, encodeMessage, hex, ledgerIdOf,
-  LedgerLimits, majority, openTx, messageHeight, quorum, verifyTx, signRedeemAuthorization, signTx, verifyCommit, verifyProposal, verifyRedeemAuthorization, verifyVote,
+  LedgerLimits, majority, messageHeight, quorum, signRedeemAuthorization, signTx, verifyCommit, verifyProposal, verifyRedeemAuthorization, verifyVote,
   type Block, type Commit, type ConsensusMessage, type Genesis, type SignedTx, type TxBody
 } from './encoding.ts'
 import { formatAmount } from '../protocols/units.ts'
 import { ledgerTopics } from '../protocols/topics.ts'
 import { LedgerState, whyUnusable, type TxOutcome } from './state.ts'
 import { Mempool } from './mempool.ts'
+import { decodeTxBatch, TxBatcher } from './tx-batches.ts'
 import { ConsensusEngine, slotOf, type Equivocation, type SignedMessage } from './consensus.ts'
 import { LedgerRejectedError, LedgerReplayError, LedgerTimeoutError } from './errors.ts'
 
 const log = logger('opencloud:ledger')
-
-/**
- * Transactions gossiped in one message at most, and how long one waits for
- * others to join it. Each gossip message costs every node a signature check
- * and a round of gossipsub bookkeeping whatever it holds, so under load a
- * few large messages beat many small ones (bench:ledger at 1,000 a second
- * offered: 425 final a second with 5 ms batches, 564 with 50 ms); 50 ms
- * adds a twentieth of a slot to the time to finality.
- */
-const TX_BATCH = 500
-const TX_BATCH_MS = 50
-
-/** A gossip message of the transaction topic: list<bytes signed-tx>, 1 to 500 */
-export function encodeTxBatch (txs: Uint8Array[]): Uint8Array {
-  const w = new Writer().varint(txs.length)
-  for (const t of txs) {
-    w.bytes(t)
-  }
-  return w.finish()
-}
-
-/**
- * Decode a batch and check the signatures of the transactions not checked
- * before (a copy relayed by another peer is not checked again). The checks
- * run a few dozen at a time with a turn of the event loop between: a batch
- * of 500 is a tenth of a second of one core, and consensus votes waiting
- * behind a flood of batches were what made blocks late under load.
- */
-export async function decodeTxBatch (bytes: Uint8Array, verified?: (id: string) => boolean, signal?: AbortSignal): Promise<SignedTx[]> {
-  const r = new Reader(bytes)
-  const n = r.count(TX_BATCH, 'the transactions')
-  if (n === 0) {
-    throw new Error('an empty batch')
-  }
-  const out: SignedTx[] = []
-  for (let i = 0; i < n; i++) {
-    out.push(openTx(r.bytes(LedgerLimits.txBytes + 80, 'a transaction'), false))
-  }
-  r.end('the batch')
-  let since = 0
-  for (const stx of out) {
-    if (verified?.(hex(stx.id)) === true) {
-      continue
-    }
-    verifyTx(stx)
-    if (++since === VERIFY_SLICE) {
-      since = 0
-      await new Promise(resolve => setImmediate(resolve))
-      signal?.throwIfAborted()
-    }
-  }
-  return out
-}
-
-/** Signature checks between turns of the event loop: about 5 ms of one core */
-const VERIFY_SLICE = 32
 
 export interface CloudLedgerComponents {
   peerId: PeerId
@@ -133,10 +78,9 @@ export class CloudLedger {
   private syncing?: Promise<void>
   private syncTimer?: ReturnType<typeof setInterval>
   private lastTxTime = 0
-  private readonly outbox: Uint8Array[] = []
+  private readonly batcher: TxBatcher
   /** consensus messages the topic validator decoded, by their bytes, so a block of a thousand transactions is decoded once */
   private readonly validated = new WeakMap<Uint8Array, ConsensusMessage>()
-  private outboxTimer?: ReturnType<typeof setTimeout>
   private readonly idHex: string
   /** datastore prefixes, per ledger: a data directory that moves to a new genesis keeps the old ledger apart */
   private readonly keyPrefix: string
@@ -175,6 +119,7 @@ export class CloudLedger {
       onBehind: (height, from) => { this.behind(height, from) },
       saveSigned: async (height, msg) => this.saveSigned(height, msg)
     }, { idleBlockMs: init.idleBlockMs })
+    this.batcher = new TxBatcher({ publish: (batch) => { this.publish(this.topics.txs, batch) } })
     this.onMessage = (evt) => {
       const msg = evt.detail
       if (msg.topic === this.topics.consensus) {
@@ -239,7 +184,7 @@ export class CloudLedger {
 
   async stop (): Promise<void> {
     clearInterval(this.syncTimer)
-    this.flushOutbox()
+    this.batcher.flush()
     this.shutdown.abort()
     this.engine.stop()
     const { pubsub } = this.c
@@ -299,25 +244,6 @@ export class CloudLedger {
       }
     }
     return added > 0 ? TopicValidatorResult.Accept : TopicValidatorResult.Ignore
-  }
-
-  /** Queue a transaction for the next gossip batch (sent within a few ms, or at once when large) */
-  private gossipTx (stx: SignedTx): void {
-    this.outbox.push(stx.bytes)
-    if (this.outbox.length >= TX_BATCH) {
-      this.flushOutbox()
-    } else {
-      this.outboxTimer ??= setTimeout(() => { this.flushOutbox() }, TX_BATCH_MS)
-    }
-  }
-
-  private flushOutbox (): void {
-    clearTimeout(this.outboxTimer)
-    this.outboxTimer = undefined
-    const batch = this.outbox.splice(0)
-    if (batch.length > 0) {
-      this.publish(this.topics.txs, encodeTxBatch(batch))
-    }
   }
 
   /** Forged or malformed consensus messages are rejected here, which costs the sender gossip score */
@@ -578,7 +504,7 @@ export class CloudLedger {
       throw new LedgerReplayError(done)
     }
     this.mempool.add(stx)
-    this.gossipTx(stx)
+    this.batcher.add(stx)
     if (options.wait === false) {
       return { id }
     }
