@@ -39,3 +39,12 @@ export class LedgerReplayError extends LedgerRejectedError {
 export class LedgerTimeoutError extends Error {
   override name = 'LedgerTimeoutError'
 }
+
+/**
+ * A final block is missing from the datastore at start (the next one kept
+ * is further on), so the state cannot be rebuilt: the ledger's records in
+ * the data directory were damaged or cut short
+ */
+export class MissingBlockError extends Error {
+  override name = 'MissingBlockError'
+}

@@ -1,14 +1,13 @@
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import { logger } from '@libp2p/logger'
-import { Key, type Datastore } from 'interface-datastore'
-import { Reader, Writer } from '../protocols/codec.ts'
+import type { Datastore } from 'interface-datastore'
 import { RejectionCounter } from '../protocols/signed-gossip.ts'
 import { RateLimiter, parseRateLimit, type RateLimit } from '../utils/rate-limiter.ts'
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 import type { PeerId } from '@libp2p/interface'
 import {
-  decodeBlock, decodeCommit, decodeMessage, encodeCommit, encodeEvidence, encodeMessage, hex, ledgerIdOf,
-  LedgerLimits, majority, messageHeight, quorum, signRedeemAuthorization, signTx, verifyCommit, verifyProposal, verifyRedeemAuthorization, verifyVote,
+  decodeMessage, encodeEvidence, encodeMessage, hex, ledgerIdOf,
+  majority, messageHeight, quorum, signRedeemAuthorization, signTx, verifyCommit, verifyProposal, verifyRedeemAuthorization, verifyVote,
   type Block, type Commit, type ConsensusMessage, type Genesis, type SignedTx, type TxBody
 } from './encoding.ts'
 import { formatAmount } from '../protocols/units.ts'
@@ -16,7 +15,9 @@ import { ledgerTopics } from '../protocols/topics.ts'
 import { LedgerState, whyUnusable, type TxOutcome } from './state.ts'
 import { Mempool } from './mempool.ts'
 import { decodeTxBatch, TxBatcher } from './tx-batches.ts'
-import { ConsensusEngine, slotOf, type Equivocation, type SignedMessage } from './consensus.ts'
+import { BlockStore } from './block-store.ts'
+import { LedgerSync } from './sync.ts'
+import { ConsensusEngine, type Equivocation } from './consensus.ts'
 import { LedgerRejectedError, LedgerReplayError, LedgerTimeoutError } from './errors.ts'
 
 const log = logger('opencloud:ledger')
@@ -75,20 +76,14 @@ export class CloudLedger {
   private readonly txRate: RateLimit
   private readonly waiters = new Map<string, Array<(o: TxOutcome) => void>>()
   private readonly onMessage: (evt: CustomEvent<Message>) => void
-  private syncing?: Promise<void>
-  private syncTimer?: ReturnType<typeof setInterval>
   private lastTxTime = 0
   private readonly batcher: TxBatcher
   /** consensus messages the topic validator decoded, by their bytes, so a block of a thousand transactions is decoded once */
   private readonly validated = new WeakMap<Uint8Array, ConsensusMessage>()
   private readonly idHex: string
-  /** datastore prefixes, per ledger: a data directory that moves to a new genesis keeps the old ledger apart */
-  private readonly keyPrefix: string
-  private readonly blocksPrefix: string
-  private readonly evidencePrefix: string
-  /** what this validator signed at its latest height, one key per slot: varint height || message */
-  private readonly signedPrefix: string
-  /** aborted at stop: a sync under way gives up at once */
+  private readonly store: BlockStore
+  private readonly sync: LedgerSync
+  /** aborted at stop: a check of transactions under way gives up at once */
   private shutdown = new AbortController()
   /** codes this validator is redeeming, until their redemption is final: a second redemption of one would only fail in its block */
   private readonly redeeming = new Set<string>()
@@ -103,22 +98,28 @@ export class CloudLedger {
     this.topics = ledgerTopics(this.id)
     this.txRate = parseRateLimit(init.txRateLimit ?? '200/s burst 2000')
     this.idHex = hex(this.id)
-    this.keyPrefix = `/ledger/${this.idHex.slice(0, 16)}`
-    this.blocksPrefix = `${this.keyPrefix}/blocks`
-    this.evidencePrefix = `${this.keyPrefix}/evidence`
-    this.signedPrefix = `${this.keyPrefix}/signed`
+    this.store = new BlockStore({ datastore: components.datastore }, { ledger: this.id })
     this.engine = new ConsensusEngine({
       peerId: this.me,
       signer: components.signer,
       state: this.state,
       mempool: this.mempool,
       broadcast: (msg) => { this.publish(this.topics.consensus, encodeMessage(msg)) },
-      persist: async (block, blockBytes, commit) => this.persist(block, blockBytes, commit),
+      persist: async (block, blockBytes, commit) => this.store.put(block, blockBytes, commit),
       onFinal: (block) => { this.final(block) },
       onEquivocation: (e) => { void this.equivocation(e) },
-      onBehind: (height, from) => { this.behind(height, from) },
-      saveSigned: async (height, msg) => this.saveSigned(height, msg)
+      onBehind: (height, from) => { this.sync.behind(height, from) },
+      saveSigned: async (height, msg) => this.store.saveSigned(height, msg)
     }, { idleBlockMs: init.idleBlockMs })
+    this.sync = new LedgerSync({
+      self: this.me,
+      state: this.state,
+      mempool: this.mempool,
+      engine: this.engine,
+      blocks: this.store,
+      fetchBlocks: components.fetchBlocks,
+      peers: components.peers
+    }, { slotMs: init.genesis.slotMs })
     this.batcher = new TxBatcher({ publish: (batch) => { this.publish(this.topics.txs, batch) } })
     this.onMessage = (evt) => {
       const msg = evt.detail
@@ -137,33 +138,10 @@ export class CloudLedger {
 
   async start (): Promise<void> {
     this.shutdown = new AbortController()
-    // the blocks on disk were checked when they came: applied again without their signatures
-    let replayed = 0
-    for await (const { value } of this.c.datastore.query({ prefix: this.blocksPrefix })) {
-      const { block } = decodeStored(value, () => true)
-      if (block.header.height !== this.state.height + 1) {
-        throw new Error(`the ledger's block ${this.state.height + 1} is missing from the datastore (found ${block.header.height})`)
-      }
-      this.state.apply(block)
-      replayed++
-    }
-    for await (const { value } of this.c.datastore.query({ prefix: this.evidencePrefix })) {
-      this.equivocations.push(JSON.parse(new TextDecoder().decode(value)))
-    }
+    const replayed = await this.store.replay(this.state)
+    this.equivocations.push(...await this.store.evidence())
     // what this validator signed at the height it stopped in, if that height is not final yet
-    const signed: SignedMessage[] = []
-    for await (const { key, value } of this.c.datastore.query({ prefix: this.signedPrefix })) {
-      try {
-        const r = new Reader(value)
-        const height = r.varint('the height')
-        const m = decodeMessage(r.raw(value.byteLength - r.offset, 'the message'), () => true)
-        if (height === this.state.height + 1 && m.type !== 'commit') {
-          signed.push(m)
-        }
-      } catch (err: any) {
-        log.error('a signed message kept at %s does not decode - %s', key.toString(), err.message)
-      }
-    }
+    const signed = await this.store.signedAt(this.state.height + 1)
     if (signed.length > 0) {
       log('height %d: %d messages this validator signed before it stopped', this.state.height + 1, signed.length)
       this.engine.restoreSigned(this.state.height + 1, signed)
@@ -176,14 +154,10 @@ export class CloudLedger {
     pubsub.subscribe(this.topics.txs)
     pubsub.subscribe(this.topics.consensus)
     this.engine.start()
-    // catch up with whoever is connected, then now and then
-    void this.syncFromPeers()
-    this.syncTimer = setInterval(() => { void this.syncFromPeers() }, Math.max(5_000, this.genesis.slotMs * 10))
-    this.syncTimer.unref()
+    this.sync.start()
   }
 
   async stop (): Promise<void> {
-    clearInterval(this.syncTimer)
     this.batcher.flush()
     this.shutdown.abort()
     this.engine.stop()
@@ -196,7 +170,7 @@ export class CloudLedger {
         pubsub.unsubscribe(t)
       } catch {}
     }
-    await this.syncing
+    await this.sync.stop()
   }
 
   private publish (topic: string, data: Uint8Array): void {
@@ -272,7 +246,7 @@ export class CloudLedger {
       } else {
         // further ahead: the validators may have changed in between, so
         // the sync (which checks every block in order) decides
-        this.behind(height, msg.from.toString())
+        this.sync.behind(height, msg.from.toString())
         return TopicValidatorResult.Ignore
       }
     } catch (err: any) {
@@ -282,15 +256,6 @@ export class CloudLedger {
     }
     this.validated.set(msg.data, m)
     return TopicValidatorResult.Accept
-  }
-
-  private async saveSigned (height: number, msg: SignedMessage): Promise<void> {
-    await this.c.datastore.put(new Key(`${this.signedPrefix}/${slotOf(msg).slot}`), new Writer().varint(height).raw(encodeMessage(msg)).finish())
-  }
-
-  private async persist (block: Block, blockBytes: Uint8Array, commit: Commit): Promise<void> {
-    const bytes = new Writer().bytes(blockBytes).bytes(encodeCommit(commit)).finish()
-    await this.c.datastore.put(this.blockKey(block.header.height), bytes)
   }
 
   private final (block: Block): void {
@@ -366,117 +331,31 @@ export class CloudLedger {
     log.error('validator %s signed two %ss for height %d round %d', e.validator, e.what, e.height, e.round)
     this.equivocations.push(e)
     try {
-      await this.c.datastore.put(new Key(`${this.evidencePrefix}/${e.height}-${e.round}-${e.what}-${e.validator}`), new TextEncoder().encode(JSON.stringify(e)))
+      await this.store.saveEvidence(e)
     } catch (err: any) {
       log.error('keeping the evidence failed - %e', err)
     }
     this.c.recordEquivocation?.(e)
   }
 
-  private behind (height: number, from: string): void {
-    if (from === '' || from === this.me || height <= this.state.height + 1) {
-      return
-    }
-    void this.syncFrom(from)
-  }
-
   /** Fetch and apply final blocks from each peer in turn until none has more */
   async syncFromPeers (): Promise<void> {
-    for (const peer of this.c.peers?.() ?? []) {
-      await this.syncFrom(peer)
-    }
+    await this.sync.syncFromPeers()
   }
 
+  /** Fetch and apply final blocks from `peer` until it has no more; resolves with how many were applied */
   async syncFrom (peer: string): Promise<number> {
-    if (this.c.fetchBlocks == null) {
-      return 0
-    }
-    while (this.syncing != null) {
-      await this.syncing
-    }
-    let applied = 0
-    this.syncing = (async () => {
-      for (;;) {
-        let body: Uint8Array
-        try {
-          if (this.shutdown.signal.aborted) {
-            return
-          }
-          // a peer that does not answer in a few slots is left for the next
-          body = await this.c.fetchBlocks!(peer, this.state.height + 1, { signal: AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(Math.max(5_000, this.genesis.slotMs * 10))]) })
-        } catch (err: any) {
-          log('syncing from %s failed - %s', peer, err.message)
-          return
-        }
-        const r = new Reader(body)
-        let n: number
-        try {
-          n = r.count(1000, 'the blocks')
-        } catch (err: any) {
-          log.error('%s sent blocks that do not decode - %s', peer, err.message)
-          return
-        }
-        if (n === 0) {
-          return
-        }
-        for (let i = 0; i < n; i++) {
-          let block: Block
-          let blockBytes: Uint8Array
-          let commit: Commit
-          try {
-            ({ block, blockBytes, commit } = decodeStored(r.bytes(LedgerLimits.blockBytes + 70_000, 'a block'), (id) => this.mempool.verified(id)))
-          } catch (err: any) {
-            // a forged or changed transaction fails its signature here
-            log.error('block %d from %s is refused - %s', this.state.height + 1, peer, err.message)
-            return
-          }
-          if (block.header.height <= this.state.height) {
-            continue
-          }
-          try {
-            await this.engine.applyFinal(block, commit, blockBytes)
-          } catch (err: any) {
-            log.error('block %d from %s is refused - %s', block.header.height, peer, err.message)
-            return
-          }
-          applied++
-        }
-      }
-    })().finally(() => { this.syncing = undefined })
-    await this.syncing
-    if (applied > 0) {
-      log('synced %d blocks from %s, at height %d', applied, peer, this.state.height)
-      this.engine.resync()
-    }
-    return applied
+    return this.sync.syncFrom(peer)
   }
 
   /** Final blocks from `from` on, for a peer that syncs: varint n || n x bytes (block || commit) */
-  async blocksFrom (from: number, max = 100, maxBytes = 4 * 1024 * 1024): Promise<Uint8Array> {
-    const out: Uint8Array[] = []
-    let bytes = 0
-    for (let h = from; h <= this.state.height && out.length < max && bytes < maxBytes; h++) {
-      const stored = await this.c.datastore.get(this.blockKey(h))
-      out.push(stored)
-      bytes += stored.byteLength
-    }
-    const w = new Writer().varint(out.length)
-    for (const b of out) {
-      w.bytes(b)
-    }
-    return w.finish()
+  async blocksFrom (from: number, max?: number, maxBytes?: number): Promise<Uint8Array> {
+    return this.sync.blocksFrom(from, max, maxBytes)
   }
 
+  /** The final block at `height` and its commit, undefined when this node has none there */
   async block (height: number): Promise<{ block: Block, commit: Commit } | undefined> {
-    try {
-      return decodeStored(await this.c.datastore.get(this.blockKey(height)), () => true)
-    } catch {
-      return undefined
-    }
-  }
-
-  private blockKey (height: number): Key {
-    return new Key(`${this.blocksPrefix}/${String(height).padStart(12, '0')}`)
+    return this.store.get(height)
   }
 
   /** Sign a transaction as this node */
@@ -614,17 +493,13 @@ export class CloudLedger {
    */
   async standAsCandidate (statement: string): Promise<Uint8Array> {
     const evidence = this.candidateEvidence(statement)
-    await this.c.datastore.put(new Key(`${this.keyPrefix}/candidacy`), evidence)
+    await this.store.saveCandidacy(evidence)
     return evidence
   }
 
   /** The statement this node stands with, if it stands */
   async candidacy (): Promise<Uint8Array | undefined> {
-    try {
-      return await this.c.datastore.get(new Key(`${this.keyPrefix}/candidacy`))
-    } catch {
-      return undefined
-    }
+    return this.store.candidacy()
   }
 
   /** Codes this node owns */
@@ -767,15 +642,6 @@ export interface PoolView {
   height: number
 }
 
-
-function decodeStored (bytes: Uint8Array, verified: (id: string) => boolean): { block: Block, blockBytes: Uint8Array, commit: Commit } {
-  const r = new Reader(bytes)
-  const blockBytes = r.bytes(LedgerLimits.blockBytes, 'the block')
-  const block = decodeBlock(blockBytes, verified)
-  const commit = decodeCommit(r.bytes(64 * 1024, 'the commit'))
-  r.end('the stored block')
-  return { block, blockBytes, commit }
-}
 
 /**
  * What a checkpoint puts in bitcoin (an OP_RETURN of 64 bytes): "OCL1",
