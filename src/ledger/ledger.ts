@@ -1,22 +1,19 @@
-import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import { logger } from '@libp2p/logger'
 import type { Datastore } from 'interface-datastore'
-import { RejectionCounter } from '../protocols/signed-gossip.ts'
-import { RateLimiter, parseRateLimit, type RateLimit } from '../utils/rate-limiter.ts'
-import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 import type { PeerId } from '@libp2p/interface'
+import type { RejectionCounter } from '../protocols/signed-gossip.ts'
+import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 import {
-  decodeMessage, encodeEvidence, encodeMessage, hex, ledgerIdOf,
-  majority, messageHeight, quorum, signRedeemAuthorization, signTx, verifyCommit, verifyProposal, verifyRedeemAuthorization, verifyVote,
-  type Block, type Commit, type ConsensusMessage, type Genesis, type SignedTx, type TxBody
+  encodeEvidence, hex, ledgerIdOf, majority, quorum, signRedeemAuthorization, signTx, verifyRedeemAuthorization,
+  type Block, type Commit, type Genesis, type SignedTx, type TxBody
 } from './encoding.ts'
 import { formatAmount } from '../protocols/units.ts'
-import { ledgerTopics } from '../protocols/topics.ts'
 import { LedgerState, whyUnusable, type TxOutcome } from './state.ts'
 import { Mempool } from './mempool.ts'
-import { decodeTxBatch, TxBatcher } from './tx-batches.ts'
+import { TxBatcher } from './tx-batches.ts'
 import { BlockStore } from './block-store.ts'
 import { LedgerSync } from './sync.ts'
+import { LedgerGossip, type LedgerPubsub } from './gossip.ts'
 import { ConsensusEngine, type Equivocation } from './consensus.ts'
 import { LedgerRejectedError, LedgerReplayError, LedgerTimeoutError } from './errors.ts'
 
@@ -26,14 +23,7 @@ export interface CloudLedgerComponents {
   peerId: PeerId
   signer: CredentialSigner
   datastore: Datastore
-  pubsub: {
-    topicValidators: Map<string, (peer: PeerId, msg: Message) => TopicValidatorResult | Promise<TopicValidatorResult>>
-    subscribe: (topic: string) => void
-    unsubscribe: (topic: string) => void
-    publish: (topic: string, data: Uint8Array) => Promise<unknown>
-    addEventListener: (type: 'message', fn: (evt: CustomEvent<Message>) => void) => void
-    removeEventListener: (type: 'message', fn: (evt: CustomEvent<Message>) => void) => void
-  }
+  pubsub: LedgerPubsub
   /** ask a peer for final blocks from `from` on (the ledger service's `blocks`) */
   fetchBlocks?: (peer: string, from: number, options: { signal: AbortSignal }) => Promise<Uint8Array>
   /** peers to sync from at start */
@@ -68,23 +58,18 @@ export class CloudLedger {
   readonly mempool: Mempool
   readonly engine: ConsensusEngine
   readonly topics: { consensus: string, txs: string }
-  readonly rejections = new RejectionCounter()
+  /** rejected gossip messages per originator */
+  readonly rejections: RejectionCounter
   readonly equivocations: Equivocation[] = []
   private readonly c: CloudLedgerComponents
   private readonly me: string
-  private readonly rateLimiter = new RateLimiter({ maxBuckets: 20_000 })
-  private readonly txRate: RateLimit
   private readonly waiters = new Map<string, Array<(o: TxOutcome) => void>>()
-  private readonly onMessage: (evt: CustomEvent<Message>) => void
   private lastTxTime = 0
   private readonly batcher: TxBatcher
-  /** consensus messages the topic validator decoded, by their bytes, so a block of a thousand transactions is decoded once */
-  private readonly validated = new WeakMap<Uint8Array, ConsensusMessage>()
   private readonly idHex: string
   private readonly store: BlockStore
   private readonly sync: LedgerSync
-  /** aborted at stop: a check of transactions under way gives up at once */
-  private shutdown = new AbortController()
+  private readonly gossip: LedgerGossip
   /** codes this validator is redeeming, until their redemption is final: a second redemption of one would only fail in its block */
   private readonly redeeming = new Set<string>()
 
@@ -95,8 +80,6 @@ export class CloudLedger {
     this.id = ledgerIdOf(init.genesis)
     this.state = new LedgerState(init.genesis, this.id)
     this.mempool = new Mempool(this.state)
-    this.topics = ledgerTopics(this.id)
-    this.txRate = parseRateLimit(init.txRateLimit ?? '200/s burst 2000')
     this.idHex = hex(this.id)
     this.store = new BlockStore({ datastore: components.datastore }, { ledger: this.id })
     this.engine = new ConsensusEngine({
@@ -104,7 +87,7 @@ export class CloudLedger {
       signer: components.signer,
       state: this.state,
       mempool: this.mempool,
-      broadcast: (msg) => { this.publish(this.topics.consensus, encodeMessage(msg)) },
+      broadcast: (msg) => { this.gossip.publishConsensus(msg) },
       persist: async (block, blockBytes, commit) => this.store.put(block, blockBytes, commit),
       onFinal: (block) => { this.final(block) },
       onEquivocation: (e) => { void this.equivocation(e) },
@@ -120,24 +103,20 @@ export class CloudLedger {
       fetchBlocks: components.fetchBlocks,
       peers: components.peers
     }, { slotMs: init.genesis.slotMs })
-    this.batcher = new TxBatcher({ publish: (batch) => { this.publish(this.topics.txs, batch) } })
-    this.onMessage = (evt) => {
-      const msg = evt.detail
-      if (msg.topic === this.topics.consensus) {
-        try {
-          // the topic validator decoded it and checked its signatures before gossipsub delivered it
-          const decoded = this.validated.get(msg.data) ?? decodeMessage(msg.data, (id) => this.mempool.verified(id))
-          this.engine.receive(decoded, msg.type === 'signed' ? msg.from.toString() : '', true)
-        } catch (err: any) {
-          log.error('an accepted consensus message did not decode - %s', err.message)
-        }
-      }
-      // transactions went into the queue in the topic validator
-    }
+    this.gossip = new LedgerGossip({
+      pubsub: components.pubsub,
+      ledger: this.id,
+      state: this.state,
+      mempool: this.mempool,
+      engine: this.engine,
+      behind: (height, from) => { this.sync.behind(height, from) }
+    }, { txRateLimit: init.txRateLimit })
+    this.topics = this.gossip.topics
+    this.rejections = this.gossip.rejections
+    this.batcher = new TxBatcher({ publish: (batch) => { this.gossip.publishTxs(batch) } })
   }
 
   async start (): Promise<void> {
-    this.shutdown = new AbortController()
     const replayed = await this.store.replay(this.state)
     this.equivocations.push(...await this.store.evidence())
     // what this validator signed at the height it stopped in, if that height is not final yet
@@ -147,115 +126,17 @@ export class CloudLedger {
       this.engine.restoreSigned(this.state.height + 1, signed)
     }
     log('ledger %s (%s): %d blocks, %d validators', this.genesis.chain, this.idHex.slice(0, 16), replayed, this.state.validators.length)
-    const { pubsub } = this.c
-    pubsub.topicValidators.set(this.topics.txs, (peer, msg) => this.validateTx(peer, msg))
-    pubsub.topicValidators.set(this.topics.consensus, (peer, msg) => this.validateConsensus(peer, msg))
-    pubsub.addEventListener('message', this.onMessage)
-    pubsub.subscribe(this.topics.txs)
-    pubsub.subscribe(this.topics.consensus)
+    this.gossip.start()
     this.engine.start()
     this.sync.start()
   }
 
   async stop (): Promise<void> {
+    // what waits for its batch goes out before the topics close
     this.batcher.flush()
-    this.shutdown.abort()
+    this.gossip.stop()
     this.engine.stop()
-    const { pubsub } = this.c
-    pubsub.removeEventListener('message', this.onMessage)
-    pubsub.topicValidators.delete(this.topics.txs)
-    pubsub.topicValidators.delete(this.topics.consensus)
-    for (const t of [this.topics.txs, this.topics.consensus]) {
-      try {
-        pubsub.unsubscribe(t)
-      } catch {}
-    }
     await this.sync.stop()
-  }
-
-  private publish (topic: string, data: Uint8Array): void {
-    void this.c.pubsub.publish(topic, data).catch(err => { log('publishing on %s failed - %s', topic, err.message) })
-  }
-
-  /**
-   * A gossiped batch of transactions: every one must decode, verify and be
-   * for this ledger, or the whole message is rejected (a forger loses gossip
-   * score). A node that is not a validator is held to a rate of transactions
-   * per second; validators relay what users sent them and are not.
-   */
-  private async validateTx (peer: PeerId, msg: Message): Promise<TopicValidatorResult> {
-    if (msg.type !== 'signed') {
-      return TopicValidatorResult.Reject
-    }
-    let txs: SignedTx[]
-    try {
-      txs = await decodeTxBatch(msg.data, (id) => this.mempool.verified(id), this.shutdown.signal)
-      for (const stx of txs) {
-        if (hex(stx.tx.ledger) !== this.idHex) {
-          throw new Error('a transaction for another ledger')
-        }
-      }
-    } catch (err: any) {
-      if (this.shutdown.signal.aborted) {
-        return TopicValidatorResult.Ignore
-      }
-      this.rejections.count(peer, msg)
-      log('rejected transactions from %s - %s', msg.from.toString(), err.message)
-      return TopicValidatorResult.Reject
-    }
-    const from = msg.from.toString()
-    if (!this.state.isValidator(from) && this.rateLimiter.take(from, this.txRate, txs.length) > 0) {
-      return TopicValidatorResult.Ignore
-    }
-    let added = 0
-    for (const stx of txs) {
-      try {
-        if (this.mempool.add(stx)) {
-          added++
-        }
-      } catch (err: any) {
-        log('a transaction was not queued - %s', err.message)
-      }
-    }
-    return added > 0 ? TopicValidatorResult.Accept : TopicValidatorResult.Ignore
-  }
-
-  /** Forged or malformed consensus messages are rejected here, which costs the sender gossip score */
-  private validateConsensus (peer: PeerId, msg: Message): TopicValidatorResult {
-    if (msg.type !== 'signed') {
-      return TopicValidatorResult.Reject
-    }
-    let m: ConsensusMessage
-    try {
-      // a message for a height that is final here already is old news:
-      // dropped (not held against the sender: it may simply be slower)
-      // before its block is decoded
-      const height = messageHeight(msg.data)
-      if (height <= this.state.height) {
-        return TopicValidatorResult.Ignore
-      }
-      m = decodeMessage(msg.data, (id) => this.mempool.verified(id))
-      if (m.type === 'proposal') {
-        verifyProposal(this.id, m.proposal)
-      } else if (m.type === 'vote') {
-        verifyVote(this.id, m.vote)
-      } else if (height === this.state.height + 1) {
-        // a final block for the next height: its certificate must hold
-        // against today's validators, or its sender forged it
-        verifyCommit(this.id, m.block, m.commit, this.state.validators)
-      } else {
-        // further ahead: the validators may have changed in between, so
-        // the sync (which checks every block in order) decides
-        this.sync.behind(height, msg.from.toString())
-        return TopicValidatorResult.Ignore
-      }
-    } catch (err: any) {
-      this.rejections.count(peer, msg)
-      log('rejected a consensus message from %s - %s', msg.from.toString(), err.message)
-      return TopicValidatorResult.Reject
-    }
-    this.validated.set(msg.data, m)
-    return TopicValidatorResult.Accept
   }
 
   private final (block: Block): void {
