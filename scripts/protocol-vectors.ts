@@ -29,7 +29,7 @@ import { Writer } from '../src/protocols/codec.ts'
 import { signRating } from '../src/storage/rating.ts'
 import { encodeCommit, encodeGenesis, encodeHeader, ledgerIdOf, signRedeemAuthorization, signTx, signVote, txRootOf, type Genesis } from '../src/ledger/encoding.ts'
 import { LedgerState, stateLeaf } from '../src/ledger/state.ts'
-import { anchorData } from '../src/ledger/ledger.ts'
+import { anchorData } from '../src/ledger/checkpoints.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const sha256 = (b: Uint8Array | string): Uint8Array => Uint8Array.from(createHash('sha256').update(b).digest())

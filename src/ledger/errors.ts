@@ -48,3 +48,13 @@ export class LedgerTimeoutError extends Error {
 export class MissingBlockError extends Error {
   override name = 'MissingBlockError'
 }
+
+/** A checkpoint asked for at a height whose state root this node has not computed (not final here, or not a checkpoint height) */
+export class NoStateRootError extends Error {
+  override name = 'NoStateRootError'
+}
+
+/** A checkpoint asked of a node without a bitcoin chain to anchor it in: payments.chain in config.json names one */
+export class NoBitcoinChainError extends Error {
+  override name = 'NoBitcoinChainError'
+}

@@ -4,16 +4,17 @@ import type { PeerId } from '@libp2p/interface'
 import type { RejectionCounter } from '../protocols/signed-gossip.ts'
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 import {
-  encodeEvidence, hex, ledgerIdOf, majority, quorum, signRedeemAuthorization, signTx, verifyRedeemAuthorization,
+  encodeEvidence, hex, ledgerIdOf, signRedeemAuthorization, signTx, verifyRedeemAuthorization,
   type Block, type Commit, type Genesis, type SignedTx, type TxBody
 } from './encoding.ts'
-import { formatAmount } from '../protocols/units.ts'
 import { LedgerState, whyUnusable, type TxOutcome } from './state.ts'
 import { Mempool } from './mempool.ts'
 import { TxBatcher } from './tx-batches.ts'
 import { BlockStore } from './block-store.ts'
 import { LedgerSync } from './sync.ts'
 import { LedgerGossip, type LedgerPubsub } from './gossip.ts'
+import { Checkpoints } from './checkpoints.ts'
+import { LedgerViews, type CheckpointView, type CodeView, type LedgerStatus, type PoolView, type VoteView } from './views.ts'
 import { ConsensusEngine, type Equivocation } from './consensus.ts'
 import { LedgerRejectedError, LedgerReplayError, LedgerTimeoutError } from './errors.ts'
 
@@ -70,6 +71,8 @@ export class CloudLedger {
   private readonly store: BlockStore
   private readonly sync: LedgerSync
   private readonly gossip: LedgerGossip
+  private readonly checkpoints: Checkpoints
+  private readonly views: LedgerViews
   /** codes this validator is redeeming, until their redemption is final: a second redemption of one would only fail in its block */
   private readonly redeeming = new Set<string>()
 
@@ -114,6 +117,22 @@ export class CloudLedger {
     this.topics = this.gossip.topics
     this.rejections = this.gossip.rejections
     this.batcher = new TxBatcher({ publish: (batch) => { this.gossip.publishTxs(batch) } })
+    this.checkpoints = new Checkpoints({
+      self: this.me,
+      ledger: this.id,
+      state: this.state,
+      submit: async (body) => this.submit(body),
+      anchor: components.anchor,
+      bitcoinTx: components.bitcoinTx
+    }, { checkpointEvery: init.genesis.checkpointEvery })
+    this.views = new LedgerViews({
+      self: this.me,
+      genesis: init.genesis,
+      state: this.state,
+      mempool: this.mempool,
+      engine: this.engine,
+      equivocations: this.equivocations
+    })
   }
 
   async start (): Promise<void> {
@@ -150,62 +169,17 @@ export class CloudLedger {
         }
       }
     }
-    const h = block.header.height
-    if (h % this.genesis.checkpointEvery === 0 && block.header.proposer === this.me && this.c.anchor != null) {
-      void this.checkpoint(h).catch(err => { log.error('anchoring the state at height %d failed - %e', h, err) })
-    }
+    this.checkpoints.onFinal(block)
   }
 
   /** Anchor the state root at `height` in bitcoin, then record the anchor on the ledger */
   async checkpoint (height: number): Promise<{ btcTxid: string, stateRoot: string }> {
-    const root = this.state.roots.get(height)
-    if (root == null || this.c.anchor == null) {
-      throw new Error(root == null ? `no state root at height ${height}` : 'this node has no bitcoin chain (payments.chain)')
-    }
-    const btcTxid = await this.c.anchor(anchorData(this.id, height, Buffer.from(root, 'hex')))
-    log('state at height %d anchored in bitcoin transaction %s', height, btcTxid)
-    await this.submit({ kind: 'checkpoint', height, stateRoot: Buffer.from(root, 'hex'), btcTxid })
-    return { btcTxid, stateRoot: root }
+    return this.checkpoints.checkpoint(height)
   }
 
-  /**
-   * Every checkpoint on the ledger, checked against bitcoin and this node's
-   * own history: the anchor must be in the named bitcoin transaction and
-   * hold the state root this node computed at that height. A mismatch means
-   * this node's history, or the one the validators anchored, was rewritten.
-   */
+  /** Every checkpoint on the ledger, checked against bitcoin and this node's own history */
   async verifyCheckpoints (): Promise<CheckpointView[]> {
-    const out: CheckpointView[] = []
-    for (const cp of [...this.state.checkpoints.values()].sort((a, b) => a.height - b.height)) {
-      const mine = this.state.roots.get(cp.height)
-      const view: CheckpointView = { height: cp.height, stateRoot: cp.stateRoot, btcTxid: cp.btcTxid, by: cp.by, ownRoot: mine, status: 'unchecked' }
-      if (this.c.bitcoinTx == null) {
-        view.problem = 'this node has no bitcoin chain to check with (payments.chain)'
-      } else {
-        try {
-          const tx = await this.c.bitcoinTx(cp.btcTxid)
-          view.confirmations = tx.confirmations
-          const anchors = tx.scripts.filter(s => s.startsWith('6a')).map(s => parseAnchor(Buffer.from(s.replace(/^6a(4c[0-9a-f]{2}|[0-9a-f]{2})/, ''), 'hex'))).filter(a => a != null)
-          const a = anchors.find(a => a.height === cp.height && a.ledgerPrefix === this.idHex.slice(0, 16))
-          if (a == null) {
-            view.status = 'mismatch'
-            view.problem = `bitcoin transaction ${cp.btcTxid} holds no anchor of this ledger at height ${cp.height}`
-          } else if (a.stateRoot !== mine || a.stateRoot !== cp.stateRoot) {
-            view.status = 'mismatch'
-            view.problem = `bitcoin holds state root ${a.stateRoot} for height ${cp.height}; this node's history gives ${mine ?? 'nothing'}`
-          } else {
-            view.status = 'ok'
-          }
-        } catch (err: any) {
-          view.problem = `cannot fetch bitcoin transaction ${cp.btcTxid}: ${err.message}`
-        }
-      }
-      if (view.status === 'mismatch') {
-        log.error('checkpoint at height %d does not match: %s', cp.height, view.problem)
-      }
-      out.push(view)
-    }
-    return out
+    return this.checkpoints.verify()
   }
 
   private async equivocation (e: Equivocation): Promise<void> {
@@ -341,20 +315,7 @@ export class CloudLedger {
 
   /** Why blocks may not become final, if something is visibly wrong */
   livenessProblem (): string | undefined {
-    const { round, height } = this.engine.status()
-    const n = this.state.validators.length
-    const needs = `a block needs ${quorum(n)} of them; this node heard from ${this.engine.heardFrom()} at height ${height}`
-    if (round >= 3) {
-      return `height ${height} is at round ${round}: more than a third of the ${n} validators may be down (${needs})`
-    }
-    // with more than a third down nobody gets enough votes to move to the
-    // next round either, so rounds alone would never say so: time does
-    const since = this.engine.stillMs
-    const limit = this.mempool.size > 0 ? 10 * this.genesis.slotMs : this.engine.idleBlockMs + 10 * this.genesis.slotMs
-    if (since > limit) {
-      return `no block for ${Math.round(since / 1000)} s${this.mempool.size > 0 ? ` while ${this.mempool.size} transactions wait` : ''}: more than a third of the ${n} validators may be down or out of reach (${needs})`
-    }
-    return undefined
+    return this.views.livenessProblem()
   }
 
   /** Sign, as this node (a code's owner), the authorization for `redeemer` to redeem `code` */
@@ -385,163 +346,24 @@ export class CloudLedger {
 
   /** Codes this node owns */
   ownCodes (now = Date.now()): CodeView[] {
-    return [...this.state.codes.values()].filter(c => c.owner === this.me).map(c => this.codeView(c.code, now)!).sort((a, b) => a.issuedAt < b.issuedAt ? -1 : 1)
+    return this.views.ownCodes(now)
   }
 
   /** A code as any node sees it: valid (with the time left), redeemed or expired; undefined when unknown */
   codeView (code: string, now = Date.now()): CodeView | undefined {
-    const c = this.state.codes.get(code)
-    if (c == null) {
-      return undefined
-    }
-    const pool = this.state.pools.get(c.pool)!
-    const state = c.redeemed != null ? 'redeemed' : c.expiresAt <= now ? 'expired' : 'valid'
-    return {
-      code: c.code,
-      state,
-      pool: c.pool,
-      poolName: pool.name,
-      issuer: pool.owner,
-      service: pool.service,
-      credit: formatAmount(pool.creditSat),
-      owner: c.owner,
-      issuedAt: new Date(c.issuedAt).toISOString(),
-      expiresAt: new Date(c.expiresAt).toISOString(),
-      remainingMs: state === 'valid' ? c.expiresAt - now : 0,
-      transfers: c.transfers,
-      redeemed: c.redeemed == null ? undefined : { by: c.redeemed.by, at: new Date(c.redeemed.at).toISOString(), height: c.redeemed.height }
-    }
+    return this.views.codeView(code, now)
   }
 
   poolViews (): PoolView[] {
-    return [...this.state.pools.values()].map(p => ({ id: p.id, name: p.name, issuer: p.owner, service: p.service, credit: formatAmount(p.creditSat), quantity: p.quantity, issued: p.issued, left: p.quantity - p.issued, ttlMs: p.ttlMs, perRequester: p.perRequester, createdAt: new Date(p.createdAt).toISOString(), height: p.height }))
+    return this.views.poolViews()
   }
 
   /** Pending votes: who voted for what */
-  voteViews (): Array<{ action: string, candidate: string, voters: string[], needed: number, statement?: string }> {
-    return [...this.state.votes.entries()].map(([key, v]) => {
-      const [action, candidate] = key.split(' ')
-      return { action, candidate, voters: [...v.voters], needed: majority(this.state.validators.length), statement: v.statement }
-    })
+  voteViews (): VoteView[] {
+    return this.views.voteViews()
   }
 
   status (): LedgerStatus {
-    const e = this.engine.status()
-    return {
-      chain: this.genesis.chain,
-      ledger: this.idHex,
-      height: this.state.height,
-      lastBlock: hex(this.state.lastHash),
-      lastBlockAt: new Date(this.state.lastTime).toISOString(),
-      appHash: hex(this.state.appHash),
-      round: e.round,
-      step: e.step,
-      nextProposer: e.proposer,
-      validator: e.validator,
-      validators: this.state.validators,
-      slotMs: this.genesis.slotMs,
-      checkpointEvery: this.genesis.checkpointEvery,
-      pending: this.mempool.size,
-      pools: this.state.pools.size,
-      codes: this.state.codes.size,
-      equivocations: this.equivocations.length,
-      problem: this.livenessProblem()
-    }
+    return this.views.status()
   }
 }
-
-export interface LedgerStatus {
-  chain: string
-  ledger: string
-  height: number
-  lastBlock: string
-  /** the last block's time (the genesis time before the first block), ISO 8601 */
-  lastBlockAt: string
-  appHash: string
-  round: number
-  step: string
-  nextProposer: string
-  validator: boolean
-  validators: string[]
-  slotMs: number
-  checkpointEvery: number
-  pending: number
-  pools: number
-  codes: number
-  equivocations: number
-  problem?: string
-}
-
-export interface CheckpointView {
-  height: number
-  stateRoot: string
-  btcTxid: string
-  by: string
-  /** the state root this node computed at that height */
-  ownRoot?: string
-  confirmations?: number
-  status: 'ok' | 'mismatch' | 'unchecked'
-  problem?: string
-}
-
-export interface CodeView {
-  code: string
-  state: 'valid' | 'redeemed' | 'expired'
-  pool: string
-  poolName: string
-  /** the member cloud that issued it */
-  issuer: string
-  service: string
-  /** what the code pays for, of the service's calls: "0.00001 BTC" */
-  credit: string
-  owner: string
-  /** the block time of the request that made it, ISO 8601 */
-  issuedAt: string
-  /** issuedAt + the pool's ttl, ISO 8601 */
-  expiresAt: string
-  /** ms until it expires by this node's clock; 0 unless valid */
-  remainingMs: number
-  transfers: number
-  /** `at` is the redeeming block's time, ISO 8601 */
-  redeemed?: { by: string, at: string, height: number }
-}
-
-export interface PoolView {
-  id: string
-  name: string
-  issuer: string
-  service: string
-  /** what each code pays for: "0.00001 BTC" */
-  credit: string
-  quantity: number
-  issued: number
-  left: number
-  ttlMs: number
-  perRequester: number
-  /** the block time of the pool transaction, ISO 8601 */
-  createdAt: string
-  height: number
-}
-
-
-/**
- * What a checkpoint puts in bitcoin (an OP_RETURN of 64 bytes): "OCL1",
- * the first 8 bytes of the ledger id, the height (u32 big-endian), and the
- * state root; the remaining 16 bytes are zero.
- */
-export function anchorData (ledger: Uint8Array, height: number, stateRoot: Uint8Array): Uint8Array {
-  const out = new Uint8Array(64)
-  out.set(new TextEncoder().encode('OCL1'))
-  out.set(ledger.subarray(0, 8), 4)
-  new DataView(out.buffer).setUint32(12, height)
-  out.set(stateRoot, 16)
-  return out
-}
-
-export function parseAnchor (data: Uint8Array): { ledgerPrefix: string, height: number, stateRoot: string } | undefined {
-  if (data.byteLength < 48 || new TextDecoder().decode(data.subarray(0, 4)) !== 'OCL1') {
-    return undefined
-  }
-  return { ledgerPrefix: hex(data.subarray(4, 12)), height: new DataView(data.buffer, data.byteOffset).getUint32(12), stateRoot: hex(data.subarray(16, 48)) }
-}
-
