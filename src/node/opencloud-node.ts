@@ -32,7 +32,7 @@ import type { ErrorStatus, ModuleComponents, NodeInfo, PeerRef, RouteTable, Serv
 import type { PeerDirectory } from '../services/peers/index.ts'
 import type { PriceDesk } from '../services/market/index.ts'
 import { storageHosts, type StorageEngines } from '../services/storage/module.ts'
-import type { CloudLedger } from '../ledger/ledger.ts'
+import type { CloudLedger } from '../ledger/cloud-ledger.ts'
 import type { StorageClient, StorageClientInit, HostOffer } from '../storage/client.ts'
 import type { StorageHost } from '../services/storage/index.ts'
 import type { PeerEntry } from '../services/peers/index.ts'

@@ -12,7 +12,7 @@ import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.t
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
 import { hex, openEvidence, verifyRedeemAuthorization, signProposal, signTx, signVote, txRootOf, sha256, encodeHeader, encodeBlock, encodeCommit, encodeMessage, type Block, type SignedTx } from '../../src/ledger/encoding.ts'
 import { LedgerState } from '../../src/ledger/state.ts'
-import { CloudLedger } from '../../src/ledger/ledger.ts'
+import { CloudLedger } from '../../src/ledger/cloud-ledger.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { LevelDatastore } from 'datastore-level'
 import { openCloudSigner } from '../../src/protocols/rpc/credentials.ts'

@@ -1,7 +1,7 @@
 import { AccessDeniedError, BadRequestError, BodyTooLargeError, NotFoundError, RequestDeclinedError, ServerError } from '../../protocols/rpc/errors.ts'
 import { Units } from '../../protocols/units.ts'
 import { LedgerLimits, authorizationFromBase64, hex, openTx } from '../../ledger/encoding.ts'
-import { CloudLedger } from '../../ledger/ledger.ts'
+import { CloudLedger } from '../../ledger/cloud-ledger.ts'
 import { LedgerRejectedError, LedgerTimeoutError } from '../../ledger/errors.ts'
 import { loadGenesis } from '../../ledger/genesis.ts'
 import { MempoolFullError } from '../../ledger/mempool.ts'

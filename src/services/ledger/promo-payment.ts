@@ -2,7 +2,7 @@ import { PaymentDeclinedError, PaymentTooLowError } from '../../protocols/rpc/er
 import { formatAmount } from '../../protocols/units.ts'
 import { hex } from '../../ledger/encoding.ts'
 import { LedgerRejectedError, LedgerTimeoutError } from '../../ledger/errors.ts'
-import type { CloudLedger } from '../../ledger/ledger.ts'
+import type { CloudLedger } from '../../ledger/cloud-ledger.ts'
 import type { PaymentCheck, PaymentHook } from '../interface.ts'
 
 /**

@@ -27,7 +27,7 @@ export interface CloudLedgerComponents {
   pubsub: LedgerPubsub
   /** ask a peer for final blocks from `from` on (the ledger service's `blocks`) */
   fetchBlocks?: (peer: string, from: number, options: { signal: AbortSignal }) => Promise<Uint8Array>
-  /** peers to sync from at start */
+  /** the peers to sync from, at start and every ten slots */
   peers?: () => string[]
   /** anchor 64 bytes in bitcoin (an OP_RETURN output), resolving with the txid; undefined when there is no chain */
   anchor?: (data: Uint8Array) => Promise<string>
@@ -46,11 +46,17 @@ export interface CloudLedgerInit {
 }
 
 /**
- * The Cloud Ledger on this node: final blocks in the datastore, the state
- * they give, the queue of transactions, and, on a validator, the consensus
- * engine. Transactions and consensus messages travel on two gossipsub
- * topics named after the ledger; a node that falls behind (or starts late)
- * fetches final blocks from a peer and checks every certificate.
+ * The Cloud Ledger on this node (PROTOCOL.md section 8e), assembled from
+ * its parts: the state final blocks give and the queue of transactions
+ * waiting for one (state.ts, mempool.ts), on a validator the consensus
+ * engine that makes blocks (consensus.ts), the final blocks in the
+ * datastore (block-store.ts), the two gossipsub topics named after the
+ * ledger (gossip.ts) and the batches transactions travel in on one of them
+ * (tx-batches.ts), catching up from peers with every certificate checked
+ * (sync.ts), bitcoin anchors (checkpoints.ts) and what the node shows
+ * (views.ts). Each part is handed only what it uses; this class wires them
+ * to one another and keeps what is the ledger's own: signing and
+ * submitting transactions, waiting for their outcome, redeeming codes.
  */
 export class CloudLedger {
   readonly genesis: Genesis
@@ -136,6 +142,7 @@ export class CloudLedger {
   }
 
   async start (): Promise<void> {
+    // the state first, from the blocks kept: the parts started after it judge messages and sync against it
     const replayed = await this.store.replay(this.state)
     this.equivocations.push(...await this.store.evidence())
     // what this validator signed at the height it stopped in, if that height is not final yet
@@ -158,60 +165,7 @@ export class CloudLedger {
     await this.sync.stop()
   }
 
-  private final (block: Block): void {
-    for (const id of block.txs.map(t => hex(t.id))) {
-      const o = this.state.outcomes.get(id)
-      const waiting = this.waiters.get(id)
-      if (o != null && waiting != null) {
-        this.waiters.delete(id)
-        for (const w of waiting) {
-          w(o)
-        }
-      }
-    }
-    this.checkpoints.onFinal(block)
-  }
-
-  /** Anchor the state root at `height` in bitcoin, then record the anchor on the ledger */
-  async checkpoint (height: number): Promise<{ btcTxid: string, stateRoot: string }> {
-    return this.checkpoints.checkpoint(height)
-  }
-
-  /** Every checkpoint on the ledger, checked against bitcoin and this node's own history */
-  async verifyCheckpoints (): Promise<CheckpointView[]> {
-    return this.checkpoints.verify()
-  }
-
-  private async equivocation (e: Equivocation): Promise<void> {
-    log.error('validator %s signed two %ss for height %d round %d', e.validator, e.what, e.height, e.round)
-    this.equivocations.push(e)
-    try {
-      await this.store.saveEvidence(e)
-    } catch (err: any) {
-      log.error('keeping the evidence failed - %e', err)
-    }
-    this.c.recordEquivocation?.(e)
-  }
-
-  /** Fetch and apply final blocks from each peer in turn until none has more */
-  async syncFromPeers (): Promise<void> {
-    await this.sync.syncFromPeers()
-  }
-
-  /** Fetch and apply final blocks from `peer` until it has no more; resolves with how many were applied */
-  async syncFrom (peer: string): Promise<number> {
-    return this.sync.syncFrom(peer)
-  }
-
-  /** Final blocks from `from` on, for a peer that syncs: varint n || n x bytes (block || commit) */
-  async blocksFrom (from: number, max?: number, maxBytes?: number): Promise<Uint8Array> {
-    return this.sync.blocksFrom(from, max, maxBytes)
-  }
-
-  /** The final block at `height` and its commit, undefined when this node has none there */
-  async block (height: number): Promise<{ block: Block, commit: Commit } | undefined> {
-    return this.store.get(height)
-  }
+  // ---------------------------------------------------------------- transactions
 
   /** Sign a transaction as this node */
   sign (body: TxBody): SignedTx {
@@ -247,6 +201,26 @@ export class CloudLedger {
       throw new LedgerRejectedError(outcome.reason ?? 'refused')
     }
     return outcome
+  }
+
+  /** Wait for a transaction to be final */
+  async outcome (id: string, timeoutMs: number): Promise<TxOutcome> {
+    const done = this.state.outcomes.get(id)
+    if (done != null) {
+      return done
+    }
+    return new Promise((resolve, reject) => {
+      const list = this.waiters.get(id) ?? []
+      const timer = setTimeout(() => {
+        const l = this.waiters.get(id)?.filter(w => w !== settle)
+        if (l != null && l.length > 0) this.waiters.set(id, l)
+        else this.waiters.delete(id)
+        reject(new LedgerTimeoutError(`transaction ${id} is not final after ${Math.round(timeoutMs / 1000)} s: ${this.livenessProblem() ?? 'the ledger is slow'}`))
+      }, timeoutMs)
+      const settle = (o: TxOutcome): void => { clearTimeout(timer); resolve(o) }
+      list.push(settle)
+      this.waiters.set(id, list)
+    })
   }
 
   /**
@@ -293,35 +267,12 @@ export class CloudLedger {
     }
   }
 
-  /** Wait for a transaction to be final */
-  async outcome (id: string, timeoutMs: number): Promise<TxOutcome> {
-    const done = this.state.outcomes.get(id)
-    if (done != null) {
-      return done
-    }
-    return new Promise((resolve, reject) => {
-      const list = this.waiters.get(id) ?? []
-      const timer = setTimeout(() => {
-        const l = this.waiters.get(id)?.filter(w => w !== settle)
-        if (l != null && l.length > 0) this.waiters.set(id, l)
-        else this.waiters.delete(id)
-        reject(new LedgerTimeoutError(`transaction ${id} is not final after ${Math.round(timeoutMs / 1000)} s: ${this.livenessProblem() ?? 'the ledger is slow'}`))
-      }, timeoutMs)
-      const settle = (o: TxOutcome): void => { clearTimeout(timer); resolve(o) }
-      list.push(settle)
-      this.waiters.set(id, list)
-    })
-  }
-
-  /** Why blocks may not become final, if something is visibly wrong */
-  livenessProblem (): string | undefined {
-    return this.views.livenessProblem()
-  }
-
   /** Sign, as this node (a code's owner), the authorization for `redeemer` to redeem `code` */
   authorizeRedeem (code: string, redeemer: string): string {
     return Buffer.from(signRedeemAuthorization(this.id, Buffer.from(code, 'hex'), redeemer, this.c.signer)).toString('base64')
   }
+
+  // ---------------------------------------------------------------- validator candidacy
 
   /** This node's signed statement as a validator candidate */
   candidateEvidence (statement: string): Uint8Array {
@@ -344,14 +295,55 @@ export class CloudLedger {
     return this.store.candidacy()
   }
 
-  /** Codes this node owns */
-  ownCodes (now = Date.now()): CodeView[] {
-    return this.views.ownCodes(now)
+  // ---------------------------------------------------------------- the parts, as the ledger service and the control API use them
+
+  /** The final block at `height` and its commit, undefined when this node has none there */
+  async block (height: number): Promise<{ block: Block, commit: Commit } | undefined> {
+    return this.store.get(height)
+  }
+
+  /** Final blocks from `from` on, for a peer that syncs: varint n || n x bytes (block || commit) */
+  async blocksFrom (from: number, max?: number, maxBytes?: number): Promise<Uint8Array> {
+    return this.sync.blocksFrom(from, max, maxBytes)
+  }
+
+  /** Fetch and apply final blocks from `peer` until it has no more; resolves with how many were applied */
+  async syncFrom (peer: string): Promise<number> {
+    return this.sync.syncFrom(peer)
+  }
+
+  /** Fetch and apply final blocks from each peer in turn until none has more */
+  async syncFromPeers (): Promise<void> {
+    await this.sync.syncFromPeers()
+  }
+
+  /** Anchor the state root at `height` in bitcoin, then record the anchor on the ledger */
+  async checkpoint (height: number): Promise<{ btcTxid: string, stateRoot: string }> {
+    return this.checkpoints.checkpoint(height)
+  }
+
+  /** Every checkpoint on the ledger, checked against bitcoin and this node's own history */
+  async verifyCheckpoints (): Promise<CheckpointView[]> {
+    return this.checkpoints.verify()
+  }
+
+  status (): LedgerStatus {
+    return this.views.status()
+  }
+
+  /** Why blocks may not become final, if something is visibly wrong */
+  livenessProblem (): string | undefined {
+    return this.views.livenessProblem()
   }
 
   /** A code as any node sees it: valid (with the time left), redeemed or expired; undefined when unknown */
   codeView (code: string, now = Date.now()): CodeView | undefined {
     return this.views.codeView(code, now)
+  }
+
+  /** Codes this node owns */
+  ownCodes (now = Date.now()): CodeView[] {
+    return this.views.ownCodes(now)
   }
 
   poolViews (): PoolView[] {
@@ -363,7 +355,32 @@ export class CloudLedger {
     return this.views.voteViews()
   }
 
-  status (): LedgerStatus {
-    return this.views.status()
+  // ---------------------------------------------------------------- what the engine reports
+
+  /** A block is final here: whoever waits for one of its transactions learns its outcome, then the state may be anchored */
+  private final (block: Block): void {
+    for (const id of block.txs.map(t => hex(t.id))) {
+      const o = this.state.outcomes.get(id)
+      const waiting = this.waiters.get(id)
+      if (o != null && waiting != null) {
+        this.waiters.delete(id)
+        for (const w of waiting) {
+          w(o)
+        }
+      }
+    }
+    this.checkpoints.onFinal(block)
+  }
+
+  /** A validator signed two things for one slot: kept as evidence across restarts, and told to reputation */
+  private async equivocation (e: Equivocation): Promise<void> {
+    log.error('validator %s signed two %ss for height %d round %d', e.validator, e.what, e.height, e.round)
+    this.equivocations.push(e)
+    try {
+      await this.store.saveEvidence(e)
+    } catch (err: any) {
+      log.error('keeping the evidence failed - %e', err)
+    }
+    this.c.recordEquivocation?.(e)
   }
 }
