@@ -92,7 +92,9 @@ describe('cloud ledger: a validator killed with kill -9 mid-slot', () => {
     await waitFor(() => L().status().problem != null, 20_000, 'the follower to report the stall')
     assert.match(L().status().problem!, /more than a third of the 4 validators may be down/)
     assert.equal(L().state.outcomes.get(waiting), undefined, 'nothing final while two of four are up')
-    const status = await nodeApi(daemons[0], '/v1/ledger')
+    // each node counts the stall from when its own height began: a validator may say so a moment after the follower
+    let status: any
+    await waitFor(async () => (status = await nodeApi(daemons[0], '/v1/ledger')).problem != null, 20_000, 'validator 1 to report the stall')
     assert.match(status.problem, /no block for \d+ s while [12] transactions? wait: more than a third of the 4 validators may be down or out of reach \(a block needs 3 of them; this node heard from [23] at height \d+\)/)
 
     // the killed validator restarts on its data directory (LevelDB as kill -9 left it)
