@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { encodeGenesis, LedgerLimits, type Genesis } from './encoding.ts'
+import { decodeGenesis, encodeGenesis, LedgerLimits, type Genesis } from './encoding.ts'
 import { GenesisError } from './errors.ts'
 
 /**
@@ -59,7 +59,13 @@ export function parseGenesis (raw: any, where = 'the genesis'): Genesis {
   if (g.maxTxsPerBlock > LedgerLimits.txsPerBlock) {
     throw new GenesisError(`${where}: "maxTxsPerBlock" is at most ${LedgerLimits.txsPerBlock}`)
   }
-  // the bytes the ledger id is the hash of, made once here so a genesis that cannot be encoded fails before the node starts
-  encodeGenesis(g)
+  // the bytes the ledger id is the hash of, made and read back here: a
+  // genesis that another implementation could not decode (a chain name
+  // over 128 bytes, more than 256 validators) fails before the node starts
+  try {
+    decodeGenesis(encodeGenesis(g))
+  } catch (err: any) {
+    throw new GenesisError(`${where}: ${err.message}`)
+  }
   return g
 }

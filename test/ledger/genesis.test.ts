@@ -53,6 +53,8 @@ describe('ledger genesis file', () => {
     refused({ ...ok, maxRequestsPerSlot: '3' }, /"maxRequestsPerSlot" must be a whole number, at least 1/)
     refused({ ...ok, txTtlMs: 9_999 }, /"txTtlMs" must be a whole number, at least 10000/)
     refused(null, /"chain" names the ledger/)
+    // what PROTOCOL.md's genesis cannot carry: another implementation could not read the ledger's id
+    refused({ ...ok, chain: 'x'.repeat(LedgerLimits.name + 1) }, new RegExp(`^g\\.json: the chain name is ${LedgerLimits.name + 1} bytes, over the limit of ${LedgerLimits.name}$`))
     // the largest values allowed pass
     assert.equal(parseGenesis({ ...ok, maxTxsPerBlock: LedgerLimits.txsPerBlock }).maxTxsPerBlock, LedgerLimits.txsPerBlock)
   })
