@@ -2,6 +2,8 @@ import { statfs } from 'node:fs/promises'
 import { logger } from '@libp2p/logger'
 import { Key, type Datastore } from 'interface-datastore'
 import { Units } from '../../protocols/units.ts'
+import { canonicalDecimal } from '../../protocols/args.ts'
+import { base64Signature } from '../../protocols/signed.ts'
 import { DecodeError, Reader, Writer } from '../../protocols/codec.ts'
 import { AccessDeniedError, BadRequestError, BodyTooLargeError, InsufficientStorageError, InvalidSignatureError, NotFoundError, RequestDeclinedError, ServerError } from '../../protocols/rpc/errors.ts'
 import { contractIdOf, decodeSigned, decodeTerms, encodeRevision, encodeSigned, nextRevision, overMaxMoney, rentPerPeriod, rentPeriods, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms, MAX_CONTRACT_MS } from '../../storage/contract.ts'
@@ -91,10 +93,6 @@ function b64 (bytes: Uint8Array): string {
 }
 
 const HEX32 = /^[0-9a-f]{64}$/
-/** a decimal in its one canonical form: no sign, no leading zero, no exponent */
-const DECIMAL = /^(0|[1-9][0-9]*)$/
-/** an Ed25519 signature (64 bytes) in standard base64 with its padding */
-const SIGNATURE64 = /^[A-Za-z0-9+/]{86}==$/
 
 function hexArg (value: string, what: string): string {
   if (!HEX32.test(value)) {
@@ -105,18 +103,19 @@ function hexArg (value: string, what: string): string {
 
 /** A whole number written canonically (no "007", "+1" or "1e3"), from min to max */
 function intArg (value: string, what: string, min: number, max: number): number {
-  const n = Number(value)
-  if (!DECIMAL.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
+  const n = canonicalDecimal(value, min, max)
+  if (n == null) {
     throw new BadRequestError(`${what} is a whole number from ${min} to ${max} written as plain decimal digits, not "${value}"`)
   }
   return n
 }
 
 function signatureArg (value: string, what: string): Uint8Array {
-  if (!SIGNATURE64.test(value)) {
-    throw new BadRequestError(`${what} is a 64-byte signature in base64 (88 characters ending in "=="), not "${value}"`)
+  try {
+    return base64Signature(value, what)
+  } catch (err: any) {
+    throw new BadRequestError(err.message)
   }
-  return Buffer.from(value, 'base64')
 }
 
 type StorageMethod = 'contract' | 'renew' | 'rent' | 'put' | 'get' | 'prove' | 'delete' | 'list' | 'end'
