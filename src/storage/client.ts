@@ -60,10 +60,6 @@ export class OutputExistsError extends Error {
   override name = 'OutputExistsError'
 }
 
-export class InvalidRedundancyError extends Error {
-  override name = 'InvalidRedundancyError'
-}
-
 /** a host would not serve because of what this node owes it (an overdue deferred payment, credit refused) */
 export class PaymentRefusedError extends Error {
   override name = 'PaymentRefusedError'
@@ -356,17 +352,6 @@ export function defaultRedundancy (hosts: number): { k: number, n: number } {
   }
   const n = Math.min(30, hosts)
   return { k: defaultK(n), n }
-}
-
-/** "4-of-8" */
-export function parseRedundancy (text: string): { k: number, n: number } {
-  const match = /^([0-9]+)-of-([0-9]+)$/.exec(text.trim())
-  const k = Number(match?.[1])
-  const n = Number(match?.[2])
-  if (match == null || k < 1 || n < k || n > 255) {
-    throw new InvalidRedundancyError(`--redundancy takes K-of-N with 1 <= K <= N <= 255, e.g. 4-of-8 (any 4 of 8 shards rebuild the file), not "${text}"`)
-  }
-  return { k, n }
 }
 
 function hex (bytes: Uint8Array): string {

@@ -12,7 +12,8 @@ import { parseSize, formatSize } from '../../src/utils/size.ts'
 import { auditContract, AuditFailedError } from '../../src/storage/audit.ts'
 import { openRating } from '../../src/storage/rating.ts'
 import { encodeProofs } from '../../src/storage/proofs.ts'
-import { defaultRedundancy, defaultRepairAfterLost, migrationReason, parseRedundancy } from '../../src/storage/client.ts'
+import { defaultRedundancy, defaultRepairAfterLost, migrationReason } from '../../src/storage/client.ts'
+import { parseRedundancy } from '../../src/storage/put-options.ts'
 
 const fixture = JSON.parse(await readFile(new URL('../fixtures/protocol-vectors.json', import.meta.url), 'utf8'))
 const v = fixture.storage
