@@ -125,7 +125,7 @@ describe('storage migration', () => {
   const policy = { migrateAbovePrice: 3, minTrust: 0, trustDrop: 0.25 }
 
   it('moves off a host whose price rose over 3x the median, or whose trust fell to under a quarter of what it was', () => {
-    assert.match(migrationReason({}, { price: 3001n, median: 1000n }, policy) ?? '', /price rose to 3001 sat per GiB-month, over 3x the market median of 1000/)
+    assert.match(migrationReason({}, { price: 3001n, median: 1000n }, policy) ?? '', /price rose to 0\.00003001 BTC per GiB-month, over 3x the market median of 0\.00001 BTC/)
     assert.equal(migrationReason({}, { price: 3000n, median: 1000n }, policy), undefined)
     assert.match(migrationReason({ trustAtStart: 2 }, { trust: 0.4 }, policy) ?? '', /trust score fell to 0.40 from 2.00/)
     assert.equal(migrationReason({ trustAtStart: 2 }, { trust: 0.6 }, policy), undefined)
