@@ -3,13 +3,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { HttpError, readJsonBody } from '../../utils/http-body.ts'
 import type { Progress } from '../../storage/client.ts'
 import { parsePutOptions } from '../../storage/put-options.ts'
-import { objectInfo, objectSummary } from '../../storage/views.ts'
+import { objectInfo, objectSummary, storageCosts } from '../../storage/views.ts'
 import type { OpenCloudNode } from '../opencloud-node.ts'
 
 /** Mistakes of the caller in storage requests, and the HTTP status each gets */
 export const STORE_MISTAKES: Record<string, number> = {
   ObjectNotFoundError: 404,
   ObjectExistsError: 409,
+  ObjectBeingStoredError: 409,
   OutputExistsError: 409,
   NotEnoughHostsError: 409,
   InvalidRedundancyError: 400,
@@ -65,7 +66,11 @@ async function streamEvents (req: IncomingMessage, res: ServerResponse, work: (o
 export async function storeRoute (node: OpenCloudNode, route: string, req: IncomingMessage, res: ServerResponse, url: URL, sendJson: (res: ServerResponse, status: number, value: unknown) => void): Promise<boolean> {
   switch (route) {
     case 'GET /v1/store':
-      sendJson(res, 200, (await node.storage.list()).map(objectSummary))
+      sendJson(res, 200, {
+        objects: (await node.storage.list()).map(objectSummary),
+        // what storage took from the wallet, fees included, beside what its calls cost
+        costs: storageCosts(await node.tabs.costs({ service: 'storage' }))
+      })
       return true
     case 'GET /v1/store/info': {
       const name = url.searchParams.get('object')
