@@ -11,6 +11,7 @@ import { objectKey, openSegment, sealSegment, TAG_BYTES, DecryptError } from './
 import { ReedSolomon, split } from './erasure.ts'
 import { equalBytes, merkleRoot } from './merkle.ts'
 import { formatSize } from '../utils/size.ts'
+import { KeyedLock } from '../utils/keyed-lock.ts'
 import { formatAmount } from '../protocols/units.ts'
 import { inTransfer, releaseSegmentMemory, SegmentSlots } from './memory.ts'
 import { auditContract, AuditFailedError } from './audit.ts'
@@ -43,6 +44,8 @@ const TRUSTED_SCORE = 0.5
  * up `store rm` or the upkeep for the RPC client's whole timeout
  */
 const END_CALL_MS = 15_000
+/** the one key of the records lock: every change to the object records takes it */
+const RECORDS = 'records'
 /** the longest a stuck repair, or a host that failed one, waits before it is tried again (see repairRetryMs) */
 const MAX_REPAIR_RETRY_MS = 6 * 3600_000
 
@@ -468,7 +471,8 @@ export class StorageClient {
   readonly minTrust: number
   readonly trustDrop: number
   private readonly trustGraceMs: number
-  private serial: Promise<void> = Promise.resolve()
+  /** one change to the object records at a time (see exclusive) */
+  private readonly records = new KeyedLock()
   /** uploads running in this process: their pending records are not leftovers of a crash */
   private readonly uploading = new Set<string>()
   /** names reserved by puts running in this process (the datastore holds them too, see reserveName) */
@@ -552,7 +556,8 @@ export class StorageClient {
     this.checkTimer = undefined
     this.shutdown.abort(new StorageStoppedError())
     await this.checking
-    await this.serial
+    // after every change under way or waiting (those with the shutdown signal have stopped waiting)
+    await this.records.run(RECORDS, async () => {})
   }
 
   /**
@@ -1116,15 +1121,7 @@ export class StorageClient {
    * whose signal aborts stops waiting for its turn.
    */
   private async exclusive<T> (fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    const before = this.serial
-    const run = (async () => {
-      await raceSignal(before, signal)
-      return fn()
-    })()
-    // the next in line waits for those before this one too, whether this
-    // one ran or stopped waiting
-    this.serial = before.then(async () => run).then(() => {}, () => {})
-    return run
+    return this.records.run(RECORDS, fn, { signal })
   }
 
   /** Save an object changed by upkeep, unless it was removed meanwhile */
@@ -2322,23 +2319,6 @@ function repairCandidates (object: StoredObject, segments: number[], offers: Hos
  */
 function callSignal (signal: AbortSignal, timeoutMs: number): AbortSignal {
   return AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
-}
-
-/** Wait for `promise` (its outcome ignored) unless `signal` aborts first */
-async function raceSignal (promise: Promise<unknown>, signal?: AbortSignal): Promise<void> {
-  if (signal == null) {
-    await promise.catch(() => {})
-    return
-  }
-  signal.throwIfAborted()
-  await new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => { reject(signal.reason) }
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(() => {}, () => {}).then(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    })
-  })
 }
 
 function nameKey (name: string): Key {

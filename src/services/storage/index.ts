@@ -10,6 +10,7 @@ import { contractIdOf, decodeSigned, decodeTerms, encodeRevision, encodeSigned, 
 import { openRating, signRating } from '../../storage/rating.ts'
 import { ShardCorruptError, ShardMismatchError, ShardStore } from './shard-store.ts'
 import { encodeProofs } from '../../storage/proofs.ts'
+import { KeyedLock } from '../../utils/keyed-lock.ts'
 import type { CredentialSigner } from '../../protocols/rpc/credentials.ts'
 import type { CostQuery, MethodSpec, Service, ServiceContext } from '../interface.ts'
 
@@ -219,7 +220,7 @@ export class StorageHost {
   private readonly dir: string
   private readonly contracts = new Map<string, HostContract>()
   /** one change at a time per contract, so revisions follow each other */
-  private readonly locks = new Map<string, Promise<void>>()
+  private readonly locks = new KeyedLock()
 
   constructor (components: StorageServiceComponents, init: StorageServiceInit) {
     this.components = components
@@ -285,7 +286,7 @@ export class StorageHost {
       if (c.endedAt != null || now <= c.terms.end + this.rentGraceMs) {
         continue
       }
-      await this.locked(c.id, async () => {
+      await this.locks.run(c.id, async () => {
         if (c.endedAt != null) {
           return
         }
@@ -319,7 +320,7 @@ export class StorageHost {
       if (now <= paidThrough + this.rentGraceMs) {
         continue
       }
-      await this.locked(c.id, async () => {
+      await this.locks.run(c.id, async () => {
         if (c.endedAt != null) {
           return
         }
@@ -350,23 +351,6 @@ export class StorageHost {
       ratings: c.ratings ?? null
     }
     await this.components.datastore.put(new Key(`${CONTRACTS}/${c.id}`), new TextEncoder().encode(JSON.stringify(raw)))
-  }
-
-  private async locked<T> (id: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.locks.get(id) ?? Promise.resolve()
-    let release!: () => void
-    const mine = new Promise<void>(resolve => { release = resolve })
-    const chained = previous.then(async () => mine)
-    this.locks.set(id, chained)
-    await previous
-    try {
-      return await fn()
-    } finally {
-      release()
-      if (this.locks.get(id) === chained) {
-        this.locks.delete(id)
-      }
-    }
   }
 
   /** Bytes promised to live contracts */
@@ -547,7 +531,7 @@ export class StorageHost {
     this.cost('contract', queryOf(ctx))
     const { encoded, renterSignature, terms } = await this.proposal(ctx)
     const id = hex(contractIdOf(encoded))
-    return this.locked(id, async () => {
+    return this.locks.run(id, async () => {
       const known = this.contracts.get(id)
       if (known != null) {
         // the same proposal again (its answer was lost): the same answer
@@ -632,7 +616,7 @@ export class StorageHost {
     const oldId = ctx.args[0]
     const { encoded, renterSignature, terms } = await this.proposal(ctx)
     const id = hex(contractIdOf(encoded))
-    return this.locked(oldId, async () => {
+    return this.locks.run(oldId, async () => {
       const done = this.contracts.get(id)
       if (done != null && this.contracts.get(oldId)?.endedReason === `renewed as ${id}` && done.signedRevision != null) {
         // the same renewal again (its answer was lost): the same answer
@@ -759,7 +743,7 @@ export class StorageHost {
    * renter signs it as it is.
    */
   async put (ctx: ServiceContext): Promise<unknown> {
-    return this.locked(ctx.args[0] ?? '', async () => {
+    return this.locks.run(ctx.args[0] ?? '', async () => {
       // checked again under the lock: the contract may have changed since the pipeline's check
       const { c, root, held, next } = this.check('put', queryOf(ctx))
       try {
@@ -791,7 +775,7 @@ export class StorageHost {
   }
 
   async delete (ctx: ServiceContext): Promise<unknown> {
-    return this.locked(ctx.args[0] ?? '', async () => {
+    return this.locks.run(ctx.args[0] ?? '', async () => {
       const { c, root, next } = this.check('delete', queryOf(ctx))
       const hostSignature = this.countersign(c, next!)
       await this.save(c)
@@ -813,7 +797,7 @@ export class StorageHost {
   }
 
   async rent (ctx: ServiceContext): Promise<unknown> {
-    return this.locked(ctx.args[0] ?? '', async () => {
+    return this.locks.run(ctx.args[0] ?? '', async () => {
       const { c, periods } = this.check('rent', queryOf(ctx))
       c.rentPaidPeriods += periods
       await this.save(c)
@@ -833,7 +817,7 @@ export class StorageHost {
       chunks.push(chunk)
     }
     const renterRating = chunks.length === 0 ? undefined : Buffer.concat(chunks)
-    return this.locked(id, async () => {
+    return this.locks.run(id, async () => {
       const { c } = this.check('end', queryOf(ctx))
       if (renterRating != null) {
         let rating
