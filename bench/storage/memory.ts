@@ -112,7 +112,7 @@ try {
   await new Promise(resolve => setTimeout(resolve, 5_000))
   const idleAfter = Math.round(await rssOf(pid) / 1e6)
 
-  const stored = (await nodeApi(client, '/v1/store')).find((o: any) => o.name === 'big.bin')
+  const stored = (await nodeApi(client, '/v1/store')).objects.find((o: any) => o.name === 'big.bin')
   const result = { nodes: count, redundancy: stored?.redundancy, mib: Number(values.mib), idleBeforeMB: idleBefore, put, get, concurrent: { files: files.length, mib: Number(values['concurrent-mib']), ...concurrent }, idleAfterMB: idleAfter, targetMB: 300 }
   if (values.json === true) {
     process.stdout.write(JSON.stringify(result, null, 2) + '\n')

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
-import { InvalidPutOptionError, parsePutOptions } from '../node/api/store-routes.ts'
+import { InvalidPutOptionError, parsePutOptions } from '../storage/put-options.ts'
 import { hintLine, shellWord, UsageError } from './command.ts'
 
 /**

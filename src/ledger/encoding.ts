@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { DecodeError, Reader, Writer } from '../protocols/codec.ts'
 
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
-import { peerBytes, peerText, verifySignedBy, withDomain } from '../protocols/signed.ts'
+import { base64Signature, peerBytes, peerText, verifySignedBy, withDomain } from '../protocols/signed.ts'
 
 /**
  * The Cloud Ledger's bytes (PROTOCOL.md section 8e): genesis, transactions,
@@ -264,11 +264,11 @@ export function signRedeemAuthorization (ledger: Uint8Array, code: Uint8Array, r
  * Undefined for anything else.
  */
 export function authorizationFromBase64 (text: string | undefined): Uint8Array | undefined {
-  if (text == null) {
+  try {
+    return text == null ? undefined : base64Signature(text, 'an authorization')
+  } catch {
     return undefined
   }
-  const bytes = Buffer.from(text, 'base64')
-  return bytes.byteLength === 64 && bytes.toString('base64') === text ? Uint8Array.from(bytes) : undefined
 }
 
 export function verifyRedeemAuthorization (ledger: Uint8Array, code: Uint8Array, redeemer: string, owner: string, authorization: Uint8Array): boolean {

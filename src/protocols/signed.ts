@@ -39,3 +39,21 @@ const verifier = new CredentialVerifier()
 export function verifySignedBy (peer: string, signature: Uint8Array, signing: Uint8Array): void {
   verifier.verify({ type: CredentialType.OPENCLOUD, value: peerBytes(peer) }, signature, signing)
 }
+
+/** 64 bytes in standard base64: 86 digits, the last with its 4 unused bits zero, and "==" */
+const BASE64_64 = /^[A-Za-z0-9+/]{85}[AQgw]==$/
+
+/**
+ * A 64-byte signature as args and people pass it (a storage revision
+ * signature, a ledger redeem authorization): standard base64 with its
+ * padding, 88 characters, in its one spelling. Base64 decoders accept
+ * digits whose unused bits are not zero and read them as the same bytes;
+ * those are refused, so one signature has one text. Throws DecodeError
+ * naming `what` otherwise.
+ */
+export function base64Signature (text: string, what: string): Uint8Array {
+  if (!BASE64_64.test(text)) {
+    throw new DecodeError(`${what} is a 64-byte signature in standard base64 (88 characters ending in "=="), not "${text}"`)
+  }
+  return Uint8Array.from(Buffer.from(text, 'base64'))
+}

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { NotFoundError, ServerError } from '../protocols/rpc/errors.ts'
+import { judgeHostError } from './host-answers.ts'
 import { decodeProofs } from './proofs.ts'
 import { decodeRevision, decodeSigned } from './contract.ts'
 import { challengeLeaves, dataRoot, equalBytes, LEAF_SIZE, leafCount, verifyPath } from './merkle.ts'
@@ -35,8 +35,9 @@ export type AuditCall = (peer: string, request: CallRequest) => Promise<CallResp
 
 /**
  * Audit one shard of a contract, chosen at random. Resolves when the proofs
- * verify; throws AuditFailedError when the host is caught, and any other
- * error when it could not be asked (unreachable, timed out).
+ * verify; throws AuditFailedError when the host is caught (it says the
+ * shard is lost, or its proof is wrong), and any other error when it could
+ * not be asked or failed on its side (unreachable, timed out, server-error).
  */
 export async function auditContract (target: AuditTarget, call: AuditCall, signal?: AbortSignal): Promise<{ root: string, leaves: number[] }> {
   if (target.shards.length === 0) {
@@ -62,8 +63,10 @@ export async function auditContract (target: AuditTarget, call: AuditCall, signa
     const response = await call(target.host, { service: 'storage', method: 'prove', args: [target.contract, root, challenge.toString('hex'), String(count)], signal })
     bytes = await response.body.bytes()
   } catch (err: any) {
-    if (err instanceof NotFoundError || err instanceof ServerError) {
-      // "no such shard" or "corrupt here": the host says it lost it
+    // "no such shard", "corrupt here", "missing here": the host lost what
+    // it was paid to keep; anything else (a server-error, no answer) is
+    // transient, and the audit grace applies (judgeHostError)
+    if (judgeHostError(err) === 'lost') {
       throw new AuditFailedError(`host ${target.host} no longer has shard ${root}: ${err.message}`)
     }
     throw err

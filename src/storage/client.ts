@@ -5,14 +5,17 @@ import { logger } from '@libp2p/logger'
 import { Key, type Datastore } from 'interface-datastore'
 import { bodyFromBytes } from '../protocols/rpc/body.ts'
 import { Writer } from '../protocols/codec.ts'
-import { NotFoundError, PaymentDeclinedError, ServerError } from '../protocols/rpc/errors.ts'
+import { NotFoundError } from '../protocols/rpc/errors.ts'
 import { contractIdOf, encodeRevision, encodeSigned, encodeTerms, GIB, MONTH_MS, nextRevision, rentPerPeriod, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms } from './contract.ts'
 import { objectKey, openSegment, sealSegment, TAG_BYTES, DecryptError } from './crypto.ts'
 import { ReedSolomon, split } from './erasure.ts'
 import { equalBytes, merkleRoot } from './merkle.ts'
 import { formatSize } from '../utils/size.ts'
+import { KeyedLock } from '../utils/keyed-lock.ts'
+import { formatAmount } from '../protocols/units.ts'
 import { inTransfer, releaseSegmentMemory, SegmentSlots } from './memory.ts'
 import { auditContract, AuditFailedError } from './audit.ts'
+import { hostAnswered, judgeHostError } from './host-answers.ts'
 import { openRating, signRating } from './rating.ts'
 import type { CallRequest, CallResponse } from '../protocols/rpc/rpc-client.ts'
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
@@ -28,11 +31,31 @@ const RATINGS = '/storage/ratings'
 const DOWNLOADS = '/storage/downloads'
 /** objects removed by `store rm`, kept without their segments so `store info` still shows the contracts' ratings */
 const REMOVED = '/storage/removed'
+/** name -> the id of the latest removed object of that name (not under REMOVED: a prefix query of it would list these) */
+const REMOVED_NAMES = '/storage/removals/names'
+/** <removedAt>-<id> -> id: which removed objects to forget first (keepRemoved) */
+const REMOVED_ORDER = '/storage/removals/order'
 /** a trust score a host must have had for a fall from it to move data away (1 is the average peer) */
 const TRUSTED_SCORE = 0.5
+/**
+ * The most an `end` call may take: ending is best effort (a host that
+ * cannot be told keeps the shards until the contract's end, and endUnused
+ * tells it at a later check), so a host that does not answer must not hold
+ * up `store rm` or the upkeep for the RPC client's whole timeout
+ */
+const END_CALL_MS = 15_000
+/** the one key of the records lock: every change to the object records takes it */
+const RECORDS = 'records'
+/** the longest a stuck repair, or a host that failed one, waits before it is tried again (see repairRetryMs) */
+const MAX_REPAIR_RETRY_MS = 6 * 3600_000
 
 export class ObjectExistsError extends Error {
   override name = 'ObjectExistsError'
+}
+
+/** a put of a name another put is storing right now (the name is held until it is done or fails) */
+export class ObjectBeingStoredError extends Error {
+  override name = 'ObjectBeingStoredError'
 }
 
 export class ObjectNotFoundError extends Error {
@@ -58,10 +81,6 @@ export class InvalidNameError extends Error {
 /** `store get` would write over a file that is there already */
 export class OutputExistsError extends Error {
   override name = 'OutputExistsError'
-}
-
-export class InvalidRedundancyError extends Error {
-  override name = 'InvalidRedundancyError'
 }
 
 /** a host would not serve because of what this node owes it (an overdue deferred payment, credit refused) */
@@ -164,6 +183,24 @@ export interface StorageClientInit {
    * half the margin is still left to survive the losses until it is done
    */
   repairAfterLost?: (k: number, n: number) => number
+  /**
+   * a repair that could not put every lost shard back waits this long
+   * before the upkeep tries it again, doubling with each attempt up to 6 h
+   * (the audit interval), default 10 minutes; a host that signed a repair's
+   * contract and then failed its upload is offered no shard of that object
+   * for twice as long, doubling with each failure the same way. Each
+   * attempt can pay a rent period to a new host and download K shards of
+   * each segment, so a repair that cannot finish must not do so at every
+   * check; a new loss (a get or an audit finds one) starts it again at
+   * once, and `repair()` runs it now.
+   */
+  repairRetryMs?: number
+  /**
+   * how many removed objects `store info` can still show (their contracts
+   * and the ratings they ended with), default 1,000: the oldest are
+   * forgotten past that (the ratings stay under /storage/ratings)
+   */
+  keepRemoved?: number
   /**
    * contracts are renewed (same host, same length, shards carried over)
    * when this little is left, default 7 days or a third of the contract's
@@ -284,10 +321,24 @@ export interface StoredObject {
   segments: SegmentRecord[]
   contracts: Record<string, ContractRecord>
   /** why the last repair could not put every lost shard back (cleared once one does) */
-  repair?: { problem: string, at: number }
+  repair?: RepairState
   /** when `store rm` removed it, and how many segments it had (only in the record kept for `store info`, which has no segments) */
   removedAt?: number
   segmentCount?: number
+}
+
+/** A repair that is stuck (StoredObject.repair), and when it is tried again (StorageClientInit.repairRetryMs) */
+export interface RepairState {
+  /** why, as the last attempt found */
+  problem: string
+  /** since when it has been stuck */
+  at: number
+  /** attempts that ended stuck, in a row */
+  attempts?: number
+  /** the upkeep tries again from then on (absent: at the next check) */
+  retryAt?: number
+  /** hosts that failed an upload of this object's repair: offered none of its shards until `until` */
+  hosts?: Record<string, { failures: number, until: number }>
 }
 
 export interface Progress {
@@ -325,7 +376,13 @@ export function defaultRepairAfterLost (k: number, n: number): number {
   return Math.max(1, Math.ceil((n - k) / 2))
 }
 
-/** K for N shards: half of N up to 12 (2x stored), a third from 13 (3x, as Sia's 10-of-30) */
+/**
+ * K for N shards: half of N rounded down up to 12, a third rounded up from
+ * 13 (as Sia's 10-of-30). The bytes stored, and the rent and uploads paid
+ * for, are N/K times the file: 2x for an even N up to 12, more for an odd
+ * one (1-of-3 3x, 2-of-5 2.5x, 3-of-7 2.33x), about 3x from 13 (5-of-15 3x,
+ * 8-of-22 2.75x)
+ */
 function defaultK (n: number): number {
   return n <= 12 ? Math.max(1, Math.floor(n / 2)) : Math.ceil(n / 3)
 }
@@ -338,14 +395,16 @@ function defaultK (n: number): number {
  * shard only on a host that holds no other shard of that segment (two
  * shards on one host would make one failure cost two), so with every host
  * already in use it would have nowhere to go. N is the largest up to 30
- * (Sia's N) with N + spares <= hosts; K is half of N up to 12 (2x the file's
- * size stored, N-K hosts may vanish), a third from 13 (3x, as Sia's
- * 10-of-30), which survives far more failures for the same cost per host.
+ * (Sia's N) with N + spares <= hosts; K is defaultK(N): half of N rounded
+ * down up to 12 (any N-K hosts may vanish), a third from 13, which
+ * survives far more failures for about 3x the file stored instead of 2x.
  * Where no N with a margin (N > K) leaves a spare (1 or 2 hosts), every
  * host holds a shard: 1-of-1, 1-of-2.
  *
- * hosts: 2 -> 1-of-2, 3 -> 1-of-2, 4 -> 1-of-3, 5 -> 2-of-4, 8 -> 3-of-6,
- * 10 -> 4-of-8, 16 -> 6-of-12, 20 -> 5-of-15, 30 -> 8-of-22, 40 -> 10-of-30
+ * hosts: 2 -> 1-of-2 (2x the file stored), 3 -> 1-of-2 (2x), 4 -> 1-of-3
+ * (3x), 5 -> 2-of-4 (2x), 7 -> 2-of-5 (2.5x), 8 -> 3-of-6 (2x), 9 -> 3-of-7
+ * (2.33x), 10 -> 4-of-8 (2x), 16 -> 6-of-12 (2x), 20 -> 5-of-15 (3x), 30 ->
+ * 8-of-22 (2.75x), 40 -> 10-of-30 (3x)
  */
 export function defaultRedundancy (hosts: number): { k: number, n: number } {
   for (let n = Math.min(30, hosts); n >= 2; n--) {
@@ -358,23 +417,20 @@ export function defaultRedundancy (hosts: number): { k: number, n: number } {
   return { k: defaultK(n), n }
 }
 
-/** "4-of-8" */
-export function parseRedundancy (text: string): { k: number, n: number } {
-  const match = /^([0-9]+)-of-([0-9]+)$/.exec(text.trim())
-  const k = Number(match?.[1])
-  const n = Number(match?.[2])
-  if (match == null || k < 1 || n < k || n > 255) {
-    throw new InvalidRedundancyError(`--redundancy takes K-of-N with 1 <= K <= N <= 255, e.g. 4-of-8 (any 4 of 8 shards rebuild the file), not "${text}"`)
-  }
-  return { k, n }
-}
-
 function hex (bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('hex')
 }
 
 const enc = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value))
 const dec = <T>(bytes: Uint8Array): T => JSON.parse(new TextDecoder().decode(bytes))
+
+/** A put under way, as its record under /storage/uploads names it: cleanUploads ends its contracts after a crash */
+interface PendingUpload {
+  id: string
+  /** the name it holds (records of older versions may have none) */
+  name?: string
+  contracts: Record<string, ContractRecord>
+}
 
 /** One host's column of an upload: its contract, and its shards in order */
 interface Slot {
@@ -408,12 +464,15 @@ export class StorageClient {
   private readonly auditIntervalMs: number
   private readonly auditGraceMs: number
   private readonly repairAfterLost: (k: number, n: number) => number
+  private readonly repairRetryMs: number
+  private readonly keepRemoved: number
   private readonly renewBeforeMs: number
   readonly migrateAbovePrice: number
   readonly minTrust: number
   readonly trustDrop: number
   private readonly trustGraceMs: number
-  private serial: Promise<void> = Promise.resolve()
+  /** one change to the object records at a time (see exclusive) */
+  private readonly records = new KeyedLock()
   /** uploads running in this process: their pending records are not leftovers of a crash */
   private readonly uploading = new Set<string>()
   /** names reserved by puts running in this process (the datastore holds them too, see reserveName) */
@@ -445,6 +504,8 @@ export class StorageClient {
     this.trustDrop = init.trustDrop ?? 0.25
     this.trustGraceMs = init.trustGraceMs ?? 3600_000
     this.repairAfterLost = init.repairAfterLost ?? defaultRepairAfterLost
+    this.repairRetryMs = init.repairRetryMs ?? 10 * 60_000
+    this.keepRemoved = init.keepRemoved ?? 1000
   }
 
   start (): void {
@@ -455,6 +516,34 @@ export class StorageClient {
     // them, so they are ended) and the plaintext of interrupted gets
     void this.cleanDownloads().catch(err => { log.error('removing the partial files of interrupted gets failed - %e', err) })
     void this.cleanUploads(this.shutdown.signal).catch(err => { log.error('ending the contracts of interrupted uploads failed - %e', err) })
+    void this.indexRemoved().catch(err => { log.error('indexing the records of removed objects failed - %e', err) })
+  }
+
+  /**
+   * The records `store rm` kept before they were indexed by name and by
+   * time (until then they are found by id): indexed once
+   */
+  private async indexRemoved (): Promise<void> {
+    const { datastore } = this.components
+    const done = new Key('/storage/removals/indexed')
+    if (await datastore.has(done)) {
+      return
+    }
+    const latest = new Map<string, StoredObject>()
+    const batch = datastore.batch()
+    for await (const { value } of datastore.query({ prefix: `${REMOVED}/` })) {
+      const o = dec<StoredObject>(value)
+      batch.put(removedOrderKey(o.removedAt ?? 0, o.id), enc(o.id))
+      if ((latest.get(o.name)?.removedAt ?? -1) < (o.removedAt ?? 0)) {
+        latest.set(o.name, o)
+      }
+    }
+    for (const [name, o] of latest) {
+      batch.put(removedNameKey(name), enc(o.id))
+    }
+    batch.put(done, enc(Date.now()))
+    await batch.commit()
+    await this.pruneRemoved()
   }
 
   /**
@@ -467,7 +556,8 @@ export class StorageClient {
     this.checkTimer = undefined
     this.shutdown.abort(new StorageStoppedError())
     await this.checking
-    await this.serial
+    // after every change under way or waiting (those with the shutdown signal have stopped waiting)
+    await this.records.run(RECORDS, async () => {})
   }
 
   /**
@@ -498,7 +588,7 @@ export class StorageClient {
       await step('paying rent', async () => this.payRent(Date.now(), signal))
       await step('auditing', async () => this.audit(Date.now(), signal))
       await step('renewing contracts', async () => this.renewAll(Date.now(), signal))
-      await step('repairing', async () => this.repairAll(signal))
+      await step('repairing', async () => this.repairAll(Date.now(), signal))
     })().finally(() => { this.checking = undefined })
   }
 
@@ -522,8 +612,11 @@ export class StorageClient {
 
   private async auditNow (now: number, signal: AbortSignal): Promise<{ passed: number, failed: number, unreachable: number }> {
     const counts = { passed: 0, failed: 0, unreachable: 0 }
+    // hosts that answered with a refusal of their own (a server-error): not
+    // a pass or a failure, but proof that this node reaches the network
+    let answered = 0
     const changed: StoredObject[] = []
-    const unreachable: Array<{ id: string, c: ContractRecord, err: Error }> = []
+    const unreachable: Array<{ object: StoredObject, id: string, c: ContractRecord, err: Error }> = []
     for (const object of await this.list()) {
       let touched = false
       for (const [id, c] of Object.entries(object.contracts)) {
@@ -539,7 +632,7 @@ export class StorageClient {
         touched = true
         c.audit.at = now
         try {
-          await auditContract({ contract: id, host: c.host, signedRevision: c.signedRevision, shards: c.shards, known }, async (peer, request) => this.components.call(peer, { ...request, signal: callSignal(signal) }, 0n))
+          await auditContract({ contract: id, host: c.host, signedRevision: c.signedRevision, shards: c.shards, known }, async (peer, request) => this.components.call(peer, { ...request, signal }, 0n))
           c.audit.passed++
           c.audit.passedAt = now
           c.audit.unreachableSince = undefined
@@ -557,11 +650,15 @@ export class StorageClient {
             c.lostReason = err.message
             c.lostFor = 'cheated'
             counts.failed++
+            retryRepairNow(object)
             this.components.rate?.(c.host, 'corrupt', 'prove')
             log.error('audit: %s', err.message)
           } else {
-            unreachable.push({ id, c, err })
+            // unreachable, or failing on its side (server-error): transient
+            // until the grace has passed (judgeHostError)
+            unreachable.push({ object, id, c, err })
             counts.unreachable++
+            answered += hostAnswered(err) ? 1 : 0
             // tried again at the next check, not after a whole interval
             c.audit.next = now
           }
@@ -573,11 +670,11 @@ export class StorageClient {
     }
     // when no host at all answered, this node is the one offline: nobody's
     // grace starts running until it can reach someone again
-    const online = counts.passed + counts.failed > 0
+    const online = counts.passed + counts.failed + answered > 0
     if (!online && unreachable.length > 0) {
       log('audit: no host answered; this node seems offline, so no host is held to it')
     }
-    for (const { id, c, err } of unreachable) {
+    for (const { object, id, c, err } of unreachable) {
       const audit = c.audit as AuditRecord
       if (!online) {
         continue
@@ -588,6 +685,7 @@ export class StorageClient {
         c.lost = now
         c.lostFor = 'unreachable'
         c.lostReason = `unreachable since ${new Date(audit.unreachableSince).toISOString()} (${err.message})`
+        retryRepairNow(object)
         this.components.rate?.(c.host, 'failed', 'prove')
         log.error('audit: host %s of contract %s condemned: %s', c.host, id, c.lostReason)
       } else {
@@ -679,7 +777,7 @@ export class StorageClient {
     const revision = encodeRevision(nextRevision(Buffer.from(id, 'hex'), 0, old.shards.map(([root, length]) => ({ root: Buffer.from(root, 'hex'), length }))))
     const revisionSignature = signRevision(revision, this.components.signer)
     const body = new Writer().bytes(encoded).bytes(renterSignature).finish()
-    const response = await this.components.call(old.host, { service: STORAGE, method: 'renew', args: [oldId, Buffer.from(revisionSignature).toString('base64')], body: bodyFromBytes(body), signal: callSignal(signal) }, 0n)
+    const response = await this.components.call(old.host, { service: STORAGE, method: 'renew', args: [oldId, Buffer.from(revisionSignature).toString('base64')], body: bodyFromBytes(body), signal }, 0n)
     const answer = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
     if (answer.contract !== id || answer.revision !== 1) {
       throw new IntegrityError(`host ${old.host} answered contract ${String(answer.contract)} at revision ${String(answer.revision)}, not ${id} at revision 1`)
@@ -711,13 +809,17 @@ export class StorageClient {
 
   // ---- repair ----
 
-  /** Repair every object that has lost enough shards; resolves with how many shards were rebuilt */
-  async repairAll (signal?: AbortSignal): Promise<number> {
+  /**
+   * Repair every object that has lost enough shards, unless its last repair
+   * was stuck and its retry time (repairRetryMs) has not come; resolves
+   * with how many shards were rebuilt
+   */
+  async repairAll (now = Date.now(), signal?: AbortSignal): Promise<number> {
     const upkeep = this.upkeepSignal(signal)
-    return this.exclusive(async () => this.repairAllNow(upkeep), upkeep)
+    return this.exclusive(async () => this.repairAllNow(now, upkeep), upkeep)
   }
 
-  private async repairAllNow (signal: AbortSignal): Promise<number> {
+  private async repairAllNow (now: number, signal: AbortSignal): Promise<number> {
     let rebuilt = 0
     const offers = await this.components.hosts()
     const prices = offers.map(o => o.storage).sort((a, b) => a < b ? -1 : a > b ? 1 : 0)
@@ -728,7 +830,6 @@ export class StorageClient {
       // hosts to move away from although they did nothing wrong
       let migrate = false
       let changed = false
-      const now = Date.now()
       for (const c of Object.values(object.contracts)) {
         if (c.ended != null || c.lost != null || c.migrating != null) {
           continue
@@ -763,13 +864,20 @@ export class StorageClient {
       const health = healthOf(object)
       migrate ||= Object.values(object.contracts).some(c => c.migrating != null && c.ended == null)
       if (migrate || (object.n - health.healthy >= this.repairAfterLost(object.k, object.n) && health.healthy >= object.k)) {
+        if (object.repair?.retryAt != null && now < object.repair.retryAt) {
+          log('the repair of "%s" is stuck; tried again at %s', object.name, new Date(object.repair.retryAt).toISOString())
+          continue
+        }
         try {
-          rebuilt += await this.repairObject(object, offers, signal)
+          rebuilt += await this.repairObject(object, offers, signal, now)
         } catch (err: any) {
           if (signal.aborted) {
             throw err
           }
-          log.error('repairing "%s" failed; tried again at the next check - %s', object.name, err.message)
+          // a stuck repair says so once per change of problem (repairObject)
+          if (!(err instanceof RepairStuckError)) {
+            log.error('repairing "%s" failed; tried again at the next check - %s', object.name, err.message)
+          }
         }
       }
     }
@@ -791,10 +899,14 @@ export class StorageClient {
    */
   async repair (nameOrId: string, signal?: AbortSignal): Promise<number> {
     const upkeep = this.upkeepSignal(signal)
-    return this.exclusive(async () => this.repairObject(await this.find(nameOrId), await this.components.hosts(), upkeep), upkeep)
+    return this.exclusive(async () => this.repairObject(await this.find(nameOrId), await this.components.hosts(), upkeep, Date.now()), upkeep)
   }
 
-  private async repairObject (object: StoredObject, offers: HostOffer[], signal: AbortSignal): Promise<number> {
+  /**
+   * `now` is the time of the check that asked (the repair's retry time and
+   * its hosts' backoff count from it); its transfers run on the clock
+   */
+  private async repairObject (object: StoredObject, offers: HostOffer[], signal: AbortSignal, now: number): Promise<number> {
     if (this.repairing.has(object.id)) {
       return 0
     }
@@ -804,9 +916,10 @@ export class StorageClient {
     const both = AbortSignal.any([signal, stop.signal])
     const transfer = newTransfer(object)
     const problems: string[] = []
+    // hosts that failed an upload of this object's repair, still held off
+    const backoff = new Map(Object.entries(object.repair?.hosts ?? {}).filter(([, b]) => b.until > now))
     let rebuilt = 0
     try {
-      const now = Date.now()
       // per slot, the segments whose shard there no longer counts or is moving off its host
       const lostSlots = new Map<number, number[]>()
       object.segments.forEach((segment, i) => {
@@ -820,7 +933,7 @@ export class StorageClient {
       const durationMs = Math.max(60_000, Math.min(...liveEnds, now + this.durationMs) - now)
       for (const [slot, segments] of lostSlots) {
         try {
-          rebuilt += await inTransfer(async () => this.repairSlot(object, slot, segments, offers, durationMs, transfer, both))
+          rebuilt += await inTransfer(async () => this.repairSlot(object, slot, segments, offers, durationMs, transfer, both, backoff, now))
         } catch (err: any) {
           if (both.aborted) {
             throw err
@@ -833,7 +946,14 @@ export class StorageClient {
       // what the fetches found (shards gone, hosts that lied) counts from now on
       applyTransfer(object, transfer, Date.now())
       if (problems.length > 0) {
-        object.repair = { problem: problems.join('\n'), at: object.repair?.at ?? Date.now() }
+        const problem = problems.join('\n')
+        const attempts = (object.repair?.attempts ?? 0) + 1
+        const retryAt = now + Math.min(MAX_REPAIR_RETRY_MS, this.repairRetryMs * 2 ** (attempts - 1))
+        if (problem !== object.repair?.problem) {
+          // once per change of problem, not at every attempt
+          log.error('the repair of "%s" is stuck; tried again at %s - %s', object.name, new Date(retryAt).toISOString(), problem)
+        }
+        object.repair = { problem, at: object.repair?.at ?? now, attempts, retryAt, hosts: Object.fromEntries(backoff) }
       } else if (!both.aborted) {
         delete object.repair
       }
@@ -845,10 +965,14 @@ export class StorageClient {
     return rebuilt
   }
 
-  /** Put one slot's lost shards (of `segments`) on one host; resolves with how many were moved */
-  private async repairSlot (object: StoredObject, slot: number, segments: number[], offers: HostOffer[], durationMs: number, transfer: Transfer, signal: AbortSignal): Promise<number> {
+  /**
+   * Put one slot's lost shards (of `segments`) on one host; resolves with
+   * how many were moved. A host that signs and then fails the upload is
+   * held off in `backoff` (see repairRetryMs).
+   */
+  private async repairSlot (object: StoredObject, slot: number, segments: number[], offers: HostOffer[], durationMs: number, transfer: Transfer, signal: AbortSignal, backoff: Map<string, { failures: number, until: number }>, now: number): Promise<number> {
     const bytes = segments.reduce((n, i) => n + object.segments[i].shardSize, 0)
-    const { hosts, why } = repairCandidates(object, segments, offers, Date.now())
+    const { hosts, why } = repairCandidates(object, segments, offers, Date.now(), new Set(backoff.keys()))
     if (hosts.length === 0) {
       throw new RepairStuckError(`no host can take shard ${slot + 1} of ${segments.length} segments of "${object.name}": ${why}`)
     }
@@ -907,10 +1031,13 @@ export class StorageClient {
         }
         // nothing refers to its shards: the host is told to delete them
         // (endUnused tries again if it cannot be told now)
-        await this.endContract(formed.id, formed.record, AbortSignal.timeout(5_000), { untilTold: true }).catch(() => {})
+        await this.endContract(formed.id, formed.record, AbortSignal.timeout(END_CALL_MS), { untilTold: true }).catch(() => {})
         await this.saveObject(object)
         if (hostFailed) {
           failedUploads++
+          const failures = (backoff.get(host.peer)?.failures ?? 0) + 1
+          // twice the object's wait: its next attempt asks other hosts first
+          backoff.set(host.peer, { failures, until: now + Math.min(MAX_REPAIR_RETRY_MS, this.repairRetryMs * 2 ** failures) })
           refusals.push(`${host.peer}: ${err.message}`)
           log('host %s failed the repair of shard %d of "%s"; trying the next - %s', host.peer, slot + 1, object.name, err.message)
           continue
@@ -924,7 +1051,7 @@ export class StorageClient {
       // a lost contract that no segment uses any more is ended: no more rent
       for (const id of old) {
         if (!referenced(object, id) && object.contracts[id]?.ended == null) {
-          await this.endContract(id, object.contracts[id], callSignal(signal, 10_000)).catch(() => {})
+          await this.endContract(id, object.contracts[id], callSignal(signal, END_CALL_MS)).catch(() => {})
         }
       }
       await this.saveObject(object)
@@ -974,17 +1101,16 @@ export class StorageClient {
     try {
       return await this.find(nameOrId)
     } catch (err) {
-      let latest: StoredObject | undefined
-      for await (const { value } of this.components.datastore.query({ prefix: REMOVED })) {
-        const removed = dec<StoredObject>(value)
-        if ((removed.id === nameOrId || removed.name === nameOrId) && (latest == null || (removed.removedAt ?? 0) > (latest.removedAt ?? 0))) {
-          latest = removed
-        }
-      }
-      if (latest == null) {
+      const { datastore } = this.components
+      try {
+        // an id, else the latest removed object of that name
+        const id = /^[0-9a-f]{32}$/.test(nameOrId) && await datastore.has(new Key(`${REMOVED}/${nameOrId}`))
+          ? nameOrId
+          : dec<string>(await datastore.get(removedNameKey(nameOrId)))
+        return dec<StoredObject>(await datastore.get(new Key(`${REMOVED}/${id}`)))
+      } catch {
         throw err
       }
-      return latest
     }
   }
 
@@ -995,15 +1121,7 @@ export class StorageClient {
    * whose signal aborts stops waiting for its turn.
    */
   private async exclusive<T> (fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    const before = this.serial
-    const run = (async () => {
-      await raceSignal(before, signal)
-      return fn()
-    })()
-    // the next in line waits for those before this one too, whether this
-    // one ran or stopped waiting
-    this.serial = before.then(async () => run).then(() => {}, () => {})
-    return run
+    return this.records.run(RECORDS, fn, { signal })
   }
 
   /** Save an object changed by upkeep, unless it was removed meanwhile */
@@ -1023,9 +1141,11 @@ export class StorageClient {
    * is now (an audit or a repair may have changed it meanwhile): shards
    * found gone or corrupt, hosts that sent wrong bytes, what the download
    * cost, and hosts to audit soon because they did not answer. Resolves with
-   * whether the object's health changed.
+   * whether the object's health changed. A node that stops meanwhile drops
+   * it (the next get or audit finds the same again).
    */
   private async recordTransfer (id: string, transfer: Transfer): Promise<boolean> {
+    const signal = this.shutdown.signal
     return this.exclusive(async () => {
       let current: StoredObject
       try {
@@ -1036,28 +1156,34 @@ export class StorageClient {
       const changed = applyTransfer(current, transfer, Date.now())
       await this.saveObject(current)
       return changed
-    })
+    }, signal)
   }
 
   /**
    * Hold a name for a put from its start: one name, one object, whichever
    * put asks first. Held in this process (a set, checked and taken before
    * any wait) and in the datastore (so it outlives a crash until
-   * cleanUploads releases it, and the name cannot be taken meanwhile).
+   * cleanUploads releases it, and the name cannot be taken meanwhile). The
+   * datastore's hold is written with the upload's record in one batch: a
+   * crash at any point after leaves a record that cleanUploads finds, so no
+   * name stays held by a put that is gone.
    */
-  private async reserveName (name: string, objectId: string): Promise<void> {
+  private async reserveName (name: string, pending: PendingUpload): Promise<void> {
     if (this.reservedNames.has(name)) {
-      throw new ObjectExistsError(`an object named "${name}" is being stored right now by another put; wait for it (store ls), or choose another --name`)
+      throw new ObjectBeingStoredError(`an object named "${name}" is being stored right now by another put; wait for it (store ls), or choose another --name`)
     }
     this.reservedNames.add(name)
     try {
       if (await this.components.datastore.has(nameKey(name))) {
         const held = dec<string | { reserved: string }>(await this.components.datastore.get(nameKey(name)))
-        throw new ObjectExistsError(typeof held === 'string'
-          ? `an object named "${name}" is stored already; remove it first (store rm ${JSON.stringify(name)}) or choose another --name`
-          : `an object named "${name}" is being stored right now by another put; wait for it (store ls), or choose another --name`)
+        throw typeof held === 'string'
+          ? new ObjectExistsError(`an object named "${name}" is stored already; remove it first (store rm ${JSON.stringify(name)}) or choose another --name`)
+          : new ObjectBeingStoredError(`an object named "${name}" is being stored right now by another put; wait for it (store ls), or choose another --name`)
       }
-      await this.components.datastore.put(nameKey(name), enc({ reserved: objectId }))
+      const batch = this.components.datastore.batch()
+      batch.put(nameKey(name), enc({ reserved: pending.id }))
+      batch.put(new Key(`${UPLOADS}/${pending.id}`), enc(pending))
+      await batch.commit()
     } catch (err) {
       this.reservedNames.delete(name)
       throw err
@@ -1094,7 +1220,7 @@ export class StorageClient {
     const encoded = encodeTerms(terms)
     const renterSignature = signTerms(encoded, this.components.signer)
     const body = new Writer().bytes(encoded).bytes(renterSignature).finish()
-    const response = await this.components.call(host.peer, { service: STORAGE, method: 'contract', body: bodyFromBytes(body), signal: callSignal(signal) }, 0n)
+    const response = await this.components.call(host.peer, { service: STORAGE, method: 'contract', body: bodyFromBytes(body), signal }, 0n)
     const answer = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
     const id = hex(contractIdOf(encoded))
     if (answer.contract !== id) {
@@ -1129,7 +1255,7 @@ export class StorageClient {
 
   private async payPeriod (id: string, record: ContractRecord, signal: AbortSignal): Promise<void> {
     const sats = rentPerPeriod(this.termsOf(record))
-    await this.components.call(record.host, { service: STORAGE, method: 'rent', args: [id, '1'], signal: callSignal(signal) }, sats)
+    await this.components.call(record.host, { service: STORAGE, method: 'rent', args: [id, '1'], signal }, sats)
     record.rentPaidPeriods++
     record.spent.rent = String(BigInt(record.spent.rent) + sats)
   }
@@ -1218,28 +1344,41 @@ export class StorageClient {
     }
     const id = randomBytes(16)
     const objectId = hex(id)
-    // one name, one object: the name is held from here until the object is
-    // stored, or let go when the put fails
-    await this.reserveName(name, objectId)
-    let stored = false
+    // the upload's record, which names every contract formed: a check
+    // running meanwhile must not take it for one a crash left
+    const pending: PendingUpload = { id: objectId, name, contracts: {} }
+    this.uploading.add(objectId)
     try {
-      const object = await inTransfer(async () => this.putReserved(path, size, name, id, options, signal))
-      stored = true
-      return object
-    } finally {
-      if (!stored) {
-        await this.releaseName(name, objectId)
+      // one name, one object: the name is held from here until the object
+      // is stored, or let go when the put fails
+      await this.reserveName(name, pending)
+      let stored = false
+      try {
+        const object = await inTransfer(async () => this.putReserved(path, size, pending, id, options, signal))
+        stored = true
+        return object
+      } finally {
+        if (!stored) {
+          await this.releaseName(name, objectId)
+          if (Object.keys(pending.contracts).length === 0) {
+            // nothing for cleanUploads to end
+            await this.components.datastore.delete(new Key(`${UPLOADS}/${objectId}`))
+          }
+        }
+        this.reservedNames.delete(name)
       }
-      this.reservedNames.delete(name)
+    } finally {
+      this.uploading.delete(objectId)
     }
   }
 
-  private async putReserved (path: string, size: number, name: string, id: Uint8Array, options: PutOptions, signal: AbortSignal): Promise<StoredObject> {
-    const objectId = hex(id)
+  private async putReserved (path: string, size: number, pending: PendingUpload, id: Uint8Array, options: PutOptions, signal: AbortSignal): Promise<StoredObject> {
+    const { id: objectId, contracts } = pending
+    const name = pending.name ?? objectId
     const ceiling = options.maxStoragePrice
     const offers = (await this.components.hosts()).filter(h => ceiling == null || h.storage <= ceiling)
     const { k, n } = options.k != null && options.n != null ? { k: options.k, n: options.n } : defaultRedundancy(offers.length)
-    const atPrice = ceiling == null ? '' : ` at or under ${ceiling} sat per GiB-month`
+    const atPrice = ceiling == null ? '' : ` at or under ${formatAmount(ceiling)} per GiB-month`
     if (n < 1 || offers.length < n) {
       throw new NotEnoughHostsError(`storing ${k}-of-${n} needs ${n} hosts, and the market knows ${offers.length}${atPrice}; wait for more offers (market prices --service storage), raise --max-price, or choose a smaller --redundancy`)
     }
@@ -1253,154 +1392,146 @@ export class StorageClient {
     const progress = (p: Progress): void => { options.onProgress?.(p) }
 
     // contracts with N hosts, taking the next offer whenever one refuses
-    const contracts: Record<string, ContractRecord> = {}
-    const pending = { id: objectId, name, contracts }
-    // a check running meanwhile must not take this upload for a crashed one
-    this.uploading.add(objectId)
-    try {
-      const savePending = async (): Promise<void> => { await this.components.datastore.put(new Key(`${UPLOADS}/${objectId}`), enc(pending)) }
-      let next = 0
-      const refusals: string[] = []
-      const used = new Set<string>()
-      const newSlotHost = async (index: number, bytes: number): Promise<{ host: HostOffer, contract: string, record: ContractRecord }> => {
-        while (next < offers.length) {
-          const host = offers[next++]
-          if (used.has(host.peer)) {
-            continue
+    const savePending = async (): Promise<void> => { await this.components.datastore.put(new Key(`${UPLOADS}/${objectId}`), enc(pending)) }
+    let next = 0
+    const refusals: string[] = []
+    const used = new Set<string>()
+    const newSlotHost = async (index: number, bytes: number): Promise<{ host: HostOffer, contract: string, record: ContractRecord }> => {
+      while (next < offers.length) {
+        const host = offers[next++]
+        if (used.has(host.peer)) {
+          continue
+        }
+        used.add(host.peer)
+        try {
+          signal.throwIfAborted()
+          const formed = await this.formContract(host, bytes, durationMs, signal)
+          contracts[formed.id] = formed.record
+          await savePending()
+          return { host, contract: formed.id, record: formed.record }
+        } catch (err: any) {
+          if (signal.aborted) {
+            throw err
           }
-          used.add(host.peer)
+          refusals.push(`${host.peer}: ${err.message}`)
+          log('host %s refused slot %d - %s', host.peer, index, err.message)
+        }
+      }
+      throw new NotEnoughHostsError(refusals.length === 0
+        ? `no host left to hold shard ${index + 1} of ${n} (${k}-of-${n}): each of the ${offers.length} hosts the market knows${atPrice} holds a shard of this file already or failed it, and every shard needs a host of its own; wait for more offers (market prices --service storage), or choose a smaller --redundancy`
+        : `no host left to hold shard ${index + 1} of ${n} (${k}-of-${n}); the hosts tried said:\n  ${refusals.join('\n  ')}`)
+    }
+    await savePending()
+    progress({ phase: 'contracts', done: 0, total: n })
+    const slots: Slot[] = []
+    let formedCount = 0
+    await Promise.all(Array.from({ length: n }, async (_, index) => {
+      const s = await newSlotHost(index, bytesFrom(0))
+      slots[index] = { index, ...s, queue: Promise.resolve(), replacements: 0 }
+      progress({ phase: 'contracts', done: ++formedCount, total: n })
+    }))
+
+    const segments: SegmentRecord[] = []
+    const totalShardBytes = bytesFrom(0) * n
+    let shardBytesDone = 0
+    const fileHash = createHash('sha256')
+    const file = await open(path, 'r')
+    const putOnSlot = async (slot: Slot, segment: number, shard: Uint8Array, root: Uint8Array): Promise<ShardRecord> => {
+      // queued behind the slot's earlier shards: revisions follow each other
+      const run = slot.queue.then(async () => {
+        for (;;) {
+          signal.throwIfAborted()
           try {
-            signal.throwIfAborted()
-            const formed = await this.formContract(host, bytes, durationMs, signal)
-            contracts[formed.id] = formed.record
-            await savePending()
-            return { host, contract: formed.id, record: formed.record }
+            await this.putShard(slot, shard, root, signal)
+            return { host: slot.host.peer, contract: slot.contract, root: hex(root) }
           } catch (err: any) {
-            if (signal.aborted) {
+            if (signal.aborted || slot.replacements >= 3) {
               throw err
             }
-            refusals.push(`${host.peer}: ${err.message}`)
-            log('host %s refused slot %d - %s', host.peer, index, err.message)
-          }
-        }
-        throw new NotEnoughHostsError(refusals.length === 0
-          ? `no host left to hold shard ${index + 1} of ${n} (${k}-of-${n}): each of the ${offers.length} hosts the market knows${atPrice} holds a shard of this file already or failed it, and every shard needs a host of its own; wait for more offers (market prices --service storage), or choose a smaller --redundancy`
-          : `no host left to hold shard ${index + 1} of ${n} (${k}-of-${n}); the hosts tried said:\n  ${refusals.join('\n  ')}`)
-      }
-      await savePending()
-      progress({ phase: 'contracts', done: 0, total: n })
-      const slots: Slot[] = []
-      let formedCount = 0
-      await Promise.all(Array.from({ length: n }, async (_, index) => {
-        const s = await newSlotHost(index, bytesFrom(0))
-        slots[index] = { index, ...s, queue: Promise.resolve(), replacements: 0 }
-        progress({ phase: 'contracts', done: ++formedCount, total: n })
-      }))
-
-      const segments: SegmentRecord[] = []
-      const totalShardBytes = bytesFrom(0) * n
-      let shardBytesDone = 0
-      const fileHash = createHash('sha256')
-      const file = await open(path, 'r')
-      const putOnSlot = async (slot: Slot, segment: number, shard: Uint8Array, root: Uint8Array): Promise<ShardRecord> => {
-        // queued behind the slot's earlier shards: revisions follow each other
-        const run = slot.queue.then(async () => {
-          for (;;) {
-            signal.throwIfAborted()
-            try {
-              await this.putShard(slot, shard, root, signal)
-              return { host: slot.host.peer, contract: slot.contract, root: hex(root) }
-            } catch (err: any) {
-              if (signal.aborted || slot.replacements >= 3) {
-                throw err
-              }
-              // a refusal over what this node owes is not the host failing
-              if (!isPaymentRefusal(err)) {
-                this.components.rate?.(slot.host.peer, 'failed', 'put')
-              }
-              log('shard %d of segment %d failed on %s, moving the slot to another host - %s', slot.index, segment, slot.host.peer, err.message)
-              // the shards it took before count as lost from now on: repair
-              // moves them (and a contract left with none is ended)
-              slot.record.lost = Date.now()
-              slot.record.lostFor = 'replaced'
-              slot.record.lostReason = `replaced during the upload after it failed shard ${slot.index + 1} of segment ${segment}: ${err.message}`
-              slot.replacements++
-              const s = await newSlotHost(slot.index, bytesFrom(segment))
-              Object.assign(slot, s)
+            // a refusal over what this node owes is not the host failing
+            if (judgeHostError(err) !== 'owed') {
+              this.components.rate?.(slot.host.peer, 'failed', 'put')
             }
+            log('shard %d of segment %d failed on %s, moving the slot to another host - %s', slot.index, segment, slot.host.peer, err.message)
+            // the shards it took before count as lost from now on: repair
+            // moves them (and a contract left with none is ended)
+            slot.record.lost = Date.now()
+            slot.record.lostFor = 'replaced'
+            slot.record.lostReason = `replaced during the upload after it failed shard ${slot.index + 1} of segment ${segment}: ${err.message}`
+            slot.replacements++
+            const s = await newSlotHost(slot.index, bytesFrom(segment))
+            Object.assign(slot, s)
           }
-        })
-        slot.queue = run.then(() => {}, () => {})
-        return run
-      }
-      try {
-        const inFlight = new Set<Promise<void>>()
-        let failure: unknown
-        for (let i = 0; i < segmentCount && failure == null; i++) {
-          while (inFlight.size >= this.segmentsInFlight) {
-            await Promise.race(inFlight)
-          }
-          if (failure != null) {
-            break
-          }
-          const give = await this.slots.take(signal)
-          const plain = Buffer.allocUnsafe(plainLength(i))
-          const { bytesRead } = await file.read(plain, 0, plain.byteLength, i * this.segmentSize).catch((err: Error) => { give(); throw err })
-          if (bytesRead !== plain.byteLength) {
-            give()
-            throw new Error(`${path} changed while it was being stored`)
-          }
-          fileHash.update(plain)
-          const segment = i
-          const task = (async () => {
-            const sealed = sealSegment(key, id, segment, plain)
-            const data = split(sealed, k)
-            const shards = [...data, ...rs.encode(data)]
-            const roots = shards.map(merkleRoot)
-            const records = await Promise.all(shards.map(async (shard, s) => {
-              const record = await putOnSlot(slots[s], segment, shard, roots[s])
-              shardBytesDone += shard.byteLength
-              progress({ phase: 'upload', done: Math.floor(shardBytesDone / totalShardBytes * size), total: size })
-              return record
-            }))
-            segments[segment] = { plainLength: plainLength(segment), shardSize: shardSize(segment), shards: records }
-          })().catch(err => { failure ??= err }).finally(() => {
-            give()
-            releaseSegmentMemory()
-          })
-          const tracked = task.finally(() => { inFlight.delete(tracked) })
-          inFlight.add(tracked)
         }
-        await Promise.all(inFlight)
-        if (failure != null) {
-          throw failure
-        }
-      } finally {
-        await file.close()
-      }
-      const object: StoredObject = {
-        id: objectId,
-        name,
-        size,
-        sha256: fileHash.digest('hex'),
-        createdAt: Date.now(),
-        k,
-        n,
-        segmentSize: this.segmentSize,
-        segments,
-        contracts
-      }
-      // the object and its name appear together, and only now that every shard is stored
-      const batch = this.components.datastore.batch()
-      batch.put(new Key(`${OBJECTS}/${objectId}`), enc(object))
-      batch.put(nameKey(name), enc(objectId))
-      batch.delete(new Key(`${UPLOADS}/${objectId}`))
-      await batch.commit()
-      log('stored %s (%s) as %d-of-%d on %d contracts', name, formatSize(size), k, n, Object.keys(contracts).length)
-      return object
-    } finally {
-      this.uploading.delete(objectId)
+      })
+      slot.queue = run.then(() => {}, () => {})
+      return run
     }
+    try {
+      const inFlight = new Set<Promise<void>>()
+      let failure: unknown
+      for (let i = 0; i < segmentCount && failure == null; i++) {
+        while (inFlight.size >= this.segmentsInFlight) {
+          await Promise.race(inFlight)
+        }
+        if (failure != null) {
+          break
+        }
+        const give = await this.slots.take(signal)
+        const plain = Buffer.allocUnsafe(plainLength(i))
+        const { bytesRead } = await file.read(plain, 0, plain.byteLength, i * this.segmentSize).catch((err: Error) => { give(); throw err })
+        if (bytesRead !== plain.byteLength) {
+          give()
+          throw new Error(`${path} changed while it was being stored`)
+        }
+        fileHash.update(plain)
+        const segment = i
+        const task = (async () => {
+          const sealed = sealSegment(key, id, segment, plain)
+          const data = split(sealed, k)
+          const shards = [...data, ...rs.encode(data)]
+          const roots = shards.map(merkleRoot)
+          const records = await Promise.all(shards.map(async (shard, s) => {
+            const record = await putOnSlot(slots[s], segment, shard, roots[s])
+            shardBytesDone += shard.byteLength
+            progress({ phase: 'upload', done: Math.floor(shardBytesDone / totalShardBytes * size), total: size })
+            return record
+          }))
+          segments[segment] = { plainLength: plainLength(segment), shardSize: shardSize(segment), shards: records }
+        })().catch(err => { failure ??= err }).finally(() => {
+          give()
+          releaseSegmentMemory()
+        })
+        const tracked = task.finally(() => { inFlight.delete(tracked) })
+        inFlight.add(tracked)
+      }
+      await Promise.all(inFlight)
+      if (failure != null) {
+        throw failure
+      }
+    } finally {
+      await file.close()
+    }
+    const object: StoredObject = {
+      id: objectId,
+      name,
+      size,
+      sha256: fileHash.digest('hex'),
+      createdAt: Date.now(),
+      k,
+      n,
+      segmentSize: this.segmentSize,
+      segments,
+      contracts
+    }
+    // the object and its name appear together, and only now that every shard is stored
+    const batch = this.components.datastore.batch()
+    batch.put(new Key(`${OBJECTS}/${objectId}`), enc(object))
+    batch.put(nameKey(name), enc(objectId))
+    batch.delete(new Key(`${UPLOADS}/${objectId}`))
+    await batch.commit()
+    log('stored %s (%s) as %d-of-%d on %d contracts', name, formatSize(size), k, n, Object.keys(contracts).length)
+    return object
   }
 
   /**
@@ -1412,7 +1543,7 @@ export class StorageClient {
   async cleanUploads (signal: AbortSignal = this.shutdown.signal): Promise<number> {
     let ended = 0
     for await (const { key, value } of this.components.datastore.query({ prefix: UPLOADS })) {
-      const pending = dec<{ id: string, name?: string, contracts: Record<string, ContractRecord> }>(value)
+      const pending = dec<PendingUpload>(value)
       if (this.uploading.has(pending.id)) {
         continue
       }
@@ -1426,7 +1557,7 @@ export class StorageClient {
         }
         signal.throwIfAborted()
         try {
-          await this.components.call(c.host, { service: STORAGE, method: 'end', args: [id], signal: callSignal(signal, 10_000) }, 0n)
+          await this.components.call(c.host, { service: STORAGE, method: 'end', args: [id], signal: callSignal(signal, END_CALL_MS) }, 0n)
           c.ended = Date.now()
           ended++
         } catch (err: any) {
@@ -1481,7 +1612,7 @@ export class StorageClient {
             continue
           }
           try {
-            await this.endContract(id, c, callSignal(upkeep, 10_000), { untilTold: true })
+            await this.endContract(id, c, callSignal(upkeep, END_CALL_MS), { untilTold: true })
             ended++
           } catch (err: any) {
             if (upkeep.aborted) {
@@ -1518,11 +1649,12 @@ export class StorageClient {
 
   /**
    * One shard from its host, checked against its root. What the answer
-   * says about the host goes into `transfer`: a shard the host says is gone
-   * or corrupt (`not-found`, `server-error`) counts as lost; bytes that do
-   * not match condemn the contract (as a failed audit does); a host that
-   * does not answer in time is asked last for the rest of the transfer.
-   * A refusal over money ends the whole fetch (PaymentRefusedError).
+   * says about the host goes into `transfer`, read by judgeHostError: a
+   * shard the host says is gone or corrupt (`not-found`) counts as lost;
+   * bytes that do not match condemn the contract (as a failed audit does);
+   * a refusal over money (PaymentRefusedError) and any other failure
+   * (`server-error`, no answer in time) have the host asked last for the
+   * rest of the transfer, and the latter audited at the next check.
    */
   private async fetchShard (object: StoredObject, index: number, slot: number, transfer: Transfer, signal: AbortSignal): Promise<Uint8Array> {
     const segment = object.segments[index]
@@ -1542,11 +1674,14 @@ export class StorageClient {
       if (signal.aborted) {
         throw err
       }
-      if (isPaymentRefusal(err)) {
-        throw new PaymentRefusedError(`host ${shard.host} refuses to serve "${object.name}": ${err.message}; what this node owes each host is in "payments tabs", and the get can be tried again once it is settled`)
+      const judged = judgeHostError(err)
+      if (judged === 'owed') {
+        // what this node owes it, not how it serves: not rated, asked last
+        transfer.avoid.add(shard.host)
+        throw new PaymentRefusedError(`host ${shard.host} refuses to serve it: ${err.message}`)
       }
       this.components.rate?.(shard.host, 'failed', 'get')
-      if (err instanceof NotFoundError || err instanceof ServerError) {
+      if (judged === 'lost') {
         transfer.lostShards.set(`${index} ${slot}`, { contract: shard.contract, root: shard.root, reason: `host ${shard.host} answered: ${err.message}` })
       } else {
         transfer.avoid.add(shard.host)
@@ -1571,10 +1706,12 @@ export class StorageClient {
    * for, hosts caught or slow earlier in the transfer asked last. A failed
    * or wrong answer starts the next host; at each hedge time a request
    * still running marks its host slow and another host is asked in its
-   * place. Every request ends within transferTimeoutMs, so the fetch ends
-   * too: with K shards, or with ShardUnavailableError once every host has
-   * answered or failed, or at once on the caller's signal or a refusal
-   * over money.
+   * place. A host refusing over money is passed over like one that
+   * failed. Every request ends within transferTimeoutMs, so the fetch ends
+   * too: with K shards; or once every host has answered or failed, with
+   * PaymentRefusedError when a host refusing over money was one of those
+   * that could have made up K (settling would help), else with
+   * ShardUnavailableError; or at once on the caller's signal.
    */
   private async fetchSegment (object: StoredObject, index: number, transfer: Transfer, signal: AbortSignal): Promise<Array<Uint8Array | undefined>> {
     signal.throwIfAborted()
@@ -1594,6 +1731,8 @@ export class StorageClient {
     const controller = new AbortController()
     const both = AbortSignal.any([signal, controller.signal])
     const errors: string[] = []
+    /** hosts that refused over money: settling with them would bring their shards back */
+    let refusedOverMoney = 0
     /** requests under way: slot -> when it started, and whether its host was marked slow */
     const running = new Map<number, { started: number, slow: boolean }>()
     let cursor = 0
@@ -1621,7 +1760,10 @@ export class StorageClient {
         if (good >= k) {
           finish()
         } else if (running.size === 0 && cursor >= order.length) {
-          finish(new ShardUnavailableError(`only ${good} of the ${k} shards needed for segment ${index} of "${object.name}" could be fetched${skipped > 0 ? ` (${skipped} of its ${n} are known lost)` : ''}:\n  ${errors.join('\n  ') || '(no other host holds one)'}`))
+          const what = `only ${good} of the ${k} shards needed for segment ${index} of "${object.name}" could be fetched${skipped > 0 ? ` (${skipped} of its ${n} are known lost)` : ''}:\n  ${errors.join('\n  ') || '(no other host holds one)'}`
+          finish(refusedOverMoney > 0
+            ? new PaymentRefusedError(`${what}\n${refusedOverMoney} of the hosts asked refuse over money (what this node owes them, or a price over what it pays); what this node owes each host is in "payments tabs", and the get can be tried again once it is settled`)
+            : new ShardUnavailableError(what))
         }
       }
       // requests until K are under way that are not known slow
@@ -1648,8 +1790,7 @@ export class StorageClient {
             return
           }
           if (err instanceof PaymentRefusedError) {
-            finish(err)
-            return
+            refusedOverMoney++
           }
           errors.push(`${segment.shards[slot].host}: ${err.message}`)
           fill()
@@ -1767,20 +1908,20 @@ export class StorageClient {
         await this.components.datastore.delete(partKey)
       } catch {}
       this.downloading.delete(tmp)
-      // what the fetch found goes into the record: at once when it changes
-      // the object's health (a shard gone, a host that lied), which also
-      // starts a repair check; what the download cost, in the background
-      const found = transfer.lostShards.size + transfer.cheated.size > 0
-      const recorded = this.recordTransfer(object.id, transfer).then(changed => {
+      // what the fetch found (shards gone, hosts that lied, what the
+      // download cost) goes into the record, and a repair check follows
+      // when it changed the object's health. In the background: the record
+      // waits its turn behind the upkeep (a repair of another object may
+      // run for minutes), and the get's answer does not
+      void this.recordTransfer(object.id, transfer).then(changed => {
         if (changed) {
           this.repairSoon()
         }
+      }, err => {
+        if (!this.shutdown.signal.aborted) {
+          log.error('recording what the get of "%s" found failed - %e', object.name, err)
+        }
       })
-      if (found) {
-        await recorded.catch(err => { log.error('recording what the get of "%s" found failed - %e', object.name, err) })
-      } else {
-        recorded.catch(() => {})
-      }
     }
     return object
   }
@@ -1807,7 +1948,7 @@ export class StorageClient {
    * then only once the host answered, so the caller can try again.
    */
   private async endContract (id: string, c: ContractRecord, signal: AbortSignal, options: { untilTold?: boolean } = {}): Promise<void> {
-    const satisfied = c.lost == null && (c.audit?.failed ?? 0) === 0 && (c.shardsLost ?? 0) === 0
+    const satisfied = servedWell(c)
     const reason = c.lost != null
       ? `condemned: ${c.lostReason ?? 'lost'}`.slice(0, 200)
       : (c.shardsLost ?? 0) > 0 ? `lost ${c.shardsLost ?? 0} shards` : `served as agreed; ${c.audit?.passed ?? 0} audits passed`
@@ -1815,7 +1956,7 @@ export class StorageClient {
     c.ratings = { renter: Buffer.from(mine).toString('base64'), renterSatisfied: satisfied }
     let told = false
     try {
-      const response = await this.components.call(c.host, { service: STORAGE, method: 'end', args: [id], body: bodyFromBytes(mine), signal: callSignal(signal) }, 0n)
+      const response = await this.components.call(c.host, { service: STORAGE, method: 'end', args: [id], body: bodyFromBytes(mine), signal }, 0n)
       told = true
       const answer = JSON.parse(new TextDecoder().decode(await response.body.bytes()))
       if (typeof answer.rating === 'string') {
@@ -1832,13 +1973,18 @@ export class StorageClient {
       throw err
     } finally {
       if (told || options.untilTold !== true) {
-        c.ended ??= Date.now()
-        this.components.rateContract?.(c.host, satisfied)
-        try {
-          await this.components.datastore.put(new Key(`${RATINGS}/${id}`), enc({ host: c.host, ...c.ratings }))
-        } catch {}
+        await this.closeContract(id, c)
       }
     }
+  }
+
+  /** A contract ends on this node's side: rated, and its ratings kept under /storage/ratings */
+  private async closeContract (id: string, c: ContractRecord): Promise<void> {
+    c.ended ??= Date.now()
+    this.components.rateContract?.(c.host, servedWell(c))
+    try {
+      await this.components.datastore.put(new Key(`${RATINGS}/${id}`), enc({ host: c.host, ...c.ratings }))
+    } catch {}
   }
 
   // ---- rm ----
@@ -1847,7 +1993,11 @@ export class StorageClient {
    * End every contract of an object (the hosts delete its shards) and
    * forget it. A repair of it under way is stopped rather than waited for.
    * What it was, with each contract and the ratings exchanged, stays under
-   * /storage/removed for `store info` (without its segments).
+   * /storage/removed for `store info` (without its segments; the latest
+   * keepRemoved removals). A removal whose signal aborts while hosts are
+   * being told (Ctrl-C, the API client gone, the node stopping) keeps the
+   * object, with the contracts of the hosts told already ended: `store rm`
+   * again tells the others.
    */
   async remove (nameOrId: string, signal?: AbortSignal): Promise<{ object: StoredObject, unreachable: string[] }> {
     const found = await this.find(nameOrId)
@@ -1858,27 +2008,64 @@ export class StorageClient {
 
   private async removeNow (nameOrId: string, signal: AbortSignal): Promise<{ object: StoredObject, unreachable: string[] }> {
     const object = await this.find(nameOrId)
-    const unreachable: string[] = []
+    const unreachable: Array<[string, ContractRecord, string]> = []
     await Promise.all(Object.entries(object.contracts).map(async ([id, c]) => {
       if (c.ended != null) {
         return
       }
       try {
-        await this.endContract(id, c, callSignal(signal, 15_000))
+        await this.endContract(id, c, callSignal(signal, END_CALL_MS), { untilTold: true })
       } catch (err: any) {
-        if (err.name !== 'NotFoundError') {
-          unreachable.push(`${c.host} (${err.message}); its contract ends on ${new Date(c.end).toISOString()} anyway`)
+        if (!signal.aborted && c.ended == null) {
+          unreachable.push([id, c, `${c.host} (${err.message}); its contract ends on ${new Date(c.end).toISOString()} anyway`])
         }
       }
-      c.ended ??= Date.now()
     }))
+    if (signal.aborted) {
+      await this.saveObject(object)
+      signal.throwIfAborted()
+    }
+    // the hosts that could not be told keep the shards until the contract's end
+    for (const [id, c] of unreachable) {
+      await this.closeContract(id, c)
+    }
     const removedAt = Date.now()
     const batch = this.components.datastore.batch()
     batch.delete(new Key(`${OBJECTS}/${object.id}`))
     batch.delete(nameKey(object.name))
     batch.put(new Key(`${REMOVED}/${object.id}`), enc({ ...object, segments: [], segmentCount: object.segments.length, removedAt }))
+    batch.put(removedNameKey(object.name), enc(object.id))
+    batch.put(removedOrderKey(removedAt, object.id), enc(object.id))
     await batch.commit()
-    return { object: { ...object, removedAt }, unreachable }
+    await this.pruneRemoved()
+    return { object: { ...object, removedAt }, unreachable: unreachable.map(([, , why]) => why) }
+  }
+
+  /**
+   * Forget the oldest removed objects past keepRemoved: the record grows by
+   * one per `store rm`, and nothing but `store info` reads it
+   */
+  private async pruneRemoved (): Promise<void> {
+    const keys: Key[] = []
+    for await (const key of this.components.datastore.queryKeys({ prefix: REMOVED_ORDER })) {
+      keys.push(key)
+    }
+    keys.sort((a, b) => a.toString() < b.toString() ? -1 : 1)
+    for (const key of keys.slice(0, Math.max(0, keys.length - this.keepRemoved))) {
+      const id = key.toString().slice(-32)
+      const batch = this.components.datastore.batch()
+      batch.delete(key)
+      try {
+        const { name } = dec<StoredObject>(await this.components.datastore.get(new Key(`${REMOVED}/${id}`)))
+        if (dec<string>(await this.components.datastore.get(removedNameKey(name))) === id) {
+          batch.delete(removedNameKey(name))
+        }
+      } catch {
+        // forgotten already (the index of old records at start prunes too)
+      }
+      batch.delete(new Key(`${REMOVED}/${id}`))
+      await batch.commit()
+    }
   }
 }
 
@@ -1930,7 +2117,7 @@ export function migrationReason (
 ): string | undefined {
   const { price, median, trust } = now
   if (price != null && median != null && median > 0n && Number(price) > Number(median) * policy.migrateAbovePrice) {
-    return `its price rose to ${price} sat per GiB-month, over ${policy.migrateAbovePrice}x the market median of ${median}`
+    return `its price rose to ${formatAmount(price)} per GiB-month, over ${policy.migrateAbovePrice}x the market median of ${formatAmount(median)}`
   }
   if (trust != null && policy.minTrust > 0 && trust < policy.minTrust) {
     return `its trust score fell to ${trust.toFixed(2)}, under ${policy.minTrust}`
@@ -2071,6 +2258,9 @@ function applyTransfer (object: StoredObject, transfer: Transfer, now: number): 
     changed = true
     log.error('contract %s of "%s" condemned: %s', id, object.name, reason)
   }
+  if (changed) {
+    retryRepairNow(object)
+  }
   for (const id of transfer.unreachable) {
     const c = object.contracts[id]
     if (c != null && c.lost == null && c.ended == null) {
@@ -2082,6 +2272,13 @@ function applyTransfer (object: StoredObject, transfer: Transfer, now: number): 
   return changed
 }
 
+/** A new loss: a stuck repair is tried again at the next check, not at its retry time */
+function retryRepairNow (object: StoredObject): void {
+  if (object.repair != null) {
+    delete object.repair.retryAt
+  }
+}
+
 /**
  * Hosts that may take a lost shard of `segments`, best first, or why there
  * is none. A host qualifies if it holds no shard that counts in any of those
@@ -2089,18 +2286,19 @@ function applyTransfer (object: StoredObject, transfer: Transfer, now: number): 
  * cost two, and K-of-N would no longer mean that any N-K hosts may vanish,
  * so a host already holding one is never used (repair waits instead, and
  * says so). Hosts caught cheating and hosts being moved off are never
- * used. New hosts come first; then hosts this object used that hold nothing
+ * used, nor, for now, those `heldOff` (they failed an upload of this
+ * object's repair: see repairRetryMs). New hosts come first; then hosts this object used that hold nothing
  * of those segments now, such as one condemned only for being unreachable
  * (or replaced during the upload) that answers again; last, hosts that said
  * they lost a shard of it.
  */
-function repairCandidates (object: StoredObject, segments: number[], offers: HostOffer[], now: number): { hosts: HostOffer[], why: string } {
+function repairCandidates (object: StoredObject, segments: number[], offers: HostOffer[], now: number, heldOff: Set<string> = new Set()): { hosts: HostOffer[], why: string } {
   const contracts = Object.values(object.contracts)
   const cheated = new Set(contracts.filter(c => lostKind(c) === 'cheated').map(c => c.host))
   const leaving = new Set(contracts.filter(c => c.migrating != null && c.ended == null).map(c => c.host))
   const holding = new Set(segments.flatMap(i => object.segments[i].shards.filter(x => shardCounts(object, x, now)).map(x => x.host)))
   const used = new Set(contracts.map(c => c.host))
-  const eligible = offers.filter(h => !cheated.has(h.peer) && !leaving.has(h.peer) && !holding.has(h.peer))
+  const eligible = offers.filter(h => !cheated.has(h.peer) && !leaving.has(h.peer) && !holding.has(h.peer) && !heldOff.has(h.peer))
   // of those used before, hosts that lost shards of this file come last
   const lostShards = new Set(contracts.filter(c => (c.shardsLost ?? 0) > 0).map(c => c.host))
   const again = eligible.filter(h => used.has(h.peer))
@@ -2108,40 +2306,38 @@ function repairCandidates (object: StoredObject, segments: number[], offers: Hos
   const busy = offers.filter(h => holding.has(h.peer)).length
   const caught = offers.filter(h => cheated.has(h.peer)).length
   const moving = offers.filter(h => leaving.has(h.peer)).length
-  const parts = [`${busy} hold a shard of those segments already`, ...(caught > 0 ? [`${caught} were caught cheating`] : []), ...(moving > 0 ? [`${moving} are being moved off`] : [])]
+  const failed = offers.filter(h => heldOff.has(h.peer) && !holding.has(h.peer) && !cheated.has(h.peer)).length
+  const parts = [`${busy} hold a shard of those segments already`, ...(caught > 0 ? [`${caught} were caught cheating`] : []), ...(moving > 0 ? [`${moving} are being moved off`] : []), ...(failed > 0 ? [`${failed} failed an upload of this repair recently and are asked again later`] : [])]
   const why = `of the ${offers.length} hosts the market knows, ${parts.join(', ')}; a shard needs a host that holds no other shard of its segment, so repair waits for a new host to join or a lost one to come back`
   return { hosts, why }
 }
 
-/** A host's refusal over money: a payment too low, credit refused (an overdue debt), more than this node would pay */
-function isPaymentRefusal (err: any): boolean {
-  return err instanceof PaymentDeclinedError || err?.name === 'BiddingError'
-}
-
-/** A call's signal: the caller's, and a bound (30 s by default) so no call waits forever */
-function callSignal (signal: AbortSignal, timeoutMs = 30_000): AbortSignal {
+/**
+ * A call's signal with a bound tighter than the RPC client's own per-call
+ * timeout (rpc.timeoutMs, which every call has anyway): a shard transfer's
+ * transferTimeoutMs, or END_CALL_MS
+ */
+function callSignal (signal: AbortSignal, timeoutMs: number): AbortSignal {
   return AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
-}
-
-/** Wait for `promise` (its outcome ignored) unless `signal` aborts first */
-async function raceSignal (promise: Promise<unknown>, signal?: AbortSignal): Promise<void> {
-  if (signal == null) {
-    await promise.catch(() => {})
-    return
-  }
-  signal.throwIfAborted()
-  await new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => { reject(signal.reason) }
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(() => {}, () => {}).then(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    })
-  })
 }
 
 function nameKey (name: string): Key {
   return new Key(`${NAMES}/${encodeURIComponent(name)}`)
+}
+
+/** The latest removed object of a name */
+function removedNameKey (name: string): Key {
+  return new Key(`${REMOVED_NAMES}/${encodeURIComponent(name)}`)
+}
+
+/** Removed objects in the order they were removed (the key sorts by time) */
+function removedOrderKey (removedAt: number, id: string): Key {
+  return new Key(`${REMOVED_ORDER}/${String(removedAt).padStart(15, '0')}-${id}`)
+}
+
+/** The renter's rating of a host at a contract's end: satisfactory unless it was caught or lost shards */
+function servedWell (c: ContractRecord): boolean {
+  return c.lost == null && (c.audit?.failed ?? 0) === 0 && (c.shardsLost ?? 0) === 0
 }
 
 export function spentOn (object: StoredObject): { upload: bigint, download: bigint, rent: bigint } {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { DecodeError, Reader, Writer } from '../protocols/codec.ts'
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
 import { peerBytes, peerText, verifySignedBy, withDomain } from '../protocols/signed.ts'
-import { MAX_MONEY } from '../protocols/units.ts'
+import { formatAmount, MAX_MONEY } from '../protocols/units.ts'
 import { dataRoot } from './merkle.ts'
 
 /**
@@ -234,12 +234,12 @@ export function rentPeriods (t: Pick<ContractTerms, 'start' | 'end' | 'rentPerio
 export function overMaxMoney (t: ContractTerms): string | undefined {
   const rent = rentPerPeriod(t) * BigInt(rentPeriods(t))
   if (rent > MAX_MONEY) {
-    return `the rent over the whole contract is ${rent} sat`
+    return `the rent over the whole contract is ${formatAmount(rent)}`
   }
   for (const [what, price] of [['uploading', t.uploadPrice], ['downloading', t.downloadPrice]] as const) {
     const cost = transferCost(price, t.maxBytes)
     if (cost > MAX_MONEY) {
-      return `${what} max-bytes once costs ${cost} sat`
+      return `${what} max-bytes once costs ${formatAmount(cost)}`
     }
   }
   return undefined

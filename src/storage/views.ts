@@ -1,6 +1,6 @@
 import { formatAmount } from '../protocols/units.ts'
 import { rentPerPeriod, type ContractTerms } from './contract.ts'
-import { healthOf, lostKind, monthlyRent, spentOn, type StoredObject } from './client.ts'
+import { healthOf, lostKind, monthlyRent, spentOn, type ObjectHealth, type StoredObject } from './client.ts'
 import { formatSize } from '../utils/size.ts'
 
 /**
@@ -11,6 +11,8 @@ import { formatSize } from '../utils/size.ts'
 
 export function objectSummary (o: StoredObject): Record<string, unknown> {
   const spent = spentOn(o)
+  // once per object: it walks every shard of every segment
+  const health = healthOf(o)
   return {
     id: o.id,
     name: o.name,
@@ -18,15 +20,16 @@ export function objectSummary (o: StoredObject): Record<string, unknown> {
     sizeText: formatSize(o.size),
     sha256: o.sha256,
     redundancy: `${o.k}-of-${o.n}`,
+    redundancyText: redundancyText(o, health),
     segments: o.segmentCount ?? o.segments.length,
     // hosts holding shards that count (not those condemned, ended or replaced)
-    hosts: o.removedAt != null ? 0 : healthOf(o).hosts,
+    hosts: o.removedAt != null ? 0 : health.hosts,
     removed: o.removedAt == null ? null : new Date(o.removedAt).toISOString(),
     contracts: Object.keys(o.contracts).length,
     storedAt: new Date(o.createdAt).toISOString(),
     expires: new Date(Math.min(...Object.values(o.contracts).map(c => c.end))).toISOString(),
     rentPerMonth: formatAmount(monthlyRent(o)),
-    health: healthView(o),
+    health: healthView(o, health),
     spent: {
       upload: formatAmount(spent.upload),
       download: formatAmount(spent.download),
@@ -37,12 +40,27 @@ export function objectSummary (o: StoredObject): Record<string, unknown> {
 }
 
 /**
+ * "4-of-8 (any 4 of its 8 hosts rebuild it)" only while that is true:
+ * every segment has its N shards, on N hosts of their own; else what is
+ * (a put that replaced a host, or a shard lost, leaves fewer)
+ */
+export function redundancyText (o: StoredObject, h: ObjectHealth = healthOf(o)): string {
+  const redundancy = `${o.k}-of-${o.n}`
+  if (o.removedAt != null) {
+    return `${redundancy} (removed ${new Date(o.removedAt).toISOString()})`
+  }
+  if (h.hosts === o.n && h.healthy === o.n) {
+    return `${redundancy} (any ${o.k} of its ${o.n} hosts rebuild it)`
+  }
+  return `${redundancy} (any ${o.k} of a segment's ${o.n} shards rebuild it; its weakest segment has ${h.healthy} that count, on ${h.hosts} hosts)`
+}
+
+/**
  * Healthy shards per segment (the fewest of any segment) against K and N,
  * how many of those are on hosts audits cannot reach now, what was lost,
  * the last audit, and why repair is stuck if it is
  */
-export function healthView (o: StoredObject): Record<string, unknown> {
-  const h = healthOf(o)
+export function healthView (o: StoredObject, h: ObjectHealth = healthOf(o)): Record<string, unknown> {
   const paidThrough = Object.values(o.contracts).filter(c => c.ended == null && c.lost == null).map(c => c.start + c.rentPaidPeriods * c.rentPeriodMs)
   return {
     state: o.removedAt != null ? 'removed' : h.state,
@@ -107,5 +125,22 @@ export function objectInfo (o: StoredObject): Record<string, unknown> {
       shardSize: s.shardSize,
       shards: s.shards.map(x => ({ host: x.host, contract: x.contract, root: x.root, lost: x.lost == null ? null : { at: new Date(x.lost).toISOString(), reason: x.lostReason } }))
     }))
+  }
+}
+
+/**
+ * What storage has cost, from the payments book (TabBook.costs of the
+ * storage service): what the calls cost (uploads, downloads, rent: the
+ * objects' `spent`), and what paying for them took from the wallet on
+ * chain, the transactions' fees included. The two differ: a settlement
+ * pays at least the dust limit, and pays deferred calls later.
+ */
+export function storageCosts (costs: { promised: bigint, unpaid: bigint, paidOnChain: bigint, fees: bigint }): Record<string, string> {
+  return {
+    calls: formatAmount(costs.promised),
+    unpaid: formatAmount(costs.unpaid),
+    paidOnChain: formatAmount(costs.paidOnChain),
+    fees: formatAmount(costs.fees),
+    onChain: formatAmount(costs.paidOnChain + costs.fees)
   }
 }

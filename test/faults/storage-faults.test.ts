@@ -7,7 +7,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
-import { healthOf, NotEnoughHostsError, ObjectExistsError, PaymentRefusedError, RepairStuckError, ShardUnavailableError, StorageStoppedError, type StoredObject } from '../../src/storage/client.ts'
+import { healthOf, NotEnoughHostsError, ObjectBeingStoredError, ObjectExistsError, PaymentRefusedError, RepairStuckError, ShardUnavailableError, StorageStoppedError, type StoredObject } from '../../src/storage/client.ts'
 import { healthView, objectInfo, objectSummary } from '../../src/storage/views.ts'
 import { startNode, stopAll, type Started } from '../../scripts/testnet/network.ts'
 import { addrOf, connect, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
@@ -149,24 +149,27 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
     await dir?.cleanup()
   })
 
-  it('holds one name for one object: of two puts of the same name at once one is refused, and a failed put lets the name go', async () => {
+  it('holds one name for one object: a failed put lets the name go, and of two puts of the same name at once one is refused', async () => {
     const a = join(dir.path, 'same-a.bin')
     const b = join(dir.path, 'same-b.bin')
     await writeFile(a, randomBytes(10 * KIB))
     await writeFile(b, randomBytes(10 * KIB))
-    const results = await Promise.allSettled([client.storage.put(a, { name: 'same', k: 1, n: 2 }), client.storage.put(b, { name: 'same', k: 1, n: 2 })])
+    // puts that fail before any host is asked, and hold the name no longer
+    await assert.rejects(client.storage.put(a, { name: 'same', k: 2, n: 50 }), NotEnoughHostsError)
+    await assert.rejects(client.storage.put(a, { name: 'same', k: 1, n: 2, maxStoragePrice: 1n }), (err: any) => {
+      assert.ok(err instanceof NotEnoughHostsError, err.message)
+      assert.match(err.message, /the market knows 0 at or under 0\.00000001 BTC per GiB-month/)
+      return true
+    })
+    // one put on one host each: what is tested is the name
+    const results = await Promise.allSettled([client.storage.put(a, { name: 'same', k: 1, n: 1 }), client.storage.put(b, { name: 'same', k: 1, n: 1 })])
     assert.deepEqual(results.map(r => r.status).sort(), ['fulfilled', 'rejected'])
     const refused = results.find(r => r.status === 'rejected') as PromiseRejectedResult
-    assert.ok(refused.reason instanceof ObjectExistsError, refused.reason.message)
+    assert.ok(refused.reason instanceof ObjectBeingStoredError, refused.reason.message)
     assert.match(refused.reason.message, /"same" is being stored right now by another put/)
     assert.equal((await client.storage.list()).filter(o => o.name === 'same').length, 1)
+    await assert.rejects(client.storage.put(b, { name: 'same', k: 1, n: 1 }), ObjectExistsError)
     await client.storage.remove('same')
-
-    // a put that fails holds the name no longer
-    await assert.rejects(client.storage.put(a, { name: 'again', k: 2, n: 50 }), NotEnoughHostsError)
-    const stored = await client.storage.put(a, { name: 'again', k: 1, n: 2 })
-    assert.equal(stored.name, 'again')
-    await client.storage.remove('again')
   })
 
   it('ends a get with a clear error when fewer than K shards can be had although the last answer is a good one, leaves no plaintext, ends a repair the same way, and rm still works', { timeout: 60_000 }, async () => {
@@ -193,8 +196,8 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
       })
       assert.deepEqual(await partFiles(), [], 'no plaintext left beside --out')
       // the three count as lost now, and a repair cannot rebuild segment 0: it ends, saying why
+      await waitFor(async () => (await client.storage.find('scarce.bin')).segments[0].shards.filter(s => s.lost != null).length === 3, 10_000, 'the three lost shards in the record')
       const after = await client.storage.find('scarce.bin')
-      assert.equal(after.segments[0].shards.filter(s => s.lost != null).length, 3)
       assert.equal(healthOf(after).state, 'lost')
       await assert.rejects(client.storage.repair('scarce.bin'), (err: any) => err instanceof RepairStuckError && /only 1 of the 2 shards needed for segment 0/.test(err.message))
     } finally {
@@ -232,8 +235,10 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
       const out = join(dir.path, 'corrupt.out')
       await client.storage.get('corrupt.bin', out)
       assert.equal(sha256(await readFile(out)), sha256(data))
-      // in the record by the time the get returns (the repair it starts may
-      // already have moved the lost shard: what it counted against whom stays)
+      // in the record as soon as no upkeep holds the records (the repair it
+      // starts may already have moved the lost shard: what it counted
+      // against whom stays)
+      await waitFor(async () => (await client.storage.find('corrupt.bin')).contracts[liarContract].lost != null, 10_000, 'what the get found in the record')
       const seen = await client.storage.find('corrupt.bin')
       assert.equal(seen.contracts[flipped.contract].shardsLost, 1)
       assert.equal(seen.contracts[flipped.contract].lost, undefined, 'the host said so itself: only that shard')
@@ -253,6 +258,40 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
     await client.storage.get('corrupt.bin', out)
     assert.equal(sha256(await readFile(out)), sha256(data))
     await client.storage.remove('corrupt.bin')
+  })
+
+  it('takes a host\'s server-error as transient: a get asks another host and loses nothing, an audit tries it again within the grace', { timeout: 60_000 }, async () => {
+    const { object, data } = await putFile('failing.bin', SEGMENT, 2, 4)
+    // shard 1 is asked for at once; its host fails every read on its side
+    // (the RPC server answers server-error, as for any exception)
+    const shard = object.segments[0].shards[1]
+    const failing = hostOf(shard.host)!
+    const store = failing.storageHost.store
+    const [range, prove] = [store.range.bind(store), store.prove.bind(store)]
+    store.range = async () => { throw Object.assign(new Error('i/o error (injected by the test)'), { code: 'EIO' }) }
+    store.prove = store.range as any
+    try {
+      const out = join(dir.path, 'failing.out')
+      await client.storage.get('failing.bin', out)
+      assert.equal(sha256(await readFile(out)), sha256(data))
+      // audit every contract: the failing host is neither caught nor lost
+      const audited = await auditLater(10)
+      assert.equal(audited.failed, 0)
+      assert.ok(audited.unreachable >= 1)
+      const seen = await client.storage.find('failing.bin')
+      const c = seen.contracts[shard.contract]
+      assert.deepEqual([c.lost, c.shardsLost ?? 0, seen.segments[0].shards[1].lost], [undefined, 0, undefined])
+      assert.match(c.audit?.lastError ?? '', /the service failed/)
+      assert.ok(c.audit?.unreachableSince != null, 'the audit grace runs')
+      assert.equal(healthOf(seen).healthy, 4)
+    } finally {
+      store.range = range
+      store.prove = prove
+    }
+    // it serves again: the next audit passes and the grace ends
+    await auditLater(0.1)
+    assert.equal((await client.storage.find('failing.bin')).contracts[shard.contract].audit?.unreachableSince, undefined)
+    await client.storage.remove('failing.bin')
   })
 
   it('counts the shards of a host replaced during a put as lost, counts hosts right, ends the contract of one replaced before it held anything, and says why when no host is left', { timeout: 60_000 }, async () => {
@@ -311,9 +350,31 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
     const used = new Set(Object.values(object.contracts).map(c => c.host))
     const spares = hosts.filter(h => !used.has(h.peerId.toString()))
     const undo = spares.map(h => failWrites(h, 1))
+    const calls = countCalls()
+    const stuckAt = Date.now()
     try {
       await assert.rejects(client.storage.repair('halfway.bin'), (err: any) => err instanceof RepairStuckError && /no host took shard 4/.test(err.message))
+      // the upkeep does not try again at every check: not before its retry
+      // time, and then not with the hosts that just failed it
+      const formed = (): number => hosts.reduce((n, h) => n + calls.count('contract', h.peerId.toString()), 0) + calls.count('contract', daemon.peerId)
+      const tried = formed()
+      assert.equal(tried, spares.length)
+      const stuck = (await client.storage.find('halfway.bin')).repair!
+      assert.equal(stuck.attempts, 1)
+      assert.ok(stuck.retryAt! >= stuckAt + 10 * 60_000, 'tried again in 10 minutes')
+      assert.deepEqual(Object.keys(stuck.hosts ?? {}).sort(), spares.map(h => h.peerId.toString()).sort())
+      assert.equal(await client.storage.repairAll(stuckAt + 60_000), 0)
+      assert.equal(formed(), tried, 'no contract formed before the retry time')
+      // at its retry time the hosts that failed are still held off (their
+      // wait doubles from the first): the repair says why, forms nothing
+      assert.equal(await client.storage.repairAll(stuck.retryAt! + 1000), 0)
+      assert.equal(formed(), tried)
+      const again = (await client.storage.find('halfway.bin')).repair!
+      assert.equal(again.attempts, 2)
+      assert.ok(again.retryAt! - (stuck.retryAt! + 1000) >= 20 * 60_000, 'the next wait is twice as long')
+      assert.match(again.problem, /failed an upload of this repair recently/)
     } finally {
+      calls.undo()
       undo.forEach(u => { u() })
     }
     const after = await client.storage.find('halfway.bin')
@@ -327,7 +388,7 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
       await assert.rejects(client.call(host.peerId, { service: 'storage', method: 'list', args: [id] }), /has ended/)
     }
     assert.ok(after.segments.every(s => s.shards[3].contract === cheatId), 'the slot is where it was')
-    assert.match((healthView(after) as any).repairProblem, /no host took shard 4/)
+    assert.match((healthView(after) as any).repairProblem, /no host can take shard 4 .* failed an upload of this repair recently/)
     await client.storage.remove('halfway.bin')
   })
 
@@ -373,23 +434,41 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
     await client.storage.remove('spare.bin')
   })
 
-  it('refuses an overdue renter\'s get at once, with the host\'s reason', { timeout: 60_000 }, async () => {
-    const { object } = await putFile('owed.bin', 2 * SEGMENT, 2, 4)
-    // shard 1 is asked for first; its host holds an old unpaid promise of this node
-    const host = hostOf(object.segments[0].shards[1].host)!
+  it('gets around a host that refuses an overdue renter, and refuses the get with the hosts\' reason only when too few are left', { timeout: 60_000 }, async () => {
+    const { object, data } = await putFile('owed.bin', 2 * SEGMENT, 2, 4)
     const me = client.peerId.toString()
-    await host.tabs.addPromise({ role: 'receivable', peer: me, id: 'old-debt', sats: 5000n, threshold: '', service: 'storage', method: 'get', createdAt: Date.now() - HOUR })
+    // each of these hosts holds an old unpaid promise of this node
+    const owe = async (slot: number): Promise<OpenCloudNode> => {
+      const host = hostOf(object.segments[0].shards[slot].host)!
+      await host.tabs.addPromise({ role: 'receivable', peer: me, id: 'old-debt', sats: 5000n, threshold: '', service: 'storage', method: 'get', createdAt: Date.now() - HOUR })
+      return host
+    }
+    // shard 1 is asked for first (after the daemon's shard 0): two others serve
+    const owed = [await owe(1)]
+    const failedGets = async (host: OpenCloudNode): Promise<number> => (await client.reputation.store.records(host.peerId.toString())).filter(r => r.event === 'failed' && r.method === 'get').length
+    const failedBefore = await failedGets(owed[0])
     try {
-      await assert.rejects(client.storage.get('owed.bin', join(dir.path, 'owed.out')), (err: any) => {
+      const out = join(dir.path, 'owed.out')
+      await client.storage.get('owed.bin', out)
+      assert.equal(sha256(await readFile(out)), sha256(data))
+      assert.equal(await failedGets(owed[0]), failedBefore, 'a refusal over money is not the host failing')
+      // with three of the four refusing, one shard is left of the two needed
+      owed.push(await owe(2), await owe(3))
+      await assert.rejects(client.storage.get('owed.bin', join(dir.path, 'owed-again.out')), (err: any) => {
         assert.ok(err instanceof PaymentRefusedError, `${err.name}: ${err.message}`)
-        assert.ok(err.message.includes(host.peerId.toString()))
+        assert.match(err.message, /only 1 of the 2 shards needed for segment 0/)
+        for (const host of owed) {
+          assert.ok(err.message.includes(host.peerId.toString()), host.peerId.toString())
+        }
         assert.match(err.message, /overdue deferred payments/)
-        assert.match(err.message, /payments tabs/)
+        assert.match(err.message, /3 of the hosts asked refuse over money .* "payments tabs"/)
         return true
       })
       assert.deepEqual(await partFiles(), [])
     } finally {
-      await host.tabs.markPaid('receivable', me, ['old-debt'], 'test')
+      for (const host of owed) {
+        await host.tabs.markPaid('receivable', me, ['old-debt'], 'test')
+      }
     }
     await client.storage.remove('owed.bin')
   })
@@ -411,13 +490,22 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
     await client.storage.remove('frozen.bin')
   })
 
-  it('stops promptly: stop() ends a repair waiting on a frozen host', { timeout: 60_000 }, async () => {
+  it('stops promptly: a get does not wait for a repair waiting on a frozen host, and stop() ends that repair', { timeout: 60_000 }, async () => {
     const { object } = await putFile('stopping.bin', 2 * SEGMENT, 2, 4)
     // shard 3's host drops everything (a repair to do), and segment 0's
     // shards 1 and 2 are gone: only the daemon's shard 0 can rebuild it
     const [cheatId, cheat] = Object.entries(object.contracts).find(([, c]) => c.host === object.segments[0].shards[3].host)!
     await rm(join(hostOf(cheat.host)!.paths.root, 'storage', cheatId), { recursive: true })
     await auditLater(10)
+    // another file (after the audit, which would catch it), with a shard its
+    // host finds corrupt: what its get finds is recorded while the repair
+    // of the first holds the records
+    const other = await putFile('other.bin', SEGMENT, 2, 4)
+    const flipped = other.object.segments[0].shards[1]
+    const otherPath = shardFile(flipped.host, flipped.contract, flipped.root)
+    const otherBytes = await readFile(otherPath)
+    otherBytes[100] ^= 0xff
+    await writeFile(otherPath, otherBytes)
     for (const slot of [1, 2]) {
       const s = object.segments[0].shards[slot]
       await rm(shardFile(s.host, s.contract, s.root))
@@ -435,6 +523,13 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
       const added = Object.entries(during.contracts).filter(([id]) => object.contracts[id] == null)
       assert.equal(added.length, 1)
       assert.deepEqual([added[0][1].ended, added[0][1].shards], [undefined, []])
+      // the get answers while the repair still runs (its record waits its turn)
+      let repairDone = false
+      repairing.then(() => { repairDone = true }, () => { repairDone = true })
+      const out = join(dir.path, 'other.out')
+      await client.storage.get('other.bin', out)
+      assert.equal(sha256(await readFile(out)), sha256(other.data))
+      assert.equal(repairDone, false, 'the get waited for the repair of another file')
       await client.stop()
       clientStopped = true
       await assert.rejects(repairing, StorageStoppedError)

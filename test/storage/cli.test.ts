@@ -89,14 +89,22 @@ describe('store from the command line, on a testnet of daemons', () => {
       // nothing half-stored is listed, and the hosts are told to drop what they got
       const listed = await cli('store', 'ls', '--json')
       assert.equal(listed.code, 0, listed.stderr)
-      assert.deepEqual(JSON.parse(listed.stdout), [])
+      assert.deepEqual(JSON.parse(listed.stdout).objects, [])
       for (const host of hosts) {
         await waitFor(async () => (await shardFiles(host.dataDir)).length === 0, 30_000, `host ${host.index} to delete the interrupted upload's shards`)
       }
 
       // the same file again works, with the default redundancy for 4 hosts
       // (one kept spare for repairs)
-      const put = await cli('store', 'put', big, '--json')
+      const putting = cli('store', 'put', big, '--json')
+      // a second put of the name while the first runs is refused; the hint
+      // lists what is stored (store rm would fail now, and remove the other's file after)
+      await waitFor(async () => /"big\.bin" is being stored right now/.test((await cli('store', 'info', 'big.bin')).stderr), 30_000, 'the put to hold its name')
+      const meanwhile = await cli('store', 'put', big)
+      assert.equal(meanwhile.code, 1)
+      assert.match(meanwhile.stderr, /an object named "big\.bin" is being stored right now by another put/)
+      assert.match(meanwhile.stderr, /try: .* store ls$/m)
+      const put = await putting
       assert.equal(put.code, 0, put.stderr)
       const stored = JSON.parse(put.stdout)
       assert.equal(stored.name, 'big.bin')
@@ -158,6 +166,15 @@ describe('store from the command line, on a testnet of daemons', () => {
 
       const ls = await cli('store', 'ls')
       assert.match(ls.stdout, /^big\.bin\s+192 MiB\s+1-of-3\s+3\s+0\.\d+ BTC/m)
+      // what storage took from the wallet on chain, fees included, beside what its calls cost
+      assert.match(ls.stdout, /^on chain, storage has taken [0-9.]+ BTC from the wallet: [0-9.]+ BTC paid to hosts and [0-9.]+ BTC in fees; its calls cost 0\.\d+ BTC, /m)
+      const lsJson = JSON.parse((await cli('store', 'ls', '--json')).stdout)
+      assert.equal(lsJson.objects[0].name, 'big.bin')
+      assert.deepEqual(Object.keys(lsJson.costs).sort(), ['calls', 'fees', 'onChain', 'paidOnChain', 'unpaid'])
+      assert.ok(Object.values(lsJson.costs).every(v => /^[0-9.]+ BTC$/.test(v as string)))
+      const statusJson = JSON.parse((await cli('store', 'status', '--json')).stdout)
+      assert.deepEqual([statusJson.objects[0].name, statusJson.objects[0].state, statusJson.paymentProblem], ['big.bin', 'healthy', null])
+      assert.match((await cli('store', 'info', 'big.bin')).stdout, /^redundancy\s+1-of-3 \(any 1 of its 3 hosts rebuild it\)$/m)
       const info = JSON.parse((await cli('store', 'info', 'big.bin', '--json')).stdout)
       assert.equal(info.contracts.length, 3)
       const peers = new Set(hosts.map((h: any) => h.peerId))

@@ -1,7 +1,7 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { readFile, writeFile } from 'node:fs/promises'
+import { readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
 import { FrameType } from '../../src/protocols/rpc/constants.ts'
@@ -241,13 +241,22 @@ describe('storage host: what PROTOCOL.md 8d says, byte for byte', () => {
     assert.equal(next.head.status, Status.INVALID_SIGNATURE)
     assert.match(next.head.message, /not over revision 1 /)
 
-    // the host's copy rots: it refuses to serve it, and a good re-put repairs it
+    // the host's copy rots: it refuses to serve it or prove it, saying the
+    // shard is corrupt here (not-found: that copy is lost), and a good
+    // re-put repairs it
     const path = join(priced.dataDir, 'storage', c.id, root)
     const bytes = await readFile(path)
-    bytes[100] ^= 0xff
+    // a byte of each of its three leaves: whichever leaves a challenge picks
+    for (const at of [100, 4196, 8292]) {
+      bytes[at] ^= 0xff
+    }
     await writeFile(path, bytes)
     const rotten = await c.get(root, 0, shard.byteLength)
-    assert.equal(rotten.head.status, Status.SERVER_ERROR)
+    assert.equal(rotten.head.status, Status.NOT_FOUND, rotten.head.message)
+    assert.match(rotten.head.message, new RegExp(`shard ${root} is corrupt on this host`))
+    const unproved = await paid.call('prove', [c.id, root, randomBytes(32).toString('hex'), '4'])
+    assert.equal(unproved.head.status, Status.NOT_FOUND, unproved.head.message)
+    assert.match(unproved.head.message, /is corrupt on this host/)
     const repair = await again(shard)
     assert.equal(repair.head.status, Status.OK, repair.head.message)
     assert.deepEqual(repair.json(), first.json())
@@ -256,12 +265,54 @@ describe('storage host: what PROTOCOL.md 8d says, byte for byte', () => {
     assert.deepEqual(Buffer.from(healed.body), shard)
   })
 
-  it('checks the renter\'s revision signature of a large put before CONTINUE, so a forged one sends no bytes', async () => {
+  it('says a shard missing on its disk is not found, and answers a failure that says nothing about the shard with the generic server-error', async () => {
+    const c = await paid.contract(pricedTerms)
+    const gone = randomBytes(6000)
+    const kept = randomBytes(7000)
+    assert.equal((await c.put(gone)).head.status, Status.OK)
+    assert.equal((await c.put(kept)).head.status, Status.OK)
+    const path = join(priced.dataDir, 'storage', c.id, rootOf(gone))
+    await rm(path)
+    await rm(`${path}.leaves`)
+    for (const answer of [await c.get(rootOf(gone), 0, 6000), await paid.call('prove', [c.id, rootOf(gone), randomBytes(32).toString('hex')])]) {
+      assert.equal(answer.head.status, Status.NOT_FOUND, answer.head.message)
+      assert.match(answer.head.message, new RegExp(`shard ${rootOf(gone)} is missing on this host`))
+    }
+    // a disk that fails a read (EIO, too many open files) has not lost the
+    // shard: the RPC server's server-error, which renters take as transient
+    const store = priced.node.storageHost.store
+    const range = store.range.bind(store)
+    store.range = async () => { throw Object.assign(new Error('i/o error (injected by the test)'), { code: 'EIO' }) }
+    try {
+      const failed = await c.get(rootOf(kept), 0, 7000)
+      assert.equal(failed.head.status, Status.SERVER_ERROR, failed.head.message)
+      assert.doesNotMatch(failed.head.message, /corrupt|missing/)
+    } finally {
+      store.range = range
+    }
+    assert.deepEqual(Buffer.from((await c.get(rootOf(kept), 0, 7000)).body), kept)
+  })
+
+  it('checks the renter\'s revision signature of a large put before payment and before CONTINUE, so a forged one costs and sends nothing', async () => {
     const c = await paid.contract(pricedTerms)
     const shard = randomBytes(300 * KIB)
+    const owed = await promisesTo(priced)
     const forged = await c.put(shard, { signature: Buffer.from(randomBytes(64)).toString('base64') })
     assert.equal(forged.head.status, Status.INVALID_SIGNATURE)
     assert.equal(forged.continued, false, 'the host asked for the body of a put it would refuse')
+    assert.equal(await promisesTo(priced), owed, 'the refused put left no debt')
+    // with no payment at all: refused for its signature, not asked to pay first
+    const unpaidForged = await c.put(shard, { signature: Buffer.from(randomBytes(64)).toString('base64'), payment: { type: 'none' } })
+    assert.equal(unpaidForged.head.status, Status.INVALID_SIGNATURE, unpaidForged.head.message)
+    assert.equal(unpaidForged.head.acceptablePayment, undefined)
+    // a revision signature in one of base64's other spellings of the same bytes
+    // (the 86th digit is A, Q, g or w, its 4 unused bits zero; the next digit of the alphabet has them at 0001)
+    const text = c.sign(new Map(c.shards).set(rootOf(shard), shard.byteLength), 1)
+    const other = `${text.slice(0, 85)}${String.fromCharCode(text.charCodeAt(85) + 1)}==`
+    assert.deepEqual(Buffer.from(other, 'base64'), Buffer.from(text, 'base64'))
+    const respelled = await c.put(shard, { signature: other })
+    assert.equal(respelled.head.status, Status.BAD_REQUEST, respelled.head.message)
+    assert.match(respelled.head.message, /64-byte signature in standard base64/)
     const good = await c.put(shard)
     assert.equal(good.continued, true)
     assert.equal(good.head.status, Status.OK, good.head.message)
@@ -284,7 +335,10 @@ describe('storage host: what PROTOCOL.md 8d says, byte for byte', () => {
       ['get', [c.id, randomBytes(32).toString('hex'), '0', '1'], Status.NOT_FOUND, /holds no shard/],
       ['get', [c.id, root, 'x', '1'], Status.BAD_REQUEST, /the offset/],
       ['get', [c.id, root], Status.BAD_REQUEST, /takes <contract id> <shard root> <offset> <length>/],
-      ['rent', [c.id, '0'], Status.BAD_REQUEST, /number of periods/]
+      ['rent', [c.id, '0'], Status.BAD_REQUEST, /number of periods/],
+      // the contract before the form of a revision signature (PROTOCOL.md 8d)
+      ['renew', [unknown, 'not base64'], Status.NOT_FOUND, /no contract/],
+      ['put', [unknown, root, 'not base64'], Status.NOT_FOUND, /no contract/]
     ]
     for (const [method, args, status, pattern] of refusals) {
       const answer = await paid.call(method, args, method === 'put' ? { body: shard } : {})
@@ -311,6 +365,29 @@ describe('storage host: what PROTOCOL.md 8d says, byte for byte', () => {
     const demand = await paid.call('get', [c.id, root, '0', String(shard.byteLength)])
     assert.equal(demand.head.status, Status.PAYMENT_TOO_LOW)
     assert.equal(demand.head.acceptablePayment?.amount, formatBtc(transferCost(PRICES.download, shard.byteLength)))
+  })
+
+  it('counts what a contract holds as shards come and go: a deleted shard\'s room is free again, a renewal keeps the count', async () => {
+    const c = await unpaid.contract({ maxBytes: 10_000 })
+    const first = randomBytes(6000)
+    assert.equal((await c.put(first)).head.status, Status.OK)
+    const over = await c.put(randomBytes(5000))
+    assert.equal(over.head.status, Status.BODY_TOO_LARGE)
+    assert.match(over.head.message, /it holds 6000$/)
+    const shards = new Map(c.shards)
+    shards.delete(rootOf(first))
+    const deleted = await unpaid.call('delete', [c.id, rootOf(first), c.sign(shards, 2)])
+    assert.equal(deleted.head.status, Status.OK, deleted.head.message)
+    c.shards = shards
+    c.revision = 2
+    const second = randomBytes(9000)
+    assert.equal((await c.put(second)).head.status, Status.OK, 'the deleted shard\'s room is free')
+    // renewed into terms smaller than what it holds: refused, naming what it holds
+    const terms = unpaid.terms({ maxBytes: 8999 })
+    const next = Buffer.from(contractIdOf(encodeTerms(terms))).toString('hex')
+    const smaller = await unpaid.call('renew', [c.id, new Contract(unpaid, terms, next).sign(c.shards, 1)], { body: unpaid.proposal(terms) })
+    assert.equal(smaller.head.status, Status.BAD_REQUEST)
+    assert.match(smaller.head.message, /allow 8999 bytes, but contract .* holds 9000$/)
   })
 
   it('refuses get ranges past the end, answers length 0 with nothing, and refuses extra args and non-canonical numbers', async () => {
@@ -362,15 +439,15 @@ describe('storage host: what PROTOCOL.md 8d says, byte for byte', () => {
       const rows: Array<[string, Wire, Partial<ContractTerms>, number, RegExp, ((t: ContractTerms) => Uint8Array)?]> = [
         ['no byte', paid, { ...pricedTerms, maxBytes: 0 }, Status.BAD_REQUEST, /at least one byte/],
         ['a rent period longer than the contract', paid, { ...pricedTerms, rentPeriodMs: 31 * DAY }, Status.BAD_REQUEST, /longer than the contract/],
-        ['rent over 21 million BTC', paid, { ...pricedTerms, maxBytes: 64 * 1024 * MIB, storagePrice: BigInt(Number.MAX_SAFE_INTEGER) }, Status.BAD_REQUEST, /rent over the whole contract .* 21,000,000 BTC/],
-        ['an upload price over 21 million BTC', paid, { ...pricedTerms, maxBytes: 1024 * MIB, uploadPrice: BigInt(Number.MAX_SAFE_INTEGER) }, Status.BAD_REQUEST, /uploading max-bytes once .* 21,000,000 BTC/],
+        ['rent over 21 million BTC', paid, { ...pricedTerms, maxBytes: 64 * 1024 * MIB, storagePrice: BigInt(Number.MAX_SAFE_INTEGER) }, Status.BAD_REQUEST, /rent over the whole contract is [0-9.]+ BTC, more than the 21,000,000 BTC/],
+        ['an upload price over 21 million BTC', paid, { ...pricedTerms, maxBytes: 1024 * MIB, uploadPrice: BigInt(Number.MAX_SAFE_INTEGER) }, Status.BAD_REQUEST, /uploading max-bytes once costs [0-9.]+ BTC, more than the 21,000,000 BTC/],
         ['another host', paid, { ...pricedTerms, host: other.node.peerId.toString() }, Status.BAD_REQUEST, /name host/],
         ['a forged renter signature', paid, pricedTerms, Status.INVALID_SIGNATURE, /./, (t) => paid.proposal(t, randomBytes(64))],
         ['a start an hour away', paid, { ...pricedTerms, start: Date.now() + 3600_000, end: Date.now() + 30 * DAY }, Status.REQUEST_DECLINED, /check your clock/],
         ['400 days', paid, { ...pricedTerms, end: Date.now() + 400 * DAY }, Status.REQUEST_DECLINED, /at most 366 days/],
         ['a 1 s rent period', paid, { ...pricedTerms, rentPeriodMs: 1000 }, Status.REQUEST_DECLINED, /at least 60000 ms/],
-        ['less than the host\'s prices', paid, { ...pricedTerms, downloadPrice: 1n }, Status.REQUEST_DECLINED, /less than this host's prices/],
-        ['a price from a host with payments off', unpaid, { uploadPrice: 1n }, Status.REQUEST_DECLINED, /takes no payments .* prices of 0 sat/],
+        ['less than the host\'s prices', paid, { ...pricedTerms, downloadPrice: 1n }, Status.REQUEST_DECLINED, /less than this host's prices: 0\.00001 BTC per GiB-month stored, 0\.000001 BTC per GiB uploaded, 0\.000002 BTC per GiB downloaded$/],
+        ['a price from a host with payments off', unpaid, { uploadPrice: 1n }, Status.REQUEST_DECLINED, /takes no payments .* prices of 0$/],
         ['more than the host has', paid, { ...pricedTerms, maxBytes: 32 * MIB }, Status.INSUFFICIENT_STORAGE, /this host is full/]
       ]
       for (const [what, wire, changes, status, pattern, body] of rows) {

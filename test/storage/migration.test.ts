@@ -25,7 +25,7 @@ describe('storage migration on a trust fall', () => {
       hosts: async () => [{ peer: 'host-a', storage: 1000n, upload: 0n, download: 0n }],
       trust: () => trust,
       call: async () => { throw new Error('no host answers in this test') }
-    }, { trustGraceMs: 300 })
+    }, { trustGraceMs: 3600_000 })
     const contract: ContractRecord = {
       host: 'host-a', signed: '', start: Date.now(), end: Date.now() + 86_400_000, maxBytes: 100, storagePrice: '1000', uploadPrice: '0', downloadPrice: '0',
       rentPeriodMs: 86_400_000, rentPaidPeriods: 1, revision: 1, shards: [['00'.repeat(32), 17]], spent: { upload: '0', download: '0', rent: '0' }, trustAtStart: 2
@@ -38,22 +38,25 @@ describe('storage migration on a trust fall', () => {
     await datastore.put(new Key(`/storage/objects/${object.id}`), new TextEncoder().encode(JSON.stringify(object)))
     const record = async (): Promise<ContractRecord> => (await client.find(object.id)).contracts.c1
 
-    await client.repairAll()
+    // each check at its time, an hour's grace
+    const start = Date.now()
+    const MINUTE = 60_000
+    await client.repairAll(start)
     assert.equal((await record()).migrating, undefined)
     // a moment at 0 (a restart): noted, nothing moves, and forgotten once the score is back
     trust = 0
-    await client.repairAll()
+    await client.repairAll(start + MINUTE)
     assert.equal((await record()).migrating, undefined)
-    assert.ok((await record()).trustLowSince != null)
+    assert.equal((await record()).trustLowSince, start + MINUTE)
     trust = 2
-    await client.repairAll()
+    await client.repairAll(start + 2 * MINUTE)
     assert.equal((await record()).trustLowSince, undefined)
     // low for longer than the grace: its shards are to move
     trust = 0
-    await client.repairAll()
-    assert.equal((await record()).migrating, undefined)
-    await new Promise(resolve => setTimeout(resolve, 400))
-    await client.repairAll()
+    await client.repairAll(start + 3 * MINUTE)
+    await client.repairAll(start + 62 * MINUTE)
+    assert.equal((await record()).migrating, undefined, 'low for 59 minutes: within the grace')
+    await client.repairAll(start + 63 * MINUTE)
     assert.match((await record()).migrating ?? '', /trust score fell to 0\.00 from 2\.00/)
   })
 })

@@ -12,7 +12,8 @@ import { parseSize, formatSize } from '../../src/utils/size.ts'
 import { auditContract, AuditFailedError } from '../../src/storage/audit.ts'
 import { openRating } from '../../src/storage/rating.ts'
 import { encodeProofs } from '../../src/storage/proofs.ts'
-import { defaultRedundancy, defaultRepairAfterLost, migrationReason, parseRedundancy } from '../../src/storage/client.ts'
+import { defaultRedundancy, defaultRepairAfterLost, migrationReason } from '../../src/storage/client.ts'
+import { parseRedundancy } from '../../src/storage/put-options.ts'
 
 const fixture = JSON.parse(await readFile(new URL('../fixtures/protocol-vectors.json', import.meta.url), 'utf8'))
 const v = fixture.storage
@@ -124,7 +125,7 @@ describe('storage migration', () => {
   const policy = { migrateAbovePrice: 3, minTrust: 0, trustDrop: 0.25 }
 
   it('moves off a host whose price rose over 3x the median, or whose trust fell to under a quarter of what it was', () => {
-    assert.match(migrationReason({}, { price: 3001n, median: 1000n }, policy) ?? '', /price rose to 3001 sat per GiB-month, over 3x the market median of 1000/)
+    assert.match(migrationReason({}, { price: 3001n, median: 1000n }, policy) ?? '', /price rose to 0\.00003001 BTC per GiB-month, over 3x the market median of 0\.00001 BTC/)
     assert.equal(migrationReason({}, { price: 3000n, median: 1000n }, policy), undefined)
     assert.match(migrationReason({ trustAtStart: 2 }, { trust: 0.4 }, policy) ?? '', /trust score fell to 0.40 from 2.00/)
     assert.equal(migrationReason({ trustAtStart: 2 }, { trust: 0.6 }, policy), undefined)

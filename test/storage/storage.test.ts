@@ -269,7 +269,9 @@ describe('storage: put and get across paid hosts over TCP', () => {
       assert.equal(await sha256File(out), await sha256File(file))
       const records = await client.reputation.store.records(liar.peerId.toString())
       assert.ok(records.some(r => r.event === 'corrupt'), 'the liar is rated')
-      // as a failed audit: its shards count no more, and repair never uses it again
+      // as a failed audit: its shards count no more, and repair never uses it
+      // again (in the record once no upkeep holds the records)
+      await waitFor(async () => (await client.storage.find('file.bin')).contracts[object.segments[0].shards[0].contract].lost != null, 10_000, 'the liar condemned in the record')
       const seen = await client.storage.find('file.bin')
       const c = seen.contracts[object.segments[0].shards[0].contract]
       assert.equal(c.lostFor, 'cheated')
@@ -290,12 +292,13 @@ describe('storage: put and get across paid hosts over TCP', () => {
     bytes[100] ^= 0xff
     await writeFile(path, bytes)
     const pay = { pay: { kind: 'defer' as const, sats: 1000n }, maxPrice: 1000n }
-    await assert.rejects(client.paidCall(host.peerId, { service: 'storage', method: 'get', args: [shard.contract, shard.root, '0', String(object.segments[1].shardSize)] }, pay), /corrupt on this host/)
+    await assert.rejects(client.paidCall(host.peerId, { service: 'storage', method: 'get', args: [shard.contract, shard.root, '0', String(object.segments[1].shardSize)] }, pay), (err: any) => err.name === 'NotFoundError' && /corrupt on this host/.test(err.message))
     const out = join(dir.path, 'out-corrupt.bin')
     await client.storage.get('file.bin', out)
     assert.equal(await sha256File(out), await sha256File(file))
-    // counted against the host at once; the host said so itself, so only
-    // that shard is lost, and the repair check the get started rebuilds it
+    // counted against the host; the host said so itself, so only that
+    // shard is lost, and the repair check the get started rebuilds it
+    await waitFor(async () => (await client.storage.find('file.bin')).contracts[shard.contract].shardsLost === 1, 10_000, 'the lost shard in the record')
     const seen = await client.storage.find('file.bin')
     assert.equal(seen.contracts[shard.contract].shardsLost, 1)
     assert.equal(seen.contracts[shard.contract].lost, undefined)

@@ -139,7 +139,7 @@ describe('storage upkeep: audits, repair and unpaid rent, by the running nodes',
     // no call from here on: the node's checks see the price and migrate
     await waitFor(async () => (await client.storage.find('file.bin')).segments.every(s => s.shards[slot].host === newcomer.peerId.toString()), 60_000, 'the shards moved to the new host')
     const after = await client.storage.find('file.bin')
-    assert.match(after.contracts[id].migrating ?? '', /price rose to 10000 sat per GiB-month/)
+    assert.match(after.contracts[id].migrating ?? '', /price rose to 0\.0001 BTC per GiB-month/)
     assert.ok(after.contracts[id].ended != null)
     // it did nothing wrong: rated satisfactory, not condemned
     assert.equal(after.contracts[id].lost, undefined)

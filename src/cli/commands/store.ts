@@ -57,6 +57,9 @@ function withHint (e: unknown, values: Record<string, any>, argv: string[], name
       return new HintedError(e.message, hintLine({}, [...argv, '--force']), e.detail, e.name)
     case 'ObjectExistsError':
       return new HintedError(e.message, hintLine(values, ['store', 'rm', name ?? '']), e.detail, e.name)
+    case 'ObjectBeingStoredError':
+      // store rm would fail while that put runs, and remove its file after
+      return new HintedError(e.message, hintLine(values, ['store', 'ls']), e.detail, e.name)
     case 'NotEnoughHostsError':
       return new HintedError(e.message, hintLine(values, ['market', 'prices', '--service', 'storage']), e.detail, e.name)
     case 'ObjectNotFoundError':
@@ -68,16 +71,18 @@ function withHint (e: unknown, values: Record<string, any>, argv: string[], name
   }
 }
 
-/** "4-of-8 (any 4 of its 8 hosts rebuild it)", or what is true when the shards are not on N hosts of their own */
-function redundancyText (o: Record<string, any>): string {
-  const [k, n] = String(o.redundancy).split('-of-').map(Number)
-  if (o.removed != null) {
-    return `${o.redundancy} (removed ${String(o.removed)})`
+/**
+ * What storage took from the wallet, below `store ls`: on chain (paid to
+ * hosts, and the fees of those transactions), beside what the calls cost
+ * (the SPENT column, removed files included) and how much of that is not
+ * settled yet. Nothing when storage has cost nothing.
+ */
+function costsLine (costs: Record<string, string>, values: Record<string, any>): string {
+  if (costs.calls === '0 BTC' && costs.onChain === '0 BTC') {
+    return ''
   }
-  if (o.hosts === n) {
-    return `${o.redundancy} (any ${k} of its ${n} hosts rebuild it)`
-  }
-  return `${o.redundancy} (any ${k} of a segment's ${n} shards rebuild it; ${o.hosts} hosts hold shards that count)`
+  const unpaid = costs.unpaid === '0 BTC' ? 'all of it settled' : `${costs.unpaid} of it not settled yet (${hintLine(values, ['payments', 'tabs'])})`
+  return `\non chain, storage has taken ${costs.onChain} from the wallet: ${costs.paidOnChain} paid to hosts and ${costs.fees} in fees; its calls cost ${costs.calls}, ${unpaid}\n`
 }
 
 function printObject (out: NodeJS.WritableStream, o: Record<string, any>): void {
@@ -86,7 +91,7 @@ function printObject (out: NodeJS.WritableStream, o: Record<string, any>): void 
     ['id', o.id],
     ['size', `${o.sizeText} (${o.size} bytes)`],
     ['sha256', o.sha256],
-    ['redundancy', redundancyText(o)],
+    ['redundancy', o.redundancyText],
     ['segments', String(o.segments)],
     ['stored', o.storedAt],
     ['expires', o.expires],
@@ -223,23 +228,28 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
     case 'ls': {
       only([])
       const api = await connectApi(dataDir, values.api)
-      const objects = await api.get<Array<Record<string, any>>>('/v1/store')
+      const stored = await api.get<{ objects: Array<Record<string, any>>, costs: Record<string, string> }>('/v1/store')
+      const { objects } = stored
       if (json) {
-        printJson(out, objects)
-      } else if (objects.length === 0) {
+        printJson(out, stored)
+        return
+      }
+      if (objects.length === 0) {
         out.write(`nothing stored yet; store a file with: ${hintLine(values, ['store', 'put', '<file>'])}\n`)
       } else {
         out.write(table([['NAME', 'SIZE', 'REDUNDANCY', 'HOSTS', 'RENT/MONTH', 'SPENT', 'EXPIRES', 'ID'],
           ...objects.map(o => [o.name, o.sizeText, o.redundancy, String(o.hosts), o.rentPerMonth, o.spent.total, o.expires.slice(0, 10), o.id])]))
       }
+      out.write(costsLine(stored.costs, values))
       return
     }
     case 'status': {
       only([])
       const api = await connectApi(dataDir, values.api)
-      const objects = await api.get<Array<Record<string, any>>>('/v1/store')
+      const { objects } = await api.get<{ objects: Array<Record<string, any>> }>('/v1/store')
       if (json) {
-        printJson(out, objects.map(o => ({ id: o.id, name: o.name, redundancy: o.redundancy, ...o.health })))
+        // hosts end contracts whose rent goes unpaid: the same line as the text
+        printJson(out, { objects: objects.map(o => ({ id: o.id, name: o.name, redundancy: o.redundancy, ...o.health })), paymentProblem: await settlementLine(api, values) ?? null })
       } else if (objects.length === 0) {
         out.write(`nothing stored yet; store a file with: ${hintLine(values, ['store', 'put', '<file>'])}\n`)
       } else {

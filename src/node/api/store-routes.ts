@@ -1,16 +1,16 @@
 import { isAbsolute } from 'node:path'
-import { MAX_CONTRACT_MS } from '../../storage/contract.ts'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { HttpError, readJsonBody } from '../../utils/http-body.ts'
-import { parseAmount } from '../../protocols/units.ts'
-import { parseRedundancy, type Progress } from '../../storage/client.ts'
-import { objectInfo, objectSummary } from '../../storage/views.ts'
+import type { Progress } from '../../storage/client.ts'
+import { parsePutOptions } from '../../storage/put-options.ts'
+import { objectInfo, objectSummary, storageCosts } from '../../storage/views.ts'
 import type { OpenCloudNode } from '../opencloud-node.ts'
 
 /** Mistakes of the caller in storage requests, and the HTTP status each gets */
 export const STORE_MISTAKES: Record<string, number> = {
   ObjectNotFoundError: 404,
   ObjectExistsError: 409,
+  ObjectBeingStoredError: 409,
   OutputExistsError: 409,
   NotEnoughHostsError: 409,
   InvalidRedundancyError: 400,
@@ -26,73 +26,8 @@ export const STORE_MISTAKES: Record<string, number> = {
   StorageStoppedError: 503
 }
 
-export class InvalidDurationError extends Error {
-  override name = 'InvalidDurationError'
-}
-
-/** A put's redundancy, duration or price ceiling that no host would take */
-export class InvalidPutOptionError extends Error {
-  override name = 'InvalidPutOptionError'
-}
-
 /** How often a long answer with nothing to report sends an empty line, so no HTTP client takes the silence for a dead daemon */
 const HEARTBEAT_MS = 15_000
-
-/** "30d", "12h", "90m": a duration in ms */
-export function parseDuration (text: string, what = 'a duration'): number {
-  const match = /^([0-9]+)\s*(m|h|d)$/.exec(text.trim())
-  if (match == null || Number(match[1]) <= 0) {
-    throw new InvalidDurationError(`${what} takes a period such as 90m, 12h or 30d, not "${text}"`)
-  }
-  return Number(match[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'm' | 'h' | 'd']
-}
-
-/** What a put's options are called where they come from: the API's fields, or the CLI's flags */
-export interface PutOptionNames {
-  redundancy: string
-  duration: string
-  maxPrice: string
-}
-
-export interface PutOptions {
-  k?: number
-  n?: number
-  durationMs?: number
-  maxStoragePrice?: bigint
-}
-
-/**
- * A put's redundancy, duration and price ceiling, checked as the API
- * receives them and, under the flags' names, by the CLI before it asks the
- * daemon (so a mistake is a usage error, named as the user typed it)
- */
-export function parsePutOptions (input: { redundancy?: unknown, duration?: unknown, maxPrice?: unknown }, names: PutOptionNames = { redundancy: 'redundancy', duration: 'duration', maxPrice: 'maxPrice' }): PutOptions {
-  const options: PutOptions = {}
-  try {
-    if (input.redundancy != null) {
-      // parseRedundancy speaks of the CLI's flag: each caller gets its own name
-      Object.assign(options, parseRedundancy(String(input.redundancy)))
-    }
-  } catch (err: any) {
-    throw new InvalidPutOptionError(err.message.replace(/^--redundancy/, names.redundancy))
-  }
-  if (input.duration != null) {
-    try {
-      options.durationMs = parseDuration(String(input.duration), names.duration)
-    } catch (err: any) {
-      throw new InvalidPutOptionError(err.message)
-    }
-    if (options.durationMs > MAX_CONTRACT_MS) {
-      throw new InvalidPutOptionError(`${names.duration} "${String(input.duration)}" is longer than hosts sign contracts for: at most ${MAX_CONTRACT_MS / 86_400_000} days`)
-    }
-  }
-  try {
-    options.maxStoragePrice = input.maxPrice == null ? undefined : parseAmount(input.maxPrice as string, names.maxPrice)
-  } catch (err: any) {
-    throw new InvalidPutOptionError(err.message)
-  }
-  return options
-}
 
 /**
  * Long work answers as NDJSON: one {"event":"progress",...} line at most
@@ -131,7 +66,11 @@ async function streamEvents (req: IncomingMessage, res: ServerResponse, work: (o
 export async function storeRoute (node: OpenCloudNode, route: string, req: IncomingMessage, res: ServerResponse, url: URL, sendJson: (res: ServerResponse, status: number, value: unknown) => void): Promise<boolean> {
   switch (route) {
     case 'GET /v1/store':
-      sendJson(res, 200, (await node.storage.list()).map(objectSummary))
+      sendJson(res, 200, {
+        objects: (await node.storage.list()).map(objectSummary),
+        // what storage took from the wallet, fees included, beside what its calls cost
+        costs: storageCosts(await node.tabs.costs({ service: 'storage' }))
+      })
       return true
     case 'GET /v1/store/info': {
       const name = url.searchParams.get('object')

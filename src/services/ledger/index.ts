@@ -1,5 +1,6 @@
 import { AccessDeniedError, BadRequestError, BodyTooLargeError, NotFoundError, RequestDeclinedError, ServerError } from '../../protocols/rpc/errors.ts'
 import { Units } from '../../protocols/units.ts'
+import { canonicalDecimal } from '../../protocols/args.ts'
 import { LedgerLimits, authorizationFromBase64, hex, openTx } from '../../ledger/encoding.ts'
 import { CloudLedger } from '../../ledger/cloud-ledger.ts'
 import { LedgerRejectedError, LedgerTimeoutError } from '../../ledger/errors.ts'
@@ -18,8 +19,6 @@ import type { ServiceModuleDefinition } from '../module.ts'
 export const LEDGER_SERVICE = 'ledger'
 
 const HEX32 = /^[0-9a-f]{64}$/
-/** a height as decimal digits without leading zeros: one spelling per number */
-const HEIGHT = /^[1-9][0-9]{0,15}$/
 
 /** The methods without arguments refuse any, as the others refuse extra ones: one spelling per call */
 function noArgs (args: string[], method: string): void {
@@ -82,10 +81,12 @@ export function ledgerService (ledger: CloudLedger): Service {
         args: '<from height>',
         unit: Units.CALL,
         handle: async ({ args }) => {
-          if (args.length !== 1 || !HEIGHT.test(args[0])) {
+          // a height as decimal digits without leading zeros: one spelling per number
+          const from = canonicalDecimal(args[0], 1)
+          if (args.length !== 1 || from == null) {
             throw new BadRequestError('blocks takes one argument, the first height wanted (1 or more, decimal digits without leading zeros)')
           }
-          return { body: await ledger.blocksFrom(Number(args[0])) }
+          return { body: await ledger.blocksFrom(from) }
         }
       },
       submit: {

@@ -1,13 +1,16 @@
 import { statfs } from 'node:fs/promises'
 import { logger } from '@libp2p/logger'
 import { Key, type Datastore } from 'interface-datastore'
-import { Units } from '../../protocols/units.ts'
+import { formatAmount, Units } from '../../protocols/units.ts'
+import { canonicalDecimal } from '../../protocols/args.ts'
+import { base64Signature } from '../../protocols/signed.ts'
 import { DecodeError, Reader, Writer } from '../../protocols/codec.ts'
-import { AccessDeniedError, BadRequestError, BodyTooLargeError, InsufficientStorageError, InvalidSignatureError, NotFoundError, RequestDeclinedError, ServerError } from '../../protocols/rpc/errors.ts'
+import { AccessDeniedError, BadRequestError, BodyTooLargeError, InsufficientStorageError, InvalidSignatureError, NotFoundError, RequestDeclinedError } from '../../protocols/rpc/errors.ts'
 import { contractIdOf, decodeSigned, decodeTerms, encodeRevision, encodeSigned, nextRevision, overMaxMoney, rentPerPeriod, rentPeriods, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms, MAX_CONTRACT_MS } from '../../storage/contract.ts'
 import { openRating, signRating } from '../../storage/rating.ts'
 import { ShardCorruptError, ShardMismatchError, ShardStore } from './shard-store.ts'
 import { encodeProofs } from '../../storage/proofs.ts'
+import { KeyedLock } from '../../utils/keyed-lock.ts'
 import type { CredentialSigner } from '../../protocols/rpc/credentials.ts'
 import type { CostQuery, MethodSpec, Service, ServiceContext } from '../interface.ts'
 
@@ -74,12 +77,34 @@ interface HostContract {
   /** encodeSigned(revision, renter signature, host signature) of the latest revision */
   signedRevision?: Uint8Array
   shards: Map<string, number>
+  /**
+   * the sum of the sizes of the shards held, kept with them (from the
+   * revision each change signs): every put's check reads it, and summing
+   * every shard there made each put cost the whole contract twice
+   */
+  bytes: number
   rentPaidPeriods: number
   endedAt?: number
   /** why it ended early: "by its renter", "rent unpaid" */
   endedReason?: string
   /** the signed ratings exchanged when it ended, base64 */
   ratings?: { renter?: string, host: string }
+  /**
+   * the last revision a renter's signature was checked against (kept in
+   * memory only): the pipeline's agreement check and the handler's both
+   * ask for it, and each would hash the whole shard set again
+   */
+  checked?: { key: string, next: SignedRevision }
+}
+
+/** A revision the renter signed and the host may countersign */
+interface SignedRevision {
+  encoded: Uint8Array
+  renterSignature: Uint8Array
+  number: number
+  /** the shards it holds, and the sum of their sizes */
+  shards: Map<string, number>
+  bytes: number
 }
 
 function hex (bytes: Uint8Array): string {
@@ -91,10 +116,6 @@ function b64 (bytes: Uint8Array): string {
 }
 
 const HEX32 = /^[0-9a-f]{64}$/
-/** a decimal in its one canonical form: no sign, no leading zero, no exponent */
-const DECIMAL = /^(0|[1-9][0-9]*)$/
-/** an Ed25519 signature (64 bytes) in standard base64 with its padding */
-const SIGNATURE64 = /^[A-Za-z0-9+/]{86}==$/
 
 function hexArg (value: string, what: string): string {
   if (!HEX32.test(value)) {
@@ -105,18 +126,19 @@ function hexArg (value: string, what: string): string {
 
 /** A whole number written canonically (no "007", "+1" or "1e3"), from min to max */
 function intArg (value: string, what: string, min: number, max: number): number {
-  const n = Number(value)
-  if (!DECIMAL.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
+  const n = canonicalDecimal(value, min, max)
+  if (n == null) {
     throw new BadRequestError(`${what} is a whole number from ${min} to ${max} written as plain decimal digits, not "${value}"`)
   }
   return n
 }
 
 function signatureArg (value: string, what: string): Uint8Array {
-  if (!SIGNATURE64.test(value)) {
-    throw new BadRequestError(`${what} is a 64-byte signature in base64 (88 characters ending in "=="), not "${value}"`)
+  try {
+    return base64Signature(value, what)
+  } catch (err: any) {
+    throw new BadRequestError(err.message)
   }
-  return Buffer.from(value, 'base64')
 }
 
 type StorageMethod = 'contract' | 'renew' | 'rent' | 'put' | 'get' | 'prove' | 'delete' | 'list' | 'end'
@@ -157,6 +179,8 @@ interface CheckedCall {
   periods: number
   challenge: Uint8Array
   count: number
+  /** the revision a put or delete leads to, its renter signature checked */
+  next?: SignedRevision
   /** satoshis at the contract's prices; undefined: free (the list price applies) */
   price?: bigint
 }
@@ -196,7 +220,7 @@ export class StorageHost {
   private readonly dir: string
   private readonly contracts = new Map<string, HostContract>()
   /** one change at a time per contract, so revisions follow each other */
-  private readonly locks = new Map<string, Promise<void>>()
+  private readonly locks = new KeyedLock()
 
   constructor (components: StorageServiceComponents, init: StorageServiceInit) {
     this.components = components
@@ -216,13 +240,15 @@ export class StorageHost {
       const raw = JSON.parse(new TextDecoder().decode(value))
       const signed = Buffer.from(raw.signed, 'base64')
       const terms = decodeTerms(decodeSigned(signed).message)
+      const shards = new Map<string, number>(raw.shards)
       this.contracts.set(raw.id, {
         id: raw.id,
         terms,
         signed,
         revision: raw.revision,
         signedRevision: raw.signedRevision == null ? undefined : Buffer.from(raw.signedRevision, 'base64'),
-        shards: new Map(raw.shards),
+        shards,
+        bytes: [...shards.values()].reduce((n, l) => n + l, 0),
         rentPaidPeriods: raw.rentPaidPeriods,
         endedAt: raw.endedAt ?? undefined,
         endedReason: raw.endedReason ?? undefined,
@@ -260,7 +286,7 @@ export class StorageHost {
       if (c.endedAt != null || now <= c.terms.end + this.rentGraceMs) {
         continue
       }
-      await this.locked(c.id, async () => {
+      await this.locks.run(c.id, async () => {
         if (c.endedAt != null) {
           return
         }
@@ -268,6 +294,7 @@ export class StorageHost {
         c.endedAt = now
         c.endedReason = paid ? 'expired' : 'expired, rent unpaid'
         c.shards = new Map()
+        c.bytes = 0
         await this.save(c)
         await this.store.deleteContract(c.id)
         this.components.recordRenter?.(c.terms.renter, paid ? 'satisfactory' : 'unsatisfactory', paid ? 'contract-expired' : 'rent-unpaid')
@@ -293,13 +320,14 @@ export class StorageHost {
       if (now <= paidThrough + this.rentGraceMs) {
         continue
       }
-      await this.locked(c.id, async () => {
+      await this.locks.run(c.id, async () => {
         if (c.endedAt != null) {
           return
         }
         c.endedAt = now
         c.endedReason = 'rent unpaid'
         c.shards = new Map()
+        c.bytes = 0
         await this.save(c)
         await this.store.deleteContract(c.id)
         this.components.rateRenter?.(c.terms.renter, 'rent-unpaid')
@@ -325,23 +353,6 @@ export class StorageHost {
     await this.components.datastore.put(new Key(`${CONTRACTS}/${c.id}`), new TextEncoder().encode(JSON.stringify(raw)))
   }
 
-  private async locked<T> (id: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.locks.get(id) ?? Promise.resolve()
-    let release!: () => void
-    const mine = new Promise<void>(resolve => { release = resolve })
-    const chained = previous.then(async () => mine)
-    this.locks.set(id, chained)
-    await previous
-    try {
-      return await fn()
-    } finally {
-      release()
-      if (this.locks.get(id) === chained) {
-        this.locks.delete(id)
-      }
-    }
-  }
-
   /** Bytes promised to live contracts */
   reserved (now = Date.now()): number {
     let n = 0
@@ -357,9 +368,7 @@ export class StorageHost {
   used (): number {
     let n = 0
     for (const c of this.contracts.values()) {
-      for (const length of c.shards.values()) {
-        n += length
-      }
+      n += c.bytes
     }
     return n
   }
@@ -430,12 +439,13 @@ export class StorageHost {
     const id = hexArg(args[0], 'the contract id')
     switch (method) {
       case 'renew': {
-        const signature = signatureArg(args[1], 'the renter\'s signature of revision 1')
+        // a renewal sent again finds its old contract ended: renew() answers it
+        const c = this.known(id, q.caller)
         if (bodyLength > MAX_PROPOSAL_BYTES) {
           throw new BodyTooLargeError(`a contract proposal is at most ${MAX_PROPOSAL_BYTES} bytes`)
         }
-        // a renewal sent again finds its old contract ended: renew() answers it
-        return { ...NO_ARGS, c: this.known(id, q.caller), signature }
+        // its form only: it signs the new contract's revision 1, whose id the body gives
+        return { ...NO_ARGS, c, signature: signatureArg(args[1], 'the renter\'s signature of revision 1') }
       }
       case 'rent': {
         const periods = args[1] ?? '1'
@@ -458,7 +468,8 @@ export class StorageHost {
           if (held == null) {
             throw new NotFoundError(`contract ${id} holds no shard ${root}`)
           }
-          return { ...NO_ARGS, c, root, held, signature: signatureArg(args[2], 'the renter\'s revision signature') }
+          const signature = signatureArg(args[2], 'the renter\'s revision signature')
+          return { ...NO_ARGS, c, root, held, signature, next: this.expectRevision(c, root, 'delete', signature) }
         }
         if (bodyLength === 0) {
           throw new BadRequestError('a shard is at least one byte')
@@ -467,11 +478,15 @@ export class StorageHost {
           // a shard's root fixes its bytes: another length is another shard
           throw new BadRequestError(`contract ${id} holds shard ${root} of ${held} bytes; the body is ${bodyLength}`)
         }
-        const holds = [...c.shards.values()].reduce((n, l) => n + l, 0)
-        if (held == null && holds + bodyLength > c.terms.maxBytes) {
-          throw new BodyTooLargeError(`the shard of ${bodyLength} bytes is over contract ${id}'s maximum of ${c.terms.maxBytes} bytes: it holds ${holds}`)
+        if (held == null && c.bytes + bodyLength > c.terms.maxBytes) {
+          throw new BodyTooLargeError(`the shard of ${bodyLength} bytes is over contract ${id}'s maximum of ${c.terms.maxBytes} bytes: it holds ${c.bytes}`)
         }
-        return { ...NO_ARGS, c, root, held, signature: signatureArg(args[2], 'the renter\'s revision signature'), price: transferCost(c.terms.uploadPrice, bodyLength) }
+        // the revision the put leads to is known from the head: a forged
+        // signature is refused here, before payment (so no attached payment
+        // is kept for it) and before CONTINUE (so no byte is sent)
+        const signature = signatureArg(args[2], 'the renter\'s revision signature')
+        const next = this.expectRevision(c, root, held == null ? bodyLength : 'held', signature)
+        return { ...NO_ARGS, c, root, held, signature, next, price: transferCost(c.terms.uploadPrice, bodyLength) }
       }
       case 'get': {
         const root = hexArg(args[1], 'the shard root')
@@ -516,7 +531,7 @@ export class StorageHost {
     this.cost('contract', queryOf(ctx))
     const { encoded, renterSignature, terms } = await this.proposal(ctx)
     const id = hex(contractIdOf(encoded))
-    return this.locked(id, async () => {
+    return this.locks.run(id, async () => {
       const known = this.contracts.get(id)
       if (known != null) {
         // the same proposal again (its answer was lost): the same answer
@@ -524,7 +539,7 @@ export class StorageHost {
       }
       await this.checkTerms(terms)
       const hostSignature = signTerms(encoded, this.components.signer)
-      const c: HostContract = { id, terms, signed: encodeSigned(encoded, renterSignature, hostSignature), revision: 0, shards: new Map(), rentPaidPeriods: 0 }
+      const c: HostContract = { id, terms, signed: encodeSigned(encoded, renterSignature, hostSignature), revision: 0, shards: new Map(), bytes: 0, rentPaidPeriods: 0 }
       this.contracts.set(id, c)
       await this.save(c)
       log('contract %s with %s: %d bytes until %s', id, terms.renter, terms.maxBytes, new Date(terms.end).toISOString())
@@ -570,11 +585,11 @@ export class StorageHost {
     }
     if (!this.components.takesPayments && (terms.storagePrice > 0n || terms.uploadPrice > 0n || terms.downloadPrice > 0n)) {
       // it could never be paid: every priced call would be refused
-      throw new RequestDeclinedError('this host takes no payments (its payments.chain is empty), so it signs only free terms: propose storage, upload and download prices of 0 sat')
+      throw new RequestDeclinedError('this host takes no payments (its payments.chain is empty), so it signs only free terms: propose storage, upload and download prices of 0')
     }
     const prices = this.components.prices()
     if (terms.storagePrice < prices.storage || terms.uploadPrice < prices.upload || terms.downloadPrice < prices.download) {
-      throw new RequestDeclinedError(`the terms offer less than this host's prices: ${prices.storage} sat per GiB-month stored, ${prices.upload} sat per GiB uploaded, ${prices.download} sat per GiB downloaded`)
+      throw new RequestDeclinedError(`the terms offer less than this host's prices: ${formatAmount(prices.storage)} per GiB-month stored, ${formatAmount(prices.upload)} per GiB uploaded, ${formatAmount(prices.download)} per GiB downloaded`)
     }
     const free = this.capacity - this.reserved(now) + freed
     if (terms.maxBytes > free) {
@@ -601,24 +616,23 @@ export class StorageHost {
     const oldId = ctx.args[0]
     const { encoded, renterSignature, terms } = await this.proposal(ctx)
     const id = hex(contractIdOf(encoded))
-    return this.locked(oldId, async () => {
+    return this.locks.run(oldId, async () => {
       const done = this.contracts.get(id)
       if (done != null && this.contracts.get(oldId)?.endedReason === `renewed as ${id}` && done.signedRevision != null) {
         // the same renewal again (its answer was lost): the same answer
         return { contract: id, hostSignature: b64(decodeSigned(done.signed).hostSignature), revision: done.revision, revisionSignature: b64(decodeSigned(done.signedRevision).hostSignature) }
       }
       const old = this.live(oldId, ctx.caller)
-      const held = [...old.shards.values()].reduce((n, l) => n + l, 0)
-      if (terms.maxBytes < held) {
-        throw new BadRequestError(`the new terms allow ${terms.maxBytes} bytes, but contract ${oldId} holds ${held}`)
+      if (terms.maxBytes < old.bytes) {
+        throw new BadRequestError(`the new terms allow ${terms.maxBytes} bytes, but contract ${oldId} holds ${old.bytes}`)
       }
       if (this.contracts.has(id)) {
         throw new BadRequestError(`contract ${id} exists already`)
       }
       await this.checkTerms(terms, old.terms.maxBytes)
-      const c: HostContract = { id, terms, signed: encodeSigned(encoded, renterSignature, signTerms(encoded, this.components.signer)), revision: 0, shards: new Map(old.shards), rentPaidPeriods: 0 }
-      const next = this.expectRevision(c, c.shards, 1, signature)
-      this.countersign(c, c.shards, next)
+      const c: HostContract = { id, terms, signed: encodeSigned(encoded, renterSignature, signTerms(encoded, this.components.signer)), revision: 0, shards: new Map(old.shards), bytes: old.bytes, rentPaidPeriods: 0 }
+      // revision 1 holds what the old contract held
+      this.countersign(c, this.revisionSigned(c, c.shards, 1, signature))
       // the new contract is saved before the old one ends: a crash between
       // leaves both, never neither
       this.contracts.set(id, c)
@@ -627,6 +641,7 @@ export class StorageHost {
       old.endedAt = Date.now()
       old.endedReason = `renewed as ${id}`
       old.shards = new Map()
+      old.bytes = 0
       await this.save(old)
       log('contract %s renewed as %s until %s', oldId, id, new Date(terms.end).toISOString())
       return { contract: id, hostSignature: b64(decodeSigned(c.signed).hostSignature), revision: c.revision, revisionSignature: b64(decodeSigned(c.signedRevision!).hostSignature) }
@@ -664,11 +679,39 @@ export class StorageHost {
   }
 
   /**
+   * The revision a put or delete of `root` leads to, checked against the
+   * renter's signature: `change` is the new shard's length for a put of a
+   * shard the contract does not hold, `held` for a put of one it holds
+   * (the revision stays), `delete` for a delete. The last one checked is
+   * kept with the contract, so the handler's check after the pipeline's
+   * does not hash the shard set again.
+   */
+  private expectRevision (c: HostContract, root: string, change: number | 'held' | 'delete', renterSignature: Uint8Array): SignedRevision {
+    const key = `${c.revision} ${root} ${change} ${b64(renterSignature)}`
+    if (c.checked?.key !== key) {
+      let next: SignedRevision
+      if (change === 'held') {
+        next = this.revisionSigned(c, c.shards, c.revision, renterSignature)
+      } else {
+        const shards = new Map(c.shards)
+        if (change === 'delete') {
+          shards.delete(root)
+        } else {
+          shards.set(root, change)
+        }
+        next = this.revisionSigned(c, shards, c.revision + 1, renterSignature)
+      }
+      c.checked = { key, next }
+    }
+    return c.checked.next
+  }
+
+  /**
    * The revision `number` of a contract holding `shards`, checked against
    * the renter's signature: nothing may change unless the renter signed
    * exactly what the host would countersign.
    */
-  private expectRevision (c: HostContract, shards: Map<string, number>, number: number, renterSignature: Uint8Array): { encoded: Uint8Array, renterSignature: Uint8Array, number: number } {
+  private revisionSigned (c: HostContract, shards: Map<string, number>, number: number, renterSignature: Uint8Array): SignedRevision {
     const rev = nextRevision(Buffer.from(c.id, 'hex'), number - 1, [...shards].map(([root, length]) => ({ root: Buffer.from(root, 'hex'), length })))
     const encoded = encodeRevision(rev)
     try {
@@ -676,13 +719,15 @@ export class StorageHost {
     } catch {
       throw new InvalidSignatureError(`the renter's signature is not over revision ${rev.number} (${rev.shards} shards, ${rev.bytes} bytes, data root ${hex(rev.root)}); list the contract to resynchronise`)
     }
-    return { encoded, renterSignature, number: rev.number }
+    return { encoded, renterSignature, number: rev.number, bytes: rev.bytes, shards }
   }
 
   /** Move a contract to a revision the renter signed, with this host's signature (saved by the caller) */
-  private countersign (c: HostContract, shards: Map<string, number>, rev: { encoded: Uint8Array, renterSignature: Uint8Array, number: number }): string {
+  private countersign (c: HostContract, rev: SignedRevision): string {
     const hostSignature = signRevision(rev.encoded, this.components.signer)
-    c.shards = shards
+    c.shards = rev.shards
+    c.bytes = rev.bytes
+    c.checked = undefined
     c.revision = rev.number
     c.signedRevision = encodeSigned(rev.encoded, rev.renterSignature, hostSignature)
     return b64(hostSignature)
@@ -698,10 +743,9 @@ export class StorageHost {
    * renter signs it as it is.
    */
   async put (ctx: ServiceContext): Promise<unknown> {
-    return this.locked(ctx.args[0] ?? '', async () => {
-      const { c, root, held, signature } = this.check('put', queryOf(ctx))
-      const shards = held == null ? new Map(c.shards).set(root, ctx.body.length) : c.shards
-      const next = this.expectRevision(c, shards, held == null ? c.revision + 1 : c.revision, signature)
+    return this.locks.run(ctx.args[0] ?? '', async () => {
+      // checked again under the lock: the contract may have changed since the pipeline's check
+      const { c, root, held, next } = this.check('put', queryOf(ctx))
       try {
         await this.store.write(c.id, Buffer.from(root, 'hex'), ctx.body, ctx.signal)
       } catch (err: any) {
@@ -714,7 +758,7 @@ export class StorageHost {
         log('shard %s of contract %s written again', root, c.id)
         return { revision: c.revision, hostSignature: b64(decodeSigned(c.signedRevision!).hostSignature) }
       }
-      const hostSignature = this.countersign(c, shards, next)
+      const hostSignature = this.countersign(c, next!)
       await this.save(c)
       return { revision: c.revision, hostSignature }
     })
@@ -722,35 +766,18 @@ export class StorageHost {
 
   async get (ctx: ServiceContext): Promise<ReturnType<ShardStore['range']>> {
     const { c, root, held, offset, length } = this.check('get', queryOf(ctx))
-    try {
-      return await this.store.range(c.id, root, offset, length, held ?? 0, ctx.signal)
-    } catch (err: any) {
-      if (err instanceof ShardCorruptError) {
-        log.error('%s', err.message)
-        throw new ServerError(err.message)
-      }
-      throw err
-    }
+    return shardLost(async () => this.store.range(c.id, root, offset, length, held ?? 0, ctx.signal))
   }
 
   async prove (ctx: ServiceContext): Promise<Uint8Array> {
     const { c, root, held, challenge, count } = this.check('prove', queryOf(ctx))
-    try {
-      return encodeProofs(await this.store.prove(c.id, root, challenge, count, held ?? 0))
-    } catch (err: any) {
-      if (err instanceof ShardCorruptError) {
-        throw new ServerError(err.message)
-      }
-      throw err
-    }
+    return encodeProofs(await shardLost(async () => this.store.prove(c.id, root, challenge, count, held ?? 0)))
   }
 
   async delete (ctx: ServiceContext): Promise<unknown> {
-    return this.locked(ctx.args[0] ?? '', async () => {
-      const { c, root, signature } = this.check('delete', queryOf(ctx))
-      const shards = new Map(c.shards)
-      shards.delete(root)
-      const hostSignature = this.countersign(c, shards, this.expectRevision(c, shards, c.revision + 1, signature))
+    return this.locks.run(ctx.args[0] ?? '', async () => {
+      const { c, root, next } = this.check('delete', queryOf(ctx))
+      const hostSignature = this.countersign(c, next!)
       await this.save(c)
       await this.store.delete(c.id, root)
       return { revision: c.revision, hostSignature }
@@ -770,7 +797,7 @@ export class StorageHost {
   }
 
   async rent (ctx: ServiceContext): Promise<unknown> {
-    return this.locked(ctx.args[0] ?? '', async () => {
+    return this.locks.run(ctx.args[0] ?? '', async () => {
       const { c, periods } = this.check('rent', queryOf(ctx))
       c.rentPaidPeriods += periods
       await this.save(c)
@@ -790,7 +817,7 @@ export class StorageHost {
       chunks.push(chunk)
     }
     const renterRating = chunks.length === 0 ? undefined : Buffer.concat(chunks)
-    return this.locked(id, async () => {
+    return this.locks.run(id, async () => {
       const { c } = this.check('end', queryOf(ctx))
       if (renterRating != null) {
         let rating
@@ -817,6 +844,25 @@ export class StorageHost {
       log('contract %s ended by its renter', id)
       return { contract: id, ended: new Date(c.endedAt).toISOString(), rating: b64(mine) }
     })
+  }
+}
+
+/**
+ * A shard this host knows is corrupt or missing on its disk is answered
+ * `not-found` with the reason, as a shard it does not hold: the renter has
+ * lost this copy either way, and counts it lost (PROTOCOL.md 8d, "Storing
+ * and serving shards"). Any other failure (a full disk, a bug) is the RPC
+ * server's generic `server-error`, which a renter takes as transient.
+ */
+async function shardLost<T> (read: () => Promise<T>): Promise<T> {
+  try {
+    return await read()
+  } catch (err: any) {
+    if (err instanceof ShardCorruptError) {
+      log.error('%s', err.message)
+      throw new NotFoundError(err.message)
+    }
+    throw err
   }
 }
 

@@ -12,6 +12,7 @@ const log = logger('opencloud:storage:shards')
 /** Bytes gathered before one write to disk */
 const WRITE_BATCH = 1024 * 1024
 
+/** A shard this host holds under a contract is corrupt or missing on its disk: that copy is lost */
 export class ShardCorruptError extends Error {
   override name = 'ShardCorruptError'
 }
@@ -141,7 +142,7 @@ export class ShardStore {
     try {
       hasher = await hashFile(this.pathOf(contract, root))
     } catch (err: any) {
-      throw new ShardCorruptError(`shard ${root} is missing on this host (${err.code ?? err.message})`)
+      throw missing(err, root)
     }
     if (!equalBytes(hasher.digest(), rootBytes)) {
       throw new ShardCorruptError(`shard ${root} is corrupt on this host: its bytes do not hash to its root`)
@@ -165,7 +166,7 @@ export class ShardStore {
     const first = Math.floor(offset / LEAF_SIZE)
     const last = Math.ceil((offset + length) / LEAF_SIZE)
     const hash = createHash('sha256')
-    const handle = await open(path, 'r')
+    const handle = await open(path, 'r').catch(err => { throw missing(err, root) })
     try {
       const chunkLeaves = MAX_DATA_FRAME / LEAF_SIZE
       const buf = Buffer.allocUnsafe(chunkLeaves * LEAF_SIZE)
@@ -218,7 +219,7 @@ export class ShardStore {
   /** Merkle proofs of the leaves `challenge` picks */
   async prove (contract: string, root: string, challenge: Uint8Array, count: number, size: number): Promise<ShardProof[]> {
     const leaves = await this.leaves(contract, root)
-    const handle = await open(this.pathOf(contract, root), 'r')
+    const handle = await open(this.pathOf(contract, root), 'r').catch(err => { throw missing(err, root) })
     try {
       const proofs: ShardProof[] = []
       for (const index of challengeLeaves(challenge, leaves.length, count)) {
@@ -258,6 +259,15 @@ export class ShardStore {
     await rm(join(this.dir, contract), { recursive: true, force: true })
     log('deleted the shards of contract %s', contract)
   }
+}
+
+/**
+ * A shard file that is not there is a shard this host lost
+ * (ShardCorruptError); any other failure to read it (too many open files,
+ * an I/O error) says nothing about its bytes and is thrown as it is
+ */
+function missing (err: any, root: string): Error {
+  return err?.code === 'ENOENT' ? new ShardCorruptError(`shard ${root} is missing on this host`) : err
 }
 
 async function hashFile (path: string): Promise<MerkleHasher> {
