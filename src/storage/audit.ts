@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { judgeHostError } from './host-answers.ts'
-import { decodeProofs } from './proofs.ts'
-import { decodeRevision, decodeSigned } from './contract.ts'
-import { challengeLeaves, dataRoot, equalBytes, LEAF_SIZE, leafCount, verifyPath } from './merkle.ts'
+import { decodeProofs } from './protocol/proofs.ts'
+import { decodeRevision, decodeSigned } from './protocol/contract.ts'
+import { challengeLeaves, dataRoot, equalBytes, LEAF_SIZE, leafCount, verifyPath } from './protocol/merkle.ts'
 import type { CallRequest, CallResponse } from '../protocols/rpc/rpc-client.ts'
 
 /**

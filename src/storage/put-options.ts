@@ -1,6 +1,6 @@
 import { parseAmount } from '../protocols/units.ts'
 import { parseDuration } from '../utils/duration.ts'
-import { MAX_CONTRACT_MS } from './contract.ts'
+import { MAX_CONTRACT_MS } from './protocol/contract.ts'
 
 /**
  * A put's options as people write them (`--redundancy 4-of-8`, `--duration

@@ -1,5 +1,5 @@
 import { formatAmount } from '../protocols/units.ts'
-import { rentPerPeriod, type ContractTerms } from './contract.ts'
+import { rentPerPeriod, type ContractTerms } from './protocol/contract.ts'
 import { healthOf, lostKind, monthlyRent, spentOn, type ObjectHealth, type StoredObject } from './client.ts'
 import { formatSize } from '../utils/size.ts'
 

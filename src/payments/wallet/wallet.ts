@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes, scryptSync } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { HDKey } from '@scure/bip32'
-import { storageKeyFromSeed } from '../../storage/crypto.ts'
+import { storageKeyFromSeed } from '../../storage/protocol/crypto.ts'
 import { generateMnemonic, mnemonicToSeedSync, validateMnemonic } from '@scure/bip39'
 import { wordlist } from '@scure/bip39/wordlists/english.js'
 import { payments } from 'bitcoinjs-lib'

@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs'
 import { mkdir, open, readdir, rename, rm, stat, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
-import { leafHash, MerkleHasher, LEAF_SIZE, HASH_SIZE, rootOf, equalBytes, auditPath, challengeLeaves } from '../../storage/merkle.ts'
+import { leafHash, MerkleHasher, LEAF_SIZE, HASH_SIZE, rootOf, equalBytes, auditPath, challengeLeaves } from '../../storage/protocol/merkle.ts'
 import { MAX_DATA_FRAME } from '../../protocols/rpc/constants.ts'
 import type { OutgoingBody } from '../../protocols/rpc/body.ts'
 

@@ -1,7 +1,7 @@
-import { DecodeError, Reader, Writer } from '../protocols/codec.ts'
+import { DecodeError, Reader, Writer } from '../../protocols/codec.ts'
 
-import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
-import { peerBytes, peerText, verifySignedBy, withDomain } from '../protocols/signed.ts'
+import type { CredentialSigner } from '../../protocols/rpc/credentials.ts'
+import { peerBytes, peerText, verifySignedBy, withDomain } from '../../protocols/signed.ts'
 
 /**
  * The rating each side of a storage contract signs when it ends (PROTOCOL.md

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto'
-import { DecodeError, Reader, Writer } from '../protocols/codec.ts'
-import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
-import { peerBytes, peerText, verifySignedBy, withDomain } from '../protocols/signed.ts'
-import { formatAmount, MAX_MONEY } from '../protocols/units.ts'
+import { DecodeError, Reader, Writer } from '../../protocols/codec.ts'
+import type { CredentialSigner } from '../../protocols/rpc/credentials.ts'
+import { peerBytes, peerText, verifySignedBy, withDomain } from '../../protocols/signed.ts'
+import { formatAmount, MAX_MONEY } from '../../protocols/units.ts'
 import { dataRoot } from './merkle.ts'
 
 /**

@@ -1,4 +1,4 @@
-import { DecodeError, Reader, Writer } from '../protocols/codec.ts'
+import { DecodeError, Reader, Writer } from '../../protocols/codec.ts'
 
 /**
  * The answer to `storage.prove` (PROTOCOL.md section 8d, "Methods"): the
