@@ -26,6 +26,8 @@ export interface Started {
 
 /** What testnet hosts ask for storage: per GiB-month, per GiB uploaded, per GiB downloaded */
 export const TESTNET_STORAGE_PRICES = { rent: '2000 sat', put: '1000 sat', get: '2000 sat' }
+/** sha256.hash per MiB on the even-numbered nodes */
+export const TESTNET_HASH_PRICE = '100 sat'
 
 /** Settings the testnet gives node i on top of its defaults */
 async function writeNodeConfig (dataDir: string, index: number, chainUrl?: string, pretrusted?: string, genesis?: string): Promise<boolean> {
@@ -53,7 +55,7 @@ async function writeNodeConfig (dataDir: string, index: number, chainUrl?: strin
   // files stored on the testnet are audited every 2 minutes, checked every 10 s
   config.storage = { ...config.storage, auditIntervalMs: 120_000, checkIntervalMs: 10_000 }
   if (priced) {
-    config.services = { ...config.services, sha256: { enabled: true, prices: { hash: '100 sat' } } }
+    config.services = { ...config.services, sha256: { enabled: true, prices: { hash: TESTNET_HASH_PRICE } } }
   }
   // every node follows the testnet's Cloud Ledger; its validators are named in the genesis
   if (genesis != null) {

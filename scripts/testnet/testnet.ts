@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
 import { formatAmount, parseAmount } from '../../src/protocols/units.ts'
-import { fund, hasEnded, howItEnded, startNode, stopAll, type Started, writeLedgerGenesis } from './network.ts'
+import { fund, hasEnded, howItEnded, startNode, stopAll, TESTNET_HASH_PRICE, TESTNET_STORAGE_PRICES, type Started, writeLedgerGenesis } from './network.ts'
 
 const HELP = `Usage: npm run testnet -- [--nodes N] [--dir DIR] [--json]
 
@@ -26,9 +26,10 @@ Ctrl-C, then stops them all (a second Ctrl-C kills those still stopping).
 Node i's data directory is DIR/node-i and its log is DIR/node-i/daemon.log.
 
 It also runs a local bitcoin regtest chain (DIR/chain), funds every node's
-wallet with --fund, and prices sha256.hash at 100 sat/MiB on the
-even-numbered nodes. Every node hosts storage (2 GiB) at 2000 sat per
-GiB-month, 1000 sat per GiB uploaded and 2000 sat per GiB downloaded, and
+wallet with --fund, and prices sha256.hash at 0.000001 BTC (100 sat) per
+MiB on the even-numbered nodes. Every node hosts storage (2 GiB) at
+0.00002 BTC per GiB-month, 0.00001 BTC per GiB uploaded and 0.00002 BTC
+per GiB downloaded, and
 gives up to 0.001 BTC of credit. With 8 nodes, "store put" on one of them
 stores 2-of-5 on five of the other seven (two are spares for repair).
 
@@ -151,11 +152,11 @@ async function main (): Promise<number> {
   if (values.json === true) {
     process.stdout.write(JSON.stringify({ chain: chain.url, nodes: nodes.map(({ child, ...n }) => ({ ...n, listen: n.addrs[0] })) }, null, 2) + '\n')
   } else {
-    const rows = [['#', 'PEERID', 'LISTEN', 'API', 'DATA DIR', 'SHA256.HASH'], ...nodes.map(n => [String(n.index), n.peerId, n.addrs[0].replace(/\/p2p\/.*/, ''), n.api, n.dataDir, n.priced ? '100 sat/MiB' : 'free'])]
+    const rows = [['#', 'PEERID', 'LISTEN', 'API', 'DATA DIR', 'SHA256.HASH'], ...nodes.map(n => [String(n.index), n.peerId, n.addrs[0].replace(/\/p2p\/.*/, ''), n.api, n.dataDir, n.priced ? `${formatAmount(parseAmount(TESTNET_HASH_PRICE))} per MiB` : 'free'])]
     const widths = rows[0].map((_, i) => Math.max(...rows.map(r => r[i].length)))
     process.stdout.write(rows.map(r => r.map((c, i) => c.padEnd(widths[i])).join('  ')).join('\n') + '\n')
     const paid = nodes.find(n => n.priced)
-    process.stdout.write(`\n${nodes.length} nodes running, regtest chain at ${chain.url}, each wallet funded with ${formatAmount(funding)}. Try:\n` +
+    process.stdout.write(`\n${nodes.length} nodes running, regtest chain at ${chain.url}, each wallet funded with ${formatAmount(funding)}; every node hosts storage at ${formatAmount(parseAmount(TESTNET_STORAGE_PRICES.rent))} per GiB-month, ${formatAmount(parseAmount(TESTNET_STORAGE_PRICES.put))} per GiB up and ${formatAmount(parseAmount(TESTNET_STORAGE_PRICES.get))} per GiB down. Try:\n` +
       `  npx opencloud-node --data-dir ${nodes[nodes.length - 1].dataDir} call ${nodes[0].peerId} sha256.hash --body package.json\n` +
       (paid == null ? '' : `  npx opencloud-node --data-dir ${nodes[0].dataDir} call ${paid.peerId} sha256.hash --body package.json --pay auto --max-price 10000sat\n`) +
       `  npx opencloud-node --data-dir ${nodes[0].dataDir} store put package.json\n` +

@@ -24,7 +24,7 @@ export async function checkPutArguments (target: string, file: string, values: R
     kind = await stat(file)
   } catch (err: any) {
     throw new UsageError(err.code === 'ENOENT'
-      ? `there is no file "${target}" (${file}): give the path of the file to store`
+      ? `there is no file "${target}"${file === target ? '' : ` (${file})`}: give the path of the file to store`
       : `cannot read "${target}" (${err.code ?? err.message}): store put needs a file this user can read`)
   }
   if (kind.isDirectory()) {

@@ -91,7 +91,9 @@ export function parseCommandArgs (command: Command, argv: string[]): { values: R
       allowPositionals: true,
       strict: true
     })
-    return { values, positionals: positionals.map(p => p.startsWith(NEGATIVE) ? p.slice(NEGATIVE.length) : p) }
+    // and give it back as typed, to an option's value as to a positional
+    const unmask = (v: unknown): any => typeof v === 'string' && v.startsWith(NEGATIVE) ? v.slice(NEGATIVE.length) : Array.isArray(v) ? v.map(unmask) : v
+    return { values: Object.fromEntries(Object.entries(values).map(([k, v]) => [k, unmask(v)])), positionals: positionals.map(unmask) }
   } catch (err: any) {
     throw new UsageError(`${err.message.replace(/\. To specify a positional.*$/, '')}; see: ${CLI} ${command.name} --help`)
   }

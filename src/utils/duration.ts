@@ -1,13 +1,25 @@
-/** A period that is not one: "forever", "0d", "30 days" */
+/** A period that is not one: "forever", "0d", "30 days", "1m" */
 export class InvalidDurationError extends Error {
   override name = 'InvalidDurationError'
 }
 
-/** "30d", "12h", "90m": a duration in ms */
+const UNIT_MS = { min: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/**
+ * "90min", "12h", "30d": a duration in ms. A bare "m" is refused rather than
+ * read: `--duration 1m` was taken for one minute by a user who meant a
+ * month, which made the contracts renew every minute at 1,440 times the
+ * monthly rent
+ */
 export function parseDuration (text: string, what = 'a duration'): number {
-  const match = /^([0-9]+)\s*(m|h|d)$/.exec(text.trim())
+  const trimmed = text.trim()
+  const match = /^([0-9]+)\s*(min|h|d)$/.exec(trimmed)
   if (match == null || Number(match[1]) <= 0) {
-    throw new InvalidDurationError(`${what} takes a period such as 90m, 12h or 30d, not "${text}"`)
+    const ambiguous = /^([0-9]+)\s*m$/.exec(trimmed)
+    if (ambiguous != null) {
+      throw new InvalidDurationError(`${what} "${text}" could be minutes or months: write ${ambiguous[1]}min for minutes, or days (30d is a month)`)
+    }
+    throw new InvalidDurationError(`${what} takes a period such as 90min, 12h or 30d, not "${text}"`)
   }
-  return Number(match[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'm' | 'h' | 'd']
+  return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS]
 }

@@ -142,10 +142,11 @@ describe('the opencloud-node command line against running daemons', () => {
     await writeFile(file, 'x')
     const mistakes: Array<[string[], RegExp]> = [
       [['store', 'put', file, '--redundancy', '9-of-4'], /^opencloud-node: --redundancy takes K-of-N with 1 <= K <= N <= 255, e\.g\. 4-of-8 .*not "9-of-4"\n$/],
-      [['store', 'put', file, '--duration', 'forever'], /^opencloud-node: --duration takes a period such as 90m, 12h or 30d, not "forever"\n$/],
+      [['store', 'put', file, '--duration', 'forever'], /^opencloud-node: --duration takes a period such as 90min, 12h or 30d, not "forever"\n$/],
       [['store', 'put', file, '--duration', '400d'], /^opencloud-node: --duration "400d" is longer than hosts sign contracts for: at most 366 days\n$/],
       [['store', 'put', file, '--max-price=0.0001'], /^opencloud-node: --max-price "0\.0001" has no unit: write "0\.0001 BTC" or a whole number of satoshis such as "10000 sat"\n$/],
-      [['store', 'put', join(dir.path, 'nosuchfile')], /^opencloud-node: there is no file ".*nosuchfile" \(.*\): give the path of the file to store\n$/],
+      [['store', 'put', join(dir.path, 'nosuchfile')], /^opencloud-node: there is no file "[^"(]*nosuchfile": give the path of the file to store\n$/],
+      [['store', 'put', file, '--max-price', '-5'], /^opencloud-node: --max-price can't be negative\n$/],
       [['store', 'get', 'x', '--out', join(dir.path, 'no-such-folder', 'x')], /^opencloud-node: --out ".*no-such-folder\/x": there is no folder .*no-such-folder to write it in\n$/],
       [['call', '12D3KooWnotapeerid', 'info.node'], /^opencloud-node: "12D3KooWnotapeerid" is not a peer: give a PeerId \(they look like 12D3KooW\.\.\.\), a multiaddr ending in \/p2p\/<PeerId>, or auto\n$/],
       [['call', 'auto', 'sha256.hash', '--body', dir.path], /^opencloud-node: --body .* is not a file: give a file, or - for standard input\n$/],

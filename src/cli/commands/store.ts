@@ -13,6 +13,8 @@ const USAGE = `${CLI} store put <file> [--name N] [--redundancy K-of-N] [--durat
        ${CLI} store status
        ${CLI} store info <name|id>
        ${CLI} store rm <name|id>`
+/** The usage lines under an error, each indented the same */
+const USAGE_BLOCK = USAGE.split('\n').map(line => `  ${line.trim()}`).join('\n')
 
 /**
  * Progress of a put or get on a terminal: the contract count while hosts are
@@ -85,16 +87,23 @@ function costsLine (costs: Record<string, string>, values: Record<string, any>):
   return `\non chain, storage has taken ${costs.onChain} from the wallet: ${costs.paidOnChain} paid to hosts and ${costs.fees} in fees; its calls cost ${costs.calls}, ${unpaid}\n`
 }
 
+/** An ISO time to the minute, in UTC: "2027-01-01 12:00 UTC" */
+function minute (iso: string): string {
+  return `${iso.slice(0, 16).replace('T', ' ')} UTC`
+}
+
 function printObject (out: NodeJS.WritableStream, o: Record<string, any>): void {
   out.write(table([
     ['name', o.name],
     ['id', o.id],
-    ['size', `${o.sizeText} (${o.size} bytes)`],
+    ['size', o.sizeText === `${o.size} bytes` ? o.sizeText : `${o.sizeText} (${o.size} bytes)`],
     ['sha256', o.sha256],
     ['redundancy', o.redundancyText],
     ['segments', String(o.segments)],
     ['stored', o.storedAt],
-    ['expires', o.expires],
+    // the date a contract ends is not the date the file goes: the upkeep
+    // renews each one while this node runs (a newcomer read it as a deletion date)
+    ['contracts end', `${minute(o.expires)}, each renewed before then while this node runs`],
     ['rent', `${o.rentPerMonth} per month`],
     ['spent', `${o.spent.total} (upload ${o.spent.upload}, download ${o.spent.download}, rent ${o.spent.rent})`]
   ]))
@@ -108,15 +117,19 @@ export const storeCommand: Command = {
 wallet's seed: the mnemonic alone decrypts them), cut into segments of 4 MiB,
 and each segment is coded into N shards of which any K rebuild it. Each shard
 goes to a different host from the market, chosen by price and trust, under
-a contract both sides sign. Uploads and downloads are paid per call; rent is
-paid per period by the running node.
+a contract both sides sign. Uploads and downloads are paid per GiB as shards
+are sent (each host's put and get prices); rent, per GiB-month, is paid per
+period (a day) by the running node, rounded up to a whole satoshi per
+contract, so a small file costs at least 30 sat (0.0000003 BTC) a month per
+host.
 
   store put <file>        store a file; prints its name and id
     --name N              the name to store it under (default: the file's name)
     --redundancy K-of-N   e.g. 4-of-8 (default: fits the hosts the market
                           knows and leaves some spare for repairs: 4 hosts ->
                           1-of-3, 8 -> 3-of-6, 10 -> 4-of-8, 40 -> 10-of-30)
-    --duration D          how long the contracts run: 90m, 12h, 30d (default 30d)
+    --duration D          how long the contracts run: 90min, 12h, 30d (default 30d,
+                          at most 366d)
     --max-price AMOUNT    the most a host may ask for storage, per GiB-month,
                           e.g. "2000 sat" or "0.00002 BTC" (default: any)
   store get <name|id>     fetch, check and decrypt a file
@@ -154,11 +167,11 @@ Prices are set by each host: see them with "${CLI} market prices --service stora
 async function run ({ values, positionals, json, dataDir, out, err }: CommandContext): Promise<void> {
   const [action, target, ...extra] = positionals
   if (extra.length > 0) {
-    throw new UsageError(`"store ${action}" takes one file or object, not ${positionals.length - 1}; usage:\n${USAGE}`)
+    throw new UsageError(`"store ${action}" takes one file or object, not ${positionals.length - 1}; usage:\n${USAGE_BLOCK}`)
   }
   const needs = (what: string): string => {
     if (target == null) {
-      throw new UsageError(`"store ${action}" needs ${what}; usage:\n${USAGE}`)
+      throw new UsageError(`"store ${action}" needs ${what}; usage:\n${USAGE_BLOCK}`)
     }
     return target
   }
@@ -237,8 +250,8 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
       if (objects.length === 0) {
         out.write(`nothing stored yet; store a file with: ${hintLine(values, ['store', 'put', '<file>'])}\n`)
       } else {
-        out.write(table([['NAME', 'SIZE', 'REDUNDANCY', 'HOSTS', 'RENT/MONTH', 'SPENT', 'EXPIRES', 'ID'],
-          ...objects.map(o => [o.name, o.sizeText, o.redundancy, String(o.hosts), o.rentPerMonth, o.spent.total, o.expires.slice(0, 10), o.id])]))
+        out.write(table([['NAME', 'SIZE', 'REDUNDANCY', 'HOSTS', 'RENT/MONTH', 'SPENT', 'RENEWS BY', 'ID'],
+          ...objects.map(o => [o.name, o.sizeText, o.redundancy, String(o.hosts), o.rentPerMonth, o.spent.total, minute(o.expires), o.id])]))
       }
       out.write(costsLine(stored.costs, values))
       return
@@ -297,6 +310,6 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
       return
     }
     default:
-      throw new UsageError(action == null ? `store what? usage:\n${USAGE}` : `"store ${action}" is not a store command; usage:\n${USAGE}`)
+      throw new UsageError(action == null ? `store what? usage:\n${USAGE_BLOCK}` : `"store ${action}" is not a store command; usage:\n${USAGE_BLOCK}`)
   }
 }

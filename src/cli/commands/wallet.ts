@@ -6,6 +6,7 @@ import { loadConfig } from '../../node/config.ts'
 import { Wallet } from '../../payments/wallet/wallet.ts'
 import { HintedError, hintLine, printJson, table, UsageError, type Command } from '../command.ts'
 import { formatAmount, parseAmount } from '../../protocols/units.ts'
+import { parseDuration } from '../../utils/duration.ts'
 
 export const walletCommand: Command = {
   name: 'wallet',
@@ -85,7 +86,8 @@ Options:
       case 'balance': {
         const info = await api.get<any>('/v1/wallet')
         if (info.balance == null) {
-          throw new UsageError('payments are off: set payments.chain in config.json to an Esplora API URL')
+          // not a usage error (exit 1): the command is right, the node's config is not yet
+          throw new Error(`payments are off on this node: set "payments": {"chain": "<Esplora API URL>"} in ${join(dataDir, 'config.json')} (for a local regtest chain, run npm run chain in a checkout and use http://127.0.0.1:3002), then restart the node`)
         }
         if (json) {
           printJson(out, { network: info.network, ...info.balance })
@@ -154,7 +156,7 @@ export const paymentsCommand: Command = {
   payments history  attached payments received and sent
 
 Options:
-  --since WHEN      with "summary": a period back from now (90m, 24h, 7d) or a
+  --since WHEN      with "summary": a period back from now (90min, 24h, 7d) or a
                     date (2026-11-01); default: since the first payment`,
   options: { since: { type: 'string' } },
   run: async ({ values, positionals, json, dataDir, out }) => {
@@ -237,15 +239,18 @@ export async function settlementLine (api: ApiClient, values: Record<string, any
   return `payments: ${what} cannot be settled: ${failing[0].settlement.reason}; see: ${hintLine(values, ['payments', 'tabs'])}`
 }
 
-/** "90m", "24h", "7d" back from now, or a date: milliseconds since the epoch */
+/** "90min", "24h", "7d" back from now (parseDuration's periods), or a date: milliseconds since the epoch */
 export function parseSince (text: string, now = Date.now()): number {
-  const ago = /^([0-9]+)\s*(m|h|d)$/.exec(text.trim())
-  if (ago != null) {
-    return now - Number(ago[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[ago[2] as 'm' | 'h' | 'd']
+  if (/^[0-9]+\s*[a-z]+$/.test(text.trim())) {
+    try {
+      return now - parseDuration(text, '--since')
+    } catch (err: any) {
+      throw new UsageError(`${err.message}; or a date (2026-11-01)`)
+    }
   }
   const at = Date.parse(text)
   if (!/^[0-9]{4}-[0-9]{2}-[0-9]{2}/.test(text.trim()) || Number.isNaN(at)) {
-    throw new UsageError(`--since takes a period back from now (90m, 24h, 7d) or a date (2026-11-01), not "${text}"`)
+    throw new UsageError(`--since takes a period back from now (90min, 24h, 7d) or a date (2026-11-01), not "${text}"`)
   }
   return at
 }
