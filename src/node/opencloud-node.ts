@@ -31,10 +31,10 @@ import type { HoldingsHook, PaymentHook, PaymentKind, ReputationHook } from '../
 import type { ErrorStatus, ModuleComponents, NodeInfo, PeerRef, RouteTable, ServiceModule } from '../services/module.ts'
 import type { PeerDirectory } from '../services/peers/index.ts'
 import type { PriceDesk } from '../services/market/index.ts'
-import { storageHosts, type StorageEngines } from '../services/storage/module.ts'
+import { storageHosts, type StorageEngines } from '../services/storage/index.ts'
 import type { CloudLedger } from '../ledger/cloud-ledger.ts'
 import type { StorageClient, StorageClientInit, HostOffer } from '../storage/client.ts'
-import type { StorageHost } from '../services/storage/index.ts'
+import type { StorageHost } from '../storage/host/storage-host.ts'
 import type { PeerEntry } from '../services/peers/index.ts'
 import type { PeerId } from '@libp2p/interface'
 

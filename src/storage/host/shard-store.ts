@@ -3,23 +3,15 @@ import { createReadStream } from 'node:fs'
 import { mkdir, open, readdir, rename, rm, stat, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
-import { leafHash, MerkleHasher, LEAF_SIZE, HASH_SIZE, rootOf, equalBytes, auditPath, challengeLeaves } from '../../storage/protocol/merkle.ts'
+import { leafHash, MerkleHasher, LEAF_SIZE, HASH_SIZE, rootOf, equalBytes, auditPath, challengeLeaves } from '../protocol/merkle.ts'
 import { MAX_DATA_FRAME } from '../../protocols/rpc/constants.ts'
 import type { OutgoingBody } from '../../protocols/rpc/body.ts'
+import { ShardCorruptError, ShardMismatchError } from './errors.ts'
 
 const log = logger('opencloud:storage:shards')
 
 /** Bytes gathered before one write to disk */
 const WRITE_BATCH = 1024 * 1024
-
-/** A shard this host holds under a contract is corrupt or missing on its disk: that copy is lost */
-export class ShardCorruptError extends Error {
-  override name = 'ShardCorruptError'
-}
-
-export class ShardMismatchError extends Error {
-  override name = 'ShardMismatchError'
-}
 
 export interface ShardProof {
   index: number

@@ -1,0 +1,550 @@
+import { describe, it, before, beforeEach, afterEach, mock } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { MemoryDatastore } from 'datastore-core'
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { Writer } from '../../../src/protocols/codec.ts'
+import { openCloudSigner, type CredentialSigner } from '../../../src/protocols/rpc/credentials.ts'
+import { AccessDeniedError, BadRequestError, BodyTooLargeError, InsufficientStorageError, InvalidSignatureError, NotFoundError, RequestDeclinedError } from '../../../src/protocols/rpc/errors.ts'
+import { contractIdOf, decodeRevision, decodeSigned, encodeRevision, encodeTerms, nextRevision, rentPerPeriod, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms } from '../../../src/storage/protocol/contract.ts'
+import { LEAF_SIZE, leafCount, merkleRoot, verifyPath } from '../../../src/storage/protocol/merkle.ts'
+import { decodeProofs } from '../../../src/storage/protocol/proofs.ts'
+import { openRating, signRating } from '../../../src/storage/protocol/rating.ts'
+import { StorageHost } from '../../../src/storage/host/storage-host.ts'
+import { ContractBook } from '../../../src/storage/host/contract-book.ts'
+import { ShardStore } from '../../../src/storage/host/shard-store.ts'
+import { TermsCheck, type HostPrices } from '../../../src/storage/host/terms.ts'
+import { contract as contractHandler } from '../../../src/storage/host/handlers/contract.ts'
+import { put as putHandler } from '../../../src/storage/host/handlers/put.ts'
+import { list as listHandler } from '../../../src/storage/host/handlers/list.ts'
+import type { HostRequest } from '../../../src/storage/host/request.ts'
+
+/**
+ * The storage host's handlers without a network: a StorageHost over an
+ * in-memory datastore and a temporary shard directory, on a fake clock,
+ * with keys from fixed seeds and requests built by hand as the pipeline
+ * would hand them over. test/storage/host/host.test.ts checks the same
+ * host through raw frames between real nodes.
+ */
+
+const KIB = 1024
+const DAY = 86_400_000
+const GRACE = 7 * DAY
+// years after the machine's clock: a handler that read the real clock would see no contract started
+const T0 = Date.parse('2031-03-01T12:00:00Z')
+const FREE: HostPrices = { storage: 0n, upload: 0n, download: 0n }
+
+interface Party {
+  id: string
+  signer: CredentialSigner
+}
+
+async function party (seed: number): Promise<Party> {
+  const key = await generateKeyPairFromSeed('Ed25519', new Uint8Array(32).fill(seed))
+  return { id: peerIdFromPrivateKey(key).toString(), signer: openCloudSigner(key) }
+}
+
+/** A request as the pipeline hands it to the host: the body arrives in 64 KiB pieces */
+function request (caller: string, args: string[], body: Uint8Array = new Uint8Array(0), signal = new AbortController().signal): HostRequest {
+  const chunks = async function * (): AsyncGenerator<Uint8Array> {
+    for (let i = 0; i < body.byteLength; i += 64 * KIB) {
+      yield body.subarray(i, i + 64 * KIB)
+    }
+  }
+  return { caller, args, signal, body: Object.assign(chunks(), { length: body.byteLength }) }
+}
+
+/** Bytes that differ from one call to the next but not from one run to the next */
+let filled = 0
+function bytes (length: number): Uint8Array {
+  const out = new Uint8Array(length)
+  let seed = ++filled
+  for (let i = 0; i < length; i++) {
+    seed = (seed * 1103515245 + 12345) >>> 0
+    out[i] = seed >>> 24
+  }
+  return out
+}
+
+const rootOf = (shard: Uint8Array): string => Buffer.from(merkleRoot(shard)).toString('hex')
+const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64')
+
+async function collect (body: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Uint8Array[] = []
+  for await (const part of body) {
+    parts.push(part)
+  }
+  return Buffer.concat(parts)
+}
+
+describe('storage host handlers', () => {
+  let hostKey: Party
+  let renter: Party
+  let stranger: Party
+  let dir: string
+  let clock: number
+  let prices: HostPrices
+  let takesPayments: boolean
+  let host: StorageHost
+  /** reputation records the host made: [renter, outcome, event] */
+  let records: string[][]
+
+  before(async () => {
+    [hostKey, renter, stranger] = await Promise.all([party(1), party(2), party(3)])
+  })
+
+  const newHost = async (init: { capacity?: number, checkMs?: number } = {}): Promise<StorageHost> => {
+    const h = new StorageHost({
+      peerId: hostKey.id,
+      signer: hostKey.signer,
+      datastore: new MemoryDatastore(),
+      prices: () => prices,
+      takesPayments,
+      now: () => clock,
+      recordRenter: (who, outcome, event) => { records.push([who, outcome, event]) },
+      rateRenter: (who, event) => { records.push([who, 'unsatisfactory', event]) }
+    }, { dir, capacity: init.capacity ?? 64 * KIB, rentGraceMs: GRACE, checkMs: init.checkMs })
+    await h.start()
+    return h
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'oc-host-'))
+    clock = T0
+    prices = FREE
+    takesPayments = true
+    records = []
+    host = await newHost()
+  })
+
+  afterEach(async () => {
+    await host.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const termsOf = (changes: Partial<ContractTerms> = {}): ContractTerms => ({
+    renter: renter.id,
+    host: hostKey.id,
+    nonce: new Uint8Array(16).fill(++filled),
+    start: clock,
+    end: clock + 30 * DAY,
+    maxBytes: 32 * KIB,
+    storagePrice: 0n,
+    uploadPrice: 0n,
+    downloadPrice: 0n,
+    rentPeriodMs: DAY,
+    ...changes
+  })
+
+  const proposal = (terms: ContractTerms, signer = renter.signer): Uint8Array => {
+    const encoded = encodeTerms(terms)
+    return new Writer().bytes(encoded).bytes(signTerms(encoded, signer)).finish()
+  }
+
+  /** The renter's side of one contract */
+  class Renter {
+    readonly id: string
+    readonly terms: ContractTerms
+    revision = 0
+    shards = new Map<string, number>()
+
+    constructor (id: string, terms: ContractTerms) {
+      this.id = id
+      this.terms = terms
+    }
+
+    /** The renter's signature (base64) of revision `number` holding `shards`, under contract `id` */
+    sign (shards: Map<string, number>, number: number, id = this.id): string {
+      const rev = nextRevision(Buffer.from(id, 'hex'), number - 1, [...shards].map(([root, length]) => ({ root: Buffer.from(root, 'hex'), length })))
+      return b64(signRevision(encodeRevision(rev), renter.signer))
+    }
+
+    async put (shard: Uint8Array): Promise<string> {
+      const root = rootOf(shard)
+      const shards = new Map(this.shards).set(root, shard.byteLength)
+      const answer = await host.put(request(renter.id, [this.id, root, this.sign(shards, this.revision + 1)], shard))
+      assert.equal(answer.revision, this.revision + 1)
+      this.shards = shards
+      this.revision++
+      return root
+    }
+  }
+
+  const contract = async (changes: Partial<ContractTerms> = {}): Promise<Renter> => {
+    const terms = termsOf(changes)
+    const answer = await host.contract(request(renter.id, [], proposal(terms)))
+    return new Renter(answer.contract, terms)
+  }
+
+  describe('contract', () => {
+    it('signs terms it accepts: the id is the terms\' hash and the host\'s signature verifies over them', async () => {
+      const terms = termsOf()
+      const encoded = encodeTerms(terms)
+      const answer = await host.contract(request(renter.id, [], proposal(terms)))
+      assert.equal(answer.contract, Buffer.from(contractIdOf(encoded)).toString('hex'))
+      verifyTerms(encoded, hostKey.id, Buffer.from(answer.hostSignature, 'base64'))
+      assert.throws(() => { verifyTerms(encoded, renter.id, Buffer.from(answer.hostSignature, 'base64')) }, 'the host signed, not the renter')
+      assert.equal(host.contractsHeld(), 1)
+      assert.equal(host.reserved(), 32 * KIB)
+      // the answer was lost: the same proposal gets the same answer, and no second contract
+      assert.deepEqual(await host.contract(request(renter.id, [], proposal(terms))), answer)
+      assert.equal(host.contractsHeld(), 1)
+      // what list answers is the contract both signed
+      const listed = decodeSigned(Buffer.from((await host.list(request(renter.id, [answer.contract]))).contract, 'base64'))
+      assert.deepEqual(Buffer.from(listed.message), Buffer.from(encoded))
+      verifyTerms(listed.message, renter.id, listed.renterSignature)
+      verifyTerms(listed.message, hostKey.id, listed.hostSignature)
+    })
+
+    it('refuses terms another renter signed, terms naming others, and terms it does not sign, signing nothing', async () => {
+      const forged = termsOf()
+      await assert.rejects(host.contract(request(renter.id, [], proposal(forged, stranger.signer))), InvalidSignatureError)
+      await assert.rejects(host.contract(request(renter.id, [], proposal(termsOf({ host: stranger.id })))), (err: any) => err instanceof BadRequestError && /the terms name host/.test(err.message))
+      await assert.rejects(host.contract(request(stranger.id, [], proposal(termsOf()))), (err: any) => err instanceof BadRequestError && /the terms name renter .* but the caller is/.test(err.message))
+      await assert.rejects(host.contract(request(renter.id, [], proposal(termsOf({ start: clock - DAY })))), (err: any) => err instanceof RequestDeclinedError && /check your clock/.test(err.message))
+      prices = { storage: 1000n, upload: 0n, download: 0n }
+      await assert.rejects(host.contract(request(renter.id, [], proposal(termsOf({ storagePrice: 999n })))), (err: any) => err instanceof RequestDeclinedError && /less than this host's prices/.test(err.message))
+      await assert.rejects(host.contract(request(renter.id, [], proposal(termsOf({ storagePrice: 1000n, maxBytes: 64 * KIB + 1 })))), InsufficientStorageError)
+      assert.equal(host.contractsHeld(), 0)
+      assert.ok(host.cost('contract', { caller: renter.id, args: [], bodyLength: 200 }) === undefined, 'a contract is priced at the list price')
+      assert.throws(() => host.cost('contract', { caller: renter.id, args: [], bodyLength: 4097 }), BodyTooLargeError)
+    })
+
+    it('a host that takes no payments signs only free terms', async () => {
+      await host.stop()
+      takesPayments = false
+      host = await newHost()
+      await assert.rejects(host.contract(request(renter.id, [], proposal(termsOf({ downloadPrice: 1n })))), (err: any) => err instanceof RequestDeclinedError && /takes no payments/.test(err.message))
+      await contract()
+    })
+  })
+
+  describe('put', () => {
+    it('stores a shard under the renter\'s signed revision and answers the host\'s signature of it', async () => {
+      const c = await contract({ uploadPrice: 100n })
+      const shard = bytes(10 * KIB)
+      const root = rootOf(shard)
+      const shards = new Map([[root, shard.byteLength]])
+      const signature = c.sign(shards, 1)
+      assert.equal(host.cost('put', { caller: renter.id, args: [c.id, root, signature], bodyLength: shard.byteLength }), transferCost(100n, shard.byteLength))
+      const answer = await host.put(request(renter.id, [c.id, root, signature], shard))
+      assert.equal(answer.revision, 1)
+      const listed = await host.list(request(renter.id, [c.id]))
+      const signed = decodeSigned(Buffer.from(listed.signedRevision!, 'base64'))
+      verifyRevision(signed.message, hostKey.id, Buffer.from(answer.hostSignature, 'base64'))
+      assert.equal(decodeRevision(signed.message).bytes, shard.byteLength)
+      assert.equal(await host.store.has(c.id, root), true)
+      assert.equal(host.used(), shard.byteLength)
+    })
+
+    it('refuses a body that does not hash to the root it names, and keeps nothing of it', async () => {
+      const c = await contract()
+      const shard = bytes(10 * KIB)
+      const other = bytes(10 * KIB)
+      const root = rootOf(shard)
+      const signature = c.sign(new Map([[root, other.byteLength]]), 1)
+      await assert.rejects(host.put(request(renter.id, [c.id, root, signature], other)), (err: any) => err instanceof BadRequestError && /hash to the Merkle root .*, not [0-9a-f]{64} as named/.test(err.message))
+      assert.equal(await host.store.has(c.id, root), false)
+      assert.deepEqual(await readdir(join(dir, c.id)), [], 'no temporary file is left')
+      const listed = await host.list(request(renter.id, [c.id]))
+      assert.equal(listed.revision, 0)
+      assert.deepEqual(listed.shards, [])
+      assert.equal(host.used(), 0)
+    })
+
+    it('refuses a shard over the contract\'s maximum before payment, and a signature of another revision', async () => {
+      const c = await contract({ maxBytes: 16 * KIB })
+      await c.put(bytes(10 * KIB))
+      const big = bytes(6 * KIB + 1)
+      const root = rootOf(big)
+      const signature = c.sign(new Map(c.shards).set(root, big.byteLength), 2)
+      const query = { caller: renter.id, args: [c.id, root, signature], bodyLength: big.byteLength }
+      assert.throws(() => host.cost('put', query), (err: any) => err instanceof BodyTooLargeError && /over contract .* maximum of 16384 bytes: it holds 10240/.test(err.message))
+      await assert.rejects(host.put(request(renter.id, query.args, big)), BodyTooLargeError)
+      assert.equal(await host.store.has(c.id, root), false)
+      // a shard that fits is taken
+      await c.put(bytes(6 * KIB - 1))
+      const fits = bytes(1)
+      await assert.rejects(host.put(request(renter.id, [c.id, rootOf(fits), c.sign(new Map(c.shards).set(rootOf(fits), 1), 4)], fits)), (err: any) => err instanceof InvalidSignatureError && /not over revision 3 /.test(err.message))
+    })
+
+    it('refuses a put under another renter\'s contract and one under a contract it does not have', async () => {
+      const c = await contract()
+      const shard = bytes(KIB)
+      const args = [c.id, rootOf(shard), c.sign(new Map([[rootOf(shard), KIB]]), 1)]
+      await assert.rejects(host.put(request(stranger.id, args, shard)), AccessDeniedError)
+      await assert.rejects(host.put(request(renter.id, ['0'.repeat(64), ...args.slice(1)], shard)), (err: any) => err instanceof NotFoundError && /no contract 0{64}/.test(err.message))
+    })
+  })
+
+  describe('get and prove', () => {
+    it('answers a range of a shard, with the SHA-256 of what it sends', async () => {
+      const c = await contract({ downloadPrice: 200n })
+      const shard = bytes(3 * LEAF_SIZE + 100)
+      const root = await c.put(shard)
+      const args = [c.id, root, String(LEAF_SIZE - 10), String(LEAF_SIZE + 20)]
+      assert.equal(host.cost('get', { caller: renter.id, args, bodyLength: 0 }), transferCost(200n, LEAF_SIZE + 20))
+      const body = await host.get(request(renter.id, args))
+      const got = await collect(body.open())
+      assert.deepEqual(got, Buffer.from(shard.subarray(LEAF_SIZE - 10, 2 * LEAF_SIZE + 10)))
+      assert.equal(body.length, LEAF_SIZE + 20)
+      assert.deepEqual(Buffer.from(body.sha256), createHash('sha256').update(got).digest())
+      await assert.rejects(host.get(request(renter.id, [c.id, root, String(shard.byteLength - 1), '2'])), (err: any) => err instanceof BadRequestError && /past the end of shard/.test(err.message))
+    })
+
+    it('answers not-found for a shard it does not hold and for one missing on its disk', async () => {
+      const c = await contract()
+      const shard = bytes(5000)
+      const root = await c.put(shard)
+      await assert.rejects(host.get(request(renter.id, [c.id, 'ab'.repeat(32), '0', '1'])), (err: any) => err instanceof NotFoundError && /holds no shard abab/.test(err.message))
+      await rm(join(dir, c.id, root))
+      await rm(join(dir, c.id, `${root}.leaves`))
+      await assert.rejects(host.get(request(renter.id, [c.id, root, '0', '5000'])), (err: any) => err instanceof NotFoundError && /is missing on this host/.test(err.message))
+      await assert.rejects(host.prove(request(renter.id, [c.id, root, 'cd'.repeat(32)])), (err: any) => err instanceof NotFoundError && /is missing on this host/.test(err.message))
+    })
+
+    it('proves the leaves a challenge picks with paths that verify against the shard\'s root', async () => {
+      const c = await contract({ maxBytes: 48 * KIB })
+      const shard = bytes(9 * LEAF_SIZE + 123)
+      const root = await c.put(shard)
+      const proofs = decodeProofs(await host.prove(request(renter.id, [c.id, root, 'ef'.repeat(32), '8'])))
+      assert.equal(proofs.length, 8)
+      const count = leafCount(shard.byteLength)
+      for (const p of proofs) {
+        assert.deepEqual(Buffer.from(p.leaf), Buffer.from(shard.subarray(p.index * LEAF_SIZE, (p.index + 1) * LEAF_SIZE)))
+        verifyPath(Buffer.from(root, 'hex'), count, p.index, p.leaf, p.path)
+      }
+      // a proof checked against another root fails: the check above can fail
+      assert.throws(() => { verifyPath(merkleRoot(bytes(9 * LEAF_SIZE + 123)), count, proofs[0].index, proofs[0].leaf, proofs[0].path) })
+      await assert.rejects(host.prove(request(renter.id, [c.id, root, 'ef'.repeat(32), '65'])), BadRequestError)
+    })
+  })
+
+  describe('delete and list', () => {
+    it('deletes a shard under the next revision and lists what the contract holds at each revision', async () => {
+      const c = await contract()
+      const a = await c.put(bytes(2000))
+      const b = await c.put(bytes(3000))
+      let listed = await host.list(request(renter.id, [c.id]))
+      assert.equal(listed.revision, 2)
+      assert.deepEqual(listed.shards, [{ root: a, bytes: 2000 }, { root: b, bytes: 3000 }])
+      const without = new Map(c.shards)
+      without.delete(a)
+      await assert.rejects(host.delete(request(renter.id, [c.id, a, c.sign(without, 2)])), InvalidSignatureError)
+      const answer = await host.delete(request(renter.id, [c.id, a, c.sign(without, 3)]))
+      assert.equal(answer.revision, 3)
+      listed = await host.list(request(renter.id, [c.id]))
+      assert.equal(listed.revision, 3)
+      assert.deepEqual(listed.shards, [{ root: b, bytes: 3000 }])
+      const signed = decodeSigned(Buffer.from(listed.signedRevision!, 'base64'))
+      verifyRevision(signed.message, renter.id, signed.renterSignature)
+      verifyRevision(signed.message, hostKey.id, Buffer.from(answer.hostSignature, 'base64'))
+      assert.deepEqual(decodeRevision(signed.message).bytes, 3000)
+      assert.equal(await host.store.has(c.id, a), false)
+      assert.equal(await host.store.has(c.id, b), true)
+      assert.equal(host.used(), 3000)
+      await assert.rejects(host.delete(request(renter.id, [c.id, a, c.sign(without, 4)])), NotFoundError)
+    })
+  })
+
+  describe('rent', () => {
+    it('extends the time paid for by the periods paid, at the contract\'s rent, up to its end', async () => {
+      const c = await contract({ storagePrice: 3000n, rentPeriodMs: 10 * DAY })
+      let listed = await host.list(request(renter.id, [c.id]))
+      assert.equal(listed.paidThrough, new Date(T0).toISOString())
+      assert.equal(host.cost('rent', { caller: renter.id, args: [c.id, '2'], bodyLength: 0 }), rentPerPeriod(c.terms) * 2n)
+      assert.ok(rentPerPeriod(c.terms) > 0n)
+      const answer = await host.rent(request(renter.id, [c.id, '2']))
+      assert.deepEqual(answer, { rentPaidPeriods: 2, paidThrough: new Date(T0 + 20 * DAY).toISOString() })
+      listed = await host.list(request(renter.id, [c.id]))
+      assert.equal(listed.paidThrough, new Date(T0 + 20 * DAY).toISOString())
+      // one period is left of the three: two more would buy nothing
+      await assert.rejects(host.rent(request(renter.id, [c.id, '2'])), (err: any) => err instanceof BadRequestError && /from 1 to 1 /.test(err.message))
+      assert.equal((await host.rent(request(renter.id, [c.id]))).rentPaidPeriods, 3)
+      await assert.rejects(host.rent(request(renter.id, [c.id])), (err: any) => err instanceof BadRequestError && /paid through its end/.test(err.message))
+    })
+  })
+
+  describe('end', () => {
+    it('deletes the shards and answers the host\'s signed rating of the renter, keeping the renter\'s', async () => {
+      const c = await contract({ rentPeriodMs: 10 * DAY })
+      const root = await c.put(bytes(4000))
+      await host.rent(request(renter.id, [c.id]))
+      clock += DAY
+      const theirs = signRating({ contractId: Buffer.from(c.id, 'hex'), rater: renter.id, rated: hostKey.id, satisfactory: true, reason: 'audits passed', at: clock }, renter.signer)
+      const answer = await host.end(request(renter.id, [c.id], theirs))
+      assert.equal(answer.contract, c.id)
+      assert.equal(answer.ended, new Date(clock).toISOString())
+      const rating = openRating(Buffer.from(answer.rating, 'base64'))
+      assert.equal(rating.rater, hostKey.id)
+      assert.equal(rating.rated, renter.id)
+      assert.equal(rating.satisfactory, true)
+      assert.equal(rating.reason, 'rent paid as agreed')
+      assert.equal(await host.store.has(c.id, root), false)
+      assert.equal(host.contractsHeld(), 0)
+      assert.equal(host.used(), 0, 'an ended contract holds no bytes')
+      assert.equal(host.reserved(), 0)
+      assert.deepEqual(records, [[renter.id, 'satisfactory', 'contract-rated-by-renter'], [renter.id, 'satisfactory', 'contract-ended']])
+      await assert.rejects(host.list(request(renter.id, [c.id])), (err: any) => err instanceof NotFoundError && /has ended \(by its renter\)/.test(err.message))
+    })
+
+    it('rates a renter that did not pay its rent unsatisfactory, and refuses a rating of another contract', async () => {
+      const c = await contract()
+      clock += 2 * DAY
+      const wrong = signRating({ contractId: new Uint8Array(32), rater: renter.id, rated: hostKey.id, satisfactory: false, reason: 'x', at: clock }, renter.signer)
+      await assert.rejects(host.end(request(renter.id, [c.id], wrong)), (err: any) => err instanceof BadRequestError && /not the renter's rating of this host/.test(err.message))
+      assert.equal(host.contractsHeld(), 1, 'a refused end keeps the contract')
+      const rating = openRating(Buffer.from((await host.end(request(renter.id, [c.id]))).rating, 'base64'))
+      assert.equal(rating.satisfactory, false)
+      assert.equal(rating.reason, 'rent unpaid')
+    })
+  })
+
+  describe('renew', () => {
+    it('carries the shards over to the new contract at revision 1, and the old one says where they went', async () => {
+      const c = await contract()
+      const shard = bytes(6000)
+      const root = await c.put(shard)
+      await host.rent(request(renter.id, [c.id]))
+      const terms = termsOf({ end: clock + 60 * DAY })
+      const newId = Buffer.from(contractIdOf(encodeTerms(terms))).toString('hex')
+      const args = [c.id, c.sign(c.shards, 1, newId)]
+      const answer = await host.renew(request(renter.id, args, proposal(terms)))
+      assert.equal(answer.contract, newId)
+      assert.equal(answer.revision, 1)
+      const listed = await host.list(request(renter.id, [newId]))
+      assert.deepEqual(listed.shards, [{ root, bytes: 6000 }])
+      assert.equal(listed.rentPaidPeriods, 0, 'rent paid stays with the old contract')
+      verifyRevision(decodeSigned(Buffer.from(listed.signedRevision!, 'base64')).message, hostKey.id, Buffer.from(answer.revisionSignature, 'base64'))
+      assert.deepEqual(await collect((await host.get(request(renter.id, [newId, root, '0', '6000']))).open()), Buffer.from(shard))
+      await assert.rejects(host.list(request(renter.id, [c.id])), (err: any) => err instanceof NotFoundError && err.message.includes(`was renewed as ${newId}`))
+      assert.equal(host.contractsHeld(), 1)
+      assert.equal(host.used(), 6000)
+      // the answer was lost: the same renewal gets the same answer
+      assert.deepEqual(await host.renew(request(renter.id, args, proposal(terms))), answer)
+    })
+
+    it('refuses a renewal whose revision 1 does not hold what the old contract held', async () => {
+      const c = await contract()
+      await c.put(bytes(6000))
+      const terms = termsOf()
+      const newId = Buffer.from(contractIdOf(encodeTerms(terms))).toString('hex')
+      await assert.rejects(host.renew(request(renter.id, [c.id, c.sign(new Map(), 1, newId)], proposal(terms))), InvalidSignatureError)
+      assert.equal((await host.list(request(renter.id, [c.id]))).shards.length, 1, 'the old contract keeps its shards')
+      await assert.rejects(host.list(request(renter.id, [newId])), NotFoundError)
+    })
+  })
+
+  it('each handler works on the parts of the host it names, without a StorageHost', async () => {
+    const datastore = new MemoryDatastore()
+    const book = new ContractBook({ datastore, now: () => clock })
+    const store = new ShardStore(join(dir, 'bare'))
+    await store.start()
+    const terms = new TermsCheck(book, { dir, capacity: 64 * KIB, maxDurationMs: 31 * DAY, minRentPeriodMs: DAY, clockSkewMs: 0, prices: () => FREE, takesPayments: false })
+    const proposed = termsOf()
+    const { contract: id } = await contractHandler({ peerId: hostKey.id, signer: hostKey.signer, book, terms }, request(renter.id, [], proposal(proposed)))
+    const c = new Renter(id, proposed)
+    const shard = bytes(2000)
+    const shards = new Map([[rootOf(shard), 2000]])
+    await putHandler({ signer: hostKey.signer, book, store }, request(renter.id, [id, rootOf(shard), c.sign(shards, 1)], shard))
+    assert.deepEqual((await listHandler({ book }, request(renter.id, [id]))).shards, [{ root: rootOf(shard), bytes: 2000 }])
+    // the book is in the datastore: another book over it knows the contract
+    const again = new ContractBook({ datastore, now: () => clock })
+    await again.load()
+    assert.equal((await listHandler({ book: again }, request(renter.id, [id]))).revision, 1)
+    assert.equal(again.used(), 2000)
+  })
+
+  describe('the sweeper', () => {
+    it('ends a contract whose rent is unpaid past the grace, deleting its shards and rating the renter', async () => {
+      const c = await contract({ rentPeriodMs: DAY })
+      const root = await c.put(bytes(3000))
+      await host.rent(request(renter.id, [c.id, '2']))
+      // paid through T0 + 2 days: ended once 7 days more have passed
+      assert.deepEqual(await host.endUnpaid(T0 + 9 * DAY), [])
+      assert.equal(await host.store.has(c.id, root), true)
+      assert.deepEqual(await host.endOverdue(T0 + 9 * DAY + 1), [c.id])
+      assert.equal(await host.store.has(c.id, root), false)
+      assert.deepEqual(records, [[renter.id, 'unsatisfactory', 'rent-unpaid']])
+      await assert.rejects(host.list(request(renter.id, [c.id])), (err: any) => err instanceof NotFoundError && /has ended \(rent unpaid\)/.test(err.message))
+      assert.deepEqual(await host.endOverdue(T0 + 20 * DAY), [], 'once')
+    })
+
+    it('ends a contract past its end by the grace, rated by whether it paid every period', async () => {
+      const c = await contract({ end: T0 + 2 * DAY, rentPeriodMs: DAY })
+      const root = await c.put(bytes(3000))
+      await host.rent(request(renter.id, [c.id, '2']))
+      clock = T0 + 3 * DAY
+      // past its end: read-only until the grace is over
+      assert.equal((await host.list(request(renter.id, [c.id]))).shards.length, 1)
+      await assert.rejects(host.rent(request(renter.id, [c.id])), (err: any) => err instanceof NotFoundError && /expired at/.test(err.message))
+      assert.deepEqual(await host.endOverdue(T0 + 9 * DAY), [])
+      assert.deepEqual(await host.endExpired(T0 + 9 * DAY + 1), [c.id])
+      assert.equal(await host.store.has(c.id, root), false)
+      assert.deepEqual(records, [[renter.id, 'satisfactory', 'contract-expired']])
+    })
+
+    it('stop() signals a sweep waiting for a contract\'s lock to give up, and does not wait for the call holding it', async () => {
+      await host.stop()
+      let release = (): void => {}
+      mock.timers.enable({ apis: ['setInterval'] })
+      try {
+        host = await newHost({ checkMs: 1000 })
+        const c = await contract({ rentPeriodMs: DAY })
+        // a put whose body stalls holds the contract's lock
+        const shard = bytes(5000)
+        const gate = new Promise<void>(resolve => { release = resolve })
+        const stalled = async function * (): AsyncGenerator<Uint8Array> {
+          await gate
+          yield shard
+        }
+        const root = rootOf(shard)
+        const putting = host.put({ caller: renter.id, args: [c.id, root, c.sign(new Map([[root, 5000]]), 1)], signal: new AbortController().signal, body: Object.assign(stalled(), { length: 5000 }) })
+        clock = T0 + GRACE + 1
+        mock.timers.tick(1000)
+        const hung = new Promise(resolve => { setTimeout(() => { resolve('hung') }, 5000).unref() })
+        assert.equal(await Promise.race([host.stop().then(() => 'stopped'), hung]), 'stopped')
+        release()
+        assert.equal((await putting).revision, 1)
+        assert.equal(host.contractsHeld(), 1, 'the sweep gave up')
+      } finally {
+        // a failed run lets the put finish, so the host stops after it
+        release()
+        mock.timers.reset()
+      }
+    })
+
+    it('runs on its timer, on the host\'s clock, and not after stop', async () => {
+      await host.stop()
+      mock.timers.enable({ apis: ['setInterval'] })
+      try {
+        host = await newHost({ checkMs: 1000 })
+        const c = await contract({ rentPeriodMs: DAY })
+        clock = T0 + GRACE + 1
+        mock.timers.tick(1000)
+        // the sweep runs on real I/O (the shard directory) once the timer fires
+        for (const deadline = Date.now() + 10_000; records.length === 0 && Date.now() < deadline;) {
+          await new Promise(resolve => setTimeout(resolve, 5))
+        }
+        assert.equal(host.contractsHeld(), 0, 'the timer ended the unpaid contract')
+        assert.deepEqual(records, [[renter.id, 'unsatisfactory', 'rent-unpaid']])
+        await host.stop()
+        host = await newHost({ checkMs: 1000 })
+        const d = await contract({ rentPeriodMs: DAY })
+        await host.stop()
+        clock += GRACE + 1
+        mock.timers.tick(5000)
+        // time for a sweep to end it, were one started (the first took a few ms)
+        await new Promise(resolve => setTimeout(resolve, 100))
+        assert.equal(host.contractsHeld(), 1, 'a stopped host ends nothing')
+        assert.notEqual(c.id, d.id)
+      } finally {
+        mock.timers.reset()
+      }
+    })
+  })
+})
