@@ -5,7 +5,7 @@ import { Key } from 'interface-datastore'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { openCloudSigner } from '../../src/protocols/rpc/credentials.ts'
-import { StorageClient, type ContractRecord, type StoredObject } from '../../src/storage/client.ts'
+import { StorageClient, type ContractRecord, type StoredObject } from '../../src/storage/client/storage-client.ts'
 
 /**
  * Migration on a trust fall, with the storage client's components stubbed:

@@ -9,10 +9,11 @@ import { contractIdOf, decodeRevision, decodeSigned, decodeTerms, rentPerPeriod,
 import { decodeProofs } from '../../src/storage/protocol/proofs.ts'
 import { Reader } from '../../src/protocols/codec.ts'
 import { parseSize, formatSize } from '../../src/utils/size.ts'
-import { auditContract, AuditFailedError } from '../../src/storage/audit.ts'
+import { auditContract, AuditFailedError } from '../../src/storage/client/upkeep/audits.ts'
+import { StorageSession } from '../../src/storage/client/session.ts'
 import { openRating } from '../../src/storage/protocol/rating.ts'
 import { encodeProofs } from '../../src/storage/protocol/proofs.ts'
-import { defaultRedundancy, defaultRepairAfterLost, migrationReason } from '../../src/storage/client.ts'
+import { defaultRedundancy, defaultRepairAfterLost, migrationReason } from '../../src/storage/client/storage-client.ts'
 import { parseRedundancy } from '../../src/storage/put-options.ts'
 
 const fixture = JSON.parse(await readFile(new URL('../fixtures/protocol-vectors.json', import.meta.url), 'utf8'))
@@ -154,17 +155,17 @@ describe('storage audits', () => {
     const shard = shardOf(20 * 4096 + 5)
     const other = shardOf(20 * 4096 + 5)
     const target = { contract: 'c', host: 'h', shards: [[shard.root, shard.data.byteLength]] as Array<[string, number]> }
-    const passed = await auditContract(target, host(honest(shard)))
+    const passed = await auditContract(target, new StorageSession(host(honest(shard))))
     assert.equal(passed.root, shard.root)
     assert.equal(passed.leaves.length, 4)
     // the proofs of another shard (the host kept only that one)
-    await assert.rejects(auditContract(target, host(honest(other))), AuditFailedError)
+    await assert.rejects(auditContract(target, new StorageSession(host(honest(other)))), AuditFailedError)
     // last time's proofs: a fresh challenge picks other leaves
     const old = honest(shard)(randomBytes(32), 4)
-    await assert.rejects(auditContract(target, host(() => old)), AuditFailedError)
+    await assert.rejects(auditContract(target, new StorageSession(host(() => old))), AuditFailedError)
     // leaves of its own choosing, with valid paths
-    await assert.rejects(auditContract(target, host((_c, count) => encodeProofs(Array.from({ length: count }, () => ({ index: 0, leaf: shard.data.subarray(0, 4096), path: auditPath(shard.hasher.leaves, 0) }))))), AuditFailedError)
-    await assert.rejects(auditContract(target, host(() => Uint8Array.of(7, 7))), AuditFailedError)
+    await assert.rejects(auditContract(target, new StorageSession(host((_c, count) => encodeProofs(Array.from({ length: count }, () => ({ index: 0, leaf: shard.data.subarray(0, 4096), path: auditPath(shard.hasher.leaves, 0) })))))), AuditFailedError)
+    await assert.rejects(auditContract(target, new StorageSession(host(() => Uint8Array.of(7, 7)))), AuditFailedError)
   })
 })
 

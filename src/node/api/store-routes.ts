@@ -1,7 +1,7 @@
 import { isAbsolute } from 'node:path'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { HttpError, readJsonBody } from '../../utils/http-body.ts'
-import type { Progress } from '../../storage/client.ts'
+import type { Progress } from '../../storage/client/storage-client.ts'
 import { parsePutOptions } from '../../storage/put-options.ts'
 import { objectInfo, objectSummary, storageCosts } from '../../storage/views.ts'
 import type { OpenCloudNode } from '../opencloud-node.ts'

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { parseSize } from '../../utils/size.ts'
 import { selectProviders } from '../../market/provider-choice.ts'
-import { StorageClient, type HostOffer, type StorageClientInit } from '../../storage/client.ts'
+import { StorageClient, type HostOffer, type StorageClientInit } from '../../storage/client/storage-client.ts'
 import { ConfigError, objectSection, serviceSettings, wholeNumber, type ConfigSection, type ServiceSettings } from '../config-section.ts'
 import { STORAGE_SERVICE, StorageHost, storageService } from './index.ts'
 import type { ModuleComponents, ServiceModuleDefinition } from '../module.ts'
