@@ -6,6 +6,8 @@ import { openCloudSigner, type CredentialSigner } from '../../../src/protocols/r
 import { Reader } from '../../../src/protocols/codec.ts'
 import { NotFoundError } from '../../../src/protocols/rpc/errors.ts'
 import { contractIdOf, encodeRevision, nextRevision, signRevision, signTerms } from '../../../src/storage/protocol/contract.ts'
+import { auditPath, challengeLeaves, LEAF_SIZE, MerkleHasher } from '../../../src/storage/protocol/merkle.ts'
+import { encodeProofs } from '../../../src/storage/protocol/proofs.ts'
 import { StorageClient, type ContractRecord, type HostOffer, type StorageClientComponents, type StorageClientInit, type StoredObject } from '../../../src/storage/client/storage-client.ts'
 import type { CallRequest, CallResponse } from '../../../src/protocols/rpc/rpc-client.ts'
 
@@ -123,6 +125,18 @@ export class FakeHosts {
           throw new NotFoundError(`holds no shard ${args[1]}`)
         }
         return answer(bytes.subarray(Number(args[2]), Number(args[2]) + Number(args[3])))
+      }
+      case 'prove': {
+        // honest proofs of the leaves the challenge picks
+        const bytes = host.contracts.get(args[0])?.bytes.get(args[1])
+        if (bytes == null) {
+          throw new NotFoundError(`holds no shard ${args[1]}`)
+        }
+        const hasher = new MerkleHasher()
+        hasher.update(bytes)
+        hasher.digest()
+        const picked = challengeLeaves(Buffer.from(args[2], 'hex'), hasher.leaves.length, Number(args[3]))
+        return answer(encodeProofs(picked.map(i => ({ index: i, leaf: bytes.subarray(i * LEAF_SIZE, (i + 1) * LEAF_SIZE), path: auditPath(hasher.leaves, i) }))))
       }
       case 'end':
         host.contracts.delete(args[0])

@@ -167,8 +167,11 @@ export class Repairer {
     const both = AbortSignal.any([signal, stop.signal])
     const transfer = newTransfer(object)
     const problems: string[] = []
-    // hosts that failed an upload of this object's repair, still held off
-    const backoff: Backoff = new Map(Object.entries(object.repair?.hosts ?? {}).filter(([, b]) => b.until > now))
+    // hosts that failed an upload of this object's repair: those still
+    // held off are offered nothing, and each one's failures count on after
+    // its wait is over, so a host that fails again waits twice as long
+    // (until the repair succeeds and the state goes)
+    const backoff: Backoff = new Map(Object.entries(object.repair?.hosts ?? {}))
     let rebuilt = 0
     try {
       // per slot, the segments whose shard there no longer counts or is moving off its host
@@ -224,7 +227,8 @@ export class Repairer {
   private async repairSlot (object: StoredObject, slot: number, segments: number[], offers: HostOffer[], durationMs: number, transfer: Transfer, signal: AbortSignal, backoff: Backoff, now: number): Promise<number> {
     const { records, contracts, downloader, slots } = this.components
     const bytes = segments.reduce((n, i) => n + object.segments[i].shardSize, 0)
-    const { hosts, why } = repairCandidates(object, segments, offers, Date.now(), new Set(backoff.keys()))
+    const heldOff = new Set([...backoff].filter(([, b]) => b.until > now).map(([peer]) => peer))
+    const { hosts, why } = repairCandidates(object, segments, offers, Date.now(), heldOff)
     if (hosts.length === 0) {
       throw new RepairStuckError(`no host can take shard ${slot + 1} of ${segments.length} segments of "${object.name}": ${why}`)
     }
