@@ -3,6 +3,10 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { MemoryDatastore } from 'datastore-core'
 import { NotFoundError, ServerError } from '../../../../src/protocols/rpc/errors.ts'
+import { auditPath, challengeLeaves, MerkleHasher } from '../../../../src/storage/protocol/merkle.ts'
+import { encodeProofs } from '../../../../src/storage/protocol/proofs.ts'
+import { StorageSession } from '../../../../src/storage/client/session.ts'
+import { auditContract, AuditFailedError } from '../../../../src/storage/client/upkeep/audits.ts'
 import { clientOf, FakeHosts } from '../fake-hosts.ts'
 
 const HOUR = 3600_000
@@ -60,5 +64,36 @@ describe('storage upkeep: audits', () => {
     object = await client.find('f')
     assert.equal(object.contracts[byHost(1)].audit?.unreachableSince, now + 3 * HOUR)
     assert.equal(object.contracts[byHost(0)].lost, undefined)
+  })
+})
+
+/** One audit of one shard (PROTOCOL.md section 8d, prove) */
+describe('storage audits', () => {
+  /** A host holding `shard` that answers prove() by `answer(challenge, count)` */
+  const host = (answer: (challenge: Buffer, count: number) => Uint8Array) => async (_peer: string, request: any): Promise<any> => ({ body: { bytes: async () => answer(Buffer.from(request.args[2], 'hex'), Number(request.args[3])) } })
+  const shardOf = (size: number): { data: Buffer, hasher: MerkleHasher, root: string } => {
+    const data = randomBytes(size)
+    const hasher = new MerkleHasher()
+    hasher.update(data)
+    return { data, hasher, root: Buffer.from(hasher.digest()).toString('hex') }
+  }
+  const honest = (s: ReturnType<typeof shardOf>) => (challenge: Buffer, count: number): Uint8Array =>
+    encodeProofs(challengeLeaves(challenge, s.hasher.leaves.length, count).map(i => ({ index: i, leaf: s.data.subarray(i * 4096, (i + 1) * 4096), path: auditPath(s.hasher.leaves, i) })))
+
+  it('pass a host that holds the shard, and catch one that proves another shard, replays an old proof or picks its own leaves', async () => {
+    const shard = shardOf(20 * 4096 + 5)
+    const other = shardOf(20 * 4096 + 5)
+    const target = { contract: 'c', host: 'h', shards: [[shard.root, shard.data.byteLength]] as Array<[string, number]> }
+    const passed = await auditContract(target, new StorageSession(host(honest(shard))))
+    assert.equal(passed.root, shard.root)
+    assert.equal(passed.leaves.length, 4)
+    // the proofs of another shard (the host kept only that one)
+    await assert.rejects(auditContract(target, new StorageSession(host(honest(other)))), AuditFailedError)
+    // last time's proofs: a fresh challenge picks other leaves
+    const old = honest(shard)(randomBytes(32), 4)
+    await assert.rejects(auditContract(target, new StorageSession(host(() => old))), AuditFailedError)
+    // leaves of its own choosing, with valid paths
+    await assert.rejects(auditContract(target, new StorageSession(host((_c, count) => encodeProofs(Array.from({ length: count }, () => ({ index: 0, leaf: shard.data.subarray(0, 4096), path: auditPath(shard.hasher.leaves, 0) })))))), AuditFailedError)
+    await assert.rejects(auditContract(target, new StorageSession(host(() => Uint8Array.of(7, 7)))), AuditFailedError)
   })
 })
