@@ -335,7 +335,7 @@ export class Records {
 
   // ---- gets under way ----
 
-  /** Name a get's partial file, so a crash's leftover is removed at the next start; resolves with the key to drop when done */
+  /** Name a get's partial file under `key`, so a crash's leftover is removed at the next start (unmarkDownload when done) */
   async markDownload (part: PendingDownload, key: string): Promise<void> {
     await this.datastore.put(new Key(`${DOWNLOADS}/${key}`), enc(part))
   }
