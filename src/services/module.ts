@@ -100,6 +100,8 @@ export interface RouteContext {
   json: (status: number, value: unknown) => void
   /** aborted when the API client goes away */
   signal: AbortSignal
+  /** the HTTP status the control API gives an error (its error table), for an answer that reports it in its body */
+  statusOf: (err: unknown) => number
 }
 
 /** "GET /v1/store" -> its handler; a handler answers through ctx.res or ctx.json, or throws (HttpError, or an error the error table maps) */

@@ -1,6 +1,7 @@
 import { parseAmount } from '../protocols/units.ts'
 import { parseDuration } from '../utils/duration.ts'
 import { MAX_CONTRACT_MS } from './protocol/contract.ts'
+import { InvalidPutOptionError, InvalidRedundancyError } from './errors.ts'
 
 /**
  * A put's options as people write them (`--redundancy 4-of-8`, `--duration
@@ -10,14 +11,7 @@ import { MAX_CONTRACT_MS } from './protocol/contract.ts'
  * again before any host is asked.
  */
 
-export class InvalidRedundancyError extends Error {
-  override name = 'InvalidRedundancyError'
-}
-
-/** A put's redundancy, duration or price ceiling that no host would take */
-export class InvalidPutOptionError extends Error {
-  override name = 'InvalidPutOptionError'
-}
+export { InvalidRedundancyError, InvalidPutOptionError }
 
 /** "4-of-8" */
 export function parseRedundancy (text: string): { k: number, n: number } {

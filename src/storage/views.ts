@@ -1,6 +1,6 @@
 import { formatAmount } from '../protocols/units.ts'
 import { rentPerPeriod, type ContractTerms } from './protocol/contract.ts'
-import { healthOf, lostKind, monthlyRent, spentOn, type ObjectHealth, type StoredObject } from './client.ts'
+import { healthOf, lostKind, monthlyRent, spentOn, type ObjectHealth, type StoredObject } from './client/storage-client.ts'
 import { formatSize } from '../utils/size.ts'
 
 /**

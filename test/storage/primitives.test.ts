@@ -9,10 +9,8 @@ import { contractIdOf, decodeRevision, decodeSigned, decodeTerms, rentPerPeriod,
 import { decodeProofs } from '../../src/storage/protocol/proofs.ts'
 import { Reader } from '../../src/protocols/codec.ts'
 import { parseSize, formatSize } from '../../src/utils/size.ts'
-import { auditContract, AuditFailedError } from '../../src/storage/audit.ts'
 import { openRating } from '../../src/storage/protocol/rating.ts'
-import { encodeProofs } from '../../src/storage/protocol/proofs.ts'
-import { defaultRedundancy, defaultRepairAfterLost, migrationReason } from '../../src/storage/client.ts'
+import { defaultRedundancy, defaultRepairAfterLost, migrationReason } from '../../src/storage/client/storage-client.ts'
 import { parseRedundancy } from '../../src/storage/put-options.ts'
 
 const fixture = JSON.parse(await readFile(new URL('../fixtures/protocol-vectors.json', import.meta.url), 'utf8'))
@@ -135,36 +133,6 @@ describe('storage migration', () => {
     assert.equal(migrationReason({}, { trust: 0 }, policy), undefined)
     // an explicit floor holds for every host
     assert.match(migrationReason({}, { trust: 0.2 }, { ...policy, minTrust: 0.5 }) ?? '', /under 0.5/)
-  })
-})
-
-describe('storage audits', () => {
-  /** A host holding `shard` that answers prove() by `answer(challenge, count)` */
-  const host = (answer: (challenge: Buffer, count: number) => Uint8Array) => async (_peer: string, request: any): Promise<any> => ({ body: { bytes: async () => answer(Buffer.from(request.args[2], 'hex'), Number(request.args[3])) } })
-  const shardOf = (size: number): { data: Buffer, hasher: MerkleHasher, root: string } => {
-    const data = randomBytes(size)
-    const hasher = new MerkleHasher()
-    hasher.update(data)
-    return { data, hasher, root: Buffer.from(hasher.digest()).toString('hex') }
-  }
-  const honest = (s: ReturnType<typeof shardOf>) => (challenge: Buffer, count: number): Uint8Array =>
-    encodeProofs(challengeLeaves(challenge, s.hasher.leaves.length, count).map(i => ({ index: i, leaf: s.data.subarray(i * 4096, (i + 1) * 4096), path: auditPath(s.hasher.leaves, i) })))
-
-  it('pass a host that holds the shard, and catch one that proves another shard, replays an old proof or picks its own leaves', async () => {
-    const shard = shardOf(20 * 4096 + 5)
-    const other = shardOf(20 * 4096 + 5)
-    const target = { contract: 'c', host: 'h', shards: [[shard.root, shard.data.byteLength]] as Array<[string, number]> }
-    const passed = await auditContract(target, host(honest(shard)))
-    assert.equal(passed.root, shard.root)
-    assert.equal(passed.leaves.length, 4)
-    // the proofs of another shard (the host kept only that one)
-    await assert.rejects(auditContract(target, host(honest(other))), AuditFailedError)
-    // last time's proofs: a fresh challenge picks other leaves
-    const old = honest(shard)(randomBytes(32), 4)
-    await assert.rejects(auditContract(target, host(() => old)), AuditFailedError)
-    // leaves of its own choosing, with valid paths
-    await assert.rejects(auditContract(target, host((_c, count) => encodeProofs(Array.from({ length: count }, () => ({ index: 0, leaf: shard.data.subarray(0, 4096), path: auditPath(shard.hasher.leaves, 0) }))))), AuditFailedError)
-    await assert.rejects(auditContract(target, host(() => Uint8Array.of(7, 7))), AuditFailedError)
   })
 })
 

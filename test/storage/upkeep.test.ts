@@ -5,7 +5,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
-import { healthOf } from '../../src/storage/client.ts'
+import { healthOf } from '../../src/storage/client/storage-client.ts'
 import { addrOf, connect, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
 import type { Config } from '../../src/node/config.ts'
 

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { objectSummary, storageCosts } from '../../src/storage/views.ts'
-import type { ContractRecord, StoredObject } from '../../src/storage/client.ts'
+import type { ContractRecord, StoredObject } from '../../src/storage/client/storage-client.ts'
 
 const DAY = 86_400_000
 const root = (i: number): string => String(i).padStart(2, '0').repeat(32)

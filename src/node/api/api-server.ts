@@ -8,7 +8,6 @@ import { InvalidDurationError } from '../../utils/duration.ts'
 import { InvalidSizeError } from '../../utils/size.ts'
 import { PaymentsOffError } from '../caller.ts'
 import { callRoute } from './call-route.ts'
-import { storeRoute, STORE_MISTAKES } from './store-routes.ts'
 import type { ErrorStatus, RouteContext, RouteTable } from '../../services/module.ts'
 import type { OpenCloudNode } from '../opencloud-node.ts'
 
@@ -42,7 +41,6 @@ const CORE_ERRORS: ErrorStatus[] = [
  * with the status the error table gives its class.
  */
 export class ApiServer {
-  private readonly node: OpenCloudNode
   private readonly init: ApiServerInit
   private readonly routes: RouteTable
   private readonly errors: ErrorStatus[]
@@ -50,7 +48,6 @@ export class ApiServer {
   url = ''
 
   constructor (node: OpenCloudNode, init: ApiServerInit) {
-    this.node = node
     this.init = init
     this.routes = { ...node.routes, 'POST /v1/call': async (ctx) => callRoute(node, ctx) }
     this.errors = [...CORE_ERRORS, ...node.errorStatuses]
@@ -71,7 +68,7 @@ export class ApiServer {
         return status
       }
     }
-    return STORE_MISTAKES[(err as Error)?.name] ?? 500
+    return 500
   }
 
   async start (): Promise<void> {
@@ -156,14 +153,11 @@ export class ApiServer {
     const route = `${req.method} ${url.pathname}`
     const handler = this.routes[route]
     if (handler == null) {
-      if (await storeRoute(this.node, route, req, res, url, sendJson)) {
-        return
-      }
       throw new HttpError(404, `no such API route: ${route}`)
     }
     const controller = new AbortController()
     res.on('close', () => { if (!res.writableFinished) controller.abort(new Error('the API client went away')) })
-    const ctx: RouteContext = { req, res, url, json: (status, value) => { sendJson(res, status, value) }, signal: controller.signal }
+    const ctx: RouteContext = { req, res, url, json: (status, value) => { sendJson(res, status, value) }, signal: controller.signal, statusOf: (err) => this.statusOf(err) }
     await handler(ctx)
   }
 }

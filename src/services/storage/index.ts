@@ -1,10 +1,11 @@
 import { join } from 'node:path'
 import { parseSize } from '../../utils/size.ts'
 import { selectProviders } from '../../market/provider-choice.ts'
-import { StorageClient, type HostOffer, type StorageClientInit } from '../../storage/client.ts'
+import { StorageClient, type HostOffer, type StorageClientInit } from '../../storage/client/storage-client.ts'
 import { ConfigError, objectSection, serviceSettings, wholeNumber, type ConfigSection, type ServiceSettings } from '../config-section.ts'
 import { StorageHost } from '../../storage/host/storage-host.ts'
 import { STORAGE_SERVICE, storageService } from './methods.ts'
+import { STORAGE_ERRORS, storageRoutes } from './routes.ts'
 import type { ModuleComponents, ServiceModuleDefinition } from '../module.ts'
 
 /** services.storage: this node as a storage host, on by default, free, offering 10 GiB */
@@ -107,6 +108,8 @@ export const storageModule: ServiceModuleDefinition = {
     const engines: StorageEngines = { host, client }
     return {
       services: hostSettings.enabled === false ? [] : [storageService(host)],
+      routes: storageRoutes(client, components),
+      errors: STORAGE_ERRORS,
       engine: engines,
       start: async () => { client.start() },
       stop: async () => { await client.stop() }

@@ -1,4 +1,4 @@
-import { NotFoundError, PaymentDeclinedError, RpcError } from '../protocols/rpc/errors.ts'
+import { NotFoundError, PaymentDeclinedError, RpcError } from '../../protocols/rpc/errors.ts'
 
 /**
  * What a host's refusal of a `get` or `prove` of a shard says, for a renter

@@ -6,10 +6,10 @@ import { MemoryDatastore } from 'datastore-core'
 import { Key } from 'interface-datastore'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { openCloudSigner } from '../../src/protocols/rpc/credentials.ts'
-import { ObjectNotFoundError, StorageClient, type ContractRecord, type HostOffer, type StorageClientComponents, type StoredObject } from '../../src/storage/client.ts'
-import type { CallRequest, CallResponse } from '../../src/protocols/rpc/rpc-client.ts'
-import { tempDir, waitFor } from '../helpers/nodes.ts'
+import { openCloudSigner } from '../../../src/protocols/rpc/credentials.ts'
+import { ObjectNotFoundError, StorageClient, type ContractRecord, type HostOffer, type StorageClientComponents, type StoredObject } from '../../../src/storage/client/storage-client.ts'
+import type { CallRequest, CallResponse } from '../../../src/protocols/rpc/rpc-client.ts'
+import { tempDir, waitFor } from '../../helpers/nodes.ts'
 
 const DAY = 86_400_000
 /** two hosts' PeerIds (ratings name them in bytes) */

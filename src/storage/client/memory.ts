@@ -100,15 +100,32 @@ let residentAfterCollect = process.memoryUsage.rss()
  * left something to give back (GREW).
  */
 export async function inTransfer<T> (work: () => Promise<T>): Promise<T> {
+  const end = beginTransfer()
+  try {
+    return await work()
+  } finally {
+    end()
+  }
+}
+
+/**
+ * The start of a transfer whose work is not one promise (a get's byte
+ * stream, read at the pace of its reader): as inTransfer, and the function
+ * it returns ends it (call it once)
+ */
+export function beginTransfer (): () => void {
   // the first one: if the young generation grew past the hold meanwhile
   // (a daemon's start grows it to 64 MB), shrunk before the segments come
   if (transfers++ === 0 && youngSize() > YOUNG_GENERATION) {
     giveMemoryBack()
   }
   holdYoungGeneration()
-  try {
-    return await work()
-  } finally {
+  let ended = false
+  return () => {
+    if (ended) {
+      return
+    }
+    ended = true
     if (--transfers === 0 && process.memoryUsage.rss() - residentAfterCollect > GREW) {
       giveMemoryBack()
     }

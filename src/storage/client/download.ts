@@ -1,0 +1,399 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { link, open, rename, rm, stat } from 'node:fs/promises'
+import { logger } from '@libp2p/logger'
+import { transferCost } from '../protocol/contract.ts'
+import { objectKey, openSegment, TAG_BYTES } from '../protocol/crypto.ts'
+import { ReedSolomon } from '../protocol/erasure.ts'
+import { equalBytes, merkleRoot } from '../protocol/merkle.ts'
+import { HEDGE_BYTES_PER_S } from '../constants.ts'
+import { IntegrityError, OutputExistsError, PaymentRefusedError, ShardUnavailableError } from '../errors.ts'
+import { transferTimeoutMs } from './contracts.ts'
+import { judgeHostError } from './host-answers.ts'
+import { beginTransfer, releaseSegmentMemory, type SegmentSlots } from './memory.ts'
+import { callSignal, type StorageSession } from './session.ts'
+import { applyTransfer, newTransfer, type Transfer } from './transfer.ts'
+import type { GetOptions, StorageClientComponents } from './interface.ts'
+import type { Records, StoredObject } from './records.ts'
+
+const log = logger('opencloud:storage:client')
+
+export interface DownloadComponents extends Pick<StorageClientComponents, 'storageKey' | 'rate'> {
+  records: Records
+  session: StorageSession
+  slots: SegmentSlots
+  /** aborted when the node stops (replaced at each start) */
+  shutdown: () => AbortSignal
+  /** a get found shards lost or hosts that lied: the object's health changed */
+  onHealthChanged?: () => void
+}
+
+export interface DownloadInit {
+  /** a shard download not done after this long, plus its size at 1 MiB/s, asks another host too */
+  hedgeMs: number
+  /** bytes per second under which a shard transfer is given up on */
+  minThroughput: number
+}
+
+/** A get as a byte stream: the object, and its plaintext in order */
+export interface ObjectStream {
+  object: StoredObject
+  /**
+   * the plaintext, a segment at a time, read at the reader's pace (one
+   * segment is fetched ahead); it throws IntegrityError at its end if the
+   * whole does not hash to what was stored, so a reader that keeps the
+   * bytes keeps them only once the stream has ended without an error
+   */
+  stream: AsyncIterable<Uint8Array>
+}
+
+/**
+ * The data path of a get (renterd's worker): the first K good shards of
+ * each segment, each checked against its Merkle root, decoded and
+ * decrypted, as a byte stream or into a file. Repair fetches its segments
+ * here too.
+ */
+export class Downloader {
+  private readonly components: DownloadComponents
+  private readonly init: DownloadInit
+  /** gets running in this process: their partial files are not leftovers of a crash */
+  private readonly downloading = new Set<string>()
+
+  constructor (components: DownloadComponents, init: DownloadInit) {
+    this.components = components
+    this.init = init
+  }
+
+  /**
+   * One shard from its host, checked against its root. What the answer
+   * says about the host goes into `transfer`, read by judgeHostError: a
+   * shard the host says is gone or corrupt (`not-found`) counts as lost;
+   * bytes that do not match condemn the contract (as a failed audit does);
+   * a refusal over money (PaymentRefusedError) and any other failure
+   * (`server-error`, no answer in time) have the host asked last for the
+   * rest of the transfer, and the latter audited at the next check.
+   */
+  private async fetchShard (object: StoredObject, index: number, slot: number, transfer: Transfer, signal: AbortSignal): Promise<Uint8Array> {
+    const segment = object.segments[index]
+    const shard = segment.shards[slot]
+    const c = object.contracts[shard.contract]
+    const sats = transferCost(BigInt(c.downloadPrice), segment.shardSize)
+    let bytes: Uint8Array
+    try {
+      bytes = await this.components.session.get(shard.host, shard.contract, shard.root, 0, segment.shardSize, sats, callSignal(signal, transferTimeoutMs(segment.shardSize, this.init.minThroughput)))
+    } catch (err: any) {
+      if (signal.aborted) {
+        throw err
+      }
+      const judged = judgeHostError(err)
+      if (judged === 'owed') {
+        // what this node owes it, not how it serves: not rated, asked last
+        transfer.avoid.add(shard.host)
+        throw new PaymentRefusedError(`host ${shard.host} refuses to serve it: ${err.message}`)
+      }
+      this.components.rate?.(shard.host, 'failed', 'get')
+      if (judged === 'lost') {
+        transfer.lostShards.set(`${index} ${slot}`, { contract: shard.contract, root: shard.root, reason: `host ${shard.host} answered: ${err.message}` })
+      } else {
+        transfer.avoid.add(shard.host)
+        transfer.unreachable.add(shard.contract)
+      }
+      throw err
+    }
+    transfer.spent.set(shard.contract, (transfer.spent.get(shard.contract) ?? 0n) + sats)
+    if (bytes.byteLength !== segment.shardSize || !equalBytes(merkleRoot(bytes), Buffer.from(shard.root, 'hex'))) {
+      this.components.rate?.(shard.host, 'corrupt', 'get')
+      const reason = `host ${shard.host} sent bytes that do not match shard ${shard.root} (segment ${index})`
+      transfer.cheated.set(shard.contract, reason)
+      transfer.avoid.add(shard.host)
+      throw new IntegrityError(reason)
+    }
+    return bytes
+  }
+
+  /**
+   * The first K good shards of segment `index`: K requests at once, data
+   * shards first (they need no decoding), shards known lost never asked
+   * for, hosts caught or slow earlier in the transfer asked last. A failed
+   * or wrong answer starts the next host; at each hedge time a request
+   * still running marks its host slow and another host is asked in its
+   * place. A host refusing over money is passed over like one that
+   * failed. Every request ends within transferTimeoutMs, so the fetch ends
+   * too: with K shards; or once every host has answered or failed, with
+   * PaymentRefusedError when a host refusing over money was one of those
+   * that could have made up K (settling would help), else with
+   * ShardUnavailableError; or at once on the caller's signal.
+   */
+  async fetchSegment (object: StoredObject, index: number, transfer: Transfer, signal: AbortSignal): Promise<Array<Uint8Array | undefined>> {
+    signal.throwIfAborted()
+    const { k, n } = object
+    const segment = object.segments[index]
+    // hosts that failed or were caught last of all, then those still slow
+    const askLast = (slot: number): number => {
+      const shard = segment.shards[slot]
+      return transfer.avoid.has(shard.host) || object.contracts[shard.contract]?.lost != null ? 2 : transfer.slow.has(shard.host) ? 1 : 0
+    }
+    const known = (slot: number): boolean => segment.shards[slot].lost != null || transfer.lostShards.has(`${index} ${slot}`)
+    // stable: data shards first within each rank
+    const order = Array.from({ length: n }, (_, i) => i).filter(slot => !known(slot)).sort((a, b) => askLast(a) - askLast(b))
+    const skipped = n - order.length
+    const hedgeMs = this.init.hedgeMs + segment.shardSize / HEDGE_BYTES_PER_S * 1000
+    const got: Array<Uint8Array | undefined> = new Array(n).fill(undefined)
+    const controller = new AbortController()
+    const both = AbortSignal.any([signal, controller.signal])
+    const errors: string[] = []
+    /** hosts that refused over money: settling with them would bring their shards back */
+    let refusedOverMoney = 0
+    /** requests under way: slot -> when it started, and whether its host was marked slow */
+    const running = new Map<number, { started: number, slow: boolean }>()
+    let cursor = 0
+    let good = 0
+    let done = false
+    return new Promise((resolve, reject) => {
+      let hedge: ReturnType<typeof setInterval> | undefined
+      const finish = (err?: Error): void => {
+        if (done) {
+          return
+        }
+        done = true
+        clearInterval(hedge)
+        signal.removeEventListener('abort', onAbort)
+        controller.abort()
+        if (err != null) {
+          reject(err)
+        } else {
+          resolve(got)
+        }
+      }
+      const onAbort = (): void => { finish(signal.reason instanceof Error ? signal.reason : new Error('the fetch was aborted')) }
+      signal.addEventListener('abort', onAbort, { once: true })
+      const settle = (): void => {
+        if (good >= k) {
+          finish()
+        } else if (running.size === 0 && cursor >= order.length) {
+          const what = `only ${good} of the ${k} shards needed for segment ${index} of "${object.name}" could be fetched${skipped > 0 ? ` (${skipped} of its ${n} are known lost)` : ''}:\n  ${errors.join('\n  ') || '(no other host holds one)'}`
+          finish(refusedOverMoney > 0
+            ? new PaymentRefusedError(`${what}\n${refusedOverMoney} of the hosts asked refuse over money (what this node owes them, or a price over what it pays); what this node owes each host is in "payments tabs", and the get can be tried again once it is settled`)
+            : new ShardUnavailableError(what))
+        }
+      }
+      // requests until K are under way that are not known slow
+      const fill = (): void => {
+        const hopeful = (): number => [...running.values()].filter(r => !r.slow).length
+        while (!done && good + hopeful() < k && cursor < order.length) {
+          launch(order[cursor++])
+        }
+      }
+      const launch = (slot: number): void => {
+        running.set(slot, { started: performance.now(), slow: false })
+        this.fetchShard(object, index, slot, transfer, both).then(bytes => {
+          running.delete(slot)
+          // it answered: slow once, not frozen
+          transfer.slow.delete(segment.shards[slot].host)
+          if (!done) {
+            got[slot] = bytes
+            good++
+            settle()
+          }
+        }, (err: any) => {
+          running.delete(slot)
+          if (done) {
+            return
+          }
+          if (err instanceof PaymentRefusedError) {
+            refusedOverMoney++
+          }
+          errors.push(`${segment.shards[slot].host}: ${err.message}`)
+          fill()
+          settle()
+        })
+      }
+      hedge = setInterval(() => {
+        const now = performance.now()
+        for (const [slot, r] of running) {
+          if (!r.slow && now - r.started >= hedgeMs) {
+            // slow now: asked after the others for the rest of the
+            // transfer, unless it answers after all
+            r.slow = true
+            transfer.slow.add(segment.shards[slot].host)
+          }
+        }
+        fill()
+      }, Math.max(10, Math.floor(hedgeMs / 4)))
+      hedge.unref?.()
+      fill()
+      settle()
+    })
+  }
+
+  /**
+   * An object's plaintext as a byte stream (ObjectStream). Nothing is
+   * fetched until the stream is read; a reader that stops early (a closed
+   * HTTP response) stops the fetch. What the fetches found (shards gone,
+   * hosts that lied, what the download cost) goes into the record once the
+   * stream ends, however it ends.
+   */
+  async getStream (nameOrId: string, options: Omit<GetOptions, 'overwrite'> = {}): Promise<ObjectStream> {
+    const object = await this.components.records.find(nameOrId)
+    return { object, stream: this.segments(object, options) }
+  }
+
+  private async * segments (object: StoredObject, options: Omit<GetOptions, 'overwrite'>): AsyncGenerator<Uint8Array> {
+    const end = beginTransfer()
+    const { slots } = this.components
+    // a failure stops the fetch running ahead too, before the stream ends
+    const stopAhead = new AbortController()
+    const signal = AbortSignal.any([...(options.signal == null ? [] : [options.signal]), this.components.shutdown(), stopAhead.signal])
+    const rs = new ReedSolomon(object.k, object.n)
+    const id = Buffer.from(object.id, 'hex')
+    const key = objectKey(this.components.storageKey(), id)
+    const transfer = newTransfer(object)
+    const hash = createHash('sha256')
+    let done = 0
+    // a segment's slot is held from its fetch until the reader asks for the next
+    const fetchHeld = async (i: number): Promise<{ shards: Array<Uint8Array | undefined>, give: () => void }> => {
+      const give = await slots.take(signal)
+      try {
+        return { shards: await this.fetchSegment(object, i, transfer, signal), give }
+      } catch (err) {
+        give()
+        throw err
+      }
+    }
+    // one segment ahead: the next is fetched while this one is decoded and read
+    let ahead = fetchHeld(0)
+    try {
+      for (let i = 0; i < object.segments.length; i++) {
+        const segment = object.segments[i]
+        const { shards, give } = await ahead
+        try {
+          if (i + 1 < object.segments.length) {
+            ahead = fetchHeld(i + 1)
+            ahead.catch(() => {})
+          }
+          const data = shards.slice(0, object.k).every(s => s != null) ? shards.slice(0, object.k) as Uint8Array[] : rs.reconstruct(shards).slice(0, object.k)
+          const sealed = Buffer.concat(data).subarray(0, segment.plainLength + TAG_BYTES)
+          const plain = openSegment(key, id, i, sealed)
+          hash.update(plain)
+          yield plain
+          done += plain.byteLength
+          options.onProgress?.({ phase: 'download', done, total: object.size })
+        } finally {
+          give()
+          releaseSegmentMemory()
+        }
+      }
+      if (hash.digest('hex') !== object.sha256) {
+        throw new IntegrityError(`"${object.name}" decrypted, but its SHA-256 is not the one recorded when it was stored`)
+      }
+    } finally {
+      stopAhead.abort()
+      // the segment fetched ahead of a reader that stopped gives its slot back (a slot given twice is given once)
+      await ahead.then(a => { a.give() }, () => {})
+      end()
+      // what the fetch found (shards gone, hosts that lied, what the
+      // download cost) goes into the record, and a repair check follows
+      // when it changed the object's health. In the background: the record
+      // waits its turn behind the upkeep (a repair of another object may
+      // run for minutes), and the get's answer does not
+      void this.recordTransfer(object.id, transfer).then(changed => {
+        if (changed) {
+          this.components.onHealthChanged?.()
+        }
+      }, err => {
+        if (!this.components.shutdown().aborted) {
+          log.error('recording what the get of "%s" found failed - %e', object.name, err)
+        }
+      })
+    }
+  }
+
+  /**
+   * Fetch, check, decode and decrypt an object into `out`, from its byte
+   * stream: written beside it first (`out.<random>.part`, named in the
+   * datastore so a crash's leftover is removed at the next start: it is
+   * plaintext), renamed when whole, removed on any failure
+   */
+  async get (nameOrId: string, out: string, options: GetOptions = {}): Promise<StoredObject> {
+    const { records } = this.components
+    const { object, stream } = await this.getStream(nameOrId, options)
+    if (options.overwrite !== true && await stat(out).then(() => true, () => false)) {
+      throw new OutputExistsError(`${out} exists already; choose another --out or pass --force to replace it`)
+    }
+    const tmp = `${out}.${randomBytes(4).toString('hex')}.part`
+    const partKey = randomBytes(8).toString('hex')
+    this.downloading.add(tmp)
+    await records.markDownload({ tmp, object: object.id, at: Date.now() }, partKey)
+    try {
+      const file = await open(tmp, 'wx', 0o600)
+      try {
+        for await (const plain of stream) {
+          await file.write(plain)
+        }
+        await file.sync()
+        await file.close()
+        if (options.overwrite === true) {
+          await rename(tmp, out)
+        } else {
+          // link fails where a file appeared meanwhile: never replaced unasked
+          try {
+            await link(tmp, out)
+          } catch (err: any) {
+            throw err.code === 'EEXIST' ? new OutputExistsError(`${out} appeared while the object was fetched; it is left as it was`) : err
+          }
+          await rm(tmp, { force: true })
+        }
+      } catch (err) {
+        await file.close().catch(() => {})
+        throw err
+      }
+    } catch (err) {
+      await rm(tmp, { force: true })
+      throw err
+    } finally {
+      try {
+        await records.unmarkDownload(partKey)
+      } catch {}
+      this.downloading.delete(tmp)
+    }
+    return object
+  }
+
+  /** Remove the partial plaintext files of gets a crash interrupted */
+  async cleanDownloads (): Promise<number> {
+    const { records } = this.components
+    let removed = 0
+    for await (const { key, tmp } of records.pendingDownloads()) {
+      if (this.downloading.has(tmp)) {
+        continue
+      }
+      await rm(tmp, { force: true })
+      await records.unmarkDownload(key)
+      removed++
+      log('removed %s, the partial file of an interrupted get', tmp)
+    }
+    return removed
+  }
+
+  /**
+   * Write what a get learned about the hosts into the object's record as it
+   * is now (an audit or a repair may have changed it meanwhile): shards
+   * found gone or corrupt, hosts that sent wrong bytes, what the download
+   * cost, and hosts to audit soon because they did not answer. Resolves with
+   * whether the object's health changed. A node that stops meanwhile drops
+   * it (the next get or audit finds the same again).
+   */
+  private async recordTransfer (id: string, transfer: Transfer): Promise<boolean> {
+    const { records } = this.components
+    return records.exclusive(async () => {
+      let current: StoredObject
+      try {
+        current = await records.find(id)
+      } catch {
+        return false
+      }
+      const changed = applyTransfer(current, transfer, Date.now())
+      await records.saveObject(current)
+      return changed
+    }, this.components.shutdown())
+  }
+}

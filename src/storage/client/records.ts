@@ -1,0 +1,427 @@
+import { Key, type Datastore } from 'interface-datastore'
+import { KeyedLock } from '../../utils/keyed-lock.ts'
+import { DOWNLOADS, NAMES, OBJECTS, RATINGS, REMOVALS_INDEXED, REMOVED, REMOVED_NAMES, REMOVED_ORDER, UPLOADS } from '../constants.ts'
+import { ObjectBeingStoredError, ObjectExistsError, ObjectNotFoundError } from '../errors.ts'
+
+/**
+ * What the client keeps in the datastore (renterd's bus): the stored
+ * objects with their contracts and segments, the names, the puts and gets
+ * under way, the records of removed objects and the ratings of ended
+ * contracts. Every change to the object records goes through `exclusive`.
+ */
+
+export interface AuditRecord {
+  /** when the last audit ran, and the last one that passed */
+  at?: number
+  passedAt?: number
+  passed: number
+  failed: number
+  /** the host could not be reached since then (audits retry until auditGraceMs) */
+  unreachableSince?: number
+  lastError?: string
+  next: number
+}
+
+export interface ContractRecord {
+  host: string
+  /** encodeSigned(terms, renter signature, host signature), base64 */
+  signed: string
+  start: number
+  end: number
+  maxBytes: number
+  storagePrice: string
+  uploadPrice: string
+  downloadPrice: string
+  rentPeriodMs: number
+  rentPaidPeriods: number
+  revision: number
+  /** encodeSigned(revision, renter signature, host signature), base64 */
+  signedRevision?: string
+  /** [root hex, bytes] */
+  shards: Array<[string, number]>
+  /** satoshis paid or promised: uploads, downloads, rent */
+  spent: { upload: string, download: string, rent: string }
+  ended?: number
+  audit?: AuditRecord
+  /** the contract that took this one's place when it was renewed */
+  renewedAs?: string
+  /** the signed ratings exchanged when it ended (base64), and what each said */
+  ratings?: { renter: string, host?: string, renterSatisfied: boolean, hostSatisfied?: boolean }
+  /** the host's trust score when the contract formed (the highest since, across renewals) */
+  trustAtStart?: number
+  /** why its shards are being moved off a host that did nothing wrong (its price rose, its trust fell) */
+  migrating?: string
+  /** since when the host's trust score has been low enough to move off it (see trustGraceMs) */
+  trustLowSince?: number
+  /** when the host was caught (a failed audit, or unreachable past the grace): its shards no longer count */
+  lost?: number
+  lostReason?: string
+  /**
+   * why it was condemned, which says whether repair may use the host again:
+   * `cheated` (an audit failed, or it sent bytes that are not the shard)
+   * never; `unreachable` (past the audit grace) and `replaced` (it failed
+   * or stalled an upload) once it answers again. Records written before
+   * this field: `unreachable` when lostReason says so, else `cheated`
+   */
+  lostFor?: 'cheated' | 'unreachable' | 'replaced'
+  /** shards of this contract the host said were gone or corrupt when asked for them */
+  shardsLost?: number
+}
+
+export interface ShardRecord {
+  host: string
+  contract: string
+  root: string
+  /** when the host answered that this one shard is gone or corrupt on its disk: it no longer counts */
+  lost?: number
+  lostReason?: string
+}
+
+export interface SegmentRecord {
+  plainLength: number
+  shardSize: number
+  shards: ShardRecord[]
+}
+
+export interface StoredObject {
+  id: string
+  name: string
+  size: number
+  sha256: string
+  createdAt: number
+  k: number
+  n: number
+  segmentSize: number
+  segments: SegmentRecord[]
+  contracts: Record<string, ContractRecord>
+  /** why the last repair could not put every lost shard back (cleared once one does) */
+  repair?: RepairState
+  /** when `store rm` removed it, and how many segments it had (only in the record kept for `store info`, which has no segments) */
+  removedAt?: number
+  segmentCount?: number
+}
+
+/** A repair that is stuck (StoredObject.repair), and when it is tried again (StorageClientInit.repairRetryMs) */
+export interface RepairState {
+  /** why, as the last attempt found */
+  problem: string
+  /** since when it has been stuck */
+  at: number
+  /** attempts that ended stuck, in a row */
+  attempts?: number
+  /** the upkeep tries again from then on (absent: at the next check) */
+  retryAt?: number
+  /** hosts that failed an upload of this object's repair: offered none of its shards until `until` */
+  hosts?: Record<string, { failures: number, until: number }>
+}
+
+/** A put under way, as its record under /storage/uploads names it: cleanUploads ends its contracts after a crash */
+export interface PendingUpload {
+  id: string
+  /** the name it holds (records of older versions may have none) */
+  name?: string
+  contracts: Record<string, ContractRecord>
+}
+
+/** A get under way: the partial plaintext file it writes (swept after a crash) */
+export interface PendingDownload {
+  tmp: string
+  object: string
+  at: number
+}
+
+export const enc = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value))
+export const dec = <T>(bytes: Uint8Array): T => JSON.parse(new TextDecoder().decode(bytes))
+
+/** the one key of the records lock: every change to the object records takes it */
+const RECORDS = 'records'
+
+function objectKeyOf (id: string): Key {
+  return new Key(`${OBJECTS}/${id}`)
+}
+
+function nameKey (name: string): Key {
+  return new Key(`${NAMES}/${encodeURIComponent(name)}`)
+}
+
+function uploadKey (id: string): Key {
+  return new Key(`${UPLOADS}/${id}`)
+}
+
+/** The latest removed object of a name */
+function removedNameKey (name: string): Key {
+  return new Key(`${REMOVED_NAMES}/${encodeURIComponent(name)}`)
+}
+
+/** Removed objects in the order they were removed (the key sorts by time) */
+function removedOrderKey (removedAt: number, id: string): Key {
+  return new Key(`${REMOVED_ORDER}/${String(removedAt).padStart(15, '0')}-${id}`)
+}
+
+/** A new loss: a stuck repair is tried again at the next check, not at its retry time */
+export function retryRepairNow (object: StoredObject): void {
+  if (object.repair != null) {
+    delete object.repair.retryAt
+  }
+}
+
+export interface RecordsInit {
+  /** how many removed objects `store info` can still show, default 1,000 (DEFAULT_KEEP_REMOVED, set by the client) */
+  keepRemoved: number
+}
+
+/** The client's records in its datastore */
+export class Records {
+  private readonly datastore: Datastore
+  private readonly keepRemoved: number
+  /** one change to the object records at a time (see exclusive) */
+  private readonly lock = new KeyedLock()
+  /** names reserved by puts running in this process (the datastore holds them too, see reserveName) */
+  private readonly reservedNames = new Set<string>()
+
+  constructor (datastore: Datastore, init: RecordsInit) {
+    this.datastore = datastore
+    this.keepRemoved = init.keepRemoved
+  }
+
+  /**
+   * One change to the object records at a time: audits, rent, renewals,
+   * repairs and removals each read records, talk to hosts and write them
+   * back, and two at once would write over each other's changes. A caller
+   * whose signal aborts stops waiting for its turn.
+   */
+  async exclusive<T> (fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.lock.run(RECORDS, fn, { signal })
+  }
+
+  /** Resolves once every change under way or waiting is done (those whose signal aborted stopped waiting) */
+  async idle (): Promise<void> {
+    await this.lock.run(RECORDS, async () => {})
+  }
+
+  async list (): Promise<StoredObject[]> {
+    const out: StoredObject[] = []
+    for await (const { value } of this.datastore.query({ prefix: OBJECTS })) {
+      out.push(dec<StoredObject>(value))
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  /** An object by name or by id */
+  async find (nameOrId: string): Promise<StoredObject> {
+    let id = nameOrId
+    try {
+      const named = dec<string | { reserved: string }>(await this.datastore.get(nameKey(nameOrId)))
+      if (typeof named !== 'string') {
+        throw new ObjectNotFoundError(`"${nameOrId}" is being stored right now; it can be used once its put is done ("store ls" lists what is stored)`)
+      }
+      id = named
+    } catch (err) {
+      if (err instanceof ObjectNotFoundError) {
+        throw err
+      }
+    }
+    try {
+      return dec<StoredObject>(await this.datastore.get(objectKeyOf(id)))
+    } catch {
+      throw new ObjectNotFoundError(`no stored object is named "${nameOrId}" or has that id; "store ls" lists them`)
+    }
+  }
+
+  /**
+   * An object by name or id, or else the record `store rm` kept of the
+   * latest removed object of that name or id: its contracts, with the
+   * ratings both sides signed when they ended
+   */
+  async findWithRemoved (nameOrId: string): Promise<StoredObject> {
+    try {
+      return await this.find(nameOrId)
+    } catch (err) {
+      try {
+        // an id, else the latest removed object of that name
+        const id = /^[0-9a-f]{32}$/.test(nameOrId) && await this.datastore.has(new Key(`${REMOVED}/${nameOrId}`))
+          ? nameOrId
+          : dec<string>(await this.datastore.get(removedNameKey(nameOrId)))
+        return dec<StoredObject>(await this.datastore.get(new Key(`${REMOVED}/${id}`)))
+      } catch {
+        throw err
+      }
+    }
+  }
+
+  async saveObject (object: StoredObject): Promise<void> {
+    await this.datastore.put(objectKeyOf(object.id), enc(object))
+  }
+
+  /** Save an object changed by upkeep, unless it was removed meanwhile */
+  async saveIfStored (object: StoredObject): Promise<void> {
+    try {
+      await this.find(object.id)
+      await this.saveObject(object)
+    } catch {}
+  }
+
+  // ---- names and puts under way ----
+
+  /**
+   * Hold a name for a put from its start: one name, one object, whichever
+   * put asks first. Held in this process (a set, checked and taken before
+   * any wait) and in the datastore (so it outlives a crash until
+   * cleanUploads releases it, and the name cannot be taken meanwhile). The
+   * datastore's hold is written with the upload's record in one batch: a
+   * crash at any point after leaves a record that cleanUploads finds, so no
+   * name stays held by a put that is gone.
+   */
+  async reserveName (name: string, pending: PendingUpload): Promise<void> {
+    if (this.reservedNames.has(name)) {
+      throw new ObjectBeingStoredError(`an object named "${name}" is being stored right now by another put; wait for it (store ls), or choose another --name`)
+    }
+    this.reservedNames.add(name)
+    try {
+      if (await this.datastore.has(nameKey(name))) {
+        const held = dec<string | { reserved: string }>(await this.datastore.get(nameKey(name)))
+        throw typeof held === 'string'
+          ? new ObjectExistsError(`an object named "${name}" is stored already; remove it first (store rm ${JSON.stringify(name)}) or choose another --name`)
+          : new ObjectBeingStoredError(`an object named "${name}" is being stored right now by another put; wait for it (store ls), or choose another --name`)
+      }
+      const batch = this.datastore.batch()
+      batch.put(nameKey(name), enc({ reserved: pending.id }))
+      batch.put(uploadKey(pending.id), enc(pending))
+      await batch.commit()
+    } catch (err) {
+      this.reservedNames.delete(name)
+      throw err
+    }
+  }
+
+  /** Let a name go that a put reserved and did not use (it failed, or crashed) */
+  async releaseName (name: string, objectId: string): Promise<void> {
+    this.reservedNames.delete(name)
+    try {
+      const held = dec<string | { reserved: string }>(await this.datastore.get(nameKey(name)))
+      if (typeof held !== 'string' && held.reserved === objectId) {
+        await this.datastore.delete(nameKey(name))
+      }
+    } catch {}
+  }
+
+  /** The in-process hold of a name ends (the datastore's is replaced by the object, or released) */
+  forgetReservation (name: string): void {
+    this.reservedNames.delete(name)
+  }
+
+  async savePending (pending: PendingUpload): Promise<void> {
+    await this.datastore.put(uploadKey(pending.id), enc(pending))
+  }
+
+  async deletePending (id: string): Promise<void> {
+    await this.datastore.delete(uploadKey(id))
+  }
+
+  async * pendingUploads (): AsyncGenerator<PendingUpload> {
+    for await (const { value } of this.datastore.query({ prefix: UPLOADS })) {
+      yield dec<PendingUpload>(value)
+    }
+  }
+
+  /** The object and its name appear together, and its upload's record goes: only once every shard is stored */
+  async commitStored (object: StoredObject): Promise<void> {
+    const batch = this.datastore.batch()
+    batch.put(objectKeyOf(object.id), enc(object))
+    batch.put(nameKey(object.name), enc(object.id))
+    batch.delete(uploadKey(object.id))
+    await batch.commit()
+  }
+
+  // ---- gets under way ----
+
+  /** Name a get's partial file under `key`, so a crash's leftover is removed at the next start (unmarkDownload when done) */
+  async markDownload (part: PendingDownload, key: string): Promise<void> {
+    await this.datastore.put(new Key(`${DOWNLOADS}/${key}`), enc(part))
+  }
+
+  async unmarkDownload (key: string): Promise<void> {
+    await this.datastore.delete(new Key(`${DOWNLOADS}/${key}`))
+  }
+
+  async * pendingDownloads (): AsyncGenerator<PendingDownload & { key: string }> {
+    for await (const { key, value } of this.datastore.query({ prefix: DOWNLOADS })) {
+      yield { ...dec<PendingDownload>(value), key: key.toString().slice(DOWNLOADS.length + 1) }
+    }
+  }
+
+  // ---- ratings and removed objects ----
+
+  /** The ratings a contract ended with, kept after its object is gone */
+  async saveRatings (id: string, c: ContractRecord): Promise<void> {
+    await this.datastore.put(new Key(`${RATINGS}/${id}`), enc({ host: c.host, ...c.ratings }))
+  }
+
+  /**
+   * Forget a removed object, keeping what it was (without its segments) for
+   * `store info`, indexed by name and by time
+   */
+  async commitRemoved (object: StoredObject, removedAt: number): Promise<void> {
+    const batch = this.datastore.batch()
+    batch.delete(objectKeyOf(object.id))
+    batch.delete(nameKey(object.name))
+    batch.put(new Key(`${REMOVED}/${object.id}`), enc({ ...object, segments: [], segmentCount: object.segments.length, removedAt }))
+    batch.put(removedNameKey(object.name), enc(object.id))
+    batch.put(removedOrderKey(removedAt, object.id), enc(object.id))
+    await batch.commit()
+    await this.pruneRemoved()
+  }
+
+  /**
+   * The records `store rm` kept before they were indexed by name and by
+   * time (until then they are found by id): indexed once
+   */
+  async indexRemoved (): Promise<void> {
+    const done = new Key(REMOVALS_INDEXED)
+    if (await this.datastore.has(done)) {
+      return
+    }
+    const latest = new Map<string, StoredObject>()
+    const batch = this.datastore.batch()
+    for await (const { value } of this.datastore.query({ prefix: `${REMOVED}/` })) {
+      const o = dec<StoredObject>(value)
+      batch.put(removedOrderKey(o.removedAt ?? 0, o.id), enc(o.id))
+      if ((latest.get(o.name)?.removedAt ?? -1) < (o.removedAt ?? 0)) {
+        latest.set(o.name, o)
+      }
+    }
+    for (const [name, o] of latest) {
+      batch.put(removedNameKey(name), enc(o.id))
+    }
+    batch.put(done, enc(Date.now()))
+    await batch.commit()
+    await this.pruneRemoved()
+  }
+
+  /**
+   * Forget the oldest removed objects past keepRemoved: the record grows by
+   * one per `store rm`, and nothing but `store info` reads it
+   */
+  private async pruneRemoved (): Promise<void> {
+    const keys: Key[] = []
+    for await (const key of this.datastore.queryKeys({ prefix: REMOVED_ORDER })) {
+      keys.push(key)
+    }
+    keys.sort((a, b) => a.toString() < b.toString() ? -1 : 1)
+    for (const key of keys.slice(0, Math.max(0, keys.length - this.keepRemoved))) {
+      const id = key.toString().slice(-32)
+      const batch = this.datastore.batch()
+      batch.delete(key)
+      try {
+        const { name } = dec<StoredObject>(await this.datastore.get(new Key(`${REMOVED}/${id}`)))
+        if (dec<string>(await this.datastore.get(removedNameKey(name))) === id) {
+          batch.delete(removedNameKey(name))
+        }
+      } catch {
+        // forgotten already (the index of old records at start prunes too)
+      }
+      batch.delete(new Key(`${REMOVED}/${id}`))
+      await batch.commit()
+    }
+  }
+}

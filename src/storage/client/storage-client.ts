@@ -1,0 +1,354 @@
+import { logger } from '@libp2p/logger'
+import { DEFAULT_AUDIT_GRACE_MS, DEFAULT_AUDIT_INTERVAL_MS, DEFAULT_DURATION_MS, DEFAULT_HEDGE_MS, DEFAULT_KEEP_REMOVED, DEFAULT_MIGRATE_ABOVE_PRICE, DEFAULT_MIN_THROUGHPUT, DEFAULT_MIN_TRUST, DEFAULT_RENEW_BEFORE_MS, DEFAULT_RENT_CHECK_MS, DEFAULT_RENT_PERIOD_MS, DEFAULT_REPAIR_RETRY_MS, DEFAULT_SEGMENT_SIZE, DEFAULT_SEGMENT_SLOTS, DEFAULT_SEGMENTS_IN_FLIGHT, DEFAULT_TRUST_DROP, DEFAULT_TRUST_GRACE_MS, END_CALL_MS } from '../constants.ts'
+import { StorageStoppedError } from '../errors.ts'
+import { Contracts } from './contracts.ts'
+import { Downloader, type ObjectStream } from './download.ts'
+import { defaultRepairAfterLost, referenced } from './health.ts'
+import { SegmentSlots } from './memory.ts'
+import { Records, type ContractRecord, type StoredObject } from './records.ts'
+import { callSignal, StorageSession } from './session.ts'
+import { Uploader } from './upload.ts'
+import { auditDue, type AuditCounts } from './upkeep/audits.ts'
+import { payRentDue } from './upkeep/rent.ts'
+import { renewDue } from './upkeep/renewals.ts'
+import { Repairer } from './upkeep/repair.ts'
+import type { GetOptions, HostOffer, PutOptions, PutSource, StorageClientComponents, StorageClientInit } from './interface.ts'
+
+const log = logger('opencloud:storage:client')
+
+/**
+ * The client side of storage (README, "Storage"), a small facade in the
+ * way of helia's unixfs over one part per concern: `put` (upload.ts)
+ * encrypts a file or a byte stream, erasure-codes it segment by segment,
+ * forms a contract with each of N hosts (contracts.ts) and uploads one
+ * shard per segment to each; `get` and `getStream` (download.ts) fetch the
+ * first K good shards of each segment, check, decode and decrypt; the
+ * records (records.ts) hold what is stored; every call to a host goes
+ * through the typed stub of the storage protocol (session.ts). The upkeep
+ * (upkeep/: audits, rent, renewals, repair, migration) runs at every
+ * check, one step after another, and ends on the shutdown signal.
+ */
+export class StorageClient {
+  readonly migrateAbovePrice: number
+  readonly minTrust: number
+  readonly trustDrop: number
+  private readonly rentCheckMs: number
+  private readonly auditIntervalMs: number
+  private readonly auditGraceMs: number
+  private readonly renewBeforeMs: number
+  private readonly records: Records
+  private readonly session: StorageSession
+  private readonly contracts: Contracts
+  private readonly uploader: Uploader
+  private readonly downloader: Downloader
+  private readonly repairer: Repairer
+  private readonly components: StorageClientComponents
+  /** aborted by stop(): every upkeep step and transfer in flight ends */
+  private shutdown = new AbortController()
+  private checkTimer?: ReturnType<typeof setInterval>
+  private checking?: Promise<void>
+
+  constructor (components: StorageClientComponents, init: StorageClientInit = {}) {
+    this.components = components
+    this.migrateAbovePrice = init.migrateAbovePrice ?? DEFAULT_MIGRATE_ABOVE_PRICE
+    this.minTrust = init.minTrust ?? DEFAULT_MIN_TRUST
+    this.trustDrop = init.trustDrop ?? DEFAULT_TRUST_DROP
+    this.rentCheckMs = init.rentCheckMs ?? DEFAULT_RENT_CHECK_MS
+    this.auditIntervalMs = init.auditIntervalMs ?? DEFAULT_AUDIT_INTERVAL_MS
+    this.auditGraceMs = init.auditGraceMs ?? DEFAULT_AUDIT_GRACE_MS
+    this.renewBeforeMs = init.renewBeforeMs ?? DEFAULT_RENEW_BEFORE_MS
+    const segmentsInFlight = init.segmentsInFlight ?? DEFAULT_SEGMENTS_IN_FLIGHT
+    const durationMs = init.durationMs ?? DEFAULT_DURATION_MS
+    const minThroughput = init.minThroughput ?? DEFAULT_MIN_THROUGHPUT
+    const slots = new SegmentSlots(Math.max(init.segmentSlots ?? DEFAULT_SEGMENT_SLOTS, segmentsInFlight))
+    // read through the components at each use, so what they answer may change (a test swaps the key)
+    const { peerId, signer } = components
+    const hosts = async (): Promise<HostOffer[]> => components.hosts()
+    const storageKey = (): Uint8Array => components.storageKey()
+    const rate: StorageClientComponents['rate'] = (peer, event, method) => { components.rate?.(peer, event, method) }
+    const trust = components.trust == null ? undefined : (peer: string): number => components.trust?.(peer) ?? 0
+    const rateContract: StorageClientComponents['rateContract'] = (peer, satisfactory) => { components.rateContract?.(peer, satisfactory) }
+    const records = this.records = new Records(components.datastore, { keepRemoved: init.keepRemoved ?? DEFAULT_KEEP_REMOVED })
+    const session = this.session = new StorageSession(async (peer, request, sats) => components.call(peer, request, sats))
+    const contracts = this.contracts = new Contracts({ peerId, signer, trust, rateContract, session, records }, { rentPeriodMs: init.rentPeriodMs ?? DEFAULT_RENT_PERIOD_MS, minThroughput })
+    this.uploader = new Uploader({ hosts, storageKey, rate, records, contracts, session, slots }, { segmentSize: init.segmentSize ?? DEFAULT_SEGMENT_SIZE, segmentsInFlight, durationMs })
+    const downloader = this.downloader = new Downloader({ storageKey, rate, records, session, slots, shutdown: () => this.shutdown.signal, onHealthChanged: () => { this.repairSoon() } }, { hedgeMs: init.hedgeMs ?? DEFAULT_HEDGE_MS, minThroughput })
+    this.repairer = new Repairer({ hosts, trust, rate, records, contracts, downloader, slots }, {
+      repairAfterLost: init.repairAfterLost ?? defaultRepairAfterLost,
+      repairRetryMs: init.repairRetryMs ?? DEFAULT_REPAIR_RETRY_MS,
+      durationMs,
+      migrateAbovePrice: this.migrateAbovePrice,
+      minTrust: this.minTrust,
+      trustDrop: this.trustDrop,
+      trustGraceMs: init.trustGraceMs ?? DEFAULT_TRUST_GRACE_MS
+    })
+  }
+
+  start (): void {
+    this.shutdown = new AbortController()
+    this.checkTimer = setInterval(() => { this.checkNow() }, this.rentCheckMs)
+    this.checkTimer.unref()
+    // what a crash left: contracts of interrupted uploads (nothing refers to
+    // them, so they are ended) and the plaintext of interrupted gets
+    void this.cleanDownloads().catch(err => { log.error('removing the partial files of interrupted gets failed - %e', err) })
+    void this.cleanUploads(this.shutdown.signal).catch(err => { log.error('ending the contracts of interrupted uploads failed - %e', err) })
+    void this.records.indexRemoved().catch(err => { log.error('indexing the records of removed objects failed - %e', err) })
+  }
+
+  /**
+   * Stop the upkeep: the check under way and any other change to the
+   * records end at once (every wait takes the shutdown signal), and so do
+   * transfers in flight. Resolves when nothing writes the records any more.
+   */
+  async stop (): Promise<void> {
+    clearInterval(this.checkTimer)
+    this.checkTimer = undefined
+    this.shutdown.abort(new StorageStoppedError())
+    await this.checking
+    // after every change under way or waiting (those with the shutdown signal have stopped waiting)
+    await this.records.idle()
+  }
+
+  /**
+   * One round of upkeep, unless one is under way: end what nothing refers
+   * to, pay rent, audit, renew, repair. Each step runs even when the one
+   * before failed (a host that cannot be paid must not stop the audits).
+   */
+  private checkNow (): void {
+    const signal = this.shutdown.signal
+    if (signal.aborted) {
+      return
+    }
+    const step = async (what: string, fn: () => Promise<unknown>): Promise<void> => {
+      if (signal.aborted) {
+        return
+      }
+      try {
+        await fn()
+      } catch (err: any) {
+        if (!signal.aborted) {
+          log.error('%s failed; tried again at the next check - %e', what, err)
+        }
+      }
+    }
+    this.checking ??= (async () => {
+      await step('ending the contracts of interrupted uploads', async () => this.cleanUploads(signal))
+      await step('ending contracts nothing refers to', async () => this.endUnused(signal))
+      await step('paying rent', async () => this.payRent(Date.now(), signal))
+      await step('auditing', async () => this.audit(Date.now(), signal))
+      await step('renewing contracts', async () => this.renewAll(Date.now(), signal))
+      await step('repairing', async () => this.repairAll(Date.now(), signal))
+    })().finally(() => { this.checking = undefined })
+  }
+
+  /** A repair check now rather than at the next interval (a get found shards lost) */
+  private repairSoon (): void {
+    if (this.checkTimer == null || this.shutdown.signal.aborted) {
+      return
+    }
+    void this.repairAll().catch(err => {
+      if (!this.shutdown.signal.aborted) {
+        log.error('the repair after a get failed; tried again at the next check - %s', err.message)
+      }
+    })
+  }
+
+  /** The signal of an upkeep step: the caller's, and the node stopping */
+  private upkeepSignal (signal?: AbortSignal): AbortSignal {
+    return signal == null ? this.shutdown.signal : AbortSignal.any([signal, this.shutdown.signal])
+  }
+
+  /** An upkeep step under the records lock, with the caller's signal and the node's */
+  private async upkept<T> (signal: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const upkeep = this.upkeepSignal(signal)
+    return this.records.exclusive(async () => fn(upkeep), upkeep)
+  }
+
+  // ---- the data path ----
+
+  /**
+   * Store a file (its path) or a byte stream of a declared size (PutSource:
+   * the size is needed up front, for the contracts). Resolves with the
+   * object once every shard of every segment is stored.
+   */
+  async put (source: PutSource, options: PutOptions = {}): Promise<StoredObject> {
+    return this.uploader.put(source, options, this.upkeepSignal(options.signal))
+  }
+
+  /** Fetch, check, decode and decrypt an object into the file `out` (a `.part` beside it, renamed when whole) */
+  async get (nameOrId: string, out: string, options: GetOptions = {}): Promise<StoredObject> {
+    return this.downloader.get(nameOrId, out, options)
+  }
+
+  /** An object and its plaintext as a byte stream, in order (ObjectStream: nothing is fetched until it is read) */
+  async getStream (nameOrId: string, options: Omit<GetOptions, 'overwrite'> = {}): Promise<ObjectStream> {
+    return this.downloader.getStream(nameOrId, options)
+  }
+
+  // ---- the records ----
+
+  async list (): Promise<StoredObject[]> {
+    return this.records.list()
+  }
+
+  /** An object by name or by id */
+  async find (nameOrId: string): Promise<StoredObject> {
+    return this.records.find(nameOrId)
+  }
+
+  /** An object by name or id, or else the record `store rm` kept of the latest removed one of that name or id */
+  async findWithRemoved (nameOrId: string): Promise<StoredObject> {
+    return this.records.findWithRemoved(nameOrId)
+  }
+
+  /**
+   * End every contract of an object (the hosts delete its shards) and
+   * forget it. A repair of it under way is stopped rather than waited for.
+   * What it was, with each contract and the ratings exchanged, stays under
+   * /storage/removed for `store info` (without its segments; the latest
+   * keepRemoved removals). A removal whose signal aborts while hosts are
+   * being told (Ctrl-C, the API client gone, the node stopping) keeps the
+   * object, with the contracts of the hosts told already ended: `store rm`
+   * again tells the others.
+   */
+  async remove (nameOrId: string, signal?: AbortSignal): Promise<{ object: StoredObject, unreachable: string[] }> {
+    const found = await this.records.find(nameOrId)
+    this.repairer.stopRepair(found.id, new Error(`"${found.name}" is being removed`))
+    return this.upkept(signal, async upkeep => {
+      const object = await this.records.find(nameOrId)
+      const unreachable: Array<[string, ContractRecord, string]> = []
+      await Promise.all(Object.entries(object.contracts).map(async ([id, c]) => {
+        if (c.ended != null) {
+          return
+        }
+        try {
+          await this.contracts.end(id, c, callSignal(upkeep, END_CALL_MS), { untilTold: true })
+        } catch (err: any) {
+          if (!upkeep.aborted && c.ended == null) {
+            unreachable.push([id, c, `${c.host} (${err.message}); its contract ends on ${new Date(c.end).toISOString()} anyway`])
+          }
+        }
+      }))
+      if (upkeep.aborted) {
+        await this.records.saveObject(object)
+        upkeep.throwIfAborted()
+      }
+      // the hosts that could not be told keep the shards until the contract's end
+      for (const [id, c] of unreachable) {
+        await this.contracts.close(id, c)
+      }
+      const removedAt = Date.now()
+      await this.records.commitRemoved(object, removedAt)
+      return { object: { ...object, removedAt }, unreachable: unreachable.map(([, , why]) => why) }
+    })
+  }
+
+  // ---- upkeep ----
+
+  /**
+   * Audit the contracts that are due (see auditIntervalMs). A host that
+   * fails is condemned at once and rated; one that cannot be reached is
+   * tried again at each check and condemned only after auditGraceMs.
+   * Resolves with what was audited.
+   */
+  async audit (now = Date.now(), signal?: AbortSignal): Promise<AuditCounts> {
+    return this.upkept(signal, async upkeep => auditDue({ records: this.records, session: this.session, rate: this.components.rate }, { auditIntervalMs: this.auditIntervalMs, auditGraceMs: this.auditGraceMs }, now, upkeep))
+  }
+
+  /** Pay the next period of every live contract whose paid time runs out within half a period */
+  async payRent (now = Date.now(), signal?: AbortSignal): Promise<number> {
+    return this.upkept(signal, async upkeep => payRentDue({ records: this.records, contracts: this.contracts }, now, upkeep))
+  }
+
+  /** Renew the contracts that end soon (see renewBeforeMs) with the same hosts; resolves with how many were renewed */
+  async renewAll (now = Date.now(), signal?: AbortSignal): Promise<number> {
+    return this.upkept(signal, async upkeep => renewDue({ records: this.records, contracts: this.contracts, hosts: this.components.hosts }, { renewBeforeMs: this.renewBeforeMs }, now, upkeep))
+  }
+
+  /**
+   * Repair every object that has lost enough shards or is moving off a
+   * host, unless its last repair was stuck and its retry time has not come;
+   * resolves with how many shards were rebuilt
+   */
+  async repairAll (now = Date.now(), signal?: AbortSignal): Promise<number> {
+    return this.upkept(signal, async upkeep => this.repairer.repairDue(now, upkeep))
+  }
+
+  /** Repair one object now, whatever its retry time (Repairer.repairObject says how) */
+  async repair (nameOrId: string, signal?: AbortSignal): Promise<number> {
+    return this.upkept(signal, async upkeep => this.repairer.repairObject(await this.records.find(nameOrId), await this.components.hosts(), upkeep, Date.now()))
+  }
+
+  /**
+   * End the contracts of uploads that never finished (a crash, kill -9, a
+   * failure) and let their names go; hosts that could not be reached are
+   * tried again at the next check
+   */
+  async cleanUploads (signal: AbortSignal = this.shutdown.signal): Promise<number> {
+    return this.uploader.cleanUploads(signal)
+  }
+
+  /** Remove the partial plaintext files of gets a crash interrupted */
+  async cleanDownloads (): Promise<number> {
+    return this.downloader.cleanDownloads()
+  }
+
+  /**
+   * End the live contracts no segment of their object refers to: those of a
+   * repair that failed or was interrupted, and those of hosts replaced
+   * during a put before they held anything. Nothing would read them, and
+   * rent would go on being paid. A host that cannot be told now is told at
+   * a later check.
+   */
+  async endUnused (signal?: AbortSignal): Promise<number> {
+    return this.upkept(signal, async upkeep => {
+      let ended = 0
+      const now = Date.now()
+      for (const object of await this.records.list()) {
+        if (this.repairer.isRepairing(object.id)) {
+          continue
+        }
+        let changed = false
+        for (const [id, c] of Object.entries(object.contracts)) {
+          if (c.ended != null || referenced(object, id)) {
+            continue
+          }
+          upkeep.throwIfAborted()
+          changed = true
+          if (c.end <= now) {
+            // over anyway: the host deletes its shards after its grace
+            c.ended = now
+            continue
+          }
+          try {
+            await this.contracts.end(id, c, callSignal(upkeep, END_CALL_MS), { untilTold: true })
+            ended++
+          } catch (err: any) {
+            if (upkeep.aborted) {
+              throw err
+            }
+            log('could not end unused contract %s with %s; tried again at the next check - %s', id, c.host, err.message)
+          }
+        }
+        if (changed) {
+          await this.records.saveIfStored(object)
+        }
+      }
+      return ended
+    })
+  }
+}
+
+// the client's public names, where its users (the storage module, the
+// views, tests, benches) have always found them
+export { STORAGE } from '../constants.ts'
+export { GIB } from '../protocol/contract.ts'
+export { DecryptError, IntegrityError, InvalidNameError, NotEnoughHostsError, ObjectBeingStoredError, ObjectExistsError, ObjectNotFoundError, OutputExistsError, PaymentRefusedError, RepairStuckError, ShardUnavailableError, StorageStoppedError, StreamSizeError } from '../errors.ts'
+export { defaultK, defaultRedundancy, defaultRepairAfterLost, healthOf, lostKind, monthlyRent, shardCounts, spentOn, type ObjectHealth } from './health.ts'
+export { migrationReason } from './upkeep/migration.ts'
+export { repairCandidates } from './upkeep/repair.ts'
+export { applyTransfer, newTransfer, type Transfer } from './transfer.ts'
+export type { ObjectStream } from './download.ts'
+export type { AuditCounts } from './upkeep/audits.ts'
+export type { GetOptions, HostOffer, Progress, PutOptions, PutSource, StorageCall, StorageClientComponents, StorageClientInit } from './interface.ts'
+export type { AuditRecord, ContractRecord, RepairState, SegmentRecord, ShardRecord, StoredObject } from './records.ts'

@@ -1,0 +1,390 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { open, stat, type FileHandle } from 'node:fs/promises'
+import { basename } from 'node:path'
+import { logger } from '@libp2p/logger'
+import { NotFoundError } from '../../protocols/rpc/errors.ts'
+import { formatAmount } from '../../protocols/units.ts'
+import { formatSize } from '../../utils/size.ts'
+import { objectKey, sealSegment, TAG_BYTES } from '../protocol/crypto.ts'
+import { ReedSolomon, split } from '../protocol/erasure.ts'
+import { merkleRoot } from '../protocol/merkle.ts'
+import { END_CALL_MS, MAX_SLOT_REPLACEMENTS } from '../constants.ts'
+import { InvalidNameError, InvalidPutOptionError, NotEnoughHostsError, StreamSizeError } from '../errors.ts'
+import { hex, type Contracts } from './contracts.ts'
+import { defaultRedundancy } from './health.ts'
+import { judgeHostError } from './host-answers.ts'
+import { inTransfer, releaseSegmentMemory, type SegmentSlots } from './memory.ts'
+import { callSignal, type StorageSession } from './session.ts'
+import type { HostOffer, Progress, PutOptions, PutSource, StorageClientComponents } from './interface.ts'
+import type { ContractRecord, PendingUpload, Records, SegmentRecord, ShardRecord, StoredObject } from './records.ts'
+
+const log = logger('opencloud:storage:client')
+
+/** One host's column of an upload: its contract, and its shards in order */
+export interface Slot {
+  index: number
+  host: HostOffer
+  contract: string
+  record: ContractRecord
+  /** puts to one contract go one at a time: each signs the revision after the last */
+  queue: Promise<void>
+  replacements: number
+}
+
+export interface UploadComponents extends Pick<StorageClientComponents, 'hosts' | 'storageKey' | 'rate'> {
+  records: Records
+  contracts: Contracts
+  session: StorageSession
+  slots: SegmentSlots
+}
+
+export interface UploadInit {
+  segmentSize: number
+  segmentsInFlight: number
+  /** contract length when the put names none */
+  durationMs: number
+}
+
+/** Where a put's plaintext comes from, a segment at a time in order */
+interface SegmentSource {
+  /** the next `length` bytes */
+  next: (index: number, offset: number, length: number) => Promise<Buffer>
+  /** after the last segment: throws if there is more than the size said */
+  end: () => Promise<void>
+  close: () => Promise<void>
+}
+
+function fileSource (path: string, file: FileHandle): SegmentSource {
+  return {
+    next: async (_index, offset, length) => {
+      const plain = Buffer.allocUnsafe(length)
+      const { bytesRead } = await file.read(plain, 0, length, offset)
+      if (bytesRead !== length) {
+        throw new Error(`${path} changed while it was being stored`)
+      }
+      return plain
+    },
+    end: async () => {},
+    close: async () => { await file.close() }
+  }
+}
+
+/** A byte stream cut into segments; it must hold exactly `size` bytes */
+function streamSource (stream: AsyncIterable<Uint8Array>, size: number): SegmentSource {
+  const it = stream[Symbol.asyncIterator]()
+  let left: Uint8Array = new Uint8Array(0)
+  let read = 0
+  const longer = (): StreamSizeError => new StreamSizeError(`the stream went on past the ${size} bytes it declared; nothing is stored (give the size of what it sends)`)
+  return {
+    next: async (_index, _offset, length) => {
+      const out = Buffer.allocUnsafe(length)
+      let filled = 0
+      while (filled < length) {
+        if (left.byteLength === 0) {
+          const r = await it.next()
+          if (r.done === true) {
+            throw new StreamSizeError(`the stream ended after ${read + filled} bytes of the ${size} it declared; nothing is stored (send the whole object, or give the size of what it sends)`)
+          }
+          left = r.value
+          continue
+        }
+        const take = Math.min(length - filled, left.byteLength)
+        out.set(left.subarray(0, take), filled)
+        left = left.subarray(take)
+        filled += take
+      }
+      read += length
+      return out
+    },
+    end: async () => {
+      if (left.byteLength > 0) {
+        throw longer()
+      }
+      for (;;) {
+        const r = await it.next()
+        if (r.done === true) {
+          return
+        }
+        if (r.value.byteLength > 0) {
+          throw longer()
+        }
+      }
+    },
+    close: async () => { await it.return?.() }
+  }
+}
+
+/**
+ * The data path of a put (renterd's worker): encrypt, erasure-code segment
+ * by segment, form a contract with each of N hosts and upload one shard
+ * per segment to each, replacing a host that fails or stalls. An object is
+ * recorded only once every shard of every segment is stored.
+ */
+export class Uploader {
+  private readonly components: UploadComponents
+  private readonly init: UploadInit
+  /** uploads running in this process: their pending records are not leftovers of a crash */
+  private readonly uploading = new Set<string>()
+
+  constructor (components: UploadComponents, init: UploadInit) {
+    this.components = components
+    this.init = init
+  }
+
+  /** Store a file, or a byte stream of a declared size (PutSource); `signal` is the caller's and the node's */
+  async put (source: PutSource, options: PutOptions, signal: AbortSignal): Promise<StoredObject> {
+    const { records } = this.components
+    let size: number
+    let name: string
+    if (typeof source === 'string') {
+      size = (await stat(source)).size
+      name = options.name ?? basename(source)
+    } else {
+      size = source.size
+      if (!Number.isSafeInteger(size) || size < 0) {
+        throw new InvalidPutOptionError(`a stream's size is a whole number of bytes, not ${String(size)}`)
+      }
+      if (options.name == null) {
+        throw new InvalidNameError('a stream has no file name: give the object a name')
+      }
+      name = options.name
+    }
+    // eslint-disable-next-line no-control-regex
+    if (name === '' || name.length > 255 || /[\u0000-\u001f]/.test(name)) {
+      throw new InvalidNameError(`"${name}" is not a usable name: 1 to 255 printable characters`)
+    }
+    const id = randomBytes(16)
+    const objectId = hex(id)
+    // the upload's record, which names every contract formed: a check
+    // running meanwhile must not take it for one a crash left
+    const pending: PendingUpload = { id: objectId, name, contracts: {} }
+    this.uploading.add(objectId)
+    try {
+      // one name, one object: the name is held from here until the object
+      // is stored, or let go when the put fails
+      await records.reserveName(name, pending)
+      let stored = false
+      try {
+        const object = await inTransfer(async () => this.putReserved(source, size, pending, id, options, signal))
+        stored = true
+        return object
+      } finally {
+        if (!stored) {
+          await records.releaseName(name, objectId)
+          if (Object.keys(pending.contracts).length === 0) {
+            // nothing for cleanUploads to end
+            await records.deletePending(objectId)
+          }
+        }
+        records.forgetReservation(name)
+      }
+    } finally {
+      this.uploading.delete(objectId)
+    }
+  }
+
+  private async putReserved (source: PutSource, size: number, pending: PendingUpload, id: Uint8Array, options: PutOptions, signal: AbortSignal): Promise<StoredObject> {
+    const { records, contracts: book } = this.components
+    const { segmentSize } = this.init
+    const { id: objectId, contracts } = pending
+    const name = pending.name ?? objectId
+    const ceiling = options.maxStoragePrice
+    const offers = (await this.components.hosts()).filter(h => ceiling == null || h.storage <= ceiling)
+    const { k, n } = options.k != null && options.n != null ? { k: options.k, n: options.n } : defaultRedundancy(offers.length)
+    const atPrice = ceiling == null ? '' : ` at or under ${formatAmount(ceiling)} per GiB-month`
+    if (n < 1 || offers.length < n) {
+      throw new NotEnoughHostsError(`storing ${k}-of-${n} needs ${n} hosts, and the market knows ${offers.length}${atPrice}; wait for more offers (market prices --service storage), raise --max-price, or choose a smaller --redundancy`)
+    }
+    const rs = new ReedSolomon(k, n)
+    const segmentCount = Math.max(1, Math.ceil(size / segmentSize))
+    const plainLength = (i: number): number => Math.min(segmentSize, size - i * segmentSize)
+    const shardSize = (i: number): number => Math.max(1, Math.ceil((plainLength(i) + TAG_BYTES) / k))
+    const bytesFrom = (i: number): number => { let b = 0; for (let s = i; s < segmentCount; s++) b += shardSize(s); return b }
+    const durationMs = options.durationMs ?? this.init.durationMs
+    const key = objectKey(this.components.storageKey(), id)
+    const progress = (p: Progress): void => { options.onProgress?.(p) }
+
+    // contracts with N hosts, taking the next offer whenever one refuses
+    let next = 0
+    const refusals: string[] = []
+    const used = new Set<string>()
+    const newSlotHost = async (index: number, bytes: number): Promise<{ host: HostOffer, contract: string, record: ContractRecord }> => {
+      while (next < offers.length) {
+        const host = offers[next++]
+        if (used.has(host.peer)) {
+          continue
+        }
+        used.add(host.peer)
+        try {
+          signal.throwIfAborted()
+          const formed = await book.form(host, bytes, durationMs, signal)
+          contracts[formed.id] = formed.record
+          await records.savePending(pending)
+          return { host, contract: formed.id, record: formed.record }
+        } catch (err: any) {
+          if (signal.aborted) {
+            throw err
+          }
+          refusals.push(`${host.peer}: ${err.message}`)
+          log('host %s refused slot %d - %s', host.peer, index, err.message)
+        }
+      }
+      throw new NotEnoughHostsError(refusals.length === 0
+        ? `no host left to hold shard ${index + 1} of ${n} (${k}-of-${n}): each of the ${offers.length} hosts the market knows${atPrice} holds a shard of this file already or failed it, and every shard needs a host of its own; wait for more offers (market prices --service storage), or choose a smaller --redundancy`
+        : `no host left to hold shard ${index + 1} of ${n} (${k}-of-${n}); the hosts tried said:\n  ${refusals.join('\n  ')}`)
+    }
+    await records.savePending(pending)
+    progress({ phase: 'contracts', done: 0, total: n })
+    const slots: Slot[] = []
+    let formedCount = 0
+    await Promise.all(Array.from({ length: n }, async (_, index) => {
+      const s = await newSlotHost(index, bytesFrom(0))
+      slots[index] = { index, ...s, queue: Promise.resolve(), replacements: 0 }
+      progress({ phase: 'contracts', done: ++formedCount, total: n })
+    }))
+
+    const segments: SegmentRecord[] = []
+    const totalShardBytes = bytesFrom(0) * n
+    let shardBytesDone = 0
+    const fileHash = createHash('sha256')
+    const input = typeof source === 'string' ? fileSource(source, await open(source, 'r')) : streamSource(source.stream, size)
+    const putOnSlot = async (slot: Slot, segment: number, shard: Uint8Array, root: Uint8Array): Promise<ShardRecord> => {
+      // queued behind the slot's earlier shards: revisions follow each other
+      const run = slot.queue.then(async () => {
+        for (;;) {
+          signal.throwIfAborted()
+          try {
+            await book.putShard(slot.contract, slot.record, shard, root, signal)
+            return { host: slot.host.peer, contract: slot.contract, root: hex(root) }
+          } catch (err: any) {
+            if (signal.aborted || slot.replacements >= MAX_SLOT_REPLACEMENTS) {
+              throw err
+            }
+            // a refusal over what this node owes is not the host failing
+            if (judgeHostError(err) !== 'owed') {
+              this.components.rate?.(slot.host.peer, 'failed', 'put')
+            }
+            log('shard %d of segment %d failed on %s, moving the slot to another host - %s', slot.index, segment, slot.host.peer, err.message)
+            // the shards it took before count as lost from now on: repair
+            // moves them (and a contract left with none is ended)
+            slot.record.lost = Date.now()
+            slot.record.lostFor = 'replaced'
+            slot.record.lostReason = `replaced during the upload after it failed shard ${slot.index + 1} of segment ${segment}: ${err.message}`
+            slot.replacements++
+            const s = await newSlotHost(slot.index, bytesFrom(segment))
+            Object.assign(slot, s)
+          }
+        }
+      })
+      slot.queue = run.then(() => {}, () => {})
+      return run
+    }
+    try {
+      const inFlight = new Set<Promise<void>>()
+      let failure: unknown
+      for (let i = 0; i < segmentCount && failure == null; i++) {
+        while (inFlight.size >= this.init.segmentsInFlight) {
+          await Promise.race(inFlight)
+        }
+        if (failure != null) {
+          break
+        }
+        const give = await this.components.slots.take(signal)
+        const plain = await input.next(i, i * segmentSize, plainLength(i)).catch((err: Error) => { give(); throw err })
+        fileHash.update(plain)
+        const segment = i
+        const task = (async () => {
+          const sealed = sealSegment(key, id, segment, plain)
+          const data = split(sealed, k)
+          const shards = [...data, ...rs.encode(data)]
+          const roots = shards.map(merkleRoot)
+          const records = await Promise.all(shards.map(async (shard, s) => {
+            const record = await putOnSlot(slots[s], segment, shard, roots[s])
+            shardBytesDone += shard.byteLength
+            progress({ phase: 'upload', done: Math.floor(shardBytesDone / totalShardBytes * size), total: size })
+            return record
+          }))
+          segments[segment] = { plainLength: plainLength(segment), shardSize: shardSize(segment), shards: records }
+        })().catch(err => { failure ??= err }).finally(() => {
+          give()
+          releaseSegmentMemory()
+        })
+        const tracked = task.finally(() => { inFlight.delete(tracked) })
+        inFlight.add(tracked)
+      }
+      await Promise.all(inFlight)
+      if (failure != null) {
+        throw failure
+      }
+      // a stream that sends more than it said is refused as one that sends less
+      await input.end()
+    } finally {
+      await input.close()
+    }
+    const object: StoredObject = {
+      id: objectId,
+      name,
+      size,
+      sha256: fileHash.digest('hex'),
+      createdAt: Date.now(),
+      k,
+      n,
+      segmentSize,
+      segments,
+      contracts
+    }
+    // the object and its name appear together, and only now that every shard is stored
+    await records.commitStored(object)
+    log('stored %s (%s) as %d-of-%d on %d contracts', name, formatSize(size), k, n, Object.keys(contracts).length)
+    return object
+  }
+
+  /**
+   * End the contracts of uploads that never finished (a crash, kill -9, a
+   * failure) and let their names go. An upload's record goes once every
+   * host has been told; hosts that could not be reached are tried again at
+   * the next check.
+   */
+  async cleanUploads (signal: AbortSignal): Promise<number> {
+    const { records, session } = this.components
+    let ended = 0
+    for await (const pending of records.pendingUploads()) {
+      if (this.uploading.has(pending.id)) {
+        continue
+      }
+      if (pending.name != null) {
+        await records.releaseName(pending.name, pending.id)
+      }
+      let left = 0
+      for (const [id, c] of Object.entries(pending.contracts)) {
+        if (c.ended != null) {
+          continue
+        }
+        signal.throwIfAborted()
+        try {
+          await session.end(c.host, id, undefined, callSignal(signal, END_CALL_MS))
+          c.ended = Date.now()
+          ended++
+        } catch (err: any) {
+          if (signal.aborted) {
+            throw err
+          }
+          if (err instanceof NotFoundError) {
+            // the host has no such contract (it expired, or never formed)
+            c.ended = Date.now()
+            continue
+          }
+          left++
+          log('could not end contract %s of an interrupted upload with %s - %s', id, c.host, err.message)
+        }
+      }
+      if (left === 0) {
+        await records.deletePending(pending.id)
+        log('ended the %d contracts of interrupted upload %s', Object.keys(pending.contracts).length, pending.id)
+      } else {
+        await records.savePending(pending)
+      }
+    }
+    return ended
+  }
+}

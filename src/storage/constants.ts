@@ -1,0 +1,116 @@
+import { MONTH_MS } from './protocol/contract.ts'
+
+/**
+ * The storage client's defaults and datastore keys, each once. The
+ * defaults are those of StorageClientInit (src/storage/client/interface.ts),
+ * which says what each field does; why each value was chosen is here.
+ */
+
+/** the storage service's name on the wire */
+export const STORAGE = 'storage'
+
+// ---- datastore keys ----
+
+/** stored objects by id */
+export const OBJECTS = '/storage/objects'
+/** name -> object id, or {reserved: id} while a put holds the name */
+export const NAMES = '/storage/names'
+/** puts under way, each with the contracts it formed: cleanUploads ends them after a crash */
+export const UPLOADS = '/storage/uploads'
+/** the ratings exchanged when each contract ended, kept after its object is gone */
+export const RATINGS = '/storage/ratings'
+/** plaintext files a get is writing (they are renamed into place when whole): swept after a crash */
+export const DOWNLOADS = '/storage/downloads'
+/** objects removed by `store rm`, kept without their segments so `store info` still shows the contracts' ratings */
+export const REMOVED = '/storage/removed'
+/** name -> the id of the latest removed object of that name (not under REMOVED: a prefix query of it would list these) */
+export const REMOVED_NAMES = '/storage/removals/names'
+/** <removedAt>-<id> -> id: which removed objects to forget first (keepRemoved) */
+export const REMOVED_ORDER = '/storage/removals/order'
+/** set once the removed objects kept before REMOVED_NAMES and REMOVED_ORDER existed are indexed */
+export const REMOVALS_INDEXED = '/storage/removals/indexed'
+
+// ---- fixed bounds ----
+
+/** a trust score a host must have had for a fall from it to move data away (1 is the average peer) */
+export const TRUSTED_SCORE = 0.5
+/**
+ * The most an `end` call may take: ending is best effort (a host that
+ * cannot be told keeps the shards until the contract's end, and endUnused
+ * tells it at a later check), so a host that does not answer must not hold
+ * up `store rm` or the upkeep for the RPC client's whole timeout
+ */
+export const END_CALL_MS = 15_000
+/** the longest a stuck repair, or a host that failed one, waits before it is tried again (see repairRetryMs) */
+export const MAX_REPAIR_RETRY_MS = 6 * 3600_000
+/** a shard transfer's fixed allowance, on top of its size at minThroughput (see transferTimeoutMs) */
+export const TRANSFER_BASE_MS = 10_000
+/** a download's hedge time grows by the shard's size at this rate (1 MiB/s) */
+export const HEDGE_BYTES_PER_S = 1024 * 1024
+/** how many leaves one audit checks: 4 x 4 KiB plus their paths, per shard */
+export const AUDIT_LEAVES = 4
+/** the most a host that fails uploads of one repair slot is given before the slot waits for the next check */
+export const MAX_FAILED_REPAIR_UPLOADS = 3
+/** how many times a put moves one slot to another host before it gives up */
+export const MAX_SLOT_REPLACEMENTS = 3
+
+// ---- defaults of StorageClientInit ----
+
+/**
+ * 4 MiB: the unit held in memory while it is coded (about 4x over, with its
+ * shards). A daemon storing 192 MiB peaked over 300 MB with 8 MiB segments
+ * and stays under it with 4 MiB (test/storage/cli.test.ts); in
+ * bench/storage 8 MiB put at the same speed and got about 20% faster.
+ */
+export const DEFAULT_SEGMENT_SIZE = 4 * 1024 * 1024
+/**
+ * 1: a host takes its shards one at a time anyway (each is a new signed
+ * revision), so a second segment only overlapped coding with sending;
+ * bench/storage measured the same speed and 70 MB less
+ */
+export const DEFAULT_SEGMENTS_IN_FLIGHT = 1
+/**
+ * 4, for all transfers together (puts, gets and repairs): concurrent
+ * transfers take turns segment by segment rather than each hold their own
+ * (see SegmentSlots)
+ */
+export const DEFAULT_SEGMENT_SLOTS = 4
+/** 30 days */
+export const DEFAULT_DURATION_MS = MONTH_MS
+/** 1 day */
+export const DEFAULT_RENT_PERIOD_MS = 24 * 3600_000
+/** 60 s */
+export const DEFAULT_RENT_CHECK_MS = 60_000
+/** 64 KiB/s: a shard upload slower than this is given to another host */
+export const DEFAULT_MIN_THROUGHPUT = 64 * 1024
+/** 5 s, plus the shard's size at 1 MiB/s */
+export const DEFAULT_HEDGE_MS = 5_000
+/** 6 h, spread at random over 0.5x to 1.5x so audits do not come in bursts */
+export const DEFAULT_AUDIT_INTERVAL_MS = 6 * 3600_000
+/** 1 h: a restart is not cheating */
+export const DEFAULT_AUDIT_GRACE_MS = 3600_000
+/** 10 minutes, doubling with each attempt up to MAX_REPAIR_RETRY_MS (the audit interval) */
+export const DEFAULT_REPAIR_RETRY_MS = 10 * 60_000
+/** 1,000 removed objects `store info` can still show */
+export const DEFAULT_KEEP_REMOVED = 1000
+/** 7 days, or a third of the contract's length if that is less */
+export const DEFAULT_RENEW_BEFORE_MS = 7 * 24 * 3600_000
+/** 3x the market's median storage price */
+export const DEFAULT_MIGRATE_ABOVE_PRICE = 3
+/**
+ * 0 (off): a score of 0 is also what a host nobody has rated yet gets, and
+ * moving off every new host would be a migration storm
+ */
+export const DEFAULT_MIN_TRUST = 0
+/**
+ * 0.25 of the score at the contract's start. Only hosts that had a score
+ * of at least TRUSTED_SCORE then are held to it: a new host's 0 cannot
+ * fall, and small scores swing with every record
+ */
+export const DEFAULT_TRUST_DROP = 0.25
+/**
+ * 1 h: a node that restarts computes trust from scratch (every score 0
+ * until it is done) and hears other nodes' summaries over the next minutes,
+ * and a migration is a repair of every shard the host holds
+ */
+export const DEFAULT_TRUST_GRACE_MS = 3600_000

@@ -1,0 +1,89 @@
+import { DecryptError } from './protocol/crypto.ts'
+
+/**
+ * Every error of the storage client, one class per condition. Each is
+ * thrown with a sentence that says what happened and what to do; the
+ * storage module gives each its HTTP status in the control API
+ * (src/services/storage: its `errors`).
+ */
+
+/** a put of a name that is stored already */
+export class ObjectExistsError extends Error {
+  override name = 'ObjectExistsError'
+}
+
+/** a put of a name another put is storing right now (the name is held until it is done or fails) */
+export class ObjectBeingStoredError extends Error {
+  override name = 'ObjectBeingStoredError'
+}
+
+/** no stored object has that name or id */
+export class ObjectNotFoundError extends Error {
+  override name = 'ObjectNotFoundError'
+}
+
+/** the market knows too few hosts for the redundancy asked, or too few of them took a contract */
+export class NotEnoughHostsError extends Error {
+  override name = 'NotEnoughHostsError'
+}
+
+/** fewer than K shards of a segment could be fetched */
+export class ShardUnavailableError extends Error {
+  override name = 'ShardUnavailableError'
+}
+
+/** a host answered something other than what was signed or stored (another contract, other bytes, another hash) */
+export class IntegrityError extends Error {
+  override name = 'IntegrityError'
+}
+
+/** an object's name that cannot be stored */
+export class InvalidNameError extends Error {
+  override name = 'InvalidNameError'
+}
+
+/** `store get` would write over a file that is there already */
+export class OutputExistsError extends Error {
+  override name = 'OutputExistsError'
+}
+
+/** a host would not serve because of what this node owes it (an overdue deferred payment, credit refused) */
+export class PaymentRefusedError extends Error {
+  override name = 'PaymentRefusedError'
+}
+
+/** repair found no host that can take a lost shard */
+export class RepairStuckError extends Error {
+  override name = 'RepairStuckError'
+}
+
+/** the node is stopping: upkeep and transfers in flight end with this */
+export class StorageStoppedError extends Error {
+  override name = 'StorageStoppedError'
+  constructor (message = 'the node is stopping') {
+    super(message)
+  }
+}
+
+/** a put's byte stream ended before, or went on after, the size it declared (the contracts were sized for it) */
+export class StreamSizeError extends Error {
+  override name = 'StreamSizeError'
+}
+
+/** The host answered an audit, and the answer is wrong or says the shard is gone */
+export class AuditFailedError extends Error {
+  override name = 'AuditFailedError'
+}
+
+/** A put's redundancy that is not K-of-N with 1 <= K <= N <= 255 */
+export class InvalidRedundancyError extends Error {
+  override name = 'InvalidRedundancyError'
+}
+
+/** A put's redundancy, duration or price ceiling that no host would take */
+export class InvalidPutOptionError extends Error {
+  override name = 'InvalidPutOptionError'
+}
+
+/** an object that does not decrypt with this wallet's storage key (protocol/crypto.ts) */
+export { DecryptError }

@@ -1,0 +1,69 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { MemoryDatastore } from 'datastore-core'
+import { ServerError } from '../../../../src/protocols/rpc/errors.ts'
+import { renewalDue } from '../../../../src/storage/client/upkeep/renewals.ts'
+import { clientOf, contractRecord, DAY, FakeHosts, storeObject } from '../fake-hosts.ts'
+
+const ROOT = '00'.repeat(32)
+
+/** Renewals, with the hosts faked and the clock given */
+describe('storage upkeep: renewals', () => {
+  it('are due within renewBeforeMs of the end, or a third of a short contract', () => {
+    const now = Date.now()
+    const at = (startDaysAgo: number, lengthDays: number): ReturnType<typeof contractRecord> => contractRecord('h', { start: now - startDaysAgo * DAY, end: now + (lengthDays - startDaysAgo) * DAY })
+    assert.equal(renewalDue(at(22, 30), now, 7 * DAY), false, '8 days left of 30')
+    assert.equal(renewalDue(at(23, 30), now, 7 * DAY), true, '7 days left of 30')
+    assert.equal(renewalDue(at(5, 9), now, 7 * DAY), false, '4 days left of 9: a third is 3')
+    assert.equal(renewalDue(at(6.5, 9), now, 7 * DAY), true, '2.5 days left of 9')
+    assert.equal(renewalDue({ ...at(23, 30), lost: now }, now, 7 * DAY), false, 'condemned')
+    assert.equal(renewalDue({ ...at(23, 30), ended: now }, now, 7 * DAY), false, 'ended')
+    assert.equal(renewalDue(at(31, 30), now, 7 * DAY), false, 'over')
+  })
+
+  it('renew a contract near its end with the same host, shards carried over, and leave the others', async () => {
+    const fake = await FakeHosts.create(2)
+    const [a, b] = fake.hosts.map(h => h.peer)
+    const now = Date.now()
+    // host A's contract ends in 3 days, host B's in 20
+    for (const [host, id] of [[fake.hosts[0], 'aa'.repeat(32)], [fake.hosts[1], 'bb'.repeat(32)]] as const) {
+      host.contracts.set(id, { shards: [{ root: Buffer.from(ROOT, 'hex'), length: 17 }], bytes: new Map() })
+    }
+    const datastore = new MemoryDatastore()
+    await storeObject(datastore, {
+      ['aa'.repeat(32)]: contractRecord(a, { start: now - 27 * DAY, end: now + 3 * DAY }),
+      ['bb'.repeat(32)]: contractRecord(b, { start: now - 10 * DAY, end: now + 20 * DAY })
+    })
+    const client = await clientOf(fake, datastore)
+    assert.equal(await client.renewAll(now), 1)
+    assert.deepEqual(fake.calls('renew').map(r => [r.host, r.args[0]]), [[a, 'aa'.repeat(32)]])
+    const object = await client.find('f')
+    const old = object.contracts['aa'.repeat(32)]
+    assert.ok(old.ended != null && old.renewedAs != null)
+    const renewed = object.contracts[old.renewedAs]
+    assert.equal(renewed.host, a)
+    assert.equal(renewed.revision, 1)
+    assert.deepEqual(renewed.shards, [[ROOT, 17]], 'the shards carried over')
+    assert.equal(renewed.end - renewed.start, 30 * DAY, 'the same length')
+    assert.equal(object.segments[0].shards[0].contract, old.renewedAs, 'the segment points at the new contract')
+    assert.equal(renewed.rentPaidPeriods, 1, 'its first period paid')
+    assert.deepEqual(fake.calls('rent').map(r => r.args[0]), [old.renewedAs])
+    assert.equal(object.contracts['bb'.repeat(32)].renewedAs, undefined)
+    // renewed once: the next check has nothing to renew
+    assert.equal(await client.renewAll(now), 0)
+  })
+
+  it('ask a host that refuses again at the next check', async () => {
+    const fake = await FakeHosts.create(1)
+    const now = Date.now()
+    fake.hosts[0].contracts.set('aa'.repeat(32), { shards: [{ root: Buffer.from(ROOT, 'hex'), length: 17 }], bytes: new Map() })
+    fake.hosts[0].failing.set('renew', () => new ServerError('not now'))
+    const datastore = new MemoryDatastore()
+    await storeObject(datastore, { ['aa'.repeat(32)]: contractRecord(fake.hosts[0].peer, { start: now - 27 * DAY, end: now + 3 * DAY }) })
+    const client = await clientOf(fake, datastore)
+    assert.equal(await client.renewAll(now), 0)
+    assert.equal((await client.find('f')).contracts['aa'.repeat(32)].ended, undefined)
+    fake.hosts[0].failing.clear()
+    assert.equal(await client.renewAll(now), 1)
+  })
+})

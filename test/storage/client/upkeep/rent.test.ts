@@ -1,0 +1,57 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { MemoryDatastore } from 'datastore-core'
+import { ServerError } from '../../../../src/protocols/rpc/errors.ts'
+import { rentPerPeriod } from '../../../../src/storage/protocol/contract.ts'
+import { clientOf, contractRecord, DAY, FakeHosts, storeObject } from '../fake-hosts.ts'
+
+/** Rent, with the hosts faked and the clock given: what falls due is paid, and nothing else */
+describe('storage upkeep: rent', () => {
+  it('pays the periods that fall due, half a period ahead, and nothing else', async () => {
+    const fake = await FakeHosts.create(4)
+    const [a, b, c, d] = fake.hosts.map(h => h.peer)
+    const datastore = new MemoryDatastore()
+    const start = Date.now()
+    await storeObject(datastore, {
+      ca: contractRecord(a, { start }),
+      // condemned, ended, expired: paid no more
+      cb: contractRecord(b, { start, lost: start, lostFor: 'cheated' }),
+      cc: contractRecord(c, { start, ended: start }),
+      cd: contractRecord(d, { start: start - 31 * DAY })
+    })
+    const client = await clientOf(fake, datastore)
+    // a third of a period on: period 2 starts more than half a period ahead
+    assert.equal(await client.payRent(start + DAY / 3), 0)
+    // two days on: periods 2 and 3 (the next starts within half a period)
+    assert.equal(await client.payRent(start + 2 * DAY), 2)
+    const sats = rentPerPeriod({ storagePrice: 1000n, maxBytes: 1000, rentPeriodMs: DAY } as any)
+    assert.deepEqual(fake.calls('rent').map(r => [r.host, r.args, r.sats]), [[a, ['ca', '1'], sats], [a, ['ca', '1'], sats]])
+    const record = (await client.find('f')).contracts.ca
+    assert.equal(record.rentPaidPeriods, 3)
+    assert.equal(record.spent.rent, String(2n * sats))
+    // asked again at the same time: all paid already
+    assert.equal(await client.payRent(start + 2 * DAY), 0)
+    // never past the contract's end: 30 periods in all
+    assert.equal(await client.payRent(start + 40 * DAY), 0, 'an expired contract is paid no more')
+    assert.equal(await client.payRent(start + 29 * DAY), 27)
+    assert.equal((await client.find('f')).contracts.ca.rentPaidPeriods, 30)
+    assert.equal(await client.payRent(start + 29.9 * DAY), 0)
+  })
+
+  it('stops paying a host that refuses until the next check, and pays the others', async () => {
+    const fake = await FakeHosts.create(2)
+    const [a, b] = fake.hosts.map(h => h.peer)
+    fake.hosts[0].failing.set('rent', () => new ServerError('the host is busy'))
+    const datastore = new MemoryDatastore()
+    const start = Date.now()
+    await storeObject(datastore, { ca: contractRecord(a, { start }), cb: contractRecord(b, { start }) })
+    const client = await clientOf(fake, datastore)
+    assert.equal(await client.payRent(start + 3 * DAY), 3)
+    // one try of the refusing host, not one per period due
+    assert.equal(fake.calls('rent').filter(r => r.host === a).length, 1)
+    const object = await client.find('f')
+    assert.deepEqual([object.contracts.ca.rentPaidPeriods, object.contracts.cb.rentPaidPeriods], [1, 4])
+    fake.hosts[0].failing.clear()
+    assert.equal(await client.payRent(start + 3 * DAY), 3, 'paid at the next check')
+  })
+})
