@@ -176,10 +176,18 @@ export class Downloader {
             : new ShardUnavailableError(what))
         }
       }
-      // requests until K are under way that are not known slow
+      // requests until K are under way that are not known slow. A host
+      // still slow from an earlier segment left a request unanswered (frozen,
+      // as far as this transfer knows): it is no hedge, and is asked only
+      // when the requests under way cannot make up K even if they all answer.
+      // On a loaded machine two live hosts slower than the hedge time led
+      // the hedge on to a frozen host again (test/faults/storage-faults)
       const fill = (): void => {
         const hopeful = (): number => [...running.values()].filter(r => !r.slow).length
         while (!done && good + hopeful() < k && cursor < order.length) {
+          if (transfer.slow.has(segment.shards[order[cursor]].host) && good + running.size >= k) {
+            break
+          }
           launch(order[cursor++])
         }
       }

@@ -189,7 +189,17 @@ export class Uploader {
     const { id: objectId, contracts } = pending
     const name = pending.name ?? objectId
     const ceiling = options.maxStoragePrice
-    const offers = (await this.components.hosts()).filter(h => ceiling == null || h.storage <= ceiling)
+    const known = await this.components.hosts()
+    const offers = known.filter(h => ceiling == null || h.storage <= ceiling)
+    // none at all is another problem than too few: the hints differ (a
+    // lone node was told to choose a smaller redundancy than "1-of-0")
+    if (known.length === 0) {
+      throw new NotEnoughHostsError('no storage host is known: the market has heard no other node offer storage. Start the node with --bootstrap <multiaddr of a peer> to join a network, or try the local testnet (npm run testnet in a checkout); market prices --service storage lists the offers heard')
+    }
+    if (offers.length === 0) {
+      const cheapest = known.reduce((a, b) => b.storage < a.storage ? b : a)
+      throw new NotEnoughHostsError(`no storage host asks ${formatAmount(ceiling as bigint)} per GiB-month or less: the cheapest of the ${known.length} the market knows asks ${formatAmount(cheapest.storage)}; raise --max-price`)
+    }
     const { k, n } = options.k != null && options.n != null ? { k: options.k, n: options.n } : defaultRedundancy(offers.length)
     const atPrice = ceiling == null ? '' : ` at or under ${formatAmount(ceiling)} per GiB-month`
     if (n < 1 || offers.length < n) {

@@ -35,6 +35,16 @@ export interface FakeHost {
   contracts: Map<string, { shards: Array<{ root: Uint8Array, length: number }>, bytes: Map<string, Uint8Array> }>
   /** methods this host refuses, with the error it throws */
   failing: Map<string, () => Error>
+  /** methods this host answers only after this many ms (Infinity: never, a frozen host), until the call's signal aborts */
+  delays: Map<string, number>
+}
+
+/** `ms` of waiting, or for ever, cut short by `signal` */
+async function wait (ms: number, signal?: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const timer = Number.isFinite(ms) ? setTimeout(resolve, ms) : undefined
+    signal?.addEventListener('abort', () => { clearTimeout(timer); reject(signal.reason) }, { once: true })
+  })
 }
 
 async function bodyOf (request: CallRequest): Promise<Uint8Array> {
@@ -58,7 +68,7 @@ export class FakeHosts {
     for (let i = 0; i < count; i++) {
       const key = await generateKeyPair('Ed25519')
       const peer = peerIdFromPrivateKey(key).toString()
-      fake.hosts.push({ peer, signer: openCloudSigner(key), offer: { peer, storage: storagePrice, upload: 0n, download: 0n }, contracts: new Map(), failing: new Map() })
+      fake.hosts.push({ peer, signer: openCloudSigner(key), offer: { peer, storage: storagePrice, upload: 0n, download: 0n }, contracts: new Map(), failing: new Map(), delays: new Map() })
     }
     return fake
   }
@@ -81,6 +91,10 @@ export class FakeHosts {
     const args = request.args ?? []
     this.asked.push({ host: peer, method: request.method, args, sats })
     const host = this.host(peer)
+    const delay = host.delays.get(request.method)
+    if (delay != null) {
+      await wait(delay, request.signal)
+    }
     const fail = host.failing.get(request.method)
     if (fail != null) {
       throw fail()
