@@ -80,6 +80,27 @@ export const COMMON_HELP = `Common options:
   --log-level LEVEL  error, warn, info, debug or trace (default info)
   -h, --help         show this help`
 
+/**
+ * The part of a command's help about one subcommand, for "store put
+ * --help": its usage lines and its lines of the help (the subcommand's line
+ * and those indented under it), or undefined when the help has none. A
+ * newcomer asking "store put --help" got the whole store page
+ */
+export function subcommandHelp (command: Command, sub: string): string | undefined {
+  const lines = command.help.split('\n')
+  const prefix = `  ${command.name} ${sub}`
+  const start = lines.findIndex(l => l === prefix || l.startsWith(`${prefix} `))
+  if (start < 0) {
+    return undefined
+  }
+  let end = start + 1
+  while (end < lines.length && (lines[end].startsWith('   ') || lines[end] === prefix || lines[end].startsWith(`${prefix} `))) {
+    end++
+  }
+  const usage = command.usage.split('\n').map(l => l.trim()).filter(l => l.startsWith(`${CLI} ${command.name} ${sub} `) || l === `${CLI} ${command.name} ${sub}`)
+  return `${usage.length === 0 ? '' : `Usage: ${usage.join('\n       ')}\n\n`}${lines.slice(start, end).join('\n')}\n\nAll of "${command.name}": ${CLI} ${command.name} --help\n\n${COMMON_HELP}\n`
+}
+
 export function parseCommandArgs (command: Command, argv: string[]): { values: Record<string, any>, positionals: string[] } {
   try {
     // "-3" is a (negative) amount the command will refuse with a sentence,

@@ -1,7 +1,7 @@
 import { ApiError } from './api-client.ts'
 import { resolveDataDir } from '../node/data-dir.ts'
 import { VERSION } from '../node/version.ts'
-import { COMMON_HELP, COMMON_OPTIONS, HintedError, UsageError, parseCommandArgs, printJson, type Command } from './command.ts'
+import { COMMON_HELP, COMMON_OPTIONS, HintedError, UsageError, parseCommandArgs, subcommandHelp, printJson, type Command } from './command.ts'
 import { CLI } from '../utils/cli-name.ts'
 import { callCommand } from './commands/call.ts'
 import { daemonCommand } from './commands/daemon.ts'
@@ -136,7 +136,7 @@ export async function main (argv: string[], out: NodeJS.WritableStream = process
     const { values, positionals } = parseCommandArgs(command, rest)
     json = values.json === true
     if (values.help === true) {
-      out.write(commandHelp(command))
+      out.write((positionals[0] == null ? undefined : subcommandHelp(command, positionals[0])) ?? commandHelp(command))
       return 0
     }
     if (values.api != null && !daemon) {

@@ -114,6 +114,14 @@ describe('the opencloud-node command line against running daemons', () => {
     const help = await runCli(['call', '--help'])
     assert.equal(help.code, 0)
     assert.match(help.stdout, /Usage: opencloud-node call <peer>/)
+    // a subcommand's help is its own part of the command's help
+    const putHelp = await runCli(['store', 'put', '--help'])
+    assert.equal(putHelp.code, 0)
+    assert.match(putHelp.stdout, /^Usage: (npx )?opencloud-node store put <file> .*\n\n {2}store put <file> .*\n {4}--name N/)
+    assert.match(putHelp.stdout, /--duration D .*90min, 12h, 30d/)
+    assert.doesNotMatch(putHelp.stdout, /store get|store rm/)
+    assert.match(putHelp.stdout, /All of "store": (npx )?opencloud-node store --help/)
+    assert.match((await runCli(['store', 'frob', '--help'])).stdout, /store get <name\|id>/, 'an unknown subcommand gets the whole help')
     // mistakes in what a call pays or a wallet sends are usage mistakes too,
     // caught before anything is sent
     const mistakes: Array<[string[], RegExp]> = [
