@@ -27,7 +27,8 @@ export function objectSummary (o: StoredObject): Record<string, unknown> {
     removed: o.removedAt == null ? null : new Date(o.removedAt).toISOString(),
     contracts: Object.keys(o.contracts).length,
     storedAt: new Date(o.createdAt).toISOString(),
-    expires: new Date(Math.min(...Object.values(o.contracts).map(c => c.end))).toISOString(),
+    // the contracts in force: an ended, renewed or condemned one's end is past or moot
+    expires: new Date(Math.min(...liveEnds(o))).toISOString(),
     rentPerMonth: formatAmount(monthlyRent(o)),
     health: healthView(o, health),
     spent: {
@@ -143,4 +144,11 @@ export function storageCosts (costs: { promised: bigint, unpaid: bigint, paidOnC
     fees: formatAmount(costs.fees),
     onChain: formatAmount(costs.paidOnChain + costs.fees)
   }
+}
+
+/** When each contract still in force ends; every contract's end when none is (a removed object) */
+function liveEnds (o: StoredObject): number[] {
+  const all = Object.values(o.contracts)
+  const live = all.filter(c => c.ended == null && c.lost == null)
+  return (live.length > 0 ? live : all).map(c => c.end)
 }

@@ -36,6 +36,21 @@ describe('storage views', () => {
     assert.equal((objectSummary(removed) as any).redundancyText, '1-of-2 (removed 2026-11-01T00:00:00.000Z)')
   })
 
+  it('says when the contracts in force end, not when a renewed or ended one did', () => {
+    const renewed = object()
+    // ca was renewed into ca2 three days ago: its end is moot
+    renewed.contracts.ca2 = { ...renewed.contracts.ca, end: Date.UTC(2027, 0, 30) }
+    renewed.contracts.cb.end = Date.UTC(2027, 0, 20)
+    renewed.contracts.ca.end = Date.UTC(2026, 11, 3)
+    renewed.contracts.ca.ended = Date.UTC(2026, 10, 28)
+    assert.equal((objectSummary(renewed) as any).expires, '2027-01-20T00:00:00.000Z')
+    // a removed object's contracts are all ended: their ends are what there is
+    for (const c of Object.values(renewed.contracts)) {
+      c.ended = Date.UTC(2026, 11, 1)
+    }
+    assert.equal((objectSummary(renewed) as any).expires, '2026-12-03T00:00:00.000Z')
+  })
+
   it('shows what storage cost on chain beside what its calls cost, in BTC', () => {
     assert.deepEqual(storageCosts({ promised: 480n, unpaid: 40n, paidOnChain: 2352n, fees: 1128n }), {
       calls: '0.0000048 BTC', unpaid: '0.0000004 BTC', paidOnChain: '0.00002352 BTC', fees: '0.00001128 BTC', onChain: '0.0000348 BTC'

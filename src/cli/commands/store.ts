@@ -103,7 +103,7 @@ function printObject (out: NodeJS.WritableStream, o: Record<string, any>): void 
     ['stored', o.storedAt],
     // the date a contract ends is not the date the file goes: the upkeep
     // renews each one while this node runs (a newcomer read it as a deletion date)
-    ['contracts end', `${minute(o.expires)}, each renewed before then while this node runs`],
+    o.removed == null ? ['contracts end', `${minute(o.expires)}, each renewed before then while this node runs`] : ['removed', minute(o.removed)],
     ['rent', `${o.rentPerMonth} per month`],
     ['spent', `${o.spent.total} (upload ${o.spent.upload}, download ${o.spent.download}, rent ${o.spent.rent})`]
   ]))
@@ -120,8 +120,8 @@ goes to a different host from the market, chosen by price and trust, under
 a contract both sides sign. Uploads and downloads are paid per GiB as shards
 are sent (each host's put and get prices); rent, per GiB-month, is paid per
 period (a day) by the running node, rounded up to a whole satoshi per
-contract, so a small file costs at least 30 sat (0.0000003 BTC) a month per
-host.
+contract, so on a host that charges rent a small file costs at least 30 sat
+(0.0000003 BTC) a month.
 
   store put <file>        store a file; prints its name and id
     --name N              the name to store it under (default: the file's name)

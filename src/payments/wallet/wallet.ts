@@ -187,7 +187,7 @@ export class Wallet {
   }
 
   /**
-   * The key that encrypts this node's stored files (src/storage/crypto.ts):
+   * The key that encrypts this node's stored files (src/storage/protocol/crypto.ts):
    * HKDF-SHA256 of the BIP39 seed, so the mnemonic alone recovers it, and a
    * key separate from every bitcoin key.
    */

@@ -1,9 +1,11 @@
 import { Units } from '../../protocols/units.ts'
+import { STORAGE } from '../../storage/constants.ts'
 import { ARGS, type StorageMethod } from '../../storage/host/args.ts'
 import type { StorageHost } from '../../storage/host/storage-host.ts'
 import type { MethodSpec, Service } from '../interface.ts'
 
-export const STORAGE_SERVICE = 'storage'
+/** the service's name on the wire, the one the client calls */
+export const STORAGE_SERVICE = STORAGE
 
 /**
  * The `storage` RPC service: each method of the storage protocol

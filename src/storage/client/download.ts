@@ -178,14 +178,17 @@ export class Downloader {
       }
       // requests until K are under way that are not known slow. A host
       // still slow from an earlier segment left a request unanswered (frozen,
-      // as far as this transfer knows): it is no hedge, and is asked only
-      // when the requests under way cannot make up K even if they all answer.
-      // On a loaded machine two live hosts slower than the hedge time led
-      // the hedge on to a frozen host again (test/faults/storage-faults)
+      // as far as this transfer knows): it is no hedge while the requests
+      // under way could make up K and none of them has run past three hedge
+      // times. On a loaded machine two live hosts slower than the hedge time
+      // led the hedge on to a frozen host again (test/faults/storage-faults);
+      // the bound keeps a host that freezes now, among spares all marked
+      // slow, from costing its whole transfer timeout
       const fill = (): void => {
         const hopeful = (): number => [...running.values()].filter(r => !r.slow).length
+        const waitingWell = (): number => { const now = performance.now(); return [...running.values()].filter(r => now - r.started < 3 * hedgeMs).length }
         while (!done && good + hopeful() < k && cursor < order.length) {
-          if (transfer.slow.has(segment.shards[order[cursor]].host) && good + running.size >= k) {
+          if (transfer.slow.has(segment.shards[order[cursor]].host) && good + waitingWell() >= k) {
             break
           }
           launch(order[cursor++])

@@ -300,7 +300,16 @@ export class Uploader {
           break
         }
         const give = await this.components.slots.take(signal)
-        const plain = await input.next(i, i * segmentSize, plainLength(i)).catch((err: Error) => { give(); throw err })
+        let plain: Uint8Array
+        try {
+          plain = await input.next(i, i * segmentSize, plainLength(i))
+        } catch (err) {
+          // the segments already under way finish (or fail) before the put
+          // answers, so nothing is still uploading, and paying, once it has
+          give()
+          failure ??= err
+          break
+        }
         fileHash.update(plain)
         const segment = i
         const task = (async () => {

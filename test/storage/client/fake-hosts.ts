@@ -35,8 +35,12 @@ export interface FakeHost {
   contracts: Map<string, { shards: Array<{ root: Uint8Array, length: number }>, bytes: Map<string, Uint8Array> }>
   /** methods this host refuses, with the error it throws */
   failing: Map<string, () => Error>
-  /** methods this host answers only after this many ms (Infinity: never, a frozen host), until the call's signal aborts */
-  delays: Map<string, number>
+  /**
+   * methods this host answers only after this many ms (Infinity: never, a
+   * frozen host), until the call's signal aborts; a function is asked at
+   * each call (a host that freezes after its first answer)
+   */
+  delays: Map<string, number | (() => number)>
 }
 
 /** `ms` of waiting, or for ever, cut short by `signal` */
@@ -93,7 +97,7 @@ export class FakeHosts {
     const host = this.host(peer)
     const delay = host.delays.get(request.method)
     if (delay != null) {
-      await wait(delay, request.signal)
+      await wait(typeof delay === 'function' ? delay() : delay, request.signal)
     }
     const fail = host.failing.get(request.method)
     if (fail != null) {
