@@ -5,6 +5,7 @@ import { Level } from 'level'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Wallet } from '../payments/wallet/wallet.ts'
 import { loadConfig, type Config } from './config.ts'
+import type { ConfigSection } from '../services/config-section.ts'
 import { ensureDataDir, loadOrCreateIdentity, type DataDir } from './data-dir.ts'
 import { checkBeforeKeys, recordKeys, tightenModes } from './data-guard.ts'
 import type { PrivateKey } from '@libp2p/interface'
@@ -18,6 +19,8 @@ export interface BootInit {
   dataDir: string
   /** settings to use instead of reading config.json, for tests and embedding */
   config?: Config
+  /** the config sections config.json is read with, default those of node/modules.ts's modules */
+  sections?: ConfigSection[]
   /** passphrase of an encrypted wallet, default $OPENCLOUD_WALLET_PASSPHRASE */
   walletPassphrase?: string
 }
@@ -41,7 +44,7 @@ export interface Booted {
  */
 export async function boot (init: BootInit): Promise<Booted> {
   const paths = await ensureDataDir(init.dataDir)
-  const config = init.config ?? await loadConfig(paths.config)
+  const config = init.config ?? await loadConfig(paths.config, init.sections)
   const datastore = await openDatastore(paths)
   try {
     // holding the datastore lock, this is the only node on the directory:

@@ -247,7 +247,7 @@ export function configPrices (config: Config): Record<string, Record<string, big
 }
 
 /** Read config.json; a missing file is written with the defaults */
-export async function loadConfig (path: string): Promise<Config> {
+export async function loadConfig (path: string, sections: ConfigSection[] = MODULE_SECTIONS): Promise<Config> {
   let text: string
   const last = `${path}.last`
   try {
@@ -262,9 +262,10 @@ export async function loadConfig (path: string): Promise<Config> {
     if (before != null) {
       throw new ConfigError(`${path} is missing, but this node ran with one: restore it from the copy of the last one (cp ${last} ${path}), or delete ${last} to start with the defaults`)
     }
-    await writeFileAtomic(path, JSON.stringify(DEFAULT_CONFIG, null, 2) + '\n')
-    await writeFileAtomic(last, JSON.stringify(DEFAULT_CONFIG, null, 2) + '\n')
-    return structuredClone(DEFAULT_CONFIG)
+    const defaults = defaultConfig(sections)
+    await writeFileAtomic(path, JSON.stringify(defaults, null, 2) + '\n')
+    await writeFileAtomic(last, JSON.stringify(defaults, null, 2) + '\n')
+    return defaults
   }
   let parsed: unknown
   try {
@@ -274,7 +275,7 @@ export async function loadConfig (path: string): Promise<Config> {
   }
   let config: Config
   try {
-    config = validateConfig(parsed)
+    config = validateConfig(parsed, sections)
   } catch (err: any) {
     throw new ConfigError(`${path}: ${err.message}`)
   }

@@ -19,7 +19,7 @@ import { ConfigError, updateConfigFile, configPrices, type Config } from './conf
 import { boot, type BootInit } from './boot.ts'
 import { libp2pOptions, type NodeServices } from './libp2p-options.ts'
 import { NodeCaller } from './caller.ts'
-import { MODULES, MODULE_SECTIONS } from './modules.ts'
+import { MODULES } from './modules.ts'
 import { VERSION } from './version.ts'
 import type { DataDir } from './data-dir.ts'
 import type { LevelDatastore } from 'datastore-level'
@@ -28,7 +28,7 @@ import type { CallRequest, CallResponse, RpcClient } from '../protocols/rpc/rpc-
 import type { IncomingRequest, Reply, RequestHandler } from '../protocols/rpc/rpc-server.ts'
 import type { ConfigSection } from '../services/config-section.ts'
 import type { HoldingsHook, PaymentHook, PaymentKind, ReputationHook } from '../services/interface.ts'
-import type { ErrorStatus, ModuleComponents, NodeInfo, PeerRef, RouteTable, ServiceModule } from '../services/module.ts'
+import type { ErrorStatus, ModuleComponents, NodeInfo, PeerRef, RouteTable, ServiceModule, ServiceModuleDefinition } from '../services/module.ts'
 import type { PeerDirectory } from '../services/peers/index.ts'
 import type { PriceDesk } from '../services/market/index.ts'
 import { storageHosts, type StorageEngines } from '../services/storage/index.ts'
@@ -59,6 +59,12 @@ export interface OpenCloudNodeInit extends BootInit {
   modules?: Record<string, unknown>
   /** the storage module's settings in code: modules.storage under its old name */
   storage?: StorageClientInit
+  /**
+   * the modules this node assembles, default node/modules.ts's MODULES: for
+   * embedding and for tests of a module of their own (test/node/modules.test.ts).
+   * Give `sections` (BootInit) their config sections too, or a config
+   */
+  serviceModules?: ServiceModuleDefinition[]
   /**
    * Write settings changed at run time (prices) back to config.json so they
    * survive a restart. Default: true when the config was read from
@@ -183,7 +189,8 @@ export class OpenCloudNode {
     const nonces = new NonceStore()
     const registry = new ServiceRegistry({ prices: configPrices(config) })
     const handler = new PipelineSlot()
-    const topics = (await Promise.all(MODULES.map(async m => await m.topics?.(section, paths.root) ?? []))).flat()
+    const definitions = init.serviceModules ?? MODULES
+    const topics = (await Promise.all(definitions.map(async m => await m.topics?.(section, paths.root) ?? []))).flat()
     const libp2p = await createLibp2p(libp2pOptions({
       privateKey, datastore, config, signer, handler, topics,
       listen: init.listen ?? config.listen,
@@ -241,7 +248,7 @@ export class OpenCloudNode {
     const payWith: NonNullable<ServiceModule['payWith']> = {}
     let reputationCheck: ReputationHook | undefined
     let holdings: HoldingsHook | undefined
-    for (const definition of MODULES) {
+    for (const definition of definitions) {
       const module = await definition.create(components)
       modules.set(definition.name, module)
       for (const service of module.services ?? []) {
@@ -265,7 +272,7 @@ export class OpenCloudNode {
       holdings ??= module.checks?.holdings
     }
     const policies = new Policies(config.policies)
-    checkServicesConfig(config, registry, policies)
+    checkServicesConfig(config, registry, policies, definitions.flatMap(m => m.config ?? []))
     const pipeline = new Pipeline({ registry, verifier, nonces, policies }, { requireCredential: config.rpc.requireCredential, reputation: reputationCheck, payments: hooks, holdings })
     handler.pipeline = pipeline
     node = new OpenCloudNode({ libp2p, config, paths, registry, signer, nonces, wallet, tabs, chain, payments, market, reputation, caller, pipeline, modules, routes, errorStatuses, payWith, datastore })
@@ -419,8 +426,8 @@ export class OpenCloudNode {
  * a price on a node with payments off could never be paid. A service a
  * module describes but that is switched off is known too.
  */
-function checkServicesConfig (config: Config, registry: ServiceRegistry, policies: Policies): void {
-  const known = new Set([...registry.names(), ...MODULE_SECTIONS.filter(s => s.key.startsWith('services.')).map(s => s.key.slice('services.'.length))])
+function checkServicesConfig (config: Config, registry: ServiceRegistry, policies: Policies, sections: ConfigSection[]): void {
+  const known = new Set([...registry.names(), ...sections.filter(s => s.key.startsWith('services.')).map(s => s.key.slice('services.'.length))])
   for (const [name, settings] of Object.entries(config.services)) {
     if (!known.has(name)) {
       throw new ConfigError(`services.${name}: there is no service "${name}"; the services are ${[...known].sort().join(', ')}`)
