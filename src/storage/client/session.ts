@@ -1,6 +1,7 @@
 import { bodyFromBytes } from '../../protocols/rpc/body.ts'
 import { Writer } from '../../protocols/codec.ts'
 import { STORAGE } from '../constants.ts'
+import type { ListAnswer } from '../protocol/answers.ts'
 import type { StorageCall } from './interface.ts'
 
 /**
@@ -33,16 +34,6 @@ export interface DeleteAnswer {
   hostSignature: Uint8Array
 }
 
-/** A host's answer to `list`: the contract as it holds it */
-export interface ListAnswer {
-  /** encodeSigned(terms, ...), base64 */
-  contract: string
-  revision: number
-  signedRevision: string | null
-  shards: Array<{ root: string, bytes: number }>
-  rentPaidPeriods: number
-  paidThrough: string
-}
 
 /**
  * A call's signal with a bound tighter than the RPC client's own per-call

@@ -1,19 +1,7 @@
 import { checkCall } from '../agreement.ts'
 import { queryOf, type HostRequest } from '../request.ts'
 import type { HostContext } from '../context.ts'
-
-/** The answer of `list` (PROTOCOL.md 8d): what a renter resynchronises from */
-export interface ListAnswer {
-  /** encodeSigned(terms, renter signature, host signature), base64 */
-  contract: string
-  revision: number
-  /** encodeSigned(revision, renter signature, host signature) of the latest revision, base64; null before the first */
-  signedRevision: string | null
-  shards: Array<{ root: string, bytes: number }>
-  rentPaidPeriods: number
-  /** ISO time the rent paid covers */
-  paidThrough: string
-}
+import type { ListAnswer } from '../../protocol/answers.ts'
 
 /** storage.list: the contract, its latest signed revision and its shards */
 export async function list (host: Pick<HostContext, 'book'>, req: HostRequest): Promise<ListAnswer> {
