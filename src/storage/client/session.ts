@@ -34,7 +34,6 @@ export interface DeleteAnswer {
   hostSignature: Uint8Array
 }
 
-
 /**
  * A call's signal with a bound tighter than the RPC client's own per-call
  * timeout (rpc.timeoutMs, which every call has anyway): a shard transfer's
