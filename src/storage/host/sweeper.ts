@@ -101,13 +101,15 @@ export class Sweeper {
       if (c.endedAt != null || c.terms.end <= now) {
         continue
       }
-      const paidThrough = c.terms.start + c.rentPaidPeriods * c.terms.rentPeriodMs
-      if (now <= paidThrough + this.init.graceMs) {
+      const paidThrough = (): number => c.terms.start + c.rentPaidPeriods * c.terms.rentPeriodMs
+      if (now <= paidThrough() + this.init.graceMs) {
         continue
       }
-      if (await this.end(c, now, () => 'rent unpaid')) {
+      // read again under the lock: a rent call queued before this sweep
+      // (behind a put holding the lock) may have paid while it waited
+      if (await this.end(c, now, () => now <= paidThrough() + this.init.graceMs ? undefined : 'rent unpaid')) {
         rateRenter?.(c.terms.renter, 'rent-unpaid')
-        log('contract %s with %s ended: rent paid through %s only', c.id, c.terms.renter, new Date(paidThrough).toISOString())
+        log('contract %s with %s ended: rent paid through %s only', c.id, c.terms.renter, new Date(paidThrough()).toISOString())
         ended.push(c.id)
       }
     }
@@ -115,21 +117,23 @@ export class Sweeper {
   }
 
   /**
-   * End one contract under its lock, for the reason `why` gives there,
-   * unless it ended while this waited: its shards are deleted once it is
-   * saved ended. Answers whether it ended it. The shutdown signal stops a
-   * sweep between contracts, and a sweep waiting for a contract's lock.
+   * End one contract under its lock, for the reason `why` gives there (none:
+   * it is not to end after all), unless it ended while this waited: its
+   * shards are deleted once it is saved ended. Answers whether it ended it.
+   * The shutdown signal stops a sweep between contracts, and a sweep waiting
+   * for a contract's lock.
    */
-  private async end (c: HostContract, now: number, why: () => string): Promise<boolean> {
+  private async end (c: HostContract, now: number, why: () => string | undefined): Promise<boolean> {
     const { book, store } = this.components
     const signal = this.shutdown.signal
     signal.throwIfAborted()
     return book.locks.run(c.id, async () => {
-      if (c.endedAt != null) {
+      const reason = c.endedAt == null ? why() : undefined
+      if (reason == null) {
         return false
       }
       c.endedAt = now
-      c.endedReason = why()
+      c.endedReason = reason
       c.shards = new Map()
       c.bytes = 0
       await book.save(c)

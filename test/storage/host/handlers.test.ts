@@ -488,6 +488,35 @@ describe('storage host handlers', () => {
       assert.deepEqual(records, [[renter.id, 'satisfactory', 'contract-expired']])
     })
 
+    it('does not end a contract whose rent was paid while the sweep waited for its lock', async () => {
+      const c = await contract({ rentPeriodMs: DAY })
+      // a put whose body stalls holds the contract's lock
+      const shard = bytes(5000)
+      let release = (): void => {}
+      const gate = new Promise<void>(resolve => { release = resolve })
+      const stalled = async function * (): AsyncGenerator<Uint8Array> {
+        await gate
+        yield shard
+      }
+      const root = rootOf(shard)
+      const putting = host.put({ caller: renter.id, args: [c.id, root, c.sign(new Map([[root, 5000]]), 1)], signal: new AbortController().signal, body: Object.assign(stalled(), { length: 5000 }) })
+      try {
+        // unpaid past the grace when the sweep looks; a rent call is
+        // queued before it behind the put, and pays 30 periods
+        const now = T0 + GRACE + DAY + 1
+        const paying = host.rent(request(renter.id, [c.id, '30']))
+        const sweeping = host.endUnpaid(now)
+        release()
+        assert.equal((await putting).revision, 1)
+        assert.equal((await paying).rentPaidPeriods, 30)
+        assert.deepEqual(await sweeping, [], 'paid by the time the sweep held the lock')
+        assert.equal(host.contractsHeld(), 1)
+        assert.deepEqual(records, [])
+      } finally {
+        release()
+      }
+    })
+
     it('stop() signals a sweep waiting for a contract\'s lock to give up, and does not wait for the call holding it', async () => {
       await host.stop()
       let release = (): void => {}
