@@ -2,18 +2,18 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, hkdfSync, randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
-import { auditPath, challengeLeaves, dataRoot, LEAF_SIZE, MerkleHasher, merkleRoot, verifyPath } from '../../src/storage/protocol/merkle.ts'
-import { ReedSolomon, split } from '../../src/storage/protocol/erasure.ts'
-import { DecryptError, objectKey, openSegment, sealSegment, storageKeyFromSeed } from '../../src/storage/protocol/crypto.ts'
-import { contractIdOf, decodeRevision, decodeSigned, decodeTerms, rentPerPeriod, transferCost, verifyRevision, verifyTerms } from '../../src/storage/protocol/contract.ts'
-import { decodeProofs } from '../../src/storage/protocol/proofs.ts'
-import { Reader } from '../../src/protocols/codec.ts'
-import { parseSize, formatSize } from '../../src/utils/size.ts'
-import { openRating } from '../../src/storage/protocol/rating.ts'
-import { defaultRedundancy, defaultRepairAfterLost, migrationReason } from '../../src/storage/client/storage-client.ts'
-import { parseRedundancy } from '../../src/storage/put-options.ts'
+import { auditPath, challengeLeaves, dataRoot, LEAF_SIZE, MerkleHasher, merkleRoot, verifyPath } from '../../../src/storage/protocol/merkle.ts'
+import { ReedSolomon, split } from '../../../src/storage/protocol/erasure.ts'
+import { DecryptError, objectKey, openSegment, sealSegment, storageKeyFromSeed } from '../../../src/storage/protocol/crypto.ts'
+import { contractIdOf, decodeRevision, decodeSigned, decodeTerms, rentPerPeriod, transferCost, verifyRevision, verifyTerms } from '../../../src/storage/protocol/contract.ts'
+import { decodeProofs } from '../../../src/storage/protocol/proofs.ts'
+import { Reader } from '../../../src/protocols/codec.ts'
+import { parseSize, formatSize } from '../../../src/utils/size.ts'
+import { openRating } from '../../../src/storage/protocol/rating.ts'
+import { defaultRedundancy, defaultRepairAfterLost, migrationReason } from '../../../src/storage/client/storage-client.ts'
+import { parseRedundancy } from '../../../src/storage/put-options.ts'
 
-const fixture = JSON.parse(await readFile(new URL('../fixtures/protocol-vectors.json', import.meta.url), 'utf8'))
+const fixture = JSON.parse(await readFile(new URL('../../fixtures/protocol-vectors.json', import.meta.url), 'utf8'))
 const v = fixture.storage
 const bytes = (h: string): Buffer => Buffer.from(h, 'hex')
 const sha256 = (...parts: Uint8Array[]): Buffer => { const h = createHash('sha256'); parts.forEach(p => h.update(p)); return h.digest() }
