@@ -9,7 +9,7 @@ export const marketCommand: Command = {
   help: `Providers publish signed offers (price per standard unit) on a gossipsub
 topic; every node keeps the latest valid offer of each provider.
 
-  market prices                     offers this node knows, cheapest first
+  market prices                     offers this node knows, by method, cheapest first
   market stats                      count, min, median and p90 per method and unit
   market price set sha256.hash "100 sat"
                                     change this node's price now, announce it,
@@ -54,7 +54,7 @@ Options:
       if (json) {
         printJson(out, prices)
       } else {
-        out.write(prices.length === 0 ? 'no offers known yet\n' : table([['PROVIDER', 'METHOD', 'PRICE', 'PER', 'VALID UNTIL'], ...prices.map(p => [p.provider, `${p.service}.${p.method}`, p.price, p.unit, p.validUntil])]))
+        out.write(prices.length === 0 ? 'no offers known yet\n' : table([['PROVIDER', 'METHOD', 'PRICE', 'PER', 'VALID UNTIL'], ...byMethod(prices).map(p => [p.provider, `${p.service}.${p.method}`, p.price, p.unit, p.validUntil])]))
       }
       return
     }
@@ -79,4 +79,13 @@ Options:
       }
     }
   }
+}
+
+/**
+ * The offers grouped by method, in the order the API gives them within each
+ * (cheapest first): a table of storage offers mixed rent, put and get rows
+ */
+export function byMethod<T extends { service: string, method: string }> (offers: T[]): T[] {
+  const key = (o: T): string => `${o.service}.${o.method}`
+  return offers.map((o, i) => ({ o, i })).sort((a, b) => key(a.o) < key(b.o) ? -1 : key(a.o) > key(b.o) ? 1 : a.i - b.i).map(x => x.o)
 }
