@@ -59,7 +59,7 @@ const MNEMONIC = 'abandon abandon abandon abandon abandon abandon abandon abando
 
 /** The anchors' published prices (/work/shared/ANCHORS.md; README, "Storage"), USD per month */
 export const ANCHORS: Array<{ who: string, usdPerTbMonth: number, note: string }> = [
-  { who: 'Dropbox Plus', usdPerTbMonth: 11.99 / 2, note: '2 TB for $11.99 (transfer included)' },
+  { who: 'Dropbox Plus', usdPerTbMonth: 11.99 / 2, note: '2 TB for $11.99, transfer included' },
   { who: 'Storj', usdPerTbMonth: 7, note: '$7 per TB, egress $7 per TB' },
   { who: 'Sia renters', usdPerTbMonth: 3, note: 'about $3 per TB with 3x redundancy' },
   { who: 'Backblaze B2', usdPerTbMonth: 6, note: '$6 per TB, egress $0.01 per GB' },
@@ -514,9 +514,10 @@ export function formatReport (r: CostReport): string {
   const lines: string[] = []
   lines.push(`Host prices: $${o.pricePerTbMonth} per TB-month = ${r.prices.exact.storage.toFixed(2)} sat per GiB-month, rounded up to ${r.prices.storage} sat (today's wire carries whole sat per GiB-month) = $${r.prices.usdPerTbMonthOnWire.toFixed(2)} per TB-month`)
   lines.push(`  download $${o.downloadPerTb} per TB = ${r.prices.exact.download.toFixed(2)} sat per GiB, rounded up to ${r.prices.download}; upload $${o.uploadPerTb} per TB = ${r.prices.upload} sat per GiB`)
-  lines.push(`$${o.btcUsd} per BTC, ${o.satPerVb} sat/vB, ${o.hosts} hosts: ${r.redundancy.k}-of-${r.redundancy.n} (defaultRedundancy), ${o.days} simulated days`)
+  lines.push(`$${o.btcUsd} per BTC, ${o.satPerVb} sat/vB, ${o.hosts} hosts: ${r.redundancy.k}-of-${r.redundancy.n} (the default redundancy for that many), ${o.days} simulated days`)
   lines.push('')
-  const head = ['profile', 'data', 'stored', 'contracts', 'rent/month', 'transfer', 'tx/host/month', 'fees', 'total sat', 'total USD', 'USD/TB-month', 'fees/rent']
+  // sat columns say so: the node's other output is in BTC, and these are too small to read there
+  const head = ['profile', 'data', 'stored', 'contracts', 'rent sat/month', 'transfer sat', 'tx/host/month', 'fees sat', 'total sat', 'total USD', 'USD/TB-month', 'fees/rent']
   const rows = r.results.map(x => [
     x.profile,
     fmtBytes(x.dataBytes),
@@ -553,7 +554,15 @@ export function formatReport (r: CostReport): string {
   for (const a of r.anchors) {
     lines.push(`  ${a.who.padEnd(13)} ${usd(a.usdPerTbMonth)} per TB-month (${a.note})`)
   }
-  lines.push(`1 sat = $${satUsd.toFixed(4)}`)
+  lines.push(`1 sat = $${satUsd.toFixed(4)} (0.00000001 BTC)`)
+  const tb = r.results.filter(x => x.dataBytes >= 10 ** 12 && x.downloadedBytes === 0)
+  const dropbox = r.anchors.find(a => a.who.startsWith('Dropbox'))
+  if (tb.length > 0 && dropbox != null) {
+    const best = Math.min(...tb.map(x => x.usdPerTbMonth))
+    lines.push(`At 1 TB and more this node costs ${usd(best)} per TB-month or more, ${(best / dropbox.usdPerTbMonth).toFixed(0)} times Dropbox Plus's ${usd(dropbox.usdPerTbMonth)}.`)
+  }
+  lines.push('tx/host/month: on-chain settlements per host paid; 0 where no host\'s tab reached a settlement in the month (it waits, owed, for more).')
+  lines.push('rent counts each contract\'s periods paid in the 30 days: the first day paid ahead, and one overlapping period paid when it is renewed 7 days before its end.')
   return lines.join('\n')
 }
 

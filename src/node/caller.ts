@@ -2,6 +2,7 @@ import { streamPair } from '@libp2p/utils'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { DialError, ServerError } from '../protocols/rpc/errors.ts'
+import { formatAmount } from '../protocols/units.ts'
 import { RpcClient, type CallRequest, type CallResponse, type RpcConnection } from '../protocols/rpc/rpc-client.ts'
 import type { CredentialSigner, CredentialVerifier } from '../protocols/rpc/credentials.ts'
 import type { RpcServer } from '../protocols/rpc/rpc-server.ts'
@@ -153,11 +154,18 @@ export class NodeCaller implements Caller {
    * A call paying `sats` as a deferred payment, within the credit the
    * server gives; where it gives none the agent settles the tab first when
    * that makes room (PROTOCOL.md 8a), else the call fails with the reason
-   * (BiddingError). Unpaid when `sats` is 0 or payments are off.
+   * (BiddingError). Unpaid when `sats` is 0; a PaymentsOffError when
+   * payments are off.
    */
   async payingCall (peer: string, request: CallRequest, sats: bigint): Promise<CallResponse> {
-    if (sats === 0n || this.payments == null) {
+    if (sats === 0n) {
       return this.ratedCall(peer, request)
+    }
+    if (this.payments == null) {
+      // said here rather than sent unpaid: the host's refusal named what it
+      // costs, not why this node could not pay (a newcomer joined a priced
+      // network from a node with payments off, as the lone node's hint said)
+      throw new PaymentsOffError(`${request.service}.${request.method} costs ${formatAmount(sats)} on ${peer}, and this node's payments are off: set payments.chain in config.json to an Esplora API URL (npm run chain starts a local one) and restart the node`)
     }
     return (await this.payments.call(parsePeer(peer), request, { pay: { kind: 'defer', sats }, maxPrice: sats })).response
   }

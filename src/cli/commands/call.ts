@@ -76,27 +76,27 @@ const PAY_FLAGS = new Set(['--pay', '--max-price', '--threshold'])
 export const callCommand: Command = {
   name: 'call',
   summary: 'make an OpenCloud call to a peer (the "wget" of the protocol)',
-  usage: 'opencloud-node call <peer> <service>.<method> [args...] [--body FILE|-] [--out FILE]',
+  usage: `${CLI} call <peer> <service>.<method> [args...] [--body FILE|-] [--out FILE]`,
   help: `Calls a method on a peer through the running node, which signs the request
 with its OpenCloud ID. <peer> is a PeerId the node can reach (found through the
 DHT if it is not connected), a multiaddr ending in /p2p/<PeerId>, or "auto"
 for the cheapest provider of the method the market knows.
 
 Examples:
-  opencloud-node call 12D3KooW... sha256.hash --body photo.jpg
-  echo hello | opencloud-node call 12D3KooW... sha256.hash --body -
-  opencloud-node call 12D3KooW... sha256.methods
-  opencloud-node call 12D3KooW... sha256.quote hash 100
-  opencloud-node call 12D3KooW... peers.find sha256
+  ${CLI} call 12D3KooW... sha256.hash --body photo.jpg
+  echo hello | ${CLI} call 12D3KooW... sha256.hash --body -
+  ${CLI} call 12D3KooW... sha256.methods
+  ${CLI} call 12D3KooW... sha256.quote hash 100
+  ${CLI} call 12D3KooW... peers.find sha256
 
 The answer goes to --out FILE, or to standard output: raw when it is a pipe or
 a file, and as text or hex on a terminal. A refused call prints its status and
 reason and exits with code 1.
 
 Paying (the node's wallet pays; see "opencloud-node wallet"):
-  opencloud-node call <peer> sha256.hash --body big.iso --pay attached:10000sat
-  opencloud-node call <peer> sha256.hash --body big.iso --pay auto --max-price 20000sat
-  opencloud-node call <peer> sha256.hash --body big.iso --pay auto --max-price "0.0002 BTC"
+  ${CLI} call <peer> sha256.hash --body big.iso --pay attached:10000sat
+  ${CLI} call <peer> sha256.hash --body big.iso --pay auto --max-price 20000sat
+  ${CLI} call <peer> sha256.hash --body big.iso --pay auto --max-price "0.0002 BTC"
 With --pay auto the call first asks for free, then offers what the server
 asks (deferred where it gives credit, else attached) up to --max-price. The
 strategy says on stderr what it did and why.
@@ -130,7 +130,7 @@ Options:
   run: async ({ values, positionals, json, argv, dataDir, out, err }) => {
     const [peer, target, ...args] = positionals
     if (peer == null || target == null) {
-      throw new UsageError('usage: opencloud-node call <peer> <service>.<method> [args...]')
+      throw new UsageError(`usage: ${CLI} call <peer> <service>.<method> [args...]`)
     }
     const match = /^([a-z][a-z0-9-]*)\.([a-z][a-z0-9-]*)$/.exec(target)
     if (match == null) {

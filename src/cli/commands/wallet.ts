@@ -7,11 +7,12 @@ import { Wallet } from '../../payments/wallet/wallet.ts'
 import { HintedError, hintLine, printJson, table, UsageError, type Command } from '../command.ts'
 import { formatAmount, parseAmount } from '../../protocols/units.ts'
 import { parseDuration } from '../../utils/duration.ts'
+import { CLI } from '../../utils/cli-name.ts'
 
 export const walletCommand: Command = {
   name: 'wallet',
   summary: "the node's bitcoin wallet: address, balance, send, history",
-  usage: 'opencloud-node wallet <address [--new] | balance | send <address> <amount> | history | backup | restore>',
+  usage: `${CLI} wallet <address [--new] | balance | send <address> <amount> | history | backup | restore>`,
   help: `The node's HD wallet (BIP39 mnemonic, BIP84 native segwit), kept in
 wallet.json in the data directory with mode 0600. Set
 OPENCLOUD_WALLET_PASSPHRASE before the node's first start to encrypt it.
@@ -30,7 +31,7 @@ Balances and sending need a chain: payments.chain in config.json.
   wallet restore         make wallet.json from a mnemonic read on standard
                          input (only where there is none); the node then scans
                          the chain for the addresses the wallet used, e.g.
-                         opencloud-node wallet restore < words.txt
+                         ${CLI} wallet restore < words.txt
 backup and restore work without a running node.
 
 Options:
@@ -137,7 +138,7 @@ Options:
         return
       }
       default:
-        throw new UsageError('usage: opencloud-node wallet <address [--new] | balance | send <address> <BTC> | history>')
+        throw new UsageError(`usage: ${CLI} wallet <address [--new] | balance | send <address> <amount> | history | backup | restore>`)
     }
   }
 }

@@ -11,8 +11,9 @@ import { NotFoundError, PaymentDeclinedError, RpcError } from '../../protocols/r
  *   (ended, expired): this copy is lost. A get or repair counts the shard
  *   lost and repair rebuilds it elsewhere; an audit, which the host was
  *   paid to pass, condemns the contract.
- * - `owed`: a payment refusal (`payment-declined` and its kinds) or a price
- *   over what this node pays: about this node's debts or limits, not the
+ * - `owed`: a payment refusal (`payment-declined` and its kinds), a price
+ *   over what this node pays, or this node's payments off: about this
+ *   node's debts or limits, not the
  *   host's service. Other hosts are asked; the caller hears of it only when
  *   too few shards can be had without this host.
  * - `transient`: anything else, `server-error` first of all (what a server
@@ -30,7 +31,7 @@ export function judgeHostError (err: unknown): HostAnswer {
   if (err instanceof NotFoundError) {
     return 'lost'
   }
-  if (err instanceof PaymentDeclinedError || (err as Error | undefined)?.name === 'BiddingError') {
+  if (err instanceof PaymentDeclinedError || ['BiddingError', 'PaymentsOffError'].includes((err as Error | undefined)?.name ?? '')) {
     return 'owed'
   }
   return 'transient'

@@ -198,7 +198,7 @@ export class Uploader {
     }
     if (offers.length === 0) {
       const cheapest = known.reduce((a, b) => b.storage < a.storage ? b : a)
-      throw new NotEnoughHostsError(`no storage host asks ${formatAmount(ceiling as bigint)} per GiB-month or less: the cheapest of the ${known.length} the market knows asks ${formatAmount(cheapest.storage)}; raise --max-price`)
+      throw new NotEnoughHostsError(`no storage host asks ${formatAmount(ceiling as bigint)} per GiB-month or less: the cheapest of the ${known.length} the market knows asks ${formatAmount(cheapest.storage)} per GiB-month; raise --max-price to at least "${formatAmount(cheapest.storage)}"`)
     }
     const { k, n } = options.k != null && options.n != null ? { k: options.k, n: options.n } : defaultRedundancy(offers.length)
     const atPrice = ceiling == null ? '' : ` at or under ${formatAmount(ceiling)} per GiB-month`
