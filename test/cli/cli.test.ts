@@ -113,7 +113,7 @@ describe('the opencloud-node command line against running daemons', () => {
     assert.match(unknownFlag.stderr, /--bogus/)
     const help = await runCli(['call', '--help'])
     assert.equal(help.code, 0)
-    assert.match(help.stdout, /Usage: opencloud-node call <peer>/)
+    assert.match(help.stdout, /Usage: (npx )?opencloud-node call <peer>/)
     // a subcommand's help is its own part of the command's help
     const putHelp = await runCli(['store', 'put', '--help'])
     assert.equal(putHelp.code, 0)
