@@ -18,6 +18,7 @@
  * at equal prices every file goes to the same first N hosts: the same
  * contracts, rent periods and promises, and a tab that adds up the same).
  */
+import { buffer } from 'node:stream/consumers'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -203,14 +204,6 @@ const answer = (server: string, bytes: Uint8Array): CallResponse => ({
 })
 const json = (server: string, value: unknown): CallResponse => answer(server, new TextEncoder().encode(JSON.stringify(value)))
 
-async function collect (body: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
-  const parts: Uint8Array[] = []
-  for await (const part of body) {
-    parts.push(part)
-  }
-  return Buffer.concat(parts)
-}
-
 /** A stream of `size` zero bytes (the client encrypts them: the shards are as random as any file's) */
 async function * zeros (size: number): AsyncGenerator<Uint8Array> {
   const chunk = new Uint8Array(1024 * KIB)
@@ -328,7 +321,7 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
         case 'rent': return json(host.peer, await host.engine.rent(req))
         case 'put': return json(host.peer, await host.engine.put(req))
         case 'get': {
-          const bytes = await collect((await host.engine.get(req) as OutgoingBody).open())
+          const bytes = await buffer((await host.engine.get(req) as OutgoingBody).open())
           downloaded += bytes.byteLength * Number(scale)
           return answer(host.peer, bytes)
         }

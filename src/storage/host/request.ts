@@ -1,3 +1,4 @@
+import { buffer } from 'node:stream/consumers'
 /**
  * What the host's handlers see of a call: the engine's own shape of it, so
  * the storage engine imports nothing of services/. The storage module passes
@@ -29,9 +30,5 @@ export function queryOf (req: HostRequest): HostQuery {
 
 /** The whole body of a small request (a proposal, a rating) */
 export async function readBody (req: HostRequest): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = []
-  for await (const chunk of req.body) {
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks)
+  return buffer(req.body)
 }

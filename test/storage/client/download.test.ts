@@ -1,16 +1,9 @@
+import { buffer } from 'node:stream/consumers'
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { MemoryDatastore } from 'datastore-core'
 import { clientOf, FakeHosts } from './fake-hosts.ts'
-
-async function collect (stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const chunks: Uint8Array[] = []
-  for await (const chunk of stream) {
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks)
-}
 
 /** How a get chooses its hosts, on fake hosts without a network */
 describe('storage client downloads', () => {
@@ -29,7 +22,7 @@ describe('storage client downloads', () => {
     fake.host(slotHost[2]).delays.set('get', 250)
     fake.asked.length = 0
     const { stream } = await client.getStream('hedged')
-    assert.ok((await collect(stream)).equals(bytes), 'the same bytes')
+    assert.ok((await buffer(stream)).equals(bytes), 'the same bytes')
     const frozen = fake.calls('get').filter(a => a.host === slotHost[0]).length
     // segment 0 asks it (nothing is known yet); after that the two slow
     // live hosts and the quick one can make up K, so it is not asked again
@@ -53,7 +46,7 @@ describe('storage client downloads', () => {
     fake.host(slotHost[2]).delays.set('get', 400)
     fake.asked.length = 0
     const { stream } = await client.getStream('freezing')
-    assert.ok((await collect(stream)).equals(bytes), 'the same bytes')
+    assert.ok((await buffer(stream)).equals(bytes), 'the same bytes')
     assert.ok(fake.calls('get').filter(a => a.host === slotHost[1] || a.host === slotHost[2]).length > 2, 'the slow hosts were asked again once the frozen one had run three hedge times')
     await client.stop()
   })

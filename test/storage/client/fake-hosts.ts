@@ -1,3 +1,4 @@
+import { buffer } from 'node:stream/consumers'
 import { MemoryDatastore } from 'datastore-core'
 import { Key } from 'interface-datastore'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -52,11 +53,7 @@ async function wait (ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 async function bodyOf (request: CallRequest): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = []
-  for await (const chunk of request.body?.open() ?? []) {
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks)
+  return request.body == null ? new Uint8Array(0) : buffer(request.body.open())
 }
 
 const answer = (value: unknown): CallResponse => ({ body: { bytes: async () => (value instanceof Uint8Array ? value : new TextEncoder().encode(JSON.stringify(value))) } }) as unknown as CallResponse

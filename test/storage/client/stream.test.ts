@@ -1,3 +1,4 @@
+import { buffer } from 'node:stream/consumers'
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
@@ -13,14 +14,6 @@ async function * chunked (bytes: Uint8Array, sizes = [1, 1000, 65_536, 7]): Asyn
     yield bytes.subarray(offset, offset + size)
     offset += size
   }
-}
-
-async function collect (stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const chunks: Uint8Array[] = []
-  for await (const chunk of stream) {
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks)
 }
 
 /**
@@ -58,7 +51,7 @@ describe('storage client streams', () => {
     assert.equal(await client.cleanUploads(), 4)
     assert.ok(fake.hosts.every(h => h.contracts.size === 0), 'no host keeps a contract')
     const again = await client.put({ stream: chunked(bytes), size: bytes.byteLength }, { name: 'short', k: 2, n: 4 })
-    assert.ok((await collect((await client.getStream(again.id)).stream)).equals(bytes))
+    assert.ok((await buffer((await client.getStream(again.id)).stream)).equals(bytes))
   })
 
   it('refuses a stream longer than the size it declared, and one with no name', async () => {

@@ -1,3 +1,4 @@
+import { buffer } from 'node:stream/consumers'
 import { describe, it, before, beforeEach, afterEach, mock } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
@@ -72,14 +73,6 @@ function bytes (length: number): Uint8Array {
 
 const rootOf = (shard: Uint8Array): string => Buffer.from(merkleRoot(shard)).toString('hex')
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64')
-
-async function collect (body: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const parts: Uint8Array[] = []
-  for await (const part of body) {
-    parts.push(part)
-  }
-  return Buffer.concat(parts)
-}
 
 describe('storage host handlers', () => {
   let hostKey: Party
@@ -289,7 +282,7 @@ describe('storage host handlers', () => {
       const args = [c.id, root, String(LEAF_SIZE - 10), String(LEAF_SIZE + 20)]
       assert.equal(host.cost('get', { caller: renter.id, args, bodyLength: 0 }), transferCost(200n, LEAF_SIZE + 20))
       const body = await host.get(request(renter.id, args))
-      const got = await collect(body.open())
+      const got = await buffer(body.open())
       assert.deepEqual(got, Buffer.from(shard.subarray(LEAF_SIZE - 10, 2 * LEAF_SIZE + 10)))
       assert.equal(body.length, LEAF_SIZE + 20)
       assert.deepEqual(Buffer.from(body.sha256), createHash('sha256').update(got).digest())
@@ -420,7 +413,7 @@ describe('storage host handlers', () => {
       assert.deepEqual(listed.shards, [{ root, bytes: 6000 }])
       assert.equal(listed.rentPaidPeriods, 0, 'rent paid stays with the old contract')
       verifyRevision(decodeSigned(Buffer.from(listed.signedRevision!, 'base64')).message, hostKey.id, Buffer.from(answer.revisionSignature, 'base64'))
-      assert.deepEqual(await collect((await host.get(request(renter.id, [newId, root, '0', '6000']))).open()), Buffer.from(shard))
+      assert.deepEqual(await buffer((await host.get(request(renter.id, [newId, root, '0', '6000']))).open()), Buffer.from(shard))
       await assert.rejects(host.list(request(renter.id, [c.id])), (err: any) => err instanceof NotFoundError && err.message.includes(`was renewed as ${newId}`))
       assert.equal(host.contractsHeld(), 1)
       assert.equal(host.used(), 6000)
@@ -460,6 +453,20 @@ describe('storage host handlers', () => {
   })
 
   describe('the sweeper', () => {
+    /** A put to `c` whose body stalls until `release`, holding the contract's lock meanwhile */
+    const holdLock = (c: Renter): { putting: ReturnType<StorageHost['put']>, release: () => void } => {
+      const shard = bytes(5000)
+      let release = (): void => {}
+      const gate = new Promise<void>(resolve => { release = resolve })
+      const stalled = async function * (): AsyncGenerator<Uint8Array> {
+        await gate
+        yield shard
+      }
+      const root = rootOf(shard)
+      const putting = host.put({ caller: renter.id, args: [c.id, root, c.sign(new Map([[root, 5000]]), 1)], signal: new AbortController().signal, body: Object.assign(stalled(), { length: 5000 }) })
+      return { putting, release }
+    }
+
     it('ends a contract whose rent is unpaid past the grace, deleting its shards and rating the renter', async () => {
       const c = await contract({ rentPeriodMs: DAY })
       const root = await c.put(bytes(3000))
@@ -490,16 +497,7 @@ describe('storage host handlers', () => {
 
     it('does not end a contract whose rent was paid while the sweep waited for its lock', async () => {
       const c = await contract({ rentPeriodMs: DAY })
-      // a put whose body stalls holds the contract's lock
-      const shard = bytes(5000)
-      let release = (): void => {}
-      const gate = new Promise<void>(resolve => { release = resolve })
-      const stalled = async function * (): AsyncGenerator<Uint8Array> {
-        await gate
-        yield shard
-      }
-      const root = rootOf(shard)
-      const putting = host.put({ caller: renter.id, args: [c.id, root, c.sign(new Map([[root, 5000]]), 1)], signal: new AbortController().signal, body: Object.assign(stalled(), { length: 5000 }) })
+      const { putting, release } = holdLock(c)
       try {
         // unpaid past the grace when the sweep looks; a rent call is
         // queued before it behind the put, and pays 30 periods
@@ -524,15 +522,9 @@ describe('storage host handlers', () => {
       try {
         host = await newHost({ checkMs: 1000 })
         const c = await contract({ rentPeriodMs: DAY })
-        // a put whose body stalls holds the contract's lock
-        const shard = bytes(5000)
-        const gate = new Promise<void>(resolve => { release = resolve })
-        const stalled = async function * (): AsyncGenerator<Uint8Array> {
-          await gate
-          yield shard
-        }
-        const root = rootOf(shard)
-        const putting = host.put({ caller: renter.id, args: [c.id, root, c.sign(new Map([[root, 5000]]), 1)], signal: new AbortController().signal, body: Object.assign(stalled(), { length: 5000 }) })
+        const held = holdLock(c)
+        release = held.release
+        const putting = held.putting
         clock = T0 + GRACE + 1
         mock.timers.tick(1000)
         const hung = new Promise(resolve => { setTimeout(() => { resolve('hung') }, 5000).unref() })

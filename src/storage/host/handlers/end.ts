@@ -3,7 +3,7 @@ import { DecodeError } from '../../../protocols/codec.ts'
 import { BadRequestError } from '../../../protocols/rpc/errors.ts'
 import { openRating, signRating } from '../../protocol/rating.ts'
 import { checkCall } from '../agreement.ts'
-import { queryOf, type HostRequest } from '../request.ts'
+import { queryOf, readBody, type HostRequest } from '../request.ts'
 import type { HostContext } from '../context.ts'
 
 const log = logger('opencloud:storage:host')
@@ -24,11 +24,8 @@ export interface EndAnswer {
 export async function end (host: Pick<HostContext, 'peerId' | 'signer' | 'book' | 'store' | 'recordRenter'>, req: HostRequest): Promise<EndAnswer> {
   const { book } = host
   const id = checkCall(book, 'end', queryOf(req)).c.id
-  const chunks: Uint8Array[] = []
-  for await (const chunk of req.body) {
-    chunks.push(chunk)
-  }
-  const renterRating = chunks.length === 0 ? undefined : Buffer.concat(chunks)
+  const body = await readBody(req)
+  const renterRating = body.byteLength === 0 ? undefined : body
   return book.locks.run(id, async () => {
     const { c } = checkCall(book, 'end', queryOf(req))
     if (renterRating != null) {
