@@ -13,11 +13,22 @@ import { dataRoot } from './merkle.ts'
  * shards, how many bytes, and a Merkle root over the shard roots).
  */
 
-export const CONTRACT_VERSION = 1
+/**
+ * The terms opencloud-node proposes and signs: version 2 prices per TiB
+ * and charges rent on the bytes held. Version 1 (prices per GiB, rent on
+ * max-bytes) is still read, and its contracts run on by its rules until
+ * they end or are renewed as version 2 (PROTOCOL.md 8d, "Contract terms").
+ */
+export const CONTRACT_VERSION = 2
+export type TermsVersion = 1 | 2
+/** The version byte of a revision, unchanged since the first */
+export const REVISION_VERSION = 1
 export const CONTRACT_DOMAIN = new TextEncoder().encode('opencloud-storage-contract-v1\n')
 export const REVISION_DOMAIN = new TextEncoder().encode('opencloud-storage-revision-v1\n')
 
 export const GIB = 1024 ** 3
+/** The byte unit of version 2 prices: a tebibyte, 2^40 bytes */
+export const TIB = 1024 ** 4
 /** A month for rent: 30 days */
 export const MONTH_MS = 30 * 24 * 3600 * 1000
 /**
@@ -27,6 +38,8 @@ export const MONTH_MS = 30 * 24 * 3600 * 1000
 export const MAX_CONTRACT_MS = 366 * 24 * 3600 * 1000
 
 export interface ContractTerms {
+  /** 2 (CONTRACT_VERSION) for every contract formed now; 1 for those formed before */
+  version: TermsVersion
   /** PeerId of the renter (the client) */
   renter: string
   /** PeerId of the host */
@@ -38,11 +51,11 @@ export interface ContractTerms {
   end: number
   /** the most the renter may store under the contract */
   maxBytes: number
-  /** satoshis per GiB-month stored */
+  /** satoshis per TiB-month of bytes held (version 1: per GiB-month of max-bytes) */
   storagePrice: bigint
-  /** satoshis per GiB uploaded */
+  /** satoshis per TiB uploaded (version 1: per GiB) */
   uploadPrice: bigint
-  /** satoshis per GiB downloaded */
+  /** satoshis per TiB downloaded (version 1: per GiB) */
   downloadPrice: bigint
   /** rent falls due every this many ms */
   rentPeriodMs: number
@@ -81,7 +94,7 @@ export class ContractError extends Error {
 
 export function encodeTerms (t: ContractTerms): Uint8Array {
   return new Writer()
-    .u8(CONTRACT_VERSION)
+    .u8(t.version)
     .bytes(peerBytes(t.renter))
     .bytes(peerBytes(t.host))
     .bytes(t.nonce)
@@ -97,8 +110,13 @@ export function encodeTerms (t: ContractTerms): Uint8Array {
 
 export function decodeTerms (bytes: Uint8Array): ContractTerms {
   const r = new Reader(bytes)
-  r.version(CONTRACT_VERSION, 'contract')
+  const version = bytes[0]
+  if (version !== 1 && version !== 2) {
+    r.version(CONTRACT_VERSION, 'contract')
+  }
+  r.u8('the version')
   const terms: ContractTerms = {
+    version: version as TermsVersion,
     renter: peerText(r.bytes(128, 'the renter'), 'the renter'),
     host: peerText(r.bytes(128, 'the host'), 'the host'),
     nonce: r.bytes(16, 'the nonce'),
@@ -133,7 +151,7 @@ export function signTerms (encoded: Uint8Array, signer: CredentialSigner): Uint8
 
 export function encodeRevision (rev: Revision): Uint8Array {
   return new Writer()
-    .u8(CONTRACT_VERSION)
+    .u8(REVISION_VERSION)
     .bytes(rev.contractId)
     .varint(rev.number)
     .varint(rev.bytes)
@@ -144,7 +162,7 @@ export function encodeRevision (rev: Revision): Uint8Array {
 
 export function decodeRevision (bytes: Uint8Array): Revision {
   const r = new Reader(bytes)
-  r.version(CONTRACT_VERSION, 'revision')
+  r.version(REVISION_VERSION, 'revision')
   const rev: Revision = {
     contractId: r.bytes(32, 'the contract id'),
     number: r.varint('the revision number'),
@@ -202,21 +220,63 @@ export function decodeSigned (bytes: Uint8Array): { message: Uint8Array, renterS
   return { message, renterSignature, hostSignature }
 }
 
+/** The bytes a price is per: a GiB in version 1, a TiB in version 2 */
+export function priceUnitBytes (version: TermsVersion): number {
+  return version === 1 ? GIB : TIB
+}
+
 /**
- * Rent for one period of a contract: storage price x max bytes (the space
- * the host reserves) x period, pro rata per GiB-month, rounded up to a whole
- * satoshi.
+ * The exact unit rent accrues in (version 2): a satoshi over (2^40 x
+ * 2,592,000,000), so that storage-price x bytes x ms is a whole number of it
  */
-export function rentPerPeriod (t: ContractTerms): bigint {
+export const RENT_UNITS_PER_SAT = BigInt(TIB) * BigInt(MONTH_MS)
+
+/** A contract's rent so far: the exact rent charged, in RENT_UNITS_PER_SAT, and the whole satoshis paid for it */
+export interface RentState {
+  accrued: bigint
+  paid: bigint
+}
+
+/**
+ * What paying `periods` more periods of rent costs now, with `bytes` held
+ * under the latest revision (PROTOCOL.md 8d, "Rent"). Version 2: each
+ * period accrues storage-price x bytes x rent-period exactly, and the price
+ * is what takes the whole satoshis paid up to the accrued sum rounded up,
+ * so rent never rounds up by more than one satoshi over the contract's
+ * life, whatever its size. Version 1: rent on max-bytes, each period
+ * rounded up to a whole satoshi (rentPerPeriodV1).
+ */
+export function rentCharge (t: ContractTerms, state: RentState, bytes: number, periods: number): { accrued: bigint, price: bigint } {
+  if (t.version === 1) {
+    return { accrued: state.accrued, price: rentPerPeriodV1(t) * BigInt(periods) }
+  }
+  const accrued = state.accrued + t.storagePrice * BigInt(bytes) * BigInt(t.rentPeriodMs) * BigInt(periods)
+  const due = (accrued + RENT_UNITS_PER_SAT - 1n) / RENT_UNITS_PER_SAT - state.paid
+  return { accrued, price: due > 0n ? due : 0n }
+}
+
+/** Rent per month at `bytes` held, in satoshis, exact (a figure to show: what is paid is rentCharge) */
+export function monthlyRentOf (t: Pick<ContractTerms, 'version' | 'storagePrice' | 'maxBytes'>, bytes: number): number {
+  return t.version === 1
+    ? Number(t.storagePrice) * t.maxBytes / GIB
+    : Number(t.storagePrice) * bytes / TIB
+}
+
+/**
+ * Version 1's rent for one period: storage price x max bytes (the space
+ * the host reserves) x period, pro rata per GiB-month, rounded up to a
+ * whole satoshi
+ */
+export function rentPerPeriodV1 (t: Pick<ContractTerms, 'storagePrice' | 'maxBytes' | 'rentPeriodMs'>): bigint {
   const num = t.storagePrice * BigInt(t.maxBytes) * BigInt(t.rentPeriodMs)
   const den = BigInt(GIB) * BigInt(MONTH_MS)
   return (num + den - 1n) / den
 }
 
-/** What moving `bytes` costs at `pricePerGiB`, rounded up to a whole satoshi */
-export function transferCost (pricePerGiB: bigint, bytes: number): bigint {
-  const den = BigInt(GIB)
-  return (pricePerGiB * BigInt(bytes) + den - 1n) / den
+/** What moving `bytes` costs at `price` (per TiB; version 1: per GiB), rounded up to a whole satoshi */
+export function transferCost (version: TermsVersion, price: bigint, bytes: number): bigint {
+  const den = BigInt(priceUnitBytes(version))
+  return (price * BigInt(bytes) + den - 1n) / den
 }
 
 /** The rent periods of a contract: the last may run past its end */
@@ -226,18 +286,19 @@ export function rentPeriods (t: Pick<ContractTerms, 'start' | 'end' | 'rentPerio
 
 /**
  * Why terms are worth more than all the bitcoin there will ever be, or
- * undefined when they are not: the rent over the whole contract, or moving
- * max-bytes up or down once, over 21,000,000 BTC. Prices are varints up to
- * 2^53 - 1 satoshis per unit, so without this rule a contract could quote
- * rent no renter could ever pay and no figure could show (PROTOCOL.md 8d).
+ * undefined when they are not: the rent over the whole contract with
+ * max-bytes held, or moving max-bytes up or down once, over 21,000,000
+ * BTC. Prices are varints up to 2^53 - 1 satoshis per unit, so without
+ * this rule a contract could quote rent no renter could ever pay and no
+ * figure could show (PROTOCOL.md 8d).
  */
 export function overMaxMoney (t: ContractTerms): string | undefined {
-  const rent = rentPerPeriod(t) * BigInt(rentPeriods(t))
+  const rent = rentCharge(t, { accrued: 0n, paid: 0n }, t.maxBytes, rentPeriods(t)).price
   if (rent > MAX_MONEY) {
     return `the rent over the whole contract is ${formatAmount(rent)}`
   }
   for (const [what, price] of [['uploading', t.uploadPrice], ['downloading', t.downloadPrice]] as const) {
-    const cost = transferCost(price, t.maxBytes)
+    const cost = transferCost(t.version, price, t.maxBytes)
     if (cost > MAX_MONEY) {
       return `${what} max-bytes once costs ${formatAmount(cost)}`
     }
