@@ -11,12 +11,12 @@
  * simulated: 30 days pass with the upkeep the daemon runs (rent, audits,
  * renewals, repairs) and the agent's settlement check. What each host was
  * paid is what the client passed to `call`; the on-chain transactions and
- * their fees are the settlements the agent built. What is scaled: a profile
- * stores `realFiles` real files (one 100 MB file, one 10 KiB file) and each
- * call of theirs stands for files / realFiles identical calls made at the
- * same moment, its price multiplied so (contracts are per file today, and
- * at equal prices every file goes to the same first N hosts: the same
- * contracts, rent periods and promises, and a tab that adds up the same).
+ * their fees are the settlements the agent built. What is scaled: a 100 MB
+ * profile stores one real 100 MB file and each call of its stands for files
+ * identical calls made at the same moment, its price multiplied so (one
+ * contract per host holds every file and rent is on the bytes held, accrued
+ * exactly: the same contracts, rent periods and promises, and a tab that
+ * adds up the same); the small-files profile stores every file.
  */
 import { buffer } from 'node:stream/consumers'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -32,10 +32,12 @@ import { bitcoinNetwork } from '../../src/protocols/bitcoin-networks.ts'
 import { Status } from '../../src/protocols/rpc/status.ts'
 import { parseBtc } from '../../src/protocols/units.ts'
 import { EMPTY_BODY, type OutgoingBody } from '../../src/protocols/rpc/body.ts'
-import { StorageClient, defaultRedundancy, GIB, type HostOffer } from '../../src/storage/client/storage-client.ts'
+import { StorageClient, defaultRedundancy, type HostOffer } from '../../src/storage/client/storage-client.ts'
+import { TIB } from '../../src/storage/protocol/contract.ts'
 import { StorageHost } from '../../src/storage/host/storage-host.ts'
 import type { StorageMethod } from '../../src/storage/host/args.ts'
-import { PaymentAgent } from '../../src/payments/payment-agent.ts'
+import { PaymentAgent, worthSettling } from '../../src/payments/payment-agent.ts'
+import { paymentFee } from '../../src/payments/wallet/tx-builder.ts'
 import { TabBook } from '../../src/payments/tab-book.ts'
 import { Wallet } from '../../src/payments/wallet/wallet.ts'
 import { signerFor } from '../../src/payments/wallet/tx-builder.ts'
@@ -75,8 +77,9 @@ export interface CostProfile {
   fileSize: number
   /**
    * files actually stored by the simulation; each stands for files /
-   * realFiles identical files put at the same moment (contracts are per
-   * file today, so each has the same contracts, calls and rent)
+   * realFiles identical files put at the same moment, its calls' prices
+   * multiplied so: rent is on the bytes held, accrued exactly, so the one
+   * contract per host pays what it would for all of them
    */
   realFiles: number
   /** files read back once in the month (on day 15) */
@@ -94,7 +97,8 @@ export function defaultProfiles (): CostProfile[] {
     of100MB('100 GB', 100e9),
     of100MB('1 TB', TB),
     of100MB('2 TB', 2 * TB),
-    { name: '1,000 x 10 KiB', files: 1000, fileSize: 10 * KIB, realFiles: 1 },
+    // every one of them stored: a thousand objects in one contract per host
+    { name: '1,000 x 10 KiB', files: 1000, fileSize: 10 * KIB, realFiles: 1000 },
     // what the thousand small files should cost about as much as (issue: "within 2x of one 10 MB file")
     { name: '1 x 10 MB', files: 1, fileSize: 10 * MB, realFiles: 1 },
     of100MB('1 TB, 10% read', TB, 0.1)
@@ -127,7 +131,7 @@ export interface CostOptions {
 }
 
 export interface Prices {
-  /** sat per GiB-month as the wire carries it (whole sat, rounded up) */
+  /** sat per TiB-month as the wire carries it (whole sat, rounded up), sat per TiB up and down */
   storage: bigint
   upload: bigint
   download: bigint
@@ -135,16 +139,16 @@ export interface Prices {
   exact: { storage: number, upload: number, download: number }
 }
 
-/** USD per TB (decimal) as sat per GiB, exact and rounded up to the whole sat today's wire carries */
-export function satPerGiB (usdPerTb: number, btcUsd: number): { exact: number, wire: bigint } {
-  const exact = usdPerTb / TB * GIB / btcUsd * SAT_PER_BTC
+/** USD per TB (decimal) as sat per TiB, exact and rounded up to the whole sat the wire carries */
+export function satPerTiB (usdPerTb: number, btcUsd: number): { exact: number, wire: bigint } {
+  const exact = usdPerTb / TB * TIB / btcUsd * SAT_PER_BTC
   return { exact, wire: BigInt(Math.ceil(exact - 1e-9)) }
 }
 
 export function pricesOf (o: Required<CostOptions>): Prices {
-  const s = satPerGiB(o.pricePerTbMonth, o.btcUsd)
-  const u = satPerGiB(o.uploadPerTb, o.btcUsd)
-  const d = satPerGiB(o.downloadPerTb, o.btcUsd)
+  const s = satPerTiB(o.pricePerTbMonth, o.btcUsd)
+  const u = satPerTiB(o.uploadPerTb, o.btcUsd)
+  const d = satPerTiB(o.downloadPerTb, o.btcUsd)
   return { storage: s.wire, upload: u.wire, download: d.wire, exact: { storage: s.exact, upload: u.exact, download: d.exact } }
 }
 
@@ -171,7 +175,15 @@ export interface ProfileResult {
   /** the mean virtual size of those transactions */
   vbytes: number
   feeSats: bigint
-  /** fees over rent */
+  /**
+   * the fees of the month's payments once they are settled: a tab is
+   * settled when it is worth a settlement (worthSettling: four times the
+   * fee), so a host paid less than that in a month is settled once in
+   * several months, and each month's payments carry their share of that
+   * fee (at least the fees the month's own settlements paid)
+   */
+  amortizedFeeSats: bigint
+  /** amortized fees over rent */
   feeOverhead: number
   totalSats: bigint
   totalUsd: number
@@ -269,6 +281,8 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
     // what one real call stands for: `scale` identical calls, one per file it represents
     let scale = 1n
     const paid = { rent: 0n, put: 0n, get: 0n }
+    /** sat promised to each host over the month */
+    const paidTo = new Map<string, bigint>()
     let contracts = 0
     /** shard bytes the hosts sent, all the files read counted */
     let downloaded = 0
@@ -316,7 +330,8 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
       }
       const req = { caller: renter, args, signal: request.signal ?? new AbortController().signal, body: Object.assign(body.open(request.signal), { length: body.length }) }
       switch (method) {
-        case 'contract': contracts += Number(scale); return json(host.peer, await host.engine.contract(req))
+        // one contract per host holds every file: not multiplied
+        case 'contract': contracts++; return json(host.peer, await host.engine.contract(req))
         case 'renew': return json(host.peer, await host.engine.renew(req))
         case 'rent': return json(host.peer, await host.engine.rent(req))
         case 'put': return json(host.peer, await host.engine.put(req))
@@ -358,6 +373,7 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
         }
         const kind = request.method === 'rent' ? 'rent' : request.method === 'put' ? 'put' : 'get'
         paid[kind] += sats * scale
+        paidTo.set(peer, (paidTo.get(peer) ?? 0n) + sats * scale)
         promised = true
         return (await agent.call(peerIdFromString(peer), request, { pay: { kind: 'defer', sats: sats * scale }, maxPrice: sats * scale })).response
       }
@@ -379,7 +395,7 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
     while (clock + o.checkMs < end) {
       clock += o.checkMs
       const signal = AbortSignal.timeout(600_000)
-      await client.endUnused(signal)
+      await client.collectGarbage(signal)
       await client.payRent(clock, signal)
       await client.audit(clock, signal)
       await client.renewAll(clock, signal)
@@ -407,7 +423,17 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
     const feeSats = onChain.reduce((s, r) => s + r.fees, 0n)
     const hostsPaid = onChain.filter(r => r.transactions > 0).length
     const storedBytes = hosts.reduce((s, h) => s + h.engine.used(), 0) * Number(scale)
-    const totalSats = paid.rent + paid.put + paid.get + feeSats
+    // each month's payments to a host, settled at worthSettling, carry its share of a settlement's fee
+    const fee = paymentFee(o.satPerVb)
+    const worth = worthSettling(o.satPerVb)
+    let amortizedFeeSats = 0n
+    for (const h of hosts) {
+      const promisedTo = paidTo.get(h.peer) ?? 0n
+      const feesPaid = onChain.find(r => r.peer === h.peer)?.fees ?? 0n
+      const share = (promisedTo * fee + worth - 1n) / worth
+      amortizedFeeSats += feesPaid > share ? feesPaid : share
+    }
+    const totalSats = paid.rent + paid.put + paid.get + amortizedFeeSats
     const totalUsd = Number(totalSats) / SAT_PER_BTC * o.btcUsd
     const monthShare = 30 / o.days
     const dataBytes = profile.files * profile.fileSize
@@ -431,13 +457,14 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
       txPerHostMonth: hostsPaid === 0 ? 0 : transactions / hostsPaid * monthShare,
       vbytes: vsizes.length === 0 ? 0 : vsizes.reduce((a, b) => a + b, 0) / vsizes.length,
       feeSats,
-      feeOverhead: paid.rent === 0n ? 0 : Number(feeSats) / Number(paid.rent),
+      amortizedFeeSats,
+      feeOverhead: paid.rent === 0n ? 0 : Number(amortizedFeeSats) / Number(paid.rent),
       totalSats,
       totalUsd: totalUsd * monthShare,
       usdPerTbMonth: totalUsd * monthShare / (dataBytes / TB),
-      bytesRentSats: storedBytes / GIB * prices.exact.storage,
+      bytesRentSats: storedBytes / TIB * prices.exact.storage,
       downloadedBytes: downloaded,
-      bytesDownloadSats: downloaded / GIB * prices.exact.download
+      bytesDownloadSats: downloaded / TIB * prices.exact.download
     }
   } finally {
     Date.now = realNow
@@ -467,7 +494,7 @@ export async function simulateCost (init: CostOptions = {}, profiles = defaultPr
       upload: String(prices.upload),
       download: String(prices.download),
       exact: prices.exact,
-      usdPerTbMonthOnWire: Number(prices.storage) / GIB * TB / SAT_PER_BTC * o.btcUsd
+      usdPerTbMonthOnWire: Number(prices.storage) / TIB * TB / SAT_PER_BTC * o.btcUsd
     },
     redundancy: defaultRedundancy(o.hosts),
     results,
@@ -479,13 +506,16 @@ export async function simulateCost (init: CostOptions = {}, profiles = defaultPr
 
 const HELP = `Usage: npm run sim:cost -- [options]
 
-What storage costs a user per month today, counted by driving the node's
-own client, hosts, payment agent and wallet on a simulated clock over 30
-days: rent, transfer, and the settlement transactions the payment agent
-makes with their fees. Each 100 MB profile stores one real 100 MB file that
-stands for all of the profile's files (contracts are per file today, so each
-file has the same contracts, calls and rent); the small-files profile one
-real 10 KiB file for 1,000.
+What storage costs a user per month, counted by driving the node's own
+client, hosts, payment agent and wallet on a simulated clock over 30 days:
+rent, transfer, and the settlement transactions the payment agent makes
+with their fees (and each month's share of the fee of a settlement that
+comes later). Each 100 MB profile stores one real 100 MB file that stands
+for all of the profile's files, its calls' prices multiplied (one contract
+per host holds every file, rent on the bytes held); the small-files profile
+stores all its 1,000 files. Ends with the targets: 100 GB under Dropbox
+Plus's $11.99, 1 TB under $5 per TB-month, 1,000 small files within 2x of
+one 10 MB file.
 
 Options:
   --btc-usd USD             USD per bitcoin, default 90000
@@ -501,16 +531,42 @@ const fmtBytes = (b: number): string => b >= TB ? `${+(b / TB).toFixed(2)} TB` :
 const fmtSat = (s: bigint | number): string => Number(s).toLocaleString('en-US', { maximumFractionDigits: 0 })
 const usd = (x: number): string => `$${x >= 100 ? x.toLocaleString('en-US', { maximumFractionDigits: 0 }) : x.toFixed(2)}`
 
+/** The issue's targets, each with what the run measured (README, "Storage") */
+export function targets (r: CostReport): Array<{ target: string, measured: string, met: boolean }> {
+  const out: Array<{ target: string, measured: string, met: boolean }> = []
+  const by = (name: string): ProfileResult | undefined => r.results.find(x => x.profile === name)
+  const dropbox = r.anchors.find(a => a.who.startsWith('Dropbox'))
+  const gb100 = by('100 GB')
+  if (gb100 != null && dropbox != null) {
+    out.push({ target: '100 GB for less than Dropbox Plus ($11.99 a month)', measured: `${usd(gb100.totalUsd)} a month`, met: gb100.totalUsd < 11.99 })
+  }
+  const tb = by('1 TB')
+  if (tb != null) {
+    out.push({ target: '1 TB for less than $5 per TB-month all-in', measured: `${usd(tb.usdPerTbMonth)} per TB-month`, met: tb.usdPerTbMonth < 5 })
+  }
+  const tb2 = by('2 TB')
+  if (tb2 != null) {
+    out.push({ target: '2 TB (the figure, beside Dropbox Plus\'s $11.99)', measured: `${usd(tb2.totalUsd)} a month`, met: tb2.totalUsd < 11.99 })
+  }
+  const small = by('1,000 x 10 KiB')
+  const one = by('1 x 10 MB')
+  if (small != null && one != null) {
+    const ratio = Number(small.totalSats) / Math.max(1, Number(one.totalSats))
+    out.push({ target: '1,000 files of 10 KiB within 2x of one 10 MB file', measured: `${fmtSat(small.totalSats)} sat against ${fmtSat(one.totalSats)} sat (${ratio.toFixed(2)}x)`, met: ratio <= 2 })
+  }
+  return out
+}
+
 export function formatReport (r: CostReport): string {
   const o = r.options
   const satUsd = o.btcUsd / SAT_PER_BTC
   const lines: string[] = []
-  lines.push(`Host prices: $${o.pricePerTbMonth} per TB-month = ${r.prices.exact.storage.toFixed(2)} sat per GiB-month, rounded up to ${r.prices.storage} sat (today's wire carries whole sat per GiB-month) = $${r.prices.usdPerTbMonthOnWire.toFixed(2)} per TB-month`)
-  lines.push(`  download $${o.downloadPerTb} per TB = ${r.prices.exact.download.toFixed(2)} sat per GiB, rounded up to ${r.prices.download}; upload $${o.uploadPerTb} per TB = ${r.prices.upload} sat per GiB`)
+  lines.push(`Host prices: $${o.pricePerTbMonth} per TB-month = ${r.prices.exact.storage.toFixed(1)} sat per TiB-month, rounded up to ${r.prices.storage} sat (the wire carries whole sat per TiB-month) = $${r.prices.usdPerTbMonthOnWire.toFixed(3)} per TB-month`)
+  lines.push(`  download $${o.downloadPerTb} per TB = ${r.prices.exact.download.toFixed(1)} sat per TiB, rounded up to ${r.prices.download}; upload $${o.uploadPerTb} per TB = ${r.prices.upload} sat per TiB`)
   lines.push(`$${o.btcUsd} per BTC, ${o.satPerVb} sat/vB, ${o.hosts} hosts: ${r.redundancy.k}-of-${r.redundancy.n} (the default redundancy for that many), ${o.days} simulated days`)
   lines.push('')
   // sat columns say so: the node's other output is in BTC, and these are too small to read there
-  const head = ['profile', 'data', 'stored', 'contracts', 'rent sat/month', 'transfer sat', 'tx/host/month', 'fees sat', 'total sat', 'total USD', 'USD/TB-month', 'fees/rent']
+  const head = ['profile', 'data', 'stored', 'contracts', 'rent sat/month', 'transfer sat', 'tx/host/month', 'fees paid sat', 'fees amortized sat', 'total sat', 'total USD', 'USD/TB-month', 'fees/rent']
   const rows = r.results.map(x => [
     x.profile,
     fmtBytes(x.dataBytes),
@@ -520,6 +576,7 @@ export function formatReport (r: CostReport): string {
     fmtSat(x.uploadSats + x.downloadSats),
     x.txPerHostMonth.toFixed(1),
     fmtSat(x.feeSats),
+    fmtSat(x.amortizedFeeSats),
     fmtSat(x.totalSats),
     usd(x.totalUsd),
     usd(x.usdPerTbMonth),
@@ -533,29 +590,29 @@ export function formatReport (r: CostReport): string {
   }
   lines.push('')
   const vb = r.results.find(x => x.vbytes > 0)?.vbytes
-  lines.push(`Each settlement transaction measured ${vb == null ? '-' : vb.toFixed(1)} vB (one coin in, the host and change out), ${o.satPerVb} sat/vB.`)
+  lines.push(`A settlement transaction is ${vb == null ? '141 vB (none was made this month)' : `${vb.toFixed(1)} vB, as measured`} (one coin in, the host and change out), ${o.satPerVb} sat/vB; a tab is settled once it is worth four fees, so until payment channels every payment carries up to a quarter of itself in fees: "fees amortized" is each month's share, "fees paid" what the month's own settlements paid.`)
   const small = r.results.find(x => x.fileSize < MB)
   if (small != null) {
-    lines.push(`${small.profile}: ${fmtSat(small.rentSats)} sat of rent a month for bytes worth ${small.bytesRentSats.toFixed(2)} sat at the price: each file's ${small.n} contracts pay at least 1 sat a day.`)
+    lines.push(`${small.profile}: ${fmtSat(small.rentSats)} sat of rent a month for bytes worth ${small.bytesRentSats.toFixed(2)} sat at the price, in ${fmtSat(small.contracts)} contracts: one per host for all the files, rent accrued exactly on the bytes held.`)
   }
   for (const x of r.results.filter(x => x.downloadedBytes > 0)) {
-    lines.push(`${x.profile}: ${fmtSat(x.downloadSats)} sat for ${fmtBytes(x.downloadedBytes)} of shards read, worth ${fmtSat(x.bytesDownloadSats)} sat at the price: each shard's get rounds up to a whole sat.`)
+    lines.push(`${x.profile}: ${fmtSat(x.downloadSats)} sat for ${fmtBytes(x.downloadedBytes)} of shards read, worth ${fmtSat(x.bytesDownloadSats)} sat at the price: each shard's get is priced on its own and rounds up to a whole sat.`)
   }
-  lines.push(`Each 100 MB profile stores one real file standing for all its files, the small files one 10 KiB file for 1,000: contracts are per file today, and every file goes to the same first ${r.redundancy.n} hosts of the market's list.`)
+  lines.push(`Each 100 MB profile stores one real file standing for all its files, its calls' prices multiplied (rent is on the bytes held, accrued exactly, so one contract per host pays the same for one file as for many); the small files are all stored.`)
   lines.push('')
   lines.push('Beside, the published prices (README, "Storage"):')
   for (const a of r.anchors) {
     lines.push(`  ${a.who.padEnd(13)} ${usd(a.usdPerTbMonth)} per TB-month (${a.note})`)
   }
   lines.push(`1 sat = $${satUsd.toFixed(4)} (0.00000001 BTC)`)
-  const tb = r.results.filter(x => x.dataBytes >= 10 ** 12 && x.downloadedBytes === 0)
-  const dropbox = r.anchors.find(a => a.who.startsWith('Dropbox'))
-  if (tb.length > 0 && dropbox != null) {
-    const best = Math.min(...tb.map(x => x.usdPerTbMonth))
-    lines.push(`At 1 TB and more this node costs ${usd(best)} per TB-month or more, ${(best / dropbox.usdPerTbMonth).toFixed(0)} times Dropbox Plus's ${usd(dropbox.usdPerTbMonth)}.`)
+  lines.push('')
+  lines.push('Targets:')
+  for (const t of targets(r)) {
+    lines.push(`  ${t.met ? 'met    ' : 'NOT MET'}  ${t.target}: ${t.measured}`)
   }
-  lines.push('tx/host/month: on-chain settlements per host paid; 0 where no host\'s tab reached a settlement in the month (it waits, owed, for more).')
-  lines.push('rent counts each contract\'s periods paid in the 30 days: the first day paid ahead, and one overlapping period paid when it is renewed 7 days before its end.')
+  lines.push('')
+  lines.push('tx/host/month: on-chain settlements per host paid in the month; 0 where no host\'s tab was worth a settlement yet (it waits, owed, for more).')
+  lines.push('rent: each period is paid ahead on the bytes held then; a contract renewed 7 days before its end pays its new first period while the old one\'s paid time runs out.')
   return lines.join('\n')
 }
 

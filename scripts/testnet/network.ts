@@ -24,8 +24,13 @@ export interface Started {
   priced: boolean
 }
 
-/** What testnet hosts ask for storage: per GiB-month, per GiB uploaded, per GiB downloaded */
-export const TESTNET_STORAGE_PRICES = { rent: '2000 sat', put: '1000 sat', get: '2000 sat' }
+/**
+ * What testnet hosts ask for storage, at a real market's level (what Storj
+ * pays its hosts, at $90,000 per BTC): rent 1833 sat per TiB-month ($1.50
+ * per TB-month), nothing for uploads (Storj pays no ingress), 2444 sat per
+ * TiB downloaded ($2 per TB). README, "Storage", has the anchors' prices.
+ */
+export const TESTNET_STORAGE_PRICES = { rent: '1833 sat', put: '0 sat', get: '2444 sat' }
 /** sha256.hash per MiB on the even-numbered nodes */
 export const TESTNET_HASH_PRICE = '100 sat'
 
@@ -47,8 +52,8 @@ async function writeNodeConfig (dataDir: string, index: number, chainUrl?: strin
     config.reputation = { ...config.reputation, pretrusted: [pretrusted] }
   }
   if (chainUrl != null) {
-    // every node hosts storage for pay (rent per GiB-month, transfer per
-    // GiB) and gives the credit deferred payments need
+    // every node hosts storage for pay (rent per TiB-month, downloads per
+    // TiB) and gives the credit deferred payments need
     config.services = { ...config.services, storage: { enabled: true, capacity: '2 GiB', prices: TESTNET_STORAGE_PRICES } }
     config.policies = { ...config.policies, global: { ...config.policies?.global, 'max-tab': '0.001 BTC' } }
   }

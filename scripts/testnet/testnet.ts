@@ -27,10 +27,10 @@ Node i's data directory is DIR/node-i and its log is DIR/node-i/daemon.log.
 
 It also runs a local bitcoin regtest chain (DIR/chain), funds every node's
 wallet with --fund, and prices sha256.hash at 0.000001 BTC (100 sat) per
-MiB on the even-numbered nodes. Every node hosts storage (2 GiB) at
-0.00002 BTC per GiB-month, 0.00001 BTC per GiB uploaded and 0.00002 BTC
-per GiB downloaded, and
-gives up to 0.001 BTC of credit. With 8 nodes, "store put" on one of them
+MiB on the even-numbered nodes. Every node hosts storage (2 GiB) at a real
+market's prices (what Storj pays its hosts): 0.00001833 BTC (1833 sat) per
+TiB-month of bytes held, nothing per upload and 0.00002444 BTC per TiB
+downloaded, and gives up to 0.001 BTC of credit. With 8 nodes, "store put" on one of them
 stores 2-of-5 on five of the other seven (two are spares for repair).
 
 Options:
@@ -156,7 +156,7 @@ async function main (): Promise<number> {
     const widths = rows[0].map((_, i) => Math.max(...rows.map(r => r[i].length)))
     process.stdout.write(rows.map(r => r.map((c, i) => c.padEnd(widths[i])).join('  ')).join('\n') + '\n')
     const paid = nodes.find(n => n.priced)
-    process.stdout.write(`\n${nodes.length} nodes running, regtest chain at ${chain.url}, each wallet funded with ${formatAmount(funding)}; every node hosts storage at ${formatAmount(parseAmount(TESTNET_STORAGE_PRICES.rent))} per GiB-month, ${formatAmount(parseAmount(TESTNET_STORAGE_PRICES.put))} per GiB up and ${formatAmount(parseAmount(TESTNET_STORAGE_PRICES.get))} per GiB down. Try:\n` +
+    process.stdout.write(`\n${nodes.length} nodes running, regtest chain at ${chain.url}, each wallet funded with ${formatAmount(funding)}; every node hosts storage at ${formatAmount(parseAmount(TESTNET_STORAGE_PRICES.rent))} per TiB-month, ${formatAmount(parseAmount(TESTNET_STORAGE_PRICES.put))} per TiB up and ${formatAmount(parseAmount(TESTNET_STORAGE_PRICES.get))} per TiB down. Try:\n` +
       `  npx opencloud-node --data-dir ${nodes[nodes.length - 1].dataDir} call ${nodes[0].peerId} sha256.hash --body package.json\n` +
       (paid == null ? '' : `  npx opencloud-node --data-dir ${nodes[0].dataDir} call ${paid.peerId} sha256.hash --body package.json --pay auto --max-price 10000sat\n`) +
       `  npx opencloud-node --data-dir ${nodes[0].dataDir} store put package.json\n` +

@@ -15,8 +15,12 @@ export const STORAGE = 'storage'
 export const OBJECTS = '/storage/objects'
 /** name -> object id, or {reserved: id} while a put holds the name */
 export const NAMES = '/storage/names'
-/** puts under way, each with the contracts it formed: cleanUploads ends them after a crash */
+/** puts under way, each with the contracts it put shards under: cleanUploads resynchronises them after a crash */
 export const UPLOADS = '/storage/uploads'
+/** this node's contracts with hosts, one record each, shared by every object with shards under it (without the shard list) */
+export const CONTRACTS = '/storage/contracts'
+/** each contract's shard list, written only when its revision moves (it is the large part of a contract) */
+export const CONTRACT_SHARDS = '/storage/contract-shards'
 /** the ratings exchanged when each contract ended, kept after its object is gone */
 export const RATINGS = '/storage/ratings'
 /** plaintext files a get is writing (they are renamed into place when whole): swept after a crash */
@@ -77,6 +81,20 @@ export const DEFAULT_SEGMENTS_IN_FLIGHT = 1
 export const DEFAULT_SEGMENT_SLOTS = 4
 /** 30 days */
 export const DEFAULT_DURATION_MS = MONTH_MS
+/**
+ * 256 MiB: the room a new contract reserves with a host beyond what the
+ * put that forms it needs (renterd's allowance). Rent is on the bytes
+ * held, so room costs the renter nothing, but it is room the host cannot
+ * promise to others: small enough that a 2 GiB testnet host takes several
+ * renters, large enough that a thousand small files share one contract.
+ * A second contract with the same host reserves twice the first's room
+ * (CONTRACT_GROWTH), so a renter with a lot of data has few contracts.
+ */
+export const DEFAULT_CONTRACT_ALLOWANCE = 256 * 1024 * 1024
+/** each further contract with a host reserves this many times the room of the largest before it, up to MAX_CONTRACT_ALLOWANCE */
+export const CONTRACT_GROWTH = 2
+/** 1 TiB: the most room one new contract reserves beyond what its put needs */
+export const MAX_CONTRACT_ALLOWANCE = 1024 ** 4
 /** 1 day */
 export const DEFAULT_RENT_PERIOD_MS = 24 * 3600_000
 /** 60 s */

@@ -36,7 +36,7 @@ export interface ParsedPutOptions {
   k?: number
   n?: number
   durationMs?: number
-  /** satoshis per GiB-month */
+  /** satoshis per TiB-month */
   maxStoragePrice?: bigint
 }
 

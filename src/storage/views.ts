@@ -1,6 +1,6 @@
 import { formatAmount } from '../protocols/units.ts'
-import { rentPerPeriod, type ContractTerms } from './protocol/contract.ts'
-import { healthOf, lostKind, monthlyRent, spentOn, type ObjectHealth, type StoredObject } from './client/storage-client.ts'
+import { monthlyRentOf, type TermsVersion } from './protocol/contract.ts'
+import { bytesHeld, healthOf, lostKind, monthlyRent, objectBytesByContract, spentOn, type ObjectHealth, type StoredObject } from './client/storage-client.ts'
 import { formatSize } from '../utils/size.ts'
 
 /**
@@ -29,7 +29,8 @@ export function objectSummary (o: StoredObject): Record<string, unknown> {
     storedAt: new Date(o.createdAt).toISOString(),
     // the contracts in force: an ended, renewed or condemned one's end is past or moot
     expires: new Date(Math.min(...liveEnds(o))).toISOString(),
-    rentPerMonth: formatAmount(monthlyRent(o)),
+    // exact rent is often a fraction of a satoshi a month: shown rounded up
+    rentPerMonth: formatAmount(BigInt(Math.ceil(monthlyRent(o)))),
     health: healthView(o, health),
     spent: {
       upload: formatAmount(spent.upload),
@@ -79,22 +80,48 @@ export function healthView (o: StoredObject, h: ObjectHealth = healthOf(o)): Rec
   }
 }
 
+/** The unit a contract's prices are per: TiB from version 2, GiB before */
+function unitOf (version: TermsVersion): string {
+  return version === 1 ? 'GiB' : 'TiB'
+}
+
+/** A fraction as a percentage with the digits that matter: "100%", "12.5%", "0.0031%" */
+function percent (fraction: number): string {
+  if (fraction >= 1 || fraction <= 0) {
+    return `${Math.round(fraction * 100)}%`
+  }
+  return `${Number((fraction * 100).toPrecision(2))}%`
+}
+
 export function objectInfo (o: StoredObject): Record<string, unknown> {
+  const mine = objectBytesByContract(o)
   return {
     ...objectSummary(o),
-    contracts: Object.entries(o.contracts).map(([id, c]) => ({
+    contracts: Object.entries(o.contracts).map(([id, c]) => {
+      const version = c.version ?? 1
+      const held = c.shards.length === 0 && o.removedAt != null ? 0 : bytesHeld(c)
+      const own = o.removedAt != null ? 0 : mine.get(id) ?? 0
+      const terms = { version, storagePrice: BigInt(c.storagePrice), maxBytes: c.maxBytes }
+      return {
       id,
       host: c.host,
+      version,
       maxBytes: c.maxBytes,
-      bytesHeld: c.shards.reduce((n, [, b]) => n + b, 0),
+      bytesHeld: held,
       shards: c.shards.length,
+      // this object's part of the contract, which other objects share: what its rent is on
+      objectBytes: own,
+      objectShare: held === 0 ? '0%' : percent(own / held),
       revision: c.revision,
       start: new Date(c.start).toISOString(),
       end: new Date(c.end).toISOString(),
-      storagePrice: `${formatAmount(BigInt(c.storagePrice))} per GiB-month`,
-      uploadPrice: `${formatAmount(BigInt(c.uploadPrice))} per GiB`,
-      downloadPrice: `${formatAmount(BigInt(c.downloadPrice))} per GiB`,
-      rentPerPeriod: formatAmount(rentPerPeriod({ storagePrice: BigInt(c.storagePrice), maxBytes: c.maxBytes, rentPeriodMs: c.rentPeriodMs } as ContractTerms)),
+      storagePrice: `${formatAmount(BigInt(c.storagePrice))} per ${unitOf(version)}-month`,
+      uploadPrice: `${formatAmount(BigInt(c.uploadPrice))} per ${unitOf(version)}`,
+      downloadPrice: `${formatAmount(BigInt(c.downloadPrice))} per ${unitOf(version)}`,
+      // rent is accrued exactly and paid in whole satoshis (PROTOCOL.md 8d, "Rent"): these are rounded up to show
+      rentPerMonth: formatAmount(BigInt(Math.ceil(monthlyRentOf(terms, held)))),
+      objectRentPerMonth: formatAmount(BigInt(Math.ceil(version === 1 ? monthlyRentOf(terms, held) : monthlyRentOf(terms, own)))),
+      rentPaid: formatAmount(BigInt(c.rentPaid ?? c.spent.rent)),
       rentPeriodMs: c.rentPeriodMs,
       rentPaidThrough: new Date(c.start + c.rentPaidPeriods * c.rentPeriodMs).toISOString(),
       ended: c.ended == null ? null : new Date(c.ended).toISOString(),
@@ -119,7 +146,8 @@ export function objectInfo (o: StoredObject): Record<string, unknown> {
             unreachableSince: c.audit.unreachableSince == null ? null : new Date(c.audit.unreachableSince).toISOString(),
             lastError: c.audit.lastError ?? null
           }
-    })),
+      }
+    }),
     segmentList: o.segments.map((s, i) => ({
       index: i,
       bytes: s.plainLength,

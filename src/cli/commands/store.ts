@@ -117,20 +117,23 @@ export const storeCommand: Command = {
 wallet's seed: the mnemonic alone decrypts them), cut into segments of 4 MiB,
 and each segment is coded into N shards of which any K rebuild it. Each shard
 goes to a different host from the market, chosen by price and trust, under
-a contract both sides sign. Uploads and downloads are paid per GiB as shards
-are sent (each host's put and get prices); rent, per GiB-month, is paid per
-period (a day) by the running node, rounded up to a whole satoshi per
-contract, so on a host that charges rent a small file costs at least 30 sat
-(0.0000003 BTC) a month.
+a contract both sides sign: one contract per host holds every file this node
+stores there. Uploads and downloads are paid per TiB as shards are sent (each
+host's put and get prices, rounded up to a whole satoshi per call); rent, per
+TiB-month of the bytes held, is paid per period (a day) by the running node,
+accrued exactly and paid in whole satoshis, so a small file costs its share
+and no more (at $1.50 per TB-month a 10 KiB file stored 4-of-8 accrues
+under a ten-thousandth of a satoshi a month).
 
   store put <file>        store a file; prints its name and id
     --name N              the name to store it under (default: the file's name)
     --redundancy K-of-N   e.g. 4-of-8 (default: fits the hosts the market
                           knows and leaves some spare for repairs: 4 hosts ->
                           1-of-3, 8 -> 3-of-6, 10 -> 4-of-8, 40 -> 10-of-30)
-    --duration D          how long the contracts run: 90min, 12h, 30d (default 30d,
-                          at most 366d)
-    --max-price AMOUNT    the most a host may ask for storage, per GiB-month,
+    --duration D          how long a new contract runs: 90min, 12h, 30d (default
+                          30d, at most 366d); contracts are renewed while they
+                          hold files
+    --max-price AMOUNT    the most a host may ask for storage, per TiB-month,
                           e.g. "2000 sat" or "0.00002 BTC" (default: any)
   store get <name|id>     fetch, check and decrypt a file
     --out FILE            where to write it (default: its name, here)
@@ -292,8 +295,9 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
         return
       }
       printObject(out, info)
-      out.write('\n' + table([['HOST', 'CONTRACT', 'SHARDS', 'HELD', 'STORAGE', 'UPLOAD', 'DOWNLOAD', 'RENT/PERIOD', 'PAID THROUGH', 'ENDS', 'RATED (YOU/HOST)'],
-        ...info.contracts.map((c: any) => [c.host, c.id.slice(0, 16), String(c.shards), formatSize(c.bytesHeld), c.storagePrice, c.uploadPrice, c.downloadPrice, c.rentPerPeriod, c.rentPaidThrough, c.ended == null ? c.end : `ended ${c.ended}`, c.ratings == null ? '' : `${c.ratings.byYou}/${c.ratings.byHost ?? '-'}`])]))
+      // a contract holds the shards of every object on its host: THIS OBJECT is its part, and what its rent is on
+      out.write('\n' + table([['HOST', 'CONTRACT', 'SHARDS', 'HELD', 'THIS OBJECT', 'STORAGE', 'UPLOAD', 'DOWNLOAD', 'ITS RENT/MONTH', 'PAID THROUGH', 'ENDS', 'RATED (YOU/HOST)'],
+        ...info.contracts.map((c: any) => [c.host, c.id.slice(0, 16), String(c.shards), formatSize(c.bytesHeld), `${formatSize(c.objectBytes)} (${String(c.objectShare)})`, c.storagePrice, c.uploadPrice, c.downloadPrice, c.objectRentPerMonth, c.rentPaidThrough, c.ended == null ? c.end : `ended ${c.ended}`, c.ratings == null ? '' : `${c.ratings.byYou}/${c.ratings.byHost ?? '-'}`])]))
       return
     }
     case 'rm': {

@@ -79,7 +79,7 @@ export function storageRoutes (client: StorageClient, { tabs }: Pick<ModuleCompo
       json(200, objectInfo(await client.findWithRemoved(name)))
     },
     'POST /v1/store/put': async (ctx) => {
-      const usage = 'send JSON: {"path": "/absolute/file", "name": "optional", "redundancy": "4-of-8", "duration": "30d", "maxPrice": "1000 sat"} (maxPrice: per GiB-month)'
+      const usage = 'send JSON: {"path": "/absolute/file", "name": "optional", "redundancy": "4-of-8", "duration": "30d", "maxPrice": "2000 sat"} (maxPrice: per TiB-month)'
       const body = await readJsonBody(ctx.req, usage)
       if (typeof body.path !== 'string' || !isAbsolute(body.path)) {
         throw new HttpError(400, usage)

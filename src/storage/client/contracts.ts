@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto'
 import { logger } from '@libp2p/logger'
-import { NotFoundError } from '../../protocols/rpc/errors.ts'
-import { contractIdOf, encodeRevision, encodeSigned, encodeTerms, nextRevision, rentPerPeriod, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms } from '../protocol/contract.ts'
+import { InsufficientStorageError, InvalidSignatureError, NotFoundError } from '../../protocols/rpc/errors.ts'
+import { KeyedLock } from '../../utils/keyed-lock.ts'
+import { CONTRACT_VERSION, contractIdOf, decodeRevision, decodeSigned, encodeRevision, encodeSigned, encodeTerms, nextRevision, rentCharge, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms } from '../protocol/contract.ts'
 import { openRating, signRating } from '../protocol/rating.ts'
-import { TRANSFER_BASE_MS } from '../constants.ts'
+import { CONTRACT_GROWTH, DEFAULT_CONTRACT_ALLOWANCE, DEFAULT_RENEW_BEFORE_MS, END_CALL_MS, MAX_CONTRACT_ALLOWANCE, TRANSFER_BASE_MS } from '../constants.ts'
 import { IntegrityError } from '../errors.ts'
-import { servedWell } from './health.ts'
+import { bytesHeld, renewalDue, servedWell } from './health.ts'
 import { callSignal, type StorageSession } from './session.ts'
 import type { HostOffer, StorageClientComponents } from './interface.ts'
 import type { ContractRecord, Records } from './records.ts'
@@ -22,6 +23,7 @@ export function hex (bytes: Uint8Array): string {
  * that stopped answering (a frozen process keeps its connection open),
  * is given up on rather than waited for.
  */
+
 export function transferTimeoutMs (bytes: number, minThroughput: number): number {
   return TRANSFER_BASE_MS + Math.ceil(bytes / minThroughput) * 1000
 }
@@ -36,27 +38,117 @@ export interface ContractsInit {
   rentPeriodMs: number
   /** a shard upload slower than this many bytes per second is given up on */
   minThroughput: number
+  /** the room a new contract reserves beyond what its put needs, default DEFAULT_CONTRACT_ALLOWANCE (256 MiB) */
+  allowance?: number
+  /** contracts this close to their end take no new shards (they are renewed first), default 7 days */
+  renewBeforeMs?: number
+}
+
+/** A contract lent to a put or a repair: its room for `bytes` is held until release() */
+export interface Lease {
+  id: string
+  record: ContractRecord
+  release: () => void
 }
 
 /**
- * This node's contracts with hosts: forming and renewing them (terms both
- * sides sign), paying their rent a period at a time, adding a shard (the
- * revision after the last, countersigned) and ending them with a rating
+ * This node's contracts with hosts, one per host shared by every object
+ * with shards there (ContractTable): finding one with room or forming it
+ * (terms both sides sign), renewing, paying rent a period at a time on the
+ * bytes held, adding and deleting shards (the revision after the last,
+ * countersigned) and ending them with a rating. One change at a time per
+ * contract (locks): puts of two objects, a removal and the rent may all
+ * reach one contract at once, and each revision follows the one before.
  */
 export class Contracts {
   private readonly components: ContractsComponents
   private readonly init: ContractsInit
+  /** one revision, rent payment or renewal at a time per contract */
+  readonly locks = new KeyedLock()
+  /** bytes promised to puts and repairs under way, per contract */
+  private readonly reserved = new Map<string, number>()
 
   constructor (components: ContractsComponents, init: ContractsInit) {
     this.components = components
     this.init = init
   }
 
-  /** A contract with `host` for `maxBytes` over `durationMs`, its first period paid up front */
+  /** Whether a put or a repair under way holds room in the contract (its shards there may not be named by any object yet) */
+  inUse (id: string): boolean {
+    return (this.reserved.get(id) ?? 0) > 0 || this.locks.held(id)
+  }
+
+  /**
+   * A contract with `host` that has room for `bytes` more: the one this
+   * node holds already when it has the room and is not near its end (nor
+   * condemned, nor being moved off), else a new one reserving the
+   * allowance (twice the largest before it with that host, so a renter with
+   * much data holds few contracts), or just `bytes` if the host has no room
+   * for more. The room stays held until the lease is released.
+   */
+  async acquire (host: HostOffer, bytes: number, durationMs: number, signal: AbortSignal, options: { maxStoragePrice?: bigint } = {}): Promise<Lease> {
+    const table = this.components.records.contracts
+    await table.ready()
+    const now = Date.now()
+    let largest = 0
+    for (const [id, c] of table.entries()) {
+      if (c.host !== host.peer) {
+        continue
+      }
+      largest = Math.max(largest, c.maxBytes)
+      const usable = (c.version ?? 1) === CONTRACT_VERSION && c.ended == null && c.lost == null && c.migrating == null &&
+        !renewalDue(c, now, this.init.renewBeforeMs ?? DEFAULT_RENEW_BEFORE_MS) && c.end - now > this.init.rentPeriodMs &&
+        (options.maxStoragePrice == null || BigInt(c.storagePrice) <= options.maxStoragePrice)
+      if (usable && c.maxBytes - bytesHeld(c) - (this.reserved.get(id) ?? 0) >= bytes) {
+        return this.lease(id, c, bytes)
+      }
+    }
+    const allowance = largest === 0 ? this.init.allowance ?? DEFAULT_CONTRACT_ALLOWANCE : Math.min(MAX_CONTRACT_ALLOWANCE, largest * CONTRACT_GROWTH)
+    let formed: { id: string, record: ContractRecord }
+    try {
+      formed = await this.form(host, Math.max(bytes, allowance), durationMs, signal)
+    } catch (err) {
+      if (!(err instanceof InsufficientStorageError) || allowance <= bytes) {
+        throw err
+      }
+      // room for this put only
+      formed = await this.form(host, bytes, durationMs, signal)
+    }
+    return this.lease(formed.id, formed.record, bytes)
+  }
+
+  private lease (id: string, record: ContractRecord, bytes: number): Lease {
+    this.reserved.set(id, (this.reserved.get(id) ?? 0) + bytes)
+    let released = false
+    return {
+      id,
+      record,
+      release: () => {
+        if (released) {
+          return
+        }
+        released = true
+        const left = (this.reserved.get(id) ?? 0) - bytes
+        if (left > 0) {
+          this.reserved.set(id, left)
+        } else {
+          this.reserved.delete(id)
+        }
+      }
+    }
+  }
+
+  /**
+   * A contract with `host` for `maxBytes` over `durationMs`, in the table,
+   * its first period paid up front (nothing is held yet: a version 2
+   * contract's first rent is 0, and the call tells the host the renter is
+   * there)
+   */
   async form (host: HostOffer, maxBytes: number, durationMs: number, signal: AbortSignal): Promise<{ id: string, record: ContractRecord }> {
     const { peerId, signer, session } = this.components
     const start = Date.now()
     const terms: ContractTerms = {
+      version: CONTRACT_VERSION,
       renter: peerId,
       host: host.peer,
       nonce: randomBytes(16),
@@ -77,6 +169,7 @@ export class Contracts {
     }
     verifyTerms(encoded, host.peer, answer.hostSignature)
     const record: ContractRecord = {
+      version: CONTRACT_VERSION,
       host: host.peer,
       signed: Buffer.from(encodeSigned(encoded, renterSignature, answer.hostSignature)).toString('base64'),
       start: terms.start,
@@ -87,33 +180,45 @@ export class Contracts {
       downloadPrice: String(host.download),
       rentPeriodMs: terms.rentPeriodMs,
       rentPaidPeriods: 0,
+      rentAccrued: '0',
+      rentPaid: '0',
       revision: 0,
       trustAtStart: this.components.trust?.(host.peer),
       shards: [],
       spent: { upload: '0', download: '0', rent: '0' }
     }
+    const table = this.components.records.contracts
+    table.adopt(id, record)
+    await table.save(id)
     // the first period is paid up front: a host holds space only for a renter that pays
     await this.payPeriod(id, record, signal)
     return { id, record }
   }
 
   /**
-   * A contract that takes `old`'s place with the same host: new terms of
-   * the same length at the host's current prices, the shards carried over
-   * without sending them again
+   * A contract that takes `old`'s place with the same host: new terms
+   * (version 2) of the same length at the host's current prices, the
+   * shards carried over without sending them again. The new contract is in
+   * the table and the old one names it (renewedAs), so a put under way on
+   * the old one goes on under the new (putShard follows renewedAs).
    */
   async renew (oldId: string, old: ContractRecord, length: number, offer: HostOffer | undefined, signal: AbortSignal): Promise<{ id: string, record: ContractRecord }> {
+    return this.locks.run(oldId, async () => this.renewLocked(oldId, old, length, offer, signal), { signal })
+  }
+
+  private async renewLocked (oldId: string, old: ContractRecord, length: number, offer: HostOffer | undefined, signal: AbortSignal): Promise<{ id: string, record: ContractRecord }> {
     const { peerId, signer, session } = this.components
     const start = Date.now()
     // the host's current prices (it signs nothing below them)
     const prices = offer ?? { storage: BigInt(old.storagePrice), upload: BigInt(old.uploadPrice), download: BigInt(old.downloadPrice) }
     const terms: ContractTerms = {
+      version: CONTRACT_VERSION,
       renter: peerId,
       host: old.host,
       nonce: randomBytes(16),
       start,
       end: start + length,
-      maxBytes: old.maxBytes,
+      maxBytes: Math.max(old.maxBytes, bytesHeld(old)),
       storagePrice: prices.storage,
       uploadPrice: prices.upload,
       downloadPrice: prices.download,
@@ -131,16 +236,19 @@ export class Contracts {
     verifyTerms(encoded, old.host, answer.hostSignature)
     verifyRevision(revision, old.host, answer.revisionSignature)
     const record: ContractRecord = {
+      version: CONTRACT_VERSION,
       host: old.host,
       signed: Buffer.from(encodeSigned(encoded, renterSignature, answer.hostSignature)).toString('base64'),
       start,
       end: terms.end,
-      maxBytes: old.maxBytes,
+      maxBytes: terms.maxBytes,
       storagePrice: String(prices.storage),
       uploadPrice: String(prices.upload),
       downloadPrice: String(prices.download),
       rentPeriodMs: old.rentPeriodMs,
       rentPaidPeriods: 0,
+      rentAccrued: '0',
+      rentPaid: '0',
       revision: 1,
       trustAtStart: Math.max(old.trustAtStart ?? 0, this.components.trust?.(old.host) ?? 0),
       signedRevision: Buffer.from(encodeSigned(revision, revisionSignature, answer.revisionSignature)).toString('base64'),
@@ -148,40 +256,183 @@ export class Contracts {
       spent: { upload: '0', download: '0', rent: '0' },
       audit: old.audit
     }
+    const table = this.components.records.contracts
+    table.adopt(id, record)
+    old.ended = Date.now()
+    old.renewedAs = id
+    // the new one first: a crash between leaves both, and the old one names the new
+    await table.save(id)
+    await table.save(oldId)
     return { id, record }
   }
 
   termsOf (record: ContractRecord): ContractTerms {
-    return { renter: this.components.peerId, host: record.host, nonce: new Uint8Array(16), start: record.start, end: record.end, maxBytes: record.maxBytes, storagePrice: BigInt(record.storagePrice), uploadPrice: BigInt(record.uploadPrice), downloadPrice: BigInt(record.downloadPrice), rentPeriodMs: record.rentPeriodMs }
+    return { version: record.version ?? 1, renter: this.components.peerId, host: record.host, nonce: new Uint8Array(16), start: record.start, end: record.end, maxBytes: record.maxBytes, storagePrice: BigInt(record.storagePrice), uploadPrice: BigInt(record.uploadPrice), downloadPrice: BigInt(record.downloadPrice), rentPeriodMs: record.rentPeriodMs }
   }
 
-  /** Pay one more period of a contract's rent */
+  /**
+   * Pay one more period of a contract's rent: on the bytes it holds now,
+   * accrued exactly, in the whole satoshis that bring what was paid up to
+   * the accrued sum (rentCharge; often 0 for a small contract), and saved
+   */
   async payPeriod (id: string, record: ContractRecord, signal: AbortSignal): Promise<void> {
-    const sats = rentPerPeriod(this.termsOf(record))
-    await this.components.session.rent(record.host, id, 1, sats, signal)
-    record.rentPaidPeriods++
-    record.spent.rent = String(BigInt(record.spent.rent) + sats)
+    await this.locks.run(id, async () => {
+      const state = { accrued: BigInt(record.rentAccrued ?? '0'), paid: BigInt(record.rentPaid ?? '0') }
+      const { accrued, price } = rentCharge(this.termsOf(record), state, bytesHeld(record), 1)
+      await this.components.session.rent(record.host, id, 1, price, signal)
+      record.rentPaidPeriods++
+      record.rentAccrued = String(accrued)
+      record.rentPaid = String(state.paid + price)
+      record.spent.rent = String(BigInt(record.spent.rent) + price)
+      await this.components.records.contracts.save(id)
+    }, { signal })
   }
 
   /**
    * Put one shard under a contract: the revision after the last, signed by
-   * both sides, paid at the contract's upload price. A host slower than
-   * minThroughput is given up on (and its shard goes elsewhere).
+   * both sides, paid at the contract's upload price, and saved. A contract
+   * renewed meanwhile is followed to the one that took its place; a host
+   * whose revision is ahead of this node's record (a crash between its
+   * answer and the record) is resynchronised from its signed revision and
+   * asked again. A host slower than minThroughput is given up on (and its
+   * shard goes elsewhere). Resolves with the contract the shard is under.
    */
-  async putShard (contract: string, c: ContractRecord, shard: Uint8Array, root: Uint8Array, signal: AbortSignal): Promise<void> {
-    const shards: Array<[string, number]> = [...c.shards, [hex(root), shard.byteLength]]
+  async putShard (contract: string, c: ContractRecord, shard: Uint8Array, root: Uint8Array, signal: AbortSignal): Promise<string> {
+    const table = this.components.records.contracts
+    let id = table.current(contract)
+    for (;;) {
+      const held = await this.locks.run(id, async () => {
+        const now = table.current(id)
+        if (now !== id) {
+          return now
+        }
+        const record = table.get(id) ?? c
+        try {
+          await this.putLocked(id, record, shard, root, signal)
+        } catch (err) {
+          if (!(err instanceof InvalidSignatureError) || signal.aborted || !await this.resync(id, record, signal)) {
+            throw err
+          }
+          await this.putLocked(id, record, shard, root, signal)
+        }
+        await table.save(id)
+        return id
+      }, { signal })
+      if (held === id) {
+        return id
+      }
+      id = held
+    }
+  }
+
+  private async putLocked (contract: string, c: ContractRecord, shard: Uint8Array, root: Uint8Array, signal: AbortSignal): Promise<void> {
+    const key = hex(root)
+    if (c.shards.some(([r]) => r === key)) {
+      // held already (a put sent again): the revision stays, and the host answers it as it is
+      const sats = transferCost(c.version ?? 1, BigInt(c.uploadPrice), shard.byteLength)
+      const encoded = decodeSigned(Buffer.from(c.signedRevision ?? '', 'base64')).message
+      const renterSignature = signRevision(encoded, this.components.signer)
+      const hostSignature = await this.components.session.put(c.host, contract, key, renterSignature, shard, sats, callSignal(signal, transferTimeoutMs(shard.byteLength, this.init.minThroughput)))
+      verifyRevision(encoded, c.host, hostSignature)
+      return
+    }
+    const shards: Array<[string, number]> = [...c.shards, [key, shard.byteLength]]
     const rev = nextRevision(Buffer.from(contract, 'hex'), c.revision, shards.map(([r, length]) => ({ root: Buffer.from(r, 'hex'), length })))
     const encoded = encodeRevision(rev)
     const renterSignature = signRevision(encoded, this.components.signer)
-    const sats = transferCost(BigInt(c.uploadPrice), shard.byteLength)
+    const sats = transferCost(c.version ?? 1, BigInt(c.uploadPrice), shard.byteLength)
     const started = performance.now()
-    const hostSignature = await this.components.session.put(c.host, contract, hex(root), renterSignature, shard, sats, callSignal(signal, transferTimeoutMs(shard.byteLength, this.init.minThroughput)))
+    const hostSignature = await this.components.session.put(c.host, contract, key, renterSignature, shard, sats, callSignal(signal, transferTimeoutMs(shard.byteLength, this.init.minThroughput)))
     log('put %d bytes on %s in %d ms', shard.byteLength, c.host, Math.round(performance.now() - started))
     verifyRevision(encoded, c.host, hostSignature)
     c.shards = shards
     c.revision = rev.number
     c.signedRevision = Buffer.from(encodeSigned(encoded, renterSignature, hostSignature)).toString('base64')
     c.spent.upload = String(BigInt(c.spent.upload) + sats)
+  }
+
+  /**
+   * Delete shards from a contract, one signed revision each (an object
+   * removed, or shards no object names). A shard the host no longer holds
+   * is dropped from the record. Resolves with how many went.
+   */
+  async deleteShards (contract: string, c: ContractRecord, roots: Iterable<string>, signal: AbortSignal): Promise<number> {
+    const table = this.components.records.contracts
+    return this.locks.run(contract, async () => {
+      let deleted = 0
+      try {
+        for (const root of roots) {
+          signal.throwIfAborted()
+          if (!c.shards.some(([r]) => r === root)) {
+            continue
+          }
+          const shards = c.shards.filter(([r]) => r !== root)
+          const rev = nextRevision(Buffer.from(contract, 'hex'), c.revision, shards.map(([r, length]) => ({ root: Buffer.from(r, 'hex'), length })))
+          const encoded = encodeRevision(rev)
+          const renterSignature = signRevision(encoded, this.components.signer)
+          let answer
+          try {
+            answer = await this.components.session.delete(c.host, contract, root, renterSignature, callSignal(signal, END_CALL_MS))
+          } catch (err) {
+            if (err instanceof InvalidSignatureError && !signal.aborted && await this.resync(contract, c, signal)) {
+              // the host was ahead: the shard set is the host's now; try this root again
+              continue
+            }
+            throw err
+          }
+          verifyRevision(encoded, c.host, answer.hostSignature)
+          c.shards = shards
+          c.revision = rev.number
+          c.signedRevision = Buffer.from(encodeSigned(encoded, renterSignature, answer.hostSignature)).toString('base64')
+          deleted++
+        }
+      } finally {
+        await table.save(contract)
+      }
+      return deleted
+    }, { signal })
+  }
+
+  /**
+   * Take the host's latest revision when it is ahead of this node's
+   * record: it must be signed by this node and by the host and match the
+   * shard list the host answers (so nothing this node did not sign is
+   * taken). The caller holds the contract's lock. Resolves with whether
+   * the record changed.
+   */
+  async resync (id: string, c: ContractRecord, signal: AbortSignal): Promise<boolean> {
+    const answer = await this.components.session.list(c.host, id, signal)
+    let changed = false
+    if (answer.signedRevision != null && answer.revision > c.revision) {
+      const signed = Buffer.from(answer.signedRevision, 'base64')
+      const { message, renterSignature, hostSignature } = decodeSigned(signed)
+      verifyRevision(message, this.components.peerId, renterSignature)
+      verifyRevision(message, c.host, hostSignature)
+      const rev = decodeRevision(message)
+      const shards: Array<[string, number]> = answer.shards.map(s => [s.root, s.bytes])
+      const expected = encodeRevision(nextRevision(Buffer.from(id, 'hex'), rev.number - 1, shards.map(([r, length]) => ({ root: Buffer.from(r, 'hex'), length }))))
+      if (hex(rev.contractId) !== id || rev.number !== answer.revision || !Buffer.from(expected).equals(Buffer.from(message))) {
+        throw new IntegrityError(`host ${c.host} answered a revision of contract ${id} that does not match the shards it lists`)
+      }
+      log('contract %s with %s resynchronised from revision %d to the host\'s %d', id, c.host, c.revision, rev.number)
+      c.shards = shards
+      c.revision = rev.number
+      c.signedRevision = answer.signedRevision
+      changed = true
+    }
+    if (answer.rentPaidPeriods > c.rentPaidPeriods) {
+      // rent whose answer was lost: paid, as the host says
+      c.rentPaidPeriods = answer.rentPaidPeriods
+      const accrued = (answer as { rentAccrued?: string }).rentAccrued
+      if (accrued != null && /^[0-9]+$/.test(accrued)) {
+        c.rentAccrued = accrued
+      }
+      changed = true
+    }
+    if (changed) {
+      await this.components.records.contracts.save(id)
+    }
+    return changed
   }
 
   /**
@@ -194,6 +445,10 @@ export class Contracts {
    * then only once the host answered, so the caller can try again.
    */
   async end (id: string, c: ContractRecord, signal: AbortSignal, options: { untilTold?: boolean } = {}): Promise<void> {
+    await this.locks.run(id, async () => { await this.endLocked(id, c, signal, options) }, { signal })
+  }
+
+  private async endLocked (id: string, c: ContractRecord, signal: AbortSignal, options: { untilTold?: boolean }): Promise<void> {
     const { peerId, signer, session } = this.components
     const satisfied = servedWell(c)
     const reason = c.lost != null
@@ -229,6 +484,7 @@ export class Contracts {
     this.components.rateContract?.(c.host, servedWell(c))
     try {
       await this.components.records.saveRatings(id, c)
+      await this.components.records.contracts.save(id)
     } catch {}
   }
 }

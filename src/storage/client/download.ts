@@ -76,7 +76,7 @@ export class Downloader {
     const segment = object.segments[index]
     const shard = segment.shards[slot]
     const c = object.contracts[shard.contract]
-    const sats = transferCost(BigInt(c.downloadPrice), segment.shardSize)
+    const sats = transferCost(c.version ?? 1, BigInt(c.downloadPrice), segment.shardSize)
     let bytes: Uint8Array
     try {
       bytes = await this.components.session.get(shard.host, shard.contract, shard.root, 0, segment.shardSize, sats, callSignal(signal, transferTimeoutMs(segment.shardSize, this.init.minThroughput)))

@@ -1,4 +1,4 @@
-import { MONTH_MS, rentPerPeriod, type ContractTerms } from '../protocol/contract.ts'
+import { monthlyRentOf } from '../protocol/contract.ts'
 import type { ContractRecord, ShardRecord, StoredObject } from './records.ts'
 
 /**
@@ -57,29 +57,79 @@ export function defaultRedundancy (hosts: number): { k: number, n: number } {
   return { k: defaultK(n), n }
 }
 
-/** What an object costs per month in rent: each contract's rent per period, scaled to 30 days */
-export function monthlyRent (object: StoredObject): bigint {
-  let total = 0n
-  for (const c of Object.values(object.contracts)) {
+/** The bytes a contract holds under its latest revision, for every object with shards there */
+export function bytesHeld (c: ContractRecord): number {
+  let n = 0
+  for (const [, bytes] of c.shards) {
+    n += bytes
+  }
+  return n
+}
+
+/** The bytes of an object's shards under each of its contracts (its share of each: what its rent is on) */
+export function objectBytesByContract (object: StoredObject): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const segment of object.segments) {
+    for (const shard of segment.shards) {
+      out.set(shard.contract, (out.get(shard.contract) ?? 0) + segment.shardSize)
+    }
+  }
+  return out
+}
+
+/** An object's share of a contract: its bytes there over all the bytes held (0 when the contract holds nothing) */
+export function shareOf (object: StoredObject, contract: string, mine = objectBytesByContract(object).get(contract) ?? 0): number {
+  const c = object.contracts[contract]
+  const all = c == null ? 0 : bytesHeld(c)
+  return all === 0 ? 0 : Math.min(1, mine / all)
+}
+
+/**
+ * What an object costs per month in rent, in satoshis (exact, not
+ * rounded): under a version 2 contract the rent on its own bytes there;
+ * under a version 1 contract (rent on max-bytes, one per object) the whole
+ * contract's
+ */
+export function monthlyRent (object: StoredObject): number {
+  let total = 0
+  const mine = objectBytesByContract(object)
+  for (const [id, c] of Object.entries(object.contracts)) {
     // a condemned host is paid no more
     if (c.ended != null || c.lost != null) {
       continue
     }
-    const perPeriod = rentPerPeriod({ storagePrice: BigInt(c.storagePrice), maxBytes: c.maxBytes, rentPeriodMs: c.rentPeriodMs } as ContractTerms)
-    total += perPeriod * BigInt(Math.round(MONTH_MS / c.rentPeriodMs))
+    total += monthlyRentOf({ version: c.version ?? 1, storagePrice: BigInt(c.storagePrice), maxBytes: c.maxBytes }, mine.get(id) ?? 0)
   }
   return total
 }
 
-/** Satoshis spent on an object so far, by kind */
+/**
+ * Satoshis spent on an object so far, by kind: its share of what was
+ * spent under each contract it has shards in (by the bytes it holds there
+ * now), whole under a contract it alone uses
+ */
 export function spentOn (object: StoredObject): { upload: bigint, download: bigint, rent: bigint } {
   const out = { upload: 0n, download: 0n, rent: 0n }
-  for (const c of Object.values(object.contracts)) {
-    out.upload += BigInt(c.spent.upload)
-    out.download += BigInt(c.spent.download)
-    out.rent += BigInt(c.spent.rent)
+  const mine = objectBytesByContract(object)
+  for (const [id, c] of Object.entries(object.contracts)) {
+    const all = bytesHeld(c)
+    const part = (sats: string): bigint => {
+      const total = BigInt(sats)
+      const bytes = mine.get(id) ?? 0
+      // a contract it no longer has shards in (renewed, replaced) counts whole when nothing else is there
+      return all === 0 || bytes >= all ? total : (total * BigInt(bytes) + BigInt(all) - 1n) / BigInt(all)
+    }
+    out.upload += part(c.spent.upload)
+    out.download += part(c.spent.download)
+    out.rent += part(c.spent.rent)
   }
   return out
+}
+
+/** Whether a contract is due for renewal at `now`: live, and within renewBeforeMs (or a third of its length) of its end */
+export function renewalDue (c: ContractRecord, now: number, renewBeforeMs: number): boolean {
+  const length = c.end - c.start
+  return c.ended == null && c.lost == null && c.end > now && c.end - now <= Math.min(renewBeforeMs, length / 3)
 }
 
 export interface ObjectHealth {

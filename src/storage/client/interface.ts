@@ -8,7 +8,7 @@ import type { Datastore } from 'interface-datastore'
  * imports it, and it imports none of them.
  */
 
-/** A host's storage offer from the market: satoshis per GiB-month stored, per GiB up and down */
+/** A host's storage offer from the market: satoshis per TiB-month stored, per TiB up and down */
 export interface HostOffer {
   peer: string
   storage: bigint
@@ -47,6 +47,13 @@ export interface StorageClientInit {
   segmentSlots?: number
   /** contract length, default 30 days */
   durationMs?: number
+  /**
+   * the room a new contract with a host reserves beyond what the put that
+   * forms it needs, default 256 MiB (DEFAULT_CONTRACT_ALLOWANCE); a further
+   * contract with the same host reserves twice the largest before it. One
+   * contract per host holds every object's shards there until it is full.
+   */
+  contractAllowance?: number
   /** how often rent falls due, default 1 day */
   rentPeriodMs?: number
   /** how often the daemon checks for rent to pay (and runs the rest of the upkeep), default 60 s */
@@ -139,7 +146,7 @@ export interface PutOptions {
   k?: number
   n?: number
   durationMs?: number
-  /** the most to pay per GiB-month stored, satoshis */
+  /** the most to pay per TiB-month stored, satoshis */
   maxStoragePrice?: bigint
   signal?: AbortSignal
   onProgress?: (p: Progress) => void

@@ -1,13 +1,15 @@
 import { Key, type Datastore } from 'interface-datastore'
 import { KeyedLock } from '../../utils/keyed-lock.ts'
+import { ContractTable } from './contract-table.ts'
 import { DOWNLOADS, NAMES, OBJECTS, RATINGS, REMOVALS_INDEXED, REMOVED, REMOVED_NAMES, REMOVED_ORDER, UPLOADS } from '../constants.ts'
 import { ObjectBeingStoredError, ObjectExistsError, ObjectNotFoundError } from '../errors.ts'
 
 /**
  * What the client keeps in the datastore (renterd's bus): the stored
- * objects with their contracts and segments, the names, the puts and gets
- * under way, the records of removed objects and the ratings of ended
- * contracts. Every change to the object records goes through `exclusive`.
+ * objects with their segments, the contracts they share (ContractTable),
+ * the names, the puts and gets under way, the records of removed objects
+ * and the ratings of ended contracts. Every change to the object records
+ * goes through `exclusive`.
  */
 
 export interface AuditRecord {
@@ -23,6 +25,8 @@ export interface AuditRecord {
 }
 
 export interface ContractRecord {
+  /** the terms' version: 2 for contracts formed now (absent in records of version 1 contracts) */
+  version?: 1 | 2
   host: string
   /** encodeSigned(terms, renter signature, host signature), base64 */
   signed: string
@@ -34,12 +38,15 @@ export interface ContractRecord {
   downloadPrice: string
   rentPeriodMs: number
   rentPaidPeriods: number
+  /** version 2: the exact rent charged so far, in RENT_UNITS_PER_SAT (decimal), and the whole satoshis paid for it */
+  rentAccrued?: string
+  rentPaid?: string
   revision: number
   /** encodeSigned(revision, renter signature, host signature), base64 */
   signedRevision?: string
-  /** [root hex, bytes] */
+  /** [root hex, bytes]: every shard the contract holds, of every object with shards under it */
   shards: Array<[string, number]>
-  /** satoshis paid or promised: uploads, downloads, rent */
+  /** satoshis paid or promised under the contract, for all its objects: uploads, downloads, rent */
   spent: { upload: string, download: string, rent: string }
   ended?: number
   audit?: AuditRecord
@@ -93,6 +100,12 @@ export interface StoredObject {
   n: number
   segmentSize: number
   segments: SegmentRecord[]
+  /**
+   * the contracts its shards are under, each the one record every object
+   * with shards there shares (ContractTable); in the datastore the object
+   * names them (contractIds). In the record `store rm` keeps, a copy of
+   * each as it was, without its shard list.
+   */
   contracts: Record<string, ContractRecord>
   /** why the last repair could not put every lost shard back (cleared once one does) */
   repair?: RepairState
@@ -115,12 +128,18 @@ export interface RepairState {
   hosts?: Record<string, { failures: number, until: number }>
 }
 
-/** A put under way, as its record under /storage/uploads names it: cleanUploads ends its contracts after a crash */
+/**
+ * A put under way, as its record under /storage/uploads names it: after a
+ * crash, cleanUploads lets its name go and resynchronises the contracts it
+ * put shards under (the hosts may hold revisions this node never
+ * recorded); the shards no object names are then deleted (collectGarbage)
+ */
 export interface PendingUpload {
   id: string
   /** the name it holds (records of older versions may have none) */
   name?: string
-  contracts: Record<string, ContractRecord>
+  /** the contracts it put or was about to put shards under */
+  contracts: string[]
 }
 
 /** A get under way: the partial plaintext file it writes (swept after a crash) */
@@ -178,10 +197,83 @@ export class Records {
   private readonly lock = new KeyedLock()
   /** names reserved by puts running in this process (the datastore holds them too, see reserveName) */
   private readonly reservedNames = new Set<string>()
+  /** the contracts, shared by the objects */
+  readonly contracts: ContractTable
+  /**
+   * +1 whenever a put's object is committed: the shards it names appear
+   * at once, outside the records lock, so collectGarbage reads the objects
+   * again before it takes any shard for one nothing names
+   */
+  commits = 0
+  private migrating?: Promise<void>
 
   constructor (datastore: Datastore, init: RecordsInit) {
     this.datastore = datastore
     this.keepRemoved = init.keepRemoved
+    this.contracts = new ContractTable(datastore)
+  }
+
+  /**
+   * The contract table, loaded; records written before contracts were
+   * shared (each object and each upload with its own copies of its
+   * contracts) are moved into it, once
+   */
+  async ready (): Promise<void> {
+    this.migrating ??= (async () => {
+      await this.contracts.ready()
+      for await (const { value } of this.datastore.query({ prefix: OBJECTS })) {
+        const raw = dec<StoredObject & { contractIds?: string[] }>(value)
+        if (raw.contractIds == null) {
+          await this.saveObject(await this.hydrate(raw))
+        }
+      }
+      for await (const { value } of this.datastore.query({ prefix: UPLOADS })) {
+        const raw = dec<{ id: string, name?: string, contracts: string[] | Record<string, ContractRecord> }>(value)
+        if (!Array.isArray(raw.contracts)) {
+          for (const [id, c] of Object.entries(raw.contracts)) {
+            this.contracts.adopt(id, c)
+            await this.contracts.save(id)
+          }
+          await this.savePending({ id: raw.id, name: raw.name, contracts: Object.keys(raw.contracts) })
+        }
+      }
+    })()
+    await this.migrating
+  }
+
+  /** An object as read from the datastore, its contracts the table's shared records */
+  private async hydrate (raw: StoredObject & { contractIds?: string[] }): Promise<StoredObject> {
+    await this.contracts.ready()
+    const { contractIds, ...object } = raw
+    if (contractIds == null) {
+      // written before contracts were shared: its own copies become the table's
+      for (const [id, c] of Object.entries(object.contracts ?? {})) {
+        this.contracts.adopt(id, c)
+      }
+    }
+    const contracts: Record<string, ContractRecord> = {}
+    for (const id of contractIds ?? Object.keys(object.contracts ?? {})) {
+      const c = this.contracts.get(id)
+      if (c != null) {
+        contracts[id] = c
+      }
+    }
+    return { ...object, contracts }
+  }
+
+  /** An object as the datastore keeps it: its contracts by id */
+  private dehydrate (object: StoredObject): Omit<StoredObject, 'contracts'> & { contractIds: string[] } {
+    const { contracts, ...rest } = object
+    return { ...rest, contractIds: Object.keys(contracts) }
+  }
+
+  /** Write the contracts an object names (each shared record: the latest state of the contract) */
+  private async saveContractsOf (object: StoredObject): Promise<void> {
+    for (const id of Object.keys(object.contracts)) {
+      if (this.contracts.get(id) === object.contracts[id]) {
+        await this.contracts.save(id)
+      }
+    }
   }
 
   /**
@@ -200,15 +292,17 @@ export class Records {
   }
 
   async list (): Promise<StoredObject[]> {
+    await this.ready()
     const out: StoredObject[] = []
     for await (const { value } of this.datastore.query({ prefix: OBJECTS })) {
-      out.push(dec<StoredObject>(value))
+      out.push(await this.hydrate(dec<StoredObject>(value)))
     }
     return out.sort((a, b) => a.name.localeCompare(b.name))
   }
 
   /** An object by name or by id */
   async find (nameOrId: string): Promise<StoredObject> {
+    await this.ready()
     let id = nameOrId
     try {
       const named = dec<string | { reserved: string }>(await this.datastore.get(nameKey(nameOrId)))
@@ -221,11 +315,13 @@ export class Records {
         throw err
       }
     }
+    let raw: StoredObject
     try {
-      return dec<StoredObject>(await this.datastore.get(objectKeyOf(id)))
+      raw = dec<StoredObject>(await this.datastore.get(objectKeyOf(id)))
     } catch {
       throw new ObjectNotFoundError(`no stored object is named "${nameOrId}" or has that id; "store ls" lists them`)
     }
+    return this.hydrate(raw)
   }
 
   /**
@@ -249,8 +345,10 @@ export class Records {
     }
   }
 
+  /** Write an object, and the contracts it names */
   async saveObject (object: StoredObject): Promise<void> {
-    await this.datastore.put(objectKeyOf(object.id), enc(object))
+    await this.saveContractsOf(object)
+    await this.datastore.put(objectKeyOf(object.id), enc(this.dehydrate(object)))
   }
 
   /** Save an object changed by upkeep, unless it was removed meanwhile */
@@ -319,6 +417,7 @@ export class Records {
   }
 
   async * pendingUploads (): AsyncGenerator<PendingUpload> {
+    await this.ready()
     for await (const { value } of this.datastore.query({ prefix: UPLOADS })) {
       yield dec<PendingUpload>(value)
     }
@@ -326,11 +425,13 @@ export class Records {
 
   /** The object and its name appear together, and its upload's record goes: only once every shard is stored */
   async commitStored (object: StoredObject): Promise<void> {
+    await this.saveContractsOf(object)
     const batch = this.datastore.batch()
-    batch.put(objectKeyOf(object.id), enc(object))
+    batch.put(objectKeyOf(object.id), enc(this.dehydrate(object)))
     batch.put(nameKey(object.name), enc(object.id))
     batch.delete(uploadKey(object.id))
     await batch.commit()
+    this.commits++
   }
 
   // ---- gets under way ----
@@ -362,10 +463,13 @@ export class Records {
    * `store info`, indexed by name and by time
    */
   async commitRemoved (object: StoredObject, removedAt: number): Promise<void> {
+    await this.saveContractsOf(object)
+    // a copy of each contract as it is now, without the shard lists of every object under it
+    const contracts = Object.fromEntries(Object.entries(object.contracts).map(([id, c]) => [id, { ...c, shards: [] }]))
     const batch = this.datastore.batch()
     batch.delete(objectKeyOf(object.id))
     batch.delete(nameKey(object.name))
-    batch.put(new Key(`${REMOVED}/${object.id}`), enc({ ...object, segments: [], segmentCount: object.segments.length, removedAt }))
+    batch.put(new Key(`${REMOVED}/${object.id}`), enc({ ...object, contracts, segments: [], segmentCount: object.segments.length, removedAt }))
     batch.put(removedNameKey(object.name), enc(object.id))
     batch.put(removedOrderKey(removedAt, object.id), enc(object.id))
     await batch.commit()

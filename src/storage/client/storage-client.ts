@@ -70,7 +70,7 @@ export class StorageClient {
     const rateContract: StorageClientComponents['rateContract'] = (peer, satisfactory) => { components.rateContract?.(peer, satisfactory) }
     const records = this.records = new Records(components.datastore, { keepRemoved: init.keepRemoved ?? DEFAULT_KEEP_REMOVED })
     const session = this.session = new StorageSession(async (peer, request, sats) => components.call(peer, request, sats))
-    const contracts = this.contracts = new Contracts({ peerId, signer, trust, rateContract, session, records }, { rentPeriodMs: init.rentPeriodMs ?? DEFAULT_RENT_PERIOD_MS, minThroughput })
+    const contracts = this.contracts = new Contracts({ peerId, signer, trust, rateContract, session, records }, { rentPeriodMs: init.rentPeriodMs ?? DEFAULT_RENT_PERIOD_MS, minThroughput, allowance: init.contractAllowance, renewBeforeMs: this.renewBeforeMs })
     this.uploader = new Uploader({ hosts, storageKey, rate, records, contracts, session, slots }, { segmentSize: init.segmentSize ?? DEFAULT_SEGMENT_SIZE, segmentsInFlight, durationMs })
     const downloader = this.downloader = new Downloader({ storageKey, rate, records, session, slots, shutdown: () => this.shutdown.signal, onHealthChanged: () => { this.repairSoon() } }, { hedgeMs: init.hedgeMs ?? DEFAULT_HEDGE_MS, minThroughput })
     this.repairer = new Repairer({ hosts, trust, rate, records, contracts, downloader, slots }, {
@@ -133,7 +133,7 @@ export class StorageClient {
     }
     this.checking ??= (async () => {
       await step('ending the contracts of interrupted uploads', async () => this.cleanUploads(signal))
-      await step('ending contracts nothing refers to', async () => this.endUnused(signal))
+      await step('deleting shards and ending contracts nothing refers to', async () => this.collectGarbage(signal))
       await step('paying rent', async () => this.payRent(Date.now(), signal))
       await step('auditing', async () => this.audit(Date.now(), signal))
       await step('renewing contracts', async () => this.renewAll(Date.now(), signal))
@@ -202,30 +202,46 @@ export class StorageClient {
   }
 
   /**
-   * End every contract of an object (the hosts delete its shards) and
-   * forget it. A repair of it under way is stopped rather than waited for.
-   * What it was, with each contract and the ratings exchanged, stays under
-   * /storage/removed for `store info` (without its segments; the latest
-   * keepRemoved removals). A removal whose signal aborts while hosts are
-   * being told (Ctrl-C, the API client gone, the node stopping) keeps the
-   * object, with the contracts of the hosts told already ended: `store rm`
-   * again tells the others.
+   * Delete an object's shards from its hosts and forget it. Each contract
+   * it shares with other objects loses its shards by revision; one that
+   * only it used is ended (the host deletes everything under it, and both
+   * sides sign their ratings). A repair of it under way is stopped rather
+   * than waited for. What it was, with each contract and the ratings
+   * exchanged, stays under /storage/removed for `store info` (without its
+   * segments; the latest keepRemoved removals). A host that cannot be told
+   * now is told at a later check (collectGarbage deletes the shards no
+   * object names), or keeps them until its contract ends. A removal whose
+   * signal aborts while hosts are being told (Ctrl-C, the API client gone,
+   * the node stopping) keeps the object: `store rm` again tells the others.
    */
   async remove (nameOrId: string, signal?: AbortSignal): Promise<{ object: StoredObject, unreachable: string[] }> {
     const found = await this.records.find(nameOrId)
     this.repairer.stopRepair(found.id, new Error(`"${found.name}" is being removed`))
     return this.upkept(signal, async upkeep => {
       const object = await this.records.find(nameOrId)
-      const unreachable: Array<[string, ContractRecord, string]> = []
+      const others = (await this.records.list()).filter(o => o.id !== object.id)
+      const unreachable: Array<[string, ContractRecord, string] | [string, undefined, string]> = []
       await Promise.all(Object.entries(object.contracts).map(async ([id, c]) => {
         if (c.ended != null) {
           return
         }
+        const mine = new Set(object.segments.flatMap(s => s.shards.filter(x => x.contract === id).map(x => x.root)))
+        const shared = this.contracts.inUse(id) || others.some(o => referenced(o, id))
+        if (shared && (c.lost != null || mine.size === 0)) {
+          // a condemned host is told nothing more; its shards no longer count
+          return
+        }
         try {
-          await this.contracts.end(id, c, callSignal(upkeep, END_CALL_MS), { untilTold: true })
+          if (shared) {
+            await this.contracts.deleteShards(id, c, mine, upkeep)
+          } else {
+            await this.contracts.end(id, c, callSignal(upkeep, END_CALL_MS), { untilTold: true })
+          }
         } catch (err: any) {
           if (!upkeep.aborted && c.ended == null) {
-            unreachable.push([id, c, `${c.host} (${err.message}); its contract ends on ${new Date(c.end).toISOString()} anyway`])
+            unreachable.push(shared
+              ? [id, undefined, `${c.host} (${err.message}); its shards of this object are deleted at a later check, and its contract ends on ${new Date(c.end).toISOString()} at the latest`]
+              : [id, c, `${c.host} (${err.message}); its contract ends on ${new Date(c.end).toISOString()} anyway`])
           }
         }
       }))
@@ -235,7 +251,9 @@ export class StorageClient {
       }
       // the hosts that could not be told keep the shards until the contract's end
       for (const [id, c] of unreachable) {
-        await this.contracts.close(id, c)
+        if (c != null) {
+          await this.contracts.close(id, c)
+        }
       }
       const removedAt = Date.now()
       await this.records.commitRemoved(object, removedAt)
@@ -294,47 +312,65 @@ export class StorageClient {
   }
 
   /**
-   * End the live contracts no segment of their object refers to: those of a
-   * repair that failed or was interrupted, and those of hosts replaced
-   * during a put before they held anything. Nothing would read them, and
-   * rent would go on being paid. A host that cannot be told now is told at
-   * a later check.
+   * What nothing refers to goes: shards under a contract that no object
+   * names (a put or a repair that failed or was interrupted, shards a
+   * removal could not delete, a repair's old copies) are deleted by
+   * revision, and a contract under which no object has a shard is ended
+   * (no more rent; the host frees its room). Contracts a put or a repair is
+   * using are left alone. A host that cannot be told now is told at a later
+   * check. Resolves with how many shards were deleted and contracts ended.
    */
-  async endUnused (signal?: AbortSignal): Promise<number> {
+  async collectGarbage (signal?: AbortSignal): Promise<{ deleted: number, ended: number }> {
     return this.upkept(signal, async upkeep => {
-      let ended = 0
-      const now = Date.now()
-      for (const object of await this.records.list()) {
-        if (this.repairer.isRepairing(object.id)) {
+      const done = { deleted: 0, ended: 0 }
+      let seen = -1
+      let named = new Map<string, Set<string>>()
+      for (const [id, c] of this.records.contracts.entries()) {
+        if (c.ended != null || this.contracts.inUse(id)) {
           continue
         }
-        let changed = false
-        for (const [id, c] of Object.entries(object.contracts)) {
-          if (c.ended != null || referenced(object, id)) {
-            continue
-          }
-          upkeep.throwIfAborted()
-          changed = true
-          if (c.end <= now) {
-            // over anyway: the host deletes its shards after its grace
-            c.ended = now
-            continue
-          }
-          try {
-            await this.contracts.end(id, c, callSignal(upkeep, END_CALL_MS), { untilTold: true })
-            ended++
-          } catch (err: any) {
-            if (upkeep.aborted) {
-              throw err
+        if (seen !== this.records.commits) {
+          // a put committed since: its shards are named now
+          seen = this.records.commits
+          named = new Map()
+          for (const object of await this.records.list()) {
+            for (const segment of object.segments) {
+              for (const shard of segment.shards) {
+                named.set(shard.contract, (named.get(shard.contract) ?? new Set()).add(shard.root))
+              }
             }
-            log('could not end unused contract %s with %s; tried again at the next check - %s', id, c.host, err.message)
+          }
+          if (seen !== this.records.commits || this.contracts.inUse(id)) {
+            continue
           }
         }
-        if (changed) {
-          await this.records.saveIfStored(object)
+        upkeep.throwIfAborted()
+        const roots = named.get(id)
+        const now = Date.now()
+        try {
+          if (roots == null) {
+            if (c.end <= now) {
+              // over anyway: the host deletes its shards after its grace
+              c.ended = now
+              await this.records.contracts.save(id)
+              continue
+            }
+            await this.contracts.end(id, c, callSignal(upkeep, END_CALL_MS), { untilTold: true })
+            done.ended++
+          } else if (c.lost == null && c.end > now) {
+            const orphans = c.shards.map(([root]) => root).filter(root => !roots.has(root))
+            if (orphans.length > 0) {
+              done.deleted += await this.contracts.deleteShards(id, c, orphans, upkeep)
+            }
+          }
+        } catch (err: any) {
+          if (upkeep.aborted) {
+            throw err
+          }
+          log('could not clean up contract %s with %s; tried again at the next check - %s', id, c.host, err.message)
         }
       }
-      return ended
+      return done
     })
   }
 }
@@ -344,7 +380,7 @@ export class StorageClient {
 export { STORAGE } from '../constants.ts'
 export { GIB } from '../protocol/contract.ts'
 export { DecryptError, IntegrityError, InvalidNameError, NotEnoughHostsError, ObjectBeingStoredError, ObjectExistsError, ObjectNotFoundError, OutputExistsError, PaymentRefusedError, RepairStuckError, ShardUnavailableError, StorageStoppedError, StreamSizeError } from '../errors.ts'
-export { defaultK, defaultRedundancy, defaultRepairAfterLost, healthOf, lostKind, monthlyRent, shardCounts, spentOn, type ObjectHealth } from './health.ts'
+export { bytesHeld, defaultK, defaultRedundancy, defaultRepairAfterLost, healthOf, lostKind, monthlyRent, objectBytesByContract, shardCounts, spentOn, type ObjectHealth } from './health.ts'
 export { migrationReason } from './upkeep/migration.ts'
 export { repairCandidates } from './upkeep/repair.ts'
 export { applyTransfer, newTransfer, type Transfer } from './transfer.ts'

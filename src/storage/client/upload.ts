@@ -10,7 +10,7 @@ import { ReedSolomon, split } from '../protocol/erasure.ts'
 import { merkleRoot } from '../protocol/merkle.ts'
 import { END_CALL_MS, MAX_SLOT_REPLACEMENTS } from '../constants.ts'
 import { InvalidNameError, InvalidPutOptionError, NotEnoughHostsError, StreamSizeError } from '../errors.ts'
-import { hex, type Contracts } from './contracts.ts'
+import { hex, type Contracts, type Lease } from './contracts.ts'
 import { defaultRedundancy } from './health.ts'
 import { judgeHostError } from './host-answers.ts'
 import { inTransfer, releaseSegmentMemory, type SegmentSlots } from './memory.ts'
@@ -20,7 +20,7 @@ import type { ContractRecord, PendingUpload, Records, SegmentRecord, ShardRecord
 
 const log = logger('opencloud:storage:client')
 
-/** One host's column of an upload: its contract, and its shards in order */
+/** One host's column of an upload: its contract (shared with the node's other objects on that host), and its shards in order */
 export interface Slot {
   index: number
   host: HostOffer
@@ -116,9 +116,10 @@ function streamSource (stream: AsyncIterable<Uint8Array>, size: number): Segment
 
 /**
  * The data path of a put (renterd's worker): encrypt, erasure-code segment
- * by segment, form a contract with each of N hosts and upload one shard
- * per segment to each, replacing a host that fails or stalls. An object is
- * recorded only once every shard of every segment is stored.
+ * by segment, take room in the contract this node holds with each of N
+ * hosts (or form one: Contracts.acquire) and upload one shard per segment
+ * to each, replacing a host that fails or stalls. An object is recorded
+ * only once every shard of every segment is stored.
  */
 export class Uploader {
   private readonly components: UploadComponents
@@ -157,7 +158,7 @@ export class Uploader {
     const objectId = hex(id)
     // the upload's record, which names every contract formed: a check
     // running meanwhile must not take it for one a crash left
-    const pending: PendingUpload = { id: objectId, name, contracts: {} }
+    const pending: PendingUpload = { id: objectId, name, contracts: [] }
     this.uploading.add(objectId)
     try {
       // one name, one object: the name is held from here until the object
@@ -171,8 +172,8 @@ export class Uploader {
       } finally {
         if (!stored) {
           await records.releaseName(name, objectId)
-          if (Object.keys(pending.contracts).length === 0) {
-            // nothing for cleanUploads to end
+          if (pending.contracts.length === 0) {
+            // nothing for cleanUploads to resynchronise
             await records.deletePending(objectId)
           }
         }
@@ -186,7 +187,7 @@ export class Uploader {
   private async putReserved (source: PutSource, size: number, pending: PendingUpload, id: Uint8Array, options: PutOptions, signal: AbortSignal): Promise<StoredObject> {
     const { records, contracts: book } = this.components
     const { segmentSize } = this.init
-    const { id: objectId, contracts } = pending
+    const { id: objectId } = pending
     const name = pending.name ?? objectId
     const ceiling = options.maxStoragePrice
     const known = await this.components.hosts()
@@ -198,10 +199,10 @@ export class Uploader {
     }
     if (offers.length === 0) {
       const cheapest = known.reduce((a, b) => b.storage < a.storage ? b : a)
-      throw new NotEnoughHostsError(`no storage host asks ${formatAmount(ceiling as bigint)} per GiB-month or less: the cheapest of the ${known.length} the market knows asks ${formatAmount(cheapest.storage)} per GiB-month; raise --max-price to at least "${formatAmount(cheapest.storage)}"`)
+      throw new NotEnoughHostsError(`no storage host asks ${formatAmount(ceiling as bigint)} per TiB-month or less: the cheapest of the ${known.length} the market knows asks ${formatAmount(cheapest.storage)} per TiB-month; raise --max-price to at least "${formatAmount(cheapest.storage)}"`)
     }
     const { k, n } = options.k != null && options.n != null ? { k: options.k, n: options.n } : defaultRedundancy(offers.length)
-    const atPrice = ceiling == null ? '' : ` at or under ${formatAmount(ceiling)} per GiB-month`
+    const atPrice = ceiling == null ? '' : ` at or under ${formatAmount(ceiling)} per TiB-month`
     if (n < 1 || offers.length < n) {
       throw new NotEnoughHostsError(`storing ${k}-of-${n} needs ${n} hosts, and the market knows ${offers.length}${atPrice}; wait for more offers (market prices --service storage), raise --max-price, or choose a smaller --redundancy`)
     }
@@ -214,10 +215,11 @@ export class Uploader {
     const key = objectKey(this.components.storageKey(), id)
     const progress = (p: Progress): void => { options.onProgress?.(p) }
 
-    // contracts with N hosts, taking the next offer whenever one refuses
+    // room with N hosts, taking the next offer whenever one refuses
     let next = 0
     const refusals: string[] = []
     const used = new Set<string>()
+    const leases: Lease[] = []
     const newSlotHost = async (index: number, bytes: number): Promise<{ host: HostOffer, contract: string, record: ContractRecord }> => {
       while (next < offers.length) {
         const host = offers[next++]
@@ -227,10 +229,12 @@ export class Uploader {
         used.add(host.peer)
         try {
           signal.throwIfAborted()
-          const formed = await book.form(host, bytes, durationMs, signal)
-          contracts[formed.id] = formed.record
+          const lease = await book.acquire(host, bytes, durationMs, signal, { maxStoragePrice: ceiling })
+          leases.push(lease)
+          // named before a shard is sent: after a crash, cleanUploads resynchronises it
+          pending.contracts.push(lease.id)
           await records.savePending(pending)
-          return { host, contract: formed.id, record: formed.record }
+          return { host, contract: lease.id, record: lease.record }
         } catch (err: any) {
           if (signal.aborted) {
             throw err
@@ -243,6 +247,20 @@ export class Uploader {
         ? `no host left to hold shard ${index + 1} of ${n} (${k}-of-${n}): each of the ${offers.length} hosts the market knows${atPrice} holds a shard of this file already or failed it, and every shard needs a host of its own; wait for more offers (market prices --service storage), or choose a smaller --redundancy`
         : `no host left to hold shard ${index + 1} of ${n} (${k}-of-${n}); the hosts tried said:\n  ${refusals.join('\n  ')}`)
     }
+    try {
+      return await this.upload(source, size, pending, id, name, { k, n, rs, segmentCount, plainLength, shardSize, bytesFrom, key, progress, newSlotHost }, signal)
+    } finally {
+      for (const lease of leases) {
+        lease.release()
+      }
+    }
+  }
+
+  private async upload (source: PutSource, size: number, pending: PendingUpload, id: Uint8Array, name: string, plan: UploadPlan, signal: AbortSignal): Promise<StoredObject> {
+    const { records, contracts: book } = this.components
+    const { segmentSize } = this.init
+    const { k, n, rs, segmentCount, plainLength, shardSize, bytesFrom, key, progress, newSlotHost } = plan
+    const objectId = pending.id
     await records.savePending(pending)
     progress({ phase: 'contracts', done: 0, total: n })
     const slots: Slot[] = []
@@ -264,8 +282,13 @@ export class Uploader {
         for (;;) {
           signal.throwIfAborted()
           try {
-            await book.putShard(slot.contract, slot.record, shard, root, signal)
-            return { host: slot.host.peer, contract: slot.contract, root: hex(root) }
+            const under = await book.putShard(slot.contract, slot.record, shard, root, signal)
+            if (under !== slot.contract) {
+              // renewed meanwhile: the rest goes under the new contract
+              slot.contract = under
+              slot.record = records.contracts.get(under) ?? slot.record
+            }
+            return { host: slot.host.peer, contract: under, root: hex(root) }
           } catch (err: any) {
             if (signal.aborted || slot.replacements >= MAX_SLOT_REPLACEMENTS) {
               throw err
@@ -340,6 +363,17 @@ export class Uploader {
     } finally {
       await input.close()
     }
+    // the contracts its shards are under now (one renewed during the put has handed them on)
+    const contracts: Record<string, ContractRecord> = {}
+    for (const segment of segments) {
+      for (const shard of segment.shards) {
+        shard.contract = records.contracts.current(shard.contract)
+        const c = records.contracts.get(shard.contract)
+        if (c != null) {
+          contracts[shard.contract] = c
+        }
+      }
+    }
     const object: StoredObject = {
       id: objectId,
       name,
@@ -359,14 +393,18 @@ export class Uploader {
   }
 
   /**
-   * End the contracts of uploads that never finished (a crash, kill -9, a
-   * failure) and let their names go. An upload's record goes once every
-   * host has been told; hosts that could not be reached are tried again at
-   * the next check.
+   * What uploads that never finished (a crash, kill -9, a failure) left:
+   * their names are let go, and each contract they put shards under is
+   * resynchronised from its host's signed revision (the host may have
+   * countersigned puts this node never recorded). The shards no object
+   * names are deleted afterwards (collectGarbage). An upload's record goes
+   * once every host has answered; hosts that could not be reached are tried
+   * again at the next check. Resolves with how many contracts were
+   * resynchronised.
    */
   async cleanUploads (signal: AbortSignal): Promise<number> {
-    const { records, session } = this.components
-    let ended = 0
+    const { records, contracts } = this.components
+    let synced = 0
     for await (const pending of records.pendingUploads()) {
       if (this.uploading.has(pending.id)) {
         continue
@@ -374,36 +412,50 @@ export class Uploader {
       if (pending.name != null) {
         await records.releaseName(pending.name, pending.id)
       }
-      let left = 0
-      for (const [id, c] of Object.entries(pending.contracts)) {
-        if (c.ended != null) {
+      const left: string[] = []
+      for (const id of new Set(pending.contracts)) {
+        const c = records.contracts.get(id)
+        if (c == null || c.ended != null) {
           continue
         }
         signal.throwIfAborted()
         try {
-          await session.end(c.host, id, undefined, callSignal(signal, END_CALL_MS))
-          c.ended = Date.now()
-          ended++
+          if (await contracts.locks.run(id, async () => contracts.resync(id, c, callSignal(signal, END_CALL_MS)), { signal })) {
+            synced++
+          }
         } catch (err: any) {
           if (signal.aborted) {
             throw err
           }
           if (err instanceof NotFoundError) {
             // the host has no such contract (it expired, or never formed)
-            c.ended = Date.now()
             continue
           }
-          left++
-          log('could not end contract %s of an interrupted upload with %s - %s', id, c.host, err.message)
+          left.push(id)
+          log('could not resynchronise contract %s of an interrupted upload with %s - %s', id, c.host, err.message)
         }
       }
-      if (left === 0) {
+      if (left.length === 0) {
         await records.deletePending(pending.id)
-        log('ended the %d contracts of interrupted upload %s', Object.keys(pending.contracts).length, pending.id)
+        log('cleaned up interrupted upload %s (%d contracts)', pending.id, pending.contracts.length)
       } else {
-        await records.savePending(pending)
+        await records.savePending({ ...pending, contracts: left })
       }
     }
-    return ended
+    return synced
   }
+}
+
+/** What an upload works from, once the put's options are checked */
+interface UploadPlan {
+  k: number
+  n: number
+  rs: ReedSolomon
+  segmentCount: number
+  plainLength: (i: number) => number
+  shardSize: (i: number) => number
+  bytesFrom: (i: number) => number
+  key: Uint8Array
+  progress: (p: Progress) => void
+  newSlotHost: (index: number, bytes: number) => Promise<{ host: HostOffer, contract: string, record: ContractRecord }>
 }

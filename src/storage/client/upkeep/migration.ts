@@ -41,7 +41,7 @@ export function migrationReason (
 ): string | undefined {
   const { price, median, trust } = now
   if (price != null && median != null && median > 0n && Number(price) > Number(median) * policy.migrateAbovePrice) {
-    return `its price rose to ${formatAmount(price)} per GiB-month, over ${policy.migrateAbovePrice}x the market median of ${formatAmount(median)}`
+    return `its price rose to ${formatAmount(price)} per TiB-month, over ${policy.migrateAbovePrice}x the market median of ${formatAmount(median)}`
   }
   if (trust != null && policy.minTrust > 0 && trust < policy.minTrust) {
     return `its trust score fell to ${trust.toFixed(2)}, under ${policy.minTrust}`

@@ -1,17 +1,16 @@
 import { logger } from '@libp2p/logger'
 import { ReedSolomon } from '../../protocol/erasure.ts'
 import { merkleRoot } from '../../protocol/merkle.ts'
-import { END_CALL_MS, MAX_FAILED_REPAIR_UPLOADS, MAX_REPAIR_RETRY_MS } from '../../constants.ts'
+import { MAX_FAILED_REPAIR_UPLOADS, MAX_REPAIR_RETRY_MS } from '../../constants.ts'
 import { IntegrityError, RepairStuckError } from '../../errors.ts'
-import { hex, type Contracts } from '../contracts.ts'
+import { hex, type Contracts, type Lease } from '../contracts.ts'
 import { healthOf, lostKind, referenced, shardCounts } from '../health.ts'
 import { inTransfer, releaseSegmentMemory, type SegmentSlots } from '../memory.ts'
-import { callSignal } from '../session.ts'
 import { applyTransfer, newTransfer, type Transfer } from '../transfer.ts'
 import { markMigrations, marketView, type MigrationPolicy } from './migration.ts'
 import type { Downloader } from '../download.ts'
 import type { HostOffer, StorageClientComponents } from '../interface.ts'
-import type { ContractRecord, Records, ShardRecord, StoredObject } from '../records.ts'
+import type { Records, ShardRecord, StoredObject } from '../records.ts'
 
 const log = logger('opencloud:storage:client:repair')
 
@@ -63,7 +62,7 @@ export function repairCandidates (object: StoredObject, segments: number[], offe
 
 export interface RepairComponents extends Pick<StorageClientComponents, 'hosts' | 'trust' | 'rate'> {
   records: Records
-  contracts: Pick<Contracts, 'form' | 'putShard' | 'end'>
+  contracts: Pick<Contracts, 'acquire' | 'putShard'>
   downloader: Pick<Downloader, 'fetchSegment'>
   slots: SegmentSlots
 }
@@ -241,9 +240,9 @@ export class Repairer {
         break
       }
       signal.throwIfAborted()
-      let formed: { id: string, record: ContractRecord }
+      let lease: Lease
       try {
-        formed = await contracts.form(host, bytes, durationMs, signal)
+        lease = await contracts.acquire(host, bytes, durationMs, signal)
       } catch (err: any) {
         if (signal.aborted) {
           throw err
@@ -252,8 +251,8 @@ export class Repairer {
         continue
       }
       // in the record before anything is sent: a failure or a crash from
-      // here on leaves no contract that nothing names (endUnused ends it)
-      object.contracts[formed.id] = formed.record
+      // here on leaves shards that nothing names (collectGarbage deletes them)
+      object.contracts[lease.id] = lease.record
       await records.saveObject(object)
       const moved: Array<[number, ShardRecord]> = []
       let uploading = false
@@ -268,25 +267,31 @@ export class Repairer {
               throw new IntegrityError(`shard ${slot + 1} of segment ${i} of "${object.name}" rebuilt to another root`)
             }
             uploading = true
-            await contracts.putShard(formed.id, formed.record, shards[slot], root, signal)
+            const under = await contracts.putShard(lease.id, lease.record, shards[slot], root, signal)
             uploading = false
-            moved.push([i, { host: host.peer, contract: formed.id, root: hex(root) }])
+            if (object.contracts[under] == null) {
+              object.contracts[under] = records.contracts.get(under) ?? lease.record
+            }
+            moved.push([i, { host: host.peer, contract: under, root: hex(root) }])
           } finally {
             give()
             releaseSegmentMemory()
           }
         }
       } catch (err: any) {
+        lease.release()
         const hostFailed = uploading && !signal.aborted
         if (hostFailed) {
-          formed.record.lost = Date.now()
-          formed.record.lostFor = 'replaced'
-          formed.record.lostReason = `failed an upload of the repair: ${err.message}`
+          lease.record.lost = Date.now()
+          lease.record.lostFor = 'replaced'
+          lease.record.lostReason = `failed an upload of the repair: ${err.message}`
           this.components.rate?.(host.peer, 'failed', 'put')
         }
-        // nothing refers to its shards: the host is told to delete them
-        // (endUnused tries again if it cannot be told now)
-        await contracts.end(formed.id, formed.record, AbortSignal.timeout(END_CALL_MS), { untilTold: true }).catch(() => {})
+        // the shards it took are named by no object: collectGarbage deletes
+        // them (or ends the contract, when nothing else is under it)
+        if (!referenced(object, lease.id)) {
+          delete object.contracts[lease.id]
+        }
         await records.saveObject(object)
         if (hostFailed) {
           failedUploads++
@@ -299,17 +304,13 @@ export class Repairer {
         }
         throw err
       }
-      const old = new Set(segments.map(i => object.segments[i].shards[slot].contract))
       for (const [i, record] of moved) {
         object.segments[i].shards[slot] = record
       }
-      // a lost contract that no segment uses any more is ended: no more rent
-      for (const id of old) {
-        if (!referenced(object, id) && object.contracts[id]?.ended == null) {
-          await contracts.end(id, object.contracts[id], callSignal(signal, END_CALL_MS)).catch(() => {})
-        }
-      }
+      // the old shards are named by nothing now: collectGarbage deletes
+      // them, or ends a contract that nothing else is under (no more rent)
       await records.saveObject(object)
+      lease.release()
       log('repaired shard %d of "%s": %d segments moved to %s', slot + 1, object.name, moved.length, host.peer)
       return moved.length
     }
