@@ -52,7 +52,7 @@ export interface StorageEngines {
 
 /**
  * Storage hosts the market knows, best first (selectProviders on the rent
- * offer), with their prices per GiB-month, per GiB up and per GiB down. A
+ * offer), with their prices per TiB-month, per TiB up and per TiB down. A
  * host that publishes no put or get offer charges nothing for them.
  */
 export async function storageHosts ({ market, reputation, peerId }: Pick<ModuleComponents, 'market' | 'reputation' | 'peerId'>): Promise<HostOffer[]> {
