@@ -456,7 +456,8 @@ describe('storage host handlers', () => {
     it('of a contract already in the datastore (a record from before rentAccrued) run on by version 1\'s rules', async () => {
       await host.stop()
       const datastore = new MemoryDatastore()
-      const terms = termsOf({ version: 1, storagePrice: 3000n, uploadPrice: 100n, downloadPrice: 200n })
+      // a satoshi per byte up, two down: per GiB that is 2^30 and 2^31
+      const terms = termsOf({ version: 1, storagePrice: 3000n, uploadPrice: 2n ** 30n, downloadPrice: 2n ** 31n })
       const encoded = encodeTerms(terms)
       const id = Buffer.from(contractIdOf(encoded)).toString('hex')
       // the record as a host wrote it before version 2
@@ -471,9 +472,9 @@ describe('storage host handlers', () => {
       const shard = bytes(5 * KIB)
       const root = rootOf(shard)
       // per GiB moved, not per TiB
-      assert.equal(host.cost('put', { caller: renter.id, args: [id, root, c.sign(new Map([[root, shard.byteLength]]), 1)], bodyLength: shard.byteLength }), transferCost(1, 100n, shard.byteLength))
+      assert.equal(host.cost('put', { caller: renter.id, args: [id, root, c.sign(new Map([[root, shard.byteLength]]), 1)], bodyLength: shard.byteLength }), 5n * 1024n)
       await c.put(shard)
-      assert.equal(host.cost('get', { caller: renter.id, args: [id, root, '0', '5000'], bodyLength: 0 }), transferCost(1, 200n, 5000))
+      assert.equal(host.cost('get', { caller: renter.id, args: [id, root, '0', '5000'], bodyLength: 0 }), 10_000n)
       const answer = await host.rent(request(renter.id, [id, '2']))
       assert.deepEqual([answer.rentPaidPeriods, answer.rentPaid, answer.rentAccrued], [2, formatAmount(v1Rent * 2n), '0'])
       assert.equal(host.cost('rent', { caller: renter.id, args: [id], bodyLength: 0 }), v1Rent, 'still v1\'s rent per period with 5 KiB held')
