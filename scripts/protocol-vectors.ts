@@ -21,7 +21,7 @@ import { serviceCid } from '../src/services/peers/discovery.ts'
 import { encodeOffer } from '../src/market/offer.ts'
 import { encodeSummary } from '../src/reputation/summary.ts'
 import { auditPath, challengeLeaves, dataRoot, leafHash, MerkleHasher } from '../src/storage/protocol/merkle.ts'
-import { contractIdOf, encodeRevision, encodeSigned, encodeTerms, nextRevision, rentPerPeriod, signRevision, signTerms, transferCost } from '../src/storage/protocol/contract.ts'
+import { CONTRACT_VERSION, contractIdOf, encodeRevision, encodeSigned, encodeTerms, nextRevision, rentCharge, signRevision, signTerms, transferCost, type ContractTerms, type RentState } from '../src/storage/protocol/contract.ts'
 import { encodeProofs } from '../src/storage/protocol/proofs.ts'
 import { ReedSolomon, split } from '../src/storage/protocol/erasure.ts'
 import { objectKey, sealSegment, storageKeyFromSeed } from '../src/storage/protocol/crypto.ts'
@@ -120,7 +120,8 @@ export async function computeVectors (): Promise<Record<string, any>> {
   const shardRoot = merkle.digest()
   const challenge = range(0x60, 32)
   const picked = challengeLeaves(challenge, merkle.leaves.length, 4)
-  const terms = {
+  const terms: ContractTerms = {
+    version: CONTRACT_VERSION,
     renter: client.text.slice(3),
     host: server.text.slice(3),
     nonce: range(0x50, 16),
@@ -139,6 +140,14 @@ export async function computeVectors (): Promise<Record<string, any>> {
   const revision = encodeRevision(nextRevision(contractId, 0, [{ root: shardRoot, length: shard.byteLength }]))
   const renterRevisionSignature = signRevision(revision, client)
   const hostRevisionSignature = signRevision(revision, server)
+  // rent paid period by period as the contract fills: empty when formed,
+  // then 10 KiB for three periods, then 1 GiB for one and for 29 more
+  let rent: RentState = { accrued: 0n, paid: 0n }
+  const rentSteps = ([[0, 1], [10 * 1024, 1], [10 * 1024, 1], [10 * 1024, 1], [1024 ** 3, 1], [1024 ** 3, 29]] as const).map(([held, periods]) => {
+    const { accrued, price } = rentCharge(terms, rent, held, periods)
+    rent = { accrued, paid: rent.paid + price }
+    return { accrued: String(accrued), price: String(price) }
+  })
   const otherRoot = sha256('another shard')
   const proofs = encodeProofs([{ index: 2, leaf: shard.subarray(8192), path: auditPath(merkle.leaves, 2) }])
   const rs = new ReedSolomon(2, 4)
@@ -237,8 +246,8 @@ export async function computeVectors (): Promise<Record<string, any>> {
       hostTermsSignature: hex(hostTermsSignature),
       proposal: hex(new Writer().bytes(encodedTerms).bytes(renterTermsSignature).finish()),
       signedTerms: hex(encodeSigned(encodedTerms, renterTermsSignature, hostTermsSignature)),
-      rentPerPeriod: String(rentPerPeriod(terms)),
-      uploadCostOf3GiBAnd1Byte: String(transferCost(terms.uploadPrice, 3 * 1024 ** 3 + 1)),
+      rentSteps,
+      uploadCostOf3TiBAnd1Byte: String(transferCost(terms.version, terms.uploadPrice, 3 * 1024 ** 4 + 1)),
       revision: hex(revision),
       renterRevisionSignature: hex(renterRevisionSignature),
       hostRevisionSignature: hex(hostRevisionSignature),

@@ -108,6 +108,6 @@ export interface PricingUnit {
 export const Units = {
   CALL: { name: 'call', description: 'one call' },
   MIB: { name: 'MiB', description: 'one mebibyte (2^20 bytes) of request body, rounded up' },
-  GIB: { name: 'GiB', description: 'one gibibyte (2^30 bytes) moved, charged pro rata and rounded up to a whole satoshi per call' },
-  GIB_MONTH: { name: 'GiB-month', description: 'one gibibyte (2^30 bytes) reserved for 30 days, charged pro rata per rent period and rounded up to a whole satoshi' }
+  TIB: { name: 'TiB', description: 'one tebibyte (2^40 bytes) moved, charged pro rata and rounded up to a whole satoshi per call' },
+  TIB_MONTH: { name: 'TiB-month', description: 'one tebibyte (2^40 bytes) held for 30 days, accrued exactly per rent period and paid in whole satoshis' }
 } as const satisfies Record<string, PricingUnit>

@@ -1,5 +1,5 @@
 import { BadRequestError, BodyTooLargeError, NotFoundError } from '../../protocols/rpc/errors.ts'
-import { rentPerPeriod, rentPeriods, transferCost } from '../protocol/contract.ts'
+import { rentCharge, rentPeriods, transferCost } from '../protocol/contract.ts'
 import { checkArgCount, hexArg, intArg, signatureArg, type StorageMethod } from './args.ts'
 import { MAX_END_BODY_BYTES, MAX_PROPOSAL_BYTES } from './constants.ts'
 import { expectRevision } from './revisions.ts'
@@ -21,8 +21,10 @@ export interface CheckedCall {
   count: number
   /** the revision a put or delete leads to, its renter signature checked */
   next?: SignedRevision
-  /** satoshis at the contract's prices; undefined: free (the list price applies) */
+  /** satoshis at the contract's prices (0n: free); undefined: the list price applies */
   price?: bigint
+  /** rent: the contract's accrued rent once these periods are paid (rentCharge) */
+  accrued?: bigint
 }
 
 /** What a CheckedCall holds for the args its method does not take */
@@ -81,7 +83,10 @@ export function checkCall (book: ContractBook, method: Exclude<StorageMethod, 'c
         throw new BadRequestError(`contract ${id} is paid through its end (all ${c.rentPaidPeriods} periods)`)
       }
       const n = intArg(periods, 'the number of periods', 1, Math.min(10_000, left))
-      return { ...NO_ARGS, c, periods: n, price: rentPerPeriod(c.terms) * BigInt(n) }
+      // on the bytes held now: what a put adds during a paid period is
+      // charged from the next period paid on, and a delete refunds nothing
+      const { accrued, price } = rentCharge(c.terms, { accrued: c.rentAccrued, paid: c.rentPaid }, c.bytes, n)
+      return { ...NO_ARGS, c, periods: n, price, accrued }
     }
     case 'put':
     case 'delete': {
@@ -110,7 +115,7 @@ export function checkCall (book: ContractBook, method: Exclude<StorageMethod, 'c
       // is kept for it) and before CONTINUE (so no byte is sent)
       const signature = signatureArg(args[2], 'the renter\'s revision signature')
       const next = expectRevision(c, root, held == null ? bodyLength : 'held', signature)
-      return { ...NO_ARGS, c, root, held, signature, next, price: transferCost(c.terms.uploadPrice, bodyLength) }
+      return { ...NO_ARGS, c, root, held, signature, next, price: transferCost(c.terms.version, c.terms.uploadPrice, bodyLength) }
     }
     case 'get': {
       const root = hexArg(args[1], 'the shard root')
@@ -123,7 +128,7 @@ export function checkCall (book: ContractBook, method: Exclude<StorageMethod, 'c
       if (offset > held || length > held - offset) {
         throw new BadRequestError(`bytes ${offset} to ${offset + length} are past the end of shard ${root}, which is ${held} bytes`)
       }
-      return { ...NO_ARGS, c, root, held, offset, length, price: transferCost(c.terms.downloadPrice, length) }
+      return { ...NO_ARGS, c, root, held, offset, length, price: transferCost(c.terms.version, c.terms.downloadPrice, length) }
     }
     case 'prove': {
       const root = hexArg(args[1], 'the shard root')

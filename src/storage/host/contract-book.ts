@@ -21,6 +21,14 @@ export interface HostContract {
    */
   bytes: number
   rentPaidPeriods: number
+  /**
+   * the exact rent charged so far, in units of 1 / RENT_UNITS_PER_SAT sat
+   * (version 2: storage-price x bytes held x ms, per period paid), and the
+   * whole satoshis paid for it: the next rent's price is what takes the
+   * one up to the other, so nothing rounds up but the last satoshi
+   */
+  rentAccrued: bigint
+  rentPaid: bigint
   endedAt?: number
   /** why it ended early: "by its renter", "rent unpaid" */
   endedReason?: string
@@ -87,6 +95,9 @@ export class ContractBook {
         shards,
         bytes: [...shards.values()].reduce((n, l) => n + l, 0),
         rentPaidPeriods: raw.rentPaidPeriods,
+        // records written before version 2 terms have neither: nothing accrued, nothing paid
+        rentAccrued: BigInt(raw.rentAccrued ?? 0),
+        rentPaid: BigInt(raw.rentPaid ?? 0),
         endedAt: raw.endedAt ?? undefined,
         endedReason: raw.endedReason ?? undefined,
         ratings: raw.ratings ?? undefined
@@ -102,6 +113,9 @@ export class ContractBook {
       signedRevision: c.signedRevision == null ? null : b64(c.signedRevision),
       shards: [...c.shards],
       rentPaidPeriods: c.rentPaidPeriods,
+      // decimal strings: JSON has no bigint, and a number would round past 2^53
+      rentAccrued: c.rentAccrued.toString(),
+      rentPaid: c.rentPaid.toString(),
       endedAt: c.endedAt ?? null,
       endedReason: c.endedReason ?? null,
       ratings: c.ratings ?? null

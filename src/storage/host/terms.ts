@@ -2,11 +2,11 @@ import { statfs } from 'node:fs/promises'
 import { Reader } from '../../protocols/codec.ts'
 import { BadRequestError, InsufficientStorageError, RequestDeclinedError } from '../../protocols/rpc/errors.ts'
 import { formatAmount } from '../../protocols/units.ts'
-import { decodeTerms, overMaxMoney, verifyTerms, type ContractTerms } from '../protocol/contract.ts'
+import { CONTRACT_VERSION, decodeTerms, overMaxMoney, verifyTerms, type ContractTerms } from '../protocol/contract.ts'
 import { readBody, type HostRequest } from './request.ts'
 import type { ContractBook } from './contract-book.ts'
 
-/** The host's current prices, satoshis: per GiB-month stored, per GiB uploaded, per GiB downloaded */
+/** The host's current prices, satoshis: per TiB-month held, per TiB uploaded, per TiB downloaded (the units of version 2 terms) */
 export interface HostPrices {
   storage: bigint
   upload: bigint
@@ -77,9 +77,9 @@ export interface TermsCheckInit {
 
 /**
  * This host's own conditions for signing terms (`request-declined`, then
- * `insufficient-storage`): its clock, the longest contract, the shortest
- * rent period, its prices and whether it can be paid, then its capacity
- * and its disk
+ * `insufficient-storage`): the terms' version, its clock, the longest
+ * contract, the shortest rent period, its prices and whether it can be
+ * paid, then its capacity and its disk
  */
 export class TermsCheck {
   private readonly init: TermsCheckInit
@@ -93,6 +93,12 @@ export class TermsCheck {
   /** Throws the refusal of terms this host does not sign; `freed`: bytes a renewed contract gives back */
   async check (terms: ContractTerms, freed = 0): Promise<void> {
     const { capacity, clockSkewMs, maxDurationMs, minRentPeriodMs } = this.init
+    if (terms.version !== CONTRACT_VERSION) {
+      // version 1 contracts already held run on by their rules until they
+      // end; new ones, and renewals, are version 2: its prices are the
+      // market's (per TiB) and its rent follows the bytes held
+      throw new RequestDeclinedError(`this host signs version ${CONTRACT_VERSION} terms only (prices per TiB, rent on the bytes held), not version ${terms.version}`)
+    }
     const now = this.book.now()
     if (Math.abs(terms.start - now) > clockSkewMs) {
       throw new RequestDeclinedError(`the contract starts at ${new Date(terms.start).toISOString()}, but it is ${new Date(now).toISOString()} here: check your clock`)
@@ -109,7 +115,7 @@ export class TermsCheck {
     }
     const prices = this.init.prices()
     if (terms.storagePrice < prices.storage || terms.uploadPrice < prices.upload || terms.downloadPrice < prices.download) {
-      throw new RequestDeclinedError(`the terms offer less than this host's prices: ${formatAmount(prices.storage)} per GiB-month stored, ${formatAmount(prices.upload)} per GiB uploaded, ${formatAmount(prices.download)} per GiB downloaded`)
+      throw new RequestDeclinedError(`the terms offer less than this host's prices: ${formatAmount(prices.storage)} per TiB-month held, ${formatAmount(prices.upload)} per TiB uploaded, ${formatAmount(prices.download)} per TiB downloaded`)
     }
     const free = capacity - this.book.reserved(now) + freed
     if (terms.maxBytes > free) {

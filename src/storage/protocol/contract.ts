@@ -226,12 +226,13 @@ export function priceUnitBytes (version: TermsVersion): number {
 }
 
 /**
- * The exact unit rent accrues in (version 2): a satoshi over (2^40 x
- * 2,592,000,000), so that storage-price x bytes x ms is a whole number of it
+ * How many of the units version 2 rent accrues in make a satoshi: 2^40 x
+ * 2,592,000,000 (a TiB times a month in ms), so that storage-price (sat
+ * per TiB-month) x bytes x ms is always a whole number of units
  */
 export const RENT_UNITS_PER_SAT = BigInt(TIB) * BigInt(MONTH_MS)
 
-/** A contract's rent so far: the exact rent charged, in RENT_UNITS_PER_SAT, and the whole satoshis paid for it */
+/** A contract's rent so far: the exact rent charged, in units of 1 / RENT_UNITS_PER_SAT sat, and the whole satoshis paid for it */
 export interface RentState {
   accrued: bigint
   paid: bigint

@@ -50,7 +50,9 @@ const printedIn: Array<[heading: string, vectors: Vector[]]> = [
     ...blocks('storage', 'leaf0Hash', 'leaf2Hash', 'shardRoot'),
     ...code('storage', 'challenge', 'challengedLeaves'),
     ...blocks('storage', 'dataRootOfTwo', 'dataRootOfNone', 'terms', 'contractId', 'renterTermsSignature', 'hostTermsSignature', 'proposal', 'signedTerms'),
-    ...word('storage', 'rentPerPeriod', 'uploadCostOf3GiBAnd1Byte'),
+    // the rent table: each step's accrued units and price, row by row
+    ...code('storage', ...fixture.storage.rentSteps.flatMap((_: unknown, i: number) => [`rentSteps.${i}.accrued`, `rentSteps.${i}.price`])),
+    ...word('storage', 'uploadCostOf3TiBAnd1Byte'),
     ...blocks('storage', 'revision', 'renterRevisionSignature', 'hostRevisionSignature', 'signedRevision', 'proofs'),
     ...code('storage', 'rsData', 'rsParity'),
     ...blocks('storage', 'storageKey', 'objectKey', 'sealedSegment1', 'renterRating')

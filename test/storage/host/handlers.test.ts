@@ -6,16 +6,19 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { MemoryDatastore } from 'datastore-core'
+import { Key, type Datastore } from 'interface-datastore'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Writer } from '../../../src/protocols/codec.ts'
 import { openCloudSigner, type CredentialSigner } from '../../../src/protocols/rpc/credentials.ts'
 import { AccessDeniedError, BadRequestError, BodyTooLargeError, InsufficientStorageError, InvalidSignatureError, NotFoundError, RequestDeclinedError } from '../../../src/protocols/rpc/errors.ts'
-import { contractIdOf, decodeRevision, decodeSigned, encodeRevision, encodeTerms, nextRevision, rentPerPeriod, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms } from '../../../src/storage/protocol/contract.ts'
+import { CONTRACT_VERSION, contractIdOf, decodeRevision, decodeSigned, encodeRevision, encodeSigned, encodeTerms, nextRevision, RENT_UNITS_PER_SAT, rentCharge, rentPerPeriodV1, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms } from '../../../src/storage/protocol/contract.ts'
 import { LEAF_SIZE, leafCount, merkleRoot, verifyPath } from '../../../src/storage/protocol/merkle.ts'
 import { decodeProofs } from '../../../src/storage/protocol/proofs.ts'
 import { openRating, signRating } from '../../../src/storage/protocol/rating.ts'
+import { formatAmount } from '../../../src/protocols/units.ts'
 import { StorageHost } from '../../../src/storage/host/storage-host.ts'
+import { CONTRACTS_PREFIX } from '../../../src/storage/host/constants.ts'
 import { ContractBook } from '../../../src/storage/host/contract-book.ts'
 import { ShardStore } from '../../../src/storage/host/shard-store.ts'
 import { TermsCheck, type HostPrices } from '../../../src/storage/host/terms.ts'
@@ -90,11 +93,11 @@ describe('storage host handlers', () => {
     [hostKey, renter, stranger] = await Promise.all([party(1), party(2), party(3)])
   })
 
-  const newHost = async (init: { capacity?: number, checkMs?: number } = {}): Promise<StorageHost> => {
+  const newHost = async (init: { capacity?: number, checkMs?: number, datastore?: Datastore } = {}): Promise<StorageHost> => {
     const h = new StorageHost({
       peerId: hostKey.id,
       signer: hostKey.signer,
-      datastore: new MemoryDatastore(),
+      datastore: init.datastore ?? new MemoryDatastore(),
       prices: () => prices,
       takesPayments,
       now: () => clock,
@@ -120,6 +123,7 @@ describe('storage host handlers', () => {
   })
 
   const termsOf = (changes: Partial<ContractTerms> = {}): ContractTerms => ({
+    version: CONTRACT_VERSION,
     renter: renter.id,
     host: hostKey.id,
     nonce: new Uint8Array(16).fill(++filled),
@@ -223,7 +227,7 @@ describe('storage host handlers', () => {
       const root = rootOf(shard)
       const shards = new Map([[root, shard.byteLength]])
       const signature = c.sign(shards, 1)
-      assert.equal(host.cost('put', { caller: renter.id, args: [c.id, root, signature], bodyLength: shard.byteLength }), transferCost(100n, shard.byteLength))
+      assert.equal(host.cost('put', { caller: renter.id, args: [c.id, root, signature], bodyLength: shard.byteLength }), transferCost(2, 100n, shard.byteLength))
       const answer = await host.put(request(renter.id, [c.id, root, signature], shard))
       assert.equal(answer.revision, 1)
       const listed = await host.list(request(renter.id, [c.id]))
@@ -280,7 +284,7 @@ describe('storage host handlers', () => {
       const shard = bytes(3 * LEAF_SIZE + 100)
       const root = await c.put(shard)
       const args = [c.id, root, String(LEAF_SIZE - 10), String(LEAF_SIZE + 20)]
-      assert.equal(host.cost('get', { caller: renter.id, args, bodyLength: 0 }), transferCost(200n, LEAF_SIZE + 20))
+      assert.equal(host.cost('get', { caller: renter.id, args, bodyLength: 0 }), transferCost(2, 200n, LEAF_SIZE + 20))
       const body = await host.get(request(renter.id, args))
       const got = await buffer(body.open())
       assert.deepEqual(got, Buffer.from(shard.subarray(LEAF_SIZE - 10, 2 * LEAF_SIZE + 10)))
@@ -345,20 +349,135 @@ describe('storage host handlers', () => {
   })
 
   describe('rent', () => {
+    /** What `rent` costs now, as the pipeline asks it before payment */
+    const rentCost = (c: Renter, periods = 1): bigint | undefined => host.cost('rent', { caller: renter.id, args: [c.id, String(periods)], bodyLength: 0 })
+
     it('extends the time paid for by the periods paid, at the contract\'s rent, up to its end', async () => {
       const c = await contract({ storagePrice: 3000n, rentPeriodMs: 10 * DAY })
+      await c.put(bytes(10 * KIB))
       let listed = await host.list(request(renter.id, [c.id]))
       assert.equal(listed.paidThrough, new Date(T0).toISOString())
-      assert.equal(host.cost('rent', { caller: renter.id, args: [c.id, '2'], bodyLength: 0 }), rentPerPeriod(c.terms) * 2n)
-      assert.ok(rentPerPeriod(c.terms) > 0n)
+      const { accrued, price } = rentCharge(c.terms, { accrued: 0n, paid: 0n }, 10 * KIB, 2)
+      assert.equal(rentCost(c, 2), price)
+      assert.equal(price, 1n)
       const answer = await host.rent(request(renter.id, [c.id, '2']))
-      assert.deepEqual(answer, { rentPaidPeriods: 2, paidThrough: new Date(T0 + 20 * DAY).toISOString() })
+      assert.deepEqual(answer, { rentPaidPeriods: 2, paidThrough: new Date(T0 + 20 * DAY).toISOString(), rentPaid: '0.00000001 BTC', rentAccrued: String(accrued) })
       listed = await host.list(request(renter.id, [c.id]))
       assert.equal(listed.paidThrough, new Date(T0 + 20 * DAY).toISOString())
       // one period is left of the three: two more would buy nothing
       await assert.rejects(host.rent(request(renter.id, [c.id, '2'])), (err: any) => err instanceof BadRequestError && /from 1 to 1 /.test(err.message))
       assert.equal((await host.rent(request(renter.id, [c.id]))).rentPaidPeriods, 3)
       await assert.rejects(host.rent(request(renter.id, [c.id])), (err: any) => err instanceof BadRequestError && /paid through its end/.test(err.message))
+    })
+
+    it('accrues a small contract\'s rent exactly: 0 sat for the periods the satoshi paid covers, 1 when the exact sum passes it, within 1 sat of exact in all', async () => {
+      // 10 KiB at 10 BTC per TiB-month: 0.31 sat a day
+      const c = await contract({ storagePrice: 1_000_000_000n })
+      await c.put(bytes(10 * KIB))
+      const perPeriod = 1_000_000_000n * BigInt(10 * KIB) * BigInt(DAY)
+      const prices: bigint[] = []
+      let paid = 0n
+      for (let period = 1; period <= 30; period++) {
+        const price = rentCost(c)!
+        const answer = await host.rent(request(renter.id, [c.id]))
+        paid += price
+        prices.push(price)
+        assert.equal(answer.rentAccrued, String(perPeriod * BigInt(period)))
+        assert.equal(answer.rentPaid, formatAmount(paid))
+      }
+      // the first period pays the satoshi that covers it and the next two
+      // (0.31 sat each); the fourth passes 1 sat
+      assert.deepEqual(prices.slice(0, 7), [1n, 0n, 0n, 1n, 0n, 0n, 1n])
+      const exact = perPeriod * 30n
+      assert.equal(paid, 10n, '9.31 sat of rent is 10 sat paid, not 30 (one per period)')
+      assert.ok(paid * RENT_UNITS_PER_SAT >= exact && paid * RENT_UNITS_PER_SAT - exact < RENT_UNITS_PER_SAT, 'within 1 sat over the exact sum')
+      const listed = await host.list(request(renter.id, [c.id]))
+      assert.deepEqual([listed.bytes, listed.rentPaidPeriods, listed.rentPaid, listed.rentAccrued], [10 * KIB, 30, '0.0000001 BTC', String(exact)])
+    })
+
+    it('charges the bytes held when it is paid: nothing for an empty contract, more after a put, less after a delete', async () => {
+      // 3 x 2^30 sat per TiB-month over 10-day periods: 1 sat per KiB per period
+      const c = await contract({ storagePrice: 3n * 2n ** 30n, rentPeriodMs: 10 * DAY, end: T0 + 60 * DAY })
+      const rentNow = async (): Promise<{ price: bigint | undefined, listed: Awaited<ReturnType<StorageHost['list']>> }> => {
+        const price = rentCost(c)
+        await host.rent(request(renter.id, [c.id]))
+        return { price, listed: await host.list(request(renter.id, [c.id])) }
+      }
+      // a price of 0 is 0n, free, not undefined (the list price): the period is paid all the same
+      const empty = await rentNow()
+      assert.equal(empty.price, 0n)
+      assert.deepEqual([empty.listed.rentPaidPeriods, empty.listed.bytes, empty.listed.rentPaid], [1, 0, '0 BTC'])
+      const big = await c.put(bytes(4 * KIB))
+      assert.equal((await rentNow()).price, 4n)
+      await c.put(bytes(2 * KIB))
+      const both = await rentNow()
+      assert.equal(both.price, 6n)
+      assert.equal(both.listed.bytes, 6 * KIB)
+      const without = new Map(c.shards)
+      without.delete(big)
+      await host.delete(request(renter.id, [c.id, big, c.sign(without, 3)]))
+      const after = await rentNow()
+      assert.equal(after.price, 2n, 'a deleted shard is not charged for again, nor refunded')
+      assert.deepEqual([after.listed.bytes, after.listed.rentPaid, after.listed.rentPaidPeriods], [2 * KIB, formatAmount(12n), 4])
+    })
+
+    it('keeps the rent accrued and paid across a restart', async () => {
+      await host.stop()
+      const datastore = new MemoryDatastore()
+      host = await newHost({ datastore })
+      const c = await contract({ storagePrice: 1_000_000_000n })
+      await c.put(bytes(10 * KIB))
+      await host.rent(request(renter.id, [c.id, '4']))
+      const before = await host.list(request(renter.id, [c.id]))
+      assert.equal(before.rentPaid, '0.00000002 BTC')
+      await host.stop()
+      host = await newHost({ datastore })
+      assert.deepEqual(await host.list(request(renter.id, [c.id])), before)
+      // the next period is charged from what was kept: 1.24 sat accrued and 2 paid cover it
+      assert.equal(rentCost(c), 0n)
+      const book = new ContractBook({ datastore })
+      await book.load()
+      assert.deepEqual([book.get(c.id)?.rentAccrued, book.get(c.id)?.rentPaid], [BigInt(before.rentAccrued), 2n])
+    })
+  })
+
+  describe('version 1 terms', () => {
+    it('are refused for a new contract and for a renewal, with request-declined saying what the host signs', async () => {
+      const declined = (err: any): boolean => err instanceof RequestDeclinedError && /signs version 2 terms only \(prices per TiB, rent on the bytes held\), not version 1$/.test(err.message)
+      await assert.rejects(host.contract(request(renter.id, [], proposal(termsOf({ version: 1 })))), declined)
+      assert.equal(host.contractsHeld(), 0)
+      const c = await contract()
+      const terms = termsOf({ version: 1 })
+      const newId = Buffer.from(contractIdOf(encodeTerms(terms))).toString('hex')
+      await assert.rejects(host.renew(request(renter.id, [c.id, c.sign(c.shards, 1, newId)], proposal(terms))), declined)
+      assert.equal(host.contractsHeld(), 1)
+    })
+
+    it('of a contract already in the datastore (a record from before rentAccrued) run on by version 1\'s rules', async () => {
+      await host.stop()
+      const datastore = new MemoryDatastore()
+      // a satoshi per byte up, two down: per GiB that is 2^30 and 2^31
+      const terms = termsOf({ version: 1, storagePrice: 3000n, uploadPrice: 2n ** 30n, downloadPrice: 2n ** 31n })
+      const encoded = encodeTerms(terms)
+      const id = Buffer.from(contractIdOf(encoded)).toString('hex')
+      // the record as a host wrote it before version 2
+      const record = { id, signed: b64(encodeSigned(encoded, signTerms(encoded, renter.signer), signTerms(encoded, hostKey.signer))), revision: 0, signedRevision: null, shards: [], rentPaidPeriods: 0, endedAt: null, endedReason: null, ratings: null }
+      await datastore.put(new Key(`${CONTRACTS_PREFIX}/${id}`), new TextEncoder().encode(JSON.stringify(record)))
+      host = await newHost({ datastore })
+      const c = new Renter(id, terms)
+      // rent on max-bytes, each period rounded up, whatever is held
+      const v1Rent = rentPerPeriodV1(terms)
+      assert.ok(v1Rent > 0n)
+      assert.equal(host.cost('rent', { caller: renter.id, args: [id, '2'], bodyLength: 0 }), v1Rent * 2n)
+      const shard = bytes(5 * KIB)
+      const root = rootOf(shard)
+      // per GiB moved, not per TiB
+      assert.equal(host.cost('put', { caller: renter.id, args: [id, root, c.sign(new Map([[root, shard.byteLength]]), 1)], bodyLength: shard.byteLength }), 5n * 1024n)
+      await c.put(shard)
+      assert.equal(host.cost('get', { caller: renter.id, args: [id, root, '0', '5000'], bodyLength: 0 }), 10_000n)
+      const answer = await host.rent(request(renter.id, [id, '2']))
+      assert.deepEqual([answer.rentPaidPeriods, answer.rentPaid, answer.rentAccrued], [2, formatAmount(v1Rent * 2n), '0'])
+      assert.equal(host.cost('rent', { caller: renter.id, args: [id], bodyLength: 0 }), v1Rent, 'still v1\'s rent per period with 5 KiB held')
     })
   })
 

@@ -12,7 +12,7 @@ import { Writer } from '../../../src/protocols/codec.ts'
 import { Status } from '../../../src/protocols/rpc/status.ts'
 import { formatBtc, Units } from '../../../src/protocols/units.ts'
 import { merkleRoot } from '../../../src/storage/protocol/merkle.ts'
-import { contractIdOf, decodeSigned, decodeTerms, encodeRevision, encodeTerms, nextRevision, signRevision, signTerms, transferCost, verifyTerms, type ContractTerms } from '../../../src/storage/protocol/contract.ts'
+import { CONTRACT_VERSION, contractIdOf, decodeSigned, decodeTerms, encodeRevision, encodeTerms, nextRevision, signRevision, signTerms, transferCost, verifyTerms, type ContractTerms } from '../../../src/storage/protocol/contract.ts'
 import { withDomain } from '../../../src/protocols/signed.ts'
 import { decodeRating, encodeRating, RATING_DOMAIN, signRating } from '../../../src/storage/protocol/rating.ts'
 import { startTestNode, tempDir, testConfig, type TestNode } from '../../helpers/nodes.ts'
@@ -21,7 +21,7 @@ import { RawRpc } from '../../helpers/raw-rpc.ts'
 const KIB = 1024
 const MIB = 1024 * KIB
 const DAY = 86_400_000
-/** the priced host's prices, sat per GiB-month, per GiB up, per GiB down */
+/** the priced host's prices, sat per TiB-month, per TiB up, per TiB down */
 const PRICES = { storage: 1000n, upload: 100n, download: 200n }
 
 /** A host seen through raw frames: its own nonce challenge and counter */
@@ -91,6 +91,7 @@ class Wire {
   terms (changes: Partial<ContractTerms> = {}): ContractTerms {
     const start = Date.now()
     return {
+      version: CONTRACT_VERSION,
       renter: this.renter.node.peerId.toString(),
       host: this.host.node.peerId.toString(),
       nonce: randomBytes(16),
@@ -141,7 +142,7 @@ class Contract {
 
   /** A deferred payment of what moving `bytes` costs at `price` (nothing on a free contract) */
   pay (price: bigint, bytes: number): Payment {
-    const sats = transferCost(price, bytes)
+    const sats = transferCost(this.terms.version, price, bytes)
     return sats === 0n ? { type: 'none' } : { type: 'defer', currency: 'BTC', amount: formatBtc(sats), id: randomBytes(8).toString('hex'), threshold: '' }
   }
 
@@ -364,7 +365,7 @@ describe('storage host: what PROTOCOL.md 8d says, byte for byte', () => {
     // a known shard is priced at download-price x length, rounded up
     const demand = await paid.call('get', [c.id, root, '0', String(shard.byteLength)])
     assert.equal(demand.head.status, Status.PAYMENT_TOO_LOW)
-    assert.equal(demand.head.acceptablePayment?.amount, formatBtc(transferCost(PRICES.download, shard.byteLength)))
+    assert.equal(demand.head.acceptablePayment?.amount, formatBtc(transferCost(2, PRICES.download, shard.byteLength)))
   })
 
   it('counts what a contract holds as shards come and go: a deleted shard\'s room is free again, a renewal keeps the count', async () => {
@@ -431,22 +432,27 @@ describe('storage host: what PROTOCOL.md 8d says, byte for byte', () => {
     verifyTerms(signed.message, free.node.peerId.toString(), signed.hostSignature)
     assert.deepEqual(decodeTerms(signed.message).maxBytes, MIB)
     assert.equal(listed.json().signedRevision, null, 'revision 0 is never signed')
+    assert.deepEqual([listed.json().bytes, listed.json().rentPaidPeriods, listed.json().rentPaid, listed.json().rentAccrued], [0, 0, '0 BTC', '0'])
   })
 
   it('answers each refused term with the status of its table row', async () => {
     const other = (await startTestNode())
     try {
+      // (prices are per TiB: only a TiB at the largest price a varint carries is over all the bitcoin there will be)
       const rows: Array<[string, Wire, Partial<ContractTerms>, number, RegExp, ((t: ContractTerms) => Uint8Array)?]> = [
         ['no byte', paid, { ...pricedTerms, maxBytes: 0 }, Status.BAD_REQUEST, /at least one byte/],
         ['a rent period longer than the contract', paid, { ...pricedTerms, rentPeriodMs: 31 * DAY }, Status.BAD_REQUEST, /longer than the contract/],
-        ['rent over 21 million BTC', paid, { ...pricedTerms, maxBytes: 64 * 1024 * MIB, storagePrice: BigInt(Number.MAX_SAFE_INTEGER) }, Status.BAD_REQUEST, /rent over the whole contract is [0-9.]+ BTC, more than the 21,000,000 BTC/],
-        ['an upload price over 21 million BTC', paid, { ...pricedTerms, maxBytes: 1024 * MIB, uploadPrice: BigInt(Number.MAX_SAFE_INTEGER) }, Status.BAD_REQUEST, /uploading max-bytes once costs [0-9.]+ BTC, more than the 21,000,000 BTC/],
+        ['rent over 21 million BTC', paid, { ...pricedTerms, maxBytes: 1024 * 1024 * MIB, storagePrice: BigInt(Number.MAX_SAFE_INTEGER) }, Status.BAD_REQUEST, /rent over the whole contract is [0-9.]+ BTC, more than the 21,000,000 BTC/],
+        ['an upload price over 21 million BTC', paid, { ...pricedTerms, maxBytes: 1024 * 1024 * MIB, uploadPrice: BigInt(Number.MAX_SAFE_INTEGER) }, Status.BAD_REQUEST, /uploading max-bytes once costs [0-9.]+ BTC, more than the 21,000,000 BTC/],
         ['another host', paid, { ...pricedTerms, host: other.node.peerId.toString() }, Status.BAD_REQUEST, /name host/],
         ['a forged renter signature', paid, pricedTerms, Status.INVALID_SIGNATURE, /./, (t) => paid.proposal(t, randomBytes(64))],
+        // the signature before the version: a host's own condition comes after the renter's signature
+        ['version 1 terms, forged', paid, { ...pricedTerms, version: 1 }, Status.INVALID_SIGNATURE, /./, (t) => paid.proposal(t, randomBytes(64))],
+        ['version 1 terms', paid, { ...pricedTerms, version: 1 }, Status.REQUEST_DECLINED, /signs version 2 terms only \(prices per TiB, rent on the bytes held\), not version 1$/],
         ['a start an hour away', paid, { ...pricedTerms, start: Date.now() + 3600_000, end: Date.now() + 30 * DAY }, Status.REQUEST_DECLINED, /check your clock/],
         ['400 days', paid, { ...pricedTerms, end: Date.now() + 400 * DAY }, Status.REQUEST_DECLINED, /at most 366 days/],
         ['a 1 s rent period', paid, { ...pricedTerms, rentPeriodMs: 1000 }, Status.REQUEST_DECLINED, /at least 60000 ms/],
-        ['less than the host\'s prices', paid, { ...pricedTerms, downloadPrice: 1n }, Status.REQUEST_DECLINED, /less than this host's prices: 0\.00001 BTC per GiB-month stored, 0\.000001 BTC per GiB uploaded, 0\.000002 BTC per GiB downloaded$/],
+        ['less than the host\'s prices', paid, { ...pricedTerms, downloadPrice: 1n }, Status.REQUEST_DECLINED, /less than this host's prices: 0\.00001 BTC per TiB-month held, 0\.000001 BTC per TiB uploaded, 0\.000002 BTC per TiB downloaded$/],
         ['a price from a host with payments off', unpaid, { uploadPrice: 1n }, Status.REQUEST_DECLINED, /takes no payments .* prices of 0$/],
         ['more than the host has', paid, { ...pricedTerms, maxBytes: 32 * MIB }, Status.INSUFFICIENT_STORAGE, /this host is full/]
       ]
@@ -518,6 +524,8 @@ describe('storage host: what PROTOCOL.md 8d says, byte for byte', () => {
     const rent = await paid.call('rent', [c.id], { payment: { type: 'defer', currency: 'BTC', amount: '0.00000001', id: randomBytes(8).toString('hex'), threshold: '' } })
     assert.equal(rent.head.status, Status.OK, rent.head.message)
     assert.equal(rent.json().rentPaidPeriods, 1)
+    // 3000 bytes for a day at 1000 sat per TiB-month: a sliver of a satoshi, rounded up once
+    assert.deepEqual([rent.json().rentPaid, rent.json().rentAccrued], ['0.00000001 BTC', String(PRICES.storage * 3000n * BigInt(DAY))])
     const renew = async (old: Contract): Promise<Contract> => {
       const terms = paid.terms(pricedTerms)
       const next = new Contract(paid, terms, Buffer.from(contractIdOf(encodeTerms(terms))).toString('hex'))

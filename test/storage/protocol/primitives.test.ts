@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises'
 import { auditPath, challengeLeaves, dataRoot, LEAF_SIZE, MerkleHasher, merkleRoot, verifyPath } from '../../../src/storage/protocol/merkle.ts'
 import { ReedSolomon, split } from '../../../src/storage/protocol/erasure.ts'
 import { DecryptError, objectKey, openSegment, sealSegment, storageKeyFromSeed } from '../../../src/storage/protocol/crypto.ts'
-import { contractIdOf, decodeRevision, decodeSigned, decodeTerms, rentPerPeriod, transferCost, verifyRevision, verifyTerms } from '../../../src/storage/protocol/contract.ts'
+import { contractIdOf, decodeRevision, decodeSigned, decodeTerms, transferCost, verifyRevision, verifyTerms } from '../../../src/storage/protocol/contract.ts'
 import { decodeProofs } from '../../../src/storage/protocol/proofs.ts'
 import { Reader } from '../../../src/protocols/codec.ts'
 import { parseSize, formatSize } from '../../../src/utils/size.ts'
@@ -161,7 +161,7 @@ describe('storage test vectors (PROTOCOL.md section 11)', () => {
     assert.equal(terms.host, fixture.keys.serverPeerId)
     assert.equal(Buffer.from(terms.nonce).toString('hex'), '505152535455565758595a5b5c5d5e5f')
     assert.deepEqual([terms.start, terms.end, terms.maxBytes, terms.rentPeriodMs], [1767225600000, 1769817600000, 68719476736, 86400000])
-    assert.deepEqual([terms.storagePrice, terms.uploadPrice, terms.downloadPrice], [2000n, 1000n, 2000n])
+    assert.deepEqual([terms.version, terms.storagePrice, terms.uploadPrice, terms.downloadPrice], [2, 2000n, 1000n, 2000n])
     assert.equal(sha256(bytes(v.terms)).toString('hex'), v.contractId)
     assert.equal(Buffer.from(contractIdOf(bytes(v.terms))).toString('hex'), v.contractId)
     verifyTerms(bytes(v.terms), terms.renter, bytes(v.renterTermsSignature))
@@ -170,8 +170,8 @@ describe('storage test vectors (PROTOCOL.md section 11)', () => {
     const r = new Reader(bytes(v.proposal))
     assert.deepEqual(Buffer.from(r.bytes(1024, 'terms')), bytes(v.terms))
     assert.deepEqual(Buffer.from(r.bytes(128, 'signature')), bytes(v.renterTermsSignature))
-    assert.equal(rentPerPeriod(terms), BigInt(v.rentPerPeriod))
-    assert.equal(transferCost(1000n, 3 * 1024 ** 3 + 1), BigInt(v.uploadCostOf3GiBAnd1Byte))
+    // per TiB: 3 TiB and a byte at 1000 sat per TiB, rounded up (the rent steps: test/storage/protocol/contract.test.ts)
+    assert.equal(transferCost(2, 1000n, 3 * 1024 ** 4 + 1), BigInt(v.uploadCostOf3TiBAnd1Byte))
 
     const revision = decodeRevision(bytes(v.revision))
     assert.equal(Buffer.from(revision.contractId).toString('hex'), v.contractId)

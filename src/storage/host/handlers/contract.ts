@@ -35,7 +35,7 @@ export async function contract (host: Pick<HostContext, 'peerId' | 'signer' | 'b
     }
     await host.terms.check(terms)
     const hostSignature = signTerms(encoded, host.signer)
-    const c: HostContract = { id, terms, signed: encodeSigned(encoded, renterSignature, hostSignature), revision: 0, shards: new Map(), bytes: 0, rentPaidPeriods: 0 }
+    const c: HostContract = { id, terms, signed: encodeSigned(encoded, renterSignature, hostSignature), revision: 0, shards: new Map(), bytes: 0, rentPaidPeriods: 0, rentAccrued: 0n, rentPaid: 0n }
     host.book.add(c)
     await host.book.save(c)
     log('contract %s with %s: %d bytes until %s', id, terms.renter, terms.maxBytes, new Date(terms.end).toISOString())

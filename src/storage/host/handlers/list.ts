@@ -1,9 +1,10 @@
+import { formatAmount } from '../../../protocols/units.ts'
 import { checkCall } from '../agreement.ts'
 import { queryOf, type HostRequest } from '../request.ts'
 import type { HostContext } from '../context.ts'
 import type { ListAnswer } from '../../protocol/answers.ts'
 
-/** storage.list: the contract, its latest signed revision and its shards */
+/** storage.list: the contract, its latest signed revision, its shards and the rent paid */
 export async function list (host: Pick<HostContext, 'book'>, req: HostRequest): Promise<ListAnswer> {
   const { c } = checkCall(host.book, 'list', queryOf(req))
   return {
@@ -11,7 +12,10 @@ export async function list (host: Pick<HostContext, 'book'>, req: HostRequest): 
     revision: c.revision,
     signedRevision: c.signedRevision == null ? null : Buffer.from(c.signedRevision).toString('base64'),
     shards: [...c.shards].map(([root, bytes]) => ({ root, bytes })),
+    bytes: c.bytes,
     rentPaidPeriods: c.rentPaidPeriods,
-    paidThrough: new Date(c.terms.start + c.rentPaidPeriods * c.terms.rentPeriodMs).toISOString()
+    paidThrough: new Date(c.terms.start + c.rentPaidPeriods * c.terms.rentPeriodMs).toISOString(),
+    rentPaid: formatAmount(c.rentPaid),
+    rentAccrued: c.rentAccrued.toString()
   }
 }

@@ -54,7 +54,7 @@ export async function renew (host: Pick<HostContext, 'peerId' | 'signer' | 'book
       throw new BadRequestError(`contract ${id} exists already`)
     }
     await host.terms.check(terms, old.terms.maxBytes)
-    const c: HostContract = { id, terms, signed: encodeSigned(encoded, renterSignature, signTerms(encoded, host.signer)), revision: 0, shards: new Map(old.shards), bytes: old.bytes, rentPaidPeriods: 0 }
+    const c: HostContract = { id, terms, signed: encodeSigned(encoded, renterSignature, signTerms(encoded, host.signer)), revision: 0, shards: new Map(old.shards), bytes: old.bytes, rentPaidPeriods: 0, rentAccrued: 0n, rentPaid: 0n }
     // revision 1 holds what the old contract held
     countersign(c, revisionSigned(c, c.shards, 1, signature), host.signer)
     // the new contract is saved before the old one ends: a crash between
