@@ -6,8 +6,9 @@ import { join } from 'node:path'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
-import { DecryptError, healthOf, ObjectNotFoundError, spentOn } from '../../src/storage/client/storage-client.ts'
-import { rentPerPeriod } from '../../src/storage/protocol/contract.ts'
+import { bytesHeld, DecryptError, healthOf, ObjectNotFoundError } from '../../src/storage/client/storage-client.ts'
+import { RENT_UNITS_PER_SAT } from '../../src/storage/protocol/contract.ts'
+import { formatAmount } from '../../src/protocols/units.ts'
 import { openRating } from '../../src/storage/protocol/rating.ts'
 import { addrOf, connect, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
 import type { Config } from '../../src/node/config.ts'
@@ -56,7 +57,8 @@ describe('storage: put and get across paid hosts over TCP', () => {
     for (let i = 0; i <= HOSTS; i++) {
       hostConfigs[i] = testConfig({
         payments,
-        services: { storage: { capacity: i === FULL_HOST ? '1 MiB' : '1 GiB', prices: { rent: '1000 sat', put: '100 sat', get: '200 sat' } } },
+        // rent far above a market's (1 BTC per TiB-month), so that the few MiB here come to whole satoshis a day
+        services: { storage: { capacity: i === FULL_HOST ? '1 MiB' : '1 GiB', prices: { rent: '1 BTC', put: '100 sat', get: '200 sat' } } },
         policies: { global: { 'max-tab': '0.001 BTC' } }
       })
     }
@@ -67,7 +69,7 @@ describe('storage: put and get across paid hosts over TCP', () => {
         hosts[i] = await startHost(i)
       }
     }
-    client = await OpenCloudNode.create({ dataDir: join(dir.path, 'client'), config: testConfig({ payments }), bootstrap: [addrOf(hosts[1])], storage: { segmentSize: 4 * MIB } })
+    client = await OpenCloudNode.create({ dataDir: join(dir.path, 'client'), config: testConfig({ payments }), bootstrap: [addrOf(hosts[1])], storage: { segmentSize: 4 * MIB, contractAllowance: 32 * MIB } })
     await client.start()
     await regtest.faucet(await client.wallet.newAddress(), 10_000_000n)
     await regtest.chain.mine(1, regtest.faucetAddress)
@@ -144,7 +146,7 @@ describe('storage: put and get across paid hosts over TCP', () => {
     const object = await client.storage.find('file.bin')
     const [id, c] = Object.entries(object.contracts)[0]
     await assert.rejects(
-      client.paidCall(c.host, { service: 'storage', method: 'put', args: [id, '00'.repeat(32), 'AA=='], body: bodyFromBytes(randomBytes(c.maxBytes + 1)) }, { pay: { kind: 'defer', sats: 1000n }, maxPrice: 1000n }),
+      client.paidCall(c.host, { service: 'storage', method: 'put', args: [id, '00'.repeat(32), 'AA=='], body: bodyFromBytes(randomBytes(c.maxBytes - bytesHeld(c) + 1)) }, { pay: { kind: 'defer', sats: 1000n }, maxPrice: 1000n }),
       (err: any) => err.name === 'BodyTooLargeError' && /over contract .* maximum/.test(err.message)
     )
   })
@@ -163,29 +165,46 @@ describe('storage: put and get across paid hosts over TCP', () => {
     assert.deepEqual((await readdir(dir.path)).filter(f => f.includes('out-wrong-key')), [], 'no partial file is left')
   })
 
-  it('pays rent as periods fall due, as deferred payments: each host counts the periods, and the object shows what rent cost', async () => {
+  it('pays rent as periods fall due, on the bytes each host holds, accrued exactly: host and client agree to the unit, and rent goes through the payment machinery', async () => {
     const before = await client.storage.find('file.bin')
-    const rentBefore = spentOn(before).rent
-    const [id, c] = Object.entries(before.contracts)[0]
-    assert.equal(c.rentPaidPeriods, 1, 'the first period is paid when the contract is formed')
+    const contracts = Object.entries(before.contracts).filter(([, c]) => c.ended == null)
+    assert.equal(contracts.length, 8, 'one contract per host')
+    // the records are shared (one per contract): what they said before, copied
+    const rentBefore = new Map(contracts.map(([id, c]) => [id, BigInt(c.rentPaid ?? '0')]))
+    const accruedBefore = new Map(contracts.map(([id, c]) => [id, BigInt(c.rentAccrued ?? '0')]))
+    for (const [, c] of contracts) {
+      assert.equal(c.rentPaidPeriods, 1, 'the first period is paid when the contract is formed')
+      assert.equal(c.rentAccrued, '0', 'with nothing held yet: 0 sat')
+    }
+    const period = contracts[0][1].rentPeriodMs
     // two days on: periods 2 and 3 are due (the next is paid half a period ahead)
-    const paid = await client.storage.payRent(Date.now() + 2 * c.rentPeriodMs)
+    const paid = await client.storage.payRent(Date.now() + 2 * period)
     assert.equal(paid, 8 * 2)
     const after = await client.storage.find('file.bin')
-    assert.equal(after.contracts[id].rentPaidPeriods, 3)
-    // 1000 sat per GiB-month on the contract's maximum, per day, rounded up
-    const perPeriod = rentPerPeriod({ storagePrice: 1000n, maxBytes: c.maxBytes, rentPeriodMs: c.rentPeriodMs } as any)
-    assert.equal(spentOn(after).rent, rentBefore + 8n * 2n * perPeriod)
-    const host = hosts.find(h => h.peerId.toString() === c.host)!
-    const listed = await client.call(host.peerId, { service: 'storage', method: 'list', args: [id] })
-    assert.equal(JSON.parse(new TextDecoder().decode(await listed.body.bytes())).rentPaidPeriods, 3)
+    let rent = 0n
+    for (const [id] of contracts) {
+      const now = after.contracts[id]
+      assert.equal(now.rentPaidPeriods, 3)
+      // each period on the bytes held then: the first with nothing yet, the two since with the file's shards
+      const accrued = BigInt(now.rentAccrued ?? '0') - (accruedBefore.get(id) ?? 0n)
+      assert.equal(accrued, 100_000_000n * BigInt(bytesHeld(now)) * BigInt(period) * 2n)
+      assert.equal(BigInt(now.rentPaid ?? '0'), (BigInt(now.rentAccrued ?? '0') + RENT_UNITS_PER_SAT - 1n) / RENT_UNITS_PER_SAT, 'paid: the accrued sum rounded up to the satoshi')
+      rent += BigInt(now.rentPaid ?? '0') - (rentBefore.get(id) ?? 0n)
+      const host = hosts.find(h => h.peerId.toString() === now.host)!
+      const listed = await client.call(host.peerId, { service: 'storage', method: 'list', args: [id] })
+      const answer = JSON.parse(new TextDecoder().decode(await listed.body.bytes()))
+      assert.deepEqual([answer.rentPaidPeriods, answer.rentAccrued, answer.rentPaid, answer.bytes], [3, now.rentAccrued, formatAmount(BigInt(now.rentPaid ?? '0')), bytesHeld(now)])
+    }
+    assert.ok(rent > 8n * 2n * 40n, `about 48 sat a day per host for 16 MiB at 1 BTC per TiB-month: ${rent} sat`)
     // nothing more is due yet
-    assert.equal(await client.storage.payRent(Date.now() + 2 * c.rentPeriodMs), 0)
+    assert.equal(await client.storage.payRent(Date.now() + 2 * period), 0)
     // rent goes through the payment machinery: promises to each host, in payments
     const promised = (await client.tabs.promises('payable')).filter(p => p.service === 'storage' && p.method === 'rent')
-    assert.equal(promised.reduce((n, p) => n + p.sats, 0n), spentOn(after).rent)
+    assert.equal(promised.reduce((n, p) => n + p.sats, 0n), rent)
+    const [id0, c0] = contracts[0]
+    const host = hosts.find(h => h.peerId.toString() === c0.host)!
     const hostSide = (await host.tabs.promises('receivable')).filter(p => p.service === 'storage' && p.method === 'rent' && p.peer === client.peerId.toString())
-    assert.equal(hostSide.length, 3, 'the host holds the three periods\' promises')
+    assert.equal(hostSide.length, 2, `the host of ${id0} holds the promises of the two periods that cost something (the first held nothing: 0 sat, unpaid)`)
   })
 
   it('audits every host: one that silently deleted its shards is caught and rated, one down for a while is not condemned', async () => {
@@ -242,7 +261,9 @@ describe('storage: put and get across paid hosts over TCP', () => {
     const after = await client.storage.find('file.bin')
     assert.equal(healthOf(after).state, 'healthy')
     assert.ok(after.segments.every((s, i) => s.shards[lostSlot].host === spare && s.shards[lostSlot].root === before.segments[i].shards[lostSlot].root), 'every lost shard is on the spare, with its original root')
-    assert.ok(after.contracts[lostId].ended != null, 'the condemned contract is ended')
+    // nothing names the condemned contract's shards now: the daemon's next check ends it (this one, or its own periodic one)
+    await client.storage.collectGarbage()
+    assert.ok((await client.storage.find('file.bin')).contracts[lostId].ended != null, 'the condemned contract is ended')
     assert.equal(lost.host, after.contracts[lostId].host)
     // nothing to do twice
     assert.equal(await client.storage.repair('file.bin'), 0)
@@ -302,10 +323,18 @@ describe('storage: put and get across paid hosts over TCP', () => {
     const seen = await client.storage.find('file.bin')
     assert.equal(seen.contracts[shard.contract].shardsLost, 1)
     assert.equal(seen.contracts[shard.contract].lost, undefined)
+    // the only host that holds no other shard of the segment is the one that
+    // lost it: the shard goes back under its contract there, and the re-put
+    // replaces the corrupt copy (PROTOCOL.md 8d, "Storing and serving shards")
     await waitFor(async () => {
       const now = (await client.storage.find('file.bin')).segments[1].shards[1]
-      return now.contract !== shard.contract && now.root === shard.root && now.lost == null
-    }, 30_000, 'the corrupt shard rebuilt under a new contract')
+      return now.root === shard.root && now.lost == null
+    }, 30_000, 'the corrupt shard rebuilt')
+    const now = (await client.storage.find('file.bin')).segments[1].shards[1]
+    if (now.host === shard.host) {
+      assert.equal(now.contract, shard.contract, 'under the one contract with that host')
+      assert.notEqual((await readFile(path))[100], bytes[100], 'the corrupt copy is replaced')
+    }
   })
 
   it('answers an unknown object clearly, and rm ends the contracts on every host', async () => {

@@ -87,8 +87,8 @@ export class Contracts {
    * for more. The room stays held until the lease is released.
    */
   async acquire (host: HostOffer, bytes: number, durationMs: number, signal: AbortSignal, options: { maxStoragePrice?: bigint } = {}): Promise<Lease> {
+    await this.components.records.ready()
     const table = this.components.records.contracts
-    await table.ready()
     const now = Date.now()
     let largest = 0
     for (const [id, c] of table.entries()) {

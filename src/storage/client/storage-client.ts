@@ -322,6 +322,7 @@ export class StorageClient {
    */
   async collectGarbage (signal?: AbortSignal): Promise<{ deleted: number, ended: number }> {
     return this.upkept(signal, async upkeep => {
+      await this.records.ready()
       const done = { deleted: 0, ended: 0 }
       let seen = -1
       let named = new Map<string, Set<string>>()

@@ -33,7 +33,7 @@ export interface FakeHost {
   signer: CredentialSigner
   offer: HostOffer
   /** contract id -> its shards, root hex -> bytes */
-  contracts: Map<string, { shards: Array<{ root: Uint8Array, length: number }>, bytes: Map<string, Uint8Array> }>
+  contracts: Map<string, { shards: Array<{ root: Uint8Array, length: number }>, bytes: Map<string, Uint8Array>, revision: number }>
   /** methods this host refuses, with the error it throws */
   failing: Map<string, () => Error>
   /**
@@ -105,7 +105,7 @@ export class FakeHosts {
         const reader = new Reader(await bodyOf(request))
         const terms = reader.bytes(4096, 'terms')
         const id = hex(contractIdOf(terms))
-        host.contracts.set(id, { shards: [], bytes: new Map() })
+        host.contracts.set(id, { shards: [], bytes: new Map(), revision: 0 })
         return answer({ contract: id, hostSignature: b64(signTerms(terms, host.signer)) })
       }
       case 'renew': {
@@ -116,7 +116,7 @@ export class FakeHosts {
         if (old == null) {
           throw new NotFoundError(`no contract ${args[0]}`)
         }
-        host.contracts.set(hex(id), { shards: [...old.shards], bytes: new Map(old.bytes) })
+        host.contracts.set(hex(id), { shards: [...old.shards], bytes: new Map(old.bytes), revision: 1 })
         const revision = encodeRevision(nextRevision(id, 0, old.shards))
         return answer({ contract: hex(id), revision: 1, hostSignature: b64(signTerms(terms, host.signer)), revisionSignature: b64(signRevision(revision, host.signer)) })
       }
@@ -128,9 +128,15 @@ export class FakeHosts {
           throw new NotFoundError(`no contract ${args[0]}`)
         }
         const shard = await bodyOf(request)
+        if (c.bytes.has(args[1])) {
+          // held already: the revision stays
+          const revision = nextRevision(Buffer.from(args[0], 'hex'), c.revision - 1, c.shards)
+          return answer({ revision: revision.number, hostSignature: b64(signRevision(encodeRevision(revision), host.signer)) })
+        }
         const shards = [...c.shards, { root: Buffer.from(args[1], 'hex'), length: shard.byteLength }]
-        const revision = nextRevision(Buffer.from(args[0], 'hex'), c.shards.length, shards)
+        const revision = nextRevision(Buffer.from(args[0], 'hex'), c.revision, shards)
         c.shards = shards
+        c.revision = revision.number
         c.bytes.set(args[1], shard)
         return answer({ revision: revision.number, hostSignature: b64(signRevision(encodeRevision(revision), host.signer)) })
       }
@@ -152,6 +158,26 @@ export class FakeHosts {
         hasher.digest()
         const picked = challengeLeaves(Buffer.from(args[2], 'hex'), hasher.leaves.length, Number(args[3]))
         return answer(encodeProofs(picked.map(i => ({ index: i, leaf: bytes.subarray(i * LEAF_SIZE, (i + 1) * LEAF_SIZE), path: auditPath(hasher.leaves, i) }))))
+      }
+      case 'delete': {
+        const c = host.contracts.get(args[0])
+        if (c == null || !c.bytes.has(args[1])) {
+          throw new NotFoundError(`holds no shard ${args[1]}`)
+        }
+        const shards = c.shards.filter(s => hex(s.root) !== args[1])
+        const revision = nextRevision(Buffer.from(args[0], 'hex'), c.revision, shards)
+        c.shards = shards
+        c.revision = revision.number
+        c.bytes.delete(args[1])
+        return answer({ revision: revision.number, hostSignature: b64(signRevision(encodeRevision(revision), host.signer)) })
+      }
+      case 'list': {
+        // what a host holds, without a signed revision to resynchronise from
+        const c = host.contracts.get(args[0])
+        if (c == null) {
+          throw new NotFoundError(`no contract ${args[0]}`)
+        }
+        return answer({ contract: '', revision: c.revision, signedRevision: null, shards: c.shards.map(s => ({ root: hex(s.root), bytes: s.length })), rentPaidPeriods: 0, paidThrough: new Date(0).toISOString() })
       }
       case 'end':
         host.contracts.delete(args[0])

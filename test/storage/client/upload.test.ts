@@ -27,7 +27,7 @@ describe('storage client uploads', () => {
     assert.ok(cheapest > 1n)
     await assert.rejects(client.put({ ...FILE }, { name: 'notes.txt', maxStoragePrice: 1n }), (err: any) => {
       assert.ok(err instanceof NotEnoughHostsError, err.message)
-      assert.match(err.message, /^no storage host asks 0\.00000001 BTC per GiB-month or less: the cheapest of the 3 the market knows asks ([0-9.]+ BTC) per GiB-month; raise --max-price to at least "\1"$/)
+      assert.match(err.message, /^no storage host asks 0\.00000001 BTC per TiB-month or less: the cheapest of the 3 the market knows asks ([0-9.]+ BTC) per TiB-month; raise --max-price to at least "\1"$/)
       return true
     })
   })

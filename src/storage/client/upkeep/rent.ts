@@ -20,7 +20,7 @@ export interface RentComponents {
  */
 export async function payRentDue ({ records, contracts }: RentComponents, now: number, signal: AbortSignal): Promise<number> {
   let paid = 0
-  await records.contracts.ready()
+  await records.ready()
   for (const [id, c] of records.contracts.entries()) {
     // a condemned host is paid no more
     if (c.ended != null || c.lost != null || c.end <= now) {

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { MemoryDatastore } from 'datastore-core'
 import { ServerError } from '../../../../src/protocols/rpc/errors.ts'
-import { rentPerPeriod } from '../../../../src/storage/protocol/contract.ts'
+import { rentPerPeriodV1 } from '../../../../src/storage/protocol/contract.ts'
 import { clientOf, contractRecord, DAY, FakeHosts, storeObject } from '../fake-hosts.ts'
 
 /** Rent, with the hosts faked and the clock given: what falls due is paid, and nothing else */
@@ -24,7 +24,8 @@ describe('storage upkeep: rent', () => {
     assert.equal(await client.payRent(start + DAY / 3), 0)
     // two days on: periods 2 and 3 (the next starts within half a period)
     assert.equal(await client.payRent(start + 2 * DAY), 2)
-    const sats = rentPerPeriod({ storagePrice: 1000n, maxBytes: 1000, rentPeriodMs: DAY } as any)
+    // a version 1 record (written before version 2): rent on max-bytes, each period rounded up
+    const sats = rentPerPeriodV1({ storagePrice: 1000n, maxBytes: 1000, rentPeriodMs: DAY })
     assert.deepEqual(fake.calls('rent').map(r => [r.host, r.args, r.sats]), [[a, ['ca', '1'], sats], [a, ['ca', '1'], sats]])
     const record = (await client.find('f')).contracts.ca
     assert.equal(record.rentPaidPeriods, 3)
@@ -36,6 +37,27 @@ describe('storage upkeep: rent', () => {
     assert.equal(await client.payRent(start + 29 * DAY), 27)
     assert.equal((await client.find('f')).contracts.ca.rentPaidPeriods, 30)
     assert.equal(await client.payRent(start + 29.9 * DAY), 0)
+  })
+
+  it('pays a version 2 contract on the bytes it holds, accrued exactly: a fraction of a satoshi a day costs whole satoshis only as they add up', async () => {
+    const fake = await FakeHosts.create(1)
+    const [a] = fake.hosts.map(h => h.peer)
+    const datastore = new MemoryDatastore()
+    const start = Date.now()
+    // 1 GiB held at 1833 sat per TiB-month (Storj's host payout): 0.0597 sat a day
+    await storeObject(datastore, { ca: contractRecord(a, { start, version: 2, maxBytes: 2 * 1024 ** 3, storagePrice: '1833', rentAccrued: '0', rentPaid: '0', shards: [['00'.repeat(32), 1024 ** 3]] }) })
+    const client = await clientOf(fake, datastore)
+    assert.equal(await client.payRent(start + 29 * DAY), 29)
+    const sats = fake.calls('rent').map(r => r.sats)
+    assert.equal(sats.length, 29)
+    // 29 days x 1833 / 1024 / 30 = 1.73 sat, paid as 2 whole sat: the first period and the one where the sum passes 1
+    assert.deepEqual(sats.filter(x => x > 0n), [1n, 1n])
+    assert.equal(sats[0], 1n)
+    const record = (await client.find('f')).contracts.ca
+    assert.equal(record.rentPaid, '2')
+    assert.equal(record.spent.rent, '2')
+    // the exact sum: 29 periods x price x bytes x period, in units of 2^40 x 30 days per sat
+    assert.equal(record.rentAccrued, String(29n * 1833n * 1024n ** 3n * BigInt(DAY)))
   })
 
   it('stops paying a host that refuses until the next check, and pays the others', async () => {

@@ -62,9 +62,10 @@ describe('storage upkeep: repair', () => {
     assert.equal(object.repair?.retryAt, now + 10 * MINUTE)
     assert.deepEqual(object.repair?.hosts, { [c]: { failures: 1, until: now + 20 * MINUTE } }, 'held off for twice the object\'s wait')
     assert.deepEqual(rated, ['c failed put'])
-    // the contract C signed holds nothing the object uses: ended
+    // the contract C signed holds nothing any object uses: the object does not name it, and it is ended
+    assert.equal(Object.values(object.contracts).filter(x => x.host === c).length, 0)
+    assert.deepEqual(await client.collectGarbage(), { deleted: 0, ended: 1 })
     assert.equal(fake.calls('end').filter(x => x.host === c).length, 1)
-    assert.equal(Object.values(object.contracts).filter(x => x.host === c && x.ended == null).length, 0)
 
     // before its retry time: not tried
     const asked = fake.asked.length
