@@ -158,7 +158,7 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
     await assert.rejects(client.storage.put(a, { name: 'same', k: 2, n: 50 }), NotEnoughHostsError)
     await assert.rejects(client.storage.put(a, { name: 'same', k: 1, n: 2, maxStoragePrice: 1n }), (err: any) => {
       assert.ok(err instanceof NotEnoughHostsError, err.message)
-      assert.match(err.message, /no storage host asks 0\.00000001 BTC per GiB-month or less: the cheapest of the [0-9]+ the market knows asks/)
+      assert.match(err.message, /no storage host asks 0\.00000001 BTC per TiB-month or less: the cheapest of the [0-9]+ the market knows asks/)
       return true
     })
     // one put on one host each: what is tested is the name
@@ -306,23 +306,30 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
     } finally {
       undo.forEach(u => { u() })
     }
-    const byHost = (peer: string): [string, StoredObject['contracts'][string]] => Object.entries(object.contracts).find(([, c]) => c.host === peer)!
-    const [emptyId, empty] = byHost(first.peerId.toString())
-    const [partId, part] = byHost(second.peerId.toString())
-    assert.equal(empty.lostFor, 'replaced')
-    assert.equal(part.lostFor, 'replaced')
-    assert.ok(object.segments[0].shards.some(s => s.contract === partId), 'the second one holds segment 0\'s shard')
-    assert.ok(object.segments.every(s => s.shards.every(x => x.contract !== emptyId)))
+    // a failed put condemns nothing shared: the first host took no shard of the file, so the object names no contract there;
+    // the second took segment 0's, which counts as lost (this object's only), under a contract that is not condemned
+    assert.ok(Object.values(object.contracts).every(c => c.host !== first.peerId.toString()))
+    const lostShard = object.segments[0].shards.find(s => s.host === second.peerId.toString())!
+    assert.match(lostShard.lostReason ?? '', /replaced during the upload after it failed shard/)
+    const partId = lostShard.contract
+    assert.equal(object.contracts[partId].lost, undefined)
+    assert.ok(object.segments.slice(1).every(s => s.shards.every(x => x.host !== second.peerId.toString())))
     const health = healthOf(object)
     assert.deepEqual([health.state, health.healthy, health.hosts], ['degraded', 3, 4])
     assert.equal((objectSummary(object) as any).hosts, 4, 'the replaced hosts are not counted')
 
-    // the contract that holds nothing is ended (no rent for it); the other is repaired
-    assert.equal(await client.storage.endUnused(), 1)
-    assert.ok((await client.storage.find('replaced.bin')).contracts[emptyId].ended != null)
+    // the first host's contract holds nothing any object names: ended (no rent for it); the shard is repaired
+    const [emptyId] = client.storage.contractList().find(([, c]) => c.host === first.peerId.toString() && c.ended == null)!
+    assert.ok((await client.storage.collectGarbage()).ended >= 1)
+    assert.ok(client.storage.contractList().find(([id]) => id === emptyId)![1].ended != null)
     await assert.rejects(client.call(first.peerId, { service: 'storage', method: 'list', args: [emptyId] }), /has ended/)
     assert.equal(await client.storage.repair('replaced.bin'), 1)
-    assert.equal(healthOf(await client.storage.find('replaced.bin')).state, 'healthy')
+    const repaired = await client.storage.find('replaced.bin')
+    assert.equal(healthOf(repaired).state, 'healthy')
+    // the old copy of segment 0's shard is named by nothing now: deleted from the second host, or its contract ended
+    await client.storage.collectGarbage()
+    const secondContract = client.storage.contractList().find(([id]) => id === partId)![1]
+    assert.ok(secondContract.ended != null || secondContract.shards.every(([root]) => root !== lostShard.root), 'the old copy goes')
     await client.storage.remove('replaced.bin')
 
     // every host in use: a failed slot has nowhere to go, and the error says so
@@ -339,7 +346,7 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
     }
   })
 
-  it('ends the new contract of a repair that fails half-way: the host it went to keeps none of its shards', { timeout: 60_000 }, async () => {
+  it('cleans up after a repair that fails half-way: the hosts it went to keep none of its shards', { timeout: 60_000 }, async () => {
     const { object } = await putFile('halfway.bin', 4 * SEGMENT, 2, 4)
     // shard 3's host silently drops everything: the next audit condemns it
     const [cheatId, cheat] = Object.entries(object.contracts).find(([, c]) => c.host === object.segments[0].shards[3].host)!
@@ -356,19 +363,22 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
       await assert.rejects(client.storage.repair('halfway.bin'), (err: any) => err instanceof RepairStuckError && /no host took shard 4/.test(err.message))
       // the upkeep does not try again at every check: not before its retry
       // time, and then not with the hosts that just failed it
-      const formed = (): number => hosts.reduce((n, h) => n + calls.count('contract', h.peerId.toString()), 0) + calls.count('contract', daemon.peerId)
+      // hosts asked to take the slot's shards (each under the one contract this node holds with it, formed if need be)
+      const formed = (): number => spares.filter(h => calls.count('put', h.peerId.toString()) > 0).length
       const tried = formed()
       assert.equal(tried, spares.length)
+      const puts = (): number => hosts.reduce((n, h) => n + calls.count('put', h.peerId.toString()), 0)
+      const asked = puts()
       const stuck = (await client.storage.find('halfway.bin')).repair!
       assert.equal(stuck.attempts, 1)
       assert.ok(stuck.retryAt! >= stuckAt + 10 * 60_000, 'tried again in 10 minutes')
       assert.deepEqual(Object.keys(stuck.hosts ?? {}).sort(), spares.map(h => h.peerId.toString()).sort())
       assert.equal(await client.storage.repairAll(stuckAt + 60_000), 0)
-      assert.equal(formed(), tried, 'no contract formed before the retry time')
+      assert.equal(puts(), asked, 'no host asked before the retry time')
       // at its retry time the hosts that failed are still held off (their
       // wait doubles from the first): the repair says why, forms nothing
       assert.equal(await client.storage.repairAll(stuck.retryAt! + 1000), 0)
-      assert.equal(formed(), tried)
+      assert.equal(puts(), asked)
       const again = (await client.storage.find('halfway.bin')).repair!
       assert.equal(again.attempts, 2)
       assert.ok(again.retryAt! - (stuck.retryAt! + 1000) >= 20 * 60_000, 'the next wait is twice as long')
@@ -377,15 +387,15 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
       calls.undo()
       undo.forEach(u => { u() })
     }
+    // the shard each spare took is named by nothing: the next check deletes it (or ends a contract that holds nothing else)
     const after = await client.storage.find('halfway.bin')
-    const added = Object.entries(after.contracts).filter(([id]) => object.contracts[id] == null)
-    assert.equal(added.length, spares.length, 'each new contract was in the record')
-    for (const [id, c] of added) {
-      assert.ok(c.ended != null, `contract ${id} is ended`)
-      assert.equal(c.lostFor, 'replaced')
-      const host = hostOf(c.host)!
-      assert.equal(await host.storageHost.store.has(id, object.segments[0].shards[3].root), false, 'the shard it took is deleted')
-      await assert.rejects(client.call(host.peerId, { service: 'storage', method: 'list', args: [id] }), /has ended/)
+    assert.ok(Object.values(after.contracts).every(c => !spares.some(h => h.peerId.toString() === c.host)), 'the object names no contract it has no shard under')
+    await client.storage.collectGarbage()
+    for (const h of spares) {
+      for (const [id, c] of client.storage.contractList().filter(([, c]) => c.host === h.peerId.toString())) {
+        assert.equal(await h.storageHost.store.has(id, object.segments[0].shards[3].root), false, 'the shard it took is deleted')
+        assert.ok(c.ended != null || c.shards.every(([root]) => root !== object.segments[0].shards[3].root))
+      }
     }
     assert.ok(after.segments.every(s => s.shards[3].contract === cheatId), 'the slot is where it was')
     assert.match((healthView(after) as any).repairProblem, /no host can take shard 4 .* failed an upload of this repair recently/)

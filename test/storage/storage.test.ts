@@ -9,6 +9,7 @@ import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
 import { bytesHeld, DecryptError, healthOf, ObjectNotFoundError } from '../../src/storage/client/storage-client.ts'
 import { RENT_UNITS_PER_SAT } from '../../src/storage/protocol/contract.ts'
 import { formatAmount } from '../../src/protocols/units.ts'
+import { objectInfo } from '../../src/storage/views.ts'
 import { openRating } from '../../src/storage/protocol/rating.ts'
 import { addrOf, connect, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
 import type { Config } from '../../src/node/config.ts'
@@ -362,5 +363,61 @@ describe('storage: put and get across paid hosts over TCP', () => {
       assert.equal(await host.storageHost.store.has(id, object.segments[0].shards[0].root), false)
     }
     assert.deepEqual(await client.storage.list(), [])
+  })
+
+  it('stores 200 small files in one contract per host, rent on the bytes held; removing one while another put runs loses nothing of the others', { timeout: 240_000 }, async () => {
+    const small = Array.from({ length: 200 }, (_, i) => randomBytes(1024 + (i % 7) * 300))
+    const paths = await Promise.all(small.map(async (bytes, i) => {
+      const path = join(dir.path, `small-${i}.bin`)
+      await writeFile(path, bytes)
+      return path
+    }))
+    // ten puts at a time: their revisions of the same contracts take turns
+    for (let i = 0; i < paths.length; i += 10) {
+      await Promise.all(paths.slice(i, i + 10).map(async path => client.storage.put(path)))
+    }
+    const objects = await client.storage.list()
+    assert.equal(objects.length, 200)
+    const live = new Set(objects.flatMap(o => Object.entries(o.contracts).filter(([, c]) => c.ended == null).map(([id]) => id)))
+    assert.ok(live.size >= 8, `${live.size} contracts for 200 files stored 4-of-8`)
+    const byHost = new Map<string, number>()
+    for (const id of live) {
+      const c = objects[0].contracts[id] ?? objects.find(o => o.contracts[id] != null)!.contracts[id]
+      byHost.set(c.host, (byHost.get(c.host) ?? 0) + 1)
+      // rent is on what the contract holds: the sum of every object's shards there
+      const named = objects.reduce((n, o) => n + o.segments.reduce((m, s) => m + s.shards.filter(x => x.contract === id).length * s.shardSize, 0), 0)
+      assert.equal(bytesHeld(c), named)
+      const host = hosts.find(h => h.peerId.toString() === c.host)!
+      const listed = JSON.parse(new TextDecoder().decode(await (await client.call(host.peerId, { service: 'storage', method: 'list', args: [id] })).body.bytes()))
+      assert.deepEqual([listed.revision, listed.bytes], [c.revision, named], 'the host holds the revision this node recorded')
+    }
+    assert.ok([...byHost.values()].every(n => n === 1), 'one contract per host for all 200 files')
+    // each object's share of each contract shows in its info
+    const info = objectInfo(objects[0]) as any
+    assert.ok(info.contracts.every((c: any) => c.objectBytes > 0 && c.objectBytes < c.bytesHeld && /%$/.test(c.objectShare)))
+
+    // one object removed while another is being stored under the same contracts
+    const big = join(dir.path, 'big-during-rm.bin')
+    await writeFile(big, randomBytes(9 * MIB))
+    const victim = objects[0]
+    const [stored, removed] = await Promise.all([client.storage.put(big), client.storage.remove(victim.id)])
+    assert.deepEqual(removed.unreachable, [])
+    for (const [id, c] of Object.entries(victim.contracts).filter(([, c]) => c.ended == null)) {
+      const host = hosts.find(h => h.peerId.toString() === c.host)!
+      assert.equal(await host.storageHost.store.has(id, victim.segments[0].shards.find(x => x.contract === id)!.root), false, 'its shard is deleted')
+    }
+    const out = join(dir.path, 'big-during-rm.out')
+    await client.storage.get(stored.id, out)
+    assert.equal(await sha256File(out), await sha256File(big))
+    for (const i of [1, 100, 199]) {
+      await client.storage.get(`small-${i}.bin`, join(dir.path, `small-${i}.out`))
+      assert.ok((await readFile(join(dir.path, `small-${i}.out`))).equals(small[i]))
+    }
+    // every host still agrees with this node's record of each contract
+    for (const [id, c] of client.storage.contractList().filter(([, c]) => c.ended == null)) {
+      const host = hosts.find(h => h.peerId.toString() === c.host)!
+      const listed = JSON.parse(new TextDecoder().decode(await (await client.call(host.peerId, { service: 'storage', method: 'list', args: [id] })).body.bytes()))
+      assert.deepEqual([listed.revision, listed.bytes], [c.revision, bytesHeld(c)])
+    }
   })
 })

@@ -8,19 +8,22 @@ import { STORAGE_SERVICE, storageService } from './methods.ts'
 import { STORAGE_ERRORS, storageRoutes } from './routes.ts'
 import type { ModuleComponents, ServiceModuleDefinition } from '../module.ts'
 
+/** A size in config.json ("256 MiB", or bytes), refused with the path when it does not parse */
+function sizeSetting (value: unknown, where: string): string | number {
+  try {
+    parseSize(value as string | number, where)
+  } catch (err: any) {
+    throw new ConfigError(err.message)
+  }
+  return value as string | number
+}
+
 /** services.storage: this node as a storage host, on by default, free, offering 10 GiB */
 export const storageHostSettings: ConfigSection<ServiceSettings> = {
   key: `services.${STORAGE_SERVICE}`,
   defaults: { enabled: true, capacity: '10 GiB', prices: { rent: 0, put: 0, get: 0 } },
   validate: (raw, path) => serviceSettings(raw, path, storageHostSettings.defaults, {
-    capacity: (value, where) => {
-      try {
-        parseSize(value as string | number, where)
-      } catch (err: any) {
-        throw new ConfigError(err.message)
-      }
-      return value
-    }
+    capacity: sizeSetting
   })
 }
 
@@ -32,15 +35,18 @@ export interface StorageUpkeepConfig {
   auditGraceMs: number
   /** how often rent, audits and repairs are looked at, default 60000 ms */
   checkIntervalMs: number
+  /** the room a new contract with a host reserves beyond the put that forms it, default "256 MiB" (DEFAULT_CONTRACT_ALLOWANCE) */
+  contractAllowance: string | number
 }
 
 export const storageUpkeepSettings: ConfigSection<StorageUpkeepConfig> = {
   key: 'storage',
-  defaults: { auditIntervalMs: 21_600_000, auditGraceMs: 3_600_000, checkIntervalMs: 60_000 },
+  defaults: { auditIntervalMs: 21_600_000, auditGraceMs: 3_600_000, checkIntervalMs: 60_000, contractAllowance: '256 MiB' },
   validate: (raw, path) => objectSection(raw, path, storageUpkeepSettings.defaults, {
     auditIntervalMs: wholeNumber(100, 'milliseconds'),
     auditGraceMs: wholeNumber(100, 'milliseconds'),
-    checkIntervalMs: wholeNumber(100, 'milliseconds')
+    checkIntervalMs: wholeNumber(100, 'milliseconds'),
+    contractAllowance: sizeSetting
   })
 }
 
@@ -104,7 +110,7 @@ export const storageModule: ServiceModuleDefinition = {
       call: async (peer, request, sats) => caller.payingCall(peer, request, sats),
       rate: (peer, event, method) => { record({ peer, role: 'server', outcome: 'unsatisfactory', event, service: STORAGE_SERVICE, method }) },
       rateContract: (peer, satisfactory) => { record({ peer, role: 'server', outcome: satisfactory ? 'satisfactory' : 'unsatisfactory', event: 'contract-rated', service: STORAGE_SERVICE, method: 'end' }) }
-    }, { auditIntervalMs: upkeep.auditIntervalMs, auditGraceMs: upkeep.auditGraceMs, rentCheckMs: upkeep.checkIntervalMs, ...(options[STORAGE_SERVICE] as StorageClientInit | undefined) })
+    }, { auditIntervalMs: upkeep.auditIntervalMs, auditGraceMs: upkeep.auditGraceMs, rentCheckMs: upkeep.checkIntervalMs, contractAllowance: parseSize(upkeep.contractAllowance, 'storage.contractAllowance'), ...(options[STORAGE_SERVICE] as StorageClientInit | undefined) })
     const engines: StorageEngines = { host, client }
     return {
       services: hostSettings.enabled === false ? [] : [storageService(host)],

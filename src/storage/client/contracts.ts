@@ -67,6 +67,8 @@ export class Contracts {
   readonly locks = new KeyedLock()
   /** bytes promised to puts and repairs under way, per contract */
   private readonly reserved = new Map<string, number>()
+  /** one search-or-form at a time per host: puts that start together share the contract the first one forms */
+  private readonly hostLocks = new KeyedLock()
 
   constructor (components: ContractsComponents, init: ContractsInit) {
     this.components = components
@@ -87,6 +89,10 @@ export class Contracts {
    * for more. The room stays held until the lease is released.
    */
   async acquire (host: HostOffer, bytes: number, durationMs: number, signal: AbortSignal, options: { maxStoragePrice?: bigint } = {}): Promise<Lease> {
+    return this.hostLocks.run(host.peer, async () => this.acquireLocked(host, bytes, durationMs, signal, options), { signal })
+  }
+
+  private async acquireLocked (host: HostOffer, bytes: number, durationMs: number, signal: AbortSignal, options: { maxStoragePrice?: bigint }): Promise<Lease> {
     await this.components.records.ready()
     const table = this.components.records.contracts
     const now = Date.now()

@@ -187,6 +187,11 @@ export class StorageClient {
 
   // ---- the records ----
 
+  /** Every contract this node holds or held with a host, each shared by the objects with shards under it */
+  contractList (): Array<[string, ContractRecord]> {
+    return this.records.contracts.entries()
+  }
+
   async list (): Promise<StoredObject[]> {
     return this.records.list()
   }

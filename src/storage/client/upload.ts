@@ -29,6 +29,8 @@ export interface Slot {
   /** puts to one contract go one at a time: each signs the revision after the last */
   queue: Promise<void>
   replacements: number
+  /** the shards this slot's host has taken so far, as the object's segments will name them */
+  put: ShardRecord[]
 }
 
 export interface UploadComponents extends Pick<StorageClientComponents, 'hosts' | 'storageKey' | 'rate'> {
@@ -267,7 +269,7 @@ export class Uploader {
     let formedCount = 0
     await Promise.all(Array.from({ length: n }, async (_, index) => {
       const s = await newSlotHost(index, bytesFrom(0))
-      slots[index] = { index, ...s, queue: Promise.resolve(), replacements: 0 }
+      slots[index] = { index, ...s, queue: Promise.resolve(), replacements: 0, put: [] }
       progress({ phase: 'contracts', done: ++formedCount, total: n })
     }))
 
@@ -288,7 +290,9 @@ export class Uploader {
               slot.contract = under
               slot.record = records.contracts.get(under) ?? slot.record
             }
-            return { host: slot.host.peer, contract: under, root: hex(root) }
+            const record: ShardRecord = { host: slot.host.peer, contract: under, root: hex(root) }
+            slot.put.push(record)
+            return record
           } catch (err: any) {
             if (signal.aborted || slot.replacements >= MAX_SLOT_REPLACEMENTS) {
               throw err
@@ -299,10 +303,15 @@ export class Uploader {
             }
             log('shard %d of segment %d failed on %s, moving the slot to another host - %s', slot.index, segment, slot.host.peer, err.message)
             // the shards it took before count as lost from now on: repair
-            // moves them (and a contract left with none is ended)
-            slot.record.lost = Date.now()
-            slot.record.lostFor = 'replaced'
-            slot.record.lostReason = `replaced during the upload after it failed shard ${slot.index + 1} of segment ${segment}: ${err.message}`
+            // moves them. Only this object's: the contract is shared with
+            // the node's other objects there, which a failed put does not
+            // condemn (their audits judge the host)
+            const at = Date.now()
+            for (const taken of slot.put) {
+              taken.lost = at
+              taken.lostReason = `replaced during the upload after it failed shard ${slot.index + 1} of segment ${segment}: ${err.message}`
+            }
+            slot.put = []
             slot.replacements++
             const s = await newSlotHost(slot.index, bytesFrom(segment))
             Object.assign(slot, s)

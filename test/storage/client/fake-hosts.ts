@@ -5,8 +5,8 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { openCloudSigner, type CredentialSigner } from '../../../src/protocols/rpc/credentials.ts'
 import { Reader } from '../../../src/protocols/codec.ts'
-import { NotFoundError } from '../../../src/protocols/rpc/errors.ts'
-import { contractIdOf, encodeRevision, nextRevision, signRevision, signTerms } from '../../../src/storage/protocol/contract.ts'
+import { InsufficientStorageError, NotFoundError } from '../../../src/protocols/rpc/errors.ts'
+import { contractIdOf, decodeTerms, encodeRevision, nextRevision, signRevision, signTerms } from '../../../src/storage/protocol/contract.ts'
 import { auditPath, challengeLeaves, LEAF_SIZE, MerkleHasher } from '../../../src/storage/protocol/merkle.ts'
 import { encodeProofs } from '../../../src/storage/protocol/proofs.ts'
 import { StorageClient, type ContractRecord, type HostOffer, type StorageClientComponents, type StorageClientInit, type StoredObject } from '../../../src/storage/client/storage-client.ts'
@@ -42,6 +42,10 @@ export interface FakeHost {
    * each call (a host that freezes after its first answer)
    */
   delays: Map<string, number | (() => number)>
+  /** the most max-bytes this host signs for (insufficient-storage above it), default no limit */
+  capacity?: number
+  /** the max-bytes of every contract it signed, in order */
+  signed: number[]
 }
 
 /** `ms` of waiting, or for ever, cut short by `signal` */
@@ -69,7 +73,7 @@ export class FakeHosts {
     for (let i = 0; i < count; i++) {
       const key = await generateKeyPair('Ed25519')
       const peer = peerIdFromPrivateKey(key).toString()
-      fake.hosts.push({ peer, signer: openCloudSigner(key), offer: { peer, storage: storagePrice, upload: 0n, download: 0n }, contracts: new Map(), failing: new Map(), delays: new Map() })
+      fake.hosts.push({ peer, signer: openCloudSigner(key), offer: { peer, storage: storagePrice, upload: 0n, download: 0n }, contracts: new Map(), failing: new Map(), delays: new Map(), signed: [] })
     }
     return fake
   }
@@ -104,6 +108,11 @@ export class FakeHosts {
       case 'contract': {
         const reader = new Reader(await bodyOf(request))
         const terms = reader.bytes(4096, 'terms')
+        const { maxBytes } = decodeTerms(terms)
+        if (host.capacity != null && maxBytes > host.capacity) {
+          throw new InsufficientStorageError(`this host is full: ${maxBytes} bytes asked, ${host.capacity} free`)
+        }
+        host.signed.push(maxBytes)
         const id = hex(contractIdOf(terms))
         host.contracts.set(id, { shards: [], bytes: new Map(), revision: 0 })
         return answer({ contract: id, hostSignature: b64(signTerms(terms, host.signer)) })

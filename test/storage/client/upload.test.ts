@@ -2,7 +2,12 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { MemoryDatastore } from 'datastore-core'
 import { NotEnoughHostsError } from '../../../src/storage/errors.ts'
+import { randomBytes } from 'node:crypto'
+import { buffer } from 'node:stream/consumers'
 import { clientOf, FakeHosts } from './fake-hosts.ts'
+
+const KB = 1000
+const stream = (bytes: Uint8Array): { stream: AsyncIterable<Uint8Array>, size: number } => ({ stream: (async function * () { yield bytes })(), size: bytes.byteLength })
 
 const FILE = { stream: (async function * () { yield new Uint8Array(22) })(), size: 22 }
 
@@ -30,5 +35,70 @@ describe('storage client uploads', () => {
       assert.match(err.message, /^no storage host asks 0\.00000001 BTC per TiB-month or less: the cheapest of the 3 the market knows asks ([0-9.]+ BTC) per TiB-month; raise --max-price to at least "\1"$/)
       return true
     })
+  })
+
+  it('puts every object into the one contract it holds with each host while it has room, then forms a second one twice as large', async () => {
+    const fake = await FakeHosts.create(2)
+    const client = await clientOf(fake, new MemoryDatastore(), {}, { contractAllowance: 100 * KB })
+    const data = [randomBytes(60 * KB), randomBytes(30 * KB), randomBytes(60 * KB), randomBytes(60 * KB)]
+    const stored = []
+    for (const [i, bytes] of data.entries()) {
+      stored.push(await client.put(stream(bytes), { name: `f${i}`, k: 1, n: 2 }))
+    }
+    const ids = stored.map(o => Object.keys(o.contracts).sort().join(' '))
+    // 60 KB + 30 KB fit the first contract's 100 KB; the third does not, and goes into a new one of 200 KB, the fourth with it
+    assert.equal(ids[0], ids[1], 'the second object shares the first one\'s contracts')
+    assert.notEqual(ids[2], ids[0])
+    assert.equal(ids[3], ids[2])
+    for (const host of fake.hosts) {
+      assert.equal(host.contracts.size, 2, 'two contracts with each host, for four objects')
+      assert.deepEqual(host.signed, [100 * KB, 200 * KB])
+    }
+    for (const [i, bytes] of data.entries()) {
+      assert.ok((await buffer((await client.getStream(`f${i}`)).stream)).equals(bytes))
+    }
+  })
+
+  it('has puts that start together share the contract the first one forms with each host', async () => {
+    const fake = await FakeHosts.create(3)
+    const client = await clientOf(fake, new MemoryDatastore())
+    const objects = await Promise.all(Array.from({ length: 10 }, async (_, i) => client.put(stream(randomBytes(2 * KB + i)), { name: `f${i}`, k: 1, n: 3 })))
+    assert.ok(fake.hosts.every(h => h.contracts.size === 1), 'one contract per host for ten puts at once')
+    assert.equal(new Set(objects.flatMap(o => Object.keys(o.contracts))).size, 3)
+    for (const host of fake.hosts) {
+      const [c] = [...host.contracts.values()]
+      assert.deepEqual([c.shards.length, c.revision], [10, 10], 'ten revisions, one after another')
+    }
+  })
+
+  it('forms a contract of just the put\'s size with a host that has no room for the allowance', async () => {
+    const fake = await FakeHosts.create(2)
+    fake.hosts[0].capacity = 80 * KB
+    const client = await clientOf(fake, new MemoryDatastore(), {}, { contractAllowance: 100 * KB })
+    const object = await client.put(stream(randomBytes(60 * KB)), { name: 'f', k: 1, n: 2 })
+    assert.equal(Object.keys(object.contracts).length, 2)
+    const held = Object.values(object.contracts).find(c => c.host === fake.hosts[0].peer)!
+    assert.equal(held.maxBytes, 60 * KB + 16, 'the shard (the file and its 16-byte tag) and no more')
+    assert.deepEqual(fake.hosts[0].signed, [60 * KB + 16])
+    assert.deepEqual(fake.hosts[1].signed, [100 * KB])
+  })
+
+  it('removes one object of many from a shared contract by revision, and ends the contract with the last', async () => {
+    const fake = await FakeHosts.create(2)
+    const client = await clientOf(fake, new MemoryDatastore())
+    const a = await client.put(stream(randomBytes(5 * KB)), { name: 'a', k: 1, n: 2 })
+    const b = await client.put(stream(randomBytes(7 * KB)), { name: 'b', k: 1, n: 2 })
+    assert.deepEqual(Object.keys(a.contracts).sort(), Object.keys(b.contracts).sort())
+    await client.remove('a')
+    assert.equal(fake.calls('delete').length, 2, 'a\'s shard deleted on each host')
+    assert.equal(fake.calls('end').length, 0, 'the contracts go on: b is in them')
+    for (const host of fake.hosts) {
+      const [c] = [...host.contracts.values()]
+      assert.deepEqual(c.shards.map(s => s.length), [7 * KB + 16], 'only b\'s shard is left')
+    }
+    assert.ok((await buffer((await client.getStream('b')).stream)).byteLength === 7 * KB)
+    await client.remove('b')
+    assert.equal(fake.calls('end').length, 2, 'the last object ends them')
+    assert.ok(fake.hosts.every(h => h.contracts.size === 0))
   })
 })

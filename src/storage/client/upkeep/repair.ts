@@ -282,9 +282,8 @@ export class Repairer {
         lease.release()
         const hostFailed = uploading && !signal.aborted
         if (hostFailed) {
-          lease.record.lost = Date.now()
-          lease.record.lostFor = 'replaced'
-          lease.record.lostReason = `failed an upload of the repair: ${err.message}`
+          // rated, and held off for this object (backoff); its contract is
+          // shared with other objects, which a failed put does not condemn
           this.components.rate?.(host.peer, 'failed', 'put')
         }
         // the shards it took are named by no object: collectGarbage deletes

@@ -27,7 +27,7 @@ describe('storage upkeep: renewals', () => {
     const now = Date.now()
     // host A's contract ends in 3 days, host B's in 20
     for (const [host, id] of [[fake.hosts[0], 'aa'.repeat(32)], [fake.hosts[1], 'bb'.repeat(32)]] as const) {
-      host.contracts.set(id, { shards: [{ root: Buffer.from(ROOT, 'hex'), length: 17 }], bytes: new Map() })
+      host.contracts.set(id, { shards: [{ root: Buffer.from(ROOT, 'hex'), length: 17 }], bytes: new Map(), revision: 1 })
     }
     const datastore = new MemoryDatastore()
     await storeObject(datastore, {
@@ -53,10 +53,33 @@ describe('storage upkeep: renewals', () => {
     assert.equal(await client.renewAll(now), 0)
   })
 
+  it('renew a contract two objects share once, and both name the new one', async () => {
+    const fake = await FakeHosts.create(1)
+    const [a] = fake.hosts.map(h => h.peer)
+    const now = Date.now()
+    const id = 'aa'.repeat(32)
+    const other = '22'.repeat(32)
+    fake.hosts[0].contracts.set(id, { shards: [{ root: Buffer.from(ROOT, 'hex'), length: 17 }, { root: Buffer.from(other, 'hex'), length: 5 }], bytes: new Map(), revision: 2 })
+    const datastore = new MemoryDatastore()
+    const shared = contractRecord(a, { start: now - 27 * DAY, end: now + 3 * DAY, revision: 2, shards: [[ROOT, 17], [other, 5]] })
+    await storeObject(datastore, { [id]: shared })
+    await storeObject(datastore, { [id]: shared }, { id: '33'.repeat(16), name: 'g', segments: [{ plainLength: 1, shardSize: 5, shards: [{ host: a, contract: id, root: other }] }] })
+    const client = await clientOf(fake, datastore)
+    assert.equal(await client.renewAll(now), 1)
+    assert.equal(fake.calls('renew').length, 1, 'one renewal for both objects')
+    const [f, g] = [await client.find('f'), await client.find('g')]
+    const next = f.contracts[id].renewedAs as string
+    assert.ok(next != null)
+    assert.equal(f.segments[0].shards[0].contract, next)
+    assert.equal(g.segments[0].shards[0].contract, next)
+    assert.equal(f.contracts[next], g.contracts[next], 'one record, shared')
+    assert.deepEqual(f.contracts[next].shards, [[ROOT, 17], [other, 5]])
+  })
+
   it('ask a host that refuses again at the next check', async () => {
     const fake = await FakeHosts.create(1)
     const now = Date.now()
-    fake.hosts[0].contracts.set('aa'.repeat(32), { shards: [{ root: Buffer.from(ROOT, 'hex'), length: 17 }], bytes: new Map() })
+    fake.hosts[0].contracts.set('aa'.repeat(32), { shards: [{ root: Buffer.from(ROOT, 'hex'), length: 17 }], bytes: new Map(), revision: 1 })
     fake.hosts[0].failing.set('renew', () => new ServerError('not now'))
     const datastore = new MemoryDatastore()
     await storeObject(datastore, { ['aa'.repeat(32)]: contractRecord(fake.hosts[0].peer, { start: now - 27 * DAY, end: now + 3 * DAY }) })

@@ -1,0 +1,99 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { buffer } from 'node:stream/consumers'
+import { join } from 'node:path'
+import { MemoryDatastore } from 'datastore-core'
+import { Key } from 'interface-datastore'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { openCloudSigner } from '../../../src/protocols/rpc/credentials.ts'
+import { EMPTY_BODY, type OutgoingBody } from '../../../src/protocols/rpc/body.ts'
+import { StorageClient } from '../../../src/storage/client/storage-client.ts'
+import { StorageHost } from '../../../src/storage/host/storage-host.ts'
+import type { StorageMethod } from '../../../src/storage/host/args.ts'
+import type { CallRequest, CallResponse } from '../../../src/protocols/rpc/rpc-client.ts'
+import { tempDir } from '../../helpers/nodes.ts'
+
+const answer = (bytes: Uint8Array): CallResponse => ({ body: { bytes: async () => bytes } }) as unknown as CallResponse
+const json = (value: unknown): CallResponse => answer(new TextEncoder().encode(JSON.stringify(value)))
+
+/**
+ * Real StorageHost engines in this process, the client's calls routed to
+ * their handlers (as the storage module's service does): what a crash
+ * between a host's countersigned revision and this node's record leaves,
+ * and how the next put and check put it right from the host's signed
+ * revision.
+ */
+describe('storage client: a crash between the host\'s revision and the record', () => {
+  it('takes the host\'s signed revision when it is ahead, goes on under it, and deletes the shards no object names', async () => {
+    const dir = await tempDir()
+    try {
+      const hosts: Array<{ peer: string, engine: StorageHost }> = []
+      for (let i = 0; i < 2; i++) {
+        const key = await generateKeyPair('Ed25519')
+        const peer = peerIdFromPrivateKey(key).toString()
+        const engine = new StorageHost({ peerId: peer, signer: openCloudSigner(key), datastore: new MemoryDatastore(), prices: () => ({ storage: 0n, upload: 0n, download: 0n }), takesPayments: false }, { dir: join(dir.path, `host-${i}`), capacity: 1024 ** 3 })
+        await engine.start()
+        hosts.push({ peer, engine })
+      }
+      const key = await generateKeyPair('Ed25519')
+      const renter = peerIdFromPrivateKey(key).toString()
+      const call = async (target: string, request: CallRequest): Promise<CallResponse> => {
+        const { engine } = hosts.find(h => h.peer === target)!
+        const body = request.body ?? EMPTY_BODY
+        const req = { caller: renter, args: request.args ?? [], signal: request.signal ?? new AbortController().signal, body: Object.assign(body.open(request.signal), { length: body.length }) }
+        engine.cost(request.method as StorageMethod, { caller: renter, args: req.args, bodyLength: body.length })
+        switch (request.method as StorageMethod) {
+          case 'get': return answer(await buffer((await engine.get(req) as OutgoingBody).open()))
+          case 'prove': return answer(await engine.prove(req))
+          default: return json(await (engine as any)[request.method](req))
+        }
+      }
+      const datastore = new MemoryDatastore()
+      const client = new StorageClient({ peerId: renter, signer: openCloudSigner(key), datastore, storageKey: () => new Uint8Array(32).fill(7), hosts: async () => hosts.map(h => ({ peer: h.peer, storage: 0n, upload: 0n, download: 0n })), call })
+      const put = async (name: string, bytes: Uint8Array): Promise<void> => { await client.put({ stream: (async function * () { yield bytes })(), size: bytes.byteLength }, { name, k: 1, n: 2 }) }
+
+      const a = randomBytes(5000)
+      await put('a', a)
+      // what this node had on record after a: kept aside
+      const records = (client as any).records
+      const saved = new Map(client.contractList().map(([id, c]) => [id, { revision: c.revision, shards: [...c.shards], signedRevision: c.signedRevision }]))
+      // b is stored, and then this node "crashes" before its record of b's revisions and of b itself are kept
+      await put('b', randomBytes(7000))
+      const b = await client.find('b')
+      for (const [id, was] of saved) {
+        Object.assign(client.contractList().find(([x]) => x === id)![1], was)
+        await records.contracts.save(id)
+      }
+      await datastore.delete(new Key(`/storage/objects/${b.id}`))
+      await datastore.delete(new Key('/storage/names/b'))
+      for (const { engine } of hosts) {
+        assert.equal(engine.used(), 5016 + 7016, 'the hosts hold a and b')
+      }
+
+      // the next put signs the revision after the one on record: the host refuses it, the client resynchronises and goes on
+      const c = randomBytes(3000)
+      await put('c', c)
+      for (const [id, record] of client.contractList()) {
+        const host = hosts.find(h => h.peer === record.host)!
+        const listed = await host.engine.list({ caller: renter, args: [id], signal: new AbortController().signal, body: Object.assign(EMPTY_BODY.open(), { length: 0 }) } as any)
+        assert.deepEqual([listed.revision, listed.shards.length], [record.revision, 3], 'the host\'s revision: a, b\'s orphan and c')
+        assert.equal(record.revision, 3)
+      }
+      // the next check deletes b's shards, which no object names
+      assert.deepEqual(await client.collectGarbage(), { deleted: 2, ended: 0 })
+      for (const { engine } of hosts) {
+        assert.equal(engine.used(), 5016 + 3016)
+      }
+      assert.ok((await buffer((await client.getStream('a')).stream)).equals(a))
+      assert.ok((await buffer((await client.getStream('c')).stream)).equals(c))
+      await client.stop()
+      for (const { engine } of hosts) {
+        await engine.stop()
+      }
+    } finally {
+      await dir.cleanup()
+    }
+  })
+})
