@@ -12,11 +12,12 @@
  * renewals, repairs) and the agent's settlement check. What each host was
  * paid is what the client passed to `call`; the on-chain transactions and
  * their fees are the settlements the agent built. What is scaled: a 100 MB
- * profile stores one real 100 MB file and each call of its stands for files
- * identical calls made at the same moment, its price multiplied so (one
- * contract per host holds every file and rent is on the bytes held, accrued
- * exactly: the same contracts, rent periods and promises, and a tab that
- * adds up the same); the small-files profile stores every file.
+ * profile stores one real 100 MB file standing for all the profile's files:
+ * the hosts' storage price is multiplied by their number (one contract per
+ * host holds every file, and rent is on the bytes held, accrued exactly, so
+ * the rent is what all of them would pay), and each upload and download
+ * call stands for that many identical calls, its price multiplied so (those
+ * are priced per call); the small-files profile stores every file.
  */
 import { buffer } from 'node:stream/consumers'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -252,6 +253,13 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
   Date.now = () => clock
   try {
     const network = bitcoinNetwork('regtest')
+    // what one real file stands for. Rent is on the bytes held, accrued
+    // exactly, so the hosts' storage price is multiplied instead of each rent
+    // call's (whose price rounds up once per call): one contract per host
+    // then pays what it would for all the files. Transfers are paid per call
+    // and per file, so those calls are multiplied (`scale`).
+    const filesPer = BigInt(Math.round(profile.files / profile.realFiles))
+    const storagePrice = prices.storage * filesPer
     const hosts: Host[] = []
     for (let i = 0; i < o.hosts; i++) {
       const key = await generateKeyPairFromSeed('Ed25519', new Uint8Array(32).fill(i + 1))
@@ -260,7 +268,7 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
         peerId: peer,
         signer: openCloudSigner(key),
         datastore: new MemoryDatastore(),
-        prices: () => ({ storage: prices.storage, upload: prices.upload, download: prices.download }),
+        prices: () => ({ storage: storagePrice, upload: prices.upload, download: prices.download }),
         takesPayments: true,
         now: () => clock
       }, { dir: join(dir, `host-${i}`), capacity: Number.MAX_SAFE_INTEGER, checkMs: 3600_000 })
@@ -278,8 +286,9 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
     const renterKey = await generateKeyPairFromSeed('Ed25519', new Uint8Array(32).fill(99))
     const renter = peerIdFromPrivateKey(renterKey).toString()
 
-    // what one real call stands for: `scale` identical calls, one per file it represents
+    // what one real transfer call stands for: `scale` identical calls, one per file it represents
     let scale = 1n
+    const times = (method: string): bigint => method === 'rent' ? 1n : scale
     const paid = { rent: 0n, put: 0n, get: 0n }
     /** sat promised to each host over the month */
     const paidTo = new Map<string, bigint>()
@@ -317,8 +326,8 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
       const price = host.engine.cost(method, { caller: renter, args, bodyLength: body.length })
       const payment = request.payment
       const sats = payment?.type === 'defer' ? parseBtc(payment.amount) : 0n
-      if (price != null && sats < price * scale) {
-        throw new Error(`${method} paid ${sats} sat, under the host's price of ${price} x ${scale}`)
+      if (price != null && sats < price * times(method)) {
+        throw new Error(`${method} paid ${sats} sat, under the host's price of ${price} x ${times(method)}`)
       }
       if (payment?.type === 'defer') {
         // the host's payment desk gives credit up to its max-tab (the testnet's policy)
@@ -365,23 +374,24 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
       signer: openCloudSigner(renterKey),
       datastore: new MemoryDatastore(),
       storageKey: () => new Uint8Array(32).fill(7),
-      hosts: async (): Promise<HostOffer[]> => hosts.map(h => ({ peer: h.peer, storage: prices.storage, upload: prices.upload, download: prices.download })),
+      hosts: async (): Promise<HostOffer[]> => hosts.map(h => ({ peer: h.peer, storage: storagePrice, upload: prices.upload, download: prices.download })),
       // as the node's caller does (payingCall): a priced call is a deferred promise through the payment agent
       call: async (peer, request, sats) => {
         if (sats === 0n) {
           return route(peer, request)
         }
         const kind = request.method === 'rent' ? 'rent' : request.method === 'put' ? 'put' : 'get'
-        paid[kind] += sats * scale
-        paidTo.set(peer, (paidTo.get(peer) ?? 0n) + sats * scale)
+        const all = sats * times(request.method)
+        paid[kind] += all
+        paidTo.set(peer, (paidTo.get(peer) ?? 0n) + all)
         promised = true
-        return (await agent.call(peerIdFromString(peer), request, { pay: { kind: 'defer', sats: sats * scale }, maxPrice: sats * scale })).response
+        return (await agent.call(peerIdFromString(peer), request, { pay: { kind: 'defer', sats: all }, maxPrice: all })).response
       }
     })
 
     // the redundancy is the client's own default for the hosts it knows (defaultRedundancy)
     let redundancy = { k: 0, n: 0 }
-    scale = BigInt(Math.round(profile.files / profile.realFiles))
+    scale = filesPer
     for (let i = 0; i < profile.realFiles; i++) {
       const object = await client.put({ stream: zeros(profile.fileSize), size: profile.fileSize }, { name: `file-${i}` })
       redundancy = { k: object.k, n: object.n }
@@ -408,7 +418,7 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
         scale = BigInt(profile.filesRead ?? 0)
         const stream = await client.getStream('file-0')
         for await (const _ of stream.stream) {}
-        scale = BigInt(Math.round(profile.files / profile.realFiles))
+        scale = filesPer
       }
       // the agent looks every 5 s; what it decides changes only with a new
       // promise or while a tab waits (its state says so), so it looks then
@@ -422,7 +432,7 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
     const transactions = onChain.reduce((s, r) => s + r.transactions, 0)
     const feeSats = onChain.reduce((s, r) => s + r.fees, 0n)
     const hostsPaid = onChain.filter(r => r.transactions > 0).length
-    const storedBytes = hosts.reduce((s, h) => s + h.engine.used(), 0) * Number(scale)
+    const storedBytes = hosts.reduce((s, h) => s + h.engine.used(), 0) * Number(filesPer)
     // each month's payments to a host, settled at worthSettling, carry its share of a settlement's fee
     const fee = paymentFee(o.satPerVb)
     const worth = worthSettling(o.satPerVb)
@@ -511,9 +521,10 @@ client, hosts, payment agent and wallet on a simulated clock over 30 days:
 rent, transfer, and the settlement transactions the payment agent makes
 with their fees (and each month's share of the fee of a settlement that
 comes later). Each 100 MB profile stores one real 100 MB file that stands
-for all of the profile's files, its calls' prices multiplied (one contract
-per host holds every file, rent on the bytes held); the small-files profile
-stores all its 1,000 files. Ends with the targets: 100 GB under Dropbox
+for all of the profile's files: the hosts' storage price and each transfer
+call's price are multiplied by their number (one contract per host holds
+every file, rent on the bytes held); the small-files profile stores all its
+1,000 files. Ends with the targets: 100 GB under Dropbox
 Plus's $11.99, 1 TB under $5 per TB-month, 1,000 small files within 2x of
 one 10 MB file.
 
@@ -598,7 +609,7 @@ export function formatReport (r: CostReport): string {
   for (const x of r.results.filter(x => x.downloadedBytes > 0)) {
     lines.push(`${x.profile}: ${fmtSat(x.downloadSats)} sat for ${fmtBytes(x.downloadedBytes)} of shards read, worth ${fmtSat(x.bytesDownloadSats)} sat at the price: each shard's get is priced on its own and rounds up to a whole sat.`)
   }
-  lines.push(`Each 100 MB profile stores one real file standing for all its files, its calls' prices multiplied (rent is on the bytes held, accrued exactly, so one contract per host pays the same for one file as for many); the small files are all stored.`)
+  lines.push(`Each 100 MB profile stores one real file standing for all its files: the hosts' storage price is multiplied by their number (rent is on the bytes held, accrued exactly, so one contract per host pays what all the files would) and each transfer call by it too (transfers are priced per call); the small files are all stored.`)
   lines.push('')
   lines.push('Beside, the published prices (README, "Storage"):')
   for (const a of r.anchors) {
