@@ -274,10 +274,29 @@ export function rentPerPeriodV1 (t: Pick<ContractTerms, 'storagePrice' | 'maxByt
   return (num + den - 1n) / den
 }
 
-/** What moving `bytes` costs at `price` (per TiB; version 1: per GiB), rounded up to a whole satoshi */
+/**
+ * What a `put` or `get` moving `bytes` at `price` (per TiB; version 1: per
+ * GiB) pays with the call. Version 2: the whole satoshis of the exact cost,
+ * rounded down; the fraction left (transferRemainder) is accrued on the
+ * contract and paid with the next rent, so a shard's get of a fraction of a
+ * satoshi is not rounded up to one. Version 1: rounded up to a whole satoshi.
+ */
 export function transferCost (version: TermsVersion, price: bigint, bytes: number): bigint {
   const den = BigInt(priceUnitBytes(version))
-  return (price * BigInt(bytes) + den - 1n) / den
+  return version === 1 ? (price * BigInt(bytes) + den - 1n) / den : price * BigInt(bytes) / den
+}
+
+/**
+ * The fraction of a satoshi a version 2 transfer leaves after the whole
+ * satoshis its call pays (transferCost), in the units rent accrues in
+ * (RENT_UNITS_PER_SAT): what the host adds to the contract's rent-accrued
+ * when it serves the call. 0 for version 1, whose transfers round up.
+ */
+export function transferRemainder (version: TermsVersion, price: bigint, bytes: number): bigint {
+  if (version === 1) {
+    return 0n
+  }
+  return (price * BigInt(bytes)) % BigInt(TIB) * BigInt(MONTH_MS)
 }
 
 /** The rent periods of a contract: the last may run past its end */
