@@ -13,11 +13,12 @@
  * paid is what the client passed to `call`; the on-chain transactions and
  * their fees are the settlements the agent built. What is scaled: a 100 MB
  * profile stores one real 100 MB file standing for all the profile's files:
- * the hosts' storage price is multiplied by their number (one contract per
- * host holds every file, and rent is on the bytes held, accrued exactly, so
- * the rent is what all of them would pay), and each upload and download
- * call stands for that many identical calls, its price multiplied so (those
- * are priced per call); the small-files profile stores every file.
+ * the hosts' prices are multiplied by their number (by the files read, for
+ * downloads). One contract per host holds every file, rent is on the bytes
+ * held, and each transfer pays its whole satoshis with the call and accrues
+ * the fraction with the rent, all exactly, so what one file pays at those
+ * prices is what all of them would; the small-files profile stores every
+ * file.
  */
 import { buffer } from 'node:stream/consumers'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -253,13 +254,14 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
   Date.now = () => clock
   try {
     const network = bitcoinNetwork('regtest')
-    // what one real file stands for. Rent is on the bytes held, accrued
-    // exactly, so the hosts' storage price is multiplied instead of each rent
-    // call's (whose price rounds up once per call): one contract per host
-    // then pays what it would for all the files. Transfers are paid per call
-    // and per file, so those calls are multiplied (`scale`).
+    // what one real file stands for. Rent is on the bytes held and every
+    // transfer's fraction of a satoshi is accrued with it, exactly, so the
+    // hosts' prices are multiplied instead of the calls' (whose prices round
+    // once per call): one contract per host then pays what it would for all
+    // the files. Downloads by the files read, the rest by the files held.
     const filesPer = BigInt(Math.round(profile.files / profile.realFiles))
-    const storagePrice = prices.storage * filesPer
+    const readsPer = BigInt(profile.filesRead ?? 0) > 0n ? BigInt(profile.filesRead ?? 0) : filesPer
+    const hostPrices = { storage: prices.storage * filesPer, upload: prices.upload * filesPer, download: prices.download * readsPer }
     const hosts: Host[] = []
     for (let i = 0; i < o.hosts; i++) {
       const key = await generateKeyPairFromSeed('Ed25519', new Uint8Array(32).fill(i + 1))
@@ -268,7 +270,7 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
         peerId: peer,
         signer: openCloudSigner(key),
         datastore: new MemoryDatastore(),
-        prices: () => ({ storage: storagePrice, upload: prices.upload, download: prices.download }),
+        prices: () => hostPrices,
         takesPayments: true,
         now: () => clock
       }, { dir: join(dir, `host-${i}`), capacity: Number.MAX_SAFE_INTEGER, checkMs: 3600_000 })
@@ -286,9 +288,7 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
     const renterKey = await generateKeyPairFromSeed('Ed25519', new Uint8Array(32).fill(99))
     const renter = peerIdFromPrivateKey(renterKey).toString()
 
-    // what one real transfer call stands for: `scale` identical calls, one per file it represents
-    let scale = 1n
-    const times = (method: string): bigint => method === 'rent' ? 1n : scale
+
     const paid = { rent: 0n, put: 0n, get: 0n }
     /** sat promised to each host over the month */
     const paidTo = new Map<string, bigint>()
@@ -326,8 +326,8 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
       const price = host.engine.cost(method, { caller: renter, args, bodyLength: body.length })
       const payment = request.payment
       const sats = payment?.type === 'defer' ? parseBtc(payment.amount) : 0n
-      if (price != null && sats < price * times(method)) {
-        throw new Error(`${method} paid ${sats} sat, under the host's price of ${price} x ${times(method)}`)
+      if (price != null && sats < price) {
+        throw new Error(`${method} paid ${sats} sat, under the host's price of ${price}`)
       }
       if (payment?.type === 'defer') {
         // the host's payment desk gives credit up to its max-tab (the testnet's policy)
@@ -346,7 +346,7 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
         case 'put': return json(host.peer, await host.engine.put(req))
         case 'get': {
           const bytes = await buffer((await host.engine.get(req) as OutgoingBody).open())
-          downloaded += bytes.byteLength * Number(scale)
+          downloaded += bytes.byteLength * Number(readsPer)
           return answer(host.peer, bytes)
         }
         case 'prove': return answer(host.peer, await host.engine.prove(req))
@@ -374,14 +374,14 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
       signer: openCloudSigner(renterKey),
       datastore: new MemoryDatastore(),
       storageKey: () => new Uint8Array(32).fill(7),
-      hosts: async (): Promise<HostOffer[]> => hosts.map(h => ({ peer: h.peer, storage: storagePrice, upload: prices.upload, download: prices.download })),
+      hosts: async (): Promise<HostOffer[]> => hosts.map(h => ({ peer: h.peer, ...hostPrices })),
       // as the node's caller does (payingCall): a priced call is a deferred promise through the payment agent
       call: async (peer, request, sats) => {
         if (sats === 0n) {
           return route(peer, request)
         }
         const kind = request.method === 'rent' ? 'rent' : request.method === 'put' ? 'put' : 'get'
-        const all = sats * times(request.method)
+        const all = sats
         paid[kind] += all
         paidTo.set(peer, (paidTo.get(peer) ?? 0n) + all)
         promised = true
@@ -391,7 +391,6 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
 
     // the redundancy is the client's own default for the hosts it knows (defaultRedundancy)
     let redundancy = { k: 0, n: 0 }
-    scale = filesPer
     for (let i = 0; i < profile.realFiles; i++) {
       const object = await client.put({ stream: zeros(profile.fileSize), size: profile.fileSize }, { name: `file-${i}` })
       redundancy = { k: object.k, n: object.n }
@@ -415,10 +414,9 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
       }
       if (!read && clock >= readAt && (profile.filesRead ?? 0) > 0) {
         read = true
-        scale = BigInt(profile.filesRead ?? 0)
+        // one real read standing for filesRead (the download price carries the number)
         const stream = await client.getStream('file-0')
         for await (const _ of stream.stream) {}
-        scale = filesPer
       }
       // the agent looks every 5 s; what it decides changes only with a new
       // promise or while a tab waits (its state says so), so it looks then
@@ -521,10 +519,10 @@ client, hosts, payment agent and wallet on a simulated clock over 30 days:
 rent, transfer, and the settlement transactions the payment agent makes
 with their fees (and each month's share of the fee of a settlement that
 comes later). Each 100 MB profile stores one real 100 MB file that stands
-for all of the profile's files: the hosts' storage price and each transfer
-call's price are multiplied by their number (one contract per host holds
-every file, rent on the bytes held); the small-files profile stores all its
-1,000 files. Ends with the targets: 100 GB under Dropbox
+for all of the profile's files: the hosts' prices are multiplied by their
+number (one contract per host holds every file, rent on the bytes held,
+transfers' fractions of a satoshi accrued with it); the small-files profile
+stores all its 1,000 files. Ends with the targets: 100 GB under Dropbox
 Plus's $11.99, 1 TB under $5 per TB-month, 1,000 small files within 2x of
 one 10 MB file.
 
@@ -607,9 +605,9 @@ export function formatReport (r: CostReport): string {
     lines.push(`${small.profile}: ${fmtSat(small.rentSats)} sat of rent a month for bytes worth ${small.bytesRentSats.toFixed(2)} sat at the price, in ${fmtSat(small.contracts)} contracts: one per host for all the files, rent accrued exactly on the bytes held.`)
   }
   for (const x of r.results.filter(x => x.downloadedBytes > 0)) {
-    lines.push(`${x.profile}: ${fmtSat(x.downloadSats)} sat for ${fmtBytes(x.downloadedBytes)} of shards read, worth ${fmtSat(x.bytesDownloadSats)} sat at the price: each shard's get is priced on its own and rounds up to a whole sat.`)
+    lines.push(`${x.profile}: ${fmtSat(x.downloadSats)} sat paid with the gets for ${fmtBytes(x.downloadedBytes)} of shards read, worth ${fmtSat(x.bytesDownloadSats)} sat at the price: each get pays its whole satoshis, and its fraction is accrued and paid with the rent.`)
   }
-  lines.push(`Each 100 MB profile stores one real file standing for all its files: the hosts' storage price is multiplied by their number (rent is on the bytes held, accrued exactly, so one contract per host pays what all the files would) and each transfer call by it too (transfers are priced per call); the small files are all stored.`)
+  lines.push(`Each 100 MB profile stores one real file standing for all its files: the hosts' prices are multiplied by their number (by the files read, for downloads); rent is on the bytes held and each transfer's fraction of a satoshi is accrued with it, exactly, so one contract per host pays what all the files would. The small files are all stored.`)
   lines.push('')
   lines.push('Beside, the published prices (README, "Storage"):')
   for (const a of r.anchors) {

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { logger } from '@libp2p/logger'
-import { InsufficientStorageError, InvalidSignatureError, NotFoundError } from '../../protocols/rpc/errors.ts'
+import { InsufficientStorageError, InvalidSignatureError, NotFoundError, PaymentTooLowError } from '../../protocols/rpc/errors.ts'
+import { parseAmount } from '../../protocols/units.ts'
 import { KeyedLock } from '../../utils/keyed-lock.ts'
-import { CONTRACT_VERSION, contractIdOf, decodeRevision, decodeSigned, encodeRevision, encodeSigned, encodeTerms, nextRevision, rentCharge, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms } from '../protocol/contract.ts'
+import { CONTRACT_VERSION, contractIdOf, decodeRevision, decodeSigned, encodeRevision, encodeSigned, encodeTerms, nextRevision, RENT_UNITS_PER_SAT, rentCharge, signRevision, signTerms, transferCost, transferRemainder, verifyRevision, verifyTerms, type ContractTerms } from '../protocol/contract.ts'
 import { openRating, signRating } from '../protocol/rating.ts'
 import { CONTRACT_GROWTH, DEFAULT_CONTRACT_ALLOWANCE, DEFAULT_RENEW_BEFORE_MS, END_CALL_MS, MAX_CONTRACT_ALLOWANCE, TRANSFER_BASE_MS } from '../constants.ts'
 import { IntegrityError } from '../errors.ts'
@@ -23,6 +24,14 @@ export function hex (bytes: Uint8Array): string {
  * that stopped answering (a frozen process keeps its connection open),
  * is given up on rather than waited for.
  */
+
+/**
+ * The most satoshis of rent a host may count over this node's own sum
+ * before this node takes its figures: the fractions of transfers whose
+ * count a crash lost (each under a satoshi). A host claiming more is not
+ * paid, and says so in the log.
+ */
+const MAX_RENT_CATCH_UP = 1000n
 
 export function transferTimeoutMs (bytes: number, minThroughput: number): number {
   return TRANSFER_BASE_MS + Math.ceil(bytes / minThroughput) * 1000
@@ -278,20 +287,77 @@ export class Contracts {
 
   /**
    * Pay one more period of a contract's rent: on the bytes it holds now,
-   * accrued exactly, in the whole satoshis that bring what was paid up to
-   * the accrued sum (rentCharge; often 0 for a small contract), and saved
+   * accrued exactly with the fractions of the transfers since, in the whole
+   * satoshis that bring what was paid up to the accrued sum (rentCharge;
+   * often 0 for a small contract), and saved. This node counts a
+   * transfer's fraction when it asks (the host when it serves), so its sum
+   * is under the host's only when a crash lost its count of some: it takes
+   * the host's sums from the answer when they are at most MAX_RENT_CATCH_UP
+   * over its own. When the host refuses the payment as too low (this node's
+   * record is behind), the host's sums are taken within that bound and the
+   * period paid again.
    */
   async payPeriod (id: string, record: ContractRecord, signal: AbortSignal): Promise<void> {
     await this.locks.run(id, async () => {
-      const state = { accrued: BigInt(record.rentAccrued ?? '0'), paid: BigInt(record.rentPaid ?? '0') }
-      const { accrued, price } = rentCharge(this.termsOf(record), state, bytesHeld(record), 1)
-      await this.components.session.rent(record.host, id, 1, price, signal)
-      record.rentPaidPeriods++
-      record.rentAccrued = String(accrued)
-      record.rentPaid = String(state.paid + price)
-      record.spent.rent = String(BigInt(record.spent.rent) + price)
+      try {
+        await this.payLocked(id, record, signal)
+      } catch (err) {
+        if (!(err instanceof PaymentTooLowError) || signal.aborted || !await this.catchUpRent(id, record, signal)) {
+          throw err
+        }
+        await this.payLocked(id, record, signal)
+      }
       await this.components.records.contracts.save(id)
     }, { signal })
+  }
+
+  private async payLocked (id: string, record: ContractRecord, signal: AbortSignal): Promise<void> {
+    const state = { accrued: BigInt(record.rentAccrued ?? '0'), paid: BigInt(record.rentPaid ?? '0') }
+    const { accrued, price } = rentCharge(this.termsOf(record), state, bytesHeld(record), 1)
+    const answer = await this.components.session.rent(record.host, id, 1, price, signal)
+    record.rentPaidPeriods++
+    record.rentAccrued = String(accrued)
+    record.rentPaid = String(state.paid + price)
+    record.spent.rent = String(BigInt(record.spent.rent) + price)
+    // the host's sums are what the next rent starts from: when it counted
+    // less (a transfer it never served), or more by no more than a crash of
+    // this node could have lost
+    if (answer.rentAccrued != null && answer.rentPaid != null && BigInt(answer.rentAccrued) <= accrued + MAX_RENT_CATCH_UP * RENT_UNITS_PER_SAT) {
+      record.rentAccrued = answer.rentAccrued
+      record.rentPaid = String(parseAmount(answer.rentPaid))
+    }
+  }
+
+  /** The host's rent sums, when they are ahead of this node's by no more than MAX_RENT_CATCH_UP; resolves with whether they were taken */
+  private async catchUpRent (id: string, record: ContractRecord, signal: AbortSignal): Promise<boolean> {
+    const answer = await this.components.session.list(record.host, id, signal) as { rentAccrued?: string, rentPaid?: string }
+    if (answer.rentAccrued == null || answer.rentPaid == null || !/^[0-9]+$/.test(answer.rentAccrued)) {
+      return false
+    }
+    const mine = BigInt(record.rentAccrued ?? '0')
+    const theirs = BigInt(answer.rentAccrued)
+    if (theirs - mine > MAX_RENT_CATCH_UP * RENT_UNITS_PER_SAT) {
+      log.error('contract %s: host %s counts %s rent units, more than %d sat over this node\'s %s; not paid', id, record.host, theirs, MAX_RENT_CATCH_UP, mine)
+      return false
+    }
+    log('contract %s: taking host %s\'s rent sums (%s units, %s paid) over this node\'s (%s)', id, record.host, theirs, answer.rentPaid, mine)
+    record.rentAccrued = answer.rentAccrued
+    record.rentPaid = String(parseAmount(answer.rentPaid))
+    return true
+  }
+
+  /** A transfer's fraction of a satoshi past what its call pays, counted when it is asked for (the host's count is never more) */
+  private accrue (c: ContractRecord, price: string, bytes: number): void {
+    const remainder = transferRemainder(c.version ?? 1, BigInt(price), bytes)
+    if (remainder > 0n) {
+      c.rentAccrued = String(BigInt(c.rentAccrued ?? '0') + remainder)
+    }
+  }
+
+  /** What a get of `bytes` under a contract pays with the call; its fraction of a satoshi is counted for the next rent */
+  downloadCost (c: ContractRecord, bytes: number): bigint {
+    this.accrue(c, c.downloadPrice, bytes)
+    return transferCost(c.version ?? 1, BigInt(c.downloadPrice), bytes)
   }
 
   /**
@@ -336,6 +402,7 @@ export class Contracts {
     if (c.shards.some(([r]) => r === key)) {
       // held already (a put sent again): the revision stays, and the host answers it as it is
       const sats = transferCost(c.version ?? 1, BigInt(c.uploadPrice), shard.byteLength)
+      this.accrue(c, c.uploadPrice, shard.byteLength)
       const encoded = decodeSigned(Buffer.from(c.signedRevision ?? '', 'base64')).message
       const renterSignature = signRevision(encoded, this.components.signer)
       const hostSignature = await this.components.session.put(c.host, contract, key, renterSignature, shard, sats, callSignal(signal, transferTimeoutMs(shard.byteLength, this.init.minThroughput)))
@@ -347,6 +414,7 @@ export class Contracts {
     const encoded = encodeRevision(rev)
     const renterSignature = signRevision(encoded, this.components.signer)
     const sats = transferCost(c.version ?? 1, BigInt(c.uploadPrice), shard.byteLength)
+    this.accrue(c, c.uploadPrice, shard.byteLength)
     const started = performance.now()
     const hostSignature = await this.components.session.put(c.host, contract, key, renterSignature, shard, sats, callSignal(signal, transferTimeoutMs(shard.byteLength, this.init.minThroughput)))
     log('put %d bytes on %s in %d ms', shard.byteLength, c.host, Math.round(performance.now() - started))

@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { link, open, rename, rm, stat } from 'node:fs/promises'
 import { logger } from '@libp2p/logger'
-import { transferCost } from '../protocol/contract.ts'
 import { objectKey, openSegment, TAG_BYTES } from '../protocol/crypto.ts'
 import { ReedSolomon } from '../protocol/erasure.ts'
 import { equalBytes, merkleRoot } from '../protocol/merkle.ts'
@@ -12,6 +11,7 @@ import { judgeHostError } from './host-answers.ts'
 import { beginTransfer, releaseSegmentMemory, type SegmentSlots } from './memory.ts'
 import { callSignal, type StorageSession } from './session.ts'
 import { applyTransfer, newTransfer, type Transfer } from './transfer.ts'
+import type { Contracts } from './contracts.ts'
 import type { GetOptions, StorageClientComponents } from './interface.ts'
 import type { Records, StoredObject } from './records.ts'
 
@@ -20,6 +20,8 @@ const log = logger('opencloud:storage:client')
 export interface DownloadComponents extends Pick<StorageClientComponents, 'storageKey' | 'rate'> {
   records: Records
   session: StorageSession
+  /** what a get pays with the call (its fraction of a satoshi counted for the next rent) */
+  contracts: Pick<Contracts, 'downloadCost'>
   slots: SegmentSlots
   /** aborted when the node stops (replaced at each start) */
   shutdown: () => AbortSignal
@@ -76,7 +78,7 @@ export class Downloader {
     const segment = object.segments[index]
     const shard = segment.shards[slot]
     const c = object.contracts[shard.contract]
-    const sats = transferCost(c.version ?? 1, BigInt(c.downloadPrice), segment.shardSize)
+    const sats = this.components.contracts.downloadCost(c, segment.shardSize)
     let bytes: Uint8Array
     try {
       bytes = await this.components.session.get(shard.host, shard.contract, shard.root, 0, segment.shardSize, sats, callSignal(signal, transferTimeoutMs(segment.shardSize, this.init.minThroughput)))

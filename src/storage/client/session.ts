@@ -28,6 +28,13 @@ export interface RenewAnswer {
   revisionSignature: Uint8Array
 }
 
+/** A host's answer to `rent`: the periods paid, and its sums (rent units, and "0.00000012 BTC") */
+export interface RentAnswer {
+  rentPaidPeriods: number
+  rentAccrued?: string
+  rentPaid?: string
+}
+
 /** A host's answer to `delete`: the revision it signed */
 export interface DeleteAnswer {
   revision: number
@@ -70,9 +77,14 @@ export class StorageSession {
     return { contract: String(answer.contract), revision: Number(answer.revision), hostSignature: fromB64(answer.hostSignature), revisionSignature: fromB64(answer.revisionSignature) }
   }
 
-  /** `rent`: pay `periods` periods of a contract */
-  async rent (host: string, contract: string, periods: number, sats: bigint, signal: AbortSignal): Promise<void> {
-    await this.call(host, { service: STORAGE, method: 'rent', args: [contract, String(periods)], signal }, sats)
+  /** `rent`: pay `periods` periods of a contract; resolves with the host's sums after it (absent from hosts of version 1 only) */
+  async rent (host: string, contract: string, periods: number, sats: bigint, signal: AbortSignal): Promise<RentAnswer> {
+    const answer = await this.json(host, 'rent', [contract, String(periods)], undefined, sats, signal)
+    return {
+      rentPaidPeriods: Number(answer?.rentPaidPeriods),
+      rentAccrued: typeof answer?.rentAccrued === 'string' && /^[0-9]+$/.test(answer.rentAccrued) ? answer.rentAccrued : undefined,
+      rentPaid: typeof answer?.rentPaid === 'string' ? answer.rentPaid : undefined
+    }
   }
 
   /** `put`: one shard, with the renter's signature of the revision that adds it; resolves with the host's signature of it */
