@@ -21,7 +21,7 @@ import { serviceCid } from '../src/services/peers/discovery.ts'
 import { encodeOffer } from '../src/market/offer.ts'
 import { encodeSummary } from '../src/reputation/summary.ts'
 import { auditPath, challengeLeaves, dataRoot, leafHash, MerkleHasher } from '../src/storage/protocol/merkle.ts'
-import { CONTRACT_VERSION, contractIdOf, encodeRevision, encodeSigned, encodeTerms, nextRevision, rentCharge, signRevision, signTerms, transferCost, type ContractTerms, type RentState } from '../src/storage/protocol/contract.ts'
+import { CONTRACT_VERSION, contractIdOf, encodeRevision, encodeSigned, encodeTerms, nextRevision, rentCharge, signRevision, signTerms, transferCost, transferRemainder, type ContractTerms, type RentState } from '../src/storage/protocol/contract.ts'
 import { encodeProofs } from '../src/storage/protocol/proofs.ts'
 import { ReedSolomon, split } from '../src/storage/protocol/erasure.ts'
 import { objectKey, sealSegment, storageKeyFromSeed } from '../src/storage/protocol/crypto.ts'
@@ -148,6 +148,12 @@ export async function computeVectors (): Promise<Record<string, any>> {
     rent = { accrued, paid: rent.paid + price }
     return { accrued: String(accrued), price: String(price) }
   })
+  // from the state after step 5 (1 GiB held): 1000 gets of 1 MiB, each
+  // free and accruing its remainder, then one period's rent, which pays
+  // them (0 sat without the gets)
+  const afterStep5: RentState = { accrued: BigInt(rentSteps[4].accrued), paid: 1n }
+  const getRemainder = transferRemainder(terms.version, terms.downloadPrice, 1024 ** 2)
+  const afterGets = rentCharge(terms, { ...afterStep5, accrued: afterStep5.accrued + 1000n * getRemainder }, 1024 ** 3, 1)
   const otherRoot = sha256('another shard')
   const proofs = encodeProofs([{ index: 2, leaf: shard.subarray(8192), path: auditPath(merkle.leaves, 2) }])
   const rs = new ReedSolomon(2, 4)
@@ -248,6 +254,16 @@ export async function computeVectors (): Promise<Record<string, any>> {
       signedTerms: hex(encodeSigned(encodedTerms, renterTermsSignature, hostTermsSignature)),
       rentSteps,
       uploadCostOf3TiBAnd1Byte: String(transferCost(terms.version, terms.uploadPrice, 3 * 1024 ** 4 + 1)),
+      uploadRemainderOf3TiBAnd1Byte: String(transferRemainder(terms.version, terms.uploadPrice, 3 * 1024 ** 4 + 1)),
+      // a shard's get at the market's price (2444 sat per TiB downloaded)
+      getCostOf1MiBAt2444: String(transferCost(terms.version, 2444n, 1024 ** 2)),
+      getRemainderOf1MiBAt2444: String(transferRemainder(terms.version, 2444n, 1024 ** 2)),
+      rentAfterGets: {
+        getCost: String(transferCost(terms.version, terms.downloadPrice, 1024 ** 2)),
+        getRemainder: String(getRemainder),
+        accrued: String(afterGets.accrued),
+        price: String(afterGets.price)
+      },
       revision: hex(revision),
       renterRevisionSignature: hex(renterRevisionSignature),
       hostRevisionSignature: hex(hostRevisionSignature),

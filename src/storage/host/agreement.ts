@@ -1,5 +1,5 @@
 import { BadRequestError, BodyTooLargeError, NotFoundError } from '../../protocols/rpc/errors.ts'
-import { rentCharge, rentPeriods, transferCost } from '../protocol/contract.ts'
+import { rentCharge, rentPeriods, transferCost, transferRemainder } from '../protocol/contract.ts'
 import { checkArgCount, hexArg, intArg, signatureArg, type StorageMethod } from './args.ts'
 import { MAX_END_BODY_BYTES, MAX_PROPOSAL_BYTES } from './constants.ts'
 import { expectRevision } from './revisions.ts'
@@ -23,6 +23,12 @@ export interface CheckedCall {
   next?: SignedRevision
   /** satoshis at the contract's prices (0n: free); undefined: the list price applies */
   price?: bigint
+  /**
+   * put and get: the fraction of a satoshi the transfer leaves over its
+   * price, in rent units (transferRemainder; 0n for version 1), which the
+   * handler adds to the contract's rent-accrued once it serves the call
+   */
+  remainder?: bigint
   /** rent: the contract's accrued rent once these periods are paid (rentCharge) */
   accrued?: bigint
 }
@@ -115,7 +121,7 @@ export function checkCall (book: ContractBook, method: Exclude<StorageMethod, 'c
       // is kept for it) and before CONTINUE (so no byte is sent)
       const signature = signatureArg(args[2], 'the renter\'s revision signature')
       const next = expectRevision(c, root, held == null ? bodyLength : 'held', signature)
-      return { ...NO_ARGS, c, root, held, signature, next, price: transferCost(c.terms.version, c.terms.uploadPrice, bodyLength) }
+      return { ...NO_ARGS, c, root, held, signature, next, ...transfer(c, c.terms.uploadPrice, bodyLength) }
     }
     case 'get': {
       const root = hexArg(args[1], 'the shard root')
@@ -128,7 +134,7 @@ export function checkCall (book: ContractBook, method: Exclude<StorageMethod, 'c
       if (offset > held || length > held - offset) {
         throw new BadRequestError(`bytes ${offset} to ${offset + length} are past the end of shard ${root}, which is ${held} bytes`)
       }
-      return { ...NO_ARGS, c, root, held, offset, length, price: transferCost(c.terms.version, c.terms.downloadPrice, length) }
+      return { ...NO_ARGS, c, root, held, offset, length, ...transfer(c, c.terms.downloadPrice, length) }
     }
     case 'prove': {
       const root = hexArg(args[1], 'the shard root')
@@ -145,4 +151,14 @@ export function checkCall (book: ContractBook, method: Exclude<StorageMethod, 'c
       }
       return { ...NO_ARGS, c: book.live(id, q.caller, true) }
   }
+}
+
+/**
+ * A put's or get's price and remainder at `price` per unit: version 2
+ * pays the whole satoshis with the call (0 for a 1 MiB shard at market
+ * prices: free) and accrues the fraction with rent (PROTOCOL.md 8d,
+ * "Contract terms")
+ */
+function transfer (c: HostContract, price: bigint, bytes: number): { price: bigint, remainder: bigint } {
+  return { price: transferCost(c.terms.version, price, bytes), remainder: transferRemainder(c.terms.version, price, bytes) }
 }

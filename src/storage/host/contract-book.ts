@@ -64,13 +64,15 @@ function b64 (bytes: Uint8Array): string {
 
 /**
  * The contracts this host signed, in memory and in the datastore (one key
- * per contract, written after every change), with one lock per contract
- * and what they take of the host's space
+ * per contract, written after every change but a get's accrual: accrue),
+ * with one lock per contract and what they take of the host's space
  */
 export class ContractBook {
   private readonly datastore: Datastore
   readonly now: () => number
   private readonly contracts = new Map<string, HostContract>()
+  /** the contracts whose rent-accrued grew in memory (accrue) since they were last saved */
+  private readonly unsaved = new Set<string>()
   /** one change at a time per contract, so revisions follow each other */
   readonly locks = new KeyedLock()
 
@@ -106,6 +108,9 @@ export class ContractBook {
   }
 
   async save (c: HostContract): Promise<void> {
+    // what accrue added so far goes into this record; an accrual landing
+    // while the datastore writes marks the contract unsaved again
+    this.unsaved.delete(c.id)
     const raw = {
       id: c.id,
       signed: b64(c.signed),
@@ -121,6 +126,48 @@ export class ContractBook {
       ratings: c.ratings ?? null
     }
     await this.datastore.put(new Key(`${CONTRACTS_PREFIX}/${c.id}`), new TextEncoder().encode(JSON.stringify(raw)))
+  }
+
+  /**
+   * Add a transfer's remainder (rent units, transferRemainder) to a
+   * contract's rent-accrued in memory only: the next save of the contract
+   * (a rent, put, delete or end, the sweeper's, or flush) writes it. A get
+   * accrues this way because the record carries every shard the contract
+   * holds, and writing it per get would slow every download; a host that
+   * crashes loses the remainders accrued since its last save (under a
+   * satoshi each, its own loss: the renter is charged less, never twice).
+   */
+  accrue (c: HostContract, units: bigint): void {
+    if (units === 0n) {
+      return
+    }
+    c.rentAccrued += units
+    this.unsaved.add(c.id)
+  }
+
+  /**
+   * Save every contract with accruals not saved yet, each under its lock
+   * (so a record is never written from a put's half-made change); the
+   * sweeper calls it at its interval and the host when it stops. Resolves
+   * with how many it saved.
+   */
+  async flush (options: { signal?: AbortSignal } = {}): Promise<number> {
+    let saved = 0
+    for (const id of [...this.unsaved]) {
+      const c = this.contracts.get(id)
+      if (c == null) {
+        this.unsaved.delete(id)
+        continue
+      }
+      await this.locks.run(id, async () => {
+        // a rent or put may have saved it while this waited for the lock
+        if (this.unsaved.has(id)) {
+          await this.save(c)
+          saved++
+        }
+      }, options)
+    }
+    return saved
   }
 
   /** A new contract, kept in memory (the caller saves it) */

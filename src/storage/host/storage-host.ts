@@ -109,8 +109,10 @@ export class StorageHost {
     this.sweeper.start()
   }
 
+  /** Stops the sweeper, then saves what gets accrued since the last save (ContractBook.flush) */
   async stop (): Promise<void> {
     await this.sweeper.stop()
+    await this.book.flush()
   }
 
   /** Both checks the sweeper runs: unpaid rent, then expiry */

@@ -25,8 +25,11 @@ export interface SweeperInit {
  * Ends the contracts nobody pays for: rent unpaid past the grace, or past
  * their end date by the grace without being renewed or ended. Their shards
  * are deleted, so a host's disk does not fill with data nobody pays for,
- * and the renter is rated. It looks every intervalMs while started; stop()
- * signals a sweep under way to stop between contracts and waits for it.
+ * and the renter is rated. It looks every intervalMs while started, and
+ * then saves the contracts whose gets accrued in memory since their last
+ * save (ContractBook.flush), so a crash loses at most an interval of those
+ * fractions of a satoshi; stop() signals a sweep under way to stop between
+ * contracts and waits for it.
  */
 export class Sweeper {
   private readonly components: SweeperComponents
@@ -43,7 +46,7 @@ export class Sweeper {
   start (): void {
     this.shutdown = new AbortController()
     this.timer = setInterval(() => {
-      this.sweeping ??= this.endOverdue().catch(err => {
+      this.sweeping ??= this.sweep().catch(err => {
         if (!this.shutdown.signal.aborted) {
           log.error('looking for unpaid and expired contracts failed - %e', err)
         }
@@ -56,6 +59,12 @@ export class Sweeper {
     clearInterval(this.timer)
     this.shutdown.abort()
     await this.sweeping
+  }
+
+  /** What the timer runs: both checks, then the accruals not saved yet */
+  private async sweep (): Promise<void> {
+    await this.endOverdue()
+    await this.components.book.flush({ signal: this.shutdown.signal })
   }
 
   /** Both checks the timer runs: unpaid rent, then expiry */

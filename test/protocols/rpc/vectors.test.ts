@@ -53,6 +53,9 @@ const printedIn: Array<[heading: string, vectors: Vector[]]> = [
     // the rent table: each step's accrued units and price, row by row
     ...code('storage', ...fixture.storage.rentSteps.flatMap((_: unknown, i: number) => [`rentSteps.${i}.accrued`, `rentSteps.${i}.price`])),
     ...word('storage', 'uploadCostOf3TiBAnd1Byte'),
+    ...code('storage', 'uploadRemainderOf3TiBAnd1Byte', 'getCostOf1MiBAt2444', 'getRemainderOf1MiBAt2444'),
+    // gets, then the rent that settles their remainders
+    ...code('storage', 'rentAfterGets.getCost', 'rentAfterGets.getRemainder', 'rentAfterGets.accrued', 'rentAfterGets.price'),
     ...blocks('storage', 'revision', 'renterRevisionSignature', 'hostRevisionSignature', 'signedRevision', 'proofs'),
     ...code('storage', 'rsData', 'rsParity'),
     ...blocks('storage', 'storageKey', 'objectKey', 'sealedSegment1', 'renterRating')

@@ -12,7 +12,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Writer } from '../../../src/protocols/codec.ts'
 import { openCloudSigner, type CredentialSigner } from '../../../src/protocols/rpc/credentials.ts'
 import { AccessDeniedError, BadRequestError, BodyTooLargeError, InsufficientStorageError, InvalidSignatureError, NotFoundError, RequestDeclinedError } from '../../../src/protocols/rpc/errors.ts'
-import { CONTRACT_VERSION, contractIdOf, decodeRevision, decodeSigned, encodeRevision, encodeSigned, encodeTerms, nextRevision, RENT_UNITS_PER_SAT, rentCharge, rentPerPeriodV1, signRevision, signTerms, transferCost, verifyRevision, verifyTerms, type ContractTerms } from '../../../src/storage/protocol/contract.ts'
+import { CONTRACT_VERSION, contractIdOf, decodeRevision, decodeSigned, encodeRevision, encodeSigned, encodeTerms, MONTH_MS, nextRevision, RENT_UNITS_PER_SAT, rentCharge, rentPerPeriodV1, signRevision, signTerms, transferCost, transferRemainder, verifyRevision, verifyTerms, type ContractTerms } from '../../../src/storage/protocol/contract.ts'
 import { LEAF_SIZE, leafCount, merkleRoot, verifyPath } from '../../../src/storage/protocol/merkle.ts'
 import { decodeProofs } from '../../../src/storage/protocol/proofs.ts'
 import { openRating, signRating } from '../../../src/storage/protocol/rating.ts'
@@ -36,6 +36,7 @@ import type { HostRequest } from '../../../src/storage/host/request.ts'
  */
 
 const KIB = 1024
+const MIB = 1024 * KIB
 const DAY = 86_400_000
 const GRACE = 7 * DAY
 // years after the machine's clock: a handler that read the real clock would see no contract started
@@ -438,6 +439,153 @@ describe('storage host handlers', () => {
       const book = new ContractBook({ datastore })
       await book.load()
       assert.deepEqual([book.get(c.id)?.rentAccrued, book.get(c.id)?.rentPaid], [BigInt(before.rentAccrued), 2n])
+    })
+  })
+
+  describe('transfer remainders (PROTOCOL.md 8d, "Contract terms" and "Rent")', () => {
+    /** The market's prices: a 1 MiB shard moves for 2444 / 2^20 sat, 0 with the call */
+    const MARKET = { storagePrice: 1500n, uploadPrice: 2444n, downloadPrice: 2444n, maxBytes: 2 * MIB }
+    /** What a 1 MiB transfer at 2444 sat per TiB leaves, in rent units, written out: 2444 x 2^20 is under 2^40 */
+    const R = 2444n * BigInt(MIB) * BigInt(MONTH_MS)
+    /** A day's rent on 1 MiB at 1500 sat per TiB-month, in rent units */
+    const DAY_OF_1_MIB = 1500n * BigInt(MIB) * BigInt(DAY)
+    const ceilSat = (units: bigint): bigint => (units + RENT_UNITS_PER_SAT - 1n) / RENT_UNITS_PER_SAT
+    const getArgs = (c: Renter, root: string, length = MIB): string[] => [c.id, root, '0', String(length)]
+    const getAll = async (c: Renter, root: string, n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) {
+        await host.get(request(renter.id, getArgs(c, root)))
+      }
+    }
+    const accruedOf = async (c: Renter): Promise<bigint> => BigInt((await host.list(request(renter.id, [c.id]))).rentAccrued)
+    const savedAccrued = async (datastore: Datastore, c: Renter): Promise<bigint> =>
+      BigInt(JSON.parse(new TextDecoder().decode(await datastore.get(new Key(`${CONTRACTS_PREFIX}/${c.id}`)))).rentAccrued)
+    /** The datastore as a crash leaves it: what was written, nothing more */
+    const crashCopy = async (datastore: Datastore): Promise<Datastore> => {
+      const copy = new MemoryDatastore()
+      for await (const { key, value } of datastore.query({})) {
+        await copy.put(key, value)
+      }
+      return copy
+    }
+
+    beforeEach(async () => {
+      await host.stop()
+      host = await newHost({ capacity: 4 * MIB })
+    })
+
+    it('prices a get of a 1 MiB shard at 2444 sat per TiB at 0 (free), and the next rent pays the 500 gets\' remainders: 1 sat more', async () => {
+      assert.equal(R, transferRemainder(2, 2444n, MIB))
+      const c = await contract(MARKET)
+      const root = await c.put(bytes(MIB))
+      assert.equal(host.cost('get', { caller: renter.id, args: getArgs(c, root), bodyLength: 0 }), 0n, 'free: 0n, not undefined (the list price)')
+      assert.equal(await accruedOf(c), R, 'the put\'s remainder')
+      await getAll(c, root, 500)
+      assert.equal(await accruedOf(c), 501n * R)
+      // the exact sums: 501 x 2444 / 2^20 = 1.1677 sat of transfers, and 0.0000477 sat of a day's rent
+      const price = host.cost('rent', { caller: renter.id, args: [c.id], bodyLength: 0 })
+      assert.equal(price, ceilSat(501n * R + DAY_OF_1_MIB))
+      assert.equal(price, 2n)
+      assert.equal(ceilSat(R + DAY_OF_1_MIB), 1n, 'without the gets the period costs 1 sat')
+      const answer = await host.rent(request(renter.id, [c.id]))
+      assert.deepEqual([answer.rentPaid, answer.rentAccrued], [formatAmount(2n), String(501n * R + DAY_OF_1_MIB)])
+      // a get of length 0 adds nothing; a range refused adds nothing
+      await host.get(request(renter.id, [c.id, root, '5', '0']))
+      await assert.rejects(host.get(request(renter.id, [c.id, root, '1', String(MIB)])), BadRequestError)
+      assert.equal(await accruedOf(c), 501n * R + DAY_OF_1_MIB)
+    })
+
+    it('prices a put of a 1 MiB shard at 0 and saves its remainder with the contract, for a shard held already too', async () => {
+      const datastore = new MemoryDatastore()
+      await host.stop()
+      host = await newHost({ capacity: 4 * MIB, datastore })
+      const c = await contract(MARKET)
+      const shard = bytes(MIB)
+      const root = rootOf(shard)
+      const signature = c.sign(new Map([[root, MIB]]), 1)
+      assert.equal(host.cost('put', { caller: renter.id, args: [c.id, root, signature], bodyLength: MIB }), 0n)
+      await host.put(request(renter.id, [c.id, root, signature], shard))
+      assert.equal(await savedAccrued(datastore, c), R)
+      // sent again (a retry): the same revision, and the bytes moved all the same
+      const again = await host.put(request(renter.id, [c.id, root, signature], shard))
+      assert.equal(again.revision, 1)
+      assert.equal(await savedAccrued(datastore, c), 2n * R)
+      // a put refused (the body does not hash to its root) adds nothing
+      await assert.rejects(host.put(request(renter.id, [c.id, root, signature], bytes(MIB))), BadRequestError)
+      assert.equal(await accruedOf(c), 2n * R)
+    })
+
+    it('accrues gets in memory only, saved by the next save of the contract, by the sweeper\'s interval and on stop', async () => {
+      const datastore = new MemoryDatastore()
+      await host.stop()
+      host = await newHost({ capacity: 4 * MIB, datastore })
+      const c = await contract(MARKET)
+      const root = await c.put(bytes(MIB))
+      const writes = mock.method(datastore, 'put')
+      await getAll(c, root, 10)
+      assert.equal(writes.mock.callCount(), 0, 'a get writes no record')
+      assert.equal(await savedAccrued(datastore, c), R)
+      // a rent saves the contract: the gets go with it
+      await host.rent(request(renter.id, [c.id]))
+      assert.equal(await savedAccrued(datastore, c), 11n * R + DAY_OF_1_MIB)
+      writes.mock.restore()
+      await getAll(c, root, 3)
+      await host.stop()
+      assert.equal(await savedAccrued(datastore, c), 14n * R + DAY_OF_1_MIB, 'stop saves them')
+      // restarted: the same sums, and stopping again adds nothing
+      host = await newHost({ capacity: 4 * MIB, datastore })
+      assert.equal(await accruedOf(c), 14n * R + DAY_OF_1_MIB)
+      await host.stop()
+      host = await newHost({ capacity: 4 * MIB, datastore, checkMs: 10 })
+      assert.equal(await accruedOf(c), 14n * R + DAY_OF_1_MIB)
+      // the sweeper saves what gets accrued at its interval
+      await getAll(c, root, 2)
+      const deadline = Date.now() + 5000
+      while (await savedAccrued(datastore, c) !== 16n * R + DAY_OF_1_MIB) {
+        assert.ok(Date.now() < deadline, 'the sweeper never saved the gets\' remainders')
+        await new Promise(resolve => setTimeout(resolve, 10))
+      }
+    })
+
+    it('loses the remainders of the gets since the last save in a crash, never counting one twice', async () => {
+      const datastore = new MemoryDatastore()
+      await host.stop()
+      host = await newHost({ capacity: 4 * MIB, datastore })
+      const c = await contract(MARKET)
+      const root = await c.put(bytes(MIB))
+      await host.rent(request(renter.id, [c.id]))
+      await getAll(c, root, 7)
+      const saved = R + DAY_OF_1_MIB
+      const crashed = host
+      host = await newHost({ capacity: 4 * MIB, datastore: await crashCopy(datastore) })
+      await crashed.stop()
+      assert.equal(await accruedOf(c), saved, 'the 7 gets since the rent are lost')
+      // the host restarted from the crash charges from what it kept
+      await getAll(c, root, 1)
+      await host.rent(request(renter.id, [c.id]))
+      assert.equal(await accruedOf(c), saved + R + DAY_OF_1_MIB)
+    })
+
+    it('keeps version 1 transfers rounded up per call, accruing nothing', async () => {
+      await host.stop()
+      const datastore = new MemoryDatastore()
+      const terms = termsOf({ version: 1, storagePrice: 0n, uploadPrice: 2444n, downloadPrice: 2444n })
+      const encoded = encodeTerms(terms)
+      const id = Buffer.from(contractIdOf(encoded)).toString('hex')
+      const record = { id, signed: b64(encodeSigned(encoded, signTerms(encoded, renter.signer), signTerms(encoded, hostKey.signer))), revision: 0, signedRevision: null, shards: [], rentPaidPeriods: 0, endedAt: null, endedReason: null, ratings: null }
+      await datastore.put(new Key(`${CONTRACTS_PREFIX}/${id}`), new TextEncoder().encode(JSON.stringify(record)))
+      host = await newHost({ datastore })
+      const c = new Renter(id, terms)
+      const shard = bytes(5 * KIB)
+      const root = rootOf(shard)
+      // 2444 sat per GiB moves 5 KiB for 0.0117 sat: 1 sat per call
+      assert.equal(host.cost('put', { caller: renter.id, args: [id, root, c.sign(new Map([[root, shard.byteLength]]), 1)], bodyLength: shard.byteLength }), 1n)
+      await c.put(shard)
+      assert.equal(host.cost('get', { caller: renter.id, args: getArgs(c, root, 5 * KIB), bodyLength: 0 }), 1n)
+      await host.get(request(renter.id, getArgs(c, root, 5 * KIB)))
+      assert.equal(await accruedOf(c), 0n)
+      await host.stop()
+      assert.equal(await savedAccrued(datastore, c), 0n)
+      host = await newHost({ datastore })
     })
   })
 

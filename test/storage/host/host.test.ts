@@ -12,7 +12,7 @@ import { Writer } from '../../../src/protocols/codec.ts'
 import { Status } from '../../../src/protocols/rpc/status.ts'
 import { formatBtc, Units } from '../../../src/protocols/units.ts'
 import { merkleRoot } from '../../../src/storage/protocol/merkle.ts'
-import { CONTRACT_VERSION, contractIdOf, decodeSigned, decodeTerms, encodeRevision, encodeTerms, nextRevision, signRevision, signTerms, transferCost, verifyTerms, type ContractTerms } from '../../../src/storage/protocol/contract.ts'
+import { CONTRACT_VERSION, contractIdOf, decodeSigned, decodeTerms, encodeRevision, encodeTerms, nextRevision, signRevision, signTerms, transferCost, transferRemainder, verifyTerms, type ContractTerms } from '../../../src/storage/protocol/contract.ts'
 import { withDomain } from '../../../src/protocols/signed.ts'
 import { decodeRating, encodeRating, RATING_DOMAIN, signRating } from '../../../src/storage/protocol/rating.ts'
 import { startTestNode, tempDir, testConfig, type TestNode } from '../../helpers/nodes.ts'
@@ -324,7 +324,8 @@ describe('storage host: what PROTOCOL.md 8d says, byte for byte', () => {
   })
 
   it('answers an unknown contract, another renter and malformed args before asking for payment', async () => {
-    const c = await paid.contract(pricedTerms)
+    // a download price a 20 KiB get pays whole satoshis at (20 sat): at PRICES it would be free
+    const c = await paid.contract({ ...pricedTerms, downloadPrice: 2n ** 30n })
     const shard = randomBytes(20 * KIB)
     assert.equal((await c.put(shard)).head.status, Status.OK)
     const root = rootOf(shard)
@@ -362,10 +363,11 @@ describe('storage host: what PROTOCOL.md 8d says, byte for byte', () => {
     } finally {
       await stranger.destroy()
     }
-    // a known shard is priced at download-price x length, rounded up
+    // a known shard is priced at download-price x length, rounded down
     const demand = await paid.call('get', [c.id, root, '0', String(shard.byteLength)])
     assert.equal(demand.head.status, Status.PAYMENT_TOO_LOW)
-    assert.equal(demand.head.acceptablePayment?.amount, formatBtc(transferCost(2, PRICES.download, shard.byteLength)))
+    assert.equal(demand.head.acceptablePayment?.amount, formatBtc(transferCost(2, 2n ** 30n, shard.byteLength)))
+    assert.equal(demand.head.acceptablePayment?.amount, formatBtc(20n))
   })
 
   it('counts what a contract holds as shards come and go: a deleted shard\'s room is free again, a renewal keeps the count', async () => {
@@ -419,6 +421,37 @@ describe('storage host: what PROTOCOL.md 8d says, byte for byte', () => {
       assert.equal(answer.head.status, Status.BAD_REQUEST, method)
       assert.match(answer.head.message, /takes/)
     }
+  })
+
+  it('serves a put and a get of 1 MiB at 2444 sat per TiB with no payment, and the next rent takes their remainders', async () => {
+    const market = { ...pricedTerms, uploadPrice: 2444n, downloadPrice: 2444n }
+    const c = await paid.contract(market)
+    const shard = randomBytes(MIB)
+    const owed = await promisesTo(priced)
+    // the pipeline takes the agreement check's 0 as free: no payment asked, none bound
+    const put = await c.put(shard, { payment: { type: 'none' } })
+    assert.equal(put.head.status, Status.OK, put.head.message)
+    const get = await c.get(rootOf(shard), 0, MIB)
+    assert.equal(get.head.status, Status.OK, get.head.message)
+    assert.deepEqual(Buffer.from(get.body), shard)
+    assert.equal(await promisesTo(priced), owed)
+    // list answers what the host accrued: one remainder each
+    const remainder = transferRemainder(2, 2444n, MIB)
+    assert.equal((await paid.call('list', [c.id])).json().rentAccrued, String(2n * remainder))
+    // at 0.75 sat per MiB downloaded (786,432 sat per TiB) a 1 MiB get is still free, and two of
+    // them accrue 1.5 sat: the next rent costs 2 sat, where the day's rent alone is 1
+    const dear = await paid.contract({ ...market, downloadPrice: 786_432n })
+    assert.equal((await dear.put(shard, { payment: { type: 'none' } })).head.status, Status.OK)
+    for (let i = 0; i < 2; i++) {
+      assert.equal((await dear.get(rootOf(shard), 0, MIB)).head.status, Status.OK)
+    }
+    const accrued = remainder + 2n * transferRemainder(2, 786_432n, MIB) + PRICES.storage * BigInt(MIB) * BigInt(DAY)
+    const unpaid = await paid.call('rent', [dear.id])
+    assert.equal(unpaid.head.status, Status.PAYMENT_TOO_LOW)
+    assert.equal(unpaid.head.acceptablePayment?.amount, formatBtc(2n))
+    const rent = await paid.call('rent', [dear.id], { payment: { type: 'defer', currency: 'BTC', amount: '0.00000002', id: randomBytes(8).toString('hex'), threshold: '' } })
+    assert.equal(rent.head.status, Status.OK, rent.head.message)
+    assert.deepEqual([rent.json().rentPaid, rent.json().rentAccrued], ['0.00000002 BTC', String(accrued)])
   })
 
   it('answers list with the signed terms as bytes terms || bytes renter-signature || bytes host-signature', async () => {
@@ -524,8 +557,8 @@ describe('storage host: what PROTOCOL.md 8d says, byte for byte', () => {
     const rent = await paid.call('rent', [c.id], { payment: { type: 'defer', currency: 'BTC', amount: '0.00000001', id: randomBytes(8).toString('hex'), threshold: '' } })
     assert.equal(rent.head.status, Status.OK, rent.head.message)
     assert.equal(rent.json().rentPaidPeriods, 1)
-    // 3000 bytes for a day at 1000 sat per TiB-month: a sliver of a satoshi, rounded up once
-    assert.deepEqual([rent.json().rentPaid, rent.json().rentAccrued], ['0.00000001 BTC', String(PRICES.storage * 3000n * BigInt(DAY))])
+    // 3000 bytes for a day at 1000 sat per TiB-month, and the put's remainder: a sliver of a satoshi, rounded up once
+    assert.deepEqual([rent.json().rentPaid, rent.json().rentAccrued], ['0.00000001 BTC', String(PRICES.storage * 3000n * BigInt(DAY) + transferRemainder(2, PRICES.upload, 3000))])
     const renew = async (old: Contract): Promise<Contract> => {
       const terms = paid.terms(pricedTerms)
       const next = new Contract(paid, terms, Buffer.from(contractIdOf(encodeTerms(terms))).toString('hex'))

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
-import { CONTRACT_VERSION, decodeTerms, encodeTerms, GIB, MONTH_MS, overMaxMoney, RENT_UNITS_PER_SAT, rentCharge, rentPerPeriodV1, TIB, transferCost, type ContractTerms, type RentState } from '../../../src/storage/protocol/contract.ts'
+import { CONTRACT_VERSION, decodeTerms, encodeTerms, GIB, MONTH_MS, overMaxMoney, RENT_UNITS_PER_SAT, rentCharge, rentPerPeriodV1, TIB, transferCost, transferRemainder, type ContractTerms, type RentState } from '../../../src/storage/protocol/contract.ts'
 
 /**
  * Contract terms' versions and the rent rule of PROTOCOL.md 8d ("Contract
@@ -12,6 +12,7 @@ import { CONTRACT_VERSION, decodeTerms, encodeTerms, GIB, MONTH_MS, overMaxMoney
 const fixture = JSON.parse(await readFile(new URL('../../fixtures/protocol-vectors.json', import.meta.url), 'utf8'))
 const DAY = 86_400_000
 const KIB = 1024
+const MIB = 1024 * KIB
 
 /** The vectors' terms: 2000 sat per TiB-month, one-day periods */
 const terms = decodeTerms(Uint8Array.from(Buffer.from(fixture.storage.terms, 'hex')))
@@ -39,12 +40,41 @@ describe('contract terms versions', () => {
     assert.throws(() => decodeTerms(encoded), /unsupported contract version 3/)
   })
 
-  it('price transfers per TiB in version 2 and per GiB in version 1, rounded up per call', () => {
-    assert.equal(transferCost(2, 1000n, TIB), 1000n)
-    assert.equal(transferCost(2, 1000n, 1), 1n)
-    assert.equal(transferCost(2, 1000n, 0), 0n)
+  it('price transfers per TiB in version 2, the whole satoshis with the call and the fraction in rent units', () => {
+    assert.deepEqual([transferCost(2, 1000n, TIB), transferRemainder(2, 1000n, TIB)], [1000n, 0n])
+    assert.deepEqual([transferCost(2, 1000n, 0), transferRemainder(2, 1000n, 0)], [0n, 0n])
+    // 1000 sat per TiB moves a GiB for 0.977 sat: 0 with the call, 1000/1024 sat accrued
+    assert.equal(transferCost(2, 1000n, GIB), 0n)
+    assert.equal(transferRemainder(2, 1000n, GIB), 1000n * BigInt(GIB) * BigInt(MONTH_MS))
+    assert.equal(transferRemainder(2, 1000n, GIB) * 1024n, 1000n * RENT_UNITS_PER_SAT)
+    // a byte over 3 TiB: 3000 sat, and 1000 bytes' worth (1000 / 2^40 sat) accrued
+    assert.deepEqual([transferCost(2, 1000n, 3 * TIB + 1), transferRemainder(2, 1000n, 3 * TIB + 1)], [3000n, 1000n * BigInt(MONTH_MS)])
+  })
+
+  it('make the price and the remainder of any transfer its exact cost, the remainder under a satoshi', () => {
+    for (const [price, bytes] of [[2444n, MIB], [2444n, 3 * TIB + 12345], [1n, 1], [999_999_999n, 7 * GIB + 3], [2n ** 40n, 5]] as const) {
+      const cost = transferCost(2, price, bytes)
+      const remainder = transferRemainder(2, price, bytes)
+      assert.equal(cost * RENT_UNITS_PER_SAT + remainder, price * BigInt(bytes) * BigInt(MONTH_MS), `${price} sat per TiB, ${bytes} bytes`)
+      assert.ok(remainder >= 0n && remainder < RENT_UNITS_PER_SAT)
+    }
+  })
+
+  it('price a 1 MiB shard at the market\'s 2444 sat per TiB at 0 sat, its 2444 / 2^20 sat accrued', () => {
+    assert.equal(transferCost(2, 2444n, MIB), 0n)
+    assert.equal(transferRemainder(2, 2444n, MIB), 2444n * BigInt(MIB) * BigInt(MONTH_MS))
+    // 100 GB read in 1 MiB shards: 95,367 calls of 0 sat each (rounded up per call they cost
+    // 95,367 sat), and 222.28 sat accrued over them, paid with rent as 223 at most
+    const calls = 95_367n
+    assert.equal((calls * transferRemainder(2, 2444n, MIB) + RENT_UNITS_PER_SAT - 1n) / RENT_UNITS_PER_SAT, 223n)
+  })
+
+  it('keep version 1 transfers rounded up per call, per GiB, with nothing left to accrue', () => {
     assert.equal(transferCost(1, 1000n, GIB), 1000n)
-    assert.equal(transferCost(2, 1000n, GIB), 1n, '1000 sat per TiB moves a GiB for 0.98 sat, rounded up')
+    assert.equal(transferCost(1, 1000n, 1), 1n)
+    assert.equal(transferCost(1, 2444n, MIB), 3n, '2444 sat per GiB moves a MiB for 2.39 sat, rounded up')
+    assert.equal(transferRemainder(1, 1000n, 1), 0n)
+    assert.equal(transferRemainder(1, 2444n, MIB), 0n)
   })
 })
 
@@ -58,6 +88,19 @@ describe('rent (PROTOCOL.md 8d, "Rent")', () => {
       state = { accrued, paid: state.paid + price }
     })
     assert.equal(state.paid, 2n)
+  })
+
+  it('follows the transfer vectors of section 11: the whole satoshis with the call, the remainder settled by the next rent', () => {
+    const v = fixture.storage
+    assert.deepEqual([transferCost(2, 1000n, 3 * TIB + 1), transferRemainder(2, 1000n, 3 * TIB + 1)].map(String), [v.uploadCostOf3TiBAnd1Byte, v.uploadRemainderOf3TiBAnd1Byte])
+    assert.deepEqual([transferCost(2, 2444n, MIB), transferRemainder(2, 2444n, MIB)].map(String), [v.getCostOf1MiBAt2444, v.getRemainderOf1MiBAt2444])
+    const get = [transferCost(2, terms.downloadPrice, MIB), transferRemainder(2, terms.downloadPrice, MIB)]
+    assert.deepEqual(get.map(String), [v.rentAfterGets.getCost, v.rentAfterGets.getRemainder])
+    // step 5's state, 1000 gets, one period at 1 GiB
+    const after5 = payAll(terms, [[0, 1], [10 * KIB, 1], [10 * KIB, 1], [10 * KIB, 1], [GIB, 1]]).state
+    const { accrued, price } = rentCharge(terms, { ...after5, accrued: after5.accrued + 1000n * get[1] }, GIB, 1)
+    assert.deepEqual({ accrued: String(accrued), price: String(price) }, { accrued: v.rentAfterGets.accrued, price: v.rentAfterGets.price })
+    assert.equal(rentCharge(terms, after5, GIB, 1).price, 0n, 'without the gets the period costs 0')
   })
 
   it('charges a 10 KiB contract 0 sat for each period its last satoshi still covers, then 1 when the exact sum passes it', () => {

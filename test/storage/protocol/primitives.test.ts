@@ -123,7 +123,7 @@ describe('storage migration', () => {
   const policy = { migrateAbovePrice: 3, minTrust: 0, trustDrop: 0.25 }
 
   it('moves off a host whose price rose over 3x the median, or whose trust fell to under a quarter of what it was', () => {
-    assert.match(migrationReason({}, { price: 3001n, median: 1000n }, policy) ?? '', /price rose to 0\.00003001 BTC per GiB-month, over 3x the market median of 0\.00001 BTC/)
+    assert.match(migrationReason({}, { price: 3001n, median: 1000n }, policy) ?? '', /price rose to 0\.00003001 BTC per TiB-month, over 3x the market median of 0\.00001 BTC/)
     assert.equal(migrationReason({}, { price: 3000n, median: 1000n }, policy), undefined)
     assert.match(migrationReason({ trustAtStart: 2 }, { trust: 0.4 }, policy) ?? '', /trust score fell to 0.40 from 2.00/)
     assert.equal(migrationReason({ trustAtStart: 2 }, { trust: 0.6 }, policy), undefined)
@@ -170,7 +170,7 @@ describe('storage test vectors (PROTOCOL.md section 11)', () => {
     const r = new Reader(bytes(v.proposal))
     assert.deepEqual(Buffer.from(r.bytes(1024, 'terms')), bytes(v.terms))
     assert.deepEqual(Buffer.from(r.bytes(128, 'signature')), bytes(v.renterTermsSignature))
-    // per TiB: 3 TiB and a byte at 1000 sat per TiB, rounded up (the rent steps: test/storage/protocol/contract.test.ts)
+    // per TiB: 3 TiB and a byte at 1000 sat per TiB, rounded down (its remainder, and the rent steps: test/storage/protocol/contract.test.ts)
     assert.equal(transferCost(2, 1000n, 3 * 1024 ** 4 + 1), BigInt(v.uploadCostOf3TiBAnd1Byte))
 
     const revision = decodeRevision(bytes(v.revision))

@@ -22,12 +22,14 @@ export interface RevisionAnswer {
  * refused before CONTINUE and sends no bytes. A shard the contract already
  * holds (a retry after a lost answer, or a copy this host found corrupt)
  * is checked like a first put and written again: the revision stays, and
- * the renter signs it as it is.
+ * the renter signs it as it is. Either way the shard moved, so once it is
+ * on disk a version 2 contract accrues the fraction of a satoshi the put's
+ * price left out (PROTOCOL.md 8d, "Rent"), saved with the contract.
  */
 export async function put (host: Pick<HostContext, 'signer' | 'book' | 'store'>, req: HostRequest): Promise<RevisionAnswer> {
   return host.book.locks.run(req.args[0] ?? '', async () => {
     // checked again under the lock: the contract may have changed since the pipeline's check
-    const { c, root, held, next } = checkCall(host.book, 'put', queryOf(req))
+    const { c, root, held, next, remainder } = checkCall(host.book, 'put', queryOf(req))
     try {
       await host.store.write(c.id, Buffer.from(root, 'hex'), req.body, req.signal)
     } catch (err: any) {
@@ -36,8 +38,12 @@ export async function put (host: Pick<HostContext, 'signer' | 'book' | 'store'>,
       }
       throw err
     }
+    host.book.accrue(c, remainder ?? 0n)
     if (held != null) {
       log('shard %s of contract %s written again', root, c.id)
+      if (remainder != null && remainder > 0n) {
+        await host.book.save(c)
+      }
       return { revision: c.revision, hostSignature: Buffer.from(decodeSigned(c.signedRevision!).hostSignature).toString('base64') }
     }
     const hostSignature = countersign(c, next!, host.signer)

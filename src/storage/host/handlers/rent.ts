@@ -21,7 +21,8 @@ export interface RentAnswer {
  * under the contract's lock and that is what the book records (accrued,
  * paid, periods), so its sums stay exact; a put or delete that landed
  * between the pipeline's check and the lock moved the price by at most
- * that shard's rent for these periods, most often 0 sat.
+ * that shard's rent for these periods, and a put or get by its transfer
+ * remainder (under a satoshi each), most often 0 sat.
  */
 export async function rent (host: Pick<HostContext, 'book'>, req: HostRequest): Promise<RentAnswer> {
   return host.book.locks.run(req.args[0] ?? '', async () => {
