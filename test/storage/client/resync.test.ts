@@ -46,6 +46,7 @@ async function network (dir: string, prices: { storage: bigint, upload: bigint, 
     const req = { caller: renter, args: request.args ?? [], signal: request.signal ?? new AbortController().signal, body: Object.assign(body.open(request.signal), { length: body.length }) }
     const price = engine.cost(request.method as StorageMethod, { caller: renter, args: req.args, bodyLength: body.length }) ?? 0n
     if (sats < price) {
+      paid.push({ method: `${request.method} refused`, sats })
       throw new PaymentTooLowError(`storage.${request.method} costs ${price} sat; the payment offers ${sats}`)
     }
     paid.push({ method: request.method, sats })
@@ -79,6 +80,8 @@ describe('storage client on real host engines: transfers\' fractions, and a cras
       assert.ok(paid.filter(p => p.method === 'get').every(p => p.sats === 0n), 'each get pays its whole satoshis (0) with the call')
       const day = 86_400_000
       assert.equal(await client.payRent(Date.now() + 1.5 * day), 4)
+      const refused = (): number => paid.filter(p => p.method === 'rent refused').length
+      assert.equal(refused(), 0, 'this node counted the gets as the hosts did: no rent payment refused')
       const rents = (): bigint[] => paid.filter(p => p.method === 'rent').map(p => p.sats)
       // 20 gets of 0.4 sat, on whichever host answered first: their 8 sat are paid with the rent
       assert.equal(rents().reduce((a, b) => a + b, 0n) >= 8n, true, `rent paid ${rents().join(', ')}`)
@@ -96,6 +99,7 @@ describe('storage client on real host engines: transfers\' fractions, and a cras
       // the next period: the host's price is over what this node computes, so it is refused; this node takes the host's sums and pays
       const before = rents().length
       assert.equal(await client.payRent(Date.now() + 2.5 * day), 2)
+      assert.ok(refused() >= 1, 'the host refused the payment that left the lost gets out')
       assert.ok(rents().slice(before).reduce((a, b) => a + b, 0n) >= 7n, `the lost gets are paid: ${rents().slice(before).join(', ')}`)
       for (const [id, c] of client.contractList()) {
         const host = hosts.find(h => h.peer === c.host)!
