@@ -119,10 +119,10 @@ and each segment is coded into N shards of which any K rebuild it. Each shard
 goes to a different host from the market, chosen by price and trust, under
 a contract both sides sign: one contract per host holds every file this node
 stores there. Uploads and downloads are paid per TiB as shards are sent (each
-host's put and get prices, rounded up to a whole satoshi per call); rent, per
-TiB-month of the bytes held, is paid per period (a day) by the running node,
-accrued exactly and paid in whole satoshis, so a small file costs its share
-and no more (at $1.50 per TB-month a 10 KiB file stored 4-of-8 accrues
+host's put and get prices: a call pays its whole satoshis, and its fraction
+of a satoshi goes with the next rent); rent, per TiB-month of the bytes
+held, is paid per period (a day) by the running node, accrued exactly and
+paid in whole satoshis, so a small file costs its share and no more (at $1.50 per TB-month a 10 KiB file stored 4-of-8 accrues
 under a ten-thousandth of a satoshi a month).
 
   store put <file>        store a file; prints its name and id
