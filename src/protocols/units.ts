@@ -108,6 +108,6 @@ export interface PricingUnit {
 export const Units = {
   CALL: { name: 'call', description: 'one call' },
   MIB: { name: 'MiB', description: 'one mebibyte (2^20 bytes) of request body, rounded up' },
-  TIB: { name: 'TiB', description: 'one tebibyte (2^40 bytes) moved, charged pro rata and rounded up to a whole satoshi per call' },
+  TIB: { name: 'TiB', description: 'one tebibyte (2^40 bytes) moved, charged pro rata: the whole satoshis with the call, the fraction of a satoshi with the next rent' },
   TIB_MONTH: { name: 'TiB-month', description: 'one tebibyte (2^40 bytes) held for 30 days, accrued exactly per rent period and paid in whole satoshis' }
 } as const satisfies Record<string, PricingUnit>
