@@ -168,9 +168,11 @@ describe('store from the command line, on a testnet of daemons', () => {
 
       const ls = await cli('store', 'ls')
       assert.match(ls.stdout, /^big\.bin\s+192 MiB\s+1-of-3\s+3\s+0\.\d+ BTC/m)
-      // what storage took from the wallet on chain, fees included, beside what its calls cost
-      assert.match(ls.stdout, /^on chain, storage has taken [0-9.]+ BTC from the wallet: [0-9.]+ BTC paid to hosts and [0-9.]+ BTC in fees; its calls cost 0\.\d+ BTC, /m)
+      // what storage took from the wallet on chain beside what its calls cost: at the testnet's market
+      // prices nothing has cost a whole satoshi yet (the transfers' fractions wait for the rent), so no line
+      assert.doesNotMatch(ls.stdout, /on chain, storage has taken/)
       const lsJson = JSON.parse((await cli('store', 'ls', '--json')).stdout)
+      assert.deepEqual([lsJson.costs.calls, lsJson.costs.onChain], ['0 BTC', '0 BTC'])
       assert.equal(lsJson.objects[0].name, 'big.bin')
       assert.deepEqual(Object.keys(lsJson.costs).sort(), ['calls', 'fees', 'onChain', 'paidOnChain', 'unpaid'])
       assert.ok(Object.values(lsJson.costs).every(v => /^[0-9.]+ BTC$/.test(v as string)))

@@ -1,6 +1,6 @@
 import { Key, type Datastore } from 'interface-datastore'
 import { CONTRACT_SHARDS, CONTRACTS } from '../constants.ts'
-import type { ContractRecord } from './records.ts'
+import type { ContractRecord } from './record-types.ts'
 
 const enc = (value: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(value))
 const dec = <T>(bytes: Uint8Array): T => JSON.parse(new TextDecoder().decode(bytes))
