@@ -109,8 +109,8 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
     await regtest.start()
     const payments = { network: 'regtest', chain: regtest.url, settleIntervalMs: 500, graceMs: 600_000 }
     // far over the daemon's (the testnet's 1833 sat per TiB-month): the market ranks the daemon first.
-    // Per TiB what 4000, 1000 and 2000 sat per GiB were: a shard's get costs whole satoshis, so an owed host refuses it
-    hostConfig = testConfig({ payments, services: { storage: { capacity: '1 GiB', prices: { rent: '4096000 sat', put: '1024000 sat', get: '2048000 sat' } } }, policies: { global: { 'max-tab': '0.001 BTC' } } })
+    // Downloads at 1 BTC per TiB (3 sat for a 32 KiB shard): a get costs whole satoshis, so an owed host refuses it
+    hostConfig = testConfig({ payments, services: { storage: { capacity: '1 GiB', prices: { rent: '4096000 sat', put: '1024000 sat', get: '1 BTC' } } }, policies: { global: { 'max-tab': '0.001 BTC' } } })
     for (let i = 0; i < HOSTS; i++) {
       hosts[i] = await startHost(i)
     }
