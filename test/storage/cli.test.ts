@@ -196,9 +196,9 @@ describe('store from the command line, on a testnet of daemons', () => {
 
       const rm = await cli('store', 'rm', 'big.bin')
       assert.equal(rm.code, 0, rm.stderr)
-      assert.match(rm.stdout, /^removed big\.bin: its 3 contracts are ended$/m)
-      // what the removed file's contracts were, and the ratings both sides signed
-      const infoLine = /^the ratings both sides signed: (.*)$/m.exec(rm.stdout)?.[1]
+      assert.match(rm.stdout, /^removed big\.bin: its shards are deleted from its 3 contracts, and a contract that held nothing else is ended$/m)
+      // what the removed file's contracts were, and the ratings both sides signed (it was the only file: they ended)
+      const infoLine = /^its contracts, and the ratings both sides signed when one ended: (.*)$/m.exec(rm.stdout)?.[1]
       assert.ok(infoLine != null, rm.stdout)
       const removed = await runShell(`${infoLine} --json`)
       assert.equal(removed.code, 0, removed.stderr)

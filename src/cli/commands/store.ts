@@ -146,7 +146,8 @@ under a ten-thousandth of a satoshi a month).
                           stuck when it is
   store info <name|id>    one file: contracts, hosts, prices, what it costs
                           (after rm too: its contracts and their ratings)
-  store rm <name|id>      end its contracts (the hosts delete the shards)
+  store rm <name|id>      delete its shards from the hosts (a contract that
+                          holds nothing else is ended)
 
 Prices are set by each host: see them with "${CLI} market prices --service storage".`,
   options: {
@@ -296,7 +297,7 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
       }
       printObject(out, info)
       // a contract holds the shards of every object on its host: THIS OBJECT is its part, and what its rent is on
-      out.write('\n' + table([['HOST', 'CONTRACT', 'SHARDS', 'HELD', 'THIS OBJECT', 'STORAGE', 'UPLOAD', 'DOWNLOAD', 'ITS RENT/MONTH', 'PAID THROUGH', 'ENDS', 'RATED (YOU/HOST)'],
+      out.write('\n' + table([['HOST', 'CONTRACT', 'SHARDS', 'HELD', 'THIS OBJECT', 'STORAGE', 'UPLOAD', 'DOWNLOAD', 'OBJECT RENT/MONTH', 'PAID THROUGH', 'ENDS', 'RATED (YOU/HOST)'],
         ...info.contracts.map((c: any) => [c.host, c.id.slice(0, 16), String(c.shards), formatSize(c.bytesHeld), `${formatSize(c.objectBytes)} (${String(c.objectShare)})`, c.storagePrice, c.uploadPrice, c.downloadPrice, c.objectRentPerMonth, c.rentPaidThrough, c.ended == null ? c.end : `ended ${c.ended}`, c.ratings == null ? '' : `${c.ratings.byYou}/${c.ratings.byHost ?? '-'}`])]))
       return
     }
@@ -308,8 +309,9 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
       if (json) {
         printJson(out, result)
       } else {
-        out.write(`removed ${result.removed.name}: its ${result.removed.contracts} contracts are ended${result.unreachable.length > 0 ? `; ${result.unreachable.length} hosts could not be told and keep the shards until their contracts end:\n  ${result.unreachable.join('\n  ')}` : ''}\n` +
-          `the ratings both sides signed: ${hintLine(values, ['store', 'info', result.removed.id])}\n`)
+        // one contract per host holds the other files too: only one that held nothing else is ended (and rated)
+        out.write(`removed ${result.removed.name}: its shards are deleted from its ${result.removed.contracts} contracts, and a contract that held nothing else is ended${result.unreachable.length > 0 ? `; ${result.unreachable.length} hosts could not be told now:\n  ${result.unreachable.join('\n  ')}` : ''}\n` +
+          `its contracts, and the ratings both sides signed when one ended: ${hintLine(values, ['store', 'info', result.removed.id])}\n`)
       }
       return
     }

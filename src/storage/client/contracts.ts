@@ -78,6 +78,8 @@ export class Contracts {
   private readonly reserved = new Map<string, number>()
   /** one search-or-form at a time per host: puts that start together share the contract the first one forms */
   private readonly hostLocks = new KeyedLock()
+  /** contracts being ended: no new put may lease them */
+  private readonly closing = new Set<string>()
 
   constructor (components: ContractsComponents, init: ContractsInit) {
     this.components = components
@@ -86,7 +88,17 @@ export class Contracts {
 
   /** Whether a put or a repair under way holds room in the contract (its shards there may not be named by any object yet) */
   inUse (id: string): boolean {
-    return (this.reserved.get(id) ?? 0) > 0 || this.locks.held(id)
+    if (this.locks.held(id) || this.closing.has(id)) {
+      return true
+    }
+    // a lease taken on a contract renewed since holds room in the one that took its place
+    const table = this.components.records.contracts
+    for (const [leased, bytes] of this.reserved) {
+      if (bytes > 0 && (leased === id || table.current(leased) === id)) {
+        return true
+      }
+    }
+    return false
   }
 
   /**
@@ -110,8 +122,11 @@ export class Contracts {
       if (c.host !== host.peer) {
         continue
       }
-      largest = Math.max(largest, c.maxBytes)
-      const usable = (c.version ?? 1) === CONTRACT_VERSION && c.ended == null && c.lost == null && c.migrating == null &&
+      if (c.ended == null) {
+        // the live ones: a renter that removed everything and stores again starts from the allowance
+        largest = Math.max(largest, c.maxBytes)
+      }
+      const usable = (c.version ?? 1) === CONTRACT_VERSION && c.ended == null && c.lost == null && c.migrating == null && !this.closing.has(id) &&
         !renewalDue(c, now, this.init.renewBeforeMs ?? DEFAULT_RENEW_BEFORE_MS) && c.end - now > this.init.rentPeriodMs &&
         (options.maxStoragePrice == null || BigInt(c.storagePrice) <= options.maxStoragePrice)
       if (usable && c.maxBytes - bytesHeld(c) - (this.reserved.get(id) ?? 0) >= bytes) {
@@ -196,6 +211,7 @@ export class Contracts {
       rentPeriodMs: terms.rentPeriodMs,
       rentPaidPeriods: 0,
       rentAccrued: '0',
+      rentCounted: '0',
       rentPaid: '0',
       revision: 0,
       trustAtStart: this.components.trust?.(host.peer),
@@ -218,7 +234,17 @@ export class Contracts {
    * the old one goes on under the new (putShard follows renewedAs).
    */
   async renew (oldId: string, old: ContractRecord, length: number, offer: HostOffer | undefined, signal: AbortSignal): Promise<{ id: string, record: ContractRecord }> {
-    return this.locks.run(oldId, async () => this.renewLocked(oldId, old, length, offer, signal), { signal })
+    return this.locks.run(oldId, async () => {
+      try {
+        return await this.renewLocked(oldId, old, length, offer, signal)
+      } catch (err) {
+        // the host is ahead of this node's record (a crash after its revision): the new revision 1 is over its shards
+        if (!(err instanceof InvalidSignatureError) || signal.aborted || !await this.resync(oldId, old, signal)) {
+          throw err
+        }
+        return this.renewLocked(oldId, old, length, offer, signal)
+      }
+    }, { signal })
   }
 
   private async renewLocked (oldId: string, old: ContractRecord, length: number, offer: HostOffer | undefined, signal: AbortSignal): Promise<{ id: string, record: ContractRecord }> {
@@ -263,6 +289,7 @@ export class Contracts {
       rentPeriodMs: old.rentPeriodMs,
       rentPaidPeriods: 0,
       rentAccrued: '0',
+      rentCounted: '0',
       rentPaid: '0',
       revision: 1,
       trustAtStart: Math.max(old.trustAtStart ?? 0, this.components.trust?.(old.host) ?? 0),
@@ -314,42 +341,80 @@ export class Contracts {
   private async payLocked (id: string, record: ContractRecord, signal: AbortSignal): Promise<void> {
     const state = { accrued: BigInt(record.rentAccrued ?? '0'), paid: BigInt(record.rentPaid ?? '0') }
     const { accrued, price } = rentCharge(this.termsOf(record), state, bytesHeld(record), 1)
+    const period = accrued - state.accrued
     const answer = await this.components.session.rent(record.host, id, 1, price, signal)
-    record.rentPaidPeriods++
-    record.rentAccrued = String(accrued)
+    // added, not set: gets under way meanwhile counted their fractions (they take no lock)
+    record.rentAccrued = String(BigInt(record.rentAccrued ?? '0') + period)
+    record.rentCounted = String(BigInt(record.rentCounted ?? record.rentAccrued) + period)
     record.rentPaid = String(state.paid + price)
     record.spent.rent = String(BigInt(record.spent.rent) + price)
-    // the host's sums are what the next rent starts from: when it counted
-    // less (a transfer it never served), or more by no more than a crash of
-    // this node could have lost
-    if (answer.rentAccrued != null && answer.rentPaid != null && BigInt(answer.rentAccrued) <= accrued + MAX_RENT_CATCH_UP * RENT_UNITS_PER_SAT) {
-      record.rentAccrued = answer.rentAccrued
-      record.rentPaid = String(parseAmount(answer.rentPaid))
+    // the host's count of the periods paid, when a crash lost this node's record of one
+    record.rentPaidPeriods = Math.max(record.rentPaidPeriods + 1, Number.isSafeInteger(answer.rentPaidPeriods) ? answer.rentPaidPeriods : 0)
+    // the host's sums are what the next rent starts from, when they pass hostSums
+    if (answer.rentAccrued != null && answer.rentPaid != null) {
+      this.takeHostSums(id, record, answer.rentAccrued, answer.rentPaid, state.paid, true)
     }
   }
 
-  /** The host's rent sums, when they are ahead of this node's by no more than MAX_RENT_CATCH_UP; resolves with whether they were taken */
+  /**
+   * Take a host's rent sums as this node's, when they are believable: its
+   * accrued sum at most MAX_RENT_CATCH_UP over this node's own count of
+   * everything it asked for (rentCounted: its rent and every transfer's
+   * fraction, never replaced by a host's figure, so a host cannot ratchet
+   * it up answer by answer); its paid sum at most what this node paid, at
+   * least what it said before (`paidFloor`: a host that said it was paid
+   * nothing would be paid everything again) and, right after a rent,
+   * covering its accrued sum as the rent rule leaves it. Resolves with
+   * whether they were taken.
+   */
+  private takeHostSums (id: string, record: ContractRecord, accruedText: string, paidText: string, paidFloor: bigint, afterRent: boolean): boolean {
+    let hostAccrued: bigint
+    let hostPaid: bigint
+    try {
+      hostAccrued = BigInt(accruedText)
+      hostPaid = parseAmount(paidText)
+    } catch {
+      return false
+    }
+    const counted = BigInt(record.rentCounted ?? record.rentAccrued ?? '0')
+    const believable = hostAccrued <= counted + MAX_RENT_CATCH_UP * RENT_UNITS_PER_SAT &&
+      hostPaid <= BigInt(record.spent.rent) && hostPaid >= paidFloor &&
+      // right after a rent the rule leaves the paid sum covering the accrued one
+      (!afterRent || hostPaid * RENT_UNITS_PER_SAT >= hostAccrued)
+    if (!believable) {
+      log.error('contract %s: host %s counts %s rent units and %s paid; this node counted %s units and paid %s sat: not taken', id, record.host, hostAccrued, paidText, counted, record.spent.rent)
+      return false
+    }
+    record.rentAccrued = String(hostAccrued)
+    record.rentPaid = String(hostPaid)
+    return true
+  }
+
+  /**
+   * After a payment the host refused as too low: this node's record is
+   * behind the host's (a crash lost its count of some transfers, or of a
+   * revision). The host's signed revision is taken when it is ahead
+   * (resync: rent is on the bytes it holds), then its rent sums if they
+   * are believable (takeHostSums). Resolves with whether anything changed.
+   */
   private async catchUpRent (id: string, record: ContractRecord, signal: AbortSignal): Promise<boolean> {
+    const revised = await this.resync(id, record, signal).catch(() => false)
     const answer = await this.components.session.list(record.host, id, signal) as { rentAccrued?: string, rentPaid?: string }
     if (answer.rentAccrued == null || answer.rentPaid == null || !/^[0-9]+$/.test(answer.rentAccrued)) {
-      return false
+      return revised
     }
-    const mine = BigInt(record.rentAccrued ?? '0')
-    const theirs = BigInt(answer.rentAccrued)
-    if (theirs - mine > MAX_RENT_CATCH_UP * RENT_UNITS_PER_SAT) {
-      log.error('contract %s: host %s counts %s rent units, more than %d sat over this node\'s %s; not paid', id, record.host, theirs, MAX_RENT_CATCH_UP, mine)
-      return false
+    const taken = this.takeHostSums(id, record, answer.rentAccrued, answer.rentPaid, BigInt(record.rentPaid ?? '0'), false)
+    if (taken) {
+      log('contract %s: took host %s\'s rent sums (%s units, %s paid)', id, record.host, answer.rentAccrued, answer.rentPaid)
     }
-    log('contract %s: taking host %s\'s rent sums (%s units, %s paid) over this node\'s (%s)', id, record.host, theirs, answer.rentPaid, mine)
-    record.rentAccrued = answer.rentAccrued
-    record.rentPaid = String(parseAmount(answer.rentPaid))
-    return true
+    return revised || taken
   }
 
   /** A transfer's fraction of a satoshi past what its call pays, counted when it is asked for (the host's count is never more) */
   private accrue (c: ContractRecord, price: string, bytes: number): void {
     const remainder = transferRemainder(c.version ?? 1, BigInt(price), bytes)
     if (remainder > 0n) {
+      c.rentCounted = String(BigInt(c.rentCounted ?? c.rentAccrued ?? '0') + remainder)
       c.rentAccrued = String(BigInt(c.rentAccrued ?? '0') + remainder)
     }
   }
@@ -519,7 +584,13 @@ export class Contracts {
    * then only once the host answered, so the caller can try again.
    */
   async end (id: string, c: ContractRecord, signal: AbortSignal, options: { untilTold?: boolean } = {}): Promise<void> {
-    await this.locks.run(id, async () => { await this.endLocked(id, c, signal, options) }, { signal })
+    // from the call on (before any wait), no put leases it
+    this.closing.add(id)
+    try {
+      await this.locks.run(id, async () => { await this.endLocked(id, c, signal, options) }, { signal })
+    } finally {
+      this.closing.delete(id)
+    }
   }
 
   private async endLocked (id: string, c: ContractRecord, signal: AbortSignal, options: { untilTold?: boolean }): Promise<void> {

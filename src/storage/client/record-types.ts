@@ -34,6 +34,12 @@ export interface ContractRecord {
   /** version 2: the exact rent charged so far, in RENT_UNITS_PER_SAT (decimal), and the whole satoshis paid for it */
   rentAccrued?: string
   rentPaid?: string
+  /**
+   * this node's own count of the same sum (its rent and every transfer's
+   * fraction, counted when asked), never replaced by a host's figure: the
+   * bound a host's sums are taken within
+   */
+  rentCounted?: string
   revision: number
   /** encodeSigned(revision, renter signature, host signature), base64 */
   signedRevision?: string

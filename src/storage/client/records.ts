@@ -104,7 +104,13 @@ export class Records {
         }
       }
     })()
-    await this.migrating
+    try {
+      await this.migrating
+    } catch (err) {
+      // tried again by the next call, not failed for good
+      this.migrating = undefined
+      throw err
+    }
   }
 
   /** An object as read from the datastore, its contracts the table's shared records */
@@ -122,6 +128,21 @@ export class Records {
       const c = this.contracts.get(id)
       if (c != null) {
         contracts[id] = c
+      }
+    }
+    // a contract renewed since this record was written (a crash between the
+    // renewal and the save of every object under it): its shards are under
+    // the one that took its place
+    for (const segment of object.segments ?? []) {
+      for (const shard of segment.shards) {
+        const current = this.contracts.current(shard.contract)
+        if (current !== shard.contract) {
+          shard.contract = current
+        }
+        const c = this.contracts.get(current)
+        if (c != null && contracts[current] == null) {
+          contracts[current] = c
+        }
       }
     }
     return { ...object, contracts }

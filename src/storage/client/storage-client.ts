@@ -224,7 +224,13 @@ export class StorageClient {
     this.repairer.stopRepair(found.id, new Error(`"${found.name}" is being removed`))
     return this.upkept(signal, async upkeep => {
       const object = await this.records.find(nameOrId)
-      const others = (await this.records.list()).filter(o => o.id !== object.id)
+      // read again while a put committed meanwhile (outside this lock): its shards are named now
+      let others: StoredObject[]
+      let seen: number
+      do {
+        seen = this.records.commits
+        others = (await this.records.list()).filter(o => o.id !== object.id)
+      } while (seen !== this.records.commits)
       const unreachable: Array<[string, ContractRecord, string] | [string, undefined, string]> = []
       await Promise.all(Object.entries(object.contracts).map(async ([id, c]) => {
         if (c.ended != null) {

@@ -46,6 +46,8 @@ export interface FakeHost {
   capacity?: number
   /** the max-bytes of every contract it signed, in order */
   signed: number[]
+  /** what `rent` answers (default {}: a host that says nothing of its sums) */
+  rentAnswer?: () => unknown
 }
 
 /** `ms` of waiting, or for ever, cut short by `signal` */
@@ -130,7 +132,7 @@ export class FakeHosts {
         return answer({ contract: hex(id), revision: 1, hostSignature: b64(signTerms(terms, host.signer)), revisionSignature: b64(signRevision(revision, host.signer)) })
       }
       case 'rent':
-        return answer({})
+        return answer(host.rentAnswer?.() ?? {})
       case 'put': {
         const c = host.contracts.get(args[0])
         if (c == null) {

@@ -1,3 +1,6 @@
+import { randomBytes } from 'node:crypto'
+import { buffer } from 'node:stream/consumers'
+import { Key } from 'interface-datastore'
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { MemoryDatastore } from 'datastore-core'
@@ -88,5 +91,41 @@ describe('storage upkeep: renewals', () => {
     assert.equal((await client.find('f')).contracts['aa'.repeat(32)].ended, undefined)
     fake.hosts[0].failing.clear()
     assert.equal(await client.renewAll(now), 1)
+  })
+
+  it('keeps the shards of a put under way when its contract is renewed meanwhile, and follows a renewal the records missed', async () => {
+    const fake = await FakeHosts.create(1)
+    const datastore = new MemoryDatastore()
+    const client = await clientOf(fake, datastore, {}, { segmentSize: 4096 })
+    const bytes = randomBytes(6 * 4096)
+    // the file comes a segment every 100 ms: the renewal and the check come in between, while no shard is being put
+    const slowly = async function * (): AsyncGenerator<Uint8Array> {
+      for (let i = 0; i < 6; i++) {
+        await new Promise(resolve => setTimeout(resolve, 100))
+        yield bytes.subarray(i * 4096, (i + 1) * 4096)
+      }
+    }
+    const putting = client.put({ stream: slowly(), size: bytes.byteLength }, { name: 'slow', k: 1, n: 1 })
+    while (fake.calls('put').length < 2) {
+      await new Promise(resolve => setTimeout(resolve, 10))
+    }
+    assert.equal(await client.renewAll(Date.now() + 25 * DAY), 1, 'renewed while the put runs')
+    assert.deepEqual(await client.collectGarbage(), { deleted: 0, ended: 0 }, 'nothing of the put under way is taken for garbage')
+    const object = await putting
+    assert.equal(fake.calls('delete').length, 0)
+    assert.ok((await buffer((await client.getStream('slow')).stream)).equals(bytes))
+    const [renewedId] = Object.keys(object.contracts).filter(id => object.contracts[id].ended == null)
+    assert.ok(object.segments.every(s => s.shards[0].contract === renewedId), 'every shard under the contract that took the old one\'s place')
+
+    // a crash between the renewal and the save of the objects under it: the record still names the old contract
+    const [oldId] = client.contractList().find(([, c]) => c.renewedAs === renewedId)!
+    const raw = JSON.parse(new TextDecoder().decode(await datastore.get(new Key(`/storage/objects/${object.id}`))))
+    raw.segments.forEach((s: any) => { s.shards[0].contract = oldId })
+    raw.contractIds = [oldId]
+    await datastore.put(new Key(`/storage/objects/${object.id}`), new TextEncoder().encode(JSON.stringify(raw)))
+    const seen = await client.find('slow')
+    assert.ok(seen.segments.every(s => s.shards[0].contract === renewedId), 'read as under the new contract')
+    assert.deepEqual(await client.collectGarbage(), { deleted: 0, ended: 0 }, 'the new contract is not ended')
+    assert.ok((await buffer((await client.getStream('slow')).stream)).equals(bytes))
   })
 })

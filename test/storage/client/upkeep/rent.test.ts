@@ -76,4 +76,29 @@ describe('storage upkeep: rent', () => {
     fake.hosts[0].failing.clear()
     assert.equal(await client.payRent(start + 3 * DAY), 3, 'paid at the next check')
   })
+
+  it('takes a host\'s rent sums only when they are believable: never a paid sum of nothing, nor an accrued one far over its own count', async () => {
+    const fake = await FakeHosts.create(1)
+    const [a] = fake.hosts.map(h => h.peer)
+    const datastore = new MemoryDatastore()
+    const start = Date.now()
+    const units = 1833n * 1024n ** 3n * BigInt(DAY)
+    await storeObject(datastore, { ca: contractRecord(a, { start, version: 2, maxBytes: 2 * 1024 ** 3, storagePrice: '1833', rentAccrued: '0', rentCounted: '0', rentPaid: '0', shards: [['00'.repeat(32), 1024 ** 3]] }) })
+    const client = await clientOf(fake, datastore)
+    // a host that says it was paid nothing: taken, this node would pay everything again
+    fake.hosts[0].rentAnswer = () => ({ rentPaidPeriods: 2, rentAccrued: String(units), rentPaid: '0 BTC' })
+    assert.equal(await client.payRent(start + DAY), 1)
+    let c = (await client.find('f')).contracts.ca
+    assert.deepEqual([c.rentAccrued, c.rentPaid], [String(units), '1'])
+    // one that counts 2,000 sat more than this node asked for: not taken
+    fake.hosts[0].rentAnswer = () => ({ rentPaidPeriods: 3, rentAccrued: String(2n * units + 2000n * 1024n ** 4n * 2_592_000_000n), rentPaid: '0.00002001 BTC' })
+    assert.equal(await client.payRent(start + 2 * DAY), 1)
+    c = (await client.find('f')).contracts.ca
+    assert.deepEqual([c.rentAccrued, c.rentPaid], [String(2n * units), '1'])
+    // one that counted less (a transfer it never served) and was paid what this node paid: taken
+    fake.hosts[0].rentAnswer = () => ({ rentPaidPeriods: 4, rentAccrued: String(3n * units - 5n), rentPaid: '0.00000001 BTC' })
+    assert.equal(await client.payRent(start + 3 * DAY), 1)
+    c = (await client.find('f')).contracts.ca
+    assert.deepEqual([c.rentAccrued, c.rentPaid, c.rentCounted], [String(3n * units - 5n), '1', String(3n * units)])
+  })
 })
