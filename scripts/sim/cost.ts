@@ -381,11 +381,10 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
           return route(peer, request)
         }
         const kind = request.method === 'rent' ? 'rent' : request.method === 'put' ? 'put' : 'get'
-        const all = sats
-        paid[kind] += all
-        paidTo.set(peer, (paidTo.get(peer) ?? 0n) + all)
+        paid[kind] += sats
+        paidTo.set(peer, (paidTo.get(peer) ?? 0n) + sats)
         promised = true
-        return (await agent.call(peerIdFromString(peer), request, { pay: { kind: 'defer', sats: all }, maxPrice: all })).response
+        return (await agent.call(peerIdFromString(peer), request, { pay: { kind: 'defer', sats }, maxPrice: sats })).response
       }
     })
 

@@ -21,6 +21,8 @@ export const UPLOADS = '/storage/uploads'
 export const CONTRACTS = '/storage/contracts'
 /** each contract's shard list, written only when its revision moves (it is the large part of a contract) */
 export const CONTRACT_SHARDS = '/storage/contract-shards'
+/** set once the records written before contracts were shared are moved into the contract table */
+export const CONTRACTS_SHARED = '/storage/migrations/contracts-shared'
 /** the ratings exchanged when each contract ended, kept after its object is gone */
 export const RATINGS = '/storage/ratings'
 /** plaintext files a get is writing (they are renamed into place when whole): swept after a crash */

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { InsufficientStorageError, InvalidSignatureError, NotFoundError, PaymentTooLowError } from '../../protocols/rpc/errors.ts'
-import { parseAmount } from '../../protocols/units.ts'
+import { formatAmount, parseAmount } from '../../protocols/units.ts'
 import { KeyedLock } from '../../utils/keyed-lock.ts'
-import { CONTRACT_VERSION, contractIdOf, decodeRevision, decodeSigned, encodeRevision, encodeSigned, encodeTerms, nextRevision, RENT_UNITS_PER_SAT, rentCharge, signRevision, signTerms, transferCost, transferRemainder, verifyRevision, verifyTerms, type ContractTerms } from '../protocol/contract.ts'
+import { CONTRACT_VERSION, contractIdOf, decodeRevision, decodeSigned, encodeRevision, encodeSigned, encodeTerms, nextRevision, RENT_UNITS_PER_SAT, rentCharge, signRevision, signTerms, transferCost, transferRemainder, verifyRevision, verifyTerms, type ContractTerms, type Revision } from '../protocol/contract.ts'
 import { openRating, signRating } from '../protocol/rating.ts'
 import { CONTRACT_GROWTH, DEFAULT_CONTRACT_ALLOWANCE, DEFAULT_RENEW_BEFORE_MS, END_CALL_MS, MAX_CONTRACT_ALLOWANCE, TRANSFER_BASE_MS } from '../constants.ts'
 import { IntegrityError } from '../errors.ts'
@@ -19,13 +19,6 @@ export function hex (bytes: Uint8Array): string {
 }
 
 /**
- * The most a shard transfer may take: 10 s plus its size at minThroughput
- * (26 s for a 1 MiB shard at 64 KiB/s). A host slower than that, or one
- * that stopped answering (a frozen process keeps its connection open),
- * is given up on rather than waited for.
- */
-
-/**
  * The most satoshis of rent a host may count over this node's own sum
  * before this node takes its figures: the fractions of transfers whose
  * count a crash lost (each under a satoshi). A host claiming more is not
@@ -33,6 +26,39 @@ export function hex (bytes: Uint8Array): string {
  */
 const MAX_RENT_CATCH_UP = 1000n
 
+/** The revision after `previous` of a contract holding `shards` ([root hex, bytes]) */
+function revisionOver (contract: string, previous: number, shards: Array<[string, number]>): Revision {
+  return nextRevision(Buffer.from(contract, 'hex'), previous, shards.map(([root, length]) => ({ root: Buffer.from(root, 'hex'), length })))
+}
+
+/** This node's record of a contract both sides just signed: its terms, nothing paid or spent yet */
+function recordOf (terms: ContractTerms, signed: Uint8Array, state: Pick<ContractRecord, 'revision' | 'shards' | 'trustAtStart' | 'signedRevision' | 'audit'>): ContractRecord {
+  return {
+    version: CONTRACT_VERSION,
+    host: terms.host,
+    signed: Buffer.from(signed).toString('base64'),
+    start: terms.start,
+    end: terms.end,
+    maxBytes: terms.maxBytes,
+    storagePrice: String(terms.storagePrice),
+    uploadPrice: String(terms.uploadPrice),
+    downloadPrice: String(terms.downloadPrice),
+    rentPeriodMs: terms.rentPeriodMs,
+    rentPaidPeriods: 0,
+    rentAccrued: '0',
+    rentCounted: '0',
+    rentPaid: '0',
+    spent: { upload: '0', download: '0', rent: '0' },
+    ...state
+  }
+}
+
+/**
+ * The most a shard transfer may take: 10 s plus its size at minThroughput
+ * (26 s for a 1 MiB shard at 64 KiB/s). A host slower than that, or one
+ * that stopped answering (a frozen process keeps its connection open),
+ * is given up on rather than waited for.
+ */
 export function transferTimeoutMs (bytes: number, minThroughput: number): number {
   return TRANSFER_BASE_MS + Math.ceil(bytes / minThroughput) * 1000
 }
@@ -198,26 +224,7 @@ export class Contracts {
       throw new IntegrityError(`host ${host.peer} answered contract ${answer.contract}, not ${id}`)
     }
     verifyTerms(encoded, host.peer, answer.hostSignature)
-    const record: ContractRecord = {
-      version: CONTRACT_VERSION,
-      host: host.peer,
-      signed: Buffer.from(encodeSigned(encoded, renterSignature, answer.hostSignature)).toString('base64'),
-      start: terms.start,
-      end: terms.end,
-      maxBytes,
-      storagePrice: String(host.storage),
-      uploadPrice: String(host.upload),
-      downloadPrice: String(host.download),
-      rentPeriodMs: terms.rentPeriodMs,
-      rentPaidPeriods: 0,
-      rentAccrued: '0',
-      rentCounted: '0',
-      rentPaid: '0',
-      revision: 0,
-      trustAtStart: this.components.trust?.(host.peer),
-      shards: [],
-      spent: { upload: '0', download: '0', rent: '0' }
-    }
+    const record = recordOf(terms, encodeSigned(encoded, renterSignature, answer.hostSignature), { revision: 0, trustAtStart: this.components.trust?.(host.peer), shards: [] })
     const table = this.components.records.contracts
     table.adopt(id, record)
     await table.save(id)
@@ -268,7 +275,7 @@ export class Contracts {
     const encoded = encodeTerms(terms)
     const id = hex(contractIdOf(encoded))
     const renterSignature = signTerms(encoded, signer)
-    const revision = encodeRevision(nextRevision(Buffer.from(id, 'hex'), 0, old.shards.map(([root, length]) => ({ root: Buffer.from(root, 'hex'), length }))))
+    const revision = encodeRevision(revisionOver(id, 0, old.shards))
     const revisionSignature = signRevision(revision, signer)
     const answer = await session.renew(old.host, oldId, encoded, renterSignature, revisionSignature, signal)
     if (answer.contract !== id || answer.revision !== 1) {
@@ -276,28 +283,13 @@ export class Contracts {
     }
     verifyTerms(encoded, old.host, answer.hostSignature)
     verifyRevision(revision, old.host, answer.revisionSignature)
-    const record: ContractRecord = {
-      version: CONTRACT_VERSION,
-      host: old.host,
-      signed: Buffer.from(encodeSigned(encoded, renterSignature, answer.hostSignature)).toString('base64'),
-      start,
-      end: terms.end,
-      maxBytes: terms.maxBytes,
-      storagePrice: String(prices.storage),
-      uploadPrice: String(prices.upload),
-      downloadPrice: String(prices.download),
-      rentPeriodMs: old.rentPeriodMs,
-      rentPaidPeriods: 0,
-      rentAccrued: '0',
-      rentCounted: '0',
-      rentPaid: '0',
+    const record = recordOf(terms, encodeSigned(encoded, renterSignature, answer.hostSignature), {
       revision: 1,
       trustAtStart: Math.max(old.trustAtStart ?? 0, this.components.trust?.(old.host) ?? 0),
       signedRevision: Buffer.from(encodeSigned(revision, revisionSignature, answer.revisionSignature)).toString('base64'),
       shards: [...old.shards],
-      spent: { upload: '0', download: '0', rent: '0' },
       audit: old.audit
-    }
+    })
     const table = this.components.records.contracts
     table.adopt(id, record)
     old.ended = Date.now()
@@ -321,7 +313,7 @@ export class Contracts {
    * is under the host's only when a crash lost its count of some: it takes
    * the host's sums from the answer when they are at most MAX_RENT_CATCH_UP
    * over its own. When the host refuses the payment as too low (this node's
-   * record is behind), the host's sums are taken within that bound and the
+   * record is behind), its revision and sums are taken (resync) and the
    * period paid again.
    */
   async payPeriod (id: string, record: ContractRecord, signal: AbortSignal): Promise<void> {
@@ -329,7 +321,8 @@ export class Contracts {
       try {
         await this.payLocked(id, record, signal)
       } catch (err) {
-        if (!(err instanceof PaymentTooLowError) || signal.aborted || !await this.catchUpRent(id, record, signal)) {
+        // this node's record is behind the host's: a crash lost its count of some transfers, or of a revision
+        if (!(err instanceof PaymentTooLowError) || signal.aborted || !await this.resync(id, record, signal)) {
           throw err
         }
         await this.payLocked(id, record, signal)
@@ -388,26 +381,6 @@ export class Contracts {
     record.rentAccrued = String(hostAccrued)
     record.rentPaid = String(hostPaid)
     return true
-  }
-
-  /**
-   * After a payment the host refused as too low: this node's record is
-   * behind the host's (a crash lost its count of some transfers, or of a
-   * revision). The host's signed revision is taken when it is ahead
-   * (resync: rent is on the bytes it holds), then its rent sums if they
-   * are believable (takeHostSums). Resolves with whether anything changed.
-   */
-  private async catchUpRent (id: string, record: ContractRecord, signal: AbortSignal): Promise<boolean> {
-    const revised = await this.resync(id, record, signal).catch(() => false)
-    const answer = await this.components.session.list(record.host, id, signal) as { rentAccrued?: string, rentPaid?: string }
-    if (answer.rentAccrued == null || answer.rentPaid == null || !/^[0-9]+$/.test(answer.rentAccrued)) {
-      return revised
-    }
-    const taken = this.takeHostSums(id, record, answer.rentAccrued, answer.rentPaid, BigInt(record.rentPaid ?? '0'), false)
-    if (taken) {
-      log('contract %s: took host %s\'s rent sums (%s units, %s paid)', id, record.host, answer.rentAccrued, answer.rentPaid)
-    }
-    return revised || taken
   }
 
   /** A transfer's fraction of a satoshi past what its call pays, counted when it is asked for (the host's count is never more) */
@@ -475,7 +448,7 @@ export class Contracts {
       return
     }
     const shards: Array<[string, number]> = [...c.shards, [key, shard.byteLength]]
-    const rev = nextRevision(Buffer.from(contract, 'hex'), c.revision, shards.map(([r, length]) => ({ root: Buffer.from(r, 'hex'), length })))
+    const rev = revisionOver(contract, c.revision, shards)
     const encoded = encodeRevision(rev)
     const renterSignature = signRevision(encoded, this.components.signer)
     const sats = transferCost(c.version ?? 1, BigInt(c.uploadPrice), shard.byteLength)
@@ -506,7 +479,7 @@ export class Contracts {
             continue
           }
           const shards = c.shards.filter(([r]) => r !== root)
-          const rev = nextRevision(Buffer.from(contract, 'hex'), c.revision, shards.map(([r, length]) => ({ root: Buffer.from(r, 'hex'), length })))
+          const rev = revisionOver(contract, c.revision, shards)
           const encoded = encodeRevision(rev)
           const renterSignature = signRevision(encoded, this.components.signer)
           let answer
@@ -536,8 +509,9 @@ export class Contracts {
    * Take the host's latest revision when it is ahead of this node's
    * record: it must be signed by this node and by the host and match the
    * shard list the host answers (so nothing this node did not sign is
-   * taken). The caller holds the contract's lock. Resolves with whether
-   * the record changed.
+   * taken); and its periods paid when more, and its rent sums when they
+   * differ and are believable (takeHostSums). The caller holds the
+   * contract's lock. Resolves with whether the record changed.
    */
   async resync (id: string, c: ContractRecord, signal: AbortSignal): Promise<boolean> {
     const answer = await this.components.session.list(c.host, id, signal)
@@ -549,7 +523,7 @@ export class Contracts {
       verifyRevision(message, c.host, hostSignature)
       const rev = decodeRevision(message)
       const shards: Array<[string, number]> = answer.shards.map(s => [s.root, s.bytes])
-      const expected = encodeRevision(nextRevision(Buffer.from(id, 'hex'), rev.number - 1, shards.map(([r, length]) => ({ root: Buffer.from(r, 'hex'), length }))))
+      const expected = encodeRevision(revisionOver(id, rev.number - 1, shards))
       if (hex(rev.contractId) !== id || rev.number !== answer.revision || !Buffer.from(expected).equals(Buffer.from(message))) {
         throw new IntegrityError(`host ${c.host} answered a revision of contract ${id} that does not match the shards it lists`)
       }
@@ -562,11 +536,11 @@ export class Contracts {
     if (answer.rentPaidPeriods > c.rentPaidPeriods) {
       // rent whose answer was lost: paid, as the host says
       c.rentPaidPeriods = answer.rentPaidPeriods
-      const accrued = (answer as { rentAccrued?: string }).rentAccrued
-      if (accrued != null && /^[0-9]+$/.test(accrued)) {
-        c.rentAccrued = accrued
-      }
       changed = true
+    }
+    // its rent sums, if they are believable (a crash lost this node's count of some transfers)
+    if (answer.rentAccrued != null && answer.rentPaid != null && (answer.rentAccrued !== c.rentAccrued || answer.rentPaid !== formatAmount(BigInt(c.rentPaid ?? '0')))) {
+      changed = this.takeHostSums(id, c, answer.rentAccrued, answer.rentPaid, BigInt(c.rentPaid ?? '0'), false) || changed
     }
     if (changed) {
       await this.components.records.contracts.save(id)

@@ -77,13 +77,6 @@ export function objectBytesByContract (object: StoredObject): Map<string, number
   return out
 }
 
-/** An object's share of a contract: its bytes there over all the bytes held (0 when the contract holds nothing) */
-export function shareOf (object: StoredObject, contract: string, mine = objectBytesByContract(object).get(contract) ?? 0): number {
-  const c = object.contracts[contract]
-  const all = c == null ? 0 : bytesHeld(c)
-  return all === 0 ? 0 : Math.min(1, mine / all)
-}
-
 /**
  * What an object costs per month in rent, in satoshis (exact, not
  * rounded): under a version 2 contract the rent on its own bytes there;

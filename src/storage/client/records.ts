@@ -1,8 +1,8 @@
 import { Key, type Datastore } from 'interface-datastore'
 import { KeyedLock } from '../../utils/keyed-lock.ts'
 import { ContractTable } from './contract-table.ts'
-import type { ContractRecord, PendingDownload, PendingUpload, StoredObject } from './record-types.ts'
-import { DOWNLOADS, NAMES, OBJECTS, RATINGS, REMOVALS_INDEXED, REMOVED, REMOVED_NAMES, REMOVED_ORDER, UPLOADS } from '../constants.ts'
+import type { ContractRecord, PendingDownload, PendingUpload, SegmentRecord, StoredObject } from './record-types.ts'
+import { CONTRACTS_SHARED, DOWNLOADS, NAMES, OBJECTS, RATINGS, REMOVALS_INDEXED, REMOVED, REMOVED_NAMES, REMOVED_ORDER, UPLOADS } from '../constants.ts'
 import { ObjectBeingStoredError, ObjectExistsError, ObjectNotFoundError } from '../errors.ts'
 
 /**
@@ -87,6 +87,10 @@ export class Records {
   async ready (): Promise<void> {
     this.migrating ??= (async () => {
       await this.contracts.ready()
+      const done = new Key(CONTRACTS_SHARED)
+      if (await this.datastore.has(done)) {
+        return
+      }
       for await (const { value } of this.datastore.query({ prefix: OBJECTS })) {
         const raw = dec<StoredObject & { contractIds?: string[] }>(value)
         if (raw.contractIds == null) {
@@ -103,6 +107,7 @@ export class Records {
           await this.savePending({ id: raw.id, name: raw.name, contracts: Object.keys(raw.contracts) })
         }
       }
+      await this.datastore.put(done, enc(Date.now()))
     })()
     try {
       await this.migrating
@@ -133,19 +138,51 @@ export class Records {
     // a contract renewed since this record was written (a crash between the
     // renewal and the save of every object under it): its shards are under
     // the one that took its place
-    for (const segment of object.segments ?? []) {
+    return { ...object, contracts: { ...contracts, ...this.contractsUnder(object.segments ?? []) } }
+  }
+
+  /**
+   * The contracts `segments`' shards are under, each shard pointed at the
+   * contract that holds it now (one renewed has handed its shards on)
+   */
+  contractsUnder (segments: SegmentRecord[]): Record<string, ContractRecord> {
+    const out: Record<string, ContractRecord> = {}
+    for (const segment of segments) {
       for (const shard of segment.shards) {
-        const current = this.contracts.current(shard.contract)
-        if (current !== shard.contract) {
-          shard.contract = current
-        }
-        const c = this.contracts.get(current)
-        if (c != null && contracts[current] == null) {
-          contracts[current] = c
+        shard.contract = this.contracts.current(shard.contract)
+        const c = this.contracts.get(shard.contract)
+        if (c != null) {
+          out[shard.contract] = c
         }
       }
     }
-    return { ...object, contracts }
+    return out
+  }
+
+  /**
+   * Every shard root each contract holds for a stored object (but
+   * `except`), read again while a put commits meanwhile (puts commit
+   * outside the records lock): what a removal and collectGarbage may not
+   * take for shards nobody names
+   */
+  async named (except?: string): Promise<Map<string, Set<string>>> {
+    for (;;) {
+      const seen = this.commits
+      const named = new Map<string, Set<string>>()
+      for (const object of await this.list()) {
+        if (object.id === except) {
+          continue
+        }
+        for (const segment of object.segments) {
+          for (const shard of segment.shards) {
+            named.set(shard.contract, (named.get(shard.contract) ?? new Set()).add(shard.root))
+          }
+        }
+      }
+      if (seen === this.commits) {
+        return named
+      }
+    }
   }
 
   /** An object as the datastore keeps it: its contracts by id */

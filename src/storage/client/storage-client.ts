@@ -3,7 +3,7 @@ import { DEFAULT_AUDIT_GRACE_MS, DEFAULT_AUDIT_INTERVAL_MS, DEFAULT_DURATION_MS,
 import { StorageStoppedError } from '../errors.ts'
 import { Contracts } from './contracts.ts'
 import { Downloader, type ObjectStream } from './download.ts'
-import { defaultRepairAfterLost, referenced } from './health.ts'
+import { defaultRepairAfterLost } from './health.ts'
 import { SegmentSlots } from './memory.ts'
 import { Records, type ContractRecord, type StoredObject } from './records.ts'
 import { callSignal, StorageSession } from './session.ts'
@@ -224,20 +224,15 @@ export class StorageClient {
     this.repairer.stopRepair(found.id, new Error(`"${found.name}" is being removed`))
     return this.upkept(signal, async upkeep => {
       const object = await this.records.find(nameOrId)
-      // read again while a put committed meanwhile (outside this lock): its shards are named now
-      let others: StoredObject[]
-      let seen: number
-      do {
-        seen = this.records.commits
-        others = (await this.records.list()).filter(o => o.id !== object.id)
-      } while (seen !== this.records.commits)
+      // what the other objects name, a put committed meanwhile included
+      const others = await this.records.named(object.id)
       const unreachable: Array<[string, ContractRecord, string] | [string, undefined, string]> = []
       await Promise.all(Object.entries(object.contracts).map(async ([id, c]) => {
         if (c.ended != null) {
           return
         }
         const mine = new Set(object.segments.flatMap(s => s.shards.filter(x => x.contract === id).map(x => x.root)))
-        const shared = this.contracts.inUse(id) || others.some(o => referenced(o, id))
+        const shared = this.contracts.inUse(id) || others.has(id)
         if (shared && (c.lost != null || mine.size === 0)) {
           // a condemned host is told nothing more; its shards no longer count
           return
@@ -344,14 +339,7 @@ export class StorageClient {
         if (seen !== this.records.commits) {
           // a put committed since: its shards are named now
           seen = this.records.commits
-          named = new Map()
-          for (const object of await this.records.list()) {
-            for (const segment of object.segments) {
-              for (const shard of segment.shards) {
-                named.set(shard.contract, (named.get(shard.contract) ?? new Set()).add(shard.root))
-              }
-            }
-          }
+          named = await this.records.named()
           if (seen !== this.records.commits || this.contracts.inUse(id)) {
             continue
           }

@@ -373,16 +373,7 @@ export class Uploader {
       await input.close()
     }
     // the contracts its shards are under now (one renewed during the put has handed them on)
-    const contracts: Record<string, ContractRecord> = {}
-    for (const segment of segments) {
-      for (const shard of segment.shards) {
-        shard.contract = records.contracts.current(shard.contract)
-        const c = records.contracts.get(shard.contract)
-        if (c != null) {
-          contracts[shard.contract] = c
-        }
-      }
-    }
+    const contracts = records.contractsUnder(segments)
     const object: StoredObject = {
       id: objectId,
       name,

@@ -459,6 +459,13 @@ describe('storage host handlers', () => {
     const accruedOf = async (c: Renter): Promise<bigint> => BigInt((await host.list(request(renter.id, [c.id]))).rentAccrued)
     const savedAccrued = async (datastore: Datastore, c: Renter): Promise<bigint> =>
       BigInt(JSON.parse(new TextDecoder().decode(await datastore.get(new Key(`${CONTRACTS_PREFIX}/${c.id}`)))).rentAccrued)
+    /** A host of its own on a datastore the test reads, with a contract at the market's prices */
+    const hostWithContract = async (): Promise<{ datastore: Datastore, c: Renter }> => {
+      const datastore = new MemoryDatastore()
+      await host.stop()
+      host = await newHost({ capacity: 4 * MIB, datastore })
+      return { datastore, c: await contract(MARKET) }
+    }
     /** The datastore as a crash leaves it: what was written, nothing more */
     const crashCopy = async (datastore: Datastore): Promise<Datastore> => {
       const copy = new MemoryDatastore()
@@ -495,10 +502,7 @@ describe('storage host handlers', () => {
     })
 
     it('prices a put of a 1 MiB shard at 0 and saves its remainder with the contract, for a shard held already too', async () => {
-      const datastore = new MemoryDatastore()
-      await host.stop()
-      host = await newHost({ capacity: 4 * MIB, datastore })
-      const c = await contract(MARKET)
+      const { datastore, c } = await hostWithContract()
       const shard = bytes(MIB)
       const root = rootOf(shard)
       const signature = c.sign(new Map([[root, MIB]]), 1)
@@ -515,10 +519,7 @@ describe('storage host handlers', () => {
     })
 
     it('accrues gets in memory only, saved by the next save of the contract, by the sweeper\'s interval and on stop', async () => {
-      const datastore = new MemoryDatastore()
-      await host.stop()
-      host = await newHost({ capacity: 4 * MIB, datastore })
-      const c = await contract(MARKET)
+      const { datastore, c } = await hostWithContract()
       const root = await c.put(bytes(MIB))
       const writes = mock.method(datastore, 'put')
       await getAll(c, root, 10)
@@ -547,10 +548,7 @@ describe('storage host handlers', () => {
     })
 
     it('loses the remainders of the gets since the last save in a crash, never counting one twice', async () => {
-      const datastore = new MemoryDatastore()
-      await host.stop()
-      host = await newHost({ capacity: 4 * MIB, datastore })
-      const c = await contract(MARKET)
+      const { datastore, c } = await hostWithContract()
       const root = await c.put(bytes(MIB))
       await host.rent(request(renter.id, [c.id]))
       await getAll(c, root, 7)
