@@ -1,5 +1,5 @@
 import { ChainUnavailableError, TransactionNotFoundError, TransactionRejectedError } from './errors.ts'
-import type { AddressBalance, ChainBackend, TxInfo, TxStatus, Utxo } from './interface.ts'
+import type { AddressBalance, ChainBackend, Outspend, TxInfo, TxStatus, Utxo } from './interface.ts'
 import type { AbortOptions } from '@libp2p/interface'
 
 export interface EsploraClientInit {
@@ -96,6 +96,16 @@ export class EsploraClient implements ChainBackend {
       return 0
     }
     return (await this.tipHeight(options)) - (s.blockHeight as number) + 1
+  }
+
+  async outspend (txid: string, vout: number, options?: AbortOptions): Promise<Outspend> {
+    // {"spent":true,"txid":"…","vin":0,"status":{"confirmed":true,"block_height":…}} or {"spent":false}
+    const o = await this.json(`/tx/${txid}/outspend/${vout}`, options)
+    if (o.spent !== true) {
+      return { spent: false }
+    }
+    const s = status(o.status)
+    return { spent: true, txid: o.txid, vin: o.vin, confirmed: s.confirmed, ...(s.blockHeight == null ? {} : { blockHeight: s.blockHeight }) }
   }
 
   async broadcast (hex: string, options?: AbortOptions): Promise<string> {

@@ -43,6 +43,18 @@ export interface TxInfo {
   status: TxStatus
 }
 
+/** Whether an output is spent, and by what (Esplora's /tx/:txid/outspend/:vout) */
+export interface Outspend {
+  spent: boolean
+  /** the spending transaction, when spent */
+  txid?: string
+  /** which of its inputs spends the output */
+  vin?: number
+  /** whether the spending transaction is in a block: false while it waits in the mempool */
+  confirmed?: boolean
+  blockHeight?: number
+}
+
 export interface ChainBackend {
   tipHeight: (options?: AbortOptions) => Promise<number>
   balance: (address: string, options?: AbortOptions) => Promise<AddressBalance>
@@ -51,6 +63,12 @@ export interface ChainBackend {
   transaction: (txid: string, options?: AbortOptions) => Promise<TxInfo>
   /** confirmations of a transaction: 0 in the mempool */
   confirmations: (txid: string, options?: AbortOptions) => Promise<number>
+  /**
+   * whether output `vout` of `txid` is spent, in a block or in the mempool,
+   * and by which transaction: how a channel's party sees the other close or
+   * refund it; an unknown txid throws TransactionNotFoundError
+   */
+  outspend: (txid: string, vout: number, options?: AbortOptions) => Promise<Outspend>
   /** broadcast a raw transaction; resolves with its txid */
   broadcast: (hex: string, options?: AbortOptions) => Promise<string>
   /** satoshis per virtual byte to confirm within `blocks` */

@@ -1,25 +1,37 @@
 import { createHash } from 'node:crypto'
 import { Level } from 'level'
 import { address as btcAddress, crypto as btcCrypto, networks, payments, script as btcScript, Transaction } from 'bitcoinjs-lib'
-import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { logger } from '@libp2p/logger'
 import {
-  FeeTooLowError, InvalidSignatureError, MalformedTransactionError, NonStandardError, OverspendError,
-  SpentInputError, TransactionNotFoundError, UnknownInputError
+  FeeTooLowError, InvalidSignatureError, MalformedTransactionError, NonFinalError, NonStandardError, OverspendError,
+  ScriptFailedError, SpentInputError, TransactionNotFoundError, UnknownInputError
 } from '../errors.ts'
-import type { TxInfo, Utxo, AddressBalance, TxStatus } from '../interface.ts'
+import type { TxInfo, Utxo, AddressBalance, TxStatus, Outspend } from '../interface.ts'
 import { formatAmount } from '../../../protocols/units.ts'
+import { isHeight, lockTimeText, SEQUENCE_FINAL } from './lock-time.ts'
+import { runWitnessScript } from './script-interpreter.ts'
+import { checkSignature } from './signature-check.ts'
 
 const log = logger('opencloud:regtest')
 
 /**
  * A local bitcoin regtest chain for development and the testnet: a UTXO set
  * in LevelDB, a mempool, blocks mined on demand or on a timer. It applies the
- * rules a wallet's transaction must meet on the real network: every input
- * exists and is unspent (no double spend, in a block or in the mempool),
- * every signature verifies (P2WPKH and P2PKH, SIGHASH_ALL, strict DER, low S),
- * outputs do not exceed inputs, the fee is at least 1 sat/vB, outputs are
- * standard and above dust, and coinbase outputs mature after 100 blocks.
+ * rules a wallet's transaction must meet on the real network:
+ * - the transaction is final: a lock time that is a height is at most the
+ *   tip (it can enter the next block), one that is a time is before now,
+ *   unless every input's nSequence is 0xffffffff (bitcoind's IsFinalTx; now
+ *   stands in for the median time past of blocks mined on demand);
+ * - every input exists and is unspent (no double spend, in a block or in the
+ *   mempool), and coinbase outputs mature after 100 blocks;
+ * - every input proves it may spend: P2WPKH and P2PKH by their signature,
+ *   P2WSH by its witness script, whose sha256 the output commits to, run
+ *   by a small strict interpreter (script-interpreter.ts: pushes, IF/ELSE,
+ *   VERIFY, DUP, DROP, EQUAL, SHA256, HASH160, CHECKSIG, and
+ *   CHECKLOCKTIMEVERIFY for payment channels' refunds); every signature is
+ *   SIGHASH_ALL, strict DER, low S; any other output type is refused;
+ * - outputs do not exceed inputs, the fee is at least 1 sat/vB, and outputs
+ *   are standard and above dust.
  * There is no proof of work: a block is whatever this node says it is.
  */
 
@@ -87,6 +99,8 @@ export class RegtestChain {
   private readonly utxos = new Map<string, UtxoEntry>()
   /** outpoints spent by mempool transactions -> spending txid */
   private readonly mempoolSpends = new Map<string, string>()
+  /** every outpoint spent, in a block or in the mempool -> spending txid (Esplora's outspend) */
+  private readonly spends = new Map<string, string>()
   private readonly byAddress = new Map<string, Set<string>>()
   private seq = 0
 
@@ -133,6 +147,7 @@ export class RegtestChain {
     if (!record.coinbase) {
       for (const input of tx.ins) {
         const prev = outpoint(Buffer.from(input.hash).reverse().toString('hex'), input.index)
+        this.spends.set(prev, txid)
         if (record.height == null) {
           this.mempoolSpends.set(prev, txid)
         } else {
@@ -192,6 +207,7 @@ export class RegtestChain {
     if (tx.ins.length === 0 || tx.outs.length === 0) {
       throw new MalformedTransactionError('a transaction needs at least one input and one output')
     }
+    this.checkFinal(tx)
     const seen = new Set<string>()
     const inputs: StoredTx['inputs'] = []
     let inValue = 0n
@@ -247,11 +263,39 @@ export class RegtestChain {
     return txid
   }
 
+  /**
+   * Whether the transaction may enter the next block (bitcoind's IsFinalTx
+   * at the tip's height + 1). A time lock time is compared with now rather
+   * than the median time past of the last 11 blocks: blocks here are mined
+   * on demand, so their median time says more about when someone last mined
+   * than about the time, and now is what a test can set (init.now).
+   */
+  private checkFinal (tx: Transaction): void {
+    if (tx.locktime === 0 || tx.ins.every(input => input.sequence === SEQUENCE_FINAL)) {
+      return
+    }
+    if (isHeight(tx.locktime)) {
+      if (tx.locktime > this.height) {
+        throw new NonFinalError(`lock time ${tx.locktime} is above the tip ${this.height}: it can enter a block once the chain reaches ${tx.locktime}`)
+      }
+      return
+    }
+    const now = this.now()
+    if (tx.locktime >= now) {
+      throw new NonFinalError(`lock time ${tx.locktime} (${lockTimeText(tx.locktime)}) is not yet past: it can enter a block after ${lockTimeText(tx.locktime)}; it is ${lockTimeText(now)}`)
+    }
+  }
+
   private verifyInput (tx: Transaction, i: number, prev: UtxoEntry): void {
     const input = tx.ins[i]
     const script = prev.script
     const isP2wpkh = script.length === 22 && script[0] === 0x00 && script[1] === 0x14
+    const isP2wsh = script.length === 34 && script[0] === 0x00 && script[1] === 0x20
     const isP2pkh = script.length === 25 && script[0] === btcScript.OPS.OP_DUP && script[1] === btcScript.OPS.OP_HASH160
+    if (isP2wsh) {
+      this.verifyP2wsh(tx, i, prev)
+      return
+    }
     let signature: Uint8Array
     let publicKey: Uint8Array
     let expectedHash: Uint8Array
@@ -270,32 +314,35 @@ export class RegtestChain {
       publicKey = chunks[1]
       expectedHash = script.subarray(3, 23)
     } else {
-      throw new NonStandardError(`input ${i} spends an output type this chain does not check (only P2WPKH and P2PKH)`)
+      throw new NonStandardError(`input ${i} spends an output type this chain does not check (only P2WPKH, P2WSH and P2PKH)`)
     }
     if (!Buffer.from(btcCrypto.hash160(publicKey)).equals(Buffer.from(expectedHash))) {
       throw new InvalidSignatureError(`input ${i}: the public key does not match the output it spends`)
     }
-    let decoded
-    try {
-      decoded = btcScript.signature.decode(signature)
-    } catch (err: any) {
-      throw new InvalidSignatureError(`input ${i}: the signature is not strict DER (${err.message})`)
+    checkSignature({
+      signature,
+      publicKey,
+      sighash: () => isP2wpkh
+        ? tx.hashForWitnessV0(i, payments.p2pkh({ hash: expectedHash }).output as Uint8Array, prev.value, Transaction.SIGHASH_ALL)
+        : tx.hashForSignature(i, script, Transaction.SIGHASH_ALL),
+      label: `input ${i}`
+    })
+  }
+
+  /** P2WSH: OP_0 <sha256(witness script)>; the witness is the script's stack, then the script */
+  private verifyP2wsh (tx: Transaction, i: number, prev: UtxoEntry): void {
+    const input = tx.ins[i]
+    if (input.script.length !== 0) {
+      throw new ScriptFailedError(`input ${i} spends a P2WSH output and must leave its scriptSig empty`)
     }
-    if (decoded.hashType !== Transaction.SIGHASH_ALL) {
-      throw new NonStandardError(`input ${i}: only SIGHASH_ALL signatures are accepted`)
+    const witnessScript = input.witness.at(-1)
+    if (witnessScript == null) {
+      throw new ScriptFailedError(`input ${i} spends a P2WSH output and needs a witness that ends with its witness script`)
     }
-    const sighash = isP2wpkh
-      ? tx.hashForWitnessV0(i, payments.p2pkh({ hash: expectedHash }).output as Uint8Array, prev.value, Transaction.SIGHASH_ALL)
-      : tx.hashForSignature(i, script, Transaction.SIGHASH_ALL)
-    let ok = false
-    try {
-      ok = secp256k1.verify(decoded.signature, sighash, publicKey, { prehash: false, lowS: true })
-    } catch {
-      ok = false
+    if (!createHash('sha256').update(witnessScript).digest().equals(prev.script.subarray(2))) {
+      throw new ScriptFailedError(`input ${i}: the witness script does not match the output it spends (its sha256 differs)`)
     }
-    if (!ok) {
-      throw new InvalidSignatureError(`input ${i}: the signature does not verify`)
-    }
+    runWitnessScript({ tx, index: i, witnessScript, stack: input.witness.slice(0, -1), value: prev.value })
   }
 
   /** Mine `count` blocks paying their reward to `address`; returns the new block hashes */
@@ -418,6 +465,25 @@ export class RegtestChain {
     return [...(this.byAddress.get(address) ?? [])]
       .map(txid => this.transaction(txid))
       .sort((a, b) => (b.status.blockHeight ?? Infinity) - (a.status.blockHeight ?? Infinity))
+  }
+
+  /** Esplora's outspend: which transaction spends an output, if any (a mempool spend counts, unconfirmed) */
+  outspend (txid: string, vout: number): Outspend {
+    const outs = this.parsed.get(txid)?.outs
+    if (outs == null) {
+      throw new TransactionNotFoundError(`transaction ${txid} is not known`)
+    }
+    if (!Number.isSafeInteger(vout) || vout < 0 || vout >= outs.length) {
+      throw new TransactionNotFoundError(`transaction ${txid} has no output ${vout}`)
+    }
+    const key = outpoint(txid, vout)
+    const spender = this.spends.get(key)
+    if (spender == null) {
+      return { spent: false }
+    }
+    const vin = (this.parsed.get(spender) as Transaction).ins.findIndex(input => outpoint(Buffer.from(input.hash).reverse().toString('hex'), input.index) === key)
+    const height = this.txs.get(spender)?.height
+    return height == null ? { spent: true, txid: spender, vin, confirmed: false } : { spent: true, txid: spender, vin, confirmed: true, blockHeight: height }
   }
 
   confirmations (txid: string): number {

@@ -142,7 +142,7 @@ export class RegtestServer {
   private async route (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost')
     const parts = url.pathname.split('/').filter(p => p !== '')
-    const route = `${req.method} /${parts.map((p, i) => (i === 1 && (parts[0] === 'address' || parts[0] === 'tx')) ? ':id' : p).join('/')}`
+    const route = `${req.method} /${parts.map((p, i) => (i === 1 && (parts[0] === 'address' || parts[0] === 'tx')) ? ':id' : (i === 3 && parts[0] === 'tx' && parts[2] === 'outspend') ? ':vout' : p).join('/')}`
     const id = parts[1]
     switch (route) {
       case 'GET /blocks/tip/height': return this.text(res, String(this.chain.height))
@@ -163,6 +163,13 @@ export class RegtestServer {
       case 'GET /tx/:id': return this.json(res, this.esploraTx(id))
       case 'GET /tx/:id/hex': return this.text(res, this.chain.transaction(id).hex as string)
       case 'GET /tx/:id/status': return this.json(res, this.status(this.chain.transaction(id).status.blockHeight))
+      case 'GET /tx/:id/outspend/:vout': {
+        if (!/^\d{1,9}$/.test(parts[3])) {
+          throw new HttpError(400, 'the output index must be a whole number')
+        }
+        const o = this.chain.outspend(id, Number(parts[3]))
+        return this.json(res, o.spent ? { spent: true, txid: o.txid, vin: o.vin, status: this.status(o.blockHeight) } : { spent: false })
+      }
       case 'POST /tx': return this.text(res, await this.chain.submit((await readSmallBody(req, 1_000_000)).trim()))
       case 'POST /regtest/mine': {
         const blocks = Number(url.searchParams.get('blocks') ?? 1)
