@@ -6,7 +6,7 @@ import { formatAmount } from '../protocols/units.ts'
 import { RpcClient, type CallRequest, type CallResponse, type RpcConnection } from '../protocols/rpc/rpc-client.ts'
 import type { CredentialSigner, CredentialVerifier } from '../protocols/rpc/credentials.ts'
 import type { RpcServer } from '../protocols/rpc/rpc-server.ts'
-import type { PaidCallOptions, PaidCallResult, PaymentAgent } from '../payments/payment-agent.ts'
+import type { ExpectedPayee, PaidCallOptions, PaidCallResult, PaymentAgent } from '../payments/payment-agent.ts'
 import type { Reputation } from '../reputation/reputation.ts'
 import type { Caller, PeerRef } from '../services/module.ts'
 import type { AbortOptions, PeerId } from '@libp2p/interface'
@@ -151,11 +151,11 @@ export class NodeCaller implements Caller {
   }
 
   /**
-   * A call paying `sats` as a deferred payment, within the credit the
-   * server gives; where it gives none the agent settles the tab first when
-   * that makes room (PROTOCOL.md 8a), else the call fails with the reason
-   * (BiddingError). Unpaid when `sats` is 0; a PaymentsOffError when
-   * payments are off.
+   * A call paying `sats` through this node's channel with the server, or
+   * as a deferred payment within the credit the server gives; where it
+   * gives none the agent settles the tab first when that makes room
+   * (PROTOCOL.md 8a), else the call fails with the reason (BiddingError).
+   * Unpaid when `sats` is 0; a PaymentsOffError when payments are off.
    */
   async payingCall (peer: string, request: CallRequest, sats: bigint): Promise<CallResponse> {
     if (sats === 0n) {
@@ -167,7 +167,12 @@ export class NodeCaller implements Caller {
       // network from a node with payments off, as the lone node's hint said)
       throw new PaymentsOffError(`${request.service}.${request.method} costs ${formatAmount(sats)} on ${peer}, and this node's payments are off: set payments.chain in config.json to an Esplora API URL (npm run chain starts a local one) and restart the node`)
     }
-    return (await this.payments.call(parsePeer(peer), request, { pay: { kind: 'defer', sats }, maxPrice: sats })).response
+    return this.payments.payTo(peerIdFromString(peer), request, sats)
+  }
+
+  /** Open channels to payees this node expects to pay, where the payment strategy says so (PaymentAgent.prepay); nothing when payments are off */
+  async prepay (payees: ExpectedPayee[], signal?: AbortSignal): Promise<void> {
+    await this.payments?.prepay(payees, signal)
   }
 }
 

@@ -24,6 +24,7 @@ import { VERSION } from './version.ts'
 import type { DataDir } from './data-dir.ts'
 import type { LevelDatastore } from 'datastore-level'
 import type { ChainBackend } from '../payments/chain/interface.ts'
+import type { Channels } from '../payments/channels/channels.ts'
 import type { CallRequest, CallResponse, RpcClient } from '../protocols/rpc/rpc-client.ts'
 import type { IncomingRequest, Reply, RequestHandler } from '../protocols/rpc/rpc-server.ts'
 import type { ConfigSection } from '../services/config-section.ts'
@@ -364,6 +365,11 @@ export class OpenCloudNode {
   /** The storage service's host side (shards and contracts on this node) */
   get storageHost (): StorageHost {
     return (this.engine<StorageEngines>('storage') as StorageEngines).host
+  }
+
+  /** Payment channels, both sides; undefined when payments are off */
+  get channels (): Channels | undefined {
+    return this.engine<Channels>('payments')
   }
 
   /** The Cloud Ledger, when config.json names a genesis (ledger.genesis) */

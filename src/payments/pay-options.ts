@@ -14,6 +14,8 @@ export type PayMode =
   | { kind: 'none' }
   | { kind: 'attached', sats: bigint }
   | { kind: 'defer', sats: bigint }
+  /** through this node's channel with the server, opening one when it has none with room */
+  | { kind: 'channel', sats: bigint }
   | { kind: 'auto' }
   /** a Cloud Ledger promo code this node owns (hex) */
   | { kind: 'promo', code: string }
@@ -48,12 +50,12 @@ export function parsePayMode (text: string): PayMode {
     }
     return { kind: 'promo', code: promo[1] }
   }
-  const match = /^(attached|defer):(.+)$/.exec(text)
+  const match = /^(attached|defer|channel):(.+)$/.exec(text)
   if (match == null) {
-    throw new PayOptionError(`--pay takes auto, none, attached:<amount>, defer:<amount> (e.g. attached:500sat) or promo:<code>, not "${text}"`)
+    throw new PayOptionError(`--pay takes auto, none, attached:<amount>, defer:<amount>, channel:<amount> (e.g. attached:500sat) or promo:<code>, not "${text}"`)
   }
   try {
-    return { kind: match[1] as 'attached' | 'defer', sats: parseAmount(match[2], `the --pay ${match[1]} amount`) }
+    return { kind: match[1] as 'attached' | 'defer' | 'channel', sats: parseAmount(match[2], `the --pay ${match[1]} amount`) }
   } catch (err: any) {
     throw new PayOptionError(err.message)
   }
@@ -103,7 +105,7 @@ export function parsePayRequest (options: { pay?: string, maxPrice?: string, thr
   if (pay.kind === 'promo' && (options.maxPrice != null || options.threshold != null)) {
     throw new PayOptionError('a promo code pays for one call up to its credit: --max-price and --threshold do not go with --pay promo:<code>')
   }
-  if (options.threshold != null && pay.kind === 'attached') {
+  if (options.threshold != null && (pay.kind === 'attached' || pay.kind === 'channel')) {
     throw new PayOptionError('--threshold is for deferred payments: use it with --pay defer:<amount> or --pay auto')
   }
   return {

@@ -13,6 +13,8 @@ import { replayable, type CallRequest, type CallResponse } from '../protocols/rp
 import type { Payment } from '../protocols/rpc/messages.ts'
 import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
+import { channelIsCheaper, NoChannelError, type Channels } from './channels/channels.ts'
+import { usable } from './channels/channel-script.ts'
 
 const log = logger('opencloud:payments:agent')
 
@@ -40,8 +42,8 @@ export interface PaidCallOptions {
 
 export interface PaidCallResult {
   response: CallResponse
-  /** what was paid or promised */
-  payment?: { type: 'attached' | 'defer', sats: bigint, txid?: string, id?: string }
+  /** what was paid or promised; `id` a deferred payment's id, or the channel paid through */
+  payment?: { type: 'attached' | 'defer' | 'channel', sats: bigint, txid?: string, id?: string }
   /** the fee of an attached payment, satoshis: the one the chain needed (the decisions say it too) */
   fee?: bigint
   /** what the bidding strategy did and why, in order */
@@ -53,6 +55,23 @@ export interface PaymentAgentComponents {
   wallet: Wallet
   chain: ChainBackend
   tabs: TabBook
+}
+
+/**
+ * When this node pays through a channel (config `channels.use`): auto where
+ * a channel costs less on chain than the other kinds of payment for what it
+ * expects to pay (channelIsCheaper), always where the payee takes channels,
+ * never
+ */
+export type ChannelUse = 'auto' | 'always' | 'never'
+
+/** A payee this node expects to pay (a storage put's hosts): about `sats` in `calls` paid calls over a channel's life */
+export interface ExpectedPayee {
+  peer: string
+  sats: bigint
+  calls: number
+  /** the method whose credit the payee's payments.tab is asked about, <service>.<method> */
+  method: string
 }
 
 export interface PaymentAgentInit {
@@ -124,11 +143,19 @@ export class PaymentAgent {
   private readonly peerLocks = new KeyedLock()
   private readonly states = new Map<string, SettlementState>()
   private feeRateCache?: { rate: number, at: number }
+  private channels?: Channels
+  private channelUse: ChannelUse = 'auto'
 
   constructor (components: PaymentAgentComponents, init: PaymentAgentInit = {}) {
     this.components = components
     this.settleIntervalMs = init.settleIntervalMs ?? 5_000
     this.feeRateTtlMs = init.feeRateTtlMs ?? 60_000
+  }
+
+  /** The payments module's channels: the agent pays through them where its strategy says (they call through the agent's caller) */
+  useChannels (channels: Channels, use: ChannelUse): void {
+    this.channels = channels
+    this.channelUse = use
   }
 
   start (): void {
@@ -176,12 +203,12 @@ export class PaymentAgent {
 
   async call (peer: PeerId | Multiaddr, request: CallRequest, options: PaidCallOptions): Promise<PaidCallResult> {
     const mode = options.pay
-    const max = options.maxPrice ?? (mode.kind === 'attached' || mode.kind === 'defer' ? mode.sats : 0n)
+    const max = options.maxPrice ?? (mode.kind === 'attached' || mode.kind === 'defer' || mode.kind === 'channel' ? mode.sats : 0n)
     if (options.threshold != null) {
       parseThreshold(options.threshold)
     }
     let threshold = options.threshold
-    let plan: { type: 'none' | 'attached' | 'defer', sats: bigint } = mode.kind === 'attached' || mode.kind === 'defer' ? { type: mode.kind, sats: mode.sats } : { type: 'none', sats: 0n }
+    let plan: { type: 'none' | 'attached' | 'defer' | 'channel', sats: bigint } = mode.kind === 'attached' || mode.kind === 'defer' || mode.kind === 'channel' ? { type: mode.kind, sats: mode.sats } : { type: 'none', sats: 0n }
     if (plan.sats > max) {
       throw new BiddingError(`the payment of ${formatBtc(plan.sats)} BTC is over --max-price ${formatBtc(max)} BTC`, [])
     }
@@ -203,6 +230,9 @@ export class PaymentAgent {
         payment = { type: 'defer', currency: 'BTC', amount: formatBtc(plan.sats), id, threshold }
       }
       try {
+        if (plan.type === 'channel') {
+          return await this.viaChannel(peer, request, plan.sats, decisions)
+        }
         const response = await this.components.call(peer, { ...request, payment })
         if (plan.type === 'defer') {
           await this.components.tabs.addPromise({ role: 'payable', peer: response.server, id: id as string, sats: plan.sats, threshold: threshold as string, service: request.service, method: request.method })
@@ -231,9 +261,12 @@ export class PaymentAgent {
             decisions.push(`too-low: the server asks ${formatBtc(asked)} BTC, over the maximum of ${formatBtc(max)} BTC: giving up`)
             throw new BiddingError(`the server asks ${formatBtc(asked)} BTC for ${request.service}.${request.method}, more than --max-price ${formatBtc(max)} BTC`, decisions, asked)
           }
-          // auto follows the kind of payment the server says it accepts
+          // auto pays through an open channel with room, else follows the kind
+          // of payment the server says it accepts
           const type = plan.type === 'none'
-            ? (mode.kind === 'auto' ? (err.acceptablePayment?.type === 'attached' ? 'attached' : 'defer') : 'attached')
+            ? (mode.kind === 'auto'
+                ? (server != null && this.channelUse !== 'never' && this.channels?.usableWith(server, asked) != null ? 'channel' : err.acceptablePayment?.type === 'attached' ? 'attached' : err.acceptablePayment?.type === 'channel' ? 'attached' : 'defer')
+                : 'attached')
             : plan.type
           decisions.push(`too-low: the server asks ${formatBtc(asked)} BTC; offering ${formatBtc(asked)} BTC ${type} (maximum ${formatBtc(max)} BTC)`)
           plan = { type, sats: asked }
@@ -275,6 +308,120 @@ export class PaymentAgent {
       }
     }
     throw new BiddingError('the server kept asking for more; giving up after 5 offers', decisions)
+  }
+
+  /**
+   * Pay a call through this node's channel with the server: one with room,
+   * or a new one opened for it (`--pay channel:<amount>`); an older one that
+   * ran out is closed by its payee, which is paid what it holds.
+   */
+  private async viaChannel (peer: PeerId | Multiaddr, request: CallRequest, sats: bigint, decisions: string[]): Promise<PaidCallResult> {
+    const channels = this.channels
+    if (channels == null) {
+      throw new BiddingError('this node pays through no channels (payments are off)', decisions)
+    }
+    const server = peerText(peer)
+    if (server == null) {
+      throw new BiddingError('a channel is opened to a PeerId: call the server by its PeerId, or by a multiaddr ending in /p2p/<PeerId>', decisions)
+    }
+    for (let attempt = 0; ; attempt++) {
+      await this.ensureChannel(channels, peer, server, sats, decisions, request.signal)
+      try {
+        const { result, channel } = await channels.pay(server, sats, async (payment) => this.components.call(peer, { ...request, payment }), { signal: request.signal })
+        decisions.push(`paid ${formatBtc(sats)} BTC through channel ${channel.id} (${formatAmount(usable(channel) - channel.total)} left in it)`)
+        await this.components.tabs.recordPayment({ direction: 'sent', peer: server, txid: `channel:${channel.id}:${channel.total}`, sats, settles: [], service: request.service, method: request.method })
+        return { response: result, payment: { type: 'channel', sats, id: channel.id }, decisions }
+      } catch (err: any) {
+        if (!(err instanceof NoChannelError) || attempt > 0) {
+          throw err
+        }
+        // the payee closed it meanwhile, or it ran out under concurrent calls: a new one, once
+        decisions.push(`${err.message}: opening another`)
+      }
+    }
+  }
+
+  /** A channel with room for `sats` to `server`, opened now when there is none */
+  private async ensureChannel (channels: Channels, peer: PeerId | Multiaddr, server: string, sats: bigint, decisions: string[], signal?: AbortSignal): Promise<void> {
+    if (channels.usableWith(server, sats) == null) {
+      const older = channels.openWith(server)
+      const opened = await channels.open([{ peer: server, target: peer, capacity: sats }], { signal })
+      const ch = opened.opened[0]
+      if (ch == null) {
+        throw new BiddingError(`could not open a channel to ${server}: ${opened.refused[0]?.reason ?? 'no reason given'}`, decisions)
+      }
+      decisions.push(`opened channel ${ch.id} to the server: ${formatAmount(ch.capacity)} until block ${ch.expiry}, funding fee ${formatAmount(opened.fee ?? 0n)}`)
+      for (const old of older) {
+        // out of room or near its expiry: its payee closes it and is paid
+        void channels.requestClose(old.id).catch(err => { log('channel %s: its payee did not close it (%s); it is refunded after block %d', old.id, err.message, old.expiry) })
+      }
+    }
+  }
+
+  /**
+   * A call paying `sats` to a server under an agreement (storage): through
+   * this node's channel with it when one has room, else deferred within the
+   * credit it gives (PaymentAgent.call with `defer`). A channel payment the
+   * payee refuses (its funding unconfirmed, near its expiry) falls back to
+   * deferred.
+   */
+  async payTo (peer: PeerId, request: CallRequest, sats: bigint): Promise<CallResponse> {
+    const server = peer.toString()
+    if (this.channels != null && this.channelUse !== 'never' && this.channels.usableWith(server, sats) != null) {
+      try {
+        return (await this.call(peer, request, { pay: { kind: 'channel', sats }, maxPrice: sats })).response
+      } catch (err: any) {
+        if (!(err instanceof NoChannelError) && !(err instanceof PaymentDeclinedError && !(err instanceof PaymentTooLowError))) {
+          throw err
+        }
+        log('paying %s through a channel failed, deferring instead - %s', server, err.message)
+      }
+    }
+    return (await this.call(peer, request, { pay: { kind: 'defer', sats }, maxPrice: sats })).response
+  }
+
+  /**
+   * Open channels to the payees this node expects to pay (a storage put's
+   * hosts), all in one funding transaction: those without a channel with
+   * room where the strategy says a channel is worth it (channels.use: auto
+   * asks whether it costs less on chain than settling the other way,
+   * always opens one wherever the payee takes channels). A failure leaves
+   * the other kinds of payment; it is logged, not thrown.
+   */
+  async prepay (payees: ExpectedPayee[], signal?: AbortSignal): Promise<void> {
+    const channels = this.channels
+    if (channels == null || this.channelUse === 'never' || payees.length === 0) {
+      return
+    }
+    try {
+      const feeRate = await this.feeRate()
+      const wanted: Array<{ peer: string, capacity: bigint }> = []
+      for (const p of payees) {
+        if (channels.usableWith(p.peer, p.sats) != null) {
+          continue
+        }
+        if (this.channelUse === 'auto') {
+          const credit = await this.creditAt(p.peer, p.method, signal)
+          const given = credit != null && !credit.refused && credit.maxTab > 0n
+          const choice = channelIsCheaper({ expected: p.sats, calls: p.calls, feeRate, credit: given, outputs: payees.length })
+          if (!choice.cheaper) {
+            log('no channel to %s: about %s in %d calls costs %s on chain %s, a channel %s', p.peer, formatAmount(p.sats), p.calls, formatAmount(choice.otherFee), given ? 'settled deferred' : 'attached', formatAmount(choice.channelFee))
+            continue
+          }
+        }
+        wanted.push({ peer: p.peer, capacity: p.sats * 2n })
+      }
+      if (wanted.length === 0) {
+        return
+      }
+      const result = await channels.open(wanted, { signal })
+      for (const r of result.refused) {
+        log('%s opened no channel: %s', r.peer, r.reason)
+      }
+    } catch (err: any) {
+      signal?.throwIfAborted()
+      log.error('opening channels failed; payments go deferred - %e', err)
+    }
   }
 
   /**

@@ -9,7 +9,7 @@ import type { Reputation } from '../reputation/reputation.ts'
 import type { Wallet } from '../payments/wallet/wallet.ts'
 import type { TabBook } from '../payments/tab-book.ts'
 import type { ChainBackend } from '../payments/chain/interface.ts'
-import type { PaidCallOptions, PaidCallResult, PaymentAgent } from '../payments/payment-agent.ts'
+import type { ExpectedPayee, PaidCallOptions, PaidCallResult, PaymentAgent } from '../payments/payment-agent.ts'
 import type { PayMode } from '../payments/pay-options.ts'
 import type { Payment } from '../protocols/rpc/wire-types.ts'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -38,6 +38,8 @@ export interface Caller {
   paidCall: (peer: PeerRef, request: CallRequest, options: PaidCallOptions) => Promise<PaidCallResult>
   /** a rated call paying `sats` (0: unpaid), deferred where the server gives credit: storage's calls under a contract */
   payingCall: (peer: string, request: CallRequest, sats: bigint) => Promise<CallResponse>
+  /** open payment channels to payees this node expects to pay, in one funding transaction, where its strategy says a channel is worth it */
+  prepay: (payees: ExpectedPayee[], signal?: AbortSignal) => Promise<void>
   /** a call that rates nobody: the payment protocol's own plumbing, a ledger's sync */
   plainCall: (peer: PeerRef, request: CallRequest) => Promise<CallResponse>
 }

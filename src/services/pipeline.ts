@@ -90,7 +90,7 @@ export class Pipeline implements RequestHandler {
     this.policies = components.policies
     this.requireCredential = init.requireCredential ?? true
     this.reputation = init.reputation ?? noReputation
-    this.payments = { none: freeCallsOnly, attached: freeCallsOnly, defer: freeCallsOnly, ...init.payments }
+    this.payments = { none: freeCallsOnly, attached: freeCallsOnly, defer: freeCallsOnly, channel: freeCallsOnly, ...init.payments }
     this.holdings = init.holdings
     this.rateLimiter = init.rateLimiter ?? new RateLimiter()
   }

@@ -1,4 +1,4 @@
-import { Psbt, payments, type Network } from 'bitcoinjs-lib'
+import { Psbt, address as btcAddress, payments, type Network } from 'bitcoinjs-lib'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { formatAmount } from '../../protocols/units.ts'
 
@@ -111,8 +111,10 @@ export function buildTransaction (init: BuildInit): BuiltTransaction {
   const dataVbytes = init.data == null ? 0 : 8 + 1 + 1 + (init.data.byteLength > 75 ? 2 : 1) + init.data.byteLength
   // largest coins first: fewest inputs, lowest fee
   const coins = [...init.coins].sort((a, b) => (b.value > a.value ? 1 : b.value < a.value ? -1 : 0))
+  // an output other than P2WPKH (a channel's P2WSH: 43 vB) costs what its script takes
+  const outputsVbytes = init.payees.reduce((sum, p) => sum + 9 + btcAddress.toOutputScript(p.address, init.network).byteLength - OUTPUT_VBYTES, 0)
   // the payees and change
-  const feeOf = (inputs: number): bigint => feeFor(init.feeRate, inputs, init.payees.length + 1, dataVbytes)
+  const feeOf = (inputs: number): bigint => feeFor(init.feeRate, inputs, init.payees.length + 1, dataVbytes + outputsVbytes)
   const chosen: SpendableOutput[] = []
   let total = 0n
   for (const coin of coins) {

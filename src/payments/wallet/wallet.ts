@@ -391,6 +391,31 @@ export class Wallet {
     return address
   }
 
+  /**
+   * A key for a payment channel this node opens (its side of the channel's
+   * script, and where the channel pays it back): a change address's, so the
+   * mnemonic holds it and the wallet counts what comes back to it
+   */
+  async channelKey (): Promise<{ address: string, publicKey: Uint8Array }> {
+    const address = await this.newAddress(true)
+    return { address, publicKey: this.publicKeyOf(address) }
+  }
+
+  /** The compressed public key of an address of this wallet */
+  publicKeyOf (address: string): Uint8Array {
+    const owned = this.owned.get(address)
+    if (owned == null) {
+      throw new WalletError(`${address} is not an address of this wallet`)
+    }
+    return this.key(owned.change, owned.index).publicKey as Uint8Array
+  }
+
+  /** The address of this wallet whose key is `publicKey`, if one is */
+  addressOfKey (publicKey: Uint8Array): string | undefined {
+    const address = payments.p2wpkh({ pubkey: publicKey, network: bitcoinNetwork(this.network) }).address as string
+    return this.owns(address) ? address : undefined
+  }
+
   owns (address: string): boolean {
     return this.owned.has(address)
   }

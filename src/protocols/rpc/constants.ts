@@ -39,6 +39,12 @@ export const Limits = {
   thresholdBytes: 256,
   /** a standard bitcoin transaction is at most 400,000 weight units */
   txnBytes: 400_000,
+  /** "<txid>:<vout>": 64 hex digits, a colon, at most 6 digits */
+  channelIdBytes: 71,
+  /** a channel state is one input and at most two outputs: about 120 bytes */
+  channelStateBytes: 1024,
+  /** a DER signature and its sighash byte: at most 73 bytes */
+  channelSignatureBytes: 80,
   messageBytes: 1024
 } as const
 

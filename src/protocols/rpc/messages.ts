@@ -11,9 +11,11 @@ export * from './wire-types.ts'
  * describes the same layout field by field.
  */
 
-const PAYMENT_TYPE_NAMES: PaymentTypeName[] = ['none', 'attached', 'defer']
+const PAYMENT_TYPE_NAMES: PaymentTypeName[] = ['none', 'attached', 'defer', 'channel']
 
 const NAME = /^[a-z][a-z0-9-]*$/
+/** a channel: its funding transaction's id and output index */
+const CHANNEL_ID = /^[0-9a-f]{64}:(0|[1-9][0-9]{0,5})$/
 const CURRENCY = /^[A-Z][A-Z0-9]{1,7}$/
 /** a decimal amount: no sign, no exponent, no leading zeros, at most 8 decimals */
 const AMOUNT = /^(0|[1-9][0-9]{0,15})(\.[0-9]{1,8})?$/
@@ -86,6 +88,9 @@ function writePayment (w: Writer, payment: Payment): void {
       }
       w.u8(PaymentType.PROMO).raw(payment.code).bytes(payment.authorization)
       break
+    case 'channel':
+      w.u8(PaymentType.CHANNEL).string(payment.currency).string(payment.amount).string(payment.channel).bytes(payment.txn).bytes(payment.signature)
+      break
   }
 }
 
@@ -117,6 +122,16 @@ function readPayment (r: Reader): Payment {
     }
     case PaymentType.PROMO:
       return { type: 'promo', code: r.raw(32, 'the promo code'), authorization: r.bytes(64, 'the redemption authorization') }
+    case PaymentType.CHANNEL: {
+      const currency = r.string(Limits.currencyBytes, 'the payment currency')
+      const amount = r.string(Limits.amountBytes, 'the payment amount')
+      checkAmount(currency, amount)
+      const channel = r.string(Limits.channelIdBytes, 'the channel id')
+      if (!CHANNEL_ID.test(channel)) {
+        throw new MalformedMessageError(`a channel id is <funding txid>:<output index>, 64 lowercase hex digits, a colon and a decimal index, not "${channel}"`)
+      }
+      return { type: 'channel', currency, amount, channel, txn: r.bytes(Limits.channelStateBytes, 'the channel state'), signature: r.bytes(Limits.channelSignatureBytes, 'the channel signature') }
+    }
     default:
       throw new MalformedMessageError(`unknown payment type ${type}`)
   }

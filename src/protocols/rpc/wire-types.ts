@@ -17,8 +17,9 @@ export interface Credential {
   value: Uint8Array
 }
 
-export const PaymentType = { NONE: 0, ATTACHED: 1, DEFER: 2, PROMO: 3 } as const
-export type PaymentTypeName = 'none' | 'attached' | 'defer'
+export const PaymentType = { NONE: 0, ATTACHED: 1, DEFER: 2, PROMO: 3, CHANNEL: 4 } as const
+/** the kinds of payment a server may name as acceptable, by their index on the wire (PROTOCOL.md section 5) */
+export type PaymentTypeName = 'none' | 'attached' | 'defer' | 'channel'
 
 export type Payment =
   | { type: 'none' }
@@ -26,6 +27,12 @@ export type Payment =
   | { type: 'defer', currency: string, amount: string, id: string, threshold: string }
   /** a Cloud Ledger promo code and its owner's authorization for this server to redeem it (PROTOCOL.md section 8e) */
   | { type: 'promo', code: Uint8Array, authorization: Uint8Array }
+  /**
+   * a payment through a channel the payer opened to this server (PROTOCOL.md
+   * section 8f): the channel's next state, paying the server `amount` more
+   * than the latest, and the payer's signature on it
+   */
+  | { type: 'channel', currency: string, amount: string, channel: string, txn: Uint8Array, signature: Uint8Array }
 
 export interface AcceptablePayment {
   type: PaymentTypeName

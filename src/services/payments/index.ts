@@ -1,6 +1,11 @@
 import { logger } from '@libp2p/logger'
-import { BadRequestError } from '../../protocols/rpc/errors.ts'
-import { formatAmount, Units } from '../../protocols/units.ts'
+import { BadRequestError, BodyTooLargeError, PaymentTooLowError, RequestDeclinedError } from '../../protocols/rpc/errors.ts'
+import { formatAmount, formatBtc, parseAmount, Units } from '../../protocols/units.ts'
+import { ChannelCloseError, ChannelOpenError, Channels, NoChannelError, withChannel, type ChannelsInit } from '../../payments/channels/channels.ts'
+import { ChannelTermsError } from '../../payments/channels/channel-script.ts'
+import { ConfigError, objectSection, wholeNumber, type ConfigSection } from '../config-section.ts'
+import type { ChannelUse } from '../../payments/payment-agent.ts'
+import type { Payment } from '../../protocols/rpc/messages.ts'
 import type { TabBook } from '../../payments/tab-book.ts'
 import type { Wallet } from '../../payments/wallet/wallet.ts'
 import { InvalidAmountError } from '../../protocols/units.ts'
@@ -9,7 +14,7 @@ import { WrongNetworkAddressError } from '../../protocols/bitcoin-networks.ts'
 import { DustPaymentError, FeeTooHighError, InsufficientFundsError } from '../../payments/wallet/tx-builder.ts'
 import { HoldingsCheck, PaymentDesk } from './payment-desk.ts'
 import { paymentsRoutes } from './routes.ts'
-import type { Service } from '../interface.ts'
+import type { PaymentHook, Service } from '../interface.ts'
 import type { ServiceModuleDefinition } from '../module.ts'
 
 export const PAYMENTS_SERVICE = 'payments'
@@ -20,6 +25,8 @@ const METHOD = /^([a-z][a-z0-9-]{0,63})\.([a-z][a-z0-9-]{0,63})$/
 export interface PaymentsServiceComponents {
   wallet: Wallet
   tabs: TabBook
+  /** channels opened to this node; absent when payments are off */
+  channels?: Channels
   record?: (record: { peer: string, role: 'caller', outcome: 'satisfactory' | 'unsatisfactory', event: string, promised?: string }) => Promise<void>
 }
 
@@ -62,6 +69,7 @@ export function paymentsService (components: PaymentsServiceComponents): Service
           return { json: credit == null ? json : { ...json, credit: { maxTab: formatAmount(credit.maxTab), refused: credit.refused } } }
         }
       },
+      ...(components.channels == null ? {} : channelMethods(components.channels)),
       settle: {
         description: 'pay deferred payments: attach a payment; it pays off the ids named, or without ids the oldest unpaid first',
         args: '[<id>...]',
@@ -94,6 +102,122 @@ export function paymentsService (components: PaymentsServiceComponents): Service
 
 const log = logger('opencloud:payments')
 
+/** The largest funding transaction payments.channel-open reads */
+const MAX_FUNDING_BYTES = 100_000
+
+/** The payee's side of channels, as methods of the payments service (PROTOCOL.md 8f) */
+function channelMethods (channels: Channels): Service['methods'] {
+  const channelArg = (args: string[], method: string): string => {
+    if (args.length !== 1 || !/^[0-9a-f]{64}:[0-9]{1,6}$/.test(args[0])) {
+      throw new BadRequestError(`payments.${method} takes one arg: the channel, <funding txid>:<output index>`)
+    }
+    return args[0]
+  }
+  return {
+    'channel-terms': {
+      description: 'what a payer needs to open a payment channel to this node: its key, address, expiry and capacity limits, close margin, confirmations',
+      unit: Units.CALL,
+      handle: async ({ caller }) => ({ json: await channels.offer(caller) })
+    },
+    'channel-open': {
+      description: 'open a channel: args <output index> <payer key> <payee key> <expiry height> <fee in BTC>, body the funding transaction (the payer broadcasts it)',
+      args: '<vout> <payer-key> <payee-key> <expiry> <fee>',
+      unit: Units.CALL,
+      handle: async (ctx) => {
+        if (ctx.body.length > MAX_FUNDING_BYTES) {
+          throw new BodyTooLargeError(`a funding transaction is at most ${MAX_FUNDING_BYTES} bytes`)
+        }
+        const chunks: Uint8Array[] = []
+        for await (const chunk of ctx.body) {
+          chunks.push(chunk)
+        }
+        const record = await channels.acceptOpen(ctx.caller, ctx.args, Buffer.concat(chunks))
+        return { json: channels.view(record) }
+      }
+    },
+    channel: {
+      description: 'a channel you opened to this node, as it holds it: what it was paid (the latest state), payments, state',
+      args: '<channel>',
+      unit: Units.CALL,
+      handle: async ({ caller, args }) => ({ json: channels.status(caller, channelArg(args, 'channel')) })
+    },
+    'channel-close': {
+      description: 'close a channel you opened to this node: it broadcasts the latest state, which pays it what it was paid and you the rest',
+      args: '<channel>',
+      unit: Units.CALL,
+      handle: async ({ caller, args }) => {
+        try {
+          const closed = await channels.close(channelArg(args, 'channel-close'), caller)
+          return { json: { txid: closed.txid, paid: formatAmount(closed.paid) } }
+        } catch (err: any) {
+          if (err instanceof ChannelCloseError) {
+            throw new RequestDeclinedError(err.message)
+          }
+          throw err
+        }
+      }
+    }
+  }
+}
+
+/** `channels` in config.json: when this node pays through channels, and what it takes as a payee */
+export interface ChannelSettings {
+  /** auto (where a channel costs less on chain than the other kinds of payment), always, never; default auto */
+  use: ChannelUse
+  /** take channels from payers, default true */
+  accept: boolean
+  /** the capacity of a channel this node opens, at least, default "50000 sat" */
+  capacity: string
+  /** how long a channel this node opens lives, in blocks past the payee's close margin, default 4320 (30 days) */
+  lifeBlocks: number
+  /** as payee: blocks before the expiry from which it takes no payment and closes, default 144 (a day) */
+  closeMarginBlocks: number
+  /** as payee: the longest channel life it takes, blocks, default 52560 (a year) */
+  maxExpiryBlocks: number
+  /** as payee: the smallest and largest capacity it takes */
+  minCapacity: string
+  maxCapacity: string
+  /** how often channels are watched (closes, refunds), default 30000 ms */
+  watchIntervalMs: number
+}
+
+const amountSetting = (value: unknown, path: string): string => {
+  if (typeof value !== 'string' && typeof value !== 'number') {
+    throw new ConfigError(`${path} is an amount with its unit, e.g. "50000 sat" or "0.0005 BTC"`)
+  }
+  try {
+    return formatAmount(parseAmount(value, path))
+  } catch (err: any) {
+    throw new ConfigError(err.message)
+  }
+}
+
+export const channelSettings: ConfigSection<ChannelSettings> = {
+  key: 'channels',
+  defaults: { use: 'auto', accept: true, capacity: '50000 sat', lifeBlocks: 4320, closeMarginBlocks: 144, maxExpiryBlocks: 52_560, minCapacity: '10000 sat', maxCapacity: '0.1 BTC', watchIntervalMs: 30_000 },
+  validate: (raw, path) => objectSection(raw, path, channelSettings.defaults, {
+    use: (value, p) => {
+      if (value !== 'auto' && value !== 'always' && value !== 'never') {
+        throw new ConfigError(`${p} is "auto" (a channel where it costs less on chain), "always" or "never"`)
+      }
+      return value
+    },
+    accept: (value, p) => {
+      if (typeof value !== 'boolean') {
+        throw new ConfigError(`${p} is true or false`)
+      }
+      return value
+    },
+    capacity: amountSetting,
+    lifeBlocks: wholeNumber(1, 'blocks'),
+    closeMarginBlocks: wholeNumber(1, 'blocks'),
+    maxExpiryBlocks: wholeNumber(2, 'blocks'),
+    minCapacity: amountSetting,
+    maxCapacity: amountSetting,
+    watchIntervalMs: wholeNumber(100, 'milliseconds')
+  })
+}
+
 /**
  * The payments module: the `payments` service; with a chain (payments.chain
  * set), the desk that takes attached and deferred payments and the holdings
@@ -103,25 +227,72 @@ const log = logger('opencloud:payments')
  */
 export const paymentsModule: ServiceModuleDefinition = {
   name: PAYMENTS_SERVICE,
-  create: ({ wallet, tabs, chain, payments, reputation, network, config }) => {
+  config: [channelSettings],
+  create: ({ wallet, tabs, chain, payments, reputation, network, config, datastore, caller, section, options }) => {
     const record = async (r: Parameters<NonNullable<PaymentsServiceComponents['record']>>[0]): Promise<void> => reputation.record(r)
     const desk = chain == null
       ? undefined
       : new PaymentDesk({ wallet, chain, tabs, trustScore: async (peer) => (await reputation.view(peer)).score, record }, { network })
+    const settings = section(channelSettings)
+    const channels = chain == null
+      ? undefined
+      : new Channels({ datastore, wallet, chain, tabs, call: async (peer, request) => caller.plainCall(peer, request) }, {
+        network,
+        accept: settings.accept,
+        capacity: parseAmount(settings.capacity),
+        lifeBlocks: settings.lifeBlocks,
+        closeMarginBlocks: settings.closeMarginBlocks,
+        maxExpiryBlocks: settings.maxExpiryBlocks,
+        minCapacity: parseAmount(settings.minCapacity),
+        maxCapacity: parseAmount(settings.maxCapacity),
+        watchIntervalMs: settings.watchIntervalMs,
+        ...(options[PAYMENTS_SERVICE] as { channels?: ChannelsInit } | undefined)?.channels
+      })
+    if (channels != null) {
+      payments?.useChannels(channels, settings.use)
+    }
+    const channelHook: PaymentHook | undefined = channels == null
+      ? undefined
+      : {
+          check: async ({ required, ctx }) => {
+            const payment = ctx.payment as Extract<Payment, { type: 'channel' }>
+            const { sats, total } = await channels.checkPayment(ctx.caller, payment, required)
+            const txid = `channel:${payment.channel}:${total}`
+            ctx.paid = { txid, sats }
+            await tabs.recordPayment({ direction: 'received', peer: ctx.caller, txid, sats, settles: [], service: ctx.service, method: ctx.method })
+          }
+        }
+    // an unpaid call from a payer with a channel open to this node is told the price to pay through it
+    const none: PaymentHook | undefined = desk == null
+      ? undefined
+      : {
+          check: async (c) => {
+            if (c.required > 0n && channels != null && channels.payeeHasRoom(c.ctx.caller, c.required)) {
+              throw withChannel(new PaymentTooLowError(`${c.ctx.service}.${c.ctx.method} costs ${formatBtc(c.required)} BTC and the request carries no payment: pay it through your open channel`), c.required)
+            }
+            await desk.check(c)
+          },
+          credit: async (caller, policy) => desk.credit(caller, policy)
+        }
     return {
-      services: [paymentsService({ wallet, tabs, record })],
-      payments: desk == null ? {} : { none: desk, attached: desk, defer: desk },
+      services: [paymentsService({ wallet, tabs, record, channels })],
+      payments: desk == null || none == null ? {} : { none, attached: desk, defer: desk, ...(channelHook == null ? {} : { channel: channelHook }) },
       checks: chain == null ? {} : { holdings: new HoldingsCheck(chain) },
-      routes: paymentsRoutes({ wallet, chain, tabs, payments, config }),
-      errors: [[WrongNetworkAddressError, 400], [InvalidAmountError, 400], [DustPaymentError, 400], [InsufficientFundsError, 409], [FeeTooHighError, 409]],
+      routes: paymentsRoutes({ wallet, chain, tabs, payments, config }, channels),
+      errors: [[WrongNetworkAddressError, 400], [InvalidAmountError, 400], [DustPaymentError, 400], [InsufficientFundsError, 409], [FeeTooHighError, 409], [NoChannelError, 404], [ChannelCloseError, 409], [ChannelOpenError, 409], [ChannelTermsError, 400]],
+      engine: channels,
       start: async () => {
+        await channels?.start()
         payments?.start()
         if (wallet.scanNeeded && chain != null) {
           // restored from its mnemonic: find the addresses it used, in the background
           void wallet.scan(chain).catch(err => { log.error('scanning the restored wallet failed; it is tried again at the next start - %e', err) })
         }
       },
-      stop: async () => { await payments?.stop() }
+      stop: async () => {
+        await payments?.stop()
+        await channels?.stop()
+      }
     }
   }
 }

@@ -6,6 +6,7 @@ import type { ChainBackend } from '../../payments/chain/interface.ts'
 import type { SettlementState } from '../../payments/payment-agent.ts'
 import type { OnChainRow, SummaryRow, TabSummary } from '../../payments/tab-book.ts'
 import type { ModuleComponents, RouteTable } from '../module.ts'
+import type { Channels } from '../../payments/channels/channels.ts'
 
 /**
  * `payments summary`: what calls cost (the rows, and totals per peer, per
@@ -58,7 +59,13 @@ function payableJson (tab: TabSummary, state?: SettlementState): Record<string, 
 }
 
 /** The control API's wallet and payments routes (README, "Control API") */
-export function paymentsRoutes ({ wallet, chain, tabs, payments, config }: Pick<ModuleComponents, 'wallet' | 'chain' | 'tabs' | 'payments' | 'config'>): RouteTable {
+export function paymentsRoutes ({ wallet, chain, tabs, payments, config }: Pick<ModuleComponents, 'wallet' | 'chain' | 'tabs' | 'payments' | 'config'>, channels?: Channels): RouteTable {
+  const requireChannels = (): Channels => {
+    if (channels == null) {
+      throw new HttpError(409, 'payments are off, and with them channels: set payments.chain in config.json to an Esplora API URL (npm run chain starts a local one)')
+    }
+    return channels
+  }
   const requireChain = (): ChainBackend => {
     if (chain == null) {
       throw new HttpError(409, 'payments are off: set payments.chain in config.json to an Esplora API URL (npm run chain starts a local one)')
@@ -102,8 +109,22 @@ export function paymentsRoutes ({ wallet, chain, tabs, payments, config }: Pick<
       const states = new Map((payments?.settlementStates() ?? []).map(s => [s.peer, s]))
       json(200, {
         receivable: (await tabs.tabs('receivable')).map(tabJson),
-        payable: (await tabs.tabs('payable')).map(t => payableJson(t, states.get(t.peer)))
+        payable: (await tabs.tabs('payable')).map(t => payableJson(t, states.get(t.peer))),
+        // what is paid through channels is paid, not owed: their balances beside the tabs
+        channels: channels == null ? [] : (await channels.list()).filter(c => c.state === 'open' || c.state === 'funding' || c.state === 'closing')
       })
+    },
+    'GET /v1/payments/channels': async ({ url, json }) => {
+      const all = await requireChannels().list()
+      json(200, { channels: url.searchParams.get('all') === 'true' ? all : all.filter(c => c.state === 'open' || c.state === 'funding' || c.state === 'closing') })
+    },
+    'POST /v1/payments/channels/close': async ({ req, json }) => {
+      const usage = 'send JSON: {"peer": "<PeerId>"}'
+      const body = await readJsonBody(req, usage)
+      if (typeof body.peer !== 'string' || body.peer === '') {
+        throw new HttpError(400, usage)
+      }
+      json(200, { closed: await requireChannels().closeWith(body.peer) })
     },
     'GET /v1/payments/summary': async ({ url, json }) => {
       const since = url.searchParams.has('since') ? positiveInteger(url, 'since', 0) : null

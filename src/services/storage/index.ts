@@ -108,6 +108,7 @@ export const storageModule: ServiceModuleDefinition = {
       hosts: async () => storageHosts(components),
       trust: (peer) => reputation.scoreOf(peer),
       call: async (peer, request, sats) => caller.payingCall(peer, request, sats),
+      prepay: async (payees, signal) => caller.prepay(payees, signal),
       rate: (peer, event, method) => { record({ peer, role: 'server', outcome: 'unsatisfactory', event, service: STORAGE_SERVICE, method }) },
       rateContract: (peer, satisfactory) => { record({ peer, role: 'server', outcome: satisfactory ? 'satisfactory' : 'unsatisfactory', event: 'contract-rated', service: STORAGE_SERVICE, method: 'end' }) }
     }, { auditIntervalMs: upkeep.auditIntervalMs, auditGraceMs: upkeep.auditGraceMs, rentCheckMs: upkeep.checkIntervalMs, contractAllowance: parseSize(upkeep.contractAllowance, 'storage.contractAllowance'), ...(options[STORAGE_SERVICE] as StorageClientInit | undefined) })

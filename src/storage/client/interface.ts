@@ -31,6 +31,13 @@ export interface StorageClientComponents {
   trust?: (peer: string) => number
   /** a call to a host that pays `sats` (0: unpaid), deferred where the host gives credit */
   call: StorageCall
+  /**
+   * The hosts a put is about to pay, each about `sats` in `calls` paid calls
+   * over the contract: the node opens payment channels to them in one funding
+   * transaction where its payment strategy says a channel is worth it
+   * (PaymentAgent.prepay). Optional: without it every call pays as `call` does.
+   */
+  prepay?: (payees: Array<{ peer: string, sats: bigint, calls: number, method: string }>, signal: AbortSignal) => Promise<void>
   /** a reputation record of a host that failed or cheated */
   rate?: (peer: string, event: 'corrupt' | 'failed', method: string) => void
   /** a reputation record of a host when its contract ends: how it served */

@@ -71,7 +71,8 @@ export class StorageClient {
     const records = this.records = new Records(components.datastore, { keepRemoved: init.keepRemoved ?? DEFAULT_KEEP_REMOVED })
     const session = this.session = new StorageSession(async (peer, request, sats) => components.call(peer, request, sats))
     const contracts = this.contracts = new Contracts({ peerId, signer, trust, rateContract, session, records }, { rentPeriodMs: init.rentPeriodMs ?? DEFAULT_RENT_PERIOD_MS, minThroughput, allowance: init.contractAllowance, renewBeforeMs: this.renewBeforeMs })
-    this.uploader = new Uploader({ hosts, storageKey, rate, records, contracts, session, slots }, { segmentSize: init.segmentSize ?? DEFAULT_SEGMENT_SIZE, segmentsInFlight, durationMs })
+    const prepay = components.prepay == null ? undefined : async (payees: Parameters<NonNullable<StorageClientComponents['prepay']>>[0], signal: AbortSignal): Promise<void> => components.prepay?.(payees, signal)
+    this.uploader = new Uploader({ hosts, storageKey, rate, records, contracts, session, slots, prepay }, { segmentSize: init.segmentSize ?? DEFAULT_SEGMENT_SIZE, segmentsInFlight, durationMs })
     const downloader = this.downloader = new Downloader({ storageKey, rate, records, session, contracts, slots, shutdown: () => this.shutdown.signal, onHealthChanged: () => { this.repairSoon() } }, { hedgeMs: init.hedgeMs ?? DEFAULT_HEDGE_MS, minThroughput })
     this.repairer = new Repairer({ hosts, trust, rate, records, contracts, downloader, slots }, {
       repairAfterLost: init.repairAfterLost ?? defaultRepairAfterLost,

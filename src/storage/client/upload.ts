@@ -8,6 +8,7 @@ import { formatSize } from '../../utils/size.ts'
 import { objectKey, sealSegment, TAG_BYTES } from '../protocol/crypto.ts'
 import { ReedSolomon, split } from '../protocol/erasure.ts'
 import { merkleRoot } from '../protocol/merkle.ts'
+import { TIB } from '../protocol/contract.ts'
 import { END_CALL_MS, MAX_SLOT_REPLACEMENTS } from '../constants.ts'
 import { InvalidNameError, InvalidPutOptionError, NotEnoughHostsError, StreamSizeError } from '../errors.ts'
 import { hex, type Contracts, type Lease } from './contracts.ts'
@@ -33,7 +34,7 @@ export interface Slot {
   put: ShardRecord[]
 }
 
-export interface UploadComponents extends Pick<StorageClientComponents, 'hosts' | 'storageKey' | 'rate'> {
+export interface UploadComponents extends Pick<StorageClientComponents, 'hosts' | 'storageKey' | 'rate' | 'prepay'> {
   records: Records
   contracts: Contracts
   session: StorageSession
@@ -216,6 +217,15 @@ export class Uploader {
     const durationMs = options.durationMs ?? this.init.durationMs
     const key = objectKey(this.components.storageKey(), id)
     const progress = (p: Progress): void => { options.onProgress?.(p) }
+
+    // what the first N hosts are about to be paid, so channels to them can
+    // open in one funding transaction before the first shard
+    if (this.components.prepay != null) {
+      const months = durationMs / (30 * 86_400_000)
+      const held = bytesFrom(0)
+      const expected = (h: HostOffer): bigint => BigInt(Math.ceil(Number(h.storage) * held * months / TIB + Number(h.upload) * held / TIB))
+      await this.components.prepay(offers.slice(0, n).map(h => ({ peer: h.peer, sats: expected(h), calls: segmentCount + Math.ceil(months * 30), method: 'storage.put' })), signal)
+    }
 
     // room with N hosts, taking the next offer whenever one refuses
     let next = 0
