@@ -128,6 +128,8 @@ export interface Costs {
   paidOnChain: bigint
   /** the fees of those transactions, shared the same way */
   fees: bigint
+  /** of what the calls cost, what was paid through payment channels (off chain until the payee closes) */
+  throughChannels: bigint
 }
 
 /** What one counterparty and service came to over a period (`payments summary`) */
@@ -190,7 +192,10 @@ const dec = <T> (bytes: Uint8Array): T => JSON.parse(new TextDecoder().decode(by
 // peer ids and promise ids become key segments; keep them safe
 const seg = (s: string): string => encodeURIComponent(s)
 
-/** A record of a payment on chain, not the bookkeeping of what a settlement covered (`<txid>:settle`) */
+/** The txid of a record of a payment through a channel: `channel:<channel id>:<the state's total>` */
+export const CHANNEL_PAYMENT = 'channel:'
+
+/** A record of a payment on chain, not the bookkeeping of what a settlement covered (`<txid>:settle`) nor a channel payment */
 const onChain = (p: PaymentRecord): boolean => !p.txid.includes(':')
 
 export class TabBook {
@@ -469,7 +474,7 @@ export class TabBook {
     const matches = (service: string): boolean => filter.service == null || service === filter.service
     const promises = await this.promises('payable')
     const byId = new Map(promises.map(p => [`${p.peer} ${p.id}`, p]))
-    const costs: Costs = { promised: 0n, unpaid: 0n, paidOnChain: 0n, fees: 0n }
+    const costs: Costs = { promised: 0n, unpaid: 0n, paidOnChain: 0n, fees: 0n, throughChannels: 0n }
     for (const p of promises) {
       if (matches(p.service)) {
         costs.promised += p.sats
@@ -477,6 +482,11 @@ export class TabBook {
       }
     }
     for (const p of await this.payments()) {
+      if (p.direction === 'sent' && p.txid.startsWith(CHANNEL_PAYMENT) && matches(p.service)) {
+        costs.promised += p.sats
+        costs.throughChannels += p.sats
+        continue
+      }
       if (p.direction !== 'sent' || !onChain(p)) {
         continue
       }

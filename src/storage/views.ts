@@ -164,9 +164,10 @@ export function objectInfo (o: StoredObject): Record<string, unknown> {
  * chain, the transactions' fees included. The two differ: a settlement
  * pays at least the dust limit, and pays deferred calls later.
  */
-export function storageCosts (costs: { promised: bigint, unpaid: bigint, paidOnChain: bigint, fees: bigint }): Record<string, string> {
+export function storageCosts (costs: { promised: bigint, unpaid: bigint, paidOnChain: bigint, fees: bigint, throughChannels: bigint }): Record<string, string> {
   return {
     calls: formatAmount(costs.promised),
+    throughChannels: formatAmount(costs.throughChannels),
     unpaid: formatAmount(costs.unpaid),
     paidOnChain: formatAmount(costs.paidOnChain),
     fees: formatAmount(costs.fees),

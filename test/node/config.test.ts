@@ -36,7 +36,12 @@ describe('config', () => {
       [{ dht: { addresses: 'some' } }, /dht.addresses/],
       [{ services: { sha256: { prices: { hash: 0.5 } } } }, /services.sha256.prices.hash/],
       [{ logLevel: 'loud' }, /logLevel must be one of/],
-      [{ policies: { global: { deny: 'yes' } } }, /policies.global.deny must be true or false/]
+      [{ policies: { global: { deny: 'yes' } } }, /policies.global.deny must be true or false/],
+      [{ channels: { use: 'sometimes' } }, /channels\.use is "auto" \(a channel where it costs less on chain\), "always" or "never"/],
+      [{ channels: { capacity: '0.0005' } }, /channels\.capacity "0\.0005" has no unit/],
+      [{ channels: { closeMarginBlocks: 0 } }, /channels\.closeMarginBlocks must be a whole number of blocks, at least 1/],
+      [{ channels: { accept: 'yes' } }, /channels\.accept is true or false/],
+      [{ channels: { margin: 6 } }, /unknown config field "channels\.margin"/]
     ]
     for (const [input, message] of cases) {
       assert.throws(() => validateConfig(input), message, JSON.stringify(input))

@@ -225,6 +225,22 @@ describe('payment channels between nodes on a local regtest chain', () => {
     assert.ok(theirs.total < 294n)
     await channels(server).watch()
     assert.equal(channels(server).store.get('payee', open.id)?.state, 'open')
+
+    // one paid enough to claim: the payee's watcher closes it at the margin, with the latest state
+    const paid = await client.paidCall(target(), hash(), { pay: { kind: 'channel', sats: 500n } })
+    assert.ok(paid.decisions.some(d => /^opened channel/.test(d)), 'the old one is near its end: a new one is opened')
+    const next = channels(client).store.all('payer').find(c => c.state === 'open' && c.id !== open.id) as ChannelRecord
+    await mine(next.expiry - next.closeMargin - await chain.tipHeight())
+    await channels(server).watch()
+    const closing = channels(server).store.get('payee', next.id) as ChannelRecord
+    assert.equal(closing.state, 'closing')
+    await mine()
+    const close = await chain.transaction(closing.closeTxid as string)
+    assert.equal(close.outputs.find(o => o.scriptPubKey === Buffer.from(payoutScript(next.payeeKey)).toString('hex'))?.value, 500n)
+    await channels(server).watch()
+    await channels(client).watch()
+    assert.equal(channels(server).store.get('payee', next.id)?.state, 'closed')
+    assert.equal(channels(client).store.get('payer', next.id)?.state, 'closed', 'the payer sees the close on chain')
   })
 
   it('refuses payments on a channel whose funding is unconfirmed or was double-spent', async () => {

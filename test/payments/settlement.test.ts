@@ -170,8 +170,8 @@ describe('settling deferred payments', () => {
     assert.equal(before - await wallet(dave), 12n * PRICE + fee, 'what left the wallet')
     const [onChain] = await dave.tabs.onChain()
     assert.deepEqual(onChain, { peer: server.peerId.toString(), sent: 12n * PRICE, fees: fee, received: 0n, transactions: 1 })
-    assert.deepEqual(await dave.tabs.costs({ service: 'sha256' }), { promised: 12n * PRICE, unpaid: 0n, paidOnChain: 12n * PRICE, fees: fee })
-    assert.deepEqual(await dave.tabs.costs({ service: 'storage' }), { promised: 0n, unpaid: 0n, paidOnChain: 0n, fees: 0n })
+    assert.deepEqual(await dave.tabs.costs({ service: 'sha256' }), { promised: 12n * PRICE, unpaid: 0n, paidOnChain: 12n * PRICE, fees: fee, throughChannels: 0n })
+    assert.deepEqual(await dave.tabs.costs({ service: 'storage' }), { promised: 0n, unpaid: 0n, paidOnChain: 0n, fees: 0n, throughChannels: 0n })
   })
 
   it('waits while a settlement\'s fee is more than a quarter of the tab, and pays before it goes overdue', async () => {

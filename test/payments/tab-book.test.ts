@@ -247,9 +247,12 @@ describe('the tab book', () => {
       await book.recordPayment({ direction: 'received', peer: 'caller', txid: `${'c'.repeat(64)}:settle`, sats: 500n, settles: ['x'], service: 'payments', method: 'settle' })
       await book.recordPayment({ direction: 'received', peer: 'caller', txid: 'c'.repeat(64), sats: 500n, settles: [], service: 'payments', method: 'settle' })
 
-      assert.deepEqual(await book.costs({ service: 'storage' }), { promised: 1350n, unpaid: 50n, paidOnChain: 1300n, fees: 291n })
-      assert.deepEqual(await book.costs({ service: 'sha256' }), { promised: 100n, unpaid: 0n, paidOnChain: 100n, fees: 50n })
-      assert.deepEqual(await book.costs(), { promised: 1450n, unpaid: 50n, paidOnChain: 1400n, fees: 341n })
+      // a payment through a channel is what a call cost, paid, and not on chain
+      await book.recordPayment({ direction: 'sent', peer: host, txid: `channel:${'d'.repeat(64)}:0:25`, sats: 25n, settles: [], service: 'storage', method: 'rent' })
+
+      assert.deepEqual(await book.costs({ service: 'storage' }), { promised: 1375n, unpaid: 50n, paidOnChain: 1300n, fees: 291n, throughChannels: 25n })
+      assert.deepEqual(await book.costs({ service: 'sha256' }), { promised: 100n, unpaid: 0n, paidOnChain: 100n, fees: 50n, throughChannels: 0n })
+      assert.deepEqual(await book.costs(), { promised: 1475n, unpaid: 50n, paidOnChain: 1400n, fees: 341n, throughChannels: 25n })
       assert.deepEqual(await book.onChain(), [
         { peer: 'caller', sent: 0n, fees: 0n, received: 500n, transactions: 0 },
         { peer: host, sent: 1400n, fees: 341n, received: 0n, transactions: 2 }

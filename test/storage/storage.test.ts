@@ -207,13 +207,24 @@ describe('storage: put and get across paid hosts over TCP', () => {
     assert.ok(rent > 8n * 2n * 40n, `about 48 sat a day per host for 16 MiB at 1 BTC per TiB-month: ${rent} sat`)
     // nothing more is due yet
     assert.equal(await client.storage.payRent(Date.now() + 2 * period), 0)
-    // rent goes through the payment machinery: promises to each host, in payments
+    // rent goes through the payment machinery: at these prices a channel to
+    // each host costs less on chain than settling deferred promises (the
+    // auto strategy), so the put opened one to each of its 8 hosts, all in
+    // one funding transaction, and the rent went through them
+    const channels = client.channels?.store.all('payer') ?? []
+    assert.deepEqual(channels.map(c => c.peer).sort(), contracts.map(([, c]) => c.host).sort(), 'a channel to each host holding a contract (not to the full one it passed over)')
+    assert.equal(new Set(channels.map(c => c.txid)).size, 1, 'one funding transaction for all of them')
+    const throughChannels = (await client.tabs.payments()).filter(p => p.direction === 'sent' && p.txid.startsWith('channel:') && p.service === 'storage' && p.method === 'rent')
     const promised = (await client.tabs.promises('payable')).filter(p => p.service === 'storage' && p.method === 'rent')
-    assert.equal(promised.reduce((n, p) => n + p.sats, 0n), rent)
+    assert.equal(promised.length, 0, 'nothing deferred')
+    assert.equal(throughChannels.reduce((n, p) => n + p.sats, 0n), rent)
     const [id0, c0] = contracts[0]
     const host = hosts.find(h => h.peerId.toString() === c0.host)!
-    const hostSide = (await host.tabs.promises('receivable')).filter(p => p.service === 'storage' && p.method === 'rent' && p.peer === client.peerId.toString())
-    assert.equal(hostSide.length, 2, `the host of ${id0} holds the promises of the two periods that cost something (the first held nothing: 0 sat, unpaid)`)
+    const hostSide = (await host.tabs.payments()).filter(p => p.direction === 'received' && p.txid.startsWith('channel:') && p.service === 'storage' && p.method === 'rent' && p.peer === client.peerId.toString())
+    assert.equal(hostSide.length, 2, `the host of ${id0} was paid the two periods that cost something through its channel (the first held nothing: 0 sat)`)
+    const theirs = host.channels?.store.all('payee').find(c => c.peer === client.peerId.toString())
+    const allFromClient = (await host.tabs.payments()).filter(p => p.direction === 'received' && p.txid.startsWith(`channel:${theirs?.id}:`))
+    assert.equal(theirs?.total, allFromClient.reduce((n, p) => n + p.sats, 0n), 'the host holds the latest state: every payment through the channel')
   })
 
   it('audits every host: one that silently deleted its shards is caught and rated, one down for a while is not condemned', async () => {

@@ -52,8 +52,8 @@ describe('storage views', () => {
   })
 
   it('shows what storage cost on chain beside what its calls cost, in BTC', () => {
-    assert.deepEqual(storageCosts({ promised: 480n, unpaid: 40n, paidOnChain: 2352n, fees: 1128n }), {
-      calls: '0.0000048 BTC', unpaid: '0.0000004 BTC', paidOnChain: '0.00002352 BTC', fees: '0.00001128 BTC', onChain: '0.0000348 BTC'
+    assert.deepEqual(storageCosts({ promised: 480n, unpaid: 40n, paidOnChain: 2352n, fees: 1128n, throughChannels: 30n }), {
+      calls: '0.0000048 BTC', throughChannels: '0.0000003 BTC', unpaid: '0.0000004 BTC', paidOnChain: '0.00002352 BTC', fees: '0.00001128 BTC', onChain: '0.0000348 BTC'
     })
   })
 })

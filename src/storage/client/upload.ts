@@ -218,14 +218,20 @@ export class Uploader {
     const key = objectKey(this.components.storageKey(), id)
     const progress = (p: Progress): void => { options.onProgress?.(p) }
 
-    // what the first N hosts are about to be paid, so channels to them can
-    // open in one funding transaction before the first shard
-    if (this.components.prepay != null) {
+    // once the N slots have hosts under contract, what each is about to be
+    // paid: the node opens channels to them in one funding transaction
+    // (PaymentAgent.prepay) before the rent that pays for the shards. A host
+    // that refused its contract gets none; a later replacement pays deferred
+    const prepay = async (): Promise<void> => {
+      if (this.components.prepay == null) {
+        return
+      }
       const months = durationMs / (30 * 86_400_000)
       const held = bytesFrom(0)
       const expected = (h: HostOffer): bigint => BigInt(Math.ceil(Number(h.storage) * held * months / TIB + Number(h.upload) * held / TIB))
-      await this.components.prepay(offers.slice(0, n).map(h => ({ peer: h.peer, sats: expected(h), calls: segmentCount + Math.ceil(months * 30), method: 'storage.put' })), signal)
+      await this.components.prepay(slotHosts.map(h => ({ peer: h.peer, sats: expected(h), calls: segmentCount + Math.ceil(months * 30), method: 'storage.put' })), signal)
     }
+    const slotHosts: HostOffer[] = []
 
     // room with N hosts, taking the next offer whenever one refuses
     let next = 0
@@ -246,6 +252,10 @@ export class Uploader {
           // named before a shard is sent: after a crash, cleanUploads resynchronises it
           pending.contracts.push(lease.id)
           await records.savePending(pending)
+          slotHosts.push(host)
+          if (slotHosts.length === n) {
+            await prepay()
+          }
           return { host, contract: lease.id, record: lease.record }
         } catch (err: any) {
           if (signal.aborted) {
