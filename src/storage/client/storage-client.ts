@@ -282,7 +282,7 @@ export class StorageClient {
 
   /** Pay the next period of every live contract whose paid time runs out within half a period */
   async payRent (now = Date.now(), signal?: AbortSignal): Promise<number> {
-    return this.upkept(signal, async upkeep => payRentDue({ records: this.records, contracts: this.contracts }, now, upkeep))
+    return this.upkept(signal, async upkeep => payRentDue({ records: this.records, contracts: this.contracts, prepay: this.components.prepay }, now, upkeep))
   }
 
   /** Renew the contracts that end soon (see renewBeforeMs) with the same hosts; resolves with how many were renewed */

@@ -1,12 +1,16 @@
 import { logger } from '@libp2p/logger'
 import type { Contracts } from '../contracts.ts'
 import type { Records } from '../records.ts'
+import type { StorageClientComponents } from '../interface.ts'
+import { MONTH_MS, TIB } from '../../protocol/contract.ts'
 
 const log = logger('opencloud:storage:client:rent')
 
 export interface RentComponents {
   records: Records
   contracts: Pick<Contracts, 'payPeriod'>
+  /** open channels to the hosts about to be paid, in one funding transaction, where the payment strategy says (StorageClientComponents.prepay) */
+  prepay?: StorageClientComponents['prepay']
 }
 
 /**
@@ -18,10 +22,26 @@ export interface RentComponents {
  * ended contract is paid no more. Resolves with how many periods were
  * paid. The caller holds the records.
  */
-export async function payRentDue ({ records, contracts }: RentComponents, now: number, signal: AbortSignal): Promise<number> {
+export async function payRentDue ({ records, contracts, prepay }: RentComponents, now: number, signal: AbortSignal): Promise<number> {
   let paid = 0
   await records.ready()
-  for (const [id, c] of records.contracts.entries()) {
+  const due = [...records.contracts.entries()].filter(([, c]) => c.ended == null && c.lost == null && c.end > now &&
+    c.start + c.rentPaidPeriods * c.rentPeriodMs < Math.min(c.end, now + c.rentPeriodMs / 2))
+  if (prepay != null && due.length > 0) {
+    // the hosts about to be paid, each about its rent to the contract's end:
+    // channels that ran out or reached their end are opened again together
+    const payees = new Map<string, { peer: string, sats: bigint, calls: number, method: string }>()
+    for (const [, c] of due) {
+      const bytes = c.shards.reduce((sum, [, b]) => sum + b, 0)
+      const months = (c.end - now) / MONTH_MS
+      const p = payees.get(c.host) ?? { peer: c.host, sats: 0n, calls: 0, method: 'storage.rent' }
+      p.sats += BigInt(Math.ceil(Number(c.storagePrice) * bytes * months / TIB))
+      p.calls += Math.ceil((c.end - now) / c.rentPeriodMs)
+      payees.set(c.host, p)
+    }
+    await prepay([...payees.values()], signal)
+  }
+  for (const [id, c] of due) {
     // a condemned host is paid no more
     if (c.ended != null || c.lost != null || c.end <= now) {
       continue
