@@ -174,7 +174,7 @@ describe('store from the command line, on a testnet of daemons', () => {
       const lsJson = JSON.parse((await cli('store', 'ls', '--json')).stdout)
       assert.deepEqual([lsJson.costs.calls, lsJson.costs.onChain], ['0 BTC', '0 BTC'])
       assert.equal(lsJson.objects[0].name, 'big.bin')
-      assert.deepEqual(Object.keys(lsJson.costs).sort(), ['calls', 'fees', 'onChain', 'paidOnChain', 'unpaid'])
+      assert.deepEqual(Object.keys(lsJson.costs).sort(), ['calls', 'fees', 'onChain', 'paidOnChain', 'throughChannels', 'unpaid'])
       assert.ok(Object.values(lsJson.costs).every(v => /^[0-9.]+ BTC$/.test(v as string)))
       const statusJson = JSON.parse((await cli('store', 'status', '--json')).stdout)
       assert.deepEqual([statusJson.objects[0].name, statusJson.objects[0].state, statusJson.paymentProblem], ['big.bin', 'healthy', null])
