@@ -34,6 +34,16 @@ export const TESTNET_STORAGE_PRICES = { rent: '1833 sat', put: '0 sat', get: '24
 /** sha256.hash per MiB on the even-numbered nodes */
 export const TESTNET_HASH_PRICE = '100 sat'
 
+/**
+ * The testnet pays through payment channels on purpose, to show them: at
+ * its market-level prices and with the credit it gives, "auto" would rightly
+ * pay small users deferred (cheaper on chain than a channel's two
+ * transactions), so a store put opens channels to its hosts only with
+ * "always". Its blocks come every 5 s: a margin of 6 blocks is half a
+ * minute, and a channel lives 4320 blocks (6 hours) past it.
+ */
+export const TESTNET_CHANNELS = { use: 'always', closeMarginBlocks: 6, lifeBlocks: 4320 }
+
 /** Settings the testnet gives node i on top of its defaults */
 async function writeNodeConfig (dataDir: string, index: number, chainUrl?: string, pretrusted?: string, genesis?: string): Promise<boolean> {
   const path = join(dataDir, 'config.json')
@@ -56,6 +66,7 @@ async function writeNodeConfig (dataDir: string, index: number, chainUrl?: strin
     // TiB) and gives the credit deferred payments need
     config.services = { ...config.services, storage: { enabled: true, capacity: '2 GiB', prices: TESTNET_STORAGE_PRICES } }
     config.policies = { ...config.policies, global: { ...config.policies?.global, 'max-tab': '0.001 BTC' } }
+    config.channels = { ...config.channels, ...TESTNET_CHANNELS }
   }
   // files stored on the testnet are audited every 2 minutes, checked every 10 s
   config.storage = { ...config.storage, auditIntervalMs: 120_000, checkIntervalMs: 10_000 }

@@ -32,6 +32,10 @@ market's prices (what Storj pays its hosts): 0.00001833 BTC (1833 sat) per
 TiB-month of bytes held, nothing per upload and 0.00002444 BTC per TiB
 downloaded, and gives up to 0.001 BTC of credit. With 8 nodes, "store put" on one of them
 stores 2-of-5 on five of the other seven (two are spares for repair).
+Nodes pay each other through payment channels (channels.use "always", a
+close margin of 6 blocks, channels living 4320 blocks past it; a block
+comes every 5 s): a store put opens channels to its hosts in one funding
+transaction, and "payments channels" lists them.
 
 Options:
   --nodes N       how many nodes, default 5
@@ -159,7 +163,9 @@ async function main (): Promise<number> {
     process.stdout.write(`\n${nodes.length} nodes running, regtest chain at ${chain.url}, each wallet funded with ${formatAmount(funding)}; every node hosts storage at ${formatAmount(parseAmount(TESTNET_STORAGE_PRICES.rent))} per TiB-month, ${formatAmount(parseAmount(TESTNET_STORAGE_PRICES.put))} per TiB up and ${formatAmount(parseAmount(TESTNET_STORAGE_PRICES.get))} per TiB down. Try:\n` +
       `  npx opencloud-node --data-dir ${nodes[nodes.length - 1].dataDir} call ${nodes[0].peerId} sha256.hash --body package.json\n` +
       (paid == null ? '' : `  npx opencloud-node --data-dir ${nodes[0].dataDir} call ${paid.peerId} sha256.hash --body package.json --pay auto --max-price 10000sat\n`) +
+      (paid == null ? '' : `  npx opencloud-node --data-dir ${nodes[0].dataDir} call ${paid.peerId} sha256.hash --body package.json --pay channel:1000sat\n`) +
       `  npx opencloud-node --data-dir ${nodes[0].dataDir} store put package.json\n` +
+      `  npx opencloud-node --data-dir ${nodes[0].dataDir} payments channels\n` +
       `  npx opencloud-node --data-dir ${nodes[0].dataDir} store get package.json --out /tmp/package.json\n` +
       'Ctrl-C stops them all.\n')
   }

@@ -97,9 +97,18 @@ Paying (the node's wallet pays; see "opencloud-node wallet"):
   ${CLI} call <peer> sha256.hash --body big.iso --pay attached:10000sat
   ${CLI} call <peer> sha256.hash --body big.iso --pay auto --max-price 20000sat
   ${CLI} call <peer> sha256.hash --body big.iso --pay auto --max-price "0.0002 BTC"
+  ${CLI} call <peer> sha256.hash --body big.iso --pay channel:1000sat
 With --pay auto the call first asks for free, then offers what the server
-asks (deferred where it gives credit, else attached) up to --max-price. The
-strategy says on stderr what it did and why.
+asks (through an open channel with the server that has room, else deferred
+where it gives credit, else attached) up to --max-price. With --pay
+channel:<amount> it pays the amount through this node's payment channel with
+the server, and opens one first when none has room: one funding transaction
+of "channels.capacity" in config.json (at least the amount), after which
+each payment is a signed state kept off chain; the payee closes it (a
+second transaction) however many calls it paid (\`payments channels\` lists
+them). The strategy says on stderr what it did and why; with --json the
+answer's "payment" says what was paid (its type, amount and id: the
+channel's, for a channel payment) and "decisions" the same lines.
 
 Amounts name their unit: 500sat, "500 sat", "0.000005 BTC". A number without
 a unit is whole satoshis; a bare decimal such as 0.0001 is refused.
@@ -107,11 +116,11 @@ a unit is whole satoshis; a bare decimal such as 0.0001 is refused.
 Options:
   --body FILE|-          send this file (or standard input) as the request body
   --out FILE             write the response body to FILE
-  --pay MODE             attached:<amount>, defer:<amount>, auto or none
-                         (default none); or promo:<code>, a Cloud Ledger
-                         promo code this node owns (\`ledger promo mine\`):
-                         the server, a member cloud, redeems it before it
-                         serves
+  --pay MODE             attached:<amount>, defer:<amount>,
+                         channel:<amount>, auto or none (default none); or
+                         promo:<code>, a Cloud Ledger promo code this node
+                         owns (\`ledger promo mine\`): the server, a member
+                         cloud, redeems it before it serves
   --max-price AMOUNT     the most this call may pay (default: the --pay amount);
                          "market" means the market median for the call times
                          1.5, "market:2" twice it

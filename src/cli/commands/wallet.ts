@@ -8,6 +8,7 @@ import { HintedError, hintLine, printJson, table, UsageError, type Command } fro
 import { formatAmount, parseAmount } from '../../protocols/units.ts'
 import { parseDuration } from '../../utils/duration.ts'
 import { CLI } from '../../utils/cli-name.ts'
+import { parsePeer } from '../../node/opencloud-node.ts'
 
 export const walletCommand: Command = {
   name: 'wallet',
@@ -87,8 +88,7 @@ Options:
       case 'balance': {
         const info = await api.get<any>('/v1/wallet')
         if (info.balance == null) {
-          // not a usage error (exit 1): the command is right, the node's config is not yet
-          throw new Error(`payments are off on this node: set "payments": {"chain": "<Esplora API URL>"} in ${join(dataDir, 'config.json')} (for a local regtest chain, run npm run chain in a checkout and use http://127.0.0.1:3002), then restart the node`)
+          throw paymentsOff(dataDir)
         }
         if (json) {
           printJson(out, { network: info.network, ...info.balance })
@@ -143,81 +143,287 @@ Options:
   }
 }
 
+const PAYMENTS_USAGE = `${CLI} payments summary [--since WHEN]
+       ${CLI} payments tabs
+       ${CLI} payments history
+       ${CLI} payments channels [--all]
+       ${CLI} payments channel close <peer>`
+/** The usage lines under an error, each indented the same */
+const PAYMENTS_USAGE_BLOCK = PAYMENTS_USAGE.split('\n').map(line => `  ${line.trim()}`).join('\n')
+
+/** A channel as GET /v1/payments/channels gives it (ChannelView): amounts say their unit */
+interface ChannelJson {
+  id: string
+  role: 'payer' | 'payee'
+  peer: string
+  state: string
+  capacity: string
+  paid: string
+  remaining: string
+  expiry: number
+  blocksLeft?: number
+  fundingTxid: string
+  closeTxid?: string
+  note?: string
+}
+
+/** One entry of POST /v1/payments/channels/close */
+interface ClosedJson {
+  id: string
+  role: 'payer' | 'payee'
+  txid?: string
+  error?: string
+}
+
+/** Which way the money goes, from this node's side */
+function roleWord (role: string): string {
+  return role === 'payee' ? 'pays me' : 'I pay'
+}
+
+/** "block 5012 (4320 left)"; the blocks left are counted at the tip the node last saw */
+function expiryText (ch: ChannelJson): string {
+  // a spent channel's expiry no longer matters
+  if (ch.blocksLeft == null || !['funding', 'open', 'closing'].includes(ch.state)) {
+    return `block ${ch.expiry}`
+  }
+  return `block ${ch.expiry} (${ch.blocksLeft > 0 ? `${ch.blocksLeft} left` : 'reached'})`
+}
+
+function channelTable (channels: ChannelJson[]): string {
+  return table([['PEER', 'ROLE', 'CAPACITY', 'PAID', 'REMAINING', 'EXPIRY', 'FUNDING TXID', 'STATE'],
+    ...channels.map(c => [c.peer, roleWord(c.role), c.capacity, c.paid, c.remaining, expiryText(c), c.fundingTxid, c.state])])
+}
+
+const SPENT_WORDS: Record<string, string> = { closing: 'closing', closed: 'closed', refunded: 'refunded' }
+
+/** Below the table: what closed a channel, and why one is in an unusual state */
+function channelNotes (channels: ChannelJson[]): string {
+  return channels.filter(c => c.closeTxid != null || c.note != null)
+    .map(c => `channel ${c.id}: ${c.closeTxid == null ? '' : `${SPENT_WORDS[c.state] ?? 'spent'} in ${c.closeTxid}`}${c.closeTxid != null && c.note != null ? '; ' : ''}${c.note ?? ''}\n`)
+    .join('')
+}
+
+function paymentsOff (dataDir: string): Error {
+  // not a usage error (exit 1): the command is right, the node's config is not yet
+  return new Error(`payments are off on this node: set "payments": {"chain": "<Esplora API URL>"} in ${join(dataDir, 'config.json')} (for a local regtest chain, run npm run chain in a checkout and use http://127.0.0.1:3002), then restart the node`)
+}
+
+/**
+ * A channels route of the control API; its 409 when payments are off
+ * becomes the sentence `wallet balance` gives, naming this node's
+ * config.json (the route cannot know where that is)
+ */
+async function channelsRoute<T> (api: ApiClient, dataDir: string, ask: () => Promise<T>): Promise<T> {
+  try {
+    return await ask()
+  } catch (e: any) {
+    if (e instanceof ApiError && e.httpStatus === 409 && (await api.get<{ chain: string | null }>('/v1/wallet')).chain == null) {
+      throw paymentsOff(dataDir)
+    }
+    throw e
+  }
+}
+
+/** `payments channel close <peer>` takes a PeerId, or a multiaddr ending in /p2p/<PeerId> */
+function channelPeer (text: string): string {
+  let peer: string | undefined
+  try {
+    const parsed = parsePeer(text)
+    peer = 'toMultihash' in parsed ? parsed.toString() : /\/p2p\/([^/]+)$/.exec(parsed.toString())?.[1]
+  } catch {}
+  if (peer == null) {
+    throw new UsageError(`"${text}" is not a peer: give the PeerId of the channel's other side (payments channels lists them; they look like 12D3KooW...)`)
+  }
+  return peer
+}
+
 export const paymentsCommand: Command = {
   name: 'payments',
-  summary: 'what this node earned and spent, tabs (owed, per peer) and payment history',
-  usage: 'opencloud-node payments <summary [--since WHEN] | tabs | history>',
-  help: `  payments summary  what this node earned and spent, per peer and per call,
-                    counting attached payments and deferred ones (with what
-                    is still unpaid), for calls made since --since; then per
-                    peer what its transactions paid on chain and their fees
-  payments tabs     deferred payments per peer: what callers owe this node
-                    (receivable) and what this node owes servers (payable),
-                    and for a tab not being paid, why and what to do
-  payments history  attached payments received and sent
+  summary: 'what this node earned and spent, tabs (owed, per peer), payment channels and payment history',
+  usage: PAYMENTS_USAGE,
+  help: `  payments summary   what this node earned and spent, per peer and per call,
+                     counting attached payments, deferred ones (with what is
+                     still unpaid) and those through channels, for calls
+                     made since --since; then per peer what its
+                     transactions paid on chain and their fees
+    --since WHEN     a period back from now (90min, 24h, 7d) or a date
+                     (2026-11-01); default: since the first payment
+  payments tabs      deferred payments per peer: what callers owe this node
+                     (receivable) and what this node owes servers (payable),
+                     and for a tab not being paid, why and what to do; below
+                     them the balances of open channels (paid, not owed)
+  payments history   payments received and sent: attached ones,
+                     settlements, and each payment through a channel
+  payments channels  the open payment channels, both ways: the peer,
+                     whether it pays this node or this node pays it, the
+                     capacity, what was paid through it and what is left,
+                     the expiry (its block, and the blocks left), the
+                     funding transaction and the state (funding, open,
+                     closing)
+    --all            also the closed, refunded and abandoned ones
+  payments channel close <peer>
+                     close the open channels with <peer> (its PeerId): one
+                     that pays this node is closed now, its latest state
+                     broadcast, claiming what it paid; for one this node
+                     pays, the payee is asked to close it (a payee that
+                     does not is refunded after the expiry, by the running
+                     node); exits with 1 when none could be closed
 
-Options:
-  --since WHEN      with "summary": a period back from now (90min, 24h, 7d) or a
-                    date (2026-11-01); default: since the first payment`,
-  options: { since: { type: 'string' } },
+A payment channel is one funding transaction on chain, paying into an
+output that this node and one peer spend together (or the payer alone after
+an expiry block). Each payment through it is a new state signed by the
+payer and kept off chain; the payee closes it with the latest state (one
+more transaction), however many payments it carried. A call opens one to
+its server with --pay channel:<amount> (\`call --help\`); a store put opens
+them to its hosts in one funding transaction where "channels.use" in
+config.json says: auto (where a channel costs less on chain than paying
+deferred or attached), always, or never.`,
+  options: { since: { type: 'string' }, all: { type: 'boolean' } },
   run: async ({ values, positionals, json, dataDir, out }) => {
-    let since: number | undefined
-    if (values.since != null) {
-      since = parseSince(values.since)
-    }
-    const api = await connectApi(dataDir, values.api)
-    if (positionals[0] === 'summary') {
-      const summary = await api.get<any>(`/v1/payments/summary${since == null ? '' : `?since=${since}`}`)
-      if (json) {
-        printJson(out, summary)
-        return
-      }
-      if (summary.since == null) {
-        out.write('no payments yet\n')
-        return
-      }
-      out.write(since == null ? `since the first payment, ${summary.since}, to ${summary.until}\n` : `from ${summary.since} to ${summary.until}\n`)
-      if (summary.rows.length === 0 && summary.total.transactions === 0) {
-        out.write('no paid calls in that period\n')
-        return
-      }
-      const line = (name: string, t: any): string[] => [name, t.earned, t.earnedUnpaid, t.spent, t.spentUnpaid, String(t.calls)]
-      if (summary.rows.length > 0) {
-        out.write(table([['PEER', 'CALL', 'EARNED', 'UNPAID TO ME', 'SPENT', 'UNPAID BY ME', 'CALLS'], ...summary.rows.map((r: any) => [r.peer, ...line(r.call, r)])]))
-        out.write('\n' + table([['PER CALL', 'EARNED', 'UNPAID TO ME', 'SPENT', 'UNPAID BY ME', 'CALLS'], ...summary.byCall.map((c: any) => line(c.call, c)), line('total', summary.total)]))
-      }
-      // what the calls cost is above; what paying for them moved on chain is here
-      const chain = (name: string, t: any): string[] => [name, t.paidOnChain, t.fees, t.paidWithFees, t.receivedOnChain]
-      out.write('\n' + table([['ON CHAIN', 'PAID', 'FEES', 'PAID WITH FEES', 'RECEIVED'],
-        ...summary.byPeer.filter((p: any) => p.transactions > 0 || p.receivedOnChain !== '0 BTC').map((p: any) => chain(p.peer, p)), chain('total', summary.total)]))
-      return
-    }
-    if (positionals[0] === 'tabs') {
-      const tabs = await api.get<{ receivable: any[], payable: any[] }>('/v1/payments/tabs')
-      if (json) {
-        printJson(out, tabs)
-        return
-      }
-      const rows = [...tabs.receivable, ...tabs.payable].map(t => [t.peer, t.role === 'receivable' ? 'owes me' : 'I owe', t.outstanding, t.due, t.overdue, t.paid, settlementWord(t.settlement)])
-      out.write(rows.length === 0 ? 'no tabs yet\n' : table([['PEER', 'DIRECTION', 'OUTSTANDING', 'DUE', 'OVERDUE', 'PAID', 'SETTLEMENT'], ...rows]))
-      for (const t of tabs.payable.filter(t => t.settlement != null)) {
-        out.write(`\n${t.peer}: ${settlementWord(t.settlement)}: ${t.settlement.reason}\n`)
-        if (t.settlement.hint != null) {
-          out.write(`  ${t.settlement.hint.text}${t.settlement.hint.command == null ? '' : `: ${hintLine(values, t.settlement.hint.command)}`}\n`)
+    const [sub, ...rest] = positionals
+    const only = (name: string, allowed: string[]): void => {
+      for (const flag of ['since', 'all']) {
+        if (values[flag] != null && !allowed.includes(flag)) {
+          throw new UsageError(`--${flag} does not apply to "payments ${name}"; see: ${CLI} payments --help`)
         }
       }
-      return
     }
-    if (positionals[0] === 'history') {
-      const history = await api.get<any[]>('/v1/payments/history')
-      if (json) {
-        printJson(out, history)
+    const takes = (name: string, count: number): void => {
+      if (rest.length !== count) {
+        throw new UsageError(`"payments ${name}" takes ${count === 0 ? 'no arguments' : count === 1 ? 'one argument' : `${count} arguments`}, not ${rest.length}; usage:\n${PAYMENTS_USAGE_BLOCK}`)
+      }
+    }
+    switch (sub) {
+      case 'summary': {
+        only(sub, ['since'])
+        takes(sub, 0)
+        const since = values.since == null ? undefined : parseSince(values.since)
+        const api = await connectApi(dataDir, values.api)
+        const summary = await api.get<any>(`/v1/payments/summary${since == null ? '' : `?since=${since}`}`)
+        if (json) {
+          printJson(out, summary)
+          return
+        }
+        if (summary.since == null) {
+          out.write('no payments yet\n')
+          return
+        }
+        out.write(since == null ? `since the first payment, ${summary.since}, to ${summary.until}\n` : `from ${summary.since} to ${summary.until}\n`)
+        if (summary.rows.length === 0 && summary.total.transactions === 0) {
+          out.write('no paid calls in that period\n')
+          return
+        }
+        const line = (name: string, t: any): string[] => [name, t.earned, t.earnedUnpaid, t.spent, t.spentUnpaid, String(t.calls)]
+        if (summary.rows.length > 0) {
+          out.write(table([['PEER', 'CALL', 'EARNED', 'UNPAID TO ME', 'SPENT', 'UNPAID BY ME', 'CALLS'], ...summary.rows.map((r: any) => [r.peer, ...line(r.call, r)])]))
+          out.write('\n' + table([['PER CALL', 'EARNED', 'UNPAID TO ME', 'SPENT', 'UNPAID BY ME', 'CALLS'], ...summary.byCall.map((c: any) => line(c.call, c)), line('total', summary.total)]))
+        }
+        // what the calls cost is above; what paying for them moved on chain is here
+        const chain = (name: string, t: any): string[] => [name, t.paidOnChain, t.fees, t.paidWithFees, t.receivedOnChain]
+        out.write('\n' + table([['ON CHAIN', 'PAID', 'FEES', 'PAID WITH FEES', 'RECEIVED'],
+          ...summary.byPeer.filter((p: any) => p.transactions > 0 || p.receivedOnChain !== '0 BTC').map((p: any) => chain(p.peer, p)), chain('total', summary.total)]))
         return
       }
-      out.write(history.length === 0 ? 'no payments yet\n' : table([['WHEN', 'DIRECTION', 'PEER', 'AMOUNT', 'FOR', 'TXID'], ...history.map(p => [p.at, p.direction, p.peer, p.amount, `${p.service}.${p.method}`, p.txid])]))
-      return
+      case 'tabs': {
+        only(sub, [])
+        takes(sub, 0)
+        const api = await connectApi(dataDir, values.api)
+        const tabs = await api.get<{ receivable: any[], payable: any[], channels?: ChannelJson[] }>('/v1/payments/tabs')
+        if (json) {
+          printJson(out, tabs)
+          return
+        }
+        const rows = [...tabs.receivable, ...tabs.payable].map(t => [t.peer, t.role === 'receivable' ? 'owes me' : 'I owe', t.outstanding, t.due, t.overdue, t.paid, settlementWord(t.settlement)])
+        out.write(rows.length === 0 ? 'no tabs yet\n' : table([['PEER', 'DIRECTION', 'OUTSTANDING', 'DUE', 'OVERDUE', 'PAID', 'SETTLEMENT'], ...rows]))
+        for (const t of tabs.payable.filter(t => t.settlement != null)) {
+          out.write(`\n${t.peer}: ${settlementWord(t.settlement)}: ${t.settlement.reason}\n`)
+          if (t.settlement.hint != null) {
+            out.write(`  ${t.settlement.hint.text}${t.settlement.hint.command == null ? '' : `: ${hintLine(values, t.settlement.hint.command)}`}\n`)
+          }
+        }
+        // what went through a channel is paid, not owed: beside the tabs, not in them
+        const channels = tabs.channels ?? []
+        if (channels.length > 0) {
+          out.write(`\nchannels (paid through them, not owed; ${hintLine(values, ['payments', 'channels'])} has more):\n`)
+          out.write(table([['PEER', 'ROLE', 'CAPACITY', 'PAID', 'REMAINING', 'STATE'], ...channels.map(c => [c.peer, roleWord(c.role), c.capacity, c.paid, c.remaining, c.state])]))
+        }
+        return
+      }
+      case 'history': {
+        only(sub, [])
+        takes(sub, 0)
+        const api = await connectApi(dataDir, values.api)
+        const history = await api.get<any[]>('/v1/payments/history')
+        if (json) {
+          printJson(out, history)
+          return
+        }
+        out.write(history.length === 0 ? 'no payments yet\n' : table([['WHEN', 'DIRECTION', 'PEER', 'AMOUNT', 'FOR', 'TXID'], ...history.map(p => [p.at, p.direction, p.peer, p.amount, `${p.service}.${p.method}`, p.txid])]))
+        return
+      }
+      case 'channels': {
+        only(sub, ['all'])
+        takes(sub, 0)
+        const api = await connectApi(dataDir, values.api)
+        const answer = await channelsRoute(api, dataDir, async () => api.get<{ channels: ChannelJson[] }>(`/v1/payments/channels${values.all === true ? '?all=true' : ''}`))
+        if (json) {
+          printJson(out, answer)
+          return
+        }
+        const { channels } = answer
+        if (channels.length === 0) {
+          out.write(`${values.all === true ? 'no channels yet' : `no open channels (closed ones too: ${hintLine(values, ['payments', 'channels', '--all'])})`}\n` +
+            'a call opens one to its server and pays through it with --pay channel:<amount>, e.g.\n' +
+            `  ${hintLine(values, ['call', '<peer>', 'sha256.hash', '--body', '<file>', '--pay', 'channel:1000sat'])}\n` +
+            'and a store put opens them to its hosts where "channels.use" in config.json says so\n')
+          return
+        }
+        out.write(channelTable(channels))
+        const notes = channelNotes(channels)
+        out.write(notes === '' ? '' : '\n' + notes)
+        return
+      }
+      case 'channel': {
+        only(sub, [])
+        if (rest[0] !== 'close' || rest.length !== 2) {
+          throw new UsageError(rest[0] === 'close'
+            ? `"payments channel close" takes the PeerId of the channel's other side; usage:\n${PAYMENTS_USAGE_BLOCK}`
+            : `${rest[0] == null ? '"payments channel" needs what to do' : `"payments channel ${rest[0]}" is not a channel command`}: close <peer>; usage:\n${PAYMENTS_USAGE_BLOCK}`)
+        }
+        const peer = channelPeer(rest[1])
+        const api = await connectApi(dataDir, values.api)
+        // the channels as they stood: what each close claims (the close answer has the txids)
+        const before = await channelsRoute(api, dataDir, async () => api.get<{ channels: ChannelJson[] }>('/v1/payments/channels'))
+        let closed: ClosedJson[]
+        try {
+          closed = (await api.post<{ closed: ClosedJson[] }>('/v1/payments/channels/close', { peer })).closed
+        } catch (e: any) {
+          if (e instanceof ApiError && e.name === 'NoChannelError') {
+            throw new HintedError(`${e.message}: nothing to close`, hintLine(values, ['payments', 'channels']), e.detail, e.name)
+          }
+          throw e
+        }
+        const failed = closed.filter(c => c.txid == null).length
+        if (json) {
+          printJson(out, { closed })
+        } else {
+          for (const c of closed) {
+            const was = before.channels.find(b => b.id === c.id)
+            if (c.txid == null) {
+              out.write(`channel ${c.id} (${roleWord(c.role)}): not closed: ${c.error ?? 'no reason given'}\n`)
+            } else if (c.role === 'payee') {
+              out.write(`closed channel ${c.id} (pays me): broadcast ${c.txid}${was == null ? '' : `, claiming ${was.paid} of its ${was.capacity}`}\n`)
+            } else {
+              out.write(`asked ${peer} to close channel ${c.id} (I pay): its close is ${c.txid}${was == null ? '' : `; it pays the payee ${was.paid} and this wallet ${was.remaining}`}\n`)
+            }
+          }
+        }
+        // none closed: the command failed, whatever it printed
+        return failed === closed.length ? 1 : 0
+      }
+      default:
+        throw new UsageError(`${sub == null ? 'payments what?' : `"payments ${sub}" is not a payments command;`} usage:\n${PAYMENTS_USAGE_BLOCK}`)
     }
-    throw new UsageError('usage: opencloud-node payments <summary [--since WHEN] | tabs | history>')
   }
 }
 
