@@ -1,5 +1,6 @@
 /**
- * npm run sim:cost -- [--btc-usd 90000] [--sat-per-vb 10] [--price-per-tb-month 1.5] [--hosts 10] [--json]
+ * npm run sim:cost -- [--btc-usd 90000] [--sat-per-vb 10] [--price-per-tb-month 1.5] [--hosts 10]
+ *   [--days 30] [--channel-days 30] [--strategy both] [--profile NAME ...] [--json]
  *
  * What storage costs today, counted by the node's own code: a real
  * StorageClient stores each profile's data on real StorageHost engines in
@@ -19,6 +20,11 @@
  * the fraction with the rent, all exactly, so what one file pays at those
  * prices is what all of them would; the small-files profile stores every
  * file.
+ *
+ * Then the same profiles paid through payment channels (simulateProfile's
+ * strategy `channels`): the real Channels engine on both sides over a
+ * regtest chain in this process, and when a channel's two transactions fall
+ * under 2% of the rent they carry (compareStrategies).
  */
 import { buffer } from 'node:stream/consumers'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -44,6 +50,14 @@ import { TabBook } from '../../src/payments/tab-book.ts'
 import { Wallet } from '../../src/payments/wallet/wallet.ts'
 import { signerFor } from '../../src/payments/wallet/tx-builder.ts'
 import type { ChainBackend } from '../../src/payments/chain/interface.ts'
+import { RegtestChain, COINBASE_MATURITY } from '../../src/payments/chain/regtest/chain.ts'
+import { Channels, channelIsCheaper } from '../../src/payments/channels/channels.ts'
+import { CLOSE_VBYTES, payoutScript } from '../../src/payments/channels/channel-script.ts'
+import type { ChannelRecord } from '../../src/payments/channels/channel-store.ts'
+import { DUST } from '../../src/payments/wallet/tx-builder.ts'
+import { entropyToMnemonic } from '@scure/bip39'
+import { wordlist } from '@scure/bip39/wordlists/english.js'
+import type { Payment } from '../../src/protocols/rpc/messages.ts'
 import type { CallRequest, CallResponse } from '../../src/protocols/rpc/rpc-client.ts'
 
 const DAY = 86_400_000
@@ -86,21 +100,43 @@ export interface CostProfile {
   realFiles: number
   /** files read back once in the month (on day 15) */
   filesRead?: number
+  /**
+   * whether `npm run sim:cost` pays it through channels too, default true.
+   * The 1,000 small files are not: their calls are the 10 MB file's (one
+   * contract per host, rent on the bytes held), and storing them takes most
+   * of the run
+   */
+  channels?: boolean
+}
+
+/** `bytes` in 100 MB files, one real file standing for them all; `readShare` of them read back on day 15 */
+function of100MB (name: string, bytes: number, readShare = 0): CostProfile {
+  const files = Math.round(bytes / (100 * MB))
+  return { name, files, fileSize: 100 * MB, realFiles: 1, filesRead: Math.round(files * readShare) }
+}
+
+/** A default profile by its name, or a size in 100 MB files ("25 TB", "500 GB"); undefined for neither */
+export function profileNamed (name: string): CostProfile | undefined {
+  const known = defaultProfiles().find(p => p.name === name)
+  if (known != null) {
+    return known
+  }
+  const size = /^([0-9]+(?:\.[0-9]+)?) ?(GB|TB)$/.exec(name.trim())
+  if (size == null || Number(size[1]) * (size[2] === 'TB' ? TB : 1e9) < 100 * MB) {
+    return undefined
+  }
+  return of100MB(`${size[1]} ${size[2]}`, Number(size[1]) * (size[2] === 'TB' ? TB : 1e9))
 }
 
 /** The profiles of the cost figure: 100 MB files; 1,000 small files beside one file of their size; 1 TB with 10% read back */
 export function defaultProfiles (): CostProfile[] {
-  const of100MB = (name: string, bytes: number, readShare = 0): CostProfile => {
-    const files = Math.round(bytes / (100 * MB))
-    return { name, files, fileSize: 100 * MB, realFiles: 1, filesRead: Math.round(files * readShare) }
-  }
   return [
     of100MB('10 GB', 10e9),
     of100MB('100 GB', 100e9),
     of100MB('1 TB', TB),
     of100MB('2 TB', 2 * TB),
     // every one of them stored: a thousand objects in one contract per host
-    { name: '1,000 x 10 KiB', files: 1000, fileSize: 10 * KIB, realFiles: 1000 },
+    { name: '1,000 x 10 KiB', files: 1000, fileSize: 10 * KIB, realFiles: 1000, channels: false },
     // what the thousand small files should cost about as much as (issue: "within 2x of one 10 MB file")
     { name: '1 x 10 MB', files: 1, fileSize: 10 * MB, realFiles: 1 },
     of100MB('1 TB, 10% read', TB, 0.1)
@@ -130,6 +166,13 @@ export interface CostOptions {
    * same moments; audits (unpaid) run at most once a check
    */
   checkMs?: number
+  /**
+   * how long a channel lives, days past its payee's close margin
+   * (channels.lifeBlocks), default 30 (the node's 4,320 blocks); a payee
+   * takes up to a year (maxExpiryBlocks). The payer's channels.capacity is
+   * set to hold the rent of that long, and at least the node's 50,000 sat
+   */
+  channelDays?: number
 }
 
 export interface Prices {
@@ -195,6 +238,53 @@ export interface ProfileResult {
   /** shard bytes downloaded, and what they would cost at the download price with no rounding */
   downloadedBytes: number
   bytesDownloadSats: number
+  /** paid through channels (Strategy 'channels'): what the channels put on chain */
+  channels?: ChannelFigures
+}
+
+/** How a profile's storage calls are paid: deferred promises settled on chain, or payment channels */
+export type Strategy = 'deferred' | 'channels'
+
+/**
+ * A profile paid through channels: what the payer's Channels engine opened
+ * for the put's hosts (one funding transaction), what went through them,
+ * and what the chain saw until every channel had ended (the payee's close
+ * at its margin, or the payer's refund after the expiry)
+ */
+export interface ChannelFigures {
+  /** channels opened, and the funding transactions that opened them */
+  opened: number
+  fundingTransactions: number
+  /** how the channels ended: the payee's close, the payer's refund (the payee was paid less than the dust limit: nothing to claim) */
+  closes: number
+  refunds: number
+  /** every transaction the channels put on chain: fundings, closes and refunds */
+  transactions: number
+  /** the most transactions that touch one host's channels (its funding and its close or refund) */
+  txPerHost: number
+  /** mean virtual sizes, vB (0 where there was none) */
+  fundingVbytes: number
+  closeVbytes: number
+  refundVbytes: number
+  /** fees, sat: the funding transactions' and the closes' and refunds' (fixed at the open: 180 vB at the fee rate) */
+  fundingFeeSats: bigint
+  closeFeeSats: bigint
+  feeSats: bigint
+  /** feeSats over the rent paid */
+  feeOverhead: number
+  /** what the payer paid through channels, what the hosts got on chain from the closes, and what they never got (channels refunded) */
+  paidThroughChannels: bigint
+  paidToHostsOnChain: bigint
+  forfeitedSats: bigint
+  /** paid deferred instead (no channel with room, or the payee refused the state) */
+  deferredSats: bigint
+  /** the capacity locked in the channels, sat */
+  capacitySats: bigint
+  /** days from the open to the expiry height, and to the last channel's end on chain */
+  lifeDays: number
+  endedAfterDays: number
+  /** whether the agent's own strategy (channels.use auto) would open these channels: with the testnet's credit, and with a node's default of none */
+  autoOpens: { withCredit: boolean, withoutCredit: boolean }
 }
 
 interface Host {
@@ -235,7 +325,133 @@ function options (o: CostOptions): Required<CostOptions> {
     downloadPerTb: o.downloadPerTb ?? 2,
     hosts: o.hosts ?? 10,
     days: o.days ?? 30,
-    checkMs: o.checkMs ?? 6 * 3600_000
+    checkMs: o.checkMs ?? 6 * 3600_000,
+    channelDays: o.channelDays ?? 30
+  }
+}
+
+/** A block every ten minutes of the simulated clock (the channels' expiries and close margins are in blocks) */
+const BLOCK_MS = 600_000
+
+/**
+ * The ChainBackend a node has, over a regtest chain in this process: it
+ * checks what the channels send it as the network would (scripts,
+ * signatures, lock times), and answers the fee rate the simulation runs at
+ */
+function inProcessChain (chain: RegtestChain, feeRate: number): ChainBackend {
+  return {
+    tipHeight: async () => chain.height,
+    balance: async (address: string) => chain.balanceOf(address),
+    utxos: async (address: string) => chain.utxosOf(address),
+    transactions: async (address: string) => chain.transactionsOf(address),
+    transaction: async (txid: string) => chain.transaction(txid),
+    confirmations: async (txid: string) => chain.confirmations(txid),
+    outspend: async (txid: string, vout: number) => chain.outspend(txid, vout),
+    broadcast: async (hex: string) => chain.submit(hex),
+    feeRate: async () => feeRate
+  }
+}
+
+/** The longest the clock runs on after the days simulated for the channels to end */
+const WIND_DOWN_MS = 90 * DAY
+
+/**
+ * Run the clock on (no more calls, the chain and both sides' channel upkeep
+ * only) until every channel has ended on chain, then count what the chain
+ * saw of them: the funding transactions, the closes and refunds, their
+ * sizes and fees, what the closes paid the hosts
+ */
+async function channelsToTheirEnd (s: {
+  regtest: RegtestChain
+  payer: Channels
+  payees: Map<string, Channels>
+  hosts: number
+  received: { channel: bigint, defer: bigint }
+  paidTo: Map<string, bigint>
+  callsTo: Map<string, number>
+  satPerVb: number
+  rentSats: bigint
+  heightAt: (t: number) => number
+  advance: () => Promise<void>
+}): Promise<ChannelFigures> {
+  const ended = (ch: ChannelRecord): boolean => ch.state === 'closed' || ch.state === 'refunded' || ch.state === 'abandoned'
+  const open = (): boolean => s.payer.store.all().some(ch => !ended(ch)) || [...s.payees.values()].some(p => p.store.all().some(ch => !ended(ch)))
+  const stopAt = Date.now() + WIND_DOWN_MS
+  while (open() && Date.now() < stopAt) {
+    await s.advance()
+  }
+  if (open()) {
+    throw new Error(`channels still open ${WIND_DOWN_MS / DAY} days after the last call: ${s.payer.store.all().filter(ch => !ended(ch)).map(ch => `${ch.id} ${ch.state}`).join(', ')}`)
+  }
+  const mine = s.payer.store.all('payer')
+  const vsize = (txid: string): number => Transaction.fromHex(s.regtest.transaction(txid).hex as string).virtualSize()
+  const fundings = [...new Set(mine.map(ch => ch.txid))]
+  const fundingFeeSats = fundings.reduce((sum, txid) => sum + s.regtest.transaction(txid).fee, 0n)
+  const touching = new Map<string, Set<string>>()
+  let closes = 0
+  let refunds = 0
+  let closeFeeSats = 0n
+  let closeVbytes = 0
+  let refundVbytes = 0
+  let paidToHostsOnChain = 0n
+  let forfeitedSats = 0n
+  let endHeight = 0
+  for (const ch of mine) {
+    const spend = s.regtest.outspend(ch.txid, ch.vout)
+    if (spend.spent !== true || spend.txid == null) {
+      throw new Error(`channel ${ch.id} is ${ch.state} and its output is not spent`)
+    }
+    const tx = s.regtest.transaction(spend.txid)
+    const txs = touching.get(ch.peer) ?? new Set<string>()
+    txs.add(ch.txid).add(spend.txid)
+    touching.set(ch.peer, txs)
+    closeFeeSats += tx.fee
+    endHeight = Math.max(endHeight, tx.status.blockHeight ?? 0)
+    const toPayee = tx.outputs.find(out => out.scriptPubKey === Buffer.from(payoutScript(ch.payeeKey)).toString('hex'))?.value ?? 0n
+    paidToHostsOnChain += toPayee
+    if (ch.state === 'refunded') {
+      refunds++
+      refundVbytes += vsize(spend.txid)
+      forfeitedSats += ch.total
+    } else {
+      closes++
+      closeVbytes += vsize(spend.txid)
+      if (toPayee !== ch.total) {
+        throw new Error(`the close of channel ${ch.id} paid its payee ${toPayee} sat; it was paid ${ch.total} through it`)
+      }
+    }
+  }
+  const openedAt = Math.min(...mine.map(ch => ch.openedAt))
+  const openHeight = s.heightAt(openedAt)
+  const blocksToDays = (blocks: number): number => blocks * BLOCK_MS / DAY
+  // what the agent's own strategy (channels.use auto) would decide for these payees: their mean payments over the month
+  const peers = [...s.paidTo.keys()]
+  const expected = peers.length === 0 ? 0n : peers.reduce((sum, p) => sum + (s.paidTo.get(p) ?? 0n), 0n) / BigInt(peers.length)
+  const calls = peers.length === 0 ? 0 : Math.round(peers.reduce((sum, p) => sum + (s.callsTo.get(p) ?? 0), 0) / peers.length)
+  const auto = (credit: boolean): boolean => channelIsCheaper({ expected, calls, feeRate: s.satPerVb, credit, outputs: s.hosts }).cheaper
+  const feeSats = fundingFeeSats + closeFeeSats
+  return {
+    opened: mine.length,
+    fundingTransactions: fundings.length,
+    closes,
+    refunds,
+    transactions: fundings.length + closes + refunds,
+    txPerHost: Math.max(0, ...[...touching.values()].map(t => t.size)),
+    fundingVbytes: fundings.length === 0 ? 0 : fundings.reduce((sum, txid) => sum + vsize(txid), 0) / fundings.length,
+    closeVbytes: closes === 0 ? 0 : closeVbytes / closes,
+    refundVbytes: refunds === 0 ? 0 : refundVbytes / refunds,
+    fundingFeeSats,
+    closeFeeSats,
+    feeSats,
+    feeOverhead: s.rentSats === 0n ? 0 : Number(feeSats) / Number(s.rentSats),
+    paidThroughChannels: mine.reduce((sum, ch) => sum + ch.total, 0n),
+    paidToHostsOnChain,
+    forfeitedSats,
+    deferredSats: s.received.defer,
+    capacitySats: mine.reduce((sum, ch) => sum + ch.capacity, 0n),
+    lifeDays: mine.length === 0 ? 0 : blocksToDays(Math.max(...mine.map(ch => ch.expiry)) - openHeight),
+    endedAfterDays: blocksToDays(endHeight - openHeight),
+    autoOpens: { withCredit: auto(true), withoutCredit: auto(false) }
   }
 }
 
@@ -244,14 +460,26 @@ function options (o: CostOptions): Required<CostOptions> {
  * agent, tab book and wallet; Date.now is the simulated clock meanwhile
  * (the client and the agent read it; the hosts and the tab book are given
  * it too), and is given back at the end.
+ *
+ * `channels`: the same, paid through payment channels instead. The agent
+ * pays storage calls through the real Channels engine (channels.use
+ * always), which opens channels to the put's hosts in one funding
+ * transaction (PaymentAgent.prepay) on a regtest chain in this process, one
+ * block per ten simulated minutes; each host's payments service is a real
+ * Channels engine with its own wallet, which checks and keeps every state
+ * as a node does. Both sides' channel upkeep (watch) runs at every check.
+ * After the days simulated the clock runs on, with no more calls, until
+ * every channel has ended on chain: the payee's close at its margin, or the
+ * payer's refund after the expiry.
  */
-export async function simulateProfile (profile: CostProfile, init: CostOptions = {}): Promise<ProfileResult> {
+export async function simulateProfile (profile: CostProfile, init: CostOptions = {}, strategy: Strategy = 'deferred'): Promise<ProfileResult> {
   const o = options(init)
   const prices = pricesOf(o)
   const dir = await mkdtemp(join(tmpdir(), 'oc-sim-cost-'))
   const realNow = Date.now
   let clock = T0
   Date.now = () => clock
+  let closeChain: (() => Promise<void>) | undefined
   try {
     const network = bitcoinNetwork('regtest')
     // what one real file stands for. Rent is on the bytes held and every
@@ -290,6 +518,21 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
 
 
     const paid = { rent: 0n, put: 0n, get: 0n }
+    const viaChannels = strategy === 'channels'
+    /** each host's payee side of the channels (strategy channels) */
+    const payees = new Map<string, Channels>()
+    const payeeOf = (host: Host): Channels => {
+      const p = payees.get(host.peer)
+      if (p == null) {
+        throw new Error(`payments.channel-* is not simulated without channels (${host.peer})`)
+      }
+      return p
+    }
+    /** what the hosts took, by kind of payment, and each host's deferred promises */
+    const received = { channel: 0n, defer: 0n }
+    const deferredTo = new Map<string, bigint>()
+    /** priced calls to each host */
+    const callsTo = new Map<string, number>()
     /** sat promised to each host over the month */
     const paidTo = new Map<string, bigint>()
     let contracts = 0
@@ -317,6 +560,17 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
             return json(host.peer, { settled })
           }
           case 'tab': return json(host.peer, { outstanding: '0 sat' })
+          // the payee's side of channels, as the payments service answers them (src/services/payments/index.ts)
+          case 'channel-terms': return json(host.peer, await payeeOf(host).offer(renter))
+          case 'channel-open': {
+            const funding = await buffer((request.body ?? EMPTY_BODY).open(request.signal))
+            return json(host.peer, payeeOf(host).view(await payeeOf(host).acceptOpen(renter, request.args ?? [], funding)))
+          }
+          case 'channel': return json(host.peer, payeeOf(host).status(renter, (request.args ?? [])[0]))
+          case 'channel-close': {
+            const closed = await payeeOf(host).close((request.args ?? [])[0], renter)
+            return json(host.peer, { txid: closed.txid, paid: `${closed.paid} sat` })
+          }
           default: throw new Error(`payments.${request.method} is not simulated`)
         }
       }
@@ -325,7 +579,12 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
       const args = request.args ?? []
       const price = host.engine.cost(method, { caller: renter, args, bodyLength: body.length })
       const payment = request.payment
-      const sats = payment?.type === 'defer' ? parseBtc(payment.amount) : 0n
+      let sats = payment?.type === 'defer' ? parseBtc(payment.amount) : 0n
+      if (payment?.type === 'channel') {
+        // the payee's check: exactly its latest state plus this payment, signed by the payer, kept before it serves
+        sats = (await payeeOf(host).checkPayment(renter, payment as Extract<Payment, { type: 'channel' }>, price ?? 0n)).sats
+        received.channel += sats
+      }
       if (price != null && sats < price) {
         throw new Error(`${method} paid ${sats} sat, under the host's price of ${price}`)
       }
@@ -336,6 +595,8 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
         }
         host.unpaid.push(payment.id)
         host.owed += sats
+        received.defer += sats
+        deferredTo.set(host.peer, (deferredTo.get(host.peer) ?? 0n) + sats)
       }
       const req = { caller: renter, args, signal: request.signal ?? new AbortController().signal, body: Object.assign(body.open(request.signal), { length: body.length }) }
       switch (method) {
@@ -359,7 +620,7 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
 
     const wallet = await Wallet.open({ path: join(dir, 'wallet.json'), network: 'regtest', mnemonic: MNEMONIC })
     let coin = 0
-    const chain = {
+    let chain = {
       // one confirmed coin of 1,000 BTC, a new one after each settlement (the fee does not depend on which)
       utxos: async (address: string) => address === wallet.identityAddress ? [{ txid: (++coin).toString(16).padStart(64, '0'), vout: 0, value: 100_000_000_000n, status: { confirmed: true, blockHeight: 1 } }] : [],
       transactions: async () => [],
@@ -367,7 +628,57 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
       transaction: async (txid: string) => ({ txid })
     } as unknown as ChainBackend
     const tabs = new TabBook(new MemoryDatastore(), { now: () => clock })
+    // strategy channels: a regtest chain whose tip follows the clock, and both sides' engines
+    let regtest: RegtestChain | undefined
+    let payer: Channels | undefined
+    let h0 = 0
+    /** coinbases go here: nobody's wallet */
+    const burn = btcPayments.p2wpkh({ pubkey: signerFor(new Uint8Array(32).fill(200)).publicKey, network }).address as string
+    const heightAt = (t: number): number => h0 + Math.floor((t - T0) / BLOCK_MS)
+    const mineToClock = async (): Promise<void> => {
+      const blocks = heightAt(clock) - (regtest as RegtestChain).height
+      if (blocks > 0) {
+        await (regtest as RegtestChain).mine(blocks, burn)
+      }
+    }
+    /** the daemon's channel upkeep: the payer's, then each payee's */
+    const watchChannels = async (): Promise<void> => {
+      await payer?.watch()
+      for (const p of payees.values()) {
+        await p.watch()
+      }
+    }
+    if (viaChannels) {
+      const opened = regtest = new RegtestChain({ path: join(dir, 'chain') })
+      await opened.open()
+      closeChain = async () => { await opened.close() }
+      // one mature coin of 50 BTC for the renter's wallet
+      await regtest.mine(1, wallet.identityAddress)
+      await regtest.mine(COINBASE_MATURITY, burn)
+      h0 = regtest.height
+      chain = inProcessChain(regtest, o.satPerVb)
+      // the tip is asked afresh at every check (the clock jumps); the watchers run when the simulation says
+      const engine = { network: 'regtest' as const, tipTtlMs: 0, watchIntervalMs: 2 ** 31 - 1 }
+      // a channel holds what its host is paid over its life (a quarter more for the transfers and rounding), as
+      // an operator sets channels.capacity for channels that live longer than a contract period
+      const { k } = defaultRedundancy(o.hosts)
+      const perHost = Number(hostPrices.storage) * (profile.fileSize * profile.realFiles / k) / TIB * o.channelDays / 30
+      const capacity = BigInt(Math.max(50_000, Math.ceil(perHost * 1.25)))
+      const payerInit = { ...engine, lifeBlocks: Math.round(o.channelDays * DAY / BLOCK_MS), capacity }
+      for (let i = 0; i < hosts.length; i++) {
+        // each host's own wallet, from its own words: the channel key it offers and the close it signs
+        const hostWallet = await Wallet.open({ path: join(dir, `host-${i}-wallet.json`), network: 'regtest', mnemonic: entropyToMnemonic(new Uint8Array(16).fill(i + 1), wordlist) })
+        const payee = new Channels({ datastore: new MemoryDatastore(), wallet: hostWallet, chain, tabs: new TabBook(new MemoryDatastore(), { now: () => clock }), call: async () => { throw new Error('a payee calls nobody') } }, engine)
+        await payee.start()
+        payees.set(hosts[i].peer, payee)
+      }
+      payer = new Channels({ datastore: new MemoryDatastore(), wallet, chain, tabs, call: async (peer, request) => route(peer.toString(), request) }, payerInit)
+      await payer.start()
+    }
     const agent = new PaymentAgent({ call: async (peer, request) => route(peer.toString(), request), wallet, chain, tabs }, { feeRateTtlMs: 0 })
+    if (payer != null) {
+      agent.useChannels(payer, 'always')
+    }
 
     const client = new StorageClient({
       peerId: renter,
@@ -375,7 +686,8 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
       datastore: new MemoryDatastore(),
       storageKey: () => new Uint8Array(32).fill(7),
       hosts: async (): Promise<HostOffer[]> => hosts.map(h => ({ peer: h.peer, ...hostPrices })),
-      // as the node's caller does (payingCall): a priced call is a deferred promise through the payment agent
+      // as the node's caller does (payingCall): a priced call is a deferred promise through the payment agent,
+      // or, strategy channels, goes through the host's channel where one has room (PaymentAgent.payTo)
       call: async (peer, request, sats) => {
         if (sats === 0n) {
           return route(peer, request)
@@ -383,9 +695,15 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
         const kind = request.method === 'rent' ? 'rent' : request.method === 'put' ? 'put' : 'get'
         paid[kind] += sats
         paidTo.set(peer, (paidTo.get(peer) ?? 0n) + sats)
+        callsTo.set(peer, (callsTo.get(peer) ?? 0) + 1)
         promised = true
+        if (viaChannels) {
+          return agent.payTo(peerIdFromString(peer), request, sats)
+        }
         return (await agent.call(peerIdFromString(peer), request, { pay: { kind: 'defer', sats }, maxPrice: sats })).response
-      }
+      },
+      // as the node's caller does: a put opens channels to its hosts first, where the strategy says
+      ...(viaChannels ? { prepay: async (payees, signal) => agent.prepay(payees, signal) } : {})
     })
 
     // the redundancy is the client's own default for the hosts it knows (defaultRedundancy)
@@ -402,6 +720,9 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
     let read = false
     while (clock + o.checkMs < end) {
       clock += o.checkMs
+      if (viaChannels) {
+        await mineToClock()
+      }
       const signal = AbortSignal.timeout(600_000)
       await client.collectGarbage(signal)
       await client.payRent(clock, signal)
@@ -423,7 +744,11 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
         promised = false
         await agent.settleDue()
       }
+      await watchChannels()
     }
+    const channels = regtest == null || payer == null
+      ? undefined
+      : await channelsToTheirEnd({ regtest, payer, payees, hosts: redundancy.n, received, paidTo, callsTo, satPerVb: o.satPerVb, rentSats: paid.rent, heightAt, advance: async () => { clock += o.checkMs; await mineToClock(); await watchChannels() } })
 
     const onChain = await tabs.onChain()
     const transactions = onChain.reduce((s, r) => s + r.transactions, 0)
@@ -435,18 +760,23 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
     const worth = worthSettling(o.satPerVb)
     let amortizedFeeSats = 0n
     for (const h of hosts) {
-      const promisedTo = paidTo.get(h.peer) ?? 0n
+      // through channels, only what was deferred instead waits for a settlement
+      const promisedTo = (viaChannels ? deferredTo : paidTo).get(h.peer) ?? 0n
       const feesPaid = onChain.find(r => r.peer === h.peer)?.fees ?? 0n
       const share = (promisedTo * fee + worth - 1n) / worth
       amortizedFeeSats += feesPaid > share ? feesPaid : share
     }
-    const totalSats = paid.rent + paid.put + paid.get + amortizedFeeSats
+    const totalSats = paid.rent + paid.put + paid.get + amortizedFeeSats + (channels?.feeSats ?? 0n)
     const totalUsd = Number(totalSats) / SAT_PER_BTC * o.btcUsd
     const monthShare = 30 / o.days
     const dataBytes = profile.files * profile.fileSize
     await client.stop()
     for (const h of hosts) {
       await h.engine.stop()
+    }
+    await payer?.stop()
+    for (const p of payees.values()) {
+      await p.stop()
     }
     return {
       profile: profile.name,
@@ -465,17 +795,104 @@ export async function simulateProfile (profile: CostProfile, init: CostOptions =
       vbytes: vsizes.length === 0 ? 0 : vsizes.reduce((a, b) => a + b, 0) / vsizes.length,
       feeSats,
       amortizedFeeSats,
-      feeOverhead: paid.rent === 0n ? 0 : Number(amortizedFeeSats) / Number(paid.rent),
+      feeOverhead: paid.rent === 0n ? 0 : Number(amortizedFeeSats + (channels?.feeSats ?? 0n)) / Number(paid.rent),
       totalSats,
       totalUsd: totalUsd * monthShare,
       usdPerTbMonth: totalUsd * monthShare / (dataBytes / TB),
       bytesRentSats: storedBytes / TIB * prices.exact.storage,
       downloadedBytes: downloaded,
-      bytesDownloadSats: downloaded / TIB * prices.exact.download
+      bytesDownloadSats: downloaded / TIB * prices.exact.download,
+      ...(channels == null ? {} : { channels })
     }
   } finally {
     Date.now = realNow
+    await closeChain?.()
     await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** The issue's target for the fees of paying through channels: under 2% of the rent */
+export const CHANNEL_FEE_TARGET = 0.02
+const YEAR_MONTHS = 365 / 30
+
+/**
+ * Deferred against channels for one profile, from the two runs: the fees
+ * each puts on the rent, the credit deferred payment asks of each host and
+ * for how long, and when a channel's two transactions fall under 2% of the
+ * rent they carry: the fees of a channel do not depend on what goes through
+ * it, so its share falls with the rent it carries, that is with the data
+ * stored and the channel's life
+ */
+export interface StrategyComparison {
+  profile: string
+  dataBytes: number
+  hosts: number
+  /** the rent one host is paid a month, sat */
+  rentPerHostMonth: number
+  deferred?: {
+    feeOverhead: number
+    /** the tab at which a host's deferred payments settle (worthSettling: four settlement fees): the credit each host gives */
+    creditPerHostSats: bigint
+    /** how many months of this profile's payments to a host that tab is: how long the host waits for its money */
+    monthsOfCredit: number
+  }
+  channels: {
+    feeOverhead: number
+    txPerHost: number
+    transactions: number
+    /** one host's share of the funding's fee and its close's (or refund's) fee, sat */
+    feePerHostSats: number
+    paidToHostsOnChain: bigint
+    forfeitedSats: bigint
+    lifeDays: number
+    /** those fees over the rent a 30-day and a 1-year channel carry at this size */
+    overhead30Days: number
+    overheadYear: number
+    /** how long a channel must live at this size for its fees to be 2% of the rent it carries */
+    monthsFor2Percent: number
+    /** how much a user must store for a 30-day and a 1-year channel's fees to be 2% of the rent it carries, bytes */
+    dataFor2Percent30Days: number
+    dataFor2PercentYear: number
+    /** months until a host's total in its channel reaches the dust limit: before that it has nothing to claim, and the payer refunds it all */
+    monthsToDust: number
+    autoOpens: ChannelFigures['autoOpens']
+  }
+}
+
+export function compareStrategies (deferred: ProfileResult | undefined, channel: ProfileResult, o: Required<CostOptions>): StrategyComparison {
+  const ch = channel.channels as ChannelFigures
+  const monthShare = 30 / o.days
+  const hosts = channel.n
+  const rentPerHostMonth = Number(channel.rentSats) / hosts * monthShare
+  const feePerHostSats = Number(ch.feeSats) / hosts
+  const overheadFor = (months: number): number => feePerHostSats / (rentPerHostMonth * months)
+  const monthsFor2Percent = feePerHostSats / (CHANNEL_FEE_TARGET * rentPerHostMonth)
+  const worth = worthSettling(o.satPerVb)
+  const paidPerHostMonth = deferred == null ? 0 : Number(deferred.rentSats + deferred.uploadSats + deferred.downloadSats) / deferred.n * monthShare
+  return {
+    profile: channel.profile,
+    dataBytes: channel.dataBytes,
+    hosts,
+    rentPerHostMonth,
+    ...(deferred == null
+      ? {}
+      : { deferred: { feeOverhead: deferred.feeOverhead, creditPerHostSats: worth, monthsOfCredit: paidPerHostMonth === 0 ? Infinity : Number(worth) / paidPerHostMonth } }),
+    channels: {
+      feeOverhead: ch.feeOverhead,
+      txPerHost: ch.txPerHost,
+      transactions: ch.transactions,
+      feePerHostSats,
+      paidToHostsOnChain: ch.paidToHostsOnChain,
+      forfeitedSats: ch.forfeitedSats,
+      lifeDays: ch.lifeDays,
+      overhead30Days: overheadFor(1),
+      overheadYear: overheadFor(YEAR_MONTHS),
+      monthsFor2Percent,
+      dataFor2Percent30Days: channel.dataBytes * monthsFor2Percent,
+      dataFor2PercentYear: channel.dataBytes * monthsFor2Percent / YEAR_MONTHS,
+      monthsToDust: Number(DUST) / rentPerHostMonth,
+      autoOpens: ch.autoOpens
+    }
   }
 }
 
@@ -483,16 +900,27 @@ export interface CostReport {
   options: Required<CostOptions>
   prices: { storage: string, upload: string, download: string, exact: Prices['exact'], usdPerTbMonthOnWire: number }
   redundancy: { k: number, n: number }
+  /** paid deferred, settled on chain (the node's way without channels) */
   results: ProfileResult[]
+  /** the same profiles paid through payment channels (those with `channels` not false) */
+  channels: ProfileResult[]
+  /** the two side by side, and the horizons of the 2% target */
+  comparison: StrategyComparison[]
   anchors: typeof ANCHORS
 }
 
-export async function simulateCost (init: CostOptions = {}, profiles = defaultProfiles()): Promise<CostReport> {
+export async function simulateCost (init: CostOptions = {}, profiles = defaultProfiles(), strategies: Strategy[] = ['deferred', 'channels']): Promise<CostReport> {
   const o = options(init)
   const prices = pricesOf(o)
   const results: ProfileResult[] = []
+  const channels: ProfileResult[] = []
   for (const p of profiles) {
-    results.push(await simulateProfile(p, o))
+    if (strategies.includes('deferred')) {
+      results.push(await simulateProfile(p, o))
+    }
+    if (strategies.includes('channels') && p.channels !== false) {
+      channels.push(await simulateProfile(p, o, 'channels'))
+    }
   }
   return {
     options: o,
@@ -505,6 +933,8 @@ export async function simulateCost (init: CostOptions = {}, profiles = defaultPr
     },
     redundancy: defaultRedundancy(o.hosts),
     results,
+    channels,
+    comparison: channels.map(c => compareStrategies(results.find(r => r.profile === c.profile), c, o)),
     anchors: ANCHORS
   }
 }
@@ -521,9 +951,21 @@ comes later). Each 100 MB profile stores one real 100 MB file that stands
 for all of the profile's files: the hosts' prices are multiplied by their
 number (one contract per host holds every file, rent on the bytes held,
 transfers' fractions of a satoshi accrued with it); the small-files profile
-stores all its 1,000 files. Ends with the targets: 100 GB under Dropbox
-Plus's $11.99, 1 TB under $5 per TB-month, 1,000 small files within 2x of
-one 10 MB file.
+stores all its 1,000 files.
+
+Then the same profiles (not the 1,000 small files, whose calls are the 10
+MB file's) paid through payment channels: the real Channels engine on both
+sides, a put opening a channel to each of its hosts in one funding
+transaction, on a regtest chain in this process that checks every
+transaction; the clock runs on until every channel has ended on chain
+(closed by its payee at its margin, or refunded to the payer after its
+expiry). Side by side: the fees over the rent of each strategy, the credit
+deferred payment asks of each host and for how long, and the horizon at
+which a channel's two transactions are under 2% of the rent it carries.
+Ends with the targets: 100 GB under Dropbox Plus's $11.99, 1 TB under $5
+per TB-month, 1,000 small files within 2x of one 10 MB file, at most 2
+on-chain transactions per host per contract period through channels, and
+their fees for a 100 GB user under 2% of rent.
 
 Options:
   --btc-usd USD             USD per bitcoin, default 90000
@@ -532,6 +974,13 @@ Options:
   --upload-per-tb USD       the hosts' upload price, default 0 (Storj pays no ingress)
   --download-per-tb USD     the hosts' download price, default 2 (Storj's egress payout)
   --hosts N                 hosts on the market, default 10 (4-of-8)
+  --days N                  days simulated, default 30
+  --channel-days N          how long a channel lives, default 30 (the node's
+                            channels.lifeBlocks); a payee takes up to 365
+  --strategy S              deferred, channels or both (default): how the
+                            storage calls are paid
+  --profile NAME            only this profile (a name in the table, or a size
+                            such as "25 TB"); may be given more than once
   --json                    print the report as JSON
   -h, --help                show this help`
 
@@ -562,7 +1011,92 @@ export function targets (r: CostReport): Array<{ target: string, measured: strin
     const ratio = Number(small.totalSats) / Math.max(1, Number(one.totalSats))
     out.push({ target: '1,000 files of 10 KiB within 2x of one 10 MB file', measured: `${fmtSat(small.totalSats)} sat against ${fmtSat(one.totalSats)} sat (${ratio.toFixed(2)}x)`, met: ratio <= 2 })
   }
+  if (r.channels.length > 0) {
+    const most = r.channels.reduce((a, b) => (b.channels?.txPerHost ?? 0) > (a.channels?.txPerHost ?? 0) ? b : a)
+    const most2 = most.channels as ChannelFigures
+    out.push({ target: 'through channels, at most 2 on-chain transactions per host per contract period', measured: `at most ${most2.txPerHost} a host (its funding and its close or refund); ${most2.transactions} in all for ${most.n} hosts (${most.profile})`, met: r.channels.every(c => (c.channels?.txPerHost ?? 0) <= 2) })
+  }
+  const gb100ch = r.channels.find(x => x.profile === '100 GB')
+  const cmp = r.comparison.find(x => x.profile === '100 GB')
+  if (gb100ch?.channels != null && cmp != null) {
+    const ch = gb100ch.channels
+    out.push({
+      target: `through channels, the fee overhead for a 100 GB user at ${r.options.satPerVb} sat/vB under 2% of rent`,
+      measured: `${pct(ch.feeOverhead)}: ${fmtSat(ch.feeSats)} sat of fees for ${fmtSat(gb100ch.rentSats)} sat of rent in ${r.options.days} days. One close alone (${fmtSat(ch.closeFeeSats / BigInt(Math.max(1, ch.opened)))} sat) is ${(Number(ch.closeFeeSats) / Math.max(1, ch.opened) / Number(gb100ch.rentSats)).toFixed(1)}x the month's rent of all ${gb100ch.n} hosts: no on-chain payment can be under 2% of it. A channel reaches 2% after ${fmtMonths(cmp.channels.monthsFor2Percent)} at 100 GB, or at ${fmtBytes(cmp.channels.dataFor2PercentYear)} in a year`,
+      met: ch.feeOverhead < CHANNEL_FEE_TARGET
+    })
+  }
   return out
+}
+
+const pct = (x: number): string => x >= 10 ? `${fmtSat(x * 100)}%` : `${(x * 100).toFixed(1)}%`
+const fmtMonths = (m: number): string => !Number.isFinite(m) ? 'never' : m >= 24 ? `${fmtSat(m / 12)} years` : `${m.toFixed(1)} months`
+
+/** The channel case beside the deferred one, and when a channel's fees fall under 2% of its rent */
+function formatChannels (r: CostReport): string[] {
+  const o = r.options
+  const lines: string[] = []
+  if (r.channels.length === 0) {
+    return lines
+  }
+  const first = r.channels[0].channels as ChannelFigures
+  lines.push(`Through payment channels: the same calls paid by the agent through the real Channels engine (channels.use always), the put opening one channel to each of its ${r.channels[0].n} hosts in one funding transaction, on a regtest chain in this process (a block per ten simulated minutes) that checks every transaction's scripts, signatures and lock times; each host's payee side a real Channels engine with its own wallet. Channels live ${o.channelDays} days past the payee's margin (expiry ${first.lifeDays.toFixed(0)} days after the open); the clock then runs on, with no more calls, until each has ended on chain.`)
+  lines.push('')
+  const head = ['profile', 'rent sat/month', 'deferred: fees/rent', 'credit a host, sat', 'held for', 'channels: tx/host', 'tx on chain', 'fees sat', 'fees/rent', 'closes', 'refunds', 'hosts paid on chain', 'never paid', 'auto opens']
+  const rows = r.channels.map(c => {
+    const ch = c.channels as ChannelFigures
+    const cmp = r.comparison.find(x => x.profile === c.profile)
+    const d = cmp?.deferred
+    return [
+      c.profile,
+      fmtSat(Number(c.rentSats) * 30 / o.days),
+      d == null ? '' : pct(d.feeOverhead),
+      d == null ? '' : fmtSat(d.creditPerHostSats),
+      d == null ? '' : fmtMonths(d.monthsOfCredit),
+      String(ch.txPerHost),
+      `${ch.transactions} (${ch.fundingTransactions} + ${ch.closes + ch.refunds})`,
+      fmtSat(ch.feeSats),
+      pct(ch.feeOverhead),
+      String(ch.closes),
+      String(ch.refunds),
+      `${fmtSat(ch.paidToHostsOnChain)} sat`,
+      ch.forfeitedSats > 0n ? `${fmtSat(ch.forfeitedSats)} sat` : '0',
+      ch.autoOpens.withCredit ? 'yes' : ch.autoOpens.withoutCredit ? 'without credit' : 'no'
+    ]
+  })
+  lines.push(...table(head, rows))
+  lines.push('')
+  // the largest profile: the least rounding of rent in its figures
+  const largest = r.comparison.reduce((a, b) => b.dataBytes > a.dataBytes ? b : a)
+  const perHost = largest.channels.feePerHostSats
+  const mean = (xs: number[]): string => xs.length === 0 ? 'none made' : `${(xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(0)} vB`
+  const closeVb = mean(r.channels.filter(c => (c.channels?.closes ?? 0) > 0).map(c => c.channels?.closeVbytes ?? 0))
+  const refundVb = mean(r.channels.filter(c => (c.channels?.refunds ?? 0) > 0).map(c => c.channels?.refundVbytes ?? 0))
+  lines.push(`A channel's fees do not depend on what it carries: each host's share of the funding (${first.fundingVbytes.toFixed(0)} vB for ${first.opened} channels) and its close (${closeVb}) or refund (${refundVb}), either paying the ${fmtSat(first.closeFeeSats / BigInt(Math.max(1, first.opened)))} sat fixed at the open (${CLOSE_VBYTES} vB at ${o.satPerVb} sat/vB): ${fmtSat(perHost)} sat a host. So its share of the rent falls only with the rent it carries, with the data stored and the channel's life:`)
+  lines.push('')
+  const head2 = ['profile', 'rent a host/month', 'fees/rent, 30-day channel', '1-year channel', 'life for 2%', 'data for 2%, 30 days', '1 year', 'host paid dust after']
+  const rows2 = r.comparison.map(x => [
+    x.profile,
+    `${x.rentPerHostMonth.toFixed(0)} sat`,
+    pct(x.channels.overhead30Days),
+    pct(x.channels.overheadYear),
+    fmtMonths(x.channels.monthsFor2Percent),
+    fmtBytes(x.channels.dataFor2Percent30Days),
+    fmtBytes(x.channels.dataFor2PercentYear),
+    fmtMonths(x.channels.monthsToDust)
+  ])
+  lines.push(...table(head2, rows2))
+  lines.push('')
+  const worth = worthSettling(o.satPerVb)
+  lines.push(`Deferred, a host's tab settles once it is worth four settlement fees (${fmtSat(worth)} sat at ${o.satPerVb} sat/vB): the fees are a quarter of the rent at any size, and each host gives that much credit for as long as the user takes to owe it ("held for" above). A tab settled at 2% would be ${fmtSat(paymentFee(o.satPerVb) * 50n)} sat of credit a host. A channel needs no credit (the payee holds a signed state for everything it served) and is under 2% once it carries ${fmtSat(perHost / CHANNEL_FEE_TARGET)} sat of rent a host; at these prices that is a year's channel for about ${fmtBytes(largest.channels.dataFor2PercentYear)} of data, or a 30-day channel for ${fmtBytes(largest.channels.dataFor2Percent30Days)} (${largest.profile}'s figures, scaled). A payee's default takes channels of up to a year (maxExpiryBlocks 52,560).`)
+  lines.push('A host whose channel carried less than the dust limit (294 sat) has nothing to claim on chain: a close would pay it nothing, it does not close, and the payer\'s refund after the expiry takes back everything it was paid ("never paid"). "auto opens": what channels.use auto would choose for these hosts, with the testnet\'s credit (max-tab 0.001 BTC) or without credit (a node\'s default).')
+  return lines
+}
+
+function table (head: string[], rows: string[][]): string[] {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map(row => row[i].length)))
+  const line = (cells: string[]): string => cells.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join('  ')
+  return [line(head), ...rows.map(line)]
 }
 
 export function formatReport (r: CostReport): string {
@@ -573,41 +1107,14 @@ export function formatReport (r: CostReport): string {
   lines.push(`  download $${o.downloadPerTb} per TB = ${r.prices.exact.download.toFixed(1)} sat per TiB, rounded up to ${r.prices.download}; upload $${o.uploadPerTb} per TB = ${r.prices.upload} sat per TiB`)
   lines.push(`$${o.btcUsd} per BTC, ${o.satPerVb} sat/vB, ${o.hosts} hosts: ${r.redundancy.k}-of-${r.redundancy.n} (the default redundancy for that many), ${o.days} simulated days`)
   lines.push('')
-  // sat columns say so: the node's other output is in BTC, and these are too small to read there
-  const head = ['profile', 'data', 'stored', 'contracts', 'rent sat/month', 'transfer sat', 'tx/host/month', 'fees paid sat', 'fees amortized sat', 'total sat', 'total USD', 'USD/TB-month', 'fees/rent']
-  const rows = r.results.map(x => [
-    x.profile,
-    fmtBytes(x.dataBytes),
-    `${fmtBytes(x.storedBytes)} (${(x.storedBytes / x.dataBytes).toFixed(2)}x)`,
-    fmtSat(x.contracts),
-    fmtSat(x.rentSats),
-    fmtSat(x.uploadSats + x.downloadSats),
-    x.txPerHostMonth.toFixed(1),
-    fmtSat(x.feeSats),
-    fmtSat(x.amortizedFeeSats),
-    fmtSat(x.totalSats),
-    usd(x.totalUsd),
-    usd(x.usdPerTbMonth),
-    `${(x.feeOverhead * 100).toFixed(1)}%`
-  ])
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map(row => row[i].length)))
-  const line = (cells: string[]): string => cells.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join('  ')
-  lines.push(line(head))
-  for (const row of rows) {
-    lines.push(line(row))
+  if (r.results.length > 0) {
+    lines.push(...formatDeferred(r))
+    lines.push('')
   }
-  lines.push('')
-  const vb = r.results.find(x => x.vbytes > 0)?.vbytes
-  lines.push(`A settlement transaction is ${vb == null ? '141 vB (none was made this month)' : `${vb.toFixed(1)} vB, as measured`} (one coin in, the host and change out), ${o.satPerVb} sat/vB; a tab is settled once it is worth four fees, so until payment channels every payment carries up to a quarter of itself in fees: "fees amortized" is each month's share, "fees paid" what the month's own settlements paid.`)
-  const small = r.results.find(x => x.fileSize < MB)
-  if (small != null) {
-    lines.push(`${small.profile}: ${fmtSat(small.rentSats)} sat of rent a month for bytes worth ${small.bytesRentSats.toFixed(2)} sat at the price, in ${fmtSat(small.contracts)} contracts: one per host for all the files, rent accrued exactly on the bytes held.`)
+  if (r.channels.length > 0) {
+    lines.push(...formatChannels(r))
+    lines.push('')
   }
-  for (const x of r.results.filter(x => x.downloadedBytes > 0)) {
-    lines.push(`${x.profile}: ${fmtSat(x.downloadSats)} sat paid with the gets for ${fmtBytes(x.downloadedBytes)} of shards read, worth ${fmtSat(x.bytesDownloadSats)} sat at the price: each get pays its whole satoshis, and its fraction is accrued and paid with the rent.`)
-  }
-  lines.push(`Each 100 MB profile stores one real file standing for all its files: the hosts' prices are multiplied by their number (by the files read, for downloads); rent is on the bytes held and each transfer's fraction of a satoshi is accrued with it, exactly, so one contract per host pays what all the files would. The small files are all stored.`)
-  lines.push('')
   lines.push('Beside, the published prices (README, "Storage"):')
   for (const a of r.anchors) {
     lines.push(`  ${a.who.padEnd(13)} ${usd(a.usdPerTbMonth)} per TB-month (${a.note})`)
@@ -624,6 +1131,43 @@ export function formatReport (r: CostReport): string {
   return lines.join('\n')
 }
 
+/** The deferred case: the table of what each profile costs, and how to read it */
+function formatDeferred (r: CostReport): string[] {
+  const o = r.options
+  const lines: string[] = []
+  // sat columns say so: the node's other output is in BTC, and these are too small to read there
+  const head = ['profile', 'data', 'stored', 'contracts', 'rent sat/month', 'transfer sat', 'tx/host/month', 'fees paid sat', 'fees amortized sat', 'total sat', 'total USD', 'USD/TB-month', 'fees/rent']
+  const rows = r.results.map(x => [
+    x.profile,
+    fmtBytes(x.dataBytes),
+    `${fmtBytes(x.storedBytes)} (${(x.storedBytes / x.dataBytes).toFixed(2)}x)`,
+    fmtSat(x.contracts),
+    fmtSat(Number(x.rentSats) * 30 / o.days),
+    fmtSat(x.uploadSats + x.downloadSats),
+    x.txPerHostMonth.toFixed(1),
+    fmtSat(x.feeSats),
+    fmtSat(x.amortizedFeeSats),
+    fmtSat(x.totalSats),
+    usd(x.totalUsd),
+    usd(x.usdPerTbMonth),
+    `${(x.feeOverhead * 100).toFixed(1)}%`
+  ])
+  lines.push('Paid deferred, each host\'s tab settled on chain by the payment agent:')
+  lines.push(...table(head, rows))
+  lines.push('')
+  const vb = r.results.find(x => x.vbytes > 0)?.vbytes
+  lines.push(`A settlement transaction is ${vb == null ? '141 vB (none was made this month)' : `${vb.toFixed(1)} vB, as measured`} (one coin in, the host and change out), ${o.satPerVb} sat/vB; a tab is settled once it is worth four fees, so every payment deferred carries up to a quarter of itself in fees: "fees amortized" is each month's share, "fees paid" what the month's own settlements paid.`)
+  const small = r.results.find(x => x.fileSize < MB)
+  if (small != null) {
+    lines.push(`${small.profile}: ${fmtSat(small.rentSats)} sat of rent a month for bytes worth ${small.bytesRentSats.toFixed(2)} sat at the price, in ${fmtSat(small.contracts)} contracts: one per host for all the files, rent accrued exactly on the bytes held.`)
+  }
+  for (const x of r.results.filter(x => x.downloadedBytes > 0)) {
+    lines.push(`${x.profile}: ${fmtSat(x.downloadSats)} sat paid with the gets for ${fmtBytes(x.downloadedBytes)} of shards read, worth ${fmtSat(x.bytesDownloadSats)} sat at the price: each get pays its whole satoshis, and its fraction is accrued and paid with the rent.`)
+  }
+  lines.push(`Each 100 MB profile stores one real file standing for all its files: the hosts' prices are multiplied by their number (by the files read, for downloads); rent is on the bytes held and each transfer's fraction of a satoshi is accrued with it, exactly, so one contract per host pays what all the files would. The small files are all stored.`)
+  return lines
+}
+
 const replacer = (_: string, v: unknown): unknown => typeof v === 'bigint' ? v.toString() : v
 
 async function main (): Promise<void> {
@@ -637,6 +1181,10 @@ async function main (): Promise<void> {
         'upload-per-tb': { type: 'string', default: '0' },
         'download-per-tb': { type: 'string', default: '2' },
         hosts: { type: 'string', default: '10' },
+        days: { type: 'string', default: '30' },
+        'channel-days': { type: 'string', default: '30' },
+        strategy: { type: 'string', default: 'both' },
+        profile: { type: 'string', multiple: true },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false }
       }
@@ -657,14 +1205,24 @@ async function main (): Promise<void> {
     }
     return x
   }
+  const usage = (message: string): never => {
+    process.stderr.write(`sim:cost: ${message}\n\n${HELP}\n`)
+    process.exit(2)
+  }
+  const strategies: Strategy[] = values.strategy === 'both' ? ['deferred', 'channels'] : values.strategy === 'deferred' || values.strategy === 'channels' ? [values.strategy] : usage(`--strategy is deferred, channels or both, not "${String(values.strategy)}"`)
+  const profiles = values.profile == null
+    ? defaultProfiles()
+    : (values.profile as string[]).map(name => profileNamed(name) ?? usage(`no profile "${name}": one of ${defaultProfiles().map(p => `"${p.name}"`).join(', ')}, or a size such as "25 TB"`))
   const report = await simulateCost({
     btcUsd: num('btc-usd', 1),
     satPerVb: num('sat-per-vb', 1),
     pricePerTbMonth: num('price-per-tb-month', 0),
     uploadPerTb: num('upload-per-tb', 0),
     downloadPerTb: num('download-per-tb', 0),
-    hosts: Math.floor(num('hosts', 2))
-  })
+    hosts: Math.floor(num('hosts', 2)),
+    days: num('days', 1),
+    channelDays: Math.min(365, num('channel-days', 1))
+  }, profiles, strategies)
   process.stdout.write(values.json === true ? `${JSON.stringify(report, replacer, 2)}\n` : `${formatReport(report)}\n`)
 }
 
