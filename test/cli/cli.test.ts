@@ -125,7 +125,7 @@ describe('the opencloud-node command line against running daemons', () => {
     // mistakes in what a call pays or a wallet sends are usage mistakes too,
     // caught before anything is sent
     const mistakes: Array<[string[], RegExp]> = [
-      [['call', server.peerId, 'sha256.hash', '--pay', 'bogus'], /--pay takes auto, none, attached:<amount>, defer:<amount> (.*) or promo:<code>/],
+      [['call', server.peerId, 'sha256.hash', '--pay', 'bogus'], /--pay takes auto, none, attached:<amount>, defer:<amount>, channel:<amount> (.*) or promo:<code>/],
       [['call', server.peerId, 'sha256.hash', '--pay', 'promo:abc'], /--pay promo:<code> takes a promo code of 64 hex digits/],
       [['call', server.peerId, 'sha256.hash', '--pay', 'auto', '--max-price', 'lots'], /--max-price "lots" is not an amount/],
       [['call', server.peerId, 'sha256.hash', '--pay', 'auto'], /--pay auto needs --max-price/],

@@ -820,5 +820,6 @@ export function channelIsCheaper (o: { expected: bigint, calls: number, feeRate:
   const worth = settlement * 4n > DUST ? settlement * 4n : DUST
   const transactions = o.credit ? (o.expected + worth - 1n) / worth : BigInt(o.calls)
   const otherFee = transactions * settlement
-  return { cheaper: channelFee < otherFee, channelFee, otherFee }
+  // a payee paid less than the dust limit in all could never claim it: the refund would take it back
+  return { cheaper: o.expected >= DUST && channelFee < otherFee, channelFee, otherFee }
 }

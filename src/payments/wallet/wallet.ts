@@ -119,6 +119,7 @@ export class Wallet {
   private readonly owned = new Map<string, OwnedAddress>()
   private readonly mnemonic: string
   private readonly derived = new Map<string, string>()
+  private readonly privateKeys = new Map<string, Uint8Array>()
   /** the address last handed to each payer (bounded; forgotten on restart) */
   private readonly payers = new Map<string, OwnedAddress>()
 
@@ -358,7 +359,13 @@ export class Wallet {
     if (owned == null) {
       throw new WalletError(`${address} is not an address of this wallet`)
     }
-    return this.key(owned.change, owned.index).privateKey as Uint8Array
+    // deriving a key costs a point multiplication, and every payment asks for the key of every coin
+    let key = this.privateKeys.get(address)
+    if (key == null) {
+      key = this.key(owned.change, owned.index).privateKey as Uint8Array
+      this.privateKeys.set(address, key)
+    }
+    return key
   }
 
   /** The wallet's first receive address, used as its bitcoin credential */
