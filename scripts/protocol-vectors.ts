@@ -30,6 +30,12 @@ import { signRating } from '../src/storage/protocol/rating.ts'
 import { encodeCommit, encodeGenesis, encodeHeader, ledgerIdOf, signRedeemAuthorization, signTx, signVote, txRootOf, type Genesis } from '../src/ledger/encoding.ts'
 import { LedgerState, stateLeaf } from '../src/ledger/state.ts'
 import { anchorData } from '../src/ledger/checkpoints.ts'
+import { secp256k1 } from '@noble/curves/secp256k1.js'
+import {
+  channelId, channelOutput, channelScript, channelSighash, closeTransaction, payoutScript, refundTransaction, signChannel,
+  signedRefund, stateOutputs, stateTransaction, type ChannelTerms
+} from '../src/payments/channels/channel-script.ts'
+import { formatBtc } from '../src/protocols/units.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const sha256 = (b: Uint8Array | string): Uint8Array => Uint8Array.from(createHash('sha256').update(b).digest())
@@ -184,6 +190,36 @@ export async function computeVectors (): Promise<Record<string, any>> {
   ledgerState.apply(block)
   const stateRoot = ledgerState.stateRoot()
 
+  // a payment channel (PROTOCOL.md 8f) between two fixed secp256k1 keys, on
+  // a made-up funding output: a txid that is not a palindrome shows the
+  // byte order of the outpoint, output 1 shows its index
+  const payerPrivate = new Uint8Array(32).fill(0x11)
+  const payeePrivate = new Uint8Array(32).fill(0x22)
+  const channel: ChannelTerms = {
+    txid: '0123456789abcdef'.repeat(4),
+    vout: 1,
+    capacity: 50_180n,
+    fee: 180n,
+    expiry: 1_000_000,
+    payerKey: secp256k1.getPublicKey(payerPrivate, true),
+    payeeKey: secp256k1.getPublicKey(payeePrivate, true)
+  }
+  const witnessScript = channelScript(channel)
+  const funding = channelOutput(channel, networks.regtest)
+  // the expiry as the script pushes it: the bytes between OP_ELSE and OP_CHECKLOCKTIMEVERIFY
+  const expiryPush = (expiry: number): string => { const s = channelScript({ ...channel, expiry }); return hex(s.subarray(37, s.byteLength - 38)) }
+  // three states: the payee's output below the dust limit, both outputs, the payer's below it
+  const state = (total: bigint): Record<string, string> => {
+    const tx = stateTransaction(channel, total)
+    const { payee, payer, fee } = stateOutputs(channel, total)
+    return { total: String(total), payee: String(payee), payer: String(payer), fee: String(fee), transaction: tx.toHex(), sighash: hex(channelSighash(channel, tx)), payerSignature: hex(signChannel(channel, tx, payerPrivate)) }
+  }
+  const paid = stateTransaction(channel, 30_000n)
+  const payerSignature = signChannel(channel, paid, payerPrivate)
+  const payeeSignature = signChannel(channel, paid, payeePrivate)
+  const closing = closeTransaction(channel, paid, payerSignature, payeeSignature)
+  const refund = signedRefund(channel, payerPrivate)
+
   return {
     keys: {
       clientEd25519Seed: hex(range(0x00, 32)),
@@ -228,6 +264,36 @@ export async function computeVectors (): Promise<Record<string, any>> {
       attachedTxid: tx.txid,
       attachedTransaction: tx.hex,
       attached: hex(attached)
+    },
+    channel: {
+      payerPrivateKey: hex(payerPrivate),
+      payerKey: hex(channel.payerKey),
+      payeePrivateKey: hex(payeePrivate),
+      payeeKey: hex(channel.payeeKey),
+      fundingTxid: channel.txid,
+      fundingVout: String(channel.vout),
+      id: channelId(channel),
+      capacity: String(channel.capacity),
+      fee: String(channel.fee),
+      expiry: String(channel.expiry),
+      witnessScript: hex(witnessScript),
+      outputScript: hex(funding.script),
+      address: funding.address,
+      payeePayout: hex(payoutScript(channel.payeeKey)),
+      payerPayout: hex(payoutScript(channel.payerKey)),
+      expiryPushes: Object.fromEntries([1, 16, 17, 127, 128, 32_767, 32_768, 8_388_608, 499_999_999].map(e => [String(e), expiryPush(e)])),
+      state250: state(250n),
+      state30000: state(30_000n),
+      state49800: state(49_800n),
+      // the second payment: 29,750 sat more, from the state of 250 to the state of 30,000
+      paymentAmount: formatBtc(30_000n - 250n),
+      payment: hex(encodePayment({ type: 'channel', currency: 'BTC', amount: formatBtc(30_000n - 250n), channel: channelId(channel), txn: paid.toBuffer(), signature: payerSignature })),
+      payeeSignature: hex(payeeSignature),
+      closeTransaction: closing.toHex(),
+      closeTxid: closing.getId(),
+      refundSighash: hex(channelSighash(channel, refundTransaction(channel))),
+      refundTransaction: refund.toHex(),
+      refundTxid: refund.getId()
     },
     discovery: {
       sha256Cid: (await serviceCid('sha256')).toString()

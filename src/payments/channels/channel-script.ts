@@ -110,7 +110,8 @@ export function usable (terms: Pick<ChannelTerms, 'capacity' | 'fee'>): bigint {
  */
 export function stateOutputs (terms: ChannelTerms, total: bigint): { payee: bigint, payer: bigint, fee: bigint } {
   if (total < 0n || total > usable(terms)) {
-    throw new ChannelTermsError(`a state of this channel pays 0 to ${formatAmount(usable(terms))} (the capacity of ${formatAmount(terms.capacity)} less the fee of ${formatAmount(terms.fee)}), not ${formatAmount(total)}`)
+    // formatAmount refuses a negative amount: a negative total is said in satoshis
+    throw new ChannelTermsError(`a state of this channel pays 0 to ${formatAmount(usable(terms))} (the capacity of ${formatAmount(terms.capacity)} less the fee of ${formatAmount(terms.fee)}), not ${total < 0n ? `${total} sat` : formatAmount(total)}`)
   }
   const payee = total >= DUST ? total : 0n
   const rest = usable(terms) - total
