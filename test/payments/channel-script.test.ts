@@ -209,14 +209,16 @@ describe('channelIsCheaper', () => {
   })
 
   it('without credit, two calls to each of two payees already make channels cheaper; one payee needs three', () => {
-    assert.deepEqual(channelIsCheaper({ expected: 10n, calls: 2, feeRate: 1, credit: false, outputs: 2 }), { cheaper: true, channelFee: 278n, otherFee: 282n })
-    assert.equal(channelIsCheaper({ expected: 10n, calls: 2, feeRate: 1, credit: false }).cheaper, false)
-    assert.equal(channelIsCheaper({ expected: 10n, calls: 3, feeRate: 1, credit: false }).cheaper, true)
-    assert.equal(channelIsCheaper({ expected: 10n, calls: 1, feeRate: 1, credit: false, outputs: 8 }).cheaper, false)
+    assert.deepEqual(channelIsCheaper({ expected: 1_000n, calls: 2, feeRate: 1, credit: false, outputs: 2 }), { cheaper: true, channelFee: 278n, otherFee: 282n })
+    assert.equal(channelIsCheaper({ expected: 1_000n, calls: 2, feeRate: 1, credit: false }).cheaper, false)
+    assert.equal(channelIsCheaper({ expected: 1_000n, calls: 3, feeRate: 1, credit: false }).cheaper, true)
+    assert.equal(channelIsCheaper({ expected: 1_000n, calls: 1, feeRate: 1, credit: false, outputs: 8 }).cheaper, false)
+    // a payee paid less than the dust limit in all could never close: no channel, whatever the fees
+    assert.equal(channelIsCheaper({ expected: 293n, calls: 50, feeRate: 1, credit: false }).cheaper, false)
   })
 
   it('scales both sides with the fee rate, rounded up', () => {
-    const at = channelIsCheaper({ expected: 10n, calls: 2, feeRate: 9.2, credit: false, outputs: 2 })
+    const at = channelIsCheaper({ expected: 1_000n, calls: 2, feeRate: 9.2, credit: false, outputs: 2 })
     assert.deepEqual(at, { cheaper: true, channelFee: 2780n, otherFee: 2820n })
   })
 })
