@@ -41,6 +41,30 @@ const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const sha256 = (b: Uint8Array | string): Uint8Array => Uint8Array.from(createHash('sha256').update(b).digest())
 const range = (start: number, n: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => start + i)
 
+/**
+ * The payment channel of the vectors (PROTOCOL.md 8f) between two fixed
+ * secp256k1 keys, on a made-up funding output: a txid that is not a
+ * palindrome shows the byte order of the outpoint, output 1 shows its
+ * index; capacity 50,180 less a fee of 180 leaves 50,000 sat usable
+ */
+export const CHANNEL_VECTOR: { payerPrivate: Uint8Array, payeePrivate: Uint8Array, terms: ChannelTerms } = (() => {
+  const payerPrivate = new Uint8Array(32).fill(0x11)
+  const payeePrivate = new Uint8Array(32).fill(0x22)
+  return {
+    payerPrivate,
+    payeePrivate,
+    terms: {
+      txid: '0123456789abcdef'.repeat(4),
+      vout: 1,
+      capacity: 50_180n,
+      fee: 180n,
+      expiry: 1_000_000,
+      payerKey: secp256k1.getPublicKey(payerPrivate, true),
+      payeeKey: secp256k1.getPublicKey(payeePrivate, true)
+    }
+  }
+})()
+
 export async function computeVectors (): Promise<Record<string, any>> {
   const clientKey = await generateKeyPairFromSeed('Ed25519', range(0x00, 32))
   const serverKey = await generateKeyPairFromSeed('Ed25519', range(0x20, 32))
@@ -190,20 +214,7 @@ export async function computeVectors (): Promise<Record<string, any>> {
   ledgerState.apply(block)
   const stateRoot = ledgerState.stateRoot()
 
-  // a payment channel (PROTOCOL.md 8f) between two fixed secp256k1 keys, on
-  // a made-up funding output: a txid that is not a palindrome shows the
-  // byte order of the outpoint, output 1 shows its index
-  const payerPrivate = new Uint8Array(32).fill(0x11)
-  const payeePrivate = new Uint8Array(32).fill(0x22)
-  const channel: ChannelTerms = {
-    txid: '0123456789abcdef'.repeat(4),
-    vout: 1,
-    capacity: 50_180n,
-    fee: 180n,
-    expiry: 1_000_000,
-    payerKey: secp256k1.getPublicKey(payerPrivate, true),
-    payeeKey: secp256k1.getPublicKey(payeePrivate, true)
-  }
+  const { payerPrivate, payeePrivate, terms: channel } = CHANNEL_VECTOR
   const witnessScript = channelScript(channel)
   const funding = channelOutput(channel, networks.regtest)
   // the expiry as the script pushes it: the bytes between OP_ELSE and OP_CHECKLOCKTIMEVERIFY

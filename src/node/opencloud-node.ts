@@ -39,7 +39,7 @@ import type { StorageHost } from '../storage/host/storage-host.ts'
 import type { PeerEntry } from '../services/peers/index.ts'
 import type { PeerId } from '@libp2p/interface'
 
-export { parsePeer } from './caller.ts'
+export { parsePeer, serverOf } from './caller.ts'
 export { DataDirLockedError } from './boot.ts'
 export { PriceRefusedError, PRICE_CONFIRM_FACTOR } from '../services/market/index.ts'
 

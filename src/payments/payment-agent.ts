@@ -261,13 +261,7 @@ export class PaymentAgent {
             decisions.push(`too-low: the server asks ${formatBtc(asked)} BTC, over the maximum of ${formatBtc(max)} BTC: giving up`)
             throw new BiddingError(`the server asks ${formatBtc(asked)} BTC for ${request.service}.${request.method}, more than --max-price ${formatBtc(max)} BTC`, decisions, asked)
           }
-          // auto pays through an open channel with room, else follows the kind
-          // of payment the server says it accepts
-          const type = plan.type === 'none'
-            ? (mode.kind === 'auto'
-                ? (server != null && this.channelUse !== 'never' && this.channels?.usableWith(server, asked) != null ? 'channel' : err.acceptablePayment?.type === 'attached' ? 'attached' : err.acceptablePayment?.type === 'channel' ? 'attached' : 'defer')
-                : 'attached')
-            : plan.type
+          const type = plan.type !== 'none' ? plan.type : mode.kind === 'auto' ? this.autoType(server, asked, err.acceptablePayment?.type) : 'attached'
           decisions.push(`too-low: the server asks ${formatBtc(asked)} BTC; offering ${formatBtc(asked)} BTC ${type} (maximum ${formatBtc(max)} BTC)`)
           plan = { type, sats: asked }
           continue
@@ -308,6 +302,18 @@ export class PaymentAgent {
       }
     }
     throw new BiddingError('the server kept asking for more; giving up after 5 offers', decisions)
+  }
+
+  /**
+   * What auto pays an unpaid call's price with: through an open channel
+   * with room, else the kind the server says it accepts (a channel it names
+   * and this node has none with room for: attached)
+   */
+  private autoType (server: string | undefined, sats: bigint, accepted?: string): 'channel' | 'attached' | 'defer' {
+    if (server != null && this.channelUse !== 'never' && this.channels?.usableWith(server, sats) != null) {
+      return 'channel'
+    }
+    return accepted === 'attached' || accepted === 'channel' ? 'attached' : 'defer'
   }
 
   /**
@@ -371,7 +377,9 @@ export class PaymentAgent {
       try {
         return (await this.call(peer, request, { pay: { kind: 'channel', sats }, maxPrice: sats })).response
       } catch (err: any) {
-        if (!(err instanceof NoChannelError) && !(err instanceof PaymentDeclinedError && !(err instanceof PaymentTooLowError))) {
+        // the channel ended, or the payee refused the state (not its amount)
+        const refused = err instanceof PaymentDeclinedError && !(err instanceof PaymentTooLowError)
+        if (!(err instanceof NoChannelError) && !refused) {
           throw err
         }
         log('paying %s through a channel failed, deferring instead - %s', server, err.message)

@@ -4,23 +4,14 @@ import { Transaction, script as btcScript } from 'bitcoinjs-lib'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import {
   CLOSE_VBYTES, channelScript, channelSighash, closeTransaction, parseState, payoutScript, refundTransaction, signChannel, signedRefund,
-  stateDifference, stateOutputs, stateTransaction, usable, verifyChannelSignature, type ChannelTerms
+  stateDifference, stateOutputs, stateTransaction, usable, verifyChannelSignature
 } from '../../src/payments/channels/channel-script.ts'
 import { channelIsCheaper } from '../../src/payments/channels/channels.ts'
 import { runWitnessScript } from '../../src/payments/chain/regtest/script-interpreter.ts'
+import { CHANNEL_VECTOR } from '../../scripts/protocol-vectors.ts'
 
-const payerPrivate = new Uint8Array(32).fill(0x11)
-const payeePrivate = new Uint8Array(32).fill(0x22)
-/** capacity 50,180 less a fee of 180: 50,000 sat usable */
-const terms: ChannelTerms = {
-  txid: '0123456789abcdef'.repeat(4),
-  vout: 1,
-  capacity: 50_180n,
-  fee: 180n,
-  expiry: 1_000_000,
-  payerKey: secp256k1.getPublicKey(payerPrivate, true),
-  payeeKey: secp256k1.getPublicKey(payeePrivate, true)
-}
+// the channel of PROTOCOL.md's vectors: capacity 50,180 less a fee of 180, 50,000 sat usable
+const { payerPrivate, payeePrivate, terms } = CHANNEL_VECTOR
 const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b))
 
 describe('channel script', () => {

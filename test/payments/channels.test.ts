@@ -171,6 +171,23 @@ describe('payment channels between nodes on a local regtest chain', () => {
     assert.equal(channels(client).store.get('payer', ch.id)?.total, before.total + 2n * PRICE)
   })
 
+  it('a state taken back that reaches the payee after all: the payer goes on from it, on the same channel', async () => {
+    const before = channels(client).store.get('payer', ch.id) as ChannelRecord
+    const peer = server.peerId.toString()
+    let late: Payment | undefined
+    // signed, written, and held up on the way
+    await assert.rejects(channels(client).pay(peer, 2n * PRICE, async (payment) => { late = payment; throw new Error('held up on the way') }), /held up/)
+    // the next payment asks the payee, which holds nothing of it: taken back; this one is lost
+    await assert.rejects(channels(client).pay(peer, PRICE, async () => { throw new Error('lost as well') }), /lost as well/)
+    assert.equal(channels(client).store.get('payer', ch.id)?.total, before.total + PRICE)
+    // the first arrives after all, and the payee takes it: more than the payer's latest, but a state it signed
+    await client.call(target(), { ...hash(), payment: late as Payment })
+    const next = await client.paidCall(target(), hash(), { pay: { kind: 'channel', sats: PRICE } })
+    assert.equal(next.payment?.id, ch.id, 'the same channel, not a new one')
+    assert.equal(channels(server).store.get('payee', ch.id)?.total, before.total + 3n * PRICE)
+    assert.equal(channels(client).store.get('payer', ch.id)?.total, before.total + 3n * PRICE)
+  })
+
   it('a payee restarted keeps its latest state and closes with it; auto pays through the open channel', async () => {
     const auto = await client.paidCall(target(), hash(), { pay: { kind: 'auto' }, maxPrice: 10n })
     assert.equal(auto.payment?.type, 'channel', auto.decisions.join('\n'))

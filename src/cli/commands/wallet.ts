@@ -8,7 +8,7 @@ import { HintedError, hintLine, printJson, table, UsageError, type Command } fro
 import { formatAmount, parseAmount } from '../../protocols/units.ts'
 import { parseDuration } from '../../utils/duration.ts'
 import { CLI } from '../../utils/cli-name.ts'
-import { parsePeer } from '../../node/opencloud-node.ts'
+import { parsePeer, serverOf } from '../../node/opencloud-node.ts'
 
 export const walletCommand: Command = {
   name: 'wallet',
@@ -228,8 +228,7 @@ async function channelsRoute<T> (api: ApiClient, dataDir: string, ask: () => Pro
 function channelPeer (text: string): string {
   let peer: string | undefined
   try {
-    const parsed = parsePeer(text)
-    peer = 'toMultihash' in parsed ? parsed.toString() : /\/p2p\/([^/]+)$/.exec(parsed.toString())?.[1]
+    peer = serverOf(parsePeer(text))
   } catch {}
   if (peer == null) {
     throw new UsageError(`"${text}" is not a peer: give the PeerId of the channel's other side (payments channels lists them; they look like 12D3KooW...)`)

@@ -32,6 +32,11 @@ export interface ChannelRecord extends ChannelTerms {
   state: ChannelState
   /** satoshis paid to the payee in all, by the latest state the payer signed */
   total: bigint
+  /**
+   * the payer: the highest total it has signed, of a state taken back too
+   * (one that may still reach the payee late); absent: `total`
+   */
+  signed?: bigint
   /** the payer's signature on the latest state (hex); absent before the first payment */
   signature?: string
   /** payments made through it */
@@ -52,10 +57,11 @@ export interface ChannelRecord extends ChannelTerms {
   note?: string
 }
 
-interface StoredChannel extends Omit<ChannelRecord, 'capacity' | 'fee' | 'total' | 'fundingFee' | 'payerKey' | 'payeeKey'> {
+interface StoredChannel extends Omit<ChannelRecord, 'capacity' | 'fee' | 'total' | 'signed' | 'fundingFee' | 'payerKey' | 'payeeKey'> {
   capacity: string
   fee: string
   total: string
+  signed?: string
   fundingFee?: string
   payerKey: string
   payeeKey: string
@@ -71,6 +77,7 @@ function store (r: ChannelRecord): StoredChannel {
     capacity: r.capacity.toString(),
     fee: r.fee.toString(),
     total: r.total.toString(),
+    signed: r.signed?.toString(),
     fundingFee: r.fundingFee?.toString(),
     payerKey: keyHex(r.payerKey),
     payeeKey: keyHex(r.payeeKey)
@@ -83,6 +90,7 @@ function load (s: StoredChannel): ChannelRecord {
     capacity: BigInt(s.capacity),
     fee: BigInt(s.fee),
     total: BigInt(s.total),
+    signed: s.signed == null ? undefined : BigInt(s.signed),
     fundingFee: s.fundingFee == null ? undefined : BigInt(s.fundingFee),
     payerKey: keyFromHex(s.payerKey, 'a stored payer key'),
     payeeKey: keyFromHex(s.payeeKey, 'a stored payee key')

@@ -5,11 +5,11 @@ import { formatAmount, formatBtc, parseAmount, parseBtc } from '../../protocols/
 import { PaymentDeclinedError, PaymentTooLowError, BadRequestError } from '../../protocols/rpc/errors.ts'
 import { bitcoinNetwork, type BitcoinNetworkName } from '../../protocols/bitcoin-networks.ts'
 import { KeyedLock } from '../../utils/keyed-lock.ts'
-import { DUST, paymentFee } from '../wallet/tx-builder.ts'
+import { DUST, feeFor, paymentFee } from '../wallet/tx-builder.ts'
 import { TransactionRejectedError } from '../chain/errors.ts'
 import {
   CLOSE_VBYTES, ChannelTermsError, channelId, channelOutput, closeTransaction, keyFromHex, keyHex, parseState,
-  signChannel, signedRefund, stateDifference, stateTransaction, usable, verifyChannelSignature, type ChannelTerms
+  refundTransaction, signChannel, signedRefund, stateDifference, stateTransaction, usable, verifyChannelSignature, type ChannelTerms
 } from './channel-script.ts'
 import { ChannelStore, type ChannelRecord } from './channel-store.ts'
 import type { Datastore } from 'interface-datastore'
@@ -472,8 +472,9 @@ export class Channels {
         const life = Math.min(Math.max(margin + (spec.lifeBlocks ?? this.init.lifeBlocks), Number(offer.minExpiryBlocks)), Number(offer.maxExpiryBlocks))
         let capacity = spec.capacity ?? 0n
         capacity = capacity < this.init.capacity ? this.init.capacity : capacity
-        const min = parseAmount(offer.minCapacity)
-        const max = parseAmount(offer.maxCapacity)
+        // the payee's limits are on the whole output, the fee added below included
+        const min = parseAmount(offer.minCapacity) - fee
+        const max = parseAmount(offer.maxCapacity) - fee
         capacity = capacity < min ? min : capacity > max ? max : capacity
         const key = await wallet.channelKey()
         planned.push({ peer: spec.peer, target: spec.target ?? spec.peer, txid: '', vout: 0, capacity: capacity + fee, fee, expiry: tip + life, payerKey: key.publicKey, payeeKey, payerAddress: key.address, closeMargin: margin })
@@ -545,7 +546,7 @@ export class Channels {
       const total = ch.total + sats
       const state = stateTransaction(ch, total)
       const signature = signChannel(ch, state, this.components.wallet.privateKeyOf(this.payerAddress(ch)))
-      const next: ChannelRecord = { ...ch, total, signature: Buffer.from(signature).toString('hex'), payments: ch.payments + 1 }
+      const next: ChannelRecord = { ...ch, total, signed: ch.signed != null && ch.signed > total ? ch.signed : total, signature: Buffer.from(signature).toString('hex'), payments: ch.payments + 1 }
       await this.store.put(next)
       this.synced.delete(ch.id)
       const payment: Payment = { type: 'channel', currency: CURRENCY, amount: formatBtc(sats), channel: ch.id, txn: state.toBuffer(), signature }
@@ -554,24 +555,23 @@ export class Channels {
         this.synced.add(ch.id)
         return { result, channel: next }
       } catch (err: any) {
-        if (err instanceof PaymentDeclinedError) {
-          // refused in the payment check: the payee did not keep it
+        if (err instanceof PaymentTooLowError) {
+          // refused for its amount, the first thing a payee checks: it kept nothing
           await this.store.put(ch)
-          if (/ is (closing|closed|refunded|abandoned): open a new one|of the expiry; open a new channel/.test(err.message)) {
-            // the payee closed it, or it is near its end there: no state goes through it again
-            await this.store.put({ ...ch, state: 'closing', note: `the payee refused a payment: ${err.message}` })
-            this.synced.add(ch.id)
-            throw new NoChannelError(`channel ${ch.id} to ${peer} is at its end: ${err.message}`)
-          }
-          if (/not the latest|not on the chain|confirmation/.test(err.message)) {
-            // ask the payee before the next state
-          } else {
-            this.synced.add(ch.id)
-          }
-        } else if (err.response != null) {
-          // the payee answered after the payment check: it kept the state
           this.synced.add(ch.id)
+          throw err
         }
+        if (err instanceof PaymentDeclinedError) {
+          // whether it kept the state, and whether the channel is still open
+          // there, is the payee's to say: ask now, so a channel it closed is
+          // left at once (a payee's words are not read)
+          await this.sync(ch.id, options.signal).catch(() => {})
+          const now = this.store.get('payer', ch.id) as ChannelRecord
+          if (now.state !== 'open') {
+            throw new NoChannelError(`channel ${ch.id} to ${peer} is ${now.state} at the payee: ${err.message}`)
+          }
+        }
+        // any other answer, or none: the next payment asks the payee first
         throw err
       }
     }, options)
@@ -592,21 +592,23 @@ export class Channels {
   /**
    * Ask the payee what it holds of a channel: after a lost answer or a
    * restart, the latest state this node signed may or may not have reached
-   * it. Its total can only be one this node signed: the latest, or the one
-   * before when the latest never arrived, which is then taken back.
+   * it. Its total can only be one this node signed: the latest, one before
+   * it when the latest never arrived (taken back), or one taken back that
+   * arrived after all; the channel goes on from it.
    */
   private async sync (id: string, signal?: AbortSignal): Promise<void> {
     const ch = this.store.get('payer', id) as ChannelRecord
     const theirs = await this.askJson<ChannelView>(ch.peer, 'channel', [id], signal)
     const total = parseAmount(theirs.paid)
-    if (total > ch.total) {
-      await this.store.put({ ...ch, note: `the payee says it holds a state of ${formatAmount(total)}, more than this node signed (${formatAmount(ch.total)})` })
+    if (total > (ch.signed ?? ch.total)) {
+      // no state is sent through it again; the payee can close only with one this node signed
+      await this.store.put({ ...ch, state: 'closing', note: `the payee says it holds a state of ${formatAmount(total)}, more than this node signed (${formatAmount(ch.signed ?? ch.total)})` })
       throw new NoChannelError(`channel ${id}: the payee says it was paid ${formatAmount(total)}, more than this node signed; it is not used again`)
     }
-    if (total < ch.total || theirs.state !== 'open') {
+    if (total !== ch.total || theirs.state !== 'open') {
       await this.store.put({ ...ch, total, payments: theirs.payments, signature: undefined, state: theirs.state === 'open' ? 'open' : 'closing', note: theirs.state === 'open' ? ch.note : `the payee has it ${theirs.state}` })
-      if (total < ch.total) {
-        log('channel %s: the state of %s did not reach %s; it holds %s', id, formatAmount(ch.total), ch.peer, formatAmount(total))
+      if (total !== ch.total) {
+        log('channel %s: this node counted %s and %s holds %s; it goes on from that', id, formatAmount(ch.total), ch.peer, formatAmount(total))
       }
     }
     this.synced.add(id)
@@ -743,8 +745,8 @@ export class Channels {
     }
     const spent = await chain.outspend(ch.txid, ch.vout)
     if (spent.spent) {
-      const refund = signedRefund(ch, this.components.wallet.privateKeyOf(this.payerAddress(ch)))
-      const refunded = spent.txid === refund.getId()
+      // a txid leaves the witness out: the unsigned refund has the signed one's
+      const refunded = spent.txid === refundTransaction(ch).getId()
       if (spent.confirmed === true || ch.state === 'open') {
         await this.store.put({ ...ch, state: refunded ? 'refunded' : (spent.confirmed === true ? 'closed' : 'closing'), closeTxid: spent.txid, closedAt: spent.confirmed === true ? Date.now() : undefined })
       }
@@ -801,8 +803,9 @@ export function withChannel<E extends Error & { acceptablePayment?: any }> (err:
 
 /** The on-chain cost of paying through a channel, in vbytes: its share of a funding transaction of `outputs` channels, and its close */
 export function channelVbytes (outputs: number): number {
-  // a P2WSH output is 43 vB; the funding's one input, change and overhead are shared
-  return 43 + Math.ceil((11 + 68 + 31) / Math.max(1, outputs)) + CLOSE_VBYTES
+  // a P2WSH output is 43 vB; the funding's one input, change and overhead
+  // (a one-input, one-output transaction at 1 sat/vB) are shared
+  return 43 + Math.ceil(Number(feeFor(1, 1, 1)) / Math.max(1, outputs)) + CLOSE_VBYTES
 }
 
 /**

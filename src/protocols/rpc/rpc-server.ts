@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { EAGER_BODY_LIMIT, DEFAULT_MAX_BODY_BYTES, FrameType, Limits, RESPONSE_DOMAIN, RPC_PROTOCOL } from './constants.ts'
 import { DecodeError } from '../codec.ts'
-import { BodyDigestMismatchError, BodyStalledError, MalformedMessageError, RpcError, StreamEndedError } from './errors.ts'
+import { BodyDigestMismatchError, BodyStalledError, BodyTooLargeError, MalformedMessageError, RpcError, StreamEndedError } from './errors.ts'
 import { FrameReader, writeData, writeFrame } from './frames.ts'
 import { decodeRequest, encodeHead, encodeResponseSigned, signingBytes, type AcceptablePayment, type RequestHead } from './messages.ts'
 import { EMPTY_BODY, type OutgoingBody } from './body.ts'
@@ -17,6 +17,22 @@ const log = logger('opencloud:rpc:server')
 export interface IncomingBody extends AsyncIterable<Uint8Array> {
   readonly length: number
   readonly sha256: Uint8Array
+}
+
+/**
+ * A small body whole, refused before a byte is read when its head declares
+ * more than `max` (a service's own limit: a ledger transaction, a funding
+ * transaction)
+ */
+export async function bodyBytes (body: IncomingBody, max: number, what = 'the body'): Promise<Uint8Array> {
+  if (body.length > max) {
+    throw new BodyTooLargeError(`${what} is at most ${max} bytes`)
+  }
+  const chunks: Uint8Array[] = []
+  for await (const chunk of body) {
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks)
 }
 
 export interface IncomingRequest {

@@ -1,4 +1,5 @@
-import { AccessDeniedError, BadRequestError, BodyTooLargeError, NotFoundError, RequestDeclinedError, ServerError } from '../../protocols/rpc/errors.ts'
+import { AccessDeniedError, BadRequestError, NotFoundError, RequestDeclinedError, ServerError } from '../../protocols/rpc/errors.ts'
+import { bodyBytes } from '../../protocols/rpc/rpc-server.ts'
 import { Units } from '../../protocols/units.ts'
 import { canonicalDecimal } from '../../protocols/args.ts'
 import { LedgerLimits, authorizationFromBase64, hex, openTx } from '../../ledger/encoding.ts'
@@ -13,7 +14,7 @@ import { ledgerIdOf, type Genesis } from '../../ledger/encoding.ts'
 import { ConfigError, objectSection, stringField, wholeNumber, type ConfigSection } from '../config-section.ts'
 import { promoPayments } from './promo-payment.ts'
 import { ledgerRoutes } from './routes.ts'
-import type { Service, ServiceContext } from '../interface.ts'
+import type { Service } from '../interface.ts'
 import type { ServiceModuleDefinition } from '../module.ts'
 
 export const LEDGER_SERVICE = 'ledger'
@@ -46,16 +47,6 @@ function refusal (err: any, what: string): Error {
   return err
 }
 
-async function bodyBytes (ctx: ServiceContext, max: number): Promise<Uint8Array> {
-  if (ctx.body.length > max) {
-    throw new BodyTooLargeError(`the body is at most ${max} bytes`)
-  }
-  const chunks: Uint8Array[] = []
-  for await (const chunk of ctx.body) {
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks)
-}
 
 /**
  * The Cloud Ledger over OpenCloud RPC (PROTOCOL.md section 8e): anyone may
@@ -97,7 +88,7 @@ export function ledgerService (ledger: CloudLedger): Service {
           if (ctx.args.length > 1 || (ctx.args.length === 1 && ctx.args[0] !== 'wait')) {
             throw new BadRequestError('submit takes no argument, or the one word "wait" to answer once the transaction is final')
           }
-          const bytes = await bodyBytes(ctx, LedgerLimits.txBytes)
+          const bytes = await bodyBytes(ctx.body, LedgerLimits.txBytes)
           let stx
           try {
             stx = openTx(bytes)

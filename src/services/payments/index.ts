@@ -1,5 +1,6 @@
 import { logger } from '@libp2p/logger'
-import { BadRequestError, BodyTooLargeError, PaymentTooLowError, RequestDeclinedError } from '../../protocols/rpc/errors.ts'
+import { BadRequestError, PaymentTooLowError, RequestDeclinedError } from '../../protocols/rpc/errors.ts'
+import { bodyBytes } from '../../protocols/rpc/rpc-server.ts'
 import { formatAmount, formatBtc, parseAmount, Units } from '../../protocols/units.ts'
 import { ChannelCloseError, ChannelOpenError, Channels, NoChannelError, withChannel, type ChannelsInit } from '../../payments/channels/channels.ts'
 import { ChannelTermsError } from '../../payments/channels/channel-script.ts'
@@ -124,14 +125,7 @@ function channelMethods (channels: Channels): Service['methods'] {
       args: '<vout> <payer-key> <payee-key> <expiry> <fee>',
       unit: Units.CALL,
       handle: async (ctx) => {
-        if (ctx.body.length > MAX_FUNDING_BYTES) {
-          throw new BodyTooLargeError(`a funding transaction is at most ${MAX_FUNDING_BYTES} bytes`)
-        }
-        const chunks: Uint8Array[] = []
-        for await (const chunk of ctx.body) {
-          chunks.push(chunk)
-        }
-        const record = await channels.acceptOpen(ctx.caller, ctx.args, Buffer.concat(chunks))
+        const record = await channels.acceptOpen(ctx.caller, ctx.args, await bodyBytes(ctx.body, MAX_FUNDING_BYTES, 'a funding transaction'))
         return { json: channels.view(record) }
       }
     },

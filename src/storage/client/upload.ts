@@ -8,7 +8,7 @@ import { formatSize } from '../../utils/size.ts'
 import { objectKey, sealSegment, TAG_BYTES } from '../protocol/crypto.ts'
 import { ReedSolomon, split } from '../protocol/erasure.ts'
 import { merkleRoot } from '../protocol/merkle.ts'
-import { TIB } from '../protocol/contract.ts'
+import { MONTH_MS, TIB } from '../protocol/contract.ts'
 import { END_CALL_MS, MAX_SLOT_REPLACEMENTS } from '../constants.ts'
 import { InvalidNameError, InvalidPutOptionError, NotEnoughHostsError, StreamSizeError } from '../errors.ts'
 import { hex, type Contracts, type Lease } from './contracts.ts'
@@ -226,7 +226,7 @@ export class Uploader {
       if (this.components.prepay == null) {
         return
       }
-      const months = durationMs / (30 * 86_400_000)
+      const months = durationMs / MONTH_MS
       const held = bytesFrom(0)
       const expected = (h: HostOffer): bigint => BigInt(Math.ceil(Number(h.storage) * held * months / TIB + Number(h.upload) * held / TIB))
       await this.components.prepay(slotHosts.map(h => ({ peer: h.peer, sats: expected(h), calls: segmentCount + Math.ceil(months * 30), method: 'storage.put' })), signal)

@@ -25,6 +25,7 @@ export interface RentComponents {
 export async function payRentDue ({ records, contracts, prepay }: RentComponents, now: number, signal: AbortSignal): Promise<number> {
   let paid = 0
   await records.ready()
+  // live contracts with a period falling due (a condemned host is paid no more)
   const due = [...records.contracts.entries()].filter(([, c]) => c.ended == null && c.lost == null && c.end > now &&
     c.start + c.rentPaidPeriods * c.rentPeriodMs < Math.min(c.end, now + c.rentPeriodMs / 2))
   if (prepay != null && due.length > 0) {
@@ -42,10 +43,6 @@ export async function payRentDue ({ records, contracts, prepay }: RentComponents
     await prepay([...payees.values()], signal)
   }
   for (const [id, c] of due) {
-    // a condemned host is paid no more
-    if (c.ended != null || c.lost != null || c.end <= now) {
-      continue
-    }
     while (c.start + c.rentPaidPeriods * c.rentPeriodMs < Math.min(c.end, now + c.rentPeriodMs / 2)) {
       try {
         await contracts.payPeriod(id, c, signal)
