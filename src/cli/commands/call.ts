@@ -125,7 +125,8 @@ Options:
                          "market" means the market median for the call times
                          1.5, "market:2" twice it
   --threshold T          when a deferred payment falls due: time:<seconds>,
-                         amount:<amount> or completion (default time:600)
+                         amount:<amount> or completion (default: once the
+                         tab is worth a settlement, amount:<four of its fees>)
   --btc-credential       also prove the wallet's first address (for servers
                          with a min-balance policy)`,
   options: {

@@ -225,13 +225,13 @@ async function channelsRoute<T> (api: ApiClient, dataDir: string, ask: () => Pro
 }
 
 /** `payments channel close <peer>` takes a PeerId, or a multiaddr ending in /p2p/<PeerId> */
-function channelPeer (text: string): string {
+function channelPeer (text: string, values: Record<string, any>): string {
   let peer: string | undefined
   try {
     peer = serverOf(parsePeer(text))
   } catch {}
   if (peer == null) {
-    throw new UsageError(`"${text}" is not a peer: give the PeerId of the channel's other side (payments channels lists them; they look like 12D3KooW...)`)
+    throw new UsageError(`"${text}" is not a peer: give the PeerId of the channel's other side (they look like 12D3KooW...; ${hintLine(values, ['payments', 'channels'])} lists them)`)
   }
   return peer
 }
@@ -389,7 +389,7 @@ deferred or attached), always, or never.`,
             ? `"payments channel close" takes the PeerId of the channel's other side; usage:\n${PAYMENTS_USAGE_BLOCK}`
             : `${rest[0] == null ? '"payments channel" needs what to do' : `"payments channel ${rest[0]}" is not a channel command`}: close <peer>; usage:\n${PAYMENTS_USAGE_BLOCK}`)
         }
-        const peer = channelPeer(rest[1])
+        const peer = channelPeer(rest[1], values)
         const api = await connectApi(dataDir, values.api)
         // the channels as they stood: what each close claims (the close answer has the txids)
         const before = await channelsRoute(api, dataDir, async () => api.get<{ channels: ChannelJson[] }>('/v1/payments/channels'))
