@@ -73,7 +73,7 @@ function startLine (dataDir: string): string {
   return `${CLI} --data-dir ${shellWord(dataDir)}`
 }
 
-function isAlive (pid: number | undefined): boolean {
+export function isAlive (pid: number | undefined): boolean {
   if (pid == null) {
     return true
   }
@@ -122,7 +122,7 @@ export class ApiClient {
   private readonly token: string
 
   private readonly dataDir?: string
-  private readonly pid?: number
+  readonly pid?: number
 
   constructor (init: ApiClientInit) {
     this.url = init.url.replace(/\/$/, '')

@@ -11,8 +11,9 @@ import { marketCommand } from './commands/market.ts'
 import { reputationCommand } from './commands/reputation.ts'
 import { storeCommand } from './commands/store.ts'
 import { ledgerCommand } from './commands/ledger.ts'
+import { stopCommand } from './commands/stop.ts'
 
-const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand, walletCommand, paymentsCommand, marketCommand, reputationCommand, storeCommand, ledgerCommand]
+const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand, walletCommand, paymentsCommand, marketCommand, reputationCommand, storeCommand, ledgerCommand, stopCommand]
 
 function overview (): string {
   const width = Math.max(...COMMANDS.map(c => c.name.length))

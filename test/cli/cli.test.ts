@@ -292,6 +292,36 @@ describe('the daemon', () => {
     }
   })
 
+  it('stops when `stop` asks it from another terminal, and gives the address to join it through', async () => {
+    const dir = await tempDir()
+    let daemon: Daemon | undefined
+    try {
+      daemon = await startDaemon(dir.path)
+      const { child } = daemon
+      const address = await runCli(['id', '--address', '--data-dir', dir.path])
+      assert.equal(address.code, 0, address.stderr)
+      assert.equal(address.stdout, `${daemon.addrs[0].replace(/\/p2p\/.*$/, '')}/p2p/${daemon.peerId}\n`)
+
+      const exited = new Promise<number | null>(resolve => child.once('exit', code => { resolve(code) }))
+      const stopped = await runCli(['stop', '--json', '--data-dir', dir.path])
+      assert.equal(stopped.code, 0, stopped.stderr)
+      assert.deepEqual(JSON.parse(stopped.stdout), { stopped: true, peerId: daemon.peerId, dataDir: dir.path })
+      // it returns once the daemon is gone, and the daemon stopped cleanly
+      assert.equal(child.exitCode ?? child.signalCode ?? 'running', 0)
+      assert.equal(await exited, 0)
+      await assert.rejects(access(join(dir.path, 'api.json')), 'api.json is removed on stop')
+
+      const again = await runCli(['stop', '--data-dir', dir.path])
+      assert.equal(again.code, 0, again.stderr)
+      assert.match(again.stdout, /no node is running with the data directory/)
+    } finally {
+      if (daemon != null && daemon.child.exitCode == null) {
+        await daemon.stop()
+      }
+      await dir.cleanup()
+    }
+  })
+
   it('refuses a garbage config with the field that is wrong', async () => {
     const dir = await tempDir()
     try {

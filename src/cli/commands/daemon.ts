@@ -75,6 +75,7 @@ Options:
     // and a signal that arrives before its handler exists kills the process
     // without a clean shutdown (seen under load in the CLI tests)
     let stopping = false
+    let requestStop: (why: string) => void = () => {}
     const stopRequested = new Promise<void>(resolve => {
       const stop = (signal: string): void => {
         if (stopping) {
@@ -87,6 +88,7 @@ Options:
         }
         resolve()
       }
+      requestStop = stop
       process.on('SIGINT', () => { stop('SIGINT') })
       process.on('SIGTERM', () => { stop('SIGTERM') })
       if (values['exit-with-parent'] === true) {
@@ -102,7 +104,7 @@ Options:
 
     const node = await OpenCloudNode.create({ dataDir, config, bootstrap: values.bootstrap, persistConfig: true })
     await node.start()
-    const apiServer = new ApiServer(node, { ...api, token })
+    const apiServer = new ApiServer(node, { ...api, token, onStop: () => { if (!stopping) requestStop('the stop command') } })
     try {
       await apiServer.start()
     } catch (e) {

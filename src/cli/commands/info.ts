@@ -6,13 +6,28 @@ import type { PeerEntry } from '../../services/peers/index.ts'
 export const idCommand: Command = {
   name: 'id',
   summary: "show the running node's PeerId and addresses",
-  usage: 'opencloud-node id',
-  help: 'Prints the PeerId (the node\'s OpenCloud ID), version, addresses and services\nof the node running with this data directory.',
-  options: {},
+  usage: 'opencloud-node id [--address]',
+  help: `Prints the PeerId (the node's OpenCloud ID), version, addresses and services
+of the node running with this data directory.
+
+  --address   print only the address another node joins through, ending in
+              /p2p/<PeerId>: for --bootstrap "$(opencloud-node id --address)"`,
+  options: {
+    address: { type: 'boolean' }
+  },
   run: async ({ values, positionals, json, dataDir, out }) => {
     noArguments('id', positionals)
     const api = await connectApi(dataDir, values.api)
     const info = await api.get<NodeInfo>('/v1/id')
+    if (values.address === true) {
+      const address = joinAddress(info)
+      if (json) {
+        printJson(out, { address })
+      } else {
+        out.write(address + '\n')
+      }
+      return
+    }
     if (json) {
       printJson(out, info)
       return
@@ -25,6 +40,15 @@ export const idCommand: Command = {
       ['started', info.startedAt]
     ]))
   }
+}
+
+/** The node's first address, with its PeerId: what --bootstrap takes */
+function joinAddress (info: NodeInfo): string {
+  const address = info.addresses[0]
+  if (address == null) {
+    throw new Error(`the node ${info.peerId} listens on no address (see "listen" in its config.json)`)
+  }
+  return address.includes('/p2p/') ? address : `${address}/p2p/${info.peerId}`
 }
 
 function noArguments (command: string, positionals: string[]): void {

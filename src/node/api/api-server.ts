@@ -17,6 +17,11 @@ export interface ApiServerInit {
   host: string
   port: number
   token: string
+  /**
+   * What `POST /v1/stop` (the `stop` command) does: the daemon's own clean
+   * stop, as on SIGTERM. Absent (an embedded API): the route is not served.
+   */
+  onStop?: () => void
 }
 
 /**
@@ -50,6 +55,14 @@ export class ApiServer {
   constructor (node: OpenCloudNode, init: ApiServerInit) {
     this.init = init
     this.routes = { ...node.routes, 'POST /v1/call': async (ctx) => callRoute(node, ctx) }
+    const onStop = init.onStop
+    if (onStop != null) {
+      this.routes['POST /v1/stop'] = async ({ json }) => {
+        // answered first: the stop closes this server, and the client is told it began
+        json(202, { stopping: true, peerId: node.peerId.toString() })
+        setImmediate(onStop)
+      }
+    }
     this.errors = [...CORE_ERRORS, ...node.errorStatuses]
   }
 
