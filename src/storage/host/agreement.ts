@@ -3,6 +3,7 @@ import { rentCharge, rentPeriods, transferCost, transferRemainder } from '../pro
 import { checkArgCount, hexArg, intArg, signatureArg, type StorageMethod } from './args.ts'
 import { MAX_END_BODY_BYTES, MAX_PROPOSAL_BYTES } from './constants.ts'
 import { expectRevision } from './revisions.ts'
+import { checkShareCall } from './share-check.ts'
 import type { ContractBook, HostContract, SignedRevision } from './contract-book.ts'
 import type { HostQuery } from './request.ts'
 
@@ -64,6 +65,10 @@ export function checkProposal (q: HostQuery): void {
 /** The agreement check of a call under a contract (see costOf) */
 export function checkCall (book: ContractBook, method: Exclude<StorageMethod, 'contract'>, q: HostQuery): CheckedCall {
   const { args, bodyLength } = q
+  if (method === 'shared-get' || method === 'unshare') {
+    // they name no contract: the grant (or the caller) finds it
+    return checkShareCall(book, method, q)
+  }
   checkArgCount(method, args)
   // the form of the args first, so a malformed call is told so whatever
   // the contract's state; then the contract; then what depends on it

@@ -16,6 +16,9 @@ import { list } from './handlers/list.ts'
 import type { ListAnswer } from '../protocol/answers.ts'
 import { rent, type RentAnswer } from './handlers/rent.ts'
 import { end, type EndAnswer } from './handlers/end.ts'
+import { sharedGet } from './handlers/shared-get.ts'
+import { unshare, type UnshareAnswer } from './handlers/unshare.ts'
+import { Revocations } from './revocations.ts'
 import type { OutgoingBody } from '../../protocols/rpc/body.ts'
 import type { CredentialSigner } from '../../protocols/rpc/credentials.ts'
 import type { StorageMethod } from './args.ts'
@@ -81,6 +84,8 @@ export class StorageHost {
   private readonly sweeper: Sweeper
   /** what the handlers share */
   private readonly context: HostContext
+  /** the grants renters revoked (PROTOCOL.md 8h), each until its expiry */
+  private readonly revocations: Revocations
 
   constructor (components: StorageHostComponents, init: StorageHostInit) {
     this.capacity = init.capacity ?? DEFAULT_CAPACITY
@@ -99,12 +104,14 @@ export class StorageHost {
       prices: components.prices,
       takesPayments: components.takesPayments
     })
+    this.revocations = new Revocations({ datastore: components.datastore, now: this.book.now })
     this.context = { peerId: components.peerId, signer: components.signer, book: this.book, store: this.store, terms, recordRenter: components.recordRenter }
   }
 
   async start (): Promise<void> {
     await this.store.start()
     await this.book.load()
+    await this.revocations.load()
     log('%d contracts, %d bytes reserved of %d', this.contractsHeld(), this.reserved(), this.capacity)
     this.sweeper.start()
   }
@@ -189,5 +196,13 @@ export class StorageHost {
 
   async end (req: HostRequest): Promise<EndAnswer> {
     return end(this.context, req)
+  }
+
+  async sharedGet (req: HostRequest): Promise<OutgoingBody> {
+    return sharedGet({ ...this.context, revocations: this.revocations }, req)
+  }
+
+  async unshare (req: HostRequest): Promise<UnshareAnswer> {
+    return unshare({ ...this.context, revocations: this.revocations }, req)
   }
 }
