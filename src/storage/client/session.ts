@@ -116,6 +116,18 @@ export class StorageSession {
     return this.json(host, 'list', [contract], undefined, 0n, signal)
   }
 
+  /** `shared-get`: `length` bytes of a shard from `offset`, for the holder of a share (body: encodeGrantBody) */
+  async sharedGet (host: string, root: string, offset: number, length: number, grantBody: Uint8Array, sats: bigint, signal: AbortSignal): Promise<Uint8Array> {
+    const response = await this.call(host, { service: STORAGE, method: 'shared-get', args: [root, String(offset), String(length)], body: bodyFromBytes(grantBody), signal }, sats)
+    return response.body.bytes()
+  }
+
+  /** `unshare`: revoke one of this renter's grants at a host until its expiry; resolves with until when the host keeps it (null: expired already) */
+  async unshare (host: string, grantId: string, expires: number, signal: AbortSignal): Promise<{ until: string | null }> {
+    const answer = await this.json(host, 'unshare', [grantId, String(expires)], undefined, 0n, signal)
+    return { until: typeof answer?.until === 'string' ? answer.until : null }
+  }
+
   /** `end`: end a contract, with this node's signed rating of the host if given; resolves with the host's rating of this node (base64), if it sent one */
   async end (host: string, contract: string, rating: Uint8Array | undefined, signal: AbortSignal): Promise<{ rating?: string }> {
     if (rating == null) {

@@ -8,6 +8,7 @@ import { SegmentSlots } from './memory.ts'
 import { Records, type ContractRecord, type StoredObject } from './records.ts'
 import { callSignal, StorageSession } from './session.ts'
 import { Uploader } from './upload.ts'
+import { Shares, type FetchedObject, type ShareOptions, type ShareRecord } from './shares.ts'
 import { auditDue, type AuditCounts } from './upkeep/audits.ts'
 import { payRentDue } from './upkeep/rent.ts'
 import { renewDue } from './upkeep/renewals.ts'
@@ -42,6 +43,8 @@ export class StorageClient {
   private readonly uploader: Uploader
   private readonly downloader: Downloader
   private readonly repairer: Repairer
+  /** the shares this node made, and its fetches of others' (PROTOCOL.md 8h) */
+  private readonly sharing: Shares
   private readonly components: StorageClientComponents
   /** aborted by stop(): every upkeep step and transfer in flight ends */
   private shutdown = new AbortController()
@@ -74,6 +77,7 @@ export class StorageClient {
     const prepay = components.prepay == null ? undefined : async (payees: Parameters<NonNullable<StorageClientComponents['prepay']>>[0], signal: AbortSignal): Promise<void> => components.prepay?.(payees, signal)
     this.uploader = new Uploader({ hosts, storageKey, rate, records, contracts, session, slots, prepay }, { segmentSize: init.segmentSize ?? DEFAULT_SEGMENT_SIZE, segmentsInFlight, durationMs })
     const downloader = this.downloader = new Downloader({ storageKey, rate, records, session, contracts, slots, shutdown: () => this.shutdown.signal, onHealthChanged: () => { this.repairSoon() } }, { hedgeMs: init.hedgeMs ?? DEFAULT_HEDGE_MS, minThroughput })
+    this.sharing = new Shares({ peerId, signer, datastore: components.datastore, storageKey, records, session, downloader, minThroughput })
     this.repairer = new Repairer({ hosts, trust, rate, records, contracts, downloader, slots }, {
       repairAfterLost: init.repairAfterLost ?? defaultRepairAfterLost,
       repairRetryMs: init.repairRetryMs ?? DEFAULT_REPAIR_RETRY_MS,
@@ -139,6 +143,7 @@ export class StorageClient {
       await step('auditing', async () => this.audit(Date.now(), signal))
       await step('renewing contracts', async () => this.renewAll(Date.now(), signal))
       await step('repairing', async () => this.repairAll(Date.now(), signal))
+      await step('telling hosts of revoked shares', async () => this.sharing.retryUntold(signal))
     })().finally(() => { this.checking = undefined })
   }
 
@@ -268,6 +273,28 @@ export class StorageClient {
     })
   }
 
+  // ---- sharing (PROTOCOL.md 8h) ----
+
+  /** A share of an object or a folder ("PREFIX/"): its record, and the text its holder is given */
+  async share (nameOrPrefix: string, options: ShareOptions = {}): Promise<{ share: ShareRecord, text: string }> {
+    return this.sharing.share(nameOrPrefix, options)
+  }
+
+  /** Every share this node made, newest first */
+  async shares (): Promise<ShareRecord[]> {
+    return this.sharing.list()
+  }
+
+  /** Revoke a share by id, or the live shares made for a name; the hosts that could not be told are told at later checks */
+  async unshare (idOrName: string, signal?: AbortSignal): Promise<{ revoked: ShareRecord[], unreachable: string[] }> {
+    return this.sharing.unshare(idOrName, this.upkeepSignal(signal))
+  }
+
+  /** Fetch what a share text opens (someone else's objects) into `out` or under `dir`; this node pays its own downloads */
+  async fetchShared (text: string, target: { out?: string, dir?: string }, options: GetOptions = {}): Promise<FetchedObject[]> {
+    return this.sharing.fetch(text, target, { ...options, signal: this.upkeepSignal(options.signal) })
+  }
+
   // ---- upkeep ----
 
   /**
@@ -386,6 +413,7 @@ export { migrationReason } from './upkeep/migration.ts'
 export { repairCandidates } from './upkeep/repair.ts'
 export { applyTransfer, newTransfer, type Transfer } from './transfer.ts'
 export type { ObjectStream } from './download.ts'
+export type { FetchedObject, ShareOptions, ShareRecord } from './shares.ts'
 export type { AuditCounts } from './upkeep/audits.ts'
 export type { GetOptions, HostOffer, Progress, PutOptions, PutSource, StorageCall, StorageClientComponents, StorageClientInit } from './interface.ts'
 export type { AuditRecord, ContractRecord, RepairState, SegmentRecord, ShardRecord, StoredObject } from './records.ts'

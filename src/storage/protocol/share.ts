@@ -176,7 +176,7 @@ export interface SharedObject {
   k: number
   n: number
   segmentSize: number
-  /** the object id (32 bytes, hex): the additional data of each sealed segment */
+  /** the object id (16 bytes, hex): the additional data of each sealed segment */
   id: string
   /** the object's own key (crypto.ts objectKey): this object's only, never the storage key */
   key: Uint8Array
@@ -198,7 +198,7 @@ const MAX_NAME_BYTES = 4096
  * base64url, without padding, of bytes grant || bytes signature || the
  * hosts (a count, then each PeerId's bytes) || the objects (a count, then
  * each: string name, varint size, 32 bytes sha256, varint k, n and segment
- * size, 32 bytes id, 32 bytes key, a count of segments, each varint plain
+ * size, bytes id (16 today), 32 bytes key, a count of segments, each varint plain
  * length, varint shard size and its n shards as varint host index || 32
  * bytes root). The host table keeps a PeerId (38 bytes) out of every shard.
  */
@@ -222,7 +222,7 @@ export function encodeShareText (share: ShareText): string {
   w.varint(share.objects.length)
   for (const o of share.objects) {
     w.string(o.name).varint(o.size).raw(Buffer.from(o.sha256, 'hex')).varint(o.k).varint(o.n).varint(o.segmentSize)
-      .raw(Buffer.from(o.id, 'hex')).raw(o.key).varint(o.segments.length)
+      .bytes(Buffer.from(o.id, 'hex')).raw(o.key).varint(o.segments.length)
     for (const s of o.segments) {
       if (s.shards.length !== o.n) {
         throw new RangeError(`segment of "${o.name}" has ${s.shards.length} shards, not ${o.n}`)
@@ -268,7 +268,7 @@ export function decodeShareText (text: string): ShareText {
     if (k < 1 || n < k || n > 255) {
       throw new DecodeError(`"${name}" is stored ${k}-of-${n}, which is not a redundancy (1 <= K <= N <= 255)`)
     }
-    const id = hex(r.raw(32, 'the object id'))
+    const id = hex(r.bytes(64, 'the object id'))
     const key = Uint8Array.from(r.raw(32, 'the object key'))
     const segments: SharedObject['segments'] = []
     const segmentCount = r.count(MAX_GRANT_ROOTS, 'segments')

@@ -1,0 +1,170 @@
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
+import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
+import { decodeGrant, decodeShareText, encodeGrant, encodeGrantBody, encodeShareText, signGrant } from '../../src/storage/protocol/share.ts'
+import { shareRefusalOf, ShareExpiredError, ShareHolderError, ShareRevokedError, ShareScopeError, ShareSignatureError } from '../../src/storage/errors.ts'
+import { addrOf, connect, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
+
+const KIB = 1024
+const HOSTS = 3
+
+const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex')
+
+/**
+ * Shares between real nodes over TCP (PROTOCOL.md 8h): an owner stores two
+ * files 2-of-3 on three free hosts; a holder that has none of the owner's
+ * words fetches the shared one from the share text alone; every host
+ * refuses the share for the other object's shards, after unshare, after
+ * its expiry, from a peer it is not for, and when the grant was altered.
+ */
+describe('shares: a file fetched by a node that holds none of the owner\'s words, and every refusal, over TCP', () => {
+  let dir: { path: string, cleanup: () => Promise<void> }
+  const hosts: OpenCloudNode[] = []
+  let owner: OpenCloudNode
+  let holder: OpenCloudNode
+  let stranger: OpenCloudNode
+  const data: Record<string, Buffer> = {}
+
+  /** one host's answer to a shared-get of `root` with this grant body, as the error class the holder's node reads it into */
+  const askHost = async (from: OpenCloudNode, host: string, root: string, body: Uint8Array): Promise<unknown> => {
+    try {
+      const response = await from.call(host, { service: 'storage', method: 'shared-get', args: [root, '0', '16'], body: bodyFromBytes(body) })
+      await response.body.bytes()
+      return 'served'
+    } catch (err) {
+      return shareRefusalOf(err)
+    }
+  }
+  /** every host of the object, asked for its first shard of the first segment */
+  const askEveryHost = async (from: OpenCloudNode, name: string, body: Uint8Array): Promise<unknown[]> => {
+    const object = await owner.storage.find(name)
+    return Promise.all(object.segments[0].shards.map(async s => askHost(from, s.host, s.root, body)))
+  }
+  const bodyOf = (text: string): Uint8Array => {
+    const share = decodeShareText(text)
+    return encodeGrantBody(share.grant, share.signature)
+  }
+
+  before(async () => {
+    dir = await tempDir()
+    const config = testConfig()
+    for (let i = 0; i < HOSTS; i++) {
+      hosts[i] = await OpenCloudNode.create({ dataDir: join(dir.path, `host${i}`), config, bootstrap: i === 0 ? [] : [addrOf(hosts[0])] })
+      await hosts[i].start()
+    }
+    const start = async (name: string): Promise<OpenCloudNode> => {
+      const node = await OpenCloudNode.create({ dataDir: join(dir.path, name), config: testConfig({ services: { storage: { enabled: false } } }), bootstrap: [addrOf(hosts[0])], storage: { segmentSize: 64 * KIB } })
+      await node.start()
+      for (const h of hosts) {
+        await connect(node, h)
+      }
+      return node
+    }
+    owner = await start('owner')
+    holder = await start('holder')
+    stranger = await start('stranger')
+    await waitFor(async () => (await owner.storageHosts()).length === HOSTS, 30_000, 'storage offers from every host')
+    for (const name of ['shared.bin', 'private.bin']) {
+      data[name] = randomBytes(200 * KIB + 123)
+      await writeFile(join(dir.path, name), data[name])
+      await owner.storage.put(join(dir.path, name), { name, k: 2, n: 3 })
+    }
+  })
+
+  after(async () => {
+    for (const node of [owner, holder, stranger, ...hosts]) {
+      await node?.stop().catch(() => {})
+    }
+    await dir?.cleanup()
+  })
+
+  it('lets a node with none of the owner\'s words fetch the shared file byte-identical, and nothing else', async () => {
+    const { share, text } = await owner.storage.share('shared.bin', { expiresInMs: 3600_000 })
+    assert.match(text, /^ocshare1[A-Za-z0-9_-]+$/)
+    assert.equal(share.holder, null)
+    assert.deepEqual(share.objects.map(o => o.name), ['shared.bin'])
+    // the holder is another wallet: its storage key opens none of the owner's files
+    assert.notDeepEqual(holder.wallet.storageKey(), owner.wallet.storageKey())
+    const [fetched] = await holder.storage.fetchShared(text, { out: join(dir.path, 'fetched.bin') })
+    assert.equal(fetched.sha256, sha256(data['shared.bin']))
+    assert.equal(sha256(await readFile(join(dir.path, 'fetched.bin'))), sha256(data['shared.bin']))
+    // the owner's key for the object is in the share; the storage key is not
+    assert.equal(Buffer.from(text.slice(8), 'base64url').indexOf(Buffer.from(owner.wallet.storageKey())), -1)
+
+    // the same grant over the other object's shards: each host refuses it as out of scope
+    const body = bodyOf(text)
+    for (const answer of await askEveryHost(holder, 'private.bin', body)) {
+      assert.ok(answer instanceof ShareScopeError, `a host answered ${String(answer)}`)
+    }
+    // and a share text pointing the grant at the other object fetches nothing
+    const other = decodeShareText((await owner.storage.share('private.bin', { expiresInMs: 3600_000 })).text)
+    const swapped = encodeShareText({ ...decodeShareText(text), objects: other.objects })
+    await assert.rejects(holder.storage.fetchShared(swapped, { out: join(dir.path, 'swapped.bin') }), ShareScopeError)
+  })
+
+  it('is refused by every host after unshare, with the reason', async () => {
+    const { share, text } = await owner.storage.share('shared.bin', { expiresInMs: 3600_000 })
+    const body = bodyOf(text)
+    assert.deepEqual(await askEveryHost(holder, 'shared.bin', body), ['served', 'served', 'served'])
+    const { revoked, unreachable } = await owner.storage.unshare(share.id)
+    assert.deepEqual(revoked.map(s => s.id), [share.id])
+    assert.deepEqual(unreachable, [])
+    for (const answer of await askEveryHost(holder, 'shared.bin', body)) {
+      assert.ok(answer instanceof ShareRevokedError, `a host answered ${String(answer)}`)
+    }
+    await assert.rejects(holder.storage.fetchShared(text, { out: join(dir.path, 'revoked.bin') }), (err: any) => {
+      assert.ok(err instanceof ShareRevokedError, String(err))
+      assert.match(err.message, /revoked/)
+      return true
+    })
+    const listed = (await owner.storage.shares()).find(s => s.id === share.id)
+    assert.ok(listed?.revokedAt != null)
+    // a host that restarts still refuses it
+    await hosts[1].stop()
+    hosts[1] = await OpenCloudNode.create({ dataDir: join(dir.path, 'host1'), config: testConfig(), bootstrap: [addrOf(hosts[0])] })
+    await hosts[1].start()
+    await connect(holder, hosts[1])
+    const object = await owner.storage.find('shared.bin')
+    const shard = object.segments[0].shards.find(s => s.host === hosts[1].peerId.toString())!
+    assert.ok(await askHost(holder, shard.host, shard.root, body) instanceof ShareRevokedError)
+  })
+
+  it('refuses an expired grant, one for another peer, and an altered or forged one', async () => {
+    // a short expiry: the hosts refuse it by their own clocks once it passes
+    const short = await owner.storage.share('shared.bin', { expiresInMs: 1500 })
+    const shortBody = bodyOf(short.text)
+    await new Promise(resolve => setTimeout(resolve, 1600))
+    for (const answer of await askEveryHost(holder, 'shared.bin', shortBody)) {
+      assert.ok(answer instanceof ShareExpiredError, `a host answered ${String(answer)}`)
+    }
+    await assert.rejects(holder.storage.fetchShared(short.text, { out: join(dir.path, 'expired.bin') }), ShareExpiredError)
+
+    // --to the holder: the holder is served, a stranger is refused
+    const to = await owner.storage.share('shared.bin', { to: holder.peerId.toString(), expiresInMs: 3600_000 })
+    assert.equal(to.share.holder, holder.peerId.toString())
+    const toBody = bodyOf(to.text)
+    assert.deepEqual(await askEveryHost(holder, 'shared.bin', toBody), ['served', 'served', 'served'])
+    for (const answer of await askEveryHost(stranger, 'shared.bin', toBody)) {
+      assert.ok(answer instanceof ShareHolderError, `a host answered ${String(answer)}`)
+    }
+    await assert.rejects(stranger.storage.fetchShared(to.text, { out: join(dir.path, 'stranger.bin') }), ShareHolderError)
+
+    // altered: the holder widened the expiry and dropped the holder; the signature no longer covers it
+    const share = decodeShareText(to.text)
+    const grant = decodeGrant(share.grant)
+    const altered = encodeGrant({ ...grant, holder: undefined, expires: grant.expires + 3600_000 })
+    for (const answer of await askEveryHost(stranger, 'shared.bin', encodeGrantBody(altered, share.signature))) {
+      assert.ok(answer instanceof ShareSignatureError, `a host answered ${String(answer)}`)
+    }
+    // forged: a grant in the owner's name signed by another node's key
+    const forged = encodeGrant({ ...grant, holder: undefined })
+    const forgedBody = encodeGrantBody(forged, signGrant(forged, stranger.signer))
+    for (const answer of await askEveryHost(stranger, 'shared.bin', forgedBody)) {
+      assert.ok(answer instanceof ShareSignatureError, `a host answered ${String(answer)}`)
+    }
+  })
+})
