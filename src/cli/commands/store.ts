@@ -6,13 +6,15 @@ import { HintedError, hintLine, printJson, table, UsageError, type Command, type
 import { Progress } from '../progress.ts'
 import { checkOutputFile, checkPutArguments } from '../arguments.ts'
 import { settlementLine } from './wallet.ts'
+import { runShareCommand, SHARE_HELP, SHARE_OPTIONS, SHARE_USAGE } from './store-share.ts'
 
 const USAGE = `${CLI} store put <file> [--name N] [--redundancy K-of-N] [--duration D] [--max-price AMOUNT]
        ${CLI} store get <name|id> [--out FILE] [--force]
        ${CLI} store ls
        ${CLI} store status
        ${CLI} store info <name|id>
-       ${CLI} store rm <name|id>`
+       ${CLI} store rm <name|id>
+       ${SHARE_USAGE}`
 /** The usage lines under an error, each indented the same */
 const USAGE_BLOCK = USAGE.split('\n').map(line => `  ${line.trim()}`).join('\n')
 
@@ -111,7 +113,7 @@ function printObject (out: NodeJS.WritableStream, o: Record<string, any>): void 
 
 export const storeCommand: Command = {
   name: 'store',
-  summary: 'store files on paid hosts, encrypted and erasure-coded: put, get, ls, info, rm',
+  summary: 'store files on paid hosts, encrypted and erasure-coded: put, get, ls, info, rm, share, fetch',
   usage: USAGE,
   help: `Files are encrypted on this node (AES-256-GCM, with a key derived from the
 wallet's seed: the mnemonic alone decrypts them), cut into segments of 4 MiB,
@@ -148,6 +150,7 @@ under a ten-thousandth of a satoshi a month).
                           (after rm too: its contracts and their ratings)
   store rm <name|id>      delete its shards from the hosts (a contract that
                           holds nothing else is ended)
+${SHARE_HELP}
 
 Prices are set by each host: see them with "${CLI} market prices --service storage".`,
   options: {
@@ -156,7 +159,8 @@ Prices are set by each host: see them with "${CLI} market prices --service stora
     duration: { type: 'string' },
     'max-price': { type: 'string' },
     out: { type: 'string', short: 'o' },
-    force: { type: 'boolean' }
+    force: { type: 'boolean' },
+    ...SHARE_OPTIONS
   },
   run: async (ctx) => {
     try {
@@ -315,6 +319,11 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
       }
       return
     }
+    case 'share':
+    case 'shares':
+    case 'unshare':
+    case 'fetch':
+      return runShareCommand(action, { values, positionals, json, dataDir, out, err, argv: [] })
     default:
       throw new UsageError(action == null ? `store what? usage:\n${USAGE_BLOCK}` : `"store ${action}" is not a store command; usage:\n${USAGE_BLOCK}`)
   }

@@ -6,6 +6,7 @@ import { ConfigError, objectSection, serviceSettings, wholeNumber, type ConfigSe
 import { StorageHost } from '../../storage/host/storage-host.ts'
 import { STORAGE_SERVICE, storageService } from './methods.ts'
 import { STORAGE_ERRORS, storageRoutes } from './routes.ts'
+import { SHARE_ERRORS, shareRoutes } from './routes-shares.ts'
 import type { ModuleComponents, ServiceModuleDefinition } from '../module.ts'
 
 /** A size in config.json ("256 MiB", or bytes), refused with the path when it does not parse */
@@ -115,8 +116,8 @@ export const storageModule: ServiceModuleDefinition = {
     const engines: StorageEngines = { host, client }
     return {
       services: hostSettings.enabled === false ? [] : [storageService(host)],
-      routes: storageRoutes(client, components),
-      errors: STORAGE_ERRORS,
+      routes: { ...storageRoutes(client, components), ...shareRoutes(client) },
+      errors: [...STORAGE_ERRORS, ...SHARE_ERRORS],
       engine: engines,
       start: async () => { client.start() },
       stop: async () => { await client.stop() }

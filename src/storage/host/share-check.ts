@@ -4,7 +4,6 @@ import { transferCost } from '../protocol/contract.ts'
 import { decodeGrant, decodeGrantBody, grantOpens, MAX_GRANT_BODY_BYTES, MAX_SHARE_MS, verifyGrant, type Grant } from '../protocol/share.ts'
 import { ShareExpiredError, ShareHolderError, ShareNotHeldError, ShareRevokedError, ShareScopeError, ShareSignatureError } from '../errors.ts'
 import { checkArgCount, hexArg, intArg } from './args.ts'
-import type { CheckedCall } from './agreement.ts'
 import type { ContractBook, HostContract } from './contract-book.ts'
 import type { HostQuery } from './request.ts'
 import type { Revocations } from './revocations.ts'
@@ -13,6 +12,26 @@ import type { Revocations } from './revocations.ts'
 export type ShareMethod = 'shared-get' | 'unshare'
 
 const GRANT_ID = /^[0-9a-f]{32}$/
+
+/**
+ * A share call checked before payment: the fields of agreement.ts's
+ * CheckedCall (which checkCall returns it as; spelled out here so the two
+ * files do not import each other)
+ */
+export interface ShareCheckedCall {
+  /** shared-get: the contract holding the root; unshare: one of the caller's */
+  c: HostContract
+  root: string
+  held?: number
+  signature: Uint8Array
+  offset: number
+  length: number
+  periods: number
+  challenge: Uint8Array
+  count: number
+  price?: bigint
+  remainder?: bigint
+}
 
 /** What a CheckedCall holds for the args a share method does not take */
 const NONE = { root: '', signature: new Uint8Array(0), offset: 0, length: 0, periods: 0, challenge: new Uint8Array(0), count: 0 }
@@ -38,7 +57,7 @@ export function contractHolding (book: ContractBook, root: string, renter?: stri
  * the renter's contract. For unshare, a contract of the caller's here: only
  * a renter of this host can ask it to keep anything.
  */
-export function checkShareCall (book: ContractBook, method: ShareMethod, q: HostQuery): CheckedCall {
+export function checkShareCall (book: ContractBook, method: ShareMethod, q: HostQuery): ShareCheckedCall {
   checkArgCount(method, q.args)
   if (method === 'unshare') {
     if (!GRANT_ID.test(q.args[0])) {
