@@ -150,7 +150,8 @@ export class ShareNotFoundError extends Error {
 
 /**
  * A host's refusal of a share as its own class, from the reason word its
- * message starts with; anything else is returned as it is
+ * message starts with (the word is dropped from the message); anything
+ * else is returned as it is
  */
 export function shareRefusalOf (err: unknown): unknown {
   const message = (err as any)?.message
@@ -162,5 +163,6 @@ export function shareRefusalOf (err: unknown): unknown {
     return err
   }
   const ErrorClass = SHARE_REASONS[word as ShareReason]()
-  return new ErrorClass(message)
+  // the class says which refusal it is; the sentence after the word is for people
+  return new ErrorClass(message.slice(word.length + 2))
 }

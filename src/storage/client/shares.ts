@@ -316,7 +316,7 @@ export class Shares {
     const grant = decodeGrant(share.grant)
     if (grant.expires <= Date.now()) {
       // said here too: the hosts would refuse it, each by its own clock
-      throw new ShareExpiredError(`share-expired: the share expired at ${new Date(grant.expires).toISOString()}: ask its owner for a new one`)
+      throw new ShareExpiredError(`the share expired at ${new Date(grant.expires).toISOString()}: ask its owner for a new one`)
     }
     if (share.objects.length === 0) {
       throw new InvalidShareError('the share names no object')
@@ -366,7 +366,8 @@ export class Shares {
   private sourceOf (o: SharedObject, body: Uint8Array): ShardSource & { refusal: (err: unknown) => unknown } {
     const { session, minThroughput } = this.components
     const prices = new Map<string, bigint>()
-    const refusals: Error[] = []
+    /** host -> its refusal of the share itself */
+    const refusals = new Map<string, Error>()
     const ask = async (host: string, root: string, size: number, signal: AbortSignal): Promise<Uint8Array> => {
       const key = `${host} ${size}`
       try {
@@ -393,7 +394,7 @@ export class Shares {
         transfer.avoid.add(shard.host)
         const refusal = shareRefusalOf(err)
         if (refusal !== err && !(refusal instanceof ShareNotHeldError)) {
-          refusals.push(refusal as Error)
+          refusals.set(shard.host, refusal as Error)
         }
         throw refusal
       }
@@ -407,12 +408,13 @@ export class Shares {
       key: o.key,
       fetch,
       refusal: (err) => {
-        if (!(err instanceof ShardUnavailableError) || refusals.length === 0) {
+        if (!(err instanceof ShardUnavailableError) || refusals.size === 0) {
           return err
         }
-        const first = refusals[0]
+        const first = [...refusals.values()][0]
         const ErrorClass = first.constructor as new (message: string) => Error
-        return new ErrorClass(`${first.message} (${refusals.length} refusal${refusals.length === 1 ? '' : 's'} from the hosts of "${o.name}"; ${err.message.split('\n')[0]})`)
+        const hosts = refusals.size
+        return new ErrorClass(`${first.message} (${hosts === 1 ? 'a host' : `${hosts} hosts`} of "${o.name}" refused it, and not enough shards could be fetched without them)`)
       }
     }
   }
