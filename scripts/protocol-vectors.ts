@@ -27,6 +27,7 @@ import { ReedSolomon, split } from '../src/storage/protocol/erasure.ts'
 import { objectKey, sealSegment, storageKeyFromSeed } from '../src/storage/protocol/crypto.ts'
 import { Writer } from '../src/protocols/codec.ts'
 import { signRating } from '../src/storage/protocol/rating.ts'
+import { encodeGrant, encodeGrantBody, encodeShareText, SHARE_DOMAIN, signGrant, sortRoots } from '../src/storage/protocol/share.ts'
 import { encodeCommit, encodeGenesis, encodeHeader, ledgerIdOf, signRedeemAuthorization, signTx, signVote, txRootOf, type Genesis } from '../src/ledger/encoding.ts'
 import { LedgerState, stateLeaf } from '../src/ledger/state.ts'
 import { anchorData } from '../src/ledger/checkpoints.ts'
@@ -193,6 +194,22 @@ export async function computeVectors (): Promise<Record<string, any>> {
   const objectId = range(0x90, 16)
   const key = objectKey(storageKey, objectId)
 
+  // a share (8h): the client (renter) lets the server (holder) read the
+  // shard above and the other one for a week, and the share text of a
+  // one-segment object stored 1-of-2 on the server and the client
+  const shareRoots = sortRoots([shardRoot, otherRoot])
+  const grant = encodeGrant({ renter: client.text.slice(3), id: range(0xa0, 16), expires: 1_767_225_600_000 + 7 * 86_400_000, holder: server.text.slice(3), roots: shareRoots })
+  const grantSignature = signGrant(grant, client)
+  const shareText = encodeShareText({
+    grant,
+    signature: grantSignature,
+    objects: [{
+      name: 'hello.txt', size: 13, sha256: hex(sha256('hello storage')), k: 1, n: 2, segmentSize: 4 * 1024 ** 2,
+      id: hex(objectId), key,
+      segments: [{ plainLength: 13, shardSize: 29, shards: [{ host: server.text.slice(3), root: hex(shareRoots[0]) }, { host: client.text.slice(3), root: hex(shareRoots[1]) }] }]
+    }]
+  })
+
   const bitcoinSignature = requestSignatures[1]
   // the Cloud Ledger: a genesis naming both keys, one block with a pool, a
   // request (the code) and its redemption, committed by both, and the anchor
@@ -352,6 +369,13 @@ export async function computeVectors (): Promise<Record<string, any>> {
       objectKey: hex(key),
       sealedSegment1: hex(sealSegment(key, objectId, 1, new TextEncoder().encode('hello storage'))),
       renterRating: hex(signRating({ contractId, rater: client.text.slice(3), rated: server.text.slice(3), satisfactory: true, reason: 'served as agreed', at: 1_769_817_600_000 }, client))
+    },
+    share: {
+      domain: hex(SHARE_DOMAIN),
+      grant: hex(grant),
+      signature: hex(grantSignature),
+      body: hex(encodeGrantBody(grant, grantSignature)),
+      text: shareText
     },
     ledger: {
       genesis: hex(encodeGenesis(genesis)),

@@ -74,7 +74,8 @@ const printedIn: Array<[heading: string, vectors: Vector[]]> = [
     ...blocks('storage', 'revision', 'renterRevisionSignature', 'hostRevisionSignature', 'signedRevision', 'proofs'),
     ...code('storage', 'rsData', 'rsParity'),
     ...blocks('storage', 'storageKey', 'objectKey', 'sealedSegment1', 'renterRating')
-  ]]
+  ]],
+  ['### Shares', blocks('share', 'domain', 'grant', 'signature', 'body', 'text')]
 ]
 
 describe('PROTOCOL.md test vectors', () => {
