@@ -62,8 +62,8 @@ export class Revocations {
 
   /**
    * Revoke a grant until `expires`. Resolves with until when it is kept,
-   * undefined when it has expired already (nothing to keep). The renter's
-   * expired ones go first, so the bound counts only grants still live.
+   * undefined when it has expired already (nothing to keep). At the bound
+   * the renter's expired ones go first, so it counts only grants still live.
    */
   async revoke (renter: string, id: string, expires: number): Promise<number | undefined> {
     const now = this.now()
@@ -71,10 +71,13 @@ export class Revocations {
       return undefined
     }
     const ids = this.of(renter)
-    for (const [other, until] of ids) {
-      if (until <= now) {
-        ids.delete(other)
-        await this.datastore.delete(new Key(`${REVOKED_PREFIX}/${renter}/${other}`))
+    if (!ids.has(id) && ids.size >= MAX_REVOKED_PER_RENTER) {
+      // at the bound only: a sweep per revocation would make each one cost them all
+      for (const [other, until] of ids) {
+        if (until <= now) {
+          ids.delete(other)
+          await this.datastore.delete(new Key(`${REVOKED_PREFIX}/${renter}/${other}`))
+        }
       }
     }
     if (!ids.has(id) && ids.size >= MAX_REVOKED_PER_RENTER) {
