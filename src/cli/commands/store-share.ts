@@ -25,8 +25,8 @@ export const SHARE_HELP = `  store share <name|PREFIX/>
                           let another node fetch a file, or every file under a
                           folder (PREFIX/), read-only: prints a share text
                           (ocshare1...) to give to its holder
-    --to PEERID           only that node may use it (its "${CLI} info" prints
-                          its PeerId)
+    --to PEERID           only that node may use it (its PeerId: the
+                          holder's "id" command prints it)
     --link                anyone holding the text may use it (exactly one of
                           --to and --link)
     --expires D           how long it works: 90min, 12h, 7d (default 7d, at
