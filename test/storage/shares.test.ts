@@ -106,6 +106,29 @@ describe('shares: a file fetched by a node that holds none of the owner\'s words
     await assert.rejects(holder.storage.fetchShared(swapped, { out: join(dir.path, 'swapped.bin') }), ShareScopeError)
   })
 
+  it('shares a folder: every object under PREFIX/, fetched as a tree under the holder\'s directory', async () => {
+    const files: Record<string, Buffer> = { 'docs/a.txt': randomBytes(3000), 'docs/sub/b.bin': randomBytes(70 * KIB) }
+    for (const [name, bytes] of Object.entries(files)) {
+      const path = join(dir.path, name.replace(/\//g, '_'))
+      await writeFile(path, bytes)
+      await owner.storage.put(path, { name, k: 2, n: 3 })
+    }
+    const { share, text } = await owner.storage.share('docs/', { expiresInMs: 3600_000 })
+    assert.deepEqual(share.objects.map(o => o.name).sort(), Object.keys(files))
+    const tree = join(dir.path, 'tree')
+    const fetched = await holder.storage.fetchShared(text, { dir: tree })
+    assert.deepEqual(fetched.map(f => f.out).sort(), [join(tree, 'docs', 'a.txt'), join(tree, 'docs', 'sub', 'b.bin')])
+    for (const [name, bytes] of Object.entries(files)) {
+      assert.equal(sha256(await readFile(join(tree, name))), sha256(bytes))
+    }
+    // the folder's share opens nothing outside it
+    for (const answer of await askEveryHost(holder, 'shared.bin', bodyOf(text))) {
+      assert.ok(answer instanceof ShareScopeError, `a host answered ${String(answer)}`)
+    }
+    // and a folder is not written over a single --out file
+    await assert.rejects(holder.storage.fetchShared(text, { out: join(dir.path, 'one.bin') }), /a folder\): give a directory/)
+  })
+
   it('is refused by every host after unshare, with the reason', async () => {
     const { share, text } = await owner.storage.share('shared.bin', { expiresInMs: 3600_000 })
     const body = bodyOf(text)
