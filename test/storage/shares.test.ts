@@ -133,9 +133,24 @@ describe('shares: a file fetched by a node that holds none of the owner\'s words
     const { share, text } = await owner.storage.share('shared.bin', { expiresInMs: 3600_000 })
     const body = bodyOf(text)
     assert.deepEqual(await askEveryHost(holder, 'shared.bin', body), ['served', 'served', 'served'])
+    // one host is down when the owner revokes: it is said, and told at a later check
+    const down = hosts[2].peerId.toString()
+    await hosts[2].stop()
     const { revoked, unreachable } = await owner.storage.unshare(share.id)
     assert.deepEqual(revoked.map(s => s.id), [share.id])
-    assert.deepEqual(unreachable, [])
+    assert.equal(unreachable.length, 1)
+    assert.ok(unreachable[0].startsWith(down), unreachable[0])
+    assert.deepEqual((await owner.storage.shares()).find(s => s.id === share.id)?.untold, [down])
+    hosts[2] = await OpenCloudNode.create({ dataDir: join(dir.path, 'host2'), config: testConfig(), bootstrap: [addrOf(hosts[0])] })
+    await hosts[2].start()
+    await connect(owner, hosts[2])
+    await connect(holder, hosts[2])
+    // until then it still serves the share: a revocation is only as good as the hosts told
+    const object = await owner.storage.find('shared.bin')
+    const onDown = object.segments[0].shards.find(s => s.host === down)!
+    assert.equal(await askHost(holder, down, onDown.root, body), 'served')
+    assert.equal(await owner.storage.tellRevocations(), 1)
+    assert.deepEqual((await owner.storage.shares()).find(s => s.id === share.id)?.untold, [])
     for (const answer of await askEveryHost(holder, 'shared.bin', body)) {
       assert.ok(answer instanceof ShareRevokedError, `a host answered ${String(answer)}`)
     }
@@ -151,7 +166,7 @@ describe('shares: a file fetched by a node that holds none of the owner\'s words
     hosts[1] = await OpenCloudNode.create({ dataDir: join(dir.path, 'host1'), config: testConfig(), bootstrap: [addrOf(hosts[0])] })
     await hosts[1].start()
     await connect(holder, hosts[1])
-    const object = await owner.storage.find('shared.bin')
+    await connect(owner, hosts[1])
     const shard = object.segments[0].shards.find(s => s.host === hosts[1].peerId.toString())!
     assert.ok(await askHost(holder, shard.host, shard.root, body) instanceof ShareRevokedError)
   })

@@ -143,7 +143,7 @@ export class StorageClient {
       await step('auditing', async () => this.audit(Date.now(), signal))
       await step('renewing contracts', async () => this.renewAll(Date.now(), signal))
       await step('repairing', async () => this.repairAll(Date.now(), signal))
-      await step('telling hosts of revoked shares', async () => this.sharing.retryUntold(signal))
+      await step('telling hosts of revoked shares', async () => this.tellRevocations(signal))
     })().finally(() => { this.checking = undefined })
   }
 
@@ -288,6 +288,11 @@ export class StorageClient {
   /** Revoke a share by id, or the live shares made for a name; the hosts that could not be told are told at later checks */
   async unshare (idOrName: string, signal?: AbortSignal): Promise<{ revoked: ShareRecord[], unreachable: string[] }> {
     return this.sharing.unshare(idOrName, this.upkeepSignal(signal))
+  }
+
+  /** Tell the hosts a revocation has not reached yet (each check does); resolves with how many were told */
+  async tellRevocations (signal?: AbortSignal): Promise<number> {
+    return this.sharing.retryUntold(this.upkeepSignal(signal))
   }
 
   /** Fetch what a share text opens (someone else's objects) into `out` or under `dir`; this node pays its own downloads */
