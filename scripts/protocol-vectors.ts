@@ -207,7 +207,9 @@ export async function computeVectors (): Promise<Record<string, any>> {
       name: 'hello.txt', size: 13, sha256: hex(sha256('hello storage')), k: 1, n: 2, segmentSize: 4 * 1024 ** 2,
       id: hex(objectId), key,
       segments: [{ plainLength: 13, shardSize: 29, shards: [{ host: server.text.slice(3), root: hex(shareRoots[0]) }, { host: client.text.slice(3), root: hex(shareRoots[1]) }] }]
-    }]
+    }],
+    // the server's get price under the contract above; the client's not known
+    prices: new Map([[server.text.slice(3), { version: 2 as const, downloadPrice: terms.downloadPrice }]])
   })
 
   const bitcoinSignature = requestSignatures[1]

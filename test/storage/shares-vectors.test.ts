@@ -83,6 +83,8 @@ describe('shares: PROTOCOL.md 8h vectors', () => {
     assert.equal(o.sha256, createHash('sha256').update('hello storage').digest('hex'))
     assert.equal(hex(o.key), fixture.storage.objectKey)
     assert.deepEqual(o.segments[0].shards.map(s => s.host), [fixture.keys.serverPeerId, fixture.keys.clientPeerId])
+    // the host table: the server's get price under the contract of the storage example, the client's not known
+    assert.deepEqual([...share.prices!], [[fixture.keys.serverPeerId, { version: 2, downloadPrice: 2000n }]])
     // what a pasted text loses is said, not misread
     assert.throws(() => decodeShareText(text.slice(0, -10)), DecodeError)
     assert.throws(() => decodeShareText('ocshare2' + text.slice(8)), /starts with "ocshare1"/)

@@ -10,7 +10,9 @@ import { peerBytes } from '../../protocols/signed.ts'
 import { parseDuration } from '../../utils/duration.ts'
 import { objectKey } from '../protocol/crypto.ts'
 import { equalBytes, merkleRoot } from '../protocol/merkle.ts'
-import { decodeGrant, decodeShareText, encodeGrant, encodeGrantBody, encodeShareText, GRANT_ID_BYTES, MAX_GRANT_ROOTS, MAX_SHARE_MS, signGrant, sortRoots, type SharedObject } from '../protocol/share.ts'
+import { decodeGrant, decodeShareText, encodeGrant, encodeGrantBody, encodeShareText, GRANT_ID_BYTES, MAX_GRANT_ROOTS, MAX_SHARE_MS, signGrant, sortRoots, type HostPrice, type SharedObject } from '../protocol/share.ts'
+import { TIB, transferCost } from '../protocol/contract.ts'
+import { parseBtc } from '../../protocols/units.ts'
 import { END_CALL_MS } from '../constants.ts'
 import { IntegrityError, InvalidShareError, ObjectNotFoundError, ShardUnavailableError, ShareExpiredError, ShareNotFoundError, ShareNotHeldError, shareRefusalOf } from '../errors.ts'
 import { transferTimeoutMs } from './contracts.ts'
@@ -201,7 +203,7 @@ export class Shares {
       hosts: hostsOf(objects)
     }
     await datastore.put(new Key(`${SHARES}/${record.id}`), enc(record))
-    return { share: record, text: encodeShareText({ grant, signature, objects: shared }) }
+    return { share: record, text: encodeShareText({ grant, signature, objects: shared, prices: pricesOf(objects) }) }
   }
 
   /** Every share this node made, newest first */
@@ -338,7 +340,7 @@ export class Shares {
     let before = 0
     for (const [i, o] of share.objects.entries()) {
       const object = objectOf(o)
-      const source = this.sourceOf(o, body)
+      const source = this.sourceOf(o, body, share.prices ?? new Map())
       await mkdir(resolve(outs[i], '..'), { recursive: true })
       const base = before
       try {
@@ -363,22 +365,40 @@ export class Shares {
    * revoked, out of scope, another holder, a bad signature) is kept: when
    * no segment could be made up, that is what the fetch says.
    */
-  private sourceOf (o: SharedObject, body: Uint8Array): ShardSource & { refusal: (err: unknown) => unknown } {
+  private sourceOf (o: SharedObject, body: Uint8Array, hostPrices: Map<string, HostPrice>): ShardSource & { refusal: (err: unknown) => unknown } {
     const { session, minThroughput } = this.components
+    /** "host size" -> what a host asked in a refusal, paid from then on */
     const prices = new Map<string, bigint>()
+    const priceOf = (host: string, size: number): bigint => {
+      const asked = prices.get(`${host} ${size}`)
+      if (asked != null) {
+        return asked
+      }
+      const p = hostPrices.get(host)
+      return p == null ? 0n : transferCost(p.version, p.downloadPrice, size)
+    }
     /** host -> its refusal of the share itself */
     const refusals = new Map<string, Error>()
     const ask = async (host: string, root: string, size: number, signal: AbortSignal): Promise<Uint8Array> => {
       const key = `${host} ${size}`
       try {
-        return await session.sharedGet(host, root, 0, size, body, prices.get(key) ?? 0n, callSignal(signal, transferTimeoutMs(size, minThroughput)))
+        return await session.sharedGet(host, root, 0, size, body, priceOf(host, size), callSignal(signal, transferTimeoutMs(size, minThroughput)))
       } catch (err: any) {
+        // the contract was renewed at another price since the share was
+        // made (or the share names none): the refusal names what it costs
+        // (an attached payment's is at least the dust limit)
         const asked = err instanceof PaymentTooLowError ? err.acceptablePayment?.amount : undefined
-        if (asked == null || prices.has(key) || !/^[0-9]+$/.test(asked)) {
+        if (asked == null || prices.has(key)) {
           throw err
         }
-        prices.set(key, BigInt(asked))
-        return session.sharedGet(host, root, 0, size, body, BigInt(asked), callSignal(signal, transferTimeoutMs(size, minThroughput)))
+        let sats: bigint
+        try {
+          sats = parseBtc(asked)
+        } catch {
+          throw err
+        }
+        prices.set(key, sats)
+        return session.sharedGet(host, root, 0, size, body, sats, callSignal(signal, transferTimeoutMs(size, minThroughput)))
       }
     }
     const fetch: ShardFetcher = async (object, index, slot, transfer, signal) => {
@@ -418,6 +438,28 @@ export class Shares {
       }
     }
   }
+}
+
+/**
+ * Each host's get price under the objects' contracts with it (the highest,
+ * when there are several: a holder paying a little more is served, one
+ * paying less is refused)
+ */
+function pricesOf (objects: StoredObject[]): Map<string, HostPrice> {
+  const prices = new Map<string, HostPrice>()
+  for (const o of objects) {
+    for (const c of Object.values(o.contracts)) {
+      if (c.ended != null) {
+        continue
+      }
+      const price: HostPrice = { version: c.version ?? 1, downloadPrice: BigInt(c.downloadPrice) }
+      const known = prices.get(c.host)
+      if (known == null || transferCost(price.version, price.downloadPrice, TIB) > transferCost(known.version, known.downloadPrice, TIB)) {
+        prices.set(c.host, price)
+      }
+    }
+  }
+  return prices
 }
 
 function hostsOf (objects: StoredObject[]): string[] {

@@ -183,11 +183,26 @@ export interface SharedObject {
   segments: Array<{ plainLength: number, shardSize: number, shards: Array<{ host: string, root: string }> }>
 }
 
+/** What a host charged the renter for a get when the share was made: what its shared-get costs the holder */
+export interface HostPrice {
+  /** the terms' version (1: per GiB, rounded up; 2: per TiB, rounded down) */
+  version: 1 | 2
+  /** satoshis per TiB downloaded (version 1: per GiB) */
+  downloadPrice: bigint
+}
+
 export interface ShareText {
   /** the encoded grant, as signed */
   grant: Uint8Array
   signature: Uint8Array
   objects: SharedObject[]
+  /**
+   * each host's get price under the renter's contract when the share was
+   * made, so the holder pays it with its first call; a host missing here
+   * (or whose contract was renewed at another price since) is paid what
+   * its first refusal names
+   */
+  prices?: Map<string, HostPrice>
 }
 
 const MAX_SHARE_OBJECTS = 100_000
@@ -196,7 +211,8 @@ const MAX_NAME_BYTES = 4096
 /**
  * The share text (PROTOCOL.md 8h, "The share text"): `ocshare1` then
  * base64url, without padding, of bytes grant || bytes signature || the
- * hosts (a count, then each PeerId's bytes) || the objects (a count, then
+ * hosts (a count, then each PeerId's bytes, its terms' version and its
+ * download price; version 0 and price 0 when not known) || the objects (a count, then
  * each: string name, varint size, 32 bytes sha256, varint k, n and segment
  * size, bytes id (16 today), 32 bytes key, a count of segments, each varint plain
  * length, varint shard size and its n shards as varint host index || 32
@@ -217,7 +233,8 @@ export function encodeShareText (share: ShareText): string {
   }
   const w = new Writer().bytes(share.grant).bytes(share.signature).varint(hosts.length)
   for (const host of hosts) {
-    w.bytes(peerBytes(host))
+    const price = share.prices?.get(host)
+    w.bytes(peerBytes(host)).u8(price?.version ?? 0).varint(Number(price?.downloadPrice ?? 0n))
   }
   w.varint(share.objects.length)
   for (const o of share.objects) {
@@ -252,9 +269,19 @@ export function decodeShareText (text: string): ShareText {
   const grant = r.bytes(MAX_GRANT_BYTES, 'the grant')
   const signature = r.bytes(128, 'the grant signature')
   const hosts: string[] = []
+  const prices = new Map<string, HostPrice>()
   const hostCount = r.count(MAX_GRANT_ROOTS, 'hosts')
   for (let i = 0; i < hostCount; i++) {
-    hosts.push(peerText(r.bytes(128, 'a host'), 'a host'))
+    const host = peerText(r.bytes(128, 'a host'), 'a host')
+    const version = r.u8('a host\'s terms version')
+    const downloadPrice = BigInt(r.varint('a host\'s download price'))
+    if (version !== 0 && version !== 1 && version !== 2) {
+      throw new DecodeError(`host ${host} has terms of version ${version}, which this node does not know`)
+    }
+    hosts.push(host)
+    if (version !== 0) {
+      prices.set(host, { version, downloadPrice })
+    }
   }
   const objects: SharedObject[] = []
   const objectCount = r.count(MAX_SHARE_OBJECTS, 'objects')
@@ -288,5 +315,5 @@ export function decodeShareText (text: string): ShareText {
     objects.push({ name, size, sha256, k, n, segmentSize, id, key, segments })
   }
   r.end('the share')
-  return { grant, signature, objects }
+  return { grant, signature, objects, prices }
 }
