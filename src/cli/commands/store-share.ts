@@ -149,7 +149,7 @@ async function run (action: 'share' | 'shares' | 'unshare' | 'fetch', { values, 
         return
       }
       out.write(table([['ID', 'WHAT', 'FILES', 'HOLDER', 'EXPIRES', 'STATE'],
-        ...shares.map(s => [s.id, s.what, String(s.objects.length), s.holder, minute(s.expires), s.state === 'revoked' ? `revoked ${minute(s.revoked)}${s.hostsNotTold.length > 0 ? ` (${s.hostsNotTold.length as number} hosts not told yet)` : ''}` : s.state])]))
+        ...shares.map(s => [s.id, s.what, String(s.objects.length), s.holder ?? 'anyone with the link', minute(s.expires), s.state === 'revoked' ? `revoked ${minute(s.revoked)}${s.hostsNotTold.length > 0 ? ` (${s.hostsNotTold.length as number} hosts not told yet)` : ''}` : s.state])]))
       return
     }
     case 'unshare': {

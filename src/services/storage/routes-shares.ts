@@ -26,7 +26,8 @@ export function shareView (s: ShareRecord, now = Date.now()): Record<string, unk
     id: s.id,
     what: s.what,
     objects: s.objects.map(o => o.name),
-    holder: s.holder ?? 'anyone with the link',
+    // null: anyone holding the share text (a link)
+    holder: s.holder,
     created: new Date(s.createdAt).toISOString(),
     expires: new Date(s.expires).toISOString(),
     state: s.revokedAt != null ? 'revoked' : s.expires <= now ? 'expired' : 'live',

@@ -309,13 +309,13 @@ export class Shares {
    */
   async fetch (text: string, target: { out?: string, dir?: string }, options: GetOptions = {}): Promise<FetchedObject[]> {
     let share
+    let grant
     try {
       share = decodeShareText(text)
-      decodeGrant(share.grant)
+      grant = decodeGrant(share.grant)
     } catch (err: any) {
       throw err instanceof DecodeError ? new InvalidShareError(`the share does not read: ${err.message}`) : err
     }
-    const grant = decodeGrant(share.grant)
     if (grant.expires <= Date.now()) {
       // said here too: the hosts would refuse it, each by its own clock
       throw new ShareExpiredError(`the share expired at ${new Date(grant.expires).toISOString()}: ask its owner for a new one`)
