@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { Key } from 'interface-datastore'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
 import { decodeGrant, decodeShareText, encodeGrant, encodeGrantBody, encodeShareText, signGrant } from '../../src/storage/protocol/share.ts'
@@ -161,6 +162,16 @@ describe('shares: a file fetched by a node that holds none of the owner\'s words
     })
     const listed = (await owner.storage.shares()).find(s => s.id === share.id)
     assert.ok(listed?.revokedAt != null)
+
+    // a share the owner's node has no record of (made before its data directory was lost): revoked by id at every host it has a contract with
+    const lost = await owner.storage.share('shared.bin', { expiresInMs: 3600_000 })
+    await owner['datastore'].delete(new Key(`/storage/shares/${lost.share.id}`))
+    const byId = await owner.storage.unshare(lost.share.id)
+    assert.deepEqual(byId.revoked[0].hosts, hosts.map(h => h.peerId.toString()).sort())
+    assert.deepEqual(byId.unreachable, [])
+    for (const answer of await askEveryHost(holder, 'shared.bin', bodyOf(lost.text))) {
+      assert.ok(answer instanceof ShareRevokedError, `a host answered ${String(answer)}`)
+    }
     // a host that restarts still refuses it
     await hosts[1].stop()
     hosts[1] = await OpenCloudNode.create({ dataDir: join(dir.path, 'host1'), config: testConfig(), bootstrap: [addrOf(hosts[0])] })

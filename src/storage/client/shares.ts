@@ -10,7 +10,7 @@ import { peerBytes } from '../../protocols/signed.ts'
 import { parseDuration } from '../../utils/duration.ts'
 import { objectKey } from '../protocol/crypto.ts'
 import { equalBytes, merkleRoot } from '../protocol/merkle.ts'
-import { decodeGrant, decodeShareText, encodeGrant, encodeGrantBody, encodeShareText, GRANT_ID_BYTES, MAX_GRANT_ROOTS, MAX_SHARE_MS, signGrant, sortRoots, type HostPrice, type SharedObject } from '../protocol/share.ts'
+import { decodeGrant, decodeShareText, encodeGrant, encodeGrantBody, encodeShareText, GRANT_ID_BYTES, MAX_GRANT_ROOTS, MAX_SHARE_MS, SHARE_CLOCK_SKEW_MS, signGrant, sortRoots, type HostPrice, type SharedObject } from '../protocol/share.ts'
 import { TIB, transferCost } from '../protocol/contract.ts'
 import { parseBtc } from '../../protocols/units.ts'
 import { END_CALL_MS } from '../constants.ts'
@@ -25,6 +25,8 @@ const log = logger('opencloud:storage:shares')
 
 /** The shares this node made: /storage/shares/<grant id hex> -> ShareRecord */
 export const SHARES = '/storage/shares'
+const GRANT_ID_HEX = /^[0-9a-f]{32}$/
+
 /** 7 days: long enough to hand a file over a weekend, short enough that a forgotten link dies on its own */
 export const DEFAULT_SHARE_MS = 7 * 24 * 3600_000
 
@@ -70,7 +72,7 @@ export interface SharesComponents {
   signer: CredentialSigner
   datastore: Datastore
   storageKey: () => Uint8Array
-  records: Pick<Records, 'find' | 'list'>
+  records: Pick<Records, 'find' | 'list' | 'contracts'>
   session: StorageSession
   downloader: Pick<Downloader, 'getShared' | 'sharedStream'>
   /** bytes per second under which a shard transfer is given up on */
@@ -232,6 +234,9 @@ export class Shares {
     const all = await this.list()
     const byId = all.filter(s => s.id === idOrName)
     const matching = byId.length > 0 ? byId : all.filter(s => s.revokedAt == null && s.expires > now && (s.what === idOrName || s.objects.some(o => o.name === idOrName || o.id === idOrName)))
+    if (matching.length === 0 && GRANT_ID_HEX.test(idOrName)) {
+      matching.push(await this.unrecorded(idOrName, now))
+    }
     if (matching.length === 0) {
       throw new ShareNotFoundError(`no live share has id or names "${idOrName}": see store shares`)
     }
@@ -245,6 +250,19 @@ export class Shares {
       unreachable.push(...await this.tell(share, signal))
     }
     return { revoked: matching, unreachable }
+  }
+
+  /**
+   * A grant id this node has no record of (a share made before its data
+   * directory was lost and restored from the words: the same identity signs
+   * again, decision 1 of issue 21): revoked at every host this node has a
+   * live contract with, until the latest a host accepts a grant to expire
+   */
+  private async unrecorded (id: string, now: number): Promise<ShareRecord> {
+    const hosts = [...new Set(this.components.records.contracts.entries().filter(([, c]) => c.ended == null).map(([, c]) => c.host))].sort()
+    const record: ShareRecord = { id, what: '(not recorded here)', objects: [], holder: null, createdAt: now, expires: now + MAX_SHARE_MS + SHARE_CLOCK_SKEW_MS, roots: 0, hosts }
+    await this.save(record)
+    return record
   }
 
   /** The hosts of the share's objects now (a repair moves shards, with their roots, to other hosts) */

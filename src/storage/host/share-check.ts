@@ -1,7 +1,7 @@
 import { AccessDeniedError, BadRequestError, BodyTooLargeError } from '../../protocols/rpc/errors.ts'
 import { DecodeError } from '../../protocols/codec.ts'
 import { transferCost } from '../protocol/contract.ts'
-import { decodeGrant, decodeGrantBody, grantOpens, MAX_GRANT_BODY_BYTES, MAX_SHARE_MS, verifyGrant, type Grant } from '../protocol/share.ts'
+import { decodeGrant, decodeGrantBody, grantOpens, MAX_GRANT_BODY_BYTES, MAX_SHARE_MS, SHARE_CLOCK_SKEW_MS, verifyGrant, type Grant } from '../protocol/share.ts'
 import { ShareExpiredError, ShareHolderError, ShareNotHeldError, ShareRevokedError, ShareScopeError, ShareSignatureError } from '../errors.ts'
 import { checkArgCount, hexArg, intArg } from './args.ts'
 import type { ContractBook, HostContract } from './contract-book.ts'
@@ -120,7 +120,7 @@ export function checkGrant (book: ContractBook, revocations: Revocations, caller
   if (grant.expires <= now) {
     throw new ShareExpiredError(`share-expired: the share expired at ${new Date(grant.expires).toISOString()} (this host's clock: ${new Date(now).toISOString()}): ask its owner for a new one`)
   }
-  if (grant.expires > now + MAX_SHARE_MS + 600_000) {
+  if (grant.expires > now + MAX_SHARE_MS + SHARE_CLOCK_SKEW_MS) {
     throw new BadRequestError(`the grant expires at ${new Date(grant.expires).toISOString()}, past the longest a share lasts (366 days from now)`)
   }
   const id = Buffer.from(grant.id).toString('hex')

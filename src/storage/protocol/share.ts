@@ -35,6 +35,8 @@ export const MAX_GRANT_BYTES = MAX_GRANT_ROOTS * 32 + 1024
  * each grant's expiry) are bounded in time too.
  */
 export const MAX_SHARE_MS = MAX_CONTRACT_MS
+/** How far past MAX_SHARE_MS from its own clock a host still takes a grant's expiry: 10 minutes, a renter's clock ahead of it */
+export const SHARE_CLOCK_SKEW_MS = 600_000
 
 export interface Grant {
   /** PeerId of the renter that signs it (the owner of the shards) */
