@@ -38,7 +38,10 @@ export const SHARE_HELP = `  store share <name|PREFIX/>
                           revoke a share (by its id, or every live share of a
                           name) before its expiry: every host holding one of
                           its shards refuses it from now on; a host that
-                          cannot be reached now is told at the next checks
+                          cannot be reached now is told at the next checks.
+                          An id not recorded here (a share made before this
+                          node was restored from its words) is revoked at
+                          every host this node has a contract with
   store fetch <share text|@file>
                           fetch what a share opens, on any node (no words of
                           the owner's needed): shard by shard from the
