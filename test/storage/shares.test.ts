@@ -93,6 +93,16 @@ describe('shares: a file fetched by a node that holds none of the owner\'s words
     const [fetched] = await holder.storage.fetchShared(text, { out: join(dir.path, 'fetched.bin') })
     assert.equal(fetched.sha256, sha256(data['shared.bin']))
     assert.equal(sha256(await readFile(join(dir.path, 'fetched.bin'))), sha256(data['shared.bin']))
+    // a node that joined through one host only finds the others from their PeerIds in the share
+    const newcomer = await OpenCloudNode.create({ dataDir: join(dir.path, 'newcomer'), config: testConfig({ services: { storage: { enabled: false } } }), bootstrap: [addrOf(hosts[0])] })
+    await newcomer.start()
+    try {
+      await waitFor(() => newcomer.libp2p.getConnections().length > 0, 10_000, 'the newcomer to join through its bootstrap host')
+      const [again] = await newcomer.storage.fetchShared(text, { out: join(dir.path, 'newcomer.bin') })
+      assert.equal(again.sha256, sha256(data['shared.bin']))
+    } finally {
+      await newcomer.stop()
+    }
     // the owner's key for the object is in the share; the storage key is not
     assert.equal(Buffer.from(text.slice(8), 'base64url').indexOf(Buffer.from(owner.wallet.storageKey())), -1)
 
