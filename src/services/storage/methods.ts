@@ -47,7 +47,16 @@ export function storageService (host: StorageHost): Service {
       list: spec('list', 'the contract, its latest signed revision, its shards and the rent paid', Units.CALL,
         async (ctx) => ({ json: await host.list(ctx) })),
       end: spec('end', 'end a contract early: its shards are deleted (body: the renter\'s signed rating of the host, optional; answers the host\'s of the renter)', Units.CALL,
-        async (ctx) => ({ json: await host.end(ctx) }))
+        async (ctx) => ({ json: await host.end(ctx) })),
+      // the object index (PROTOCOL.md 8g): free, as list
+      'note-put': spec('note-put', 'keep a sealed note of the caller\'s object index under its id (body: the note, at most 256 KiB); only for renters with a live contract here', Units.CALL,
+        async (ctx) => ({ json: await host.notePut(ctx) })),
+      'note-list': spec('note-list', 'the caller\'s notes in id order after the one named, base64, about 1 MiB per answer (more: true to ask again)', Units.CALL,
+        async (ctx) => ({ json: await host.noteList(ctx) })),
+      'note-delete': spec('note-delete', 'forget a note of the caller\'s', Units.CALL,
+        async (ctx) => ({ json: await host.noteDelete(ctx) })),
+      contracts: spec('contracts', 'the caller\'s contracts whose shards this host holds: id, start, end, ended', Units.CALL,
+        async (ctx) => ({ json: await host.contracts(ctx) }))
     }
   }
 }
