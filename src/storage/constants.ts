@@ -134,3 +134,16 @@ export const DEFAULT_TRUST_DROP = 0.25
  * and a migration is a repair of every shard the host holds
  */
 export const DEFAULT_TRUST_GRACE_MS = 3600_000
+
+// ---- the object index at the hosts (PROTOCOL.md 8g) ----
+
+/** Objects whose notes at the hosts may be behind their record: each with the hosts that may hold a stale one */
+export const INDEX_DIRTY = '/storage/index/dirty'
+/** What each object's note says (its hash) and which hosts took it */
+export const INDEX_WRITTEN = '/storage/index/written'
+/** How long one note call to a host may take: a note is small, and a put's commit waits for it */
+export const NOTE_CALL_MS = 15_000
+/** How often a put's commit tries a host's note before leaving it to the next check */
+export const NOTE_PUT_ATTEMPTS = 2
+/** How long a recovery waits for the market to list storage hosts, default 60 s (`store recover --wait`) */
+export const DEFAULT_RECOVER_WAIT_MS = 60_000

@@ -87,3 +87,18 @@ export class InvalidPutOptionError extends Error {
 
 /** an object that does not decrypt with this wallet's storage key (protocol/crypto.ts) */
 export { DecryptError }
+
+/** no host asked holds notes of this identity's object index: the words are not the ones that stored anything (or the hosts are gone) */
+export class NoIndexFoundError extends Error {
+  override name = 'NoIndexFoundError'
+}
+
+/** a put's object could not be written to the index at any of its hosts: the put is not committed */
+export class IndexWriteError extends Error {
+  override name = 'IndexWriteError'
+}
+
+/** a recovery was asked for while one is under way */
+export class RecoveryRunningError extends Error {
+  override name = 'RecoveryRunningError'
+}

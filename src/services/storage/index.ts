@@ -100,11 +100,14 @@ export const storageModule: ServiceModuleDefinition = {
       dir: join(dataDir, 'storage'),
       capacity: parseSize(hostSettings.capacity as string | number, 'services.storage.capacity')
     })
+    let indexKey: Uint8Array | undefined
     const client = new StorageClient({
       peerId: peerId.toString(),
       signer,
       datastore,
       storageKey: () => wallet.storageKey(),
+      // the object index at the hosts (PROTOCOL.md 8g), sealed under a key of the wallet's seed
+      indexKey: () => (indexKey ??= wallet.indexKey()),
       hosts: async () => storageHosts(components),
       trust: (peer) => reputation.scoreOf(peer),
       call: async (peer, request, sats) => caller.payingCall(peer, request, sats),

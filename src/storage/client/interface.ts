@@ -25,6 +25,12 @@ export interface StorageClientComponents {
   datastore: Datastore
   /** the wallet's storage key (HKDF of the BIP39 seed) */
   storageKey: () => Uint8Array
+  /**
+   * the wallet's index key (HKDF of the BIP39 seed, PROTOCOL.md 8g): the
+   * object index is kept at the hosts under it. Optional: without it no
+   * index is kept, and nothing can be recovered from the words
+   */
+  indexKey?: () => Uint8Array
   /** hosts offering storage, best first by price and trust */
   hosts: () => Promise<HostOffer[]>
   /** a host's trust score (1 is the average peer, 0 none); hosts below minTrust are migrated away from */

@@ -50,6 +50,11 @@ export function retryRepairNow (object: StoredObject): void {
   }
 }
 
+/** What changed in an object record: saved (upkeep, repair), stored (a put's commit), removed */
+export type ObjectChange = 'saved' | 'stored' | 'removed'
+/** Sees each change to an object record, and does its write (Records.onObjectChange) */
+export type ObjectObserver = (kind: ObjectChange, object: StoredObject, write: () => Promise<void>) => Promise<void>
+
 export interface RecordsInit {
   /** how many removed objects `store info` can still show, default 1,000 (DEFAULT_KEEP_REMOVED, set by the client) */
   keepRemoved: number
@@ -72,6 +77,7 @@ export class Records {
    */
   commits = 0
   private migrating?: Promise<void>
+  private observer?: ObjectObserver
 
   constructor (datastore: Datastore, init: RecordsInit) {
     this.datastore = datastore
@@ -269,10 +275,24 @@ export class Records {
     }
   }
 
+  /**
+   * The one observer of changes to object records (index-notes.ts keeps
+   * the object index at the hosts with it): it is given the change and the
+   * write, and does the write itself, so it can put a note before the
+   * object is committed and delete one after it is removed
+   */
+  onObjectChange (observer: ObjectObserver): void {
+    this.observer = observer
+  }
+
+  private async observed (kind: ObjectChange, object: StoredObject, write: () => Promise<void>): Promise<void> {
+    await (this.observer == null ? write() : this.observer(kind, object, write))
+  }
+
   /** Write an object, and the contracts it names */
   async saveObject (object: StoredObject): Promise<void> {
     await this.saveContractsOf(object)
-    await this.datastore.put(objectKeyOf(object.id), enc(this.dehydrate(object)))
+    await this.observed('saved', object, async () => { await this.datastore.put(objectKeyOf(object.id), enc(this.dehydrate(object))) })
   }
 
   /** Save an object changed by upkeep, unless it was removed meanwhile */
@@ -354,7 +374,7 @@ export class Records {
     batch.put(objectKeyOf(object.id), enc(this.dehydrate(object)))
     batch.put(nameKey(object.name), enc(object.id))
     batch.delete(uploadKey(object.id))
-    await batch.commit()
+    await this.observed('stored', object, async () => batch.commit())
     this.commits++
   }
 
@@ -396,7 +416,7 @@ export class Records {
     batch.put(new Key(`${REMOVED}/${object.id}`), enc({ ...object, contracts, segments: [], segmentCount: object.segments.length, removedAt }))
     batch.put(removedNameKey(object.name), enc(object.id))
     batch.put(removedOrderKey(removedAt, object.id), enc(object.id))
-    await batch.commit()
+    await this.observed('removed', object, async () => batch.commit())
     await this.pruneRemoved()
   }
 
@@ -451,5 +471,41 @@ export class Records {
       batch.delete(new Key(`${REMOVED}/${id}`))
       await batch.commit()
     }
+  }
+
+  // ---- the object index (helper R's minimal one; wp-versions writes the real one with versions) ----
+
+  /**
+   * An object record from the network index (recovery, another machine
+   * with the same words): known by id, nothing changes ('known'); else it
+   * is saved, and takes its name when the name is free or names an older
+   * object (the other stays stored, found by its id)
+   */
+  async importObject (object: StoredObject): Promise<'added' | 'known'> {
+    await this.ready()
+    return this.lock.run('import', async () => {
+      if (await this.datastore.has(objectKeyOf(object.id))) {
+        return 'known'
+      }
+      let takeName = true
+      try {
+        const held = dec<string | { reserved: string }>(await this.datastore.get(nameKey(object.name)))
+        if (typeof held !== 'string') {
+          takeName = false
+        } else {
+          const other = dec<StoredObject>(await this.datastore.get(objectKeyOf(held)))
+          takeName = other.createdAt < object.createdAt
+        }
+      } catch {}
+      await this.saveContractsOf(object)
+      const batch = this.datastore.batch()
+      batch.put(objectKeyOf(object.id), enc(this.dehydrate(object)))
+      if (takeName) {
+        batch.put(nameKey(object.name), enc(object.id))
+      }
+      await batch.commit()
+      this.commits++
+      return 'added'
+    })
   }
 }
