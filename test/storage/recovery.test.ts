@@ -1,0 +1,135 @@
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { generateMnemonic } from '@scure/bip39'
+import { wordlist } from '@scure/bip39/wordlists/english.js'
+import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
+import { Wallet } from '../../src/payments/wallet/wallet.ts'
+import { NoIndexFoundError } from '../../src/storage/client/storage-client.ts'
+import { addrOf, connect, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
+
+const MIB = 1024 * 1024
+const HOSTS = 3
+
+const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex')
+
+/**
+ * Recovery from the words alone (issue 21, PROTOCOL.md 8g), over TCP: a
+ * node stores files on free hosts and is lost but for its mnemonic; a fresh
+ * data directory restored from the words is the same renter and gets the
+ * files back from the index the hosts keep.
+ */
+describe('storage recovery: the files come back from the words alone', () => {
+  let dir: { path: string, cleanup: () => Promise<void> }
+  const hosts: OpenCloudNode[] = []
+  const nodes: OpenCloudNode[] = []
+  const files: Record<string, Buffer> = {}
+  let words: string
+  let oldPeerId: string
+  let oldContracts: string[]
+  const ids: Record<string, string> = {}
+  let removedId: string
+
+  const startHost = async (i: number): Promise<OpenCloudNode> => {
+    const node = await OpenCloudNode.create({ dataDir: join(dir.path, `host${i}`), config: testConfig({ services: { storage: { capacity: '1 GiB' } } }), bootstrap: i === 0 ? [] : [addrOf(hosts[0])] })
+    await node.start()
+    return node
+  }
+
+  /** A client node on `dataDir`, connected to every host and seeing their offers */
+  const startClient = async (dataDir: string): Promise<OpenCloudNode> => {
+    // not a host itself: the clients' offers would be counted with the hosts'
+    const node = await OpenCloudNode.create({ dataDir, config: testConfig({ services: { storage: { enabled: false } } }), bootstrap: [addrOf(hosts[0])], storage: { segmentSize: MIB } })
+    await node.start()
+    nodes.push(node)
+    for (const host of hosts) {
+      await connect(node, host)
+    }
+    await waitFor(async () => (await node.storageHosts()).length === HOSTS, 30_000, 'storage offers from every host')
+    return node
+  }
+
+  before(async () => {
+    dir = await tempDir()
+    for (let i = 0; i < HOSTS; i++) {
+      hosts[i] = await startHost(i)
+    }
+    const old = await startClient(join(dir.path, 'old'))
+    for (const [name, size] of [['photo.jpg', 2 * MIB + 77], ['notes.txt', 1234], ['gone.bin', 5000]] as const) {
+      files[name] = randomBytes(size)
+      await writeFile(join(dir.path, name), files[name])
+      ids[name] = (await old.storage.put(join(dir.path, name), { name, k: 2, n: 3 })).id
+    }
+    removedId = ids['gone.bin']
+    await old.storage.remove('gone.bin')
+    words = old.wallet.backupPhrase()
+    oldPeerId = old.peerId.toString()
+    oldContracts = old.storage.contractList().filter(([, c]) => c.ended == null).map(([id]) => id).sort()
+    // lost right after the puts returned: no check ran, nothing was flushed
+    await old.stop()
+    // and the hosts restart: the notes are in their datastores, not in memory
+    for (let i = 0; i < HOSTS; i++) {
+      await hosts[i].stop()
+    }
+    for (let i = 0; i < HOSTS; i++) {
+      hosts[i] = await startHost(i)
+    }
+  })
+
+  after(async () => {
+    for (const n of nodes) {
+      await n.stop().catch(() => {})
+    }
+    for (const h of hosts) {
+      await h?.stop().catch(() => {})
+    }
+    await dir?.cleanup()
+  })
+
+  it('a fresh data directory restored from the mnemonic is the same renter, and recovers every object, byte-identical, under the same contracts', async () => {
+    const root = join(dir.path, 'restored')
+    await mkdir(root, { mode: 0o700 })
+    await Wallet.restore({ path: join(root, 'wallet.json'), network: testConfig().payments.network, mnemonic: words })
+    const node = await startClient(root)
+    assert.equal(node.peerId.toString(), oldPeerId, 'the identity comes from the words')
+    const report = await node.storage.recover({ waitMs: 10_000 })
+    assert.equal(report.hostsAsked, HOSTS)
+    assert.equal(report.hostsAnswered, HOSTS)
+    assert.equal(report.objectsAdded, 2)
+    assert.equal(report.notesUnopened, 0)
+    const listed = await node.storage.list()
+    assert.deepEqual(listed.map(o => [o.name, o.id]).sort(), [['notes.txt', ids['notes.txt']], ['photo.jpg', ids['photo.jpg']]].sort())
+    assert.ok(!listed.some(o => o.id === removedId), 'a removed object is not brought back')
+    assert.deepEqual(node.storage.contractList().map(([id]) => id).sort(), oldContracts, 'the same contracts, none new')
+    for (const name of ['photo.jpg', 'notes.txt']) {
+      const out = join(root, `out-${name}`)
+      await node.storage.get(name, out)
+      assert.equal(sha256(await readFile(out)), sha256(files[name]), `${name} is byte-identical`)
+    }
+    // rent goes on under them: the next period is paid to the same contracts
+    const paidBefore = new Map(node.storage.contractList().map(([id, c]) => [id, c.rentPaidPeriods]))
+    const paid = await node.storage.payRent(Date.now() + 24 * 3600_000)
+    assert.ok(paid >= 1, 'rent was paid')
+    assert.ok(node.storage.contractList().some(([id, c]) => c.rentPaidPeriods > (paidBefore.get(id) ?? 0)))
+    assert.deepEqual(node.storage.contractList().map(([id]) => id).sort(), oldContracts, 'no contract formed to pay it')
+    // a second recovery finds them known
+    const again = await node.storage.recover({ waitMs: 10_000 })
+    assert.deepEqual([again.objectsAdded, again.objectsKnown], [0, 2])
+  })
+
+  it('the wrong words find no index, and nothing is written', async () => {
+    const root = join(dir.path, 'wrong')
+    await mkdir(root, { mode: 0o700 })
+    await Wallet.restore({ path: join(root, 'wallet.json'), network: testConfig().payments.network, mnemonic: generateMnemonic(wordlist, 256) })
+    const node = await startClient(root)
+    await assert.rejects(node.storage.recover({ waitMs: 10_000 }), (err: any) => {
+      assert.ok(err instanceof NoIndexFoundError)
+      assert.match(err.message, new RegExp(`^no index found for these words: none of the ${HOSTS} storage host\\(s\\) asked \\(${HOSTS} answered\\) holds notes for ${node.peerId.toString()}; nothing was created`))
+      return true
+    })
+    assert.deepEqual(await node.storage.list(), [])
+    assert.deepEqual(node.storage.contractList(), [])
+  })
+})
