@@ -147,3 +147,9 @@ export const NOTE_CALL_MS = 15_000
 export const NOTE_PUT_ATTEMPTS = 2
 /** How long a recovery waits for the market to list storage hosts, default 60 s (`store recover --wait`) */
 export const DEFAULT_RECOVER_WAIT_MS = 60_000
+/**
+ * The file `wallet restore` leaves in the data directory: the next start
+ * recovers the object index from the hosts once (and removes it when the
+ * index was found, or the hosts answered that there is none)
+ */
+export const RECOVERY_MARKER = 'recover-pending.json'

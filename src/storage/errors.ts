@@ -91,6 +91,13 @@ export { DecryptError }
 /** no host asked holds notes of this identity's object index: the words are not the ones that stored anything (or the hosts are gone) */
 export class NoIndexFoundError extends Error {
   override name = 'NoIndexFoundError'
+  /** how many hosts answered: none means nothing could be asked, not that there is nothing */
+  readonly hostsAnswered: number
+
+  constructor (message: string, hostsAnswered = 0) {
+    super(message)
+    this.hostsAnswered = hostsAnswered
+  }
 }
 
 /** a put's object could not be written to the index at any of its hosts: the put is not committed */

@@ -6,13 +6,15 @@ import { HintedError, hintLine, printJson, table, UsageError, type Command, type
 import { Progress } from '../progress.ts'
 import { checkOutputFile, checkPutArguments } from '../arguments.ts'
 import { settlementLine } from './wallet.ts'
+import { RECOVER_HELP, RECOVER_USAGE, runRecover } from './store-recover.ts'
 
 const USAGE = `${CLI} store put <file> [--name N] [--redundancy K-of-N] [--duration D] [--max-price AMOUNT]
        ${CLI} store get <name|id> [--out FILE] [--force]
        ${CLI} store ls
        ${CLI} store status
        ${CLI} store info <name|id>
-       ${CLI} store rm <name|id>`
+       ${CLI} store rm <name|id>
+       ${CLI} ${RECOVER_USAGE}`
 /** The usage lines under an error, each indented the same */
 const USAGE_BLOCK = USAGE.split('\n').map(line => `  ${line.trim()}`).join('\n')
 
@@ -148,6 +150,7 @@ under a ten-thousandth of a satoshi a month).
                           (after rm too: its contracts and their ratings)
   store rm <name|id>      delete its shards from the hosts (a contract that
                           holds nothing else is ended)
+${RECOVER_HELP}
 
 Prices are set by each host: see them with "${CLI} market prices --service storage".`,
   options: {
@@ -156,7 +159,8 @@ Prices are set by each host: see them with "${CLI} market prices --service stora
     duration: { type: 'string' },
     'max-price': { type: 'string' },
     out: { type: 'string', short: 'o' },
-    force: { type: 'boolean' }
+    force: { type: 'boolean' },
+    wait: { type: 'string' }
   },
   run: async (ctx) => {
     try {
@@ -180,7 +184,7 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
     return target
   }
   const only = (allowed: string[]): void => {
-    for (const flag of ['name', 'redundancy', 'duration', 'max-price', 'out', 'force']) {
+    for (const flag of ['name', 'redundancy', 'duration', 'max-price', 'out', 'force', 'wait']) {
       if (values[flag] != null && !allowed.includes(flag)) {
         throw new UsageError(`--${flag} does not apply to "store ${action}"; see: ${CLI} store --help`)
       }
@@ -245,11 +249,15 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
     case 'ls': {
       only([])
       const api = await connectApi(dataDir, values.api)
-      const stored = await api.get<{ objects: Array<Record<string, any>>, costs: Record<string, string> }>('/v1/store')
+      const stored = await api.get<{ objects: Array<Record<string, any>>, costs: Record<string, string>, recovery?: Record<string, any> | null }>('/v1/store')
       const { objects } = stored
       if (json) {
         printJson(out, stored)
         return
+      }
+      if (stored.recovery != null) {
+        // a recovery from the words is under way (store recover, or the first start after wallet restore)
+        out.write(`recovering this wallet's files from the hosts since ${minute(new Date(stored.recovery.startedAt).toISOString())}${stored.recovery.progress == null ? '' : ` (${String(stored.recovery.progress.phase)} ${String(stored.recovery.progress.done)}/${String(stored.recovery.progress.total)})`}: the list below grows when it is done\n`)
       }
       if (objects.length === 0) {
         out.write(`nothing stored yet; store a file with: ${hintLine(values, ['store', 'put', '<file>'])}\n`)
@@ -315,6 +323,9 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
       }
       return
     }
+    case 'recover':
+      only(['wait'])
+      return runRecover({ values, positionals, json, dataDir, out, err, argv: [] })
     default:
       throw new UsageError(action == null ? `store what? usage:\n${USAGE_BLOCK}` : `"store ${action}" is not a store command; usage:\n${USAGE_BLOCK}`)
   }

@@ -6,6 +6,9 @@ import { ConfigError, objectSection, serviceSettings, wholeNumber, type ConfigSe
 import { StorageHost } from '../../storage/host/storage-host.ts'
 import { STORAGE_SERVICE, storageService } from './methods.ts'
 import { STORAGE_ERRORS, storageRoutes } from './routes.ts'
+import { RECOVERY_ERRORS, recoverAfterRestore, recoveryRoutes } from './routes-recovery.ts'
+import { RECOVERY_MARKER } from '../../storage/constants.ts'
+import { access } from 'node:fs/promises'
 import type { ModuleComponents, ServiceModuleDefinition } from '../module.ts'
 
 /** A size in config.json ("256 MiB", or bytes), refused with the path when it does not parse */
@@ -118,10 +121,16 @@ export const storageModule: ServiceModuleDefinition = {
     const engines: StorageEngines = { host, client }
     return {
       services: hostSettings.enabled === false ? [] : [storageService(host)],
-      routes: storageRoutes(client, components),
-      errors: STORAGE_ERRORS,
+      routes: { ...storageRoutes(client, components), ...recoveryRoutes(client) },
+      errors: [...STORAGE_ERRORS, ...RECOVERY_ERRORS],
       engine: engines,
-      start: async () => { client.start() },
+      start: async () => {
+        client.start()
+        // the first start after `wallet restore`: the files come back from the hosts' index
+        if (await access(join(dataDir, RECOVERY_MARKER)).then(() => true, () => false)) {
+          void recoverAfterRestore(client, dataDir)
+        }
+      },
       stop: async () => { await client.stop() }
     }
   }

@@ -35,7 +35,7 @@ const HEARTBEAT_MS = 15_000
  * "error":{"name","message"}} (the status the same mistake gets elsewhere:
  * the control API's error table). A client that hangs up aborts the work.
  */
-async function streamEvents ({ res, signal, statusOf }: RouteContext, work: (onProgress: (p: Progress) => void, signal: AbortSignal) => Promise<unknown>): Promise<void> {
+export async function streamEvents ({ res, signal, statusOf }: RouteContext, work: (onProgress: (p: Progress) => void, signal: AbortSignal) => Promise<unknown>): Promise<void> {
   res.writeHead(200, { 'content-type': 'application/x-ndjson' })
   // the head now, and a blank line (which readers skip) while nothing else
   // is sent: fetch gives up after 300 s without a head or a byte
@@ -66,6 +66,8 @@ export function storageRoutes (client: StorageClient, { tabs }: Pick<ModuleCompo
     'GET /v1/store': async ({ json }) => {
       json(200, {
         objects: (await client.list()).map(objectSummary),
+        // a recovery from the words under way (routes-recovery.ts), or null
+        recovery: client.recoveryStatus() ?? null,
         // what storage took from the wallet, fees included, beside what its calls cost
         costs: storageCosts(await tabs.costs({ service: 'storage' }))
       })

@@ -192,26 +192,29 @@ export async function recover (components: RecoveryComponents, hosts: string[], 
   report.contracts = found.size
   report.notesUnopened = unopened.size
   if (objects.size === 0) {
-    throw new NoIndexFoundError(`no index found for these words: none of the ${hosts.length} storage host(s) asked (${report.hostsAnswered} answered) holds notes for ${peerId}; nothing was created. Check the words (wallet backup on the old machine prints them), or wait until the market lists more hosts and try again: store recover --wait 5m`)
+    throw new NoIndexFoundError(`no index found for these words: none of the ${hosts.length} storage host(s) asked (${report.hostsAnswered} answered) holds notes for ${peerId}; nothing was created. Check the words (wallet backup on the old machine prints them), or wait until the market lists more hosts and try again: store recover --wait 5m`, report.hostsAnswered)
   }
-  // the contracts first: the objects' records name them
-  for (const [id, c] of found) {
-    if (records.contracts.get(id) == null) {
-      records.contracts.adopt(id, c)
-      await records.contracts.save(id)
-      report.contractsAdded++
+  // written in one turn of the records lock: the upkeep must never see a
+  // recovered contract before the objects that name its shards
+  await records.exclusive(async () => {
+    // the contracts first: the objects' records name them
+    for (const [id, c] of found) {
+      if (records.contracts.get(id) == null) {
+        records.contracts.adopt(id, c)
+        await records.contracts.save(id)
+        report.contractsAdded++
+      }
     }
-  }
-  let imported = 0
-  for (const { object, hosts: at } of objects.values()) {
-    signal.throwIfAborted()
-    if (await importNoteObject(records, index, object, [...at]) === 'added') {
-      report.objectsAdded++
-    } else {
-      report.objectsKnown++
+    let imported = 0
+    for (const { object, hosts: at } of objects.values()) {
+      if (await importNoteObject(records, index, object, [...at]) === 'added') {
+        report.objectsAdded++
+      } else {
+        report.objectsKnown++
+      }
+      progress({ phase: 'import', done: ++imported, total: objects.size, message: object.name })
     }
-    progress({ phase: 'import', done: ++imported, total: objects.size, message: object.name })
-  }
+  }, signal)
   log('recovered %d objects (%d known) and %d contracts from %d of %d hosts', report.objectsAdded, report.objectsKnown, report.contractsAdded, report.hostsAnswered, report.hostsAsked)
   return report
 }
