@@ -143,7 +143,8 @@ export async function recover (components: RecoveryComponents, hosts: string[], 
   const objects = new Map<string, { object: NoteObject, hosts: Set<string> }>()
   const unopened = new Set<string>()
   let done = 0
-  await Promise.all(hosts.map(async host => {
+  const asked = new Set<string>()
+  const ask = async (host: string): Promise<void> => {
     let answered = false
     try {
       const ids = await session.contracts(host, callSignal(signal, NOTE_CALL_MS))
@@ -185,14 +186,24 @@ export async function recover (components: RecoveryComponents, hosts: string[], 
       if (answered) {
         report.hostsAnswered++
       }
-      progress({ phase: 'hosts', done: ++done, total: hosts.length, message: host })
+      progress({ phase: 'hosts', done: ++done, total: asked.size, message: host })
     }
-  }))
+  }
+  // the market's hosts first; then the hosts the notes name that were not
+  // asked (the market may not list them all yet, and every contract an
+  // object's shards are under is needed to read it)
+  for (let round = [...new Set(hosts)]; round.length > 0;) {
+    round.forEach(h => asked.add(h))
+    await Promise.all(round.map(ask))
+    signal.throwIfAborted()
+    round = [...new Set([...objects.values()].flatMap(({ object }) => object.segments.flatMap(s => s.shards.map(x => x.host))))].filter(h => !asked.has(h)).sort()
+  }
+  report.hostsAsked = asked.size
   signal.throwIfAborted()
   report.contracts = found.size
   report.notesUnopened = unopened.size
   if (objects.size === 0) {
-    throw new NoIndexFoundError(`no index found for these words: none of the ${hosts.length} storage host(s) asked (${report.hostsAnswered} answered) holds notes for ${peerId}; nothing was created. Check the words (wallet backup on the old machine prints them), or wait until the market lists more hosts and try again: store recover --wait 5m`, report.hostsAnswered)
+    throw new NoIndexFoundError(`no index found for these words: none of the ${asked.size} storage host(s) asked (${report.hostsAnswered} answered) holds notes for ${peerId}; nothing was created. Check the words (wallet backup on the old machine prints them), or wait until the market lists more hosts and try again: store recover --wait 5m`, report.hostsAnswered)
   }
   // written in one turn of the records lock: the upkeep must never see a
   // recovered contract before the objects that name its shards
