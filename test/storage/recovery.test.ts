@@ -120,6 +120,33 @@ describe('storage recovery: the files come back from the words alone', () => {
     assert.deepEqual(node.storage.contractList().map(([id]) => id).sort(), oldContracts, 'no contract formed to pay it')
   })
 
+  it('two machines with the same words: what one stores, the other\'s garbage collection imports and never deletes', async () => {
+    // machine B is the restored node of the test before; machine A, the old data directory, runs again beside it
+    const b = nodes.filter(n => n.peerId.toString() === oldPeerId).at(-1) as OpenCloudNode
+    const a = await startClient(join(dir.path, 'old'))
+    assert.equal(a.peerId.toString(), b.peerId.toString())
+    const bytesB = randomBytes(300_000)
+    await writeFile(join(dir.path, 'from-b.bin'), bytesB)
+    const fromB = await b.storage.put(join(dir.path, 'from-b.bin'), { name: 'from-b.bin', k: 2, n: 3 })
+    // A stores too, under the contracts both share: its revisions are behind B's,
+    // so it takes the hosts' (resync) and with them B's shards, which no object of A's names
+    const bytesA = randomBytes(200_000)
+    await writeFile(join(dir.path, 'from-a.bin'), bytesA)
+    await a.storage.put(join(dir.path, 'from-a.bin'), { name: 'from-a.bin', k: 2, n: 3 })
+    const behind = a.storage.contractList().filter(([, c]) => c.ended == null && fromB.segments[0].shards.some(x => c.shards.some(([root]) => root === x.root)))
+    assert.ok(behind.length > 0, 'A\'s contracts hold B\'s shards now')
+    // A's garbage collection reads the hosts' notes first: B's object is imported, its shards stay
+    assert.deepEqual(await a.storage.collectGarbage(), { deleted: 0, ended: 0 })
+    assert.equal((await a.storage.find('from-b.bin')).id, fromB.id, 'A knows B\'s object, under its id')
+    for (const [node, name] of [[b, 'from-b.bin'], [a, 'from-b.bin'], [a, 'photo.jpg']] as const) {
+      const out = join(dir.path, `two-${node === a ? 'a' : 'b'}-${name}`)
+      await node.storage.get(name, out)
+      assert.equal(sha256(await readFile(out)), sha256(name === 'from-b.bin' ? bytesB : files[name]), `${name} from ${node === a ? 'A' : 'B'}`)
+    }
+    await a.stop()
+    nodes.splice(nodes.indexOf(a), 1)
+  })
+
   it('the wrong words find no index, and nothing is written', async () => {
     const root = join(dir.path, 'wrong')
     await mkdir(root, { mode: 0o700 })
