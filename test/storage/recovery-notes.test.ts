@@ -16,7 +16,7 @@ import { NoteStore } from '../../src/storage/host/note-store.ts'
 import { Sweeper } from '../../src/storage/host/sweeper.ts'
 import { ShardStore } from '../../src/storage/host/shard-store.ts'
 import { NoteQuotaError, NoteWithoutContractError } from '../../src/storage/host/errors.ts'
-import { checkNoteCall, contracts, noteDelete, noteList, notePut } from '../../src/storage/host/handlers/notes.ts'
+import { checkNoteCall, contracts, noteBytesCap, noteDelete, noteList, notePut } from '../../src/storage/host/handlers/notes.ts'
 import { assertPrinted, readProtocolDoc, sectionOf, type PrintedKind, type Vector } from '../helpers/protocol-doc.ts'
 import type { ContractTerms } from '../../src/storage/protocol/contract.ts'
 import type { HostRequest } from '../../src/storage/host/request.ts'
@@ -164,7 +164,9 @@ describe('a host\'s notes: who may keep them, the caps, paging and the sweep', (
     // replacing one within the cap is fine
     await notePut(h, request(RENTER, [id(3)], note))
     // a contract of 10 GiB more: 1% of 10.1 GiB is over 16 MiB
+    assert.equal(noteBytesCap(h.book, RENTER), 16 * MIB, 'the floor: 1% of 100 MiB is less')
     h.book.add(contract(2, RENTER, 10 * 1024 * MIB))
+    assert.equal(noteBytesCap(h.book, RENTER), Math.floor((100 + 10 * 1024) * MIB / 100), '1% of its contracts\' room')
     await notePut(h, request(RENTER, [id(64)], note))
     const again = new NoteStore(h.datastore)
     await again.load()
