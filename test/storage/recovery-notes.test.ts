@@ -8,6 +8,8 @@ import { MemoryDatastore } from 'datastore-core'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { identityKeyFromSeed } from '../../src/node/data-dir.ts'
+import { boot } from '../../src/node/boot.ts'
+import { testConfig } from '../helpers/nodes.ts'
 import { Wallet } from '../../src/payments/wallet/wallet.ts'
 import { AccessDeniedError, BadRequestError, BodyTooLargeError, InsufficientStorageError } from '../../src/protocols/rpc/errors.ts'
 import { indexKeyFromSeed, MAX_NOTE_BYTES, NoteOpenError, noteIdOf, openNote, sealNote } from '../../src/storage/protocol/index-notes.ts'
@@ -64,6 +66,24 @@ describe('the object index: identity, index key, note ids and sealing (PROTOCOL.
       const reopened = await Wallet.open({ path: join(dir, 'locked.json'), network: 'regtest', passphrase: 'correct horse' })
       assert.equal(locked.encrypted, true)
       assert.equal(Buffer.from(reopened.indexKey()).toString('hex'), v.indexKey)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('an encrypted wallet boots, and the identity it makes is its words\' (again after identity.key is gone)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'oc-boot-'))
+    try {
+      await Wallet.open({ path: join(dir, 'wallet.json'), network: 'regtest', mnemonic: v.mnemonic, passphrase: 'correct horse' })
+      const once = await boot({ dataDir: dir, config: testConfig(), walletPassphrase: 'correct horse' })
+      await once.datastore.close()
+      assert.equal(once.wallet.encrypted, true)
+      assert.equal(peerIdFromPrivateKey(once.privateKey).toString(), v.identityPeerId)
+      await rm(join(dir, 'identity.key'))
+      const twice = await boot({ dataDir: dir, config: testConfig(), walletPassphrase: 'correct horse' })
+      await twice.datastore.close()
+      assert.equal(peerIdFromPrivateKey(twice.privateKey).toString(), v.identityPeerId)
+      await assert.rejects(boot({ dataDir: dir, config: testConfig(), walletPassphrase: 'wrong' }), /passphrase is wrong/)
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
