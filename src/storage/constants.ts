@@ -35,6 +35,10 @@ export const REMOVED_NAMES = '/storage/removals/names'
 export const REMOVED_ORDER = '/storage/removals/order'
 /** set once the removed objects kept before REMOVED_NAMES and REMOVED_ORDER existed are indexed */
 export const REMOVALS_INDEXED = '/storage/removals/indexed'
+/** <encodeURIComponent(name)>/<version, 10 digits> -> object id: every version of a name, kept while one of them is stored (a pruned or removed one's key stays so `store get --version` can say what became of it) */
+export const VERSIONS = '/storage/versions'
+/** name -> {reserved: id} while a put stores a new version of it: the name key keeps pointing at the current version until the put commits */
+export const RESERVING = '/storage/reserving'
 
 // ---- fixed bounds ----
 

@@ -17,6 +17,11 @@ export class ObjectBeingStoredError extends Error {
   override name = 'ObjectBeingStoredError'
 }
 
+/** `store get NAME --version N` of a version the upkeep pruned (older than storage.versionsKeptFor) or `store rm --version` removed */
+export class VersionPrunedError extends Error {
+  override name = 'VersionPrunedError'
+}
+
 /** no stored object has that name or id */
 export class ObjectNotFoundError extends Error {
   override name = 'ObjectNotFoundError'
