@@ -40,6 +40,9 @@ export const VERSIONS = '/storage/versions'
 /** name -> {reserved: id} while a put stores a new version of it: the name key keeps pointing at the current version until the put commits */
 export const RESERVING = '/storage/reserving'
 
+/** versions are kept 30 days after a newer one is stored: what Dropbox Plus keeps, and a month of anyone's "I overwrote it last week" */
+export const DEFAULT_VERSIONS_KEPT_FOR_MS = 30 * 86_400_000
+
 // ---- fixed bounds ----
 
 /** a trust score a host must have had for a fall from it to move data away (1 is the average peer) */

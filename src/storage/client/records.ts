@@ -73,12 +73,15 @@ export function retryRepairNow (object: StoredObject): void {
 export interface RecordsInit {
   /** how many removed objects `store info` can still show, default 1,000 (DEFAULT_KEEP_REMOVED, set by the client) */
   keepRemoved: number
+  /** how long superseded versions are kept, as a user would write it ("30d"): the message of a pruned version names it */
+  keptFor?: string
 }
 
 /** The client's records in its datastore */
 export class Records {
   private readonly datastore: Datastore
   private readonly keepRemoved: number
+  private readonly keptFor: string
   /** one change to the object records at a time (see exclusive) */
   private readonly lock = new KeyedLock()
   /** names reserved by puts running in this process (the datastore holds them too, see reserveName) */
@@ -102,6 +105,7 @@ export class Records {
   constructor (datastore: Datastore, init: RecordsInit) {
     this.datastore = datastore
     this.keepRemoved = init.keepRemoved
+    this.keptFor = init.keptFor ?? ''
     this.contracts = new ContractTable(datastore)
   }
 
@@ -248,6 +252,24 @@ export class Records {
       out.push(await this.hydrate(dec<StoredObject>(value)))
     }
     return out.sort((a, b) => a.name.localeCompare(b.name) || (a.version ?? 1) - (b.version ?? 1))
+  }
+
+  /**
+   * The current version of each name (under `prefix`, if given), with how
+   * many versions of it are stored, by name
+   */
+  async current (prefix = ''): Promise<Array<{ object: StoredObject, versions: number }>> {
+    const byName = new Map<string, StoredObject[]>()
+    for (const object of await this.list()) {
+      if (object.name.startsWith(prefix)) {
+        byName.set(object.name, [...(byName.get(object.name) ?? []), object])
+      }
+    }
+    return [...byName.values()].map(all => {
+      // list() has them oldest first: the highest version not superseded, else the highest
+      const object = [...all].reverse().find(o => o.supersededAt == null) ?? all[all.length - 1]
+      return { object, versions: all.length }
+    })
   }
 
   /** An object by name or by id */
@@ -406,7 +428,7 @@ export class Records {
    * --version` removed says so, and when (`keptFor` words the setting);
    * its record stays for the latest keepRemoved removals
    */
-  async findVersion (name: string, version: number, keptFor = ''): Promise<StoredObject> {
+  async findVersion (name: string, version: number, keptFor = this.keptFor): Promise<StoredObject> {
     await this.ready()
     const ids = await this.versionIds(name)
     const id = ids.get(version)
