@@ -174,13 +174,7 @@ describe('the opencloud-node command line against running daemons', () => {
     }
     // nothing was made in the data directory of a refused daemon
     await assert.rejects(access(nowhere))
-
-    // a folder: one sentence, and a command line that packs it and stores the archive
-    const folder = await runCli(['store', 'put', `${dir.path}/`, '--data-dir', clientDir])
-    assert.equal(folder.code, 2)
-    const name = dir.path.replace(/^.*\//, '')
-    assert.equal(folder.stderr, `opencloud-node: "${dir.path}/" is a folder, and store put stores one file: pack the folder into one first\n` +
-      `  try: tar -czf ${dir.path}.tar.gz -C ${join(dir.path, '..')} ${name} && ${CLI} --data-dir ${clientDir} store put ${dir.path}.tar.gz\n`)
+    // (a folder is stored now, one object per file: test/storage/folders.test.ts)
   })
 
   it('prints hints that run as printed, with the --data-dir they need', async () => {
