@@ -470,7 +470,7 @@ async function putTree ({ values, json, dataDir, out, err }: FolderContext, path
       return
     }
     const count = (status: string): number => done.files.filter(f => f.status === status).length
-    out.write(`${count('stored')} stored, ${count('unchanged')} unchanged, ${count('skipped')} skipped; ${hintLine(values, ['store', 'ls', `${commonFolder(done.files.filter(f => f.status !== 'skipped').map(f => String(f.name)))}`])}\n`)
+    out.write(`${count('stored')} stored, ${count('unchanged')} unchanged, ${count('skipped')} skipped; list them: ${hintLine(values, ['store', 'ls', `${commonFolder(done.files.filter(f => f.status !== 'skipped').map(f => String(f.name)))}`])}\n`)
   } finally {
     process.removeListener('SIGINT', onSignal)
   }
