@@ -117,7 +117,7 @@ describe('the opencloud-node command line against running daemons', () => {
     // a subcommand's help is its own part of the command's help
     const putHelp = await runCli(['store', 'put', '--help'])
     assert.equal(putHelp.code, 0)
-    assert.match(putHelp.stdout, /^Usage: (npx )?opencloud-node store put <file> .*\n\n {2}store put <file> .*\n {4}--name N/)
+    assert.match(putHelp.stdout, /^Usage: (npx )?opencloud-node store put <file\|folder>\.\.\. .*\n\n {2}store put <file\|folder>\.\.\.\n(?: {26}.*\n)+ {4}--name N/)
     assert.match(putHelp.stdout, /--duration D .*90min, 12h, 30d/)
     assert.doesNotMatch(putHelp.stdout, /store get|store rm/)
     assert.match(putHelp.stdout, /All of "store": (npx )?opencloud-node store --help/)
