@@ -154,6 +154,17 @@ describe('storage folders: a directory stored, listed, fetched and removed, on r
     ])
   })
 
+  it('names a folder\'s files by --name: the folder\'s own name, another, or a folder it goes under', async () => {
+    const names = async (paths: string[], name?: string): Promise<string[]> => (await walkTree(paths, name)).files.filter(f => f.path.endsWith('/a.txt')).map(f => f.name)
+    assert.deepEqual(await names([photos]), ['photos/a.txt'])
+    assert.deepEqual(await names([photos], 'pics'), ['pics/a.txt'])
+    assert.deepEqual(await names([photos], 'backup/'), ['backup/photos/a.txt'])
+    const a = join(photos, 'a.txt')
+    assert.deepEqual(await names([a], 'renamed.txt'), ['renamed.txt'])
+    assert.deepEqual(await names([a], 'docs/'), ['docs/a.txt'])
+    assert.deepEqual((await walkTree([a, join(photos, 'sub', 'deeper')], 'both')).files.map(f => f.name), ['both/a.txt', 'both/deeper/c.bin'])
+  })
+
   it('refuses names with ".." or empty parts, a leading "/" or control characters', async () => {
     for (const bad of ['../x', 'a/../b', 'a//b', '/abs', 'dir/', 'a\u0001b', 'a\\b', '.', '']) {
       assert.throws(() => checkName(bad), InvalidNameError, JSON.stringify(bad))

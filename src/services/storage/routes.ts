@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises'
-import { isAbsolute } from 'node:path'
+import { basename, isAbsolute } from 'node:path'
 import { HttpError, readJsonBody } from '../../utils/http-body.ts'
 import { formatSize } from '../../utils/size.ts'
 import { DecryptError, IntegrityError, InvalidNameError, InvalidPutOptionError, InvalidRedundancyError, NotEnoughHostsError, ObjectBeingStoredError, ObjectExistsError, ObjectNotFoundError, OutputExistsError, PaymentRefusedError, RepairStuckError, ShardUnavailableError, StorageStoppedError, StreamSizeError, ObjectUnchangedError, VersionPrunedError, FolderNotEmptyError, TreeIncompleteError, TreeRefusedError } from '../../storage/errors.ts'
@@ -135,9 +135,13 @@ export function storageRoutes (client: StorageClient, { tabs }: Pick<ModuleCompo
         throw new HttpError(400, usage)
       }
       const options = parsePutOptions(body)
-      const name = typeof body.name === 'string' ? body.name : undefined
+      let name = typeof body.name === 'string' ? body.name : undefined
       const force = body.force === true
       const oneFile = paths.length === 1 && (await stat(paths[0] as string).catch(() => undefined))?.isFile() === true
+      if (oneFile && name?.endsWith('/') === true) {
+        // a folder to put the file in
+        name = `${name}${basename(paths[0] as string)}`
+      }
       await streamEvents(ctx, async (onProgress, signal, emit) => {
         if (!oneFile) {
           // a folder, or several paths: one object per file, each said as it is done

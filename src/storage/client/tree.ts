@@ -57,7 +57,8 @@ const utf8 = new TextDecoder('utf-8', { fatal: true })
  * Every file to store from `paths` (files and directories), with its
  * name: a directory's files are `<prefix>/<path under it>`, the prefix
  * being `name` or the directory's own name; a lone file is `name` or its
- * own name; with several paths, `name` is a folder they all go under.
+ * own name; with several paths, or a `name` ending with '/', `name` is a
+ * folder they go under, each with its own name.
  * Symlinks, entries that are not regular files and names that are not
  * valid UTF-8 (read as bytes, so none is mangled) or not usable are
  * skipped and said. A file or directory that cannot be read refuses the
@@ -118,9 +119,12 @@ export async function walkTree (paths: string[], name: string | undefined, fs: T
     }
     files.push({ path, name: objectName, size: kind.size })
   }
+  // a lone path takes `name` as its own ("--name docs": the folder is docs),
+  // unless it ends with '/' ("--name docs/": it goes under docs/, as several paths do)
+  const prefix = name?.replace(/\/+$/, '')
   for (const given of paths) {
     const path = resolve(given)
-    const top = lone && name != null ? name : name != null ? `${name}/${basename(path)}` : basename(path)
+    const top = prefix == null || prefix === '' ? basename(path) : lone && !name?.endsWith('/') ? prefix : `${prefix}/${basename(path)}`
     await visit(path, top)
   }
   if (unreadable.length > 0) {
