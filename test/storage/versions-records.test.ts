@@ -83,6 +83,26 @@ describe('versions in the records', () => {
     void v1; void v3
   })
 
+  it('tells the observer of every version record a commit or a removal changes (the object index keeps a note of each)', async () => {
+    const records = await recordsOn()
+    const seen: Array<[string, string, number | undefined, boolean]> = []
+    records.onObjectChange(async (kind, object, write) => {
+      await write()
+      seen.push([kind, object.id, object.version, object.supersededAt != null])
+    })
+    const v1 = await put(records, objectNamed('watched'))
+    const v2 = await put(records, objectNamed('watched'))
+    assert.deepEqual(seen, [['stored', v1.id, 1, false], ['stored', v2.id, 2, false], ['saved', v1.id, 1, true]])
+    seen.length = 0
+    await records.commitRemoved(await records.find('watched'), 1_000)
+    assert.deepEqual(seen, [['removed', v2.id, 2, false], ['saved', v1.id, 1, false]])
+    seen.length = 0
+    // an import that supersedes the local current version
+    const newer = objectNamed('watched', { version: 5, createdAt: 1e12 })
+    assert.equal(await records.importObject(newer), 'added')
+    assert.deepEqual(seen, [['saved', v1.id, 1, true]])
+  })
+
   it('reads a record written before versions as version 1', async () => {
     const datastore = new MemoryDatastore()
     const old = objectNamed('old')

@@ -70,6 +70,11 @@ export function retryRepairNow (object: StoredObject): void {
   }
 }
 
+/** What changed in an object record: saved (upkeep, repair), stored (a put's commit), removed */
+export type ObjectChange = 'saved' | 'stored' | 'removed'
+/** Sees each change to an object record, and does its write (Records.onObjectChange) */
+export type ObjectObserver = (kind: ObjectChange, object: StoredObject, write: () => Promise<void>) => Promise<void>
+
 export interface RecordsInit {
   /** how many removed objects `store info` can still show, default 1,000 (DEFAULT_KEEP_REMOVED, set by the client) */
   keepRemoved: number
@@ -101,6 +106,7 @@ export class Records {
    */
   commits = 0
   private migrating?: Promise<void>
+  private observer?: ObjectObserver
 
   constructor (datastore: Datastore, init: RecordsInit) {
     this.datastore = datastore
@@ -313,10 +319,27 @@ export class Records {
     }
   }
 
+  /**
+   * The one observer of changes to object records (index-notes.ts keeps
+   * the object index at the hosts with it): it is given the change and the
+   * write, and does the write itself, so it can put a note before the
+   * object is committed and delete one after it is removed. A version's
+   * record changed beside the one written (superseded by a commit, current
+   * again after a removal) is given as 'saved' with its write done already
+   * (one batch holds both, so the name never points at nothing).
+   */
+  onObjectChange (observer: ObjectObserver): void {
+    this.observer = observer
+  }
+
+  private async observed (kind: ObjectChange, object: StoredObject, write: () => Promise<void>): Promise<void> {
+    await (this.observer == null ? write() : this.observer(kind, object, write))
+  }
+
   /** Write an object, and the contracts it names */
   async saveObject (object: StoredObject): Promise<void> {
     await this.saveContractsOf(object)
-    await this.datastore.put(objectKeyOf(object.id), enc(this.dehydrate(object)))
+    await this.observed('saved', object, async () => { await this.datastore.put(objectKeyOf(object.id), enc(this.dehydrate(object))) })
   }
 
   /** Save an object changed by upkeep, unless it was removed meanwhile */
@@ -511,11 +534,14 @@ export class Records {
       }
       // two current versions of one name (two machines each put one): the older gives way
       const before = this.currentOf(stored.slice(1))
+      let changed: RawObject | undefined
       if (imported.supersededAt == null && before != null && before.raw.supersededAt == null) {
         const [older, newer] = before.raw.createdAt <= imported.createdAt ? [before.raw, imported] : [imported, before.raw]
         older.supersededAt = newer.createdAt
+        older.updatedAt = Date.now()
         if (older !== imported) {
           batch.put(objectKeyOf(older.id), enc(older))
+          changed = older
         }
       }
       batch.put(objectKeyOf(object.id), enc(imported))
@@ -530,6 +556,10 @@ export class Records {
       }
       await batch.commit()
       this.commits++
+      if (changed != null) {
+        // a local version this one supersedes: its note says so too
+        await this.observed('saved', await this.hydrate(changed), async () => {})
+      }
       return 'added'
     })
   }
@@ -594,8 +624,11 @@ export class Records {
       if (hold?.reserved === object.id) {
         batch.delete(reservingKey(object.name))
       }
-      await batch.commit()
+      await this.observed('stored', object, async () => batch.commit())
       this.commits++
+      if (superseded != null) {
+        await this.observed('saved', superseded, async () => {})
+      }
       return { superseded }
     })
   }
@@ -648,6 +681,7 @@ export class Records {
         }
       }
       const named = await this.nameEntry(object.name)
+      let current: RawObject | undefined
       if (left.length === 0) {
         for (const v of taken.keys()) {
           batch.delete(versionKey(object.name, v))
@@ -661,17 +695,20 @@ export class Records {
         }
         if (named === object.id) {
           // the highest version left is current now
-          const next = left.sort((a, b) => b.version - a.version)[0].raw
-          delete next.supersededAt
-          next.updatedAt = removedAt
-          batch.put(objectKeyOf(next.id), enc(next))
-          batch.put(nameKey(object.name), enc(next.id))
+          current = left.sort((a, b) => b.version - a.version)[0].raw
+          delete current.supersededAt
+          current.updatedAt = removedAt
+          batch.put(objectKeyOf(current.id), enc(current))
+          batch.put(nameKey(object.name), enc(current.id))
         }
       }
       batch.put(new Key(`${REMOVED}/${object.id}`), enc({ ...object, contracts, segments: [], segmentCount: object.segments.length, removedAt, ...(options.pruned === true ? { pruned: true } : {}) }))
       batch.put(removedNameKey(object.name), enc(object.id))
       batch.put(removedOrderKey(removedAt, object.id), enc(object.id))
-      await batch.commit()
+      await this.observed('removed', object, async () => batch.commit())
+      if (current != null) {
+        await this.observed('saved', await this.hydrate(current), async () => {})
+      }
     })
     await this.pruneRemoved()
   }
