@@ -207,7 +207,7 @@ describe('storage folders: a directory stored, listed, fetched and removed, on r
 
       const ls = await cli('store', 'ls', 'docs/')
       assert.equal(ls.code, 0, ls.stderr)
-      assert.match(ls.stdout, /^docs\/notes\/\s+5 bytes in 1 files/m)
+      assert.match(ls.stdout, /^docs\/notes\/\s+5 bytes in 1 file\s*$/m)
       assert.match(ls.stdout, /^docs\/readme\.md\s+5 bytes\s+1\s/m)
 
       await writeFile(join(tree, 'readme.md'), 'hello again')

@@ -408,7 +408,7 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
           printJson(out, result)
         } else {
           const names = new Set(result.removed.map(o => o.name)).size
-          out.write(`removed ${result.folder}: ${names} files (${result.removed.length} versions), their shards deleted from the hosts${result.unreachable.length > 0 ? `; ${result.unreachable.length} hosts could not be told now:\n  ${result.unreachable.join('\n  ')}` : ''}\n`)
+          out.write(`removed ${result.folder}: ${names} file${names === 1 ? '' : 's'} (${result.removed.length} version${result.removed.length === 1 ? '' : 's'}), their shards deleted from the hosts${result.unreachable.length > 0 ? `; ${result.unreachable.length} hosts could not be told now:\n  ${result.unreachable.join('\n  ')}` : ''}\n`)
         }
         return
       }
@@ -529,6 +529,6 @@ async function listFolder ({ values, json, dataDir, out }: FolderContext, prefix
     return
   }
   out.write(table([['NAME', 'SIZE', 'VERSIONS', 'RENT/MONTH', 'STORED'],
-    ...listing.folders.map(f => [f.name, `${String(f.sizeText)} in ${String(f.objects)} files`, '', '', '']),
+    ...listing.folders.map(f => [f.name, `${String(f.sizeText)} in ${String(f.objects)} file${f.objects === 1 ? '' : 's'}`, '', '', '']),
     ...listing.objects.map(o => [o.name, o.sizeText, String(o.versions ?? 1), o.rentPerMonth, minute(o.storedAt)])]))
 }

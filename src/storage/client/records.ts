@@ -459,7 +459,7 @@ export class Records {
       const known = [...ids.keys()].sort((a, b) => a - b)
       throw new ObjectNotFoundError(known.length === 0
         ? `no stored object is named "${name}"; "store ls" lists them`
-        : `"${name}" has no version ${version}: its versions are numbered ${known.join(', ')} ("store versions ${JSON.stringify(name)}" lists them)`)
+        : `"${name}" has no version ${version}: its versions are numbered ${known.join(', ')} (store versions lists those kept)`)
     }
     const raw = await this.rawObject(id)
     if (raw != null) {
@@ -471,8 +471,8 @@ export class Records {
     } catch {}
     const on = removed?.removedAt != null ? ` on ${new Date(removed.removedAt).toISOString()}` : ''
     throw new VersionPrunedError(removed?.pruned === true
-      ? `version ${version} of ${name} was pruned${on}${keptFor === '' ? '' : ` (versions are kept ${keptFor}: storage.versionsKeptFor)`}; "store versions ${JSON.stringify(name)}" lists the versions kept`
-      : `version ${version} of ${name} was removed${on} (store rm --version); "store versions ${JSON.stringify(name)}" lists the versions kept`)
+      ? `version ${version} of ${name} was pruned${on}${keptFor === '' ? '' : ` (versions are kept ${keptFor}: storage.versionsKeptFor)`}; store versions lists the versions kept`
+      : `version ${version} of ${name} was removed${on} (store rm --version); store versions lists the versions kept`)
   }
 
   /**
