@@ -537,8 +537,11 @@ export class Records {
       let changed: RawObject | undefined
       if (imported.supersededAt == null && before != null && before.raw.supersededAt == null) {
         const [older, newer] = before.raw.createdAt <= imported.createdAt ? [before.raw, imported] : [imported, before.raw]
-        older.supersededAt = newer.createdAt
-        older.updatedAt = Date.now()
+        // from now, not from when the newer was made: the other machine may
+        // have used the older as current until this merge, and a prune
+        // counted from long ago would delete it at once under it
+        older.supersededAt = Date.now()
+        older.updatedAt = older.supersededAt
         if (older !== imported) {
           batch.put(objectKeyOf(older.id), enc(older))
           changed = older
