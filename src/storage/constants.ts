@@ -35,6 +35,13 @@ export const REMOVED_NAMES = '/storage/removals/names'
 export const REMOVED_ORDER = '/storage/removals/order'
 /** set once the removed objects kept before REMOVED_NAMES and REMOVED_ORDER existed are indexed */
 export const REMOVALS_INDEXED = '/storage/removals/indexed'
+/** <encodeURIComponent(name)>/<version, 10 digits> -> object id: every version of a name, kept while one of them is stored (a pruned or removed one's key stays so `store get --version` can say what became of it) */
+export const VERSIONS = '/storage/versions'
+/** name -> {reserved: id} while a put stores a new version of it: the name key keeps pointing at the current version until the put commits */
+export const RESERVING = '/storage/reserving'
+
+/** versions are kept 30 days after a newer one is stored: what Dropbox Plus keeps, and a month of anyone's "I overwrote it last week" */
+export const DEFAULT_VERSIONS_KEPT_FOR_MS = 30 * 86_400_000
 
 // ---- fixed bounds ----
 

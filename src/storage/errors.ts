@@ -17,6 +17,37 @@ export class ObjectBeingStoredError extends Error {
   override name = 'ObjectBeingStoredError'
 }
 
+/** `store get NAME --version N` of a version the upkeep pruned (older than storage.versionsKeptFor) or `store rm --version` removed */
+export class VersionPrunedError extends Error {
+  override name = 'VersionPrunedError'
+}
+
+/** a put of a file identical (size and SHA-256) to the current version of its name: nothing is stored (force stores it) */
+export class ObjectUnchangedError extends Error {
+  override name = 'ObjectUnchangedError'
+  /** the current version, which already holds these bytes */
+  readonly object?: unknown
+  constructor (message: string, object?: unknown) {
+    super(message)
+    this.object = object
+  }
+}
+
+/** `store rm` of a folder without recursive: it says how many objects it would remove */
+export class FolderNotEmptyError extends Error {
+  override name = 'FolderNotEmptyError'
+}
+
+/** a folder put or get that cannot go ahead as a whole: a file that cannot be read, a path that escapes the output folder */
+export class TreeRefusedError extends Error {
+  override name = 'TreeRefusedError'
+}
+
+/** a folder put that failed part way: each file stored is whole, and the message says which were and were not */
+export class TreeIncompleteError extends Error {
+  override name = 'TreeIncompleteError'
+}
+
 /** no stored object has that name or id */
 export class ObjectNotFoundError extends Error {
   override name = 'ObjectNotFoundError'

@@ -1,5 +1,5 @@
 import { logger } from '@libp2p/logger'
-import { DEFAULT_AUDIT_GRACE_MS, DEFAULT_AUDIT_INTERVAL_MS, DEFAULT_DURATION_MS, DEFAULT_HEDGE_MS, DEFAULT_KEEP_REMOVED, DEFAULT_MIGRATE_ABOVE_PRICE, DEFAULT_MIN_THROUGHPUT, DEFAULT_MIN_TRUST, DEFAULT_RENEW_BEFORE_MS, DEFAULT_RENT_CHECK_MS, DEFAULT_RENT_PERIOD_MS, DEFAULT_REPAIR_RETRY_MS, DEFAULT_SEGMENT_SIZE, DEFAULT_SEGMENT_SLOTS, DEFAULT_SEGMENTS_IN_FLIGHT, DEFAULT_TRUST_DROP, DEFAULT_TRUST_GRACE_MS, END_CALL_MS, DEFAULT_RECOVER_WAIT_MS } from '../constants.ts'
+import { DEFAULT_AUDIT_GRACE_MS, DEFAULT_AUDIT_INTERVAL_MS, DEFAULT_DURATION_MS, DEFAULT_HEDGE_MS, DEFAULT_KEEP_REMOVED, DEFAULT_MIGRATE_ABOVE_PRICE, DEFAULT_MIN_THROUGHPUT, DEFAULT_MIN_TRUST, DEFAULT_RENEW_BEFORE_MS, DEFAULT_RENT_CHECK_MS, DEFAULT_RENT_PERIOD_MS, DEFAULT_REPAIR_RETRY_MS, DEFAULT_SEGMENT_SIZE, DEFAULT_SEGMENT_SLOTS, DEFAULT_SEGMENTS_IN_FLIGHT, DEFAULT_TRUST_DROP, DEFAULT_TRUST_GRACE_MS, DEFAULT_VERSIONS_KEPT_FOR_MS, END_CALL_MS, DEFAULT_RECOVER_WAIT_MS } from '../constants.ts'
 import { RecoveryRunningError, StorageStoppedError } from '../errors.ts'
 import { Contracts } from './contracts.ts'
 import { Downloader, type ObjectStream } from './download.ts'
@@ -8,6 +8,7 @@ import { SegmentSlots } from './memory.ts'
 import { Records, type ContractRecord, type StoredObject } from './records.ts'
 import { callSignal, StorageSession } from './session.ts'
 import { Uploader } from './upload.ts'
+import { getTree, listFolder, putTree, type FolderListing, type GetTreeOptions, type PutTreeOptions, type TreeFileResult } from './tree.ts'
 import { auditDue, type AuditCounts } from './upkeep/audits.ts'
 import { payRentDue } from './upkeep/rent.ts'
 import { renewDue } from './upkeep/renewals.ts'
@@ -17,6 +18,16 @@ import { importNoteObject, recover, type RecoveryProgress, type RecoveryReport }
 import type { GetOptions, HostOffer, PutOptions, PutSource, StorageClientComponents, StorageClientInit } from './interface.ts'
 
 const log = logger('opencloud:storage:client')
+
+/** A duration as config.json takes it: "30d", "12h", "90min", "0" */
+export function durationText (ms: number): string {
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['min', 60_000]] as const) {
+    if (ms > 0 && ms % size === 0) {
+      return `${ms / size}${unit}`
+    }
+  }
+  return ms === 0 ? '0' : `${ms} ms`
+}
 
 /**
  * The client side of storage (README, "Storage"), a small facade in the
@@ -38,6 +49,7 @@ export class StorageClient {
   private readonly auditIntervalMs: number
   private readonly auditGraceMs: number
   private readonly renewBeforeMs: number
+  private readonly versionsKeptForMs: number
   private readonly records: Records
   private readonly session: StorageSession
   private readonly contracts: Contracts
@@ -65,6 +77,7 @@ export class StorageClient {
     this.auditIntervalMs = init.auditIntervalMs ?? DEFAULT_AUDIT_INTERVAL_MS
     this.auditGraceMs = init.auditGraceMs ?? DEFAULT_AUDIT_GRACE_MS
     this.renewBeforeMs = init.renewBeforeMs ?? DEFAULT_RENEW_BEFORE_MS
+    this.versionsKeptForMs = init.versionsKeptForMs ?? DEFAULT_VERSIONS_KEPT_FOR_MS
     const segmentsInFlight = init.segmentsInFlight ?? DEFAULT_SEGMENTS_IN_FLIGHT
     const durationMs = init.durationMs ?? DEFAULT_DURATION_MS
     const minThroughput = init.minThroughput ?? DEFAULT_MIN_THROUGHPUT
@@ -76,7 +89,7 @@ export class StorageClient {
     const rate: StorageClientComponents['rate'] = (peer, event, method) => { components.rate?.(peer, event, method) }
     const trust = components.trust == null ? undefined : (peer: string): number => components.trust?.(peer) ?? 0
     const rateContract: StorageClientComponents['rateContract'] = (peer, satisfactory) => { components.rateContract?.(peer, satisfactory) }
-    const records = this.records = new Records(components.datastore, { keepRemoved: init.keepRemoved ?? DEFAULT_KEEP_REMOVED })
+    const records = this.records = new Records(components.datastore, { keepRemoved: init.keepRemoved ?? DEFAULT_KEEP_REMOVED, keptFor: durationText(this.versionsKeptForMs) })
     const session = this.session = new StorageSession(async (peer, request, sats) => components.call(peer, request, sats))
     this.index = new IndexNotes({ datastore: components.datastore, records, session, indexKey: () => components.indexKey?.() })
     const contracts = this.contracts = new Contracts({ peerId, signer, trust, rateContract, session, records }, { rentPeriodMs: init.rentPeriodMs ?? DEFAULT_RENT_PERIOD_MS, minThroughput, allowance: init.contractAllowance, renewBeforeMs: this.renewBeforeMs })
@@ -147,6 +160,7 @@ export class StorageClient {
       await step('ending the contracts of interrupted uploads', async () => this.cleanUploads(signal))
       await step('bringing the object index at the hosts up to date', async () => this.index.flush(signal))
       await step('deleting shards and ending contracts nothing refers to', async () => this.collectGarbage(signal, { twoPasses: true }))
+      await step('pruning old versions', async () => this.pruneVersions(Date.now(), signal))
       await step('paying rent', async () => this.payRent(Date.now(), signal))
       await step('auditing', async () => this.audit(Date.now(), signal))
       await step('renewing contracts', async () => this.renewAll(Date.now(), signal))
@@ -188,6 +202,21 @@ export class StorageClient {
     return this.uploader.put(source, options, this.upkeepSignal(options.signal))
   }
 
+  /** Store files and directories, one object per file named by its path (tree.ts: putTree) */
+  async putTree (paths: string[], options: PutTreeOptions = {}): Promise<{ files: TreeFileResult[] }> {
+    return putTree(this, paths, options)
+  }
+
+  /** Fetch every current object under a folder (`prefix` ends with '/') into the directory `out` (tree.ts: getTree) */
+  async getTree (prefix: string, out: string, options: GetTreeOptions = {}): Promise<{ files: Array<{ object: StoredObject, out: string }> }> {
+    return getTree(this, prefix, out, options)
+  }
+
+  /** The objects and sub-folders directly under a folder */
+  async listFolder (prefix: string): Promise<FolderListing> {
+    return listFolder(this, prefix)
+  }
+
   /** Fetch, check, decode and decrypt an object into the file `out` (a `.part` beside it, renamed when whole) */
   async get (nameOrId: string, out: string, options: GetOptions = {}): Promise<StoredObject> {
     return this.downloader.get(nameOrId, out, options)
@@ -207,6 +236,11 @@ export class StorageClient {
 
   async list (): Promise<StoredObject[]> {
     return this.records.list()
+  }
+
+  /** The current version of each name under `prefix` (default all), with how many versions of it are stored */
+  async current (prefix = ''): Promise<Array<{ object: StoredObject, versions: number }>> {
+    return this.records.current(prefix)
   }
 
   /** An object by name or by id */
@@ -232,52 +266,134 @@ export class StorageClient {
    * signal aborts while hosts are being told (Ctrl-C, the API client gone,
    * the node stopping) keeps the object: `store rm` again tells the others.
    */
-  async remove (nameOrId: string, signal?: AbortSignal): Promise<{ object: StoredObject, unreachable: string[] }> {
-    const found = await this.records.find(nameOrId)
-    this.repairer.stopRepair(found.id, new Error(`"${found.name}" is being removed`))
+  async remove (nameOrId: string, signal?: AbortSignal, options: { version?: number } = {}): Promise<{ object: StoredObject, unreachable: string[], versions: StoredObject[] }> {
+    // a name is every version of it (the current one last, so the name does
+    // not move from version to version meanwhile); an id or --version, one
+    const which = async (): Promise<StoredObject[]> => {
+      if (options.version != null) {
+        return [await this.records.findVersion(nameOrId, options.version)]
+      }
+      const found = await this.records.find(nameOrId)
+      if (found.id === nameOrId) {
+        return [found]
+      }
+      const all = await this.records.versions(found.name)
+      return [...all.filter(v => v.id !== found.id), found]
+    }
+    for (const object of await which()) {
+      this.repairer.stopRepair(object.id, new Error(`"${object.name}" is being removed`))
+    }
     return this.upkept(signal, async upkeep => {
-      const object = await this.records.find(nameOrId)
-      // what the other objects name, a put committed meanwhile included
-      const others = await this.records.named(object.id)
-      const unreachable: Array<[string, ContractRecord, string] | [string, undefined, string]> = []
-      await Promise.all(Object.entries(object.contracts).map(async ([id, c]) => {
-        if (c.ended != null) {
-          return
-        }
-        const mine = new Set(object.segments.flatMap(s => s.shards.filter(x => x.contract === id).map(x => x.root)))
-        const shared = this.contracts.inUse(id) || others.has(id)
-        if (shared && (c.lost != null || mine.size === 0)) {
-          // a condemned host is told nothing more; its shards no longer count
-          return
-        }
-        try {
-          if (shared) {
-            await this.contracts.deleteShards(id, c, mine, upkeep)
-          } else {
-            await this.contracts.end(id, c, callSignal(upkeep, END_CALL_MS), { untilTold: true })
-          }
-        } catch (err: any) {
-          if (!upkeep.aborted && c.ended == null) {
-            unreachable.push(shared
-              ? [id, undefined, `${c.host} (${err.message}); its shards of this object are deleted at a later check, and its contract ends on ${new Date(c.end).toISOString()} at the latest`]
-              : [id, c, `${c.host} (${err.message}); its contract ends on ${new Date(c.end).toISOString()} anyway`])
-          }
-        }
-      }))
-      if (upkeep.aborted) {
-        await this.records.saveObject(object)
-        upkeep.throwIfAborted()
+      const removed: StoredObject[] = []
+      const unreachable: string[] = []
+      for (const object of await which()) {
+        const done = await this.removeOne(object, upkeep)
+        removed.push(done.object)
+        unreachable.push(...done.unreachable)
       }
-      // the hosts that could not be told keep the shards until the contract's end
-      for (const [id, c] of unreachable) {
-        if (c != null) {
-          await this.contracts.close(id, c)
-        }
-      }
-      const removedAt = Date.now()
-      await this.records.commitRemoved(object, removedAt)
-      return { object: { ...object, removedAt }, unreachable: unreachable.map(([, , why]) => why) }
+      return { object: removed[removed.length - 1], unreachable, versions: removed }
     })
+  }
+
+  /**
+   * Remove every object under a folder (names starting with `prefix`,
+   * which ends with '/'), every version of each; resolves with what was
+   * removed and the hosts that could not be told
+   */
+  async removeTree (prefix: string, signal?: AbortSignal): Promise<{ removed: StoredObject[], unreachable: string[] }> {
+    const under = async (): Promise<StoredObject[]> => (await this.records.list()).filter(o => o.name.startsWith(prefix))
+    for (const object of await under()) {
+      this.repairer.stopRepair(object.id, new Error(`"${object.name}" is being removed`))
+    }
+    return this.upkept(signal, async upkeep => {
+      const removed: StoredObject[] = []
+      const unreachable: string[] = []
+      // older versions first: a name stays on a version that is stored until its last goes
+      for (const object of (await under()).sort((a, b) => Number(a.supersededAt == null) - Number(b.supersededAt == null))) {
+        const done = await this.removeOne(object, upkeep)
+        removed.push(done.object)
+        unreachable.push(...done.unreachable)
+      }
+      return { removed, unreachable }
+    })
+  }
+
+  /**
+   * Remove the versions superseded longer than versionsKeptForMs ago (each
+   * as `store rm --version` does, its record marked pruned so `store get
+   * --version` says so); resolves with how many were pruned
+   */
+  async pruneVersions (now = Date.now(), signal?: AbortSignal): Promise<number> {
+    return this.upkept(signal, async upkeep => {
+      let pruned = 0
+      for (const object of await this.records.list()) {
+        if (object.supersededAt == null || now - object.supersededAt < this.versionsKeptForMs) {
+          continue
+        }
+        upkeep.throwIfAborted()
+        this.repairer.stopRepair(object.id, new Error(`version ${object.version ?? 1} of "${object.name}" is being pruned`))
+        await this.removeOne(object, upkeep, { pruned: true })
+        log('pruned version %d of %s (superseded %s)', object.version ?? 1, object.name, new Date(object.supersededAt).toISOString())
+        pruned++
+      }
+      return pruned
+    })
+  }
+
+  /** The stored versions of a name, oldest first */
+  async versions (name: string): Promise<StoredObject[]> {
+    return this.records.versions(name)
+  }
+
+  /** One version of a name (VersionPrunedError for one pruned or removed) */
+  async findVersion (name: string, version: number): Promise<StoredObject> {
+    return this.records.findVersion(name, version)
+  }
+
+  /** One object's removal, under the records lock (see remove) */
+  private async removeOne (found: StoredObject, upkeep: AbortSignal, options: { pruned?: boolean } = {}): Promise<{ object: StoredObject, unreachable: string[] }> {
+    // read again under the lock: upkeep may have changed it meanwhile
+    const object = await this.records.find(found.id)
+    // what the other objects name, a put committed meanwhile included
+    const others = await this.records.named(object.id)
+    const unreachable: Array<[string, ContractRecord, string] | [string, undefined, string]> = []
+    await Promise.all(Object.entries(object.contracts).map(async ([id, c]) => {
+      if (c.ended != null) {
+        return
+      }
+      const mine = new Set(object.segments.flatMap(s => s.shards.filter(x => x.contract === id).map(x => x.root)))
+      const shared = this.contracts.inUse(id) || others.has(id)
+      if (shared && (c.lost != null || mine.size === 0)) {
+        // a condemned host is told nothing more; its shards no longer count
+        return
+      }
+      try {
+        if (shared) {
+          await this.contracts.deleteShards(id, c, mine, upkeep)
+        } else {
+          await this.contracts.end(id, c, callSignal(upkeep, END_CALL_MS), { untilTold: true })
+        }
+      } catch (err: any) {
+        if (!upkeep.aborted && c.ended == null) {
+          unreachable.push(shared
+            ? [id, undefined, `${c.host} (${err.message}); its shards of this object are deleted at a later check, and its contract ends on ${new Date(c.end).toISOString()} at the latest`]
+            : [id, c, `${c.host} (${err.message}); its contract ends on ${new Date(c.end).toISOString()} anyway`])
+        }
+      }
+    }))
+    if (upkeep.aborted) {
+      await this.records.saveObject(object)
+      upkeep.throwIfAborted()
+    }
+    // the hosts that could not be told keep the shards until the contract's end
+    for (const [id, c] of unreachable) {
+      if (c != null) {
+        await this.contracts.close(id, c)
+      }
+    }
+    const removedAt = Date.now()
+    await this.records.commitRemoved(object, removedAt, options)
+    return { object: { ...object, removedAt }, unreachable: unreachable.map(([, , why]) => why) }
   }
 
   // ---- upkeep ----
@@ -511,7 +627,9 @@ export class StorageClient {
 export { STORAGE } from '../constants.ts'
 export { GIB } from '../protocol/contract.ts'
 export { NoIndexFoundError, RecoveryRunningError, IndexWriteError } from '../errors.ts'
-export { DecryptError, IntegrityError, InvalidNameError, NotEnoughHostsError, ObjectBeingStoredError, ObjectExistsError, ObjectNotFoundError, OutputExistsError, PaymentRefusedError, RepairStuckError, ShardUnavailableError, StorageStoppedError, StreamSizeError } from '../errors.ts'
+export { DecryptError, IntegrityError, InvalidNameError, NotEnoughHostsError, ObjectBeingStoredError, ObjectExistsError, ObjectNotFoundError, OutputExistsError, PaymentRefusedError, RepairStuckError, ShardUnavailableError, StorageStoppedError, StreamSizeError, ObjectUnchangedError, VersionPrunedError, FolderNotEmptyError, TreeIncompleteError, TreeRefusedError } from '../errors.ts'
+export { checkName, checkPrefix, isFolder } from './names.ts'
+export { walkTree, type FolderListing, type TreeFileResult, type TreeFs } from './tree.ts'
 export { bytesHeld, defaultK, defaultRedundancy, defaultRepairAfterLost, healthOf, lostKind, monthlyRent, objectBytesByContract, shardCounts, spentOn, type ObjectHealth } from './health.ts'
 export { migrationReason } from './upkeep/migration.ts'
 export { repairCandidates } from './upkeep/repair.ts'
