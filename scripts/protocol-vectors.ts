@@ -8,7 +8,7 @@
  * test/protocols/rpc/vectors.test.ts recomputes them and checks both that
  * file and PROTOCOL.md.
  */
-import { createHash } from 'node:crypto'
+import { createHash, hkdfSync } from 'node:crypto'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { networks } from 'bitcoinjs-lib'
 import { FrameType, REQUEST_DOMAIN, RESPONSE_DOMAIN } from '../src/protocols/rpc/constants.ts'
@@ -37,8 +37,24 @@ import {
   signedRefund, stateOutputs, stateTransaction, type ChannelTerms
 } from '../src/payments/channels/channel-script.ts'
 import { formatBtc } from '../src/protocols/units.ts'
+import { mnemonicToSeedSync } from '@scure/bip39'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { identityKeyFromSeed } from '../src/node/data-dir.ts'
+import { indexKeyFromSeed, noteIdOf, sealNote } from '../src/storage/protocol/index-notes.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+
+/**
+ * The object index of the vectors (PROTOCOL.md 8g): the BIP39 test
+ * mnemonic (no passphrase), an object id, a note's plaintext and a fixed
+ * nonce (a real note's nonce is random)
+ */
+export const INDEX_VECTOR = {
+  mnemonic: 'abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about',
+  objectId: '00112233445566778899aabbccddeeff',
+  plaintext: '{"id":"00112233445566778899aabbccddeeff","name":"hello.txt"}',
+  nonce: Uint8Array.from({ length: 12 }, (_, i) => 0x50 + i)
+}
 const sha256 = (b: Uint8Array | string): Uint8Array => Uint8Array.from(createHash('sha256').update(b).digest())
 const range = (start: number, n: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => start + i)
 
@@ -372,6 +388,24 @@ export async function computeVectors (): Promise<Record<string, any>> {
       sealedSegment1: hex(sealSegment(key, objectId, 1, new TextEncoder().encode('hello storage'))),
       renterRating: hex(signRating({ contractId, rater: client.text.slice(3), rated: server.text.slice(3), satisfactory: true, reason: 'served as agreed', at: 1_769_817_600_000 }, client))
     },
+    index: await (async () => {
+      const { mnemonic, objectId, plaintext, nonce } = INDEX_VECTOR
+      const seed = mnemonicToSeedSync(mnemonic)
+      const indexKey = indexKeyFromSeed(seed)
+      const noteId = noteIdOf(indexKey, objectId)
+      return {
+        mnemonic,
+        seed: hex(seed),
+        identitySeed: hex(new Uint8Array(hkdfSync('sha256', seed, 'opencloud-identity', 'v1', 32))),
+        identityPeerId: peerIdFromPrivateKey(await identityKeyFromSeed(seed)).toString(),
+        indexKey: hex(indexKey),
+        objectId,
+        noteId,
+        plaintext,
+        nonce: hex(nonce),
+        sealedNote: hex(sealNote(indexKey, noteId, new TextEncoder().encode(plaintext), nonce))
+      }
+    })(),
     share: {
       domain: hex(SHARE_DOMAIN),
       grant: hex(grant),

@@ -18,6 +18,37 @@ export class ObjectBeingStoredError extends Error {
   override name = 'ObjectBeingStoredError'
 }
 
+/** `store get NAME --version N` of a version the upkeep pruned (older than storage.versionsKeptFor) or `store rm --version` removed */
+export class VersionPrunedError extends Error {
+  override name = 'VersionPrunedError'
+}
+
+/** a put of a file identical (size and SHA-256) to the current version of its name: nothing is stored (force stores it) */
+export class ObjectUnchangedError extends Error {
+  override name = 'ObjectUnchangedError'
+  /** the current version, which already holds these bytes */
+  readonly object?: unknown
+  constructor (message: string, object?: unknown) {
+    super(message)
+    this.object = object
+  }
+}
+
+/** `store rm` of a folder without recursive: it says how many objects it would remove */
+export class FolderNotEmptyError extends Error {
+  override name = 'FolderNotEmptyError'
+}
+
+/** a folder put or get that cannot go ahead as a whole: a file that cannot be read, a path that escapes the output folder */
+export class TreeRefusedError extends Error {
+  override name = 'TreeRefusedError'
+}
+
+/** a folder put that failed part way: each file stored is whole, and the message says which were and were not */
+export class TreeIncompleteError extends Error {
+  override name = 'TreeIncompleteError'
+}
+
 /** no stored object has that name or id */
 export class ObjectNotFoundError extends Error {
   override name = 'ObjectNotFoundError'
@@ -88,6 +119,28 @@ export class InvalidPutOptionError extends Error {
 
 /** an object that does not decrypt with this wallet's storage key (protocol/crypto.ts) */
 export { DecryptError }
+
+/** no host asked holds notes of this identity's object index: the words are not the ones that stored anything (or the hosts are gone) */
+export class NoIndexFoundError extends Error {
+  override name = 'NoIndexFoundError'
+  /** how many hosts answered: none means nothing could be asked, not that there is nothing */
+  readonly hostsAnswered: number
+
+  constructor (message: string, hostsAnswered = 0) {
+    super(message)
+    this.hostsAnswered = hostsAnswered
+  }
+}
+
+/** a put's object could not be written to the index at any of its hosts: the put is not committed */
+export class IndexWriteError extends Error {
+  override name = 'IndexWriteError'
+}
+
+/** a recovery was asked for while one is under way */
+export class RecoveryRunningError extends Error {
+  override name = 'RecoveryRunningError'
+}
 
 // ---- shares (PROTOCOL.md 8h) ----
 //

@@ -101,7 +101,7 @@ async function run (action: 'share' | 'shares' | 'unshare' | 'fetch', { values, 
     throw new UsageError(`"store ${action}" takes one argument, not ${positionals.length - 1}; see: ${CLI} store ${action} --help`)
   }
   const allowed: Record<typeof action, string[]> = { share: ['to', 'link', 'expires'], shares: [], unshare: [], fetch: ['out', 'force'] }
-  for (const flag of ['to', 'link', 'expires', 'out', 'force', 'name', 'redundancy', 'duration', 'max-price']) {
+  for (const flag of ['to', 'link', 'expires', 'out', 'force', 'name', 'redundancy', 'duration', 'max-price', 'version', 'recursive', 'wait']) {
     if (values[flag] != null && !allowed[action].includes(flag)) {
       throw new UsageError(`--${flag} does not apply to "store ${action}"; see: ${CLI} store ${action} --help`)
     }

@@ -261,7 +261,8 @@ export class Downloader {
    * stream ends, however it ends.
    */
   async getStream (nameOrId: string, options: Omit<GetOptions, 'overwrite'> = {}): Promise<ObjectStream> {
-    const object = await this.components.records.find(nameOrId)
+    const { records } = this.components
+    const object = options.version == null ? await records.find(nameOrId) : await records.findVersion(nameOrId, options.version)
     return { object, stream: this.segments(object, options) }
   }
 

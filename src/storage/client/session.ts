@@ -143,4 +143,33 @@ export class StorageSession {
       return {}
     }
   }
+
+  // the object index (PROTOCOL.md 8g)
+
+  /** `note-put`: keep a sealed note under its id at the host */
+  async notePut (host: string, id: string, note: Uint8Array, signal: AbortSignal): Promise<void> {
+    await this.json(host, 'note-put', [id], note, 0n, signal)
+  }
+
+  /** `note-list`: one page of this node's notes at the host, after `after` */
+  async noteList (host: string, after: string | undefined, signal: AbortSignal): Promise<{ notes: Array<{ id: string, note: Uint8Array }>, more: boolean }> {
+    const answer = await this.json(host, 'note-list', after == null ? [] : [after], undefined, 0n, signal)
+    const notes = Array.isArray(answer?.notes) ? answer.notes : []
+    return {
+      notes: notes.filter((n: any) => typeof n?.id === 'string' && /^[0-9a-f]{64}$/.test(n.id) && typeof n.note === 'string').map((n: any) => ({ id: n.id, note: fromB64(n.note) })),
+      more: answer?.more === true
+    }
+  }
+
+  /** `note-delete`: forget a note at the host */
+  async noteDelete (host: string, id: string, signal: AbortSignal): Promise<void> {
+    await this.json(host, 'note-delete', [id], undefined, 0n, signal)
+  }
+
+  /** `contracts`: the ids of this node's contracts whose shards the host holds */
+  async contracts (host: string, signal: AbortSignal): Promise<Array<{ id: string, ended: boolean }>> {
+    const answer = await this.json(host, 'contracts', [], undefined, 0n, signal)
+    const list = Array.isArray(answer?.contracts) ? answer.contracts : []
+    return list.filter((c: any) => typeof c?.id === 'string' && /^[0-9a-f]{64}$/.test(c.id)).map((c: any) => ({ id: c.id, ended: c.ended === true }))
+  }
 }

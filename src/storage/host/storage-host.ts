@@ -19,6 +19,8 @@ import { end, type EndAnswer } from './handlers/end.ts'
 import { sharedGet } from './handlers/shared-get.ts'
 import { unshare, type UnshareAnswer } from './handlers/unshare.ts'
 import { Revocations } from './revocations.ts'
+import { checkNoteCall, contracts, noteDelete, noteList, notePut, type NoteMethod } from './handlers/notes.ts'
+import { NoteStore } from './note-store.ts'
 import type { OutgoingBody } from '../../protocols/rpc/body.ts'
 import type { CredentialSigner } from '../../protocols/rpc/credentials.ts'
 import type { StorageMethod } from './args.ts'
@@ -82,6 +84,8 @@ export class StorageHost {
   readonly store: ShardStore
   private readonly book: ContractBook
   private readonly sweeper: Sweeper
+  /** the renters' notes: their object index (PROTOCOL.md 8g) */
+  readonly notes: NoteStore
   /** what the handlers share */
   private readonly context: HostContext
   /** the grants renters revoked (PROTOCOL.md 8h), each until its expiry */
@@ -91,7 +95,8 @@ export class StorageHost {
     this.capacity = init.capacity ?? DEFAULT_CAPACITY
     this.store = new ShardStore(init.dir)
     this.book = new ContractBook({ datastore: components.datastore, now: components.now })
-    this.sweeper = new Sweeper({ book: this.book, store: this.store, rateRenter: components.rateRenter, recordRenter: components.recordRenter }, {
+    this.notes = new NoteStore(components.datastore)
+    this.sweeper = new Sweeper({ book: this.book, store: this.store, notes: this.notes, rateRenter: components.rateRenter, recordRenter: components.recordRenter }, {
       graceMs: init.rentGraceMs ?? DEFAULT_RENT_GRACE_MS,
       intervalMs: init.checkMs ?? DEFAULT_SWEEP_MS
     })
@@ -112,6 +117,7 @@ export class StorageHost {
     await this.store.start()
     await this.book.load()
     await this.revocations.load()
+    await this.notes.load()
     log('%d contracts, %d bytes reserved of %d', this.contractsHeld(), this.reserved(), this.capacity)
     this.sweeper.start()
   }
@@ -157,6 +163,11 @@ export class StorageHost {
    * asked before payment (agreement.ts, costOf); undefined: the list price
    */
   cost (method: StorageMethod, query: HostQuery): bigint | undefined {
+    if (method === 'note-put' || method === 'note-list' || method === 'note-delete' || method === 'contracts') {
+      // free: the list price, as `list`
+      checkNoteCall(this.book, method, query)
+      return undefined
+    }
     return costOf(this.book, method, query)
   }
 
@@ -204,5 +215,23 @@ export class StorageHost {
 
   async unshare (req: HostRequest): Promise<UnshareAnswer> {
     return unshare({ ...this.context, revocations: this.revocations }, req)
+  }
+
+  // the object index (PROTOCOL.md 8g)
+
+  async notePut (req: HostRequest): Promise<{ id: string, bytes: number }> {
+    return notePut({ book: this.book, notes: this.notes }, req)
+  }
+
+  async noteList (req: HostRequest): Promise<{ notes: Array<{ id: string, note: string }>, more: boolean }> {
+    return noteList({ book: this.book, notes: this.notes }, req)
+  }
+
+  async noteDelete (req: HostRequest): Promise<{ id: string, deleted: boolean }> {
+    return noteDelete({ book: this.book, notes: this.notes }, req)
+  }
+
+  async contracts (req: HostRequest): Promise<Awaited<ReturnType<typeof contracts>>> {
+    return contracts({ book: this.book }, req)
   }
 }
