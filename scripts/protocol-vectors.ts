@@ -219,6 +219,7 @@ export async function computeVectors (): Promise<Record<string, any>> {
   const shareText = encodeShareText({
     grant,
     signature: grantSignature,
+    folder: '',
     objects: [{
       name: 'hello.txt', size: 13, sha256: hex(sha256('hello storage')), k: 1, n: 2, segmentSize: 4 * 1024 ** 2,
       id: hex(objectId), key,

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { DecodeError } from '../../src/protocols/codec.ts'
 import { peerBytes } from '../../src/protocols/signed.ts'
-import { decodeGrant, decodeGrantBody, decodeShareText, encodeGrant, grantOpens, verifyGrant } from '../../src/storage/protocol/share.ts'
+import { decodeGrant, decodeGrantBody, decodeShareText, encodeGrant, encodeShareText, grantOpens, verifyGrant } from '../../src/storage/protocol/share.ts'
 import { pathUnder } from '../../src/storage/client/shares.ts'
 import { AccessDeniedError } from '../../src/protocols/rpc/errors.ts'
 import { InvalidShareError, shareRefusalOf, ShareRevokedError, ShareScopeError } from '../../src/storage/errors.ts'
@@ -77,6 +77,7 @@ describe('shares: PROTOCOL.md 8h vectors', () => {
     const share = decodeShareText(text)
     assert.equal(hex(share.grant), grantHex)
     assert.equal(hex(share.signature), signatureHex)
+    assert.equal(share.folder, '')
     assert.equal(share.objects.length, 1)
     const [o] = share.objects
     assert.deepEqual({ name: o.name, size: o.size, k: o.k, n: o.n, segmentSize: o.segmentSize, id: o.id }, { name: 'hello.txt', size: 13, k: 1, n: 2, segmentSize: 4 * 1024 ** 2, id: '909192939495969798999a9b9c9d9e9f' })
@@ -85,6 +86,9 @@ describe('shares: PROTOCOL.md 8h vectors', () => {
     assert.deepEqual(o.segments[0].shards.map(s => s.host), [fixture.keys.serverPeerId, fixture.keys.clientPeerId])
     // the host table: the server's get price under the contract of the storage example, the client's not known
     assert.deepEqual([...share.prices!], [[fixture.keys.serverPeerId, { version: 2, downloadPrice: 2000n }]])
+    // a folder's share names only objects under it
+    assert.throws(() => decodeShareText(encodeShareText({ ...share, folder: 'docs/' })), /names an object outside it/)
+    assert.equal(decodeShareText(encodeShareText({ ...share, folder: 'hello' + '/', objects: [{ ...o, name: 'hello/x.txt' }] })).objects[0].name, 'hello/x.txt')
     // what a pasted text loses is said, not misread
     assert.throws(() => decodeShareText(text.slice(0, -10)), DecodeError)
     assert.throws(() => decodeShareText('ocshare2' + text.slice(8)), /starts with "ocshare1"/)

@@ -126,18 +126,22 @@ describe('shares: a file fetched by a node that holds none of the owner\'s words
     }
     const { share, text } = await owner.storage.share('docs/', { expiresInMs: 3600_000 })
     assert.deepEqual(share.objects.map(o => o.name).sort(), Object.keys(files))
+    // by default under the folder's name in the directory given; with --out, under that directory (as store get PREFIX/ --out DIR)
+    const here = join(dir.path, 'here')
+    const fetched = await holder.storage.fetchShared(text, { dir: here })
+    assert.deepEqual(fetched.map(f => f.out).sort(), [join(here, 'docs', 'a.txt'), join(here, 'docs', 'sub', 'b.bin')])
     const tree = join(dir.path, 'tree')
-    const fetched = await holder.storage.fetchShared(text, { dir: tree })
-    assert.deepEqual(fetched.map(f => f.out).sort(), [join(tree, 'docs', 'a.txt'), join(tree, 'docs', 'sub', 'b.bin')])
+    await holder.storage.fetchShared(text, { out: tree })
     for (const [name, bytes] of Object.entries(files)) {
-      assert.equal(sha256(await readFile(join(tree, name))), sha256(bytes))
+      assert.equal(sha256(await readFile(join(here, name))), sha256(bytes))
+      assert.equal(sha256(await readFile(join(tree, name.slice('docs/'.length)))), sha256(bytes))
     }
     // the folder's share opens nothing outside it
     for (const answer of await askEveryHost(holder, 'shared.bin', bodyOf(text))) {
       assert.ok(answer instanceof ShareScopeError, `a host answered ${String(answer)}`)
     }
-    // and a folder is not written over a single --out file
-    await assert.rejects(holder.storage.fetchShared(text, { out: join(dir.path, 'one.bin') }), /a folder\): give a directory/)
+    // and a folder is not written over a file
+    await assert.rejects(holder.storage.fetchShared(text, { out: join(dir.path, 'fetched.bin') }), /is a file: give a directory/)
   })
 
   it('is refused by every host after unshare, with the reason', async () => {

@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { ApiError, connectApi } from '../api-client.ts'
 import { formatSize } from '../../utils/size.ts'
@@ -47,8 +47,9 @@ export const SHARE_HELP = `  store share <name|PREFIX/>
                           the owner's needed): shard by shard from the
                           owner's hosts, checked and decrypted; this node
                           pays its own downloads, at each host's get price
-    --out FILE|DIR        where to write (default: here; a folder share is
-                          written under DIR by its names)
+    --out FILE|DIR        where to write (default: here, by the file's name;
+                          a folder's files go under DIR by their names in
+                          the folder, by default under the folder's name)
     --force               replace files that exist`
 
 export const SHARE_OPTIONS = {
@@ -173,12 +174,8 @@ async function run (action: 'share' | 'shares' | 'unshare' | 'fetch', { values, 
     }
     case 'fetch': {
       const text = await shareText(needs('a share text (ocshare1...), or @FILE holding it'))
-      let target: { out?: string, dir?: string } = { dir: process.cwd() }
-      if (values.out != null) {
-        const path = resolve(values.out)
-        const isDir = values.out.endsWith('/') || await stat(path).then(s => s.isDirectory(), () => false)
-        target = isDir ? { dir: path } : { out: path }
-      }
+      // the daemon's working directory is not this one: paths go absolute
+      const target: { out?: string, dir?: string } = values.out != null ? { out: resolve(values.out) } : { dir: process.cwd() }
       const api = await connectApi(dataDir, values.api)
       let bar: Progress | undefined
       let reported = 0

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { isAbsolute, join, resolve, sep, basename } from 'node:path'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, stat } from 'node:fs/promises'
 import { logger } from '@libp2p/logger'
 import { Key, type Datastore } from 'interface-datastore'
 import { DecodeError } from '../../protocols/codec.ts'
@@ -205,7 +205,7 @@ export class Shares {
       hosts: hostsOf(objects)
     }
     await datastore.put(new Key(`${SHARES}/${record.id}`), enc(record))
-    return { share: record, text: encodeShareText({ grant, signature, objects: shared, prices: pricesOf(objects) }) }
+    return { share: record, text: encodeShareText({ grant, signature, objects: shared, folder: what.endsWith('/') ? what : '', prices: pricesOf(objects) }) }
   }
 
   /** Every share this node made, newest first */
@@ -320,8 +320,11 @@ export class Shares {
 
   /**
    * The holder's side: fetch every object of a share text. One object goes
-   * to `out` when given, else to its name's last part in `dir`; several go
-   * under `dir` by their names (each checked to stay inside it). Nothing of
+   * to `out` when given (into it, by its name's last part, when `out` is a
+   * directory), else to its name's last part in `dir`. A folder's objects
+   * go under `out` by their names within the folder (as `store get
+   * PREFIX/ --out DIR` writes them), else under the folder's last part in
+   * `dir`; each path is checked to stay inside. Nothing of
    * the owner's is needed: the shards come from the hosts with shared-get
    * (paid by this node), the key from the share.
    */
@@ -341,12 +344,23 @@ export class Shares {
     if (share.objects.length === 0) {
       throw new InvalidShareError('the share names no object')
     }
-    if (target.out != null && share.objects.length > 1) {
-      throw new InvalidShareError(`the share holds ${share.objects.length} objects (a folder): give a directory, not a file`)
-    }
     const dir = target.dir ?? process.cwd()
+    const { folder } = share
     // every path is checked before a byte is fetched: a bad name writes nothing
-    const outs = share.objects.map(o => target.out ?? (share.objects.length === 1 ? join(dir, basename(pathUnder(dir, o.name))) : pathUnder(dir, o.name)))
+    let outs: string[]
+    if (folder !== '') {
+      const root = target.out ?? pathUnder(dir, basename(folder.slice(0, -1)))
+      if (await stat(root).then(s => !s.isDirectory(), () => false)) {
+        throw new InvalidShareError(`the share is of the folder ${folder}, and ${root} is a file: give a directory`)
+      }
+      outs = share.objects.map(o => pathUnder(root, o.name.slice(folder.length)))
+    } else {
+      if (share.objects.length !== 1) {
+        throw new InvalidShareError(`the share names ${share.objects.length} objects and no folder`)
+      }
+      const name = basename(pathUnder(dir, share.objects[0].name))
+      outs = [target.out == null ? join(dir, name) : await stat(target.out).then(s => s.isDirectory(), () => false) ? join(target.out, name) : target.out]
+    }
     for (const out of outs) {
       if (!isAbsolute(out)) {
         throw new InvalidShareError(`${out} is not an absolute path`)

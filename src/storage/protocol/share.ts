@@ -197,6 +197,8 @@ export interface ShareText {
   /** the encoded grant, as signed */
   grant: Uint8Array
   signature: Uint8Array
+  /** the folder shared ("PREFIX/", each object's name under it), or '' for one object */
+  folder: string
   objects: SharedObject[]
   /**
    * each host's get price under the renter's contract when the share was
@@ -212,8 +214,8 @@ const MAX_NAME_BYTES = 4096
 
 /**
  * The share text (PROTOCOL.md 8h, "The share text"): `ocshare1` then
- * base64url, without padding, of bytes grant || bytes signature || the
- * hosts (a count, then each PeerId's bytes, its terms' version and its
+ * base64url, without padding, of bytes grant || bytes signature || string
+ * folder ('' for one object) || the hosts (a count, then each PeerId's bytes, its terms' version and its
  * download price; version 0 and price 0 when not known) || the objects (a count, then
  * each: string name, varint size, 32 bytes sha256, varint k, n and segment
  * size, bytes id (16 today), 32 bytes key, a count of segments, each varint plain
@@ -233,7 +235,7 @@ export function encodeShareText (share: ShareText): string {
       }
     }
   }
-  const w = new Writer().bytes(share.grant).bytes(share.signature).varint(hosts.length)
+  const w = new Writer().bytes(share.grant).bytes(share.signature).string(share.folder).varint(hosts.length)
   for (const host of hosts) {
     const price = share.prices?.get(host)
     w.bytes(peerBytes(host)).u8(price?.version ?? 0).varint(Number(price?.downloadPrice ?? 0n))
@@ -270,6 +272,7 @@ export function decodeShareText (text: string): ShareText {
   const r = new Reader(Buffer.from(body, 'base64url'))
   const grant = r.bytes(MAX_GRANT_BYTES, 'the grant')
   const signature = r.bytes(128, 'the grant signature')
+  const folder = r.string(MAX_NAME_BYTES, 'the folder')
   const hosts: string[] = []
   const prices = new Map<string, HostPrice>()
   const hostCount = r.count(MAX_GRANT_ROOTS, 'hosts')
@@ -317,5 +320,8 @@ export function decodeShareText (text: string): ShareText {
     objects.push({ name, size, sha256, k, n, segmentSize, id, key, segments })
   }
   r.end('the share')
-  return { grant, signature, objects, prices }
+  if (folder !== '' && (!folder.endsWith('/') || objects.some(o => !o.name.startsWith(folder) || o.name.length === folder.length))) {
+    throw new DecodeError(`the share is of the folder "${folder}", and names an object outside it`)
+  }
+  return { grant, signature, folder, objects, prices }
 }
