@@ -144,6 +144,25 @@ describe('shares: a file fetched by a node that holds none of the owner\'s words
     await assert.rejects(holder.storage.fetchShared(text, { out: join(dir.path, 'fetched.bin') }), /is a file: give a directory/)
   })
 
+  it('shares an older version by --version, and the current one by its name', async () => {
+    const first = randomBytes(50 * KIB)
+    const second = randomBytes(60 * KIB)
+    for (const bytes of [first, second]) {
+      await writeFile(join(dir.path, 'v.bin'), bytes)
+      await owner.storage.put(join(dir.path, 'v.bin'), { name: 'v.bin', k: 2, n: 3 })
+    }
+    const old = await owner.storage.share('v.bin', { version: 1, expiresInMs: 3600_000 })
+    assert.equal(old.share.what, 'v.bin (version 1)')
+    const [a] = await holder.storage.fetchShared(old.text, { out: join(dir.path, 'v1.bin') })
+    assert.equal(a.sha256, sha256(first))
+    const [b] = await holder.storage.fetchShared((await owner.storage.share('v.bin', { expiresInMs: 3600_000 })).text, { out: join(dir.path, 'v2.bin') })
+    assert.equal(b.sha256, sha256(second))
+    // the old version's share opens none of the current one's shards
+    for (const answer of await askEveryHost(holder, 'v.bin', bodyOf(old.text))) {
+      assert.ok(answer instanceof ShareScopeError, `a host answered ${String(answer)}`)
+    }
+  })
+
   it('is refused by every host after unshare, with the reason', async () => {
     const { share, text } = await owner.storage.share('shared.bin', { expiresInMs: 3600_000 })
     const body = bodyOf(text)

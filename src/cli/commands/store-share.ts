@@ -16,7 +16,7 @@ import { Progress } from '../progress.ts'
  * pays the hosts for it.
  */
 
-export const SHARE_USAGE = `${CLI} store share <name|PREFIX/> (--to PEERID | --link) [--expires 7d]
+export const SHARE_USAGE = `${CLI} store share <name|PREFIX/> (--to PEERID | --link) [--expires 7d] [--version N]
        ${CLI} store shares
        ${CLI} store unshare <share id|name>
        ${CLI} store fetch <share text|@file> [--out FILE|DIR] [--force]`
@@ -32,6 +32,8 @@ export const SHARE_HELP = `  store share <name|PREFIX/>
     --expires D           how long it works: 90min, 12h, 7d (default 7d, at
                           most 366d); every host refuses it after that, by
                           its own clock
+    --version N           share that version of the file (store versions
+                          lists them), not the current one
   store shares            the shares made here: id, what, holder, expiry,
                           and whether revoked
   store unshare <share id|name>
@@ -101,7 +103,7 @@ async function run (action: 'share' | 'shares' | 'unshare' | 'fetch', { values, 
   if (extra.length > 0) {
     throw new UsageError(`"store ${action}" takes one argument, not ${positionals.length - 1}; see: ${CLI} store ${action} --help`)
   }
-  const allowed: Record<typeof action, string[]> = { share: ['to', 'link', 'expires'], shares: [], unshare: [], fetch: ['out', 'force'] }
+  const allowed: Record<typeof action, string[]> = { share: ['to', 'link', 'expires', 'version'], shares: [], unshare: [], fetch: ['out', 'force'] }
   for (const flag of ['to', 'link', 'expires', 'out', 'force', 'name', 'redundancy', 'duration', 'max-price', 'version', 'recursive', 'wait']) {
     if (values[flag] != null && !allowed[action].includes(flag)) {
       throw new UsageError(`--${flag} does not apply to "store ${action}"; see: ${CLI} store ${action} --help`)
@@ -128,7 +130,10 @@ async function run (action: 'share' | 'shares' | 'unshare' | 'fetch', { values, 
         }
       }
       const api = await connectApi(dataDir, values.api)
-      const result = await api.post<{ share: Record<string, any>, text: string }>('/v1/store/share', { object: what, to: values.to, link: values.link === true ? true : undefined, expires: values.expires })
+      if (values.version != null && !/^[1-9][0-9]*$/.test(values.version)) {
+        throw new UsageError(`--version takes a version number from 1 (store versions <name> lists them), not "${String(values.version)}"`)
+      }
+      const result = await api.post<{ share: Record<string, any>, text: string }>('/v1/store/share', { object: what, to: values.to, link: values.link === true ? true : undefined, expires: values.expires, version: values.version == null ? undefined : Number(values.version) })
       if (json) {
         printJson(out, result)
         return

@@ -43,7 +43,7 @@ const MAX_FETCH_BODY = 4 * MAX_GRANT_BYTES
 export function shareRoutes (client: StorageClient): RouteTable {
   return {
     'POST /v1/store/share': async ({ req, json }) => {
-      const usage = 'send JSON: {"object": "NAME or PREFIX/", "to": "PEERID (or omit it with \\"link\\": true)", "expires": "7d"}'
+      const usage = 'send JSON: {"object": "NAME or PREFIX/", "to": "PEERID (or omit it with \\"link\\": true)", "expires": "7d", "version": N (optional: an older version of NAME)}'
       const body = await readJsonBody(req, usage)
       if (typeof body.object !== 'string' || (body.to != null && typeof body.to !== 'string')) {
         throw new HttpError(400, usage)
@@ -52,7 +52,10 @@ export function shareRoutes (client: StorageClient): RouteTable {
         throw new HttpError(400, `give exactly one of "to" (the PeerId that may use it) and "link": true (anyone holding it); ${usage}`)
       }
       const expiresInMs = parseShareExpiry(body.expires as string | undefined, 'expires')
-      const { share, text } = await client.share(body.object, { to: body.to as string | undefined, expiresInMs })
+      if (body.version != null && (typeof body.version !== 'number' || !Number.isSafeInteger(body.version) || body.version < 1)) {
+        throw new HttpError(400, `"version" is a version number from 1, not ${JSON.stringify(body.version)}`)
+      }
+      const { share, text } = await client.share(body.object, { to: body.to as string | undefined, expiresInMs, version: body.version as number | undefined })
       json(200, { share: shareView(share), text })
     },
     'GET /v1/store/shares': async ({ json }) => {

@@ -54,6 +54,8 @@ export interface ShareRecord {
 export interface ShareOptions {
   /** the one PeerId that may use it; absent: anyone holding the share */
   to?: string
+  /** one version of the name (1-based; Records.findVersion), not the current one */
+  version?: number
   /** how long it lasts, default DEFAULT_SHARE_MS, at most MAX_SHARE_MS */
   expiresInMs?: number
   now?: number
@@ -72,7 +74,7 @@ export interface SharesComponents {
   signer: CredentialSigner
   datastore: Datastore
   storageKey: () => Uint8Array
-  records: Pick<Records, 'find' | 'list' | 'contracts'>
+  records: Pick<Records, 'find' | 'findVersion' | 'list' | 'contracts'>
   session: StorageSession
   downloader: Pick<Downloader, 'getShared' | 'sharedStream'>
   /** bytes per second under which a shard transfer is given up on */
@@ -149,13 +151,19 @@ export class Shares {
     this.components = components
   }
 
-  /** The current objects a name or a folder ("PREFIX/") names */
-  private async objectsOf (what: string): Promise<StoredObject[]> {
+  /** The current objects a name or a folder ("PREFIX/") names, or one version of a name */
+  private async objectsOf (what: string, version?: number): Promise<StoredObject[]> {
+    if (version != null) {
+      if (what.endsWith('/')) {
+        throw new InvalidShareError(`--version picks a version of one file, and "${what}" is a folder: its share is of each file's current version`)
+      }
+      return [await this.components.records.findVersion(what, version)]
+    }
     if (!what.endsWith('/')) {
       return [await this.components.records.find(what)]
     }
-    // the current version of each name only (an old version is shared by its own id)
-    const objects = (await this.components.records.list()).filter(o => o.name.startsWith(what) && (o as { supersededAt?: number }).supersededAt == null)
+    // the current version of each name only (an old version is shared by its name and --version)
+    const objects = (await this.components.records.list()).filter(o => o.name.startsWith(what) && o.supersededAt == null)
     if (objects.length === 0) {
       throw new ObjectNotFoundError(`nothing is stored under "${what}": see store ls`)
     }
@@ -173,7 +181,7 @@ export class Shares {
         throw new InvalidShareError(`--to takes the PeerId of the node that may use the share (its "info" prints it), not "${options.to}"`)
       }
     }
-    const objects = await this.objectsOf(what)
+    const objects = await this.objectsOf(what, options.version)
     const roots = sortRoots(objects.flatMap(o => o.segments.flatMap(s => s.shards.map(x => Uint8Array.from(Buffer.from(x.root, 'hex'))))))
     if (roots.length > MAX_GRANT_ROOTS) {
       throw new InvalidShareError(`"${what}" has ${roots.length} shards, over the ${MAX_GRANT_ROOTS} one share opens: share a smaller folder, or its files one by one`)
@@ -196,7 +204,7 @@ export class Shares {
     }))
     const record: ShareRecord = {
       id: id.toString('hex'),
-      what,
+      what: options.version == null ? what : `${what} (version ${options.version})`,
       objects: objects.map(o => ({ id: o.id, name: o.name })),
       holder: options.to ?? null,
       createdAt: now,
