@@ -142,6 +142,8 @@ async function run (action: 'share' | 'shares' | 'unshare' | 'fetch', { values, 
       const who = values.to != null ? `only ${String(values.to)}` : 'anyone holding it'
       out.write(`shared ${String(s.what)} (${s.objects.length === 1 ? '1 file' : `${s.objects.length as number} files`}) with ${who}, read-only, until ${minute(s.expires)}; share id ${String(s.id)}\n\n` +
         `${result.text}\n\n` +
+        // a command line's argument is at most 128 KiB on Linux: a long share travels as a file
+        (result.text.length > 100_000 ? `the share is ${Math.ceil(result.text.length / 1024)} KiB of text: save it in a file for the holder, who passes it as @FILE\n` : '') +
         `the holder fetches it on their node with: ${CLI} store fetch <the text above> (or @FILE holding it); they pay their own downloads\n` +
         `revoke it before then with: ${hintLine(values, ['store', 'unshare', s.id])}\n`)
       return
