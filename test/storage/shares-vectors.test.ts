@@ -7,7 +7,8 @@ import { peerBytes } from '../../src/protocols/signed.ts'
 import { decodeGrant, decodeGrantBody, decodeShareText, encodeGrant, encodeShareText, grantOpens, verifyGrant } from '../../src/storage/protocol/share.ts'
 import { pathUnder } from '../../src/storage/client/shares.ts'
 import { AccessDeniedError } from '../../src/protocols/rpc/errors.ts'
-import { InvalidShareError, shareRefusalOf, ShareRevokedError, ShareScopeError } from '../../src/storage/errors.ts'
+import { InvalidShareError, SHARE_REASONS, shareRefusalOf, ShareRevokedError, ShareScopeError } from '../../src/storage/errors.ts'
+import { ARGS } from '../../src/storage/host/args.ts'
 import { codeBlocks, readProtocolDoc, sectionOf } from '../helpers/protocol-doc.ts'
 
 const fixture = JSON.parse(await readFile(new URL('../fixtures/protocol-vectors.json', import.meta.url), 'utf8'))
@@ -93,6 +94,17 @@ describe('shares: PROTOCOL.md 8h vectors', () => {
     assert.throws(() => decodeShareText(text.slice(0, -10)), DecodeError)
     assert.throws(() => decodeShareText('ocshare2' + text.slice(8)), /starts with "ocshare1"/)
     assert.throws(() => decodeShareText(text.slice(0, 40) + ' ' + text.slice(40)), /base64url/)
+  })
+
+  it('are the methods and reason words of the code: both methods in 8d\'s and 8h\'s tables, each reason word of SHARE_REASONS in 8h', () => {
+    const shares = sectionOf(doc, '## 8h. Shares')
+    for (const method of ['shared-get', 'unshare']) {
+      assert.ok(ARGS[method as keyof typeof ARGS] != null, method)
+      assert.match(sectionOf(doc, '## 8d. Storage'), new RegExp(`^\\| \`${method}\` \\|`, 'm'), method)
+      assert.match(shares, new RegExp(`^\\| \`${method}\` \\|`, 'm'), method)
+    }
+    const printed = [...shares.matchAll(/\| `(share-[a-z]+): ` \|$/gm)].map(m => m[1])
+    assert.deepEqual(printed.sort(), Object.keys(SHARE_REASONS).sort())
   })
 
   it('read a host\'s refusal back into its class by the reason word, and keep a holder\'s files inside its directory', () => {
