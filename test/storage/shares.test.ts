@@ -140,6 +140,9 @@ describe('shares: a file fetched by a node that holds none of the owner\'s words
     for (const answer of await askEveryHost(holder, 'shared.bin', bodyOf(text))) {
       assert.ok(answer instanceof ShareScopeError, `a host answered ${String(answer)}`)
     }
+    // nothing of a folder is fetched over files that are there, unless forced
+    await assert.rejects(holder.storage.fetchShared(text, { out: tree }), (err: any) => err.name === 'OutputExistsError' && /nothing is fetched: 2 of the 2 files exist already/.test(err.message))
+    await holder.storage.fetchShared(text, { out: tree }, { overwrite: true })
     // and a folder is not written over a file
     await assert.rejects(holder.storage.fetchShared(text, { out: join(dir.path, 'fetched.bin') }), /is a file: give a directory/)
   })

@@ -14,7 +14,7 @@ import { decodeGrant, decodeShareText, encodeGrant, encodeGrantBody, encodeShare
 import { TIB, transferCost } from '../protocol/contract.ts'
 import { parseBtc } from '../../protocols/units.ts'
 import { END_CALL_MS } from '../constants.ts'
-import { IntegrityError, InvalidShareError, ObjectNotFoundError, ShardUnavailableError, ShareExpiredError, ShareNotFoundError, ShareNotHeldError, shareRefusalOf } from '../errors.ts'
+import { IntegrityError, InvalidShareError, ObjectNotFoundError, OutputExistsError, ShardUnavailableError, ShareExpiredError, ShareNotFoundError, ShareNotHeldError, shareRefusalOf } from '../errors.ts'
 import { transferTimeoutMs } from './contracts.ts'
 import { callSignal, type StorageSession } from './session.ts'
 import type { Downloader, ShardFetcher, ShardSource } from './download.ts'
@@ -345,8 +345,8 @@ export class Shares {
     } catch (err: any) {
       throw err instanceof DecodeError ? new InvalidShareError(`the share does not read: ${err.message}`) : err
     }
-    if (grant.expires <= Date.now()) {
-      // said here too: the hosts would refuse it, each by its own clock
+    if (grant.expires <= Date.now() - SHARE_CLOCK_SKEW_MS) {
+      // said here too, past any skew between clocks: the hosts refuse it, each by its own
       throw new ShareExpiredError(`the share expired at ${new Date(grant.expires).toISOString()}: ask its owner for a new one`)
     }
     if (share.objects.length === 0) {
@@ -372,6 +372,13 @@ export class Shares {
     for (const out of outs) {
       if (!isAbsolute(out)) {
         throw new InvalidShareError(`${out} is not an absolute path`)
+      }
+    }
+    if (options.overwrite !== true) {
+      // all or nothing: a folder is not left half fetched over files that were there
+      const existing = (await Promise.all(outs.map(async out => stat(out).then(() => out, () => undefined)))).filter(o => o != null)
+      if (existing.length > 0) {
+        throw new OutputExistsError(`nothing is fetched: ${existing.length} of the ${outs.length} files exist already (${existing.slice(0, 5).join(', ')}${existing.length > 5 ? ', ...' : ''}); choose another --out or pass --force to replace them`)
       }
     }
     const body = encodeGrantBody(share.grant, share.signature)
