@@ -178,7 +178,7 @@ export class Shares {
       try {
         peerBytes(options.to)
       } catch {
-        throw new InvalidShareError(`--to takes the PeerId of the node that may use the share (its "info" prints it), not "${options.to}"`)
+        throw new InvalidShareError(`--to takes the PeerId of the node that may use the share (its "id" command prints it), not "${options.to}"`)
       }
     }
     const objects = await this.objectsOf(what, options.version)
@@ -242,7 +242,9 @@ export class Shares {
     const all = await this.list()
     const byId = all.filter(s => s.id === idOrName)
     const matching = byId.length > 0 ? byId : all.filter(s => s.revokedAt == null && s.expires > now && (s.what === idOrName || s.objects.some(o => o.name === idOrName || o.id === idOrName)))
-    if (matching.length === 0 && GRANT_ID_HEX.test(idOrName)) {
+    // an object's id is 32 hex digits too: one stored here is not taken for a grant's
+    const isObject = async (): Promise<boolean> => this.components.records.find(idOrName).then(() => true, () => false)
+    if (matching.length === 0 && GRANT_ID_HEX.test(idOrName) && !await isObject()) {
       matching.push(await this.unrecorded(idOrName, now))
     }
     if (matching.length === 0) {
