@@ -42,6 +42,9 @@ describe('store share, shares, unshare and fetch from the command line', () => {
       const neither = await cli(ownerDir, ['store', 'share', 'report.pdf'])
       assert.equal(neither.code, 2)
       assert.match(neither.stderr, /exactly one of --to PEERID .* and --link/)
+      const tooLong = await cli(ownerDir, ['store', 'share', 'report.pdf', '--link', '--expires', '400d'])
+      assert.equal(tooLong.code, 2)
+      assert.match(tooLong.stderr, /--expires "400d" is not a share's life: from a minute to 366 days/)
 
       const shared = await cli(ownerDir, ['store', 'share', 'report.pdf', '--link', '--expires', '2d'])
       assert.equal(shared.code, 0, shared.stderr)

@@ -3,7 +3,7 @@ import { resolve } from 'node:path'
 import { ApiError, connectApi } from '../api-client.ts'
 import { formatSize } from '../../utils/size.ts'
 import { CLI } from '../../utils/cli-name.ts'
-import { parseDuration } from '../../utils/duration.ts'
+import { parseShareExpiry } from '../../storage/client/shares.ts'
 import { HintedError, hintLine, printJson, table, UsageError, type CommandContext } from '../command.ts'
 import { Progress } from '../progress.ts'
 
@@ -124,7 +124,7 @@ async function run (action: 'share' | 'shares' | 'unshare' | 'fetch', { values, 
       if (values.expires != null) {
         // said as the user typed it, before the daemon is asked
         try {
-          parseDuration(values.expires, '--expires')
+          parseShareExpiry(values.expires, '--expires')
         } catch (e: any) {
           throw new UsageError(e.message)
         }
