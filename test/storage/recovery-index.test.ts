@@ -164,6 +164,9 @@ describe('the object index kept at the hosts', () => {
     hosts.old.add('h1')
     await records.commitStored(objectOn(records, ID, ['h1']))
     assert.equal((await records.find(ID)).id, ID)
+    // and is not asked again at every save
+    await records.saveObject(await records.find(ID))
+    assert.equal(await index.flush(new AbortController().signal), 0)
     // an object from before the index (written by records without its observer): no note anywhere, no mark
     const plain = new Records(datastore, { keepRemoved: 10 })
     const early = objectOn(records, 'ef'.repeat(16), ['h2'])

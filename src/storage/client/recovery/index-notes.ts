@@ -299,7 +299,8 @@ export class IndexNotes {
         log('no host of %s keeps an index (%s): it is not findable from the words', id, none.join(', '))
       }
       await write()
-      await this.settle(id, { hash: IndexNotes.hashOf(object), hosts: took, parts }, failed.map(([h]) => h))
+      // a host that keeps no index is settled too: asking it at every change would only be refused again
+      await this.settle(id, { hash: IndexNotes.hashOf(object), hosts: [...took, ...none].sort(), parts }, failed.map(([h]) => h))
     } finally {
       this.committing.delete(id)
     }
@@ -415,13 +416,13 @@ export class IndexNotes {
           const hosts = IndexNotes.hostsOf(object)
           const notes = this.seal(object)
           const parts = notes.parts.map(p => p.id)
-          const { took, failed } = await this.putAt(notes, hosts, 1, signal)
+          const { took, failed, none } = await this.putAt(notes, hosts, 1, signal)
           // where it no longer belongs: all of it; where it stays: the parts it no longer names
           const gone = await this.deleteAt(id, old.filter(h => !hosts.includes(h)), oldParts, { signal })
           const stale = oldParts.filter(p => !parts.includes(p))
           const kept = stale.length === 0 ? [] : await this.deleteAt(id, took, stale, { keepHead: true, signal })
           const left = [...new Set([...failed.map(([h]) => h), ...gone, ...kept])].sort()
-          await this.settle(id, { hash: IndexNotes.hashOf(object), hosts: took, parts }, left, left.length > 0 ? oldParts.filter(p => gone.length > 0 || !parts.includes(p)) : [])
+          await this.settle(id, { hash: IndexNotes.hashOf(object), hosts: [...took, ...none].sort(), parts }, left, left.length > 0 ? oldParts.filter(p => gone.length > 0 || !parts.includes(p)) : [])
         }
         settled++
       }, signal)
