@@ -164,6 +164,9 @@ describe('the object index kept at the hosts', () => {
     hosts.old.add('h1')
     await records.commitStored(objectOn(records, ID, ['h1']))
     assert.equal((await records.find(ID)).id, ID)
+    // and is not asked again at every save
+    await records.saveObject(await records.find(ID))
+    assert.equal(await index.flush(new AbortController().signal), 0)
     // an object from before the index (written by records without its observer): no note anywhere, no mark
     const plain = new Records(datastore, { keepRemoved: 10 })
     const early = objectOn(records, 'ef'.repeat(16), ['h2'])
@@ -172,5 +175,35 @@ describe('the object index kept at the hosts', () => {
     assert.equal(await index.backfill(), 1)
     assert.equal(await index.flush(new AbortController().signal), 1)
     assert.ok(hosts.notes.get('h2')!.has(index.noteId(early.id)))
+  })
+
+  it('splits a large record into part notes named by their content: rewritten beside the old, the stale ones deleted, all of them on removal', async () => {
+    const { records, index, hosts } = await setUp()
+    const object = objectOn(records, ID, ['h1', 'h2'])
+    // 1,000 segments of two shards: several times what one note carries
+    object.segments = Array.from({ length: 1000 }, (_, i) => ({ plainLength: 4096, shardSize: 17, shards: ['h1', 'h2'].map(h => ({ host: h, contract: contractIdOf(h), root: createHash('sha256').update(`${h}${i}`).digest('hex') })) }))
+    await records.commitStored(object)
+    const at = hosts.notes.get('h1')!
+    assert.ok(at.size >= 3, `the note and its parts: ${at.size}`)
+    assert.ok([...at.values()].every(n => n.byteLength < 256 * 1024), 'each under the host\'s limit')
+    const read = await index.readHost('h1', new AbortController().signal)
+    assert.deepEqual([read.objects.length, read.unopened, read.incomplete], [1, [], []])
+    assert.deepEqual(read.objects[0].object.segments, object.segments)
+    // a repair changes the last segment's shard: only its part changes
+    const before = new Set(at.keys())
+    const changed: StoredObject = { ...object, segments: structuredClone(object.segments) }
+    changed.segments[999].shards[0].root = 'f'.repeat(64)
+    await records.saveObject(changed)
+    assert.equal(await index.flush(new AbortController().signal), 1)
+    const after = new Set(at.keys())
+    assert.equal(after.size, before.size, 'the stale part is deleted')
+    assert.equal([...after].filter(id => !before.has(id)).length, 1, 'one new part')
+    assert.equal((await index.readHost('h2', new AbortController().signal)).objects[0].object.segments[999].shards[0].root, 'f'.repeat(64))
+    // a part missing: the object is incomplete at that host
+    const onH2 = hosts.notes.get('h2')!
+    onH2.delete([...onH2.keys()].find(id => id !== index.noteId(ID))!)
+    assert.deepEqual((await index.readHost('h2', new AbortController().signal)).incomplete, [ID])
+    await records.commitRemoved(changed, Date.now())
+    assert.equal(at.size, 0, 'the note and every part go')
   })
 })

@@ -48,6 +48,12 @@ export interface StorageUpkeepConfig {
    * version. Older ones are removed by the upkeep (DEFAULT_VERSIONS_KEPT_FOR_MS)
    */
   versionsKeptFor: string
+  /**
+   * how long the first start after `wallet restore` waits for the market to
+   * list storage hosts before it asks them for this wallet's files, default
+   * 60000 ms (DEFAULT_RECOVER_WAIT_MS); `store recover --wait` for one run
+   */
+  recoverWaitMs: number
 }
 
 /** versionsKeptFor in ms: "0", or a period such as 90min, 12h, 30d */
@@ -64,12 +70,13 @@ export function versionsKeptForMs (text: string, where = 'storage.versionsKeptFo
 
 export const storageUpkeepSettings: ConfigSection<StorageUpkeepConfig> = {
   key: 'storage',
-  defaults: { auditIntervalMs: 21_600_000, auditGraceMs: 3_600_000, checkIntervalMs: 60_000, contractAllowance: '256 MiB', versionsKeptFor: '30d' },
+  defaults: { auditIntervalMs: 21_600_000, auditGraceMs: 3_600_000, checkIntervalMs: 60_000, contractAllowance: '256 MiB', versionsKeptFor: '30d', recoverWaitMs: 60_000 },
   validate: (raw, path) => objectSection(raw, path, storageUpkeepSettings.defaults, {
     auditIntervalMs: wholeNumber(100, 'milliseconds'),
     auditGraceMs: wholeNumber(100, 'milliseconds'),
     checkIntervalMs: wholeNumber(100, 'milliseconds'),
     contractAllowance: sizeSetting,
+    recoverWaitMs: wholeNumber(0, 'milliseconds'),
     versionsKeptFor: (value, path) => {
       const text = typeof value === 'number' && value === 0 ? '0' : value
       if (typeof text !== 'string') {
@@ -156,7 +163,7 @@ export const storageModule: ServiceModuleDefinition = {
         client.start()
         // the first start after `wallet restore`: the files come back from the hosts' index
         if (await access(join(dataDir, RECOVERY_MARKER)).then(() => true, () => false)) {
-          void recoverAfterRestore(client, dataDir)
+          void recoverAfterRestore(client, dataDir, upkeep.recoverWaitMs)
         }
       },
       stop: async () => { await client.stop() }

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto'
 import { TAG_BYTES } from './crypto.ts'
 
 /**
@@ -11,6 +11,10 @@ import { TAG_BYTES } from './crypto.ts'
  * - note id = hex(HMAC-SHA256(index key, "object:" || object id)): a host
  *   cannot tell which object a note is for, and the renter finds the note of
  *   an object it knows without listing
+ * - a large object's segments go in part notes, each under
+ *   hex(HMAC-SHA256(index key, "part:" || object id || ":" || hex(SHA-256(part plaintext)))):
+ *   named by their content, so a rewrite puts new parts beside the old
+ *   ones and the object's note switches to them in one write
  * - sealed = 0x01 || 12-byte random nonce || AES-256-GCM(plaintext) || 16-byte tag,
  *   with the note id's 32 bytes as additional data (a note cannot be moved
  *   under another id)
@@ -33,6 +37,20 @@ export function indexKeyFromSeed (seed: Uint8Array): Uint8Array {
 /** The note id of an object (its id as the records spell it, 32 hex digits) */
 export function noteIdOf (indexKey: Uint8Array, objectId: string): string {
   return createHmac('sha256', indexKey).update('object:' + objectId, 'utf8').digest('hex')
+}
+
+/**
+ * The most plaintext bytes of segments one part note carries: its sealed
+ * note stays well under MAX_NOTE_BYTES, and an object whose record is
+ * larger (about 100 segments of 8 shards, 400 MiB at 4 MiB segments) is
+ * split into parts
+ */
+export const NOTE_PART_BYTES = 192 * 1024
+
+/** The note id of a part of an object's record, from the part's plaintext */
+export function partIdOf (indexKey: Uint8Array, objectId: string, plain: Uint8Array): string {
+  const digest = createHash('sha256').update(plain).digest('hex')
+  return createHmac('sha256', indexKey).update(`part:${objectId}:${digest}`, 'utf8').digest('hex')
 }
 
 /** Seal a note's plaintext under the index key; `nonce` only for test vectors (default random) */

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { Key, type Datastore } from 'interface-datastore'
 import { AccessDeniedError, MethodUnsupportedError, ServiceUnsupportedError } from '../../../protocols/rpc/errors.ts'
-import { noteIdOf, openNote, sealNote } from '../../protocol/index-notes.ts'
+import { NOTE_PART_BYTES, noteIdOf, openNote, partIdOf, sealNote } from '../../protocol/index-notes.ts'
 import { INDEX_DIRTY, INDEX_WRITTEN, NOTE_CALL_MS, NOTE_PUT_ATTEMPTS } from '../../constants.ts'
 import { IndexWriteError } from '../../errors.ts'
 import { callSignal, type StorageSession } from '../session.ts'
@@ -16,15 +16,36 @@ const dec = <T>(bytes: Uint8Array): T => JSON.parse(new TextDecoder().decode(byt
 /** An object as its note carries it: the record as the datastore keeps it, and when it was sealed */
 export type NoteObject = Omit<StoredObject, 'contracts' | 'repair'> & { contractIds: string[], updatedAt: number }
 
-/** What an object's note said when it was last written, and which hosts took it */
+/** The note of a large object: its record without segments, and the part notes that carry them, in order */
+type HeadNote = NoteObject & { segmentParts?: Array<{ id: string, first: number, count: number }> }
+
+/** A part note: `count` segments of an object's record from segment `first` */
+interface PartNote {
+  part: string
+  first: number
+  segments: StoredObject['segments']
+}
+
+/** A note and its id, sealed */
+interface Sealed {
+  id: string
+  sealed: Uint8Array
+}
+
+/** What an object's note said when it was last written, which hosts took it, and the part notes it names */
 interface Written {
   hash: string
   hosts: string[]
+  parts?: string[]
 }
 
-/** An object whose notes may be behind its record: the hosts that may hold a stale one (or one to delete) */
+/**
+ * An object whose notes may be behind its record: the hosts that may hold
+ * a stale one (or one to delete), and part notes that may be left there
+ */
 interface Dirty {
   hosts: string[]
+  parts?: string[]
 }
 
 export interface IndexNotesComponents {
@@ -104,20 +125,95 @@ export class IndexNotes {
     return [...new Set(Object.values(object.contracts).filter(c => c.ended == null && c.lost == null).map(c => c.host))].sort()
   }
 
-  /** A sealed note of an object, now */
-  seal (object: StoredObject): { id: string, sealed: Uint8Array } {
+  /**
+   * An object's notes, sealed now: one note, or for a large record the
+   * part notes of its segments and a note that names them (NOTE_PART_BYTES)
+   */
+  seal (object: StoredObject): { head: Sealed, parts: Sealed[] } {
+    const key = this.key()
     const id = this.noteId(object.id)
-    const plain = enc({ ...IndexNotes.noteObject(object), updatedAt: Date.now() })
-    return { id, sealed: sealNote(this.key(), id, plain) }
+    const record = IndexNotes.noteObject(object)
+    const whole = enc({ ...record, updatedAt: Date.now() })
+    if (whole.byteLength <= NOTE_PART_BYTES) {
+      return { head: { id, sealed: sealNote(key, id, whole) }, parts: [] }
+    }
+    const parts: Array<Sealed & { first: number, count: number }> = []
+    const cut = (first: number, segments: StoredObject['segments']): void => {
+      const part: PartNote = { part: object.id, first, segments }
+      const plain = enc(part)
+      const pid = partIdOf(key, object.id, plain)
+      parts.push({ id: pid, sealed: sealNote(key, pid, plain), first, count: segments.length })
+    }
+    let chunk: StoredObject['segments'] = []
+    let first = 0
+    let bytes = 0
+    record.segments.forEach((segment, i) => {
+      const size = JSON.stringify(segment).length + 1
+      if (chunk.length > 0 && bytes + size > NOTE_PART_BYTES) {
+        cut(first, chunk)
+        chunk = []
+        first = i
+        bytes = 0
+      }
+      chunk.push(segment)
+      bytes += size
+    })
+    cut(first, chunk)
+    const head: HeadNote = { ...record, segments: [], segmentParts: parts.map(p => ({ id: p.id, first: p.first, count: p.count })), updatedAt: Date.now() }
+    return { head: { id, sealed: sealNote(key, id, enc(head)) }, parts: parts.map(({ id, sealed }) => ({ id, sealed })) }
   }
 
-  /** Open a note: the object it carries (NoteOpenError when it is not this index's) */
-  open (id: string, sealed: Uint8Array): NoteObject {
-    const object = dec<NoteObject>(openNote(this.key(), id, sealed))
-    if (typeof object?.id !== 'string' || !/^[0-9a-f]{32}$/.test(object.id) || noteIdOf(this.key(), object.id) !== id || !Array.isArray(object.segments) || typeof object.name !== 'string') {
+  /** The part note ids an object's notes name now (none for a small one) */
+  partsOf (object: StoredObject): string[] {
+    return this.seal(object).parts.map(p => p.id)
+  }
+
+  /**
+   * Open a note: an object's (its record, or for a large one the record
+   * without segments and the parts that carry them) or a part's. Throws
+   * (NoteOpenError, IndexWriteError) when it is not this index's or does
+   * not carry what its id names.
+   */
+  openAny (id: string, sealed: Uint8Array): { head: HeadNote } | { part: PartNote } {
+    const plain = openNote(this.key(), id, sealed)
+    const value = dec<any>(plain)
+    if (typeof value?.part === 'string') {
+      if (partIdOf(this.key(), value.part, plain) !== id || !Number.isSafeInteger(value.first) || !Array.isArray(value.segments)) {
+        throw new IndexWriteError(`note ${id} opens, but is not the part its id names`)
+      }
+      return { part: value as PartNote }
+    }
+    if (typeof value?.id !== 'string' || !/^[0-9a-f]{32}$/.test(value.id) || noteIdOf(this.key(), value.id) !== id || !Array.isArray(value.segments) || typeof value.name !== 'string') {
       throw new IndexWriteError(`note ${id} opens, but does not carry the object its id names`)
     }
+    return { head: value as HeadNote }
+  }
+
+  /** Open an object's note (one without parts): the object it carries */
+  open (id: string, sealed: Uint8Array): NoteObject {
+    const opened = this.openAny(id, sealed)
+    const object = 'head' in opened ? IndexNotes.assemble(opened.head, new Map()) : undefined
+    if (object == null) {
+      throw new IndexWriteError(`note ${id} is a part, or names parts: read the host's notes (readHost)`)
+    }
     return object
+  }
+
+  /** An object's note with its segments back from its parts (undefined: a part is missing) */
+  static assemble (head: HeadNote, parts: Map<string, PartNote>): NoteObject | undefined {
+    const { segmentParts, ...object } = head
+    if (segmentParts == null) {
+      return object
+    }
+    const segments: StoredObject['segments'] = []
+    for (const p of segmentParts) {
+      const part = parts.get(p.id)
+      if (part == null || part.part !== head.id || part.first !== segments.length || part.segments.length !== p.count) {
+        return undefined
+      }
+      segments.push(...part.segments)
+    }
+    return { ...object, segments }
   }
 
   private async written (id: string): Promise<Written | undefined> {
@@ -136,12 +232,13 @@ export class IndexNotes {
     }
   }
 
-  private async mark (id: string, hosts: string[]): Promise<void> {
+  private async mark (id: string, hosts: string[], parts: string[] = []): Promise<void> {
     const before = await this.dirty(id)
-    await this.components.datastore.put(new Key(`${INDEX_DIRTY}/${id}`), enc({ hosts: [...new Set([...(before?.hosts ?? []), ...hosts])].sort() }))
+    const union = (a: string[] = [], b: string[] = []): string[] => [...new Set([...a, ...b])].sort()
+    await this.components.datastore.put(new Key(`${INDEX_DIRTY}/${id}`), enc({ hosts: union(before?.hosts, hosts), parts: union(before?.parts, parts) } satisfies Dirty))
   }
 
-  private async settle (id: string, written: Written | undefined, left: string[]): Promise<void> {
+  private async settle (id: string, written: Written | undefined, left: string[], leftParts: string[] = []): Promise<void> {
     const batch = this.components.datastore.batch()
     if (written == null) {
       batch.delete(new Key(`${INDEX_WRITTEN}/${id}`))
@@ -151,14 +248,14 @@ export class IndexNotes {
     if (left.length === 0) {
       batch.delete(new Key(`${INDEX_DIRTY}/${id}`))
     } else {
-      batch.put(new Key(`${INDEX_DIRTY}/${id}`), enc({ hosts: left }))
+      batch.put(new Key(`${INDEX_DIRTY}/${id}`), enc({ hosts: left, parts: leftParts } satisfies Dirty))
     }
     await batch.commit()
   }
 
   /** Records that an imported object's note is at `hosts` as it is (recovery: nothing to write) */
   async adopt (object: StoredObject, hosts: string[]): Promise<void> {
-    await this.settle(object.id, { hash: IndexNotes.hashOf(object), hosts }, [])
+    await this.settle(object.id, { hash: IndexNotes.hashOf(object), hosts, parts: this.partsOf(object) }, [])
   }
 
   /** The records' observer: see the class comment */
@@ -173,25 +270,28 @@ export class IndexNotes {
       const hash = IndexNotes.hashOf(object)
       const hosts = IndexNotes.hostsOf(object)
       if (written == null || written.hash !== hash || written.hosts.join() !== hosts.join()) {
-        await this.mark(id, [...(written?.hosts ?? []), ...hosts])
+        await this.mark(id, [...(written?.hosts ?? []), ...hosts], written?.parts)
       }
       await write()
       return
     }
     if (kind === 'removed') {
       const hosts = [...new Set([...(written?.hosts ?? []), ...IndexNotes.hostsOf(object)])]
-      await this.mark(id, hosts)
+      const parts = [...new Set([...(written?.parts ?? []), ...this.partsOf(object)])]
+      await this.mark(id, hosts, parts)
       await write()
-      const left = await this.deleteAt(id, hosts)
-      await this.settle(id, undefined, left)
+      const left = await this.deleteAt(id, hosts, parts)
+      await this.settle(id, undefined, left, left.length > 0 ? parts : [])
       return
     }
     // stored: the notes first, then the commit
     const hosts = IndexNotes.hostsOf(object)
+    const notes = this.seal(object)
+    const parts = notes.parts.map(p => p.id)
     this.committing.add(id)
     try {
-      await this.mark(id, hosts)
-      const { took, failed, none } = await this.putAt(object, hosts, NOTE_PUT_ATTEMPTS)
+      await this.mark(id, hosts, parts)
+      const { took, failed, none } = await this.putAt(notes, hosts, NOTE_PUT_ATTEMPTS)
       if (took.length === 0 && failed.length > 0) {
         throw new IndexWriteError(`the object's index note could not be written at any of its ${hosts.length} hosts (${failed.map(([h, e]) => `${h}: ${e}`).join('; ')}), so a restore from the words would not find it: nothing was committed; try the put again`)
       }
@@ -199,22 +299,28 @@ export class IndexNotes {
         log('no host of %s keeps an index (%s): it is not findable from the words', id, none.join(', '))
       }
       await write()
-      await this.settle(id, { hash: IndexNotes.hashOf(object), hosts: took }, failed.map(([h]) => h))
+      // a host that keeps no index is settled too: asking it at every change would only be refused again
+      await this.settle(id, { hash: IndexNotes.hashOf(object), hosts: [...took, ...none].sort(), parts }, failed.map(([h]) => h))
     } finally {
       this.committing.delete(id)
     }
   }
 
-  /** Put an object's note at each host; resolves with who took it, who failed (and why), and who keeps no index */
-  private async putAt (object: StoredObject, hosts: string[], attempts: number, signal?: AbortSignal): Promise<{ took: string[], failed: Array<[string, string]>, none: string[] }> {
-    const { id, sealed } = this.seal(object)
+  /**
+   * Put an object's notes at each host, its parts before the note that
+   * names them; resolves with who took them, who failed (and why), and who
+   * keeps no index
+   */
+  private async putAt (notes: { head: Sealed, parts: Sealed[] }, hosts: string[], attempts: number, signal?: AbortSignal): Promise<{ took: string[], failed: Array<[string, string]>, none: string[] }> {
     const took: string[] = []
     const failed: Array<[string, string]> = []
     const none: string[] = []
     await Promise.all(hosts.map(async host => {
       for (let attempt = 1; ; attempt++) {
         try {
-          await this.components.session.notePut(host, id, sealed, callSignal(signal ?? new AbortController().signal, NOTE_CALL_MS))
+          for (const note of [...notes.parts, notes.head]) {
+            await this.components.session.notePut(host, note.id, note.sealed, callSignal(signal ?? new AbortController().signal, NOTE_CALL_MS))
+          }
           took.push(host)
           return
         } catch (err: any) {
@@ -232,13 +338,19 @@ export class IndexNotes {
     return { took: took.sort(), failed, none }
   }
 
-  /** Delete an object's note at each host; resolves with the hosts that could not be told */
-  private async deleteAt (objectId: string, hosts: string[], signal?: AbortSignal): Promise<string[]> {
-    const id = this.noteId(objectId)
+  /**
+   * Delete an object's note at each host, then the part notes named (the
+   * note first: no note is left naming a part that is gone); resolves with
+   * the hosts that could not be told
+   */
+  private async deleteAt (objectId: string, hosts: string[], parts: string[] = [], options: { keepHead?: boolean, signal?: AbortSignal } = {}): Promise<string[]> {
+    const ids = [...(options.keepHead === true ? [] : [this.noteId(objectId)]), ...parts]
     const left: string[] = []
     await Promise.all(hosts.map(async host => {
       try {
-        await this.components.session.noteDelete(host, id, callSignal(signal ?? new AbortController().signal, NOTE_CALL_MS))
+        for (const id of ids) {
+          await this.components.session.noteDelete(host, id, callSignal(options.signal ?? new AbortController().signal, NOTE_CALL_MS))
+        }
       } catch (err: any) {
         if (!noIndexAt(err)) {
           left.push(host)
@@ -296,15 +408,21 @@ export class IndexNotes {
           object = found.id === id ? found : undefined
         } catch {}
         const old = [...new Set([...dirty.hosts, ...(written?.hosts ?? [])])]
+        const oldParts = [...new Set([...(dirty.parts ?? []), ...(written?.parts ?? [])])]
         if (object == null) {
-          const left = await this.deleteAt(id, old, signal)
-          await this.settle(id, undefined, left)
+          const left = await this.deleteAt(id, old, oldParts, { signal })
+          await this.settle(id, undefined, left, left.length > 0 ? oldParts : [])
         } else {
           const hosts = IndexNotes.hostsOf(object)
-          const { took, failed } = await this.putAt(object, hosts, 1, signal)
-          const gone = old.filter(h => !hosts.includes(h))
-          const left = await this.deleteAt(id, gone, signal)
-          await this.settle(id, { hash: IndexNotes.hashOf(object), hosts: took }, [...failed.map(([h]) => h), ...left].sort())
+          const notes = this.seal(object)
+          const parts = notes.parts.map(p => p.id)
+          const { took, failed, none } = await this.putAt(notes, hosts, 1, signal)
+          // where it no longer belongs: all of it; where it stays: the parts it no longer names
+          const gone = await this.deleteAt(id, old.filter(h => !hosts.includes(h)), oldParts, { signal })
+          const stale = oldParts.filter(p => !parts.includes(p))
+          const kept = stale.length === 0 ? [] : await this.deleteAt(id, took, stale, { keepHead: true, signal })
+          const left = [...new Set([...failed.map(([h]) => h), ...gone, ...kept])].sort()
+          await this.settle(id, { hash: IndexNotes.hashOf(object), hosts: [...took, ...none].sort(), parts }, left, left.length > 0 ? oldParts.filter(p => gone.length > 0 || !parts.includes(p)) : [])
         }
         settled++
       }, signal)
@@ -312,24 +430,45 @@ export class IndexNotes {
     return settled
   }
 
-  /** Every note of this node's at a host, opened; with the ids of those that did not open */
-  async readHost (host: string, signal: AbortSignal): Promise<{ objects: Array<{ noteId: string, object: NoteObject }>, unopened: string[] }> {
-    const objects: Array<{ noteId: string, object: NoteObject }> = []
+  /**
+   * Every object whose notes are at a host, opened and put together from
+   * its parts; with the ids of the notes that did not open, and of the
+   * objects whose parts are not all there
+   */
+  async readHost (host: string, signal: AbortSignal): Promise<{ objects: Array<{ noteId: string, object: NoteObject }>, unopened: string[], incomplete: string[] }> {
+    const heads: Array<{ noteId: string, head: HeadNote }> = []
+    const parts = new Map<string, PartNote>()
     const unopened: string[] = []
     let after: string | undefined
     for (;;) {
       const page = await this.components.session.noteList(host, after, callSignal(signal, NOTE_CALL_MS))
       for (const n of page.notes) {
         try {
-          objects.push({ noteId: n.id, object: this.open(n.id, n.note) })
+          const opened = this.openAny(n.id, n.note)
+          if ('part' in opened) {
+            parts.set(n.id, opened.part)
+          } else {
+            heads.push({ noteId: n.id, head: opened.head })
+          }
         } catch {
           unopened.push(n.id)
         }
       }
       if (!page.more || page.notes.length === 0) {
-        return { objects, unopened }
+        break
       }
       after = page.notes[page.notes.length - 1].id
     }
+    const objects: Array<{ noteId: string, object: NoteObject }> = []
+    const incomplete: string[] = []
+    for (const { noteId, head } of heads) {
+      const object = IndexNotes.assemble(head, parts)
+      if (object == null) {
+        incomplete.push(head.id)
+      } else {
+        objects.push({ noteId, object })
+      }
+    }
+    return { objects, unopened, incomplete }
   }
 }

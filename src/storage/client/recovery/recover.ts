@@ -23,6 +23,8 @@ export interface RecoveryReport {
   objectsKnown: number
   /** notes that did not open with this wallet's index key (or did not carry an object) */
   notesUnopened: number
+  /** objects whose note was found but not all the parts of its record, at any host */
+  objectsIncomplete: number
 }
 
 export interface RecoveryProgress {
@@ -138,10 +140,11 @@ export async function recover (components: RecoveryComponents, hosts: string[], 
   const { signal } = options
   const progress = options.onProgress ?? (() => {})
   await records.ready()
-  const report: RecoveryReport = { hostsAsked: hosts.length, hostsAnswered: 0, contracts: 0, contractsAdded: 0, objectsAdded: 0, objectsKnown: 0, notesUnopened: 0 }
+  const report: RecoveryReport = { hostsAsked: hosts.length, hostsAnswered: 0, contracts: 0, contractsAdded: 0, objectsAdded: 0, objectsKnown: 0, notesUnopened: 0, objectsIncomplete: 0 }
   const found = new Map<string, ContractRecord>()
   const objects = new Map<string, { object: NoteObject, hosts: Set<string> }>()
   const unopened = new Set<string>()
+  const incomplete = new Set<string>()
   let done = 0
   const asked = new Set<string>()
   const ask = async (host: string): Promise<void> => {
@@ -173,6 +176,7 @@ export async function recover (components: RecoveryComponents, hosts: string[], 
         }
       }
       notes.unopened.forEach(id => unopened.add(id))
+      notes.incomplete.forEach(id => incomplete.add(id))
     } catch (err: any) {
       if (signal.aborted) {
         throw err
@@ -202,6 +206,7 @@ export async function recover (components: RecoveryComponents, hosts: string[], 
   signal.throwIfAborted()
   report.contracts = found.size
   report.notesUnopened = unopened.size
+  report.objectsIncomplete = [...incomplete].filter(id => !objects.has(id)).length
   if (objects.size === 0) {
     throw new NoIndexFoundError(`no index found for these words: none of the ${asked.size} storage host(s) asked (${report.hostsAnswered} answered) holds notes for ${peerId}; nothing was created. Check the words (wallet backup on the old machine prints them), or wait until the market lists more hosts and try again: store recover --wait 5m`, report.hostsAnswered)
   }
