@@ -106,6 +106,18 @@ describe('versions in the records', () => {
     assert.deepEqual(seen, [['saved', v1.id, 1, true]])
   })
 
+  it('keeps supersededAt when upkeep saves a copy of a version read before a put superseded it', async () => {
+    const records = await recordsOn()
+    const v1 = await put(records, objectNamed('raced'))
+    const stale = await records.find('raced')
+    await put(records, objectNamed('raced'))
+    await records.saveObject({ ...stale, size: 2 })
+    const after = await records.findVersion('raced', 1)
+    assert.equal(after.size, 2)
+    assert.notEqual(after.supersededAt, undefined)
+    void v1
+  })
+
   it('reads a record written before versions as version 1', async () => {
     const datastore = new MemoryDatastore()
     const old = objectNamed('old')
