@@ -218,6 +218,17 @@ describe('shares: a file fetched by a node that holds none of the owner\'s words
     assert.ok(await askHost(holder, shard.host, shard.root, body) instanceof ShareRevokedError)
   })
 
+  it('still opens its shards after the owner\'s contracts are renewed under new ids (the grant names roots, not contracts)', async () => {
+    const { text } = await owner.storage.share('shared.bin', { expiresInMs: 3600_000 })
+    const before = new Set(Object.keys((await owner.storage.find('shared.bin')).contracts))
+    // as the upkeep does a week before they end
+    assert.ok(await owner.storage.renewAll(Date.now() + 29 * 86_400_000) >= HOSTS)
+    const after = new Set(Object.keys((await owner.storage.find('shared.bin')).contracts).filter(id => !before.has(id)))
+    assert.ok(after.size >= HOSTS, 'the object is under new contracts')
+    const [fetched] = await holder.storage.fetchShared(text, { out: join(dir.path, 'after-renewal.bin') })
+    assert.equal(fetched.sha256, sha256(data['shared.bin']))
+  })
+
   it('refuses an expired grant, one for another peer, and an altered or forged one', async () => {
     // a short expiry: the hosts refuse it by their own clocks once it passes
     const short = await owner.storage.share('shared.bin', { expiresInMs: 1500 })
