@@ -33,6 +33,8 @@ export const REMOVED = '/storage/removed'
 export const REMOVED_NAMES = '/storage/removals/names'
 /** <removedAt>-<id> -> id: which removed objects to forget first (keepRemoved) */
 export const REMOVED_ORDER = '/storage/removals/order'
+/** the shares this node made (PROTOCOL.md 8h): /storage/shares/<grant id hex> -> ShareRecord */
+export const SHARES = '/storage/shares'
 /** set once the removed objects kept before REMOVED_NAMES and REMOVED_ORDER existed are indexed */
 export const REMOVALS_INDEXED = '/storage/removals/indexed'
 /** <encodeURIComponent(name)>/<version, 10 digits> -> object id: every version of a name, kept while one of them is stored (a pruned or removed one's key stays so `store get --version` can say what became of it) */
@@ -160,3 +162,6 @@ export const DEFAULT_RECOVER_WAIT_MS = 60_000
  * index was found, or the hosts answered that there is none)
  */
 export const RECOVERY_MARKER = 'recover-pending.json'
+
+/** 7 days, a share's life unless --expires says otherwise: long enough to hand a file over a weekend, short enough that a forgotten link dies on its own */
+export const DEFAULT_SHARE_MS = 7 * 24 * 3600_000

@@ -13,7 +13,7 @@ import { equalBytes, merkleRoot } from '../protocol/merkle.ts'
 import { decodeGrant, decodeShareText, encodeGrant, encodeGrantBody, encodeShareText, GRANT_ID_BYTES, MAX_GRANT_ROOTS, MAX_SHARE_MS, SHARE_CLOCK_SKEW_MS, signGrant, sortRoots, type HostPrice, type SharedObject } from '../protocol/share.ts'
 import { TIB, transferCost } from '../protocol/contract.ts'
 import { parseBtc } from '../../protocols/units.ts'
-import { END_CALL_MS } from '../constants.ts'
+import { DEFAULT_SHARE_MS, END_CALL_MS, SHARES } from '../constants.ts'
 import { IntegrityError, InvalidShareError, ObjectNotFoundError, OutputExistsError, ShardUnavailableError, ShareExpiredError, ShareNotFoundError, ShareNotHeldError, shareRefusalOf } from '../errors.ts'
 import { transferTimeoutMs } from './contracts.ts'
 import { callSignal, type StorageSession } from './session.ts'
@@ -23,12 +23,9 @@ import type { Records, StoredObject } from './records.ts'
 
 const log = logger('opencloud:storage:shares')
 
-/** The shares this node made: /storage/shares/<grant id hex> -> ShareRecord */
-export const SHARES = '/storage/shares'
 const GRANT_ID_HEX = /^[0-9a-f]{32}$/
 
-/** 7 days: long enough to hand a file over a weekend, short enough that a forgotten link dies on its own */
-export const DEFAULT_SHARE_MS = 7 * 24 * 3600_000
+export { DEFAULT_SHARE_MS, SHARES }
 
 /** A share as its owner keeps it (`store shares`) */
 export interface ShareRecord {
