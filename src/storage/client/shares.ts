@@ -14,7 +14,7 @@ import { decodeGrant, decodeShareText, encodeGrant, encodeGrantBody, encodeShare
 import { TIB, transferCost } from '../protocol/contract.ts'
 import { parseBtc } from '../../protocols/units.ts'
 import { DEFAULT_SHARE_MS, END_CALL_MS, SHARES } from '../constants.ts'
-import { IntegrityError, InvalidShareError, ObjectNotFoundError, OutputExistsError, ShardUnavailableError, ShareExpiredError, ShareNotFoundError, ShareNotHeldError, shareRefusalOf } from '../errors.ts'
+import { IntegrityError, InvalidShareError, ObjectNotFoundError, OutputExistsError, ShardUnavailableError, ShareExpiredError, ShareHolderError, ShareNotFoundError, ShareNotHeldError, shareRefusalOf } from '../errors.ts'
 import { transferTimeoutMs } from './contracts.ts'
 import { callSignal, type StorageSession } from './session.ts'
 import type { Downloader, ShardFetcher, ShardSource } from './download.ts'
@@ -350,6 +350,10 @@ export class Shares {
     }
     if (share.objects.length === 0) {
       throw new InvalidShareError('the share names no object')
+    }
+    if (grant.holder != null && grant.holder !== this.components.peerId) {
+      // the hosts would refuse every shard: said before one is asked for
+      throw new ShareHolderError(`this share is for ${grant.holder}, and this node is ${this.components.peerId}: only that node can use it (ask the owner for a share --to this node, or a --link)`)
     }
     const dir = target.dir ?? process.cwd()
     const { folder } = share
