@@ -18,7 +18,7 @@ import { IntegrityError, InvalidShareError, ObjectNotFoundError, OutputExistsErr
 import { transferTimeoutMs } from './contracts.ts'
 import { callSignal, type StorageSession } from './session.ts'
 import type { Downloader, ShardFetcher, ShardSource } from './download.ts'
-import type { GetOptions } from './interface.ts'
+import type { GetOptions, StorageClientComponents } from './interface.ts'
 import type { Records, StoredObject } from './records.ts'
 
 const log = logger('opencloud:storage:shares')
@@ -65,7 +65,7 @@ export interface FetchedObject {
   out: string
 }
 
-export interface SharesComponents {
+export interface SharesComponents extends Pick<StorageClientComponents, 'prepay'> {
   /** this node's PeerId: the renter its contracts carry, and so the grants' */
   peerId: string
   signer: CredentialSigner
@@ -385,6 +385,7 @@ export class Shares {
       }
     }
     const body = encodeGrantBody(share.grant, share.signature)
+    await this.prepay(share.objects, share.prices ?? new Map(), options.signal)
     const fetched: FetchedObject[] = []
     const total = share.objects.reduce((n, o) => n + o.size, 0)
     let before = 0
@@ -405,6 +406,41 @@ export class Shares {
       fetched.push({ name: o.name, size: o.size, sha256: o.sha256, out: outs[i] })
     }
     return fetched
+  }
+
+  /**
+   * What the fetch is about to pay each host (K of its N shards a segment,
+   * spread over the hosts as the slots are), so the node opens a payment
+   * channel where its strategy says one is cheaper than a payment per shard
+   * (PaymentAgent.prepay), as a put does for its hosts
+   */
+  private async prepay (objects: SharedObject[], prices: Map<string, HostPrice>, signal?: AbortSignal): Promise<void> {
+    if (this.components.prepay == null) {
+      return
+    }
+    const expected = new Map<string, { sats: bigint, calls: number }>()
+    for (const o of objects) {
+      for (const s of o.segments) {
+        for (const x of s.shards) {
+          const p = prices.get(x.host)
+          const e = expected.get(x.host) ?? { sats: 0n, calls: 0 }
+          // each slot is asked for K / N of the time, on average
+          e.sats += p == null ? 0n : transferCost(p.version, p.downloadPrice, s.shardSize) * BigInt(o.k) / BigInt(o.n)
+          e.calls += o.k / o.n
+          expected.set(x.host, e)
+        }
+      }
+    }
+    const payees = [...expected].filter(([, e]) => e.sats > 0n).map(([peer, e]) => ({ peer, sats: e.sats, calls: Math.ceil(e.calls), method: 'storage.shared-get' }))
+    if (payees.length > 0) {
+      try {
+        await this.components.prepay(payees, signal ?? AbortSignal.timeout(60_000))
+      } catch (err: any) {
+        signal?.throwIfAborted()
+        // each shard is then paid as it is fetched, as without a channel
+        log('no payment channel opened for the fetch - %s', err.message)
+      }
+    }
   }
 
   /**

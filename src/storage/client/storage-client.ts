@@ -99,7 +99,7 @@ export class StorageClient {
     const prepay = components.prepay == null ? undefined : async (payees: Parameters<NonNullable<StorageClientComponents['prepay']>>[0], signal: AbortSignal): Promise<void> => components.prepay?.(payees, signal)
     this.uploader = new Uploader({ hosts, storageKey, rate, records, contracts, session, slots, prepay }, { segmentSize: init.segmentSize ?? DEFAULT_SEGMENT_SIZE, segmentsInFlight, durationMs })
     const downloader = this.downloader = new Downloader({ storageKey, rate, records, session, contracts, slots, shutdown: () => this.shutdown.signal, onHealthChanged: () => { this.repairSoon() } }, { hedgeMs: init.hedgeMs ?? DEFAULT_HEDGE_MS, minThroughput })
-    this.sharing = new Shares({ peerId, signer, datastore: components.datastore, storageKey, records, session, downloader, minThroughput })
+    this.sharing = new Shares({ peerId, signer, datastore: components.datastore, storageKey, records, session, downloader, minThroughput, prepay })
     this.repairer = new Repairer({ hosts, trust, rate, records, contracts, downloader, slots }, {
       repairAfterLost: init.repairAfterLost ?? defaultRepairAfterLost,
       repairRetryMs: init.repairRetryMs ?? DEFAULT_REPAIR_RETRY_MS,
