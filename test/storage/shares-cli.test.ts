@@ -70,6 +70,14 @@ describe('store share, shares, unshare and fetch from the command line', () => {
       assert.equal(again.code, 1)
       assert.match(again.stderr, /^opencloud-node: the owner revoked share [0-9a-f]{32} before its expiry: ask them for a new one/)
       assert.match((await cli(ownerDir, ['store', 'shares'])).stdout, /revoked \d{4}-\d\d-\d\d \d\d:\d\d UTC/)
+
+      // a share cut short when it was copied, and an unshare of nothing, each say what to do
+      const cut = await cli(holderDir, ['store', 'fetch', text.slice(0, 60), '--out', join(dir.path, 'cut.pdf')])
+      assert.equal(cut.code, 1)
+      assert.match(cut.stderr, /^opencloud-node: the share does not read: message ends inside/)
+      const none = await cli(ownerDir, ['store', 'unshare', 'no-such-file'])
+      assert.equal(none.code, 1)
+      assert.match(none.stderr, /no live share has id or names "no-such-file": see store shares\n {2}try: .*store shares\n$/)
     } finally {
       for (const d of daemons) {
         await d.stop()
