@@ -3,6 +3,8 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { access, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { generateMnemonic } from '@scure/bip39'
+import { wordlist } from '@scure/bip39/wordlists/english.js'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { CLI } from '../../src/utils/cli-name.ts'
 import { addrOf, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
@@ -75,6 +77,31 @@ describe('recovery from the words, from the command line', () => {
       for (const stop of stops.reverse()) {
         await stop().catch(() => {})
       }
+      await dir.cleanup()
+    }
+  })
+
+  it('store ls shows a recovery under way, as text and as JSON', async () => {
+    const dir = await tempDir()
+    try {
+      const root = join(dir.path, 'restored')
+      const restore = await runCli(['wallet', 'restore', '--data-dir', root], { stdin: generateMnemonic(wordlist, 256) })
+      assert.equal(restore.code, 0, restore.stderr)
+      // no network to join: the recovery waits for the market to list hosts
+      const daemon = await startDaemon(root)
+      try {
+        const ls = await runCli(['store', 'ls', '--data-dir', root])
+        assert.match(ls.stdout, /^recovering this wallet's files from the hosts since \d{4}-\d\d-\d\d \d\d:\d\d UTC \(waiting for the market to list storage hosts\): the list below grows when it is done\nnothing stored yet/)
+        const json = JSON.parse((await runCli(['store', 'ls', '--json', '--data-dir', root])).stdout)
+        assert.equal(typeof json.recovery.startedAt, 'number')
+        assert.equal(json.recovery.progress.phase, 'hosts')
+        const again = await runCli(['store', 'recover', '--data-dir', root])
+        assert.equal(again.code, 1)
+        assert.match(again.stderr, /a recovery is under way already; store ls shows its progress/)
+      } finally {
+        await daemon.stop()
+      }
+    } finally {
       await dir.cleanup()
     }
   })
