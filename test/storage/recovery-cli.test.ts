@@ -73,6 +73,17 @@ describe('recovery from the words, from the command line', () => {
       const bad = await runCli(['store', 'recover', '--wait', '1m', '--data-dir', fresh])
       assert.equal(bad.code, 2)
       assert.match(bad.stderr, /could be minutes or months/)
+
+      // other words: the same hosts hold nothing of theirs
+      const other = join(dir.path, 'other')
+      assert.equal((await runCli(['wallet', 'restore', '--data-dir', other], { stdin: generateMnemonic(wordlist, 256) })).code, 0)
+      const third = await startDaemon(other, join0)
+      stops.push(third.stop)
+      await waitFor(async () => JSON.parse((await runCli(['store', 'ls', '--json', '--data-dir', other])).stdout).recovery === null, 60_000, 'the first start\'s recovery to end')
+      const wrong = await runCli(['store', 'recover', '--wait', '10s', '--data-dir', other])
+      assert.equal(wrong.code, 1)
+      assert.match(wrong.stderr, new RegExp(`^opencloud-node: no index found for these words: none of the \\d+ storage host\\(s\\) asked \\(\\d+ answered\\) holds notes for ${third.peerId}; nothing was created\\. Check the words .*\\n  try: ${CLI} --data-dir ${other} store recover --wait 5min\\n$`))
+      assert.equal((await runCli(['store', 'ls', '--data-dir', other])).stdout.startsWith('nothing stored yet'), true)
     } finally {
       for (const stop of stops.reverse()) {
         await stop().catch(() => {})

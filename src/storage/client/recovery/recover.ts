@@ -208,7 +208,7 @@ export async function recover (components: RecoveryComponents, hosts: string[], 
   report.notesUnopened = unopened.size
   report.objectsIncomplete = [...incomplete].filter(id => !objects.has(id)).length
   if (objects.size === 0) {
-    throw new NoIndexFoundError(`no index found for these words: none of the ${asked.size} storage host(s) asked (${report.hostsAnswered} answered) holds notes for ${peerId}; nothing was created. Check the words (wallet backup on the old machine prints them), or wait until the market lists more hosts and try again: store recover --wait 5m`, report.hostsAnswered)
+    throw new NoIndexFoundError(`no index found for these words: none of the ${asked.size} storage host(s) asked (${report.hostsAnswered} answered) holds notes for ${peerId}; nothing was created. Check the words (wallet backup on the old machine prints them), or try again once the market lists more storage hosts (store recover --wait 5min)`, report.hostsAnswered)
   }
   // written in one turn of the records lock: the upkeep must never see a
   // recovered contract before the objects that name its shards
