@@ -205,6 +205,13 @@ describe('storage folders: a directory stored, listed, fetched and removed, on r
       const again = JSON.parse((await cli('store', 'put', tree, '--redundancy', '1-of-2', '--json')).stdout)
       assert.deepEqual(again.files.map((f: any) => f.status), ['unchanged', 'unchanged'])
 
+      // several paths at once, under one folder
+      await writeFile(join(dir.path, 'cli-in', 'x.txt'), 'x')
+      await writeFile(join(dir.path, 'cli-in', 'y.txt'), 'y')
+      const several = JSON.parse((await cli('store', 'put', join(dir.path, 'cli-in', 'x.txt'), join(dir.path, 'cli-in', 'y.txt'), '--name', 'loose', '--redundancy', '1-of-2', '--json')).stdout)
+      assert.deepEqual(several.files.map((f: any) => [f.name, f.status]), [['loose/x.txt', 'stored'], ['loose/y.txt', 'stored']])
+      assert.equal((await cli('store', 'rm', 'loose/', '--recursive')).code, 0)
+
       const ls = await cli('store', 'ls', 'docs/')
       assert.equal(ls.code, 0, ls.stderr)
       assert.match(ls.stdout, /^docs\/notes\/\s+5 bytes in 1 file\s*$/m)

@@ -4,6 +4,9 @@ import { MemoryDatastore } from 'datastore-core'
 import { Key } from 'interface-datastore'
 import { Records, type StoredObject } from '../../src/storage/client/records.ts'
 import { ObjectBeingStoredError, VersionPrunedError } from '../../src/storage/errors.ts'
+import { DEFAULT_CONFIG, validateConfig } from '../../src/node/config.ts'
+import { versionsKeptForMs } from '../../src/services/storage/index.ts'
+import { durationText } from '../../src/storage/client/storage-client.ts'
 
 /**
  * The versions of a name in the client's records (issue 21, decision 3):
@@ -103,6 +106,18 @@ describe('versions in the records', () => {
     assert.deepEqual(seen, [['saved', v1.id, 1, true]])
   })
 
+  it('keeps supersededAt when upkeep saves a copy of a version read before a put superseded it', async () => {
+    const records = await recordsOn()
+    const v1 = await put(records, objectNamed('raced'))
+    const stale = await records.find('raced')
+    await put(records, objectNamed('raced'))
+    await records.saveObject({ ...stale, size: 2 })
+    const after = await records.findVersion('raced', 1)
+    assert.equal(after.size, 2)
+    assert.notEqual(after.supersededAt, undefined)
+    void v1
+  })
+
   it('reads a record written before versions as version 1', async () => {
     const datastore = new MemoryDatastore()
     const old = objectNamed('old')
@@ -155,6 +170,20 @@ describe('versions in the records', () => {
     assert.equal(await records.importObject(fresh), 'added')
     assert.equal((await records.find('dir/new')).id, fresh.id)
     assert.equal((await records.findVersion('dir/new', 4)).id, fresh.id)
+  })
+})
+
+describe('storage.versionsKeptFor in config.json', () => {
+  it('defaults to 30 days, takes "0" and periods, and refuses what is not one', () => {
+    assert.equal((DEFAULT_CONFIG as any).storage.versionsKeptFor, '30d')
+    assert.equal(versionsKeptForMs('30d'), 30 * 86_400_000)
+    assert.equal(versionsKeptForMs('0'), 0)
+    assert.equal(versionsKeptForMs('90min'), 5_400_000)
+    assert.equal((validateConfig({ storage: { versionsKeptFor: '180d' } }) as any).storage.versionsKeptFor, '180d')
+    assert.throws(() => validateConfig({ storage: { versionsKeptFor: '1m' } }), /storage\.versionsKeptFor "1m" could be minutes or months/)
+    assert.throws(() => validateConfig({ storage: { versionsKeptFor: 30 } }), /storage\.versionsKeptFor takes a period such as "30d", "12h" or "0", not 30/)
+    assert.equal(durationText(30 * 86_400_000), '30d')
+    assert.equal(durationText(0), '0')
   })
 })
 

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { Key } from 'interface-datastore'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { ObjectUnchangedError, VersionPrunedError } from '../../src/storage/client/storage-client.ts'
 import { addrOf, connect, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
@@ -162,6 +163,15 @@ describe('storage versions: a name put again keeps the version before, on real n
     const v2 = await client.storage.put(await fileOf(next), { name: 'pruned.bin', k: 1, n: 2 })
     // not yet: superseded under a second ago
     assert.equal(await client.storage.pruneVersions(Date.now() - 5000), 0)
+    // a version whose supersededAt was lost (a save racing the commit) is superseded again at the next check, from then
+    const records = (client.storage as any).records
+    const raw = JSON.parse(new TextDecoder().decode(await records.datastore.get(new Key(`/storage/objects/${(await client.storage.findVersion('pruned.bin', 1)).id}`))))
+    delete raw.supersededAt
+    await records.datastore.put(new Key(`/storage/objects/${raw.id as string}`), new TextEncoder().encode(JSON.stringify(raw)))
+    assert.equal((await client.storage.findVersion('pruned.bin', 1)).supersededAt, undefined)
+    const healedAt = Date.now() - 5000
+    assert.equal(await client.storage.pruneVersions(healedAt), 0)
+    assert.equal((await client.storage.findVersion('pruned.bin', 1)).supersededAt, healedAt)
     assert.equal((await client.storage.versions('pruned.bin')).length, 2)
     const v1 = await client.storage.findVersion('pruned.bin', 1)
     const shards = v1.segments.flatMap(s => s.shards)

@@ -339,6 +339,13 @@ export class Records {
   /** Write an object, and the contracts it names */
   async saveObject (object: StoredObject): Promise<void> {
     await this.saveContractsOf(object)
+    // a put commits outside the records lock: one may have superseded this
+    // version since the caller read it (only a removal, under the lock,
+    // makes a version current again)
+    const stored = await this.rawObject(object.id)
+    if (stored?.supersededAt != null && object.supersededAt == null) {
+      object.supersededAt = stored.supersededAt
+    }
     await this.observed('saved', object, async () => { await this.datastore.put(objectKeyOf(object.id), enc(this.dehydrate(object))) })
   }
 
@@ -431,6 +438,12 @@ export class Records {
       out.set((await this.rawObject(current))?.version ?? 1, current)
     }
     return out
+  }
+
+  /** The id of the version a name points at, if any */
+  async currentId (name: string): Promise<string | undefined> {
+    const entry = await this.nameEntry(name)
+    return typeof entry === 'string' ? entry : undefined
   }
 
   /** The stored versions of a name, oldest first (none: no version of it is stored) */

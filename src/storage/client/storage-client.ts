@@ -327,7 +327,17 @@ export class StorageClient {
     return this.upkept(signal, async upkeep => {
       let pruned = 0
       for (const object of await this.records.list()) {
-        if (object.supersededAt == null || now - object.supersededAt < this.versionsKeptForMs) {
+        if (object.supersededAt == null) {
+          const current = await this.records.currentId(object.name)
+          if (current != null && current !== object.id && ((await this.records.find(current)).version ?? 1) > (object.version ?? 1)) {
+            // a newer version is current, and this one's supersededAt was
+            // lost (a save racing the commit that set it): from now on
+            object.supersededAt = now
+            await this.records.saveObject(object)
+          }
+          continue
+        }
+        if (now - object.supersededAt < this.versionsKeptForMs) {
           continue
         }
         upkeep.throwIfAborted()
