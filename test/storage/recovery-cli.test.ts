@@ -3,6 +3,8 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { access, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { generateMnemonic } from '@scure/bip39'
+import { wordlist } from '@scure/bip39/wordlists/english.js'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { CLI } from '../../src/utils/cli-name.ts'
 import { addrOf, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
@@ -71,10 +73,46 @@ describe('recovery from the words, from the command line', () => {
       const bad = await runCli(['store', 'recover', '--wait', '1m', '--data-dir', fresh])
       assert.equal(bad.code, 2)
       assert.match(bad.stderr, /could be minutes or months/)
+
+      // other words: the same hosts hold nothing of theirs
+      const other = join(dir.path, 'other')
+      assert.equal((await runCli(['wallet', 'restore', '--data-dir', other], { stdin: generateMnemonic(wordlist, 256) })).code, 0)
+      const third = await startDaemon(other, join0)
+      stops.push(third.stop)
+      await waitFor(async () => JSON.parse((await runCli(['store', 'ls', '--json', '--data-dir', other])).stdout).recovery === null, 60_000, 'the first start\'s recovery to end')
+      const wrong = await runCli(['store', 'recover', '--wait', '10s', '--data-dir', other])
+      assert.equal(wrong.code, 1)
+      assert.match(wrong.stderr, new RegExp(`^opencloud-node: no index found for these words: none of the \\d+ storage host\\(s\\) asked \\(\\d+ answered\\) holds notes for ${third.peerId}; nothing was created\\. Check the words .*\\n  try: ${CLI} --data-dir ${other} store recover --wait 5min\\n$`))
+      assert.equal((await runCli(['store', 'ls', '--data-dir', other])).stdout.startsWith('nothing stored yet'), true)
     } finally {
       for (const stop of stops.reverse()) {
         await stop().catch(() => {})
       }
+      await dir.cleanup()
+    }
+  })
+
+  it('store ls shows a recovery under way, as text and as JSON', async () => {
+    const dir = await tempDir()
+    try {
+      const root = join(dir.path, 'restored')
+      const restore = await runCli(['wallet', 'restore', '--data-dir', root], { stdin: generateMnemonic(wordlist, 256) })
+      assert.equal(restore.code, 0, restore.stderr)
+      // no network to join: the recovery waits for the market to list hosts
+      const daemon = await startDaemon(root)
+      try {
+        const ls = await runCli(['store', 'ls', '--data-dir', root])
+        assert.match(ls.stdout, /^recovering this wallet's files from the hosts since \d{4}-\d\d-\d\d \d\d:\d\d UTC \(waiting for the market to list storage hosts\): the list below grows when it is done\nnothing stored yet/)
+        const json = JSON.parse((await runCli(['store', 'ls', '--json', '--data-dir', root])).stdout)
+        assert.equal(typeof json.recovery.startedAt, 'number')
+        assert.equal(json.recovery.progress.phase, 'hosts')
+        const again = await runCli(['store', 'recover', '--data-dir', root])
+        assert.equal(again.code, 1)
+        assert.match(again.stderr, /a recovery is under way already; store ls shows its progress/)
+      } finally {
+        await daemon.stop()
+      }
+    } finally {
       await dir.cleanup()
     }
   })

@@ -69,6 +69,13 @@ describe('storage recovery: the files come back from the words alone', () => {
     files['notes.txt v2'] = randomBytes(999)
     await writeFile(join(dir.path, 'notes.txt'), files['notes.txt v2'])
     ids['notes.txt v2'] = (await old.storage.put(join(dir.path, 'notes.txt'), { name: 'notes.txt', k: 2, n: 3 })).id
+    // and a folder
+    await mkdir(join(dir.path, 'album', 'sub'), { recursive: true })
+    for (const [name, size] of [['album/a.txt', 700], ['album/sub/b.txt', 300_000]] as const) {
+      files[name] = randomBytes(size)
+      await writeFile(join(dir.path, name), files[name])
+    }
+    await old.storage.putTree([join(dir.path, 'album')], { k: 2, n: 3 })
     words = old.wallet.backupPhrase()
     oldPeerId = old.peerId.toString()
     oldContracts = old.storage.contractList().filter(([, c]) => c.ended == null).map(([id]) => id).sort()
@@ -101,14 +108,15 @@ describe('storage recovery: the files come back from the words alone', () => {
     await writeFile(join(root, RECOVERY_MARKER), '{}\n')
     const node = await startClient(root)
     assert.equal(node.peerId.toString(), oldPeerId, 'the identity comes from the words')
-    await waitFor(async () => (await node.storage.list()).length === 3, 30_000, 'the recovery at the first start')
+    await waitFor(async () => (await node.storage.list()).length === 5, 30_000, 'the recovery at the first start')
     await waitFor(async () => access(join(root, RECOVERY_MARKER)).then(() => false, () => true), 5000, 'the marker to go')
     const report = await node.storage.recover({ waitMs: 10_000 })
     assert.equal(report.hostsAsked, HOSTS)
     assert.equal(report.hostsAnswered, HOSTS)
-    assert.deepEqual([report.objectsAdded, report.objectsKnown, report.contractsAdded, report.notesUnopened], [0, 3, 0, 0], 'a second recovery finds them known')
+    assert.deepEqual([report.objectsAdded, report.objectsKnown, report.contractsAdded, report.notesUnopened], [0, 5, 0, 0], 'a second recovery finds them known')
     const listed = await node.storage.list()
-    assert.deepEqual(listed.map(o => o.id).sort(), [ids['notes.txt'], ids['notes.txt v2'], ids['photo.jpg']].sort())
+    assert.deepEqual(listed.filter(o => !o.name.startsWith('album/')).map(o => o.id).sort(), [ids['notes.txt'], ids['notes.txt v2'], ids['photo.jpg']].sort())
+    assert.deepEqual(listed.filter(o => o.name.startsWith('album/')).map(o => o.name).sort(), ['album/a.txt', 'album/sub/b.txt'])
     // the versions as they were: version 2 current, version 1 superseded
     assert.deepEqual((await node.storage.versions('notes.txt')).map(o => [o.id, o.version ?? 1, o.supersededAt != null]), [[ids['notes.txt'], 1, true], [ids['notes.txt v2'], 2, false]])
     assert.ok(!listed.some(o => o.id === removedId), 'a removed object is not brought back')
@@ -117,6 +125,12 @@ describe('storage recovery: the files come back from the words alone', () => {
       const out = join(root, `out-${file}`)
       await node.storage.get(name, out, { version })
       assert.equal(sha256(await readFile(out)), sha256(files[file]), `${file} is byte-identical`)
+    }
+    // the folder as a tree
+    const tree = join(root, 'album-out')
+    await node.storage.getTree('album/', tree)
+    for (const name of ['album/a.txt', 'album/sub/b.txt']) {
+      assert.equal(sha256(await readFile(join(tree, name.slice('album/'.length)))), sha256(files[name]), `${name} is byte-identical`)
     }
     // rent goes on under them: the next period is paid to the same contracts
     const paidBefore = new Map(node.storage.contractList().map(([id, c]) => [id, c.rentPaidPeriods]))

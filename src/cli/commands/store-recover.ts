@@ -54,7 +54,7 @@ export async function runRecover ({ values, json, dataDir, out, err }: CommandCo
     })
   } catch (e) {
     if (e instanceof ApiError && e.name === 'NoIndexFoundError') {
-      throw new HintedError(e.message, hintLine(values, ['market', 'prices', '--service', 'storage']), e.detail, e.name)
+      throw new HintedError(e.message, hintLine(values, ['store', 'recover', '--wait', '5min']), e.detail, e.name)
     }
     throw e
   } finally {

@@ -336,7 +336,9 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
       }
       if (stored.recovery != null) {
         // a recovery from the words is under way (store recover, or the first start after wallet restore)
-        out.write(`recovering this wallet's files from the hosts since ${minute(new Date(stored.recovery.startedAt).toISOString())}${stored.recovery.progress == null ? '' : ` (${String(stored.recovery.progress.phase)} ${String(stored.recovery.progress.done)}/${String(stored.recovery.progress.total)})`}: the list below grows when it is done\n`)
+        const p = stored.recovery.progress
+        const doing = p == null ? '' : p.total === 0 ? ` (${String(p.message)})` : ` (${p.phase === 'import' ? 'importing objects' : 'asking hosts'} ${String(p.done)}/${String(p.total)})`
+        out.write(`recovering this wallet's files from the hosts since ${minute(new Date(stored.recovery.startedAt).toISOString())}${doing}: the list below grows when it is done\n`)
       }
       if (objects.length === 0) {
         out.write(`nothing stored yet; store a file with: ${hintLine(values, ['store', 'put', '<file>'])}\n`)

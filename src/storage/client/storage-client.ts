@@ -637,7 +637,9 @@ export class StorageClient {
       const waitUntil = Date.now() + (options.waitMs ?? DEFAULT_RECOVER_WAIT_MS)
       let offers = await this.components.hosts()
       while (offers.length === 0 && Date.now() < waitUntil) {
-        options.onProgress?.({ phase: 'hosts', done: 0, total: 0, message: 'waiting for the market to list storage hosts' })
+        const waiting: RecoveryProgress = { phase: 'hosts', done: 0, total: 0, message: 'waiting for the market to list storage hosts' }
+        this.recovering.progress = waiting
+        options.onProgress?.(waiting)
         await new Promise(resolve => setTimeout(resolve, 500))
         signal.throwIfAborted()
         offers = await this.components.hosts()

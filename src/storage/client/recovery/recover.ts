@@ -203,12 +203,32 @@ export async function recover (components: RecoveryComponents, hosts: string[], 
     round = [...new Set([...objects.values()].flatMap(({ object }) => object.segments.flatMap(s => s.shards.map(x => x.host))))].filter(h => !asked.has(h)).sort()
   }
   report.hostsAsked = asked.size
+  // a contract the notes name that no `contracts` answer listed (a host
+  // without the method, or one that answered before the contract formed):
+  // asked for by id
+  const named = new Map<string, string>()
+  for (const { object } of objects.values()) {
+    for (const shard of object.segments.flatMap(s => s.shards)) {
+      if (!found.has(shard.contract) && records.contracts.get(shard.contract) == null) {
+        named.set(shard.contract, shard.host)
+      }
+    }
+  }
+  await Promise.all([...named].map(async ([id, host]) => {
+    try {
+      found.set(id, contractFromList(id, host, peerId, await session.list(host, id, callSignal(signal, NOTE_CALL_MS))))
+    } catch (err: any) {
+      if (!signal.aborted) {
+        log('contract %s at %s, which a note names, cannot be taken back - %s', id, host, err.message)
+      }
+    }
+  }))
   signal.throwIfAborted()
   report.contracts = found.size
   report.notesUnopened = unopened.size
   report.objectsIncomplete = [...incomplete].filter(id => !objects.has(id)).length
   if (objects.size === 0) {
-    throw new NoIndexFoundError(`no index found for these words: none of the ${asked.size} storage host(s) asked (${report.hostsAnswered} answered) holds notes for ${peerId}; nothing was created. Check the words (wallet backup on the old machine prints them), or wait until the market lists more hosts and try again: store recover --wait 5m`, report.hostsAnswered)
+    throw new NoIndexFoundError(`no index found for these words: none of the ${asked.size} storage host(s) asked (${report.hostsAnswered} answered) holds notes for ${peerId}; nothing was created. Check the words (wallet backup on the old machine prints them), or try again once the market lists more storage hosts (store recover --wait 5min)`, report.hostsAnswered)
   }
   // written in one turn of the records lock: the upkeep must never see a
   // recovered contract before the objects that name its shards
