@@ -8,7 +8,7 @@
  * test/protocols/rpc/vectors.test.ts recomputes them and checks both that
  * file and PROTOCOL.md.
  */
-import { createHash } from 'node:crypto'
+import { createHash, hkdfSync } from 'node:crypto'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { networks } from 'bitcoinjs-lib'
 import { FrameType, REQUEST_DOMAIN, RESPONSE_DOMAIN } from '../src/protocols/rpc/constants.ts'
@@ -27,6 +27,7 @@ import { ReedSolomon, split } from '../src/storage/protocol/erasure.ts'
 import { objectKey, sealSegment, storageKeyFromSeed } from '../src/storage/protocol/crypto.ts'
 import { Writer } from '../src/protocols/codec.ts'
 import { signRating } from '../src/storage/protocol/rating.ts'
+import { encodeGrant, encodeGrantBody, encodeShareText, SHARE_DOMAIN, signGrant, sortRoots } from '../src/storage/protocol/share.ts'
 import { encodeCommit, encodeGenesis, encodeHeader, ledgerIdOf, signRedeemAuthorization, signTx, signVote, txRootOf, type Genesis } from '../src/ledger/encoding.ts'
 import { LedgerState, stateLeaf } from '../src/ledger/state.ts'
 import { anchorData } from '../src/ledger/checkpoints.ts'
@@ -36,8 +37,24 @@ import {
   signedRefund, stateOutputs, stateTransaction, type ChannelTerms
 } from '../src/payments/channels/channel-script.ts'
 import { formatBtc } from '../src/protocols/units.ts'
+import { mnemonicToSeedSync } from '@scure/bip39'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { identityKeyFromSeed } from '../src/node/data-dir.ts'
+import { indexKeyFromSeed, noteIdOf, sealNote } from '../src/storage/protocol/index-notes.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+
+/**
+ * The object index of the vectors (PROTOCOL.md 8g): the BIP39 test
+ * mnemonic (no passphrase), an object id, a note's plaintext and a fixed
+ * nonce (a real note's nonce is random)
+ */
+export const INDEX_VECTOR = {
+  mnemonic: 'abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about',
+  objectId: '00112233445566778899aabbccddeeff',
+  plaintext: '{"id":"00112233445566778899aabbccddeeff","name":"hello.txt"}',
+  nonce: Uint8Array.from({ length: 12 }, (_, i) => 0x50 + i)
+}
 const sha256 = (b: Uint8Array | string): Uint8Array => Uint8Array.from(createHash('sha256').update(b).digest())
 const range = (start: number, n: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => start + i)
 
@@ -192,6 +209,25 @@ export async function computeVectors (): Promise<Record<string, any>> {
   const storageKey = storageKeyFromSeed(range(0x70, 64))
   const objectId = range(0x90, 16)
   const key = objectKey(storageKey, objectId)
+
+  // a share (8h): the client (renter) lets the server (holder) read the
+  // shard above and the other one for a week, and the share text of a
+  // one-segment object stored 1-of-2 on the server and the client
+  const shareRoots = sortRoots([shardRoot, otherRoot])
+  const grant = encodeGrant({ renter: client.text.slice(3), id: range(0xa0, 16), expires: 1_767_225_600_000 + 7 * 86_400_000, holder: server.text.slice(3), roots: shareRoots })
+  const grantSignature = signGrant(grant, client)
+  const shareText = encodeShareText({
+    grant,
+    signature: grantSignature,
+    folder: '',
+    objects: [{
+      name: 'hello.txt', size: 13, sha256: hex(sha256('hello storage')), k: 1, n: 2, segmentSize: 4 * 1024 ** 2,
+      id: hex(objectId), key,
+      segments: [{ plainLength: 13, shardSize: 29, shards: [{ host: server.text.slice(3), root: hex(shareRoots[0]) }, { host: client.text.slice(3), root: hex(shareRoots[1]) }] }]
+    }],
+    // the server's get price under the contract above; the client's not known
+    prices: new Map([[server.text.slice(3), { version: 2 as const, downloadPrice: terms.downloadPrice }]])
+  })
 
   const bitcoinSignature = requestSignatures[1]
   // the Cloud Ledger: a genesis naming both keys, one block with a pool, a
@@ -352,6 +388,31 @@ export async function computeVectors (): Promise<Record<string, any>> {
       objectKey: hex(key),
       sealedSegment1: hex(sealSegment(key, objectId, 1, new TextEncoder().encode('hello storage'))),
       renterRating: hex(signRating({ contractId, rater: client.text.slice(3), rated: server.text.slice(3), satisfactory: true, reason: 'served as agreed', at: 1_769_817_600_000 }, client))
+    },
+    index: await (async () => {
+      const { mnemonic, objectId, plaintext, nonce } = INDEX_VECTOR
+      const seed = mnemonicToSeedSync(mnemonic)
+      const indexKey = indexKeyFromSeed(seed)
+      const noteId = noteIdOf(indexKey, objectId)
+      return {
+        mnemonic,
+        seed: hex(seed),
+        identitySeed: hex(new Uint8Array(hkdfSync('sha256', seed, 'opencloud-identity', 'v1', 32))),
+        identityPeerId: peerIdFromPrivateKey(await identityKeyFromSeed(seed)).toString(),
+        indexKey: hex(indexKey),
+        objectId,
+        noteId,
+        plaintext,
+        nonce: hex(nonce),
+        sealedNote: hex(sealNote(indexKey, noteId, new TextEncoder().encode(plaintext), nonce))
+      }
+    })(),
+    share: {
+      domain: hex(SHARE_DOMAIN),
+      grant: hex(grant),
+      signature: hex(grantSignature),
+      body: hex(encodeGrantBody(grant, grantSignature)),
+      text: shareText
     },
     ledger: {
       genesis: hex(encodeGenesis(genesis)),

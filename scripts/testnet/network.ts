@@ -10,7 +10,8 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
-import { ensureDataDir, loadOrCreateIdentity } from '../../src/node/data-dir.ts'
+import { ensureDataDir, identityKeyFromSeed, loadOrCreateIdentity } from '../../src/node/data-dir.ts'
+import { Wallet } from '../../src/payments/wallet/wallet.ts'
 
 const BIN = fileURLToPath(new URL('../../bin/opencloud-node.js', import.meta.url))
 
@@ -107,7 +108,10 @@ export async function writeLedgerGenesis (dir: string, validators: number): Prom
   const ids: string[] = []
   for (let i = 1; i <= validators; i++) {
     const paths = await ensureDataDir(nodeDir(dir, i))
-    ids.push(peerIdFromPrivateKey(await loadOrCreateIdentity(paths.identity)).toString())
+    // made as the node makes it, from its wallet's words (the testnet is regtest),
+    // so `wallet backup` of a testnet node brings back its identity and files
+    const wallet = await Wallet.open({ path: join(paths.root, 'wallet.json'), network: 'regtest', passphrase: process.env.OPENCLOUD_WALLET_PASSPHRASE })
+    ids.push(peerIdFromPrivateKey(await loadOrCreateIdentity(paths.identity, await identityKeyFromSeed(wallet.seed()))).toString())
   }
   const path = join(dir, 'ledger-genesis.json')
   try {

@@ -252,6 +252,9 @@ export class ApiClient {
         const event = JSON.parse(line)
         if (event.event === 'progress') {
           onProgress(event)
+        } else if (event.event === 'file') {
+          // a folder's put or get: one file done (event.event says which kind of line it is)
+          onProgress(event)
         } else if (event.event === 'done') {
           return event as T
         } else if (event.event === 'error') {

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises'
-import { basename, dirname } from 'node:path'
+import { dirname } from 'node:path'
 import { InvalidPutOptionError, parsePutOptions } from '../storage/put-options.ts'
-import { hintLine, shellWord, UsageError } from './command.ts'
+import { UsageError } from './command.ts'
 
 /**
  * Arguments the CLI can check itself: a mistake in them is a usage error
@@ -9,8 +9,8 @@ import { hintLine, shellWord, UsageError } from './command.ts'
  * put, every host after it) is asked.
  */
 
-/** `store put <file>`: a regular file, and options a host could take */
-export async function checkPutArguments (target: string, file: string, values: Record<string, any>): Promise<void> {
+/** `store put <file|folder>...`: regular files or folders, and options a host could take; resolves with whether it is a folder */
+export async function checkPutArguments (target: string, file: string, values: Record<string, any>): Promise<'file' | 'folder'> {
   try {
     parsePutOptions({ redundancy: values.redundancy, duration: values.duration, maxPrice: values['max-price'] }, { redundancy: '--redundancy', duration: '--duration', maxPrice: '--max-price' })
   } catch (err) {
@@ -28,15 +28,13 @@ export async function checkPutArguments (target: string, file: string, values: R
       : `cannot read "${target}" (${err.code ?? err.message}): store put needs a file this user can read`)
   }
   if (kind.isDirectory()) {
-    // folders are not stored yet: one archive of it is one file, made
-    // beside the folder so the line runs the same from any directory
-    const archive = `${file}.tar.gz`
-    throw new UsageError(`"${target}" is a folder, and store put stores one file: pack the folder into one first`,
-      `tar -czf ${shellWord(archive)} -C ${shellWord(dirname(file))} ${shellWord(basename(file))} && ${hintLine(values, ['store', 'put', archive])}`)
+    // stored recursively by the daemon, one object per file (issue 21)
+    return 'folder'
   }
   if (!kind.isFile()) {
     throw new UsageError(`"${target}" is not a regular file (a pipe or a device): store put reads a file from disk, so copy it into one first`)
   }
+  return 'file'
 }
 
 /** `--out FILE` of store get or call: somewhere a file can be written (a paid answer is not lost) */

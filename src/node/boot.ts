@@ -6,8 +6,8 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Wallet } from '../payments/wallet/wallet.ts'
 import { loadConfig, type Config } from './config.ts'
 import type { ConfigSection } from '../services/config-section.ts'
-import { ensureDataDir, loadOrCreateIdentity, type DataDir } from './data-dir.ts'
-import { checkBeforeKeys, recordKeys, tightenModes } from './data-guard.ts'
+import { ensureDataDir, identityKeyFromSeed, loadOrCreateIdentity, type DataDir } from './data-dir.ts'
+import { checkBeforeKeys, checkIdentity, recordKeys, tightenModes } from './data-guard.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
 export class DataDirLockedError extends Error {
@@ -53,8 +53,13 @@ export async function boot (init: BootInit): Promise<Booted> {
     await mkdir(paths.tmp, { recursive: true, mode: 0o700 })
     await tightenModes(paths)
     await checkBeforeKeys(paths, datastore)
-    const privateKey = await loadOrCreateIdentity(paths.identity)
+    // the wallet before the identity: a missing identity.key is made from
+    // the wallet's seed, so the mnemonic alone brings back the renter of
+    // every contract (and with it the files: PROTOCOL.md 8g)
     const wallet = await Wallet.open({ path: join(paths.root, 'wallet.json'), network: config.payments.network, passphrase: init.walletPassphrase ?? process.env.OPENCLOUD_WALLET_PASSPHRASE })
+    const derived = await identityKeyFromSeed(wallet.seed())
+    await checkIdentity(paths, datastore, peerIdFromPrivateKey(derived).toString())
+    const privateKey = await loadOrCreateIdentity(paths.identity, derived)
     await recordKeys(paths, datastore, peerIdFromPrivateKey(privateKey).toString(), wallet.identityAddress)
     return { paths, config, datastore, privateKey, wallet }
   } catch (err) {

@@ -1,15 +1,16 @@
 import { chmod, mkdir, readFile, rm, stat } from 'node:fs/promises'
-import { randomBytes } from 'node:crypto'
+import { hkdfSync, randomBytes } from 'node:crypto'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { generateKeyPair, generateKeyPairFromSeed, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { writeFileAtomic } from '../utils/files.ts'
 import type { PrivateKey } from '@libp2p/interface'
 
 /**
  * The data directory holds everything a node keeps:
  *
- *   identity.key  the node's Ed25519 key (its OpenCloud ID), mode 0600
+ *   identity.key  the node's Ed25519 key (its OpenCloud ID), mode 0600; made from
+ *                 the wallet's seed (identityKeyFromSeed), so the mnemonic brings it back
  *   config.json   settings, written with the defaults on first start
  *   datastore/    LevelDB: peer store, DHT records, node state
  *   api.token     the control API's bearer token, mode 0600
@@ -53,8 +54,23 @@ export class IdentityError extends Error {
   override name = 'IdentityError'
 }
 
-/** The node's key: read from identity.key, or made and saved (0600) on first start */
-export async function loadOrCreateIdentity (path: string): Promise<PrivateKey> {
+/**
+ * The node's identity key from the wallet's BIP39 seed: Ed25519 from the
+ * 32-byte HKDF-SHA256(ikm = seed, salt = "opencloud-identity", info = "v1")
+ * (PROTOCOL.md 8g). The identity is the renter of every storage contract, so
+ * a node restored from its mnemonic is the same renter to its hosts and can
+ * read its files there again; a key separate from every bitcoin key.
+ */
+export async function identityKeyFromSeed (seed: Uint8Array): Promise<PrivateKey> {
+  return generateKeyPairFromSeed('Ed25519', new Uint8Array(hkdfSync('sha256', seed, 'opencloud-identity', 'v1', 32)))
+}
+
+/**
+ * The node's key: read from identity.key, or on first start (or after
+ * `wallet restore`) `derived` (the key from the wallet's seed), else a
+ * random one, saved (0600)
+ */
+export async function loadOrCreateIdentity (path: string, derived?: PrivateKey): Promise<PrivateKey> {
   let bytes: Buffer | undefined
   try {
     bytes = await readFile(path)
@@ -75,7 +91,7 @@ export async function loadOrCreateIdentity (path: string): Promise<PrivateKey> {
       throw new IdentityError(`${path} is not a libp2p private key (${err.message}); move it away to create a new identity`)
     }
   }
-  const key = await generateKeyPair('Ed25519')
+  const key = derived ?? await generateKeyPair('Ed25519')
   await writeFileAtomic(path, privateKeyToProtobuf(key), 0o600)
   return key
 }

@@ -64,10 +64,6 @@ export async function checkBeforeKeys (paths: DataDir, datastore: Datastore): Pr
   if (expected != null && recorded !== expected) {
     throw new MissingDataError(`the datastore in ${paths.datastore} is not the one this node had (it was lost, emptied or replaced), so its tabs and payments are gone: restore datastore/ from a backup, or, to start with an empty ledger, delete ${idFile}`)
   }
-  const peerId = await get(datastore, PEER_ID)
-  if (peerId != null && !(await exists(paths.identity))) {
-    throw new MissingDataError(`identity.key is missing, but this node was ${peerId}: restore ${paths.identity} from a backup (a new key would be a new identity, without this one's reputation and tabs); to start as a new node, move ${paths.root} away`)
-  }
   const wallet = await get(datastore, WALLET)
   const walletPath = join(paths.root, 'wallet.json')
   if (wallet != null && !(await exists(walletPath))) {
@@ -76,6 +72,20 @@ export async function checkBeforeKeys (paths: DataDir, datastore: Datastore): Pr
       promises++
     }
     throw new MissingDataError(`wallet.json is missing, but this node's wallet was ${wallet}${promises > 0 ? ` and its ledger holds ${promises} deferred payment(s)` : ''}: restore ${walletPath} from a backup, or restore the wallet from its mnemonic with: ${CLI} wallet restore --data-dir ${paths.root}`)
+  }
+}
+
+/**
+ * After the wallet is open, before the identity is loaded: identity.key is
+ * there, or the datastore remembers no identity, or the one it remembers is
+ * the one the wallet's seed derives (`derivedPeerId`: identity.key is then
+ * made again from the seed, quietly). A node whose identity was a random
+ * key (made before identities came from the seed) cannot get it back so.
+ */
+export async function checkIdentity (paths: DataDir, datastore: Datastore, derivedPeerId: string): Promise<void> {
+  const peerId = await get(datastore, PEER_ID)
+  if (peerId != null && peerId !== derivedPeerId && !(await exists(paths.identity))) {
+    throw new MissingDataError(`identity.key is missing, but this node was ${peerId}: restore ${paths.identity} from a backup (a new key would be a new identity, without this one's reputation, tabs and stored files; this one was not made from the wallet's words, so they cannot bring it back); to start as a new node, move ${paths.root} away`)
   }
 }
 

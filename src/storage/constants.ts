@@ -33,8 +33,17 @@ export const REMOVED = '/storage/removed'
 export const REMOVED_NAMES = '/storage/removals/names'
 /** <removedAt>-<id> -> id: which removed objects to forget first (keepRemoved) */
 export const REMOVED_ORDER = '/storage/removals/order'
+/** the shares this node made (PROTOCOL.md 8h): /storage/shares/<grant id hex> -> ShareRecord */
+export const SHARES = '/storage/shares'
 /** set once the removed objects kept before REMOVED_NAMES and REMOVED_ORDER existed are indexed */
 export const REMOVALS_INDEXED = '/storage/removals/indexed'
+/** <encodeURIComponent(name)>/<version, 10 digits> -> object id: every version of a name, kept while one of them is stored (a pruned or removed one's key stays so `store get --version` can say what became of it) */
+export const VERSIONS = '/storage/versions'
+/** name -> {reserved: id} while a put stores a new version of it: the name key keeps pointing at the current version until the put commits */
+export const RESERVING = '/storage/reserving'
+
+/** versions are kept 30 days after a newer one is stored: what Dropbox Plus keeps, and a month of anyone's "I overwrote it last week" */
+export const DEFAULT_VERSIONS_KEPT_FOR_MS = 30 * 86_400_000
 
 // ---- fixed bounds ----
 
@@ -134,3 +143,25 @@ export const DEFAULT_TRUST_DROP = 0.25
  * and a migration is a repair of every shard the host holds
  */
 export const DEFAULT_TRUST_GRACE_MS = 3600_000
+
+// ---- the object index at the hosts (PROTOCOL.md 8g) ----
+
+/** Objects whose notes at the hosts may be behind their record: each with the hosts that may hold a stale one */
+export const INDEX_DIRTY = '/storage/index/dirty'
+/** What each object's note says (its hash) and which hosts took it */
+export const INDEX_WRITTEN = '/storage/index/written'
+/** How long one note call to a host may take: a note is small, and a put's commit waits for it */
+export const NOTE_CALL_MS = 15_000
+/** How often a put's commit tries a host's note before leaving it to the next check */
+export const NOTE_PUT_ATTEMPTS = 2
+/** How long a recovery waits for the market to list storage hosts, default 60 s (`store recover --wait`) */
+export const DEFAULT_RECOVER_WAIT_MS = 60_000
+/**
+ * The file `wallet restore` leaves in the data directory: the next start
+ * recovers the object index from the hosts once (and removes it when the
+ * index was found, or the hosts answered that there is none)
+ */
+export const RECOVERY_MARKER = 'recover-pending.json'
+
+/** 7 days, a share's life unless --expires says otherwise: long enough to hand a file over a weekend, short enough that a forgotten link dies on its own */
+export const DEFAULT_SHARE_MS = 7 * 24 * 3600_000

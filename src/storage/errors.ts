@@ -1,4 +1,5 @@
 import { DecryptError } from './protocol/crypto.ts'
+import { AccessDeniedError, InvalidSignatureError, NotFoundError } from '../protocols/rpc/errors.ts'
 
 /**
  * Every error of the storage client, one class per condition. Each is
@@ -15,6 +16,37 @@ export class ObjectExistsError extends Error {
 /** a put of a name another put is storing right now (the name is held until it is done or fails) */
 export class ObjectBeingStoredError extends Error {
   override name = 'ObjectBeingStoredError'
+}
+
+/** `store get NAME --version N` of a version the upkeep pruned (older than storage.versionsKeptFor) or `store rm --version` removed */
+export class VersionPrunedError extends Error {
+  override name = 'VersionPrunedError'
+}
+
+/** a put of a file identical (size and SHA-256) to the current version of its name: nothing is stored (force stores it) */
+export class ObjectUnchangedError extends Error {
+  override name = 'ObjectUnchangedError'
+  /** the current version, which already holds these bytes */
+  readonly object?: unknown
+  constructor (message: string, object?: unknown) {
+    super(message)
+    this.object = object
+  }
+}
+
+/** `store rm` of a folder without recursive: it says how many objects it would remove */
+export class FolderNotEmptyError extends Error {
+  override name = 'FolderNotEmptyError'
+}
+
+/** a folder put or get that cannot go ahead as a whole: a file that cannot be read, a path that escapes the output folder */
+export class TreeRefusedError extends Error {
+  override name = 'TreeRefusedError'
+}
+
+/** a folder put that failed part way: each file stored is whole, and the message says which were and were not */
+export class TreeIncompleteError extends Error {
+  override name = 'TreeIncompleteError'
 }
 
 /** no stored object has that name or id */
@@ -87,3 +119,103 @@ export class InvalidPutOptionError extends Error {
 
 /** an object that does not decrypt with this wallet's storage key (protocol/crypto.ts) */
 export { DecryptError }
+
+/** no host asked holds notes of this identity's object index: the words are not the ones that stored anything (or the hosts are gone) */
+export class NoIndexFoundError extends Error {
+  override name = 'NoIndexFoundError'
+  /** how many hosts answered: none means nothing could be asked, not that there is nothing */
+  readonly hostsAnswered: number
+
+  constructor (message: string, hostsAnswered = 0) {
+    super(message)
+    this.hostsAnswered = hostsAnswered
+  }
+}
+
+/** a put's object could not be written to the index at any of its hosts: the put is not committed */
+export class IndexWriteError extends Error {
+  override name = 'IndexWriteError'
+}
+
+/** a recovery was asked for while one is under way */
+export class RecoveryRunningError extends Error {
+  override name = 'RecoveryRunningError'
+}
+
+// ---- shares (PROTOCOL.md 8h) ----
+//
+// A host refuses a shared-get or an unshare with one of these. Each travels
+// as its wire status (access-denied, invalid-signature or not-found) with a
+// message that starts with its reason word ("share-expired: ..."): the
+// holder's node reads the word back into the same class (shareRefusalOf),
+// so its CLI says why, whichever host refused.
+
+/** The reason words a host's refusal of a share starts with, and the class each is */
+export const SHARE_REASONS = {
+  'share-expired': () => ShareExpiredError,
+  'share-revoked': () => ShareRevokedError,
+  'share-scope': () => ShareScopeError,
+  'share-holder': () => ShareHolderError,
+  'share-signature': () => ShareSignatureError,
+  'share-unknown': () => ShareNotHeldError
+} as const
+export type ShareReason = keyof typeof SHARE_REASONS
+
+/** the grant's expiry has passed on the host's clock */
+export class ShareExpiredError extends AccessDeniedError {
+  override name = 'ShareExpiredError'
+}
+
+/** its renter revoked the grant (`store unshare`) before its expiry */
+export class ShareRevokedError extends AccessDeniedError {
+  override name = 'ShareRevokedError'
+}
+
+/** the grant does not open the shard root asked for: a share for one object used to read another */
+export class ShareScopeError extends AccessDeniedError {
+  override name = 'ShareScopeError'
+}
+
+/** the grant names a holder, and the caller is another peer */
+export class ShareHolderError extends AccessDeniedError {
+  override name = 'ShareHolderError'
+}
+
+/** the grant's signature is not its renter's (forged, or changed after it was signed) */
+export class ShareSignatureError extends InvalidSignatureError {
+  override name = 'ShareSignatureError'
+}
+
+/** the host holds no live contract of the grant's renter with that shard (ended, moved, or never there) */
+export class ShareNotHeldError extends NotFoundError {
+  override name = 'ShareNotHeldError'
+}
+
+/** a share text that does not read, or names nothing this node can fetch */
+export class InvalidShareError extends Error {
+  override name = 'InvalidShareError'
+}
+
+/** no share of this node has that id or names that object */
+export class ShareNotFoundError extends Error {
+  override name = 'ShareNotFoundError'
+}
+
+/**
+ * A host's refusal of a share as its own class, from the reason word its
+ * message starts with (the word is dropped from the message); anything
+ * else is returned as it is
+ */
+export function shareRefusalOf (err: unknown): unknown {
+  const message = (err as any)?.message
+  if (typeof message !== 'string') {
+    return err
+  }
+  const word = /^(share-[a-z]+): /.exec(message)?.[1]
+  if (word == null || !Object.hasOwn(SHARE_REASONS, word)) {
+    return err
+  }
+  const ErrorClass = SHARE_REASONS[word as ShareReason]()
+  // the class says which refusal it is; the sentence after the word is for people
+  return new ErrorClass(message.slice(word.length + 2))
+}

@@ -16,6 +16,10 @@ export function objectSummary (o: StoredObject): Record<string, unknown> {
   return {
     id: o.id,
     name: o.name,
+    // which version of its name (1-based), and whether a newer one replaced it
+    version: o.version ?? 1,
+    current: o.supersededAt == null,
+    supersededAt: o.supersededAt == null ? null : new Date(o.supersededAt).toISOString(),
     size: o.size,
     sizeText: formatSize(o.size),
     sha256: o.sha256,
@@ -38,6 +42,21 @@ export function objectSummary (o: StoredObject): Record<string, unknown> {
       rent: formatAmount(spent.rent),
       total: formatAmount(spent.upload + spent.download + spent.rent)
     }
+  }
+}
+
+/** One line of `store versions NAME`: its number, size, date, sha256, rent, and whether it is current */
+export function versionView (o: StoredObject): Record<string, unknown> {
+  return {
+    version: o.version ?? 1,
+    id: o.id,
+    size: o.size,
+    sizeText: formatSize(o.size),
+    storedAt: new Date(o.createdAt).toISOString(),
+    sha256: o.sha256,
+    rentPerMonth: formatAmount(BigInt(Math.ceil(monthlyRent(o)))),
+    current: o.supersededAt == null,
+    supersededAt: o.supersededAt == null ? null : new Date(o.supersededAt).toISOString()
   }
 }
 

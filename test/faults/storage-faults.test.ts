@@ -7,7 +7,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.ts'
 import { bodyFromBytes } from '../../src/protocols/rpc/body.ts'
-import { healthOf, NotEnoughHostsError, ObjectBeingStoredError, ObjectExistsError, PaymentRefusedError, RepairStuckError, ShardUnavailableError, StorageStoppedError, type StoredObject } from '../../src/storage/client/storage-client.ts'
+import { healthOf, NotEnoughHostsError, ObjectBeingStoredError, PaymentRefusedError, RepairStuckError, ShardUnavailableError, StorageStoppedError, type StoredObject } from '../../src/storage/client/storage-client.ts'
 import { healthView, objectInfo, objectSummary } from '../../src/storage/views.ts'
 import { startNode, stopAll, type Started } from '../../scripts/testnet/network.ts'
 import { addrOf, connect, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
@@ -169,8 +169,12 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
     assert.ok(refused.reason instanceof ObjectBeingStoredError, refused.reason.message)
     assert.match(refused.reason.message, /"same" is being stored right now by another put/)
     assert.equal((await client.storage.list()).filter(o => o.name === 'same').length, 1)
-    await assert.rejects(client.storage.put(b, { name: 'same', k: 1, n: 1 }), ObjectExistsError)
+    // once the first is stored, another put of the name is its next version (issue 21)
+    const second = await client.storage.put(b, { name: 'same', k: 1, n: 1, force: true })
+    assert.equal(second.version, 2)
+    assert.equal((await client.storage.list()).filter(o => o.name === 'same').length, 2)
     await client.storage.remove('same')
+    assert.equal((await client.storage.list()).filter(o => o.name === 'same').length, 0)
   })
 
   it('ends a get with a clear error when fewer than K shards can be had although the last answer is a good one, leaves no plaintext, ends a repair the same way, and rm still works', { timeout: 60_000 }, async () => {

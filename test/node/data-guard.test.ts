@@ -8,6 +8,7 @@ import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.t
 import { EsploraClient } from '../../src/payments/chain/esplora.ts'
 import { Wallet, GAP_LIMIT } from '../../src/payments/wallet/wallet.ts'
 import { tempDir } from '../helpers/nodes.ts'
+import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 
 /**
  * Lost key files and datastores (issue 8, items 5 and 13): a node refuses to
@@ -32,10 +33,14 @@ describe('a data directory that lost something', () => {
   })
 
   /** A node that ran once, with a config.json of its own, a promise in its ledger, and stopped */
-  const ranOnce = async (name: string): Promise<{ root: string, peerId: string, wallet: string }> => {
+  const ranOnce = async (name: string, options: { randomIdentity?: boolean } = {}): Promise<{ root: string, peerId: string, wallet: string }> => {
     const root = join(dir.path, name)
     await mkdir(root, { recursive: true, mode: 0o755 })
     await chmod(root, 0o755)
+    if (options.randomIdentity === true) {
+      // a key made before identities came from the wallet's seed
+      await writeFile(join(root, 'identity.key'), privateKeyToProtobuf(await generateKeyPair('Ed25519')), { mode: 0o600 })
+    }
     await writeFile(join(root, 'config.json'), JSON.stringify({ listen: ['/ip4/127.0.0.1/tcp/0'], payments: { chain: regtest.url } }))
     const node = await OpenCloudNode.create({ dataDir: root })
     await node.tabs.addPromise({ role: 'receivable', peer: node.peerId.toString(), id: 'x', sats: 500n, threshold: '', service: 'sha256', method: 'hash' })
@@ -63,10 +68,22 @@ describe('a data directory that lost something', () => {
     })
   })
 
-  it('refuses to start without identity.key, naming the identity', async () => {
-    const { root, peerId } = await ranOnce('no-identity')
+  it('refuses to start without identity.key when it was a random key, naming the identity', async () => {
+    const { root, peerId } = await ranOnce('no-identity', { randomIdentity: true })
     await rm(join(root, 'identity.key'))
-    await assert.rejects(OpenCloudNode.create({ dataDir: root }), new RegExp(`identity.key is missing, but this node was ${peerId}: restore`))
+    await assert.rejects(OpenCloudNode.create({ dataDir: root }), new RegExp(`identity.key is missing, but this node was ${peerId}: restore .*this one was not made from the wallet's words`))
+  })
+
+  it('makes identity.key again from the wallet\'s seed when it was made from it, quietly', async () => {
+    const { root, peerId } = await ranOnce('derived-identity')
+    await rm(join(root, 'identity.key'))
+    const node = await OpenCloudNode.create({ dataDir: root })
+    try {
+      assert.equal(node.peerId.toString(), peerId)
+      assert.equal((await stat(join(root, 'identity.key'))).mode & 0o777, 0o600)
+    } finally {
+      await node.stop()
+    }
   })
 
   it('refuses to start on an empty or replaced datastore', async () => {

@@ -155,11 +155,10 @@ describe('store from the command line, on a testnet of daemons', () => {
       assert.equal(forced.code, 0, forced.stderr)
       assert.equal(await sha256Of(out), bigHash)
 
-      // a second put of the same name is refused, naming the remedy
+      // a second put of the same file under its name stores nothing, and says so (issue 21: a changed one is a new version)
       const dup = await cli('store', 'put', big)
-      assert.equal(dup.code, 1)
-      assert.match(dup.stderr, /an object named "big\.bin" is stored already/)
-      assert.match(dup.stderr, /try: .* store rm big\.bin$/m)
+      assert.equal(dup.code, 0, dup.stderr)
+      assert.match(dup.stdout, /^big\.bin is unchanged \(the same 192 MiB and SHA-256 as version 1, stored .*\): nothing stored \(--force stores it again\)$/m)
 
       const status = await cli('store', 'status')
       assert.equal(status.code, 0, status.stderr)

@@ -1,4 +1,9 @@
-import { access } from 'node:fs/promises'
+import { access, readFile } from 'node:fs/promises'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { privateKeyFromProtobuf } from '@libp2p/crypto/keys'
+import { identityKeyFromSeed } from '../../node/data-dir.ts'
+import { writeFileAtomic } from '../../utils/files.ts'
+import { RECOVERY_MARKER } from '../../storage/constants.ts'
 import { join } from 'node:path'
 import { ApiError, connectApi, type ApiClient } from '../api-client.ts'
 import { ensureDataDir } from '../../node/data-dir.ts'
@@ -28,10 +33,14 @@ Balances and sending need a chain: payments.chain in config.json.
                          the chain needs (its estimate for 6 blocks), and says it
   wallet history         transactions in and out of the wallet
   wallet backup          print the wallet's mnemonic: write it down and keep it
-                         offline; anyone who has it can spend the wallet
+                         offline; anyone who has it can spend the wallet. The
+                         words also make the node's identity, so they bring
+                         back its stored files (it says so, or says to back
+                         up identity.key too for a node older than that)
   wallet restore         make wallet.json from a mnemonic read on standard
                          input (only where there is none); the node then scans
-                         the chain for the addresses the wallet used, e.g.
+                         the chain for the addresses the wallet used, and
+                         asks the storage hosts for the files (once), e.g.
                          ${CLI} wallet restore < words.txt
 backup and restore work without a running node.
 
@@ -52,9 +61,15 @@ Options:
           throw new UsageError(`there is no wallet in ${dataDir} yet: it is made at the node's first start`)
         }
         const wallet = await Wallet.open({ path, network, passphrase })
+        const derived = peerIdFromPrivateKey(await identityKeyFromSeed(wallet.seed())).toString()
+        const current = await identityIn(paths.identity)
+        const fromWords = current == null || current === derived
         err.write('Anyone who has these words can spend this wallet. Write them down, keep them offline, and never type them into a website.\n')
+        err.write(fromWords
+          ? `The words bring back this node's identity (${derived}) and its files: on a new machine, wallet restore, then start the node.\n`
+          : `This node's identity (${current}) was made before identities came from the words: back up ${paths.identity} too, or the files this node stored cannot come back from the words alone.\n`)
         if (json) {
-          printJson(out, { network, mnemonic: wallet.backupPhrase(), identityAddress: wallet.identityAddress })
+          printJson(out, { network, mnemonic: wallet.backupPhrase(), identityAddress: wallet.identityAddress, peerId: current ?? derived, identityFromWords: fromWords })
         } else {
           out.write(wallet.backupPhrase() + '\n')
         }
@@ -65,10 +80,17 @@ Options:
         throw new UsageError(`give the mnemonic on standard input, e.g.: ${hintLine(values, ['wallet', 'restore'])} < words.txt`)
       }
       const wallet = await Wallet.restore({ path, network, passphrase, mnemonic: words })
+      const derived = peerIdFromPrivateKey(await identityKeyFromSeed(wallet.seed())).toString()
+      const current = await identityIn(paths.identity)
+      // the next start asks the hosts for this identity's files (store recover, once)
+      await writeFileAtomic(join(paths.root, RECOVERY_MARKER), JSON.stringify({ restoredAt: new Date().toISOString(), peerId: derived }) + '\n', 0o600)
+      if (current != null && current !== derived) {
+        err.write(`warning: ${paths.identity} holds the identity ${current}, not ${derived} that these words make, so the node would not find the files these words stored: to get them back, move identity.key, datastore/ and datastore.id out of ${paths.root} before the next start\n`)
+      }
       if (json) {
-        printJson(out, { network, identityAddress: wallet.identityAddress, scanNeeded: true })
+        printJson(out, { network, identityAddress: wallet.identityAddress, scanNeeded: true, peerId: derived, identityFromWords: current == null || current === derived, recoveryAtStart: true })
       } else {
-        out.write(`restored the ${network} wallet ${wallet.identityAddress}; at its next start the node scans the chain for the addresses it used\n`)
+        out.write(`restored the ${network} wallet ${wallet.identityAddress} and the identity ${derived}; at its next start the node scans the chain for the addresses it used, and asks the storage hosts for its files (${CLI} store ls shows them coming back)\n`)
       }
       return
     }
@@ -140,6 +162,15 @@ Options:
       default:
         throw new UsageError(`usage: ${CLI} wallet <address [--new] | balance | send <address> <amount> | history | backup | restore>`)
     }
+  }
+}
+
+/** The PeerId of the key in identity.key, if there is one that reads */
+async function identityIn (path: string): Promise<string | undefined> {
+  try {
+    return peerIdFromPrivateKey(privateKeyFromProtobuf(await readFile(path))).toString()
+  } catch {
+    return undefined
   }
 }
 

@@ -2,6 +2,7 @@ import { createCipheriv, createDecipheriv, randomBytes, scryptSync } from 'node:
 import { readFile } from 'node:fs/promises'
 import { HDKey } from '@scure/bip32'
 import { storageKeyFromSeed } from '../../storage/protocol/crypto.ts'
+import { indexKeyFromSeed } from '../../storage/protocol/index-notes.ts'
 import { generateMnemonic, mnemonicToSeedSync, validateMnemonic } from '@scure/bip39'
 import { wordlist } from '@scure/bip39/wordlists/english.js'
 import { payments } from 'bitcoinjs-lib'
@@ -194,6 +195,19 @@ export class Wallet {
    */
   storageKey (): Uint8Array {
     return storageKeyFromSeed(mnemonicToSeedSync(this.mnemonic))
+  }
+
+  /**
+   * The BIP39 seed of the mnemonic, for the keys derived from it outside
+   * bitcoin (the node's identity, the object index's key: PROTOCOL.md 8g)
+   */
+  seed (): Uint8Array {
+    return mnemonicToSeedSync(this.mnemonic)
+  }
+
+  /** The key that seals the object index's notes at the hosts (indexKeyFromSeed) */
+  indexKey (): Uint8Array {
+    return indexKeyFromSeed(this.seed())
   }
 
   /** The BIP39 mnemonic: everything needed to restore the wallet's money */

@@ -1,11 +1,16 @@
 import { join } from 'node:path'
 import { parseSize } from '../../utils/size.ts'
+import { parseDuration } from '../../utils/duration.ts'
 import { selectProviders } from '../../market/provider-choice.ts'
 import { StorageClient, type HostOffer, type StorageClientInit } from '../../storage/client/storage-client.ts'
 import { ConfigError, objectSection, serviceSettings, wholeNumber, type ConfigSection, type ServiceSettings } from '../config-section.ts'
 import { StorageHost } from '../../storage/host/storage-host.ts'
 import { STORAGE_SERVICE, storageService } from './methods.ts'
 import { STORAGE_ERRORS, storageRoutes } from './routes.ts'
+import { SHARE_ERRORS, shareRoutes } from './routes-shares.ts'
+import { RECOVERY_ERRORS, recoverAfterRestore, recoveryRoutes } from './routes-recovery.ts'
+import { RECOVERY_MARKER } from '../../storage/constants.ts'
+import { access } from 'node:fs/promises'
 import type { ModuleComponents, ServiceModuleDefinition } from '../module.ts'
 
 /** A size in config.json ("256 MiB", or bytes), refused with the path when it does not parse */
@@ -37,16 +42,49 @@ export interface StorageUpkeepConfig {
   checkIntervalMs: number
   /** the room a new contract with a host reserves beyond the put that forms it, default "256 MiB" (DEFAULT_CONTRACT_ALLOWANCE) */
   contractAllowance: string | number
+  /**
+   * how long a version is kept after a newer one of its name is stored,
+   * default "30d" (Dropbox Plus keeps 30 days); "0" keeps only the current
+   * version. Older ones are removed by the upkeep (DEFAULT_VERSIONS_KEPT_FOR_MS)
+   */
+  versionsKeptFor: string
+  /**
+   * how long the first start after `wallet restore` waits for the market to
+   * list storage hosts before it asks them for this wallet's files, default
+   * 60000 ms (DEFAULT_RECOVER_WAIT_MS); `store recover --wait` for one run
+   */
+  recoverWaitMs: number
+}
+
+/** versionsKeptFor in ms: "0", or a period such as 90min, 12h, 30d */
+export function versionsKeptForMs (text: string, where = 'storage.versionsKeptFor'): number {
+  if (text.trim() === '0') {
+    return 0
+  }
+  try {
+    return parseDuration(text, where)
+  } catch (err: any) {
+    throw new ConfigError(`${err.message} ("0" keeps only the current version)`)
+  }
 }
 
 export const storageUpkeepSettings: ConfigSection<StorageUpkeepConfig> = {
   key: 'storage',
-  defaults: { auditIntervalMs: 21_600_000, auditGraceMs: 3_600_000, checkIntervalMs: 60_000, contractAllowance: '256 MiB' },
+  defaults: { auditIntervalMs: 21_600_000, auditGraceMs: 3_600_000, checkIntervalMs: 60_000, contractAllowance: '256 MiB', versionsKeptFor: '30d', recoverWaitMs: 60_000 },
   validate: (raw, path) => objectSection(raw, path, storageUpkeepSettings.defaults, {
     auditIntervalMs: wholeNumber(100, 'milliseconds'),
     auditGraceMs: wholeNumber(100, 'milliseconds'),
     checkIntervalMs: wholeNumber(100, 'milliseconds'),
-    contractAllowance: sizeSetting
+    contractAllowance: sizeSetting,
+    recoverWaitMs: wholeNumber(0, 'milliseconds'),
+    versionsKeptFor: (value, path) => {
+      const text = typeof value === 'number' && value === 0 ? '0' : value
+      if (typeof text !== 'string') {
+        throw new ConfigError(`${path} takes a period such as "30d", "12h" or "0", not ${JSON.stringify(value)}`)
+      }
+      versionsKeptForMs(text, path)
+      return text
+    }
   })
 }
 
@@ -100,25 +138,34 @@ export const storageModule: ServiceModuleDefinition = {
       dir: join(dataDir, 'storage'),
       capacity: parseSize(hostSettings.capacity as string | number, 'services.storage.capacity')
     })
+    let indexKey: Uint8Array | undefined
     const client = new StorageClient({
       peerId: peerId.toString(),
       signer,
       datastore,
       storageKey: () => wallet.storageKey(),
+      // the object index at the hosts (PROTOCOL.md 8g), sealed under a key of the wallet's seed
+      indexKey: () => (indexKey ??= wallet.indexKey()),
       hosts: async () => storageHosts(components),
       trust: (peer) => reputation.scoreOf(peer),
       call: async (peer, request, sats) => caller.payingCall(peer, request, sats),
       prepay: async (payees, signal) => caller.prepay(payees, signal),
       rate: (peer, event, method) => { record({ peer, role: 'server', outcome: 'unsatisfactory', event, service: STORAGE_SERVICE, method }) },
       rateContract: (peer, satisfactory) => { record({ peer, role: 'server', outcome: satisfactory ? 'satisfactory' : 'unsatisfactory', event: 'contract-rated', service: STORAGE_SERVICE, method: 'end' }) }
-    }, { auditIntervalMs: upkeep.auditIntervalMs, auditGraceMs: upkeep.auditGraceMs, rentCheckMs: upkeep.checkIntervalMs, contractAllowance: parseSize(upkeep.contractAllowance, 'storage.contractAllowance'), ...(options[STORAGE_SERVICE] as StorageClientInit | undefined) })
+    }, { auditIntervalMs: upkeep.auditIntervalMs, auditGraceMs: upkeep.auditGraceMs, rentCheckMs: upkeep.checkIntervalMs, contractAllowance: parseSize(upkeep.contractAllowance, 'storage.contractAllowance'), versionsKeptForMs: versionsKeptForMs(upkeep.versionsKeptFor), ...(options[STORAGE_SERVICE] as StorageClientInit | undefined) })
     const engines: StorageEngines = { host, client }
     return {
       services: hostSettings.enabled === false ? [] : [storageService(host)],
-      routes: storageRoutes(client, components),
-      errors: STORAGE_ERRORS,
+      routes: { ...storageRoutes(client, components), ...recoveryRoutes(client), ...shareRoutes(client) },
+      errors: [...STORAGE_ERRORS, ...RECOVERY_ERRORS, ...SHARE_ERRORS],
       engine: engines,
-      start: async () => { client.start() },
+      start: async () => {
+        client.start()
+        // the first start after `wallet restore`: the files come back from the hosts' index
+        if (await access(join(dataDir, RECOVERY_MARKER)).then(() => true, () => false)) {
+          void recoverAfterRestore(client, dataDir, upkeep.recoverWaitMs)
+        }
+      },
       stop: async () => { await client.stop() }
     }
   }

@@ -47,7 +47,21 @@ export function storageService (host: StorageHost): Service {
       list: spec('list', 'the contract, its latest signed revision, its shards and the rent paid', Units.CALL,
         async (ctx) => ({ json: await host.list(ctx) })),
       end: spec('end', 'end a contract early: its shards are deleted (body: the renter\'s signed rating of the host, optional; answers the host\'s of the renter)', Units.CALL,
-        async (ctx) => ({ json: await host.end(ctx) }))
+        async (ctx) => ({ json: await host.end(ctx) })),
+      // shares (PROTOCOL.md 8h): the holder pays its own downloads, at the renter's contract's get price
+      'shared-get': spec('shared-get', 'a byte range of a shard, for the holder of a share signed by its renter (body: bytes grant || bytes signature); paid by the caller', Units.TIB,
+        async (ctx) => ({ body: await host.sharedGet(ctx) })),
+      unshare: spec('unshare', 'revoke one of the caller\'s shares before its expiry: every shared-get of it is refused', Units.CALL,
+        async (ctx) => ({ json: await host.unshare(ctx) })),
+      // the object index (PROTOCOL.md 8g): free, as list
+      'note-put': spec('note-put', 'keep a sealed note of the caller\'s object index under its id (body: the note, at most 256 KiB); only for renters with a live contract here', Units.CALL,
+        async (ctx) => ({ json: await host.notePut(ctx) })),
+      'note-list': spec('note-list', 'the caller\'s notes in id order after the one named, base64, about 1 MiB per answer (more: true to ask again)', Units.CALL,
+        async (ctx) => ({ json: await host.noteList(ctx) })),
+      'note-delete': spec('note-delete', 'forget a note of the caller\'s', Units.CALL,
+        async (ctx) => ({ json: await host.noteDelete(ctx) })),
+      contracts: spec('contracts', 'the caller\'s contracts whose shards this host holds: id, start, end, ended', Units.CALL,
+        async (ctx) => ({ json: await host.contracts(ctx) }))
     }
   }
 }

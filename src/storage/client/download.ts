@@ -48,6 +48,21 @@ export interface ObjectStream {
   stream: AsyncIterable<Uint8Array>
 }
 
+/** Fetches one shard of a segment, checked against its root: a renter's own `get` (the default), or a share holder's `shared-get` (shares.ts) */
+export type ShardFetcher = (object: StoredObject, index: number, slot: number, transfer: Transfer, signal: AbortSignal) => Promise<Uint8Array>
+
+/**
+ * Where a stream's shards come from and the key that opens them, when the
+ * object is not this node's own: a share's holder fetches with shared-get
+ * and decrypts with the object key the share carries (it has no storage
+ * key of the owner's), and nothing of what the fetch finds goes into
+ * records (this node has none of the object)
+ */
+export interface ShardSource {
+  key: Uint8Array
+  fetch: ShardFetcher
+}
+
 /**
  * The data path of a get (renterd's worker): the first K good shards of
  * each segment, each checked against its Merkle root, decoded and
@@ -74,7 +89,7 @@ export class Downloader {
    * (`server-error`, no answer in time) have the host asked last for the
    * rest of the transfer, and the latter audited at the next check.
    */
-  private async fetchShard (object: StoredObject, index: number, slot: number, transfer: Transfer, signal: AbortSignal): Promise<Uint8Array> {
+  private readonly fetchShard: ShardFetcher = async (object, index, slot, transfer, signal) => {
     const segment = object.segments[index]
     const shard = segment.shards[slot]
     const c = object.contracts[shard.contract]
@@ -125,7 +140,7 @@ export class Downloader {
    * that could have made up K (settling would help), else with
    * ShardUnavailableError; or at once on the caller's signal.
    */
-  async fetchSegment (object: StoredObject, index: number, transfer: Transfer, signal: AbortSignal): Promise<Array<Uint8Array | undefined>> {
+  async fetchSegment (object: StoredObject, index: number, transfer: Transfer, signal: AbortSignal, fetchShard: ShardFetcher = this.fetchShard): Promise<Array<Uint8Array | undefined>> {
     signal.throwIfAborted()
     const { k, n } = object
     const segment = object.segments[index]
@@ -198,7 +213,7 @@ export class Downloader {
       }
       const launch = (slot: number): void => {
         running.set(slot, { started: performance.now(), slow: false })
-        this.fetchShard(object, index, slot, transfer, both).then(bytes => {
+        fetchShard(object, index, slot, transfer, both).then(bytes => {
           running.delete(slot)
           // it answered: slow once, not frozen
           transfer.slow.delete(segment.shards[slot].host)
@@ -246,11 +261,22 @@ export class Downloader {
    * stream ends, however it ends.
    */
   async getStream (nameOrId: string, options: Omit<GetOptions, 'overwrite'> = {}): Promise<ObjectStream> {
-    const object = await this.components.records.find(nameOrId)
+    const { records } = this.components
+    const object = options.version == null ? await records.find(nameOrId) : await records.findVersion(nameOrId, options.version)
     return { object, stream: this.segments(object, options) }
   }
 
-  private async * segments (object: StoredObject, options: Omit<GetOptions, 'overwrite'>): AsyncGenerator<Uint8Array> {
+  /** A shared object's plaintext as a byte stream (see getStream), its shards from `source` */
+  sharedStream (object: StoredObject, source: ShardSource, options: Omit<GetOptions, 'overwrite'> = {}): ObjectStream {
+    return { object, stream: this.segments(object, options, source) }
+  }
+
+  /** A shared object into the file `out`, as get writes one (a `.part` beside it, renamed when whole) */
+  async getShared (object: StoredObject, source: ShardSource, out: string, options: GetOptions = {}): Promise<StoredObject> {
+    return this.writeOut(this.sharedStream(object, source, options), out, options)
+  }
+
+  private async * segments (object: StoredObject, options: Omit<GetOptions, 'overwrite'>, source?: ShardSource): AsyncGenerator<Uint8Array> {
     const end = beginTransfer()
     const { slots } = this.components
     // a failure stops the fetch running ahead too, before the stream ends
@@ -258,7 +284,7 @@ export class Downloader {
     const signal = AbortSignal.any([...(options.signal == null ? [] : [options.signal]), this.components.shutdown(), stopAhead.signal])
     const rs = new ReedSolomon(object.k, object.n)
     const id = Buffer.from(object.id, 'hex')
-    const key = objectKey(this.components.storageKey(), id)
+    const key = source?.key ?? objectKey(this.components.storageKey(), id)
     const transfer = newTransfer(object)
     const hash = createHash('sha256')
     let done = 0
@@ -266,7 +292,7 @@ export class Downloader {
     const fetchHeld = async (i: number): Promise<{ shards: Array<Uint8Array | undefined>, give: () => void }> => {
       const give = await slots.take(signal)
       try {
-        return { shards: await this.fetchSegment(object, i, transfer, signal), give }
+        return { shards: await this.fetchSegment(object, i, transfer, signal, source?.fetch), give }
       } catch (err) {
         give()
         throw err
@@ -307,16 +333,19 @@ export class Downloader {
       // download cost) goes into the record, and a repair check follows
       // when it changed the object's health. In the background: the record
       // waits its turn behind the upkeep (a repair of another object may
-      // run for minutes), and the get's answer does not
-      void this.recordTransfer(object.id, transfer).then(changed => {
-        if (changed) {
-          this.components.onHealthChanged?.()
-        }
-      }, err => {
-        if (!this.components.shutdown().aborted) {
-          log.error('recording what the get of "%s" found failed - %e', object.name, err)
-        }
-      })
+      // run for minutes), and the get's answer does not. A shared object
+      // is not this node's: it has no record of it.
+      if (source == null) {
+        void this.recordTransfer(object.id, transfer).then(changed => {
+          if (changed) {
+            this.components.onHealthChanged?.()
+          }
+        }, err => {
+          if (!this.components.shutdown().aborted) {
+            log.error('recording what the get of "%s" found failed - %e', object.name, err)
+          }
+        })
+      }
     }
   }
 
@@ -327,8 +356,12 @@ export class Downloader {
    * plaintext), renamed when whole, removed on any failure
    */
   async get (nameOrId: string, out: string, options: GetOptions = {}): Promise<StoredObject> {
+    return this.writeOut(await this.getStream(nameOrId, options), out, options)
+  }
+
+  /** An object's byte stream into the file `out` (see get) */
+  private async writeOut ({ object, stream }: ObjectStream, out: string, options: GetOptions): Promise<StoredObject> {
     const { records } = this.components
-    const { object, stream } = await this.getStream(nameOrId, options)
     if (options.overwrite !== true && await stat(out).then(() => true, () => false)) {
       throw new OutputExistsError(`${out} exists already; choose another --out or pass --force to replace it`)
     }

@@ -25,6 +25,12 @@ export interface StorageClientComponents {
   datastore: Datastore
   /** the wallet's storage key (HKDF of the BIP39 seed) */
   storageKey: () => Uint8Array
+  /**
+   * the wallet's index key (HKDF of the BIP39 seed, PROTOCOL.md 8g): the
+   * object index is kept at the hosts under it. Optional: without it no
+   * index is kept, and nothing can be recovered from the words
+   */
+  indexKey?: () => Uint8Array
   /** hosts offering storage, best first by price and trust */
   hosts: () => Promise<HostOffer[]>
   /** a host's trust score (1 is the average peer, 0 none); hosts below minTrust are migrated away from */
@@ -127,6 +133,13 @@ export interface StorageClientInit {
   trustDrop?: number
   /** a trust score under minTrust or trustDrop moves data away only once it has stayed there this long, default 1 h */
   trustGraceMs?: number
+  /**
+   * how long a version stays after a newer one of its name is stored,
+   * default 30 days (DEFAULT_VERSIONS_KEPT_FOR_MS); 0 keeps only the
+   * current version. The upkeep removes older ones (their shards deleted
+   * as `store rm` does) and keeps a record that says when.
+   */
+  versionsKeptForMs?: number
 }
 
 /** What a transfer reports as it goes */
@@ -155,12 +168,16 @@ export interface PutOptions {
   durationMs?: number
   /** the most to pay per TiB-month stored, satoshis */
   maxStoragePrice?: bigint
+  /** store a file even if it is identical (size and SHA-256) to the current version of its name (default false: ObjectUnchangedError) */
+  force?: boolean
   signal?: AbortSignal
   onProgress?: (p: Progress) => void
 }
 
 export interface GetOptions {
   signal?: AbortSignal
+  /** which version of the name (1-based; default the current one) */
+  version?: number
   /** replace a file already at `out` (default false: refuse, before fetching anything) */
   overwrite?: boolean
   onProgress?: (p: Progress) => void

@@ -108,8 +108,20 @@ export interface StoredObject {
   contracts: Record<string, ContractRecord>
   /** why the last repair could not put every lost shard back (cleared once one does) */
   repair?: RepairState
+  /**
+   * which version of its name it is, 1-based (absent: 1, records written
+   * before versions). Every version is a whole object with its own id and
+   * shards: upkeep, rent, audits and repair treat each alike
+   */
+  version?: number
+  /** when a newer version of its name was committed (absent: it is the current version) */
+  supersededAt?: number
+  /** when the record last changed in a way another machine's copy should take (importObject keeps the newer) */
+  updatedAt?: number
   /** when `store rm` removed it, and how many segments it had (only in the record kept for `store info`, which has no segments) */
   removedAt?: number
+  /** in that record: the upkeep removed it because it was superseded longer than storage.versionsKeptFor */
+  pruned?: boolean
   segmentCount?: number
 }
 

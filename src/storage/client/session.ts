@@ -116,6 +116,18 @@ export class StorageSession {
     return this.json(host, 'list', [contract], undefined, 0n, signal)
   }
 
+  /** `shared-get`: `length` bytes of a shard from `offset`, for the holder of a share (body: encodeGrantBody) */
+  async sharedGet (host: string, root: string, offset: number, length: number, grantBody: Uint8Array, sats: bigint, signal: AbortSignal): Promise<Uint8Array> {
+    const response = await this.call(host, { service: STORAGE, method: 'shared-get', args: [root, String(offset), String(length)], body: bodyFromBytes(grantBody), signal }, sats)
+    return response.body.bytes()
+  }
+
+  /** `unshare`: revoke one of this renter's grants at a host until its expiry; resolves with until when the host keeps it (null: expired already) */
+  async unshare (host: string, grantId: string, expires: number, signal: AbortSignal): Promise<{ until: string | null }> {
+    const answer = await this.json(host, 'unshare', [grantId, String(expires)], undefined, 0n, signal)
+    return { until: typeof answer?.until === 'string' ? answer.until : null }
+  }
+
   /** `end`: end a contract, with this node's signed rating of the host if given; resolves with the host's rating of this node (base64), if it sent one */
   async end (host: string, contract: string, rating: Uint8Array | undefined, signal: AbortSignal): Promise<{ rating?: string }> {
     if (rating == null) {
@@ -130,5 +142,34 @@ export class StorageSession {
     } catch {
       return {}
     }
+  }
+
+  // the object index (PROTOCOL.md 8g)
+
+  /** `note-put`: keep a sealed note under its id at the host */
+  async notePut (host: string, id: string, note: Uint8Array, signal: AbortSignal): Promise<void> {
+    await this.json(host, 'note-put', [id], note, 0n, signal)
+  }
+
+  /** `note-list`: one page of this node's notes at the host, after `after` */
+  async noteList (host: string, after: string | undefined, signal: AbortSignal): Promise<{ notes: Array<{ id: string, note: Uint8Array }>, more: boolean }> {
+    const answer = await this.json(host, 'note-list', after == null ? [] : [after], undefined, 0n, signal)
+    const notes = Array.isArray(answer?.notes) ? answer.notes : []
+    return {
+      notes: notes.filter((n: any) => typeof n?.id === 'string' && /^[0-9a-f]{64}$/.test(n.id) && typeof n.note === 'string').map((n: any) => ({ id: n.id, note: fromB64(n.note) })),
+      more: answer?.more === true
+    }
+  }
+
+  /** `note-delete`: forget a note at the host */
+  async noteDelete (host: string, id: string, signal: AbortSignal): Promise<void> {
+    await this.json(host, 'note-delete', [id], undefined, 0n, signal)
+  }
+
+  /** `contracts`: the ids of this node's contracts whose shards the host holds */
+  async contracts (host: string, signal: AbortSignal): Promise<Array<{ id: string, ended: boolean }>> {
+    const answer = await this.json(host, 'contracts', [], undefined, 0n, signal)
+    const list = Array.isArray(answer?.contracts) ? answer.contracts : []
+    return list.filter((c: any) => typeof c?.id === 'string' && /^[0-9a-f]{64}$/.test(c.id)).map((c: any) => ({ id: c.id, ended: c.ended === true }))
   }
 }

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
+import { createReadStream } from 'node:fs'
 import { open, stat, type FileHandle } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { logger } from '@libp2p/logger'
@@ -10,7 +11,8 @@ import { ReedSolomon, split } from '../protocol/erasure.ts'
 import { merkleRoot } from '../protocol/merkle.ts'
 import { MONTH_MS, TIB } from '../protocol/contract.ts'
 import { END_CALL_MS, MAX_SLOT_REPLACEMENTS } from '../constants.ts'
-import { InvalidNameError, InvalidPutOptionError, NotEnoughHostsError, StreamSizeError } from '../errors.ts'
+import { InvalidNameError, InvalidPutOptionError, NotEnoughHostsError, ObjectUnchangedError, StreamSizeError } from '../errors.ts'
+import { checkName } from './names.ts'
 import { hex, type Contracts, type Lease } from './contracts.ts'
 import { defaultRedundancy } from './health.ts'
 import { judgeHostError } from './host-answers.ts'
@@ -20,6 +22,15 @@ import type { HostOffer, Progress, PutOptions, PutSource, StorageClientComponent
 import type { ContractRecord, PendingUpload, Records, SegmentRecord, ShardRecord, StoredObject } from './records.ts'
 
 const log = logger('opencloud:storage:client')
+
+/** A file's SHA-256, read through once */
+async function sha256Of (path: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(path)) {
+    hash.update(chunk as Buffer)
+  }
+  return hash.digest('hex')
+}
 
 /** One host's column of an upload: its contract (shared with the node's other objects on that host), and its shards in order */
 export interface Slot {
@@ -153,9 +164,11 @@ export class Uploader {
       }
       name = options.name
     }
-    // eslint-disable-next-line no-control-regex
-    if (name === '' || name.length > 255 || /[\u0000-\u001f]/.test(name)) {
-      throw new InvalidNameError(`"${name}" is not a usable name: 1 to 255 printable characters`)
+    checkName(name)
+    // a file identical to the current version of its name is stored once
+    // (re-putting a folder stores only what changed): said, not stored
+    if (options.force !== true) {
+      await this.refuseUnchanged(source, name, size)
     }
     const id = randomBytes(16)
     const objectId = hex(id)
@@ -184,6 +197,26 @@ export class Uploader {
       }
     } finally {
       this.uploading.delete(objectId)
+    }
+  }
+
+  /** ObjectUnchangedError when `source` is a file with the size and sha256 of the current version of `name` */
+  private async refuseUnchanged (source: PutSource, name: string, size: number): Promise<void> {
+    if (typeof source !== 'string') {
+      // a stream cannot be read twice: it is stored
+      return
+    }
+    let current: StoredObject
+    try {
+      current = await this.components.records.find(name)
+    } catch {
+      return
+    }
+    if (current.name !== name || current.size !== size) {
+      return
+    }
+    if (await sha256Of(source) === current.sha256) {
+      throw new ObjectUnchangedError(`${name} is unchanged (the same ${formatSize(size)} and SHA-256 as version ${current.version ?? 1}, stored ${new Date(current.createdAt).toISOString()}): nothing stored (--force stores it again)`, current)
     }
   }
 

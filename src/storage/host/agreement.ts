@@ -3,8 +3,12 @@ import { rentCharge, rentPeriods, transferCost, transferRemainder } from '../pro
 import { checkArgCount, hexArg, intArg, signatureArg, type StorageMethod } from './args.ts'
 import { MAX_END_BODY_BYTES, MAX_PROPOSAL_BYTES } from './constants.ts'
 import { expectRevision } from './revisions.ts'
+import { checkShareCall } from './share-check.ts'
 import type { ContractBook, HostContract, SignedRevision } from './contract-book.ts'
 import type { HostQuery } from './request.ts'
+
+/** The methods under a contract (the object index's methods are checked by handlers/notes.ts) */
+export type ContractMethod = Exclude<StorageMethod, 'contract' | 'note-put' | 'note-list' | 'note-delete' | 'contracts'>
 
 /** A call checked against its contract: what the handler needs of it, and its price */
 export interface CheckedCall {
@@ -45,7 +49,7 @@ const NO_ARGS = { root: '', signature: new Uint8Array(0), offset: 0, length: 0, 
  * it again (under the contract's lock where it changes the contract),
  * since the contract may have changed in between.
  */
-export function costOf (book: ContractBook, method: StorageMethod, q: HostQuery): bigint | undefined {
+export function costOf (book: ContractBook, method: ContractMethod | 'contract', q: HostQuery): bigint | undefined {
   if (method === 'contract') {
     checkProposal(q)
     return undefined
@@ -62,8 +66,12 @@ export function checkProposal (q: HostQuery): void {
 }
 
 /** The agreement check of a call under a contract (see costOf) */
-export function checkCall (book: ContractBook, method: Exclude<StorageMethod, 'contract'>, q: HostQuery): CheckedCall {
+export function checkCall (book: ContractBook, method: ContractMethod, q: HostQuery): CheckedCall {
   const { args, bodyLength } = q
+  if (method === 'shared-get' || method === 'unshare') {
+    // they name no contract: the grant (or the caller) finds it
+    return checkShareCall(book, method, q)
+  }
   checkArgCount(method, args)
   // the form of the args first, so a malformed call is told so whatever
   // the contract's state; then the contract; then what depends on it

@@ -4,6 +4,10 @@ import { BadRequestError } from '../../protocols/rpc/errors.ts'
 
 /** The methods of the storage protocol (PROTOCOL.md 8d, "Methods"), one handler each under handlers/ */
 export type StorageMethod = 'contract' | 'renew' | 'rent' | 'put' | 'get' | 'prove' | 'delete' | 'list' | 'end'
+  // shares (PROTOCOL.md 8h)
+  | 'shared-get' | 'unshare'
+  // the object index (PROTOCOL.md 8g)
+  | 'note-put' | 'note-list' | 'note-delete' | 'contracts'
 
 /**
  * Each method's args: their usage (for `methods` and refusals) and how
@@ -20,7 +24,13 @@ export const ARGS: Record<StorageMethod, { usage: string, min: number, max: numb
   prove: { usage: '<contract id> <shard root> <challenge, 32 bytes hex> [leaves, 1-64]', min: 3, max: 4 },
   delete: { usage: '<contract id> <shard root> <renter signature of the next revision, base64>', min: 3, max: 3 },
   list: { usage: '<contract id>', min: 1, max: 1 },
-  end: { usage: '<contract id>', min: 1, max: 1 }
+  end: { usage: '<contract id>', min: 1, max: 1 },
+  'shared-get': { usage: '<shard root> <offset> <length> (body: bytes grant || bytes renter signature)', min: 3, max: 3 },
+  unshare: { usage: '<grant id, 16 bytes hex> <the grant\'s expiry, ms since the epoch>', min: 2, max: 2 },
+  'note-put': { usage: '<note id, 64 hex>', min: 1, max: 1 },
+  'note-list': { usage: '[after <note id>]', min: 0, max: 1 },
+  'note-delete': { usage: '<note id>', min: 1, max: 1 },
+  contracts: { usage: '', min: 0, max: 0 }
 }
 
 export function checkArgCount (method: StorageMethod, args: string[]): void {

@@ -32,3 +32,21 @@ export const MAX_PROPOSAL_BYTES = 4096
 
 /** The largest body of `end`: a signed rating (its rating at most MAX_RATING_BYTES) */
 export const MAX_END_BODY_BYTES = 2048
+
+/** Where the host keeps its renters' notes (the object index, PROTOCOL.md 8g): one key per note */
+export const NOTES_PREFIX = '/storage/host/notes'
+
+/** The most notes a renter may keep at a host: one per object, so 100,000 objects */
+export const MAX_NOTES_PER_RENTER = 100_000
+
+/**
+ * The most bytes of notes a renter may keep: max(16 MiB, 1% of its live
+ * contracts' maxBytes). A note is a few KiB per object; the floor lets a
+ * small renter index thousands of objects, the share grows with the room it
+ * pays for, and either bounds what a renter can make a host keep for free.
+ */
+export const MIN_NOTE_BYTES_PER_RENTER = 16 * 1024 * 1024
+export const NOTE_BYTES_SHARE = 0.01
+
+/** How many bytes of notes one `note-list` answer carries at most (at least one note): about 1 MiB */
+export const MAX_NOTE_LIST_BYTES = 1024 * 1024

@@ -1,5 +1,5 @@
 import { logger } from '@libp2p/logger'
-import { NotFoundError } from '../../protocols/rpc/errors.ts'
+import { AccessDeniedError, InsufficientStorageError, NotFoundError } from '../../protocols/rpc/errors.ts'
 
 const log = logger('opencloud:storage:host')
 
@@ -38,4 +38,14 @@ export async function shardLost<T> (read: () => Promise<T>): Promise<T> {
     }
     throw err
   }
+}
+
+/** A renter that has no live contract with this host asked it to keep a note: only renters are indexed */
+export class NoteWithoutContractError extends AccessDeniedError {
+  override name = 'NoteWithoutContractError'
+}
+
+/** A renter's notes at this host would pass its caps (count or bytes): nothing is kept */
+export class NoteQuotaError extends InsufficientStorageError {
+  override name = 'NoteQuotaError'
 }

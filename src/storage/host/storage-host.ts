@@ -16,6 +16,11 @@ import { list } from './handlers/list.ts'
 import type { ListAnswer } from '../protocol/answers.ts'
 import { rent, type RentAnswer } from './handlers/rent.ts'
 import { end, type EndAnswer } from './handlers/end.ts'
+import { sharedGet } from './handlers/shared-get.ts'
+import { unshare, type UnshareAnswer } from './handlers/unshare.ts'
+import { Revocations } from './revocations.ts'
+import { checkNoteCall, contracts, noteDelete, noteList, notePut, type NoteMethod } from './handlers/notes.ts'
+import { NoteStore } from './note-store.ts'
 import type { OutgoingBody } from '../../protocols/rpc/body.ts'
 import type { CredentialSigner } from '../../protocols/rpc/credentials.ts'
 import type { StorageMethod } from './args.ts'
@@ -79,14 +84,19 @@ export class StorageHost {
   readonly store: ShardStore
   private readonly book: ContractBook
   private readonly sweeper: Sweeper
+  /** the renters' notes: their object index (PROTOCOL.md 8g) */
+  readonly notes: NoteStore
   /** what the handlers share */
   private readonly context: HostContext
+  /** the grants renters revoked (PROTOCOL.md 8h), each until its expiry */
+  private readonly revocations: Revocations
 
   constructor (components: StorageHostComponents, init: StorageHostInit) {
     this.capacity = init.capacity ?? DEFAULT_CAPACITY
     this.store = new ShardStore(init.dir)
     this.book = new ContractBook({ datastore: components.datastore, now: components.now })
-    this.sweeper = new Sweeper({ book: this.book, store: this.store, rateRenter: components.rateRenter, recordRenter: components.recordRenter }, {
+    this.notes = new NoteStore(components.datastore)
+    this.sweeper = new Sweeper({ book: this.book, store: this.store, notes: this.notes, rateRenter: components.rateRenter, recordRenter: components.recordRenter }, {
       graceMs: init.rentGraceMs ?? DEFAULT_RENT_GRACE_MS,
       intervalMs: init.checkMs ?? DEFAULT_SWEEP_MS
     })
@@ -99,12 +109,15 @@ export class StorageHost {
       prices: components.prices,
       takesPayments: components.takesPayments
     })
+    this.revocations = new Revocations({ datastore: components.datastore, now: this.book.now })
     this.context = { peerId: components.peerId, signer: components.signer, book: this.book, store: this.store, terms, recordRenter: components.recordRenter }
   }
 
   async start (): Promise<void> {
     await this.store.start()
     await this.book.load()
+    await this.revocations.load()
+    await this.notes.load()
     log('%d contracts, %d bytes reserved of %d', this.contractsHeld(), this.reserved(), this.capacity)
     this.sweeper.start()
   }
@@ -150,6 +163,11 @@ export class StorageHost {
    * asked before payment (agreement.ts, costOf); undefined: the list price
    */
   cost (method: StorageMethod, query: HostQuery): bigint | undefined {
+    if (method === 'note-put' || method === 'note-list' || method === 'note-delete' || method === 'contracts') {
+      // free: the list price, as `list`
+      checkNoteCall(this.book, method, query)
+      return undefined
+    }
     return costOf(this.book, method, query)
   }
 
@@ -189,5 +207,31 @@ export class StorageHost {
 
   async end (req: HostRequest): Promise<EndAnswer> {
     return end(this.context, req)
+  }
+
+  async sharedGet (req: HostRequest): Promise<OutgoingBody> {
+    return sharedGet({ ...this.context, revocations: this.revocations }, req)
+  }
+
+  async unshare (req: HostRequest): Promise<UnshareAnswer> {
+    return unshare({ ...this.context, revocations: this.revocations }, req)
+  }
+
+  // the object index (PROTOCOL.md 8g)
+
+  async notePut (req: HostRequest): Promise<{ id: string, bytes: number }> {
+    return notePut({ book: this.book, notes: this.notes }, req)
+  }
+
+  async noteList (req: HostRequest): Promise<{ notes: Array<{ id: string, note: string }>, more: boolean }> {
+    return noteList({ book: this.book, notes: this.notes }, req)
+  }
+
+  async noteDelete (req: HostRequest): Promise<{ id: string, deleted: boolean }> {
+    return noteDelete({ book: this.book, notes: this.notes }, req)
+  }
+
+  async contracts (req: HostRequest): Promise<Awaited<ReturnType<typeof contracts>>> {
+    return contracts({ book: this.book }, req)
   }
 }

@@ -2,12 +2,15 @@ import { logger } from '@libp2p/logger'
 import { rentPeriods } from '../protocol/contract.ts'
 import type { ContractBook, HostContract } from './contract-book.ts'
 import type { ShardStore } from './shard-store.ts'
+import type { NoteStore } from './note-store.ts'
 
 const log = logger('opencloud:storage:host')
 
 export interface SweeperComponents {
   book: ContractBook
   store: ShardStore
+  /** the renters' notes: a renter's go once it has no contract here whose shards are kept */
+  notes?: NoteStore
   /** a reputation record of a renter that stopped paying rent */
   rateRenter?: (renter: string, event: 'rent-unpaid') => void
   /** a reputation record of a renter when a contract ends */
@@ -64,7 +67,32 @@ export class Sweeper {
   /** What the timer runs: both checks, then the accruals not saved yet */
   private async sweep (): Promise<void> {
     await this.endOverdue()
+    await this.pruneNotes()
     await this.components.book.flush({ signal: this.shutdown.signal })
+  }
+
+  /**
+   * Delete the notes of renters whose last contract here ended (swept, or
+   * ended by the renter): the index points at shards this host no longer
+   * holds. Resolves with how many notes went.
+   */
+  async pruneNotes (): Promise<number> {
+    const { book, notes } = this.components
+    if (notes == null) {
+      return 0
+    }
+    const held = new Set(book.all().filter(c => c.endedAt == null).map(c => c.terms.renter))
+    let n = 0
+    for (const renter of notes.renters()) {
+      if (!held.has(renter)) {
+        const gone = await notes.deleteAll(renter, () => !book.all().some(c => c.terms.renter === renter && c.endedAt == null))
+        if (gone > 0) {
+          log('deleted the %d notes of %s: it has no contract here any more', gone, renter)
+        }
+        n += gone
+      }
+    }
+    return n
   }
 
   /** Both checks the timer runs: unpaid rent, then expiry */

@@ -74,7 +74,8 @@ const printedIn: Array<[heading: string, vectors: Vector[]]> = [
     ...blocks('storage', 'revision', 'renterRevisionSignature', 'hostRevisionSignature', 'signedRevision', 'proofs'),
     ...code('storage', 'rsData', 'rsParity'),
     ...blocks('storage', 'storageKey', 'objectKey', 'sealedSegment1', 'renterRating')
-  ]]
+  ]],
+  ['### Shares', blocks('share', 'domain', 'grant', 'signature', 'body', 'text')]
 ]
 
 describe('PROTOCOL.md test vectors', () => {
@@ -88,9 +89,9 @@ describe('PROTOCOL.md test vectors', () => {
       const text = heading.startsWith('## ') ? sectionOf(protocolDoc, heading, { subsections: false }) : sectionOf(section11, heading)
       assertPrinted(text, printed, `PROTOCOL.md "${heading}"`)
     }
-    // every vector has its place (the ledger's in test/ledger/vectors.test.ts)
+    // every vector has its place (the ledger's in test/ledger/vectors.test.ts, the object index's in section 8g: test/storage/recovery-vectors.test.ts)
     const placed = printedIn.flatMap(([, printed]) => printed.map(v => v.name))
-    assert.deepEqual([...values.keys()].filter(name => !name.startsWith('ledger.')).sort(), [...placed].sort())
+    assert.deepEqual([...values.keys()].filter(name => !name.startsWith('ledger.') && !name.startsWith('index.')).sort(), [...placed].sort())
   })
 
   it('decode and verify from the frame bytes alone', () => {
