@@ -48,11 +48,17 @@ describe('store share, shares, unshare and fetch from the command line', () => {
 
       const shared = await cli(ownerDir, ['store', 'share', 'report.pdf', '--link', '--expires', '2d'])
       assert.equal(shared.code, 0, shared.stderr)
-      assert.match(shared.stdout, /^shared report\.pdf \(1 file\) with anyone holding it, read-only, until .* UTC; share id [0-9a-f]{32}\n/)
-      const text = /^(ocshare1\S+)$/m.exec(shared.stdout)?.[1]
+      assert.match(shared.stderr, /^shared report\.pdf \(1 file\) with anyone holding it, read-only, until .* UTC; share id [0-9a-f]{32}\n/)
+      // the text alone on stdout: `store share ... > share.txt` is the file the holder passes
+      const text = /^(ocshare1\S+)\n$/.exec(shared.stdout)?.[1]
       assert.ok(text != null, shared.stdout)
-      const id = /share id ([0-9a-f]{32})/.exec(shared.stdout)![1]
-      await writeFile(join(dir.path, 'share.txt'), text + '\n')
+      const id = /share id ([0-9a-f]{32})/.exec(shared.stderr)![1]
+      await writeFile(join(dir.path, 'share.txt'), shared.stdout)
+      // a file holding the whole output, pasted, works as well
+      await writeFile(join(dir.path, 'pasted.txt'), shared.stderr.split('\n')[0] + '\n\n' + shared.stdout + '\n' + shared.stderr.split('\n').slice(1).join('\n'))
+      const pasted = await cli(holderDir, ['store', 'fetch', `@${join(dir.path, 'pasted.txt')}`, '--out', join(dir.path, 'pasted.pdf')])
+      assert.equal(pasted.code, 0, pasted.stderr)
+      assert.equal(sha256(await readFile(join(dir.path, 'pasted.pdf'))), sha256(bytes))
 
       const out = join(dir.path, 'fetched.pdf')
       const fetched = await cli(holderDir, ['store', 'fetch', `@${join(dir.path, 'share.txt')}`, '--out', out])

@@ -68,10 +68,12 @@ function minute (iso: string): string {
 /** The share text the user gave: itself, or the contents of @FILE */
 async function shareText (arg: string): Promise<string> {
   const text = arg.startsWith('@') ? await readFile(arg.slice(1), 'utf8').catch((err: any) => { throw new UsageError(`cannot read the share from ${arg.slice(1)}: ${err.message as string}`) }) : arg
-  if (!text.trim().startsWith('ocshare1')) {
+  // a file may hold more than the text (the whole output of store share, pasted): the text is its one ocshare1 word
+  const found = arg.startsWith('@') ? /(?:^|\s)(ocshare1[A-Za-z0-9_-]+)(?:\s|$)/.exec(text)?.[1] : undefined
+  if (found == null && !text.trim().startsWith('ocshare1')) {
     throw new UsageError(`a share text starts with "ocshare1" (give the text, or @FILE holding it); "${text.trim().slice(0, 16)}" does not`)
   }
-  return text.trim()
+  return found ?? text.trim()
 }
 
 function withShareHint (e: unknown, values: Record<string, any>): unknown {
@@ -140,11 +142,14 @@ async function run (action: 'share' | 'shares' | 'unshare' | 'fetch', { values, 
       }
       const s = result.share
       const who = values.to != null ? `only ${String(values.to)}` : 'anyone holding it'
-      out.write(`shared ${String(s.what)} (${s.objects.length === 1 ? '1 file' : `${s.objects.length as number} files`}) with ${who}, read-only, until ${minute(s.expires)}; share id ${String(s.id)}\n\n` +
-        `${result.text}\n\n` +
+      // the text alone on stdout, so `store share ... > share.txt` is the file a holder passes as @FILE;
+      // what it is and how it is used, on stderr
+      err.write(`shared ${String(s.what)} (${s.objects.length === 1 ? '1 file' : `${s.objects.length as number} files`}) with ${who}, read-only, until ${minute(s.expires)}; share id ${String(s.id)}\n`)
+      out.write(`${result.text}\n`)
+      err.write(
         // a command line's argument is at most 128 KiB on Linux: a long share travels as a file
         (result.text.length > 100_000 ? `the share is ${Math.ceil(result.text.length / 1024)} KiB of text: save it in a file for the holder, who passes it as @FILE\n` : '') +
-        `the holder fetches it on their node with: ${CLI} store fetch <the text above> (or @FILE holding it); they pay their own downloads\n` +
+        `the holder fetches it on their node with: ${CLI} store fetch <the share text> (or @FILE holding it); they pay their own downloads\n` +
         `revoke it before then with: ${hintLine(values, ['store', 'unshare', s.id])}\n`)
       return
     }
