@@ -13,7 +13,7 @@ import { parseReadme, runLine, runReadme } from './runner.ts'
  *
  * The only changes made to a line are the README's own placeholders, filled
  * with real values: <your PeerId>, <PeerId of node N>, <peer>, <address>,
- * bcrt1..., 12D3KooW..., and ~/.opencloud and .testnet/, which point into a
+ * bcrt1..., 12D3KooW..., and ~/.opencloud and .testnet/ (also as @.testnet/...), which point into a
  * temporary directory (through OPENCLOUD_HOME and OPENCLOUD_TESTNET_DIR).
  */
 
@@ -35,7 +35,7 @@ describe('README.md, run as printed', { timeout: 900_000 }, () => {
       return ran.stdout.trim()
     }
     const fill = async (line: string): Promise<string> => {
-      let out = line.replace(/(^|[\s=])\.testnet\//g, `$1${testnet}/`).replace(/~\/\.opencloud/g, env.OPENCLOUD_HOME as string)
+      let out = line.replace(/(^|[\s=@])\.testnet\//g, `$1${testnet}/`).replace(/~\/\.opencloud/g, env.OPENCLOUD_HOME as string)
       for (const m of [...out.matchAll(/<PeerId of node (\d+)>/g)]) {
         out = out.replace(m[0], await peerIdIn(join(testnet, `node-${m[1]}`)))
       }

@@ -1,6 +1,6 @@
 import { logger } from '@libp2p/logger'
 import { DEFAULT_AUDIT_GRACE_MS, DEFAULT_AUDIT_INTERVAL_MS, DEFAULT_DURATION_MS, DEFAULT_HEDGE_MS, DEFAULT_KEEP_REMOVED, DEFAULT_MIGRATE_ABOVE_PRICE, DEFAULT_MIN_THROUGHPUT, DEFAULT_MIN_TRUST, DEFAULT_RENEW_BEFORE_MS, DEFAULT_RENT_CHECK_MS, DEFAULT_RENT_PERIOD_MS, DEFAULT_REPAIR_RETRY_MS, DEFAULT_SEGMENT_SIZE, DEFAULT_SEGMENT_SLOTS, DEFAULT_SEGMENTS_IN_FLIGHT, DEFAULT_TRUST_DROP, DEFAULT_TRUST_GRACE_MS, DEFAULT_VERSIONS_KEPT_FOR_MS, END_CALL_MS, DEFAULT_RECOVER_WAIT_MS } from '../constants.ts'
-import { RecoveryRunningError, StorageStoppedError } from '../errors.ts'
+import { StorageStoppedError } from '../errors.ts'
 import { Contracts } from './contracts.ts'
 import { Downloader, type ObjectStream } from './download.ts'
 import { defaultRepairAfterLost } from './health.ts'
@@ -63,6 +63,8 @@ export class StorageClient {
   private readonly index: IndexNotes
   /** the recovery under way, and what it has done so far (store ls shows it) */
   private recovering?: { startedAt: number, progress?: RecoveryProgress }
+  /** the recovery under way: a second one waits for it */
+  private recoveryRun?: Promise<RecoveryReport>
   /** per contract, the roots collectGarbage found named by no object, and when: deleted only when still so at a later pass */
   private orphansSeen = new Map<string, { at: number, roots: Set<string> }>()
   private readonly components: StorageClientComponents
@@ -628,36 +630,46 @@ export class StorageClient {
     if (!this.index.enabled) {
       throw new Error('this node keeps no object index (no wallet): there is nothing to recover from')
     }
-    if (this.recovering != null) {
-      throw new RecoveryRunningError('a recovery is under way already; store ls shows its progress')
+    // one at a time: a `store recover` while the first start's own runs
+    // waits for it and then asks again (its report says "known already"),
+    // rather than refusing a user who asked at the wrong moment
+    while (this.recoveryRun != null) {
+      options.onProgress?.({ phase: 'hosts', done: 0, total: 0, message: 'waiting for the recovery under way to finish' })
+      await this.recoveryRun.catch(() => {})
     }
     const signal = this.upkeepSignal(options.signal)
     this.recovering = { startedAt: Date.now() }
+    const run = this.recoverOnce(options, signal)
+    this.recoveryRun = run
     try {
-      const waitUntil = Date.now() + (options.waitMs ?? DEFAULT_RECOVER_WAIT_MS)
-      let offers = await this.components.hosts()
-      while (offers.length === 0 && Date.now() < waitUntil) {
-        const waiting: RecoveryProgress = { phase: 'hosts', done: 0, total: 0, message: 'waiting for the market to list storage hosts' }
-        this.recovering.progress = waiting
-        options.onProgress?.(waiting)
-        await new Promise(resolve => setTimeout(resolve, 500))
-        signal.throwIfAborted()
-        offers = await this.components.hosts()
-      }
-      await this.records.ready()
-      const hosts = [...new Set([...offers.map(o => o.peer), ...this.records.contracts.entries().map(([, c]) => c.host)])].sort()
-      return await recover({ peerId: this.components.peerId, records: this.records, session: this.session, index: this.index }, hosts, {
-        signal,
-        onProgress: (p) => {
-          if (this.recovering != null) {
-            this.recovering.progress = p
-          }
-          options.onProgress?.(p)
-        }
-      })
+      return await run
     } finally {
+      this.recoveryRun = undefined
       this.recovering = undefined
     }
+  }
+
+  private async recoverOnce (options: { waitMs?: number, onProgress?: (p: RecoveryProgress) => void }, signal: AbortSignal): Promise<RecoveryReport> {
+    const recovering = this.recovering as { startedAt: number, progress?: RecoveryProgress }
+    const waitUntil = Date.now() + (options.waitMs ?? DEFAULT_RECOVER_WAIT_MS)
+    let offers = await this.components.hosts()
+    while (offers.length === 0 && Date.now() < waitUntil) {
+      const waiting: RecoveryProgress = { phase: 'hosts', done: 0, total: 0, message: 'waiting for the market to list storage hosts' }
+      recovering.progress = waiting
+      options.onProgress?.(waiting)
+      await new Promise(resolve => setTimeout(resolve, 500))
+      signal.throwIfAborted()
+      offers = await this.components.hosts()
+    }
+    await this.records.ready()
+    const hosts = [...new Set([...offers.map(o => o.peer), ...this.records.contracts.entries().map(([, c]) => c.host)])].sort()
+    return await recover({ peerId: this.components.peerId, records: this.records, session: this.session, index: this.index }, hosts, {
+      signal,
+      onProgress: (p) => {
+        recovering.progress = p
+        options.onProgress?.(p)
+      }
+    })
   }
 
   /** The recovery under way, if any: since when, and its last progress */
