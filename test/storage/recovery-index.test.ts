@@ -146,8 +146,12 @@ describe('the object index kept at the hosts', () => {
     assert.equal(hosts.notes.get('h2')!.has(noteId), false, 'h2 holds no shard of it now')
     assert.deepEqual(index.open(noteId, hosts.notes.get('h3')!.get(noteId)!).segments[0].shards[1].host, 'h3')
     assert.deepEqual(index.open(noteId, hosts.notes.get('h1')!.get(noteId)!).segments[0].shards[1].host, 'h3', 'rewritten where it stays')
-    // a save that changes nothing the note carries marks nothing
+    // a save that changes nothing the note carries marks nothing, nor one that only marks a shard lost
     await records.saveObject(moved)
+    assert.equal(await index.flush(new AbortController().signal), 0)
+    const marked: StoredObject = { ...moved, segments: structuredClone(moved.segments) }
+    marked.segments[0].shards[0].lost = Date.now()
+    await records.saveObject(marked)
     assert.equal(await index.flush(new AbortController().signal), 0)
     // removed: deleted at once where the hosts answer, at the next flush elsewhere
     hosts.down.add('h3')

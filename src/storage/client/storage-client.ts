@@ -164,7 +164,6 @@ export class StorageClient {
     }
     this.checking ??= (async () => {
       await step('ending the contracts of interrupted uploads', async () => this.cleanUploads(signal))
-      await step('bringing the object index at the hosts up to date', async () => this.index.flush(signal))
       await step('deleting shards and ending contracts nothing refers to', async () => this.collectGarbage(signal, { twoPasses: true }))
       await step('pruning old versions', async () => this.pruneVersions(Date.now(), signal))
       await step('paying rent', async () => this.payRent(Date.now(), signal))
@@ -172,6 +171,8 @@ export class StorageClient {
       await step('renewing contracts', async () => this.renewAll(Date.now(), signal))
       await step('repairing', async () => this.repairAll(Date.now(), signal))
       await step('telling hosts of revoked shares', async () => this.tellRevocations(signal))
+      // last: what the steps before changed (a repair moving shards) goes into the index in the same check
+      await step('bringing the object index at the hosts up to date', async () => this.index.flush(signal))
     })().finally(() => { this.checking = undefined })
   }
 
@@ -542,7 +543,9 @@ export class StorageClient {
           let roots = named.get(id)
           const now = Date.now()
           const wouldTake = roots == null ? c.end > now : c.lost == null && c.end > now && c.shards.some(([root]) => !(roots as Set<string>).has(root))
-          if (wouldTake && this.index.enabled && !asked.has(c.host)) {
+          // (a host audits cannot reach now is not asked for its notes: the
+          // two passes still hold, and it is asked once it answers again)
+          if (wouldTake && this.index.enabled && !asked.has(c.host) && c.audit?.unreachableSince == null) {
             // what another machine with the same words stored there is named once imported
             asked.add(c.host)
             try {

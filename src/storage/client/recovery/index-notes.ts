@@ -116,8 +116,16 @@ export class IndexNotes {
     return { ...rest, contractIds: Object.keys(contracts) }
   }
 
+  /**
+   * What a note's content is compared by: the record without the marks of
+   * shards found lost (this machine's observations, which repair turns into
+   * new shards, and those change the note), so a get that finds a host
+   * down does not send notes to every host
+   */
   private static hashOf (object: StoredObject): string {
-    return createHash('sha256').update(JSON.stringify(IndexNotes.noteObject(object))).digest('hex')
+    const record = IndexNotes.noteObject(object)
+    const segments = record.segments.map(s => ({ ...s, shards: s.shards.map(({ lost: _lost, lostReason: _reason, ...x }) => x) }))
+    return createHash('sha256').update(JSON.stringify({ ...record, segments })).digest('hex')
   }
 
   /** The hosts of an object's live contracts: where its note belongs */
@@ -413,7 +421,9 @@ export class IndexNotes {
           const left = await this.deleteAt(id, old, oldParts, { signal })
           await this.settle(id, undefined, left, left.length > 0 ? oldParts : [])
         } else {
-          const hosts = IndexNotes.hostsOf(object)
+          // a host audits cannot reach now is left for a later flush, not dialled at every check
+          const down = new Set(Object.values(object.contracts).filter(c => c.audit?.unreachableSince != null).map(c => c.host))
+          const hosts = IndexNotes.hostsOf(object).filter(h => !down.has(h))
           const notes = this.seal(object)
           const parts = notes.parts.map(p => p.id)
           const { took, failed, none } = await this.putAt(notes, hosts, 1, signal)
@@ -421,7 +431,7 @@ export class IndexNotes {
           const gone = await this.deleteAt(id, old.filter(h => !hosts.includes(h)), oldParts, { signal })
           const stale = oldParts.filter(p => !parts.includes(p))
           const kept = stale.length === 0 ? [] : await this.deleteAt(id, took, stale, { keepHead: true, signal })
-          const left = [...new Set([...failed.map(([h]) => h), ...gone, ...kept])].sort()
+          const left = [...new Set([...failed.map(([h]) => h), ...gone, ...kept, ...down])].sort()
           await this.settle(id, { hash: IndexNotes.hashOf(object), hosts: [...took, ...none].sort(), parts }, left, left.length > 0 ? oldParts.filter(p => gone.length > 0 || !parts.includes(p)) : [])
         }
         settled++
