@@ -48,7 +48,7 @@ describe('recovery from the words, from the command line', () => {
       const fresh = join(dir.path, 'fresh')
       const restore = await runCli(['wallet', 'restore', '--data-dir', fresh], { stdin: words })
       assert.equal(restore.code, 0, restore.stderr)
-      assert.match(restore.stdout, new RegExp(`^restored the regtest wallet \\S+ and the identity ${first.peerId}; at its next start the node scans the chain for the addresses it used, and asks the storage hosts for its files \\(${CLI} store ls shows them coming back\\)\\n$`))
+      assert.match(restore.stdout, new RegExp(`^restored the regtest wallet \\S+ and the identity ${first.peerId}; at its next start the node scans the chain for the addresses it used, and asks the storage hosts for its files; start it with: ${CLI} --data-dir ${fresh}\\nthen \`${CLI} --data-dir ${fresh} store ls\` shows them coming back\\n$`))
       await access(join(fresh, 'recover-pending.json'))
       const second = await startDaemon(fresh, join0)
       stops.push(second.stop)

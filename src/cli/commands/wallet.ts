@@ -90,7 +90,7 @@ Options:
       if (json) {
         printJson(out, { network, identityAddress: wallet.identityAddress, scanNeeded: true, peerId: derived, identityFromWords: current == null || current === derived, recoveryAtStart: true })
       } else {
-        out.write(`restored the ${network} wallet ${wallet.identityAddress} and the identity ${derived}; at its next start the node scans the chain for the addresses it used, and asks the storage hosts for its files (${CLI} store ls shows them coming back)\n`)
+        out.write(`restored the ${network} wallet ${wallet.identityAddress} and the identity ${derived}; at its next start the node scans the chain for the addresses it used, and asks the storage hosts for its files; start it with: ${hintLine(values, [])}\nthen \`${hintLine(values, ['store', 'ls'])}\` shows them coming back\n`)
       }
       return
     }
