@@ -2,6 +2,7 @@ import { connectApi } from '../api-client.ts'
 import { HintedError, hintLine, printJson, UsageError, type CommandContext } from '../command.ts'
 import { ApiError } from '../api-client.ts'
 import { parseDuration } from '../../utils/duration.ts'
+import type { RecoveryReport } from '../../storage/client/recovery/recover.ts'
 
 /** The usage and help lines `store` shows for recover (store.ts carries them) */
 export const RECOVER_USAGE = 'store recover [--wait 60s]'
@@ -19,16 +20,6 @@ function waitOf (text: string): number {
     throw new UsageError(`--wait is at most 10min, not "${text}"`)
   }
   return ms
-}
-
-interface RecoveryReport {
-  hostsAsked: number
-  hostsAnswered: number
-  contracts: number
-  contractsAdded: number
-  objectsAdded: number
-  objectsKnown: number
-  notesUnopened: number
 }
 
 /**

@@ -31,8 +31,12 @@ function revisionOver (contract: string, previous: number, shards: Array<[string
   return nextRevision(Buffer.from(contract, 'hex'), previous, shards.map(([root, length]) => ({ root: Buffer.from(root, 'hex'), length })))
 }
 
-/** This node's record of a contract both sides just signed: its terms, nothing paid or spent yet */
-function recordOf (terms: ContractTerms, signed: Uint8Array, state: Pick<ContractRecord, 'revision' | 'shards' | 'trustAtStart' | 'signedRevision' | 'audit'>): ContractRecord {
+/**
+ * This node's record of a contract both sides signed: its terms, nothing
+ * paid or spent yet unless `state` says otherwise (a contract recovered
+ * from its host carries the host's revision and sums)
+ */
+export function recordOf (terms: ContractTerms, signed: Uint8Array, state: Pick<ContractRecord, 'revision' | 'shards'> & Partial<ContractRecord>): ContractRecord {
   return {
     version: CONTRACT_VERSION,
     host: terms.host,

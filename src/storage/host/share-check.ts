@@ -5,6 +5,7 @@ import { decodeGrant, decodeGrantBody, grantOpens, MAX_GRANT_BODY_BYTES, MAX_SHA
 import { ShareExpiredError, ShareHolderError, ShareNotHeldError, ShareRevokedError, ShareScopeError, ShareSignatureError } from '../errors.ts'
 import { checkArgCount, hexArg, intArg } from './args.ts'
 import type { ContractBook, HostContract } from './contract-book.ts'
+import type { CheckedCall } from './checked-call.ts'
 import type { HostQuery } from './request.ts'
 import type { Revocations } from './revocations.ts'
 
@@ -13,25 +14,8 @@ export type ShareMethod = 'shared-get' | 'unshare'
 
 const GRANT_ID = /^[0-9a-f]{32}$/
 
-/**
- * A share call checked before payment: the fields of agreement.ts's
- * CheckedCall (which checkCall returns it as; spelled out here so the two
- * files do not import each other)
- */
-export interface ShareCheckedCall {
-  /** shared-get: the contract holding the root; unshare: one of the caller's */
-  c: HostContract
-  root: string
-  held?: number
-  signature: Uint8Array
-  offset: number
-  length: number
-  periods: number
-  challenge: Uint8Array
-  count: number
-  price?: bigint
-  remainder?: bigint
-}
+/** A share call checked before payment: agreement.ts's CheckedCall, as checkCall returns it */
+export type ShareCheckedCall = CheckedCall
 
 /** What a CheckedCall holds for the args a share method does not take */
 const NONE = { root: '', signature: new Uint8Array(0), offset: 0, length: 0, periods: 0, challenge: new Uint8Array(0), count: 0 }

@@ -4,6 +4,7 @@ import { contractIdOf, decodeRevision, decodeSigned, decodeTerms, encodeRevision
 import { NOTE_CALL_MS } from '../../constants.ts'
 import { IntegrityError, NoIndexFoundError } from '../../errors.ts'
 import { callSignal, type StorageSession } from '../session.ts'
+import { recordOf } from '../contracts.ts'
 import { IndexNotes, noIndexAt, type NoteObject } from './index-notes.ts'
 import type { ListAnswer } from '../../protocol/answers.ts'
 import type { ContractRecord, Records, StoredObject } from '../records.ts'
@@ -81,17 +82,10 @@ export function contractFromList (id: string, host: string, renter: string, answ
     rentPaid = parseAmount(answer.rentPaid)
   } catch {}
   const rentAccrued = /^[0-9]+$/.test(String(answer.rentAccrued)) ? String(answer.rentAccrued) : '0'
-  return {
+  return recordOf(terms, Buffer.from(answer.contract, 'base64'), {
     version: terms.version,
     host,
     signed: answer.contract,
-    start: terms.start,
-    end: terms.end,
-    maxBytes: terms.maxBytes,
-    storagePrice: String(terms.storagePrice),
-    uploadPrice: String(terms.uploadPrice),
-    downloadPrice: String(terms.downloadPrice),
-    rentPeriodMs: terms.rentPeriodMs,
     rentPaidPeriods: Number(answer.rentPaidPeriods),
     rentAccrued,
     // the host's sums are this node's count from now on: it has no other
@@ -101,7 +95,7 @@ export function contractFromList (id: string, host: string, renter: string, answ
     ...(answer.signedRevision == null ? {} : { signedRevision: answer.signedRevision }),
     shards,
     spent: { upload: '0', download: '0', rent: String(rentPaid) }
-  }
+  })
 }
 
 /**
