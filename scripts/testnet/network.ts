@@ -70,7 +70,7 @@ async function writeNodeConfig (dataDir: string, index: number, chainUrl?: strin
     config.channels = { ...config.channels, ...TESTNET_CHANNELS }
   }
   // files stored on the testnet are audited every 2 minutes, checked every 10 s
-  config.storage = { ...config.storage, auditIntervalMs: 120_000, checkIntervalMs: 10_000 }
+  config.storage = { ...config.storage, auditIntervalMs: 120_000, checkIntervalMs: 10_000, orphanGraceMs: 10_000 }
   if (priced) {
     config.services = { ...config.services, sha256: { enabled: true, prices: { hash: TESTNET_HASH_PRICE } } }
   }

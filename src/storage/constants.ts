@@ -165,3 +165,11 @@ export const RECOVERY_MARKER = 'recover-pending.json'
 
 /** 7 days, a share's life unless --expires says otherwise: long enough to hand a file over a weekend, short enough that a forgotten link dies on its own */
 export const DEFAULT_SHARE_MS = 7 * 24 * 3600_000
+
+/**
+ * How long a shard must have been named by nothing before the periodic
+ * garbage collection takes it: 6 hours, longer than a put runs. Another
+ * machine on the same words writes a put's note only once every shard is
+ * stored, so its shards under a shared contract look unnamed until then.
+ */
+export const DEFAULT_ORPHAN_GRACE_MS = 21_600_000

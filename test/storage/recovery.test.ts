@@ -40,9 +40,9 @@ describe('storage recovery: the files come back from the words alone', () => {
   }
 
   /** A client node on `dataDir`, connected to every host and seeing their offers */
-  const startClient = async (dataDir: string): Promise<OpenCloudNode> => {
+  const startClient = async (dataDir: string, storage: Record<string, number> = {}): Promise<OpenCloudNode> => {
     // not a host itself: the clients' offers would be counted with the hosts'
-    const node = await OpenCloudNode.create({ dataDir, config: testConfig({ services: { storage: { enabled: false } } }), bootstrap: [addrOf(hosts[0])], storage: { segmentSize: MIB } })
+    const node = await OpenCloudNode.create({ dataDir, config: testConfig({ services: { storage: { enabled: false } } }), bootstrap: [addrOf(hosts[0])], storage: { segmentSize: MIB, ...storage } })
     await node.start()
     nodes.push(node)
     for (const host of hosts) {
@@ -165,6 +165,37 @@ describe('storage recovery: the files come back from the words alone', () => {
     }
     await a.stop()
     nodes.splice(nodes.indexOf(a), 1)
+  })
+
+  it('two machines: a put the other has not committed (its shards at the hosts, no note yet) is not taken by the periodic collection within the grace', async () => {
+    const b = nodes.filter(n => n.peerId.toString() === oldPeerId).at(-1) as OpenCloudNode
+    const bytes = randomBytes(100_000)
+    await writeFile(join(dir.path, 'pending.bin'), bytes)
+    const pending = await b.storage.put(join(dir.path, 'pending.bin'), { name: 'pending.bin', k: 2, n: 3 })
+    // as the hosts are while B's put is still under way: its shards stored, no note of it
+    for (const host of hosts) {
+      await host.storageHost.notes.deleteAll(oldPeerId)
+    }
+    const a = await startClient(join(dir.path, 'old'), { orphanGraceMs: 4000 })
+    try {
+      // A's next put takes the hosts' revisions (resync), and with them B's unnamed shards
+      await writeFile(join(dir.path, 'from-a2.bin'), randomBytes(50_000))
+      await a.storage.put(join(dir.path, 'from-a2.bin'), { name: 'from-a2.bin', k: 2, n: 3 })
+      const roots = new Set(pending.segments.flatMap(s => s.shards.map(x => x.root)))
+      assert.ok(a.storage.contractList().some(([, c]) => c.shards.some(([root]) => roots.has(root))), 'A\'s contracts hold B\'s uncommitted shards')
+      // two periodic passes at once: named by nothing, but not for the grace yet
+      assert.equal((await a.storage.collectGarbage(undefined, { twoPasses: true })).deleted, 0)
+      assert.equal((await a.storage.collectGarbage(undefined, { twoPasses: true })).deleted, 0, 'a second pass within the grace takes nothing')
+      const out = join(dir.path, 'pending-back.bin')
+      await b.storage.get('pending.bin', out)
+      assert.equal(sha256(await readFile(out)), sha256(bytes))
+      // past the grace, nothing still names them (the put never committed, as far as A can tell): taken
+      await new Promise(resolve => setTimeout(resolve, 4100))
+      assert.ok((await a.storage.collectGarbage(undefined, { twoPasses: true })).deleted > 0, 'taken once the grace is over')
+    } finally {
+      await a.stop()
+      nodes.splice(nodes.indexOf(a), 1)
+    }
   })
 
   it('the wrong words find no index, and nothing is written', async () => {

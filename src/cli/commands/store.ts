@@ -492,7 +492,9 @@ async function putTree ({ values, json, dataDir, out, err }: FolderContext, path
       return
     }
     const count = (status: string): number => done.files.filter(f => f.status === status).length
-    out.write(`${count('stored')} stored, ${count('unchanged')} unchanged, ${count('skipped')} skipped; list them: ${hintLine(values, ['store', 'ls', `${commonFolder(done.files.filter(f => f.status !== 'skipped').map(f => String(f.name)))}`])}\n`)
+    // files with no folder in common are listed by plain `store ls` (`store ls ''` is refused)
+    const folder = commonFolder(done.files.filter(f => f.status !== 'skipped').map(f => String(f.name)))
+    out.write(`${count('stored')} stored, ${count('unchanged')} unchanged, ${count('skipped')} skipped; list them: ${hintLine(values, ['store', 'ls', ...(folder === '' ? [] : [folder])])}\n`)
   } finally {
     process.removeListener('SIGINT', onSignal)
   }

@@ -54,6 +54,14 @@ export interface StorageUpkeepConfig {
    * 60000 ms (DEFAULT_RECOVER_WAIT_MS); `store recover --wait` for one run
    */
   recoverWaitMs: number
+  /**
+   * how long a shard or a contract must have been named by nothing before
+   * the upkeep deletes or ends it, default 21600000 ms (6 h,
+   * DEFAULT_ORPHAN_GRACE_MS): longer than a put runs, because another
+   * machine restored from the same words names its shards only when its put
+   * commits
+   */
+  orphanGraceMs: number
 }
 
 /** versionsKeptFor in ms: "0", or a period such as 90min, 12h, 30d */
@@ -70,13 +78,14 @@ export function versionsKeptForMs (text: string, where = 'storage.versionsKeptFo
 
 export const storageUpkeepSettings: ConfigSection<StorageUpkeepConfig> = {
   key: 'storage',
-  defaults: { auditIntervalMs: 21_600_000, auditGraceMs: 3_600_000, checkIntervalMs: 60_000, contractAllowance: '256 MiB', versionsKeptFor: '30d', recoverWaitMs: 60_000 },
+  defaults: { auditIntervalMs: 21_600_000, auditGraceMs: 3_600_000, checkIntervalMs: 60_000, contractAllowance: '256 MiB', versionsKeptFor: '30d', recoverWaitMs: 60_000, orphanGraceMs: 21_600_000 },
   validate: (raw, path) => objectSection(raw, path, storageUpkeepSettings.defaults, {
     auditIntervalMs: wholeNumber(100, 'milliseconds'),
     auditGraceMs: wholeNumber(100, 'milliseconds'),
     checkIntervalMs: wholeNumber(100, 'milliseconds'),
     contractAllowance: sizeSetting,
     recoverWaitMs: wholeNumber(0, 'milliseconds'),
+    orphanGraceMs: wholeNumber(0, 'milliseconds'),
     versionsKeptFor: (value, path) => {
       const text = typeof value === 'number' && value === 0 ? '0' : value
       if (typeof text !== 'string') {
@@ -152,7 +161,7 @@ export const storageModule: ServiceModuleDefinition = {
       prepay: async (payees, signal) => caller.prepay(payees, signal),
       rate: (peer, event, method) => { record({ peer, role: 'server', outcome: 'unsatisfactory', event, service: STORAGE_SERVICE, method }) },
       rateContract: (peer, satisfactory) => { record({ peer, role: 'server', outcome: satisfactory ? 'satisfactory' : 'unsatisfactory', event: 'contract-rated', service: STORAGE_SERVICE, method: 'end' }) }
-    }, { auditIntervalMs: upkeep.auditIntervalMs, auditGraceMs: upkeep.auditGraceMs, rentCheckMs: upkeep.checkIntervalMs, contractAllowance: parseSize(upkeep.contractAllowance, 'storage.contractAllowance'), versionsKeptForMs: versionsKeptForMs(upkeep.versionsKeptFor), ...(options[STORAGE_SERVICE] as StorageClientInit | undefined) })
+    }, { auditIntervalMs: upkeep.auditIntervalMs, auditGraceMs: upkeep.auditGraceMs, rentCheckMs: upkeep.checkIntervalMs, contractAllowance: parseSize(upkeep.contractAllowance, 'storage.contractAllowance'), versionsKeptForMs: versionsKeptForMs(upkeep.versionsKeptFor), orphanGraceMs: upkeep.orphanGraceMs, ...(options[STORAGE_SERVICE] as StorageClientInit | undefined) })
     const engines: StorageEngines = { host, client }
     return {
       services: hostSettings.enabled === false ? [] : [storageService(host)],

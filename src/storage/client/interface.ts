@@ -140,6 +140,13 @@ export interface StorageClientInit {
    * as `store rm` does) and keeps a record that says when.
    */
   versionsKeptForMs?: number
+  /**
+   * how long a shard or a contract must have been named by nothing before
+   * the periodic check takes it, default 21600000 ms (6 h,
+   * DEFAULT_ORPHAN_GRACE_MS): a put under way on another machine with the
+   * same words names its shards only when it commits
+   */
+  orphanGraceMs?: number
 }
 
 /** What a transfer reports as it goes */

@@ -46,6 +46,8 @@ export interface ShareRecord {
   revokedAt?: number
   /** hosts not told of the revocation yet: told at each check until they are, or until it expires */
   untold?: string[]
+  /** the hosts told of its revocation: a host a repair moves its shards to later is told too (retryUntold) */
+  told?: string[]
 }
 
 export interface ShareOptions {
@@ -296,6 +298,7 @@ export class Shares {
       }
     }))
     share.untold = (share.untold ?? []).filter(h => !told.has(h))
+    share.told = [...new Set([...(share.told ?? []), ...told])].sort()
     await this.save(share)
     return failed
   }
@@ -305,7 +308,19 @@ export class Shares {
     const now = Date.now()
     let told = 0
     for (const share of await this.list()) {
-      if (share.revokedAt == null || (share.untold ?? []).length === 0) {
+      if (share.revokedAt == null) {
+        continue
+      }
+      if (share.expires > now && share.objects.length > 0) {
+        // a repair may have moved its roots to a host never told: it would serve them
+        const told = new Set([...(share.told ?? []), ...(share.untold ?? [])])
+        const moved = (await this.currentHosts(share)).filter(h => !told.has(h))
+        if (moved.length > 0) {
+          share.untold = [...(share.untold ?? []), ...moved]
+          await this.save(share)
+        }
+      }
+      if ((share.untold ?? []).length === 0) {
         continue
       }
       if (share.expires <= now) {

@@ -1,5 +1,5 @@
 import { logger } from '@libp2p/logger'
-import { DEFAULT_AUDIT_GRACE_MS, DEFAULT_AUDIT_INTERVAL_MS, DEFAULT_DURATION_MS, DEFAULT_HEDGE_MS, DEFAULT_KEEP_REMOVED, DEFAULT_MIGRATE_ABOVE_PRICE, DEFAULT_MIN_THROUGHPUT, DEFAULT_MIN_TRUST, DEFAULT_RENEW_BEFORE_MS, DEFAULT_RENT_CHECK_MS, DEFAULT_RENT_PERIOD_MS, DEFAULT_REPAIR_RETRY_MS, DEFAULT_SEGMENT_SIZE, DEFAULT_SEGMENT_SLOTS, DEFAULT_SEGMENTS_IN_FLIGHT, DEFAULT_TRUST_DROP, DEFAULT_TRUST_GRACE_MS, DEFAULT_VERSIONS_KEPT_FOR_MS, END_CALL_MS, DEFAULT_RECOVER_WAIT_MS } from '../constants.ts'
+import { DEFAULT_AUDIT_GRACE_MS, DEFAULT_AUDIT_INTERVAL_MS, DEFAULT_DURATION_MS, DEFAULT_HEDGE_MS, DEFAULT_KEEP_REMOVED, DEFAULT_MIGRATE_ABOVE_PRICE, DEFAULT_MIN_THROUGHPUT, DEFAULT_MIN_TRUST, DEFAULT_RENEW_BEFORE_MS, DEFAULT_RENT_CHECK_MS, DEFAULT_RENT_PERIOD_MS, DEFAULT_REPAIR_RETRY_MS, DEFAULT_SEGMENT_SIZE, DEFAULT_SEGMENT_SLOTS, DEFAULT_SEGMENTS_IN_FLIGHT, DEFAULT_TRUST_DROP, DEFAULT_TRUST_GRACE_MS, DEFAULT_VERSIONS_KEPT_FOR_MS, DEFAULT_ORPHAN_GRACE_MS, END_CALL_MS, DEFAULT_RECOVER_WAIT_MS } from '../constants.ts'
 import { StorageStoppedError } from '../errors.ts'
 import { Contracts } from './contracts.ts'
 import { Downloader, type ObjectStream } from './download.ts'
@@ -66,7 +66,9 @@ export class StorageClient {
   /** the recovery under way: a second one waits for it */
   private recoveryRun?: Promise<RecoveryReport>
   /** per contract, the roots collectGarbage found named by no object, and when: deleted only when still so at a later pass */
-  private orphansSeen = new Map<string, { at: number, roots: Set<string> }>()
+  /** per contract, each root named by nothing and since when (a contract with none: '*') */
+  private orphansSeen = new Map<string, Map<string, number>>()
+  private readonly orphanGraceMs: number
   private readonly components: StorageClientComponents
   /** aborted by stop(): every upkeep step and transfer in flight ends */
   private shutdown = new AbortController()
@@ -83,6 +85,7 @@ export class StorageClient {
     this.auditGraceMs = init.auditGraceMs ?? DEFAULT_AUDIT_GRACE_MS
     this.renewBeforeMs = init.renewBeforeMs ?? DEFAULT_RENEW_BEFORE_MS
     this.versionsKeptForMs = init.versionsKeptForMs ?? DEFAULT_VERSIONS_KEPT_FOR_MS
+    this.orphanGraceMs = init.orphanGraceMs ?? DEFAULT_ORPHAN_GRACE_MS
     const segmentsInFlight = init.segmentsInFlight ?? DEFAULT_SEGMENTS_IN_FLIGHT
     const durationMs = init.durationMs ?? DEFAULT_DURATION_MS
     const minThroughput = init.minThroughput ?? DEFAULT_MIN_THROUGHPUT
@@ -515,16 +518,22 @@ export class StorageClient {
       let seen = -1
       let named = new Map<string, Set<string>>()
       const before = this.orphansSeen
-      const orphansNow = new Map<string, { at: number, roots: Set<string> }>()
+      const orphansNow = new Map<string, Map<string, number>>()
       const asked = new Set<string>()
-      /** the roots of a contract named by nothing at the pass before too (all of them when not twoPasses) */
+      /** roots the notes at the hosts asked name, by contract (adoptForeign): never taken */
+      const foreign = new Map<string, Set<string>>()
+      const passAt = Date.now()
+      /**
+       * the roots of a contract named by nothing at a pass before too, for
+       * orphanGraceMs at least (all of them when not twoPasses)
+       */
       const stillOrphans = (id: string, roots: string[]): string[] => {
-        orphansNow.set(id, { at: before.get(id)?.at ?? Date.now(), roots: new Set(roots) })
+        const earlier = before.get(id)
+        orphansNow.set(id, new Map(roots.map(r => [r, earlier?.get(r) ?? passAt])))
         if (options.twoPasses !== true) {
           return roots
         }
-        const earlier = before.get(id)?.roots
-        return earlier == null ? [] : roots.filter(r => earlier.has(r))
+        return roots.filter(r => earlier?.has(r) === true && passAt - (earlier.get(r) as number) >= this.orphanGraceMs)
       }
       try {
         for (const [id, c] of this.records.contracts.entries()) {
@@ -549,7 +558,11 @@ export class StorageClient {
             // what another machine with the same words stored there is named once imported
             asked.add(c.host)
             try {
-              if (await this.adoptForeign(c.host, upkeep) > 0) {
+              const adopted = await this.adoptForeign(c.host, upkeep)
+              for (const [contract, set] of adopted.named) {
+                foreign.set(contract, new Set([...(foreign.get(contract) ?? []), ...set]))
+              }
+              if (adopted.added > 0) {
                 seen = this.records.commits
                 named = await this.records.named()
                 roots = named.get(id)
@@ -562,6 +575,10 @@ export class StorageClient {
               log('could not read the notes at %s, so nothing there is collected now - %s', c.host, err.message)
               continue
             }
+          }
+          const noted = foreign.get(id)
+          if (noted != null && noted.size > 0) {
+            roots = new Set([...(roots ?? []), ...noted])
           }
           try {
             if (roots == null) {
@@ -601,24 +618,45 @@ export class StorageClient {
   /**
    * Import the objects whose notes are at `host` and that this node does
    * not know (another machine with the same words stored them); one this
-   * node removed is not brought back. Resolves with how many were imported.
+   * node removed is not brought back, nor one of its own puts that has not
+   * committed (under way, or cut short by a crash: its notes are deleted by
+   * the flush). Resolves with how many were imported, and the roots every
+   * note there names, by contract: an object this node knows may have been
+   * repaired by the other machine into shards its own record does not name
+   * yet, and those are not to be taken either.
    */
-  private async adoptForeign (host: string, signal: AbortSignal): Promise<number> {
+  private async adoptForeign (host: string, signal: AbortSignal): Promise<{ added: number, named: Map<string, Set<string>> }> {
     const { objects } = await this.index.readHost(host, signal)
     let added = 0
-    for (const { object } of objects) {
-      try {
-        const known = await this.records.findWithRemoved(object.id)
-        if (known.id === object.id) {
-          continue
+    const named = new Map<string, Set<string>>()
+    const name = (object: { segments: StoredObject['segments'] }): void => {
+      for (const segment of object.segments) {
+        for (const shard of segment.shards) {
+          const contract = this.records.contracts.current(shard.contract)
+          named.set(contract, (named.get(contract) ?? new Set()).add(shard.root))
         }
+      }
+    }
+    for (const { object } of objects) {
+      let known: StoredObject | undefined
+      try {
+        known = await this.records.findWithRemoved(object.id)
       } catch {}
+      if (known?.id === object.id) {
+        if (known.removedAt == null) {
+          name(object)
+        }
+        continue
+      }
+      if (await this.index.ownUncommitted(object.id)) {
+        continue
+      }
       if (await importNoteObject(this.records, this.index, object, [host]) === 'added') {
         log('imported %s (%s), stored by another machine with these words', object.name, object.id)
         added++
       }
     }
-    return added
+    return { added, named }
   }
 
   // ---- recovery from the words (PROTOCOL.md 8g) ----

@@ -57,7 +57,8 @@ export class Revocations {
   }
 
   has (renter: string, id: string): boolean {
-    return this.revoked.get(renter)?.has(id) === true
+    // until the expiry it was revoked to, as after a restart (which keeps only those not past it)
+    return (this.revoked.get(renter)?.get(id) ?? 0) > this.now()
   }
 
   /**

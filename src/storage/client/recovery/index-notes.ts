@@ -261,6 +261,15 @@ export class IndexNotes {
     await batch.commit()
   }
 
+  /**
+   * An object of this node's own whose put has not committed: being
+   * committed now, or marked and never settled (a crash between its notes
+   * and its commit). Its notes at the hosts are not another machine's.
+   */
+  async ownUncommitted (id: string): Promise<boolean> {
+    return this.committing.has(id) || ((await this.dirty(id)) != null && (await this.written(id)) == null)
+  }
+
   /** Records that an imported object's note is at `hosts` as it is (recovery: nothing to write) */
   async adopt (object: StoredObject, hosts: string[]): Promise<void> {
     await this.settle(object.id, { hash: IndexNotes.hashOf(object), hosts, parts: this.partsOf(object) }, [])
@@ -427,8 +436,9 @@ export class IndexNotes {
           const notes = this.seal(object)
           const parts = notes.parts.map(p => p.id)
           const { took, failed, none } = await this.putAt(notes, hosts, 1, signal)
-          // where it no longer belongs: all of it; where it stays: the parts it no longer names
-          const gone = await this.deleteAt(id, old.filter(h => !hosts.includes(h)), oldParts, { signal })
+          // where it no longer belongs: all of it; where it stays: the parts it no longer names.
+          // A host that is down still holds the object: its note stays, and is rewritten when it answers
+          const gone = await this.deleteAt(id, old.filter(h => !hosts.includes(h) && !down.has(h)), oldParts, { signal })
           const stale = oldParts.filter(p => !parts.includes(p))
           const kept = stale.length === 0 ? [] : await this.deleteAt(id, took, stale, { keepHead: true, signal })
           const left = [...new Set([...failed.map(([h]) => h), ...gone, ...kept, ...down])].sort()
