@@ -532,6 +532,9 @@ export class Contracts {
         throw new IntegrityError(`host ${c.host} answered a revision of contract ${id} that does not match the shards it lists`)
       }
       log('contract %s with %s resynchronised from revision %d to the host\'s %d', id, c.host, c.revision, rev.number)
+      const had = new Set(c.shards.map(([root]) => root))
+      const now = new Set(shards.map(([root]) => root))
+      c.learned = [...new Set([...(c.learned ?? []), ...now].filter(root => now.has(root) && (!had.has(root) || c.learned?.includes(root) === true)))].sort()
       c.shards = shards
       c.revision = rev.number
       c.signedRevision = answer.signedRevision

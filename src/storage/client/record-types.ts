@@ -45,6 +45,13 @@ export interface ContractRecord {
   signedRevision?: string
   /** [root hex, bytes]: every shard the contract holds, of every object with shards under it */
   shards: Array<[string, number]>
+  /**
+   * roots of `shards` this node did not put itself: taken from the host's
+   * revision (a resync, a recovery). Another machine on the same words may
+   * still be storing them, so the periodic collection waits
+   * storage.orphanGraceMs before it takes one of these
+   */
+  learned?: string[]
   /** satoshis paid or promised under the contract, for all its objects: uploads, downloads, rent */
   spent: { upload: string, download: string, rent: string }
   ended?: number

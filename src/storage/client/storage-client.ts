@@ -524,16 +524,18 @@ export class StorageClient {
       const foreign = new Map<string, Set<string>>()
       const passAt = Date.now()
       /**
-       * the roots of a contract named by nothing at a pass before too, for
-       * orphanGraceMs at least (all of them when not twoPasses)
+       * the roots of a contract named by nothing at the pass before too (all
+       * of them when not twoPasses); one this node did not put itself
+       * (`learned` from the host: another machine's put may still be under
+       * way) only once named by nothing for orphanGraceMs
        */
-      const stillOrphans = (id: string, roots: string[]): string[] => {
+      const stillOrphans = (id: string, roots: string[], learned: Set<string>): string[] => {
         const earlier = before.get(id)
         orphansNow.set(id, new Map(roots.map(r => [r, earlier?.get(r) ?? passAt])))
         if (options.twoPasses !== true) {
           return roots
         }
-        return roots.filter(r => earlier?.has(r) === true && passAt - (earlier.get(r) as number) >= this.orphanGraceMs)
+        return roots.filter(r => earlier?.has(r) === true && (!learned.has(r) || passAt - (earlier.get(r) as number) >= this.orphanGraceMs))
       }
       try {
         for (const [id, c] of this.records.contracts.entries()) {
@@ -589,14 +591,14 @@ export class StorageClient {
                 continue
               }
               // the whole contract, under one name of its own
-              if (stillOrphans(id, ['*']).length === 0) {
+              if (stillOrphans(id, ['*'], new Set((c.learned ?? []).length > 0 ? ['*'] : [])).length === 0) {
                 continue
               }
               await this.contracts.end(id, c, callSignal(upkeep, END_CALL_MS), { untilTold: true })
               done.ended++
             } else if (c.lost == null && c.end > now) {
               const named = roots
-              const orphans = stillOrphans(id, c.shards.map(([root]) => root).filter(root => !named.has(root)))
+              const orphans = stillOrphans(id, c.shards.map(([root]) => root).filter(root => !named.has(root)), new Set(c.learned ?? []))
               if (orphans.length > 0) {
                 done.deleted += await this.contracts.deleteShards(id, c, orphans, upkeep)
               }
@@ -643,7 +645,11 @@ export class StorageClient {
         known = await this.records.findWithRemoved(object.id)
       } catch {}
       if (known?.id === object.id) {
-        if (known.removedAt == null) {
+        // a note this node has not changed since it wrote it is its own or the
+        // other machine's newer one (a repair there): its roots stay. One it
+        // changed since (a repair here, its notes rewritten at the next flush)
+        // names roots this node has just let go
+        if (known.removedAt == null && !await this.index.changedHere(object.id)) {
           name(object)
         }
         continue

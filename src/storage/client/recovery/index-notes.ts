@@ -270,6 +270,15 @@ export class IndexNotes {
     return this.committing.has(id) || ((await this.dirty(id)) != null && (await this.written(id)) == null)
   }
 
+  /**
+   * This node changed the object since its notes were last written (the
+   * rewrite waits for the next flush): the notes at the hosts are its own
+   * older ones, not another machine's newer
+   */
+  async changedHere (id: string): Promise<boolean> {
+    return this.committing.has(id) || (await this.dirty(id)) != null
+  }
+
   /** Records that an imported object's note is at `hosts` as it is (recovery: nothing to write) */
   async adopt (object: StoredObject, hosts: string[]): Promise<void> {
     await this.settle(object.id, { hash: IndexNotes.hashOf(object), hosts, parts: this.partsOf(object) }, [])

@@ -94,6 +94,8 @@ export function contractFromList (id: string, host: string, renter: string, answ
     revision,
     ...(answer.signedRevision == null ? {} : { signedRevision: answer.signedRevision }),
     shards,
+    // none of them put by this node, as far as it knows
+    learned: shards.map(([root]) => root).sort(),
     spent: { upload: '0', download: '0', rent: String(rentPaid) }
   })
 }
