@@ -55,8 +55,9 @@ export interface StorageUpkeepConfig {
    */
   recoverWaitMs: number
   /**
-   * how long a shard or a contract must have been named by nothing before
-   * the upkeep deletes or ends it, default 21600000 ms (6 h,
+   * how long a shard this node did not put itself (learned from a host's
+   * revision) must have been named by nothing before the upkeep deletes it
+   * (or ends a contract holding such shards), default 21600000 ms (6 h,
    * DEFAULT_ORPHAN_GRACE_MS): longer than a put runs, because another
    * machine restored from the same words names its shards only when its put
    * commits

@@ -141,8 +141,9 @@ export interface StorageClientInit {
    */
   versionsKeptForMs?: number
   /**
-   * how long a shard or a contract must have been named by nothing before
-   * the periodic check takes it, default 21600000 ms (6 h,
+   * how long a shard this node did not put itself (ContractRecord.learned)
+   * must have been named by nothing before the periodic check takes it,
+   * default 21600000 ms (6 h,
    * DEFAULT_ORPHAN_GRACE_MS): a put under way on another machine with the
    * same words names its shards only when it commits
    */
