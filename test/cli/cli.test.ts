@@ -155,6 +155,8 @@ describe('the opencloud-node command line against running daemons', () => {
       [['store', 'put', file, '--max-price=0.0001'], /^opencloud-node: --max-price "0\.0001" has no unit: write "0\.0001 BTC" or a whole number of satoshis such as "10000 sat"\n$/],
       [['store', 'put', join(dir.path, 'nosuchfile')], /^opencloud-node: there is no file "[^"(]*nosuchfile": give the path of the file to store\n$/],
       [['store', 'put', file, '--max-price', '-5'], /^opencloud-node: --max-price can't be negative\n$/],
+      [['store', 'put', file, '--link'], /^opencloud-node: --link does not apply to "store put"; see: .*store --help\n$/],
+      [['store', 'ls', '--expires', '7d'], /^opencloud-node: --expires does not apply to "store ls"; see: .*store --help\n$/],
       [['store', 'get', 'x', '--out', join(dir.path, 'no-such-folder', 'x')], /^opencloud-node: --out ".*no-such-folder\/x": there is no folder .*no-such-folder to write it in\n$/],
       [['call', '12D3KooWnotapeerid', 'info.node'], /^opencloud-node: "12D3KooWnotapeerid" is not a peer: give a PeerId \(they look like 12D3KooW\.\.\.\), a multiaddr ending in \/p2p\/<PeerId>, or auto\n$/],
       [['call', 'auto', 'sha256.hash', '--body', dir.path], /^opencloud-node: --body .* is not a file: give a file, or - for standard input\n$/],

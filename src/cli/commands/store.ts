@@ -224,7 +224,8 @@ async function run ({ values, positionals, json, dataDir, out, err }: CommandCon
     return target
   }
   const only = (allowed: string[]): void => {
-    for (const flag of ['name', 'redundancy', 'duration', 'max-price', 'out', 'force', 'version', 'recursive', 'wait']) {
+    // the share commands' own (SHARE_OPTIONS) too: a flag is never dropped in silence
+    for (const flag of ['name', 'redundancy', 'duration', 'max-price', 'out', 'force', 'version', 'recursive', 'wait', 'to', 'link', 'expires']) {
       if (values[flag] != null && !allowed.includes(flag)) {
         throw new UsageError(`--${flag} does not apply to "store ${action}"; see: ${CLI} store --help`)
       }
