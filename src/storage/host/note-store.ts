@@ -86,22 +86,31 @@ export class NoteStore {
    */
   async list (renter: string, after: string | undefined, maxBytes: number): Promise<{ notes: Array<{ id: string, note: Uint8Array }>, more: boolean }> {
     const prefix = `${NOTES_PREFIX}/${renter}/`
-    const notes: Array<{ id: string, note: Uint8Array }> = []
-    let bytes = 0
-    const all: Array<{ id: string, note: Uint8Array }> = []
-    for await (const { key, value } of this.datastore.query({ prefix })) {
+    // the ids first, then only the notes of this page: a free call must not
+    // read a renter's whole index (up to 100,000 notes) into memory
+    const ids: string[] = []
+    for await (const key of this.datastore.queryKeys({ prefix })) {
       const id = key.toString().slice(prefix.length)
       if (after == null || id > after) {
-        all.push({ id, note: value })
+        ids.push(id)
       }
     }
-    all.sort((a, b) => a.id < b.id ? -1 : 1)
-    for (const n of all) {
-      if (notes.length > 0 && bytes + n.note.byteLength > maxBytes) {
+    ids.sort()
+    const notes: Array<{ id: string, note: Uint8Array }> = []
+    let bytes = 0
+    for (const id of ids) {
+      let note: Uint8Array
+      try {
+        note = await this.datastore.get(this.key(renter, id))
+      } catch {
+        // deleted since it was listed
+        continue
+      }
+      if (notes.length > 0 && bytes + note.byteLength > maxBytes) {
         return { notes, more: true }
       }
-      notes.push(n)
-      bytes += n.note.byteLength
+      notes.push({ id, note })
+      bytes += note.byteLength
     }
     return { notes, more: false }
   }
