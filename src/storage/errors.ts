@@ -8,11 +8,6 @@ import { AccessDeniedError, InvalidSignatureError, NotFoundError } from '../prot
  * (src/services/storage: its `errors`).
  */
 
-/** a put of a name that is stored already */
-export class ObjectExistsError extends Error {
-  override name = 'ObjectExistsError'
-}
-
 /** a put of a name another put is storing right now (the name is held until it is done or fails) */
 export class ObjectBeingStoredError extends Error {
   override name = 'ObjectBeingStoredError'
@@ -135,11 +130,6 @@ export class NoIndexFoundError extends Error {
 /** a put's object could not be written to the index at any of its hosts: the put is not committed */
 export class IndexWriteError extends Error {
   override name = 'IndexWriteError'
-}
-
-/** a recovery was asked for while one is under way */
-export class RecoveryRunningError extends Error {
-  override name = 'RecoveryRunningError'
 }
 
 // ---- shares (PROTOCOL.md 8h) ----

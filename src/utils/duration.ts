@@ -23,3 +23,13 @@ export function parseDuration (text: string, what = 'a duration'): number {
   }
   return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS]
 }
+
+/** A duration as parseDuration reads it back: "30d", "12h", "90min", "0" (else "N ms") */
+export function durationText (ms: number): string {
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['min', 60_000]] as const) {
+    if (ms > 0 && ms % size === 0) {
+      return `${ms / size}${unit}`
+    }
+  }
+  return ms === 0 ? '0' : `${ms} ms`
+}

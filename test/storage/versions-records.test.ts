@@ -6,7 +6,7 @@ import { Records, type StoredObject } from '../../src/storage/client/records.ts'
 import { ObjectBeingStoredError, VersionPrunedError } from '../../src/storage/errors.ts'
 import { DEFAULT_CONFIG, validateConfig } from '../../src/node/config.ts'
 import { versionsKeptForMs } from '../../src/services/storage/index.ts'
-import { durationText } from '../../src/storage/client/storage-client.ts'
+import { durationText } from '../../src/utils/duration.ts'
 
 /**
  * The versions of a name in the client's records (issue 21, decision 3):

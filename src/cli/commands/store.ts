@@ -62,8 +62,6 @@ function withHint (e: unknown, values: Record<string, any>, argv: string[], name
     case 'OutputExistsError':
       // argv carries the user's own --data-dir and --api already
       return new HintedError(e.message, hintLine({}, [...argv, '--force']), e.detail, e.name)
-    case 'ObjectExistsError':
-      return new HintedError(e.message, hintLine(values, ['store', 'rm', name ?? '']), e.detail, e.name)
     case 'ObjectBeingStoredError':
       // store rm would fail while that put runs, and remove its file after
       return new HintedError(e.message, hintLine(values, ['store', 'ls']), e.detail, e.name)

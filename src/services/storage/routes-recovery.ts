@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { HttpError, readJsonBody } from '../../utils/http-body.ts'
 import { DEFAULT_RECOVER_WAIT_MS, RECOVERY_MARKER } from '../../storage/constants.ts'
-import { IndexWriteError, NoIndexFoundError, RecoveryRunningError } from '../../storage/errors.ts'
+import { IndexWriteError, NoIndexFoundError } from '../../storage/errors.ts'
 import { streamEvents } from './routes.ts'
 import type { Progress, StorageClient } from '../../storage/client/storage-client.ts'
 import type { ErrorStatus, RouteTable } from '../module.ts'
@@ -13,7 +13,6 @@ const log = logger('opencloud:storage:recovery')
 /** The recovery's errors, and the HTTP status each gets in the control API */
 export const RECOVERY_ERRORS: ErrorStatus[] = [
   [NoIndexFoundError, 404],
-  [RecoveryRunningError, 409],
   [IndexWriteError, 502]
 ]
 

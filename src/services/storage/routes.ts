@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises'
 import { basename, isAbsolute } from 'node:path'
 import { HttpError, readJsonBody } from '../../utils/http-body.ts'
 import { formatSize } from '../../utils/size.ts'
-import { DecryptError, IntegrityError, InvalidNameError, InvalidPutOptionError, InvalidRedundancyError, NotEnoughHostsError, ObjectBeingStoredError, ObjectExistsError, ObjectNotFoundError, OutputExistsError, PaymentRefusedError, RepairStuckError, ShardUnavailableError, StorageStoppedError, StreamSizeError, ObjectUnchangedError, VersionPrunedError, FolderNotEmptyError, TreeIncompleteError, TreeRefusedError } from '../../storage/errors.ts'
+import { DecryptError, IntegrityError, InvalidNameError, InvalidPutOptionError, InvalidRedundancyError, NotEnoughHostsError, ObjectBeingStoredError, ObjectNotFoundError, OutputExistsError, PaymentRefusedError, RepairStuckError, ShardUnavailableError, StorageStoppedError, StreamSizeError, ObjectUnchangedError, VersionPrunedError, FolderNotEmptyError, TreeIncompleteError, TreeRefusedError } from '../../storage/errors.ts'
 import { parsePutOptions } from '../../storage/put-options.ts'
 import { objectInfo, objectSummary, storageCosts, versionView } from '../../storage/views.ts'
 import { checkPrefix, isFolder, type Progress, type StorageClient, type StoredObject, type TreeFileResult } from '../../storage/client/storage-client.ts'
@@ -11,7 +11,6 @@ import type { ErrorStatus, ModuleComponents, RouteContext, RouteTable } from '..
 /** The storage client's errors, and the HTTP status each gets in the control API */
 export const STORAGE_ERRORS: ErrorStatus[] = [
   [ObjectNotFoundError, 404],
-  [ObjectExistsError, 409],
   [ObjectBeingStoredError, 409],
   [OutputExistsError, 409],
   [NotEnoughHostsError, 409],

@@ -1,6 +1,7 @@
 import { logger } from '@libp2p/logger'
 import { DEFAULT_AUDIT_GRACE_MS, DEFAULT_AUDIT_INTERVAL_MS, DEFAULT_DURATION_MS, DEFAULT_HEDGE_MS, DEFAULT_KEEP_REMOVED, DEFAULT_MIGRATE_ABOVE_PRICE, DEFAULT_MIN_THROUGHPUT, DEFAULT_MIN_TRUST, DEFAULT_RENEW_BEFORE_MS, DEFAULT_RENT_CHECK_MS, DEFAULT_RENT_PERIOD_MS, DEFAULT_REPAIR_RETRY_MS, DEFAULT_SEGMENT_SIZE, DEFAULT_SEGMENT_SLOTS, DEFAULT_SEGMENTS_IN_FLIGHT, DEFAULT_TRUST_DROP, DEFAULT_TRUST_GRACE_MS, DEFAULT_VERSIONS_KEPT_FOR_MS, DEFAULT_ORPHAN_GRACE_MS, END_CALL_MS, DEFAULT_RECOVER_WAIT_MS } from '../constants.ts'
 import { StorageStoppedError } from '../errors.ts'
+import { durationText } from '../../utils/duration.ts'
 import { Contracts } from './contracts.ts'
 import { Downloader, type ObjectStream } from './download.ts'
 import { defaultRepairAfterLost } from './health.ts'
@@ -19,16 +20,6 @@ import { importNoteObject, recover, type RecoveryProgress, type RecoveryReport }
 import type { GetOptions, HostOffer, PutOptions, PutSource, StorageClientComponents, StorageClientInit } from './interface.ts'
 
 const log = logger('opencloud:storage:client')
-
-/** A duration as config.json takes it: "30d", "12h", "90min", "0" */
-export function durationText (ms: number): string {
-  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['min', 60_000]] as const) {
-    if (ms > 0 && ms % size === 0) {
-      return `${ms / size}${unit}`
-    }
-  }
-  return ms === 0 ? '0' : `${ms} ms`
-}
 
 /**
  * The client side of storage (README, "Storage"), a small facade in the
@@ -65,7 +56,6 @@ export class StorageClient {
   private recovering?: { startedAt: number, progress?: RecoveryProgress }
   /** the recovery under way: a second one waits for it */
   private recoveryRun?: Promise<RecoveryReport>
-  /** per contract, the roots collectGarbage found named by no object, and when: deleted only when still so at a later pass */
   /** per contract, each root named by nothing and since when (a contract with none: '*') */
   private orphansSeen = new Map<string, Map<string, number>>()
   private readonly orphanGraceMs: number
@@ -729,8 +719,8 @@ export class StorageClient {
 // views, tests, benches) have always found them
 export { STORAGE } from '../constants.ts'
 export { GIB } from '../protocol/contract.ts'
-export { NoIndexFoundError, RecoveryRunningError, IndexWriteError } from '../errors.ts'
-export { DecryptError, IntegrityError, InvalidNameError, NotEnoughHostsError, ObjectBeingStoredError, ObjectExistsError, ObjectNotFoundError, OutputExistsError, PaymentRefusedError, RepairStuckError, ShardUnavailableError, StorageStoppedError, StreamSizeError, ObjectUnchangedError, VersionPrunedError, FolderNotEmptyError, TreeIncompleteError, TreeRefusedError } from '../errors.ts'
+export { NoIndexFoundError, IndexWriteError } from '../errors.ts'
+export { DecryptError, IntegrityError, InvalidNameError, NotEnoughHostsError, ObjectBeingStoredError, ObjectNotFoundError, OutputExistsError, PaymentRefusedError, RepairStuckError, ShardUnavailableError, StorageStoppedError, StreamSizeError, ObjectUnchangedError, VersionPrunedError, FolderNotEmptyError, TreeIncompleteError, TreeRefusedError } from '../errors.ts'
 export { checkName, checkPrefix, isFolder } from './names.ts'
 export { walkTree, type FolderListing, type TreeFileResult, type TreeFs } from './tree.ts'
 export { bytesHeld, defaultK, defaultRedundancy, defaultRepairAfterLost, healthOf, lostKind, monthlyRent, objectBytesByContract, shardCounts, spentOn, type ObjectHealth } from './health.ts'

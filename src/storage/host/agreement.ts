@@ -5,17 +5,13 @@ import { MAX_END_BODY_BYTES, MAX_PROPOSAL_BYTES } from './constants.ts'
 import { expectRevision } from './revisions.ts'
 import { checkShareCall } from './share-check.ts'
 import type { ContractBook, HostContract } from './contract-book.ts'
-import type { CheckedCall } from './checked-call.ts'
+import { NO_ARGS, type CheckedCall } from './checked-call.ts'
 import type { HostQuery } from './request.ts'
 
 export type { CheckedCall } from './checked-call.ts'
 
 /** The methods under a contract (the object index's methods are checked by handlers/notes.ts) */
 export type ContractMethod = Exclude<StorageMethod, 'contract' | 'note-put' | 'note-list' | 'note-delete' | 'contracts'>
-
-
-/** What a CheckedCall holds for the args its method does not take */
-const NO_ARGS = { root: '', signature: new Uint8Array(0), offset: 0, length: 0, periods: 0, challenge: new Uint8Array(0), count: 0 }
 
 /**
  * The agreement check of a call (PROTOCOL.md section 8, step 5, and 8d,

@@ -32,3 +32,6 @@ export interface CheckedCall {
   /** rent: the contract's accrued rent once these periods are paid (rentCharge) */
   accrued?: bigint
 }
+
+/** What a CheckedCall holds for the args its method does not take */
+export const NO_ARGS = { root: '', signature: new Uint8Array(0), offset: 0, length: 0, periods: 0, challenge: new Uint8Array(0), count: 0 }

@@ -5,7 +5,7 @@ import { decodeGrant, decodeGrantBody, grantOpens, MAX_GRANT_BODY_BYTES, MAX_SHA
 import { ShareExpiredError, ShareHolderError, ShareNotHeldError, ShareRevokedError, ShareScopeError, ShareSignatureError } from '../errors.ts'
 import { checkArgCount, hexArg, intArg } from './args.ts'
 import type { ContractBook, HostContract } from './contract-book.ts'
-import type { CheckedCall } from './checked-call.ts'
+import { NO_ARGS, type CheckedCall } from './checked-call.ts'
 import type { HostQuery } from './request.ts'
 import type { Revocations } from './revocations.ts'
 
@@ -13,12 +13,6 @@ import type { Revocations } from './revocations.ts'
 export type ShareMethod = 'shared-get' | 'unshare'
 
 const GRANT_ID = /^[0-9a-f]{32}$/
-
-/** A share call checked before payment: agreement.ts's CheckedCall, as checkCall returns it */
-export type ShareCheckedCall = CheckedCall
-
-/** What a CheckedCall holds for the args a share method does not take */
-const NONE = { root: '', signature: new Uint8Array(0), offset: 0, length: 0, periods: 0, challenge: new Uint8Array(0), count: 0 }
 
 /**
  * A contract that has not ended (past its end, within the grace, still
@@ -41,7 +35,7 @@ export function contractHolding (book: ContractBook, root: string, renter?: stri
  * the renter's contract. For unshare, a contract of the caller's here: only
  * a renter of this host can ask it to keep anything.
  */
-export function checkShareCall (book: ContractBook, method: ShareMethod, q: HostQuery): ShareCheckedCall {
+export function checkShareCall (book: ContractBook, method: ShareMethod, q: HostQuery): CheckedCall {
   checkArgCount(method, q.args)
   if (method === 'unshare') {
     if (!GRANT_ID.test(q.args[0])) {
@@ -52,7 +46,7 @@ export function checkShareCall (book: ContractBook, method: ShareMethod, q: Host
     if (c == null) {
       throw new AccessDeniedError('unshare is for a renter with a contract at this host, and this caller has none: a host keeps revocations only of the renters whose shards it holds')
     }
-    return { ...NONE, c, price: 0n }
+    return { ...NO_ARGS, c, price: 0n }
   }
   const root = hexArg(q.args[0], 'the shard root')
   const offset = intArg(q.args[1], 'the offset', 0, Number.MAX_SAFE_INTEGER)
@@ -71,7 +65,7 @@ export function checkShareCall (book: ContractBook, method: ShareMethod, q: Host
   if (offset > held || length > held - offset) {
     throw new BadRequestError(`bytes ${offset} to ${offset + length} are past the end of shard ${root}, which is ${held} bytes`)
   }
-  return { ...NONE, c, root, held, offset, length, price: transferCost(c.terms.version, c.terms.downloadPrice, length), remainder: 0n }
+  return { ...NO_ARGS, c, root, held, offset, length, price: transferCost(c.terms.version, c.terms.downloadPrice, length), remainder: 0n }
 }
 
 /**
