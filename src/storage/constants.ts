@@ -66,6 +66,20 @@ export const HEDGE_BYTES_PER_S = 1024 * 1024
 export const AUDIT_LEAVES = 4
 /** the most a host that fails uploads of one repair slot is given before the slot waits for the next check */
 export const MAX_FAILED_REPAIR_UPLOADS = 3
+/**
+ * A put's shard to one host is given up on (HostStalledError) and its slot
+ * moved to another host once it has run this many times the median of the
+ * put's recent shard transfers, and at least UPLOAD_STALL_MIN_MS, while the
+ * segment waits on it and at most one or two others (renterd's overdrive).
+ * Relative, so a machine or network that is slow for every host moves no
+ * one; with a floor, so a host is not replaced over a hiccup. Replacing a
+ * host costs a new contract and a repair of the shards it held; waiting on
+ * a frozen host costs the whole transfer timeout (TRANSFER_BASE_MS, over
+ * 10 s) with the put stopped, since the segments in flight are bounded.
+ */
+export const UPLOAD_STALL_FACTOR = 4
+/** the least a shard transfer runs before it can count as stalled (see UPLOAD_STALL_FACTOR) */
+export const UPLOAD_STALL_MIN_MS = 1_500
 /** how many times a put moves one slot to another host before it gives up */
 export const MAX_SLOT_REPLACEMENTS = 3
 

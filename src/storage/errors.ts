@@ -54,6 +54,11 @@ export class NotEnoughHostsError extends Error {
   override name = 'NotEnoughHostsError'
 }
 
+/** a host held up a put's segment long after the other hosts had taken theirs (frozen, or far slower than they): its slot moves to another host */
+export class HostStalledError extends Error {
+  override name = 'HostStalledError'
+}
+
 /** fewer than K shards of a segment could be fetched */
 export class ShardUnavailableError extends Error {
   override name = 'ShardUnavailableError'

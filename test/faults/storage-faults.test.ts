@@ -505,6 +505,41 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
     await client.storage.remove('frozen.bin')
   })
 
+  it('moves a put off a host that freezes (SIGSTOP) mid-upload as soon as the others are ahead, not at its transfer timeout', { timeout: 60_000 }, async () => {
+    const data = randomBytes(16 * SEGMENT)
+    const path = join(dir.path, `in-${files++}.bin`)
+    await writeFile(path, data)
+    let frozen = false
+    let object: StoredObject
+    try {
+      object = await client.storage.put(path, {
+        name: 'frozen-put.bin',
+        k: 2,
+        n: 4,
+        onProgress: p => {
+          // after the first shards are in: the daemon holds slot 0 (the cheapest)
+          if (p.phase === 'upload' && !frozen) {
+            frozen = true
+            process.kill(daemon.child.pid as number, 'SIGSTOP')
+          }
+        }
+      })
+    } finally {
+      process.kill(daemon.child.pid as number, 'SIGCONT')
+    }
+    assert.ok(frozen)
+    const last = object.segments.at(-1)!
+    assert.ok(!last.shards.some(s => s.host === daemon.peerId), 'the last segment went to another host')
+    const moved = object.segments.flatMap(s => s.shards).filter(s => s.lost != null)
+    assert.ok(moved.length > 0, 'the daemon\'s shards count as lost, for repair')
+    // the overdrive stopped it (HostStalledError), not the transfer timeout (TRANSFER_BASE_MS, 10 s)
+    assert.match(moved[0].lostReason ?? '', /held shard 1 of segment \d+ for \d+ ms while the other hosts had taken theirs/)
+    const out = join(dir.path, 'frozen-put.out')
+    await client.storage.get('frozen-put.bin', out)
+    assert.equal(sha256(await readFile(out)), sha256(data))
+    await client.storage.remove('frozen-put.bin')
+  })
+
   it('stops promptly: a get does not wait for a repair waiting on a frozen host, and stop() ends that repair', { timeout: 60_000 }, async () => {
     const { object } = await putFile('stopping.bin', 2 * SEGMENT, 2, 4)
     // shard 3's host drops everything (a repair to do), and segment 0's

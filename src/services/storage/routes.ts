@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises'
 import { basename, isAbsolute } from 'node:path'
 import { HttpError, readJsonBody } from '../../utils/http-body.ts'
 import { formatSize } from '../../utils/size.ts'
-import { DecryptError, IntegrityError, InvalidNameError, InvalidPutOptionError, InvalidRedundancyError, NotEnoughHostsError, ObjectBeingStoredError, ObjectNotFoundError, OutputExistsError, PaymentRefusedError, RepairStuckError, ShardUnavailableError, StorageStoppedError, StreamSizeError, ObjectUnchangedError, VersionPrunedError, FolderNotEmptyError, TreeIncompleteError, TreeRefusedError } from '../../storage/errors.ts'
+import { DecryptError, HostStalledError, IntegrityError, InvalidNameError, InvalidPutOptionError, InvalidRedundancyError, NotEnoughHostsError, ObjectBeingStoredError, ObjectNotFoundError, OutputExistsError, PaymentRefusedError, RepairStuckError, ShardUnavailableError, StorageStoppedError, StreamSizeError, ObjectUnchangedError, VersionPrunedError, FolderNotEmptyError, TreeIncompleteError, TreeRefusedError } from '../../storage/errors.ts'
 import { parsePutOptions } from '../../storage/put-options.ts'
 import { objectInfo, objectSummary, storageCosts, versionView } from '../../storage/views.ts'
 import { checkPrefix, isFolder, type Progress, type StorageClient, type StoredObject, type TreeFileResult } from '../../storage/client/storage-client.ts'
@@ -21,6 +21,8 @@ export const STORAGE_ERRORS: ErrorStatus[] = [
   [DecryptError, 422],
   [IntegrityError, 502],
   [ShardUnavailableError, 502],
+  // a slot moved MAX_SLOT_REPLACEMENTS times and its last host stalled too
+  [HostStalledError, 504],
   // what this node owes the host: the caller settles, then tries again
   [PaymentRefusedError, 402],
   [RepairStuckError, 409],

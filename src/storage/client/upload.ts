@@ -10,8 +10,8 @@ import { objectKey, sealSegment, TAG_BYTES } from '../protocol/crypto.ts'
 import { ReedSolomon, split } from '../protocol/erasure.ts'
 import { merkleRoot } from '../protocol/merkle.ts'
 import { MONTH_MS, TIB } from '../protocol/contract.ts'
-import { END_CALL_MS, MAX_SLOT_REPLACEMENTS } from '../constants.ts'
-import { InvalidNameError, InvalidPutOptionError, NotEnoughHostsError, ObjectUnchangedError, StreamSizeError } from '../errors.ts'
+import { END_CALL_MS, MAX_SLOT_REPLACEMENTS, UPLOAD_STALL_FACTOR, UPLOAD_STALL_MIN_MS } from '../constants.ts'
+import { HostStalledError, InvalidNameError, InvalidPutOptionError, NotEnoughHostsError, ObjectUnchangedError, StreamSizeError } from '../errors.ts'
 import { checkName } from './names.ts'
 import { hex, type Contracts, type Lease } from './contracts.ts'
 import { defaultRedundancy } from './health.ts'
@@ -331,13 +331,41 @@ export class Uploader {
     let shardBytesDone = 0
     const fileHash = createHash('sha256')
     const input = typeof source === 'string' ? fileSource(source, await open(source, 'r')) : streamSource(source.stream, size)
+    // the overdrive (UPLOAD_STALL_FACTOR): a shard transfer that holds up its
+    // segment long after the others is stopped, and its slot moves on
+    const recent: number[] = []
+    const running = new Set<{ started: number, segment: number, slot: Slot, stall: AbortController }>()
+    /** segment -> its shards not stored yet */
+    const waitingOn = new Map<number, number>()
+    const laggards = Math.max(1, Math.floor((n - k) / 2))
+    const watchdog = setInterval(() => {
+      if (recent.length < 2) {
+        return
+      }
+      const median = [...recent].sort((a, b) => a - b)[recent.length >> 1]
+      const limit = Math.max(UPLOAD_STALL_MIN_MS, UPLOAD_STALL_FACTOR * median)
+      const now = performance.now()
+      for (const r of running) {
+        if (!r.stall.signal.aborted && now - r.started > limit && (waitingOn.get(r.segment) ?? n) <= laggards) {
+          r.stall.abort(new HostStalledError(`host ${r.slot.host.peer} held shard ${r.slot.index + 1} of segment ${r.segment} for ${Math.round(now - r.started)} ms while the other hosts had taken theirs (their recent shards took ${Math.round(median)} ms at the median)`))
+        }
+      }
+    }, 100)
+    watchdog.unref?.()
     const putOnSlot = async (slot: Slot, segment: number, shard: Uint8Array, root: Uint8Array): Promise<ShardRecord> => {
       // queued behind the slot's earlier shards: revisions follow each other
       const run = slot.queue.then(async () => {
         for (;;) {
           signal.throwIfAborted()
+          const attempt = { started: performance.now(), segment, slot, stall: new AbortController() }
+          running.add(attempt)
           try {
-            const under = await book.putShard(slot.contract, slot.record, shard, root, signal)
+            const under = await book.putShard(slot.contract, slot.record, shard, root, AbortSignal.any([signal, attempt.stall.signal]))
+            recent.push(performance.now() - attempt.started)
+            if (recent.length > 2 * n) {
+              recent.shift()
+            }
+            waitingOn.set(segment, (waitingOn.get(segment) ?? n) - 1)
             if (under !== slot.contract) {
               // renewed meanwhile: the rest goes under the new contract
               slot.contract = under
@@ -346,7 +374,9 @@ export class Uploader {
             const record: ShardRecord = { host: slot.host.peer, contract: under, root: hex(root) }
             slot.put.push(record)
             return record
-          } catch (err: any) {
+          } catch (caught: any) {
+            // stopped by the overdrive: what counts is why
+            const err = attempt.stall.signal.aborted ? attempt.stall.signal.reason : caught
             if (signal.aborted || slot.replacements >= MAX_SLOT_REPLACEMENTS) {
               throw err
             }
@@ -368,6 +398,8 @@ export class Uploader {
             slot.replacements++
             const s = await newSlotHost(slot.index, bytesFrom(segment))
             Object.assign(slot, s)
+          } finally {
+            running.delete(attempt)
           }
         }
       })
@@ -409,6 +441,7 @@ export class Uploader {
             return record
           }))
           segments[segment] = { plainLength: plainLength(segment), shardSize: shardSize(segment), shards: records }
+          waitingOn.delete(segment)
         })().catch(err => { failure ??= err }).finally(() => {
           give()
           releaseSegmentMemory()
@@ -423,6 +456,7 @@ export class Uploader {
       // a stream that sends more than it said is refused as one that sends less
       await input.end()
     } finally {
+      clearInterval(watchdog)
       await input.close()
     }
     // the contracts its shards are under now (one renewed during the put has handed them on)

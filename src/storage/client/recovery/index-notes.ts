@@ -130,7 +130,11 @@ export class IndexNotes {
 
   /** The hosts of an object's live contracts: where its note belongs */
   static hostsOf (object: StoredObject): string[] {
-    return [...new Set(Object.values(object.contracts).filter(c => c.ended == null && c.lost == null).map(c => c.host))].sort()
+    // not a host whose every shard of the object is lost: a put moved off it
+    // (frozen, failing) and a repair moves the rest, so a put's commit does
+    // not wait out the note calls to a host that stopped answering
+    const live = new Set(object.segments.flatMap(s => s.shards.filter(shard => shard.lost == null).map(shard => shard.contract)))
+    return [...new Set(Object.entries(object.contracts).filter(([id, c]) => c.ended == null && c.lost == null && live.has(id)).map(([, c]) => c.host))].sort()
   }
 
   /**
