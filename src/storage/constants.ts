@@ -68,18 +68,22 @@ export const AUDIT_LEAVES = 4
 export const MAX_FAILED_REPAIR_UPLOADS = 3
 /**
  * A put's shard to one host is given up on (HostStalledError) and its slot
- * moved to another host once it has run this many times the median of the
- * put's recent shard transfers, and at least UPLOAD_STALL_MIN_MS, while the
- * segment waits on it and at most one or two others (renterd's overdrive).
- * Relative, so a machine or network that is slow for every host moves no
- * one; with a floor, so a host is not replaced over a hiccup. Replacing a
- * host costs a new contract and a repair of the shards it held; waiting on
- * a frozen host costs the whole transfer timeout (TRANSFER_BASE_MS, over
- * 10 s) with the put stopped, since the segments in flight are bounded.
+ * moved to another host (renterd's overdrive) once all of: it has run this
+ * many times the median of the put's recent shard transfers, and at least
+ * UPLOAD_STALL_MIN_MS; its segment waits on it and at most one or two
+ * others; and the host does not answer a ping within UPLOAD_PROBE_MS
+ * (frozen, gone, or its connection dead: a host that is only slow answers,
+ * and keeps the shard until its transfer timeout). Relative, so a machine
+ * or network slow for every host moves no one. Replacing a host costs a new
+ * contract and a repair of the shards it held; waiting on a frozen one
+ * costs its whole transfer timeout (TRANSFER_BASE_MS, over 10 s), with the
+ * put stopped, since the segments in flight are bounded.
  */
 export const UPLOAD_STALL_FACTOR = 4
 /** the least a shard transfer runs before it can count as stalled (see UPLOAD_STALL_FACTOR) */
-export const UPLOAD_STALL_MIN_MS = 1_500
+export const UPLOAD_STALL_MIN_MS = 1_000
+/** how long a host whose transfer stalled has to answer a ping (see UPLOAD_STALL_FACTOR) */
+export const UPLOAD_PROBE_MS = 1_000
 /** how many times a put moves one slot to another host before it gives up */
 export const MAX_SLOT_REPLACEMENTS = 3
 

@@ -1,3 +1,5 @@
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { PeerId } from '@libp2p/interface'
 import { join } from 'node:path'
 import { parseSize } from '../../utils/size.ts'
 import { parseDuration } from '../../utils/duration.ts'
@@ -160,6 +162,14 @@ export const storageModule: ServiceModuleDefinition = {
       trust: (peer) => reputation.scoreOf(peer),
       call: async (peer, request, sats) => caller.payingCall(peer, request, sats),
       prepay: async (payees, signal) => caller.prepay(payees, signal),
+      alive: async (peer, signal) => {
+        try {
+          await (components.libp2p.services as { ping: { ping: (peer: PeerId, options: { signal: AbortSignal }) => Promise<number> } }).ping.ping(peerIdFromString(peer), { signal })
+          return true
+        } catch {
+          return false
+        }
+      },
       rate: (peer, event, method) => { record({ peer, role: 'server', outcome: 'unsatisfactory', event, service: STORAGE_SERVICE, method }) },
       rateContract: (peer, satisfactory) => { record({ peer, role: 'server', outcome: satisfactory ? 'satisfactory' : 'unsatisfactory', event: 'contract-rated', service: STORAGE_SERVICE, method: 'end' }) }
     }, { auditIntervalMs: upkeep.auditIntervalMs, auditGraceMs: upkeep.auditGraceMs, rentCheckMs: upkeep.checkIntervalMs, contractAllowance: parseSize(upkeep.contractAllowance, 'storage.contractAllowance'), versionsKeptForMs: versionsKeptForMs(upkeep.versionsKeptFor), orphanGraceMs: upkeep.orphanGraceMs, ...(options[STORAGE_SERVICE] as StorageClientInit | undefined) })

@@ -44,6 +44,12 @@ export interface StorageClientComponents {
    * (PaymentAgent.prepay). Optional: without it every call pays as `call` does.
    */
   prepay?: (payees: Array<{ peer: string, sats: bigint, calls: number, method: string }>, signal: AbortSignal) => Promise<void>
+  /**
+   * Whether a peer answers at all (a libp2p ping) within the signal's time:
+   * the put's overdrive tells a frozen host from a slow one with it.
+   * Optional: without it a stalled transfer is judged by time alone.
+   */
+  alive?: (peer: string, signal: AbortSignal) => Promise<boolean>
   /** a reputation record of a host that failed or cheated */
   rate?: (peer: string, event: 'corrupt' | 'failed', method: string) => void
   /** a reputation record of a host when its contract ends: how it served */

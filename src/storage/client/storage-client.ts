@@ -92,7 +92,7 @@ export class StorageClient {
     this.index = new IndexNotes({ datastore: components.datastore, records, session, indexKey: () => components.indexKey?.() })
     const contracts = this.contracts = new Contracts({ peerId, signer, trust, rateContract, session, records }, { rentPeriodMs: init.rentPeriodMs ?? DEFAULT_RENT_PERIOD_MS, minThroughput, allowance: init.contractAllowance, renewBeforeMs: this.renewBeforeMs })
     const prepay = components.prepay == null ? undefined : async (payees: Parameters<NonNullable<StorageClientComponents['prepay']>>[0], signal: AbortSignal): Promise<void> => components.prepay?.(payees, signal)
-    this.uploader = new Uploader({ hosts, storageKey, rate, records, contracts, session, slots, prepay }, { segmentSize: init.segmentSize ?? DEFAULT_SEGMENT_SIZE, segmentsInFlight, durationMs })
+    this.uploader = new Uploader({ hosts, storageKey, rate, records, contracts, session, slots, prepay, alive: components.alive }, { segmentSize: init.segmentSize ?? DEFAULT_SEGMENT_SIZE, segmentsInFlight, durationMs })
     const downloader = this.downloader = new Downloader({ storageKey, rate, records, session, contracts, slots, shutdown: () => this.shutdown.signal, onHealthChanged: () => { this.repairSoon() } }, { hedgeMs: init.hedgeMs ?? DEFAULT_HEDGE_MS, minThroughput })
     this.sharing = new Shares({ peerId, signer, datastore: components.datastore, storageKey, records, session, downloader, minThroughput, prepay })
     this.repairer = new Repairer({ hosts, trust, rate, records, contracts, downloader, slots }, {

@@ -10,7 +10,7 @@ import { objectKey, sealSegment, TAG_BYTES } from '../protocol/crypto.ts'
 import { ReedSolomon, split } from '../protocol/erasure.ts'
 import { merkleRoot } from '../protocol/merkle.ts'
 import { MONTH_MS, TIB } from '../protocol/contract.ts'
-import { END_CALL_MS, MAX_SLOT_REPLACEMENTS, UPLOAD_STALL_FACTOR, UPLOAD_STALL_MIN_MS } from '../constants.ts'
+import { END_CALL_MS, MAX_SLOT_REPLACEMENTS, UPLOAD_PROBE_MS, UPLOAD_STALL_FACTOR, UPLOAD_STALL_MIN_MS } from '../constants.ts'
 import { HostStalledError, InvalidNameError, InvalidPutOptionError, NotEnoughHostsError, ObjectUnchangedError, StreamSizeError } from '../errors.ts'
 import { checkName } from './names.ts'
 import { hex, type Contracts, type Lease } from './contracts.ts'
@@ -45,7 +45,7 @@ export interface Slot {
   put: ShardRecord[]
 }
 
-export interface UploadComponents extends Pick<StorageClientComponents, 'hosts' | 'storageKey' | 'rate' | 'prepay'> {
+export interface UploadComponents extends Pick<StorageClientComponents, 'hosts' | 'storageKey' | 'rate' | 'prepay' | 'alive'> {
   records: Records
   contracts: Contracts
   session: StorageSession
@@ -303,7 +303,9 @@ export class Uploader {
         : `no host left to hold shard ${index + 1} of ${n} (${k}-of-${n}); the hosts tried said:\n  ${refusals.join('\n  ')}`)
     }
     try {
-      return await this.upload(source, size, pending, id, name, { k, n, rs, segmentCount, plainLength, shardSize, bytesFrom, key, progress, newSlotHost }, signal)
+      // a host not tried yet: the overdrive moves a slot only when there is one to move it to
+      const hasSpare = (): boolean => offers.slice(next).some(h => !used.has(h.peer))
+      return await this.upload(source, size, pending, id, name, { k, n, rs, segmentCount, plainLength, shardSize, bytesFrom, key, progress, newSlotHost, hasSpare }, signal)
     } finally {
       for (const lease of leases) {
         lease.release()
@@ -314,7 +316,7 @@ export class Uploader {
   private async upload (source: PutSource, size: number, pending: PendingUpload, id: Uint8Array, name: string, plan: UploadPlan, signal: AbortSignal): Promise<StoredObject> {
     const { records, contracts: book } = this.components
     const { segmentSize } = this.init
-    const { k, n, rs, segmentCount, plainLength, shardSize, bytesFrom, key, progress, newSlotHost } = plan
+    const { k, n, rs, segmentCount, plainLength, shardSize, bytesFrom, key, progress, newSlotHost, hasSpare } = plan
     const objectId = pending.id
     await records.savePending(pending)
     progress({ phase: 'contracts', done: 0, total: n })
@@ -334,21 +336,40 @@ export class Uploader {
     // the overdrive (UPLOAD_STALL_FACTOR): a shard transfer that holds up its
     // segment long after the others is stopped, and its slot moves on
     const recent: number[] = []
-    const running = new Set<{ started: number, segment: number, slot: Slot, stall: AbortController }>()
+    const running = new Set<{ started: number, segment: number, slot: Slot, stall: AbortController, probing?: boolean, probeAgainAt?: number }>()
     /** segment -> its shards not stored yet */
     const waitingOn = new Map<number, number>()
     const laggards = Math.max(1, Math.floor((n - k) / 2))
+    const { alive } = this.components
     const watchdog = setInterval(() => {
-      if (recent.length < 2) {
+      // without a host to move to, stopping the transfer would fail the put: it waits
+      if (recent.length < 2 || !hasSpare()) {
         return
       }
       const median = [...recent].sort((a, b) => a - b)[recent.length >> 1]
       const limit = Math.max(UPLOAD_STALL_MIN_MS, UPLOAD_STALL_FACTOR * median)
       const now = performance.now()
       for (const r of running) {
-        if (!r.stall.signal.aborted && now - r.started > limit && (waitingOn.get(r.segment) ?? n) <= laggards) {
-          r.stall.abort(new HostStalledError(`host ${r.slot.host.peer} held shard ${r.slot.index + 1} of segment ${r.segment} for ${Math.round(now - r.started)} ms while the other hosts had taken theirs (their recent shards took ${Math.round(median)} ms at the median)`))
+        if (r.stall.signal.aborted || r.probing === true || now - r.started <= limit || now < (r.probeAgainAt ?? 0) || (waitingOn.get(r.segment) ?? n) > laggards) {
+          continue
         }
+        const stop = (why: string): void => {
+          r.stall.abort(new HostStalledError(`host ${r.slot.host.peer} held shard ${r.slot.index + 1} of segment ${r.segment} for ${Math.round(performance.now() - r.started)} ms while the other hosts had taken theirs (their recent shards took ${Math.round(median)} ms at the median)${why}`))
+        }
+        if (alive == null) {
+          stop('')
+          continue
+        }
+        // a slow host answers a ping; a frozen one does not. One that
+        // answers is asked again after another `limit`
+        r.probing = true
+        void alive(r.slot.host.peer, AbortSignal.any([signal, AbortSignal.timeout(UPLOAD_PROBE_MS)])).then(answered => {
+          if (!answered && running.has(r)) {
+            stop(`, and did not answer a ping within ${UPLOAD_PROBE_MS} ms`)
+          }
+          r.probeAgainAt = performance.now() + limit
+          r.probing = false
+        })
       }
     }, 100)
     watchdog.unref?.()
@@ -380,6 +401,21 @@ export class Uploader {
             if (signal.aborted || slot.replacements >= MAX_SLOT_REPLACEMENTS) {
               throw err
             }
+            let s: Awaited<ReturnType<typeof newSlotHost>> | undefined
+            if (err instanceof HostStalledError) {
+              try {
+                s = await newSlotHost(slot.index, bytesFrom(segment))
+              } catch (none) {
+                // no other host took the slot: it stays, and the shard is
+                // sent to it again (the overdrive stops no transfer once no
+                // host is left to try)
+                if (signal.aborted) {
+                  throw none
+                }
+                log('shard %d of segment %d stalled on %s and no other host took the slot: sent again - %s', slot.index, segment, slot.host.peer, err.message)
+                continue
+              }
+            }
             // a refusal over what this node owes is not the host failing
             if (judgeHostError(err) !== 'owed') {
               this.components.rate?.(slot.host.peer, 'failed', 'put')
@@ -396,7 +432,7 @@ export class Uploader {
             }
             slot.put = []
             slot.replacements++
-            const s = await newSlotHost(slot.index, bytesFrom(segment))
+            s ??= await newSlotHost(slot.index, bytesFrom(segment))
             Object.assign(slot, s)
           } finally {
             running.delete(attempt)
@@ -545,4 +581,6 @@ interface UploadPlan {
   key: Uint8Array
   progress: (p: Progress) => void
   newSlotHost: (index: number, bytes: number) => Promise<{ host: HostOffer, contract: string, record: ContractRecord }>
+  /** whether newSlotHost has a host left to try */
+  hasSpare: () => boolean
 }

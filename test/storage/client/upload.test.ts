@@ -101,4 +101,31 @@ describe('storage client uploads', () => {
     assert.equal(fake.calls('end').length, 2, 'the last object ends them')
     assert.ok(fake.hosts.every(h => h.contracts.size === 0))
   })
+
+  // the overdrive (UPLOAD_STALL_FACTOR): host 0 (slot 0) takes 1.6 s over each shard after its first, the others none
+  const slowPut = async (answers: boolean): Promise<{ object: Awaited<ReturnType<Awaited<ReturnType<typeof clientOf>>['put']>>, fake: FakeHosts, pinged: string[] }> => {
+    const fake = await FakeHosts.create(5)
+    let puts = 0
+    fake.hosts[0].delays.set('put', () => puts++ === 0 ? 0 : 1600)
+    const pinged: string[] = []
+    const client = await clientOf(fake, new MemoryDatastore(), { alive: async (peer) => { pinged.push(peer); return answers } }, { segmentSize: 4 * KB })
+    const object = await client.put(stream(randomBytes(12 * KB)), { name: 'slow', k: 2, n: 4 })
+    return { object, fake, pinged }
+  }
+
+  it('keeps a slow host that answers a ping: the put waits for it, and nothing is left to repair', async () => {
+    const { object, fake, pinged } = await slowPut(true)
+    assert.ok(pinged.length > 0 && pinged.every(p => p === fake.hosts[0].peer), 'the slow host was pinged')
+    assert.ok(object.segments.every(s => s.shards[0].host === fake.hosts[0].peer && s.shards[0].lost == null))
+    assert.equal(fake.calls('contract').length, 4, 'no fifth contract')
+  })
+
+  it('moves a put off a host that stalls and does not answer a ping, onto the spare host', async () => {
+    const { object, fake, pinged } = await slowPut(false)
+    assert.ok(pinged.includes(fake.hosts[0].peer))
+    assert.equal(object.segments.at(-1)!.shards[0].host, fake.hosts[4].peer, 'slot 0 moved to the fifth host')
+    const lost = object.segments.flatMap(s => s.shards).filter(s => s.lost != null)
+    assert.ok(lost.length > 0 && lost.every(s => s.host === fake.hosts[0].peer))
+    assert.match(lost[0].lostReason ?? '', /held shard 1 of segment \d+ for \d+ ms while the other hosts had taken theirs .*did not answer a ping within 1000 ms/)
+  })
 })

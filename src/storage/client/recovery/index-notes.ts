@@ -130,11 +130,18 @@ export class IndexNotes {
 
   /** The hosts of an object's live contracts: where its note belongs */
   static hostsOf (object: StoredObject): string[] {
-    // not a host whose every shard of the object is lost: a put moved off it
-    // (frozen, failing) and a repair moves the rest, so a put's commit does
-    // not wait out the note calls to a host that stopped answering
-    const live = new Set(object.segments.flatMap(s => s.shards.filter(shard => shard.lost == null).map(shard => shard.contract)))
-    return [...new Set(Object.entries(object.contracts).filter(([id, c]) => c.ended == null && c.lost == null && live.has(id)).map(([, c]) => c.host))].sort()
+    return [...new Set(Object.values(object.contracts).filter(c => c.ended == null && c.lost == null).map(c => c.host))].sort()
+  }
+
+  /**
+   * Of hostsOf, those whose every shard of the object is lost: a put moved
+   * off them (frozen, failing) and a repair moves the rest. A put's commit
+   * does not wait on their note calls (a frozen host would hold it for
+   * NOTE_PUT_ATTEMPTS x NOTE_CALL_MS); the next flush writes theirs.
+   */
+  static movedOff (object: StoredObject): Set<string> {
+    const live = new Set(object.segments.flatMap(s => s.shards.filter(shard => shard.lost == null).map(shard => shard.host)))
+    return new Set(IndexNotes.hostsOf(object).filter(h => !live.has(h)))
   }
 
   /**
@@ -316,12 +323,15 @@ export class IndexNotes {
     }
     // stored: the notes first, then the commit
     const hosts = IndexNotes.hostsOf(object)
+    const movedOff = IndexNotes.movedOff(object)
     const notes = this.seal(object)
     const parts = notes.parts.map(p => p.id)
     this.committing.add(id)
     try {
       await this.mark(id, hosts, parts)
-      const { took, failed, none } = await this.putAt(notes, hosts, NOTE_PUT_ATTEMPTS)
+      const { took, failed, none } = await this.putAt(notes, hosts.filter(h => !movedOff.has(h)), NOTE_PUT_ATTEMPTS)
+      // left to the next flush, as a host that failed is
+      failed.push(...[...movedOff].map((h): [string, string] => [h, 'the put moved off it']))
       if (took.length === 0 && failed.length > 0) {
         throw new IndexWriteError(`the object's index note could not be written at any of its ${hosts.length} hosts (${failed.map(([h, e]) => `${h}: ${e}`).join('; ')}), so a restore from the words would not find it: nothing was committed; try the put again`)
       }
