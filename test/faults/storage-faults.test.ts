@@ -517,8 +517,9 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
         k: 2,
         n: 4,
         onProgress: p => {
-          // after the first shards are in: the daemon holds slot 0 (the cheapest)
-          if (p.phase === 'upload' && !frozen) {
+          // once segment 0 is stored whole (its 4 shards are a SEGMENT of
+          // progress): the daemon, in slot 0 as the cheapest, holds one
+          if (p.phase === 'upload' && p.done >= SEGMENT - 16 && !frozen) {
             frozen = true
             process.kill(daemon.child.pid as number, 'SIGSTOP')
           }
@@ -533,7 +534,7 @@ describe('storage faults: killed, frozen, corrupt and owed hosts, on real nodes 
     const moved = object.segments.flatMap(s => s.shards).filter(s => s.lost != null)
     assert.ok(moved.length > 0, 'the daemon\'s shards count as lost, for repair')
     // the overdrive stopped it (HostStalledError), not the transfer timeout (TRANSFER_BASE_MS, 10 s)
-    assert.match(moved[0].lostReason ?? '', /held shard 1 of segment \d+ for \d+ ms while the other hosts had taken theirs/)
+    assert.match(moved[0].lostReason ?? '', /held shard 1 of segment \d+ for \d+ ms while the other hosts had taken theirs .*, and did not answer a ping within 1000 ms/)
     const out = join(dir.path, 'frozen-put.out')
     await client.storage.get('frozen-put.bin', out)
     assert.equal(sha256(await readFile(out)), sha256(data))

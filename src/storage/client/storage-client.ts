@@ -169,7 +169,7 @@ export class StorageClient {
     })().finally(() => { this.checking = undefined })
   }
 
-  /** A repair check now rather than at the next interval (a get found shards lost, a put replaced a host) */
+  /** A repair check now rather than at the next interval (a get found shards lost) */
   private repairSoon (): void {
     if (this.checkTimer == null || this.shutdown.signal.aborted) {
       return
@@ -200,12 +200,7 @@ export class StorageClient {
    * object once every shard of every segment is stored.
    */
   async put (source: PutSource, options: PutOptions = {}): Promise<StoredObject> {
-    const object = await this.uploader.put(source, options, this.upkeepSignal(options.signal))
-    // a host replaced during the put left shards to move: now, not at the next check
-    if (object.segments.some(s => s.shards.some(shard => shard.lost != null))) {
-      this.repairSoon()
-    }
-    return object
+    return this.uploader.put(source, options, this.upkeepSignal(options.signal))
   }
 
   /** Store files and directories, one object per file named by its path (tree.ts: putTree) */
