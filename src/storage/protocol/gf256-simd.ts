@@ -214,6 +214,7 @@ export class SimdKernel {
   private readonly mulXor: MulFn
   private bytes: Uint8Array
 
+  /** Use createSimdKernel(), which checks that the engine takes the module */
   constructor (api: WasmApi, module: WasmModule) {
     const instance = new api.Instance(module)
     this.memory = instance.exports.memory as WasmMemory
@@ -284,6 +285,15 @@ function roundUp (n: number, to: number): number {
   return Math.ceil(n / to) * to
 }
 
+/**
+ * A kernel over the module with the relaxed or the plain swizzle, or null
+ * where the engine does not validate it (no WebAssembly, or no SIMD).
+ */
+export function createSimdKernel (relaxed: boolean): SimdKernel | null {
+  const bytes = simdModuleBytes(relaxed)
+  return wasm?.validate(bytes) === true ? new SimdKernel(wasm, new wasm.Module(bytes)) : null
+}
+
 let kernel: SimdKernel | null | undefined
 
 /**
@@ -294,14 +304,7 @@ let kernel: SimdKernel | null | undefined
  */
 export function simdKernel (): SimdKernel | null {
   if (kernel === undefined) {
-    kernel = null
-    for (const relaxed of [true, false]) {
-      const bytes = simdModuleBytes(relaxed)
-      if (wasm?.validate(bytes) === true) {
-        kernel = new SimdKernel(wasm, new wasm.Module(bytes))
-        break
-      }
-    }
+    kernel = createSimdKernel(true) ?? createSimdKernel(false)
   }
   return kernel
 }
