@@ -163,6 +163,19 @@ export class ReedSolomon {
    * it is missing. Returns all N shards.
    */
   reconstruct (shards: Array<Uint8Array | undefined>): Uint8Array[] {
+    return this.rebuild(shards, this.n)
+  }
+
+  /**
+   * The K data shards from any K shards: as reconstruct, without making the
+   * missing parity (a download needs only the data).
+   */
+  reconstructData (shards: Array<Uint8Array | undefined>): Uint8Array[] {
+    return this.rebuild(shards, this.k)
+  }
+
+  /** Shards 0..upTo-1 (the data, or all N) from any K of them */
+  private rebuild (shards: Array<Uint8Array | undefined>, upTo: number): Uint8Array[] {
     if (shards.length !== this.n) {
       throw new ErasureError(`expected ${this.n} shard slots, got ${shards.length}`)
     }
@@ -174,7 +187,7 @@ export class ReedSolomon {
     const size = shards[use[0]]!.byteLength
     this.checkShards(use.map(i => shards[i]!), this.k)
     if (this.kernel != null) {
-      return this.reconstructInOnePass(shards, use, size, this.kernel)
+      return this.rebuildInOnePass(shards, use, size, upTo, this.kernel)
     }
     const data: Uint8Array[] = []
     if (use.every((i, j) => i === j)) {
@@ -196,7 +209,7 @@ export class ReedSolomon {
       }
     }
     const all: Uint8Array[] = [...data]
-    for (let r = this.k; r < this.n; r++) {
+    for (let r = this.k; r < upTo; r++) {
       if (shards[r] != null) {
         all.push(shards[r]!)
         continue
@@ -217,11 +230,11 @@ export class ReedSolomon {
    * row over the same K inputs, and the kernel reads them once. Products
    * over GF(2^8) are exact, so the bytes are the JS path's.
    */
-  private reconstructInOnePass (shards: Array<Uint8Array | undefined>, use: number[], size: number, kernel: SimdKernel): Uint8Array[] {
+  private rebuildInOnePass (shards: Array<Uint8Array | undefined>, use: number[], size: number, upTo: number, kernel: SimdKernel): Uint8Array[] {
     const decode = use.every((i, j) => i === j) ? null : invert(use.map(i => this.matrix[i]))
     const rows: Matrix = []
     const missing: number[] = []
-    for (let i = 0; i < this.n; i++) {
+    for (let i = 0; i < upTo; i++) {
       if (shards[i] != null) {
         continue
       }
@@ -231,7 +244,7 @@ export class ReedSolomon {
     }
     const rebuilt = missing.map(() => new Uint8Array(size))
     kernel.mulRows(rows, use.map(i => shards[i]!), rebuilt)
-    const all = shards.slice() as Uint8Array[]
+    const all = shards.slice(0, upTo) as Uint8Array[]
     missing.forEach((i, j) => { all[i] = rebuilt[j] })
     return all
   }

@@ -44,7 +44,7 @@ describe('Reed-Solomon in WebAssembly SIMD', () => {
     }
   })
 
-  it('rebuilds any missing set to the bytes of the JS coder and of the original shards', () => {
+  it('rebuilds any missing set (all shards, or the data only) to the bytes of the JS coder and of the original shards', () => {
     const next = prng(6962)
     for (let round = 0; round < 120; round++) {
       const k = 1 + next(16)
@@ -61,10 +61,16 @@ describe('Reed-Solomon in WebAssembly SIMD', () => {
       }
       const expected = new ReedSolomon(k, n, { simd: false }).reconstruct(held)
       const actual = new ReedSolomon(k, n).reconstruct(held)
+      const dataOnly = [new ReedSolomon(k, n).reconstructData(held), new ReedSolomon(k, n, { simd: false }).reconstructData(held)]
+      assert.equal(actual.length, n)
+      assert.ok(dataOnly.every(d => d.length === k))
       for (let i = 0; i < n; i++) {
         const what = `shard ${i} of ${k}-of-${n} at ${size} bytes, ${held.filter(s => s == null).length} missing`
         assert.ok(Buffer.from(actual[i]).equals(Buffer.from(expected[i])), `${what}: differs from the JS coder`)
         assert.ok(Buffer.from(actual[i]).equals(Buffer.from(shards[i])), `${what}: differs from the original`)
+        if (i < k) {
+          assert.ok(dataOnly.every(d => Buffer.from(d[i]).equals(Buffer.from(shards[i]))), `${what}: reconstructData differs`)
+        }
       }
     }
   })
