@@ -9,7 +9,7 @@
  * Written here rather than taken from npm: the maintained coders are native
  * addons (a build step on every machine) and the pure-JS ones are unmaintained;
  * this is 150 lines, and bench/storage measures it. The products run in
- * WebAssembly SIMD (gf256-simd.ts) where the engine has it, about 4x the JS
+ * WebAssembly SIMD (gf256-simd.ts) where the engine has it, 4-8x the JS
  * loop below, which stays as the fallback and as the reference in tests.
  */
 
