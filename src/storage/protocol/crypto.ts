@@ -42,16 +42,31 @@ function aadOf (objectId: Uint8Array, segment: number): Uint8Array {
   return aad
 }
 
+/**
+ * Bytes per cipher.update call of a seal. Each call returns a new Buffer,
+ * so one call over a 16 MiB segment makes a 16 MiB temporary (fresh pages,
+ * faulted in) that is then copied cold into the output; in steps of this
+ * size the temporaries come back from the allocator warm and are copied
+ * while still in cache: 1.6-2.7x less CPU for a seal here (the machine's L2
+ * is 512 KiB; 64 KiB steps cost more calls, 512 KiB more misses). The bytes
+ * are the same: GCM is a stream over the whole segment however it is fed.
+ */
+const CIPHER_STEP = 128 * 1024
+
 /** ciphertext || 16-byte tag */
 export function sealSegment (key: Uint8Array, objectId: Uint8Array, segment: number, plain: Uint8Array): Uint8Array {
   const cipher = createCipheriv('aes-256-gcm', key, nonceOf(segment))
   cipher.setAAD(aadOf(objectId, segment))
   const out = new Uint8Array(plain.byteLength + TAG_BYTES)
-  const body = cipher.update(plain)
-  out.set(body, 0)
+  let at = 0
+  for (let offset = 0; offset < plain.byteLength; offset += CIPHER_STEP) {
+    const part = cipher.update(plain.subarray(offset, offset + CIPHER_STEP))
+    out.set(part, at)
+    at += part.byteLength
+  }
   const final = cipher.final()
-  out.set(final, body.byteLength)
-  out.set(cipher.getAuthTag(), body.byteLength + final.byteLength)
+  out.set(final, at)
+  out.set(cipher.getAuthTag(), at + final.byteLength)
   return out
 }
 
@@ -62,6 +77,8 @@ export function openSegment (key: Uint8Array, objectId: Uint8Array, segment: num
   const decipher = createDecipheriv('aes-256-gcm', key, nonceOf(segment))
   decipher.setAAD(aadOf(objectId, segment))
   decipher.setAuthTag(sealed.subarray(sealed.byteLength - TAG_BYTES))
+  // one update, unlike the seal: its Buffer is the answer as it stands (no
+  // copy), where steps would copy each into an output of their own
   const body = decipher.update(sealed.subarray(0, sealed.byteLength - TAG_BYTES))
   try {
     const final = decipher.final()
