@@ -9,8 +9,9 @@
  * Written here rather than taken from npm: the maintained coders are native
  * addons (a build step on every machine) and the pure-JS ones are unmaintained;
  * this is 150 lines, and bench/storage measures it. The products run in
- * WebAssembly SIMD (gf256-simd.ts) where the engine has it, 4-8x the JS
- * loop below, which stays as the fallback and as the reference in tests.
+ * WebAssembly SIMD (gf256-simd.ts) where the engine has it, 3-5x the JS
+ * loop below in CPU time (bench/storage/kernels.ts), which stays as the
+ * fallback and as the reference in tests.
  */
 
 import { EXP, LOG, MUL_TABLE, mul } from './gf256.ts'
