@@ -22,10 +22,11 @@ export class InvalidProofError extends Error {
 /**
  * SHA-256 of `input`, written at `out[at..at+32]`. A shard of 64 MiB is
  * 16 Ki leaves and as many inner nodes, so the cost per call is the cost:
- * the one-shot hash with a 'binary' (latin1) string out, one char per byte, takes
- * ~0.35 us, where createHash().update().digest() into a Buffer takes ~1.4
- * and crypto.hash into a Buffer ~1.1 (each makes an ArrayBuffer). Node
- * before 20.12 has no crypto.hash; the same string comes from createHash.
+ * the one-shot hash with a 'binary' (latin1) string out, one char per
+ * byte, takes ~0.35 us, where createHash().update().digest() into a Buffer
+ * takes ~1.4 and crypto.hash into a Buffer ~1.1 (each makes an
+ * ArrayBuffer). Node before 20.12 has no crypto.hash; the same string
+ * comes from createHash there.
  */
 const digestLatin1: (input: Uint8Array) => string = typeof nodeCrypto.hash === 'function'
   ? input => nodeCrypto.hash('sha256', input, 'binary')
@@ -39,8 +40,8 @@ function sha256Into (input: Uint8Array, out: Uint8Array, at: number): void {
 }
 
 /**
- * 0x00 || leaf and 0x01 || left || right are hashed from these, filled in
- * place: no buffer per hash. Shared by every tree in the thread, which is
+ * 0x00 || leaf and 0x01 || left || right are hashed from these (the first
+ * byte set once), filled in place: no buffer per hash. Shared by every tree in the thread, which is
  * safe as no hash here yields before it is done.
  */
 const LEAF_INPUT = new Uint8Array(1 + LEAF_SIZE)
@@ -50,7 +51,7 @@ const NODE_INPUT = Uint8Array.of(1, ...new Uint8Array(2 * HASH_SIZE))
 function leafHashInto (leaf: Uint8Array, out: Uint8Array, at: number): void {
   let input = LEAF_INPUT
   if (leaf.byteLength > LEAF_SIZE) {
-    // not a shard's leaf (dataRoot's leaves are 32 bytes): any length still hashes
+    // longer than a shard's leaf (leafHash takes any bytes): still hashed alike
     input = new Uint8Array(1 + leaf.byteLength)
   }
   input.set(leaf, 1)
