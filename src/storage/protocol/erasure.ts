@@ -8,32 +8,17 @@
  *
  * Written here rather than taken from npm: the maintained coders are native
  * addons (a build step on every machine) and the pure-JS ones are unmaintained;
- * this is 150 lines, and bench/storage measures it.
+ * this is 150 lines, and bench/storage measures it. The products run in
+ * WebAssembly SIMD (gf256-simd.ts) where the engine has it, 3-5x the JS
+ * loop below in CPU time (bench/storage/kernels.ts), which stays as the
+ * fallback and as the reference in tests.
  */
+
+import { EXP, LOG, MUL_TABLE, mul } from './gf256.ts'
+import { simdKernel, type SimdKernel } from './gf256-simd.ts'
 
 export class ErasureError extends Error {
   override name = 'ErasureError'
-}
-
-const EXP = new Uint8Array(512)
-const LOG = new Uint8Array(256)
-{
-  let x = 1
-  for (let i = 0; i < 255; i++) {
-    EXP[i] = x
-    LOG[x] = i
-    x <<= 1
-    if (x & 0x100) {
-      x ^= 0x11d
-    }
-  }
-  for (let i = 255; i < 512; i++) {
-    EXP[i] = EXP[i - 255]
-  }
-}
-
-function mul (a: number, b: number): number {
-  return a === 0 || b === 0 ? 0 : EXP[LOG[a] + LOG[b]]
 }
 
 function inv (a: number): number {
@@ -41,14 +26,6 @@ function inv (a: number): number {
     throw new ErasureError('zero has no inverse')
   }
   return EXP[255 - LOG[a]]
-}
-
-/** MUL_TABLE[a * 256 + b] = a * b: one lookup per byte in the hot loop */
-const MUL_TABLE = new Uint8Array(256 * 256)
-for (let a = 0; a < 256; a++) {
-  for (let b = 0; b < 256; b++) {
-    MUL_TABLE[a * 256 + b] = mul(a, b)
-  }
 }
 
 type Matrix = number[][]
@@ -133,13 +110,23 @@ function mulAdd (coef: number, input: Uint8Array, out: Uint8Array): void {
   }
 }
 
+export interface ReedSolomonInit {
+  /**
+   * Multiply in WebAssembly SIMD where the engine validates the module
+   * (default true); false keeps the JS loop, the reference the tests
+   * compare the kernel with. The bytes are the same either way.
+   */
+  simd?: boolean
+}
+
 export class ReedSolomon {
   readonly k: number
   readonly n: number
   /** N x K; row i makes shard i from the K data shards */
   private readonly matrix: Matrix
+  private readonly kernel: SimdKernel | null
 
-  constructor (k: number, n: number) {
+  constructor (k: number, n: number, init: ReedSolomonInit = {}) {
     if (!Number.isInteger(k) || !Number.isInteger(n) || k < 1 || n < k || n > 255) {
       throw new ErasureError(`a K-of-N code needs 1 <= K <= N <= 255, not ${k}-of-${n}`)
     }
@@ -147,6 +134,7 @@ export class ReedSolomon {
     this.n = n
     const vandermonde: Matrix = Array.from({ length: n }, (_, r) => Array.from({ length: k }, (_, c) => c === 0 ? 1 : r === 0 ? 0 : EXP[(LOG[r] * c) % 255]))
     this.matrix = multiply(vandermonde, invert(vandermonde.slice(0, k)))
+    this.kernel = init.simd === false ? null : simdKernel()
   }
 
   /** The N-K parity shards of K equal-sized data shards */
@@ -154,6 +142,13 @@ export class ReedSolomon {
     this.checkShards(data, this.k)
     const size = data[0].byteLength
     const parity: Uint8Array[] = []
+    if (this.kernel != null) {
+      for (let r = this.k; r < this.n; r++) {
+        parity.push(new Uint8Array(size))
+      }
+      this.kernel.mulRows(this.matrix.slice(this.k), data, parity)
+      return parity
+    }
     for (let r = this.k; r < this.n; r++) {
       const out = new Uint8Array(size)
       for (let c = 0; c < this.k; c++) {
@@ -169,6 +164,19 @@ export class ReedSolomon {
    * it is missing. Returns all N shards.
    */
   reconstruct (shards: Array<Uint8Array | undefined>): Uint8Array[] {
+    return this.rebuild(shards, this.n)
+  }
+
+  /**
+   * The K data shards from any K shards: as reconstruct, without making the
+   * missing parity (a download needs only the data).
+   */
+  reconstructData (shards: Array<Uint8Array | undefined>): Uint8Array[] {
+    return this.rebuild(shards, this.k)
+  }
+
+  /** Shards 0..upTo-1 (the data, or all N) from any K of them */
+  private rebuild (shards: Array<Uint8Array | undefined>, upTo: number): Uint8Array[] {
     if (shards.length !== this.n) {
       throw new ErasureError(`expected ${this.n} shard slots, got ${shards.length}`)
     }
@@ -179,6 +187,9 @@ export class ReedSolomon {
     const use = present.slice(0, this.k)
     const size = shards[use[0]]!.byteLength
     this.checkShards(use.map(i => shards[i]!), this.k)
+    if (this.kernel != null) {
+      return this.rebuildInOnePass(shards, use, size, upTo, this.kernel)
+    }
     const data: Uint8Array[] = []
     if (use.every((i, j) => i === j)) {
       for (let c = 0; c < this.k; c++) {
@@ -199,7 +210,7 @@ export class ReedSolomon {
       }
     }
     const all: Uint8Array[] = [...data]
-    for (let r = this.k; r < this.n; r++) {
+    for (let r = this.k; r < upTo; r++) {
       if (shards[r] != null) {
         all.push(shards[r]!)
         continue
@@ -210,6 +221,32 @@ export class ReedSolomon {
       }
       all.push(out)
     }
+    return all
+  }
+
+  /**
+   * The JS path's two steps (missing data from the K shards in hand, then
+   * missing parity from the data) folded into one: a missing parity row is
+   * its encoding row times the decoding matrix, so every missing shard is a
+   * row over the same K inputs, and the kernel reads them once. Products
+   * over GF(2^8) are exact, so the bytes are the JS path's.
+   */
+  private rebuildInOnePass (shards: Array<Uint8Array | undefined>, use: number[], size: number, upTo: number, kernel: SimdKernel): Uint8Array[] {
+    const decode = use.every((i, j) => i === j) ? null : invert(use.map(i => this.matrix[i]))
+    const rows: Matrix = []
+    const missing: number[] = []
+    for (let i = 0; i < upTo; i++) {
+      if (shards[i] != null) {
+        continue
+      }
+      missing.push(i)
+      // a data shard is missing only when `use` is not the data shards, so decode is set
+      rows.push(decode == null ? this.matrix[i] : i < this.k ? decode[i] : multiply([this.matrix[i]], decode)[0])
+    }
+    const rebuilt = missing.map(() => new Uint8Array(size))
+    kernel.mulRows(rows, use.map(i => shards[i]!), rebuilt)
+    const all = shards.slice(0, upTo) as Uint8Array[]
+    missing.forEach((i, j) => { all[i] = rebuilt[j] })
     return all
   }
 
