@@ -94,7 +94,7 @@ export class ShardStore {
       // (each one costs a quarter second on a busy disk)
       await handle.datasync()
       await handle.close()
-      await writeFile(`${tmp}.leaves`, Buffer.concat(hasher.leaves), { mode: 0o600 })
+      await writeFile(`${tmp}.leaves`, hasher.leafHashes(), { mode: 0o600 })
       await rename(`${tmp}.leaves`, `${final}.leaves`)
       await rename(tmp, final)
       await syncDir(join(this.dir, contract))
