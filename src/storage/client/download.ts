@@ -4,7 +4,7 @@ import { logger } from '@libp2p/logger'
 import { objectKey, openSegment, TAG_BYTES } from '../protocol/crypto.ts'
 import { ReedSolomon } from '../protocol/erasure.ts'
 import { equalBytes, merkleRoot } from '../protocol/merkle.ts'
-import { HEDGE_BYTES_PER_S } from '../constants.ts'
+import { HEDGE_BYTES_PER_S, OVERDRIVE_FACTOR, OVERDRIVE_MIN_MS, OVERDRIVE_SHARE } from '../constants.ts'
 import { IntegrityError, OutputExistsError, PaymentRefusedError, ShardUnavailableError } from '../errors.ts'
 import { transferTimeoutMs } from './contracts.ts'
 import { judgeHostError } from './host-answers.ts'
@@ -131,16 +131,29 @@ export class Downloader {
    * The first K good shards of segment `index`: K requests at once, data
    * shards first (they need no decoding), shards known lost never asked
    * for, hosts caught or slow earlier in the transfer asked last. A failed
-   * or wrong answer starts the next host; at each hedge time a request
-   * still running marks its host slow and another host is asked in its
-   * place. A host refusing over money is passed over like one that
-   * failed. Every request ends within transferTimeoutMs, so the fetch ends
-   * too: with K shards; or once every host has answered or failed, with
-   * PaymentRefusedError when a host refusing over money was one of those
-   * that could have made up K (settling would help), else with
-   * ShardUnavailableError; or at once on the caller's signal.
+   * or wrong answer starts the next host. A request still running marks
+   * its host slow, and another host is asked in its place, at the hedge
+   * time, or sooner, once it runs OVERDRIVE_FACTOR times longer than the
+   * median of the segment's answers so far (its overdrive: at most
+   * ceil(K x OVERDRIVE_SHARE) of those per segment). A host refusing over
+   * money is passed over like one that failed. Every request ends within
+   * transferTimeoutMs, so the fetch ends too: with K shards; or once every
+   * host has answered or failed, with PaymentRefusedError when a host
+   * refusing over money was one of those that could have made up K
+   * (settling would help), else with ShardUnavailableError; or at once on
+   * the caller's signal.
+   *
+   * Once K are in, the requests still running are cancelled, except those
+   * of hosts marked slow: those run on in the background (until they
+   * answer, their transfer timeout or the caller's signal), their bytes
+   * dropped, so that a host that was only late is asked first again once
+   * it answers, while one that is frozen stays asked last. They cost
+   * nothing more: a request is paid for when it is asked.
+   *
+   * Shards in `have` (checked already) count as fetched and are not asked
+   * for again.
    */
-  async fetchSegment (object: StoredObject, index: number, transfer: Transfer, signal: AbortSignal, fetchShard: ShardFetcher = this.fetchShard): Promise<Array<Uint8Array | undefined>> {
+  async fetchSegment (object: StoredObject, index: number, transfer: Transfer, signal: AbortSignal, fetchShard: ShardFetcher = this.fetchShard, have?: ReadonlyArray<Uint8Array | undefined>): Promise<Array<Uint8Array | undefined>> {
     signal.throwIfAborted()
     const { k, n } = object
     const segment = object.segments[index]
@@ -149,32 +162,40 @@ export class Downloader {
       const shard = segment.shards[slot]
       return transfer.avoid.has(shard.host) || object.contracts[shard.contract]?.lost != null ? 2 : transfer.slow.has(shard.host) ? 1 : 0
     }
+    const got: Array<Uint8Array | undefined> = Array.from({ length: n }, (_, slot) => have?.[slot])
     const known = (slot: number): boolean => segment.shards[slot].lost != null || transfer.lostShards.has(`${index} ${slot}`)
     // stable: data shards first within each rank
-    const order = Array.from({ length: n }, (_, i) => i).filter(slot => !known(slot)).sort((a, b) => askLast(a) - askLast(b))
-    const skipped = n - order.length
+    const order = Array.from({ length: n }, (_, i) => i).filter(slot => !known(slot) && got[slot] == null).sort((a, b) => askLast(a) - askLast(b))
+    const skipped = n - order.length - got.filter(s => s != null).length
     const hedgeMs = this.init.hedgeMs + segment.shardSize / HEDGE_BYTES_PER_S * 1000
-    const got: Array<Uint8Array | undefined> = new Array(n).fill(undefined)
-    const controller = new AbortController()
-    const both = AbortSignal.any([signal, controller.signal])
     const errors: string[] = []
     /** hosts that refused over money: settling with them would bring their shards back */
     let refusedOverMoney = 0
-    /** requests under way: slot -> when it started, and whether its host was marked slow */
-    const running = new Map<number, { started: number, slow: boolean }>()
+    /** requests under way: slot -> when it started, whether its host was marked slow, and its own cancel */
+    const running = new Map<number, { started: number, slow: boolean, cancel: AbortController }>()
+    /** how long each answer of this segment took (ms), for the overdrive */
+    const took: number[] = []
+    let overdrives = 0
+    const maxOverdrives = Math.ceil(k * OVERDRIVE_SHARE)
     let cursor = 0
-    let good = 0
+    let good = got.filter(s => s != null).length
     let done = false
     return new Promise((resolve, reject) => {
       let hedge: ReturnType<typeof setInterval> | undefined
+      let overdrive: ReturnType<typeof setTimeout> | undefined
       const finish = (err?: Error): void => {
         if (done) {
           return
         }
         done = true
         clearInterval(hedge)
+        clearTimeout(overdrive)
         signal.removeEventListener('abort', onAbort)
-        controller.abort()
+        for (const r of running.values()) {
+          if (!r.slow || err != null) {
+            r.cancel.abort()
+          }
+        }
         if (err != null) {
           reject(err)
         } else {
@@ -211,16 +232,61 @@ export class Downloader {
           launch(order[cursor++])
         }
       }
+      const markSlow = (slot: number): void => {
+        const r = running.get(slot)
+        if (r != null && !r.slow) {
+          // slow now: asked after the others for the rest of the
+          // transfer, unless it answers after all
+          r.slow = true
+          transfer.slow.add(segment.shards[slot].host)
+        }
+      }
+      // the overdrive: once enough answers are in to tell the usual time
+      // (half of K), a request past OVERDRIVE_FACTOR times their median is
+      // slow. Not before: the first answers of a segment on a loaded
+      // machine say little. A frozen host costs the first segment this
+      // wait (then it is asked last), not the hedge time.
+      const checkOverdrive = (): void => {
+        clearTimeout(overdrive)
+        if (done || overdrives >= maxOverdrives || took.length < Math.ceil(k / 2)) {
+          return
+        }
+        const sorted = [...took].sort((a, b) => a - b)
+        const median = sorted[Math.floor((sorted.length - 1) / 2)]
+        const after = Math.max(OVERDRIVE_FACTOR * median, median + OVERDRIVE_MIN_MS)
+        const now = performance.now()
+        let next = Infinity
+        for (const [slot, r] of running) {
+          if (r.slow) {
+            continue
+          }
+          if (now - r.started >= after && overdrives < maxOverdrives) {
+            overdrives++
+            markSlow(slot)
+          } else {
+            next = Math.min(next, r.started + after - now)
+          }
+        }
+        fill()
+        if (Number.isFinite(next) && overdrives < maxOverdrives) {
+          overdrive = setTimeout(checkOverdrive, Math.max(1, Math.ceil(next)))
+          overdrive.unref?.()
+        }
+      }
       const launch = (slot: number): void => {
-        running.set(slot, { started: performance.now(), slow: false })
-        fetchShard(object, index, slot, transfer, both).then(bytes => {
+        const cancel = new AbortController()
+        const started = performance.now()
+        running.set(slot, { started, slow: false, cancel })
+        fetchShard(object, index, slot, transfer, AbortSignal.any([signal, cancel.signal])).then(bytes => {
           running.delete(slot)
           // it answered: slow once, not frozen
           transfer.slow.delete(segment.shards[slot].host)
           if (!done) {
             got[slot] = bytes
             good++
+            took.push(performance.now() - started)
             settle()
+            checkOverdrive()
           }
         }, (err: any) => {
           running.delete(slot)
@@ -233,16 +299,14 @@ export class Downloader {
           errors.push(`${segment.shards[slot].host}: ${err.message}`)
           fill()
           settle()
+          checkOverdrive()
         })
       }
       hedge = setInterval(() => {
         const now = performance.now()
         for (const [slot, r] of running) {
-          if (!r.slow && now - r.started >= hedgeMs) {
-            // slow now: asked after the others for the rest of the
-            // transfer, unless it answers after all
-            r.slow = true
-            transfer.slow.add(segment.shards[slot].host)
+          if (now - r.started >= hedgeMs) {
+            markSlow(slot)
           }
         }
         fill()
