@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { link, open, rename, rm, stat } from 'node:fs/promises'
 import { logger } from '@libp2p/logger'
-import { objectKey, openSegment, TAG_BYTES } from '../protocol/crypto.ts'
+import { DecryptError, objectKey, openSegment, TAG_BYTES } from '../protocol/crypto.ts'
 import { ReedSolomon } from '../protocol/erasure.ts'
 import { equalBytes, merkleRoot } from '../protocol/merkle.ts'
 import { HEDGE_BYTES_PER_S, OVERDRIVE_FACTOR, OVERDRIVE_MIN_MS, OVERDRIVE_SHARE } from '../constants.ts'
@@ -90,6 +90,20 @@ export class Downloader {
    * rest of the transfer, and the latter audited at the next check.
    */
   private readonly fetchShard: ShardFetcher = async (object, index, slot, transfer, signal) => {
+    const bytes = await this.fetchUnchecked(object, index, slot, transfer, signal)
+    if (!this.matches(object, index, slot, bytes)) {
+      throw new IntegrityError(this.caught(object, index, slot, transfer))
+    }
+    return bytes
+  }
+
+  /**
+   * One shard from its host as fetchShard, but not checked against its
+   * root, except for its length: a get of its own objects checks the
+   * shards together, by the segment's AES-GCM tag (see openFetched), and
+   * hashes them only when that fails, to find the host that lied
+   */
+  private readonly fetchUnchecked: ShardFetcher = async (object, index, slot, transfer, signal) => {
     const segment = object.segments[index]
     const shard = segment.shards[slot]
     const c = object.contracts[shard.contract]
@@ -117,14 +131,26 @@ export class Downloader {
       throw err
     }
     transfer.spent.set(shard.contract, (transfer.spent.get(shard.contract) ?? 0n) + sats)
-    if (bytes.byteLength !== segment.shardSize || !equalBytes(merkleRoot(bytes), Buffer.from(shard.root, 'hex'))) {
-      this.components.rate?.(shard.host, 'corrupt', 'get')
-      const reason = `host ${shard.host} sent bytes that do not match shard ${shard.root} (segment ${index})`
-      transfer.cheated.set(shard.contract, reason)
-      transfer.avoid.add(shard.host)
-      throw new IntegrityError(reason)
+    if (bytes.byteLength !== segment.shardSize) {
+      throw new IntegrityError(this.caught(object, index, slot, transfer))
     }
     return bytes
+  }
+
+  /** Whether `bytes` are shard `slot` of segment `index`: its length, and its Merkle root */
+  private matches (object: StoredObject, index: number, slot: number, bytes: Uint8Array): boolean {
+    const segment = object.segments[index]
+    return bytes.byteLength === segment.shardSize && equalBytes(merkleRoot(bytes), Buffer.from(segment.shards[slot].root, 'hex'))
+  }
+
+  /** A host sent bytes that are not its shard: rated, its contract condemned, asked last; the reason */
+  private caught (object: StoredObject, index: number, slot: number, transfer: Transfer): string {
+    const shard = object.segments[index].shards[slot]
+    this.components.rate?.(shard.host, 'corrupt', 'get')
+    const reason = `host ${shard.host} sent bytes that do not match shard ${shard.root} (segment ${index})`
+    transfer.cheated.set(shard.contract, reason)
+    transfer.avoid.add(shard.host)
+    return reason
   }
 
   /**
@@ -318,6 +344,26 @@ export class Downloader {
   }
 
   /**
+   * A segment whose shards did not open: each checked against its root,
+   * and the hosts of those that do not match caught (as fetchShard does).
+   * Resolves with the shards that match, for a fetch of checked ones in
+   * place of the others; undefined when all match (the bytes are what was
+   * stored: the key is wrong).
+   */
+  private blame (object: StoredObject, index: number, shards: Array<Uint8Array | undefined>, transfer: Transfer): Array<Uint8Array | undefined> | undefined {
+    let lied = 0
+    const kept = shards.map((bytes, slot) => {
+      if (bytes == null || this.matches(object, index, slot, bytes)) {
+        return bytes
+      }
+      lied++
+      log.error(this.caught(object, index, slot, transfer))
+      return undefined
+    })
+    return lied > 0 ? kept : undefined
+  }
+
+  /**
    * An object's plaintext as a byte stream (ObjectStream). Nothing is
    * fetched until the stream is read; a reader that stops early (a closed
    * HTTP response) stops the fetch. What the fetches found (shards gone,
@@ -356,7 +402,7 @@ export class Downloader {
     const fetchHeld = async (i: number): Promise<{ shards: Array<Uint8Array | undefined>, give: () => void }> => {
       const give = await slots.take(signal)
       try {
-        return { shards: await this.fetchSegment(object, i, transfer, signal, source?.fetch), give }
+        return { shards: await this.fetchSegment(object, i, transfer, signal, source?.fetch ?? this.fetchUnchecked), give }
       } catch (err) {
         give()
         throw err
@@ -373,9 +419,18 @@ export class Downloader {
             ahead = fetchHeld(i + 1)
             ahead.catch(() => {})
           }
-          const data = shards.slice(0, object.k).every(s => s != null) ? shards.slice(0, object.k) as Uint8Array[] : rs.reconstruct(shards).slice(0, object.k)
-          const sealed = Buffer.concat(data).subarray(0, segment.plainLength + TAG_BYTES)
-          const plain = openSegment(key, id, i, sealed)
+          let plain: Uint8Array
+          try {
+            plain = openShards(rs, key, id, i, segment.plainLength, shards)
+          } catch (err) {
+            // a host sent bytes that are not its shard (a share's fetch
+            // checked each already: there it is the key)
+            const kept = err instanceof DecryptError && source == null ? this.blame(object, i, shards, transfer) : undefined
+            if (kept == null) {
+              throw err
+            }
+            plain = openShards(rs, key, id, i, segment.plainLength, await this.fetchSegment(object, i, transfer, signal, this.fetchShard, kept))
+          }
           hash.update(plain)
           yield plain
           done += plain.byteLength
@@ -506,4 +561,17 @@ export class Downloader {
       return changed
     }, this.components.shutdown())
   }
+}
+
+/**
+ * A segment's plaintext from any K of its shards: the data shards as they
+ * are when all K came, else rebuilt from what did; AES-GCM's tag checks
+ * every byte of the K shards' sealed part at once (DecryptError when one
+ * is not what was sealed: see Downloader.blame)
+ */
+function openShards (rs: ReedSolomon, key: Uint8Array, id: Uint8Array, index: number, plainLength: number, shards: Array<Uint8Array | undefined>): Uint8Array {
+  const k = rs.k
+  const data = shards.slice(0, k).every(s => s != null) ? shards.slice(0, k) as Uint8Array[] : rs.reconstruct(shards).slice(0, k)
+  const sealed = Buffer.concat(data).subarray(0, plainLength + TAG_BYTES)
+  return openSegment(key, id, index, sealed)
 }
