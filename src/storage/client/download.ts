@@ -100,17 +100,18 @@ export class Downloader {
   /**
    * One shard from its host as fetchShard, but not checked against its
    * root, except for its length: a get of its own objects checks the
-   * shards together, by the segment's AES-GCM tag (see openFetched), and
-   * hashes them only when that fails, to find the host that lied
+   * shards together, by the segment's AES-GCM tag (see openShards), and
+   * hashes them only when that fails, to find the host that lied. Its
+   * bytes go into `into` when given (see segments).
    */
-  private readonly fetchUnchecked: ShardFetcher = async (object, index, slot, transfer, signal) => {
+  private readonly fetchUnchecked = async (object: StoredObject, index: number, slot: number, transfer: Transfer, signal: AbortSignal, into?: Uint8Array): Promise<Uint8Array> => {
     const segment = object.segments[index]
     const shard = segment.shards[slot]
     const c = object.contracts[shard.contract]
     const sats = this.components.contracts.downloadCost(c, segment.shardSize)
     let bytes: Uint8Array
     try {
-      bytes = await this.components.session.get(shard.host, shard.contract, shard.root, 0, segment.shardSize, sats, callSignal(signal, transferTimeoutMs(segment.shardSize, this.init.minThroughput)))
+      bytes = await this.components.session.get(shard.host, shard.contract, shard.root, 0, segment.shardSize, sats, callSignal(signal, transferTimeoutMs(segment.shardSize, this.init.minThroughput)), into)
     } catch (err: any) {
       if (signal.aborted) {
         throw err
@@ -399,10 +400,19 @@ export class Downloader {
     const hash = createHash('sha256')
     let done = 0
     // a segment's slot is held from its fetch until the reader asks for the next
-    const fetchHeld = async (i: number): Promise<{ shards: Array<Uint8Array | undefined>, give: () => void }> => {
+    const fetchHeld = async (i: number): Promise<{ shards: Array<Uint8Array | undefined>, sealed: Uint8Array, give: () => void }> => {
       const give = await slots.take(signal)
       try {
-        return { shards: await this.fetchSegment(object, i, transfer, signal, source?.fetch ?? this.fetchUnchecked), give }
+        // the data shards land side by side in the segment's sealed bytes,
+        // which then need no copy into one buffer to open. A request still
+        // running once K are in (see fetchSegment) may go on writing into
+        // its slot's place: that slot is then not among the shards used,
+        // and openShards writes it (rebuilt) and opens the segment in one
+        // synchronous step, between that request's writes.
+        const { shardSize } = object.segments[i]
+        const sealed = Buffer.allocUnsafe(object.k * shardSize)
+        const fetch: ShardFetcher = source?.fetch ?? (async (o, index, slot, t, s) => this.fetchUnchecked(o, index, slot, t, s, slot < o.k ? sealed.subarray(slot * shardSize, (slot + 1) * shardSize) : undefined))
+        return { shards: await this.fetchSegment(object, i, transfer, signal, fetch), sealed, give }
       } catch (err) {
         give()
         throw err
@@ -413,7 +423,7 @@ export class Downloader {
     try {
       for (let i = 0; i < object.segments.length; i++) {
         const segment = object.segments[i]
-        const { shards, give } = await ahead
+        const { shards, sealed, give } = await ahead
         try {
           if (i + 1 < object.segments.length) {
             ahead = fetchHeld(i + 1)
@@ -421,7 +431,7 @@ export class Downloader {
           }
           let plain: Uint8Array
           try {
-            plain = openShards(rs, key, id, i, segment.plainLength, shards)
+            plain = openShards(rs, key, id, i, segment.plainLength, shards, sealed)
           } catch (err) {
             // a host sent bytes that are not its shard (a share's fetch
             // checked each already: there it is the key)
@@ -429,7 +439,7 @@ export class Downloader {
             if (kept == null) {
               throw err
             }
-            plain = openShards(rs, key, id, i, segment.plainLength, await this.fetchSegment(object, i, transfer, signal, this.fetchShard, kept))
+            plain = openShards(rs, key, id, i, segment.plainLength, await this.fetchSegment(object, i, transfer, signal, this.fetchShard, kept), sealed)
           }
           hash.update(plain)
           yield plain
@@ -565,13 +575,19 @@ export class Downloader {
 
 /**
  * A segment's plaintext from any K of its shards: the data shards as they
- * are when all K came, else rebuilt from what did; AES-GCM's tag checks
- * every byte of the K shards' sealed part at once (DecryptError when one
- * is not what was sealed: see Downloader.blame)
+ * are when all K came, else rebuilt from what did, each in its place in
+ * `sealed` (K x the shard size) unless it is there already; AES-GCM's tag
+ * checks every byte of the K shards' sealed part at once (DecryptError
+ * when one is not what was sealed: see Downloader.blame)
  */
-function openShards (rs: ReedSolomon, key: Uint8Array, id: Uint8Array, index: number, plainLength: number, shards: Array<Uint8Array | undefined>): Uint8Array {
+function openShards (rs: ReedSolomon, key: Uint8Array, id: Uint8Array, index: number, plainLength: number, shards: Array<Uint8Array | undefined>, sealed: Uint8Array): Uint8Array {
   const k = rs.k
   const data = shards.slice(0, k).every(s => s != null) ? shards.slice(0, k) as Uint8Array[] : rs.reconstruct(shards).slice(0, k)
-  const sealed = Buffer.concat(data).subarray(0, plainLength + TAG_BYTES)
-  return openSegment(key, id, index, sealed)
+  const size = sealed.byteLength / k
+  data.forEach((shard, c) => {
+    if (shard.buffer !== sealed.buffer || shard.byteOffset !== sealed.byteOffset + c * size) {
+      sealed.set(shard, c * size)
+    }
+  })
+  return openSegment(key, id, index, sealed.subarray(0, plainLength + TAG_BYTES))
 }

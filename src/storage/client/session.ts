@@ -52,13 +52,16 @@ export function callSignal (signal: AbortSignal, timeoutMs: number): AbortSignal
 }
 
 /**
- * A response body (a shard) in one buffer of its declared length, each
- * frame copied in once as it comes: body.bytes() gathers the frames and
+ * A response body (a shard) in one buffer of its declared length (`into`,
+ * or a new one), each frame copied in once as it comes: body.bytes() gathers the frames and
  * copies them twice (a get's client spent 6 ms per 4 MiB segment there).
  * The RPC client checks the length and the signed digest as it yields.
  */
-async function bodyInOne (body: ResponseBody): Promise<Uint8Array> {
-  const out = Buffer.allocUnsafe(body.length)
+async function bodyInOne (body: ResponseBody, into?: Uint8Array): Promise<Uint8Array> {
+  if (into != null && into.byteLength !== body.length) {
+    throw new Error(`the response body is ${body.length} bytes, not the ${into.byteLength} asked for`)
+  }
+  const out = into ?? Buffer.allocUnsafe(body.length)
   let at = 0
   for await (const part of body) {
     if (at + part.byteLength > out.byteLength) {
@@ -116,10 +119,10 @@ export class StorageSession {
     return fromB64(answer.hostSignature)
   }
 
-  /** `get`: `length` bytes of a shard from `offset` */
-  async get (host: string, contract: string, root: string, offset: number, length: number, sats: bigint, signal: AbortSignal): Promise<Uint8Array> {
+  /** `get`: `length` bytes of a shard from `offset`, into `into` when given (`length` bytes) */
+  async get (host: string, contract: string, root: string, offset: number, length: number, sats: bigint, signal: AbortSignal, into?: Uint8Array): Promise<Uint8Array> {
     const response = await this.call(host, { service: STORAGE, method: 'get', args: [contract, root, String(offset), String(length)], signal }, sats)
-    return bodyInOne(response.body)
+    return bodyInOne(response.body, into)
   }
 
   /** `prove`: the proofs of `count` leaves of a shard that the challenge picks (decodeProofs reads them) */
