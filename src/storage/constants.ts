@@ -62,6 +62,25 @@ export const MAX_REPAIR_RETRY_MS = 6 * 3600_000
 export const TRANSFER_BASE_MS = 10_000
 /** a download's hedge time grows by the shard's size at this rate (1 MiB/s) */
 export const HEDGE_BYTES_PER_S = 1024 * 1024
+/**
+ * A shard request of a download running this many times longer than the
+ * median of its segment's answers so far is overdriven: another host is
+ * asked beside it (renterd's "overdrive", relative to the others rather
+ * than to a fixed hedge time). 3: on a loaded two-core machine the K
+ * answers of a segment came within 2x of each other, while a frozen host
+ * never answers.
+ */
+export const OVERDRIVE_FACTOR = 3
+/** ... and at least this much longer than that median (ms): tiny shards answer within a millisecond, where 3x is jitter */
+export const OVERDRIVE_MIN_MS = 50
+/**
+ * The most shards one segment's overdrive asks for beyond K (failures
+ * aside), as a fraction of K, rounded up: 1 at K = 4. Each is paid for
+ * (downloadCost) and sent by its host even when cancelled, so this bounds
+ * what a download can spend on the long tail: at most 1/4 more per segment,
+ * and in practice once per slow host per transfer (it is asked last after).
+ */
+export const OVERDRIVE_SHARE = 1 / 4
 /** how many leaves one audit checks: 4 x 4 KiB plus their paths, per shard */
 export const AUDIT_LEAVES = 4
 /** the most a host that fails uploads of one repair slot is given before the slot waits for the next check */

@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { link, open, rename, rm, stat } from 'node:fs/promises'
 import { logger } from '@libp2p/logger'
-import { objectKey, openSegment, TAG_BYTES } from '../protocol/crypto.ts'
+import { DecryptError, objectKey, openSegment, TAG_BYTES } from '../protocol/crypto.ts'
 import { ReedSolomon } from '../protocol/erasure.ts'
 import { equalBytes, merkleRoot } from '../protocol/merkle.ts'
-import { HEDGE_BYTES_PER_S } from '../constants.ts'
+import { HEDGE_BYTES_PER_S, OVERDRIVE_FACTOR, OVERDRIVE_MIN_MS, OVERDRIVE_SHARE } from '../constants.ts'
 import { IntegrityError, OutputExistsError, PaymentRefusedError, ShardUnavailableError } from '../errors.ts'
 import { transferTimeoutMs } from './contracts.ts'
 import { judgeHostError } from './host-answers.ts'
@@ -90,13 +90,28 @@ export class Downloader {
    * rest of the transfer, and the latter audited at the next check.
    */
   private readonly fetchShard: ShardFetcher = async (object, index, slot, transfer, signal) => {
+    const bytes = await this.fetchUnchecked(object, index, slot, transfer, signal)
+    if (!this.matches(object, index, slot, bytes)) {
+      throw new IntegrityError(this.caught(object, index, slot, transfer))
+    }
+    return bytes
+  }
+
+  /**
+   * One shard from its host as fetchShard, but not checked against its
+   * root, except for its length: a get of its own objects checks the
+   * shards together, by the segment's AES-GCM tag (see openShards), and
+   * hashes them only when that fails, to find the host that lied. Its
+   * bytes go into `into` when given (see segments).
+   */
+  private readonly fetchUnchecked = async (object: StoredObject, index: number, slot: number, transfer: Transfer, signal: AbortSignal, into?: Uint8Array): Promise<Uint8Array> => {
     const segment = object.segments[index]
     const shard = segment.shards[slot]
     const c = object.contracts[shard.contract]
     const sats = this.components.contracts.downloadCost(c, segment.shardSize)
     let bytes: Uint8Array
     try {
-      bytes = await this.components.session.get(shard.host, shard.contract, shard.root, 0, segment.shardSize, sats, callSignal(signal, transferTimeoutMs(segment.shardSize, this.init.minThroughput)))
+      bytes = await this.components.session.get(shard.host, shard.contract, shard.root, 0, segment.shardSize, sats, callSignal(signal, transferTimeoutMs(segment.shardSize, this.init.minThroughput)), into)
     } catch (err: any) {
       if (signal.aborted) {
         throw err
@@ -117,30 +132,55 @@ export class Downloader {
       throw err
     }
     transfer.spent.set(shard.contract, (transfer.spent.get(shard.contract) ?? 0n) + sats)
-    if (bytes.byteLength !== segment.shardSize || !equalBytes(merkleRoot(bytes), Buffer.from(shard.root, 'hex'))) {
-      this.components.rate?.(shard.host, 'corrupt', 'get')
-      const reason = `host ${shard.host} sent bytes that do not match shard ${shard.root} (segment ${index})`
-      transfer.cheated.set(shard.contract, reason)
-      transfer.avoid.add(shard.host)
-      throw new IntegrityError(reason)
+    if (bytes.byteLength !== segment.shardSize) {
+      throw new IntegrityError(this.caught(object, index, slot, transfer))
     }
     return bytes
+  }
+
+  /** Whether `bytes` are shard `slot` of segment `index`: its length, and its Merkle root */
+  private matches (object: StoredObject, index: number, slot: number, bytes: Uint8Array): boolean {
+    const segment = object.segments[index]
+    return bytes.byteLength === segment.shardSize && equalBytes(merkleRoot(bytes), Buffer.from(segment.shards[slot].root, 'hex'))
+  }
+
+  /** A host sent bytes that are not its shard: rated, its contract condemned, asked last; the reason */
+  private caught (object: StoredObject, index: number, slot: number, transfer: Transfer): string {
+    const shard = object.segments[index].shards[slot]
+    this.components.rate?.(shard.host, 'corrupt', 'get')
+    const reason = `host ${shard.host} sent bytes that do not match shard ${shard.root} (segment ${index})`
+    transfer.cheated.set(shard.contract, reason)
+    transfer.avoid.add(shard.host)
+    return reason
   }
 
   /**
    * The first K good shards of segment `index`: K requests at once, data
    * shards first (they need no decoding), shards known lost never asked
    * for, hosts caught or slow earlier in the transfer asked last. A failed
-   * or wrong answer starts the next host; at each hedge time a request
-   * still running marks its host slow and another host is asked in its
-   * place. A host refusing over money is passed over like one that
-   * failed. Every request ends within transferTimeoutMs, so the fetch ends
-   * too: with K shards; or once every host has answered or failed, with
-   * PaymentRefusedError when a host refusing over money was one of those
-   * that could have made up K (settling would help), else with
-   * ShardUnavailableError; or at once on the caller's signal.
+   * or wrong answer starts the next host. A request still running marks
+   * its host slow, and another host is asked in its place, at the hedge
+   * time, or sooner, once it runs OVERDRIVE_FACTOR times longer than the
+   * median of the segment's answers so far (its overdrive: at most
+   * ceil(K x OVERDRIVE_SHARE) of those per segment). A host refusing over
+   * money is passed over like one that failed. Every request ends within
+   * transferTimeoutMs, so the fetch ends too: with K shards; or once every
+   * host has answered or failed, with PaymentRefusedError when a host
+   * refusing over money was one of those that could have made up K
+   * (settling would help), else with ShardUnavailableError; or at once on
+   * the caller's signal.
+   *
+   * Once K are in, the requests still running are cancelled, except those
+   * of hosts marked slow: those run on in the background (until they
+   * answer, their transfer timeout or the caller's signal), their bytes
+   * dropped, so that a host that was only late is asked first again once
+   * it answers, while one that is frozen stays asked last. They cost
+   * nothing more: a request is paid for when it is asked.
+   *
+   * Shards in `have` (checked already) count as fetched and are not asked
+   * for again.
    */
-  async fetchSegment (object: StoredObject, index: number, transfer: Transfer, signal: AbortSignal, fetchShard: ShardFetcher = this.fetchShard): Promise<Array<Uint8Array | undefined>> {
+  async fetchSegment (object: StoredObject, index: number, transfer: Transfer, signal: AbortSignal, fetchShard: ShardFetcher = this.fetchShard, have?: ReadonlyArray<Uint8Array | undefined>): Promise<Array<Uint8Array | undefined>> {
     signal.throwIfAborted()
     const { k, n } = object
     const segment = object.segments[index]
@@ -149,32 +189,40 @@ export class Downloader {
       const shard = segment.shards[slot]
       return transfer.avoid.has(shard.host) || object.contracts[shard.contract]?.lost != null ? 2 : transfer.slow.has(shard.host) ? 1 : 0
     }
+    const got: Array<Uint8Array | undefined> = Array.from({ length: n }, (_, slot) => have?.[slot])
     const known = (slot: number): boolean => segment.shards[slot].lost != null || transfer.lostShards.has(`${index} ${slot}`)
     // stable: data shards first within each rank
-    const order = Array.from({ length: n }, (_, i) => i).filter(slot => !known(slot)).sort((a, b) => askLast(a) - askLast(b))
-    const skipped = n - order.length
+    const order = Array.from({ length: n }, (_, i) => i).filter(slot => !known(slot) && got[slot] == null).sort((a, b) => askLast(a) - askLast(b))
+    const skipped = n - order.length - got.filter(s => s != null).length
     const hedgeMs = this.init.hedgeMs + segment.shardSize / HEDGE_BYTES_PER_S * 1000
-    const got: Array<Uint8Array | undefined> = new Array(n).fill(undefined)
-    const controller = new AbortController()
-    const both = AbortSignal.any([signal, controller.signal])
     const errors: string[] = []
     /** hosts that refused over money: settling with them would bring their shards back */
     let refusedOverMoney = 0
-    /** requests under way: slot -> when it started, and whether its host was marked slow */
-    const running = new Map<number, { started: number, slow: boolean }>()
+    /** requests under way: slot -> when it started, whether its host was marked slow, and its own cancel */
+    const running = new Map<number, { started: number, slow: boolean, cancel: AbortController }>()
+    /** how long each answer of this segment took (ms), for the overdrive */
+    const took: number[] = []
+    let overdrives = 0
+    const maxOverdrives = Math.ceil(k * OVERDRIVE_SHARE)
     let cursor = 0
-    let good = 0
+    let good = got.filter(s => s != null).length
     let done = false
     return new Promise((resolve, reject) => {
       let hedge: ReturnType<typeof setInterval> | undefined
+      let overdrive: ReturnType<typeof setTimeout> | undefined
       const finish = (err?: Error): void => {
         if (done) {
           return
         }
         done = true
         clearInterval(hedge)
+        clearTimeout(overdrive)
         signal.removeEventListener('abort', onAbort)
-        controller.abort()
+        for (const r of running.values()) {
+          if (!r.slow || err != null) {
+            r.cancel.abort()
+          }
+        }
         if (err != null) {
           reject(err)
         } else {
@@ -211,16 +259,61 @@ export class Downloader {
           launch(order[cursor++])
         }
       }
+      const markSlow = (slot: number): void => {
+        const r = running.get(slot)
+        if (r != null && !r.slow) {
+          // slow now: asked after the others for the rest of the
+          // transfer, unless it answers after all
+          r.slow = true
+          transfer.slow.add(segment.shards[slot].host)
+        }
+      }
+      // the overdrive: once enough answers are in to tell the usual time
+      // (half of K), a request past OVERDRIVE_FACTOR times their median is
+      // slow. Not before: the first answers of a segment on a loaded
+      // machine say little. A frozen host costs the first segment this
+      // wait (then it is asked last), not the hedge time.
+      const checkOverdrive = (): void => {
+        clearTimeout(overdrive)
+        if (done || overdrives >= maxOverdrives || took.length < Math.ceil(k / 2)) {
+          return
+        }
+        const sorted = [...took].sort((a, b) => a - b)
+        const median = sorted[Math.floor((sorted.length - 1) / 2)]
+        const after = Math.max(OVERDRIVE_FACTOR * median, median + OVERDRIVE_MIN_MS)
+        const now = performance.now()
+        let next = Infinity
+        for (const [slot, r] of running) {
+          if (r.slow) {
+            continue
+          }
+          if (now - r.started >= after && overdrives < maxOverdrives) {
+            overdrives++
+            markSlow(slot)
+          } else {
+            next = Math.min(next, r.started + after - now)
+          }
+        }
+        fill()
+        if (Number.isFinite(next) && overdrives < maxOverdrives) {
+          overdrive = setTimeout(checkOverdrive, Math.max(1, Math.ceil(next)))
+          overdrive.unref?.()
+        }
+      }
       const launch = (slot: number): void => {
-        running.set(slot, { started: performance.now(), slow: false })
-        fetchShard(object, index, slot, transfer, both).then(bytes => {
+        const cancel = new AbortController()
+        const started = performance.now()
+        running.set(slot, { started, slow: false, cancel })
+        fetchShard(object, index, slot, transfer, AbortSignal.any([signal, cancel.signal])).then(bytes => {
           running.delete(slot)
           // it answered: slow once, not frozen
           transfer.slow.delete(segment.shards[slot].host)
           if (!done) {
             got[slot] = bytes
             good++
+            took.push(performance.now() - started)
             settle()
+            checkOverdrive()
           }
         }, (err: any) => {
           running.delete(slot)
@@ -233,16 +326,14 @@ export class Downloader {
           errors.push(`${segment.shards[slot].host}: ${err.message}`)
           fill()
           settle()
+          checkOverdrive()
         })
       }
       hedge = setInterval(() => {
         const now = performance.now()
         for (const [slot, r] of running) {
-          if (!r.slow && now - r.started >= hedgeMs) {
-            // slow now: asked after the others for the rest of the
-            // transfer, unless it answers after all
-            r.slow = true
-            transfer.slow.add(segment.shards[slot].host)
+          if (now - r.started >= hedgeMs) {
+            markSlow(slot)
           }
         }
         fill()
@@ -251,6 +342,26 @@ export class Downloader {
       fill()
       settle()
     })
+  }
+
+  /**
+   * A segment whose shards did not open: each checked against its root,
+   * and the hosts of those that do not match caught (as fetchShard does).
+   * Resolves with the shards that match, for a fetch of checked ones in
+   * place of the others; undefined when all match (the bytes are what was
+   * stored: the key is wrong).
+   */
+  private blame (object: StoredObject, index: number, shards: Array<Uint8Array | undefined>, transfer: Transfer): Array<Uint8Array | undefined> | undefined {
+    let lied = 0
+    const kept = shards.map((bytes, slot) => {
+      if (bytes == null || this.matches(object, index, slot, bytes)) {
+        return bytes
+      }
+      lied++
+      log.error(this.caught(object, index, slot, transfer))
+      return undefined
+    })
+    return lied > 0 ? kept : undefined
   }
 
   /**
@@ -289,10 +400,19 @@ export class Downloader {
     const hash = createHash('sha256')
     let done = 0
     // a segment's slot is held from its fetch until the reader asks for the next
-    const fetchHeld = async (i: number): Promise<{ shards: Array<Uint8Array | undefined>, give: () => void }> => {
+    const fetchHeld = async (i: number): Promise<{ shards: Array<Uint8Array | undefined>, sealed: Uint8Array, give: () => void }> => {
       const give = await slots.take(signal)
       try {
-        return { shards: await this.fetchSegment(object, i, transfer, signal, source?.fetch), give }
+        // the data shards land side by side in the segment's sealed bytes,
+        // which then need no copy into one buffer to open. A request still
+        // running once K are in (see fetchSegment) may go on writing into
+        // its slot's place: that slot is then not among the shards used,
+        // and openShards writes it (rebuilt) and opens the segment in one
+        // synchronous step, between that request's writes.
+        const { shardSize } = object.segments[i]
+        const sealed = Buffer.allocUnsafe(object.k * shardSize)
+        const fetch: ShardFetcher = source?.fetch ?? (async (o, index, slot, t, s) => this.fetchUnchecked(o, index, slot, t, s, slot < o.k ? sealed.subarray(slot * shardSize, (slot + 1) * shardSize) : undefined))
+        return { shards: await this.fetchSegment(object, i, transfer, signal, fetch), sealed, give }
       } catch (err) {
         give()
         throw err
@@ -303,15 +423,24 @@ export class Downloader {
     try {
       for (let i = 0; i < object.segments.length; i++) {
         const segment = object.segments[i]
-        const { shards, give } = await ahead
+        const { shards, sealed, give } = await ahead
         try {
           if (i + 1 < object.segments.length) {
             ahead = fetchHeld(i + 1)
             ahead.catch(() => {})
           }
-          const data = shards.slice(0, object.k).every(s => s != null) ? shards.slice(0, object.k) as Uint8Array[] : rs.reconstruct(shards).slice(0, object.k)
-          const sealed = Buffer.concat(data).subarray(0, segment.plainLength + TAG_BYTES)
-          const plain = openSegment(key, id, i, sealed)
+          let plain: Uint8Array
+          try {
+            plain = openShards(rs, key, id, i, segment.plainLength, shards, sealed)
+          } catch (err) {
+            // a host sent bytes that are not its shard (a share's fetch
+            // checked each already: there it is the key)
+            const kept = err instanceof DecryptError && source == null ? this.blame(object, i, shards, transfer) : undefined
+            if (kept == null) {
+              throw err
+            }
+            plain = openShards(rs, key, id, i, segment.plainLength, await this.fetchSegment(object, i, transfer, signal, this.fetchShard, kept), sealed)
+          }
           hash.update(plain)
           yield plain
           done += plain.byteLength
@@ -442,4 +571,23 @@ export class Downloader {
       return changed
     }, this.components.shutdown())
   }
+}
+
+/**
+ * A segment's plaintext from any K of its shards: the data shards as they
+ * are when all K came, else rebuilt from what did, each in its place in
+ * `sealed` (K x the shard size) unless it is there already; AES-GCM's tag
+ * checks every byte of the K shards' sealed part at once (DecryptError
+ * when one is not what was sealed: see Downloader.blame)
+ */
+function openShards (rs: ReedSolomon, key: Uint8Array, id: Uint8Array, index: number, plainLength: number, shards: Array<Uint8Array | undefined>, sealed: Uint8Array): Uint8Array {
+  const k = rs.k
+  const data = shards.slice(0, k).every(s => s != null) ? shards.slice(0, k) as Uint8Array[] : rs.reconstruct(shards).slice(0, k)
+  const size = sealed.byteLength / k
+  data.forEach((shard, c) => {
+    if (shard.buffer !== sealed.buffer || shard.byteOffset !== sealed.byteOffset + c * size) {
+      sealed.set(shard, c * size)
+    }
+  })
+  return openSegment(key, id, index, sealed.subarray(0, plainLength + TAG_BYTES))
 }

@@ -20,9 +20,9 @@ export interface ShardProof {
 }
 
 /**
- * Shards on disk: `<dir>/<contract id>/<shard root>` holds the bytes and
- * `<...>.leaves` the leaf hashes (32 bytes per 4 KiB leaf), both in hex
- * names. A shard is written to a temporary name, fsynced and renamed, so a
+ * Shards on disk: `<dir>/<contract id>/<shard root>` holds the bytes,
+ * `<...>.leaves` the leaf hashes (32 bytes per 4 KiB leaf) and
+ * `<...>.sha256` the whole shard's SHA-256 (see digestFile), in hex names. A shard is written to a temporary name, fsynced and renamed, so a
  * crash leaves a whole shard or none; a read checks every leaf it serves
  * against the leaf hashes, and the leaf hashes against the root, so a host
  * never serves bytes it knows are corrupt.
@@ -54,7 +54,7 @@ export class ShardStore {
    * Write a shard from a stream, checking it hashes to `root`; nothing is
    * kept when it does not. `limit` is the most bytes the contract allows.
    */
-  async write (contract: string, root: Uint8Array, body: AsyncIterable<Uint8Array>, signal: AbortSignal): Promise<number> {
+  async write (contract: string, root: Uint8Array, body: AsyncIterable<Uint8Array> & { readonly sha256?: Uint8Array }, signal: AbortSignal): Promise<number> {
     const rootHex = Buffer.from(root).toString('hex')
     await mkdir(join(this.dir, contract), { recursive: true, mode: 0o700 })
     const final = this.pathOf(contract, rootHex)
@@ -96,6 +96,13 @@ export class ShardStore {
       await handle.close()
       await writeFile(`${tmp}.leaves`, hasher.leafHashes(), { mode: 0o600 })
       await rename(`${tmp}.leaves`, `${final}.leaves`)
+      // the body's SHA-256, which the RPC server checked as it read it (an
+      // RPC request body carries it): a get of the whole shard signs it
+      // without hashing the shard again. A cache as the leaf hashes are.
+      if (body.sha256?.byteLength === HASH_SIZE) {
+        await writeFile(`${tmp}.sha256.tmp`, digestFile(root, body.sha256), { mode: 0o600 })
+        await rename(`${tmp}.sha256.tmp`, `${final}.sha256`)
+      }
       await rename(tmp, final)
       await syncDir(join(this.dir, contract))
       log('shard %s of %d bytes: received and hashed in %d ms, synced in %d ms', rootHex, hasher.length, Math.round(received - started), Math.round(performance.now() - received))
@@ -104,6 +111,7 @@ export class ShardStore {
       await handle.close().catch(() => {})
       await rm(tmp, { force: true })
       await rm(`${tmp}.leaves`, { force: true })
+      await rm(`${tmp}.sha256.tmp`, { force: true })
       throw err
     }
   }
@@ -147,7 +155,9 @@ export class ShardStore {
   /**
    * A byte range of a shard as a response body. The range is read and
    * checked leaf by leaf first (that also gives the body's SHA-256, which
-   * the signed response head carries), then read again as it is sent.
+   * the signed response head carries), then read again as it is sent. The
+   * whole shard's SHA-256 is kept from its put (or its first whole get),
+   * so a get of the whole shard hashes each byte once here, not twice.
    */
   async range (contract: string, root: string, offset: number, length: number, size: number, signal: AbortSignal): Promise<OutgoingBody> {
     if (offset + length > size) {
@@ -157,7 +167,9 @@ export class ShardStore {
     const path = this.pathOf(contract, root)
     const first = Math.floor(offset / LEAF_SIZE)
     const last = Math.ceil((offset + length) / LEAF_SIZE)
-    const hash = createHash('sha256')
+    const whole = offset === 0 && length === size
+    const kept = whole ? await this.wholeDigest(contract, root) : undefined
+    const hash = kept == null ? createHash('sha256') : undefined
     const handle = await open(path, 'r').catch(err => { throw missing(err, root) })
     try {
       const chunkLeaves = MAX_DATA_FRAME / LEAF_SIZE
@@ -177,16 +189,23 @@ export class ShardStore {
             throw new ShardCorruptError(`shard ${root} is corrupt on this host: leaf ${leaf + i} does not match`)
           }
         }
-        const from = Math.max(offset, start) - start
-        const to = Math.min(offset + length, start + want) - start
-        hash.update(buf.subarray(from, to))
+        if (hash != null) {
+          const from = Math.max(offset, start) - start
+          const to = Math.min(offset + length, start + want) - start
+          hash.update(buf.subarray(from, to))
+        }
       }
     } finally {
       await handle.close()
     }
+    const sha256 = kept ?? Uint8Array.from(hash!.digest())
+    if (whole && kept == null) {
+      // the next get of it signs this without hashing (a shard put before the digest was kept)
+      await writeFile(`${path}.sha256`, digestFile(Buffer.from(root, 'hex'), sha256), { mode: 0o600 }).catch(() => {})
+    }
     return {
       length,
-      sha256: Uint8Array.from(hash.digest()),
+      sha256,
       open: async function * (s) {
         const h = await open(path, 'r')
         try {
@@ -206,6 +225,20 @@ export class ShardStore {
         }
       }
     }
+  }
+
+  /**
+   * The whole shard's SHA-256 as kept beside it, or undefined when there
+   * is none or it does not check (a torn write, a bad sector): the range
+   * is hashed then, and the digest kept again
+   */
+  private async wholeDigest (contract: string, root: string): Promise<Uint8Array | undefined> {
+    const bytes = await readFile(`${this.pathOf(contract, root)}.sha256`).catch(() => undefined)
+    if (bytes?.byteLength !== 2 * HASH_SIZE) {
+      return undefined
+    }
+    const sha256 = bytes.subarray(0, HASH_SIZE)
+    return equalBytes(digestFile(Buffer.from(root, 'hex'), sha256), bytes) ? Uint8Array.from(sha256) : undefined
   }
 
   /** Merkle proofs of the leaves `challenge` picks */
@@ -232,6 +265,7 @@ export class ShardStore {
   async delete (contract: string, root: string): Promise<void> {
     await rm(this.pathOf(contract, root), { force: true })
     await rm(`${this.pathOf(contract, root)}.leaves`, { force: true })
+    await rm(`${this.pathOf(contract, root)}.sha256`, { force: true })
   }
 
   /** A renewed contract's shards pass to its successor: one rename, no copy */
@@ -260,6 +294,15 @@ export class ShardStore {
  */
 function missing (err: any, root: string): Error {
   return err?.code === 'ENOENT' ? new ShardCorruptError(`shard ${root} is missing on this host`) : err
+}
+
+/**
+ * `<shard>.sha256`: the shard's SHA-256, then the SHA-256 of its root and
+ * that digest, so a damaged file is told from a good one (a wrong digest
+ * signed would have every get of the shard refused by its renter)
+ */
+function digestFile (root: Uint8Array, sha256: Uint8Array): Uint8Array {
+  return Buffer.concat([sha256, createHash('sha256').update(root).update(sha256).digest()])
 }
 
 async function hashFile (path: string): Promise<MerkleHasher> {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { buffer } from 'node:stream/consumers'
 import { MemoryDatastore } from 'datastore-core'
 import { Key } from 'interface-datastore'
@@ -62,7 +63,11 @@ async function bodyOf (request: CallRequest): Promise<Uint8Array> {
   return request.body == null ? new Uint8Array(0) : buffer(request.body.open())
 }
 
-const answer = (value: unknown): CallResponse => ({ body: { bytes: async () => (value instanceof Uint8Array ? value : new TextEncoder().encode(JSON.stringify(value))) } }) as unknown as CallResponse
+/** an answer's body as the RPC client gives it: its length and digest, read whole or frame by frame */
+const answer = (value: unknown): CallResponse => {
+  const bytes = value instanceof Uint8Array ? value : new TextEncoder().encode(JSON.stringify(value))
+  return { body: { length: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest(), bytes: async () => bytes, [Symbol.asyncIterator]: async function * () { yield bytes } } } as unknown as CallResponse
+}
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64')
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex')
 

@@ -17,7 +17,7 @@ import type { StorageMethod } from '../../../src/storage/host/args.ts'
 import type { CallRequest, CallResponse } from '../../../src/protocols/rpc/rpc-client.ts'
 import { tempDir } from '../../helpers/nodes.ts'
 
-const answer = (bytes: Uint8Array): CallResponse => ({ body: { bytes: async () => bytes } }) as unknown as CallResponse
+const answer = (bytes: Uint8Array): CallResponse => ({ body: { length: bytes.byteLength, bytes: async () => bytes, [Symbol.asyncIterator]: async function * () { yield bytes } } }) as unknown as CallResponse
 const json = (value: unknown): CallResponse => answer(new TextEncoder().encode(JSON.stringify(value)))
 
 /**
