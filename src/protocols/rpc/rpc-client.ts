@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { EAGER_BODY_LIMIT, FrameType, REQUEST_DOMAIN, RPC_PROTOCOL } from './constants.ts'
 import { BodyDigestMismatchError, DialError, MalformedMessageError, ResponseVerificationError, RpcError, StreamEndedError, errorForStatus } from './errors.ts'
-import { FrameReader, writeData, writeFrame } from './frames.ts'
+import { FrameReader, headWithBody, writeData, writeFrame, writeFrames } from './frames.ts'
 import { CredentialType, decodeResponse, encodeHead, encodeRequestSigned, signingBytes, type AcceptablePayment, type Payment, type ResponseHead } from './messages.ts'
 import { EMPTY_BODY, type OutgoingBody } from './body.ts'
 import { Status, normalizeStatus, statusName, type StatusCode } from './status.ts'
@@ -292,14 +292,16 @@ export class RpcClient {
       })
       const signing = signingBytes(REQUEST_DOMAIN, signed)
       const digest = sha256(signing)
-      await writeFrame(pooled.stream, FrameType.REQUEST, encodeHead(signers.map(s => s.sign(signing)), signed), signal)
+      const requestHead = encodeHead(signers.map(s => s.sign(signing)), signed)
 
       let frame
       let upload: Promise<void> | undefined
-      if (body.length > 0 && body.length <= EAGER_BODY_LIMIT) {
-        await this.sendBody(pooled.stream, body, signal)
+      if (body.length <= EAGER_BODY_LIMIT) {
+        // a small body goes with its head in one write
+        await writeFrames(pooled.stream, await headWithBody(FrameType.REQUEST, requestHead, body.open(signal), body.length), signal)
         frame = await pooled.reader.next(signal)
-      } else if (body.length > 0) {
+      } else {
+        await writeFrame(pooled.stream, FrameType.REQUEST, requestHead, signal)
         frame = await pooled.reader.next(signal)
         if (frame?.type === FrameType.CONTINUE) {
           const uploadController = new AbortController()
@@ -312,8 +314,6 @@ export class RpcClient {
             uploadController.abort(new StreamEndedError('the server answered before the body was sent'))
           }
         }
-      } else {
-        frame = await pooled.reader.next(signal)
       }
       if (frame == null) {
         throw new UnansweredError('the server closed the stream without answering')

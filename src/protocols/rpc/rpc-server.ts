@@ -3,7 +3,7 @@ import { logger } from '@libp2p/logger'
 import { EAGER_BODY_LIMIT, DEFAULT_MAX_BODY_BYTES, FrameType, Limits, RESPONSE_DOMAIN, RPC_PROTOCOL } from './constants.ts'
 import { DecodeError } from '../codec.ts'
 import { BodyDigestMismatchError, BodyStalledError, BodyTooLargeError, MalformedMessageError, RpcError, StreamEndedError } from './errors.ts'
-import { FrameReader, writeData, writeFrame } from './frames.ts'
+import { FrameReader, headWithBody, writeData, writeFrame, writeFrames } from './frames.ts'
 import { decodeRequest, encodeHead, encodeResponseSigned, signingBytes, type AcceptablePayment, type RequestHead } from './messages.ts'
 import { EMPTY_BODY, type OutgoingBody } from './body.ts'
 import { Status, statusName, type StatusCode } from './status.ts'
@@ -417,16 +417,20 @@ export class RpcServer implements Startable {
       bodySha256: body.sha256
     })
     const signature = this.signer.sign(signingFor(signed))
-    await writeFrame(stream, FrameType.RESPONSE, encodeHead([signature], signed), signal)
-    if (body.length > 0) {
-      let sent = 0
-      for await (const chunk of body.open(signal)) {
-        sent += chunk.byteLength
-        await writeData(stream, chunk, signal)
-      }
-      if (sent !== body.length) {
-        throw new Error(`a reply body declared ${body.length} bytes and produced ${sent}`)
-      }
+    const head = encodeHead([signature], signed)
+    if (body.length <= EAGER_BODY_LIMIT) {
+      // a small answer goes with its head in one write
+      await writeFrames(stream, await headWithBody(FrameType.RESPONSE, head, body.open(signal), body.length), signal)
+      return
+    }
+    await writeFrame(stream, FrameType.RESPONSE, head, signal)
+    let sent = 0
+    for await (const chunk of body.open(signal)) {
+      sent += chunk.byteLength
+      await writeData(stream, chunk, signal)
+    }
+    if (sent !== body.length) {
+      throw new Error(`a reply body declared ${body.length} bytes and produced ${sent}`)
     }
   }
 }
