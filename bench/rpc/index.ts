@@ -123,8 +123,17 @@ async function measure (fn: () => Promise<void>, total: number, inFlight: number
 async function rawBulk (bytes: number): Promise<number> {
   const chunk = randomBytes(64 * 1024)
   const stream = await connection.newStream(SINK_PROTOCOL)
-  const reply = (async () => { for await (const _ of stream) {} })()
   const start = performance.now()
+  // the sink's ready byte first (bench/rpc/server.ts says why), then its count at the end
+  const ready = Promise.withResolvers<void>()
+  const reply = (async () => {
+    for await (const _ of stream) {
+      ready.resolve()
+    }
+    ready.reject(new Error('the sink closed before it was ready'))
+  })()
+  reply.catch(() => {})
+  await ready.promise
   let sent = 0
   while (sent < bytes) {
     const piece = chunk.subarray(0, Math.min(chunk.length, bytes - sent))
