@@ -16,6 +16,7 @@
  */
 import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -53,10 +54,10 @@ const progress = (s: string): void => { if (values.json !== true) process.stderr
 
 const dir = await mkdtemp(join(tmpdir(), 'oc-bench-'))
 const profileArgs = values.profile == null ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile, '--cpu-prof-name', 'server.cpuprofile']
-const server = spawn(process.execPath, [...profileArgs, fileURLToPath(new URL('./server.ts', import.meta.url)), join(dir, 'server')], { stdio: ['ignore', 'pipe', 'inherit'] })
+const serverProcess = spawn(process.execPath, [...profileArgs, fileURLToPath(new URL('./server.ts', import.meta.url)), join(dir, 'server')], { stdio: ['ignore', 'pipe', 'inherit'] })
 const { addr } = await new Promise<any>((resolve, reject) => {
-  createInterface({ input: server.stdout as NodeJS.ReadableStream }).once('line', line => { resolve(JSON.parse(line)) })
-  server.once('exit', code => { reject(new Error(`bench server exited with ${code}`)) })
+  createInterface({ input: serverProcess.stdout as NodeJS.ReadableStream }).once('line', line => { resolve(JSON.parse(line)) })
+  serverProcess.once('exit', code => { reject(new Error(`bench server exited with ${code}`)) })
 })
 const client = await OpenCloudNode.create({ dataDir: join(dir, 'client'), config: testConfigFor() })
 await client.start()
@@ -101,11 +102,24 @@ async function openCloudCall (): Promise<void> {
   }
 }
 
-interface Rate { callsPerSecond: number, medianMs: number }
+/** CPU time (user + system) used by each process, in µs: a figure the other load on the machine moves less than time */
+function cpuMicros (): { client: number, server: number } {
+  const own = process.cpuUsage()
+  // utime and stime, fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 per second on Linux)
+  let server = NaN
+  try {
+    const fields = readFileSync(`/proc/${serverProcess.pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+    server = (Number(fields[11]) + Number(fields[12])) * 10_000
+  } catch {}
+  return { client: own.user + own.system, server }
+}
+
+interface Rate { callsPerSecond: number, medianMs: number, clientCpuUs: number, serverCpuUs: number }
 
 async function measure (fn: () => Promise<void>, total: number, inFlight: number): Promise<Rate> {
   const latencies: number[] = []
   let next = 0
+  const cpu = cpuMicros()
   const start = performance.now()
   await Promise.all(Array.from({ length: inFlight }, async () => {
     while (next < total) {
@@ -116,8 +130,9 @@ async function measure (fn: () => Promise<void>, total: number, inFlight: number
     }
   }))
   const seconds = (performance.now() - start) / 1000
+  const used = cpuMicros()
   latencies.sort((a, b) => a - b)
-  return { callsPerSecond: total / seconds, medianMs: latencies[Math.floor(latencies.length / 2)] }
+  return { callsPerSecond: total / seconds, medianMs: latencies[Math.floor(latencies.length / 2)], clientCpuUs: (used.client - cpu.client) / total, serverCpuUs: (used.server - cpu.server) / total }
 }
 
 async function rawBulk (bytes: number): Promise<number> {
@@ -226,7 +241,8 @@ try {
     rows.push(
       `1 in flight, 64 B   calls/s   ${f(rawSeq.callsPerSecond).padStart(8)} (new stream/echo)  ${f(ocSeq.callsPerSecond).padStart(8)}`,
       `                    median    ${f(rawSeq.medianMs, 3).padStart(8)} ms                ${f(ocSeq.medianMs, 3).padStart(8)} ms     ${f(latencyRatio, 2).padStart(5)}   <= ${f(TARGETS.latency, 2)}  ${met(latencyRatio <= TARGETS.latency)}`,
-      `64 in flight, 64 B  calls/s   ${f(par.baseline).padStart(8)} (new stream/echo)  ${f(par.measured[0]).padStart(8)}           ${f(par.ratios[0], 2).padStart(5)}   >= ${f(TARGETS.small64, 2)}  ${met(par.ratios[0] >= TARGETS.small64)}`
+      `64 in flight, 64 B  calls/s   ${f(par.baseline).padStart(8)} (new stream/echo)  ${f(par.measured[0]).padStart(8)}           ${f(par.ratios[0], 2).padStart(5)}   >= ${f(TARGETS.small64, 2)}  ${met(par.ratios[0] >= TARGETS.small64)}`,
+      `  CPU per call, µs    client ${f(rawPar?.clientCpuUs ?? NaN).padStart(5)} server ${f(rawPar?.serverCpuUs ?? NaN).padStart(5)}   client ${f(ocPar?.clientCpuUs ?? NaN).padStart(5)} server ${f(ocPar?.serverCpuUs ?? NaN).padStart(5)}   (last round)`
     )
   }
 
@@ -268,7 +284,7 @@ ${rows.join('\n')}
   }
 } finally {
   await client.stop()
-  server.kill('SIGTERM')
-  await new Promise(resolve => server.once('exit', resolve))
+  serverProcess.kill('SIGTERM')
+  await new Promise(resolve => serverProcess.once('exit', resolve))
   await rm(dir, { recursive: true, force: true })
 }

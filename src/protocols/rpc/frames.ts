@@ -154,6 +154,20 @@ export class FrameReader {
   }
 
   /**
+   * The next frame if it has arrived whole, without waiting: a small body
+   * arrives with its head, and a reader that polls first needs no timer or
+   * abort signal for it
+   */
+  poll (): Frame | undefined {
+    const frame = this.tryParse()
+    if (frame == null) {
+      return undefined
+    }
+    this.maybeResume()
+    return frame
+  }
+
+  /**
    * The next frame, or null when the remote closed its side cleanly between
    * frames. A stream that ends inside a frame is an error.
    */

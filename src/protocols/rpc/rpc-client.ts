@@ -503,11 +503,11 @@ export class RpcClient {
     const list = fresh ? undefined : this.idle.get(targetKey(peer))
     while (list != null && list.length > 0) {
       const pooled = list.pop() as PooledStream
-      clearTimeout(pooled.idleTimer)
       if (pooled.stream.status === 'open' && pooled.stream.writeStatus === 'writable' && pooled.stream.readStatus !== 'closed' && pooled.stream.remoteWriteStatus === 'writable' && pooled.reader.idle) {
         pooled.reused = true
         return pooled
       }
+      clearTimeout(pooled.idleTimer)
       pooled.reader.release()
       if (pooled.stream.status === 'open') {
         pooled.stream.abort(new Error('the server closed its side'))
@@ -535,10 +535,17 @@ export class RpcClient {
     }
     list.push(pooled)
     this.idle.set(key, list)
+    if (pooled.idleTimer != null) {
+      // one timer per stream, restarted at each release: a new one per call costs a small call more than it should
+      pooled.idleTimer.refresh()
+      return
+    }
     pooled.idleTimer = setTimeout(() => {
-      const i = list.indexOf(pooled)
-      if (i !== -1) {
-        list.splice(i, 1)
+      // it fires while the stream carries a call too: then it is not in the idle list, and its next release restarts it
+      const idle = this.idle.get(key)
+      const i = idle?.indexOf(pooled) ?? -1
+      if (idle != null && i !== -1) {
+        idle.splice(i, 1)
         void this.closePooled(pooled)
       }
     }, this.idleTimeoutMs)
@@ -546,6 +553,7 @@ export class RpcClient {
   }
 
   private discard (pooled: PooledStream, err?: Error): void {
+    clearTimeout(pooled.idleTimer)
     pooled.reader.release()
     if (pooled.stream.status === 'open') {
       pooled.stream.abort(err ?? new Error('call abandoned'))
