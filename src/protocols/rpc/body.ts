@@ -26,11 +26,29 @@ export const EMPTY_BODY: OutgoingBody = {
   open: async function * () {}
 }
 
+/**
+ * Bodies whose bytes are held in memory, so that opening them again costs
+ * nothing: a call keeps a small body for its retries, and need not collect
+ * one of these first
+ */
+const IN_MEMORY = new WeakSet<OutgoingBody>([EMPTY_BODY])
+
+/** Whether `body` can be opened again at no cost */
+export function isInMemory (body: OutgoingBody): boolean {
+  return IN_MEMORY.has(body)
+}
+
+/** Mark a body whose `open()` yields bytes already in memory, as often as it is called */
+export function inMemory (body: OutgoingBody): OutgoingBody {
+  IN_MEMORY.add(body)
+  return body
+}
+
 export function bodyFromBytes (bytes: Uint8Array): OutgoingBody {
   if (bytes.byteLength === 0) {
     return EMPTY_BODY
   }
-  return {
+  return inMemory({
     length: bytes.byteLength,
     sha256: Uint8Array.from(createHash('sha256').update(bytes).digest()),
     open: async function * () {
@@ -38,7 +56,7 @@ export function bodyFromBytes (bytes: Uint8Array): OutgoingBody {
         yield bytes.subarray(offset, offset + MAX_DATA_FRAME)
       }
     }
-  }
+  })
 }
 
 /**
@@ -95,6 +113,16 @@ async function * readFile (path: string, start: number, length: number, readByte
 }
 
 /**
+ * A file body whose SHA-256 the caller already has (from a pass of its own
+ * that read the same bytes: a Merkle tree, an encoder), so the file is read
+ * once, when it is sent. A file that changed since is refused by the
+ * receiver's digest check.
+ */
+export function hashedFileBody (path: string, length: number, sha256: Uint8Array): OutgoingBody {
+  return { length, sha256, open: (s) => readFile(path, 0, length, FILE_READ_BYTES, s) }
+}
+
+/**
  * A file body: hashed once now (`onChunk` sees the progress; its chunk is
  * reused once it returns), read again when sent. The hashing pass costs what SHA-256 costs (about 1.4 GB/s on
  * one core here): its reads overlap the hashing, in 4 MiB pieces.
@@ -106,9 +134,5 @@ export async function bodyFromFile (path: string, signal?: AbortSignal, onChunk?
     hash.update(chunk)
     onChunk?.(chunk)
   }
-  return {
-    length: size,
-    sha256: Uint8Array.from(hash.digest()),
-    open: (s) => readFile(path, 0, size, FILE_READ_BYTES, s)
-  }
+  return hashedFileBody(path, size, Uint8Array.from(hash.digest()))
 }

@@ -5,7 +5,7 @@ import { EAGER_BODY_LIMIT, FrameType, REQUEST_DOMAIN, RPC_PROTOCOL } from './con
 import { BodyDigestMismatchError, DialError, MalformedMessageError, ResponseVerificationError, RpcError, StreamEndedError, errorForStatus } from './errors.ts'
 import { FrameReader, headWithBody, writeData, writeFrame, writeFrames } from './frames.ts'
 import { CredentialType, decodeResponse, encodeHead, encodeRequestSigned, signingBytes, type AcceptablePayment, type Payment, type ResponseHead } from './messages.ts'
-import { EMPTY_BODY, type OutgoingBody } from './body.ts'
+import { EMPTY_BODY, inMemory, isInMemory, type OutgoingBody } from './body.ts'
 import { Status, normalizeStatus, statusName, type StatusCode } from './status.ts'
 import { credentialText, type CredentialSigner, type CredentialVerifier } from './credentials.ts'
 import { decodeChallenge, makeNonce } from './nonce-store.ts'
@@ -606,20 +606,16 @@ class UnansweredError extends StreamEndedError {}
  * one-shot stream (an HTTP request body, stdin).
  */
 export async function replayable (body: OutgoingBody, signal?: AbortSignal): Promise<OutgoingBody> {
-  if (body.length === 0 || body.length > EAGER_BODY_LIMIT || REPLAYABLE.has(body)) {
+  if (body.length === 0 || body.length > EAGER_BODY_LIMIT || isInMemory(body)) {
     return body
   }
   const chunks: Uint8Array[] = []
   for await (const chunk of body.open(signal)) {
     chunks.push(chunk)
   }
-  const kept: OutgoingBody = { length: body.length, sha256: body.sha256, open: async function * () { yield * chunks } }
-  REPLAYABLE.add(kept)
-  return kept
+  // marked, so a caller that retries does not collect it again
+  return inMemory({ length: body.length, sha256: body.sha256, open: async function * () { yield * chunks } })
 }
-
-/** Bodies already kept in memory by `replayable`, so a caller that retries does not copy them again */
-const REPLAYABLE = new WeakSet<OutgoingBody>()
 
 /** Whether a promise settles (either way) within one macrotask turn, or at all when `wait` is set */
 async function settledWithin (p: Promise<unknown>, wait = false): Promise<boolean> {

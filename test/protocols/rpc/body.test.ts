@@ -5,7 +5,7 @@ import { mkdtemp, readdir, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { bodyFromFile } from '../../../src/protocols/rpc/body.ts'
+import { bodyFromFile, hashedFileBody } from '../../../src/protocols/rpc/body.ts'
 import { appendData, headWithBody } from '../../../src/protocols/rpc/frames.ts'
 import { FrameType, MAX_DATA_FRAME } from '../../../src/protocols/rpc/constants.ts'
 
@@ -37,6 +37,16 @@ describe('file bodies', () => {
       const sent = await collect(body.open())
       assert.ok(sent.equals(bytes), `the bytes sent of ${size}`)
     }
+  })
+
+  it('send a file whose digest the caller has without reading it first', async () => {
+    const bytes = randomBytes(2 * MIB + 1)
+    const path = join(dir, 'hashed')
+    await writeFile(path, bytes)
+    const sha256 = Uint8Array.from(createHash('sha256').update(bytes).digest())
+    const body = hashedFileBody(path, bytes.byteLength, sha256)
+    assert.equal(body.sha256, sha256)
+    assert.ok((await collect(body.open())).equals(bytes))
   })
 
   it('refuses a file that shrank between the hashing and the sending', async () => {
