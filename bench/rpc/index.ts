@@ -114,7 +114,7 @@ function cpuMicros (): { client: number, server: number } {
   return { client: own.user + own.system, server }
 }
 
-interface Rate { callsPerSecond: number, medianMs: number, clientCpuUs: number, serverCpuUs: number }
+interface Rate { callsPerSecond: number, medianMs: number, maxMs: number, clientCpuUs: number, serverCpuUs: number }
 
 async function measure (fn: () => Promise<void>, total: number, inFlight: number): Promise<Rate> {
   const latencies: number[] = []
@@ -132,7 +132,7 @@ async function measure (fn: () => Promise<void>, total: number, inFlight: number
   const seconds = (performance.now() - start) / 1000
   const used = cpuMicros()
   latencies.sort((a, b) => a - b)
-  return { callsPerSecond: total / seconds, medianMs: latencies[Math.floor(latencies.length / 2)], clientCpuUs: (used.client - cpu.client) / total, serverCpuUs: (used.server - cpu.server) / total }
+  return { callsPerSecond: total / seconds, medianMs: latencies[Math.floor(latencies.length / 2)], maxMs: latencies[latencies.length - 1], clientCpuUs: (used.client - cpu.client) / total, serverCpuUs: (used.server - cpu.server) / total }
 }
 
 async function rawBulk (bytes: number): Promise<number> {
@@ -227,7 +227,7 @@ try {
     await measure(openCloudCall, 300, 16)
 
     progress('small calls, 1 in flight\n')
-    const rawSeq = values.baseline ? await measure(rawEcho, Math.min(CALLS, 1000), 1) : { callsPerSecond: NaN, medianMs: NaN }
+    const rawSeq = values.baseline ? await measure(rawEcho, Math.min(CALLS, 1000), 1) : { callsPerSecond: NaN, medianMs: NaN, maxMs: NaN, clientCpuUs: NaN, serverCpuUs: NaN }
     const ocSeq = await measure(openCloudCall, Math.min(CALLS, 1000), 1)
     const latencyRatio = ocSeq.medianMs / rawSeq.medianMs
     progress(`small calls, 64 in flight, ${ROUNDS} rounds\n`)
@@ -242,7 +242,8 @@ try {
       `1 in flight, 64 B   calls/s   ${f(rawSeq.callsPerSecond).padStart(8)} (new stream/echo)  ${f(ocSeq.callsPerSecond).padStart(8)}`,
       `                    median    ${f(rawSeq.medianMs, 3).padStart(8)} ms                ${f(ocSeq.medianMs, 3).padStart(8)} ms     ${f(latencyRatio, 2).padStart(5)}   <= ${f(TARGETS.latency, 2)}  ${met(latencyRatio <= TARGETS.latency)}`,
       `64 in flight, 64 B  calls/s   ${f(par.baseline).padStart(8)} (new stream/echo)  ${f(par.measured[0]).padStart(8)}           ${f(par.ratios[0], 2).padStart(5)}   >= ${f(TARGETS.small64, 2)}  ${met(par.ratios[0] >= TARGETS.small64)}`,
-      `  CPU per call, µs    client ${f(rawPar?.clientCpuUs ?? NaN).padStart(5)} server ${f(rawPar?.serverCpuUs ?? NaN).padStart(5)}   client ${f(ocPar?.clientCpuUs ?? NaN).padStart(5)} server ${f(ocPar?.serverCpuUs ?? NaN).padStart(5)}   (last round)`
+      `  CPU per call, µs    client ${f(rawPar?.clientCpuUs ?? NaN).padStart(5)} server ${f(rawPar?.serverCpuUs ?? NaN).padStart(5)}   client ${f(ocPar?.clientCpuUs ?? NaN).padStart(5)} server ${f(ocPar?.serverCpuUs ?? NaN).padStart(5)}   (last round)`,
+      `  slowest call, ms    ${f(rawPar?.maxMs ?? NaN).padStart(8)}                    ${f(ocPar?.maxMs ?? NaN).padStart(8)}                    (last round)`
     )
   }
 
