@@ -13,6 +13,11 @@
  * new-stream echo; large bodies >= 90% of raw single-stream throughput, and
  * >= 85% from a file, its SHA-256 pass included. `--profile DIR` writes the
  * server's .cpuprofile there; bench/rpc/profile-summary.ts reads it.
+ *
+ * On a shared machine the throughput ratios swing with other load; the CPU
+ * each process spends per small call (printed beside them) moves much less,
+ * and the ratio of the baseline's to OpenCloud's is what throughput would be
+ * if both were CPU-bound.
  */
 import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
