@@ -30,10 +30,17 @@ await node.libp2p.handle(ECHO_PROTOCOL, (stream) => {
 await node.libp2p.handle(SINK_PROTOCOL, (stream) => {
   let received = 0
   stream.addEventListener('message', (evt) => { received += evt.data.byteLength })
+  // ready: until this handler runs, what arrives piles up in the stream's
+  // read buffer (yamux opens the window as bytes arrive, not as they are
+  // read), and past its limit the stream is reset. OpenCloud's CONTINUE
+  // waits the same way.
+  stream.send(Uint8Array.of(1))
   onRemoteEnd(stream, () => {
     const reply = Buffer.alloc(8)
     reply.writeBigUInt64BE(BigInt(received))
-    stream.send(reply)
+    try {
+      stream.send(reply)
+    } catch {}
     void stream.close().catch(() => {})
   })
 })

@@ -94,13 +94,31 @@ export function bitcoinSigner (init: BitcoinSignerInit): CredentialSigner {
   }
 }
 
+/**
+ * OpenCloud ID texts by their credential bytes: a PeerId's base58 text costs
+ * about as much to make as the rest of a small call's head together, and a
+ * server sees the same callers again and again
+ */
+const ID_TEXTS = new Map<string, string>()
+const ID_TEXTS_MAX = 10_000
+
 export function credentialText (credential: Credential): string {
   if (credential.type === CredentialType.OPENCLOUD) {
-    try {
-      return `oc:${peerIdFromMultihash(Digest.decode(credential.value)).toString()}`
-    } catch {
-      return 'oc:<malformed>'
+    const key = Buffer.from(credential.value.buffer, credential.value.byteOffset, credential.value.byteLength).toString('latin1')
+    let text = ID_TEXTS.get(key)
+    if (text == null) {
+      try {
+        text = `oc:${peerIdFromMultihash(Digest.decode(credential.value)).toString()}`
+      } catch {
+        return 'oc:<malformed>'
+      }
+      if (ID_TEXTS.size >= ID_TEXTS_MAX) {
+        // drop the oldest entry: Map iterates in insertion order
+        ID_TEXTS.delete(ID_TEXTS.keys().next().value as string)
+      }
+      ID_TEXTS.set(key, text)
     }
+    return text
   }
   return `btc:${new TextDecoder().decode(credential.value)}`
 }

@@ -154,6 +154,20 @@ export class FrameReader {
   }
 
   /**
+   * The next frame if it has arrived whole, without waiting: a small body
+   * arrives with its head, and a reader that polls first needs no timer or
+   * abort signal for it
+   */
+  poll (): Frame | undefined {
+    const frame = this.tryParse()
+    if (frame == null) {
+      return undefined
+    }
+    this.maybeResume()
+    return frame
+  }
+
+  /**
    * The next frame, or null when the remote closed its side cleanly between
    * frames. A stream that ends inside a frame is an error.
    */
@@ -234,14 +248,55 @@ export function encodeFrame (type: number, payload: Uint8Array): Uint8ArrayList 
   return new Uint8ArrayList(prefix, payload)
 }
 
+/** Append `chunk` to `out` as DATA frames, split at the frame limit; the bytes are not copied */
+export function appendData (out: Uint8ArrayList, chunk: Uint8Array): void {
+  for (let offset = 0; offset < chunk.byteLength; offset += MAX_DATA_FRAME) {
+    const payload = chunk.subarray(offset, offset + MAX_DATA_FRAME)
+    const prefix = new Uint8Array(varintLength(payload.byteLength + 1) + 1)
+    prefix[writeVarint(payload.byteLength + 1, prefix, 0)] = FrameType.DATA
+    out.append(prefix, payload)
+  }
+}
+
 /**
  * Send body bytes as DATA frames: chunks larger than a frame are split, so
- * any source can be sent whatever size it yields.
+ * any source can be sent whatever size it yields. The frames of one chunk go
+ * in one send.
  */
 export async function writeData (stream: Stream, chunk: Uint8Array, signal?: AbortSignal): Promise<void> {
-  for (let offset = 0; offset < chunk.byteLength; offset += MAX_DATA_FRAME) {
-    await writeFrame(stream, FrameType.DATA, chunk.subarray(offset, offset + MAX_DATA_FRAME), signal)
+  const frames = new Uint8ArrayList()
+  appendData(frames, chunk)
+  await writeFrames(stream, frames, signal)
+}
+
+/**
+ * A head and, after it, a small body's DATA frames, collected to go out in
+ * one send: one yamux frame and one noise message instead of one per frame,
+ * and one window update in return. bench/rpc measures what that is worth
+ * to small calls.
+ */
+export async function headWithBody (type: number, head: Uint8Array, body: AsyncIterable<Uint8Array>, length: number): Promise<Uint8ArrayList> {
+  const frames = encodeFrame(type, head)
+  let collected = 0
+  for await (const chunk of body) {
+    collected += chunk.byteLength
+    if (collected > length) {
+      throw new Error(`the body produced more than the ${length} bytes it declared`)
+    }
+    appendData(frames, chunk)
   }
+  if (collected !== length) {
+    throw new Error(`the body produced ${collected} of the ${length} bytes it declared`)
+  }
+  return frames
+}
+
+/** Send frames already encoded, as writeFrame does */
+export async function writeFrames (stream: Stream, frames: Uint8ArrayList, signal?: AbortSignal): Promise<void> {
+  if (stream.status !== 'open' || stream.writeStatus !== 'writable') {
+    throw new StreamEndedError(`cannot write to a stream that is ${stream.status}`)
+  }
+  await sendBounded(stream, frames, signal)
 }
 
 /** Above this many queued bytes a writer waits for the transport to drain */

@@ -3,9 +3,9 @@ import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { EAGER_BODY_LIMIT, FrameType, REQUEST_DOMAIN, RPC_PROTOCOL } from './constants.ts'
 import { BodyDigestMismatchError, DialError, MalformedMessageError, ResponseVerificationError, RpcError, StreamEndedError, errorForStatus } from './errors.ts'
-import { FrameReader, writeData, writeFrame } from './frames.ts'
+import { FrameReader, headWithBody, writeData, writeFrame, writeFrames } from './frames.ts'
 import { CredentialType, decodeResponse, encodeHead, encodeRequestSigned, signingBytes, type AcceptablePayment, type Payment, type ResponseHead } from './messages.ts'
-import { EMPTY_BODY, type OutgoingBody } from './body.ts'
+import { EMPTY_BODY, inMemory, isInMemory, type OutgoingBody } from './body.ts'
 import { Status, normalizeStatus, statusName, type StatusCode } from './status.ts'
 import { credentialText, type CredentialSigner, type CredentialVerifier } from './credentials.ts'
 import { decodeChallenge, makeNonce } from './nonce-store.ts'
@@ -292,14 +292,16 @@ export class RpcClient {
       })
       const signing = signingBytes(REQUEST_DOMAIN, signed)
       const digest = sha256(signing)
-      await writeFrame(pooled.stream, FrameType.REQUEST, encodeHead(signers.map(s => s.sign(signing)), signed), signal)
+      const requestHead = encodeHead(signers.map(s => s.sign(signing)), signed)
 
       let frame
       let upload: Promise<void> | undefined
-      if (body.length > 0 && body.length <= EAGER_BODY_LIMIT) {
-        await this.sendBody(pooled.stream, body, signal)
+      if (body.length <= EAGER_BODY_LIMIT) {
+        // a small body goes with its head in one write
+        await writeFrames(pooled.stream, await headWithBody(FrameType.REQUEST, requestHead, body.open(signal), body.length), signal)
         frame = await pooled.reader.next(signal)
-      } else if (body.length > 0) {
+      } else {
+        await writeFrame(pooled.stream, FrameType.REQUEST, requestHead, signal)
         frame = await pooled.reader.next(signal)
         if (frame?.type === FrameType.CONTINUE) {
           const uploadController = new AbortController()
@@ -312,8 +314,6 @@ export class RpcClient {
             uploadController.abort(new StreamEndedError('the server answered before the body was sent'))
           }
         }
-      } else {
-        frame = await pooled.reader.next(signal)
       }
       if (frame == null) {
         throw new UnansweredError('the server closed the stream without answering')
@@ -503,11 +503,11 @@ export class RpcClient {
     const list = fresh ? undefined : this.idle.get(targetKey(peer))
     while (list != null && list.length > 0) {
       const pooled = list.pop() as PooledStream
-      clearTimeout(pooled.idleTimer)
       if (pooled.stream.status === 'open' && pooled.stream.writeStatus === 'writable' && pooled.stream.readStatus !== 'closed' && pooled.stream.remoteWriteStatus === 'writable' && pooled.reader.idle) {
         pooled.reused = true
         return pooled
       }
+      clearTimeout(pooled.idleTimer)
       pooled.reader.release()
       if (pooled.stream.status === 'open') {
         pooled.stream.abort(new Error('the server closed its side'))
@@ -535,10 +535,17 @@ export class RpcClient {
     }
     list.push(pooled)
     this.idle.set(key, list)
+    if (pooled.idleTimer != null) {
+      // one timer per stream, restarted at each release: a new one per call costs a small call more than it should
+      pooled.idleTimer.refresh()
+      return
+    }
     pooled.idleTimer = setTimeout(() => {
-      const i = list.indexOf(pooled)
-      if (i !== -1) {
-        list.splice(i, 1)
+      // it fires while the stream carries a call too: then it is not in the idle list, and its next release restarts it
+      const idle = this.idle.get(key)
+      const i = idle?.indexOf(pooled) ?? -1
+      if (idle != null && i !== -1) {
+        idle.splice(i, 1)
         void this.closePooled(pooled)
       }
     }, this.idleTimeoutMs)
@@ -546,6 +553,7 @@ export class RpcClient {
   }
 
   private discard (pooled: PooledStream, err?: Error): void {
+    clearTimeout(pooled.idleTimer)
     pooled.reader.release()
     if (pooled.stream.status === 'open') {
       pooled.stream.abort(err ?? new Error('call abandoned'))
@@ -598,20 +606,16 @@ class UnansweredError extends StreamEndedError {}
  * one-shot stream (an HTTP request body, stdin).
  */
 export async function replayable (body: OutgoingBody, signal?: AbortSignal): Promise<OutgoingBody> {
-  if (body.length === 0 || body.length > EAGER_BODY_LIMIT || REPLAYABLE.has(body)) {
+  if (body.length === 0 || body.length > EAGER_BODY_LIMIT || isInMemory(body)) {
     return body
   }
   const chunks: Uint8Array[] = []
   for await (const chunk of body.open(signal)) {
     chunks.push(chunk)
   }
-  const kept: OutgoingBody = { length: body.length, sha256: body.sha256, open: async function * () { yield * chunks } }
-  REPLAYABLE.add(kept)
-  return kept
+  // marked, so a caller that retries does not collect it again
+  return inMemory({ length: body.length, sha256: body.sha256, open: async function * () { yield * chunks } })
 }
-
-/** Bodies already kept in memory by `replayable`, so a caller that retries does not copy them again */
-const REPLAYABLE = new WeakSet<OutgoingBody>()
 
 /** Whether a promise settles (either way) within one macrotask turn, or at all when `wait` is set */
 async function settledWithin (p: Promise<unknown>, wait = false): Promise<boolean> {

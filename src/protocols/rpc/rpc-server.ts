@@ -3,7 +3,7 @@ import { logger } from '@libp2p/logger'
 import { EAGER_BODY_LIMIT, DEFAULT_MAX_BODY_BYTES, FrameType, Limits, RESPONSE_DOMAIN, RPC_PROTOCOL } from './constants.ts'
 import { DecodeError } from '../codec.ts'
 import { BodyDigestMismatchError, BodyStalledError, BodyTooLargeError, MalformedMessageError, RpcError, StreamEndedError } from './errors.ts'
-import { FrameReader, writeData, writeFrame } from './frames.ts'
+import { FrameReader, headWithBody, writeData, writeFrame, writeFrames, type Frame } from './frames.ts'
 import { decodeRequest, encodeHead, encodeResponseSigned, signingBytes, type AcceptablePayment, type RequestHead } from './messages.ts'
 import { EMPTY_BODY, type OutgoingBody } from './body.ts'
 import { Status, statusName, type StatusCode } from './status.ts'
@@ -175,10 +175,13 @@ class RequestBodyReader implements IncomingBody {
     if (Date.now() > this.deadline) {
       throw new BodyStalledError(`the body arrives slower than ${this.minRate} bytes/s (${this.received} of ${this.length} bytes); the call is refused and the stream closed`)
     }
+    let frame = this.reader.poll()
+    if (frame != null) {
+      return this.accept(frame)
+    }
     const timeout = AbortSignal.timeout(Math.min(this.timeoutMs, Math.max(1, this.deadline - Date.now())))
-    let frame
     try {
-      frame = await this.reader.next(AbortSignal.any([this.signal, timeout]))
+      frame = await this.reader.next(AbortSignal.any([this.signal, timeout])) ?? undefined
     } catch (err) {
       if (timeout.aborted && !this.signal.aborted) {
         throw Date.now() >= this.deadline - 5
@@ -190,6 +193,11 @@ class RequestBodyReader implements IncomingBody {
     if (frame == null) {
       throw new MalformedMessageError(`the stream ended after ${this.received} of ${this.length} body bytes`)
     }
+    return this.accept(frame)
+  }
+
+  /** Check a body frame and count it */
+  private accept (frame: Frame): Uint8Array[] {
     if (frame.type !== FrameType.DATA) {
       throw new MalformedMessageError(`expected a DATA frame inside the body (${this.received} of ${this.length} bytes received), got type ${frame.type}`)
     }
@@ -286,23 +294,36 @@ export class RpcServer implements Startable {
     const reader = new FrameReader(stream)
     const controller = new AbortController()
     stream.addEventListener('close', () => controller.abort(new StreamEndedError('the stream closed')), { once: true })
+    // the idle close is kept here rather than by the stream's
+    // inactivityTimeout, which libp2p 3 does not enforce on a stream that
+    // has a 'message' listener. One timer per stream, restarted whenever the
+    // stream waits for a request: a timer and a signal per call cost a small
+    // call more than its nonce check
+    const idle = new AbortController()
+    let waiting = false
+    const idleTimer = setTimeout(() => {
+      // it fires while a call is served too: that is no idleness, and the next wait restarts it
+      if (waiting) idle.abort(new StreamEndedError('the stream was idle'))
+    }, this.idleTimeoutMs)
+    idleTimer.unref()
+    const betweenCalls = AbortSignal.any([controller.signal, idle.signal])
     try {
       while (stream.status === 'open') {
-        // the idle close is kept here rather than by the stream's
-        // inactivityTimeout, which libp2p 3 does not enforce on a stream
-        // that has a 'message' listener
-        const idle = AbortSignal.timeout(this.idleTimeoutMs)
         let frame
         try {
-          frame = await reader.next(AbortSignal.any([controller.signal, idle]))
+          waiting = true
+          idleTimer.refresh()
+          frame = await reader.next(betweenCalls)
         } catch (err: any) {
           if (err instanceof MalformedMessageError) {
             await this.refuse(stream, err)
-          } else if (idle.aborted && !controller.signal.aborted) {
+          } else if (idle.signal.aborted && !controller.signal.aborted) {
             log.trace('closing a stream from %p idle for %d ms', remotePeer, this.idleTimeoutMs)
             await closeOrAbort(stream)
           }
           return
+        } finally {
+          waiting = false
         }
         if (frame == null) {
           // the client closed its side between calls: the normal end of a pooled stream
@@ -316,6 +337,7 @@ export class RpcServer implements Startable {
         }
       }
     } finally {
+      clearTimeout(idleTimer)
       reader.release()
       this.streams.delete(stream)
       const left = (this.perPeer.get(peer) ?? 1) - 1
@@ -417,16 +439,20 @@ export class RpcServer implements Startable {
       bodySha256: body.sha256
     })
     const signature = this.signer.sign(signingFor(signed))
-    await writeFrame(stream, FrameType.RESPONSE, encodeHead([signature], signed), signal)
-    if (body.length > 0) {
-      let sent = 0
-      for await (const chunk of body.open(signal)) {
-        sent += chunk.byteLength
-        await writeData(stream, chunk, signal)
-      }
-      if (sent !== body.length) {
-        throw new Error(`a reply body declared ${body.length} bytes and produced ${sent}`)
-      }
+    const head = encodeHead([signature], signed)
+    if (body.length <= EAGER_BODY_LIMIT) {
+      // a small answer goes with its head in one write
+      await writeFrames(stream, await headWithBody(FrameType.RESPONSE, head, body.open(signal), body.length), signal)
+      return
+    }
+    await writeFrame(stream, FrameType.RESPONSE, head, signal)
+    let sent = 0
+    for await (const chunk of body.open(signal)) {
+      sent += chunk.byteLength
+      await writeData(stream, chunk, signal)
+    }
+    if (sent !== body.length) {
+      throw new Error(`a reply body declared ${body.length} bytes and produced ${sent}`)
     }
   }
 }

@@ -121,6 +121,23 @@ describe('stalled and overrun request bodies', () => {
     assert.equal(await closedWithin(reader, IDLE_TIMEOUT_MS * 5), true, 'the idle stream was never closed')
   })
 
+  it('restarts the idle timeout at each call, and closes the stream once it is idle after the last', async () => {
+    const { stream, reader } = await raw.openStream()
+    const started = Date.now()
+    // calls spaced at 0.6 of the idle timeout, over more than twice the idle timeout
+    while (Date.now() - started < IDLE_TIMEOUT_MS * 2.2) {
+      for (const frame of call(new Uint8Array(0), [])) {
+        stream.send(frame)
+      }
+      const { head } = await nextResponse(reader)
+      assert.equal(head.status, Status.OK, `the stream carried no call ${Date.now() - started} ms after it opened: ${head.message}`)
+      // the digest the answer carries
+      assert.equal((await reader.next(AbortSignal.timeout(5_000)))?.type, FrameType.DATA)
+      await new Promise(resolve => setTimeout(resolve, IDLE_TIMEOUT_MS * 0.6))
+    }
+    assert.equal(await closedWithin(reader, IDLE_TIMEOUT_MS * 5), true, 'the idle stream was never closed')
+  })
+
   it('sends a call again on a new stream when the server closed the pooled one, and rates nobody', async () => {
     const target = server.node.libp2p.getMultiaddrs()[0]
     const first = await client.node.call(target, { service: 'sha256', method: 'hash', body: bodyFromBytes(new TextEncoder().encode('one')) })
