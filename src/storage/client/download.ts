@@ -65,9 +65,11 @@ export interface ShardSource {
 
 /**
  * The data path of a get (renterd's worker): the first K good shards of
- * each segment, each checked against its Merkle root, decoded and
- * decrypted, as a byte stream or into a file. Repair fetches its segments
- * here too.
+ * each segment, decoded and decrypted, as a byte stream or into a file.
+ * A get of this node's own objects checks the K shards by the segment's
+ * AES-GCM tag, and each against its Merkle root only when that fails (to
+ * find the host that lied); repair (which fetches its segments here too)
+ * and a share's holder check each shard against its root as it comes.
  */
 export class Downloader {
   private readonly components: DownloadComponents
@@ -582,7 +584,7 @@ export class Downloader {
  */
 function openShards (rs: ReedSolomon, key: Uint8Array, id: Uint8Array, index: number, plainLength: number, shards: Array<Uint8Array | undefined>, sealed: Uint8Array): Uint8Array {
   const k = rs.k
-  const data = shards.slice(0, k).every(s => s != null) ? shards.slice(0, k) as Uint8Array[] : rs.reconstruct(shards).slice(0, k)
+  const data = shards.slice(0, k).every(s => s != null) ? shards.slice(0, k) as Uint8Array[] : rs.reconstructData(shards)
   const size = sealed.byteLength / k
   data.forEach((shard, c) => {
     if (shard.buffer !== sealed.buffer || shard.byteOffset !== sealed.byteOffset + c * size) {
