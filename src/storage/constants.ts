@@ -116,11 +116,16 @@ export const MAX_SLOT_REPLACEMENTS = 3
  */
 export const DEFAULT_SEGMENT_SIZE = 4 * 1024 * 1024
 /**
- * 1: a host takes its shards one at a time anyway (each is a new signed
- * revision), so a second segment only overlapped coding with sending;
- * bench/storage measured the same speed and 70 MB less
+ * 3: while one segment's shards are written and fsynced at the hosts (a
+ * host's log says 20-280 ms per 1 MiB shard with eight hosts syncing on one
+ * disk), the next ones are coded and sent. One at a time left every CPU
+ * under half busy and ran a 4-of-8 put at 0.09-0.16 of the raw stream in
+ * bench/storage, with hosts each in their own process; three ran it at
+ * 0.40-0.61 (two in one process measured no gain: their one core was the
+ * bound). Each segment in flight holds about 3x its size (the plaintext
+ * sealed, the parity, the transport's frames): 40 MB more at 4 MiB.
  */
-export const DEFAULT_SEGMENTS_IN_FLIGHT = 1
+export const DEFAULT_SEGMENTS_IN_FLIGHT = 3
 /**
  * 4, for all transfers together (puts, gets and repairs): concurrent
  * transfers take turns segment by segment rather than each hold their own

@@ -60,7 +60,7 @@ export interface StorageClientComponents {
 export interface StorageClientInit {
   /** plaintext bytes per segment, the unit held in memory while it is coded, default 4 MiB (DEFAULT_SEGMENT_SIZE) */
   segmentSize?: number
-  /** segments coded and uploaded at once, default 1 (DEFAULT_SEGMENTS_IN_FLIGHT) */
+  /** segments coded and uploaded at once, default 3 (DEFAULT_SEGMENTS_IN_FLIGHT) */
   segmentsInFlight?: number
   /** segments held in memory at once by all transfers together (puts, gets and repairs), default 4 (DEFAULT_SEGMENT_SLOTS) */
   segmentSlots?: number
