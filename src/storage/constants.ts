@@ -118,12 +118,14 @@ export const DEFAULT_SEGMENT_SIZE = 4 * 1024 * 1024
 /**
  * 3: while one segment's shards are written and fsynced at the hosts (a
  * host's log says 20-280 ms per 1 MiB shard with eight hosts syncing on one
- * disk), the next ones are coded and sent. One at a time left every CPU
- * under half busy and ran a 4-of-8 put at 0.09-0.16 of the raw stream in
- * bench/storage, with hosts each in their own process; three ran it at
- * 0.40-0.61 (two in one process measured no gain: their one core was the
- * bound). Each segment in flight holds about 3x its size (the plaintext
- * sealed, the parity, the transport's frames): 40 MB more at 4 MiB.
+ * disk), the next ones are coded and sent. bench/storage, 64 MiB at
+ * 4-of-8 with hosts each in their own process, runs alternated on a loaded
+ * machine: one at a time 6.1, 7.6 and 13.0 MB/s, three 12.8 and 15.8 (with
+ * all hosts in one process there was no gain: their one core was the
+ * bound, as both cores are on a quiet 2-core machine). Each segment in
+ * flight holds about 3x its size (the plaintext sealed, the parity, the
+ * transport's frames): 40 MB more at 4 MiB; bench/storage peaked at 233-246
+ * MB.
  */
 export const DEFAULT_SEGMENTS_IN_FLIGHT = 3
 /**
