@@ -10,7 +10,7 @@ import { objectKey, sealSegment, TAG_BYTES } from '../protocol/crypto.ts'
 import { ReedSolomon, split } from '../protocol/erasure.ts'
 import { merkleRoot } from '../protocol/merkle.ts'
 import { MONTH_MS, TIB } from '../protocol/contract.ts'
-import { END_CALL_MS, MAX_SLOT_REPLACEMENTS, UPLOAD_PROBE_MS, UPLOAD_STALL_FACTOR, UPLOAD_STALL_MIN_MS } from '../constants.ts'
+import { END_CALL_MS, MAX_SLOT_REPLACEMENTS } from '../constants.ts'
 import { HostStalledError, InvalidNameError, InvalidPutOptionError, NotEnoughHostsError, ObjectUnchangedError, StreamSizeError } from '../errors.ts'
 import { checkName } from './names.ts'
 import { hex, type Contracts, type Lease } from './contracts.ts'
@@ -18,6 +18,7 @@ import { defaultRedundancy } from './health.ts'
 import { judgeHostError } from './host-answers.ts'
 import { inTransfer, releaseSegmentMemory, type SegmentSlots } from './memory.ts'
 import { callSignal, type StorageSession } from './session.ts'
+import { StallWatch } from './stall-watch.ts'
 import type { HostOffer, Progress, PutOptions, PutSource, StorageClientComponents } from './interface.ts'
 import type { ContractRecord, PendingUpload, Records, SegmentRecord, ShardRecord, StoredObject } from './records.ts'
 
@@ -333,60 +334,17 @@ export class Uploader {
     let shardBytesDone = 0
     const fileHash = createHash('sha256')
     const input = typeof source === 'string' ? fileSource(source, await open(source, 'r')) : streamSource(source.stream, size)
-    // the overdrive (UPLOAD_STALL_FACTOR): a shard transfer that holds up its
-    // segment long after the others is stopped, and its slot moves on
-    const recent: number[] = []
-    const running = new Set<{ started: number, segment: number, slot: Slot, stall: AbortController, probing?: boolean, probeAgainAt?: number }>()
-    /** segment -> its shards not stored yet */
-    const waitingOn = new Map<number, number>()
-    const laggards = Math.max(1, Math.floor((n - k) / 2))
-    const { alive } = this.components
-    const watchdog = setInterval(() => {
-      // without a host to move to, stopping the transfer would fail the put: it waits
-      if (recent.length < 2 || !hasSpare()) {
-        return
-      }
-      const median = [...recent].sort((a, b) => a - b)[recent.length >> 1]
-      const limit = Math.max(UPLOAD_STALL_MIN_MS, UPLOAD_STALL_FACTOR * median)
-      const now = performance.now()
-      for (const r of running) {
-        if (r.stall.signal.aborted || r.probing === true || now - r.started <= limit || now < (r.probeAgainAt ?? 0) || (waitingOn.get(r.segment) ?? n) > laggards) {
-          continue
-        }
-        const stop = (why: string): void => {
-          r.stall.abort(new HostStalledError(`host ${r.slot.host.peer} held shard ${r.slot.index + 1} of segment ${r.segment} for ${Math.round(performance.now() - r.started)} ms while the other hosts had taken theirs (their recent shards took ${Math.round(median)} ms at the median)${why}`))
-        }
-        if (alive == null) {
-          stop('')
-          continue
-        }
-        // a slow host answers a ping; a frozen one does not. One that
-        // answers is asked again after another `limit`
-        r.probing = true
-        void alive(r.slot.host.peer, AbortSignal.any([signal, AbortSignal.timeout(UPLOAD_PROBE_MS)])).then(answered => {
-          if (!answered && running.has(r)) {
-            stop(`, and did not answer a ping within ${UPLOAD_PROBE_MS} ms`)
-          }
-          r.probeAgainAt = performance.now() + limit
-          r.probing = false
-        })
-      }
-    }, 100)
-    watchdog.unref?.()
+    // the overdrive: a shard transfer that holds up its segment long after the others is stopped, and its slot moves on
+    const watch = new StallWatch(this.components.alive, { k, n, hasSpare, signal })
     const putOnSlot = async (slot: Slot, segment: number, shard: Uint8Array, root: Uint8Array): Promise<ShardRecord> => {
       // queued behind the slot's earlier shards: revisions follow each other
       const run = slot.queue.then(async () => {
         for (;;) {
           signal.throwIfAborted()
-          const attempt = { started: performance.now(), segment, slot, stall: new AbortController() }
-          running.add(attempt)
+          const attempt = watch.begin(slot.host.peer, slot.index, segment)
           try {
-            const under = await book.putShard(slot.contract, slot.record, shard, root, AbortSignal.any([signal, attempt.stall.signal]))
-            recent.push(performance.now() - attempt.started)
-            if (recent.length > 2 * n) {
-              recent.shift()
-            }
-            waitingOn.set(segment, (waitingOn.get(segment) ?? n) - 1)
+            const under = await book.putShard(slot.contract, slot.record, shard, root, AbortSignal.any([signal, attempt.signal]))
+            attempt.stored()
             if (under !== slot.contract) {
               // renewed meanwhile: the rest goes under the new contract
               slot.contract = under
@@ -397,7 +355,7 @@ export class Uploader {
             return record
           } catch (caught: any) {
             // stopped by the overdrive: what counts is why
-            const err = attempt.stall.signal.aborted ? attempt.stall.signal.reason : caught
+            const err = attempt.signal.aborted ? attempt.signal.reason : caught
             if (signal.aborted || slot.replacements >= MAX_SLOT_REPLACEMENTS) {
               throw err
             }
@@ -435,7 +393,7 @@ export class Uploader {
             s ??= await newSlotHost(slot.index, bytesFrom(segment))
             Object.assign(slot, s)
           } finally {
-            running.delete(attempt)
+            attempt.end()
           }
         }
       })
@@ -477,7 +435,7 @@ export class Uploader {
             return record
           }))
           segments[segment] = { plainLength: plainLength(segment), shardSize: shardSize(segment), shards: records }
-          waitingOn.delete(segment)
+          watch.segmentDone(segment)
         })().catch(err => { failure ??= err }).finally(() => {
           give()
           releaseSegmentMemory()
@@ -492,7 +450,7 @@ export class Uploader {
       // a stream that sends more than it said is refused as one that sends less
       await input.end()
     } finally {
-      clearInterval(watchdog)
+      watch.stop()
       await input.close()
     }
     // the contracts its shards are under now (one renewed during the put has handed them on)
