@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { createCipheriv, randomBytes } from 'node:crypto'
-import { openSegment, sealSegment } from '../../../src/storage/protocol/crypto.ts'
+import { CIPHER_STEP, openSegment, sealSegment } from '../../../src/storage/protocol/crypto.ts'
 
 /** The seal as it was before it went in steps: one cipher.update over the whole segment */
 function oneCallSeal (key: Uint8Array, objectId: Uint8Array, segment: number, plain: Uint8Array): Buffer {
@@ -19,7 +19,7 @@ describe('sealing a segment in steps', () => {
   it('gives the one-call bytes on each side of every step boundary, and opens back', () => {
     const key = randomBytes(32)
     const id = randomBytes(16)
-    const STEP = 128 * 1024
+    const STEP = CIPHER_STEP
     for (const size of [0, 1, 15, 16, 17, STEP - 1, STEP, STEP + 1, 3 * STEP + 7, 8 * STEP]) {
       const backing = randomBytes(size + 3)
       const plain = backing.subarray(3) // a view at an odd offset, as a segment slice can be
