@@ -78,6 +78,9 @@ export const PRICE_CONFIRM_FACTOR = 10n
 /** How often a peer's offers are pulled again when it connects again, 10 minutes */
 const OFFERS_SYNC_MS = 600_000
 
+/** A pull that failed is tried again after 1 s, then 2 s (3 attempts in all) while the peer stays connected */
+const OFFERS_SYNC_ATTEMPTS = 3
+
 export class PriceRefusedError extends Error {
   override name = 'PriceRefusedError'
 }
@@ -108,9 +111,9 @@ export const marketModule: ServiceModuleDefinition = {
   name: MARKET_SERVICE,
   create: ({ market, registry, libp2p, chain, caller, saveConfig }) => {
     const syncedAt = new Map<string, number>()
-    const syncOffers = async (peer: PeerId): Promise<void> => {
+    const syncOffers = async (peer: PeerId, attempt = 0): Promise<void> => {
       const key = peer.toString()
-      if (Date.now() - (syncedAt.get(key) ?? 0) < OFFERS_SYNC_MS || libp2p.status !== 'started') {
+      if (libp2p.status !== 'started' || (attempt === 0 && Date.now() - (syncedAt.get(key) ?? 0) < OFFERS_SYNC_MS)) {
         return
       }
       if (syncedAt.size > 10_000) {
@@ -123,7 +126,14 @@ export const marketModule: ServiceModuleDefinition = {
         const added = Array.isArray(list) ? market.importOffers(list.map((e: any) => Buffer.from(String(e.signed), 'base64'))) : 0
         log('took %d offers from %p', added, peer)
       } catch (err: any) {
-        log('no offers from %p - %s', peer, err.message)
+        log('no offers from %p (attempt %d) - %s', peer, attempt + 1, err.message)
+        // a stream closed while a loaded peer was still opening the
+        // connection is common; gossip does not make up for it where the
+        // peer's pubsub stream to this identity is another connection's
+        // (two machines with the same words), so try again while connected
+        if (attempt + 1 < OFFERS_SYNC_ATTEMPTS && libp2p.getConnections(peer).length > 0) {
+          setTimeout(() => { void syncOffers(peer, attempt + 1) }, 1000 * 2 ** attempt).unref()
+        }
       }
     }
     const onConnect = (evt: CustomEvent<PeerId>): void => { void syncOffers(evt.detail) }
