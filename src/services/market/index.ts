@@ -111,6 +111,8 @@ export const marketModule: ServiceModuleDefinition = {
   name: MARKET_SERVICE,
   create: ({ market, registry, libp2p, chain, caller, saveConfig }) => {
     const syncedAt = new Map<string, number>()
+    /** retries waiting to run, cleared at stop */
+    const retries = new Set<ReturnType<typeof setTimeout>>()
     const syncOffers = async (peer: PeerId, attempt = 0): Promise<void> => {
       const key = peer.toString()
       if (libp2p.status !== 'started' || (attempt === 0 && Date.now() - (syncedAt.get(key) ?? 0) < OFFERS_SYNC_MS)) {
@@ -132,7 +134,9 @@ export const marketModule: ServiceModuleDefinition = {
         // peer's pubsub stream to this identity is another connection's
         // (two machines with the same words), so try again while connected
         if (attempt + 1 < OFFERS_SYNC_ATTEMPTS && libp2p.getConnections(peer).length > 0) {
-          setTimeout(() => { void syncOffers(peer, attempt + 1) }, 1000 * 2 ** attempt).unref()
+          const timer = setTimeout(() => { retries.delete(timer); void syncOffers(peer, attempt + 1) }, 1000 * 2 ** attempt)
+          timer.unref()
+          retries.add(timer)
         }
       }
     }
@@ -184,7 +188,13 @@ export const marketModule: ServiceModuleDefinition = {
         }
       },
       start: async () => { libp2p.addEventListener('peer:connect', onConnect) },
-      stop: async () => { libp2p.removeEventListener('peer:connect', onConnect) }
+      stop: async () => {
+        libp2p.removeEventListener('peer:connect', onConnect)
+        for (const timer of retries) {
+          clearTimeout(timer)
+        }
+        retries.clear()
+      }
     }
   }
 }
