@@ -400,6 +400,29 @@ export class Downloader {
     const key = source?.key ?? objectKey(this.components.storageKey(), id)
     const transfer = newTransfer(object)
     const hash = createHash('sha256')
+    // a range is the segments that hold it, each cut to it; the whole
+    // object's SHA-256 cannot be checked on a part (each segment's AES-GCM
+    // tag still is)
+    const range = options.range
+    let first = 0
+    let last = object.segments.length - 1
+    let from = 0
+    if (range != null) {
+      let at = 0
+      first = object.segments.length
+      last = -1
+      object.segments.forEach((segment, i) => {
+        const end = at + segment.plainLength
+        if (end > range.start && at < range.end) {
+          if (i < first) {
+            first = i
+            from = at
+          }
+          last = i
+        }
+        at = end
+      })
+    }
     let done = 0
     // a segment's slot is held from its fetch until the reader asks for the next
     const fetchHeld = async (i: number): Promise<{ shards: Array<Uint8Array | undefined>, sealed: Uint8Array, give: () => void }> => {
@@ -421,13 +444,15 @@ export class Downloader {
       }
     }
     // one segment ahead: the next is fetched while this one is decoded and read
-    let ahead = fetchHeld(0)
+    let ahead = first <= last ? fetchHeld(first) : Promise.reject(new Error('nothing to fetch'))
+    ahead.catch(() => {})
+    let at = from
     try {
-      for (let i = 0; i < object.segments.length; i++) {
+      for (let i = first; i <= last; i++) {
         const segment = object.segments[i]
         const { shards, sealed, give } = await ahead
         try {
-          if (i + 1 < object.segments.length) {
+          if (i + 1 <= last) {
             ahead = fetchHeld(i + 1)
             ahead.catch(() => {})
           }
@@ -443,16 +468,22 @@ export class Downloader {
             }
             plain = openShards(rs, key, id, i, segment.plainLength, await this.fetchSegment(object, i, transfer, signal, this.fetchShard, kept), sealed)
           }
-          hash.update(plain)
+          if (range == null) {
+            hash.update(plain)
+          } else {
+            // the part of this segment inside the range
+            plain = plain.subarray(Math.max(0, range.start - at), Math.min(plain.byteLength, range.end - at))
+          }
+          at += segment.plainLength
           yield plain
           done += plain.byteLength
-          options.onProgress?.({ phase: 'download', done, total: object.size })
+          options.onProgress?.({ phase: 'download', done, total: range == null ? object.size : range.end - range.start })
         } finally {
           give()
           releaseSegmentMemory()
         }
       }
-      if (hash.digest('hex') !== object.sha256) {
+      if (range == null && hash.digest('hex') !== object.sha256) {
         throw new IntegrityError(`"${object.name}" decrypted, but its SHA-256 is not the one recorded when it was stored`)
       }
     } finally {

@@ -182,6 +182,14 @@ export interface PutOptions {
   durationMs?: number
   /** the most to pay per TiB-month stored, satoshis */
   maxStoragePrice?: bigint
+  /**
+   * what a gateway keeps with the object (an S3 ETag, Content-Type, user
+   * metadata): strings by name, kept in its record and its index note, so
+   * they come back with it on another machine. A function is asked when the
+   * object commits, after its last byte was read (an ETag is the MD5 of
+   * what was read). Default none.
+   */
+  meta?: Record<string, string> | (() => Record<string, string>)
   /** store a file even if it is identical (size and SHA-256) to the current version of its name (default false: ObjectUnchangedError) */
   force?: boolean
   signal?: AbortSignal
@@ -192,6 +200,13 @@ export interface GetOptions {
   signal?: AbortSignal
   /** which version of the name (1-based; default the current one) */
   version?: number
+  /**
+   * only these bytes of the plaintext, from `start` up to `end` (exclusive,
+   * at most the size): only the segments holding them are fetched, and the
+   * whole object's SHA-256 is not checked (each segment's tag is). Default
+   * the whole object.
+   */
+  range?: { start: number, end: number }
   /** replace a file already at `out` (default false: refuse, before fetching anything) */
   overwrite?: boolean
   onProgress?: (p: Progress) => void

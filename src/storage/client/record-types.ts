@@ -121,6 +121,8 @@ export interface StoredObject {
    * shards: upkeep, rent, audits and repair treat each alike
    */
   version?: number
+  /** what a gateway keeps with it (PutOptions.meta: an S3 ETag, Content-Type, user metadata) */
+  meta?: Record<string, string>
   /** when a newer version of its name was committed (absent: it is the current version) */
   supersededAt?: number
   /** when the record last changed in a way another machine's copy should take (importObject keeps the newer) */

@@ -306,7 +306,7 @@ export class Uploader {
     try {
       // a host not tried yet: the overdrive moves a slot only when there is one to move it to
       const hasSpare = (): boolean => offers.slice(next).some(h => !used.has(h.peer))
-      return await this.upload(source, size, pending, id, name, { k, n, rs, segmentCount, plainLength, shardSize, bytesFrom, key, progress, newSlotHost, hasSpare }, signal)
+      return await this.upload(source, size, pending, id, name, { k, n, rs, segmentCount, plainLength, shardSize, bytesFrom, key, progress, newSlotHost, hasSpare }, signal, options.meta)
     } finally {
       for (const lease of leases) {
         lease.release()
@@ -314,7 +314,7 @@ export class Uploader {
     }
   }
 
-  private async upload (source: PutSource, size: number, pending: PendingUpload, id: Uint8Array, name: string, plan: UploadPlan, signal: AbortSignal): Promise<StoredObject> {
+  private async upload (source: PutSource, size: number, pending: PendingUpload, id: Uint8Array, name: string, plan: UploadPlan, signal: AbortSignal, metaOf?: PutOptions['meta']): Promise<StoredObject> {
     const { records, contracts: book } = this.components
     const { segmentSize } = this.init
     const { k, n, rs, segmentCount, plainLength, shardSize, bytesFrom, key, progress, newSlotHost, hasSpare } = plan
@@ -466,6 +466,10 @@ export class Uploader {
       segmentSize,
       segments,
       contracts
+    }
+    const meta = typeof metaOf === 'function' ? metaOf() : metaOf
+    if (meta != null && Object.keys(meta).length > 0) {
+      object.meta = meta
     }
     // the object and its name appear together, and only now that every shard is stored
     await records.commitStored(object)
