@@ -20,6 +20,8 @@ export interface Started {
   peerId: string
   addrs: string[]
   api: string
+  /** the S3 gateway's endpoint, when this node serves one (--s3) */
+  s3?: string
   dataDir: string
   child: ChildProcess
   priced: boolean
@@ -125,7 +127,7 @@ export async function writeLedgerGenesis (dir: string, validators: number): Prom
   return path
 }
 
-export async function startNode (index: number, dir: string, bootstrap: string | undefined, chainUrl?: string, genesis?: string): Promise<Started> {
+export async function startNode (index: number, dir: string, bootstrap: string | undefined, chainUrl?: string, genesis?: string, extraArgs: string[] = []): Promise<Started> {
   const dataDir = nodeDir(dir, index)
   await mkdir(dataDir, { recursive: true })
   const priced = await writeNodeConfig(dataDir, index, chainUrl, bootstrap == null ? undefined : /\/p2p\/([^/]+)$/.exec(bootstrap)?.[1], genesis)
@@ -133,6 +135,7 @@ export async function startNode (index: number, dir: string, bootstrap: string |
   if (bootstrap != null) {
     args.push('--bootstrap', bootstrap)
   }
+  args.push(...extraArgs)
   const log = createWriteStream(join(dataDir, 'daemon.log'), { flags: 'a' })
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   child.stderr?.pipe(log)
@@ -152,7 +155,7 @@ export async function startNode (index: number, dir: string, bootstrap: string |
       }
       if (event.event === 'started') {
         child.off('exit', onExit)
-        resolve({ index, peerId: event.peerId, addrs: event.addrs, api: event.api, dataDir, child, priced })
+        resolve({ index, peerId: event.peerId, addrs: event.addrs, api: event.api, ...(event.s3 != null ? { s3: event.s3 } : {}), dataDir, child, priced })
       }
     })
   })

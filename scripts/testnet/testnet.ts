@@ -18,7 +18,7 @@ import { RegtestServer } from '../../src/payments/chain/regtest/regtest-server.t
 import { formatAmount, parseAmount } from '../../src/protocols/units.ts'
 import { fund, hasEnded, howItEnded, startNode, stopAll, TESTNET_HASH_PRICE, TESTNET_STORAGE_PRICES, type Started, writeLedgerGenesis } from './network.ts'
 
-const HELP = `Usage: npm run testnet -- [--nodes N] [--dir DIR] [--json]
+const HELP = `Usage: npm run testnet -- [--nodes N] [--dir DIR] [--s3 HOST:PORT] [--json]
 
 Starts N opencloud-node daemons on 127.0.0.1 (random free ports), the first
 as the bootstrap peer of the others, prints a table of them and runs until
@@ -47,6 +47,8 @@ Options:
                   run a Cloud Ledger (promo codes) with nodes 1 to V as its
                   validators (1 s slots, a bitcoin checkpoint every 100
                   blocks); every node follows it. Default 0: no ledger
+  --s3 HOST:PORT  node 1 serves the S3 gateway there, e.g. 127.0.0.1:4102
+                  (README, "S3 gateway"); default: none
   --json          print the nodes as JSON
   -h, --help      show this help`
 
@@ -60,6 +62,7 @@ async function main (): Promise<number> {
         parallel: { type: 'string', default: '4' },
         'ledger-validators': { type: 'string', default: '0' },
         fund: { type: 'string', default: '0.1 BTC' },
+        s3: { type: 'string' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' }
       }
@@ -126,7 +129,7 @@ async function main (): Promise<number> {
     if (genesis != null) {
       progress(`Cloud Ledger with nodes 1 to ${validators} as validators (${genesis})\n`)
     }
-    const first = await startNode(1, dir, undefined, chain.url, genesis)
+    const first = await startNode(1, dir, undefined, chain.url, genesis, values.s3 != null ? ['--s3', values.s3] : [])
     nodes.push(first)
     progress(`  node 1 ${first.peerId}\n`)
     const bootstrap = first.addrs.find(a => a.includes('/127.0.0.1/')) ?? first.addrs[0]
@@ -167,6 +170,7 @@ async function main (): Promise<number> {
       `  npx opencloud-node --data-dir ${nodes[0].dataDir} store put package.json\n` +
       `  npx opencloud-node --data-dir ${nodes[0].dataDir} payments channels\n` +
       `  npx opencloud-node --data-dir ${nodes[0].dataDir} store get package.json --out /tmp/package.json\n` +
+      (nodes[0].s3 == null ? '' : `Node 1 serves S3 at ${nodes[0].s3}; a key for aws and rclone: npx opencloud-node --data-dir ${nodes[0].dataDir} s3 keys create\n`) +
       'Ctrl-C stops them all.\n')
   }
 

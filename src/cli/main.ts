@@ -12,8 +12,9 @@ import { reputationCommand } from './commands/reputation.ts'
 import { storeCommand } from './commands/store.ts'
 import { ledgerCommand } from './commands/ledger.ts'
 import { stopCommand } from './commands/stop.ts'
+import { s3Command } from './commands/s3.ts'
 
-const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand, walletCommand, paymentsCommand, marketCommand, reputationCommand, storeCommand, ledgerCommand, stopCommand]
+const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand, walletCommand, paymentsCommand, marketCommand, reputationCommand, storeCommand, ledgerCommand, s3Command, stopCommand]
 
 function overview (): string {
   const width = Math.max(...COMMANDS.map(c => c.name.length))

@@ -6,6 +6,7 @@ import { reputationModule } from '../services/reputation/index.ts'
 import { sha256Module } from '../services/sha256/index.ts'
 import { storageModule } from '../services/storage/index.ts'
 import { ledgerModule } from '../services/ledger/index.ts'
+import { s3Module } from '../services/s3/index.ts'
 import type { ConfigSection } from '../services/config-section.ts'
 import type { ServiceModuleDefinition } from '../services/module.ts'
 
@@ -22,7 +23,8 @@ export const MODULES: ServiceModuleDefinition[] = [
   reputationModule,
   sha256Module,
   storageModule,
-  ledgerModule
+  ledgerModule,
+  s3Module
 ]
 
 /** Every module's sections of config.json */

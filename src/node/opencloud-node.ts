@@ -238,6 +238,7 @@ export class OpenCloudNode {
         return true
       },
       nodeInfo: () => (node as OpenCloudNode).info(),
+      engine: <T>(name: string) => modules.get(name)?.engine as T | undefined,
       options: { storage: init.storage, ...init.modules }
     }
 

@@ -79,6 +79,11 @@ export interface ModuleComponents {
   saveConfig: (change: (raw: Record<string, any>) => void) => Promise<boolean>
   /** what info.node and GET /v1/id answer */
   nodeInfo: () => NodeInfo
+  /**
+   * the engine of a module made before this one (its ServiceModule.engine),
+   * for a module in front of another's: the S3 gateway's storage client
+   */
+  engine: <T>(module: string) => T | undefined
   /** settings an embedder or a test gives a module in code, by module name (OpenCloudNodeInit.modules) */
   options: Record<string, unknown>
 }

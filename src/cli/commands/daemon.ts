@@ -6,11 +6,13 @@ import { setLogLevel } from '../../node/logging.ts'
 import { VERSION } from '../../node/version.ts'
 import { UsageError, printJson, table, type Command } from '../command.ts'
 import { multiaddr } from '@multiformats/multiaddr'
+import { parseS3Address } from '../../services/s3/index.ts'
+import type { S3Gateway } from '../../gateway/s3/s3-gateway.ts'
 
 export const daemonCommand: Command = {
   name: 'daemon',
   summary: 'start a node and run it until Ctrl-C (the default command)',
-  usage: 'opencloud-node [daemon] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--api HOST:PORT]',
+  usage: 'opencloud-node [daemon] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--api HOST:PORT] [--s3 HOST:PORT|off]',
   help: `Starts an OpenCloud node: it listens for peers, joins the network through
 its bootstrap peers, serves its services over the OpenCloud protocol and
 answers the CLI on its control API. It runs until SIGINT or SIGTERM, then
@@ -23,13 +25,17 @@ Options:
                          /ip4/10.0.0.2/tcp/4100/p2p/12D3KooW...; this start only
   --api HOST:PORT        control API address on loopback (default 127.0.0.1:4101;
                          port 0 picks a free port); saved as config.api
+  --s3 HOST:PORT         serve the S3 gateway there, e.g. 127.0.0.1:4102 (off
+                         by default; "off" turns it off); saved as s3.listen.
+                         Keys: opencloud-node s3 keys create
   --exit-with-parent     stop cleanly when the process that started this one
                          ends (for supervisors such as the testnet: a killed
                          supervisor leaves no orphan nodes)`,
   options: {
     listen: { type: 'string', multiple: true },
     bootstrap: { type: 'string', multiple: true },
-    'exit-with-parent': { type: 'boolean' }
+    'exit-with-parent': { type: 'boolean' },
+    s3: { type: 'string' }
   },
   run: async ({ values, json, dataDir, out, err }) => {
     for (const addr of [...(values.listen ?? []), ...(values.bootstrap ?? [])]) {
@@ -46,6 +52,13 @@ Options:
         throw new UsageError(`--api "${values.api}" must be a loopback host and port such as 127.0.0.1:4101: the control API is never exposed beyond this machine`)
       }
     }
+    if (values.s3 != null && values.s3 !== 'off') {
+      try {
+        parseS3Address(values.s3)
+      } catch {
+        throw new UsageError(`--s3 "${values.s3}" is not HOST:PORT, such as 127.0.0.1:4102 (or "off")`)
+      }
+    }
     if (values['log-level'] != null && !LOG_LEVELS.includes(values['log-level'])) {
       throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not "${values['log-level']}"`)
     }
@@ -54,10 +67,11 @@ Options:
     let config = await loadConfig(paths.config)
     // --listen and --api are settings, not one-off choices: kept in
     // config.json so the next start (and the CLI) finds the node where it was
-    if (values.listen != null || values.api != null) {
+    if (values.listen != null || values.api != null || values.s3 != null) {
       config = await updateConfigFile(paths.config, raw => {
         if (values.listen != null) raw.listen = values.listen
         if (values.api != null) raw.api = values.api
+        if (values.s3 != null) raw.s3 = { ...raw.s3, listen: values.s3 === 'off' ? '' : values.s3 }
       })
     }
     const logLevel: LogLevel = values['log-level'] ?? config.logLevel
@@ -112,14 +126,16 @@ Options:
       throw e
     }
     const addrs = node.libp2p.getMultiaddrs().map(a => a.toString())
+    const s3 = node.engine<S3Gateway>('s3')?.url
     await writeApiInfo(paths.apiInfo, { url: apiServer.url, peerId: node.peerId.toString(), pid: process.pid, addrs })
     if (json) {
-      out.write(JSON.stringify({ event: 'started', peerId: node.peerId.toString(), addrs, api: apiServer.url, dataDir }) + '\n')
+      out.write(JSON.stringify({ event: 'started', peerId: node.peerId.toString(), addrs, api: apiServer.url, ...(s3 != null ? { s3 } : {}), dataDir }) + '\n')
     } else {
       out.write(`opencloud-node ${VERSION}\n` + table([
         ['PeerId', node.peerId.toString()],
         ...addrs.map((a, i) => [i === 0 ? 'listening' : '', a]),
         ['api', apiServer.url],
+        ...(s3 != null ? [['s3', s3]] : []),
         ['data dir', dataDir],
         ['services', node.registry.names().join(', ')]
       ]) + 'Press Ctrl-C to stop.\n')
