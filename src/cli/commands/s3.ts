@@ -1,4 +1,5 @@
 import { connectApi } from '../api-client.ts'
+import { checkBucketName } from '../../gateway/s3/buckets.ts'
 import { CLI } from '../../utils/cli-name.ts'
 import { hintLine, printJson, table, UsageError, type Command } from '../command.ts'
 
@@ -7,7 +8,7 @@ export const s3Command: Command = {
   name: 's3',
   summary: 'the S3 gateway: access keys for aws, rclone and the SDKs, and where it listens',
   usage: `${CLI} s3 status
-       ${CLI} s3 keys create [--bucket NAME] [--read-only] [--label TEXT]
+       ${CLI} s3 keys create [--bucket NAME] [--read-only] [--label TEXT] [--env]
        ${CLI} s3 keys ls
        ${CLI} s3 keys revoke <access key id>`,
   help: `The node serves an S3-compatible endpoint when it is started with
@@ -23,6 +24,8 @@ rest of the name.
     --bucket NAME         the key may use this bucket only
     --read-only           the key may list and read, never write or delete
     --label TEXT          a note to say what the key is for
+    --env                 print only the shell's export line for aws and
+                          rclone (eval "$(... s3 keys create --env)")
   s3 keys ls              every key issued here (never the secrets), revoked
                           ones with when
   s3 keys revoke <access key id>
@@ -31,7 +34,8 @@ rest of the name.
   options: {
     bucket: { type: 'string' },
     'read-only': { type: 'boolean' },
-    label: { type: 'string' }
+    label: { type: 'string' },
+    env: { type: 'boolean' }
   },
   run: async ({ values, positionals, json, dataDir, out }) => {
     const [what, action, id, ...extra] = positionals
@@ -59,18 +63,31 @@ rest of the name.
     if (extra.length > 0) {
       throw usage(`unexpected "${extra.join(' ')}"`)
     }
-    if (action !== 'create' && (values.bucket != null || values['read-only'] != null || values.label != null)) {
-      throw usage('--bucket, --read-only and --label go with s3 keys create')
+    if (action !== 'create' && (values.bucket != null || values['read-only'] != null || values.label != null || values.env != null)) {
+      throw usage('--bucket, --read-only, --label and --env go with s3 keys create')
     }
     switch (action) {
       case 'create': {
         if (id != null) {
           throw usage(`unexpected "${id}"`)
         }
+        if (values.bucket != null) {
+          try {
+            checkBucketName(values.bucket)
+          } catch (err: any) {
+            throw new UsageError(`--bucket: ${err.message as string}`)
+          }
+        }
         const api = await connectApi(dataDir, values.api)
         const key = await api.post<any>('/v1/s3/keys', { bucket: values.bucket, readOnly: values['read-only'] === true, label: values.label })
+        // what aws, rclone (env_auth) and the SDKs read from the environment
+        const exports = `export AWS_ACCESS_KEY_ID=${key.id} AWS_SECRET_ACCESS_KEY=${key.secret} AWS_DEFAULT_REGION=${key.region}`
         if (json) {
           printJson(out, key)
+          return
+        }
+        if (values.env === true) {
+          out.write(exports + '\n')
           return
         }
         out.write(table([
@@ -80,8 +97,7 @@ rest of the name.
           ['access', key.readOnly === true ? 'read-only' : 'read and write'],
           ['endpoint', key.endpoint ?? 'off: start the node with --s3 127.0.0.1:4102']
         ]))
-        out.write('The secret is shown only now. For aws and most tools:\n' +
-          `  export AWS_ACCESS_KEY_ID=${key.id} AWS_SECRET_ACCESS_KEY=${key.secret} AWS_DEFAULT_REGION=us-east-1\n`)
+        out.write(`The secret is shown only now. For aws, rclone and the SDKs:\n  ${exports}\n`)
         return
       }
       case 'ls': {

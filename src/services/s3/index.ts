@@ -51,10 +51,10 @@ export const s3Settings: ConfigSection<S3Config> = {
   })
 }
 
-function routes (gateway: S3Gateway, listening: () => string | undefined): RouteTable {
+function routes (gateway: S3Gateway, listening: () => string | undefined, region: string): RouteTable {
   return {
     'GET /v1/s3': async ({ json }) => {
-      json(200, { url: listening() ?? null, loopbackOnly: gateway.loopbackOnly, keys: (await gateway.keys.list()).filter(k => k.revokedAt == null).length })
+      json(200, { url: listening() ?? null, loopbackOnly: gateway.loopbackOnly, region, keys: (await gateway.keys.list()).filter(k => k.revokedAt == null).length })
     },
     'GET /v1/s3/keys': async ({ json }) => {
       json(200, (await gateway.keys.list()).map(keyView))
@@ -74,7 +74,7 @@ function routes (gateway: S3Gateway, listening: () => string | undefined): Route
         throw new HttpError(400, `readOnly is true or false; ${usage}`)
       }
       const key = await gateway.keys.create({ bucket, readOnly: body.readOnly === true, label: body.label == null ? undefined : String(body.label) })
-      json(200, { ...key, endpoint: listening() ?? null })
+      json(200, { ...key, endpoint: listening() ?? null, region })
     },
     'POST /v1/s3/keys/revoke': async ({ req, json }) => {
       const body = await readJsonBody(req, 'send {"id": ACCESS_KEY_ID}')
@@ -102,7 +102,7 @@ export const s3Module: ServiceModuleDefinition = {
     const gateway = new S3Gateway({ storage: storage.client, datastore, dir: join(dataDir, 's3'), owner: peerId.toString() }, { ...address, region: settings.region, uploadExpiryMs: settings.uploadExpiryMs })
     let running = false
     return {
-      routes: routes(gateway, () => running ? gateway.url : undefined),
+      routes: routes(gateway, () => running ? gateway.url : undefined, settings.region),
       errors: [[S3Error, 400]],
       engine: gateway,
       start: async () => {
