@@ -116,6 +116,8 @@ export function objectInfo (o: StoredObject): Record<string, unknown> {
   const mine = objectBytesByContract(o)
   return {
     ...objectSummary(o),
+    // what a gateway kept with it (the S3 gateway's ETag, Content-Type, x-amz-meta-*), or null
+    meta: o.meta ?? null,
     contracts: Object.entries(o.contracts).map(([id, c]) => {
       const version = c.version ?? 1
       const held = c.shards.length === 0 && o.removedAt != null ? 0 : bytesHeld(c)

@@ -14,6 +14,8 @@ import { SignatureV4 } from '@smithy/signature-v4'
 import { HttpRequest } from '@smithy/protocol-http'
 import { Hash } from '@smithy/hash-node'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
+import { objectInfo } from '../../src/storage/views.ts'
+import { IndexNotes } from '../../src/storage/client/recovery/index-notes.ts'
 import { addrOf, connect, tempDir, testConfig, waitFor } from '../helpers/nodes.ts'
 import type { S3Gateway } from '../../src/gateway/s3/s3-gateway.ts'
 import type { AccessKey } from '../../src/gateway/s3/access-keys.ts'
@@ -116,6 +118,10 @@ describe('S3 gateway: the AWS SDK and raw requests against a node on real hosts'
     assert.equal(stored.size, data.length)
     assert.equal(stored.sha256, sha256hex(data))
     assert.equal(put.VersionId, stored.id)
+    // what S3 keeps goes with the object: into store info, and into its index note (so it comes back from the words)
+    const meta = { 'content-type': 'image/jpeg', 'x-amz-meta-camera': 'x100', etag: md5(data) }
+    assert.deepEqual((objectInfo(stored) as any).meta, meta)
+    assert.deepEqual(IndexNotes.noteObject(stored).meta, meta)
 
     const got = await s3.send(new GetObjectCommand({ Bucket: 'photos', Key: '2026/beach.jpg' }))
     assert.ok(Buffer.from(await got.Body!.transformToByteArray()).equals(data), 'byte-identical')

@@ -106,6 +106,8 @@ function printObject (out: NodeJS.WritableStream, o: Record<string, any>): void 
     ['id', o.id],
     ['size', o.sizeText === `${o.size} bytes` ? o.sizeText : `${o.sizeText} (${o.size} bytes)`],
     ['sha256', o.sha256],
+    // what the S3 gateway kept (ETag, Content-Type, metadata), one line
+    ...(o.meta == null ? [] : [['metadata', Object.entries(o.meta as Record<string, string>).map(([k, v]) => `${k}: ${v}`).join(', ')]]),
     ['redundancy', o.redundancyText],
     ['segments', String(o.segments)],
     ['stored', o.storedAt],

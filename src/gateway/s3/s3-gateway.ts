@@ -406,12 +406,21 @@ export class S3Gateway {
 
   // ---- buckets ----
 
-  /** Whether a bucket exists: created empty here, or a folder with objects */
+  /**
+   * Whether a bucket exists: created empty here, or a folder with objects.
+   * A folder found is recorded as a bucket, so the next request does not
+   * look through every object again (and it stays a bucket, empty, when
+   * its last object is removed, as an S3 bucket does)
+   */
   private async bucketExists (bucket: string): Promise<boolean> {
     if (await this.buckets.get(bucket) != null) {
       return true
     }
-    return (await this.components.storage.current(`${bucket}/`)).length > 0
+    if ((await this.components.storage.current(`${bucket}/`)).length === 0) {
+      return false
+    }
+    await this.buckets.put(bucket)
+    return true
   }
 
   private async needBucket (bucket: string): Promise<void> {
