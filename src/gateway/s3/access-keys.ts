@@ -43,7 +43,7 @@ function keyId (): string {
 export class AccessKeys {
   private readonly datastore: Datastore
   /** id -> key, read once: every request looks its key up */
-  private readonly cache = new Map<string, AccessKey | null>()
+  private readonly cache = new Map<string, AccessKey>()
 
   constructor (datastore: Datastore) {
     this.datastore = datastore
@@ -72,8 +72,9 @@ export class AccessKeys {
     if (!/^[A-Z0-9]{16,128}$/.test(id)) {
       return undefined
     }
-    if (this.cache.has(id)) {
-      return this.cache.get(id) ?? undefined
+    const cached = this.cache.get(id)
+    if (cached != null) {
+      return cached
     }
     let key: AccessKey | null = null
     try {
@@ -83,7 +84,12 @@ export class AccessKeys {
         throw err
       }
     }
-    this.cache.set(id, key)
+    // only keys issued here are kept: an id nobody issued is not, or
+    // requests with random ids (checked before their signature can be)
+    // would grow the cache without end
+    if (key != null) {
+      this.cache.set(id, key)
+    }
     return key ?? undefined
   }
 

@@ -140,7 +140,7 @@ function canonicalPath (rawPath: string): string {
   }).join('/')
 }
 
-function sameSignature (a: string, b: string): boolean {
+export function sameSignature (a: string, b: string): boolean {
   const x = Buffer.from(a)
   const y = Buffer.from(b)
   return x.length === y.length && timingSafeEqual(x, y)
@@ -232,6 +232,14 @@ export async function authorize (keys: AccessKeys, init: CheckInit): Promise<Aut
   const payloadHeader = parsed.presigned ? (query.get('X-Amz-Content-Sha256') ?? header(headers, 'x-amz-content-sha256')) : header(headers, 'x-amz-content-sha256')
   const payload = payloadOf(payloadHeader, parsed.presigned)
 
+  // an x-amz-* header changes what a request does (a copy's source,
+  // metadata, checksums): one that was not signed is refused, as S3 does, or
+  // a presigned upload could be turned into a copy of another object
+  for (const name of Object.keys(headers)) {
+    if (name.startsWith('x-amz-') && !signed.has(name) && !(parsed.presigned && name === 'x-amz-content-sha256')) {
+      throw new AccessDeniedError(`There were headers present in the request which were not signed: ${name}`, { HeadersNotSigned: name })
+    }
+  }
   const signedHeaderValues: Record<string, string> = {}
   for (const name of signed) {
     const value = header(headers, name)

@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto'
 import { crc32 } from 'node:zlib'
 import { MAX_CHUNK_LINE } from './constants.ts'
 import { BadDigestError, IncompleteBodyError, InvalidArgumentError, InvalidDigestError, InvalidRequestError, MissingContentLengthError, SignatureDoesNotMatchError, XAmzContentSHA256MismatchError } from './errors.ts'
-import type { Authorized } from './auth.ts'
+import { sameSignature, type Authorized } from './auth.ts'
 import type { IncomingHttpHeaders } from 'node:http'
 
 /**
@@ -17,6 +17,8 @@ import type { IncomingHttpHeaders } from 'node:http'
  */
 
 const EMPTY_SHA256 = createHash('sha256').digest('hex')
+/** a trailer carries a checksum and its signature: a few headers, never many */
+const MAX_TRAILERS = 16
 
 /** A request body, decoded */
 export interface ObjectBody {
@@ -143,7 +145,7 @@ async function * dechunk (source: AsyncIterable<Uint8Array>, auth: Authorized, t
     }
     if (hash != null) {
       const expected = await auth.chunkSignature(previous, `${EMPTY_SHA256}\n${hash.digest('hex')}`, 'PAYLOAD')
-      if (expected !== signature) {
+      if (!sameSignature(expected, signature ?? '')) {
         throw new SignatureDoesNotMatchError('a chunk\'s signature does not match its bytes: the body was changed on the way, or signed with another key')
       }
       previous = expected
@@ -160,6 +162,9 @@ async function * dechunk (source: AsyncIterable<Uint8Array>, auth: Authorized, t
       const next = await reader.line()
       if (next == null || next === '') {
         break
+      }
+      if (lines.length >= MAX_TRAILERS) {
+        throw new InvalidRequestError(`an aws-chunked trailer has more than ${MAX_TRAILERS} headers`)
       }
       lines.push(next)
     }
@@ -181,7 +186,7 @@ async function * dechunk (source: AsyncIterable<Uint8Array>, auth: Authorized, t
     }
     if (signed && auth.payload.kind === 'chunked' && auth.payload.trailer && lines.length > 0) {
       const expected = await auth.chunkSignature(previous, createHash('sha256').update(signedLines.join('')).digest('hex'), 'TRAILER')
-      if (trailerSignature !== expected) {
+      if (!sameSignature(expected, trailerSignature ?? '')) {
         throw new SignatureDoesNotMatchError('the trailer\'s signature does not match its headers')
       }
     }

@@ -27,6 +27,10 @@ export interface ListOutput<T> {
 const byteOrder = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b))
 
 export function listKeys<T> ({ entries, prefix, delimiter, after, maxKeys }: ListInput<T>): ListOutput<T> {
+  if (maxKeys === 0) {
+    // S3 answers max-keys=0 with nothing, and says nothing is left out
+    return { contents: [], commonPrefixes: [], truncated: false }
+  }
   const sorted = entries.filter(e => e.key.startsWith(prefix)).sort((a, b) => byteOrder(a.key, b.key))
   const contents: ListOutput<T>['contents'] = []
   const commonPrefixes: string[] = []
@@ -41,8 +45,9 @@ export function listKeys<T> ({ entries, prefix, delimiter, after, maxKeys }: Lis
         rolled = true
       }
     }
-    if (after != null && byteOrder(item, after) <= 0) {
-      // a prefix that a page ended on is not answered again
+    // after a key: the keys past it (start-after "a/1" still rolls "a/2"
+    // up into "a/"); after a prefix a page ended on, nothing under it again
+    if (after != null && (byteOrder(entry.key, after) <= 0 || (rolled && item === after))) {
       continue
     }
     if (rolled && commonPrefixes[commonPrefixes.length - 1] === item) {

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
-import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises'
+import { createWriteStream } from 'node:fs'
+import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { Readable } from 'node:stream'
@@ -40,7 +40,14 @@ export interface PartRecord {
 }
 
 const UPLOAD_FILE = 'upload.json'
-const partFile = (n: number): string => `part-${String(n).padStart(5, '0')}`
+const partPrefix = (n: number): string => `part-${String(n).padStart(5, '0')}`
+/**
+ * a part's bytes are named by their MD5 as well as their number, and its
+ * record names them: two uploads of one part number at once (a client's
+ * retry beside its first attempt) each keep their own bytes, so a record
+ * never pairs one's ETag with the other's bytes
+ */
+const partFile = (n: number, md5: string): string => `${partPrefix(n)}-${md5}`
 
 export class MultipartUploads {
   private readonly dir: string
@@ -83,17 +90,32 @@ export class MultipartUploads {
       throw new InvalidArgumentError(`Part number must be an integer between 1 and ${MAX_PARTS}, inclusive, not "${String(number)}"`, { ArgumentName: 'partNumber' })
     }
     const folder = this.folder(id)
-    const partial = join(folder, `${partFile(number)}.${randomBytes(4).toString('hex')}.tmp`)
+    const partial = join(folder, `${partPrefix(number)}.${randomBytes(4).toString('hex')}.tmp`)
     try {
       await pipeline(Readable.from(body.stream), createWriteStream(partial, { flags: 'wx' }), { signal })
       const part: PartRecord = { number, size: body.size, md5: body.md5(), lastModified: Date.now() }
       // the upload may have been aborted meanwhile: its folder is gone then
       await this.get(id)
-      await writeFileAtomic(join(folder, `${partFile(number)}.json`), JSON.stringify(part))
-      await rename(partial, join(folder, partFile(number)))
+      await rename(partial, join(folder, partFile(number, part.md5)))
+      await writeFileAtomic(join(folder, `${partPrefix(number)}.json`), JSON.stringify(part))
+      // the bytes of this number that its record no longer names (a part sent again); a Complete reading them has them open
+      const named = await this.partRecord(folder, number)
+      for (const name of await readdir(folder)) {
+        if (name.startsWith(`${partPrefix(number)}-`) && !name.endsWith('.tmp') && name !== (named == null ? '' : partFile(number, named.md5))) {
+          await unlink(join(folder, name)).catch(() => {})
+        }
+      }
       return part
     } finally {
       await rm(partial, { force: true })
+    }
+  }
+
+  private async partRecord (folder: string, number: number): Promise<PartRecord | undefined> {
+    try {
+      return JSON.parse(await readFile(join(folder, `${partPrefix(number)}.json`), 'utf8'))
+    } catch {
+      return undefined
     }
   }
 
@@ -106,8 +128,8 @@ export class MultipartUploads {
       if (/^part-\d{5}\.json$/.test(name)) {
         try {
           const part: PartRecord = JSON.parse(await readFile(join(folder, name), 'utf8'))
-          // its bytes are renamed in after its record: a record without them is a part still being written
-          if ((await stat(join(folder, partFile(part.number)))).size === part.size) {
+          // a record whose bytes are gone (replaced by another upload of its number meanwhile) is not a part
+          if ((await stat(join(folder, partFile(part.number, part.md5)))).size === part.size) {
             parts.push(part)
           }
         } catch {}
@@ -142,7 +164,7 @@ export class MultipartUploads {
    * their bytes, with the object's size and its S3 ETag: the MD5 of the
    * parts' MD5s, "-" and their count
    */
-  async assemble (id: string, named: Array<{ number: number, etag: string }>): Promise<{ size: number, etag: string, stream: AsyncIterable<Uint8Array> }> {
+  async assemble (id: string, named: Array<{ number: number, etag: string }>): Promise<{ size: number, etag: string, stream: AsyncIterable<Uint8Array>, close: () => Promise<void> }> {
     if (named.length === 0) {
       throw new InvalidArgumentError('a CompleteMultipartUpload names at least one part')
     }
@@ -170,12 +192,29 @@ export class MultipartUploads {
     for (const part of parts) {
       md5s.update(Buffer.from(part.md5, 'hex'))
     }
-    async function * stream (): AsyncGenerator<Uint8Array> {
+    // every part opened now: a part sent again while the object is stored
+    // (or an Abort) cannot change the bytes under the ETag fixed here
+    const handles: FileHandle[] = []
+    try {
       for (const part of parts) {
-        yield * createReadStream(join(folder, partFile(part.number)), { highWaterMark: 1024 * 1024 })
+        handles.push(await open(join(folder, partFile(part.number, part.md5)), 'r'))
+      }
+    } catch (err) {
+      await Promise.all(handles.map(async h => h.close()))
+      throw new InvalidPartError(`a part went away while the upload was completed: ${(err as Error).message}`)
+    }
+    async function * stream (): AsyncGenerator<Uint8Array> {
+      try {
+        for (const handle of handles) {
+          yield * handle.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false })
+        }
+      } finally {
+        await Promise.all(handles.map(async h => h.close().catch(() => {})))
       }
     }
-    return { size: parts.reduce((sum, p) => sum + p.size, 0), etag: `${md5s.digest('hex')}-${parts.length}`, stream: stream() }
+    // the handles are closed by the stream's end, or by close() when it is never read (a put refused first)
+    const close = async (): Promise<void> => { await Promise.all(handles.map(async h => h.close().catch(() => {}))) }
+    return { size: parts.reduce((sum, p) => sum + p.size, 0), etag: `${md5s.digest('hex')}-${parts.length}`, stream: stream(), close }
   }
 
   /** Delete an upload and its parts */

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer, validateHeaderValue, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { ObjectBeingStoredError, ObjectNotFoundError, InvalidNameError, NotEnoughHostsError, StreamSizeError, VersionPrunedError, StorageStoppedError, ShardUnavailableError, PaymentRefusedError, IntegrityError, type StorageClient, type StoredObject } from '../../storage/client/storage-client.ts'
@@ -11,8 +11,8 @@ import { Buckets, checkBucketName, objectName } from './buckets.ts'
 import { DEFAULT_MAX_CONCURRENT, DEFAULT_REGION, DEFAULT_UPLOAD_EXPIRY_MS, MAX_DELETE_KEYS, MAX_KEYS, MAX_PARTS, MAX_PUT_BYTES, MAX_XML_BODY, UPLOAD_SWEEP_MS } from './constants.ts'
 import { AccessDeniedError, BucketAlreadyOwnedByYouError, BucketNotEmptyError, EntityTooLargeError, IncompleteBodyError, InternalError, InvalidArgumentError, InvalidRangeError, InvalidRequestError, MalformedXMLError, MethodNotAllowedError, NoSuchBucketError, NoSuchKeyError, NoSuchVersionError, NotImplementedError, NotModified, PreconditionFailedError, S3Error, ServiceUnavailableError } from './errors.ts'
 import { continuationToken, listKeys, maxKeysOf, parseContinuationToken } from './listing.ts'
-import { MultipartUploads } from './multipart.ts'
-import { errorDocument, parseXml, xmlDocument } from './xml.ts'
+import { MultipartUploads, type UploadRecord } from './multipart.ts'
+import { errorDocument, parseXml, XML_DECLARATION, xmlDocument, xmlElement } from './xml.ts'
 import type { Datastore } from 'interface-datastore'
 import type { AddressInfo } from 'node:net'
 
@@ -185,6 +185,8 @@ export class S3Gateway {
   private sweeper?: NodeJS.Timeout
   private readonly turns: Turns
   private readonly shutdown = new AbortController()
+  /** uploads completed in the last hour (at most 1,000), for a Complete sent again */
+  private readonly completed = new Map<string, { bucket: string, key: string, etag: string, at: number }>()
 
   constructor (components: S3GatewayComponents, init: S3GatewayInit = {}) {
     this.components = components
@@ -466,6 +468,9 @@ export class S3Gateway {
 
   private async deleteBucket (r: S3Request, bucket: string): Promise<void> {
     this.allowWrite(r)
+    if (r.auth.key.bucket != null) {
+      throw new AccessDeniedError(`the access key ${r.auth.key.id} is limited to the bucket "${r.auth.key.bucket}" and cannot delete it`)
+    }
     if ((await this.components.storage.current(`${bucket}/`)).length > 0) {
       throw new BucketNotEmptyError('The bucket you tried to delete is not empty', { BucketName: bucket })
     }
@@ -627,9 +632,47 @@ export class S3Gateway {
 
   private tooLarge = (size: number): Error => new EntityTooLargeError(`Your proposed upload is ${size} bytes: a single PutObject takes at most 5 GiB; use a multipart upload (aws s3 cp and rclone do by themselves)`, { ProposedSize: String(size), MaxSizeAllowed: String(MAX_PUT_BYTES) })
 
+  /**
+   * A conditional write's check (If-None-Match: * puts only a key that is
+   * not there; If-Match only over that ETag), before the upload starts; two
+   * writes of one name at once cannot both go on (the storage client
+   * stores one name once at a time: the second is OperationAborted)
+   */
+  private async writeConditions (req: IncomingMessage, name: string, key: string): Promise<void> {
+    const ifNoneMatch = header(req, 'if-none-match')
+    const ifMatch = header(req, 'if-match')
+    if (ifNoneMatch == null && ifMatch == null) {
+      return
+    }
+    if (ifNoneMatch != null && ifNoneMatch.trim() !== '*') {
+      throw new NotImplementedError('If-None-Match on a write takes only "*" (put only if the key is not there)')
+    }
+    let current: StoredObject | undefined
+    try {
+      current = await this.components.storage.find(name)
+    } catch (err) {
+      if (!(err instanceof ObjectNotFoundError)) {
+        throw err
+      }
+    }
+    if (ifNoneMatch != null && current != null) {
+      throw new PreconditionFailedError('At least one of the pre-conditions you specified did not hold: the key exists', { Condition: 'If-None-Match' })
+    }
+    if (ifMatch != null) {
+      if (current == null) {
+        throw new NoSuchKeyError('The specified key does not exist', { Key: key })
+      }
+      const etag = etagOf(current)
+      if (!ifMatch.split(',').map(t => t.trim()).some(t => t === '*' || t === etag || `"${t}"` === etag)) {
+        throw new PreconditionFailedError('At least one of the pre-conditions you specified did not hold', { Condition: 'If-Match' })
+      }
+    }
+  }
+
   private async putObject (r: S3Request, bucket: string, key: string, name: string): Promise<void> {
     this.allowWrite(r)
     await this.needBucket(bucket)
+    await this.writeConditions(r.req, name, key)
     const meta = this.metaOf(r.req)
     const { body, failure } = this.watched(objectBody(r.req, r.req.headers, r.auth, MAX_PUT_BYTES, this.tooLarge))
     let object: StoredObject
@@ -714,6 +757,11 @@ export class S3Gateway {
     for (const name of ['content-type', 'content-language', 'expires', 'cache-control', 'content-disposition', 'content-encoding']) {
       const value = query.get(`response-${name}`)
       if (value != null) {
+        try {
+          validateHeaderValue(name, value)
+        } catch {
+          throw new InvalidArgumentError(`response-${name} is not a value an HTTP header can carry (non-Latin-1 characters go percent-encoded, e.g. filename*=UTF-8''...)`, { ArgumentName: `response-${name}` })
+        }
         headers[name] = value
       }
     }
@@ -730,22 +778,32 @@ export class S3Gateway {
     }
     const { stream } = await this.components.storage.getStream(object.id, { signal: r.signal, ...(range != null ? { range } : {}) })
     const pieces = stream[Symbol.asyncIterator]()
-    // the first segment before the head: a get that cannot fetch it (too few
-    // hosts) is answered with an error, not a 200 that is then cut short
-    let next = await pieces.next()
-    res.writeHead(status, headers)
-    while (next.done !== true) {
-      if (!res.write(next.value)) {
-        await new Promise<void>((resolve, reject) => {
-          const onDrain = (): void => { res.off('close', onClose); resolve() }
-          const onClose = (): void => { res.off('drain', onDrain); reject(new Error('the client went away')) }
-          res.once('drain', onDrain)
-          res.once('close', onClose)
-        })
+    try {
+      // the first segment before the head: a get that cannot fetch it (too few
+      // hosts) is answered with an error, not a 200 that is then cut short
+      let next = await pieces.next()
+      res.writeHead(status, headers)
+      while (next.done !== true) {
+        if (res.destroyed) {
+          throw new Error('the client went away')
+        }
+        if (!res.write(next.value)) {
+          await new Promise<void>((resolve, reject) => {
+            const onDrain = (): void => { res.off('close', onClose); resolve() }
+            const onClose = (): void => { res.off('drain', onDrain); reject(new Error('the client went away')) }
+            res.once('drain', onDrain)
+            res.once('close', onClose)
+          })
+        }
+        next = await pieces.next()
       }
-      next = await pieces.next()
+      res.end()
+    } finally {
+      // a reader gone mid-object: the download's own finally gives back its
+      // segment slots and records what it found (a stream left suspended
+      // would hold them until it is collected)
+      await pieces.return?.(undefined)
     }
-    res.end()
   }
 
   private async deleteObject (r: S3Request, bucket: string, key: string, name: string): Promise<void> {
@@ -782,12 +840,13 @@ export class S3Gateway {
     if (objects.length > MAX_DELETE_KEYS) {
       throw new MalformedXMLError(`a DeleteObjects names at most ${MAX_DELETE_KEYS} keys, not ${objects.length}`)
     }
-    const quiet = String(doc.Quiet ?? 'false').toLowerCase() === 'true'
+    const quiet = String(doc.Quiet ?? 'false').trim().toLowerCase() === 'true'
     const deleted: Array<Record<string, unknown>> = []
     const errors: Array<Record<string, unknown>> = []
     for (const entry of objects) {
-      const key = String(entry.Key ?? '')
-      const versionId = entry.VersionId != null ? String(entry.VersionId) : null
+      // a key as sent, spaces and all; a version id is a word
+      const key = typeof entry.Key === 'string' ? entry.Key : ''
+      const versionId = entry.VersionId != null ? String(entry.VersionId).trim() : null
       try {
         const name = objectName(bucket, key)
         await this.removeKey(name, key, versionId, r.signal)
@@ -862,9 +921,18 @@ export class S3Gateway {
     this.xml(r, 200, 'InitiateMultipartUploadResult', { Bucket: bucket, Key: key, UploadId: upload.id })
   }
 
+  /** An upload a key may go on with: its own, or any with a key of every bucket */
+  private async ownUpload (r: S3Request, uploadId: string, bucket: string, key: string): Promise<UploadRecord> {
+    const upload = await this.uploads.get(uploadId, bucket, key)
+    if (upload.keyId !== r.auth.key.id && r.auth.key.bucket != null) {
+      throw new AccessDeniedError(`the upload was created with another access key, and ${r.auth.key.id} is limited to one bucket`)
+    }
+    return upload
+  }
+
   private async uploadPart (r: S3Request, bucket: string, key: string, uploadId: string): Promise<void> {
     this.allowWrite(r)
-    await this.uploads.get(uploadId, bucket, key)
+    await this.ownUpload(r, uploadId, bucket, key)
     const numberText = r.query.get('partNumber') ?? ''
     const number = /^\d{1,5}$/.test(numberText) ? Number(numberText) : NaN
     const body = objectBody(r.req, r.req.headers, r.auth, MAX_PUT_BYTES, (size) => new EntityTooLargeError(`a part is at most 5 GiB, not ${size} bytes`, { ProposedSize: String(size), MaxSizeAllowed: String(MAX_PUT_BYTES) }))
@@ -876,7 +944,7 @@ export class S3Gateway {
   }
 
   private async listParts (r: S3Request, bucket: string, key: string, uploadId: string): Promise<void> {
-    const upload = await this.uploads.get(uploadId, bucket, key)
+    const upload = await this.ownUpload(r, uploadId, bucket, key)
     const marker = Number(r.query.get('part-number-marker') ?? '0') || 0
     const maxParts = maxKeysOf(r.query.get('max-parts'), MAX_KEYS)
     const all = (await this.uploads.parts(uploadId)).filter(p => p.number > marker)
@@ -913,36 +981,52 @@ export class S3Gateway {
 
   private async abortUpload (r: S3Request, bucket: string, key: string, uploadId: string): Promise<void> {
     this.allowWrite(r)
-    await this.uploads.get(uploadId, bucket, key)
+    await this.ownUpload(r, uploadId, bucket, key)
     await this.uploads.remove(uploadId)
     this.empty(r, 204)
   }
 
   private async completeUpload (r: S3Request, bucket: string, key: string, name: string, uploadId: string): Promise<void> {
     this.allowWrite(r)
-    const upload = await this.uploads.get(uploadId, bucket, key)
-    const doc = parseXml((await smallBody(r.req, r.req.headers, r.auth, MAX_XML_BODY)).toString('utf8'), 'CompleteMultipartUpload')
-    const named = (doc.Part ?? []).map((p: Record<string, unknown>) => ({ number: Number(p.PartNumber), etag: String(p.ETag ?? '') }))
-    const { size, etag, stream } = await this.uploads.assemble(uploadId, named)
-    if (size > MAX_PUT_BYTES * 1000) {
-      throw new EntityTooLargeError('an object is at most 5 TiB')
+    const done = this.completed.get(uploadId)
+    if (done != null && done.bucket === bucket && done.key === key) {
+      // a Complete sent again (its answer was lost): the same answer, not NoSuchUpload for an object that is stored
+      this.xml(r, 200, 'CompleteMultipartUploadResult', { Location: `/${bucket}/${key}`, Bucket: bucket, Key: key, ETag: done.etag })
+      return
     }
-    // the put may take minutes (every byte goes to the hosts now): spaces
-    // keep the connection alive, as S3 does, so the status is 200 and a
-    // failure comes as an error document in the body
+    const upload = await this.ownUpload(r, uploadId, bucket, key)
+    const doc = parseXml((await smallBody(r.req, r.req.headers, r.auth, MAX_XML_BODY)).toString('utf8'), 'CompleteMultipartUpload')
+    const named = (doc.Part ?? []).map((p: Record<string, unknown>) => ({ number: Number(String(p.PartNumber ?? '').trim()), etag: String(p.ETag ?? '').trim() }))
+    await this.writeConditions(r.req, name, key)
+    const { size, etag, stream, close } = await this.uploads.assemble(uploadId, named)
+    // the put may take minutes (every byte goes to the hosts now): as S3
+    // does, the status (200) and the XML declaration go at once, then a
+    // space every 10 s keeps the connection alive, then the result, or an
+    // error document when the put fails
     r.res.writeHead(200, { 'content-type': 'application/xml' })
+    r.res.write(XML_DECLARATION)
     const keepAlive = setInterval(() => { r.res.write(' ') }, 10_000)
     let object: StoredObject
     try {
       object = await this.components.storage.put({ stream, size }, { name, signal: r.signal, meta: { ...upload.meta, [META_ETAG]: etag } })
     } catch (caught) {
-      clearInterval(keepAlive)
       const err = s3ErrorOf(caught, key)
-      r.res.end(errorDocument(err, `/${bucket}/${key}`, String(r.res.getHeader('x-amz-request-id'))))
+      log('complete %s/%s: %s %s', bucket, key, err.code, err.message)
+      r.res.end(errorDocument(err, `/${bucket}/${key}`, String(r.res.getHeader('x-amz-request-id')), false))
       return
+    } finally {
+      clearInterval(keepAlive)
+      await close()
     }
-    clearInterval(keepAlive)
+    this.completed.set(uploadId, { bucket, key, etag: etagOf(object), at: Date.now() })
+    for (const [id, c] of this.completed) {
+      if (this.completed.size <= 1000 && Date.now() - c.at < 3_600_000) {
+        break
+      }
+      this.completed.delete(id)
+    }
     await this.uploads.remove(uploadId)
-    r.res.end(xmlDocument('CompleteMultipartUploadResult', { Location: `/${bucket}/${key}`, Bucket: bucket, Key: key, ETag: etagOf(object) }))
+    r.res.end(xmlElement('CompleteMultipartUploadResult', { Location: `/${bucket}/${key}`, Bucket: bucket, Key: key, ETag: etagOf(object) }))
   }
+
 }

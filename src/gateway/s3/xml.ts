@@ -10,20 +10,29 @@ import { MalformedXMLError, type S3Error } from './errors.ts'
 const NS = 'http://s3.amazonaws.com/doc/2006-03-01/'
 
 const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@', suppressEmptyNode: false, format: false })
+// values are not trimmed: a key may begin or end with a space ("notes " is
+// not "notes"); the readers trim the fields that are numbers or words.
 // XML's own entities and character references (&amp;, &#34; as Go's encoder
 // writes a quote) are expanded: a document with a
 // DOCTYPE is refused before it is parsed, which keeps declared entities (a
 // billion laughs) out
-const parser = new XMLParser({ ignoreAttributes: true, processEntities: true, htmlEntities: true, parseTagValue: false, trimValues: true, isArray: (name) => ['Object', 'Part'].includes(name) })
+const parser = new XMLParser({ ignoreAttributes: true, processEntities: true, htmlEntities: true, parseTagValue: false, trimValues: false, isArray: (name) => ['Object', 'Part'].includes(name) })
 
 /** A document whose root element is `root`, in S3's namespace */
 export function xmlDocument (root: string, body: Record<string, unknown>): string {
   return '<?xml version="1.0" encoding="UTF-8"?>\n' + builder.build({ [root]: { '@xmlns': NS, ...body } })
 }
 
+/** A document without its XML declaration, for an answer whose declaration went first (a long CompleteMultipartUpload) */
+export function xmlElement (root: string, body: Record<string, unknown>): string {
+  return builder.build({ [root]: { '@xmlns': NS, ...body } })
+}
+
+export const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
 /** S3's error document */
-export function errorDocument (err: S3Error, resource: string, requestId: string): string {
-  return '<?xml version="1.0" encoding="UTF-8"?>\n' + builder.build({ Error: { Code: err.code, Message: err.message, ...err.extra, Resource: resource, RequestId: requestId } })
+export function errorDocument (err: S3Error, resource: string, requestId: string, declaration = true): string {
+  return (declaration ? XML_DECLARATION : '') + builder.build({ Error: { Code: err.code, Message: err.message, ...err.extra, Resource: resource, RequestId: requestId } })
 }
 
 /** A request's XML document as an object, or MalformedXML */
