@@ -60,7 +60,8 @@ function amzDateOf (text: string | undefined): Date | undefined {
   return Number.isNaN(date.getTime()) ? undefined : date
 }
 
-function header (headers: IncomingHttpHeaders, name: string): string | undefined {
+/** A request header as one string (Node gives a repeated one as a list) */
+export function header (headers: IncomingHttpHeaders, name: string): string | undefined {
   const value = headers[name]
   return Array.isArray(value) ? value.join(',') : value
 }

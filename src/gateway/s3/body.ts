@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto'
 import { crc32 } from 'node:zlib'
 import { MAX_CHUNK_LINE } from './constants.ts'
 import { BadDigestError, IncompleteBodyError, InvalidArgumentError, InvalidDigestError, InvalidRequestError, MissingContentLengthError, SignatureDoesNotMatchError, XAmzContentSHA256MismatchError } from './errors.ts'
-import { sameSignature, type Authorized } from './auth.ts'
+import { header, sameSignature, type Authorized } from './auth.ts'
 import type { IncomingHttpHeaders } from 'node:http'
 
 /**
@@ -27,11 +27,6 @@ export interface ObjectBody {
   stream: AsyncIterable<Uint8Array>
   /** the MD5 of what was read, hex: read it once the stream has ended */
   md5: () => string
-}
-
-function header (headers: IncomingHttpHeaders, name: string): string | undefined {
-  const value = headers[name]
-  return Array.isArray(value) ? value.join(',') : value
 }
 
 /** A running checksum of one of the algorithms S3 names, base64 as its headers carry it */

@@ -5,7 +5,7 @@ import { logger } from '@libp2p/logger'
 import { ObjectBeingStoredError, ObjectNotFoundError, InvalidNameError, NotEnoughHostsError, StreamSizeError, VersionPrunedError, StorageStoppedError, ShardUnavailableError, PaymentRefusedError, IntegrityError, type StorageClient, type StoredObject } from '../../storage/client/storage-client.ts'
 import { HostStalledError } from '../../storage/errors.ts'
 import { AccessKeys } from './access-keys.ts'
-import { authorize, type Authorized } from './auth.ts'
+import { authorize, header as headerOf, type Authorized } from './auth.ts'
 import { objectBody, smallBody, type ObjectBody } from './body.ts'
 import { Buckets, checkBucketName, objectName } from './buckets.ts'
 import { DEFAULT_MAX_CONCURRENT, DEFAULT_REGION, DEFAULT_UPLOAD_EXPIRY_MS, MAX_DELETE_KEYS, MAX_KEYS, MAX_PARTS, MAX_PUT_BYTES, MAX_XML_BODY, UPLOAD_SWEEP_MS } from './constants.ts'
@@ -71,8 +71,7 @@ function isLoopback (address: string | undefined): boolean {
 }
 
 function header (req: IncomingMessage, name: string): string | undefined {
-  const value = req.headers[name]
-  return Array.isArray(value) ? value.join(',') : value
+  return headerOf(req.headers, name)
 }
 
 /** S3's time format in XML */
