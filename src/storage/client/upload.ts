@@ -1,3 +1,4 @@
+import { readAhead } from '../../utils/read-ahead.ts'
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { open, stat, type FileHandle } from 'node:fs/promises'
@@ -333,7 +334,10 @@ export class Uploader {
     const totalShardBytes = bytesFrom(0) * n
     let shardBytesDone = 0
     const fileHash = createHash('sha256')
-    const input = typeof source === 'string' ? fileSource(source, await open(source, 'r')) : streamSource(source.stream, size)
+    // a stream is read ahead by the segments a put codes at once (that much
+    // more memory a put), so the bytes of the next ones arrive while these
+    // are coded and sent, as a file's are there when they are asked for
+    const input = typeof source === 'string' ? fileSource(source, await open(source, 'r')) : streamSource(readAhead(source.stream, segmentSize * this.init.segmentsInFlight), size)
     // the overdrive: a shard transfer that holds up its segment long after the others is stopped, and its slot moves on
     const watch = new StallWatch(this.components.alive, { k, n, hasSpare, signal })
     const putOnSlot = async (slot: Slot, segment: number, shard: Uint8Array, root: Uint8Array): Promise<ShardRecord> => {
