@@ -47,6 +47,7 @@ import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { DEFAULT_CONFIG, validateConfig } from '../../src/node/config.ts'
 import { defaultK, defaultRedundancy, defaultRepairAfterLost } from '../../src/storage/client/health.ts'
 import type { S3Gateway } from '../../src/gateway/s3/s3-gateway.ts'
+import { hostSpawner } from '../storage/host-process.ts'
 
 const { values } = parseArgs({
   options: {
@@ -83,7 +84,6 @@ const HOST_COUNT = N + defaultRepairAfterLost(K, N)
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'oc-bench-s3-'))
-interface HostProcess { process: ChildProcess, addr: string, peer: string }
 const processes: ChildProcess[] = []
 // Ctrl-C: the hosts and the temp dir go too
 process.once('SIGINT', () => {
@@ -93,15 +93,7 @@ process.once('SIGINT', () => {
   rmSync(dir, { recursive: true, force: true })
   process.exit(130)
 })
-const spawnHost = async (name: string, role: string): Promise<HostProcess> => {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('../storage/hosts.ts', import.meta.url)), join(dir, name), role], { stdio: ['ignore', 'pipe', 'inherit'] })
-  processes.push(child)
-  const { addr, peer } = await new Promise<{ addr: string, peer: string }>((resolve, reject) => {
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', line => { resolve(JSON.parse(line)) })
-    child.once('exit', code => { reject(new Error(`host ${name} exited with ${code}`)) })
-  })
-  return { process: child, addr, peer }
-}
+const spawnHost = hostSpawner(dir, processes)
 
 const sha256Of = async (path: string): Promise<string> => {
   const hash = createHash('sha256')

@@ -15,15 +15,13 @@
  * get, each within 0.8 of its unfrozen figure; Reed-Solomon encode >= 1,000
  * MB/s on one core; this process (the client node) under 300 MB resident.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { mkdtemp, rm, open, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -36,6 +34,7 @@ import { parseRedundancy } from '../../src/storage/put-options.ts'
 import { SINK_PROTOCOL } from './sink.ts'
 import { sendBounded } from '../../src/protocols/rpc/frames.ts'
 import type { Stream } from '@libp2p/interface'
+import { hostSpawner, type HostProcess } from './host-process.ts'
 
 const { values } = parseArgs({
   options: {
@@ -55,17 +54,8 @@ const HOSTS = Number(values.hosts)
 const progress = (s: string): void => { if (values.json !== true) process.stderr.write(s) }
 
 const dir = await mkdtemp(join(tmpdir(), 'oc-bench-storage-'))
-interface HostProcess { process: ChildProcess, addr: string, peer: string }
 const processes: ChildProcess[] = []
-const spawnHost = async (name: string, role: string): Promise<HostProcess> => {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('./hosts.ts', import.meta.url)), join(dir, name), role], { stdio: ['ignore', 'pipe', 'inherit'] })
-  processes.push(child)
-  const { addr, peer } = await new Promise<{ addr: string, peer: string }>((resolve, reject) => {
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', line => { resolve(JSON.parse(line)) })
-    child.once('exit', code => { reject(new Error(`host ${name} exited with ${code}`)) })
-  })
-  return { process: child, addr, peer }
-}
+const spawnHost = hostSpawner(dir, processes)
 try {
   // the sink first (the others bootstrap from it), then the storage hosts,
   // one process each, and one more than the code needs: the host that takes

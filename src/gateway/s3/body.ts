@@ -74,7 +74,8 @@ class Reader {
       this.ended = true
       return false
     }
-    this.buffer = this.buffer.length === 0 ? Buffer.from(next.value) : Buffer.concat([this.buffer, next.value])
+    // a view of the bytes as they came (Buffer.from of an array would copy them)
+    this.buffer = this.buffer.length === 0 ? Buffer.from(next.value.buffer, next.value.byteOffset, next.value.byteLength) : Buffer.concat([this.buffer, next.value])
     return true
   }
 

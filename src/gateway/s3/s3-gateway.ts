@@ -4,13 +4,14 @@ import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { ObjectBeingStoredError, ObjectNotFoundError, InvalidNameError, NotEnoughHostsError, StreamSizeError, VersionPrunedError, StorageStoppedError, ShardUnavailableError, PaymentRefusedError, IntegrityError, type StorageClient, type StoredObject } from '../../storage/client/storage-client.ts'
 import { HostStalledError } from '../../storage/errors.ts'
+import { Slots } from '../../utils/slots.ts'
 import { AccessKeys } from './access-keys.ts'
 import { authorize, header as headerOf, type Authorized } from './auth.ts'
 import { objectBody, smallBody, type ObjectBody } from './body.ts'
 import { Buckets, checkBucketName, objectName } from './buckets.ts'
-import { DEFAULT_MAX_CONCURRENT, DEFAULT_REGION, DEFAULT_UPLOAD_EXPIRY_MS, MAX_DELETE_KEYS, MAX_KEYS, MAX_PARTS, MAX_PUT_BYTES, MAX_XML_BODY, UPLOAD_SWEEP_MS } from './constants.ts'
+import { DEFAULT_MAX_CONCURRENT, DEFAULT_REGION, DEFAULT_S3_PORT, DEFAULT_UPLOAD_EXPIRY_MS, MAX_DELETE_KEYS, MAX_KEYS, MAX_PARTS, MAX_PUT_BYTES, MAX_XML_BODY, UPLOAD_SWEEP_MS } from './constants.ts'
 import { AccessDeniedError, BucketAlreadyOwnedByYouError, BucketNotEmptyError, EntityTooLargeError, IncompleteBodyError, InternalError, InvalidArgumentError, InvalidRangeError, InvalidRequestError, MalformedXMLError, MethodNotAllowedError, NoSuchBucketError, NoSuchKeyError, NoSuchVersionError, NotImplementedError, NotModified, PreconditionFailedError, S3Error, ServiceUnavailableError } from './errors.ts'
-import { continuationToken, listKeys, maxKeysOf, parseContinuationToken } from './listing.ts'
+import { continuationToken, listKeys, maxKeysOf, parseContinuationToken, type ListOutput } from './listing.ts'
 import { MultipartUploads, type UploadRecord } from './multipart.ts'
 import { errorDocument, parseXml, XML_DECLARATION, xmlDocument, xmlElement } from './xml.ts'
 import type { Datastore } from 'interface-datastore'
@@ -147,30 +148,6 @@ function s3ErrorOf (err: any, what: string): S3Error {
   return new InternalError(`We encountered an internal error: ${err?.message ?? String(err)}`)
 }
 
-/** A tiny counting semaphore: requests past `max` wait */
-class Turns {
-  private running = 0
-  private readonly waiting: Array<() => void> = []
-  private readonly max: number
-  constructor (max: number) {
-    this.max = max
-  }
-  async take (): Promise<() => void> {
-    if (this.running >= this.max) {
-      await new Promise<void>(resolve => this.waiting.push(resolve))
-    }
-    this.running++
-    let given = false
-    return () => {
-      if (!given) {
-        given = true
-        this.running--
-        this.waiting.shift()?.()
-      }
-    }
-  }
-}
-
 export class S3Gateway {
   private readonly components: S3GatewayComponents
   private readonly host: string
@@ -182,7 +159,8 @@ export class S3Gateway {
   readonly uploads: MultipartUploads
   private server?: Server
   private sweeper?: NodeJS.Timeout
-  private readonly turns: Turns
+  /** requests served at once; those past it wait, and one whose client leaves meanwhile leaves the queue */
+  private readonly turns: Slots
   private readonly shutdown = new AbortController()
   /** uploads completed in the last hour (at most 1,000), for a Complete sent again */
   private readonly completed = new Map<string, { bucket: string, key: string, etag: string, at: number }>()
@@ -190,10 +168,10 @@ export class S3Gateway {
   constructor (components: S3GatewayComponents, init: S3GatewayInit = {}) {
     this.components = components
     this.host = init.host ?? '127.0.0.1'
-    this.port = init.port ?? 4102
+    this.port = init.port ?? DEFAULT_S3_PORT
     this.region = init.region ?? DEFAULT_REGION
     this.uploadExpiryMs = init.uploadExpiryMs ?? DEFAULT_UPLOAD_EXPIRY_MS
-    this.turns = new Turns(init.maxConcurrent ?? DEFAULT_MAX_CONCURRENT)
+    this.turns = new Slots(init.maxConcurrent ?? DEFAULT_MAX_CONCURRENT)
     this.keys = new AccessKeys(components.datastore)
     this.buckets = new Buckets(components.datastore)
     this.uploads = new MultipartUploads(join(components.dir, 'uploads'))
@@ -265,7 +243,7 @@ export class S3Gateway {
       if (this.loopbackOnly && !isLoopback(req.socket.remoteAddress)) {
         throw new AccessDeniedError(`this gateway is bound to loopback and takes requests from this machine only, not from ${req.socket.remoteAddress ?? 'an unknown address'}`)
       }
-      release = await this.turns.take()
+      release = await this.turns.take(signal)
       let path: string
       try {
         path = decodeURIComponent(rawPath)
@@ -505,67 +483,64 @@ export class S3Gateway {
     return type === 'url' ? (s: string) => encodeURIComponent(s).replace(/%2F/g, '/') : (s: string) => s
   }
 
-  private async listObjectsV2 (r: S3Request, bucket: string): Promise<void> {
+  /**
+   * A page of a bucket's listing as the three list operations read it:
+   * prefix, delimiter, max-keys and encoding-type from the query, and the
+   * keys after `after` (their start: a token, start-after, marker or
+   * key-marker). The parts every answer has: Name, Prefix, Delimiter,
+   * MaxKeys, IsTruncated and CommonPrefixes.
+   */
+  private async page (r: S3Request, bucket: string, after: string | undefined): Promise<{ page: ListOutput<StoredObject>, encode: (s: string) => string, common: Record<string, unknown>, prefixes: Array<Record<string, string>> }> {
     const { query } = r
     await this.needBucket(bucket)
     const encode = this.encoder(query)
     const prefix = query.get('prefix') ?? ''
     const delimiter = query.get('delimiter') ?? undefined
-    const token = query.get('continuation-token')
-    const startAfter = query.get('start-after') ?? undefined
     const maxKeys = maxKeysOf(query.get('max-keys'), MAX_KEYS)
-    const after = token != null ? parseContinuationToken(token) : startAfter
     const page = listKeys({ entries: await this.entries(bucket), prefix, delimiter, after, maxKeys })
-    this.xml(r, 200, 'ListBucketResult', {
+    const common = {
       Name: bucket,
       Prefix: encode(prefix),
       ...(delimiter != null ? { Delimiter: encode(delimiter) } : {}),
       MaxKeys: maxKeys,
-      KeyCount: page.contents.length + page.commonPrefixes.length,
       IsTruncated: page.truncated,
+      ...(query.has('encoding-type') ? { EncodingType: 'url' } : {})
+    }
+    return { page, encode, common, prefixes: page.commonPrefixes.map(p => ({ Prefix: encode(p) })) }
+  }
+
+  private async listObjectsV2 (r: S3Request, bucket: string): Promise<void> {
+    const token = r.query.get('continuation-token')
+    const startAfter = r.query.get('start-after') ?? undefined
+    const { page, encode, common, prefixes } = await this.page(r, bucket, token != null ? parseContinuationToken(token) : startAfter)
+    this.xml(r, 200, 'ListBucketResult', {
+      ...common,
+      KeyCount: page.contents.length + page.commonPrefixes.length,
       ...(token != null ? { ContinuationToken: token } : {}),
       ...(page.truncated && page.last != null ? { NextContinuationToken: continuationToken(page.last) } : {}),
       ...(startAfter != null ? { StartAfter: encode(startAfter) } : {}),
-      ...(query.has('encoding-type') ? { EncodingType: 'url' } : {}),
       Contents: page.contents.map(({ key, value }) => this.content(key, value, encode)),
-      CommonPrefixes: page.commonPrefixes.map(p => ({ Prefix: encode(p) }))
+      CommonPrefixes: prefixes
     })
   }
 
   private async listObjectsV1 (r: S3Request, bucket: string): Promise<void> {
-    const { query } = r
-    await this.needBucket(bucket)
-    const encode = this.encoder(query)
-    const prefix = query.get('prefix') ?? ''
-    const delimiter = query.get('delimiter') ?? undefined
-    const marker = query.get('marker') ?? undefined
-    const maxKeys = maxKeysOf(query.get('max-keys'), MAX_KEYS)
-    const page = listKeys({ entries: await this.entries(bucket), prefix, delimiter, after: marker, maxKeys })
+    const marker = r.query.get('marker') ?? undefined
+    const { page, encode, common, prefixes } = await this.page(r, bucket, marker)
     this.xml(r, 200, 'ListBucketResult', {
-      Name: bucket,
-      Prefix: encode(prefix),
+      ...common,
       Marker: encode(marker ?? ''),
-      ...(delimiter != null ? { Delimiter: encode(delimiter) } : {}),
-      MaxKeys: maxKeys,
-      IsTruncated: page.truncated,
       // S3 gives NextMarker only with a delimiter; a client without one takes the last key
       ...(page.truncated && page.last != null ? { NextMarker: encode(page.last) } : {}),
-      ...(query.has('encoding-type') ? { EncodingType: 'url' } : {}),
       Contents: page.contents.map(({ key, value }) => this.content(key, value, encode)),
-      CommonPrefixes: page.commonPrefixes.map(p => ({ Prefix: encode(p) }))
+      CommonPrefixes: prefixes
     })
   }
 
   private async listVersions (r: S3Request, bucket: string): Promise<void> {
-    const { query } = r
-    await this.needBucket(bucket)
-    const encode = this.encoder(query)
-    const prefix = query.get('prefix') ?? ''
-    const delimiter = query.get('delimiter') ?? undefined
-    const marker = query.get('key-marker') ?? undefined
-    const maxKeys = maxKeysOf(query.get('max-keys'), MAX_KEYS)
+    const marker = r.query.get('key-marker') ?? undefined
     // a page is of whole keys (all their versions): a version-id-marker is not needed to go on
-    const page = listKeys({ entries: await this.entries(bucket), prefix, delimiter, after: marker, maxKeys })
+    const { page, encode, common, prefixes } = await this.page(r, bucket, marker)
     const versions: Array<Record<string, unknown>> = []
     for (const { key, value } of page.contents) {
       const all = await this.components.storage.versions(value.name)
@@ -574,16 +549,12 @@ export class S3Gateway {
       }
     }
     this.xml(r, 200, 'ListVersionsResult', {
-      Name: bucket,
-      Prefix: encode(prefix),
+      ...common,
       KeyMarker: encode(marker ?? ''),
       VersionIdMarker: '',
-      ...(delimiter != null ? { Delimiter: encode(delimiter) } : {}),
-      MaxKeys: maxKeys,
-      IsTruncated: page.truncated,
       ...(page.truncated && page.last != null ? { NextKeyMarker: encode(page.last) } : {}),
       Version: versions,
-      CommonPrefixes: page.commonPrefixes.map(p => ({ Prefix: encode(p) }))
+      CommonPrefixes: prefixes
     })
   }
 

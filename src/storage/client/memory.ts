@@ -1,5 +1,6 @@
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
+import { Slots } from '../../utils/slots.ts'
 
 /**
  * A full garbage collection between segments of a put or get, when needed.
@@ -150,52 +151,4 @@ function giveMemoryBack (): void {
  * fetches and gives it back when the segment is written or stored; a get's
  * segment fetched ahead takes one too.
  */
-export class SegmentSlots {
-  private free: number
-  private readonly waiting: Array<() => void> = []
-
-  constructor (slots: number) {
-    this.free = slots
-  }
-
-  /** Resolves with the function that gives the slot back (call it once) */
-  async take (signal?: AbortSignal): Promise<() => void> {
-    signal?.throwIfAborted()
-    if (this.free > 0) {
-      this.free--
-      return this.giver()
-    }
-    await new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        const i = this.waiting.indexOf(grant)
-        if (i >= 0) {
-          this.waiting.splice(i, 1)
-        }
-        reject(signal?.reason)
-      }
-      const grant = (): void => {
-        signal?.removeEventListener('abort', onAbort)
-        resolve()
-      }
-      this.waiting.push(grant)
-      signal?.addEventListener('abort', onAbort, { once: true })
-    })
-    return this.giver()
-  }
-
-  private giver (): () => void {
-    let given = false
-    return () => {
-      if (given) {
-        return
-      }
-      given = true
-      const next = this.waiting.shift()
-      if (next != null) {
-        next()
-      } else {
-        this.free++
-      }
-    }
-  }
-}
+export class SegmentSlots extends Slots {}
