@@ -98,6 +98,15 @@ export function formatAmount (sats: bigint): string {
   return `${formatBtc(sats)} BTC`
 }
 
+/**
+ * A change of an amount, which may be below zero: an unconfirmed balance
+ * is negative while a spend of confirmed coins waits in the mempool
+ * ("-0.0005018 BTC"). Output only: amounts given to the node are never negative.
+ */
+export function formatSignedAmount (sats: bigint): string {
+  return sats < 0n ? `-${formatAmount(-sats)}` : formatAmount(sats)
+}
+
 /** A standard unit of service in which a method is priced (seed: "Template") */
 export interface PricingUnit {
   /** short name, e.g. "call", "MiB" */

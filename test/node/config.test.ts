@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DEFAULT_CONFIG, configPrices, loadConfig, validateConfig, checkApiAddress } from '../../src/node/config.ts'
-import { parseBtc, formatAmount, formatBtc, parseAmount } from '../../src/protocols/units.ts'
+import { parseBtc, formatAmount, formatBtc, formatSignedAmount, parseAmount } from '../../src/protocols/units.ts'
 import { OpenCloudNode } from '../../src/node/opencloud-node.ts'
 import { startTestNode, tempDir, testConfig } from '../helpers/nodes.ts'
 
@@ -81,6 +81,10 @@ describe('amounts', () => {
     assert.throws(() => parseAmount('lots'), /is not an amount/)
     assert.equal(formatAmount(100n), '0.000001 BTC')
     assert.equal(parseAmount(formatAmount(123_456_789n)), 123_456_789n, 'what is shown reads back')
+    // an unconfirmed balance is below zero while a spend waits in the mempool: GET /v1/wallet answered 400 for it
+    assert.equal(formatSignedAmount(-501_800n), '-0.005018 BTC')
+    assert.equal(formatSignedAmount(501_800n), '0.005018 BTC')
+    assert.throws(() => formatAmount(-1n), /never negative/)
   })
 })
 

@@ -1,4 +1,4 @@
-import { formatAmount, parseAmount } from '../../protocols/units.ts'
+import { formatAmount, formatSignedAmount, parseAmount } from '../../protocols/units.ts'
 import { checkAddressNetwork } from '../../protocols/bitcoin-networks.ts'
 import { HttpError, positiveInteger, readJsonBody } from '../../utils/http-body.ts'
 import { tabJson } from './views.ts'
@@ -80,7 +80,7 @@ export function paymentsRoutes ({ wallet, chain, tabs, payments, config }: Pick<
         identityAddress: wallet.identityAddress,
         encrypted: wallet.encrypted,
         chain: config.payments.chain === '' ? null : config.payments.chain,
-        balance: balance == null ? null : { confirmed: formatAmount(balance.confirmed), unconfirmed: formatAmount(balance.unconfirmed) }
+        balance: balance == null ? null : { confirmed: formatAmount(balance.confirmed), unconfirmed: formatSignedAmount(balance.unconfirmed) }
       })
     },
     'POST /v1/wallet/address': async ({ json }) => {
