@@ -227,6 +227,16 @@ export class ApiClient {
     return this.json<T>(await this.request(path))
   }
 
+  /** A text answer (GET /metrics) */
+  async getText (path: string): Promise<string> {
+    const res = await this.request(path)
+    try {
+      return await res.text()
+    } catch (err) {
+      throw await this.lost(err, true)
+    }
+  }
+
   async post<T> (path: string, body?: unknown): Promise<T> {
     return this.json<T>(await this.request(path, { method: 'POST', body: body == null ? undefined : JSON.stringify(body), headers: { 'content-type': 'application/json' } }))
   }

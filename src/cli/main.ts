@@ -13,8 +13,9 @@ import { storeCommand } from './commands/store.ts'
 import { ledgerCommand } from './commands/ledger.ts'
 import { stopCommand } from './commands/stop.ts'
 import { s3Command } from './commands/s3.ts'
+import { dashboardCommand, metricsCommand } from './commands/dashboard.ts'
 
-const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand, walletCommand, paymentsCommand, marketCommand, reputationCommand, storeCommand, ledgerCommand, s3Command, stopCommand]
+const COMMANDS: Command[] = [daemonCommand, idCommand, peersCommand, servicesCommand, callCommand, walletCommand, paymentsCommand, marketCommand, reputationCommand, storeCommand, ledgerCommand, s3Command, dashboardCommand, metricsCommand, stopCommand]
 
 function overview (): string {
   const width = Math.max(...COMMANDS.map(c => c.name.length))

@@ -43,6 +43,12 @@ export interface CloudLedgerInit {
   idleBlockMs?: number
   /** transactions one originator may gossip, default "200/s burst 2000" */
   txRateLimit?: string
+  /**
+   * told of every block that becomes final here, with the ms from its
+   * proposer's clock to now (the node's metrics: time to finality; a block
+   * fetched while catching up is old, and says so), default none
+   */
+  onFinal?: (block: Block, finalityMs: number) => void
 }
 
 /**
@@ -70,6 +76,7 @@ export class CloudLedger {
   readonly equivocations: Equivocation[] = []
   private readonly c: CloudLedgerComponents
   private readonly me: string
+  private readonly onFinal?: (block: Block, finalityMs: number) => void
   private readonly waiters = new Map<string, Array<(o: TxOutcome) => void>>()
   private lastTxTime = 0
   private readonly batcher: TxBatcher
@@ -86,6 +93,7 @@ export class CloudLedger {
     this.c = components
     this.me = components.peerId.toString()
     this.genesis = init.genesis
+    this.onFinal = init.onFinal
     this.id = ledgerIdOf(init.genesis)
     this.state = new LedgerState(init.genesis, this.id)
     this.mempool = new Mempool(this.state)
@@ -370,6 +378,7 @@ export class CloudLedger {
       }
     }
     this.checkpoints.onFinal(block)
+    this.onFinal?.(block, Date.now() - block.header.time)
   }
 
   /** A validator signed two things for one slot: kept as evidence across restarts, and told to reputation */

@@ -3,6 +3,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { DialError, ServerError } from '../protocols/rpc/errors.ts'
 import { formatAmount } from '../protocols/units.ts'
+import type { CallObserver } from '../protocols/rpc/observation.ts'
 import { RpcClient, type CallRequest, type CallResponse, type RpcConnection } from '../protocols/rpc/rpc-client.ts'
 import type { CredentialSigner, CredentialVerifier } from '../protocols/rpc/credentials.ts'
 import type { RpcServer } from '../protocols/rpc/rpc-server.ts'
@@ -29,6 +30,8 @@ export interface NodeCallerComponents {
 export interface NodeCallerInit {
   /** an outgoing call without a body gives up after this long, default the RPC client's (rpc.timeoutMs) */
   timeoutMs?: number
+  /** told of every call made (NodeMetrics.onMade), default none */
+  onCall?: CallObserver
 }
 
 /**
@@ -47,7 +50,8 @@ export class NodeCaller implements Caller {
     this.client = new RpcClient({ dial: async (peer, options) => this.dial(peer, options) }, {
       signer: components.signer,
       verifier: components.verifier,
-      timeoutMs: init.timeoutMs
+      timeoutMs: init.timeoutMs,
+      onCall: init.onCall
     })
   }
 

@@ -11,6 +11,7 @@ import { OFFERS_TOPIC, REPUTATION_TOPIC } from '../protocols/topics.ts'
 import { rpcServer, type RequestHandler, type RpcServer } from '../protocols/rpc/rpc-server.ts'
 import { inboundGate } from './inbound-gate.ts'
 import type { CredentialSigner } from '../protocols/rpc/credentials.ts'
+import type { CallObserver } from '../protocols/rpc/observation.ts'
 import type { Config } from './config.ts'
 import type { Libp2pOptions } from 'libp2p'
 import type { Datastore } from 'interface-datastore'
@@ -37,6 +38,10 @@ export interface Libp2pParts {
   handler: RequestHandler
   /** gossip topics the modules use besides offers and reputation (a ledger's), scored like them */
   topics: string[]
+  /** libp2p's metrics (NodeMetrics.libp2p); none: libp2p counts nothing */
+  metrics?: Libp2pOptions['metrics']
+  /** told of every RPC call answered (NodeMetrics.onServed) */
+  onServed?: CallObserver
 }
 
 /**
@@ -63,6 +68,7 @@ export function libp2pOptions (parts: Libp2pParts): Libp2pOptions<NodeServices> 
     // (their one bootstrap dial reset), so one host may open 50 a second
     connectionManager: { maxIncomingPendingConnections: 64, inboundUpgradeTimeout: 5_000, inboundConnectionThreshold: 50 },
     connectionGater: inboundGate(),
+    metrics: parts.metrics,
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
@@ -82,7 +88,7 @@ export function libp2pOptions (parts: Libp2pParts): Libp2pOptions<NodeServices> 
         peerInfoMapper
       }),
       pubsub: gossipsub(gossipOptions(parts.topics)),
-      rpc: rpcServer({ signer: parts.signer, handler: parts.handler, maxBodyBytes: config.rpc.maxBodyBytes, idleTimeoutMs: config.rpc.idleTimeoutMs, bodyTimeoutMs: config.rpc.bodyTimeoutMs })
+      rpc: rpcServer({ signer: parts.signer, handler: parts.handler, maxBodyBytes: config.rpc.maxBodyBytes, idleTimeoutMs: config.rpc.idleTimeoutMs, bodyTimeoutMs: config.rpc.bodyTimeoutMs, onCall: parts.onServed })
     }
   }
 }

@@ -7,6 +7,7 @@ import { sha256Module } from '../services/sha256/index.ts'
 import { storageModule } from '../services/storage/index.ts'
 import { ledgerModule } from '../services/ledger/index.ts'
 import { s3Module } from '../services/s3/index.ts'
+import { dashboardModule } from '../services/dashboard/index.ts'
 import type { ConfigSection } from '../services/config-section.ts'
 import type { ServiceModuleDefinition } from '../services/module.ts'
 
@@ -24,7 +25,8 @@ export const MODULES: ServiceModuleDefinition[] = [
   sha256Module,
   storageModule,
   ledgerModule,
-  s3Module
+  s3Module,
+  dashboardModule
 ]
 
 /** Every module's sections of config.json */

@@ -19,6 +19,7 @@ import { ConfigError, updateConfigFile, configPrices, type Config } from './conf
 import { boot, type BootInit } from './boot.ts'
 import { libp2pOptions, type NodeServices } from './libp2p-options.ts'
 import { NodeCaller } from './caller.ts'
+import { NodeMetrics } from './metrics.ts'
 import { MODULES } from './modules.ts'
 import { VERSION } from './version.ts'
 import type { DataDir } from './data-dir.ts'
@@ -29,7 +30,7 @@ import type { CallRequest, CallResponse, RpcClient } from '../protocols/rpc/rpc-
 import type { IncomingRequest, Reply, RequestHandler } from '../protocols/rpc/rpc-server.ts'
 import type { ConfigSection } from '../services/config-section.ts'
 import type { HoldingsHook, PaymentHook, PaymentKind, ReputationHook } from '../services/interface.ts'
-import type { ErrorStatus, ModuleComponents, NodeInfo, PeerRef, RouteTable, ServiceModule, ServiceModuleDefinition } from '../services/module.ts'
+import type { ErrorStatus, ModuleComponents, NodeInfo, PeerRef, RouteTable, ServiceModule, ServiceModuleDefinition, Warning } from '../services/module.ts'
 import type { PeerDirectory } from '../services/peers/index.ts'
 import type { PriceDesk } from '../services/market/index.ts'
 import { storageHosts, type StorageEngines } from '../services/storage/index.ts'
@@ -95,6 +96,9 @@ interface NodeParts {
   errorStatuses: ErrorStatus[]
   payWith: NonNullable<ServiceModule['payWith']>
   datastore: LevelDatastore
+  metrics: NodeMetrics
+  pages: RouteTable
+  warningSources: Array<{ module: string, check: () => Promise<Warning[]> }>
 }
 
 /**
@@ -137,10 +141,15 @@ export class OpenCloudNode {
   readonly reputation: Reputation
   readonly caller: NodeCaller
   readonly pipeline: Pipeline
+  /** its Prometheus registry and RPC meters (GET /metrics) */
+  readonly metrics: NodeMetrics
   /** the modules by name, as they gave themselves to the node */
   readonly modules: Map<string, ServiceModule>
   /** the control API's routes, every module's together */
   readonly routes: RouteTable
+  /** the routes served without the token (ServiceModule.pages): the dashboard's files and login */
+  readonly pages: RouteTable
+  private readonly warningSources: Array<{ module: string, check: () => Promise<Warning[]> }>
   /** the HTTP status of every module's errors, for the control API */
   readonly errorStatuses: ErrorStatus[]
   /** the kinds of payment the modules can make (`--pay promo:<code>`) */
@@ -163,11 +172,29 @@ export class OpenCloudNode {
     this.reputation = parts.reputation
     this.caller = parts.caller
     this.pipeline = parts.pipeline
+    this.metrics = parts.metrics
     this.modules = parts.modules
     this.routes = parts.routes
+    this.pages = parts.pages
+    this.warningSources = parts.warningSources
     this.errorStatuses = parts.errorStatuses
     this.payWith = parts.payWith
     this.datastore = parts.datastore
+  }
+
+  /**
+   * What the modules find wrong now, critical first. A module whose check
+   * fails says so as a warning of its own rather than hiding the others.
+   */
+  async warnings (): Promise<Warning[]> {
+    const found = await Promise.all(this.warningSources.map(async ({ module, check }) => {
+      try {
+        return await check()
+      } catch (err: any) {
+        return [{ module, severity: 'warning' as const, text: `its health check failed: ${String(err.message)}` }]
+      }
+    }))
+    return found.flat().sort((a, b) => (a.severity === b.severity ? 0 : a.severity === 'critical' ? -1 : 1))
   }
 
   static async create (init: OpenCloudNodeInit): Promise<OpenCloudNode> {
@@ -190,10 +217,13 @@ export class OpenCloudNode {
     const nonces = new NonceStore()
     const registry = new ServiceRegistry({ prices: configPrices(config) })
     const handler = new PipelineSlot()
+    const metrics = new NodeMetrics()
     const definitions = init.serviceModules ?? MODULES
     const topics = (await Promise.all(definitions.map(async m => await m.topics?.(section, paths.root) ?? []))).flat()
     const libp2p = await createLibp2p(libp2pOptions({
       privateKey, datastore, config, signer, handler, topics,
+      metrics: metrics.libp2p(paths.root),
+      onServed: metrics.onServed,
       listen: init.listen ?? config.listen,
       bootstrap: [...config.bootstrap, ...(init.bootstrap ?? [])]
     }))
@@ -204,7 +234,7 @@ export class OpenCloudNode {
     reputation = new Reputation({ peerId: libp2p.peerId, pubsub, signer, datastore }, { pretrusted: config.reputation.pretrusted })
     const tabs = new TabBook(datastore, { graceMs: config.payments.graceMs })
     const chain = config.payments.chain === '' ? undefined : new EsploraClient({ url: config.payments.chain })
-    const caller = new NodeCaller({ libp2p, signer, verifier, reputation }, { timeoutMs: config.rpc.timeoutMs })
+    const caller = new NodeCaller({ libp2p, signer, verifier, reputation }, { timeoutMs: config.rpc.timeoutMs, onCall: metrics.onMade })
     // through the caller's rated call, so paid calls leave reputation records too
     const payments = chain == null ? undefined : new PaymentAgent({ call: async (peer, request) => caller.ratedCall(peer, request), wallet, chain, tabs }, { settleIntervalMs: config.payments.settleIntervalMs })
     if (payments != null) {
@@ -228,6 +258,7 @@ export class OpenCloudNode {
       chain,
       payments,
       caller,
+      metrics: metrics.registry,
       config,
       section,
       saveConfig: async (change) => {
@@ -245,6 +276,8 @@ export class OpenCloudNode {
     // the modules, then what they gave, gathered in one place each
     const modules = new Map<string, ServiceModule>()
     const routes: RouteTable = {}
+    const pages: RouteTable = {}
+    const warningSources: Array<{ module: string, check: () => Promise<Warning[]> }> = []
     const errorStatuses: ErrorStatus[] = []
     const hooks: Partial<Record<PaymentKind, PaymentHook>> = {}
     const payWith: NonNullable<ServiceModule['payWith']> = {}
@@ -256,11 +289,17 @@ export class OpenCloudNode {
       for (const service of module.services ?? []) {
         registry.register(service)
       }
-      for (const [route, routeHandler] of Object.entries(module.routes ?? {})) {
-        if (routes[route] != null) {
-          throw new Error(`the route ${route} is claimed by two modules (${definition.name} is the second)`)
+      for (const [table, own] of [[routes, module.routes], [pages, module.pages]] as const) {
+        for (const [route, routeHandler] of Object.entries(own ?? {})) {
+          if (routes[route] != null || pages[route] != null) {
+            throw new Error(`the route ${route} is claimed by two modules (${definition.name} is the second)`)
+          }
+          table[route] = routeHandler
         }
-        routes[route] = routeHandler
+      }
+      const warnings = module.warnings
+      if (warnings != null) {
+        warningSources.push({ module: definition.name, check: warnings })
       }
       for (const [kind, hook] of Object.entries(module.payments ?? {}) as Array<[PaymentKind, PaymentHook]>) {
         if (hooks[kind] != null) {
@@ -277,7 +316,7 @@ export class OpenCloudNode {
     checkServicesConfig(config, registry, policies, definitions.flatMap(m => m.config ?? []))
     const pipeline = new Pipeline({ registry, verifier, nonces, policies }, { requireCredential: config.rpc.requireCredential, reputation: reputationCheck, payments: hooks, holdings })
     handler.pipeline = pipeline
-    node = new OpenCloudNode({ libp2p, config, paths, registry, signer, nonces, wallet, tabs, chain, payments, market, reputation, caller, pipeline, modules, routes, errorStatuses, payWith, datastore })
+    node = new OpenCloudNode({ libp2p, config, paths, registry, signer, nonces, wallet, tabs, chain, payments, market, reputation, caller, pipeline, modules, routes, pages, warningSources, errorStatuses, payWith, datastore, metrics })
     return node
   }
 

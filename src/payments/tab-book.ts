@@ -397,46 +397,57 @@ export class TabBook {
    */
   async summary (since = 0, until = Infinity): Promise<SummaryRow[]> {
     const rows = new Map<string, SummaryRow>()
-    const row = (peer: string, call: string): SummaryRow => {
-      const key = `${peer} ${call}`
+    await this.eachCost(since, until, (c) => {
+      const key = `${c.peer} ${c.call}`
       let r = rows.get(key)
       if (r == null) {
-        r = { peer, call, earned: 0n, earnedUnpaid: 0n, spent: 0n, spentUnpaid: 0n, calls: 0 }
+        r = { peer: c.peer, call: c.call, earned: 0n, earnedUnpaid: 0n, spent: 0n, spentUnpaid: 0n, calls: 0 }
         rows.set(key, r)
       }
-      return r
-    }
+      addCost(r, c)
+    })
+    return [...rows.values()].sort((a, b) => a.peer.localeCompare(b.peer) || a.call.localeCompare(b.call))
+  }
+
+  /**
+   * The summary's figures grouped by `keyOf` (a day, a month, a kind of
+   * payment; undefined leaves a cost out), in one pass over the book: what
+   * the dashboard draws and the metrics count
+   */
+  async tally (since: number, until: number, keyOf: (cost: CallCost) => string | undefined): Promise<Map<string, PeriodRow>> {
+    const groups = new Map<string, PeriodRow>()
+    await this.eachCost(since, until, (c) => {
+      const key = keyOf(c)
+      if (key == null) {
+        return
+      }
+      let r = groups.get(key)
+      if (r == null) {
+        r = { earned: 0n, earnedUnpaid: 0n, spent: 0n, spentUnpaid: 0n, calls: 0 }
+        groups.set(key, r)
+      }
+      addCost(r, c)
+    })
+    return groups
+  }
+
+  /** Every call's cost in [since, until): payments made at once, and promises; settlements are not counted again */
+  private async eachCost (since: number, until: number, visit: (cost: CallCost) => void): Promise<void> {
     const within = (at: number): boolean => at >= since && at < until
     for (const p of await this.payments()) {
       if (!within(p.at) || p.settles.length > 0 || (p.service === 'payments' && p.method === 'settle')) {
         continue
       }
-      const r = row(p.peer, `${p.service}.${p.method}`)
-      r.calls++
-      if (p.direction === 'received') {
-        r.earned += p.sats
-      } else {
-        r.spent += p.sats
-      }
+      visit({ peer: p.peer, call: `${p.service}.${p.method}`, service: p.service, kind: p.txid.startsWith('channel:') ? 'channel' : 'attached', at: p.at, earned: p.direction === 'received', sats: p.sats, unpaid: 0n })
     }
     for (const role of ['receivable', 'payable'] as const) {
       for (const p of await this.promises(role)) {
         if (!within(p.createdAt)) {
           continue
         }
-        const r = row(p.peer, `${p.service}.${p.method}`)
-        r.calls++
-        const unpaid = p.paidAt == null ? p.sats : 0n
-        if (role === 'receivable') {
-          r.earned += p.sats
-          r.earnedUnpaid += unpaid
-        } else {
-          r.spent += p.sats
-          r.spentUnpaid += unpaid
-        }
+        visit({ peer: p.peer, call: `${p.service}.${p.method}`, service: p.service, kind: 'deferred', at: p.createdAt, earned: role === 'receivable', sats: p.sats, unpaid: p.paidAt == null ? p.sats : 0n })
       }
     }
-    return [...rows.values()].sort((a, b) => a.peer.localeCompare(b.peer) || a.call.localeCompare(b.call))
   }
 
   /**
@@ -538,5 +549,40 @@ export class TabBook {
 
   async markUsed (txid: string): Promise<void> {
     await this.datastore.put(new Key(`${USED}/${txid}`), enc({ at: this.now() }))
+  }
+}
+
+/** The summary's figures of one group (TabBook.tally), satoshis */
+export interface PeriodRow {
+  earned: bigint
+  earnedUnpaid: bigint
+  spent: bigint
+  spentUnpaid: bigint
+  calls: number
+}
+
+/** One call's cost as the summaries count it: earned (this node was paid) or spent */
+export interface CallCost {
+  peer: string
+  /** "service.method" */
+  call: string
+  service: string
+  /** how it was paid: attached (a transaction with the call), channel, or deferred (a promise, settled later) */
+  kind: 'attached' | 'channel' | 'deferred'
+  /** ms since the epoch: when it was paid or promised */
+  at: number
+  earned: boolean
+  sats: bigint
+  unpaid: bigint
+}
+
+function addCost (r: PeriodRow, c: CallCost): void {
+  r.calls++
+  if (c.earned) {
+    r.earned += c.sats
+    r.earnedUnpaid += c.unpaid
+  } else {
+    r.spent += c.sats
+    r.spentUnpaid += c.unpaid
   }
 }

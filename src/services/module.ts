@@ -18,6 +18,7 @@ import type { Libp2p } from 'libp2p'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
+import type { Registry } from 'prom-client'
 
 /**
  * The module contract (DESIGN.md): what a service module gives the node,
@@ -67,6 +68,11 @@ export interface ModuleComponents {
   /** the paying side of payments (bidding, settling); undefined when payments are off */
   payments?: PaymentAgent
   caller: Caller
+  /**
+   * the node's Prometheus registry (GET /metrics): a module adds the
+   * figures of its engine, read at scrape time (a gauge's collect)
+   */
+  metrics: Registry
   /** config.json as the node runs on it, checked: the node's fields, and every module's section */
   config: Config
   /** a module's own config section, checked (ConfigSection.validate) */
@@ -114,6 +120,16 @@ export interface RouteContext {
 /** "GET /v1/store" -> its handler; a handler answers through ctx.res or ctx.json, or throws (HttpError, or an error the error table maps) */
 export type RouteTable = Record<string, (ctx: RouteContext) => Promise<void>>
 
+/** Something an operator should look at (GET /v1/warnings, the dashboard's overview) */
+export interface Warning {
+  /** the module that raised it */
+  module: string
+  /** critical: data or money at risk now (an object lost, rent the wallet cannot pay); warning: worth a look */
+  severity: 'warning' | 'critical'
+  /** a sentence that says what is wrong and what to do */
+  text: string
+}
+
 /** An error class and the HTTP status the control API answers it with */
 export type ErrorStatus = [abstract new (...args: any[]) => Error, number]
 
@@ -123,6 +139,15 @@ export interface ServiceModule {
   services?: Service[]
   /** control-API routes */
   routes?: RouteTable
+  /**
+   * control-API routes served without the token, for a browser that has
+   * none yet: the dashboard's static files and its one-time login. They
+   * still pass the API's Host and Origin checks, and must answer nothing
+   * of the node's state.
+   */
+  pages?: RouteTable
+  /** what this module finds wrong now (GET /v1/warnings); each call looks afresh */
+  warnings?: () => Promise<Warning[]>
   /** payment kinds this module accepts, each with its hook ("promo" on a member cloud) */
   payments?: Partial<Record<PaymentKind, PaymentHook>>
   /**

@@ -48,13 +48,25 @@ const CORE_ERRORS: ErrorStatus[] = [
 export class ApiServer {
   private readonly init: ApiServerInit
   private readonly routes: RouteTable
+  private readonly pages: RouteTable
   private readonly errors: ErrorStatus[]
   private server?: Server
   url = ''
 
   constructor (node: OpenCloudNode, init: ApiServerInit) {
     this.init = init
-    this.routes = { ...node.routes, 'POST /v1/call': async (ctx) => callRoute(node, ctx) }
+    this.routes = {
+      ...node.routes,
+      'POST /v1/call': async (ctx) => callRoute(node, ctx),
+      'GET /v1/warnings': async ({ json }) => { json(200, { warnings: await node.warnings() }) },
+      // Prometheus text; a scraper sends the token as a bearer credential (README, "Metrics")
+      'GET /metrics': async ({ res }) => {
+        const { body, contentType } = await node.metrics.text()
+        res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) })
+        res.end(body)
+      }
+    }
+    this.pages = node.pages
     const onStop = init.onStop
     if (onStop != null) {
       this.routes['POST /v1/stop'] = async ({ json }) => {
@@ -68,7 +80,7 @@ export class ApiServer {
 
   /** The routes this API answers, "GET /v1/id" and so on (a dashboard lists them) */
   routeNames (): string[] {
-    return Object.keys(this.routes).sort()
+    return [...Object.keys(this.routes), ...Object.keys(this.pages)].sort()
   }
 
   /** The HTTP status of an error: its own for HttpError, else the table's for its class or the nearest parent class, else 500 */
@@ -159,12 +171,17 @@ export class ApiServer {
     if (!this.addressedHere(req)) {
       throw new HttpError(403, 'the control API answers only requests addressed to its loopback address (Host 127.0.0.1 or localhost, and no foreign Origin)')
     }
-    if (!this.authorized(req)) {
-      throw new HttpError(401, 'missing or wrong API token: send "Authorization: Bearer <token>" with the token from api.token in the data directory')
-    }
+    // a page of the dashboard is never framed by another site, nor its answers sniffed as another type
+    res.setHeader('x-content-type-options', 'nosniff')
+    res.setHeader('x-frame-options', 'DENY')
+    res.setHeader('referrer-policy', 'no-referrer')
     const url = new URL(req.url ?? '/', 'http://localhost')
     const route = `${req.method} ${url.pathname}`
-    const handler = this.routes[route]
+    const page = this.pages[route]
+    if (page == null && !this.authorized(req)) {
+      throw new HttpError(401, 'missing or wrong API token: send "Authorization: Bearer <token>" with the token from api.token in the data directory')
+    }
+    const handler = page ?? this.routes[route]
     if (handler == null) {
       throw new HttpError(404, `no such API route: ${route}`)
     }

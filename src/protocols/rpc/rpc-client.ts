@@ -6,6 +6,7 @@ import { BodyDigestMismatchError, DialError, MalformedMessageError, ResponseVeri
 import { FrameReader, headWithBody, writeData, writeFrame, writeFrames } from './frames.ts'
 import { CredentialType, decodeResponse, encodeHead, encodeRequestSigned, signingBytes, type AcceptablePayment, type Payment, type ResponseHead } from './messages.ts'
 import { EMPTY_BODY, inMemory, isInMemory, type OutgoingBody } from './body.ts'
+import type { CallObserver } from './observation.ts'
 import { Status, normalizeStatus, statusName, type StatusCode } from './status.ts'
 import { credentialText, type CredentialSigner, type CredentialVerifier } from './credentials.ts'
 import { decodeChallenge, makeNonce } from './nonce-store.ts'
@@ -44,6 +45,8 @@ export interface RpcClientInit {
   maxStreamsPerPeer?: number
   /** Calls waiting for a stream to one peer before new ones are refused, default 10,000 */
   maxQueuedPerPeer?: number
+  /** told of every call made, answered or not (the node's metrics), default none */
+  onCall?: CallObserver
 }
 
 /** Too many calls already wait for one peer: the caller's own limit, not the server's doing */
@@ -136,6 +139,7 @@ export class RpcClient {
   private readonly dialTimeoutMs: number
   private readonly maxStreamsPerPeer: number
   private readonly maxQueuedPerPeer: number
+  private readonly onCall?: CallObserver
   private readonly slots = new Map<string, PeerSlots>()
   private readonly idle = new Map<string, PooledStream[]>()
   private readonly nonces = new Map<string, NonceState>()
@@ -152,6 +156,7 @@ export class RpcClient {
     this.dialTimeoutMs = init.dialTimeoutMs ?? 10_000
     this.maxStreamsPerPeer = init.maxStreamsPerPeer ?? 128
     this.maxQueuedPerPeer = init.maxQueuedPerPeer ?? 10_000
+    this.onCall = init.onCall
   }
 
   /** Wait for a slot for one more call to a peer; the returned function gives it back, once */
@@ -212,6 +217,33 @@ export class RpcClient {
    * (its `response` holds the signed answer). refresh-nonce is handled here.
    */
   async call (peer: PeerId | Multiaddr, request: CallRequest): Promise<CallResponse> {
+    const onCall = this.onCall
+    if (onCall == null) {
+      return this.callOnce(peer, request)
+    }
+    const started = performance.now()
+    const seen = (status: string, response?: CallResponse): void => {
+      onCall({
+        service: request.service,
+        method: request.method,
+        status,
+        seconds: (performance.now() - started) / 1000,
+        requestBytes: request.body?.length ?? 0,
+        responseBytes: response?.head.bodyLength ?? 0
+      })
+    }
+    try {
+      const response = await this.callOnce(peer, request)
+      seen(response.statusName, response)
+      return response
+    } catch (err: any) {
+      const response: CallResponse | undefined = err.response
+      seen(response?.statusName ?? 'unanswered', response)
+      throw err
+    }
+  }
+
+  private async callOnce (peer: PeerId | Multiaddr, request: CallRequest): Promise<CallResponse> {
     const body = await replayable(request.body ?? EMPTY_BODY, request.signal)
     const timeout = AbortSignal.timeout(this.timeoutMs + Math.ceil(body.length / 1024))
     const signal = request.signal == null ? timeout : AbortSignal.any([request.signal, timeout])

@@ -8,6 +8,7 @@ import { decodeRequest, encodeHead, encodeResponseSigned, signingBytes, type Acc
 import { EMPTY_BODY, type OutgoingBody } from './body.ts'
 import { Status, statusName, type StatusCode } from './status.ts'
 import type { CredentialSigner } from './credentials.ts'
+import type { CallObserver } from './observation.ts'
 import type { PeerId, Startable, Stream } from '@libp2p/interface'
 import type { Registrar } from '@libp2p/interface-internal'
 
@@ -88,6 +89,8 @@ export interface RpcServerInit {
   maxStreamsTotal?: number
   /** RPC streams open at once from one peer, over all its connections, default 256 */
   maxStreamsPerPeer?: number
+  /** told of every call answered (the node's metrics), default none */
+  onCall?: CallObserver
 }
 
 const ZERO_DIGEST = new Uint8Array(32)
@@ -235,6 +238,7 @@ export class RpcServer implements Startable {
   private readonly minBodyRate: number
   private readonly maxStreamsTotal: number
   private readonly maxStreamsPerPeer: number
+  private readonly onCall?: CallObserver
   private readonly streams = new Set<Stream>()
   private readonly perPeer = new Map<string, number>()
 
@@ -249,6 +253,7 @@ export class RpcServer implements Startable {
     this.minBodyRate = init.minBodyRate ?? 1024
     this.maxStreamsTotal = init.maxStreamsTotal ?? 4096
     this.maxStreamsPerPeer = init.maxStreamsPerPeer ?? 256
+    this.onCall = init.onCall
   }
 
   async start (): Promise<void> {
@@ -375,6 +380,7 @@ export class RpcServer implements Startable {
     const { head, signing } = decoded
     const digest = Uint8Array.from(createHash('sha256').update(signing).digest())
     const body = new RequestBodyReader(head, reader, stream, signal, this.bodyTimeoutMs, this.minBodyRate)
+    const started = performance.now()
     let reply: Reply
     if (head.bodyLength > this.maxBodyBytes) {
       reply = { status: Status.BODY_TOO_LARGE, message: `the body is ${head.bodyLength} bytes; this node accepts at most ${this.maxBodyBytes}` }
@@ -404,6 +410,14 @@ export class RpcServer implements Startable {
       }
     }
     await this.writeReply(stream, digest, head.nonce, reply, signal)
+    this.onCall?.({
+      service: head.service,
+      method: head.method,
+      status: statusName(reply.status),
+      seconds: (performance.now() - started) / 1000,
+      requestBytes: head.bodyLength,
+      responseBytes: reply.body?.length ?? 0
+    })
     return inStep
   }
 

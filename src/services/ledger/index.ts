@@ -14,6 +14,8 @@ import { ledgerIdOf, type Genesis } from '../../ledger/encoding.ts'
 import { ConfigError, objectSection, stringField, wholeNumber, type ConfigSection } from '../config-section.ts'
 import { promoPayments } from './promo-payment.ts'
 import { ledgerRoutes } from './routes.ts'
+import { Gauge, Histogram, type Registry } from 'prom-client'
+import type { Warning } from '../module.ts'
 import type { Service } from '../interface.ts'
 import type { ServiceModuleDefinition } from '../module.ts'
 
@@ -231,6 +233,12 @@ export const ledgerModule: ServiceModuleDefinition = {
     const { peerId, signer, datastore, pubsub, libp2p, caller, wallet, chain, reputation, section, dataDir } = components
     const config = section(ledgerSettings)
     const genesis = await genesisOf(config, dataDir)
+    const finality = new Histogram({
+      name: 'opencloud_ledger_finality_seconds',
+      help: 'Time from a Cloud Ledger block\'s proposal (its proposer\'s clock) to its being final on this node; blocks fetched while catching up count as late',
+      buckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300],
+      registers: genesis == null ? [] : [components.metrics]
+    })
     const ledger = genesis == null
       ? undefined
       : new CloudLedger({
@@ -253,7 +261,10 @@ export const ledgerModule: ServiceModuleDefinition = {
         recordEquivocation: (e) => {
           void reputation.record({ peer: e.validator, role: 'server', outcome: 'unsatisfactory', event: 'ledger-equivocation', service: LEDGER_SERVICE, method: e.what }).catch(() => {})
         }
-      }, { genesis, idleBlockMs: config.idleBlockMs, txRateLimit: config.txRateLimit })
+      }, { genesis, idleBlockMs: config.idleBlockMs, txRateLimit: config.txRateLimit, onFinal: (_block, ms) => { finality.observe(ms / 1000) } })
+    if (ledger != null) {
+      ledgerMetrics(components.metrics, ledger)
+    }
     return {
       services: ledger == null ? [] : [ledgerService(ledger)],
       payments: ledger == null ? {} : { promo: promoPayments(ledger) },
@@ -264,9 +275,37 @@ export const ledgerModule: ServiceModuleDefinition = {
             promo: (mode, server) => mode.kind === 'promo' ? { type: 'promo', code: Buffer.from(mode.code, 'hex'), authorization: Buffer.from(ledger.authorizeRedeem(mode.code, server), 'base64') } : undefined
           },
       routes: ledgerRoutes(ledger, components),
+      warnings: async () => ledger == null ? [] : ledgerWarnings(ledger, config.idleBlockMs),
       engine: ledger,
       start: async () => { await ledger?.start() },
       stop: async () => { await ledger?.stop() }
     }
   }
+}
+
+/** A ledger that made no block for this many slots past its idle block time has stalled */
+const STALLED_SLOTS = 10
+
+/** What is wrong with the ledger: blocks that stopped coming */
+function ledgerWarnings (ledger: CloudLedger, idleBlockMs: number): Warning[] {
+  const status = ledger.status()
+  const age = Date.now() - Date.parse(status.lastBlockAt)
+  const limit = idleBlockMs + STALLED_SLOTS * status.slotMs
+  if (age <= limit) {
+    return []
+  }
+  return [{
+    module: LEDGER_SERVICE,
+    severity: 'warning',
+    text: `the Cloud Ledger has made no block for ${Math.round(age / 1000)} s (height ${status.height}): fewer than two thirds of its validators may be online, or this node cannot reach them`
+  }]
+}
+
+/** The ledger's figures in the node's registry, read when Prometheus scrapes */
+function ledgerMetrics (registry: Registry, ledger: CloudLedger): void {
+  const registers = [registry]
+  new Gauge({ name: 'opencloud_ledger_height', help: 'Height of the last final Cloud Ledger block on this node', registers, collect () { this.set(ledger.status().height) } })
+  new Gauge({ name: 'opencloud_ledger_last_block_timestamp_seconds', help: 'Proposer\'s time of the last final block, seconds since the epoch', registers, collect () { this.set(Date.parse(ledger.status().lastBlockAt) / 1000) } })
+  new Gauge({ name: 'opencloud_ledger_pending_transactions', help: 'Transactions waiting for a block', registers, collect () { this.set(ledger.status().pending) } })
+  new Gauge({ name: 'opencloud_ledger_validator', help: '1 when this node is one of the ledger\'s validators', registers, collect () { this.set(ledger.status().validator ? 1 : 0) } })
 }

@@ -1,3 +1,5 @@
+import { Gauge, type Registry } from 'prom-client'
+import { PriceHistory, type PriceHistoryInit } from '../../market/price-history.ts'
 import { BadRequestError } from '../../protocols/rpc/errors.ts'
 import { logger } from '@libp2p/logger'
 import { formatAmount, parseAmount, Units } from '../../protocols/units.ts'
@@ -109,7 +111,9 @@ function marketQuery (url: URL): { service?: string, method?: string } {
  */
 export const marketModule: ServiceModuleDefinition = {
   name: MARKET_SERVICE,
-  create: ({ market, registry, libp2p, chain, caller, saveConfig }) => {
+  create: ({ market, registry, libp2p, chain, caller, saveConfig, metrics, options }) => {
+    const history = new PriceHistory(market.index, options.market as PriceHistoryInit | undefined)
+    marketMetrics(metrics, market)
     const syncedAt = new Map<string, number>()
     /** retries waiting to run, cleared at stop */
     const retries = new Set<ReturnType<typeof setTimeout>>()
@@ -170,6 +174,14 @@ export const marketModule: ServiceModuleDefinition = {
       routes: {
         'GET /v1/market/prices': async ({ url, json }) => { json(200, market.index.query(marketQuery(url)).map(offerJson)) },
         'GET /v1/market/stats': async ({ url, json }) => { json(200, market.index.stats(marketQuery(url)).map(statsJson)) },
+        // the dashboard's price chart: samples of the statistics, oldest first (PriceHistory)
+        'GET /v1/market/history': async ({ url, json }) => {
+          const since = url.searchParams.has('since') ? Date.parse(url.searchParams.get('since') ?? '') : 0
+          if (Number.isNaN(since)) {
+            throw new HttpError(400, 'since is a time: /v1/market/history?since=2026-12-01T00:00:00Z')
+          }
+          json(200, { points: history.list(since).map(p => ({ at: new Date(p.at).toISOString(), ...statsJson(p) })) })
+        },
         'POST /v1/market/price': async ({ req, json }) => {
           const usage = 'send JSON: {"service": "sha256", "method": "hash", "amount": "100 sat", "confirm": false}'
           const body = await readJsonBody(req, usage)
@@ -187,8 +199,12 @@ export const marketModule: ServiceModuleDefinition = {
           json(200, { service: body.service, method: body.method, price: formatAmount(sats), persisted: set.persisted, offer: set.offer == null ? null : offerJson(set.offer) })
         }
       },
-      start: async () => { libp2p.addEventListener('peer:connect', onConnect) },
+      start: async () => {
+        libp2p.addEventListener('peer:connect', onConnect)
+        history.start()
+      },
       stop: async () => {
+        history.stop()
         libp2p.removeEventListener('peer:connect', onConnect)
         for (const timer of retries) {
           clearTimeout(timer)
@@ -197,4 +213,29 @@ export const marketModule: ServiceModuleDefinition = {
       }
     }
   }
+}
+
+/** The market as this node sees it, in the node's registry: offers and median prices (BTC per unit) per service and method */
+function marketMetrics (registry: Registry, market: Market): void {
+  const registers = [registry]
+  new Gauge({
+    name: 'opencloud_market_offers',
+    help: 'Valid offers this node knows, per service and method',
+    labelNames: ['service', 'method'],
+    registers,
+    collect () {
+      this.reset()
+      for (const s of market.index.stats()) this.set({ service: s.service, method: s.method }, s.count)
+    }
+  })
+  new Gauge({
+    name: 'opencloud_market_median_price_btc',
+    help: 'Median price of the offers per service and method, weighted by the providers\' trust, in BTC per unit (the label unit: MiB, TiB-month, call)',
+    labelNames: ['service', 'method', 'unit'],
+    registers,
+    collect () {
+      this.reset()
+      for (const s of market.index.stats()) this.set({ service: s.service, method: s.method, unit: s.unit }, Number(s.median) / 1e8)
+    }
+  })
 }

@@ -8,6 +8,7 @@ import { ConfigError, objectSection, wholeNumber, type ConfigSection } from '../
 import type { ChannelUse } from '../../payments/payment-agent.ts'
 import type { Payment } from '../../protocols/rpc/messages.ts'
 import type { TabBook } from '../../payments/tab-book.ts'
+import type { ChainBackend } from '../../payments/chain/interface.ts'
 import type { Wallet } from '../../payments/wallet/wallet.ts'
 import { InvalidAmountError } from '../../protocols/units.ts'
 import { tabJson } from './views.ts'
@@ -15,6 +16,8 @@ import { WrongNetworkAddressError } from '../../protocols/bitcoin-networks.ts'
 import { DustPaymentError, FeeTooHighError, InsufficientFundsError } from '../../payments/wallet/tx-builder.ts'
 import { HoldingsCheck, PaymentDesk } from './payment-desk.ts'
 import { paymentsRoutes } from './routes.ts'
+import { paymentsMetrics } from './metrics.ts'
+import type { Warning } from '../module.ts'
 import type { PaymentHook, Service } from '../interface.ts'
 import type { ServiceModuleDefinition } from '../module.ts'
 
@@ -222,7 +225,7 @@ export const channelSettings: ConfigSection<ChannelSettings> = {
 export const paymentsModule: ServiceModuleDefinition = {
   name: PAYMENTS_SERVICE,
   config: [channelSettings],
-  create: ({ wallet, tabs, chain, payments, reputation, network, config, datastore, caller, section, options }) => {
+  create: ({ wallet, tabs, chain, payments, reputation, network, config, datastore, caller, section, options, metrics }) => {
     const record = async (r: Parameters<NonNullable<PaymentsServiceComponents['record']>>[0]): Promise<void> => reputation.record(r)
     const desk = chain == null
       ? undefined
@@ -268,8 +271,10 @@ export const paymentsModule: ServiceModuleDefinition = {
           },
           credit: async (caller, policy) => desk.credit(caller, policy)
         }
+    paymentsMetrics(metrics, { wallet, chain, tabs }, channels)
     return {
       services: [paymentsService({ wallet, tabs, record, channels })],
+      warnings: async () => paymentWarnings({ wallet, chain, tabs }),
       payments: desk == null || none == null ? {} : { none, attached: desk, defer: desk, ...(channelHook == null ? {} : { channel: channelHook }) },
       checks: chain == null ? {} : { holdings: new HoldingsCheck(chain) },
       routes: paymentsRoutes({ wallet, chain, tabs, payments, config }, channels),
@@ -289,4 +294,31 @@ export const paymentsModule: ServiceModuleDefinition = {
       }
     }
   }
+}
+
+/**
+ * What is wrong with paying, for the dashboard: a chain the node cannot
+ * reach (nothing settles, no channel opens), and debts past their grace
+ * that the wallet cannot cover
+ */
+async function paymentWarnings ({ wallet, chain, tabs }: { wallet: Wallet, chain?: ChainBackend, tabs: TabBook }): Promise<Warning[]> {
+  if (chain == null) {
+    return []
+  }
+  const warnings: Warning[] = []
+  const balance = await wallet.balance(chain).catch((err: any) => {
+    warnings.push({ module: PAYMENTS_SERVICE, severity: 'warning', text: `the chain (payments.chain) cannot be reached (${String(err.message)}): nothing is paid or settled until it can` })
+    return undefined
+  })
+  const payable = await tabs.tabs('payable')
+  const overdue = payable.reduce((sum, t) => sum + t.overdue, 0n)
+  if (overdue > 0n) {
+    const short = balance != null && balance.confirmed < overdue
+    warnings.push({
+      module: PAYMENTS_SERVICE,
+      severity: short ? 'critical' : 'warning',
+      text: `${formatAmount(overdue)} owed to ${payable.filter(t => t.overdue > 0n).length} peer(s) is overdue${short ? `, more than the wallet's ${formatAmount(balance.confirmed)}: fund the wallet (wallet address) or these peers stop serving this node` : ': it is settled at the next settlement round'}`
+    })
+  }
+  return warnings
 }

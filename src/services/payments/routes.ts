@@ -59,6 +59,8 @@ function payableJson (tab: TabSummary, state?: SettlementState): Record<string, 
 }
 
 /** The control API's wallet and payments routes (README, "Control API") */
+const DAY_MS = 24 * 60 * 60_000
+
 export function paymentsRoutes ({ wallet, chain, tabs, payments, config }: Pick<ModuleComponents, 'wallet' | 'chain' | 'tabs' | 'payments' | 'config'>, channels?: Channels): RouteTable {
   const requireChannels = (): Channels => {
     if (channels == null) {
@@ -131,6 +133,23 @@ export function paymentsRoutes ({ wallet, chain, tabs, payments, config }: Pick<
       const until = url.searchParams.has('until') ? positiveInteger(url, 'until', 0) : Date.now()
       const from = since ?? await tabs.firstActivity() ?? null
       json(200, summaryJson(await tabs.summary(from ?? 0, until), await tabs.onChain(from ?? 0, until), from, until))
+    },
+    'GET /v1/payments/daily': async ({ url, json }) => {
+      // what the dashboard draws: earned and spent per UTC day, oldest first, days without any included
+      const days = positiveInteger(url, 'days', 14)
+      if (days < 1 || days > 366) {
+        throw new HttpError(400, 'days is 1 to 366: /v1/payments/daily?days=14')
+      }
+      const today = Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate())
+      const since = today - (days - 1) * DAY_MS
+      const byDay = await tabs.tally(since, Infinity, c => new Date(c.at).toISOString().slice(0, 10))
+      json(200, {
+        days: Array.from({ length: days }, (_, i) => {
+          const day = new Date(since + i * DAY_MS).toISOString().slice(0, 10)
+          const row = byDay.get(day)
+          return { day, earned: formatAmount(row?.earned ?? 0n), spent: formatAmount(row?.spent ?? 0n), calls: row?.calls ?? 0 }
+        })
+      })
     },
     'GET /v1/payments/history': async ({ json }) => {
       json(200, (await tabs.payments()).map(p => ({ ...p, amount: formatAmount(p.sats), sats: undefined, at: new Date(p.at).toISOString() })))

@@ -13,6 +13,7 @@ import { SHARE_ERRORS, shareRoutes } from './routes-shares.ts'
 import { RECOVERY_ERRORS, recoverAfterRestore, recoveryRoutes } from './routes-recovery.ts'
 import { RECOVERY_MARKER } from '../../storage/constants.ts'
 import { access } from 'node:fs/promises'
+import { hostingRoutes, storageMetrics, storageWarnings } from './dashboard.ts'
 import type { ModuleComponents, ServiceModuleDefinition } from '../module.ts'
 
 /** A size in config.json ("256 MiB", or bytes), refused with the path when it does not parse */
@@ -174,9 +175,12 @@ export const storageModule: ServiceModuleDefinition = {
       rateContract: (peer, satisfactory) => { record({ peer, role: 'server', outcome: satisfactory ? 'satisfactory' : 'unsatisfactory', event: 'contract-rated', service: STORAGE_SERVICE, method: 'end' }) }
     }, { auditIntervalMs: upkeep.auditIntervalMs, auditGraceMs: upkeep.auditGraceMs, rentCheckMs: upkeep.checkIntervalMs, contractAllowance: parseSize(upkeep.contractAllowance, 'storage.contractAllowance'), versionsKeptForMs: versionsKeptForMs(upkeep.versionsKeptFor), orphanGraceMs: upkeep.orphanGraceMs, ...(options[STORAGE_SERVICE] as StorageClientInit | undefined) })
     const engines: StorageEngines = { host, client }
+    const hosting = hostSettings.enabled !== false
+    storageMetrics(components.metrics, client, host)
     return {
-      services: hostSettings.enabled === false ? [] : [storageService(host)],
-      routes: { ...storageRoutes(client, components), ...recoveryRoutes(client), ...shareRoutes(client) },
+      services: hosting ? [storageService(host)] : [],
+      routes: { ...storageRoutes(client, components), ...recoveryRoutes(client), ...shareRoutes(client), ...hostingRoutes(host, hosting, components) },
+      warnings: async () => storageWarnings(client, host, hosting, components),
       errors: [...STORAGE_ERRORS, ...RECOVERY_ERRORS, ...SHARE_ERRORS],
       engine: engines,
       start: async () => {

@@ -106,6 +106,9 @@ export class StorageClient {
     })
   }
 
+  /** What the upkeep did since the node started (the node's metrics): audits by outcome, shards rebuilt */
+  readonly tallies = { auditsPassed: 0, auditsFailed: 0, auditsUnreachable: 0, shardsRepaired: 0 }
+
   start (): void {
     this.shutdown = new AbortController()
     this.checkTimer = setInterval(() => { this.checkNow() }, this.rentCheckMs)
@@ -443,7 +446,11 @@ export class StorageClient {
    * Resolves with what was audited.
    */
   async audit (now = Date.now(), signal?: AbortSignal): Promise<AuditCounts> {
-    return this.upkept(signal, async upkeep => auditDue({ records: this.records, session: this.session, rate: this.components.rate }, { auditIntervalMs: this.auditIntervalMs, auditGraceMs: this.auditGraceMs }, now, upkeep))
+    const counts = await this.upkept(signal, async upkeep => auditDue({ records: this.records, session: this.session, rate: this.components.rate }, { auditIntervalMs: this.auditIntervalMs, auditGraceMs: this.auditGraceMs }, now, upkeep))
+    this.tallies.auditsPassed += counts.passed
+    this.tallies.auditsFailed += counts.failed
+    this.tallies.auditsUnreachable += counts.unreachable
+    return counts
   }
 
   /** Pay the next period of every live contract whose paid time runs out within half a period */
@@ -462,12 +469,16 @@ export class StorageClient {
    * resolves with how many shards were rebuilt
    */
   async repairAll (now = Date.now(), signal?: AbortSignal): Promise<number> {
-    return this.upkept(signal, async upkeep => this.repairer.repairDue(now, upkeep))
+    const rebuilt = await this.upkept(signal, async upkeep => this.repairer.repairDue(now, upkeep))
+    this.tallies.shardsRepaired += rebuilt
+    return rebuilt
   }
 
   /** Repair one object now, whatever its retry time (Repairer.repairObject says how) */
   async repair (nameOrId: string, signal?: AbortSignal): Promise<number> {
-    return this.upkept(signal, async upkeep => this.repairer.repairObject(await this.records.find(nameOrId), await this.components.hosts(), upkeep, Date.now()))
+    const rebuilt = await this.upkept(signal, async upkeep => this.repairer.repairObject(await this.records.find(nameOrId), await this.components.hosts(), upkeep, Date.now()))
+    this.tallies.shardsRepaired += rebuilt
+    return rebuilt
   }
 
   /**

@@ -158,6 +158,19 @@ export class StorageHost {
     return this.book.open()
   }
 
+  /** Who rents here: each renter's contracts not ended and the bytes they hold, most bytes first */
+  renters (): Array<{ renter: string, contracts: number, bytes: number }> {
+    const byRenter = new Map<string, { renter: string, contracts: number, bytes: number }>()
+    for (const c of this.book.all()) {
+      if (c.endedAt != null) continue
+      const r = byRenter.get(c.terms.renter) ?? { renter: c.terms.renter, contracts: 0, bytes: 0 }
+      r.contracts++
+      r.bytes += c.bytes
+      byRenter.set(c.terms.renter, r)
+    }
+    return [...byRenter.values()].sort((a, b) => b.bytes - a.bytes || a.renter.localeCompare(b.renter))
+  }
+
   /**
    * The agreement check of a call and its price at the contract's prices,
    * asked before payment (agreement.ts, costOf); undefined: the list price
