@@ -8,8 +8,8 @@ export const SCRIPT = fileURLToPath(new URL('../../scripts/testnet/testnet.ts', 
  * stop the daemons too), resolved with what it printed once the nodes are up,
  * and what it has written to stderr so far
  */
-export async function startTestnet (nodes: number, dir: string): Promise<{ child: ChildProcess, network: any, stderr: () => string }> {
-  const child = spawn(process.execPath, [SCRIPT, '--nodes', String(nodes), '--dir', dir, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+export async function startTestnet (nodes: number, dir: string, extra: string[] = []): Promise<{ child: ChildProcess, network: any, stderr: () => string }> {
+  const child = spawn(process.execPath, [SCRIPT, '--nodes', String(nodes), '--dir', dir, '--json', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
   let stdout = ''
   let stderr = ''
   child.stdout?.on('data', d => { stdout += d })
