@@ -85,6 +85,10 @@ describe('the packed package', { timeout: 600_000 }, () => {
         })
       })
       assert.match(started.peerId, /^12D3KooW/)
+      // the dashboard's page is a file beside the compiled code: the build copies it
+      const page = await fetch(`${started.api}/`)
+      assert.equal(page.status, 200, 'the installed package serves its dashboard')
+      assert.match(await page.text(), /<script type="module" src="\/dashboard\/app.js">/)
       child.removeAllListeners('exit')
       // as a terminal's Ctrl-C or a supervisor's stop reaches npx and the node
       process.kill(-(child.pid as number), 'SIGTERM')

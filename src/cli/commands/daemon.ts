@@ -4,7 +4,7 @@ import { checkApiAddress, loadConfig, LOG_LEVELS, updateConfigFile, type LogLeve
 import { ensureDataDir, loadOrCreateToken, removeApiInfo, writeApiInfo } from '../../node/data-dir.ts'
 import { setLogLevel } from '../../node/logging.ts'
 import { VERSION } from '../../node/version.ts'
-import { UsageError, printJson, table, type Command } from '../command.ts'
+import { UsageError, hintLine, printJson, table, type Command } from '../command.ts'
 import { multiaddr } from '@multiformats/multiaddr'
 import { parseS3Address } from '../../services/s3/index.ts'
 import type { S3Gateway } from '../../gateway/s3/s3-gateway.ts'
@@ -135,6 +135,8 @@ Options:
         ['PeerId', node.peerId.toString()],
         ...addrs.map((a, i) => [i === 0 ? 'listening' : '', a]),
         ['api', apiServer.url],
+        // a hint that runs as printed: the data directory tells the command where this node's API is
+        ['dashboard', `${apiServer.url}/ (${hintLine({ 'data-dir': values['data-dir'] }, ['dashboard'])} logs a browser in)`],
         ...(s3 != null ? [['s3', s3]] : []),
         ['data dir', dataDir],
         ['services', node.registry.names().join(', ')]

@@ -23,7 +23,8 @@ token in api.token in the data directory.
   --no-open   only print the link
 
 The pages: overview (identity, peers, warnings), money, hosting, my files,
-market, reputation, ledger. Prometheus metrics are at /metrics (README, "Metrics").`,
+market, reputation, ledger. Prometheus metrics are at /metrics (npx opencloud-node metrics; README,
+"Dashboard and metrics").`,
   options: {
     'no-open': { type: 'boolean' }
   },

@@ -124,6 +124,9 @@ const btcLabel = (v) => v === 0 ? '0' : `${Number(v.toPrecision(3))} BTC`
 /** Bars per label, one per series side by side: series [{ name, color, values }] */
 function barChart (labels, series) {
   const max = Math.max(0, ...series.flatMap(s => s.values))
+  if (max === 0) {
+    return el('p', { class: 'muted', text: `nothing ${series.map(s => s.name).join(' or ')} in ${labels[0]} to ${labels[labels.length - 1]}` })
+  }
   const f = frame(max, btcLabel)
   const slot = (f.W - f.L) / Math.max(1, labels.length)
   const width = Math.max(2, (slot * 0.7) / series.length)
@@ -224,7 +227,7 @@ async function hosting () {
     panel('Space', stackBar([
       { value: h.used, className: 'fill-used', label: 'held', text: h.usedText },
       { value: Math.max(0, h.reserved - h.used), className: 'fill-reserved', label: 'promised, not yet held', text: h.reservedText },
-      { value: h.free, className: '', label: 'free', text: h.freeText }])),
+      { value: h.free, className: 'fill-free', label: 'free', text: h.freeText }])),
     panel('Earnings per month', barChart(h.earnings.map(e => e.month), [{ name: 'earned by hosting', color: '#16a34a', values: h.earnings.map(e => btc(e.earned)) }])),
     panel('Renters', h.renters.length === 0
       ? el('p', { class: 'muted', text: 'nobody rents space here yet' })
@@ -291,10 +294,14 @@ async function reputation () {
   const own = lists.flat().sort((a, b) => b.at - a.at)
   const rows = (list) => list.map(p => row([peerCell(p.peer), p.trust.toFixed(3), p.score.toFixed(3), p.satisfactory, p.unsatisfactory], [1, 2, 3, 4]))
   const head = ['peer', 'trust', 'score', 'satisfactory', 'unsatisfactory']
-  return [
-    el('div', { class: 'two' },
+  // with ten peers or fewer, one table says both ends
+  const ends = sorted.length <= 10
+    ? panel('Peers by trust', table(head, rows(sorted), [1, 2, 3, 4]))
+    : el('div', { class: 'two' },
       panel('Most trusted', table(head, rows(sorted.slice(0, 5)), [1, 2, 3, 4])),
-      panel('Least trusted', table(head, rows(sorted.slice(-5).reverse()), [1, 2, 3, 4]))),
+      panel('Least trusted', table(head, rows(sorted.slice(-5).reverse()), [1, 2, 3, 4])))
+  return [
+    ends,
     panel("This node's records (what it saw of its peers, newest first)", own.length === 0
       ? el('p', { class: 'muted', text: 'no records yet: they come with calls made and served' })
       : table(['peer', 'as', 'outcome', 'event', 'call', 'at'], own.slice(0, 20).map(r => row([peerCell(r.peer), r.role, r.outcome, r.event, r.service == null ? '' : `${r.service}.${r.method ?? ''}`, when(r.at)]))))
