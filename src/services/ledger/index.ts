@@ -287,7 +287,7 @@ export const ledgerModule: ServiceModuleDefinition = {
 const STALLED_SLOTS = 10
 
 /** What is wrong with the ledger: blocks that stopped coming */
-function ledgerWarnings (ledger: CloudLedger, idleBlockMs: number): Warning[] {
+export function ledgerWarnings (ledger: Pick<CloudLedger, 'status'>, idleBlockMs: number): Warning[] {
   const status = ledger.status()
   const age = Date.now() - Date.parse(status.lastBlockAt)
   const limit = idleBlockMs + STALLED_SLOTS * status.slotMs
