@@ -1,3 +1,4 @@
+import { Registry } from 'prom-client'
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -31,8 +32,8 @@ describe('the market module: offers pulled from a newly met peer', () => {
         return { body: { bytes: async () => body } }
       }
     }
-    const market = { importOffers: (list: Uint8Array[]) => { imported.push(list); return list.length } }
-    const module = await marketModule.create({ market, libp2p, caller, registry: {}, saveConfig: async () => true } as any)
+    const market = { importOffers: (list: Uint8Array[]) => { imported.push(list); return list.length }, index: { stats: () => [] } }
+    const module = await marketModule.create({ market, libp2p, caller, registry: {}, saveConfig: async () => true, metrics: new Registry(), options: {} } as any)
     await module.start?.()
     return {
       calls: () => calls,
