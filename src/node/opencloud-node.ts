@@ -98,7 +98,6 @@ interface NodeParts {
   datastore: LevelDatastore
   metrics: NodeMetrics
   pages: RouteTable
-  warningSources: Array<{ module: string, check: () => Promise<Warning[]> }>
 }
 
 /**
@@ -149,7 +148,6 @@ export class OpenCloudNode {
   readonly routes: RouteTable
   /** the routes served without the token (ServiceModule.pages): the dashboard's files and login */
   readonly pages: RouteTable
-  private readonly warningSources: Array<{ module: string, check: () => Promise<Warning[]> }>
   /** the HTTP status of every module's errors, for the control API */
   readonly errorStatuses: ErrorStatus[]
   /** the kinds of payment the modules can make (`--pay promo:<code>`) */
@@ -176,7 +174,6 @@ export class OpenCloudNode {
     this.modules = parts.modules
     this.routes = parts.routes
     this.pages = parts.pages
-    this.warningSources = parts.warningSources
     this.errorStatuses = parts.errorStatuses
     this.payWith = parts.payWith
     this.datastore = parts.datastore
@@ -187,9 +184,9 @@ export class OpenCloudNode {
    * fails says so as a warning of its own rather than hiding the others.
    */
   async warnings (): Promise<Warning[]> {
-    const found = await Promise.all(this.warningSources.map(async ({ module, check }) => {
+    const found = await Promise.all([...this.modules].map(async ([module, { warnings }]) => {
       try {
-        return await check()
+        return await warnings?.() ?? []
       } catch (err: any) {
         return [{ module, severity: 'warning' as const, text: `its health check failed: ${String(err.message)}` }]
       }
@@ -277,7 +274,6 @@ export class OpenCloudNode {
     const modules = new Map<string, ServiceModule>()
     const routes: RouteTable = {}
     const pages: RouteTable = {}
-    const warningSources: Array<{ module: string, check: () => Promise<Warning[]> }> = []
     const errorStatuses: ErrorStatus[] = []
     const hooks: Partial<Record<PaymentKind, PaymentHook>> = {}
     const payWith: NonNullable<ServiceModule['payWith']> = {}
@@ -297,10 +293,6 @@ export class OpenCloudNode {
           table[route] = routeHandler
         }
       }
-      const warnings = module.warnings
-      if (warnings != null) {
-        warningSources.push({ module: definition.name, check: warnings })
-      }
       for (const [kind, hook] of Object.entries(module.payments ?? {}) as Array<[PaymentKind, PaymentHook]>) {
         if (hooks[kind] != null) {
           throw new Error(`${kind} payments are claimed by two modules (${definition.name} is the second)`)
@@ -316,7 +308,7 @@ export class OpenCloudNode {
     checkServicesConfig(config, registry, policies, definitions.flatMap(m => m.config ?? []))
     const pipeline = new Pipeline({ registry, verifier, nonces, policies }, { requireCredential: config.rpc.requireCredential, reputation: reputationCheck, payments: hooks, holdings })
     handler.pipeline = pipeline
-    node = new OpenCloudNode({ libp2p, config, paths, registry, signer, nonces, wallet, tabs, chain, payments, market, reputation, caller, pipeline, modules, routes, pages, warningSources, errorStatuses, payWith, datastore, metrics })
+    node = new OpenCloudNode({ libp2p, config, paths, registry, signer, nonces, wallet, tabs, chain, payments, market, reputation, caller, pipeline, modules, routes, pages, errorStatuses, payWith, datastore, metrics })
     return node
   }
 
